@@ -1,0 +1,38 @@
+# Berth build and test entry points. See README.md.
+GO      ?= go
+BIN     := bin
+# berth-runtime is the one cgo binary (libseccomp); link it statically so the
+# per-container start pays no dynamic loader and the binary runs in any rootfs.
+STATIC  := -ldflags '-s -w -linkmode external -extldflags "-static"' -trimpath
+DEMO    := $(CURDIR)/.tmp/demo
+
+.PHONY: all build test unit e2e demo bench clean deps
+
+all: build
+
+build:
+	CGO_ENABLED=1 $(GO) build $(STATIC) -o $(BIN)/berth-runtime ./cmd/berth-runtime
+
+# deps installs what a fresh Debian machine needs to build and test (as root).
+deps:
+	bash .ci/install-deps
+
+# test runs every test: unit tests, then root-only integration tests that run
+# real containers with the freshly built binaries.
+test: build
+	$(GO) vet ./...
+	BERTH_RUNTIME=$(CURDIR)/$(BIN)/berth-runtime $(GO) test -count=1 -timeout 30m ./...
+
+demo: deps build
+	rm -rf $(DEMO) && mkdir -p $(DEMO)/rootfs/bin
+	cp /bin/busybox $(DEMO)/rootfs/bin/busybox
+	for t in sh echo cat ls hostname id ps uname; do ln -sf busybox $(DEMO)/rootfs/bin/$$t; done
+	cd $(DEMO) && $(CURDIR)/$(BIN)/berth-runtime spec
+	sed -i 's/"terminal": true/"terminal": false/; s/"sh"$$/"sh", "-c", "echo hello from a berth container; hostname; id; ps"/' $(DEMO)/config.json
+	$(CURDIR)/$(BIN)/berth-runtime --root $(DEMO)/state run --bundle $(DEMO) demo-$$$$
+
+bench: build
+	$(GO) run ./bench/lifecycle -berth $(CURDIR)/$(BIN)/berth-runtime
+
+clean:
+	rm -rf $(BIN) .tmp
