@@ -1,0 +1,202 @@
+// Package cgroups gives each container its own cgroup on whatever hierarchy
+// layout the host has — cgroup v1, v2 unified, or hybrid (v1 controllers with
+// a v2 hierarchy beside them) — and converts runtime-spec resources into
+// limits. The kernel-facing work is done by github.com/opencontainers/cgroups
+// (runc's own cgroup code); this package is the runtime's adapter to it.
+package cgroups
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/opencontainers/cgroups"
+	// Registers the device-rule writers (v1 allow lists, v2 eBPF programs)
+	// with the cgroup managers; without it they refuse device rules.
+	_ "github.com/opencontainers/cgroups/devices"
+	"github.com/opencontainers/cgroups/manager"
+	"github.com/opencontainers/cgroups/systemd"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// DefaultParent is where a container's cgroup goes when its config has no
+// cgroupsPath: /berth/<id> on every hierarchy.
+const DefaultParent = "/berth"
+
+// Config says which cgroup a container gets and what limits it has.
+type Config struct {
+	ID          string
+	CgroupsPath string // from the spec; empty means DefaultParent/ID
+	Systemd     bool   // cgroupsPath is slice:prefix:name, driven through systemd
+	Rootless    bool
+	Resources   *specs.LinuxResources
+}
+
+// Manager is one container's cgroup.
+type Manager struct {
+	m cgroups.Manager
+}
+
+// New prepares the manager of a container's cgroup; nothing is created on
+// the host until Apply.
+func New(cfg Config) (*Manager, error) {
+	cg, err := cgroupConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Systemd && !systemd.IsRunningSystemd() {
+		return nil, errors.New("--systemd-cgroup: systemd is not running on this host (PID 1 is not systemd); use the cgroupfs driver")
+	}
+	m, err := manager.New(cg)
+	if err != nil {
+		return nil, fmt.Errorf("cgroup manager: %w", err)
+	}
+	return &Manager{m: m}, nil
+}
+
+// Load returns the manager of an existing container's cgroup from the
+// paths its state recorded.
+func Load(cfg Config, paths map[string]string) (*Manager, error) {
+	cg, err := cgroupConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	m, err := manager.NewWithPaths(cg, paths)
+	if err != nil {
+		return nil, fmt.Errorf("cgroup manager: %w", err)
+	}
+	return &Manager{m: m}, nil
+}
+
+func cgroupConfig(cfg Config) (*cgroups.Cgroup, error) {
+	res, err := ConvertResources(cfg.Resources)
+	if err != nil {
+		return nil, err
+	}
+	cg := &cgroups.Cgroup{Resources: res, Rootless: cfg.Rootless, Systemd: cfg.Systemd}
+	path := cfg.CgroupsPath
+	if cfg.Systemd {
+		if path == "" {
+			path = "system.slice:berth:" + cfg.ID
+		}
+		parts := strings.Split(path, ":")
+		if len(parts) != 3 {
+			return nil, fmt.Errorf("linux.cgroupsPath: %q is not of the systemd form slice:prefix:name", path)
+		}
+		cg.Parent, cg.ScopePrefix, cg.Name = parts[0], parts[1], parts[2]
+		return cg, nil
+	}
+	if path == "" {
+		path = filepath.Join(DefaultParent, cfg.ID)
+	}
+	if strings.Contains(path, ":") && !filepath.IsAbs(path) {
+		return nil, fmt.Errorf("linux.cgroupsPath: %q looks like a systemd path; use --systemd-cgroup", path)
+	}
+	if filepath.Clean("/"+path) != "/"+strings.TrimPrefix(path, "/") || strings.Contains(path, "..") {
+		return nil, fmt.Errorf("linux.cgroupsPath: %q must not contain '..'", path)
+	}
+	cg.Path = path
+	return cg, nil
+}
+
+// Apply creates the cgroup and moves pid into it (-1 only creates it).
+func (m *Manager) Apply(pid int) error {
+	if err := m.m.Apply(pid); err != nil {
+		return fmt.Errorf("create cgroup: %w", err)
+	}
+	return nil
+}
+
+// Set writes the limits. It is called before the container process runs so
+// that a limit the host cannot apply fails the create.
+func (m *Manager) Set(r *specs.LinuxResources) error {
+	res, err := ConvertResources(r)
+	if err != nil {
+		return err
+	}
+	if err := m.m.Set(res); err != nil {
+		return fmt.Errorf("set cgroup limits: %w", err)
+	}
+	return nil
+}
+
+// Paths are the cgroup directories, one per controller on v1 ("" on v2).
+func (m *Manager) Paths() map[string]string { return m.m.GetPaths() }
+
+// Pids lists every process in the container's cgroup tree.
+func (m *Manager) Pids() ([]int, error) { return m.m.GetAllPids() }
+
+// Exists says whether the cgroup is still there.
+func (m *Manager) Exists() bool { return m.m.Exists() }
+
+// Freeze pauses or resumes every process of the container.
+func (m *Manager) Freeze(frozen bool) error {
+	state := cgroups.Thawed
+	if frozen {
+		state = cgroups.Frozen
+	}
+	return m.m.Freeze(state)
+}
+
+// Frozen says whether the container is paused.
+func (m *Manager) Frozen() (bool, error) {
+	s, err := m.m.GetFreezerState()
+	if err != nil {
+		return false, err
+	}
+	return s == cgroups.Frozen, nil
+}
+
+// Stats returns the cgroup statistics.
+func (m *Manager) Stats() (*cgroups.Stats, error) { return m.m.GetStats() }
+
+// OOMKillCount reports how many processes the kernel OOM-killed here.
+func (m *Manager) OOMKillCount() (uint64, error) { return m.m.OOMKillCount() }
+
+// Destroy removes the cgroup on every hierarchy. Processes left inside are
+// the caller's to kill first.
+func (m *Manager) Destroy() error {
+	if err := m.m.Destroy(); err != nil {
+		return fmt.Errorf("remove cgroup: %w", err)
+	}
+	return nil
+}
+
+// Path is the directory of one v1 controller, or the v2 cgroup for "".
+func (m *Manager) Path(controller string) string { return m.m.Path(controller) }
+
+// IsV2 says whether the host runs the unified hierarchy only.
+func IsV2() bool { return cgroups.IsCgroup2UnifiedMode() }
+
+// IsHybrid says whether the host has v1 controllers with a v2 hierarchy
+// mounted beside them (as this project's CI machine does).
+func IsHybrid() bool { return cgroups.IsCgroup2HybridMode() }
+
+// HostHasController says whether the host's cgroups offer a controller.
+func HostHasController(name string) bool {
+	if IsV2() {
+		b, err := os.ReadFile("/sys/fs/cgroup/cgroup.controllers")
+		return err == nil && contains(strings.Fields(string(b)), name)
+	}
+	_, err := cgroups.FindCgroupMountpoint("", name)
+	return err == nil
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// AddProc moves pid into the existing cgroup (for exec'd processes).
+func (m *Manager) AddProc(pid int) error {
+	if err := m.m.AddPid("", pid); err != nil {
+		return fmt.Errorf("join container cgroup: %w", err)
+	}
+	return nil
+}

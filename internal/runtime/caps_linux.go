@@ -1,0 +1,86 @@
+package runtime
+
+import (
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/moby/sys/capability"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// processCaps applies a process's five capability sets in the two steps the
+// kernel needs around the uid change: the bounding set while the process
+// still has CAP_SETPCAP, the rest after setuid (with keep-caps set).
+type processCaps struct {
+	c    capability.Capabilities
+	sets map[capability.CapType][]capability.Cap
+}
+
+var capsByName = func() map[string]capability.Cap {
+	m := map[string]capability.Cap{}
+	for _, c := range capability.ListKnown() {
+		m["CAP_"+strings.ToUpper(c.String())] = c
+	}
+	return m
+}()
+
+// resolveCaps maps names to capabilities. The spec says a capability the
+// runtime cannot map is logged, not fatal, so unknown names are reported as
+// a warning and skipped, as runc does.
+func resolveCaps(names []string) []capability.Cap {
+	last, _ := capability.LastCap()
+	var out []capability.Cap
+	for _, n := range names {
+		c, ok := capsByName[strings.ToUpper(n)]
+		if !ok || c > last {
+			fmt.Fprintf(os.Stderr, "berth-runtime: warning: capability %q is unknown to this kernel; ignored\n", n)
+			continue
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+func newCaps(lc *specs.LinuxCapabilities) (*processCaps, error) {
+	c, err := capability.NewPid2(0)
+	if err != nil {
+		return nil, fmt.Errorf("capabilities: %w", err)
+	}
+	if err := c.Load(); err != nil {
+		return nil, fmt.Errorf("capabilities: %w", err)
+	}
+	if lc == nil {
+		lc = &specs.LinuxCapabilities{}
+	}
+	return &processCaps{c: c, sets: map[capability.CapType][]capability.Cap{
+		capability.BOUNDING:    resolveCaps(lc.Bounding),
+		capability.EFFECTIVE:   resolveCaps(lc.Effective),
+		capability.PERMITTED:   resolveCaps(lc.Permitted),
+		capability.INHERITABLE: resolveCaps(lc.Inheritable),
+		capability.AMBIENT:     resolveCaps(lc.Ambient),
+	}}, nil
+}
+
+func (p *processCaps) applyBounding() error {
+	p.c.Clear(capability.BOUNDING)
+	p.c.Set(capability.BOUNDING, p.sets[capability.BOUNDING]...)
+	if err := p.c.Apply(capability.BOUNDING); err != nil {
+		return fmt.Errorf("process.capabilities.bounding: %w", err)
+	}
+	return nil
+}
+
+func (p *processCaps) apply() error {
+	p.c.Clear(capability.CAPS | capability.AMBIENT)
+	for _, t := range []capability.CapType{capability.EFFECTIVE, capability.PERMITTED, capability.INHERITABLE, capability.AMBIENT} {
+		p.c.Set(t, p.sets[t]...)
+	}
+	if err := p.c.Apply(capability.CAPS); err != nil {
+		return fmt.Errorf("process.capabilities: %w", err)
+	}
+	if err := p.c.Apply(capability.AMBIENT); err != nil {
+		return fmt.Errorf("process.capabilities.ambient: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,610 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/berth-project/berth/internal/cgroups"
+	"github.com/berth-project/berth/internal/oci"
+	"github.com/berth-project/berth/internal/seccomp"
+)
+
+// Runtime is berth-runtime's view of one state root.
+type Runtime struct {
+	Root          string
+	SystemdCgroup bool
+	Rootless      bool
+	Log           *slog.Logger
+}
+
+// New returns a Runtime over root. It makes the calling process a child
+// subreaper, so that inits and exec'd processes whose setup parent exited
+// are reaped by it (for `run` and `exec` in the foreground) or handed on to
+// the caller's own subreaper when it exits.
+func New(root string, log *slog.Logger) (*Runtime, error) {
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		return nil, fmt.Errorf("become subreaper: %w", err)
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Runtime{Root: root, Log: log}, nil
+}
+
+// CreateOptions are the flags of `create` and `run`.
+type CreateOptions struct {
+	Bundle        string
+	PidFile       string
+	ConsoleSocket string
+	NoPivot       bool
+	NoNewKeyring  bool
+	PreserveFds   int
+	Stdio         [3]*os.File
+}
+
+// Create sets up a container and leaves its init waiting for Start.
+func (r *Runtime) Create(ctx context.Context, id string, opt CreateOptions) (retErr error) {
+	if err := checkID(id); err != nil {
+		return err
+	}
+	bundle, err := filepath.Abs(opt.Bundle)
+	if err != nil {
+		return err
+	}
+	spec, err := oci.LoadBundle(bundle)
+	if err != nil {
+		return err
+	}
+	if spec.Linux.Seccomp != nil {
+		if err := seccomp.Validate(spec.Linux.Seccomp); err != nil {
+			return err
+		}
+	}
+	if spec.Process.Terminal && opt.ConsoleSocket == "" {
+		return errors.New("process.terminal is true but no --console-socket was given to receive the terminal")
+	}
+	cg, err := cgroups.New(cgroups.Config{ID: id, CgroupsPath: spec.Linux.CgroupsPath, Systemd: r.SystemdCgroup, Rootless: r.Rootless, Resources: spec.Linux.Resources})
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(r.Root, 0o700); err != nil {
+		return fmt.Errorf("state root %s: %w", r.Root, err)
+	}
+	dir := r.dir(id)
+	if err := os.Mkdir(dir, 0o711); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return fmt.Errorf("container with id %q already exists", id)
+		}
+		return fmt.Errorf("state directory: %w", err)
+	}
+	var c *child
+	defer func() {
+		if retErr == nil {
+			return
+		}
+		if c != nil {
+			unix.Kill(c.pid, unix.SIGKILL)
+			reap(c.pid)
+			c.sock.Close()
+		}
+		killCgroup(cg)
+		cg.Destroy()
+		os.RemoveAll(dir)
+	}()
+	// A limit the host cannot apply fails here, before any process runs.
+	if err := cg.Apply(-1); err != nil {
+		return err
+	}
+	if err := cg.Set(spec.Linux.Resources); err != nil {
+		return err
+	}
+	fifoPath := filepath.Join(dir, fifoName)
+	if err := unix.Mkfifo(fifoPath, 0o600); err != nil {
+		return fmt.Errorf("exec fifo: %w", err)
+	}
+	fifo, err := os.OpenFile(fifoPath, unix.O_PATH|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("exec fifo: %w", err)
+	}
+	defer fifo.Close()
+	var console *os.File
+	if spec.Process.Terminal {
+		console, err = dialConsole(opt.ConsoleSocket)
+		if err != nil {
+			return err
+		}
+		defer console.Close()
+	}
+	join, clone, err := namespacePlan(spec.Linux.Namespaces)
+	if err != nil {
+		return err
+	}
+	p := &persisted{
+		ID: id, Bundle: bundle, Rootfs: spec.Root.Path, Created: time.Now().UTC(),
+		Owner: "", Spec: spec, Systemd: r.SystemdCgroup, Rootless: r.Rootless,
+		CgroupPaths: cg.Paths(),
+	}
+	cfg := &initConfig{
+		ID: id, Bundle: bundle, Spec: spec, Process: spec.Process,
+		NoPivot: opt.NoPivot, NoNewKeyring: opt.NoNewKeyring, CgroupPaths: p.CgroupPaths,
+	}
+	c, err = spawn(spawnOptions{
+		join: join, clone: clone, uidMaps: spec.Linux.UIDMappings, gidMaps: spec.Linux.GIDMappings,
+		timeOffsets: spec.Linux.TimeOffsets, cgroup: cg, oomScoreAdj: spec.Process.OOMScoreAdj,
+		stdio: opt.Stdio, preserveFds: opt.PreserveFds, fifo: fifo, console: console,
+		message: &initMessage{Type: msgConfig, Config: cfg},
+	})
+	if err != nil {
+		return err
+	}
+	p.Pid = c.pid
+	p.StartTime, _, _ = procStartTime(c.pid)
+	if err := r.save(p); err != nil {
+		return err
+	}
+	// The init needs its own pid as hook state; it learns it from us.
+	if _, err := c.expect(replyHooks); err != nil {
+		return err
+	}
+	if spec.Hooks != nil {
+		st := p.specState(specs.StateCreating)
+		if err := runHooks(spec.Hooks.Prestart, "prestart", st); err != nil {
+			return r.hookFailed(p, err)
+		}
+		if err := runHooks(spec.Hooks.CreateRuntime, "createRuntime", st); err != nil {
+			return r.hookFailed(p, err)
+		}
+	}
+	cfg.State = p.specState(specs.StateCreating)
+	if err := c.send(&initMessage{Type: msgHooksDone, Config: cfg}); err != nil {
+		return err
+	}
+	if err := r.waitReady(ctx, c, p); err != nil {
+		return err
+	}
+	c.sock.Close()
+	if opt.PidFile != "" {
+		if err := writePidFile(opt.PidFile, c.pid); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// hookFailed runs the poststop hooks, as the spec's lifecycle continues at
+// delete after a failed creation hook, and returns the hook's error.
+func (r *Runtime) hookFailed(p *persisted, err error) error {
+	if p.Spec.Hooks != nil {
+		if perr := runHooks(p.Spec.Hooks.Poststop, "poststop", p.specState(specs.StateStopped)); perr != nil {
+			r.Log.Warn("poststop hook failed", "error", perr)
+		}
+	}
+	return err
+}
+
+// waitReady serves the init until it reports ready: a seccomp listener fd
+// is taken from it with pidfd_getfd and handed to the listener.
+func (r *Runtime) waitReady(ctx context.Context, c *child, p *persisted) error {
+	for {
+		m, err := c.recv()
+		if err != nil {
+			return err
+		}
+		switch m.Type {
+		case replyReady:
+			return nil
+		case replySeccomp:
+			if err := r.passListener(ctx, c.pid, m.Fd, p); err != nil {
+				return err
+			}
+			if err := c.send(&initMessage{Type: msgHooksDone}); err != nil {
+				return err
+			}
+		default:
+			return fmt.Errorf("init sent %q, expected ready", m.Type)
+		}
+	}
+}
+
+func (r *Runtime) passListener(ctx context.Context, pid, fd int, p *persisted) error {
+	pidfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return fmt.Errorf("seccomp listener: %w", err)
+	}
+	defer unix.Close(pidfd)
+	local, err := unix.PidfdGetfd(pidfd, fd, 0)
+	if err != nil {
+		return fmt.Errorf("seccomp listener: take fd from init: %w", err)
+	}
+	defer unix.Close(local)
+	sc := p.Spec.Linux.Seccomp
+	state := specs.ContainerProcessState{
+		Version:  specs.Version,
+		Fds:      []string{specs.SeccompFdName},
+		Pid:      pid,
+		Metadata: sc.ListenerMetadata,
+		State:    p.specState(specs.StateCreating),
+	}
+	return seccomp.SendListener(ctx, sc.ListenerPath, local, sc.ListenerMetadata, state)
+}
+
+func dialConsole(path string) (*os.File, error) {
+	conn, err := net.Dial("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("--console-socket %s: %w", path, err)
+	}
+	defer conn.Close()
+	f, err := conn.(*net.UnixConn).File()
+	if err != nil {
+		return nil, fmt.Errorf("--console-socket %s: %w", path, err)
+	}
+	return f, nil
+}
+
+// namespacePlan splits the spec's namespaces into ones to join and flags of
+// ones to create.
+func namespacePlan(nss []specs.LinuxNamespace) ([]nsJoin, uintptr, error) {
+	flags := map[specs.LinuxNamespaceType]uintptr{
+		specs.PIDNamespace: unix.CLONE_NEWPID, specs.NetworkNamespace: unix.CLONE_NEWNET,
+		specs.MountNamespace: unix.CLONE_NEWNS, specs.IPCNamespace: unix.CLONE_NEWIPC,
+		specs.UTSNamespace: unix.CLONE_NEWUTS, specs.UserNamespace: unix.CLONE_NEWUSER,
+		specs.CgroupNamespace: unix.CLONE_NEWCGROUP, specs.TimeNamespace: unix.CLONE_NEWTIME,
+	}
+	var join []nsJoin
+	var clone uintptr
+	for _, ns := range nss {
+		name, _ := oci.NamespaceProcName(ns.Type)
+		if ns.Path != "" {
+			join = append(join, nsJoin{name: name, path: ns.Path})
+		} else {
+			clone |= flags[ns.Type]
+		}
+	}
+	return join, clone, nil
+}
+
+func writePidFile(path string, pid int) error {
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, ".pid-")
+	if err != nil {
+		return fmt.Errorf("--pid-file: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	fmt.Fprintf(tmp, "%d", pid)
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("--pid-file: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("--pid-file: %w", err)
+	}
+	return nil
+}
+
+// Start lets a created container's init exec the user's process.
+func (r *Runtime) Start(ctx context.Context, id string) error {
+	p, err := r.load(id)
+	if err != nil {
+		return err
+	}
+	switch st := r.status(p); st {
+	case specs.StateCreated:
+	case specs.StateStopped:
+		return errors.New("cannot start a container that has stopped")
+	default:
+		return fmt.Errorf("cannot start a container in status %q (not created)", st)
+	}
+	fifoPath := filepath.Join(r.dir(id), fifoName)
+	opened := make(chan *os.File, 1)
+	go func() {
+		f, err := os.OpenFile(fifoPath, os.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err == nil {
+			opened <- f
+		}
+	}()
+	var f *os.File
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for f == nil {
+		select {
+		case f = <-opened:
+		case <-tick.C:
+			if !processAlive(p.Pid, p.StartTime) {
+				return errors.New("container init exited before start")
+			}
+		}
+	}
+	buf := make([]byte, 8)
+	n, _ := f.Read(buf)
+	f.Close()
+	if n == 0 {
+		return errors.New("container init exited before start")
+	}
+	if err := os.Remove(fifoPath); err != nil {
+		return fmt.Errorf("remove exec fifo: %w", err)
+	}
+	if p.Spec.Hooks != nil {
+		if err := runHooks(p.Spec.Hooks.Poststart, "poststart", p.specState(specs.StateRunning)); err != nil {
+			// The spec: a failed poststart hook is a warning only.
+			fmt.Fprintf(os.Stderr, "berth-runtime: warning: %v\n", err)
+			r.Log.Warn("poststart hook failed", "error", err)
+		}
+	}
+	return nil
+}
+
+// State reports a container's state.
+func (r *Runtime) State(ctx context.Context, id string) (*State, error) {
+	p, err := r.load(id)
+	if err != nil {
+		return nil, err
+	}
+	return r.publicState(p), nil
+}
+
+// List reports every container under the root.
+func (r *Runtime) List(ctx context.Context) ([]*State, error) {
+	entries, err := os.ReadDir(r.Root)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	var out []*State
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		p, err := r.load(e.Name())
+		if err != nil {
+			continue
+		}
+		out = append(out, r.publicState(p))
+	}
+	return out, nil
+}
+
+// Kill sends sig to the container's init, or with all to every process in
+// its cgroup.
+func (r *Runtime) Kill(ctx context.Context, id string, sig unix.Signal, all bool) error {
+	p, err := r.load(id)
+	if err != nil {
+		return err
+	}
+	if r.status(p) == specs.StateStopped {
+		if all {
+			// Processes of a container without its own pid namespace
+			// may outlive the init.
+			if cg, err := r.cgroupOf(p); err == nil {
+				return signalCgroup(cg, sig)
+			}
+		}
+		return errors.New("container not running")
+	}
+	if all {
+		cg, err := r.cgroupOf(p)
+		if err != nil {
+			return err
+		}
+		return signalCgroup(cg, sig)
+	}
+	return signalProcess(p.Pid, p.StartTime, sig)
+}
+
+// signalProcess signals pid through a pidfd after checking the start time,
+// so a recycled pid never gets a signal meant for the container.
+func signalProcess(pid int, start uint64, sig unix.Signal) error {
+	pidfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return fmt.Errorf("container not running: %w", err)
+	}
+	defer unix.Close(pidfd)
+	if !processAlive(pid, start) {
+		return errors.New("container not running")
+	}
+	if err := unix.PidfdSendSignal(pidfd, sig, nil, 0); err != nil {
+		return fmt.Errorf("signal %d to %d: %w", sig, pid, err)
+	}
+	return nil
+}
+
+func signalCgroup(cg *cgroups.Manager, sig unix.Signal) error {
+	// Freeze so that nothing forks past the signal, as runc does.
+	frozen := cg.Freeze(true) == nil
+	pids, err := cg.Pids()
+	for _, pid := range pids {
+		unix.Kill(pid, sig)
+	}
+	if frozen {
+		cg.Freeze(false)
+	}
+	return err
+}
+
+func killCgroup(cg *cgroups.Manager) {
+	if cg == nil || !cg.Exists() {
+		return
+	}
+	for i := 0; i < 100; i++ {
+		pids, err := cg.Pids()
+		if err != nil || len(pids) == 0 {
+			return
+		}
+		signalCgroup(cg, unix.SIGKILL)
+		time.Sleep(time.Duration(i+1) * time.Millisecond)
+	}
+}
+
+func (r *Runtime) cgroupOf(p *persisted) (*cgroups.Manager, error) {
+	var res *specs.LinuxResources
+	path := ""
+	if p.Spec != nil && p.Spec.Linux != nil {
+		res, path = p.Spec.Linux.Resources, p.Spec.Linux.CgroupsPath
+	}
+	return cgroups.Load(cgroups.Config{ID: p.ID, CgroupsPath: path, Systemd: p.Systemd, Rootless: p.Rootless, Resources: res}, p.CgroupPaths)
+}
+
+// Delete removes a stopped (or created) container; with force it kills a
+// running one first.
+func (r *Runtime) Delete(ctx context.Context, id string, force bool) error {
+	p, err := r.load(id)
+	if err != nil {
+		if errors.Is(err, ErrNotExist) && force {
+			// A half-made directory from a crashed create goes too.
+			if checkID(id) == nil {
+				os.RemoveAll(r.dir(id))
+			}
+			return nil
+		}
+		return err
+	}
+	unlock, err := lockDir(r.dir(id))
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	st := r.status(p)
+	switch st {
+	case specs.StateStopped, specs.StateCreated:
+	default:
+		if !force {
+			return fmt.Errorf("cannot delete container %s that is not stopped: %s", id, st)
+		}
+	}
+	cg, err := r.cgroupOf(p)
+	if st != specs.StateStopped {
+		if err == nil {
+			cg.Freeze(false)
+		}
+		signalProcess(p.Pid, p.StartTime, unix.SIGKILL)
+		waitGone(p.Pid, p.StartTime)
+	}
+	if err == nil {
+		killCgroup(cg)
+		if err := cg.Destroy(); err != nil {
+			return err
+		}
+	}
+	if err := os.RemoveAll(r.dir(id)); err != nil {
+		return fmt.Errorf("remove state: %w", err)
+	}
+	if p.Spec.Hooks != nil {
+		if err := runHooks(p.Spec.Hooks.Poststop, "poststop", p.specState(specs.StateStopped)); err != nil {
+			fmt.Fprintf(os.Stderr, "berth-runtime: warning: %v\n", err)
+		}
+	}
+	return nil
+}
+
+// waitGone waits for a killed process to die (a zombie counts as dead; its
+// parent, the caller's subreaper, reaps it).
+func waitGone(pid int, start uint64) {
+	for i := 0; i < 2000 && processAlive(pid, start); i++ {
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// Pids lists the processes of a container.
+func (r *Runtime) Pids(ctx context.Context, id string) ([]int, error) {
+	p, err := r.load(id)
+	if err != nil {
+		return nil, err
+	}
+	cg, err := r.cgroupOf(p)
+	if err != nil {
+		return nil, err
+	}
+	return cg.Pids()
+}
+
+// Pause freezes every process of a running container; Resume thaws them.
+func (r *Runtime) Pause(ctx context.Context, id string, pause bool) error {
+	p, err := r.load(id)
+	if err != nil {
+		return err
+	}
+	st := r.status(p)
+	if pause && st != specs.StateRunning {
+		return fmt.Errorf("container %s is %s, not running", id, st)
+	}
+	if !pause && st != Paused {
+		return fmt.Errorf("container %s is %s, not paused", id, st)
+	}
+	cg, err := r.cgroupOf(p)
+	if err != nil {
+		return err
+	}
+	return cg.Freeze(pause)
+}
+
+// Wait waits for a process that this runtime reaps (its child, or an
+// orphan adopted as subreaper) and forwards the signals it receives to it;
+// it returns the exit code as a shell reports it (128+signal).
+func Wait(pid int, forward bool) int {
+	sigs := make(chan os.Signal, 64)
+	if forward {
+		signal.Notify(sigs)
+		defer signal.Stop(sigs)
+		go func() {
+			for s := range sigs {
+				if sig, ok := s.(unix.Signal); ok && sig != unix.SIGCHLD && sig != unix.SIGURG && sig != unix.SIGWINCH {
+					unix.Kill(pid, sig)
+				}
+			}
+		}()
+	}
+	var ws unix.WaitStatus
+	for {
+		_, err := unix.Wait4(pid, &ws, 0, nil)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return 255
+		}
+		break
+	}
+	// Reap the grandchildren we adopted on the way.
+	for {
+		var other unix.WaitStatus
+		if p, err := unix.Wait4(-1, &other, unix.WNOHANG, nil); p <= 0 || err != nil {
+			break
+		}
+	}
+	if ws.Signaled() {
+		return 128 + int(ws.Signal())
+	}
+	return ws.ExitStatus()
+}
+
+// ParseSignal accepts "KILL", "SIGKILL", "kill" and "9".
+func ParseSignal(s string) (unix.Signal, error) {
+	if n, err := fmt.Sscanf(s, "%d", new(int)); err == nil && n == 1 {
+		var v int
+		fmt.Sscanf(s, "%d", &v)
+		if v <= 0 || v > 64 {
+			return 0, fmt.Errorf("invalid signal %q", s)
+		}
+		return unix.Signal(v), nil
+	}
+	name := strings.ToUpper(s)
+	if !strings.HasPrefix(name, "SIG") {
+		name = "SIG" + name
+	}
+	sig := unix.SignalNum(name)
+	if sig == 0 {
+		return 0, fmt.Errorf("unknown signal %q", s)
+	}
+	return sig, nil
+}

@@ -1,0 +1,424 @@
+package runtime
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	goruntime "runtime"
+	"strconv"
+	"strings"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/berth-project/berth/internal/oci"
+	"github.com/berth-project/berth/internal/seccomp"
+)
+
+// Init is the container init: `berth-runtime init`, started by spawn after
+// nsenter.c has put it into the container's namespaces. It never returns: it
+// execs the container's process or exits after reporting an error to the
+// runtime.
+func Init() {
+	// Capabilities, no_new_privs and the seccomp filter are per thread:
+	// everything from here to execve happens on this one.
+	goruntime.LockOSThread()
+	fd, err := strconv.Atoi(os.Getenv(envInitPipe))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "berth-runtime init: not started by berth-runtime")
+		os.Exit(1)
+	}
+	sock := os.NewFile(uintptr(fd), "init-sync")
+	ip := &initProc{sock: sock, dec: json.NewDecoder(sock), enc: json.NewEncoder(sock)}
+	if err := ip.run(); err != nil {
+		ip.enc.Encode(initReply{Type: replyError, Error: err.Error()})
+		os.Exit(1)
+	}
+}
+
+type initProc struct {
+	sock *os.File
+	dec  *json.Decoder
+	enc  *json.Encoder
+	cfg  *initConfig
+}
+
+func (ip *initProc) run() error {
+	var msg initMessage
+	if err := ip.dec.Decode(&msg); err != nil {
+		return fmt.Errorf("read init config: %w", err)
+	}
+	if msg.Type != msgConfig || msg.Config == nil {
+		return fmt.Errorf("init: expected config, got %q", msg.Type)
+	}
+	ip.cfg = msg.Config
+	for _, k := range []string{envInitPipe, envFifoFd, envConsole, envPreserve, envLogFd} {
+		os.Unsetenv(k)
+	}
+	if ip.cfg.Exec {
+		return ip.execProcess()
+	}
+	return ip.initContainer()
+}
+
+func (ip *initProc) initContainer() error {
+	spec := ip.cfg.Spec
+	proc := spec.Process
+	r := &rootfsSetup{spec: spec, cfg: ip.cfg}
+	if err := r.prepare(); err != nil {
+		return err
+	}
+	defer r.close()
+	if err := ip.enc.Encode(initReply{Type: replyHooks}); err != nil {
+		return err
+	}
+	var msg initMessage
+	if err := ip.dec.Decode(&msg); err != nil {
+		return fmt.Errorf("wait for createRuntime hooks: %w", err)
+	}
+	if msg.Type != msgHooksDone {
+		return fmt.Errorf("init: expected %s, got %q", msgHooksDone, msg.Type)
+	}
+	if spec.Hooks != nil {
+		if err := runHooks(spec.Hooks.CreateContainer, "createContainer", ip.cfg.State); err != nil {
+			return err
+		}
+	}
+	if err := r.finish(); err != nil {
+		return err
+	}
+	if spec.Hostname != "" {
+		if err := unix.Sethostname([]byte(spec.Hostname)); err != nil {
+			return fmt.Errorf("hostname: %w", err)
+		}
+	}
+	if spec.Domainname != "" {
+		if err := unix.Setdomainname([]byte(spec.Domainname)); err != nil {
+			return fmt.Errorf("domainname: %w", err)
+		}
+	}
+	if err := writeSysctls(spec.Linux.Sysctl); err != nil {
+		return err
+	}
+	if !ip.cfg.NoNewKeyring {
+		// A session keyring of its own, so the container cannot read
+		// the host's keys (runc names it after the container).
+		if _, err := unix.KeyctlJoinSessionKeyring(ip.cfg.ID); err != nil && !errors.Is(err, unix.ENOSYS) && !errors.Is(err, unix.EPERM) {
+			return fmt.Errorf("join session keyring: %w", err)
+		}
+	}
+	if err := ip.setupConsole(proc, true); err != nil {
+		return err
+	}
+	return ip.finalize(proc, spec.Linux.Seccomp, true)
+}
+
+// execProcess runs a further process in a running container: the namespaces
+// were joined by nsenter.c, the cgroup by the runtime.
+func (ip *initProc) execProcess() error {
+	proc := ip.cfg.Process
+	if err := ip.setupConsole(proc, false); err != nil {
+		return err
+	}
+	var sc *specs.LinuxSeccomp
+	if ip.cfg.Spec != nil && ip.cfg.Spec.Linux != nil {
+		sc = ip.cfg.Spec.Linux.Seccomp
+	}
+	return ip.finalize(proc, sc, false)
+}
+
+// finalize applies the process's own settings and execs it. For a container
+// init it first reports ready and waits on exec.fifo for `start`.
+func (ip *initProc) finalize(proc *specs.Process, sc *specs.LinuxSeccomp, waitStart bool) error {
+	if err := applyRlimits(proc.Rlimits); err != nil {
+		return err
+	}
+	if err := applyScheduling(proc); err != nil {
+		return err
+	}
+	env := proc.Env
+	path, err := lookPath(proc.Args[0], env)
+	if err != nil {
+		return err
+	}
+	caps, err := newCaps(proc.Capabilities)
+	if err != nil {
+		return err
+	}
+	// Without no_new_privs, loading a filter needs CAP_SYS_ADMIN, which
+	// the process may be about to lose; a notify filter is loaded early
+	// too, because its fd must reach the runtime before ready.
+	early := sc != nil && (!proc.NoNewPrivileges || hasNotify(sc))
+	if early {
+		if err := ip.loadSeccomp(sc); err != nil {
+			return err
+		}
+	}
+	if err := caps.applyBounding(); err != nil {
+		return err
+	}
+	if err := setupUser(proc.User); err != nil {
+		return err
+	}
+	if err := caps.apply(); err != nil {
+		return err
+	}
+	if err := chdirInRoot(proc.Cwd); err != nil {
+		return err
+	}
+	if proc.NoNewPrivileges {
+		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+			return fmt.Errorf("process.noNewPrivileges: %w", err)
+		}
+	}
+	preserve, _ := strconv.Atoi(os.Getenv(envPreserve))
+	fifo := os.Getenv(envFifoFd)
+	if err := ip.enc.Encode(initReply{Type: replyReady}); err != nil {
+		return err
+	}
+	ip.sock.Close()
+	if waitStart {
+		if err := waitForStart(fifo); err != nil {
+			return err
+		}
+		if ip.cfg.Spec.Hooks != nil {
+			st := ip.cfg.State
+			st.Status = specs.StateCreated
+			if err := runHooks(ip.cfg.Spec.Hooks.StartContainer, "startContainer", st); err != nil {
+				return err
+			}
+		}
+	}
+	if sc != nil && !early {
+		if _, err := seccomp.Load(sc); err != nil {
+			return fmt.Errorf("linux.seccomp: %w", err)
+		}
+	}
+	// Nothing of the runtime's may reach the process (CVE-2024-21626):
+	// every descriptor past stdio and the preserved ones closes on exec.
+	closeExecFrom(3 + preserve)
+	umask(proc.User.Umask)
+	if err := unix.Exec(path, proc.Args, env); err != nil {
+		return fmt.Errorf("exec %s: %w", proc.Args[0], err)
+	}
+	return nil
+}
+
+func (ip *initProc) loadSeccomp(sc *specs.LinuxSeccomp) error {
+	fd, err := seccomp.Load(sc)
+	if err != nil {
+		return fmt.Errorf("linux.seccomp: %w", err)
+	}
+	if fd >= 0 {
+		// The runtime takes the fd with pidfd_getfd and passes it to
+		// the listener, which this process cannot reach from inside.
+		if err := ip.enc.Encode(initReply{Type: replySeccomp, Fd: fd}); err != nil {
+			return err
+		}
+		var m initMessage
+		if err := ip.dec.Decode(&m); err != nil {
+			return fmt.Errorf("wait for seccomp listener: %w", err)
+		}
+		unix.Close(fd)
+	}
+	return nil
+}
+
+func hasNotify(sc *specs.LinuxSeccomp) bool {
+	if sc.DefaultAction == specs.ActNotify {
+		return true
+	}
+	for _, s := range sc.Syscalls {
+		if s.Action == specs.ActNotify {
+			return true
+		}
+	}
+	return false
+}
+
+// waitForStart blocks until `start` opens exec.fifo for reading.
+func waitForStart(fd string) error {
+	if fd == "" {
+		return errors.New("no exec fifo")
+	}
+	f, err := os.OpenFile("/proc/self/fd/"+fd, os.O_WRONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open exec fifo: %w", err)
+	}
+	defer f.Close()
+	if _, err := f.Write([]byte("0")); err != nil {
+		return fmt.Errorf("write exec fifo: %w", err)
+	}
+	return nil
+}
+
+// lookPath resolves the program inside the container now, so that a missing
+// binary fails `create` with a clear error instead of the started process.
+func lookPath(arg0 string, env []string) (string, error) {
+	if strings.Contains(arg0, "/") {
+		if _, err := os.Stat(arg0); err != nil {
+			return "", fmt.Errorf("process.args[0]: %s: %w", arg0, err)
+		}
+		return arg0, nil
+	}
+	path := "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+	for _, e := range env {
+		if v, ok := strings.CutPrefix(e, "PATH="); ok {
+			path = v
+		}
+	}
+	for _, dir := range filepath.SplitList(path) {
+		if dir == "" {
+			dir = "."
+		}
+		p := filepath.Join(dir, arg0)
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("process.args[0]: %q: %w", arg0, exec.ErrNotFound)
+}
+
+func chdirInRoot(cwd string) error {
+	if err := os.Chdir(cwd); err != nil {
+		return fmt.Errorf("process.cwd %s: %w", cwd, err)
+	}
+	// A cwd outside the root (through a leaked fd, CVE-2024-21626) makes
+	// getcwd(2) answer a path that does not start with '/'.
+	wd, err := unix.Getwd()
+	if err != nil || !strings.HasPrefix(wd, "/") {
+		return fmt.Errorf("process.cwd %s: resolves outside the container's root", cwd)
+	}
+	return nil
+}
+
+func applyRlimits(limits []specs.POSIXRlimit) error {
+	for _, l := range limits {
+		res, _ := oci.RlimitResource(l.Type)
+		if err := unix.Setrlimit(res, &unix.Rlimit{Cur: l.Soft, Max: l.Hard}); err != nil {
+			if errors.Is(err, unix.EPERM) {
+				var cur unix.Rlimit
+				unix.Getrlimit(res, &cur)
+				return fmt.Errorf("process.rlimits %s: raising the hard limit from %d to %d needs CAP_SYS_RESOURCE, which this host withholds", l.Type, cur.Max, l.Hard)
+			}
+			return fmt.Errorf("process.rlimits %s: %w", l.Type, err)
+		}
+	}
+	return nil
+}
+
+func applyScheduling(proc *specs.Process) error {
+	if proc.IOPriority != nil {
+		class := map[specs.IOPriorityClass]int{specs.IOPRIO_CLASS_RT: 1, specs.IOPRIO_CLASS_BE: 2, specs.IOPRIO_CLASS_IDLE: 3}[proc.IOPriority.Class]
+		prio := class<<13 | proc.IOPriority.Priority
+		// ioprio_set(IOPRIO_WHO_PROCESS, 0, prio)
+		if _, _, e := unix.Syscall(unix.SYS_IOPRIO_SET, 1, 0, uintptr(prio)); e != 0 {
+			return fmt.Errorf("process.ioPriority: %w", e)
+		}
+	}
+	if s := proc.Scheduler; s != nil {
+		policy, _ := oci.SchedPolicy(s.Policy)
+		attr := &unix.SchedAttr{
+			Size:     unix.SizeofSchedAttr,
+			Policy:   uint32(policy),
+			Nice:     s.Nice,
+			Priority: uint32(s.Priority),
+			Runtime:  s.Runtime,
+			Deadline: s.Deadline,
+			Period:   s.Period,
+		}
+		for _, f := range s.Flags {
+			attr.Flags |= schedFlags[f]
+		}
+		if err := unix.SchedSetAttr(0, attr, 0); err != nil {
+			return fmt.Errorf("process.scheduler: %w", err)
+		}
+	}
+	return nil
+}
+
+var schedFlags = map[specs.LinuxSchedulerFlag]uint64{
+	specs.SchedFlagResetOnFork:  0x01,
+	specs.SchedFlagReclaim:      0x02,
+	specs.SchedFlagDLOverrun:    0x04,
+	specs.SchedFlagKeepPolicy:   0x08,
+	specs.SchedFlagKeepParams:   0x10,
+	specs.SchedFlagUtilClampMin: 0x20,
+	specs.SchedFlagUtilClampMax: 0x40,
+}
+
+func setupUser(u specs.User) error {
+	groups := make([]int, 0, len(u.AdditionalGids))
+	for _, g := range u.AdditionalGids {
+		groups = append(groups, int(g))
+	}
+	if err := unix.Prctl(unix.PR_SET_KEEPCAPS, 1, 0, 0, 0); err != nil {
+		return fmt.Errorf("keep capabilities: %w", err)
+	}
+	// setgroups(2) is refused in a user namespace whose setgroups file
+	// says deny; only call it when there is something to set or clear.
+	if err := unix.Setgroups(groups); err != nil && !(len(groups) == 0 && errors.Is(err, unix.EPERM)) {
+		return fmt.Errorf("process.user.additionalGids: %w", err)
+	}
+	if err := unix.Setresgid(int(u.GID), int(u.GID), int(u.GID)); err != nil {
+		return fmt.Errorf("process.user.gid %d: %w", u.GID, err)
+	}
+	if err := unix.Setresuid(int(u.UID), int(u.UID), int(u.UID)); err != nil {
+		return fmt.Errorf("process.user.uid %d: %w", u.UID, err)
+	}
+	if err := unix.Prctl(unix.PR_SET_KEEPCAPS, 0, 0, 0, 0); err != nil {
+		return fmt.Errorf("clear keep capabilities: %w", err)
+	}
+	return nil
+}
+
+func umask(m *uint32) {
+	if m != nil {
+		unix.Umask(int(*m))
+	} else {
+		unix.Umask(0o022)
+	}
+}
+
+// closeExecFrom marks every fd from min on close-on-exec.
+func closeExecFrom(min int) {
+	if err := unix.CloseRange(uint(min), ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err == nil {
+		return
+	}
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if fd, err := strconv.Atoi(e.Name()); err == nil && fd >= min {
+			unix.CloseOnExec(fd)
+		}
+	}
+}
+
+// writeSysctls writes through the container's own /proc, after checking
+// that each file really is procfs: a rootfs that put something else at
+// /proc must not receive writes meant for the kernel.
+func writeSysctls(sysctl map[string]string) error {
+	for key, value := range sysctl {
+		path := "/proc/sys/" + strings.ReplaceAll(key, ".", "/")
+		f, err := os.OpenFile(path, os.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return fmt.Errorf("linux.sysctl %s: %w", key, err)
+		}
+		var st unix.Statfs_t
+		if err := unix.Fstatfs(int(f.Fd()), &st); err != nil || st.Type != unix.PROC_SUPER_MAGIC {
+			f.Close()
+			return fmt.Errorf("linux.sysctl %s: %s is not on procfs", key, path)
+		}
+		_, err = f.Write([]byte(value))
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("linux.sysctl %s=%s: %w", key, value, err)
+		}
+	}
+	return nil
+}

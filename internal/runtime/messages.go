@@ -1,0 +1,39 @@
+package runtime
+
+import specs "github.com/opencontainers/runtime-spec/specs-go"
+
+// Messages between the runtime and the Go part of the init, one JSON object
+// each, on the sync socket.
+
+const (
+	msgConfig    = "config"     // runtime → init: what to set up
+	msgHooksDone = "hooks-done" // runtime → init: prestart/createRuntime hooks ran
+
+	replyHooks   = "hooks"   // init → runtime: mounts done, run the runtime-namespace hooks
+	replySeccomp = "seccomp" // init → runtime: a seccomp listener fd to hand on
+	replyReady   = "ready"   // init → runtime: set up, about to wait for start (or exec)
+	replyError   = "error"   // init → runtime: setup failed; Error says why
+)
+
+type initMessage struct {
+	Type   string      `json:"type"`
+	Config *initConfig `json:"config,omitempty"`
+}
+
+type initConfig struct {
+	Exec         bool              `json:"exec,omitempty"`
+	ID           string            `json:"id"`
+	Bundle       string            `json:"bundle"`
+	Spec         *specs.Spec       `json:"spec"`
+	Process      *specs.Process    `json:"process"`
+	NoPivot      bool              `json:"no_pivot,omitempty"`
+	NoNewKeyring bool              `json:"no_new_keyring,omitempty"`
+	CgroupPaths  map[string]string `json:"cgroup_paths,omitempty"`
+	State        specs.State       `json:"state"` // for hooks run by the init
+}
+
+type initReply struct {
+	Type  string `json:"type"`
+	Error string `json:"error,omitempty"`
+	Fd    int    `json:"fd,omitempty"`
+}

@@ -1,0 +1,646 @@
+package runtime
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/moby/sys/mountinfo"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/berth-project/berth/internal/oci"
+	"github.com/berth-project/berth/internal/pathrs"
+)
+
+// rootfsSetup builds the container's filesystem view inside its new mount
+// namespace: prepare() mounts everything under the rootfs, finish() pivots
+// into it and applies the masks that must come after.
+type rootfsSetup struct {
+	spec     *specs.Spec
+	cfg      *initConfig
+	rootfs   string
+	root     *os.File // O_PATH handle of the rootfs; every path inside is resolved from it
+	userns   bool
+	devTmpfs bool
+}
+
+func (r *rootfsSetup) close() {
+	if r.root != nil {
+		r.root.Close()
+	}
+}
+
+func (r *rootfsSetup) prepare() error {
+	r.rootfs = r.spec.Root.Path
+	for _, ns := range r.spec.Linux.Namespaces {
+		if ns.Type == specs.UserNamespace {
+			r.userns = true
+		}
+	}
+	prop := uintptr(unix.MS_SLAVE | unix.MS_REC)
+	if p := r.spec.Linux.RootfsPropagation; p != "" {
+		prop, _ = oci.PropagationFlag(p)
+	}
+	// Nothing mounted from here on may propagate back to the host.
+	if err := unix.Mount("", "/", "", prop, ""); err != nil {
+		return fmt.Errorf("linux.rootfsPropagation: make / %v: %w", prop, err)
+	}
+	if err := makeParentPrivate(r.rootfs); err != nil {
+		return err
+	}
+	// pivot_root needs the new root to be a mount point.
+	if err := unix.Mount(r.rootfs, r.rootfs, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("root.path: bind %s: %w", r.rootfs, err)
+	}
+	root, err := os.OpenFile(r.rootfs, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("root.path: %w", err)
+	}
+	r.root = root
+	for i, m := range r.spec.Mounts {
+		if err := r.mount(m); err != nil {
+			return fmt.Errorf("mounts[%d] (%s on %s): %w", i, m.Type, m.Destination, err)
+		}
+		if m.Destination == "/dev" && !oci.IsBind(m) {
+			r.devTmpfs = true
+		}
+	}
+	if r.devTmpfs {
+		if err := r.createDefaultDevices(); err != nil {
+			return err
+		}
+	}
+	if err := r.createDevices(); err != nil {
+		return err
+	}
+	if r.spec.Process != nil && r.spec.Process.Terminal {
+		f, err := pathrs.MountPoint(r.root, "/dev/console", false)
+		if err != nil {
+			return fmt.Errorf("/dev/console: %w", err)
+		}
+		f.Close()
+	}
+	return nil
+}
+
+// makeParentPrivate makes the mount holding the rootfs private when it is
+// shared: pivot_root refuses a new root whose parent mount is shared.
+func makeParentPrivate(rootfs string) error {
+	mounts, err := mountinfo.GetMounts(mountinfo.ParentsFilter(rootfs))
+	if err != nil {
+		return fmt.Errorf("read mountinfo: %w", err)
+	}
+	var best *mountinfo.Info
+	for _, m := range mounts {
+		if best == nil || len(m.Mountpoint) > len(best.Mountpoint) {
+			best = m
+		}
+	}
+	if best == nil || !strings.Contains(best.Optional, "shared:") {
+		return nil
+	}
+	if err := unix.Mount("", best.Mountpoint, "", unix.MS_PRIVATE, ""); err != nil {
+		return fmt.Errorf("make %s private: %w", best.Mountpoint, err)
+	}
+	return nil
+}
+
+// procMountAllowed implements runc's rule for mounts on /proc: procfs on
+// /proc itself, and below /proc only binds of the few files that tools like
+// lxcfs replace. Anything else could hide procfs files the runtime writes to.
+var procBindable = map[string]bool{
+	"/proc/cpuinfo": true, "/proc/diskstats": true, "/proc/meminfo": true, "/proc/stat": true,
+	"/proc/swaps": true, "/proc/uptime": true, "/proc/loadavg": true, "/proc/slabinfo": true,
+	"/proc/net/dev": true, "/proc/sys/kernel/ns_last_pid": true,
+}
+
+func checkProcMount(dest string, m specs.Mount) error {
+	dest = filepath.Clean(dest)
+	if dest == "/proc" {
+		if m.Type == "proc" {
+			return nil
+		}
+		return fmt.Errorf("only procfs can be mounted on /proc, not %q", m.Type)
+	}
+	if strings.HasPrefix(dest, "/proc/") {
+		if procBindable[dest] || m.Type == "proc" {
+			return nil
+		}
+		return fmt.Errorf("%s is inside /proc and not one of the files that may be replaced", dest)
+	}
+	return nil
+}
+
+func (r *rootfsSetup) mount(m specs.Mount) error {
+	dest := filepath.Clean(m.Destination)
+	if err := checkProcMount(dest, m); err != nil {
+		return err
+	}
+	opts, err := oci.ParseMountOptions(m.Options)
+	if err != nil {
+		return err
+	}
+	switch {
+	case oci.IsBind(m):
+		return r.bindMount(m, dest, opts)
+	case m.Type == "cgroup" || m.Type == "cgroup2":
+		return r.mountCgroup(m, dest, opts)
+	}
+	target, err := pathrs.MountPoint(r.root, dest, true)
+	if err != nil {
+		return err
+	}
+	defer target.Close()
+	data := strings.Join(opts.Data, ",")
+	flags := opts.Flags
+	err = unix.Mount(m.Source, pathrs.ProcPath(target), m.Type, flags, data)
+	if err != nil && m.Type == "sysfs" && (errors.Is(err, unix.EPERM) || errors.Is(err, unix.EBUSY)) && r.userns {
+		// A user namespace without its own network namespace may not
+		// mount sysfs; bind the host's read-only instead, as runc does.
+		err = unix.Mount("/sys", pathrs.ProcPath(target), "", unix.MS_BIND|unix.MS_REC, "")
+		if err == nil {
+			err = remount(r.root, dest, flags|unix.MS_RDONLY)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if m.Type == "proc" {
+		if err := checkFsType(r.root, dest, unix.PROC_SUPER_MAGIC); err != nil {
+			return err
+		}
+	}
+	return r.applyPropagation(dest, opts)
+}
+
+func (r *rootfsSetup) bindMount(m specs.Mount, dest string, opts oci.MountOptions) error {
+	src := m.Source
+	if !filepath.IsAbs(src) {
+		src = filepath.Join(r.cfg.Bundle, src)
+	}
+	fi, err := os.Stat(src)
+	if err != nil {
+		return fmt.Errorf("source: %w", err)
+	}
+	target, err := pathrs.MountPoint(r.root, dest, fi.IsDir())
+	if err != nil {
+		return err
+	}
+	flags := uintptr(unix.MS_BIND)
+	if opts.Recursive {
+		flags |= unix.MS_REC
+	}
+	err = unix.Mount(src, pathrs.ProcPath(target), "", flags, "")
+	target.Close()
+	if err != nil {
+		return fmt.Errorf("bind %s: %w", src, err)
+	}
+	if rest := opts.Flags &^ (unix.MS_BIND | unix.MS_REC | unix.MS_REMOUNT); rest != 0 || opts.Cleared != 0 {
+		if err := remount(r.root, dest, rest); err != nil {
+			return err
+		}
+	}
+	if opts.AttrSet != 0 || opts.AttrClr != 0 {
+		if err := setattrRecursive(r.root, dest, opts); err != nil {
+			return err
+		}
+	}
+	return r.applyPropagation(dest, opts)
+}
+
+// remount changes the flags of the bind mount at dest. Flags that the
+// kernel locked on the source (in a user namespace: nosuid, nodev, noexec,
+// ro, atime flags) are kept, or the remount would be refused.
+func remount(root *os.File, dest string, flags uintptr) error {
+	target, err := pathrs.Open(root, dest)
+	if err != nil {
+		return err
+	}
+	defer target.Close()
+	var st unix.Statfs_t
+	if err := unix.Fstatfs(int(target.Fd()), &st); err != nil {
+		return fmt.Errorf("statfs %s: %w", dest, err)
+	}
+	locked := uintptr(st.Flags) & (unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC | unix.MS_RDONLY | unix.MS_NOATIME | unix.MS_NODIRATIME | unix.MS_RELATIME)
+	err = unix.Mount("", pathrs.ProcPath(target), "", unix.MS_REMOUNT|unix.MS_BIND|flags, "")
+	if errors.Is(err, unix.EPERM) {
+		err = unix.Mount("", pathrs.ProcPath(target), "", unix.MS_REMOUNT|unix.MS_BIND|flags|locked, "")
+	}
+	if err != nil {
+		return fmt.Errorf("remount %s: %w", dest, err)
+	}
+	return nil
+}
+
+func setattrRecursive(root *os.File, dest string, opts oci.MountOptions) error {
+	target, err := pathrs.Open(root, dest)
+	if err != nil {
+		return err
+	}
+	defer target.Close()
+	attr := &unix.MountAttr{Attr_set: opts.AttrSet, Attr_clr: opts.AttrClr}
+	if err := unix.MountSetattr(int(target.Fd()), "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, attr); err != nil {
+		return fmt.Errorf("recursive mount options on %s: %w", dest, err)
+	}
+	return nil
+}
+
+func (r *rootfsSetup) applyPropagation(dest string, opts oci.MountOptions) error {
+	if len(opts.Propagation) == 0 {
+		return nil
+	}
+	target, err := pathrs.Open(r.root, dest)
+	if err != nil {
+		return err
+	}
+	defer target.Close()
+	for _, p := range opts.Propagation {
+		if err := unix.Mount("", pathrs.ProcPath(target), "", p, ""); err != nil {
+			return fmt.Errorf("propagation of %s: %w", dest, err)
+		}
+	}
+	return nil
+}
+
+func checkFsType(root *os.File, dest string, magic int64) error {
+	f, err := pathrs.Open(root, dest)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	var st unix.Statfs_t
+	if err := unix.Fstatfs(int(f.Fd()), &st); err != nil {
+		return fmt.Errorf("statfs %s: %w", dest, err)
+	}
+	if st.Type != magic {
+		return fmt.Errorf("%s is not the filesystem just mounted there (type 0x%x)", dest, st.Type)
+	}
+	return nil
+}
+
+// mountCgroup gives the container its cgroup view. With a cgroup namespace
+// the hierarchies are mounted fresh (the namespace roots them at the
+// container's cgroup); without one the container's own cgroup directories
+// are bound in. On a v1 or hybrid host each hierarchy gets a directory in a
+// tmpfs, as runc lays it out.
+func (r *rootfsSetup) mountCgroup(m specs.Mount, dest string, opts oci.MountOptions) error {
+	cgroupns := false
+	for _, ns := range r.spec.Linux.Namespaces {
+		if ns.Type == specs.CgroupNamespace {
+			cgroupns = true
+		}
+	}
+	flags := opts.Flags &^ unix.MS_RDONLY
+	hier, err := hostCgroupMounts()
+	if err != nil {
+		return err
+	}
+	if len(hier) == 1 && hier[0].fstype == "cgroup2" && hier[0].mountpoint == "/sys/fs/cgroup" {
+		return r.mountCgroupHierarchy(dest, hier[0], "", cgroupns, opts.Flags)
+	}
+	target, err := pathrs.MountPoint(r.root, dest, true)
+	if err != nil {
+		return err
+	}
+	err = unix.Mount("tmpfs", pathrs.ProcPath(target), "tmpfs", flags, "mode=755")
+	target.Close()
+	if err != nil {
+		return fmt.Errorf("tmpfs for cgroups: %w", err)
+	}
+	for _, h := range hier {
+		name := filepath.Base(h.mountpoint)
+		if err := r.mountCgroupHierarchy(filepath.Join(dest, name), h, name, cgroupns, opts.Flags); err != nil {
+			return err
+		}
+		// cpu,cpuacct mounted together get the per-controller names as
+		// links, as on the host.
+		if strings.Contains(name, ",") {
+			for _, sub := range strings.Split(name, ",") {
+				err := pathrs.InParent(r.root, filepath.Join(dest, sub), func(dirfd int, base string) error {
+					return unix.Symlinkat(name, dirfd, base)
+				})
+				if err != nil && !errors.Is(err, unix.EEXIST) {
+					return err
+				}
+			}
+		}
+	}
+	if opts.Flags&unix.MS_RDONLY != 0 {
+		return remount(r.root, dest, flags|unix.MS_RDONLY)
+	}
+	return nil
+}
+
+type cgroupHierarchy struct {
+	mountpoint string
+	fstype     string
+	root       string
+	superOpts  string // the controllers, e.g. "memory" or "name=systemd"
+}
+
+func (r *rootfsSetup) mountCgroupHierarchy(dest string, h cgroupHierarchy, controller string, cgroupns bool, flags uintptr) error {
+	target, err := pathrs.MountPoint(r.root, dest, true)
+	if err != nil {
+		return err
+	}
+	defer target.Close()
+	if cgroupns {
+		err = unix.Mount("cgroup", pathrs.ProcPath(target), h.fstype, flags, h.superOpts)
+	} else {
+		src := r.cgroupSource(h, controller)
+		err = unix.Mount(src, pathrs.ProcPath(target), "", unix.MS_BIND|unix.MS_REC, "")
+		if err == nil && flags&^unix.MS_BIND != 0 {
+			err = remount(r.root, dest, flags&^(unix.MS_BIND|unix.MS_REC))
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("cgroup hierarchy %s: %w", h.mountpoint, err)
+	}
+	return nil
+}
+
+// cgroupSource is the host directory of the container's cgroup in one
+// hierarchy, or the hierarchy's root where the container has none there.
+func (r *rootfsSetup) cgroupSource(h cgroupHierarchy, controller string) string {
+	key := controller
+	if h.fstype == "cgroup2" {
+		key = ""
+	}
+	for k, p := range r.cfg.CgroupPaths {
+		if k == key || (key != "" && strings.Contains(controller, k)) || (strings.HasPrefix(k, "name=") && strings.Contains(h.superOpts, k)) {
+			if strings.HasPrefix(p, h.mountpoint) {
+				return p
+			}
+		}
+	}
+	return h.mountpoint
+}
+
+// hostCgroupMounts lists the cgroup hierarchies mounted under
+// /sys/fs/cgroup, as the init's (copied) mount table shows them.
+func hostCgroupMounts() ([]cgroupHierarchy, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []cgroupHierarchy
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		pre, post, ok := strings.Cut(s.Text(), " - ")
+		if !ok {
+			continue
+		}
+		pf, qf := strings.Fields(pre), strings.Fields(post)
+		if len(pf) < 5 || len(qf) < 3 {
+			continue
+		}
+		if qf[0] != "cgroup" && qf[0] != "cgroup2" {
+			continue
+		}
+		if !strings.HasPrefix(pf[4], "/sys/fs/cgroup") {
+			continue
+		}
+		var keep []string
+		for _, o := range strings.Split(qf[2], ",") {
+			if o == "rw" || o == "ro" {
+				continue
+			}
+			if qf[0] == "cgroup" || o == "nsdelegate" || o == "memory_recursiveprot" {
+				keep = append(keep, o)
+			}
+		}
+		out = append(out, cgroupHierarchy{mountpoint: pf[4], fstype: qf[0], root: pf[3], superOpts: strings.Join(keep, ",")})
+	}
+	return out, s.Err()
+}
+
+var defaultDevices = []specs.LinuxDevice{
+	{Path: "/dev/null", Type: "c", Major: 1, Minor: 3},
+	{Path: "/dev/zero", Type: "c", Major: 1, Minor: 5},
+	{Path: "/dev/full", Type: "c", Major: 1, Minor: 7},
+	{Path: "/dev/random", Type: "c", Major: 1, Minor: 8},
+	{Path: "/dev/urandom", Type: "c", Major: 1, Minor: 9},
+	{Path: "/dev/tty", Type: "c", Major: 5, Minor: 0},
+}
+
+func (r *rootfsSetup) createDefaultDevices() error {
+	mode := os.FileMode(0o666)
+	for _, d := range defaultDevices {
+		d.FileMode = &mode
+		if err := r.createDevice(d); err != nil {
+			return err
+		}
+	}
+	links := [][2]string{
+		{"/proc/self/fd", "/dev/fd"},
+		{"/proc/self/fd/0", "/dev/stdin"},
+		{"/proc/self/fd/1", "/dev/stdout"},
+		{"/proc/self/fd/2", "/dev/stderr"},
+		{"pts/ptmx", "/dev/ptmx"},
+	}
+	if _, err := os.Stat("/proc/kcore"); err == nil {
+		links = append(links, [2]string{"/proc/kcore", "/dev/core"})
+	}
+	for _, l := range links {
+		err := pathrs.InParent(r.root, l[1], func(dirfd int, name string) error {
+			if l[1] == "/dev/ptmx" {
+				// Replace any node so ptys come from the container's devpts.
+				unix.Unlinkat(dirfd, name, 0)
+			}
+			return unix.Symlinkat(l[0], dirfd, name)
+		})
+		if err != nil && !errors.Is(err, unix.EEXIST) {
+			return fmt.Errorf("symlink %s: %w", l[1], err)
+		}
+	}
+	return nil
+}
+
+func (r *rootfsSetup) createDevices() error {
+	for i, d := range r.spec.Linux.Devices {
+		if err := r.createDevice(d); err != nil {
+			return fmt.Errorf("linux.devices[%d] (%s): %w", i, d.Path, err)
+		}
+	}
+	return nil
+}
+
+// createDevice makes a device node inside the rootfs; in a user namespace,
+// where mknod is refused, it binds the host's node instead.
+func (r *rootfsSetup) createDevice(d specs.LinuxDevice) error {
+	dest := filepath.Clean(d.Path)
+	if !strings.HasPrefix(dest, "/dev/") {
+		return fmt.Errorf("device path %s is outside /dev", d.Path)
+	}
+	if r.userns {
+		target, err := pathrs.MountPoint(r.root, dest, false)
+		if err != nil {
+			return err
+		}
+		defer target.Close()
+		if err := unix.Mount(dest, pathrs.ProcPath(target), "", unix.MS_BIND, ""); err != nil {
+			return fmt.Errorf("bind host device %s: %w", dest, err)
+		}
+		return nil
+	}
+	var typ uint32
+	switch d.Type {
+	case "c", "u":
+		typ = unix.S_IFCHR
+	case "b":
+		typ = unix.S_IFBLK
+	case "p":
+		typ = unix.S_IFIFO
+	}
+	perm := uint32(0o666)
+	if d.FileMode != nil {
+		perm = uint32(d.FileMode.Perm())
+	}
+	return pathrs.InParent(r.root, dest, func(dirfd int, name string) error {
+		// An existing entry (a file from the image) is replaced, never
+		// followed.
+		if err := unix.Unlinkat(dirfd, name, 0); err != nil && !errors.Is(err, unix.ENOENT) {
+			return fmt.Errorf("replace %s: %w", dest, err)
+		}
+		if err := unix.Mknodat(dirfd, name, typ|perm, int(unix.Mkdev(uint32(d.Major), uint32(d.Minor)))); err != nil {
+			return fmt.Errorf("mknod %s: %w", dest, err)
+		}
+		// mknod applies the umask; set the mode the spec asked for.
+		if err := unix.Fchmodat(dirfd, name, perm, 0); err != nil {
+			return fmt.Errorf("chmod %s: %w", dest, err)
+		}
+		uid, gid := 0, 0
+		if d.UID != nil {
+			uid = int(*d.UID)
+		}
+		if d.GID != nil {
+			gid = int(*d.GID)
+		}
+		if err := unix.Fchownat(dirfd, name, uid, gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return fmt.Errorf("chown %s: %w", dest, err)
+		}
+		return nil
+	})
+}
+
+// finish switches root to the rootfs and applies what must be done from
+// inside it.
+func (r *rootfsSetup) finish() error {
+	if r.cfg.NoPivot {
+		if err := moveRoot(r.rootfs); err != nil {
+			return err
+		}
+	} else if err := pivotRoot(r.rootfs); err != nil {
+		return err
+	}
+	r.root.Close()
+	root, err := os.OpenFile("/", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	r.root = root
+	for _, p := range r.spec.Linux.ReadonlyPaths {
+		if err := r.readonlyPath(p); err != nil {
+			return fmt.Errorf("linux.readonlyPaths %s: %w", p, err)
+		}
+	}
+	for _, p := range r.spec.Linux.MaskedPaths {
+		if err := r.maskPath(p); err != nil {
+			return fmt.Errorf("linux.maskedPaths %s: %w", p, err)
+		}
+	}
+	if r.spec.Root.Readonly {
+		if err := remount(r.root, "/", unix.MS_RDONLY); err != nil {
+			return fmt.Errorf("root.readonly: %w", err)
+		}
+	}
+	return nil
+}
+
+func pivotRoot(rootfs string) error {
+	oldroot, err := unix.Open("/", unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(oldroot)
+	newroot, err := unix.Open(rootfs, unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(newroot)
+	if err := unix.Fchdir(newroot); err != nil {
+		return err
+	}
+	// pivot_root(".", ".") stacks the old root on top of the new one,
+	// so no directory for it is needed inside the container.
+	if err := unix.PivotRoot(".", "."); err != nil {
+		return fmt.Errorf("pivot_root %s: %w", rootfs, err)
+	}
+	if err := unix.Fchdir(oldroot); err != nil {
+		return err
+	}
+	// Keep the unmount of the old root from propagating to the host.
+	if err := unix.Mount("", ".", "", unix.MS_SLAVE|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("make old root slave: %w", err)
+	}
+	if err := unix.Unmount(".", unix.MNT_DETACH); err != nil {
+		return fmt.Errorf("unmount old root: %w", err)
+	}
+	return unix.Chdir("/")
+}
+
+// moveRoot is --no-pivot: for roots pivot_root cannot leave, such as an
+// initramfs. The host's mounts stay reachable by chroot escapes, which is
+// why it is not the default.
+func moveRoot(rootfs string) error {
+	if err := unix.Chdir(rootfs); err != nil {
+		return err
+	}
+	if err := unix.Mount(rootfs, "/", "", unix.MS_MOVE, ""); err != nil {
+		return fmt.Errorf("move root %s: %w", rootfs, err)
+	}
+	if err := unix.Chroot("."); err != nil {
+		return fmt.Errorf("chroot %s: %w", rootfs, err)
+	}
+	return unix.Chdir("/")
+}
+
+func (r *rootfsSetup) readonlyPath(p string) error {
+	target, err := pathrs.Open(r.root, p)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		return err
+	}
+	err = unix.Mount(pathrs.ProcPath(target), pathrs.ProcPath(target), "", unix.MS_BIND|unix.MS_REC, "")
+	target.Close()
+	if err != nil {
+		return err
+	}
+	return remount(r.root, p, unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC)
+}
+
+func (r *rootfsSetup) maskPath(p string) error {
+	target, err := pathrs.Open(r.root, p)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		return err
+	}
+	defer target.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(int(target.Fd()), &st); err != nil {
+		return err
+	}
+	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+		return unix.Mount("tmpfs", pathrs.ProcPath(target), "tmpfs", unix.MS_RDONLY, "size=0k,mode=0")
+	}
+	return unix.Mount("/dev/null", pathrs.ProcPath(target), "", unix.MS_BIND, "")
+}

@@ -1,0 +1,324 @@
+package runtime
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/berth-project/berth/internal/cgroups"
+)
+
+// Environment variables through which the runtime hands the init its file
+// descriptors. The C constructor reads _BERTH_INITPIPE (nsenter.c).
+const (
+	envInitPipe = "_BERTH_INITPIPE"
+	envFifoFd   = "_BERTH_FIFOFD"
+	envConsole  = "_BERTH_CONSOLEFD"
+	envPreserve = "_BERTH_PRESERVE_FDS"
+	envLogFd    = "_BERTH_LOGFD"
+)
+
+type nsJoin struct {
+	name string // /proc/PID/ns name: user mnt pid net ipc uts cgroup time
+	path string
+}
+
+// spawnOptions describe the process that becomes a container init or an
+// exec'd process.
+type spawnOptions struct {
+	join        []nsJoin
+	clone       uintptr
+	uidMaps     []specs.LinuxIDMapping
+	gidMaps     []specs.LinuxIDMapping
+	timeOffsets map[string]specs.LinuxTimeOffset
+	cgroup      *cgroups.Manager
+	oomScoreAdj *int
+	stdio       [3]*os.File
+	preserveFds int
+	fifo        *os.File // O_PATH fd of exec.fifo (create only)
+	console     *os.File // connected console socket (terminal only)
+	message     *initMessage
+}
+
+// child is a spawned init (or exec'd process) that is still in its setup
+// phase and talks to the runtime over the sync socket.
+type child struct {
+	pid  int
+	sock *os.File
+	dec  *json.Decoder
+	enc  *json.Encoder
+}
+
+// spawn starts `berth-runtime init` in the container's namespaces. On error
+// nothing it started is left running.
+func spawn(opt spawnOptions) (_ *child, retErr error) {
+	exe, err := sealedSelf()
+	if err != nil {
+		return nil, err
+	}
+	defer exe.Close()
+
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("init socket: %w", err)
+	}
+	parentSock := os.NewFile(uintptr(fds[0]), "init-parent")
+	childSock := os.NewFile(uintptr(fds[1]), "init-child")
+	defer childSock.Close()
+	defer func() {
+		if retErr != nil {
+			parentSock.Close()
+		}
+	}()
+
+	cmd := &exec.Cmd{
+		Path:   fmt.Sprintf("/proc/self/fd/%d", exe.Fd()),
+		Args:   []string{"berth-runtime", "init"},
+		Stdin:  opt.stdio[0],
+		Stdout: opt.stdio[1],
+		Stderr: opt.stdio[2],
+		SysProcAttr: &syscall.SysProcAttr{
+			// The init dies with the runtime until it reports ready;
+			// afterwards it is reparented as runc's is.
+			Setpgid: false,
+		},
+	}
+	if cmd.Stdin == nil {
+		cmd.Stdin = nil
+	}
+	// Preserved fds keep their numbers (3..3+N-1), as with runc, so the
+	// sync socket and the rest come after them.
+	for i := 0; i < opt.preserveFds; i++ {
+		cmd.ExtraFiles = append(cmd.ExtraFiles, os.NewFile(uintptr(3+i), "preserved"))
+	}
+	addFd := func(f *os.File) int {
+		cmd.ExtraFiles = append(cmd.ExtraFiles, f)
+		return 2 + len(cmd.ExtraFiles)
+	}
+	cmd.Env = []string{
+		envInitPipe + "=" + strconv.Itoa(addFd(childSock)),
+		envPreserve + "=" + strconv.Itoa(opt.preserveFds),
+	}
+	if opt.fifo != nil {
+		cmd.Env = append(cmd.Env, envFifoFd+"="+strconv.Itoa(addFd(opt.fifo)))
+	}
+	if opt.console != nil {
+		cmd.Env = append(cmd.Env, envConsole+"="+strconv.Itoa(addFd(opt.console)))
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start init: %w", err)
+	}
+	// The first child only sets up namespaces; its own child, the init,
+	// is killed below if anything fails after it was forked.
+	initPid := 0
+	defer func() {
+		if retErr != nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+			if initPid > 0 {
+				unix.Kill(initPid, unix.SIGKILL)
+				reap(initPid)
+			}
+		}
+	}()
+	if opt.cgroup != nil {
+		// Before the namespaces: a new cgroup namespace is rooted at
+		// the cgroup the process is in when it is created.
+		if err := opt.cgroup.Apply(cmd.Process.Pid); err != nil {
+			return nil, err
+		}
+	}
+	if opt.oomScoreAdj != nil {
+		if err := writeOOMScoreAdj(cmd.Process.Pid, *opt.oomScoreAdj); err != nil {
+			return nil, err
+		}
+	}
+	if err := writeNsConfig(parentSock, opt); err != nil {
+		return nil, err
+	}
+	r := bufio.NewReader(parentSock)
+	for initPid == 0 {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			werr := cmd.Wait()
+			return nil, fmt.Errorf("container init exited during namespace setup (%v)", werr)
+		}
+		line = strings.TrimSuffix(line, "\n")
+		switch {
+		case line == "U":
+			if err := writeIDMaps(cmd.Process.Pid, opt.uidMaps, opt.gidMaps); err != nil {
+				return nil, err
+			}
+			if _, err := parentSock.Write([]byte{'u'}); err != nil {
+				return nil, fmt.Errorf("init socket: %w", err)
+			}
+		case strings.HasPrefix(line, "P "):
+			initPid, err = strconv.Atoi(line[2:])
+			if err != nil || initPid <= 0 {
+				return nil, fmt.Errorf("init sent a bad pid %q", line)
+			}
+		case strings.HasPrefix(line, "E "):
+			return nil, nsenterError(line[2:])
+		default:
+			return nil, fmt.Errorf("init sent %q during namespace setup", line)
+		}
+	}
+	if err := cmd.Wait(); err != nil {
+		return nil, fmt.Errorf("namespace setup process: %w", err)
+	}
+	c := &child{pid: initPid, sock: parentSock, dec: json.NewDecoder(r), enc: json.NewEncoder(parentSock)}
+	if err := c.enc.Encode(opt.message); err != nil {
+		return nil, fmt.Errorf("send config to init: %w", err)
+	}
+	return c, nil
+}
+
+// nsenterError turns "ERRNO message: strerror" from nsenter.c into an
+// error that keeps the errno for errors.Is.
+func nsenterError(s string) error {
+	num, msg, _ := strings.Cut(s, " ")
+	n, _ := strconv.Atoi(num)
+	if n != 0 {
+		return &nsError{msg: msg, errno: unix.Errno(n)}
+	}
+	return errors.New(msg)
+}
+
+type nsError struct {
+	msg   string
+	errno unix.Errno
+}
+
+func (e *nsError) Error() string { return "namespace setup: " + e.msg }
+func (e *nsError) Unwrap() error { return e.errno }
+
+func writeNsConfig(w io.Writer, opt spawnOptions) error {
+	var b strings.Builder
+	for _, j := range opt.join {
+		fmt.Fprintf(&b, "join %s %s\n", j.name, j.path)
+	}
+	if opt.clone != 0 {
+		fmt.Fprintf(&b, "clone %d\n", opt.clone)
+	}
+	if opt.clone&unix.CLONE_NEWUSER != 0 {
+		b.WriteString("usermap 1\n")
+	}
+	for clock, off := range opt.timeOffsets {
+		fmt.Fprintf(&b, "timens %s %d %d\n", clock, off.Secs, off.Nanosecs)
+	}
+	msg := b.String()
+	buf := make([]byte, 4+len(msg))
+	buf[0], buf[1], buf[2], buf[3] = byte(len(msg)), byte(len(msg)>>8), byte(len(msg)>>16), byte(len(msg)>>24)
+	copy(buf[4:], msg)
+	if _, err := w.Write(buf); err != nil {
+		return fmt.Errorf("send namespace config to init: %w", err)
+	}
+	return nil
+}
+
+func writeIDMaps(pid int, uids, gids []specs.LinuxIDMapping) error {
+	format := func(maps []specs.LinuxIDMapping) []byte {
+		var b strings.Builder
+		for _, m := range maps {
+			fmt.Fprintf(&b, "%d %d %d\n", m.ContainerID, m.HostID, m.Size)
+		}
+		return []byte(b.String())
+	}
+	p := "/proc/" + strconv.Itoa(pid)
+	if err := os.WriteFile(p+"/uid_map", format(uids), 0); err != nil {
+		return fmt.Errorf("linux.uidMappings: write uid_map: %w", err)
+	}
+	if err := os.WriteFile(p+"/gid_map", format(gids), 0); err != nil {
+		return fmt.Errorf("linux.gidMappings: write gid_map: %w", err)
+	}
+	return nil
+}
+
+// writeOOMScoreAdj sets the score before the container exists, from the
+// host, where the runtime still has its privileges. Lowering the score needs
+// CAP_SYS_RESOURCE; where the host withholds it the error says so, as
+// containerd's restrict_oom_score_adj documents.
+func writeOOMScoreAdj(pid, score int) error {
+	err := os.WriteFile("/proc/"+strconv.Itoa(pid)+"/oom_score_adj", []byte(strconv.Itoa(score)), 0)
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) {
+		cur, _ := os.ReadFile("/proc/self/oom_score_adj")
+		return fmt.Errorf("process.oomScoreAdj: cannot set oom_score_adj to %d (the runtime's own is %s): lowering it needs CAP_SYS_RESOURCE, which this host withholds; use a value of at least the runtime's own (what containerd's restrict_oom_score_adj does)", score, strings.TrimSpace(string(cur)))
+	}
+	return fmt.Errorf("process.oomScoreAdj: %w", err)
+}
+
+// sealedSelf opens the runtime's own binary through a detached, read-only
+// bind mount. The init runs from it, so even a container process that gets
+// hold of /proc/PID/exe of a runtime process cannot write the host binary
+// (CVE-2019-5736): the mount is read-only and reachable from nowhere else.
+func sealedSelf() (*os.File, error) {
+	fd, err := unix.OpenTree(unix.AT_FDCWD, "/proc/self/exe", unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("clone the runtime binary: %w", err)
+	}
+	attr := &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY | unix.MOUNT_ATTR_NODEV}
+	if err := unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH, attr); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("make the runtime binary read-only: %w", err)
+	}
+	return os.NewFile(uintptr(fd), "berth-runtime"), nil
+}
+
+// reap waits for a child or adopted process, ignoring errors: the runtime
+// is a subreaper, so an init whose parent exited is ours to reap.
+func reap(pid int) {
+	var ws unix.WaitStatus
+	for {
+		_, err := unix.Wait4(pid, &ws, 0, nil)
+		if err != unix.EINTR {
+			return
+		}
+	}
+}
+
+// recv reads the init's next message; an error message from the init comes
+// back as that error, intact.
+func (c *child) recv() (*initReply, error) {
+	var m initReply
+	if err := c.dec.Decode(&m); err != nil {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return nil, errors.New("container init exited without saying why")
+		}
+		return nil, fmt.Errorf("read from init: %w", err)
+	}
+	if m.Type == replyError {
+		return nil, errors.New(m.Error)
+	}
+	return &m, nil
+}
+
+func (c *child) expect(t string) (*initReply, error) {
+	m, err := c.recv()
+	if err != nil {
+		return nil, err
+	}
+	if m.Type != t {
+		return nil, fmt.Errorf("init sent %q, expected %q", m.Type, t)
+	}
+	return m, nil
+}
+
+func (c *child) send(m *initMessage) error {
+	if err := c.enc.Encode(m); err != nil {
+		return fmt.Errorf("write to init: %w", err)
+	}
+	return nil
+}

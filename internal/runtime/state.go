@@ -1,0 +1,212 @@
+package runtime
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+const (
+	stateFile = "state.json"
+	fifoName  = "exec.fifo"
+)
+
+// persisted is what ROOT/ID/state.json holds.
+type persisted struct {
+	ID          string            `json:"id"`
+	Bundle      string            `json:"bundle"`
+	Rootfs      string            `json:"rootfs"`
+	Pid         int               `json:"pid"`
+	StartTime   uint64            `json:"init_start_time"`
+	Created     time.Time         `json:"created"`
+	Owner       string            `json:"owner"`
+	CgroupPaths map[string]string `json:"cgroup_paths"`
+	Systemd     bool              `json:"systemd_cgroup,omitempty"`
+	Rootless    bool              `json:"rootless,omitempty"`
+	Spec        *specs.Spec       `json:"config"`
+	// Hooks are run in the runtime's namespaces; the spec above keeps them.
+}
+
+// State is what `state` and `list` print: runc's containerState, field for
+// field, so that containerd's and Podman's parsers accept it.
+type State struct {
+	Version     string               `json:"ociVersion"`
+	ID          string               `json:"id"`
+	Pid         int                  `json:"pid"`
+	Status      specs.ContainerState `json:"status"`
+	Bundle      string               `json:"bundle"`
+	Rootfs      string               `json:"rootfs"`
+	Created     time.Time            `json:"created"`
+	Annotations map[string]string    `json:"annotations,omitempty"`
+	Owner       string               `json:"owner"`
+}
+
+// Paused is the status of a container whose cgroup is frozen; it is not in
+// the OCI spec but runc reports it and callers expect it.
+const Paused specs.ContainerState = "paused"
+
+var validID = regexp.MustCompile(`^[\w+\-.]+$`)
+
+// ErrNotExist is returned for a container ID that has no state.
+var ErrNotExist = errors.New("container does not exist")
+
+func checkID(id string) error {
+	if id == "" {
+		return errors.New("container id cannot be empty")
+	}
+	if !validID.MatchString(id) || id == "." || id == ".." || len(id) > 1024 {
+		return fmt.Errorf("invalid container id %q", id)
+	}
+	return nil
+}
+
+func (r *Runtime) dir(id string) string { return filepath.Join(r.Root, id) }
+
+func (r *Runtime) load(id string) (*persisted, error) {
+	if err := checkID(id); err != nil {
+		return nil, err
+	}
+	b, err := os.ReadFile(filepath.Join(r.dir(id), stateFile))
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("container %q: %w", id, ErrNotExist)
+		}
+		return nil, fmt.Errorf("container %q: read state: %w", id, err)
+	}
+	var p persisted
+	if err := json.Unmarshal(b, &p); err != nil {
+		return nil, fmt.Errorf("container %q: corrupt state: %w", id, err)
+	}
+	return &p, nil
+}
+
+func (r *Runtime) save(p *persisted) error {
+	b, err := json.Marshal(p)
+	if err != nil {
+		return err
+	}
+	dir := r.dir(p.ID)
+	tmp, err := os.CreateTemp(dir, ".state-")
+	if err != nil {
+		return fmt.Errorf("write state: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write state: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("write state: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), filepath.Join(dir, stateFile)); err != nil {
+		return fmt.Errorf("write state: %w", err)
+	}
+	return nil
+}
+
+// status derives the container's status from the kernel.
+func (r *Runtime) status(p *persisted) specs.ContainerState {
+	if p.Pid <= 0 || !processAlive(p.Pid, p.StartTime) {
+		return specs.StateStopped
+	}
+	if _, err := os.Lstat(filepath.Join(r.dir(p.ID), fifoName)); err == nil {
+		return specs.StateCreated
+	}
+	if cg, err := r.cgroupOf(p); err == nil {
+		if frozen, err := cg.Frozen(); err == nil && frozen {
+			return Paused
+		}
+	}
+	return specs.StateRunning
+}
+
+func (r *Runtime) publicState(p *persisted) *State {
+	st := &State{
+		Version: specs.Version,
+		ID:      p.ID,
+		Status:  r.status(p),
+		Bundle:  p.Bundle,
+		Rootfs:  p.Rootfs,
+		Created: p.Created,
+		Owner:   p.Owner,
+	}
+	if p.Spec != nil {
+		st.Annotations = p.Spec.Annotations
+	}
+	if st.Status != specs.StateStopped {
+		st.Pid = p.Pid
+	}
+	return st
+}
+
+// specState is the state given to hooks and seccomp listeners.
+func (p *persisted) specState(status specs.ContainerState) specs.State {
+	s := specs.State{Version: specs.Version, ID: p.ID, Status: status, Bundle: p.Bundle}
+	if status != specs.StateStopped {
+		s.Pid = p.Pid
+	}
+	if p.Spec != nil {
+		s.Annotations = p.Spec.Annotations
+	}
+	return s
+}
+
+// processAlive says whether pid is still the process that started at
+// startTime (clock ticks since boot, field 22 of /proc/PID/stat) and not a
+// zombie.
+func processAlive(pid int, startTime uint64) bool {
+	st, state, err := procStartTime(pid)
+	if err != nil {
+		return false
+	}
+	if state == 'Z' || state == 'X' {
+		return false
+	}
+	return startTime == 0 || st == startTime
+}
+
+func procStartTime(pid int) (uint64, byte, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, 0, err
+	}
+	// The command name may contain spaces and parentheses: fields start
+	// after the last ')'.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, 0, fmt.Errorf("parse /proc/%d/stat", pid)
+	}
+	fields := strings.Fields(s[i+1:])
+	if len(fields) < 20 {
+		return 0, 0, fmt.Errorf("parse /proc/%d/stat", pid)
+	}
+	start, err := strconv.ParseUint(fields[19], 10, 64)
+	if err != nil {
+		return 0, 0, fmt.Errorf("parse /proc/%d/stat: %w", pid, err)
+	}
+	return start, fields[0][0], nil
+}
+
+// lockDir takes an exclusive lock on the container's directory for the
+// duration of a state-changing command.
+func lockDir(dir string) (func(), error) {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(fd, unix.LOCK_EX); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	return func() { unix.Close(fd) }, nil
+}
