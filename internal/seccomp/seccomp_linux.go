@@ -1,0 +1,301 @@
+package seccomp
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"strings"
+	"unsafe"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	libseccomp "github.com/seccomp/libseccomp-golang"
+	"golang.org/x/sys/unix"
+)
+
+// Validate reports the first fault in cfg as one error naming the field,
+// e.g. `linux.seccomp.syscalls[3].action: unknown action "SCMP_ACT_FOO"`.
+// It has no side effects; a nil cfg is valid (no filter).
+func Validate(cfg *specs.LinuxSeccomp) error {
+	major, minor, micro := libseccomp.GetLibraryVersion()
+	return validate(cfg, version{major, minor, micro})
+}
+
+// Program is a compiled filter, ready to be installed by Load.
+type Program struct {
+	insns []unix.SockFilter
+	flags uintptr
+}
+
+// Compile validates cfg and builds its BPF program. It does everything that
+// may allocate or fail for reasons of the configuration, so that a caller
+// can compile early and keep only the seccomp(2) call for right before
+// execve.
+func Compile(cfg *specs.LinuxSeccomp) (*Program, error) {
+	if cfg == nil {
+		return nil, errors.New("compile seccomp filter: no linux.seccomp configuration")
+	}
+	if err := Validate(cfg); err != nil {
+		return nil, err
+	}
+	insns, err := buildFilter(cfg)
+	if err != nil {
+		return nil, err
+	}
+	stub, err := enosysStub(cfg, runtime.GOARCH)
+	if err != nil {
+		return nil, err
+	}
+	prog := &Program{insns: append(stub, insns...), flags: unix.SECCOMP_FILTER_FLAG_TSYNC}
+	if len(prog.insns) > 0xffff {
+		return nil, fmt.Errorf("compile seccomp filter: %d instructions, more than seccomp(2) accepts", len(prog.insns))
+	}
+	for _, f := range cfg.Flags {
+		switch f {
+		case specs.LinuxSeccompFlagLog:
+			prog.flags |= unix.SECCOMP_FILTER_FLAG_LOG
+		case specs.LinuxSeccompFlagSpecAllow:
+			prog.flags |= unix.SECCOMP_FILTER_FLAG_SPEC_ALLOW
+		case specs.LinuxSeccompFlagWaitKillableRecv:
+			prog.flags |= unix.SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV
+		}
+	}
+	if hasNotify(cfg) {
+		// The kernel refuses TSYNC with a listener unless a failed thread
+		// sync is reported as ESRCH (the listener fd takes the return value).
+		prog.flags |= unix.SECCOMP_FILTER_FLAG_NEW_LISTENER | unix.SECCOMP_FILTER_FLAG_TSYNC_ESRCH
+	}
+	return prog, nil
+}
+
+// Load compiles cfg and installs it in the calling process, on all threads.
+// It returns the user-notification listener fd, or -1 when no rule has
+// SCMP_ACT_NOTIFY. The kernel requires no_new_privs or CAP_SYS_ADMIN.
+func Load(cfg *specs.LinuxSeccomp) (notifyFd int, err error) {
+	prog, err := Compile(cfg)
+	if err != nil {
+		return -1, err
+	}
+	return prog.Load()
+}
+
+// Load installs the program in the calling process with TSYNC, so the filter
+// applies to every thread of the Go runtime, and returns the listener fd or
+// -1. Nothing is allocated after the filter is in place.
+func (p *Program) Load() (notifyFd int, err error) {
+	fprog := unix.SockFprog{Len: uint16(len(p.insns)), Filter: &p.insns[0]}
+	r, _, errno := unix.RawSyscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, p.flags, uintptr(unsafe.Pointer(&fprog)))
+	runtime.KeepAlive(p.insns)
+	if errno != 0 {
+		if errno == unix.EINVAL {
+			return -1, fmt.Errorf("load seccomp filter with flags %s: %w (does the kernel support them?)", flagNames(p.flags), errno)
+		}
+		return -1, fmt.Errorf("load seccomp filter: %w", errno)
+	}
+	if p.flags&unix.SECCOMP_FILTER_FLAG_NEW_LISTENER != 0 {
+		return int(r), nil
+	}
+	if r != 0 {
+		// Without TSYNC_ESRCH the kernel names the thread it could not sync.
+		return -1, fmt.Errorf("load seccomp filter: thread %d could not be synchronised", r)
+	}
+	return -1, nil
+}
+
+func flagNames(flags uintptr) string {
+	names := []struct {
+		bit  uintptr
+		name string
+	}{
+		{unix.SECCOMP_FILTER_FLAG_TSYNC, "TSYNC"},
+		{unix.SECCOMP_FILTER_FLAG_LOG, "LOG"},
+		{unix.SECCOMP_FILTER_FLAG_SPEC_ALLOW, "SPEC_ALLOW"},
+		{unix.SECCOMP_FILTER_FLAG_NEW_LISTENER, "NEW_LISTENER"},
+		{unix.SECCOMP_FILTER_FLAG_TSYNC_ESRCH, "TSYNC_ESRCH"},
+		{unix.SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV, "WAIT_KILLABLE_RECV"},
+	}
+	var out []string
+	for _, n := range names {
+		if flags&n.bit != 0 {
+			out = append(out, n.name)
+		}
+	}
+	return strings.Join(out, "|")
+}
+
+func hasNotify(cfg *specs.LinuxSeccomp) bool {
+	for _, sc := range cfg.Syscalls {
+		if sc.Action == specs.ActNotify {
+			return true
+		}
+	}
+	return false
+}
+
+var scmpArches = map[specs.Arch]libseccomp.ScmpArch{
+	specs.ArchX86: libseccomp.ArchX86, specs.ArchX86_64: libseccomp.ArchAMD64,
+	specs.ArchX32: libseccomp.ArchX32, specs.ArchARM: libseccomp.ArchARM,
+	specs.ArchAARCH64: libseccomp.ArchARM64, specs.ArchMIPS: libseccomp.ArchMIPS,
+	specs.ArchMIPS64: libseccomp.ArchMIPS64, specs.ArchMIPS64N32: libseccomp.ArchMIPS64N32,
+	specs.ArchMIPSEL: libseccomp.ArchMIPSEL, specs.ArchMIPSEL64: libseccomp.ArchMIPSEL64,
+	specs.ArchMIPSEL64N32: libseccomp.ArchMIPSEL64N32, specs.ArchPPC: libseccomp.ArchPPC,
+	specs.ArchPPC64: libseccomp.ArchPPC64, specs.ArchPPC64LE: libseccomp.ArchPPC64LE,
+	specs.ArchS390: libseccomp.ArchS390, specs.ArchS390X: libseccomp.ArchS390X,
+	specs.ArchPARISC: libseccomp.ArchPARISC, specs.ArchPARISC64: libseccomp.ArchPARISC64,
+	specs.ArchRISCV64: libseccomp.ArchRISCV64, specs.ArchLOONGARCH64: libseccomp.ArchLOONGARCH64,
+	specs.ArchM68K: libseccomp.ArchM68K, specs.ArchSH: libseccomp.ArchSH,
+	specs.ArchSHEB: libseccomp.ArchSHEB,
+}
+
+var scmpOps = map[specs.LinuxSeccompOperator]libseccomp.ScmpCompareOp{
+	specs.OpNotEqual: libseccomp.CompareNotEqual, specs.OpLessThan: libseccomp.CompareLess,
+	specs.OpLessEqual: libseccomp.CompareLessOrEqual, specs.OpEqualTo: libseccomp.CompareEqual,
+	specs.OpGreaterEqual: libseccomp.CompareGreaterEqual, specs.OpGreaterThan: libseccomp.CompareGreater,
+	specs.OpMaskedEqual: libseccomp.CompareMaskedEqual,
+}
+
+// scmpAction converts a validated action. SCMP_ACT_ERRNO and SCMP_ACT_TRACE
+// without errnoRet return EPERM, as in runc.
+func scmpAction(a specs.LinuxSeccompAction, errnoRet *uint) libseccomp.ScmpAction {
+	ret := uint(unix.EPERM)
+	if errnoRet != nil {
+		ret = *errnoRet
+	}
+	switch a {
+	case specs.ActKill, specs.ActKillThread:
+		return libseccomp.ActKillThread
+	case specs.ActKillProcess:
+		return libseccomp.ActKillProcess
+	case specs.ActTrap:
+		return libseccomp.ActTrap
+	case specs.ActErrno:
+		return libseccomp.ActErrno.SetReturnCode(int16(uint16(ret)))
+	case specs.ActTrace:
+		return libseccomp.ActTrace.SetReturnCode(int16(uint16(ret)))
+	case specs.ActLog:
+		return libseccomp.ActLog
+	case specs.ActNotify:
+		return libseccomp.ActNotify
+	default:
+		return libseccomp.ActAllow
+	}
+}
+
+// buildFilter compiles a validated cfg with libseccomp and returns its BPF.
+func buildFilter(cfg *specs.LinuxSeccomp) ([]unix.SockFilter, error) {
+	def := scmpAction(cfg.DefaultAction, cfg.DefaultErrnoRet)
+	filter, err := libseccomp.NewFilter(def)
+	if err != nil {
+		return nil, fmt.Errorf("create seccomp filter: %w", err)
+	}
+	defer filter.Release()
+	for i, a := range cfg.Architectures {
+		if err := filter.AddArch(scmpArches[a]); err != nil {
+			return nil, fmt.Errorf("linux.seccomp.architectures[%d]: add %s: %w", i, a, err)
+		}
+	}
+	// A binary tree of syscalls keeps long profiles fast; libseccomp up to
+	// 2.5.4 miscompiles it for filters with no rules, hence the threshold
+	// (runc's). Failure only costs speed on old libseccomp.
+	if len(cfg.Syscalls) > 32 {
+		_ = filter.SetOptimize(2)
+	}
+	for i, sc := range cfg.Syscalls {
+		if err := addRule(filter, sc, def); err != nil {
+			return nil, fmt.Errorf("linux.seccomp.syscalls[%d]: %w", i, err)
+		}
+	}
+	return exportBPF(filter)
+}
+
+// addRule adds one syscalls[] entry. Conditions on distinct arguments are
+// ANDed in one rule; when two conditions test the same argument, each
+// condition becomes a rule of its own, so they are ORed. That is runc's
+// behaviour. Rules for one syscall combine as libseccomp combines them: the
+// first of two rules with the same conditions wins, and an unconditional
+// rule replaces the conditional ones.
+func addRule(filter *libseccomp.ScmpFilter, sc specs.LinuxSyscall, def libseccomp.ScmpAction) error {
+	act := scmpAction(sc.Action, sc.ErrnoRet)
+	if act == def {
+		// libseccomp refuses rules that repeat the default action.
+		return nil
+	}
+	conds := make([]libseccomp.ScmpCondition, 0, len(sc.Args))
+	var seen [maxArgs]bool
+	sameArg := false
+	for _, a := range sc.Args {
+		c, err := libseccomp.MakeCondition(a.Index, scmpOps[a.Op], a.Value, a.ValueTwo)
+		if err != nil {
+			return fmt.Errorf("condition on argument %d: %w", a.Index, err)
+		}
+		sameArg = sameArg || seen[a.Index]
+		seen[a.Index] = true
+		conds = append(conds, c)
+	}
+	for _, name := range sc.Names {
+		nr, err := libseccomp.GetSyscallFromName(name)
+		if err != nil {
+			continue // not a syscall of this libseccomp; skipped as runc does
+		}
+		switch {
+		case len(conds) == 0:
+			err = filter.AddRule(nr, act)
+		case sameArg:
+			for _, c := range conds {
+				if err = filter.AddRuleConditional(nr, act, []libseccomp.ScmpCondition{c}); err != nil {
+					break
+				}
+			}
+		default:
+			err = filter.AddRuleConditional(nr, act, conds)
+		}
+		if errors.Is(err, unix.EEXIST) {
+			// The same conditions with another action came earlier; the
+			// first rule wins, as libseccomp does for unconditional rules.
+			err = nil
+		}
+		if err != nil {
+			return fmt.Errorf("add rule for syscall %q: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// exportBPF reads the filter's program through a memfd: libseccomp 2.5 can
+// only export to a file descriptor.
+func exportBPF(filter *libseccomp.ScmpFilter) ([]unix.SockFilter, error) {
+	fd, err := unix.MemfdCreate("berth-seccomp-bpf", unix.MFD_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("export seccomp filter: memfd_create: %w", err)
+	}
+	f := os.NewFile(uintptr(fd), "berth-seccomp-bpf")
+	defer f.Close()
+	if err := filter.ExportBPF(f); err != nil {
+		return nil, fmt.Errorf("export seccomp filter: %w", err)
+	}
+	// Read through the fd itself: /proc may not be mounted in the init.
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return nil, fmt.Errorf("export seccomp filter: rewind: %w", err)
+	}
+	raw, err := io.ReadAll(f)
+	if err != nil {
+		return nil, fmt.Errorf("export seccomp filter: read back: %w", err)
+	}
+	const insnSize = 8
+	if len(raw) == 0 || len(raw)%insnSize != 0 {
+		return nil, fmt.Errorf("export seccomp filter: %d bytes is not a BPF program", len(raw))
+	}
+	insns := make([]unix.SockFilter, len(raw)/insnSize)
+	for i := range insns {
+		b := raw[i*insnSize:]
+		insns[i] = unix.SockFilter{
+			Code: binary.NativeEndian.Uint16(b[0:]),
+			Jt:   b[2],
+			Jf:   b[3],
+			K:    binary.NativeEndian.Uint32(b[4:]),
+		}
+	}
+	return insns, nil
+}
