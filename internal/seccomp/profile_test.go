@@ -125,3 +125,20 @@ func TestDefaultRulesMatchMobyJSON(t *testing.T) {
 		}
 	}
 }
+
+func BenchmarkCompileDefaultProfile(b *testing.B) {
+	p := DefaultProfile()
+	for b.Loop() {
+		prog, err := Compile(p)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(len(prog.insns)), "insns")
+	}
+}
+
+func BenchmarkDefaultProfile(b *testing.B) {
+	for b.Loop() {
+		DefaultProfile()
+	}
+}

@@ -19,9 +19,11 @@ import (
 // e.g. `linux.seccomp.syscalls[3].action: unknown action "SCMP_ACT_FOO"`.
 // It has no side effects; a nil cfg is valid (no filter).
 func Validate(cfg *specs.LinuxSeccomp) error {
-	major, minor, micro := libseccomp.GetLibraryVersion()
+	major, minor, micro := libseccompVersion()
 	return validate(cfg, version{major, minor, micro})
 }
+
+func libseccompVersion() (major, minor, micro uint) { return libseccomp.GetLibraryVersion() }
 
 // Program is a compiled filter, ready to be installed by Load.
 type Program struct {
@@ -49,8 +51,8 @@ func Compile(cfg *specs.LinuxSeccomp) (*Program, error) {
 		return nil, err
 	}
 	prog := &Program{insns: append(stub, insns...), flags: unix.SECCOMP_FILTER_FLAG_TSYNC}
-	if len(prog.insns) > 0xffff {
-		return nil, fmt.Errorf("compile seccomp filter: %d instructions, more than seccomp(2) accepts", len(prog.insns))
+	if len(prog.insns) > maxInsns {
+		return nil, fmt.Errorf("compile seccomp filter: %d BPF instructions, more than the kernel's limit of %d: the profile is too large", len(prog.insns), maxInsns)
 	}
 	for _, f := range cfg.Flags {
 		switch f {
@@ -283,10 +285,17 @@ func exportBPF(filter *libseccomp.ScmpFilter) ([]unix.SockFilter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("export seccomp filter: read back: %w", err)
 	}
-	const insnSize = 8
 	if len(raw) == 0 || len(raw)%insnSize != 0 {
 		return nil, fmt.Errorf("export seccomp filter: %d bytes is not a BPF program", len(raw))
 	}
+	return decodeInsns(raw), nil
+}
+
+// insnSize is the size of a struct sock_filter.
+const insnSize = 8
+
+// decodeInsns reads whole sock_filter structs in host byte order.
+func decodeInsns(raw []byte) []unix.SockFilter {
 	insns := make([]unix.SockFilter, len(raw)/insnSize)
 	for i := range insns {
 		b := raw[i*insnSize:]
@@ -297,5 +306,5 @@ func exportBPF(filter *libseccomp.ScmpFilter) ([]unix.SockFilter, error) {
 			K:    binary.NativeEndian.Uint32(b[4:]),
 		}
 	}
-	return insns, nil
+	return insns
 }

@@ -3,6 +3,7 @@ package seccomp
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,7 +11,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -32,6 +35,7 @@ const (
 	envProbes   = "BERTH_SECCOMP_TEST_PROBES"
 	envListener = "BERTH_SECCOMP_TEST_LISTENER"
 	envExec     = "BERTH_SECCOMP_TEST_EXEC"
+	envProgram  = "BERTH_SECCOMP_TEST_PROGRAM" // base64 of a marshalled Program, used instead of the config
 )
 
 func TestMain(m *testing.M) {
@@ -124,7 +128,8 @@ func child() int {
 	<-results
 
 	var cfg specs.LinuxSeccomp
-	if err := json.Unmarshal([]byte(os.Getenv(envConfig)), &cfg); err != nil {
+	err := json.Unmarshal([]byte(os.Getenv(envConfig)), &cfg)
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "child: config:", err)
 		return 3
 	}
@@ -132,7 +137,12 @@ func child() int {
 		fmt.Fprintln(os.Stderr, "child: no_new_privs:", err)
 		return 3
 	}
-	fd, err := Load(&cfg)
+	var fd int
+	if enc := os.Getenv(envProgram); enc != "" {
+		fd, err = loadMarshalled(enc)
+	} else {
+		fd, err = Load(&cfg)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "child: Load:", err)
 		return 3
@@ -169,6 +179,18 @@ func child() int {
 		return 3
 	}
 	return 0
+}
+
+func loadMarshalled(enc string) (int, error) {
+	raw, err := base64.StdEncoding.DecodeString(enc)
+	if err != nil {
+		return -1, err
+	}
+	prog, err := UnmarshalProgram(raw)
+	if err != nil {
+		return -1, err
+	}
+	return prog.Load()
 }
 
 type childResult struct {
@@ -492,4 +514,94 @@ func TestCompileErrors(t *testing.T) {
 	if err == nil || err.Error() != `linux.seccomp.defaultAction: unknown action "SCMP_ACT_FOO"` {
 		t.Errorf("Compile: %v", err)
 	}
+}
+
+func TestFeatures(t *testing.T) {
+	f := Features()
+	if f.Enabled == nil || !*f.Enabled || len(f.Actions) != 9 || len(f.Operators) != 7 ||
+		!slices.Contains(f.Archs, "SCMP_ARCH_X86_64") || !slices.Contains(f.Archs, "SCMP_ARCH_AARCH64") {
+		t.Errorf("Features() = %+v", f)
+	}
+	if !slices.Equal(f.KnownFlags, []string{"SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
+		"SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV", "SECCOMP_FILTER_FLAG_TSYNC"}) {
+		t.Errorf("KnownFlags = %v", f.KnownFlags)
+	}
+	// Every flag is older than Linux 5.19; the test machines are newer.
+	var u unix.Utsname
+	unix.Uname(&u)
+	if k, _ := parseKernel(unix.ByteSliceToString(u.Release[:])); k.atLeast("5.19") && !slices.Equal(f.SupportedFlags, f.KnownFlags) {
+		t.Errorf("SupportedFlags = %v on Linux %d.%d, want all of %v", f.SupportedFlags, k.major, k.minor, f.KnownFlags)
+	}
+}
+
+// TestMarshalledProgramInKernel compiles in the test process, as a runtime
+// would, and has the child load the decoded bytes only.
+func TestMarshalledProgramInKernel(t *testing.T) {
+	prog, err := Compile(&specs.LinuxSeccomp{
+		DefaultAction: specs.ActAllow,
+		Syscalls:      []specs.LinuxSyscall{{Names: []string{"keyctl"}, Action: specs.ActErrno, ErrnoRet: uintp(uint(unix.EREMOTEIO))}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := prog.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := runChild(t, &specs.LinuxSeccomp{}, []string{"keyctl", "thread:keyctl", "getpid"},
+		envProgram+"="+base64.StdEncoding.EncodeToString(raw))
+	expectProbes(t, res, map[string]string{
+		"keyctl":        errnoOf(unix.EREMOTEIO),
+		"thread:keyctl": errnoOf(unix.EREMOTEIO),
+		"getpid":        "ok",
+	})
+}
+
+func TestProgramRoundTrip(t *testing.T) {
+	prog, err := Compile(DefaultProfile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := prog.MarshalBinary()
+	back, err := UnmarshalProgram(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(prog, back) {
+		t.Fatal("program changed in a marshal round trip")
+	}
+	for _, tc := range []struct {
+		name string
+		data []byte
+		want string
+	}{
+		{"empty", nil, "decode seccomp program: not a berth seccomp program"},
+		{"no header", []byte(programMagic + "1234"), "decode seccomp program: truncated header"},
+		{"no instructions", raw[:len(programMagic)+8], "decode seccomp program: 0 bytes of instructions, want 1 to 4096 instructions of 8 bytes"},
+		{"partial instruction", raw[:len(programMagic)+8+11], "decode seccomp program: 11 bytes of instructions, want 1 to 4096 instructions of 8 bytes"},
+	} {
+		if _, err := UnmarshalProgram(tc.data); err == nil || err.Error() != tc.want {
+			t.Errorf("%s: got %v, want %q", tc.name, err, tc.want)
+		}
+	}
+}
+
+func FuzzUnmarshalProgram(f *testing.F) {
+	prog, err := Compile(&specs.LinuxSeccomp{DefaultAction: specs.ActAllow,
+		Syscalls: []specs.LinuxSyscall{{Names: []string{"mount"}, Action: specs.ActErrno}}})
+	if err != nil {
+		f.Fatal(err)
+	}
+	raw, _ := prog.MarshalBinary()
+	f.Add(raw)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p, err := UnmarshalProgram(data)
+		if err != nil {
+			return
+		}
+		again, _ := p.MarshalBinary()
+		if !bytes.Equal(again, data) {
+			t.Fatalf("round trip changed %x to %x", data, again)
+		}
+	})
 }
