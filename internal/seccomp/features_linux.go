@@ -1,3 +1,5 @@
+//go:build cgo
+
 package seccomp
 
 import (
@@ -36,9 +38,7 @@ func Features() *features.Seccomp {
 	return f
 }
 
-// kernelSupportsFlag asks the kernel without installing anything: seccomp(2)
-// checks the flags before it reads the program, so a NULL program fails
-// with EFAULT when the flags are known and EINVAL when not.
+// kernelSupportsFlag asks the kernel whether it knows a spec flag.
 func kernelSupportsFlag(flag specs.LinuxSeccompFlag) bool {
 	var bits uintptr
 	switch flag {
@@ -54,6 +54,13 @@ func kernelSupportsFlag(flag specs.LinuxSeccompFlag) bool {
 	default:
 		return false
 	}
+	return kernelSupportsFlagBits(bits)
+}
+
+// kernelSupportsFlagBits asks the kernel without installing anything:
+// seccomp(2) checks the flags before it reads the program, so a NULL program
+// fails with EFAULT when the flags are valid and EINVAL when not.
+func kernelSupportsFlagBits(bits uintptr) bool {
 	_, _, errno := unix.RawSyscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, bits, 0)
 	return errno == unix.EFAULT
 }

@@ -1,3 +1,5 @@
+//go:build cgo
+
 package seccomp
 
 import (
@@ -17,10 +19,12 @@ import (
 
 // Validate reports the first fault in cfg as one error naming the field,
 // e.g. `linux.seccomp.syscalls[3].action: unknown action "SCMP_ACT_FOO"`.
-// It has no side effects; a nil cfg is valid (no filter).
+// Besides the spec it checks what this host can do: architectures the
+// linked libseccomp knows, flags the kernel supports (asked without
+// installing anything). It has no side effects; a nil cfg is valid.
 func Validate(cfg *specs.LinuxSeccomp) error {
 	major, minor, micro := libseccompVersion()
-	return validate(cfg, version{major, minor, micro})
+	return validate(cfg, version{major, minor, micro}, kernelSupportsFlag)
 }
 
 func libseccompVersion() (major, minor, micro uint) { return libseccomp.GetLibraryVersion() }
@@ -87,12 +91,15 @@ func Load(cfg *specs.LinuxSeccomp) (notifyFd int, err error) {
 // applies to every thread of the Go runtime, and returns the listener fd or
 // -1. Nothing is allocated after the filter is in place.
 func (p *Program) Load() (notifyFd int, err error) {
+	if len(p.insns) == 0 {
+		return -1, errors.New("load seccomp filter: empty program")
+	}
 	fprog := unix.SockFprog{Len: uint16(len(p.insns)), Filter: &p.insns[0]}
 	r, _, errno := unix.RawSyscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, p.flags, uintptr(unsafe.Pointer(&fprog)))
 	runtime.KeepAlive(p.insns)
 	if errno != 0 {
-		if errno == unix.EINVAL {
-			return -1, fmt.Errorf("load seccomp filter with flags %s: %w (does the kernel support them?)", flagNames(p.flags), errno)
+		if errno == unix.EINVAL && !kernelSupportsFlagBits(p.flags) {
+			return -1, fmt.Errorf("load seccomp filter: this kernel does not support the flags %s: %w", flagNames(p.flags), errno)
 		}
 		return -1, fmt.Errorf("load seccomp filter: %w", errno)
 	}

@@ -1,3 +1,5 @@
+//go:build cgo
+
 package seccomp
 
 import (
@@ -200,7 +202,7 @@ type childResult struct {
 	state  *os.ProcessState
 }
 
-// runChild starts the child with cfg and probes; extra sets more env.
+// startChild starts the child with cfg and probes; extra sets more env.
 func startChild(t *testing.T, cfg *specs.LinuxSeccomp, probes []string, extra ...string) (*exec.Cmd, *bytes.Buffer, *bytes.Buffer) {
 	t.Helper()
 	raw, err := json.Marshal(cfg)
@@ -604,4 +606,23 @@ func FuzzUnmarshalProgram(f *testing.F) {
 			t.Fatalf("round trip changed %x to %x", data, again)
 		}
 	})
+}
+
+func TestDefaultProfileValidates(t *testing.T) {
+	for _, caps := range [][]string{nil, DockerDefaultCaps(), append(DockerDefaultCaps(), "CAP_SYS_ADMIN", "CAP_SYS_PTRACE")} {
+		if err := Validate(DefaultProfileFor(caps)); err != nil {
+			t.Errorf("Validate(DefaultProfileFor(%v)): %v", caps, err)
+		}
+	}
+}
+
+func BenchmarkCompileDefaultProfile(b *testing.B) {
+	p := DefaultProfile()
+	for b.Loop() {
+		prog, err := Compile(p)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(len(prog.insns)), "insns")
+	}
 }

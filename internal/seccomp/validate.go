@@ -67,9 +67,10 @@ var archMinLibseccomp = map[specs.Arch]version{
 // fd. runc refuses "write" for the same reason.
 var notifyForbidden = []string{"write", "sendmsg"}
 
-// validate checks cfg against the runtime-spec and the linked libseccomp.
-// It is pure so that it can be tested with any library version.
-func validate(cfg *specs.LinuxSeccomp, lib version) error {
+// validate checks cfg against the runtime-spec, the linked libseccomp and
+// the kernel's flags. It is pure so that it can be tested with any library
+// version and kernel.
+func validate(cfg *specs.LinuxSeccomp, lib version, kernelHas func(specs.LinuxSeccompFlag) bool) error {
 	if cfg == nil {
 		return nil
 	}
@@ -110,6 +111,9 @@ func validate(cfg *specs.LinuxSeccomp, lib version) error {
 		}
 		if f == specs.LinuxSeccompFlagWaitKillableRecv && notify < 0 {
 			return fmt.Errorf("%s.flags[%d]: %s needs a syscall with action %s", p, i, f, specs.ActNotify)
+		}
+		if !kernelHas(f) {
+			return fmt.Errorf("%s.flags[%d]: %s is not supported by this kernel", p, i, f)
 		}
 	}
 	switch {

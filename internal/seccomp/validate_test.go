@@ -1,3 +1,5 @@
+//go:build cgo
+
 package seccomp
 
 import (
@@ -12,6 +14,8 @@ func uintp(v uint) *uint { return &v }
 
 func TestValidate(t *testing.T) {
 	lib := version{2, 5, 4}
+	// A kernel that knows every flag but SPEC_ALLOW.
+	kernelHas := func(f specs.LinuxSeccompFlag) bool { return f != specs.LinuxSeccompFlagSpecAllow }
 	allow := func(names ...string) specs.LinuxSyscall {
 		return specs.LinuxSyscall{Names: names, Action: specs.ActAllow}
 	}
@@ -37,7 +41,7 @@ func TestValidate(t *testing.T) {
 		{"everything", base(func(c *specs.LinuxSeccomp) {
 			c.DefaultErrnoRet = uintp(38)
 			c.Architectures = []specs.Arch{specs.ArchX86_64, specs.ArchX86, specs.ArchX32}
-			c.Flags = []specs.LinuxSeccompFlag{specs.LinuxSeccompFlagLog, specs.LinuxSeccompFlagSpecAllow,
+			c.Flags = []specs.LinuxSeccompFlag{specs.LinuxSeccompFlagLog,
 				specs.LinuxSeccompFlagWaitKillableRecv, "SECCOMP_FILTER_FLAG_TSYNC"}
 			c.ListenerPath = "/run/berth/agent.sock"
 			c.ListenerMetadata = "x"
@@ -74,6 +78,9 @@ func TestValidate(t *testing.T) {
 		{"wait killable without notify", base(func(c *specs.LinuxSeccomp) {
 			c.Flags = []specs.LinuxSeccompFlag{specs.LinuxSeccompFlagWaitKillableRecv}
 		}), `linux.seccomp.flags[0]: SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV needs a syscall with action SCMP_ACT_NOTIFY`},
+		{"flag the kernel lacks", base(func(c *specs.LinuxSeccomp) {
+			c.Flags = []specs.LinuxSeccompFlag{specs.LinuxSeccompFlagLog, specs.LinuxSeccompFlagSpecAllow}
+		}), `linux.seccomp.flags[1]: SECCOMP_FILTER_FLAG_SPEC_ALLOW is not supported by this kernel`},
 		{"unknown action", base(func(c *specs.LinuxSeccomp) {
 			c.Syscalls = append(c.Syscalls, allow("a"), specs.LinuxSyscall{Names: []string{"mount"}, Action: "SCMP_ACT_FOO"})
 		}), `linux.seccomp.syscalls[3].action: unknown action "SCMP_ACT_FOO"`},
@@ -116,7 +123,7 @@ func TestValidate(t *testing.T) {
 		}), `linux.seccomp.syscalls[2].names[1]: SCMP_ACT_NOTIFY cannot be used for "write": the container init needs it to hand over the listener`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := validate(tc.cfg, lib)
+			err := validate(tc.cfg, lib, kernelHas)
 			got := ""
 			if err != nil {
 				got = err.Error()
