@@ -626,3 +626,23 @@ func BenchmarkCompileDefaultProfile(b *testing.B) {
 		b.ReportMetric(float64(len(prog.insns)), "insns")
 	}
 }
+
+// TestLoadKillThread runs a single-threaded program (busybox sync) under
+// SCMP_ACT_KILL and SCMP_ACT_KILL_THREAD: killing its only thread ends it
+// as if by SIGSYS. (A Go program has more threads, and would hang.)
+func TestLoadKillThread(t *testing.T) {
+	requireBusybox(t)
+	for _, act := range []specs.LinuxSeccompAction{specs.ActKill, specs.ActKillThread} {
+		t.Run(string(act), func(t *testing.T) {
+			cfg := &specs.LinuxSeccomp{
+				DefaultAction: specs.ActAllow,
+				Syscalls:      []specs.LinuxSyscall{{Names: []string{"sync"}, Action: act}},
+			}
+			res := runChild(t, cfg, []string{"getpid"}, envExec+"=/bin/busybox|sync")
+			ws, _ := res.state.Sys().(syscall.WaitStatus)
+			if !ws.Signaled() || ws.Signal() != syscall.SIGSYS || res.lines["getpid"] == "" {
+				t.Fatalf("child %v, want busybox killed by SIGSYS\nstdout:\n%s\nstderr:\n%s", res.state, res.stdout, res.stderr)
+			}
+		})
+	}
+}
