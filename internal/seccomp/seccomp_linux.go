@@ -205,10 +205,13 @@ func buildFilter(cfg *specs.LinuxSeccomp) ([]unix.SockFilter, error) {
 			return nil, fmt.Errorf("linux.seccomp.architectures[%d]: add %s: %w", i, a, err)
 		}
 	}
-	// A binary tree of syscalls keeps long profiles fast; libseccomp up to
+	// A binary tree of syscalls turns the linear scan of a long profile
+	// (Docker's: up to ~330 comparisons per syscall) into a search; it costs
+	// compile time (16 ms instead of 12 for Docker's). libseccomp up to
 	// 2.5.4 miscompiles it for filters with no rules, hence the threshold
-	// (runc's). Failure only costs speed on old libseccomp.
-	if len(cfg.Syscalls) > 32 {
+	// (runc's, counted in names as runc's rules have one name each).
+	// Failure only costs speed on old libseccomp.
+	if countNames(cfg) > 32 {
 		_ = filter.SetOptimize(2)
 	}
 	for i, sc := range cfg.Syscalls {
@@ -217,6 +220,14 @@ func buildFilter(cfg *specs.LinuxSeccomp) ([]unix.SockFilter, error) {
 		}
 	}
 	return exportBPF(filter)
+}
+
+func countNames(cfg *specs.LinuxSeccomp) int {
+	n := 0
+	for _, sc := range cfg.Syscalls {
+		n += len(sc.Names)
+	}
+	return n
 }
 
 // addRule adds one syscalls[] entry. Conditions on distinct arguments are
