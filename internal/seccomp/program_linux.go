@@ -20,7 +20,7 @@ const knownLoadFlags = unix.SECCOMP_FILTER_FLAG_TSYNC | unix.SECCOMP_FILTER_FLAG
 	unix.SECCOMP_FILTER_FLAG_TSYNC_ESRCH | unix.SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV
 
 // MarshalBinary encodes the program for UnmarshalProgram. Compiling a large
-// profile with libseccomp takes milliseconds (about 12 ms for Docker's
+// profile with libseccomp takes milliseconds (about 16 ms for Docker's
 // default profile with its three x86 architectures), so a runtime may
 // compile once, cache the bytes keyed by the configuration, and send them to
 // the container init instead of the configuration. The encoding is for this
