@@ -50,7 +50,7 @@ func Compile(cfg *specs.LinuxSeccomp) (*Program, error) {
 	if err != nil {
 		return nil, err
 	}
-	stub, err := enosysStub(cfg, runtime.GOARCH)
+	stub, err := enosysStub(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -143,19 +143,48 @@ func hasNotify(cfg *specs.LinuxSeccomp) bool {
 	return false
 }
 
-var scmpArches = map[specs.Arch]libseccomp.ScmpArch{
-	specs.ArchX86: libseccomp.ArchX86, specs.ArchX86_64: libseccomp.ArchAMD64,
-	specs.ArchX32: libseccomp.ArchX32, specs.ArchARM: libseccomp.ArchARM,
-	specs.ArchAARCH64: libseccomp.ArchARM64, specs.ArchMIPS: libseccomp.ArchMIPS,
-	specs.ArchMIPS64: libseccomp.ArchMIPS64, specs.ArchMIPS64N32: libseccomp.ArchMIPS64N32,
-	specs.ArchMIPSEL: libseccomp.ArchMIPSEL, specs.ArchMIPSEL64: libseccomp.ArchMIPSEL64,
-	specs.ArchMIPSEL64N32: libseccomp.ArchMIPSEL64N32, specs.ArchPPC: libseccomp.ArchPPC,
-	specs.ArchPPC64: libseccomp.ArchPPC64, specs.ArchPPC64LE: libseccomp.ArchPPC64LE,
-	specs.ArchS390: libseccomp.ArchS390, specs.ArchS390X: libseccomp.ArchS390X,
-	specs.ArchPARISC: libseccomp.ArchPARISC, specs.ArchPARISC64: libseccomp.ArchPARISC64,
-	specs.ArchRISCV64: libseccomp.ArchRISCV64, specs.ArchLOONGARCH64: libseccomp.ArchLOONGARCH64,
-	specs.ArchM68K: libseccomp.ArchM68K, specs.ArchSH: libseccomp.ArchSH,
-	specs.ArchSHEB: libseccomp.ArchSHEB,
+// archInfo is what Compile needs of a runtime-spec architecture:
+// libseccomp's token and the seccomp_data.arch value the kernel reports.
+// x32 shares x86_64's and is told apart by x32SyscallBit.
+type archInfo struct {
+	scmp  libseccomp.ScmpArch
+	audit uint32
+}
+
+var archInfos = map[specs.Arch]archInfo{
+	specs.ArchX86:         {libseccomp.ArchX86, unix.AUDIT_ARCH_I386},
+	specs.ArchX86_64:      {libseccomp.ArchAMD64, unix.AUDIT_ARCH_X86_64},
+	specs.ArchX32:         {libseccomp.ArchX32, unix.AUDIT_ARCH_X86_64},
+	specs.ArchARM:         {libseccomp.ArchARM, unix.AUDIT_ARCH_ARM},
+	specs.ArchAARCH64:     {libseccomp.ArchARM64, unix.AUDIT_ARCH_AARCH64},
+	specs.ArchMIPS:        {libseccomp.ArchMIPS, unix.AUDIT_ARCH_MIPS},
+	specs.ArchMIPS64:      {libseccomp.ArchMIPS64, unix.AUDIT_ARCH_MIPS64},
+	specs.ArchMIPS64N32:   {libseccomp.ArchMIPS64N32, unix.AUDIT_ARCH_MIPS64N32},
+	specs.ArchMIPSEL:      {libseccomp.ArchMIPSEL, unix.AUDIT_ARCH_MIPSEL},
+	specs.ArchMIPSEL64:    {libseccomp.ArchMIPSEL64, unix.AUDIT_ARCH_MIPSEL64},
+	specs.ArchMIPSEL64N32: {libseccomp.ArchMIPSEL64N32, unix.AUDIT_ARCH_MIPSEL64N32},
+	specs.ArchPPC:         {libseccomp.ArchPPC, unix.AUDIT_ARCH_PPC},
+	specs.ArchPPC64:       {libseccomp.ArchPPC64, unix.AUDIT_ARCH_PPC64},
+	specs.ArchPPC64LE:     {libseccomp.ArchPPC64LE, unix.AUDIT_ARCH_PPC64LE},
+	specs.ArchS390:        {libseccomp.ArchS390, unix.AUDIT_ARCH_S390},
+	specs.ArchS390X:       {libseccomp.ArchS390X, unix.AUDIT_ARCH_S390X},
+	specs.ArchPARISC:      {libseccomp.ArchPARISC, unix.AUDIT_ARCH_PARISC},
+	specs.ArchPARISC64:    {libseccomp.ArchPARISC64, unix.AUDIT_ARCH_PARISC64},
+	specs.ArchRISCV64:     {libseccomp.ArchRISCV64, unix.AUDIT_ARCH_RISCV64},
+	specs.ArchLOONGARCH64: {libseccomp.ArchLOONGARCH64, unix.AUDIT_ARCH_LOONGARCH64},
+	specs.ArchM68K:        {libseccomp.ArchM68K, unix.AUDIT_ARCH_M68K},
+	specs.ArchSH:          {libseccomp.ArchSH, unix.AUDIT_ARCH_SHEL},
+	specs.ArchSHEB:        {libseccomp.ArchSHEB, unix.AUDIT_ARCH_SH},
+}
+
+// auditArch is the seccomp_data.arch value of a libseccomp architecture.
+func auditArch(a libseccomp.ScmpArch) (uint32, bool) {
+	for _, info := range archInfos {
+		if info.scmp == a {
+			return info.audit, true
+		}
+	}
+	return 0, false
 }
 
 var scmpOps = map[specs.LinuxSeccompOperator]libseccomp.ScmpCompareOp{
@@ -201,7 +230,7 @@ func buildFilter(cfg *specs.LinuxSeccomp) ([]unix.SockFilter, error) {
 	}
 	defer filter.Release()
 	for i, a := range cfg.Architectures {
-		if err := filter.AddArch(scmpArches[a]); err != nil {
+		if err := filter.AddArch(archInfos[a].scmp); err != nil {
 			return nil, fmt.Errorf("linux.seccomp.architectures[%d]: add %s: %w", i, a, err)
 		}
 	}
