@@ -171,3 +171,35 @@ func TestENOSYSStub(t *testing.T) {
 		}
 	}
 }
+
+// TestRuleCombination pins how rules for one syscall combine: the first of
+// two rules with the same conditions wins, and that clash does not drop the
+// rule's other conditions.
+func TestRuleCombination(t *testing.T) {
+	if runtime.GOARCH != "amd64" {
+		t.Skip("the expected syscall numbers are x86's; this machine is " + runtime.GOARCH)
+	}
+	eq := func(v uint64) specs.LinuxSeccompArg {
+		return specs.LinuxSeccompArg{Index: 0, Op: specs.OpEqualTo, Value: v}
+	}
+	prog, err := Compile(&specs.LinuxSeccomp{
+		DefaultAction: specs.ActAllow,
+		Syscalls: []specs.LinuxSyscall{
+			{Names: []string{"getpgid"}, Action: specs.ActErrno, ErrnoRet: uintp(5), Args: []specs.LinuxSeccompArg{eq(5)}},
+			{Names: []string{"getpgid"}, Action: specs.ActErrno, ErrnoRet: uintp(6), Args: []specs.LinuxSeccompArg{eq(5), eq(7)}},
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const getpgid = 121
+	for arg, want := range map[uint64]uint32{
+		5: unix.SECCOMP_RET_ERRNO | 5,
+		7: unix.SECCOMP_RET_ERRNO | 6,
+		6: retAllow,
+	} {
+		if got := run(t, prog.insns, archX86_64, getpgid, arg); got != want {
+			t.Errorf("getpgid(%d): got %#x, want %#x", arg, got, want)
+		}
+	}
+}

@@ -283,30 +283,34 @@ func addRule(filter *libseccomp.ScmpFilter, sc specs.LinuxSyscall, def libseccom
 		seen[a.Index] = true
 		conds = append(conds, c)
 	}
+	// A group is the conditions of one libseccomp rule.
+	groups := [][]libseccomp.ScmpCondition{conds}
+	if sameArg {
+		groups = groups[:0]
+		for _, c := range conds {
+			groups = append(groups, []libseccomp.ScmpCondition{c})
+		}
+	}
 	for _, name := range sc.Names {
 		nr, err := libseccomp.GetSyscallFromName(name)
 		if err != nil {
 			continue // not a syscall of this libseccomp; skipped as runc does
 		}
-		switch {
-		case len(conds) == 0:
-			err = filter.AddRule(nr, act)
-		case sameArg:
-			for _, c := range conds {
-				if err = filter.AddRuleConditional(nr, act, []libseccomp.ScmpCondition{c}); err != nil {
-					break
-				}
+		for _, g := range groups {
+			if len(g) == 0 {
+				err = filter.AddRule(nr, act)
+			} else {
+				err = filter.AddRuleConditional(nr, act, g)
 			}
-		default:
-			err = filter.AddRuleConditional(nr, act, conds)
-		}
-		if errors.Is(err, unix.EEXIST) {
-			// The same conditions with another action came earlier; the
-			// first rule wins, as libseccomp does for unconditional rules.
-			err = nil
-		}
-		if err != nil {
-			return fmt.Errorf("add rule for syscall %q: %w", name, err)
+			if errors.Is(err, unix.EEXIST) {
+				// The same conditions with another action came earlier;
+				// the first rule wins, as libseccomp does for
+				// unconditional rules.
+				err = nil
+			}
+			if err != nil {
+				return fmt.Errorf("add rule for syscall %q: %w", name, err)
+			}
 		}
 	}
 	return nil
