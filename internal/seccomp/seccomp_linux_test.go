@@ -429,12 +429,17 @@ func TestNotify(t *testing.T) {
 	}
 	t.Cleanup(func() { ln.Close() })
 
+	if !kernelSupportsFlagBits(unix.SECCOMP_FILTER_FLAG_TSYNC | unix.SECCOMP_FILTER_FLAG_NEW_LISTENER | unix.SECCOMP_FILTER_FLAG_TSYNC_ESRCH) {
+		t.Skip("needs Linux 5.7 (SECCOMP_FILTER_FLAG_TSYNC_ESRCH) for a listener on a multi-threaded process")
+	}
 	cfg := &specs.LinuxSeccomp{
 		DefaultAction:    specs.ActAllow,
 		ListenerPath:     sock,
 		ListenerMetadata: "ignored: SendListener takes the metadata as an argument",
-		Flags:            []specs.LinuxSeccompFlag{specs.LinuxSeccompFlagWaitKillableRecv},
 		Syscalls:         []specs.LinuxSyscall{{Names: []string{"getpgid"}, Action: specs.ActNotify}},
+	}
+	if kernelSupportsFlag(specs.LinuxSeccompFlagWaitKillableRecv) { // Linux 5.19
+		cfg.Flags = []specs.LinuxSeccompFlag{specs.LinuxSeccompFlagWaitKillableRecv}
 	}
 	cmd, stdout, stderr := startChild(t, cfg, []string{"getpgid-7", "getpid"}, envListener+"="+sock)
 	done := false
