@@ -77,8 +77,14 @@ func Compile(cfg *specs.LinuxSeccomp) (*Program, error) {
 }
 
 // Load compiles cfg and installs it in the calling process, on all threads.
-// It returns the user-notification listener fd, or -1 when no rule has
-// SCMP_ACT_NOTIFY. The kernel requires no_new_privs or CAP_SYS_ADMIN.
+// It returns the user-notification listener fd (close-on-exec, so it does
+// not reach the container's program), or -1 when no rule has
+// SCMP_ACT_NOTIFY.
+//
+// The kernel requires no_new_privs or CAP_SYS_ADMIN. So when the container
+// keeps new privileges, the init must load before it drops capabilities
+// (as runc does), and the profile must allow what the init does afterwards
+// (capset, setuid, setgroups, ... up to execve).
 func Load(cfg *specs.LinuxSeccomp) (notifyFd int, err error) {
 	prog, err := Compile(cfg)
 	if err != nil {
