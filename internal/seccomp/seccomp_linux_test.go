@@ -150,6 +150,10 @@ func child() int {
 		return 3
 	}
 	fmt.Printf("notifyfd=%v\n", fd >= 0)
+	if fd >= 0 {
+		flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0)
+		fmt.Printf("notifyfd-cloexec=%v\n", err == nil && flags&unix.FD_CLOEXEC != 0)
+	}
 	if path := os.Getenv(envListener); path != "" {
 		state := specs.ContainerProcessState{
 			Version: specs.Version,
@@ -502,7 +506,7 @@ func TestNotify(t *testing.T) {
 	}
 	res := waitChild(t, cmd, stdout, stderr)
 	done = true
-	expectProbes(t, res, map[string]string{"notifyfd": "true", "getpgid-7": "ok:4242", "getpid": "ok"})
+	expectProbes(t, res, map[string]string{"notifyfd": "true", "notifyfd-cloexec": "true", "getpgid-7": "ok:4242", "getpid": "ok"})
 }
 
 func TestSendListenerNoAgent(t *testing.T) {
