@@ -3,7 +3,7 @@ GO      ?= go
 BIN     := bin
 # berth-runtime is the one cgo binary (libseccomp); link it statically so the
 # per-container start pays no dynamic loader and the binary runs in any rootfs.
-STATIC  := -ldflags '-s -w -linkmode external -extldflags "-static"' -trimpath
+STATIC  := -tags netgo,osusergo -ldflags '-s -w -linkmode external -extldflags "-static"' -trimpath
 DEMO    := $(CURDIR)/.tmp/demo
 
 .PHONY: all build test unit e2e demo bench clean deps

@@ -19,7 +19,7 @@ func (ip *initProc) setupConsole(proc *specs.Process, devConsole bool) error {
 	if !proc.Terminal {
 		return nil
 	}
-	sockFd, err := strconv.Atoi(os.Getenv(envConsole))
+	sockFd, err := strconv.Atoi(ip.consoleFd)
 	if err != nil {
 		return fmt.Errorf("process.terminal: no console socket given (use --console-socket)")
 	}

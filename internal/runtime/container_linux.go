@@ -47,6 +47,7 @@ type CreateOptions struct {
 	Bundle        string
 	PidFile       string
 	ConsoleSocket string
+	ConsoleFile   *os.File // instead of ConsoleSocket: an already connected socket
 	NoPivot       bool
 	NoNewKeyring  bool
 	PreserveFds   int
@@ -71,7 +72,7 @@ func (r *Runtime) Create(ctx context.Context, id string, opt CreateOptions) (ret
 			return err
 		}
 	}
-	if spec.Process.Terminal && opt.ConsoleSocket == "" {
+	if spec.Process.Terminal && opt.ConsoleSocket == "" && opt.ConsoleFile == nil {
 		return errors.New("process.terminal is true but no --console-socket was given to receive the terminal")
 	}
 	cg, err := cgroups.New(cgroups.Config{ID: id, CgroupsPath: spec.Linux.CgroupsPath, Systemd: r.SystemdCgroup, Rootless: r.Rootless, Resources: spec.Linux.Resources})
@@ -119,7 +120,9 @@ func (r *Runtime) Create(ctx context.Context, id string, opt CreateOptions) (ret
 	}
 	defer fifo.Close()
 	var console *os.File
-	if spec.Process.Terminal {
+	if spec.Process.Terminal && opt.ConsoleFile != nil {
+		console = opt.ConsoleFile
+	} else if spec.Process.Terminal {
 		console, err = dialConsole(opt.ConsoleSocket)
 		if err != nil {
 			return err
@@ -141,7 +144,7 @@ func (r *Runtime) Create(ctx context.Context, id string, opt CreateOptions) (ret
 	}
 	c, err = spawn(spawnOptions{
 		join: join, clone: clone, uidMaps: spec.Linux.UIDMappings, gidMaps: spec.Linux.GIDMappings,
-		timeOffsets: spec.Linux.TimeOffsets, cgroup: cg, oomScoreAdj: spec.Process.OOMScoreAdj,
+		timeOffsets: spec.Linux.TimeOffsets, joinCgroup: cg.Apply, oomScoreAdj: spec.Process.OOMScoreAdj,
 		stdio: opt.Stdio, preserveFds: opt.PreserveFds, fifo: fifo, console: console,
 		message: &initMessage{Type: msgConfig, Config: cfg},
 	})

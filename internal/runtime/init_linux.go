@@ -34,7 +34,11 @@ func Init() {
 	sock := os.NewFile(uintptr(fd), "init-sync")
 	ip := &initProc{sock: sock, dec: json.NewDecoder(sock), enc: json.NewEncoder(sock)}
 	if err := ip.run(); err != nil {
-		ip.enc.Encode(initReply{Type: replyError, Error: err.Error()})
+		// After ready the runtime no longer listens: the container's
+		// stderr is the only place left to say what went wrong.
+		if ip.enc.Encode(initReply{Type: replyError, Error: err.Error()}) != nil {
+			fmt.Fprintf(os.Stderr, "berth-runtime init: %v\n", err)
+		}
 		os.Exit(1)
 	}
 }
@@ -44,6 +48,9 @@ type initProc struct {
 	dec  *json.Decoder
 	enc  *json.Encoder
 	cfg  *initConfig
+	// From the environment, which is cleared before the user's process.
+	fifoFd, consoleFd string
+	preserve          int
 }
 
 func (ip *initProc) run() error {
@@ -55,6 +62,9 @@ func (ip *initProc) run() error {
 		return fmt.Errorf("init: expected config, got %q", msg.Type)
 	}
 	ip.cfg = msg.Config
+	ip.fifoFd = os.Getenv(envFifoFd)
+	ip.preserve, _ = strconv.Atoi(os.Getenv(envPreserve))
+	ip.consoleFd = os.Getenv(envConsole)
 	for _, k := range []string{envInitPipe, envFifoFd, envConsole, envPreserve, envLogFd} {
 		os.Unsetenv(k)
 	}
@@ -174,14 +184,12 @@ func (ip *initProc) finalize(proc *specs.Process, sc *specs.LinuxSeccomp, waitSt
 			return fmt.Errorf("process.noNewPrivileges: %w", err)
 		}
 	}
-	preserve, _ := strconv.Atoi(os.Getenv(envPreserve))
-	fifo := os.Getenv(envFifoFd)
 	if err := ip.enc.Encode(initReply{Type: replyReady}); err != nil {
 		return err
 	}
 	ip.sock.Close()
 	if waitStart {
-		if err := waitForStart(fifo); err != nil {
+		if err := waitForStart(ip.fifoFd); err != nil {
 			return err
 		}
 		if ip.cfg.Spec.Hooks != nil {
@@ -199,7 +207,7 @@ func (ip *initProc) finalize(proc *specs.Process, sc *specs.LinuxSeccomp, waitSt
 	}
 	// Nothing of the runtime's may reach the process (CVE-2024-21626):
 	// every descriptor past stdio and the preserved ones closes on exec.
-	closeExecFrom(3 + preserve)
+	closeExecFrom(3 + ip.preserve)
 	umask(proc.User.Umask)
 	if err := unix.Exec(path, proc.Args, env); err != nil {
 		return fmt.Errorf("exec %s: %w", proc.Args[0], err)

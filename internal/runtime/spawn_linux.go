@@ -10,12 +10,9 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"syscall"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
-
-	"github.com/berth-project/berth/internal/cgroups"
 )
 
 // Environment variables through which the runtime hands the init its file
@@ -41,7 +38,7 @@ type spawnOptions struct {
 	uidMaps     []specs.LinuxIDMapping
 	gidMaps     []specs.LinuxIDMapping
 	timeOffsets map[string]specs.LinuxTimeOffset
-	cgroup      *cgroups.Manager
+	joinCgroup  func(pid int) error // puts the first child in the container's cgroup
 	oomScoreAdj *int
 	stdio       [3]*os.File
 	preserveFds int
@@ -87,14 +84,6 @@ func spawn(opt spawnOptions) (_ *child, retErr error) {
 		Stdin:  opt.stdio[0],
 		Stdout: opt.stdio[1],
 		Stderr: opt.stdio[2],
-		SysProcAttr: &syscall.SysProcAttr{
-			// The init dies with the runtime until it reports ready;
-			// afterwards it is reparented as runc's is.
-			Setpgid: false,
-		},
-	}
-	if cmd.Stdin == nil {
-		cmd.Stdin = nil
 	}
 	// Preserved fds keep their numbers (3..3+N-1), as with runc, so the
 	// sync socket and the rest come after them.
@@ -131,10 +120,10 @@ func spawn(opt spawnOptions) (_ *child, retErr error) {
 			}
 		}
 	}()
-	if opt.cgroup != nil {
+	if opt.joinCgroup != nil {
 		// Before the namespaces: a new cgroup namespace is rooted at
 		// the cgroup the process is in when it is created.
-		if err := opt.cgroup.Apply(cmd.Process.Pid); err != nil {
+		if err := opt.joinCgroup(cmd.Process.Pid); err != nil {
 			return nil, err
 		}
 	}

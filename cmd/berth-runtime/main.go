@@ -1,0 +1,129 @@
+// Command berth-runtime is Berth's OCI runtime, with runc's command line so
+// that containerd, CRI-O, Podman and Docker can use it in runc's place. This
+// package only parses arguments; the work is in internal/runtime.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	goruntime "runtime"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v3"
+
+	"github.com/berth-project/berth/internal/runtime"
+	// The namespace-entering C constructor for `berth-runtime init`.
+	_ "github.com/berth-project/berth/internal/runtime/nsenter"
+)
+
+// version is set at build time; the spec version is the one we implement.
+var version = "0.1.0-dev"
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "init" {
+		runtime.Init()
+		return
+	}
+	os.Exit(run(os.Args))
+}
+
+func run(args []string) int {
+	var logOut io.Writer = io.Discard
+	logJSON := false
+	app := &cli.Command{
+		Name:    "berth-runtime",
+		Usage:   "Berth's OCI container runtime (runc-compatible command line)",
+		Version: version,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "root", Value: "/run/berth", Usage: "directory for container state"},
+			&cli.StringFlag{Name: "log", Usage: "log file (default: stderr for errors only)"},
+			&cli.StringFlag{Name: "log-format", Value: "text", Usage: "log format: text or json"},
+			&cli.BoolFlag{Name: "debug", Usage: "log debug messages"},
+			&cli.BoolFlag{Name: "systemd-cgroup", Usage: "drive cgroups through systemd (cgroupsPath slice:prefix:name)"},
+			&cli.StringFlag{Name: "rootless", Value: "auto", Usage: "ignore cgroup permission errors: true, false or auto"},
+			&cli.StringFlag{Name: "criu", Hidden: true},
+		},
+		Before: func(ctx context.Context, cmd *cli.Command) (context.Context, error) {
+			switch cmd.String("log-format") {
+			case "text":
+			case "json":
+				logJSON = true
+			default:
+				return ctx, fmt.Errorf("--log-format: unknown format %q (want text or json)", cmd.String("log-format"))
+			}
+			if path := cmd.String("log"); path != "" {
+				f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND|os.O_SYNC, 0o644)
+				if err != nil {
+					return ctx, fmt.Errorf("--log %s: %w", path, err)
+				}
+				logOut = f
+			}
+			return ctx, nil
+		},
+		Commands: commands(),
+	}
+	cli.VersionPrinter = func(cmd *cli.Command) {
+		fmt.Printf("berth-runtime version %s\nspec: %s\ngo: %s\n", version, specVersion(), goruntime.Version())
+	}
+	err := app.Run(context.Background(), args)
+	if err == nil {
+		return 0
+	}
+	if e, ok := err.(exitCode); ok {
+		return int(e)
+	}
+	msg := err.Error()
+	fmt.Fprintf(os.Stderr, "berth-runtime: %s\n", msg)
+	// containerd's shim reads the last error from the log file.
+	if logOut != io.Discard {
+		var h slog.Handler
+		if logJSON {
+			h = slog.NewJSONHandler(logOut, nil)
+		} else {
+			h = slog.NewTextHandler(logOut, nil)
+		}
+		slog.New(h).Error(msg)
+	}
+	return 1
+}
+
+// exitCode makes the CLI exit with a container's status rather than 1.
+type exitCode int
+
+func (e exitCode) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
+
+func newRuntime(cmd *cli.Command) (*runtime.Runtime, error) {
+	r, err := runtime.New(cmd.String("root"), nil)
+	if err != nil {
+		return nil, err
+	}
+	r.SystemdCgroup = cmd.Bool("systemd-cgroup")
+	r.Rootless = cmd.String("rootless") == "true"
+	return r, nil
+}
+
+func oneID(cmd *cli.Command) (string, error) {
+	if cmd.Args().Len() != 1 {
+		return "", fmt.Errorf("%s: expects exactly one container id, got %d arguments", cmd.Name, cmd.Args().Len())
+	}
+	return cmd.Args().First(), nil
+}
+
+func printJSON(v any) error {
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func stdio() [3]*os.File { return [3]*os.File{os.Stdin, os.Stdout, os.Stderr} }
+
+func formatTime(t time.Time) string { return t.Format(time.RFC3339Nano) }
+
+func specVersion() string {
+	return strings.TrimSpace(specsVersion)
+}

@@ -1,0 +1,96 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/berth-project/berth/internal/oci"
+)
+
+// ExecOptions are the flags of `exec` that are not part of the process.
+type ExecOptions struct {
+	PidFile       string
+	ConsoleSocket string
+	ConsoleFile   *os.File
+	PreserveFds   int
+	Stdio         [3]*os.File
+}
+
+// BaseProcess is the container's own process config, the base that `exec`
+// flags modify (as runc builds an exec'd process).
+func (r *Runtime) BaseProcess(id string) (*specs.Process, error) {
+	p, err := r.load(id)
+	if err != nil {
+		return nil, err
+	}
+	cp := *p.Spec.Process
+	return &cp, nil
+}
+
+// Exec starts proc inside a running container and returns its host pid once
+// it is about to exec. The caller waits for it (see Wait) unless detached.
+func (r *Runtime) Exec(ctx context.Context, id string, proc *specs.Process, opt ExecOptions) (int, error) {
+	p, err := r.load(id)
+	if err != nil {
+		return 0, err
+	}
+	switch st := r.status(p); st {
+	case specs.StateRunning, specs.StateCreated:
+	default:
+		return 0, fmt.Errorf("cannot exec in a container that is %s", st)
+	}
+	if err := oci.ValidateProcess(proc, "process"); err != nil {
+		return 0, err
+	}
+	if proc.Terminal && opt.ConsoleSocket == "" && opt.ConsoleFile == nil {
+		return 0, errors.New("--tty needs a --console-socket to receive the terminal")
+	}
+	var join []nsJoin
+	order := []specs.LinuxNamespaceType{specs.UserNamespace, specs.MountNamespace, specs.PIDNamespace,
+		specs.NetworkNamespace, specs.IPCNamespace, specs.UTSNamespace, specs.CgroupNamespace, specs.TimeNamespace}
+	for _, t := range order {
+		for _, ns := range p.Spec.Linux.Namespaces {
+			if ns.Type == t {
+				name, _ := oci.NamespaceProcName(t)
+				join = append(join, nsJoin{name: name, path: fmt.Sprintf("/proc/%d/ns/%s", p.Pid, name)})
+			}
+		}
+	}
+	cg, err := r.cgroupOf(p)
+	if err != nil {
+		return 0, err
+	}
+	console := opt.ConsoleFile
+	if proc.Terminal && console == nil {
+		console, err = dialConsole(opt.ConsoleSocket)
+		if err != nil {
+			return 0, err
+		}
+		defer console.Close()
+	}
+	c, err := spawn(spawnOptions{
+		join: join, joinCgroup: cg.AddProc, oomScoreAdj: proc.OOMScoreAdj,
+		stdio: opt.Stdio, preserveFds: opt.PreserveFds, console: console,
+		message: &initMessage{Type: msgConfig, Config: &initConfig{
+			Exec: true, ID: id, Bundle: p.Bundle, Spec: p.Spec, Process: proc,
+			State: p.specState(specs.StateRunning),
+		}},
+	})
+	if err != nil {
+		return 0, err
+	}
+	defer c.sock.Close()
+	if err := r.waitReady(ctx, c, p); err != nil {
+		return 0, err
+	}
+	if opt.PidFile != "" {
+		if err := writePidFile(opt.PidFile, c.pid); err != nil {
+			return c.pid, err
+		}
+	}
+	return c.pid, nil
+}
