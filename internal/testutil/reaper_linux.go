@@ -43,8 +43,22 @@ func isChildSubreaper() bool {
 // the test process, to exit, and returns its status the way a shell reports
 // it: the exit code, or 128+signal for a death by signal.
 func WaitPid(pid int, timeout time.Duration) (int, error) {
+	return waitPidReaping(pid, timeout, nil)
+}
+
+// waitPidReaping is WaitPid that also reaps the processes in others while it
+// waits. A process started by `exec -d` is reparented to the test process
+// (the runtime's exec has exited), not to the container's init; while it is
+// an unreaped zombie, the kernel does not let the init of its pid namespace
+// finish dying. A shim reaps every child; the tests reap what they started.
+func waitPidReaping(pid int, timeout time.Duration, others []int) (int, error) {
 	deadline := time.Now().Add(timeout)
 	for {
+		for _, o := range others {
+			if o != pid {
+				unix.Wait4(o, nil, unix.WNOHANG, nil)
+			}
+		}
 		var ws unix.WaitStatus
 		got, err := unix.Wait4(pid, &ws, unix.WNOHANG, nil)
 		switch {
@@ -70,17 +84,31 @@ func WaitPid(pid int, timeout time.Duration) (int, error) {
 	}
 }
 
-// reap collects pid if it is a zombie child of the test process, waiting up
-// to timeout for it to die. A pid that is not our child is left alone.
-func reap(pid int, timeout time.Duration) {
+// reapAll collects the pids that are (or become) zombie children of the test
+// process, until none of them exists or timeout passes, or stop is closed and
+// a last pass is done. Pids that are not our children are left alone.
+func reapAll(pids []int, timeout time.Duration, stop <-chan struct{}) {
 	deadline := time.Now().Add(timeout)
-	for {
-		var ws unix.WaitStatus
-		got, err := unix.Wait4(pid, &ws, unix.WNOHANG, nil)
-		if got == pid || (err != nil && !errors.Is(err, unix.EINTR)) {
-			return
+	left := append([]int(nil), pids...)
+	for len(left) > 0 && time.Now().Before(deadline) {
+		stopped := false
+		select {
+		case <-stop:
+			stopped = true
+		default:
 		}
-		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err != nil || time.Now().After(deadline) {
+		var next []int
+		for _, pid := range left {
+			got, err := unix.Wait4(pid, nil, unix.WNOHANG, nil)
+			if got == pid || (err != nil && !errors.Is(err, unix.EINTR)) {
+				continue
+			}
+			if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
+				next = append(next, pid)
+			}
+		}
+		left = next
+		if stopped {
 			return
 		}
 		time.Sleep(5 * time.Millisecond)

@@ -397,7 +397,10 @@ func readPid(path string) (int, error) {
 // see reaper_linux.go.
 func (r *Runtime) Wait(id string) int {
 	r.t.Helper()
-	status, err := WaitPid(r.Pid(id), CallTimeout)
+	r.mu.Lock()
+	others := append([]int(nil), r.pids[id]...)
+	r.mu.Unlock()
+	status, err := waitPidReaping(r.Pid(id), CallTimeout, others)
 	if err != nil {
 		r.t.Fatalf("wait for container %s: %v", id, err)
 	}
@@ -411,17 +414,25 @@ func (r *Runtime) cleanup() {
 	ids := append([]string(nil), r.ids...)
 	r.mu.Unlock()
 	for _, id := range ids {
-		res, _ := r.call(CallOpts{}, []string{"delete", "--force", id})
-		if res.ExitCode != 0 && !strings.Contains(res.Stderr, "not exist") {
-			r.t.Logf("cleanup of %s: %s", id, res)
-		}
 		r.mu.Lock()
 		pids := append([]int(nil), r.pids[id]...)
 		bundle := r.bundles[id]
 		r.mu.Unlock()
-		for _, pid := range pids {
-			reap(pid, 10*time.Second)
+		// Reap while delete runs: the runtime waits for the init to die,
+		// which needs the zombies of its exec'd processes reaped.
+		stop := make(chan struct{})
+		reaped := make(chan struct{})
+		go func() {
+			defer close(reaped)
+			reapAll(pids, CallTimeout, stop)
+		}()
+		res, _ := r.call(CallOpts{}, []string{"delete", "--force", id})
+		if res.ExitCode != 0 && !strings.Contains(res.Stderr, "not exist") {
+			r.t.Logf("cleanup of %s: %s", id, res)
 		}
+		reapAll(pids, 10*time.Second, nil)
+		close(stop)
+		<-reaped
 		CheckNoLeaks(r.t, Leaks{Root: r.Root, ID: id, Pids: pids, Bundle: bundle})
 	}
 }
