@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -89,7 +90,14 @@ func TestRunExitBySignal(t *testing.T) {
 	id := rt.NewID("sigkill")
 	done := make(chan testutil.Result, 1)
 	go func() { done <- rt.Run(id, b.Dir) }()
-	waitFor(t, "the container to start", func() bool { return fileExists(b.Path("tmp/started")) })
+	waitFor(t, "the container to start", func() bool {
+		select {
+		case res := <-done:
+			t.Fatalf("run ended before the container started: %s", res)
+		default:
+		}
+		return fileExists(b.Path("tmp/started"))
+	})
 	// The container's init is pid 1 of its namespace: only a signal from
 	// outside, like this SIGKILL from the host, can kill it.
 	if err := syscall.Kill(rt.Pid(id), syscall.SIGKILL); err != nil {
@@ -106,14 +114,25 @@ func TestRunForwardsSignals(t *testing.T) {
 		`trap 'exit 42' TERM; touch /tmp/started; while true; do sleep 0.05; done`))
 	id := rt.NewID("fwd")
 	cmd := rt.Cmd("run", "--bundle", b.Dir, "--pid-file", filepath.Join(b.Dir, "pid"), id)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the container to start", func() bool { return fileExists(b.Path("tmp/started")) })
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	waitFor(t, "the container to start", func() bool {
+		select {
+		case err := <-exited:
+			t.Fatalf("run ended before the container started: %v\n%s", err, stderr.String())
+		default:
+		}
+		return fileExists(b.Path("tmp/started"))
+	})
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	err := cmd.Wait()
+	err := <-exited
 	if code := cmd.ProcessState.ExitCode(); code != 42 {
 		t.Fatalf("run after SIGTERM to the runtime: exit %d (%v), want 42 from the container's TERM trap", code, err)
 	}
