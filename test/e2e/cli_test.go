@@ -149,3 +149,25 @@ func readUntilEOF(t *testing.T, f *os.File) string {
 		}
 	}
 }
+
+func TestPreserveFds(t *testing.T) {
+	rt := newRuntime(t)
+	b := testutil.NewBundle(t, testutil.WithShell(`cat <&3; echo; ls /proc/$$/fd | tr '\n' ' '; :`))
+	extra, err := os.CreateTemp(b.Dir, "preserved")
+	if err != nil {
+		t.Fatal(err)
+	}
+	extra.WriteString("preserved-content")
+	extra.Seek(0, io.SeekStart)
+	id := rt.NewID("preserve")
+	cmd := rt.Cmd("run", "--bundle", b.Dir, "--preserve-fds", "1", id)
+	cmd.ExtraFiles = []*os.File{extra}
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("run --preserve-fds 1: %v\n%s", err, out)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(lines) != 2 || lines[0] != "preserved-content" || strings.TrimSpace(lines[1]) != "0 1 2 3" {
+		t.Errorf("output %q, want the preserved file's content and fds 0 1 2 3", out)
+	}
+}

@@ -216,3 +216,55 @@ func TestHookTimeout(t *testing.T) {
 		testutil.WaitPid(pid, 0) // reap it if it was reparented to us
 	}
 }
+
+// TestFailingStartHooks: a failing startContainer or poststart hook makes
+// the runtime generate an error and stop the container (runtime-spec 1.3
+// lifecycle steps 7 and 9); the user process must not stay running.
+func TestFailingStartHooks(t *testing.T) {
+	rt := newRuntime(t)
+	for _, which := range []string{"startContainer", "poststart"} {
+		t.Run(which, func(t *testing.T) {
+			fail := []specs.Hook{{Path: "/bin/sh", Args: []string{"sh", "-c", "exit 9"}}}
+			b := testutil.NewBundle(t, testutil.WithWritableRoot(),
+				testutil.WithShell("touch /tmp/user-ran; exec sleep 1000"),
+				testutil.WithSpec(func(s *specs.Spec) {
+					if which == "startContainer" {
+						s.Hooks = &specs.Hooks{StartContainer: fail}
+					} else {
+						s.Hooks = &specs.Hooks{Poststart: fail}
+					}
+				}))
+			id := rt.NewID("hookstart")
+			res := rt.Create(id, b.Dir)
+			if which == "poststart" && isRunc(t) {
+				// runc 1.1.5 deviation: poststart runs in create (see
+				// TestHooks), so create is what fails.
+				res.Fails(t)
+				checkCreateLeftNothing(t, rt, id, b)
+				return
+			}
+			res.OK(t)
+			if which == "startContainer" && isRunc(t) {
+				// runc 1.1.5 deviation: start returns once the init is
+				// released, before the init runs the hook, so start
+				// succeeds; the init then exits without running the user
+				// process.
+				rt.Start(id).OK(t)
+				if code := rt.Wait(id); code == 0 {
+					t.Errorf("container exited 0 after a failing startContainer hook")
+				}
+			} else {
+				rt.Start(id).Fails(t)
+			}
+			if which == "startContainer" && fileExists(b.Path("tmp/user-ran")) {
+				t.Errorf("the user process ran although a startContainer hook failed")
+			}
+			// Stopped: the state says so, or the container is gone.
+			if res := rt.Do("state", id); res.ExitCode == 0 {
+				if s := rt.State(id); s.Status != "stopped" {
+					t.Errorf("after a failed %s hook the container is %q, want stopped", which, s.Status)
+				}
+			}
+		})
+	}
+}
