@@ -169,6 +169,7 @@ func TestOOMScoreAdj(t *testing.T) {
 	if res.ExitCode == 0 {
 		t.Skip("lowering oom_score_adj worked: this host grants CAP_SYS_RESOURCE")
 	}
+	t.Logf("lowering oom_score_adj refused: %s", strings.TrimSpace(res.Stderr))
 	if !strings.Contains(res.Stderr, "oom_score_adj") {
 		t.Errorf("run with oomScoreAdj -500 failed without naming oom_score_adj:\n%s", res)
 	}
