@@ -103,7 +103,9 @@ func TestVersion(t *testing.T) {
 
 func TestConsoleSocket(t *testing.T) {
 	rt := newRuntime(t)
-	b := testutil.NewBundle(t, testutil.WithShell(`[ -t 0 ] && [ -t 1 ] && echo "tty-ok $(stty size)"; read line; echo "got:$line"`),
+	b := testutil.NewBundle(t, testutil.WithShell(
+		// /dev/console is the pty (a Unix98 pty slave has major 136, 0x88).
+		`[ -t 0 ] && [ -t 1 ] && echo "tty-ok $(stty size)"; echo "console-major $(stat -c %t /dev/console)"; read line; echo "got:$line"`),
 		testutil.WithSpec(func(s *specs.Spec) {
 			s.Process.Terminal = true
 			s.Process.ConsoleSize = &specs.Box{Height: 37, Width: 111}
@@ -126,6 +128,9 @@ func TestConsoleSocket(t *testing.T) {
 	}
 	if !strings.Contains(out, "got:hello-through-pty") {
 		t.Errorf("input written to the pty master did not reach the container; output %q", out)
+	}
+	if !strings.Contains(out, "console-major 88") {
+		t.Errorf("/dev/console is not the container's pty; output %q", out)
 	}
 	if !strings.Contains(out, "tty-ok 37 111") {
 		t.Errorf("output %q, want `tty-ok 37 111`: stdio a terminal of process.consoleSize", out)
