@@ -1,0 +1,270 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/berth-project/berth/internal/testutil"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// hookScript records, for the hook named $1, into directory $2: the state
+// it got on stdin, its mount namespace, and its name appended to "order".
+const hookScript = `#!/bin/sh
+cat > "$2/$1.json"
+readlink /proc/self/ns/mnt > "$2/$1.mntns"
+echo "$1" >> "$2/order"
+`
+
+var allHooks = []string{"prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"}
+
+// hookBundle makes a bundle whose hooks all record themselves into a host
+// directory, returned as markers (bound at /markers in the container).
+func hookBundle(t *testing.T, opts ...testutil.BundleOption) (*testutil.Bundle, string) {
+	t.Helper()
+	markers := hostDir(t)
+	host := filepath.Join(markers, "..", filepath.Base(markers)+".hook.sh")
+	if err := os.WriteFile(host, []byte(hookScript), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(host) })
+	hook := func(name, path, dir string) []specs.Hook {
+		return []specs.Hook{{Path: path, Args: []string{"hook.sh", name, dir}}}
+	}
+	opts = append([]testutil.BundleOption{
+		testutil.WithMounts(specs.Mount{Destination: "/markers", Type: "bind", Source: markers, Options: []string{"rbind", "rw"}}),
+		testutil.WithSpec(func(s *specs.Spec) {
+			s.Hooks = &specs.Hooks{
+				Prestart:        hook("prestart", host, markers),
+				CreateRuntime:   hook("createRuntime", host, markers),
+				CreateContainer: hook("createContainer", host, markers),
+				// startContainer's path resolves in the container.
+				StartContainer: hook("startContainer", "/hook.sh", "/markers"),
+				Poststart:      hook("poststart", host, markers),
+				Poststop:       hook("poststop", host, markers),
+			}
+		}),
+		testutil.WithRootfs(func(rootfs string) error {
+			return os.WriteFile(filepath.Join(rootfs, "hook.sh"), []byte(hookScript), 0o755)
+		}),
+	}, opts...)
+	return testutil.NewBundle(t, opts...), markers
+}
+
+func readOrder(markers string) []string {
+	b, _ := os.ReadFile(filepath.Join(markers, "order"))
+	return strings.Fields(string(b))
+}
+
+func TestHooks(t *testing.T) {
+	rt := newRuntime(t)
+	b, markers := hookBundle(t, testutil.WithShell("echo user >> /markers/order"))
+	id := rt.NewID("hooks")
+
+	rt.Create(id, b.Dir).OK(t)
+	wantCreate := allHooks[:3]
+	if isRunc(t) {
+		// runc 1.1.5 deviation: it runs poststart hooks in create, not
+		// after the user process is executed by start (fixed in runc 1.2).
+		wantCreate = allHooks[:3:3]
+		wantCreate = append(wantCreate, "poststart")
+	}
+	if got := readOrder(markers); !slices.Equal(got, wantCreate) {
+		t.Fatalf("hooks run by create: %q, want %q", got, wantCreate)
+	}
+	initPid := rt.Pid(id)
+	rt.Start(id).OK(t)
+	// poststart must have run before start returned; the user process may
+	// still be running.
+	order := readOrder(markers)
+	if !slices.Contains(order, "poststart") {
+		t.Errorf("poststart did not run before start returned: %q", order)
+	}
+	if code := rt.Wait(id); code != 0 {
+		t.Fatalf("user process exit status %d", code)
+	}
+	order = readOrder(markers)
+	if slices.Contains(order, "poststop") {
+		t.Errorf("poststop ran before delete: %q", order)
+	}
+	rt.Delete(id).OK(t)
+	order = readOrder(markers)
+	var hooksOnly []string
+	for _, h := range order {
+		if h != "user" {
+			hooksOnly = append(hooksOnly, h)
+		}
+	}
+	wantOrder := allHooks
+	if isRunc(t) {
+		wantOrder = []string{"prestart", "createRuntime", "createContainer", "poststart", "startContainer", "poststop"}
+	}
+	if !slices.Equal(hooksOnly, wantOrder) {
+		t.Errorf("hook order %q, want %q", hooksOnly, wantOrder)
+	}
+	if i, j := slices.Index(order, "startContainer"), slices.Index(order, "user"); i < 0 || j < i {
+		t.Errorf("startContainer must run before the user process: %q", order)
+	}
+
+	hostMnt, _ := os.Readlink("/proc/self/ns/mnt")
+	for _, h := range allHooks {
+		raw, err := os.ReadFile(filepath.Join(markers, h+".json"))
+		if err != nil {
+			t.Errorf("hook %s: no state recorded: %v", h, err)
+			continue
+		}
+		var s specs.State
+		if err := json.Unmarshal(raw, &s); err != nil {
+			t.Errorf("hook %s: stdin is not a state: %v\n%s", h, err, raw)
+			continue
+		}
+		if s.ID != id || s.Bundle != b.Dir || s.Version == "" {
+			t.Errorf("hook %s: state %s, want id %s, bundle %s, ociVersion", h, raw, id, b.Dir)
+		}
+		inContainer := h == "createContainer" || h == "startContainer"
+		// The pid is the container process's, as seen from the namespace
+		// the hook runs in: the host pid, or 1 inside the pid namespace.
+		wantPid := initPid
+		if inContainer {
+			wantPid = 1
+		}
+		wantStatus := map[string][]string{
+			"prestart": {"creating", "created"}, "createRuntime": {"creating", "created"},
+			"createContainer": {"creating", "created"}, "startContainer": {"created"},
+			"poststart": {"running"}, "poststop": {"stopped"},
+		}[h]
+		if h == "poststart" && isRunc(t) {
+			wantStatus = []string{"created"} // it runs in create, see above
+		}
+		if !slices.Contains(wantStatus, string(s.Status)) {
+			t.Errorf("hook %s: status %q, want one of %q", h, s.Status, wantStatus)
+		}
+		if h != "poststop" && s.Pid != wantPid {
+			t.Errorf("hook %s: pid %d, want %d", h, s.Pid, wantPid)
+		}
+		mnt, _ := os.ReadFile(filepath.Join(markers, h+".mntns"))
+		if inRuntimeNS := strings.TrimSpace(string(mnt)) == hostMnt; inRuntimeNS == inContainer {
+			t.Errorf("hook %s ran in mount namespace %s (runtime's is %s): want the %s namespace",
+				h, strings.TrimSpace(string(mnt)), hostMnt, map[bool]string{true: "container", false: "runtime"}[inContainer])
+		}
+	}
+}
+
+// checkCreateLeftNothing checks that a failed create left no trace.
+func checkCreateLeftNothing(t *testing.T, rt *testutil.Runtime, id string, b *testutil.Bundle) {
+	t.Helper()
+	if res := rt.Do("state", id); res.ExitCode == 0 {
+		t.Errorf("state of a container whose create failed succeeded: %s", res)
+	}
+	for _, l := range testutil.LeakedTraces(testutil.Leaks{Root: rt.Root, ID: id, Bundle: b.Dir}) {
+		t.Errorf("failed create of %s left %s", id, l)
+	}
+}
+
+func TestFailingCreateRuntimeHook(t *testing.T) {
+	rt := newRuntime(t)
+	b, markers := hookBundle(t, testutil.WithArgs("true"), testutil.WithSpec(func(s *specs.Spec) {
+		s.Hooks.CreateRuntime = append(s.Hooks.CreateRuntime, specs.Hook{Path: "/bin/sh", Args: []string{"sh", "-c", "exit 7"}})
+	}))
+	id := rt.NewID("hookfail")
+	res := rt.Create(id, b.Dir).Fails(t)
+	if !strings.Contains(strings.ToLower(res.Stderr), "hook") {
+		t.Errorf("create failed without naming the hook: %s", res)
+	}
+	order := readOrder(markers)
+	if slices.Contains(order, "createContainer") {
+		t.Errorf("createContainer ran after a failed createRuntime hook: %q", order)
+	}
+	checkCreateLeftNothing(t, rt, id, b)
+	// The spec: a failing createRuntime hook "stops the container and
+	// continues the lifecycle at step 12", and step 13 runs poststop.
+	if !slices.Contains(order, "poststop") {
+		t.Errorf("poststop hooks did not run after the failed create: %q", order)
+	}
+}
+
+func TestHookTimeout(t *testing.T) {
+	rt := newRuntime(t)
+	markers := hostDir(t)
+	pidFile := filepath.Join(markers, "hookpid")
+	b := testutil.NewBundle(t, testutil.WithArgs("true"), testutil.WithSpec(func(s *specs.Spec) {
+		timeout := 1
+		s.Hooks = &specs.Hooks{CreateRuntime: []specs.Hook{{
+			Path: "/bin/sh", Args: []string{"sh", "-c", fmt.Sprintf("echo $$ > %s; exec sleep 20", pidFile)},
+			Timeout: &timeout,
+		}}}
+	}))
+	id := rt.NewID("hooktimeout")
+	// A runtime that ignored the timeout would let the hook finish after
+	// 20 seconds, and create would succeed.
+	res := rt.Create(id, b.Dir).Fails(t)
+	if !strings.Contains(strings.ToLower(res.Stderr), "timed out") && !strings.Contains(strings.ToLower(res.Stderr), "timeout") {
+		t.Errorf("create failed without saying the hook timed out: %s", res)
+	}
+	checkCreateLeftNothing(t, rt, id, b)
+	raw, _ := os.ReadFile(pidFile)
+	if pid, _ := strconv.Atoi(strings.TrimSpace(string(raw))); pid > 0 {
+		if stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil && !strings.Contains(string(stat), ") Z ") {
+			t.Errorf("the timed-out hook (pid %d) is still running", pid)
+		}
+		testutil.WaitPid(pid, 0) // reap it if it was reparented to us
+	}
+}
+
+// TestFailingStartHooks: a failing startContainer or poststart hook makes
+// the runtime generate an error and stop the container (runtime-spec 1.3
+// lifecycle steps 7 and 9); the user process must not stay running.
+func TestFailingStartHooks(t *testing.T) {
+	rt := newRuntime(t)
+	for _, which := range []string{"startContainer", "poststart"} {
+		t.Run(which, func(t *testing.T) {
+			fail := []specs.Hook{{Path: "/bin/sh", Args: []string{"sh", "-c", "exit 9"}}}
+			b := testutil.NewBundle(t, testutil.WithWritableRoot(),
+				testutil.WithShell("touch /tmp/user-ran; exec sleep 1000"),
+				testutil.WithSpec(func(s *specs.Spec) {
+					if which == "startContainer" {
+						s.Hooks = &specs.Hooks{StartContainer: fail}
+					} else {
+						s.Hooks = &specs.Hooks{Poststart: fail}
+					}
+				}))
+			id := rt.NewID("hookstart")
+			res := rt.Create(id, b.Dir)
+			if which == "poststart" && isRunc(t) {
+				// runc 1.1.5 deviation: poststart runs in create (see
+				// TestHooks), so create is what fails.
+				res.Fails(t)
+				checkCreateLeftNothing(t, rt, id, b)
+				return
+			}
+			res.OK(t)
+			if which == "startContainer" && isRunc(t) {
+				// runc 1.1.5 deviation: start returns once the init is
+				// released, before the init runs the hook, so start
+				// succeeds; the init then exits without running the user
+				// process.
+				rt.Start(id).OK(t)
+				if code := rt.Wait(id); code == 0 {
+					t.Errorf("container exited 0 after a failing startContainer hook")
+				}
+			} else {
+				rt.Start(id).Fails(t)
+			}
+			if which == "startContainer" && fileExists(b.Path("tmp/user-ran")) {
+				t.Errorf("the user process ran although a startContainer hook failed")
+			}
+			// Stopped: the state says so, or the container is gone.
+			if res := rt.Do("state", id); res.ExitCode == 0 {
+				if s := rt.State(id); s.Status != "stopped" {
+					t.Errorf("after a failed %s hook the container is %q, want stopped", which, s.Status)
+				}
+			}
+		})
+	}
+}
