@@ -61,7 +61,7 @@ func TestTextReport(t *testing.T) {
 	}
 	header := tableRow(t, text, "runtime")
 	wantHeader := []string{"runtime", "version", "n", "mean", "ms", "p50", "ms", "p95", "ms",
-		"create", "start", "wait", "delete", "peak", "RSS", "MiB", "init", "RSS", "MiB"}
+		"create", "start", "wait", "delete", "peak", "RSS", "MiB", "p50", "RSS", "MiB", "init", "RSS", "MiB"}
 	if strings.Join(header, " ") != strings.Join(wantHeader, " ") {
 		t.Errorf("table header = %q, want %q", header, wantHeader)
 	}
@@ -74,8 +74,8 @@ func TestTextReport(t *testing.T) {
 	}
 	for _, rt := range runtimes {
 		row := tableRow(t, text, rt)
-		if len(row) != 12 {
-			t.Fatalf("%s row has %d columns, want 12: %q", rt, len(row), row)
+		if len(row) != 13 {
+			t.Fatalf("%s row has %d columns, want 13: %q", rt, len(row), row)
 		}
 		if row[2] != "2" {
 			t.Errorf("%s row counts %s containers, want 2", rt, row[2])

@@ -51,6 +51,9 @@ type runtimeSummary struct {
 	// PeakRSSMiB is the largest ru_maxrss of any create, start or delete.
 	PeakRSSMiB          float64            `json:"peak_rss_mib"`
 	PeakRSSByCommandMiB map[string]float64 `json:"peak_rss_by_command_mib"`
+	// MedianRSSMiB is the median over containers of the largest ru_maxrss
+	// of their create, start and delete: the peak without outliers.
+	MedianRSSMiB float64 `json:"median_rss_mib"`
 	// InitRSSMiB is the largest ru_maxrss of a container init: the runtime's
 	// init stage before execve, or busybox after it, whichever is larger.
 	InitRSSMiB float64 `json:"init_rss_mib"`
@@ -77,11 +80,13 @@ func summarize(sc scenario, results []runResult) scenarioResult {
 		}
 		if len(r.samples) > 0 {
 			totals := make([]time.Duration, len(r.samples))
+			peaks := make([]time.Duration, len(r.samples)) // KiB, to share percentile
 			var create, start, wait, del time.Duration
 			for i, x := range r.samples {
 				totals[i] = x.Total
 				create, start, wait, del = create+x.Create, start+x.Start, wait+x.Wait, del+x.Delete
 				for cmd, kib := range x.RuntimeRSS {
+					peaks[i] = max(peaks[i], time.Duration(kib))
 					s.PeakRSSByCommandMiB[cmd] = math.Max(s.PeakRSSByCommandMiB[cmd], mib(kib))
 					s.PeakRSSMiB = math.Max(s.PeakRSSMiB, mib(kib))
 				}
@@ -91,6 +96,7 @@ func summarize(sc scenario, results []runResult) scenarioResult {
 			s.MeanMs = ms((create + start + wait + del) / n)
 			s.CreateMs, s.StartMs, s.WaitMs, s.DeleteMs = ms(create/n), ms(start/n), ms(wait/n), ms(del/n)
 			s.P50Ms, s.P95Ms = ms(percentile(totals, 50)), ms(percentile(totals, 95))
+			s.MedianRSSMiB = mib(int64(percentile(peaks, 50)))
 		}
 		out.Runtimes = append(out.Runtimes, s)
 	}
@@ -151,11 +157,11 @@ func (r *report) writeText(w io.Writer) {
 	for _, sc := range r.Scenarios {
 		fmt.Fprintf(w, "\n%s: %s\n", sc.Name, sc.About)
 		rows := [][]string{{"runtime", "version", "n", "mean ms", "p50 ms", "p95 ms",
-			"create", "start", "wait", "delete", "peak RSS MiB", "init RSS MiB"}}
+			"create", "start", "wait", "delete", "peak RSS MiB", "p50 RSS MiB", "init RSS MiB"}}
 		for _, s := range sc.Runtimes {
 			rows = append(rows, []string{s.Runtime, s.Version, fmt.Sprint(s.Containers),
 				f2(s.MeanMs), f2(s.P50Ms), f2(s.P95Ms), f2(s.CreateMs), f2(s.StartMs), f2(s.WaitMs), f2(s.DeleteMs),
-				fmt.Sprintf("%.1f", s.PeakRSSMiB), fmt.Sprintf("%.1f", s.InitRSSMiB)})
+				f1(s.PeakRSSMiB), f1(s.MedianRSSMiB), f1(s.InitRSSMiB)})
 		}
 		writeTable(w, rows, 2)
 		for _, s := range sc.Runtimes {
@@ -176,6 +182,7 @@ func (r *report) writeText(w io.Writer) {
 	}
 }
 
+func f1(x float64) string { return fmt.Sprintf("%.1f", x) }
 func f2(x float64) string { return fmt.Sprintf("%.2f", x) }
 
 // writeTable aligns rows in columns, two spaces apart: the first textCols
