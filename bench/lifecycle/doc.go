@@ -6,8 +6,9 @@
 // container the way containerd's shim does: each runtime is driven by a worker
 // process that is a child subreaper, passes create --pid-file, and wait4()s the
 // container init after start (the init is reparented to the worker when create
-// exits). The worker also collects each runtime invocation's rusage, so the
-// peak RSS reported is the runtime's own, not the container's.
+// exits). Peak RSS comes from extra, untimed containers whose runtime
+// commands run under GNU time: a child's ru_maxrss starts at its forker's
+// RSS, so only a small forker shows a small runtime's own peak.
 //
 // Invariants: everything it creates is named berth-bench-*, lives under one
 // temporary directory and its own --root per runtime, and is deleted (with

@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -129,6 +130,23 @@ func resolveRuntimes(o options) (rts []runtimeInfo, notes []string) {
 	return rts, notes
 }
 
+// findGNUTime returns the path of GNU time, which measures RSS (see
+// request.MeasureRSS), or "", and a note for the report either way.
+func findGNUTime() (path, note string) {
+	path, err := exec.LookPath("/usr/bin/time")
+	if err != nil {
+		return "", "RSS: not measured: GNU time missing (Debian package time)"
+	}
+	floor := "?"
+	if out, err := exec.Command(path, "-f", "%M", busyboxPath, "true").CombinedOutput(); err == nil {
+		if kib, err := strconv.ParseInt(lastLines(out, 1), 10, 64); err == nil {
+			floor = f1(mib(kib))
+		}
+	}
+	return path, fmt.Sprintf("RSS: ru_maxrss of each create, start and delete run under GNU time, in %d extra untimed containers per runtime (busybox true measures %s MiB this way)",
+		rssContainers, floor)
+}
+
 // isCgroup2 reports whether path is a cgroup2 mount.
 func isCgroup2(path string) bool {
 	var st unix.Statfs_t
@@ -170,6 +188,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	if len(rts) == 0 {
 		return fmt.Errorf("no runtime to measure: %s", strings.Join(notes, "; "))
 	}
+	gnuTime, note := findGNUTime()
+	notes = append(notes, note)
 	tmp, err := os.MkdirTemp("", "berth-bench-")
 	if err != nil {
 		return err
@@ -202,7 +222,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	}
 	defer stopAll()
 	for _, rt := range rts {
-		w, err := startWorker(rt, tmp, stderr)
+		w, err := startWorker(rt, tmp, gnuTime, stderr)
 		if err != nil {
 			return err
 		}
@@ -212,7 +232,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	rep := report{N: o.n, Warmup: o.warmup, Order: "interleaved", Notes: notes}
 	ids := map[string]bool{}
 	for _, sc := range scenarios {
-		results := measure(ctx, workers, sc, bundles[sc.name], o.n, o.warmup, ids)
+		results := measure(ctx, workers, sc, bundles[sc.name], o.n, o.warmup, gnuTime != "", ids)
 		rep.Scenarios = append(rep.Scenarios, summarize(sc, results))
 		if ctx.Err() != nil {
 			break
@@ -246,32 +266,48 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	return rep.problems()
 }
 
-// measure runs warm-up and measured cycles. The runtimes take turns, one
-// container each, and the turn order rotates every round, so drifting
-// background load and cache state fall on all of them alike. A runtime that
-// fails drops out of this scenario; the others go on.
-func measure(ctx context.Context, workers []*workerProc, sc scenario, bundle string, n, warmup int, ids map[string]bool) []runResult {
+// rssContainers is how many extra, untimed containers per runtime measure
+// RSS under GNU time: peak RSS hardly varies, so a few suffice.
+const rssContainers = 10
+
+// measure runs warm-up and measured cycles, then the RSS cycles. The runtimes
+// take turns, one container each, and the turn order rotates every round, so
+// drifting background load and cache state fall on all of them alike. A
+// runtime that fails drops out of this scenario; the others go on.
+func measure(ctx context.Context, workers []*workerProc, sc scenario, bundle string, n, warmup int, measureRSS bool, ids map[string]bool) []runResult {
 	results := make([]runResult, len(workers))
 	for i, w := range workers {
 		results[i].rt = w.rt
 	}
-	for round := -warmup; round < n && ctx.Err() == nil; round++ {
+	rssRounds := 0
+	if measureRSS {
+		rssRounds = min(n, rssContainers)
+	}
+	for round := -warmup; round < n+rssRounds && ctx.Err() == nil; round++ {
 		for k := range workers {
 			i := (k + round + warmup) % len(workers)
 			if results[i].err != nil || ctx.Err() != nil {
 				continue
 			}
-			id := fmt.Sprintf("berth-bench-%s-%s%d", workers[i].rt.Name, sc.idPart, round)
-			if round < 0 {
-				id = fmt.Sprintf("berth-bench-%s-%swarmup-%d", workers[i].rt.Name, sc.idPart, round+warmup)
+			name := workers[i].rt.Name
+			req := request{Bundle: bundle, ID: fmt.Sprintf("berth-bench-%s-%s%d", name, sc.idPart, round)}
+			switch {
+			case round < 0:
+				req.ID = fmt.Sprintf("berth-bench-%s-%swarmup-%d", name, sc.idPart, round+warmup)
+			case round >= n:
+				req.ID = fmt.Sprintf("berth-bench-%s-%srss-%d", name, sc.idPart, round-n)
+				req.MeasureRSS = true
 			}
-			ids[id] = true
-			s, err := workers[i].cycle(bundle, id)
+			ids[req.ID] = true
+			s, err := workers[i].cycle(req)
 			if err != nil {
 				results[i].err = err
 				continue
 			}
-			if round >= 0 {
+			switch {
+			case round >= n:
+				results[i].rssSamples = append(results[i].rssSamples, s)
+			case round >= 0:
 				results[i].samples = append(results[i].samples, s)
 			}
 		}
@@ -291,8 +327,9 @@ type workerProc struct {
 // startWorker starts a copy of this program as the worker for rt, in its
 // own process group so a terminal's ^C reaches only the benchmark, which
 // then lets the workers clean up.
-func startWorker(rt runtimeInfo, tmp string, stderr io.Writer) (*workerProc, error) {
+func startWorker(rt runtimeInfo, tmp, gnuTime string, stderr io.Writer) (*workerProc, error) {
 	cfg := workerConfig{
+		GNUTime:        gnuTime,
 		Runtime:        rt.Name,
 		Path:           rt.Path,
 		Root:           filepath.Join(tmp, "root-"+rt.Name),
@@ -335,8 +372,8 @@ func startWorker(rt runtimeInfo, tmp string, stderr io.Writer) (*workerProc, err
 }
 
 // cycle asks the worker for one container's life.
-func (w *workerProc) cycle(bundle, id string) (sample, error) {
-	req, err := json.Marshal(request{Bundle: bundle, ID: id})
+func (w *workerProc) cycle(r request) (sample, error) {
+	req, err := json.Marshal(r)
 	if err != nil {
 		return sample{}, err
 	}

@@ -13,9 +13,10 @@ import (
 
 // runResult is what one runtime did in one scenario.
 type runResult struct {
-	rt      runtimeInfo
-	samples []sample
-	err     error
+	rt         runtimeInfo
+	samples    []sample // timed
+	rssSamples []sample // untimed, with RuntimeRSS
+	err        error
 }
 
 // report is the benchmark's output; its JSON form is the -json output.
@@ -48,16 +49,16 @@ type runtimeSummary struct {
 	StartMs    float64 `json:"start_mean_ms"`
 	WaitMs     float64 `json:"wait_mean_ms"`
 	DeleteMs   float64 `json:"delete_mean_ms"`
+	// RSSContainers is how many containers RSS was measured on; 0 means
+	// it was not (the RSS fields are then 0).
+	RSSContainers int `json:"rss_containers"`
 	// PeakRSSMiB is the largest ru_maxrss of any create, start or delete.
 	PeakRSSMiB          float64            `json:"peak_rss_mib"`
 	PeakRSSByCommandMiB map[string]float64 `json:"peak_rss_by_command_mib"`
 	// MedianRSSMiB is the median over containers of the largest ru_maxrss
 	// of their create, start and delete: the peak without outliers.
 	MedianRSSMiB float64 `json:"median_rss_mib"`
-	// InitRSSMiB is the largest ru_maxrss of a container init: the runtime's
-	// init stage before execve, or busybox after it, whichever is larger.
-	InitRSSMiB float64 `json:"init_rss_mib"`
-	Error      string  `json:"error,omitempty"`
+	Error        string  `json:"error,omitempty"`
 }
 
 // ratio compares a runtime with a peer: below 1 means less time or memory.
@@ -65,7 +66,7 @@ type ratio struct {
 	Runtime string  `json:"runtime"`
 	Versus  string  `json:"versus"`
 	Time    float64 `json:"time"`
-	RSS     float64 `json:"rss"`
+	RSS     float64 `json:"rss"` // 0 when RSS was not measured
 }
 
 func summarize(sc scenario, results []runResult) scenarioResult {
@@ -80,22 +81,26 @@ func summarize(sc scenario, results []runResult) scenarioResult {
 		}
 		if len(r.samples) > 0 {
 			totals := make([]time.Duration, len(r.samples))
-			peaks := make([]time.Duration, len(r.samples)) // KiB, to share percentile
 			var create, start, wait, del time.Duration
 			for i, x := range r.samples {
 				totals[i] = x.Total
 				create, start, wait, del = create+x.Create, start+x.Start, wait+x.Wait, del+x.Delete
-				for cmd, kib := range x.RuntimeRSS {
-					peaks[i] = max(peaks[i], time.Duration(kib))
-					s.PeakRSSByCommandMiB[cmd] = math.Max(s.PeakRSSByCommandMiB[cmd], mib(kib))
-					s.PeakRSSMiB = math.Max(s.PeakRSSMiB, mib(kib))
-				}
-				s.InitRSSMiB = math.Max(s.InitRSSMiB, mib(x.InitRSS))
 			}
 			n := time.Duration(len(r.samples))
 			s.MeanMs = ms((create + start + wait + del) / n)
 			s.CreateMs, s.StartMs, s.WaitMs, s.DeleteMs = ms(create/n), ms(start/n), ms(wait/n), ms(del/n)
 			s.P50Ms, s.P95Ms = ms(percentile(totals, 50)), ms(percentile(totals, 95))
+		}
+		if len(r.rssSamples) > 0 {
+			s.RSSContainers = len(r.rssSamples)
+			peaks := make([]time.Duration, len(r.rssSamples)) // KiB, to share percentile
+			for i, x := range r.rssSamples {
+				for cmd, kib := range x.RuntimeRSS {
+					peaks[i] = max(peaks[i], time.Duration(kib))
+					s.PeakRSSByCommandMiB[cmd] = math.Max(s.PeakRSSByCommandMiB[cmd], mib(kib))
+					s.PeakRSSMiB = math.Max(s.PeakRSSMiB, mib(kib))
+				}
+			}
 			s.MedianRSSMiB = mib(int64(percentile(peaks, 50)))
 		}
 		out.Runtimes = append(out.Runtimes, s)
@@ -121,11 +126,14 @@ func ratios(rs []runtimeSummary) []ratio {
 	for _, pair := range [][2]string{{"berth", "runc"}, {"berth", "crun"}, {"crun", "runc"}} {
 		a, okA := byName[pair[0]]
 		b, okB := byName[pair[1]]
-		if !okA || !okB || b.MeanMs == 0 || b.PeakRSSMiB == 0 {
+		if !okA || !okB || b.MeanMs == 0 {
 			continue
 		}
-		out = append(out, ratio{Runtime: a.Runtime, Versus: b.Runtime,
-			Time: round2(a.MeanMs / b.MeanMs), RSS: round2(a.PeakRSSMiB / b.PeakRSSMiB)})
+		q := ratio{Runtime: a.Runtime, Versus: b.Runtime, Time: round2(a.MeanMs / b.MeanMs)}
+		if a.RSSContainers > 0 && b.RSSContainers > 0 {
+			q.RSS = round2(a.PeakRSSMiB / b.PeakRSSMiB)
+		}
+		out = append(out, q)
 	}
 	return out
 }
@@ -157,11 +165,11 @@ func (r *report) writeText(w io.Writer) {
 	for _, sc := range r.Scenarios {
 		fmt.Fprintf(w, "\n%s: %s\n", sc.Name, sc.About)
 		rows := [][]string{{"runtime", "version", "n", "mean ms", "p50 ms", "p95 ms",
-			"create", "start", "wait", "delete", "peak RSS MiB", "p50 RSS MiB", "init RSS MiB"}}
+			"create", "start", "wait", "delete", "peak RSS MiB", "p50 RSS MiB"}}
 		for _, s := range sc.Runtimes {
 			rows = append(rows, []string{s.Runtime, s.Version, fmt.Sprint(s.Containers),
 				f2(s.MeanMs), f2(s.P50Ms), f2(s.P95Ms), f2(s.CreateMs), f2(s.StartMs), f2(s.WaitMs), f2(s.DeleteMs),
-				f1(s.PeakRSSMiB), f1(s.MedianRSSMiB), f1(s.InitRSSMiB)})
+				rssCell(s, s.PeakRSSMiB), rssCell(s, s.MedianRSSMiB)})
 		}
 		writeTable(w, rows, 2)
 		for _, s := range sc.Runtimes {
@@ -170,7 +178,11 @@ func (r *report) writeText(w io.Writer) {
 			}
 		}
 		for _, q := range sc.Ratios {
-			fmt.Fprintf(w, "%s/%s time %.2fx, peak RSS %.2fx\n", q.Runtime, q.Versus, q.Time, q.RSS)
+			rss := ""
+			if q.RSS > 0 {
+				rss = fmt.Sprintf(", peak RSS %.2fx", q.RSS)
+			}
+			fmt.Fprintf(w, "%s/%s time %.2fx%s\n", q.Runtime, q.Versus, q.Time, rss)
 		}
 	}
 	fmt.Fprintln(w)
@@ -180,6 +192,13 @@ func (r *report) writeText(w io.Writer) {
 	for _, l := range r.Leaks {
 		fmt.Fprintln(w, "LEAK:", l)
 	}
+}
+
+func rssCell(s runtimeSummary, x float64) string {
+	if s.RSSContainers == 0 {
+		return "-"
+	}
+	return f1(x)
 }
 
 func f1(x float64) string { return fmt.Sprintf("%.1f", x) }

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -35,12 +34,22 @@ type workerConfig struct {
 	Root           string // its --root
 	Scratch        string // pid file and captured stderr
 	UnmountUnified bool   // runs in a private mount namespace; unmount cgroup2 there first
+	GNUTime        string // /usr/bin/time, for RSS cycles
 }
 
 // request asks a worker for one create→start→wait→delete cycle.
 type request struct {
 	Bundle string
 	ID     string
+	// MeasureRSS runs each runtime command under GNU time to learn its peak
+	// RSS. A child's ru_maxrss starts at the RSS of the process that forked
+	// it (the kernel copies the parent's high-water mark into the child and
+	// keeps it across execve), so a runtime started directly by this Go
+	// process would report at least this process's few MiB. GNU time is a
+	// small C program that forks, execs the command and reports the child's
+	// ru_maxrss from wait4. It costs an extra exec per command, so these
+	// cycles are not timed.
+	MeasureRSS bool
 }
 
 // reply is a worker's answer to a request.
@@ -49,18 +58,11 @@ type reply struct {
 	Err    string `json:",omitempty"`
 }
 
-// sample is one container's cycle. Durations are nanoseconds; RSS is KiB as
-// rusage reports it on Linux.
+// sample is one container's cycle. Durations are nanoseconds.
 type sample struct {
 	Create, Start, Wait, Delete, Total time.Duration
-	// RuntimeRSS is the largest ru_maxrss of the create, start and delete
-	// invocations, each including the helper processes it reaped itself.
-	RuntimeRSS map[string]int64
-	// InitRSS is the container init's ru_maxrss. Linux folds the peak of the
-	// memory image replaced by execve into ru_maxrss, so this is the peak of
-	// the runtime's init stage (or of busybox, whichever is larger): memory
-	// the runtime holds inside every container until the user process starts.
-	InitRSS int64
+	// RuntimeRSS is each command's ru_maxrss in KiB, in MeasureRSS cycles.
+	RuntimeRSS map[string]int64 `json:",omitempty"`
 }
 
 // worker drives one runtime. It is a child subreaper, as containerd's shim
@@ -94,7 +96,7 @@ func workerMain() int {
 			fmt.Fprintf(os.Stderr, "lifecycle worker %s: decode request: %v\n", cfg.Runtime, err)
 			return 1
 		}
-		s, err := w.cycle(context.Background(), req.Bundle, req.ID)
+		s, err := w.cycle(context.Background(), req)
 		rep := reply{Sample: s}
 		if err != nil {
 			rep.Err = err.Error()
@@ -140,20 +142,25 @@ func (w *worker) close() {
 }
 
 // cycle runs one container through its life and times each step.
-func (w *worker) cycle(ctx context.Context, bundle, id string) (sample, error) {
-	s := sample{RuntimeRSS: map[string]int64{}}
+func (w *worker) cycle(ctx context.Context, req request) (sample, error) {
+	bundle, id, measureRSS := req.Bundle, req.ID, req.MeasureRSS
+	s := sample{}
+	if measureRSS {
+		s.RuntimeRSS = map[string]int64{}
+	}
 	pidFile := filepath.Join(w.cfg.Scratch, "pid")
 	if err := os.Remove(pidFile); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return s, err
 	}
 	w.live[id] = 0
 	t0 := time.Now()
-	rss, err := w.run(ctx, "create", "--bundle", bundle, "--pid-file", pidFile, id)
+	rss, err := w.run(ctx, measureRSS, "create", "--bundle", bundle, "--pid-file", pidFile, id)
 	t1 := time.Now()
 	if err != nil {
 		return s, err
 	}
-	s.Create, s.RuntimeRSS["create"] = t1.Sub(t0), rss
+	s.Create = t1.Sub(t0)
+	s.record("create", rss)
 	pid, err := readPidFile(pidFile)
 	if err != nil {
 		return s, fmt.Errorf("%s create %s: %w", w.cfg.Runtime, id, err)
@@ -161,39 +168,48 @@ func (w *worker) cycle(ctx context.Context, bundle, id string) (sample, error) {
 	w.live[id] = pid
 
 	t1 = time.Now()
-	rss, err = w.run(ctx, "start", id)
+	rss, err = w.run(ctx, measureRSS, "start", id)
 	t2 := time.Now()
 	if err != nil {
 		return s, err
 	}
-	s.Start, s.RuntimeRSS["start"] = t2.Sub(t1), rss
+	s.Start = t2.Sub(t1)
+	s.record("start", rss)
 
-	status, ru, err := waitContainer(pid)
+	status, err := waitContainer(pid)
 	t3 := time.Now()
 	if err != nil {
 		return s, fmt.Errorf("wait for container %s (pid %d): %w", id, pid, err)
 	}
-	s.Wait, s.InitRSS = t3.Sub(t2), ru.Maxrss
+	s.Wait = t3.Sub(t2)
 	if !status.Exited() || status.ExitStatus() != 0 {
 		return s, fmt.Errorf("container %s: /bin/true ended with %s", id, describeStatus(status))
 	}
 
 	t3 = time.Now()
-	rss, err = w.run(ctx, "delete", id)
+	rss, err = w.run(ctx, measureRSS, "delete", id)
 	t4 := time.Now()
 	if err != nil {
 		return s, err
 	}
 	delete(w.live, id)
-	s.Delete, s.RuntimeRSS["delete"] = t4.Sub(t3), rss
+	s.Delete = t4.Sub(t3)
+	s.record("delete", rss)
 	s.Total = s.Create + s.Start + s.Wait + s.Delete
 	return s, nil
 }
 
-// run runs one runtime command and returns its ru_maxrss. Its stdio are
-// files, not pipes: a container init inherits create's stdio, and a pipe
-// would make Wait block until the container exits.
-func (w *worker) run(ctx context.Context, args ...string) (int64, error) {
+func (s *sample) record(cmd string, rssKiB int64) {
+	if s.RuntimeRSS != nil {
+		s.RuntimeRSS[cmd] = rssKiB
+	}
+}
+
+// run runs one runtime command; with measureRSS, under GNU time, returning
+// the command's ru_maxrss. Its stdio are files, not pipes: a container init
+// inherits create's stdio, and a pipe would make Wait block until the
+// container exits.
+func (w *worker) run(ctx context.Context, measureRSS bool, args ...string) (int64, error) {
 	ctx, cancel := context.WithTimeout(ctx, commandTimeout)
 	defer cancel()
 	if err := w.stderr.Truncate(0); err != nil {
@@ -202,20 +218,29 @@ func (w *worker) run(ctx context.Context, args ...string) (int64, error) {
 	if _, err := w.stderr.Seek(0, 0); err != nil {
 		return 0, err
 	}
-	cmd := exec.CommandContext(ctx, w.cfg.Path, append([]string{"--root", w.cfg.Root}, args...)...)
+	argv := append([]string{w.cfg.Path, "--root", w.cfg.Root}, args...)
+	rssFile := filepath.Join(w.cfg.Scratch, "rss")
+	if measureRSS {
+		argv = append([]string{w.cfg.GNUTime, "-f", "%M", "-o", rssFile, "--"}, argv...)
+	}
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = w.devNull, w.devNull, w.stderr
-	err := cmd.Run()
-	var rss int64
-	if cmd.ProcessState != nil {
-		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-			rss = ru.Maxrss
-		}
-	}
-	if err != nil {
+	if err := cmd.Run(); err != nil {
 		msg, _ := os.ReadFile(w.stderr.Name())
-		return rss, fmt.Errorf("%s %s: %w: %s", w.cfg.Runtime, strings.Join(args, " "), err, lastLines(msg, 5))
+		return 0, fmt.Errorf("%s %s: %w: %s", w.cfg.Runtime, strings.Join(args, " "), err, lastLines(msg, 5))
 	}
-	return rss, nil
+	if !measureRSS {
+		return 0, nil
+	}
+	out, err := os.ReadFile(rssFile)
+	if err != nil {
+		return 0, fmt.Errorf("read GNU time's output: %w", err)
+	}
+	kib, err := strconv.ParseInt(lastLines(out, 1), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("GNU time's output %q is not a KiB count", out)
+	}
+	return kib, nil
 }
 
 // cleanup force-deletes every container this worker created and has not
@@ -223,7 +248,7 @@ func (w *worker) run(ctx context.Context, args ...string) (int64, error) {
 // goes on with the next container.
 func (w *worker) cleanup() {
 	for id, pid := range w.live {
-		if _, err := w.run(context.Background(), "delete", "--force", id); err != nil &&
+		if _, err := w.run(context.Background(), false, "delete", "--force", id); err != nil &&
 			!strings.Contains(strings.ToLower(err.Error()), "not exist") &&
 			!strings.Contains(strings.ToLower(err.Error()), "not found") {
 			fmt.Fprintf(os.Stderr, "lifecycle worker %s: cleanup: %v\n", w.cfg.Runtime, err)
@@ -268,22 +293,19 @@ func (w *worker) reapStrays() {
 
 // waitContainer waits for the container init, which create left as an
 // orphan that the kernel reparented to this subreaper.
-func waitContainer(pid int) (unix.WaitStatus, unix.Rusage, error) {
-	var (
-		status unix.WaitStatus
-		ru     unix.Rusage
-	)
+func waitContainer(pid int) (unix.WaitStatus, error) {
+	var status unix.WaitStatus
 	timer := time.AfterFunc(commandTimeout, func() { unix.Kill(pid, unix.SIGKILL) })
 	defer timer.Stop()
 	for {
-		_, err := unix.Wait4(pid, &status, 0, &ru)
+		_, err := unix.Wait4(pid, &status, 0, nil)
 		if errors.Is(err, unix.EINTR) {
 			continue
 		}
 		if errors.Is(err, unix.ECHILD) {
-			return status, ru, fmt.Errorf("not a child of the subreaper: the runtime must leave the init as an orphan after create: %w", err)
+			return status, fmt.Errorf("not a child of the subreaper: the runtime must leave the init as an orphan after create: %w", err)
 		}
-		return status, ru, err
+		return status, err
 	}
 }
 
