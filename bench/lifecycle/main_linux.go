@@ -173,7 +173,7 @@ func runtimeVersion(path string) string {
 
 // run is the whole benchmark: it returns an error after printing the report
 // when a runtime failed or something leaked.
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	o, err := parseOptions(args, stderr)
 	if err != nil {
 		return err

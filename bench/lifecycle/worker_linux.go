@@ -182,6 +182,7 @@ func (w *worker) cycle(ctx context.Context, req request) (sample, error) {
 		return s, fmt.Errorf("wait for container %s (pid %d): %w", id, pid, err)
 	}
 	s.Wait = t3.Sub(t2)
+	w.live[id] = 0 // reaped: its pid may be reused
 	if !status.Exited() || status.ExitStatus() != 0 {
 		return s, fmt.Errorf("container %s: /bin/true ended with %s", id, describeStatus(status))
 	}
