@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -209,6 +210,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		bundles[sc.name] = dir
 	}
 
+	// Workers' stderr goes to one writer; a non-file writer gets a copying
+	// goroutine per worker, so writes must not interleave.
+	workerStderr := stderr
+	if _, ok := stderr.(*os.File); !ok {
+		workerStderr = &syncWriter{w: stderr}
+	}
 	workers := make([]*workerProc, 0, len(rts))
 	// Stop every worker on every path: a worker force-deletes what it
 	// created when its stdin closes.
@@ -222,7 +229,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	defer stopAll()
 	for _, rt := range rts {
-		w, err := startWorker(rt, tmp, gnuTime, stderr)
+		w, err := startWorker(rt, tmp, gnuTime, workerStderr)
 		if err != nil {
 			return err
 		}
@@ -313,6 +320,18 @@ func measure(ctx context.Context, workers []*workerProc, sc scenario, bundle str
 		}
 	}
 	return results
+}
+
+// syncWriter serializes writes to w.
+type syncWriter struct {
+	mu sync.Mutex // guards w
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
 }
 
 // workerProc is the benchmark's handle on one worker process.
