@@ -19,5 +19,5 @@
 //
 // Usage:
 //
-//	go run ./bench/lifecycle [-n 100] [-warmup 3] [-berth PATH] [-runc PATH] [-crun PATH] [-limits] [-json]
+//	go run ./bench/lifecycle [-n 100] [-warmup 3] [-berth PATH] [-runc PATH] [-crun PATH] [-limits] [-json] [-private-mountns]
 package main
