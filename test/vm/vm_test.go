@@ -18,6 +18,8 @@ var guestTests = []string{
 	"TestCgroupMemoryMaxOOMKills",
 	"TestCgroupPidsMaxStopsForkLoop",
 	"TestCgroupFreeze",
+	"TestPivotRoot",
+	"TestOverlayMount",
 }
 
 // TestCgroupV2VM builds the guest tests, boots the VM and runs them there, with
