@@ -27,13 +27,9 @@ cd "$root"
 '
 cd /
 umount "$root"`
-	out, err := exec.Command("/bin/busybox", "sh", "-c", script, "sh", t.TempDir()).CombinedOutput()
-	if err != nil {
-		t.Fatalf("pivot_root into a new root: %v, output:\n%s", err, out)
-	}
 	// The new root holds exactly what the script put there.
-	if got := strings.Fields(string(out)); strings.Join(got, " ") != "bin old" {
-		t.Fatalf("after pivot_root / lists %q, want [bin old]", got)
+	if got := runScript(t, script); got != "bin old" {
+		t.Fatalf("after pivot_root / lists %q, want \"bin old\"", got)
 	}
 }
 
@@ -49,11 +45,18 @@ cat "$d/merged/a"
 echo upper >"$d/merged/b"
 umount "$d/merged"
 cat "$d/upper/b"`
+	if got := runScript(t, script); got != "lower upper" {
+		t.Fatalf("through the overlay the files read %q, want \"lower upper\"", got)
+	}
+}
+
+// runScript runs a busybox shell script with a fresh directory as $1 and
+// returns the words it printed, failing the test if the script fails.
+func runScript(t *testing.T, script string) string {
+	t.Helper()
 	out, err := exec.Command("/bin/busybox", "sh", "-c", script, "sh", t.TempDir()).CombinedOutput()
 	if err != nil {
-		t.Fatalf("overlay mount: %v, output:\n%s", err, out)
+		t.Fatalf("script failed: %v, output:\n%s", err, out)
 	}
-	if got := strings.Fields(string(out)); strings.Join(got, " ") != "lower upper" {
-		t.Fatalf("overlay mount printed %q, want [lower upper]", got)
-	}
+	return strings.Join(strings.Fields(string(out)), " ")
 }
