@@ -96,49 +96,78 @@ cache=$(cd "$cache" && pwd)
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/berth-vm.XXXXXX") || fail "create a temporary directory"
 qemu_pid=
+tail_pid=
 cleanup() {
 	# timeout(1) runs qemu in a process group of its own: end that group.
-	if [ -n "$qemu_pid" ]; then kill -TERM -- "-$qemu_pid" 2>/dev/null || true; fi
+	if [ -n "$qemu_pid" ]; then
+		kill -TERM -- "-$qemu_pid" 2>/dev/null || true
+		wait "$qemu_pid" 2>/dev/null || true
+	fi
+	if [ -n "$tail_pid" ]; then
+		kill -TERM "$tail_pid" 2>/dev/null || true
+		wait "$tail_pid" 2>/dev/null || true
+	fi
 	rm -rf "$work"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# kernel_dir prints the cache directory holding the unpacked kernel package
-# that linux-image-amd64 depends on, downloading it if it is not there yet.
-# Without apt lists it falls back to the newest kernel already cached.
-kernel_dir() {
-	local pkg ver dir deb
+# kernel_package prints the name and candidate version of the kernel package
+# that linux-image-amd64 depends on, or nothing when apt knows none.
+kernel_package() {
+	local pkg ver
 	pkg=$(apt-cache depends linux-image-amd64 2>/dev/null |
 		awk '$1 == "Depends:" && $2 ~ /^linux-image-[0-9]/ { print $2; exit }') || true
-	if [ -z "$pkg" ]; then
+	[ -n "$pkg" ] || return 0
+	ver=$(apt-cache policy "$pkg" 2>/dev/null | awk '$1 == "Candidate:" { print $2 }') || true
+	[ -n "$ver" ] && [ "$ver" != "(none)" ] || return 0
+	echo "${pkg}_$ver"
+}
+
+# fetch_kernel downloads package $1 (NAME_VERSION) and unpacks it into the
+# cache directory of the same name.
+fetch_kernel() {
+	local dir=$cache/$1 deb
+	echo "run.sh: downloading ${1%%_*} ${1#*_} into $cache" >&2
+	rm -rf "$dir" "$dir.partial" "$cache/download"
+	mkdir -p "$cache/download"
+	# _apt must be able to write where apt-get download saves.
+	chmod 0777 "$cache/download"
+	(cd "$cache/download" && apt-get download -qq "${1%%_*}=${1#*_}") >&2 || return 1
+	deb=$(find "$cache/download" -name '*.deb' | head -n 1)
+	[ -n "$deb" ] || return 1
+	dpkg-deb -x "$deb" "$dir.partial" || return 1
+	rm -rf "$cache/download"
+	touch "$dir.partial/.complete"
+	mv "$dir.partial" "$dir"
+	# Older kernels are 400 MB each and no longer used.
+	find "$cache" -mindepth 1 -maxdepth 1 -name 'linux-image-*' ! -path "$dir" -exec rm -rf {} +
+}
+
+# kernel_dir prints the cache directory holding the unpacked kernel package,
+# downloading it if it is not there yet. Stale apt lists name versions the
+# archive no longer has: then it updates them once and tries again. Without
+# apt lists it falls back to the newest kernel already cached.
+kernel_dir() {
+	local want dir
+	want=$(kernel_package)
+	if [ -z "$want" ]; then
 		dir=$(find "$cache" -maxdepth 2 -name .complete -path '*/linux-image-*' -printf '%h\n' | sort -V | tail -n 1)
 		[ -n "$dir" ] || fail "apt-cache knows no linux-image-amd64 (run apt-get update) and $cache holds no kernel"
 		echo "$dir"
 		return
 	fi
-	ver=$(apt-cache policy "$pkg" | awk '$1 == "Candidate:" { print $2 }')
-	[ -n "$ver" ] && [ "$ver" != "(none)" ] || fail "apt-cache has no candidate version of $pkg"
-	dir=$cache/${pkg}_$ver
-	if [ ! -e "$dir/.complete" ]; then
-		echo "run.sh: downloading $pkg $ver into $cache" >&2
-		rm -rf "$dir" "$cache/download"
-		mkdir -p "$cache/download"
-		# _apt must be able to write where apt-get download saves.
-		chmod 0777 "$cache/download"
-		(cd "$cache/download" && apt-get download -qq "$pkg=$ver") >&2 ||
-			fail "apt-get download $pkg=$ver failed (see above; stale apt lists? run apt-get update)"
-		deb=$(find "$cache/download" -name '*.deb' | head -n 1)
-		[ -n "$deb" ] || fail "apt-get download $pkg=$ver saved no .deb"
-		dpkg-deb -x "$deb" "$dir.partial" || fail "dpkg-deb -x $deb"
-		rm -rf "$cache/download"
-		touch "$dir.partial/.complete"
-		mv "$dir.partial" "$dir"
-		# Older kernels are 400 MB each and no longer used.
-		find "$cache" -mindepth 1 -maxdepth 1 -name 'linux-image-*' ! -path "$dir" -exec rm -rf {} +
+	if [ ! -e "$cache/$want/.complete" ] && ! fetch_kernel "$want"; then
+		echo "run.sh: download failed; updating the apt lists and trying again" >&2
+		apt-get update -qq >&2 || true
+		want=$(kernel_package)
+		[ -n "$want" ] || fail "apt-cache knows no linux-image-amd64 after apt-get update"
+		if [ ! -e "$cache/$want/.complete" ]; then
+			fetch_kernel "$want" || fail "could not download and unpack ${want%%_*} ${want#*_} (see above)"
+		fi
 	fi
-	echo "$dir"
+	echo "$cache/$want"
 }
 
 # Two runs at once share one download.
@@ -201,6 +230,11 @@ nonce=$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')
 (cd "$root" && find . | busybox cpio -o -H newc 2>/dev/null) >"$work/initramfs.cpio" ||
 	fail "build the initramfs with busybox cpio"
 
+# TCG emulates the CPU in software and works anywhere; KVM, where there is
+# one, is many times faster.
+accel=(-accel tcg,thread=multi)
+if [ -w /dev/kvm ]; then accel=(-accel kvm "${accel[@]}"); fi
+
 append="console=ttyS0 panic=-1 rdinit=/init"
 if [ "$kernel_log" = 0 ]; then append="$append quiet loglevel=1"; fi
 
@@ -209,7 +243,7 @@ if [ "$kernel_log" = 0 ]; then append="$append quiet loglevel=1"; fi
 log=$work/console.log
 timeout --kill-after=10 "$timeout_s" "$qemu" \
 	-nodefaults -no-user-config -no-reboot \
-	-machine pc -accel tcg,thread=multi -cpu max -smp "$smp" -m "$mem" \
+	-machine pc "${accel[@]}" -cpu max -smp "$smp" -m "$mem" \
 	-display none -monitor none -serial stdio \
 	-kernel "$vmlinuz" -initrd "$work/initramfs.cpio" -append "$append" \
 	</dev/null >"$log" 2>&1 &
@@ -222,6 +256,7 @@ qemu_status=$?
 set -e
 qemu_pid=
 wait "$tail_pid" || true
+tail_pid=
 
 if [ "$qemu_status" = 124 ]; then
 	echo "run.sh: error: the VM did not finish within ${timeout_s}s; stopped it" >&2

@@ -57,6 +57,9 @@ func TestCgroupV2VM(t *testing.T) {
 	if deadline, ok := t.Deadline(); ok {
 		// Leave time for run.sh to stop qemu and for us to report.
 		cfg.Timeout = min(cfg.Timeout, time.Until(deadline)-30*time.Second)
+		if cfg.Timeout < time.Second {
+			t.Fatalf("go test -timeout leaves no time to boot the VM: it needs about 30s more than the VM run")
+		}
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithDeadline(ctx, deadline.Add(-10*time.Second))
 		defer cancel()
