@@ -262,7 +262,8 @@ if [ "$qemu_status" = 124 ]; then
 	echo "run.sh: error: the VM did not finish within ${timeout_s}s; stopped it" >&2
 	exit 124
 fi
-status=$(tr -d '\r' <"$log" | sed -n "s/^berth-vm: exit $nonce \([0-9]*\)\$/\1/p" | tail -n 1)
+# The marker may follow a last line the program left unterminated.
+status=$(tr -d '\r' <"$log" | sed -n "s/^.*berth-vm: exit $nonce \([0-9]*\)\$/\1/p" | tail -n 1)
 if [ -z "$status" ]; then
 	fail "the VM stopped (qemu status $qemu_status) without reporting the program's exit status; see the console above"
 fi
