@@ -179,25 +179,29 @@ func info(name string, r record) snapshot.Info {
 	}
 }
 
-// Stat returns the snapshot key.
-func (s *Snapshotter) Stat(ctx context.Context, key string) (snapshot.Info, error) {
-	var inf snapshot.Info
-	err := s.db.View(func(tx *bolt.Tx) error {
-		r, err := mustGet(tx.Bucket(bucketSnapshots), key)
-		inf = info(key, r)
-		return err
-	})
-	return inf, err
-}
-
-// Usage returns the space key uses by itself.
-func (s *Snapshotter) Usage(ctx context.Context, key string) (snapshot.Usage, error) {
+// lookup reads the record of key in a transaction of its own.
+func (s *Snapshotter) lookup(key string) (record, error) {
 	var r record
 	err := s.db.View(func(tx *bolt.Tx) error {
 		var err error
 		r, err = mustGet(tx.Bucket(bucketSnapshots), key)
 		return err
 	})
+	return r, err
+}
+
+// Stat returns the snapshot key.
+func (s *Snapshotter) Stat(ctx context.Context, key string) (snapshot.Info, error) {
+	r, err := s.lookup(key)
+	if err != nil {
+		return snapshot.Info{}, err
+	}
+	return info(key, r), nil
+}
+
+// Usage returns the space key uses by itself.
+func (s *Snapshotter) Usage(ctx context.Context, key string) (snapshot.Usage, error) {
+	r, err := s.lookup(key)
 	if err != nil {
 		return snapshot.Usage{}, err
 	}
@@ -233,12 +237,7 @@ func (s *Snapshotter) Mounts(ctx context.Context, key string) ([]snapshot.Mount,
 // adds to its parents: the overlay upperdir, or, with no parent, the
 // directory that is bind-mounted. archive.Apply writes a layer there.
 func (s *Snapshotter) UpperDir(ctx context.Context, key string) (string, error) {
-	var r record
-	err := s.db.View(func(tx *bolt.Tx) error {
-		var err error
-		r, err = mustGet(tx.Bucket(bucketSnapshots), key)
-		return err
-	})
+	r, err := s.lookup(key)
 	if err != nil {
 		return "", err
 	}

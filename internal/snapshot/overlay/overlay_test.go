@@ -43,13 +43,14 @@ func requireRoot(t *testing.T) {
 
 func snapshotDirs(t *testing.T, root string) []string {
 	t.Helper()
-	ents, err := os.ReadDir(filepath.Join(root, "snapshots"))
+	d, err := os.Open(filepath.Join(root, "snapshots"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var names []string
-	for _, e := range ents {
-		names = append(names, e.Name())
+	defer d.Close()
+	names, err := d.Readdirnames(-1)
+	if err != nil {
+		t.Fatal(err)
 	}
 	sort.Strings(names)
 	return names
@@ -195,7 +196,26 @@ func TestLowerdirPageLimit(t *testing.T) {
 	}
 }
 
-// ents builds one layer tar.
+// mountAt mounts ms on a fresh directory, unmounted in cleanup.
+func mountAt(t *testing.T, ms []snapshot.Mount) string {
+	t.Helper()
+	target, err := os.MkdirTemp("", "berth-overlay-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := snapshot.UnmountAll(target); err != nil {
+			t.Errorf("unmount %s: %v", target, err)
+		}
+		os.Remove(target)
+	})
+	if err := snapshot.MountAll(ms, target); err != nil {
+		t.Fatal(err)
+	}
+	return target
+}
+
+// ent is one entry of a test layer.
 type ent struct {
 	hdr  tar.Header
 	body string
@@ -224,7 +244,9 @@ func layerTar(t *testing.T, ents ...ent) []byte {
 	return buf.Bytes()
 }
 
-func dir(name string) ent { return ent{hdr: tar.Header{Typeflag: tar.TypeDir, Name: name, Mode: 0o755}} }
+func dir(name string) ent {
+	return ent{hdr: tar.Header{Typeflag: tar.TypeDir, Name: name, Mode: 0o755}}
+}
 func file(name, body string, mode int64) ent {
 	return ent{hdr: tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: mode}, body: body}
 }
@@ -284,19 +306,7 @@ func TestUnpackedImageAsUserSeesIt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	target, err := os.MkdirTemp("", "berth-overlay-test-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := snapshot.UnmountAll(target); err != nil {
-			t.Errorf("unmount: %v", err)
-		}
-		os.Remove(target)
-	})
-	if err := snapshot.MountAll(ms, target); err != nil {
-		t.Fatal(err)
-	}
+	target := mountAt(t, ms)
 
 	read := func(p string) string {
 		b, err := os.ReadFile(filepath.Join(target, p))
@@ -338,19 +348,7 @@ func TestUnpackedImageAsUserSeesIt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	view, err := os.MkdirTemp("", "berth-overlay-test-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := snapshot.UnmountAll(view); err != nil {
-			t.Errorf("unmount: %v", err)
-		}
-		os.Remove(view)
-	})
-	if err := snapshot.MountAll(ms2, view); err != nil {
-		t.Fatal(err)
-	}
+	view := mountAt(t, ms2)
 	if b, _ := os.ReadFile(filepath.Join(view, "etc/passwd")); string(b) != "root:x:0:0" {
 		t.Errorf("image view sees %q: the container's write leaked into the image", b)
 	}
