@@ -18,6 +18,19 @@
 //   - OCI whiteouts become overlayfs whiteouts: ".wh.NAME" a 0/0 character
 //     device NAME, ".wh..wh..opq" the xattr trusted.overlay.opaque=y on its
 //     directory.
+//   - Device nodes, setuid/setgid bits and security.capability are kept (the
+//     caller runs as root, as containerd does; the container's device cgroup
+//     decides what a node may open). Xattrs in trusted.overlay.* and
+//     user.overlay.* fail the layer: they would let it forge overlayfs state.
+//
+// Limits. Apply sees only the upper directory, not the layers below it: a
+// hard link must point into the same layer; a directory a layer implies
+// without a header of its own (a whiteout in etc/ with no etc/ entry) is
+// made 0755 root:root and hides the lower directory's owner and mode; and
+// a layer entry under a path that is a symlink in a lower layer (lib/x when
+// a lower layer has lib -> usr/lib) makes a real directory that shadows the
+// symlink. Docker, BuildKit and containerd write layers that avoid all
+// three. Sparse files are written out in full. Needs Linux 5.6 (openat2).
 package archive
 
 import (

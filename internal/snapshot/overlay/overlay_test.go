@@ -270,6 +270,8 @@ func TestUnpackedImageAsUserSeesIt(t *testing.T) {
 			ent{hdr: tar.Header{Typeflag: tar.TypeSymlink, Name: "bin", Linkname: "usr/bin"}},
 			dir("var/"), dir("var/lib/"), file("var/lib/db1", "old", 0o644), dir("var/lib/sub/"), file("var/lib/sub/db2", "old", 0o644),
 			ent{hdr: tar.Header{Typeflag: tar.TypeChar, Name: "dev-null", Mode: 0o666, Devmajor: 1, Devminor: 3}},
+			ent{hdr: tar.Header{Typeflag: tar.TypeReg, Name: "home-notes", Mode: 0o640, Uid: 1000, Gid: 1000,
+				Format: tar.FormatPAX, PAXRecords: map[string]string{"SCHILY.xattr.user.origin": "layer0"}}, body: "notes"},
 		),
 		layerTar(t,
 			dir("etc/"), file("etc/.wh.motd", "", 0o644),
@@ -339,6 +341,13 @@ func TestUnpackedImageAsUserSeesIt(t *testing.T) {
 	}
 	if err := unix.Stat(filepath.Join(target, "dev-null"), &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFCHR || st.Rdev != unix.Mkdev(1, 3) {
 		t.Errorf("dev-null: mode %o rdev %d (%v), want char 1:3", st.Mode, st.Rdev, err)
+	}
+	if err := unix.Stat(filepath.Join(target, "home-notes"), &st); err != nil || st.Uid != 1000 || st.Gid != 1000 || st.Mode&0o777 != 0o640 {
+		t.Errorf("home-notes: uid %d gid %d mode %o (%v), want 1000 1000 640", st.Uid, st.Gid, st.Mode&0o777, err)
+	}
+	buf := make([]byte, 64)
+	if n, err := unix.Getxattr(filepath.Join(target, "home-notes"), "user.origin", buf); err != nil || string(buf[:n]) != "layer0" {
+		t.Errorf("home-notes user.origin = %q (%v), want layer0", buf[:max(n, 0)], err)
 	}
 	// The container writes into its own upper layer only.
 	if err := os.WriteFile(filepath.Join(target, "etc/passwd"), []byte("changed"), 0o644); err != nil {

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -40,6 +41,7 @@ func Run(t *testing.T, newSnapshotter New) {
 		{"Errors", testErrors},
 		{"WalkAndStat", testWalkAndStat},
 		{"Usage", testUsage},
+		{"ConcurrentPrepare", testConcurrentPrepare},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -436,4 +438,31 @@ func testReopen(t *testing.T, newSnapshotter New) {
 	}
 	root, _ := mountAt(t, ms)
 	expect(t, root, map[string]string{"f": "kept"})
+}
+
+// testConcurrentPrepare races Prepares of one key: exactly one wins, the
+// others get ErrAlreadyExists, and only one snapshot exists afterwards.
+func testConcurrentPrepare(t *testing.T, ctx context.Context, sn snapshot.Snapshotter) {
+	const n = 8
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { _, errs[i] = sn.Prepare(ctx, "contended", "", nil) })
+	}
+	wg.Wait()
+	won := 0
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			won++
+		case !errors.Is(err, errdefs.ErrAlreadyExists):
+			t.Errorf("losing Prepare: %v, want ErrAlreadyExists", err)
+		}
+	}
+	if won != 1 {
+		t.Errorf("%d of %d concurrent Prepares of one key succeeded, want 1", won, n)
+	}
+	if got := walk(t, ctx, sn); strings.Join(got, " ") != "contended:active:" {
+		t.Errorf("snapshots after the race: %v", got)
+	}
 }
