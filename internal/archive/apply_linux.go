@@ -50,6 +50,13 @@ func Apply(ctx context.Context, dir string, r io.Reader, opts ApplyOptions) (int
 		buf:  make([]byte, copyBufSize),
 	}
 	defer a.close()
+	for _, p := range opts.Parents {
+		l, err := os.OpenFile(p, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return 0, fmt.Errorf("open parent layer %s: %w", p, err)
+		}
+		a.lowers = append(a.lowers, l)
+	}
 
 	cr := &countingReader{r: r}
 	tr := tar.NewReader(cr)
@@ -114,11 +121,16 @@ type applier struct {
 	dirs     map[string]*os.File
 	dirTimes []dirTime
 	buf      []byte
+	// lowers are ApplyOptions.Parents, opened O_PATH, nearest first.
+	lowers []*os.File
 }
 
 func (a *applier) close() {
 	a.dropDirs()
 	a.root.Close()
+	for _, l := range a.lowers {
+		l.Close()
+	}
 }
 
 func (a *applier) dropDirs() {
@@ -167,7 +179,12 @@ func (a *applier) dir(entry, name string, create bool) (*os.File, error) {
 		return f, nil
 	}
 	f, err := a.openDir(name)
-	if errors.Is(err, unix.ENOENT) && create {
+	if errors.Is(err, unix.ENOENT) && create && len(a.lowers) > 0 {
+		if err := a.mkImplied(entry, name); err != nil {
+			return nil, err
+		}
+		f, err = a.openDir(name)
+	} else if errors.Is(err, unix.ENOENT) && create {
 		// No symlink lies on the existing prefix of name (openat2 would
 		// have said ELOOP first), so pathrs only creates below real
 		// directories; it resolves inside the root whatever happens.
@@ -194,6 +211,95 @@ func (a *applier) dir(entry, name string, create bool) (*os.File, error) {
 	}
 	a.dirs[name] = f
 	return f, nil
+}
+
+// mkImplied makes the missing directories of name one by one, each with
+// the owner, mode and times of the directory the merged view shows there
+// now (see lowerDir). Every parent is resolved by a.dir, without symlinks.
+func (a *applier) mkImplied(entry, name string) error {
+	comps := strings.Split(name, "/")
+	for i := range comps {
+		prefix := strings.Join(comps[:i+1], "/")
+		parent, err := a.dir(entry, path.Dir(prefix), false)
+		if err != nil {
+			return err
+		}
+		pfd, base := int(parent.Fd()), comps[i]
+		err = unix.Mkdirat(pfd, base, 0o755)
+		if errors.Is(err, unix.EEXIST) {
+			continue // a.dir of the next prefix checks it is a directory
+		}
+		if err != nil {
+			return fmt.Errorf("layer entry %q: make implied directory %q: %w", entry, prefix, err)
+		}
+		st, ok := a.lowerDir(prefix)
+		if !ok {
+			continue
+		}
+		if err := unix.Fchownat(pfd, base, int(st.Uid), int(st.Gid), unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return fmt.Errorf("layer entry %q: chown implied directory %q: %w", entry, prefix, err)
+		}
+		if err := unix.Fchmodat(pfd, base, st.Mode&0o7777, 0); err != nil {
+			return fmt.Errorf("layer entry %q: chmod implied directory %q: %w", entry, prefix, err)
+		}
+		a.dirTimes = append(a.dirTimes, dirTime{name: prefix,
+			atime: time.Unix(st.Atim.Unix()), mtime: time.Unix(st.Mtim.Unix())})
+	}
+	return nil
+}
+
+// lowerDir finds the directory the merged view shows at name today: in the
+// nearest lower layer that has name, unless something nearer hides it (a
+// whiteout, an opaque directory, a non-directory on the way, here or in the
+// upper directory). A symlink on the way ends the search too: what lies
+// behind it is not a directory at name.
+func (a *applier) lowerDir(name string) (unix.Stat_t, bool) {
+	if hidden(a.root, name) {
+		return unix.Stat_t{}, false
+	}
+	for _, l := range a.lowers {
+		fd, err := unix.Openat2(int(l.Fd()), name, &unix.OpenHow{
+			Flags: unix.O_PATH | unix.O_NOFOLLOW | unix.O_CLOEXEC,
+			Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS |
+				unix.RESOLVE_NO_MAGICLINKS | unix.RESOLVE_NO_XDEV,
+		})
+		if err == nil {
+			var st unix.Stat_t
+			err = unix.Fstat(fd, &st)
+			unix.Close(fd)
+			return st, err == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR
+		}
+		if !errors.Is(err, unix.ENOENT) || hidden(l, name) {
+			return unix.Stat_t{}, false
+		}
+	}
+	return unix.Stat_t{}, false
+}
+
+// hidden reports whether layer hides the layers below it at name: an
+// ancestor of name is opaque there, or is not a directory (a whiteout).
+func hidden(layer *os.File, name string) bool {
+	for dir := path.Dir(name); dir != "."; dir = path.Dir(dir) {
+		fd, err := unix.Openat2(int(layer.Fd()), dir, &unix.OpenHow{
+			Flags:   unix.O_PATH | unix.O_NOFOLLOW | unix.O_CLOEXEC,
+			Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
+		})
+		if errors.Is(err, unix.ENOENT) {
+			continue
+		}
+		if err != nil {
+			return true
+		}
+		var st unix.Stat_t
+		err = unix.Fstat(fd, &st)
+		buf := make([]byte, 1)
+		n, xerr := unix.Getxattr("/proc/self/fd/"+strconv.Itoa(fd), overlayOpaque, buf)
+		unix.Close(fd)
+		if err != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR || (xerr == nil && n == 1 && buf[0] == 'y') {
+			return true
+		}
+	}
+	return false
 }
 
 func (a *applier) openDir(name string) (*os.File, error) {
@@ -512,8 +618,14 @@ func (a *applier) xattrs(hdr *tar.Header, fd int, base string) error {
 // finishDirs sets directory times last, since creating entries inside a
 // directory changes its mtime.
 func (a *applier) finishDirs() error {
+	done := make(map[string]bool, len(a.dirTimes))
+	// Backwards, so that the last header for a directory wins.
 	for i := len(a.dirTimes) - 1; i >= 0; i-- {
 		dt := a.dirTimes[i]
+		if done[dt.name] {
+			continue
+		}
+		done[dt.name] = true
 		parent, err := a.dir(dt.name, path.Dir(dt.name), false)
 		if errors.Is(err, unix.ENOENT) {
 			continue // removed by a later entry

@@ -346,3 +346,81 @@ func TestApplyHonoursCancellation(t *testing.T) {
 		t.Fatalf("Apply with a cancelled context: %v", err)
 	}
 }
+
+// TestApplyImpliedDirsTakeParentsMetadata: a layer that whites out
+// home/user/.bashrc without a home/user/ header must not turn the user's
+// home into 0755 root:root in the merged view.
+func TestApplyImpliedDirsTakeParentsMetadata(t *testing.T) {
+	requireRoot(t)
+	base := t.TempDir()
+	near, far, upper := filepath.Join(base, "near"), filepath.Join(base, "far"), filepath.Join(base, "upper")
+	old := time.Date(2010, 1, 2, 3, 4, 5, 0, time.UTC)
+	var made []string
+	mkdir := func(p string, mode os.FileMode, uid int) {
+		t.Helper()
+		if err := os.MkdirAll(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(p, uid, uid); err != nil {
+			t.Fatal(err)
+		}
+		made = append(made, p)
+	}
+	mkdir(upper, 0o755, 0)
+	mkdir(filepath.Join(far, "home"), 0o711, 0)
+	mkdir(filepath.Join(far, "home/user"), 0o700, 1000)
+	mkdir(filepath.Join(far, "opt/x"), 0o700, 5)
+	mkdir(filepath.Join(far, "srv"), 0o750, 7)
+	mkdir(filepath.Join(near, "opt"), 0o705, 0)
+	if err := unix.Setxattr(filepath.Join(near, "opt"), "trusted.overlay.opaque", []byte("y"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mknod(filepath.Join(near, "srv"), unix.S_IFCHR, 0); err != nil { // whiteout
+		t.Fatal(err)
+	}
+	mkdir(filepath.Join(near, "usr/lib"), 0o700, 3)
+	if err := os.Symlink("usr/lib", filepath.Join(near, "lib")); err != nil {
+		t.Fatal(err)
+	}
+
+	// Times last: making a directory's children changes its mtime.
+	for _, p := range made {
+		if err := os.Chtimes(p, old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	layer := tarOf(t,
+		fileEnt("home/user/.wh.bashrc", "", 0o644),
+		fileEnt("opt/x/.wh.y", "", 0o644),
+		fileEnt("srv/.wh.z", "", 0o644),
+		fileEnt("lib/.wh.w", "", 0o644),
+	)
+	if _, err := Apply(context.Background(), upper, bytes.NewReader(layer), ApplyOptions{Parents: []string{near, far}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name     string
+		mode     uint32
+		uid      uint32
+		keepTime bool
+	}{
+		{"home", 0o711, 0, true},
+		{"home/user", 0o700, 1000, true},
+		{"opt", 0o705, 0, true},
+		{"opt/x", 0o755, 0, false}, // hidden by near's opaque opt
+		{"srv", 0o755, 0, false},   // hidden by near's whiteout
+		{"lib", 0o755, 0, false},   // a symlink below: not a directory there
+	} {
+		st := lstat(t, filepath.Join(upper, tc.name))
+		if st.Mode != unix.S_IFDIR|tc.mode || st.Uid != tc.uid || st.Gid != tc.uid {
+			t.Errorf("%s: mode %o owner %d:%d, want dir %o owner %d:%d", tc.name, st.Mode, st.Uid, st.Gid, tc.mode, tc.uid, tc.uid)
+		}
+		if tc.keepTime && st.Mtim.Sec != old.Unix() {
+			t.Errorf("%s: mtime %d, want the parent's %d", tc.name, st.Mtim.Sec, old.Unix())
+		}
+	}
+}

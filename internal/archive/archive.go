@@ -23,14 +23,15 @@
 //     decides what a node may open). Xattrs in trusted.overlay.* and
 //     user.overlay.* fail the layer: they would let it forge overlayfs state.
 //
-// Limits. Apply sees only the upper directory, not the layers below it: a
-// hard link must point into the same layer; a directory a layer implies
-// without a header of its own (a whiteout in etc/ with no etc/ entry) is
-// made 0755 root:root and hides the lower directory's owner and mode; and
-// a layer entry under a path that is a symlink in a lower layer (lib/x when
-// a lower layer has lib -> usr/lib) makes a real directory that shadows the
-// symlink. Docker, BuildKit and containerd write layers that avoid all
-// three. Sparse files are written out in full. Needs Linux 5.6 (openat2).
+// Limits. Apply writes only the upper directory: a hard link must point
+// into the same layer; a directory a layer implies without a header of its
+// own (a whiteout in etc/ with no etc/ entry) copies owner, mode and times
+// from ApplyOptions.Parents but not xattrs, and is made 0755 root:root when
+// no parent has it; and a layer entry under a path that is a symlink in a
+// lower layer (lib/x when a lower layer has lib -> usr/lib) makes a real
+// directory that shadows the symlink. Docker, BuildKit and containerd write
+// layers that avoid all three. Sparse files are written out in full. Needs
+// Linux 5.6 (openat2).
 package archive
 
 import (
@@ -47,7 +48,15 @@ import (
 
 // ApplyOptions tunes Apply. The zero value is what an image unpack wants:
 // ownership, modes, xattrs and device nodes exactly as the layer says.
-type ApplyOptions struct{}
+type ApplyOptions struct {
+	// Parents are the directories of the layers below, nearest first (an
+	// overlay's lowerdir list). A directory the layer implies without a
+	// header of its own then takes owner, mode and times from the
+	// nearest parent where it is visible, instead of 0755 root:root,
+	// which would hide the real one in the merged view. Apply only reads
+	// Parents.
+	Parents []string
+}
 
 var (
 	magicGzip  = []byte{0x1f, 0x8b}

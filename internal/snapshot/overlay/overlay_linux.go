@@ -247,6 +247,26 @@ func (s *Snapshotter) UpperDir(ctx context.Context, key string) (string, error) 
 	return s.fsDir(r.ID), nil
 }
 
+// ParentDirs returns the directories of the parents of the active
+// snapshot key, nearest first: the overlay lowerdir list, for
+// archive.ApplyOptions.Parents.
+func (s *Snapshotter) ParentDirs(ctx context.Context, key string) ([]string, error) {
+	var dirs []string
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketSnapshots)
+		r, err := mustGet(b, key)
+		if err != nil {
+			return err
+		}
+		ids, err := chain(b, r)
+		for _, id := range ids {
+			dirs = append(dirs, s.fsDir(id))
+		}
+		return err
+	})
+	return dirs, err
+}
+
 // mounts builds the mounts as containerd's overlayfs snapshotter does. The
 // snapshot directories are named by short numbers so that the lowerdir list
 // of a deep image stays inside the one page mount(2) accepts (about 4096 /

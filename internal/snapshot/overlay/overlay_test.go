@@ -270,6 +270,9 @@ func TestUnpackedImageAsUserSeesIt(t *testing.T) {
 			ent{hdr: tar.Header{Typeflag: tar.TypeSymlink, Name: "bin", Linkname: "usr/bin"}},
 			dir("var/"), dir("var/lib/"), file("var/lib/db1", "old", 0o644), dir("var/lib/sub/"), file("var/lib/sub/db2", "old", 0o644),
 			ent{hdr: tar.Header{Typeflag: tar.TypeChar, Name: "dev-null", Mode: 0o666, Devmajor: 1, Devminor: 3}},
+			ent{hdr: tar.Header{Typeflag: tar.TypeDir, Name: "home/", Mode: 0o755}},
+			ent{hdr: tar.Header{Typeflag: tar.TypeDir, Name: "home/user/", Mode: 0o700, Uid: 1000, Gid: 1000}},
+			file("home/user/.profile", "old profile", 0o644),
 			ent{hdr: tar.Header{Typeflag: tar.TypeReg, Name: "home-notes", Mode: 0o640, Uid: 1000, Gid: 1000,
 				Format: tar.FormatPAX, PAXRecords: map[string]string{"SCHILY.xattr.user.origin": "layer0"}}, body: "notes"},
 		),
@@ -282,6 +285,9 @@ func TestUnpackedImageAsUserSeesIt(t *testing.T) {
 		layerTar(t,
 			file("etc/motd", "back again", 0o644), // a file whited out below, added again
 			file("usr/bin/.wh.tool-link", "", 0o644),
+			// No home/ or home/user/ header: Apply must keep the
+			// user's home as layer 0 made it.
+			file("home/user/.wh..profile", "", 0o644),
 		),
 	}
 	parent := ""
@@ -295,7 +301,11 @@ func TestUnpackedImageAsUserSeesIt(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := archive.Apply(ctx, upper, bytes.NewReader(l), archive.ApplyOptions{}); err != nil {
+		parents, err := sn.ParentDirs(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := archive.Apply(ctx, upper, bytes.NewReader(l), archive.ApplyOptions{Parents: parents}); err != nil {
 			t.Fatalf("apply layer %d: %v", i, err)
 		}
 		if err := sn.Commit(ctx, chainID, key, nil); err != nil {
@@ -327,7 +337,7 @@ func TestUnpackedImageAsUserSeesIt(t *testing.T) {
 			t.Errorf("%s = %q, want %q", p, got, want)
 		}
 	}
-	for _, p := range []string{"var/lib/db1", "var/lib/sub", "usr/bin/tool-link"} {
+	for _, p := range []string{"var/lib/db1", "var/lib/sub", "usr/bin/tool-link", "home/user/.profile"} {
 		if _, err := os.Lstat(filepath.Join(target, p)); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("%s is visible (%v); a whiteout or opaque dir must hide it", p, err)
 		}
@@ -344,6 +354,9 @@ func TestUnpackedImageAsUserSeesIt(t *testing.T) {
 	}
 	if err := unix.Stat(filepath.Join(target, "home-notes"), &st); err != nil || st.Uid != 1000 || st.Gid != 1000 || st.Mode&0o777 != 0o640 {
 		t.Errorf("home-notes: uid %d gid %d mode %o (%v), want 1000 1000 640", st.Uid, st.Gid, st.Mode&0o777, err)
+	}
+	if err := unix.Stat(filepath.Join(target, "home/user"), &st); err != nil || st.Uid != 1000 || st.Mode&0o777 != 0o700 {
+		t.Errorf("home/user: uid %d mode %o (%v), want 1000 700 as layer 0 made it", st.Uid, st.Mode&0o777, err)
 	}
 	buf := make([]byte, 64)
 	if n, err := unix.Getxattr(filepath.Join(target, "home-notes"), "user.origin", buf); err != nil || string(buf[:n]) != "layer0" {
