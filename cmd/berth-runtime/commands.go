@@ -20,6 +20,8 @@ import (
 
 var specsVersion = specs.Version
 
+var one = 1
+
 func createFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "bundle", Aliases: []string{"b"}, Value: ".", Usage: "path to the OCI bundle"},
@@ -185,6 +187,8 @@ func commands() []*cli.Command {
 		{
 			Name: "exec", Usage: "run a process in a running container", ArgsUsage: "<container-id> [command args...]",
 			Flags: execFlags(),
+			// Flags end at the container id: what follows is the command's.
+			StopOnNthArg: &one,
 			Action: func(ctx context.Context, cmd *cli.Command) error {
 				r, err := newRuntime(cmd)
 				if err != nil {

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 )
 
 // Validate checks the parts of a spec that the Linux runtime depends on. The
@@ -213,10 +214,14 @@ func checkNamespacePath(path, name string) error {
 	if fi.IsDir() {
 		return fmt.Errorf("namespace %s is a directory, not a namespace file", path)
 	}
-	// A namespace file is an nsfs inode; a regular file here is a typo,
-	// not a namespace.
-	if fi.Mode().IsRegular() {
-		return fmt.Errorf("%s is a regular file, not a %s namespace", path, name)
+	// A namespace file is an nsfs inode (or procfs's link to one); any
+	// other file here is a mistake, not a namespace.
+	var st unix.Statfs_t
+	if err := unix.Statfs(path, &st); err != nil {
+		return fmt.Errorf("namespace %s: %w", path, err)
+	}
+	if st.Type != unix.NSFS_MAGIC && st.Type != unix.PROC_SUPER_MAGIC {
+		return fmt.Errorf("%s is not a %s namespace file", path, name)
 	}
 	return nil
 }

@@ -33,10 +33,12 @@ func (ip *initProc) setupConsole(proc *specs.Process, devConsole bool) error {
 	}
 	// TIOCGPTPEER opens the slave through the master, so a pts path that
 	// the container swapped cannot be substituted.
-	slaveFd, err := unix.IoctlRetInt(int(master.Fd()), unix.TIOCGPTPEER)
-	if err != nil {
-		return fmt.Errorf("process.terminal: open pty slave: %w", err)
+	// The ioctl's argument is the open flags of the new fd.
+	r1, _, errno := unix.Syscall(unix.SYS_IOCTL, master.Fd(), unix.TIOCGPTPEER, uintptr(unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC))
+	if errno != 0 {
+		return fmt.Errorf("process.terminal: open pty slave: %w", errno)
 	}
+	slaveFd := int(r1)
 	slave := os.NewFile(uintptr(slaveFd), "pty-slave")
 	defer slave.Close()
 	if proc.ConsoleSize != nil {

@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
 	"os/signal"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -111,7 +114,12 @@ func (r *Runtime) Create(ctx context.Context, id string, opt CreateOptions) (ret
 		return err
 	}
 	fifoPath := filepath.Join(dir, fifoName)
-	if err := unix.Mkfifo(fifoPath, 0o600); err != nil {
+	// Writable by anyone: the init opens it after switching to the
+	// container's user. Only the holder of the init's fd reaches it.
+	if err := unix.Mkfifo(fifoPath, 0o622); err != nil {
+		return fmt.Errorf("exec fifo: %w", err)
+	}
+	if err := os.Chmod(fifoPath, 0o622); err != nil {
 		return fmt.Errorf("exec fifo: %w", err)
 	}
 	fifo, err := os.OpenFile(fifoPath, unix.O_PATH|unix.O_CLOEXEC, 0)
@@ -135,7 +143,7 @@ func (r *Runtime) Create(ctx context.Context, id string, opt CreateOptions) (ret
 	}
 	p := &persisted{
 		ID: id, Bundle: bundle, Rootfs: spec.Root.Path, Created: time.Now().UTC(),
-		Owner: "", Spec: spec, Systemd: r.SystemdCgroup, Rootless: r.Rootless,
+		Owner: ownerName(), Spec: spec, Systemd: r.SystemdCgroup, Rootless: r.Rootless,
 		CgroupPaths: cg.Paths(),
 	}
 	cfg := &initConfig{
@@ -327,11 +335,17 @@ func (r *Runtime) Start(ctx context.Context, id string) error {
 			}
 		}
 	}
-	buf := make([]byte, 8)
-	n, _ := f.Read(buf)
+	// The init writes "0" when it is about to exec, or why it is not
+	// (a failed startContainer hook), then closes.
+	msg, _ := io.ReadAll(f)
 	f.Close()
-	if n == 0 {
+	if len(msg) == 0 {
 		return errors.New("container init exited before start")
+	}
+	if string(msg) != "0" {
+		signalProcess(p.Pid, p.StartTime, unix.SIGKILL)
+		os.Remove(fifoPath)
+		return errors.New(strings.TrimPrefix(string(msg), "1"))
 	}
 	if err := os.Remove(fifoPath); err != nil {
 		return fmt.Errorf("remove exec fifo: %w", err)
@@ -610,4 +624,13 @@ func ParseSignal(s string) (unix.Signal, error) {
 		return 0, fmt.Errorf("unknown signal %q", s)
 	}
 	return sig, nil
+}
+
+// ownerName is the user that created the container, as runc's list shows it.
+func ownerName() string {
+	u, err := user.LookupId(strconv.Itoa(os.Getuid()))
+	if err != nil {
+		return "#" + strconv.Itoa(os.Getuid())
+	}
+	return u.Username
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
 	"github.com/berth-project/berth/internal/oci"
 )
@@ -85,6 +86,10 @@ func (r *Runtime) Exec(ctx context.Context, id string, proc *specs.Process, opt 
 	}
 	defer c.sock.Close()
 	if err := r.waitReady(ctx, c, p); err != nil {
+		// Reap it here: a zombie handed on to the caller would keep the
+		// container's pid namespace from ever finishing its exit.
+		unix.Kill(c.pid, unix.SIGKILL)
+		reap(c.pid)
 		return 0, err
 	}
 	if opt.PidFile != "" {

@@ -92,12 +92,17 @@ func (ip *initProc) initContainer() error {
 	if msg.Type != msgHooksDone {
 		return fmt.Errorf("init: expected %s, got %q", msgHooksDone, msg.Type)
 	}
+	if msg.Config != nil {
+		ip.cfg.State = msg.Config.State
+	}
+	// Hooks run inside the container see the init as the container does.
+	ip.cfg.State.Pid = os.Getpid()
 	if spec.Hooks != nil {
 		if err := runHooks(spec.Hooks.CreateContainer, "createContainer", ip.cfg.State); err != nil {
 			return err
 		}
 	}
-	if err := r.finish(); err != nil {
+	if err := r.pivot(); err != nil {
 		return err
 	}
 	if spec.Hostname != "" {
@@ -111,6 +116,9 @@ func (ip *initProc) initContainer() error {
 		}
 	}
 	if err := writeSysctls(spec.Linux.Sysctl); err != nil {
+		return err
+	}
+	if err := r.masks(); err != nil {
 		return err
 	}
 	if !ip.cfg.NoNewKeyring {
@@ -189,15 +197,14 @@ func (ip *initProc) finalize(proc *specs.Process, sc *specs.LinuxSeccomp, waitSt
 	}
 	ip.sock.Close()
 	if waitStart {
-		if err := waitForStart(ip.fifoFd); err != nil {
-			return err
-		}
+		var hooks []specs.Hook
 		if ip.cfg.Spec.Hooks != nil {
-			st := ip.cfg.State
-			st.Status = specs.StateCreated
-			if err := runHooks(ip.cfg.Spec.Hooks.StartContainer, "startContainer", st); err != nil {
-				return err
-			}
+			hooks = ip.cfg.Spec.Hooks.StartContainer
+		}
+		st := ip.cfg.State
+		st.Status = specs.StateCreated
+		if err := waitForStart(ip.fifoFd, hooks, st); err != nil {
+			return err
 		}
 	}
 	if sc != nil && !early {
@@ -247,8 +254,10 @@ func hasNotify(sc *specs.LinuxSeccomp) bool {
 	return false
 }
 
-// waitForStart blocks until `start` opens exec.fifo for reading.
-func waitForStart(fd string) error {
+// waitForStart blocks until `start` opens exec.fifo for reading, runs the
+// startContainer hooks, and tells `start` the outcome through the fifo:
+// "0" to go on, or "1" and the hook's error, which `start` reports.
+func waitForStart(fd string, hooks []specs.Hook, st specs.State) error {
 	if fd == "" {
 		return errors.New("no exec fifo")
 	}
@@ -257,6 +266,10 @@ func waitForStart(fd string) error {
 		return fmt.Errorf("open exec fifo: %w", err)
 	}
 	defer f.Close()
+	if err := runHooks(hooks, "startContainer", st); err != nil {
+		f.Write([]byte("1" + err.Error()))
+		return err
+	}
 	if _, err := f.Write([]byte("0")); err != nil {
 		return fmt.Errorf("write exec fifo: %w", err)
 	}

@@ -312,6 +312,11 @@ func (r *rootfsSetup) mountCgroup(m specs.Mount, dest string, opts oci.MountOpti
 		return fmt.Errorf("tmpfs for cgroups: %w", err)
 	}
 	for _, h := range hier {
+		if h.fstype == "cgroup2" {
+			// A hybrid host's v2 hierarchy (/sys/fs/cgroup/unified) is
+			// left out, as runc leaves it out: v1 tools do not expect it.
+			continue
+		}
 		name := filepath.Base(h.mountpoint)
 		if err := r.mountCgroupHierarchy(filepath.Join(dest, name), h, name, cgroupns, opts.Flags); err != nil {
 			return err
@@ -329,9 +334,8 @@ func (r *rootfsSetup) mountCgroup(m specs.Mount, dest string, opts oci.MountOpti
 			}
 		}
 	}
-	if opts.Flags&unix.MS_RDONLY != 0 {
-		return remount(r.root, dest, flags|unix.MS_RDONLY)
-	}
+	// As runc: the tmpfs stays writable (for the hierarchies' links), the
+	// hierarchies in it carry the mount's flags.
 	return nil
 }
 
@@ -528,9 +532,8 @@ func (r *rootfsSetup) createDevice(d specs.LinuxDevice) error {
 	})
 }
 
-// finish switches root to the rootfs and applies what must be done from
-// inside it.
-func (r *rootfsSetup) finish() error {
+// pivot switches root to the rootfs.
+func (r *rootfsSetup) pivot() error {
 	if r.cfg.NoPivot {
 		if err := moveRoot(r.rootfs); err != nil {
 			return err
@@ -544,6 +547,12 @@ func (r *rootfsSetup) finish() error {
 		return err
 	}
 	r.root = root
+	return nil
+}
+
+// masks applies what must come last, from inside the new root: read-only
+// and masked paths, and the read-only root.
+func (r *rootfsSetup) masks() error {
 	for _, p := range r.spec.Linux.ReadonlyPaths {
 		if err := r.readonlyPath(p); err != nil {
 			return fmt.Errorf("linux.readonlyPaths %s: %w", p, err)
@@ -623,7 +632,7 @@ func (r *rootfsSetup) readonlyPath(p string) error {
 	if err != nil {
 		return err
 	}
-	return remount(r.root, p, unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC)
+	return remount(r.root, p, unix.MS_RDONLY)
 }
 
 func (r *rootfsSetup) maskPath(p string) error {
@@ -640,7 +649,7 @@ func (r *rootfsSetup) maskPath(p string) error {
 		return err
 	}
 	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
-		return unix.Mount("tmpfs", pathrs.ProcPath(target), "tmpfs", unix.MS_RDONLY, "size=0k,mode=0")
+		return unix.Mount("tmpfs", pathrs.ProcPath(target), "tmpfs", unix.MS_RDONLY, "")
 	}
 	return unix.Mount("/dev/null", pathrs.ProcPath(target), "", unix.MS_BIND, "")
 }

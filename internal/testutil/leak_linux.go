@@ -44,7 +44,8 @@ func LeakedTraces(l Leaks) []string {
 	}
 	for _, pid := range l.Pids {
 		if state, ok := procState(pid); ok {
-			found = append(found, fmt.Sprintf("process %d (state %s)", pid, state))
+			cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+			found = append(found, fmt.Sprintf("process %d (state %s, %q)", pid, state, strings.ReplaceAll(string(cmdline), "\x00", " ")))
 		}
 	}
 	if l.Bundle != "" {

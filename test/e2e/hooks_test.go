@@ -244,6 +244,20 @@ func TestFailingStartHooks(t *testing.T) {
 				return
 			}
 			res.OK(t)
+			if which == "poststart" {
+				// runtime-spec (runtime.md, lifecycle): "If any poststart
+				// hook fails, the runtime MUST log a warning, but the
+				// remaining hooks and lifecycle continue as if the hook had
+				// succeeded."
+				st := rt.Start(id).OK(t)
+				if !strings.Contains(st.Stderr, "warning") {
+					t.Errorf("start with a failing poststart hook: stderr %q, want a warning", st.Stderr)
+				}
+				if s := rt.State(id); s.Status != "running" {
+					t.Errorf("after a failed poststart hook the container is %q, want running", s.Status)
+				}
+				return
+			}
 			if which == "startContainer" && isRunc(t) {
 				// runc 1.1.5 deviation: start returns once the init is
 				// released, before the init runs the hook, so start

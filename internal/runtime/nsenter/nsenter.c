@@ -43,6 +43,7 @@
 struct join {
 	int type;
 	char *path;
+	int fd;
 };
 
 static int syncfd = -1;
@@ -115,12 +116,9 @@ static int nstype(const char *name)
 
 static void join_ns(struct join *j)
 {
-	int fd = open(j->path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		bail("open namespace %s", j->path);
-	if (setns(fd, j->type) < 0)
+	if (setns(j->fd, j->type) < 0)
 		bail("setns %s", j->path);
-	close(fd);
+	close(j->fd);
 }
 
 __attribute__((constructor)) static void berth_nsenter(void)
@@ -183,6 +181,14 @@ __attribute__((constructor)) static void berth_nsenter(void)
 			strncat(timens, val, sizeof(timens) - strlen(timens) - 2);
 			strcat(timens, "\n");
 		}
+	}
+
+	// Open every namespace before joining any: once in the container's
+	// mount namespace, /proc/PID paths of the host no longer resolve.
+	for (int i = 0; i < njoins; i++) {
+		joins[i].fd = open(joins[i].path, O_RDONLY | O_CLOEXEC);
+		if (joins[i].fd < 0)
+			bail("open namespace %s", joins[i].path);
 	}
 
 	// The user namespace comes first: it owns every namespace created or
