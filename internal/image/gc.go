@@ -65,6 +65,11 @@ func (s *Service) GC(ctx context.Context) (GCResult, error) {
 		}
 	}
 
+	if l, ok := s.Content.(interface{ CleanLocks(context.Context) error }); ok {
+		if err := l.CleanLocks(ctx); err != nil {
+			return res, err
+		}
+	}
 	var doomed []content.Info
 	if err := s.Content.Walk(ctx, func(i content.Info) error {
 		if !blobs[i.Digest] {

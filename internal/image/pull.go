@@ -1,6 +1,7 @@
 package image
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -158,17 +159,7 @@ func (s *Service) fetchManifest(ctx context.Context, repo *registry.Repo, desc o
 }
 
 func (s *Service) storeBytes(ctx context.Context, desc ocispec.Descriptor, b []byte) error {
-	w, err := s.Content.Writer(ctx, desc)
-	if errors.Is(err, errdefs.ErrAlreadyExists) {
-		return nil
-	} else if err != nil {
-		return err
-	}
-	defer w.Close()
-	if _, err := w.Write(b); err != nil {
-		return err
-	}
-	return w.Commit(ctx)
+	return s.writeBlob(ctx, desc, bytes.NewReader(b))
 }
 
 // download stores one blob unless it is there already. started, if not
@@ -322,4 +313,3 @@ func (p *progressReader) Read(b []byte) (int, error) {
 }
 
 func (p *progressReader) Close() error { return p.r.Close() }
-

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"github.com/berth-project/berth/internal/reference"
 	"github.com/berth-project/berth/internal/registry"
 	"github.com/berth-project/berth/internal/snapshot"
+	"github.com/berth-project/berth/internal/snapshot/overlay"
 )
 
 // Snapshotter is what unpacking needs of a snapshotter: the common
@@ -252,3 +254,25 @@ func (s *Service) withLease(ctx context.Context, what string, fn func(leaseID st
 	}
 	return err
 }
+
+// Open opens the image store under root: root/content (blobs),
+// root/metadata.db (image records, leases) and root/snapshots (overlay
+// snapshots). Close the returned Service's snapshotter when done.
+func Open(root string, rc *registry.Client) (*Service, error) {
+	cs, err := content.New(filepath.Join(root, "content"))
+	if err != nil {
+		return nil, err
+	}
+	db, err := metadata.Open(filepath.Join(root, "metadata.db"))
+	if err != nil {
+		return nil, err
+	}
+	sn, err := overlay.New(filepath.Join(root, "snapshots"))
+	if err != nil {
+		return nil, fmt.Errorf("open snapshots: %w", err)
+	}
+	return &Service{Content: cs, DB: db, Snapshots: sn, Registry: rc}, nil
+}
+
+// Close releases the snapshotter.
+func (s *Service) Close() error { return s.Snapshots.Close() }

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -20,11 +19,8 @@ import (
 	"github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/berth-project/berth/internal/content"
-	"github.com/berth-project/berth/internal/metadata"
 	"github.com/berth-project/berth/internal/reference"
 	berthregistry "github.com/berth-project/berth/internal/registry"
-	"github.com/berth-project/berth/internal/snapshot/overlay"
 )
 
 // tarEntry is one file of a test layer.
@@ -208,21 +204,13 @@ func newImagesTestEnv(t *testing.T, wrap func(http.Handler) http.Handler) *image
 
 func openTestService(t *testing.T, root string, rc *berthregistry.Client) *Service {
 	t.Helper()
-	cs, err := content.New(filepath.Join(root, "content"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	db, err := metadata.Open(filepath.Join(root, "metadata.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sn, err := overlay.New(filepath.Join(root, "snapshots"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sn.Close() })
 	if rc == nil {
 		rc = berthregistry.New(berthregistry.Options{Backoff: 10 * time.Millisecond})
 	}
-	return &Service{Content: cs, DB: db, Snapshots: sn, Registry: rc}
+	svc, err := Open(root, rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { svc.Close() })
+	return svc
 }

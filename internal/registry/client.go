@@ -117,13 +117,15 @@ func (c *Client) Resolve(ctx context.Context, ref reference.Reference) (*Repo, o
 		if ctx.Err() != nil {
 			return nil, ocispec.Descriptor{}, ctx.Err()
 		}
-		errs = append(errs, fmt.Errorf("%s: %w", h, err))
+		if errors.Is(err, errdef.ErrNotFound) {
+			err = errdefs.ErrNotFound
+		}
+		if len(hosts) > 1 {
+			err = fmt.Errorf("%s: %w", h, err)
+		}
+		errs = append(errs, err)
 	}
-	err := errors.Join(errs...)
-	if errors.Is(err, errdef.ErrNotFound) {
-		err = fmt.Errorf("%w: %w", errdefs.ErrNotFound, err)
-	}
-	return nil, ocispec.Descriptor{}, fmt.Errorf("resolve %s: %w", ref, err)
+	return nil, ocispec.Descriptor{}, fmt.Errorf("resolve %s: %w", ref, errors.Join(errs...))
 }
 
 // FetchManifest fetches and verifies a manifest or index.
