@@ -112,7 +112,8 @@ func (b *blobReader) open() error {
 		return permanentError{err}
 	}
 	if b.off > 0 {
-		req.Header.Set("Range", "bytes="+strconv.FormatInt(b.off, 10)+"-")
+		// An explicit end: some registries (go-containerregistry's) refuse open ranges.
+		req.Header.Set("Range", "bytes="+strconv.FormatInt(b.off, 10)+"-"+strconv.FormatInt(b.desc.Size-1, 10))
 	}
 	resp, err := b.r.c.auth.Do(req)
 	if err != nil {

@@ -36,8 +36,8 @@ type Options struct {
 	// BlobAttempts is how many times a blob download is started or resumed
 	// before giving up (default 5).
 	BlobAttempts int
-	// Backoff is the wait before the first resumption, doubled each time
-	// (default 200ms).
+	// Backoff is the wait before the first retry of a request or
+	// resumption of a blob, doubled each time (default 200ms).
 	Backoff time.Duration
 }
 
@@ -60,7 +60,10 @@ func New(opts Options) *Client {
 		base = http.DefaultTransport
 	}
 	ac := &auth.Client{
-		Client: &http.Client{Transport: retry.NewTransport(base)},
+		Client: &http.Client{Transport: &retry.Transport{Base: base, Policy: func() retry.Policy {
+			return &retry.GenericPolicy{Retryable: retry.DefaultPredicate, Backoff: retry.DefaultBackoff,
+				MinWait: opts.Backoff, MaxWait: 15 * opts.Backoff, MaxRetry: 4}
+		}}},
 		Cache:  auth.NewCache(),
 		Header: http.Header{"User-Agent": {"berth"}},
 		// Registries on loopback (tests, local mirrors) may run their own
