@@ -236,6 +236,9 @@ func (s *Service) load(ctx context.Context, leaseID string, r io.Reader, add fun
 		if err != nil {
 			return nil, err
 		}
+		if err := add(nil, chainStrings(cfg.RootFS.DiffIDs)); err != nil {
+			return nil, err
+		}
 		top, err := s.unpack(ctx, leaseID, m.Layers, cfg.RootFS.DiffIDs, func(i int) layerSource { return storedLayer{s, m.Layers[i]} }, func(ProgressEvent) {})
 		if err != nil {
 			return nil, err
@@ -371,6 +374,9 @@ func (s *Service) Import(ctx context.Context, r io.Reader, opts ImportOptions) (
 			return err
 		}
 		if err := s.storeBytes(ctx, mdesc, mb); err != nil {
+			return err
+		}
+		if err := add(nil, chainStrings(cfg.RootFS.DiffIDs)); err != nil {
 			return err
 		}
 		top, err := s.unpack(ctx, leaseID, m.Layers, cfg.RootFS.DiffIDs, func(int) layerSource { return storedLayer{s, layer} }, func(ProgressEvent) {})

@@ -212,3 +212,11 @@ func DecodeConfig(b []byte) (ocispec.Image, error) {
 	}
 	return img, nil
 }
+
+func chainStrings(diffIDs []digest.Digest) []string {
+	var out []string
+	for _, c := range ChainIDs(diffIDs) {
+		out = append(out, c.String())
+	}
+	return out
+}

@@ -126,11 +126,7 @@ func (s *Service) pull(ctx context.Context, leaseID string, ref reference.Refere
 	if p := (ocispec.Platform{OS: cfg.OS, Architecture: cfg.Architecture, Variant: cfg.Variant}); !IsIndex(target.MediaType) && !matches(platform, p) {
 		return metadata.Image{}, fmt.Errorf("image is for platform %s, not %s", FormatPlatform(p), FormatPlatform(platform))
 	}
-	var chain []string
-	for _, c := range ChainIDs(cfg.RootFS.DiffIDs) {
-		chain = append(chain, c.String())
-	}
-	if err := add(nil, chain); err != nil {
+	if err := add(nil, chainStrings(cfg.RootFS.DiffIDs)); err != nil {
 		return metadata.Image{}, err
 	}
 	top, err := s.fetchAndUnpack(ctx, leaseID, repo, m.Layers, cfg.RootFS.DiffIDs, progress)

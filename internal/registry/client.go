@@ -122,6 +122,8 @@ func (c *Client) Resolve(ctx context.Context, ref reference.Reference) (*Repo, o
 		}
 		if errors.Is(err, errdef.ErrNotFound) {
 			err = errdefs.ErrNotFound
+		} else if errors.Is(err, auth.ErrBasicCredentialNotFound) {
+			err = fmt.Errorf("%s asks for a login (berth login %s): %w", h, h, err)
 		}
 		if len(hosts) > 1 {
 			err = fmt.Errorf("%s: %w", h, err)
