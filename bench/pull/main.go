@@ -34,14 +34,15 @@ func main() {
 	layers := flag.Int("layers", 6, "layers in the generated image")
 	layerMB := flag.Int("layer-mb", 50, "uncompressed MB per layer")
 	runs := flag.Int("runs", 3, "cold pulls per tool (the median is reported)")
+	peers := flag.Bool("peers", true, "also time containerd and skopeo+umoci")
 	flag.Parse()
-	if err := run(*layers, *layerMB, *runs); err != nil {
+	if err := run(*layers, *layerMB, *runs, *peers); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/pull:", err)
 		os.Exit(1)
 	}
 }
 
-func run(nLayers, layerMB, runs int) error {
+func run(nLayers, layerMB, runs int, peers bool) error {
 	ctx := context.Background()
 	work, err := os.MkdirTemp("", "berth-bench-pull-")
 	if err != nil {
@@ -77,7 +78,9 @@ func run(nLayers, layerMB, runs int) error {
 	if err != nil {
 		return err
 	}
-	if _, err := exec.LookPath("containerd"); err == nil {
+	if !peers {
+		fmt.Println("peers skipped (-peers=false)")
+	} else if _, err := exec.LookPath("containerd"); err == nil {
 		results["containerd"], err = median(runs, func(i int) (time.Duration, error) {
 			return containerdPull(work, i, ref)
 		})
@@ -87,7 +90,8 @@ func run(nLayers, layerMB, runs int) error {
 	} else {
 		fmt.Println("containerd: not installed (apt-get install containerd)")
 	}
-	if _, err := exec.LookPath("skopeo"); err == nil {
+	if !peers {
+	} else if _, err := exec.LookPath("skopeo"); err == nil {
 		results["skopeo+umoci"], err = median(runs, func(i int) (time.Duration, error) {
 			dir := filepath.Join(work, fmt.Sprintf("skopeo-%d", i))
 			os.MkdirAll(dir, 0o700)

@@ -72,7 +72,7 @@ func imagesCommand() *cli.Command {
 		Usage: "list images",
 		Flags: []cli.Flag{&cli.StringFlag{Name: "format", Usage: "\"json\" for one JSON array"}},
 		Action: func(ctx context.Context, cmd *cli.Command) error {
-			return withStore(ctx, cmd, func(_ *env, svc *image.Service) error {
+			return withContent(ctx, cmd, func(_ *env, svc *image.Service) error {
 				list, err := svc.List(ctx)
 				if err != nil {
 					return err
@@ -143,7 +143,7 @@ func imageCommand() *cli.Command {
 					if cmd.Args().Len() == 0 {
 						return fmt.Errorf("usage: berth image inspect IMAGE...")
 					}
-					return withStore(ctx, cmd, func(_ *env, svc *image.Service) error {
+					return withContent(ctx, cmd, func(_ *env, svc *image.Service) error {
 						var out []image.Details
 						for _, n := range cmd.Args().Slice() {
 							d, err := svc.Inspect(ctx, n)
@@ -186,7 +186,7 @@ func tagCommand() *cli.Command {
 			if err := needArgs(cmd, 2, "SOURCE TARGET"); err != nil {
 				return err
 			}
-			return withStore(ctx, cmd, func(_ *env, svc *image.Service) error {
+			return withContent(ctx, cmd, func(_ *env, svc *image.Service) error {
 				_, err := svc.Tag(ctx, cmd.Args().Get(0), cmd.Args().Get(1))
 				return err
 			})
@@ -228,7 +228,7 @@ func pushCommand() *cli.Command {
 			if cmd.Args().Len() < 1 || cmd.Args().Len() > 2 {
 				return fmt.Errorf("usage: berth push IMAGE [DESTINATION]")
 			}
-			return withStore(ctx, cmd, func(_ *env, svc *image.Service) error {
+			return withContent(ctx, cmd, func(_ *env, svc *image.Service) error {
 				progress := func(e image.ProgressEvent) {
 					if !cmd.Bool("quiet") {
 						fmt.Printf("%s: %s\n", e.Digest.Encoded()[:12], e.Status)
@@ -266,7 +266,7 @@ func saveCommand() *cli.Command {
 			default:
 				return fmt.Errorf("unknown --format %q (want docker-archive or oci-archive)", cmd.String("format"))
 			}
-			return withStore(ctx, cmd, func(_ *env, svc *image.Service) error {
+			return withContent(ctx, cmd, func(_ *env, svc *image.Service) error {
 				var w io.Writer = os.Stdout
 				out := cmd.String("output")
 				if out != "" {

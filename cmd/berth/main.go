@@ -81,11 +81,21 @@ func newEnv(cmd *cli.Command) (*env, error) {
 
 // withStore runs fn with the image store opened.
 func withStore(ctx context.Context, cmd *cli.Command, fn func(*env, *image.Service) error) error {
+	return openStore(ctx, cmd, image.Open, fn)
+}
+
+// withContent runs fn with the image store opened without snapshots, for
+// commands that only read images, so they do not wait for a running pull.
+func withContent(ctx context.Context, cmd *cli.Command, fn func(*env, *image.Service) error) error {
+	return openStore(ctx, cmd, image.OpenWithoutSnapshots, fn)
+}
+
+func openStore(ctx context.Context, cmd *cli.Command, open func(string, *registry.Client) (*image.Service, error), fn func(*env, *image.Service) error) error {
 	e, err := newEnv(cmd)
 	if err != nil {
 		return err
 	}
-	svc, err := image.Open(e.root, e.registry)
+	svc, err := open(e.root, e.registry)
 	if err != nil {
 		return err
 	}

@@ -210,6 +210,9 @@ func (s *Service) Tag(ctx context.Context, src, dst string) (string, error) {
 
 // Remove deletes the name of an image, then collects what no image uses.
 func (s *Service) Remove(ctx context.Context, nameOrID string) (string, error) {
+	if err := s.errNoSnapshots("remove"); err != nil {
+		return "", err
+	}
 	img, err := s.Resolve(ctx, nameOrID)
 	if err != nil {
 		return "", err
@@ -257,8 +260,25 @@ func (s *Service) withLease(ctx context.Context, what string, fn func(leaseID st
 
 // Open opens the image store under root: root/content (blobs),
 // root/metadata.db (image records, leases) and root/snapshots (overlay
-// snapshots). Close the returned Service's snapshotter when done.
+// snapshots). Close it when done.
 func Open(root string, rc *registry.Client) (*Service, error) {
+	s, err := OpenWithoutSnapshots(root, rc)
+	if err != nil {
+		return nil, err
+	}
+	sn, err := overlay.New(filepath.Join(root, "snapshots"))
+	if err != nil {
+		return nil, fmt.Errorf("open snapshots: %w", err)
+	}
+	s.Snapshots = sn
+	return s, nil
+}
+
+// OpenWithoutSnapshots opens the store for what needs no snapshots (List,
+// Inspect, Tag, Push, Save). The overlay snapshotter holds its database
+// open, so a process that opens it waits for any other that has; these
+// commands then need not wait for a pull in progress.
+func OpenWithoutSnapshots(root string, rc *registry.Client) (*Service, error) {
 	cs, err := content.New(filepath.Join(root, "content"))
 	if err != nil {
 		return nil, err
@@ -267,12 +287,21 @@ func Open(root string, rc *registry.Client) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	sn, err := overlay.New(filepath.Join(root, "snapshots"))
-	if err != nil {
-		return nil, fmt.Errorf("open snapshots: %w", err)
-	}
-	return &Service{Content: cs, DB: db, Snapshots: sn, Registry: rc}, nil
+	return &Service{Content: cs, DB: db, Registry: rc}, nil
 }
 
 // Close releases the snapshotter.
-func (s *Service) Close() error { return s.Snapshots.Close() }
+func (s *Service) Close() error {
+	if s.Snapshots == nil {
+		return nil
+	}
+	return s.Snapshots.Close()
+}
+
+// errNoSnapshots guards what needs the snapshotter.
+func (s *Service) errNoSnapshots(what string) error {
+	if s.Snapshots == nil {
+		return fmt.Errorf("%s: the store was opened without snapshots: %w", what, errdefs.ErrFailedPrecondition)
+	}
+	return nil
+}
