@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync/atomic"
 
 	"github.com/opencontainers/go-digest"
 	"github.com/vbauerster/mpb/v8"
@@ -19,17 +20,25 @@ type progress struct {
 	out    io.Writer
 	quiet  bool
 	bars   *mpb.Progress
-	bar    map[digest.Digest]*mpb.Bar
+	bar    map[digest.Digest]*layerBar
 	status map[digest.Digest]image.Status
 }
 
+// layerBar is one layer's bar; status is read by mpb's render goroutine.
+type layerBar struct {
+	*mpb.Bar
+	status atomic.Value // string
+}
+
+// isTerminal reports whether f is a terminal bars can be drawn on (a pty
+// with no size, as under script(1) without a terminal, gets plain lines).
 func isTerminal(f *os.File) bool {
-	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
-	return err == nil
+	ws, err := unix.IoctlGetWinsize(int(f.Fd()), unix.TIOCGWINSZ)
+	return err == nil && ws.Col > 0
 }
 
 func newProgress(out *os.File, quiet bool) *progress {
-	p := &progress{out: out, quiet: quiet, bar: map[digest.Digest]*mpb.Bar{}, status: map[digest.Digest]image.Status{}}
+	p := &progress{out: out, quiet: quiet, bar: map[digest.Digest]*layerBar{}, status: map[digest.Digest]image.Status{}}
 	if !quiet && isTerminal(out) {
 		p.bars = mpb.New(mpb.WithOutput(out), mpb.WithWidth(40))
 	}
@@ -51,14 +60,16 @@ func (p *progress) event(e image.ProgressEvent) {
 	}
 	b, ok := p.bar[e.Digest]
 	if !ok {
-		b = p.bars.AddBar(e.Total,
-			mpb.PrependDecorators(decor.Name(short+" ")),
+		b = &layerBar{}
+		b.status.Store(string(e.Status))
+		b.Bar = p.bars.AddBar(e.Total,
+			mpb.PrependDecorators(decor.Name(short+" "),
+				decor.Any(func(decor.Statistics) string { return b.status.Load().(string) }, decor.WC{W: 15, C: decor.DindentRight})),
 			mpb.AppendDecorators(decor.CountersKibiByte("% .1f / % .1f")),
-			mpb.BarRemoveOnComplete(),
 		)
 		p.bar[e.Digest] = b
-		p.status[e.Digest] = e.Status
 	}
+	b.status.Store(string(e.Status))
 	if e.Current > 0 {
 		b.SetCurrent(e.Current)
 	}
