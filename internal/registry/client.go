@@ -122,8 +122,8 @@ func (c *Client) Resolve(ctx context.Context, ref reference.Reference) (*Repo, o
 		}
 		if errors.Is(err, errdef.ErrNotFound) {
 			err = errdefs.ErrNotFound
-		} else if errors.Is(err, auth.ErrBasicCredentialNotFound) {
-			err = fmt.Errorf("%s asks for a login (berth login %s): %w", h, h, err)
+		} else {
+			err = loginHint(h, err)
 		}
 		if len(hosts) > 1 {
 			err = fmt.Errorf("%s: %w", h, err)
@@ -172,7 +172,7 @@ func (r *Repo) BlobExists(ctx context.Context, desc ocispec.Descriptor) (bool, e
 // PushBlob uploads a blob; the registry verifies its digest.
 func (r *Repo) PushBlob(ctx context.Context, desc ocispec.Descriptor, rd io.Reader) error {
 	if err := r.remote.Blobs().Push(ctx, desc, rd); err != nil && !errors.Is(err, errdef.ErrAlreadyExists) {
-		return fmt.Errorf("push blob %s to %s: %w", desc.Digest, r.Endpoint, err)
+		return fmt.Errorf("push blob %s to %s: %w", desc.Digest, r.Endpoint, loginHint(r.Endpoint, err))
 	}
 	return nil
 }
@@ -186,7 +186,7 @@ func (r *Repo) PushManifest(ctx context.Context, desc ocispec.Descriptor, b []by
 		err = r.remote.Manifests().PushReference(ctx, desc, bytesReader(b), tag)
 	}
 	if err != nil {
-		return fmt.Errorf("push manifest %s to %s: %w", desc.Digest, r.Endpoint, err)
+		return fmt.Errorf("push manifest %s to %s: %w", desc.Digest, r.Endpoint, loginHint(r.Endpoint, err))
 	}
 	return nil
 }
@@ -217,4 +217,12 @@ func (r *Repo) blobURL(dgst digest.Digest) string {
 
 func (r *Repo) scoped(ctx context.Context) context.Context {
 	return auth.AppendRepositoryScope(ctx, orasregistry.Reference{Registry: r.remote.Reference.Registry, Repository: r.remote.Reference.Repository}, auth.ActionPull)
+}
+
+// loginHint says how to fix a request refused for want of credentials.
+func loginHint(host string, err error) error {
+	if errors.Is(err, auth.ErrBasicCredentialNotFound) {
+		return fmt.Errorf("%s asks for a login (berth login %s): %w", host, host, err)
+	}
+	return err
 }

@@ -35,6 +35,13 @@ func imagesBerth(t *testing.T) string {
 // its host:port; it is stopped at cleanup.
 func imagesRegistry(t *testing.T) string {
 	t.Helper()
+	return imagesRegistryWith(t, "")
+}
+
+// imagesRegistryWith starts docker-registry with extra configuration
+// (YAML, top level); %DIR% in it is its temporary directory.
+func imagesRegistryWith(t *testing.T, extra string) string {
+	t.Helper()
 	bin, err := exec.LookPath("docker-registry")
 	if err != nil {
 		t.Skip("needs Debian's docker-registry package (listed in .ci/apt-packages)")
@@ -47,6 +54,7 @@ func imagesRegistry(t *testing.T) string {
 	l.Close()
 	dir := t.TempDir()
 	cfg := fmt.Sprintf("version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: %s\n", filepath.Join(dir, "data"), addr)
+	cfg += strings.ReplaceAll(extra, "%DIR%", dir)
 	os.WriteFile(filepath.Join(dir, "config.yml"), []byte(cfg), 0o600)
 	cmd := exec.Command(bin, "serve", filepath.Join(dir, "config.yml"))
 	var log bytes.Buffer
@@ -223,5 +231,42 @@ func TestImagesThroughDockerRegistry(t *testing.T) {
 	}
 	if got := imagesList(t, berth, puller); len(got) != 0 {
 		t.Errorf("images after rmi: %+v", got)
+	}
+}
+
+// imagesPasswordHash is bcrypt("berth-secret"), for docker-registry's htpasswd.
+const imagesPasswordHash = "$2a$10$s.jF4sBWdrwwKti.zxVFEOvEdt5sNhDfy/he70Y951XFFgMSmEvEC"
+
+func TestImagesLogin(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: overlay snapshots")
+	}
+	berth := imagesBerth(t)
+	htpasswd := filepath.Join(t.TempDir(), "htpasswd")
+	os.WriteFile(htpasswd, []byte("berth:"+imagesPasswordHash+"\n"), 0o600)
+	reg := imagesRegistryWith(t, "auth:\n  htpasswd:\n    realm: berth-test\n    path: "+htpasswd+"\n")
+	root := t.TempDir()
+	name := reg + "/private/busybox:1"
+	imagesRun(t, berth, root, "import", imagesRootfs(t), name)
+
+	if out, err := imagesTry(berth, root, "push", name); err == nil || !strings.Contains(out, "berth login "+reg) {
+		t.Fatalf("push without a login: %v\n%s", err, out)
+	}
+	if out, err := imagesTry(berth, root, "login", "-u", "berth", "-p", "wrong", reg); err == nil || !strings.Contains(out, "401") {
+		t.Fatalf("login with a wrong password: %v\n%s", err, out)
+	}
+	imagesRun(t, berth, root, "login", "-u", "berth", "-p", "berth-secret", reg)
+	imagesRun(t, berth, root, "push", name)
+	other := t.TempDir()
+	// Another store logs in through a credentials file of its own.
+	authFile := filepath.Join(t.TempDir(), "auth.json")
+	if out, err := imagesTry(berth, other, "pull", name); err == nil {
+		t.Fatalf("pull without a login succeeded: %s", out)
+	}
+	imagesRun(t, berth, other, "--authfile", authFile, "login", "-u", "berth", "-p", "berth-secret", reg)
+	imagesRun(t, berth, other, "--authfile", authFile, "pull", name)
+	imagesRun(t, berth, root, "logout", reg)
+	if b, _ := os.ReadFile(filepath.Join(root, "auth.json")); strings.Contains(string(b), reg) {
+		t.Errorf("logout left the credentials: %s", b)
 	}
 }
