@@ -12,6 +12,7 @@ all: build
 
 build:
 	CGO_ENABLED=1 $(GO) build $(STATIC) -o $(BIN)/berth-runtime ./cmd/berth-runtime
+	$(GO) build -o $(BIN)/berth ./cmd/berth
 
 # deps installs what a fresh Debian machine needs to build and test (as root).
 deps:

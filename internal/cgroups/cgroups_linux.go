@@ -37,6 +37,9 @@ type Config struct {
 // Manager is one container's cgroup.
 type Manager struct {
 	m cgroups.Manager
+	// underDefault: the cgroup is DefaultParent/ID, whose shared parent
+	// is removed with the last container in it.
+	underDefault bool
 }
 
 // New prepares the manager of a container's cgroup; nothing is created on
@@ -53,7 +56,7 @@ func New(cfg Config) (*Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cgroup manager: %w", err)
 	}
-	return &Manager{m: m}, nil
+	return &Manager{m: m, underDefault: cfg.CgroupsPath == "" && !cfg.Systemd}, nil
 }
 
 // Load returns the manager of an existing container's cgroup from the
@@ -67,7 +70,7 @@ func Load(cfg Config, paths map[string]string) (*Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cgroup manager: %w", err)
 	}
-	return &Manager{m: m}, nil
+	return &Manager{m: m, underDefault: cfg.CgroupsPath == "" && !cfg.Systemd}, nil
 }
 
 func cgroupConfig(cfg Config) (*cgroups.Cgroup, error) {
@@ -158,8 +161,17 @@ func (m *Manager) OOMKillCount() (uint64, error) { return m.m.OOMKillCount() }
 // Destroy removes the cgroup on every hierarchy. Processes left inside are
 // the caller's to kill first.
 func (m *Manager) Destroy() error {
+	paths := m.m.GetPaths()
 	if err := m.m.Destroy(); err != nil {
 		return fmt.Errorf("remove cgroup: %w", err)
+	}
+	if m.underDefault {
+		for _, p := range paths {
+			// Fails while other containers are in it; that is fine.
+			if parent := filepath.Dir(p); filepath.Base(parent) == filepath.Base(DefaultParent) {
+				os.Remove(parent)
+			}
+		}
 	}
 	return nil
 }

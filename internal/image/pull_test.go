@@ -1,0 +1,212 @@
+package image
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sys/unix"
+
+	"github.com/berth-project/berth/internal/content"
+	"github.com/berth-project/berth/internal/errdefs"
+	"github.com/berth-project/berth/internal/reference"
+	"github.com/berth-project/berth/internal/snapshot"
+)
+
+func nullLogger() *log.Logger { return log.New(io.Discard, "", 0) }
+
+func mustParse(t *testing.T, s string) reference.Reference {
+	t.Helper()
+	r, err := reference.Parse(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// mountImage mounts a read-only view of the image's snapshot and returns
+// its path and a function that unmounts and removes it (also run at cleanup).
+func mountImage(t *testing.T, svc *Service, chainID string) (string, func()) {
+	t.Helper()
+	ctx := context.Background()
+	key := "berth-test-view-" + filepath.Base(t.TempDir())
+	ms, err := svc.Snapshots.View(ctx, key, chainID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := snapshot.MountAll(ms, dir); err != nil {
+		svc.Snapshots.Remove(ctx, key)
+		t.Fatal(err)
+	}
+	var once sync.Once
+	release := func() {
+		once.Do(func() {
+			unix.Unmount(dir, unix.MNT_DETACH)
+			svc.Snapshots.Remove(ctx, key)
+		})
+	}
+	t.Cleanup(release)
+	return dir, release
+}
+
+func TestPullUnpacksAndRecords(t *testing.T) {
+	env := newImagesTestEnv(t, nil)
+	ctx := context.Background()
+	bb := busyboxImage(t)
+	bb.push(t, env.client, env.host+"/library/busybox:1")
+	layered := layeredImage(t)
+	layered.push(t, env.client, env.host+"/layered:latest")
+
+	var events []ProgressEvent
+	img, err := env.svc.Pull(ctx, mustParse(t, env.host+"/library/busybox:1"), PullOptions{Progress: func(e ProgressEvent) { events = append(events, e) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if img.Name != env.host+"/library/busybox:1" || img.Target.Digest != bb.desc.Digest {
+		t.Fatalf("image record %+v", img)
+	}
+	if last := events[len(events)-1]; last.Status != StatusUnpacked {
+		t.Errorf("last progress event %+v, want unpacked", last)
+	}
+	rc, snap, err := env.svc.RuntimeConfig(ctx, env.host+"/library/busybox:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := RuntimeConfig{User: "1000:1000", Env: []string{"PATH=/bin"}, WorkingDir: "/root", Cmd: []string{"sh"},
+		ExposedPorts: []string{"8080/tcp"}, Volumes: []string{"/data"}, StopSignal: "SIGQUIT", Entrypoint: []string{}}
+	if !reflect.DeepEqual(rc, want) {
+		t.Errorf("RuntimeConfig = %+v\nwant %+v", rc, want)
+	}
+	root, release1 := mountImage(t, env.svc, snap)
+	if target, err := os.Readlink(filepath.Join(root, "bin/sh")); err != nil || target != "busybox" {
+		t.Errorf("bin/sh -> %q, %v", target, err)
+	}
+
+	img, err = env.svc.Pull(ctx, mustParse(t, env.host+"/layered"), PullOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, release2 := mountImage(t, env.svc, img.Snapshot)
+	if _, err := os.Lstat(filepath.Join(root, "etc/gone")); !os.IsNotExist(err) {
+		t.Errorf("whiteout etc/gone still visible: %v", err)
+	}
+	if _, err := os.Lstat(filepath.Join(root, "opq/old")); !os.IsNotExist(err) {
+		t.Errorf("opaque dir shows lower opq/old: %v", err)
+	}
+	for f, want := range map[string]string{"etc/kept": "kept", "etc/link": "kept", "opq/new": "new", "top": "zstd layer"} {
+		if b, err := os.ReadFile(filepath.Join(root, f)); err != nil || string(b) != want {
+			t.Errorf("%s = %q, %v; want %q", f, b, err, want)
+		}
+	}
+	var a, b unix.Stat_t
+	unix.Stat(filepath.Join(root, "etc/kept"), &a)
+	unix.Stat(filepath.Join(root, "etc/link"), &b)
+	if a.Ino != b.Ino {
+		t.Errorf("etc/link is not a hard link of etc/kept")
+	}
+
+	list, err := env.svc.List(ctx)
+	if err != nil || len(list) != 2 {
+		t.Fatalf("List = %+v, %v", list, err)
+	}
+
+	release1()
+	release2()
+	// Tag, then remove both names: the store ends empty.
+	if _, err := env.svc.Tag(ctx, env.host+"/layered", "berth-test/copy:v1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.svc.Remove(ctx, env.host+"/layered"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.svc.Inspect(ctx, "berth-test/copy:v1"); err != nil {
+		t.Fatalf("tag lost with its source name: %v", err)
+	}
+	for _, n := range []string{"berth-test/copy:v1", env.host + "/library/busybox:1"} {
+		if _, err := env.svc.Remove(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	assertStoreEmpty(t, env.svc)
+}
+
+// assertStoreEmpty checks no blob and no snapshot is left.
+func assertStoreEmpty(t *testing.T, svc *Service) {
+	t.Helper()
+	ctx := context.Background()
+	n := 0
+	svc.Content.Walk(ctx, func(i content.Info) error { n++; return nil })
+	svc.Snapshots.Walk(ctx, func(_ context.Context, i snapshot.Info) error { n++; t.Logf("snapshot left: %+v", i); return nil })
+	if n != 0 {
+		t.Fatalf("%d blobs and snapshots left in the store", n)
+	}
+	if imgs, _ := svc.DB.Images(); len(imgs) != 0 {
+		t.Fatalf("images left: %+v", imgs)
+	}
+}
+
+func TestPullErrorsNameTheProblem(t *testing.T) {
+	env := newImagesTestEnv(t, nil)
+	ctx := context.Background()
+	bb := busyboxImage(t)
+	bb.push(t, env.client, env.host+"/bb:1")
+
+	_, err := env.svc.Pull(ctx, mustParse(t, env.host+"/bb:missing"), PullOptions{})
+	if !errors.Is(err, errdefs.ErrNotFound) {
+		t.Errorf("pull of a missing tag: %v", err)
+	}
+	_, err = env.svc.Pull(ctx, mustParse(t, env.host+"/bb:1"), PullOptions{Platform: mustPlatform(t, "linux/s390x")})
+	if err == nil || !strings.Contains(err.Error(), "linux/s390x") {
+		t.Errorf("pull for another platform: %v", err)
+	}
+	assertStoreEmpty(t, env.svc)
+}
+
+func mustPlatform(t *testing.T, s string) ocispec.Platform {
+	p, err := ParsePlatform(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestConcurrentPullsDownloadOnce(t *testing.T) {
+	var mu sync.Mutex
+	blobGets := map[string]int{}
+	env := newImagesTestEnv(t, countBlobGets(&mu, blobGets))
+	ctx := context.Background()
+	layered := layeredImage(t)
+	layered.push(t, env.client, env.host+"/layered:latest")
+	var wg sync.WaitGroup
+	errs := make([]error, 4)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = env.svc.Pull(ctx, mustParse(t, env.host+"/layered"), PullOptions{})
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for p, n := range blobGets {
+		if n != 1 {
+			t.Errorf("%s fetched %d times", p, n)
+		}
+	}
+	if len(blobGets) != 4 {
+		t.Errorf("fetched %d blobs, want 4 (config and 3 layers)", len(blobGets))
+	}
+}
