@@ -106,7 +106,15 @@ func cgroupConfig(cfg Config) (*cgroups.Cgroup, error) {
 
 // Apply creates the cgroup and moves pid into it (-1 only creates it).
 func (m *Manager) Apply(pid int) error {
-	if err := m.m.Apply(pid); err != nil {
+	var err error
+	// Another container's Destroy may remove the shared default parent
+	// between our mkdir of it and of our own directory: try again.
+	for i := 0; i < 3; i++ {
+		if err = m.m.Apply(pid); err == nil || !errors.Is(err, os.ErrNotExist) {
+			break
+		}
+	}
+	if err != nil {
 		return fmt.Errorf("create cgroup: %w", err)
 	}
 	return nil

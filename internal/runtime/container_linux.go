@@ -330,7 +330,14 @@ func (r *Runtime) Start(ctx context.Context, id string) error {
 		select {
 		case f = <-opened:
 		case <-tick.C:
-			if !processAlive(p.Pid, p.StartTime) {
+			if processAlive(p.Pid, p.StartTime) {
+				continue
+			}
+			// A short-lived process may already have run and exited;
+			// its init opened the fifo, so our open is about to return.
+			select {
+			case f = <-opened:
+			case <-time.After(200 * time.Millisecond):
 				return errors.New("container init exited before start")
 			}
 		}
