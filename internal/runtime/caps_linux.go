@@ -53,13 +53,23 @@ func newCaps(lc *specs.LinuxCapabilities) (*processCaps, error) {
 	if lc == nil {
 		lc = &specs.LinuxCapabilities{}
 	}
-	return &processCaps{c: c, sets: map[capability.CapType][]capability.Cap{
+	sets := map[capability.CapType][]capability.Cap{
 		capability.BOUNDING:    resolveCaps(lc.Bounding),
 		capability.EFFECTIVE:   resolveCaps(lc.Effective),
 		capability.PERMITTED:   resolveCaps(lc.Permitted),
 		capability.INHERITABLE: resolveCaps(lc.Inheritable),
-		capability.AMBIENT:     resolveCaps(lc.Ambient),
-	}}, nil
+	}
+	// The kernel raises an ambient capability only if it is permitted
+	// and inheritable too; like runc, skip the others with a warning
+	// rather than fail the container.
+	for _, a := range resolveCaps(lc.Ambient) {
+		if has(sets[capability.PERMITTED], a) && has(sets[capability.INHERITABLE], a) {
+			sets[capability.AMBIENT] = append(sets[capability.AMBIENT], a)
+		} else {
+			fmt.Fprintf(os.Stderr, "berth-runtime: warning: ambient capability %s is not both permitted and inheritable; ignored\n", strings.ToUpper("cap_"+a.String()))
+		}
+	}
+	return &processCaps{c: c, sets: sets}, nil
 }
 
 func (p *processCaps) applyBounding() error {
@@ -83,4 +93,13 @@ func (p *processCaps) apply() error {
 		return fmt.Errorf("process.capabilities.ambient: %w", err)
 	}
 	return nil
+}
+
+func has(list []capability.Cap, c capability.Cap) bool {
+	for _, v := range list {
+		if v == c {
+			return true
+		}
+	}
+	return false
 }
