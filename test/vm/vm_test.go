@@ -28,6 +28,7 @@ var runtimeGuestTests = []string{
 	"TestBerthRuntimeRuns",
 	"TestBerthCgroup2MemoryLimitOOMKills",
 	"TestBerthCgroup2CPUMax",
+	"TestBerthCgroup2MemorySwapAndUnified",
 	"TestBerthCgroup2PidsLimitStopsForkLoop",
 	"TestBerthCgroup2BlockIOWeight",
 	"TestBerthCgroup2DevicesDenyBlockDevice",

@@ -314,3 +314,30 @@ func TestBerthCgroup2BadCpusFailsCreate(t *testing.T) {
 		t.Errorf("failed create left state directory %s (stat: %v)", filepath.Join(rt.Root, id), err)
 	}
 }
+
+// TestBerthCgroup2MemorySwapAndUnified checks the v1→v2 memory conversions:
+// the spec's swap is memory+swap, v2's memory.swap.max is swap alone;
+// reservation is memory.low; linux.resources.unified is written as is.
+func TestBerthCgroup2MemorySwapAndUnified(t *testing.T) {
+	rt := newBerth(t)
+	const limit, swap, reservation = 32 << 20, 96 << 20, 16 << 20
+	b := testutil.NewBundle(t, testutil.WithArgs("sleep", "1000"),
+		withResources(func(r *specs.LinuxResources) {
+			l, s, res := int64(limit), int64(swap), int64(reservation)
+			r.Memory = &specs.LinuxMemory{Limit: &l, Swap: &s, Reservation: &res}
+			r.Unified = map[string]string{"memory.high": strconv.Itoa(24 << 20)}
+		}))
+	id := rt.NewID("swap")
+	createOK(t, rt, id, b)
+	for file, want := range map[string]int{
+		"memory.max":      limit,
+		"memory.swap.max": swap - limit,
+		"memory.low":      reservation,
+		"memory.high":     24 << 20,
+	} {
+		if got := cgroupValue(t, id, file); got != strconv.Itoa(want) {
+			t.Errorf("%s of %s is %q, want %d", file, id, got, want)
+		}
+	}
+	deleteGone(t, rt, id, "--force")
+}
