@@ -35,6 +35,8 @@ var runtimeGuestTests = []string{
 	"TestBerthCgroup2PauseResume",
 	"TestBerthCgroup2DeleteAfterCrash",
 	"TestBerthCgroup2BadCpusFailsCreate",
+	"TestBerthCgroup2ContainerView",
+	"TestBerthCgroup2CgroupsPath",
 }
 
 // TestCgroupV2VM builds the guest tests, boots the VM and runs them there, with

@@ -5,6 +5,7 @@ package guest
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -340,4 +341,65 @@ func TestBerthCgroup2MemorySwapAndUnified(t *testing.T) {
 		}
 	}
 	deleteGone(t, rt, id, "--force")
+}
+
+// TestBerthCgroup2ContainerView checks what a process in the container sees
+// of cgroup v2: with a cgroup namespace, /proc/self/cgroup is "0::/" and
+// /sys/fs/cgroup is its own cgroup, limits included; a process started by
+// exec joins that cgroup too.
+func TestBerthCgroup2ContainerView(t *testing.T) {
+	rt := newBerth(t)
+	const limit = 20
+	b := testutil.NewBundle(t, testutil.WithArgs("sleep", "1000"),
+		withResources(func(r *specs.LinuxResources) {
+			l := int64(limit)
+			r.Pids = &specs.LinuxPids{Limit: &l}
+		}))
+	id := rt.NewID("view")
+	createOK(t, rt, id, b)
+	rt.Start(id).OK(t)
+
+	res := rt.Exec(id, nil, "sh", "-c", `cat /proc/self/cgroup; cat /sys/fs/cgroup/pids.max; echo "self $$"; cat /sys/fs/cgroup/cgroup.procs`).OK(t)
+	lines := strings.Fields(res.Stdout)
+	if len(lines) < 4 || lines[0] != "0::/" || lines[1] != strconv.Itoa(limit) || lines[2] != "self" {
+		t.Fatalf("in the container, want /proc/self/cgroup 0::/ and /sys/fs/cgroup/pids.max %d; exec printed %q", limit, res.Stdout)
+	}
+	if procs := lines[4:]; !slices.Contains(procs, lines[3]) || !slices.Contains(procs, "1") {
+		t.Errorf("the exec'd shell (pid %s) and the init (pid 1) should both be in the container's cgroup.procs %q", lines[3], procs)
+	}
+	deleteGone(t, rt, id, "--force")
+}
+
+// TestBerthCgroup2CgroupsPath checks that linux.cgroupsPath places the
+// container's cgroup, with its limits, and delete removes it.
+func TestBerthCgroup2CgroupsPath(t *testing.T) {
+	rt := newBerth(t)
+	parent := filepath.Join(cgroupRoot, "berth-guest-path")
+	t.Cleanup(func() {
+		if err := os.Remove(parent); err != nil && !os.IsNotExist(err) {
+			t.Errorf("remove %s: %v", parent, err)
+		}
+	})
+	id := rt.NewID("path")
+	b := testutil.NewBundle(t, testutil.WithArgs("sleep", "1000"),
+		testutil.WithSpec(func(s *specs.Spec) {
+			s.Linux.CgroupsPath = "/berth-guest-path/" + id
+			l := int64(16)
+			s.Linux.Resources.Pids = &specs.LinuxPids{Limit: &l}
+		}))
+	rt.Create(id, b.Dir).OK(t)
+	cg := filepath.Join(parent, id)
+	if got := strings.TrimSpace(readFile(t, filepath.Join(cg, "pids.max"))); got != "16" {
+		t.Errorf("%s/pids.max is %q, want 16", cg, got)
+	}
+	if procs := cgroupProcs(t, cg); !slices.Contains(procs, strconv.Itoa(rt.Pid(id))) {
+		t.Errorf("%s holds %q, want the container's init %d", cg, procs, rt.Pid(id))
+	}
+	if _, err := os.Stat(berthParent); !os.IsNotExist(err) {
+		t.Errorf("with linux.cgroupsPath set, %s exists (stat: %v)", berthParent, err)
+	}
+	rt.Delete(id, "--force").OK(t)
+	if _, err := os.Stat(cg); !os.IsNotExist(err) {
+		t.Errorf("after delete, %s: want it gone, stat says %v", cg, err)
+	}
 }
