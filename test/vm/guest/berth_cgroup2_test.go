@@ -59,6 +59,20 @@ func cgroupValue(t *testing.T, id, file string) string {
 	return strings.TrimSpace(readFile(t, filepath.Join(containerCgroup(id), file)))
 }
 
+// createSleeper creates (not starts) a container that sleeps, with
+// resources set by res (if not nil), and returns its id.
+func createSleeper(t *testing.T, rt *testutil.Runtime, short string, res func(*specs.LinuxResources)) string {
+	t.Helper()
+	opts := []testutil.BundleOption{testutil.WithArgs("sleep", "1000")}
+	if res != nil {
+		opts = append(opts, withResources(res))
+	}
+	b := testutil.NewBundle(t, opts...)
+	id := rt.NewID(short)
+	createOK(t, rt, id, b)
+	return id
+}
+
 // createOK creates the container and checks its cgroup exists.
 func createOK(t *testing.T, rt *testutil.Runtime, id string, b *testutil.Bundle) {
 	t.Helper()
@@ -129,13 +143,10 @@ func TestBerthCgroup2MemoryLimitOOMKills(t *testing.T) {
 
 func TestBerthCgroup2CPUMax(t *testing.T) {
 	rt := newBerth(t)
-	b := testutil.NewBundle(t, testutil.WithArgs("sleep", "1000"),
-		withResources(func(r *specs.LinuxResources) {
-			quota, period := int64(50000), uint64(100000)
-			r.CPU = &specs.LinuxCPU{Quota: &quota, Period: &period}
-		}))
-	id := rt.NewID("cpu")
-	createOK(t, rt, id, b)
+	id := createSleeper(t, rt, "cpu", func(r *specs.LinuxResources) {
+		quota, period := int64(50000), uint64(100000)
+		r.CPU = &specs.LinuxCPU{Quota: &quota, Period: &period}
+	})
 	// cpu.weight from shares: see berth_known_bugs_test.go.
 	if got := cgroupValue(t, id, "cpu.max"); got != "50000 100000" {
 		t.Errorf("cpu.max for quota 50000 period 100000 is %q, want \"50000 100000\"", got)
@@ -175,18 +186,15 @@ func TestBerthCgroup2PidsLimitStopsForkLoop(t *testing.T) {
 
 func TestBerthCgroup2BlockIOWeight(t *testing.T) {
 	controllers := strings.Fields(readFile(t, filepath.Join(cgroupRoot, "cgroup.controllers")))
-	if !strings.Contains(" "+strings.Join(controllers, " ")+" ", " io ") {
+	if !slices.Contains(controllers, "io") {
 		t.Skipf("needs the cgroup v2 io controller; the VM's root offers only %q", controllers)
 	}
 	rt := newBerth(t)
 	const weight = 500
-	b := testutil.NewBundle(t, testutil.WithArgs("sleep", "1000"),
-		withResources(func(r *specs.LinuxResources) {
-			w := uint16(weight)
-			r.BlockIO = &specs.LinuxBlockIO{Weight: &w}
-		}))
-	id := rt.NewID("io")
-	createOK(t, rt, id, b)
+	id := createSleeper(t, rt, "io", func(r *specs.LinuxResources) {
+		w := uint16(weight)
+		r.BlockIO = &specs.LinuxBlockIO{Weight: &w}
+	})
 	// With BFQ the weight goes to io.bfq.weight as is; otherwise to
 	// io.weight converted as runc does: 1 + (500-10)*9999/990 = 4950.
 	if _, err := os.Stat(filepath.Join(containerCgroup(id), "io.bfq.weight")); err == nil {
@@ -239,9 +247,7 @@ func TestBerthCgroup2DevicesDenyBlockDevice(t *testing.T) {
 
 func TestBerthCgroup2PauseResume(t *testing.T) {
 	rt := newBerth(t)
-	b := testutil.NewBundle(t, testutil.WithArgs("sleep", "1000"))
-	id := rt.NewID("pause")
-	createOK(t, rt, id, b)
+	id := createSleeper(t, rt, "pause", nil)
 	rt.Start(id).OK(t)
 	cg := containerCgroup(id)
 
@@ -274,9 +280,7 @@ func TestBerthCgroup2PauseResume(t *testing.T) {
 // (as a crash or the OOM killer would): delete must still remove its cgroup.
 func TestBerthCgroup2DeleteAfterCrash(t *testing.T) {
 	rt := newBerth(t)
-	b := testutil.NewBundle(t, testutil.WithArgs("sleep", "1000"))
-	id := rt.NewID("crash")
-	createOK(t, rt, id, b)
+	id := createSleeper(t, rt, "crash", nil)
 	rt.Start(id).OK(t)
 	if err := unix.Kill(rt.Pid(id), unix.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -322,14 +326,11 @@ func TestBerthCgroup2BadCpusFailsCreate(t *testing.T) {
 func TestBerthCgroup2MemorySwapAndUnified(t *testing.T) {
 	rt := newBerth(t)
 	const limit, swap, reservation = 32 << 20, 96 << 20, 16 << 20
-	b := testutil.NewBundle(t, testutil.WithArgs("sleep", "1000"),
-		withResources(func(r *specs.LinuxResources) {
-			l, s, res := int64(limit), int64(swap), int64(reservation)
-			r.Memory = &specs.LinuxMemory{Limit: &l, Swap: &s, Reservation: &res}
-			r.Unified = map[string]string{"memory.high": strconv.Itoa(24 << 20)}
-		}))
-	id := rt.NewID("swap")
-	createOK(t, rt, id, b)
+	id := createSleeper(t, rt, "swap", func(r *specs.LinuxResources) {
+		l, s, res := int64(limit), int64(swap), int64(reservation)
+		r.Memory = &specs.LinuxMemory{Limit: &l, Swap: &s, Reservation: &res}
+		r.Unified = map[string]string{"memory.high": strconv.Itoa(24 << 20)}
+	})
 	for file, want := range map[string]int{
 		"memory.max":      limit,
 		"memory.swap.max": swap - limit,
@@ -350,13 +351,10 @@ func TestBerthCgroup2MemorySwapAndUnified(t *testing.T) {
 func TestBerthCgroup2ContainerView(t *testing.T) {
 	rt := newBerth(t)
 	const limit = 20
-	b := testutil.NewBundle(t, testutil.WithArgs("sleep", "1000"),
-		withResources(func(r *specs.LinuxResources) {
-			l := int64(limit)
-			r.Pids = &specs.LinuxPids{Limit: &l}
-		}))
-	id := rt.NewID("view")
-	createOK(t, rt, id, b)
+	id := createSleeper(t, rt, "view", func(r *specs.LinuxResources) {
+		l := int64(limit)
+		r.Pids = &specs.LinuxPids{Limit: &l}
+	})
 	rt.Start(id).OK(t)
 
 	res := rt.Exec(id, nil, "sh", "-c", `cat /proc/self/cgroup; cat /sys/fs/cgroup/pids.max; echo "self $$"; cat /sys/fs/cgroup/cgroup.procs`).OK(t)

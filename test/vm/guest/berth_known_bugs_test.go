@@ -6,7 +6,6 @@ import (
 	"os"
 	"testing"
 
-	"github.com/berth-project/berth/internal/testutil"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
@@ -31,13 +30,10 @@ func requireKnownBugs(t *testing.T, bug string) {
 func TestBerthKnownBugCgroup2CPUSharesToWeight(t *testing.T) {
 	requireKnownBugs(t, "cpu.shares is not converted to cpu.weight on cgroup v2")
 	rt := newBerth(t)
-	b := testutil.NewBundle(t, testutil.WithArgs("sleep", "1000"),
-		withResources(func(r *specs.LinuxResources) {
-			shares := uint64(512)
-			r.CPU = &specs.LinuxCPU{Shares: &shares}
-		}))
-	id := rt.NewID("shares")
-	createOK(t, rt, id, b)
+	id := createSleeper(t, rt, "shares", func(r *specs.LinuxResources) {
+		shares := uint64(512)
+		r.CPU = &specs.LinuxCPU{Shares: &shares}
+	})
 	// opencontainers/cgroups v0.1.0 (and runc since 1.3.2) maps v1 shares
 	// to v2 weight with a quadratic fit through (2,1), (1024,100),
 	// (262144,10000): 512 -> ceil(10^((81+1125)/612 - 7/34)) = 59. The older
