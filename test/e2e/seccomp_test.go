@@ -56,14 +56,10 @@ const seccompProbe = `unshare -n true; echo unshare=$?; mount -t tmpfs berth-e2e
 func TestSeccompErrno(t *testing.T) {
 	rt := newRuntime(t)
 	enosys := uint(unix.ENOSYS)
-	profile := &specs.LinuxSeccomp{
-		DefaultAction: specs.ActAllow,
-		Architectures: []specs.Arch{specs.ArchX86_64, specs.ArchX86, specs.ArchX32},
-		Syscalls: []specs.LinuxSyscall{
-			{Names: []string{"unshare"}, Action: specs.ActErrno}, // errnoRet absent: EPERM
-			{Names: []string{"keyctl", "mount"}, Action: specs.ActErrno, ErrnoRet: &enosys},
-		},
-	}
+	profile := allowExcept(
+		specs.LinuxSyscall{Names: []string{"unshare"}, Action: specs.ActErrno}, // errnoRet absent: EPERM
+		specs.LinuxSyscall{Names: []string{"keyctl", "mount"}, Action: specs.ActErrno, ErrnoRet: &enosys},
+	)
 	// CAP_SYS_ADMIN lets both calls succeed without the filter: see the
 	// control run below.
 	opts := []testutil.BundleOption{withUnshare(), withCaps("CAP_SYS_ADMIN"), testutil.WithShell(seccompProbe)}
@@ -186,14 +182,10 @@ func TestSeccompNotify(t *testing.T) {
 	listener, got := listenSeccompAgent(t)
 	b := testutil.NewBundle(t, testutil.WithWritableRoot(),
 		testutil.WithShell(`mkdir /tmp/x; echo rc=$?`),
-		withSeccomp(&specs.LinuxSeccomp{
-			DefaultAction:    specs.ActAllow,
-			Architectures:    []specs.Arch{specs.ArchX86_64, specs.ArchX86, specs.ArchX32},
-			ListenerPath:     listener,
-			ListenerMetadata: "berth-e2e-metadata",
-			Syscalls: []specs.LinuxSyscall{
-				{Names: []string{"mkdir", "mkdirat"}, Action: specs.ActNotify},
-			},
+		testutil.WithSpec(func(s *specs.Spec) {
+			s.Linux.Seccomp = allowExcept(specs.LinuxSyscall{Names: []string{"mkdir", "mkdirat"}, Action: specs.ActNotify})
+			s.Linux.Seccomp.ListenerPath = listener
+			s.Linux.Seccomp.ListenerMetadata = "berth-e2e-metadata"
 		}))
 	id := rt.NewID("notify")
 	done := make(chan testutil.Result, 1)
@@ -242,4 +234,60 @@ func TestSeccompNotify(t *testing.T) {
 	if fileExists(b.Path("tmp/x")) {
 		t.Error("/tmp/x exists: mkdir ran although the agent answered EPERM")
 	}
+}
+
+// allowExcept is a profile that allows every syscall but those of rules.
+func allowExcept(rules ...specs.LinuxSyscall) *specs.LinuxSeccomp {
+	return &specs.LinuxSeccomp{
+		DefaultAction: specs.ActAllow,
+		Architectures: []specs.Arch{specs.ArchX86_64, specs.ArchX86, specs.ArchX32},
+		Syscalls:      rules,
+	}
+}
+
+// TestSeccompArgs: a rule with an argument condition matches only the calls
+// whose arguments meet it: unshare(CLONE_NEWNET) is refused, unshare of the
+// uts namespace is not.
+func TestSeccompArgs(t *testing.T) {
+	rt := newRuntime(t)
+	out := runOut(t, rt, "seccompargs", withUnshare(), withCaps("CAP_SYS_ADMIN"),
+		testutil.WithShell(`unshare -n true; echo net=$?; unshare -u true; echo uts=$?`),
+		withSeccomp(allowExcept(specs.LinuxSyscall{
+			Names:  []string{"unshare"},
+			Action: specs.ActErrno,
+			Args:   []specs.LinuxSeccompArg{{Index: 0, Value: unix.CLONE_NEWNET, ValueTwo: unix.CLONE_NEWNET, Op: specs.OpMaskedEqual}},
+		})))
+	if out != "net=1\nuts=0\n" {
+		t.Errorf("with unshare refused when flags&CLONE_NEWNET, the container printed %q, want net=1 (refused) and uts=0 (allowed)", out)
+	}
+}
+
+// TestSeccompKillProcess: SCMP_ACT_KILL_PROCESS ends the process with
+// SIGSYS, which the caller sees as exit status 128+31.
+func TestSeccompKillProcess(t *testing.T) {
+	rt := newRuntime(t)
+	b := testutil.NewBundle(t, testutil.WithShell(`uname; echo survived`),
+		withSeccomp(allowExcept(specs.LinuxSyscall{Names: []string{"uname"}, Action: specs.ActKillProcess})))
+	res := rt.Run(rt.NewID("seccompkill"), b.Dir)
+	if res.ExitCode != 128+int(unix.SIGSYS) || strings.Contains(res.Stdout, "survived") {
+		t.Errorf("a container whose uname is SCMP_ACT_KILL_PROCESS: want exit %d (SIGSYS) before `echo survived`: %s", 128+int(unix.SIGSYS), res)
+	}
+}
+
+// TestSeccompExec: a process started by exec runs under the container's
+// filter too.
+func TestSeccompExec(t *testing.T) {
+	rt := newRuntime(t)
+	enosys := uint(unix.ENOSYS)
+	b := testutil.NewBundle(t, testutil.WithArgs("sleep", "1000"), withSeccomp(allowExcept(
+		specs.LinuxSyscall{Names: []string{"mkdir", "mkdirat"}, Action: specs.ActErrno, ErrnoRet: &enosys})))
+	id := rt.NewID("seccompexec")
+	rt.Run(id, b.Dir, "-d").OK(t)
+	// Without the filter, mkdir on the read-only root fails with EROFS.
+	res := rt.Exec(id, nil, "sh", "-c", `grep '^Seccomp:' /proc/self/status; mkdir /tmp/y`)
+	if !strings.Contains(res.Stdout, "Seccomp:\t2") || !stderrLine(res.Stderr, "mkdir:", "Function not implemented") {
+		t.Errorf("exec'd process: want Seccomp 2 and mkdir failing with ENOSYS: %s", res)
+	}
+	rt.Kill(id, "KILL").OK(t)
+	rt.Wait(id)
 }
