@@ -234,23 +234,42 @@ func TestPauseResume(t *testing.T) {
 
 func TestCgroupBadLimits(t *testing.T) {
 	rt := newRuntime(t)
+	weightDevice := func(major, minor int64, weight uint16) specs.LinuxWeightDevice {
+		var wd specs.LinuxWeightDevice
+		wd.Major, wd.Minor, wd.Weight = major, minor, &weight
+		return wd
+	}
 	for _, tc := range []struct {
 		name string
 		set  func(r *specs.LinuxResources)
 		want []string // one of these must appear in stderr (case-insensitive)
+		// field is the config.json path of the value at fault, which a
+		// one-sentence error names (asserted with BERTH_E2E_KNOWN_BUGS=1:
+		// berth-runtime names the cgroup file it failed to write instead).
+		field string
 		// runc says how runc 1.1.5 deviates: it accepts the bundle.
 		runc string
 	}{
-		{"cpus 999", func(r *specs.LinuxResources) { r.CPU = &specs.LinuxCPU{Cpus: "999"} },
-			[]string{"cpus"}, ""},
-		{"weight of a nonexistent device", func(r *specs.LinuxResources) {
-			var wd specs.LinuxWeightDevice
-			wd.Major, wd.Minor, wd.Weight = 250, 250, ptrTo(uint16(100))
-			r.BlockIO = &specs.LinuxBlockIO{WeightDevice: []specs.LinuxWeightDevice{wd}}
-		}, []string{"weightDevice", "weight_device"}, ""},
-		{"blockIO weight 5", func(r *specs.LinuxResources) {
+		{name: "cpus 999", set: func(r *specs.LinuxResources) { r.CPU = &specs.LinuxCPU{Cpus: "999"} },
+			want: []string{"cpus"}, field: "linux.resources.cpu.cpus"},
+		{name: "mems 5", set: func(r *specs.LinuxResources) { r.CPU = &specs.LinuxCPU{Mems: "5"} },
+			want: []string{"mems"}, field: "linux.resources.cpu.mems"},
+		{name: "weight of a nonexistent device", set: func(r *specs.LinuxResources) {
+			r.BlockIO = &specs.LinuxBlockIO{WeightDevice: []specs.LinuxWeightDevice{weightDevice(250, 250, 100)}}
+		}, want: []string{"weightDevice", "weight_device"}, field: "linux.resources.blockIO.weightDevice"},
+		{name: "blockIO weight 5", set: func(r *specs.LinuxResources) {
 			r.BlockIO = &specs.LinuxBlockIO{Weight: ptrTo(uint16(5))}
-		}, []string{"weight"}, "ignores blockIO.weight where the kernel has no blkio.weight file (no CFQ/BFQ weight, as here)"},
+		}, want: []string{"weight"}, field: "linux.resources.blockIO.weight",
+			runc: "ignores blockIO.weight where the kernel has no blkio.weight file (no CFQ/BFQ weight, as here)"},
+		{name: "swap below the memory limit", set: func(r *specs.LinuxResources) {
+			r.Memory = &specs.LinuxMemory{Limit: ptrTo(int64(64 << 20)), Swap: ptrTo(int64(32 << 20))}
+		}, want: []string{"swap", "memsw"}, field: "linux.resources.memory.swap"},
+		{name: "cpu shares 1", set: func(r *specs.LinuxResources) { r.CPU = &specs.LinuxCPU{Shares: ptrTo(uint64(1))} },
+			want: []string{"shares"}, field: "linux.resources.cpu.shares"},
+		{name: "swappiness 200", set: func(r *specs.LinuxResources) { r.Memory = &specs.LinuxMemory{Swappiness: ptrTo(uint64(200))} },
+			want: []string{"swappiness"}, field: "linux.resources.memory.swappiness"},
+		{name: "unified on cgroup v1", set: func(r *specs.LinuxResources) { r.Unified = map[string]string{"memory.max": "1000000"} },
+			want: []string{"unified"}, field: "linux.resources.unified"},
 	} {
 		t.Run(strings.ReplaceAll(tc.name, " ", "_"), func(t *testing.T) {
 			b := testutil.NewBundle(t, testutil.WithArgs("true"), withResources(tc.set))
@@ -262,12 +281,20 @@ func TestCgroupBadLimits(t *testing.T) {
 			if res.ExitCode == 0 {
 				t.Errorf("create with %s succeeded: %s", tc.name, res)
 			} else {
+				stderr := strings.ToLower(res.Stderr)
 				named := false
 				for _, w := range tc.want {
-					named = named || strings.Contains(strings.ToLower(res.Stderr), strings.ToLower(w))
+					named = named || strings.Contains(stderr, strings.ToLower(w))
 				}
 				if !named {
 					t.Errorf("create with %s failed without naming the field (any of %q): %s", tc.name, tc.want, res)
+				}
+				if !isRunc(t) && !strings.Contains(stderr, strings.ToLower(tc.field)) {
+					if os.Getenv("BERTH_E2E_KNOWN_BUGS") == "1" {
+						t.Errorf("create with %s failed without naming %s: %s", tc.name, tc.field, res)
+					} else {
+						t.Logf("known berth-runtime bug (BERTH_E2E_KNOWN_BUGS=1 asserts it): the error does not name %s: %s", tc.field, strings.TrimSpace(res.Stderr))
+					}
 				}
 			}
 			checkCreateLeftNothing(t, rt, id, b)
