@@ -54,7 +54,7 @@ func New(cfg Config) (*Manager, error) {
 	}
 	m, err := manager.New(cg)
 	if err != nil {
-		return nil, fmt.Errorf("cgroup manager: %w", err)
+		return nil, fmt.Errorf("cgroup manager: %w", fieldError(err))
 	}
 	return &Manager{m: m, underDefault: cfg.CgroupsPath == "" && !cfg.Systemd}, nil
 }
@@ -115,7 +115,9 @@ func (m *Manager) Apply(pid int) error {
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("create cgroup: %w", err)
+		// cpuset's files are written at creation, so a bad cpus or
+		// mems fails here.
+		return fmt.Errorf("create cgroup: %w", fieldError(err))
 	}
 	return nil
 }
@@ -128,7 +130,7 @@ func (m *Manager) Set(r *specs.LinuxResources) error {
 		return err
 	}
 	if err := m.m.Set(res); err != nil {
-		return fmt.Errorf("set cgroup limits: %w", err)
+		return fmt.Errorf("set cgroup limits: %w", fieldError(err))
 	}
 	return nil
 }

@@ -25,9 +25,10 @@ var allowedDevices = []devices.Rule{
 }
 
 // ConvertResources turns spec resources into the cgroup library's form. A
-// nil spec gives the default device rules only. Values that need a v1→v2
-// conversion (shares→weight, blkio weight→io.weight, swap) are converted by
-// the library when it writes a v2 hierarchy, with runc's formulas.
+// nil spec gives the default device rules only. The library converts blkio
+// weights and swap itself when it writes a v2 hierarchy, but not cpu
+// shares ("conversion is the caller's responsibility"): like runc's
+// specconv, CpuWeight is set from shares here, and v1 ignores it.
 func ConvertResources(r *specs.LinuxResources) (*cgroups.Resources, error) {
 	res := &cgroups.Resources{}
 	if r == nil {
@@ -76,6 +77,7 @@ func ConvertResources(r *specs.LinuxResources) (*cgroups.Resources, error) {
 				return nil, fmt.Errorf("linux.resources.cpu.shares: %d is outside 2..262144", *c.Shares)
 			}
 			res.CpuShares = *c.Shares
+			res.CpuWeight = cgroups.ConvertCPUSharesToCgroupV2Value(*c.Shares)
 		}
 		if c.Quota != nil {
 			res.CpuQuota = *c.Quota

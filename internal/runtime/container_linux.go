@@ -416,14 +416,25 @@ func (r *Runtime) Kill(ctx context.Context, id string, sig unix.Signal, all bool
 		}
 		return errors.New("container not running")
 	}
-	if all {
-		cg, err := r.cgroupOf(p)
-		if err != nil {
+	var cg *cgroups.Manager
+	if all || sig == unix.SIGKILL {
+		if cg, err = r.cgroupOf(p); err != nil && all {
 			return err
 		}
-		return signalCgroup(cg, sig)
 	}
-	return signalProcess(p.Pid, p.StartTime, sig)
+	if all {
+		err = signalCgroup(cg, sig)
+	} else {
+		err = signalProcess(p.Pid, p.StartTime, sig)
+	}
+	if err == nil && sig == unix.SIGKILL && cg != nil {
+		// A frozen process cannot die: thaw a paused container after
+		// SIGKILL, as runc does, so that it ends without a resume.
+		if frozen, ferr := cg.Frozen(); ferr == nil && frozen {
+			cg.Freeze(false)
+		}
+	}
+	return err
 }
 
 // signalProcess signals pid through a pidfd after checking the start time,
@@ -444,13 +455,15 @@ func signalProcess(pid int, start uint64, sig unix.Signal) error {
 }
 
 func signalCgroup(cg *cgroups.Manager, sig unix.Signal) error {
-	// Freeze so that nothing forks past the signal, as runc does.
-	frozen := cg.Freeze(true) == nil
+	// Freeze so that nothing forks past the signal, as runc does; a
+	// container that was paused already stays paused.
+	wasFrozen, _ := cg.Frozen()
+	froze := !wasFrozen && cg.Freeze(true) == nil
 	pids, err := cg.Pids()
 	for _, pid := range pids {
 		unix.Kill(pid, sig)
 	}
-	if frozen {
+	if froze {
 		cg.Freeze(false)
 	}
 	return err
@@ -466,6 +479,7 @@ func killCgroup(cg *cgroups.Manager) {
 			return
 		}
 		signalCgroup(cg, unix.SIGKILL)
+		cg.Freeze(false) // frozen processes cannot die
 		time.Sleep(time.Duration(i+1) * time.Millisecond)
 	}
 }

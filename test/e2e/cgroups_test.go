@@ -244,9 +244,8 @@ func TestCgroupBadLimits(t *testing.T) {
 		name string
 		set  func(r *specs.LinuxResources)
 		want []string // one of these must appear in stderr (case-insensitive)
-		// field is the config.json path of the value at fault, which a
-		// one-sentence error names (asserted with BERTH_E2E_KNOWN_BUGS=1:
-		// berth-runtime names the cgroup file it failed to write instead).
+		// field is the config.json path of the value at fault, which
+		// berth-runtime's error names (runc names the cgroup file).
 		field string
 		// runc says how runc 1.1.5 deviates: it accepts the bundle.
 		runc string
@@ -291,25 +290,11 @@ func TestCgroupBadLimits(t *testing.T) {
 					t.Errorf("create with %s failed without naming the field (any of %q): %s", tc.name, tc.want, res)
 				}
 				if !isRunc(t) && !strings.Contains(stderr, strings.ToLower(tc.field)) {
-					if os.Getenv("BERTH_E2E_KNOWN_BUGS") == "1" {
-						t.Errorf("create with %s failed without naming %s: %s", tc.name, tc.field, res)
-					} else {
-						t.Logf("known berth-runtime bug (BERTH_E2E_KNOWN_BUGS=1 asserts it): the error does not name %s: %s", tc.field, strings.TrimSpace(res.Stderr))
-					}
+					t.Errorf("create with %s failed without naming %s: %s", tc.name, tc.field, res)
 				}
 			}
 			checkCreateLeftNothing(t, rt, id, b)
 		})
-	}
-}
-
-// knownRuntimeBug skips a test that asserts a behaviour berth-runtime is
-// known to lack, unless BERTH_E2E_KNOWN_BUGS=1 (or the runtime under test is
-// runc, which has it): CI stays green while the assertion is kept.
-func knownRuntimeBug(t *testing.T, bug string) {
-	t.Helper()
-	if os.Getenv("BERTH_E2E_KNOWN_BUGS") != "1" && !isRunc(t) {
-		t.Skipf("known berth-runtime bug (set BERTH_E2E_KNOWN_BUGS=1 to assert): %s", bug)
 	}
 }
 
@@ -368,7 +353,6 @@ func TestCgroupsPath(t *testing.T) {
 // die, and a manager that kills a paused container must not need to resume
 // it first.
 func TestPauseKillPaused(t *testing.T) {
-	knownRuntimeBug(t, "kill KILL of a paused container succeeds but the container stays frozen and paused until resume")
 	rt := newRuntime(t)
 	b := testutil.NewBundle(t, testutil.WithArgs("sleep", "1000"))
 	id := rt.NewID("killpaused")
@@ -392,7 +376,6 @@ func TestPauseKillPaused(t *testing.T) {
 // container (containerd's shim calls it for `ctr task update` and the CRI's
 // UpdateContainerResources).
 func TestCgroupUpdate(t *testing.T) {
-	knownRuntimeBug(t, "berth-runtime has no `update` command (runc CLI parity)")
 	rt := newRuntime(t)
 	b := testutil.NewBundle(t, testutil.WithArgs("sleep", "1000"),
 		withResources(func(r *specs.LinuxResources) {

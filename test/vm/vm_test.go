@@ -70,11 +70,6 @@ func TestCgroupV2VM(t *testing.T) {
 		cfg.Files["/berth/bin/berth-runtime"] = runtime
 		cfg.Env = append(cfg.Env, "BERTH_RUNTIME=/berth/bin/berth-runtime")
 	}
-	// BERTH_VM_KNOWN_BUGS=1 runs the guest tests of known runtime bugs
-	// (berth_known_bugs_test.go), which fail until they are fixed.
-	if os.Getenv("BERTH_VM_KNOWN_BUGS") == "1" {
-		cfg.Env = append(cfg.Env, "BERTH_VM_KNOWN_BUGS=1")
-	}
 	ctx := context.Background()
 	if deadline, ok := t.Deadline(); ok {
 		// Leave time for run.sh to stop qemu and for us to report.

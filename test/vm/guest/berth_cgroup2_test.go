@@ -147,7 +147,6 @@ func TestBerthCgroup2CPUMax(t *testing.T) {
 		quota, period := int64(50000), uint64(100000)
 		r.CPU = &specs.LinuxCPU{Quota: &quota, Period: &period}
 	})
-	// cpu.weight from shares: see berth_known_bugs_test.go.
 	if got := cgroupValue(t, id, "cpu.max"); got != "50000 100000" {
 		t.Errorf("cpu.max for quota 50000 period 100000 is %q, want \"50000 100000\"", got)
 	}
