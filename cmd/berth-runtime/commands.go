@@ -16,6 +16,7 @@ import (
 
 	"github.com/berth-project/berth/internal/oci"
 	"github.com/berth-project/berth/internal/runtime"
+	"github.com/berth-project/berth/internal/seccomp"
 )
 
 var specsVersion = specs.Version
@@ -215,6 +216,7 @@ func commands() []*cli.Command {
 			Flags: []cli.Flag{
 				&cli.StringFlag{Name: "bundle", Aliases: []string{"b"}, Value: ".", Usage: "where to write config.json"},
 				&cli.BoolFlag{Name: "rootless", Usage: "a config for a rootless container"},
+				&cli.BoolFlag{Name: "hardened", Usage: "Docker's default capabilities and seccomp profile (what berth applies to containers)"},
 			},
 			Action: func(ctx context.Context, cmd *cli.Command) error {
 				path := filepath.Join(cmd.String("bundle"), oci.ConfigName)
@@ -222,6 +224,12 @@ func commands() []*cli.Command {
 					return fmt.Errorf("%s already exists; remove it first", path)
 				}
 				spec := oci.DefaultSpec()
+				if cmd.Bool("rootless") {
+					oci.ToRootless(spec, uint32(os.Geteuid()), uint32(os.Getegid()))
+				}
+				if cmd.Bool("hardened") {
+					seccomp.Harden(spec)
+				}
 				f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
 				if err != nil {
 					return err
@@ -234,7 +242,9 @@ func commands() []*cli.Command {
 		{
 			Name: "features", Usage: "print the OCI features document",
 			Action: func(ctx context.Context, cmd *cli.Command) error {
-				return printJSON(oci.Features())
+				f := oci.Features()
+				f.Linux.Seccomp = seccomp.Features()
+				return printJSON(f)
 			},
 		},
 		{

@@ -2,18 +2,11 @@ package oci
 
 import (
 	"sort"
+	"strings"
 
 	"github.com/moby/sys/capability"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
-
-// DockerCapabilities is the capability set Docker and Podman grant a
-// container by default.
-var DockerCapabilities = []string{
-	"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD",
-	"CAP_NET_RAW", "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP",
-	"CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
-}
 
 // DefaultSpec is the config `berth-runtime spec` writes: the same container
 // runc's `spec` describes (busybox sh, a terminal, the usual mounts), so
@@ -89,4 +82,41 @@ func capitalize(s string) string {
 		}
 	}
 	return string(b)
+}
+
+// ToRootless adapts s for a container run by an unprivileged user (uid,
+// gid on the host), as runc's `spec --rootless` does: a user namespace
+// mapping that user to root, no network namespace (an unprivileged user
+// cannot wire one up), /sys bound from the host instead of a new sysfs,
+// no cgroup mount or limits, and no gid= mount options, which name host
+// groups the user cannot map.
+func ToRootless(s *specs.Spec, uid, gid uint32) {
+	var nss []specs.LinuxNamespace
+	for _, ns := range s.Linux.Namespaces {
+		if ns.Type != specs.NetworkNamespace && ns.Type != specs.UserNamespace {
+			nss = append(nss, ns)
+		}
+	}
+	s.Linux.Namespaces = append(nss, specs.LinuxNamespace{Type: specs.UserNamespace})
+	s.Linux.UIDMappings = []specs.LinuxIDMapping{{HostID: uid, ContainerID: 0, Size: 1}}
+	s.Linux.GIDMappings = []specs.LinuxIDMapping{{HostID: gid, ContainerID: 0, Size: 1}}
+	var mounts []specs.Mount
+	for _, m := range s.Mounts {
+		switch m.Type {
+		case "cgroup":
+			continue
+		case "sysfs":
+			m = specs.Mount{Destination: m.Destination, Type: "none", Source: "/sys", Options: []string{"rbind", "nosuid", "noexec", "nodev", "ro"}}
+		}
+		var opts []string
+		for _, o := range m.Options {
+			if !strings.HasPrefix(o, "gid=") {
+				opts = append(opts, o)
+			}
+		}
+		m.Options = opts
+		mounts = append(mounts, m)
+	}
+	s.Mounts = mounts
+	s.Linux.Resources = nil
 }

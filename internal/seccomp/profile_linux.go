@@ -33,3 +33,23 @@ func runningKernel() kernelVersion {
 	k, _ := parseKernel(unix.ByteSliceToString(u.Release[:]))
 	return k
 }
+
+// Harden gives s Berth's secure defaults, as Docker and Podman apply them:
+// Docker's default capabilities (bounding, effective and permitted; no
+// inheritable or ambient), no_new_privs, and the default seccomp profile
+// resolved for those capabilities. A profile already in s is kept.
+func Harden(s *specs.Spec) {
+	caps := DockerDefaultCaps()
+	if s.Process != nil {
+		s.Process.Capabilities = &specs.LinuxCapabilities{
+			Bounding: caps, Effective: caps, Permitted: caps,
+		}
+		s.Process.NoNewPrivileges = true
+	}
+	if s.Linux == nil {
+		s.Linux = &specs.Linux{}
+	}
+	if s.Linux.Seccomp == nil {
+		s.Linux.Seccomp = DefaultProfileFor(caps)
+	}
+}
