@@ -6,10 +6,12 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	goruntime "runtime"
 	"strings"
 	"time"
@@ -98,12 +100,32 @@ type exitCode int
 func (e exitCode) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
 
 func newRuntime(cmd *cli.Command) (*runtime.Runtime, error) {
-	r, err := runtime.New(cmd.String("root"), nil)
+	var rootless bool
+	switch v := cmd.String("rootless"); v {
+	case "true":
+		rootless = true
+	case "false":
+	case "auto":
+		// As runc decides it: an unprivileged caller cannot make
+		// cgroups or write to /run.
+		rootless = os.Geteuid() != 0
+	default:
+		return nil, fmt.Errorf("--rootless: %q is not true, false or auto", v)
+	}
+	root := cmd.String("root")
+	if !cmd.IsSet("root") && rootless {
+		dir := os.Getenv("XDG_RUNTIME_DIR")
+		if dir == "" {
+			return nil, errors.New("rootless: XDG_RUNTIME_DIR is not set; set it or pass --root")
+		}
+		root = filepath.Join(dir, "berth")
+	}
+	r, err := runtime.New(root, nil)
 	if err != nil {
 		return nil, err
 	}
 	r.SystemdCgroup = cmd.Bool("systemd-cgroup")
-	r.Rootless = cmd.String("rootless") == "true"
+	r.Rootless = rootless
 	return r, nil
 }
 

@@ -40,6 +40,7 @@ type Manager struct {
 	// underDefault: the cgroup is DefaultParent/ID, whose shared parent
 	// is removed with the last container in it.
 	underDefault bool
+	rootless     bool
 }
 
 // New prepares the manager of a container's cgroup; nothing is created on
@@ -56,7 +57,7 @@ func New(cfg Config) (*Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cgroup manager: %w", fieldError(err))
 	}
-	return &Manager{m: m, underDefault: cfg.CgroupsPath == "" && !cfg.Systemd}, nil
+	return &Manager{m: m, underDefault: cfg.CgroupsPath == "" && !cfg.Systemd, rootless: cfg.Rootless}, nil
 }
 
 // Load returns the manager of an existing container's cgroup from the
@@ -70,7 +71,7 @@ func Load(cfg Config, paths map[string]string) (*Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cgroup manager: %w", err)
 	}
-	return &Manager{m: m, underDefault: cfg.CgroupsPath == "" && !cfg.Systemd}, nil
+	return &Manager{m: m, underDefault: cfg.CgroupsPath == "" && !cfg.Systemd, rootless: cfg.Rootless}, nil
 }
 
 func cgroupConfig(cfg Config) (*cgroups.Cgroup, error) {
@@ -89,6 +90,12 @@ func cgroupConfig(cfg Config) (*cgroups.Cgroup, error) {
 			return nil, fmt.Errorf("linux.cgroupsPath: %q is not of the systemd form slice:prefix:name", path)
 		}
 		cg.Parent, cg.ScopePrefix, cg.Name = parts[0], parts[1], parts[2]
+		return cg, nil
+	}
+	if path == "" && cfg.Rootless {
+		// The library forgives a rootless container the cgroups it may
+		// not create only when no explicit path was asked for.
+		cg.Parent, cg.Name = DefaultParent, cfg.ID
 		return cg, nil
 	}
 	if path == "" {
@@ -113,6 +120,11 @@ func (m *Manager) Apply(pid int) error {
 		if err = m.m.Apply(pid); err == nil || !errors.Is(err, os.ErrNotExist) {
 			break
 		}
+	}
+	if errors.Is(err, cgroups.ErrRootless) {
+		// Rootless, without permission: the container runs in its
+		// caller's cgroup, and a limit fails in Set with a clear error.
+		return nil
 	}
 	if err != nil {
 		// cpuset's files are written at creation, so a bad cpus or
@@ -217,7 +229,13 @@ func contains(list []string, s string) bool {
 
 // AddProc moves pid into the existing cgroup (for exec'd processes).
 func (m *Manager) AddProc(pid int) error {
-	if err := m.m.AddPid("", pid); err != nil {
+	err := m.m.AddPid("", pid)
+	if m.rootless && (errors.Is(err, cgroups.ErrRootless) || errors.Is(err, os.ErrNotExist) || errors.Is(err, os.ErrPermission)) {
+		// The container's cgroups were not made (see Apply): the
+		// process stays in its caller's, as the init did.
+		return nil
+	}
+	if err != nil {
 		return fmt.Errorf("join container cgroup: %w", err)
 	}
 	return nil

@@ -227,7 +227,15 @@ func writeIDMaps(pid int, uids, gids []specs.LinuxIDMapping) error {
 	if err := os.WriteFile(p+"/uid_map", format(uids), 0); err != nil {
 		return fmt.Errorf("linux.uidMappings: write uid_map: %w", err)
 	}
-	if err := os.WriteFile(p+"/gid_map", format(gids), 0); err != nil {
+	err := os.WriteFile(p+"/gid_map", format(gids), 0)
+	if errors.Is(err, unix.EPERM) {
+		// Without CAP_SETGID on the host (rootless), the kernel takes a
+		// gid map only once setgroups(2) is denied in the namespace.
+		if derr := os.WriteFile(p+"/setgroups", []byte("deny"), 0); derr == nil {
+			err = os.WriteFile(p+"/gid_map", format(gids), 0)
+		}
+	}
+	if err != nil {
 		return fmt.Errorf("linux.gidMappings: write gid_map: %w", err)
 	}
 	return nil
@@ -255,6 +263,11 @@ func writeOOMScoreAdj(pid, score int) error {
 // (CVE-2019-5736): the mount is read-only and reachable from nowhere else.
 func sealedSelf() (*os.File, error) {
 	fd, err := unix.OpenTree(unix.AT_FDCWD, "/proc/self/exe", unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
+	if errors.Is(err, unix.EPERM) {
+		// A rootless runtime may not clone mounts: run from a sealed
+		// in-memory copy instead, which no one can write either.
+		return sealedCopy()
+	}
 	if err != nil {
 		return nil, fmt.Errorf("clone the runtime binary: %w", err)
 	}
@@ -264,6 +277,31 @@ func sealedSelf() (*os.File, error) {
 		return nil, fmt.Errorf("make the runtime binary read-only: %w", err)
 	}
 	return os.NewFile(uintptr(fd), "berth-runtime"), nil
+}
+
+// sealedCopy copies the runtime binary into a memfd sealed against every
+// change, runc's defence for callers without mount privileges.
+func sealedCopy() (*os.File, error) {
+	self, err := os.Open("/proc/self/exe")
+	if err != nil {
+		return nil, fmt.Errorf("copy the runtime binary: %w", err)
+	}
+	defer self.Close()
+	fd, err := unix.MemfdCreate("berth-runtime", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+	if err != nil {
+		return nil, fmt.Errorf("copy the runtime binary: memfd: %w", err)
+	}
+	f := os.NewFile(uintptr(fd), "berth-runtime")
+	if _, err := io.Copy(f, self); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("copy the runtime binary: %w", err)
+	}
+	seals := unix.F_SEAL_SEAL | unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_WRITE
+	if _, err := unix.FcntlInt(f.Fd(), unix.F_ADD_SEALS, seals); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("seal the runtime binary's copy: %w", err)
+	}
+	return f, nil
 }
 
 // reap waits for a child or adopted process, ignoring errors: the runtime
