@@ -209,6 +209,7 @@ func commands() []*cli.Command {
 				return r.Pause(ctx, id, false)
 			}),
 		},
+		eventsCommand(),
 		{
 			Name: "spec", Usage: "write a default config.json",
 			Flags: []cli.Flag{
