@@ -211,6 +211,7 @@ func commands() []*cli.Command {
 			}),
 		},
 		updateCommand(),
+		eventsCommand(),
 		{
 			Name: "spec", Usage: "write a default config.json",
 			Flags: []cli.Flag{

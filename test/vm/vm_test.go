@@ -37,6 +37,7 @@ var runtimeGuestTests = []string{
 	"TestBerthCgroup2BadCpusFailsCreate",
 	"TestBerthCgroup2ContainerView",
 	"TestBerthCgroup2CgroupsPath",
+	"TestBerthCgroup2Events",
 }
 
 // TestCgroupV2VM builds the guest tests, boots the VM and runs them there, with
