@@ -241,6 +241,10 @@ if [ "$kernel_log" = 0 ]; then append="$append quiet loglevel=1"; fi
 # timeout(1) puts qemu in a new process group and ends it after timeout_s;
 # run it in the background so the traps above can end it too.
 log=$work/console.log
+# Made here, not by qemu's redirection in the background job: tail -f
+# gives up at once on a file that does not exist yet, and then the console
+# is lost when the machine is busy enough for tail to win that race.
+: >"$log"
 timeout --kill-after=10 "$timeout_s" "$qemu" \
 	-nodefaults -no-user-config -no-reboot \
 	-machine pc "${accel[@]}" -cpu max -smp "$smp" -m "$mem" \
