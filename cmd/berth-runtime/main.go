@@ -65,6 +65,13 @@ func run(args []string) int {
 				}
 				logOut = f
 			}
+			var w io.Writer = logOut
+			if w == io.Discard && cmd.Bool("debug") {
+				w = os.Stderr
+			}
+			log := newLogger(w, logJSON, cmd.Bool("debug"))
+			log.Debug("berth-runtime", "args", args[1:], "version", version)
+			cmd.Metadata = map[string]any{"logger": log}
 			return ctx, nil
 		},
 		Commands: commands(),
@@ -83,15 +90,35 @@ func run(args []string) int {
 	fmt.Fprintf(os.Stderr, "berth-runtime: %s\n", msg)
 	// containerd's shim reads the last error from the log file.
 	if logOut != io.Discard {
-		var h slog.Handler
-		if logJSON {
-			h = slog.NewJSONHandler(logOut, nil)
-		} else {
-			h = slog.NewTextHandler(logOut, nil)
-		}
-		slog.New(h).Error(msg)
+		newLogger(logOut, logJSON, false).Error(msg)
 	}
 	return 1
+}
+
+// newLogger writes records as runc's logrus does, which callers parse:
+// containerd's go-runc takes the last {"level":"error","msg":...} line of
+// --log as the error to report, so levels are lower-case ("warning" too).
+func newLogger(w io.Writer, json, debug bool) *slog.Logger {
+	opts := &slog.HandlerOptions{
+		Level: slog.LevelInfo,
+		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+			if len(groups) == 0 && a.Key == slog.LevelKey {
+				lvl := strings.ToLower(a.Value.String())
+				if lvl == "warn" {
+					lvl = "warning"
+				}
+				return slog.String(slog.LevelKey, lvl)
+			}
+			return a
+		},
+	}
+	if debug {
+		opts.Level = slog.LevelDebug
+	}
+	if json {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
 }
 
 // exitCode makes the CLI exit with a container's status rather than 1.
@@ -120,7 +147,8 @@ func newRuntime(cmd *cli.Command) (*runtime.Runtime, error) {
 		}
 		root = filepath.Join(dir, "berth")
 	}
-	r, err := runtime.New(root, nil)
+	log, _ := cmd.Root().Metadata["logger"].(*slog.Logger)
+	r, err := runtime.New(root, log)
 	if err != nil {
 		return nil, err
 	}
