@@ -141,8 +141,15 @@ func (m *Manager) Set(r *specs.LinuxResources) error {
 	if err != nil {
 		return err
 	}
+	var hugetlb []*cgroups.HugepageLimit
+	if hybridHugetlb() {
+		hugetlb, res.HugetlbLimit = res.HugetlbLimit, nil
+	}
 	if err := m.m.Set(res); err != nil {
 		return fmt.Errorf("set cgroup limits: %w", fieldError(err))
+	}
+	if err := setHybridHugetlb(m.m.Path(""), hugetlb); err != nil {
+		return fmt.Errorf("set cgroup limits: %w", err)
 	}
 	return nil
 }
