@@ -3,6 +3,7 @@ package cgroups
 import (
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 
 	"github.com/opencontainers/cgroups"
@@ -57,6 +58,17 @@ var fileFields = []struct{ file, field string }{
 	{"memory limit", "linux.resources.memory.limit"},
 }
 
+// noController is the library's error for a limit on a controller that
+// the host does not mount.
+var noController = regexp.MustCompile(`cannot set (\S+) limit: container could not join or create cgroup`)
+
+var controllerFields = map[string]string{
+	"net_cls": "linux.resources.network.classID", "net_prio": "linux.resources.network.priorities",
+	"hugetlb": "linux.resources.hugepageLimits", "rdma": "linux.resources.rdma",
+	"blkio": "linux.resources.blockIO", "memory": "linux.resources.memory", "pids": "linux.resources.pids",
+	"cpu": "linux.resources.cpu", "cpuset": "linux.resources.cpu.cpus/mems", "devices": "linux.resources.devices",
+}
+
 // fieldError names the config.json field behind a failed cgroup write.
 func fieldError(err error) error {
 	if err == nil {
@@ -66,6 +78,13 @@ func fieldError(err error) error {
 		return fmt.Errorf("linux.resources.unified: this host has no cgroup v2 hierarchy for its controllers (cgroup v1), so raw v2 keys cannot be applied: %w", err)
 	}
 	msg := err.Error()
+	if m := noController.FindStringSubmatch(msg); m != nil {
+		field := controllerFields[m[1]]
+		if field == "" {
+			field = "linux.resources"
+		}
+		return fmt.Errorf("%s: this host has no %s cgroup controller to apply it with: %w", field, m[1], err)
+	}
 	for _, f := range fileFields {
 		if strings.Contains(msg, "/"+f.file) || strings.Contains(msg, " "+f.file) || strings.HasPrefix(msg, f.file) {
 			return fmt.Errorf("%s: the kernel refused the value: %w", f.field, err)

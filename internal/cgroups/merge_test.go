@@ -56,6 +56,8 @@ func TestFieldErrorNamesTheConfigField(t *testing.T) {
 		{`failed to write "8:0 5": write /sys/fs/cgroup/blkio/x/blkio.weight_device: invalid argument`, "linux.resources.blockIO.weightDevice"},
 		{`failed to write "5": write /sys/fs/cgroup/blkio/x/blkio.weight: invalid argument`, "linux.resources.blockIO.weight"},
 		{`unable to set memory limit to 1 (current usage: 5)`, "linux.resources.memory.limit"},
+		{`cannot set net_cls limit: container could not join or create cgroup`, "linux.resources.network.classID"},
+		{`cannot set rdma limit: container could not join or create cgroup`, "linux.resources.rdma"},
 	} {
 		got := fieldError(errors.New(tc.err)).Error()
 		if !strings.HasPrefix(got, tc.field+":") {

@@ -80,3 +80,38 @@ func TestCgroupHybridHugetlb(t *testing.T) {
 	}
 	checkCreateLeftNothing(t, rt, badID, bad)
 }
+
+// TestCgroupMissingController: a limit for a controller the host does not
+// mount (net_cls and net_prio are absent on this project's CI machine)
+// fails the create, naming the field and the controller, and leaves
+// nothing behind.
+func TestCgroupMissingController(t *testing.T) {
+	rt := newRuntime(t)
+	for _, tc := range []struct {
+		controller, field string
+		set               func(r *specs.LinuxResources)
+	}{
+		{"net_cls", "linux.resources.network.classID", func(r *specs.LinuxResources) {
+			r.Network = &specs.LinuxNetwork{ClassID: ptrTo(uint32(0x100001))}
+		}},
+		{"net_prio", "linux.resources.network.priorities", func(r *specs.LinuxResources) {
+			r.Network = &specs.LinuxNetwork{Priorities: []specs.LinuxInterfacePriority{{Name: "lo", Priority: 5}}}
+		}},
+	} {
+		t.Run(tc.controller, func(t *testing.T) {
+			if _, err := os.Stat("/sys/fs/cgroup/" + tc.controller); err == nil {
+				t.Skipf("requires a host without the %s controller (this one mounts it)", tc.controller)
+			}
+			b := testutil.NewBundle(t, testutil.WithArgs("true"), withResources(tc.set))
+			id := rt.NewID("nocontroller")
+			res := rt.Create(id, b.Dir)
+			if res.ExitCode == 0 {
+				t.Fatalf("create with a %s limit on a host without %s succeeded", tc.controller, tc.controller)
+			}
+			if !strings.Contains(res.Stderr, tc.controller) || (!isRunc(t) && !strings.Contains(res.Stderr, tc.field)) {
+				t.Errorf("create with a %s limit: want an error naming %s and %s: %s", tc.controller, tc.field, tc.controller, res)
+			}
+			checkCreateLeftNothing(t, rt, id, b)
+		})
+	}
+}
