@@ -28,8 +28,16 @@ type GCResult struct {
 // children of an index, a manifest's config and layers, the chain IDs of its
 // layers), what live leases hold, and the parents of every active or view
 // snapshot that is not an abandoned extraction (containers' snapshots).
+//
+// A collection runs alone: it waits for the pulls, loads and imports in
+// progress in any process on the store to end, and they wait for it.
 func (s *Service) GC(ctx context.Context) (GCResult, error) {
 	var res GCResult
+	l, err := s.lockStore(ctx, true, "garbage collection")
+	if err != nil {
+		return res, err
+	}
+	defer l.Release()
 	blobs := map[digest.Digest]bool{}
 	snaps := map[string]bool{}
 	leaseIDs := map[string]bool{}

@@ -5,12 +5,15 @@ import (
 	"errors"
 	"io"
 	"log"
+	"net/http"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sys/unix"
@@ -179,21 +182,71 @@ func mustPlatform(t *testing.T, s string) ocispec.Platform {
 	return p
 }
 
+// gate holds every blob GET until open is closed, so that pulls started
+// together are all in flight at once rather than one after another.
+func gate(open <-chan struct{}) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if isBlobGet(r) {
+				<-open
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+// wrapAll applies wraps in order, the first outermost.
+func wrapAll(wraps ...func(http.Handler) http.Handler) func(http.Handler) http.Handler {
+	return func(h http.Handler) http.Handler {
+		for i := len(wraps) - 1; i >= 0; i-- {
+			h = wraps[i](h)
+		}
+		return h
+	}
+}
+
+// onManifestGets calls fn with the count of manifest GETs so far.
+func onManifestGets(fn func(n int)) func(http.Handler) http.Handler {
+	var n atomic.Int32
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/manifests/") {
+				fn(int(n.Add(1)))
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+// TestConcurrentPullsDownloadOnce pulls one image four times at once: twice
+// in each of two Services on one root (as two berth processes would be;
+// their locks are files, so two opens in one process exclude each other as
+// processes do). The registry holds back blobs until all four have fetched
+// the manifest, so all four are in flight together. Each blob is
+// downloaded once, and all four pulls succeed.
 func TestConcurrentPullsDownloadOnce(t *testing.T) {
+	const pulls = 4
 	var mu sync.Mutex
 	blobGets := map[string]int{}
-	env := newImagesTestEnv(t, countBlobGets(&mu, blobGets))
+	open := make(chan struct{})
+	var once sync.Once
+	env := newImagesTestEnv(t, wrapAll(countBlobGets(&mu, blobGets), gate(open), onManifestGets(func(n int) {
+		if n == pulls {
+			once.Do(func() { close(open) })
+		}
+	})))
 	ctx := context.Background()
 	layered := layeredImage(t)
 	layered.push(t, env.client, env.host+"/layered:latest")
+	other := openTestService(t, env.root, nil)
 	var wg sync.WaitGroup
-	errs := make([]error, 4)
+	errs := make([]error, pulls)
 	for i := range errs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_, errs[i] = env.svc.Pull(ctx, mustParse(t, env.host+"/layered"), PullOptions{})
-		}()
+		svc := env.svc
+		if i%2 == 1 {
+			svc = other
+		}
+		wg.Go(func() { _, errs[i] = svc.Pull(ctx, mustParse(t, env.host+"/layered"), PullOptions{}) })
 	}
 	wg.Wait()
 	for _, err := range errs {
@@ -208,5 +261,52 @@ func TestConcurrentPullsDownloadOnce(t *testing.T) {
 	}
 	if len(blobGets) != 4 {
 		t.Errorf("fetched %d blobs, want 4 (config and 3 layers)", len(blobGets))
+	}
+	if list, err := other.List(ctx); err != nil || len(list) != 1 {
+		t.Errorf("images after the pulls: %+v, %v", list, err)
+	}
+}
+
+// TestCollectionWaitsForPullsInProgress: a collection in another process
+// (a second Service on the root) waits for a pull in progress, says so,
+// and gives up after its LockTimeout with an error that says why; once the
+// pull is done it runs and keeps the pulled image.
+func TestCollectionWaitsForPullsInProgress(t *testing.T) {
+	open := make(chan struct{})
+	fetching := make(chan struct{})
+	var once sync.Once
+	env := newImagesTestEnv(t, wrapAll(onManifestGets(func(int) { once.Do(func() { close(fetching) }) }), gate(open)))
+	ctx := context.Background()
+	layered := layeredImage(t)
+	layered.push(t, env.client, env.host+"/layered:latest")
+	pulled := make(chan error)
+	go func() {
+		_, err := env.svc.Pull(ctx, mustParse(t, env.host+"/layered"), PullOptions{})
+		pulled <- err
+	}()
+	<-fetching // the pull holds its lease and the store lock, its blobs held back
+
+	other := openTestService(t, env.root, nil)
+	other.LockTimeout = 100 * time.Millisecond
+	var told []string
+	other.Waiting = func(msg string) { told = append(told, msg) }
+	_, err := other.GC(ctx)
+	if err == nil || !strings.Contains(err.Error(), "pulls, loads or imports in "+env.root+" did not finish within 100ms") {
+		t.Errorf("collection during a pull: %v", err)
+	}
+	if len(told) != 1 || !strings.Contains(told[0], "garbage collection: waiting for other berth processes' pulls") {
+		t.Errorf("told while waiting: %q", told)
+	}
+
+	close(open)
+	if err := <-pulled; err != nil {
+		t.Fatal(err)
+	}
+	res, err := other.GC(ctx)
+	if err != nil || res.Blobs != 0 || res.Snapshots != 0 {
+		t.Fatalf("collection after the pull: %+v, %v", res, err)
+	}
+	if list, err := other.List(ctx); err != nil || len(list) != 1 {
+		t.Errorf("images after the collection: %+v, %v", list, err)
 	}
 }

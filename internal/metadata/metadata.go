@@ -23,6 +23,7 @@ import (
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 
 	"github.com/berth-project/berth/internal/errdefs"
 )
@@ -77,7 +78,10 @@ func Open(path string) (*DB, error) {
 
 func (db *DB) open(readOnly bool) (*bolt.DB, error) {
 	b, err := bolt.Open(db.path, 0o600, &bolt.Options{Timeout: lockTimeout, ReadOnly: readOnly})
-	if err != nil {
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		// Transactions last milliseconds: a minute means a stuck process.
+		return nil, fmt.Errorf("metadata database %s: another process has held it for over %s (is a berth process stuck?): %w", db.path, lockTimeout, err)
+	} else if err != nil {
 		return nil, fmt.Errorf("open metadata database %s: %w", db.path, err)
 	}
 	return b, nil
