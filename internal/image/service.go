@@ -228,11 +228,72 @@ func (s *Service) Remove(ctx context.Context, nameOrID string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	if err := s.errPinned(img); err != nil {
+		return "", err
+	}
 	if err := s.DB.DeleteImage(img.Name); err != nil {
 		return "", err
 	}
 	_, err = s.GC(ctx)
 	return img.Name, err
+}
+
+// errPinned refuses to remove the last name of an image a pin holds: the
+// data would stay (the pin keeps it) but the image would vanish from
+// `berth images` while something still runs from it, as Docker refuses
+// `rmi` of an image a container uses.
+func (s *Service) errPinned(img metadata.Image) error {
+	imgs, err := s.DB.Images()
+	if err != nil {
+		return err
+	}
+	for _, other := range imgs {
+		if other.Name != img.Name && other.Target.Digest == img.Target.Digest {
+			return nil // another name keeps the image listed
+		}
+	}
+	pins, err := s.DB.Pins()
+	if err != nil {
+		return err
+	}
+	for _, p := range pins {
+		if p.Target.Digest == img.Target.Digest {
+			return fmt.Errorf("image %s is used by %s (remove that first): %w", img.Name, p.Owner, errdefs.ErrFailedPrecondition)
+		}
+	}
+	return nil
+}
+
+// Pin records that owner (the engine will say "container/ID") uses the
+// image nameOrID and the snapshots keys of its own (its root file system,
+// an active snapshot Prepared on the image's Snapshot): garbage collection
+// keeps all of them, and rmi refuses to remove the image's last name, until
+// Unpin(owner). It returns the image pinned.
+//
+// Collection also keeps every active or view snapshot that is not a pull's
+// extraction, with its parents, pinned or not: a pin is what keeps the
+// image's content (manifest, config, layers) and its name.
+func (s *Service) Pin(ctx context.Context, owner, nameOrID string, snapshots ...string) (metadata.Image, error) {
+	// Shared, as a pull: a collection must not run between finding the
+	// image and recording the pin.
+	l, err := s.lockStore(ctx, false, "pin")
+	if err != nil {
+		return metadata.Image{}, err
+	}
+	defer l.Release()
+	img, err := s.Resolve(ctx, nameOrID)
+	if err != nil {
+		return metadata.Image{}, fmt.Errorf("pin for %s: %w", owner, err)
+	}
+	if err := s.DB.PutPin(metadata.Pin{Owner: owner, Image: img.Name, Target: img.Target, Snapshots: snapshots}); err != nil {
+		return metadata.Image{}, fmt.Errorf("pin for %s: %w", owner, err)
+	}
+	return img, nil
+}
+
+// Unpin drops owner's pin; what only it kept goes at the next collection.
+func (s *Service) Unpin(ctx context.Context, owner string) error {
+	return s.DB.DeletePin(owner)
 }
 
 func newLeaseID(what string) string {

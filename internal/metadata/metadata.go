@@ -10,6 +10,11 @@
 //
 //	v1/images  → image name ("docker.io/library/busybox:latest") → JSON Image
 //	v1/leases  → lease ID → JSON Lease
+//	v1/pins    → owner ("container/ID") → JSON Pin
+//
+// Leases and pins are both roots of garbage collection. A lease is short
+// and expires (what a pull in progress has written); a pin lasts until its
+// owner removes it (what a container needs of its image).
 package metadata
 
 import (
@@ -32,6 +37,7 @@ var (
 	bucketV1     = []byte("v1")
 	bucketImages = []byte("images")
 	bucketLeases = []byte("leases")
+	bucketPins   = []byte("pins")
 )
 
 // lockTimeout is how long a transaction waits for another process's.
@@ -59,6 +65,20 @@ type Lease struct {
 	// Content and Snapshots are the blob digests and snapshot keys held.
 	Content   []string `json:"content,omitempty"`
 	Snapshots []string `json:"snapshots,omitempty"`
+}
+
+// Pin keeps what a long-lived user of the store needs from garbage
+// collection until the user removes it: the image it was made from (the
+// target and everything it leads to: manifests, config, layers, the
+// snapshots of the layers) and snapshots of its own (a container's root
+// file system).
+type Pin struct {
+	Owner string `json:"owner"`
+	// Image is the name the image had when pinned, for messages.
+	Image     string             `json:"image,omitempty"`
+	Target    ocispec.Descriptor `json:"target"`
+	Snapshots []string           `json:"snapshots,omitempty"`
+	CreatedAt time.Time          `json:"createdAt"`
 }
 
 // DB is the metadata database at one path.
@@ -98,7 +118,7 @@ func (db *DB) update(fn func(tx *bolt.Tx) error) error {
 		if err != nil {
 			return err
 		}
-		for _, name := range [][]byte{bucketImages, bucketLeases} {
+		for _, name := range [][]byte{bucketImages, bucketLeases, bucketPins} {
 			if _, err := v1.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
@@ -247,6 +267,55 @@ func (db *DB) ActiveLeases(now time.Time) ([]Lease, error) {
 			if json.Unmarshal(v, &l) == nil && now.Before(l.ExpiresAt) {
 				out = append(out, l)
 			}
+			return nil
+		})
+	})
+	return out, err
+}
+
+// PutPin records p, replacing any pin of p.Owner.
+func (db *DB) PutPin(p Pin) error {
+	if p.Owner == "" {
+		return fmt.Errorf("pin without an owner: %w", errdefs.ErrInvalidArgument)
+	}
+	if p.CreatedAt.IsZero() {
+		p.CreatedAt = time.Now().UTC()
+	}
+	v, err := json.Marshal(p)
+	if err != nil {
+		return err
+	}
+	return db.update(func(tx *bolt.Tx) error {
+		return bucket(tx, bucketPins).Put([]byte(p.Owner), v)
+	})
+}
+
+// DeletePin removes owner's pin, or fails with errdefs.ErrNotFound.
+func (db *DB) DeletePin(owner string) error {
+	return db.update(func(tx *bolt.Tx) error {
+		b := bucket(tx, bucketPins)
+		if b.Get([]byte(owner)) == nil {
+			return fmt.Errorf("pin of %s: %w", owner, errdefs.ErrNotFound)
+		}
+		return b.Delete([]byte(owner))
+	})
+}
+
+// Pins lists every pin, sorted by owner.
+func (db *DB) Pins() ([]Pin, error) {
+	var out []Pin
+	err := db.view(func(tx *bolt.Tx) error {
+		// A database written before pins existed has no bucket yet.
+		b := tx.Bucket(bucketV1)
+		if b == nil || b.Bucket(bucketPins) == nil {
+			return nil
+		}
+		return b.Bucket(bucketPins).ForEach(func(k, v []byte) error {
+			var p Pin
+			if err := json.Unmarshal(v, &p); err != nil {
+				return fmt.Errorf("pin record %s: %w", k, err)
+			}
+			out = append(out, p)
 			return nil
 		})
 	})
