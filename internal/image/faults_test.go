@@ -89,15 +89,7 @@ func (c *corrupt) Write(p []byte) (int, error) {
 }
 
 func bigLayer(t *testing.T, mb int) testImage {
-	// Incompressible-ish data, so the compressed layer is big too.
-	data := make([]byte, mb<<20)
-	x := uint64(88172645463325252)
-	for i := range data {
-		x ^= x << 13
-		x ^= x >> 7
-		x ^= x << 17
-		data[i] = byte(x)
-	}
+	data := randomBytes(mb << 20)
 	return buildImage(t, []testLayer{{tar: makeTar(t, []tarEntry{{name: "big", body: string(data)}})}}, ocispec.ImageConfig{}, hostPlatform())
 }
 

@@ -2,6 +2,7 @@ package image
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"log"
@@ -308,5 +309,100 @@ func TestCollectionWaitsForPullsInProgress(t *testing.T) {
 	}
 	if list, err := other.List(ctx); err != nil || len(list) != 1 {
 		t.Errorf("images after the collection: %+v, %v", list, err)
+	}
+}
+
+// pauseAfter passes n bytes of the body, then waits for resume before
+// passing the rest.
+type pauseAfter struct {
+	http.ResponseWriter
+	left   int
+	resume <-chan struct{}
+}
+
+func (p *pauseAfter) Write(b []byte) (int, error) {
+	if p.left < 0 || len(b) <= p.left {
+		p.left -= len(b)
+		return p.ResponseWriter.Write(b)
+	}
+	n, err := p.ResponseWriter.Write(b[:p.left])
+	if err != nil {
+		return n, err
+	}
+	p.ResponseWriter.(http.Flusher).Flush()
+	p.left = -1
+	<-p.resume
+	m, err := p.ResponseWriter.Write(b[n:])
+	return n + m, err
+}
+
+// waitFor returns a channel closed once cond holds, or once it has not
+// held for a long while, so that a broken pipeline fails the test (through
+// *gaveUp) instead of hanging it. The limit is far beyond what the
+// condition needs; nothing is measured.
+func waitFor(cond func() bool, gaveUp *atomic.Bool) <-chan struct{} {
+	ch := make(chan struct{})
+	go func() {
+		defer close(ch)
+		for start := time.Now(); !cond(); time.Sleep(5 * time.Millisecond) {
+			if time.Since(start) > 30*time.Second {
+				gaveUp.Store(true)
+				return
+			}
+		}
+	}()
+	return ch
+}
+
+// TestPullStreamsAndOverlapsLayers checks the unpack pipeline as the
+// registry sees it: the first layer's files appear in its snapshot while
+// the rest of its download is held back (download, decompression and
+// extraction are one pass), and the first layer is unpacked while the last
+// layer's download is held back (layers download in parallel and are
+// applied in order as they arrive).
+func TestPullStreamsAndOverlapsLayers(t *testing.T) {
+	random := randomBytes(1 << 20)
+	img := buildImage(t, []testLayer{
+		{tar: makeTar(t, []tarEntry{{name: "early", body: "first file of the first layer"}, {name: "big", body: string(random)}})},
+		{tar: makeTar(t, []tarEntry{{name: "middle", body: "2"}})},
+		{tar: makeTar(t, []tarEntry{{name: "last", body: "3"}})},
+	}, ocispec.ImageConfig{}, hostPlatform())
+	var m ocispec.Manifest
+	json.Unmarshal(img.manifest, &m)
+	first, last := m.Layers[0].Digest.String(), m.Layers[2].Digest.String()
+
+	var root string
+	var firstUnpacked, streamGaveUp, overlapGaveUp atomic.Bool
+	env := newImagesTestEnv(t, func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			switch {
+			case !isBlobGet(r):
+			case strings.HasSuffix(r.URL.Path, first):
+				early := func() bool {
+					m, _ := filepath.Glob(filepath.Join(root, "snapshots/snapshots/*/fs/early"))
+					return len(m) > 0
+				}
+				w = &pauseAfter{ResponseWriter: w, left: 512 << 10, resume: waitFor(early, &streamGaveUp)}
+			case strings.HasSuffix(r.URL.Path, last):
+				<-waitFor(firstUnpacked.Load, &overlapGaveUp)
+			}
+			next.ServeHTTP(w, r)
+		})
+	})
+	root = env.root
+	img.push(t, env.client, env.host+"/pipeline:1")
+	_, err := env.svc.Pull(context.Background(), mustParse(t, env.host+"/pipeline:1"), PullOptions{Progress: func(e ProgressEvent) {
+		if e.Digest == m.Layers[0].Digest && e.Status == StatusUnpacked {
+			firstUnpacked.Store(true)
+		}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if streamGaveUp.Load() {
+		t.Error("the first layer's first file did not appear while the rest of its download was held back: the layer is not extracted as it downloads")
+	}
+	if overlapGaveUp.Load() {
+		t.Error("the first layer was not unpacked while the last layer's download was held back: layers are not applied as they arrive")
 	}
 }
