@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log"
 	"net/http"
@@ -405,4 +406,83 @@ func TestPullStreamsAndOverlapsLayers(t *testing.T) {
 	if overlapGaveUp.Load() {
 		t.Error("the first layer was not unpacked while the last layer's download was held back: layers are not applied as they arrive")
 	}
+}
+
+// TestPullBoundsParallelDownloads pulls five layers with MaxDownloads 2:
+// the registry answers layer downloads one at a time, each only once as
+// many are in flight as may be, so two are at once (they run in parallel)
+// and a pull that ignored the bound would have more.
+func TestPullBoundsParallelDownloads(t *testing.T) {
+	const layers, limit = 5, 2
+	var ls []testLayer
+	for i := range layers {
+		ls = append(ls, testLayer{tar: makeTar(t, []tarEntry{{name: fmt.Sprintf("f%d", i), body: strings.Repeat("x", i+1)}})})
+	}
+	img := buildImage(t, ls, ocispec.ImageConfig{}, hostPlatform())
+	var m ocispec.Manifest
+	json.Unmarshal(img.manifest, &m)
+	sizeOf := func(path string) int64 {
+		for _, l := range m.Layers {
+			if strings.HasSuffix(path, l.Digest.String()) {
+				return l.Size
+			}
+		}
+		return -1
+	}
+	var mu sync.Mutex
+	started, finished, most := 0, 0, 0
+	var gaveUp atomic.Bool
+	env := newImagesTestEnv(t, func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			size := sizeOf(r.URL.Path)
+			if !isBlobGet(r) || size < 0 {
+				next.ServeHTTP(w, r)
+				return
+			}
+			mu.Lock()
+			ticket := started
+			started++
+			most = max(most, started-finished)
+			mu.Unlock()
+			// One at a time, in arrival order, and only once as many are
+			// in flight as may be: a pull that does not wait for a free
+			// slot sends the rest meanwhile.
+			<-waitFor(func() bool {
+				mu.Lock()
+				defer mu.Unlock()
+				return finished == ticket && started-finished >= min(limit, layers-finished)
+			}, &gaveUp)
+			// Counted as finished before its last bytes go out: the
+			// client cannot have started the next download before.
+			next.ServeHTTP(&beforeLastByte{ResponseWriter: w, left: size, fn: func() {
+				mu.Lock()
+				finished++
+				mu.Unlock()
+			}}, r)
+		})
+	})
+	img.push(t, env.client, env.host+"/five:1")
+	env.svc.MaxDownloads = limit
+	if _, err := env.svc.Pull(context.Background(), mustParse(t, env.host+"/five:1"), PullOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if most != limit || gaveUp.Load() {
+		t.Errorf("at most %d layer downloads at once (gave up waiting for %d: %v), want %d", most, limit, gaveUp.Load(), limit)
+	}
+}
+
+// beforeLastByte calls fn once, just before the body's last byte of left
+// is written.
+type beforeLastByte struct {
+	http.ResponseWriter
+	left int64
+	fn   func()
+}
+
+func (b *beforeLastByte) Write(p []byte) (int, error) {
+	if b.left > 0 && int64(len(p)) >= b.left {
+		b.fn()
+	}
+	b.left -= int64(len(p))
+	return b.ResponseWriter.Write(p)
 }
