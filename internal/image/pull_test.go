@@ -256,14 +256,7 @@ func TestConcurrentPullsDownloadOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for p, n := range blobGets {
-		if n != 1 {
-			t.Errorf("%s fetched %d times", p, n)
-		}
-	}
-	if len(blobGets) != 4 {
-		t.Errorf("fetched %d blobs, want 4 (config and 3 layers)", len(blobGets))
-	}
+	assertDownloadedOnce(t, blobGets, 4) // config and 3 layers
 	if list, err := other.List(ctx); err != nil || len(list) != 1 {
 		t.Errorf("images after the pulls: %+v, %v", list, err)
 	}
@@ -485,4 +478,60 @@ func (b *beforeLastByte) Write(p []byte) (int, error) {
 	}
 	b.left -= int64(len(p))
 	return b.ResponseWriter.Write(p)
+}
+
+// TestSharedLayersStoredOnce pulls two images that share their first two
+// layers: the second pull downloads only its own layer, and the shared
+// layers' blobs and snapshots are stored once.
+func TestSharedLayersStoredOnce(t *testing.T) {
+	var mu sync.Mutex
+	blobGets := map[string]int{}
+	env := newImagesTestEnv(t, countBlobGets(&mu, blobGets))
+	ctx := context.Background()
+	base := []testLayer{
+		{tar: makeTar(t, []tarEntry{{name: "base", body: "shared"}})},
+		{tar: makeTar(t, []tarEntry{{name: "lib", body: "shared too"}})},
+	}
+	a := buildImage(t, base, ocispec.ImageConfig{Cmd: []string{"a"}}, hostPlatform())
+	b := buildImage(t, append(base, testLayer{tar: makeTar(t, []tarEntry{{name: "app", body: "b's own"}})}), ocispec.ImageConfig{Cmd: []string{"b"}}, hostPlatform())
+	a.push(t, env.client, env.host+"/a:1")
+	b.push(t, env.client, env.host+"/b:1")
+	var bEvents []ProgressEvent
+	if _, err := env.svc.Pull(ctx, mustParse(t, env.host+"/a:1"), PullOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.svc.Pull(ctx, mustParse(t, env.host+"/b:1"), PullOptions{Progress: func(e ProgressEvent) { bEvents = append(bEvents, e) }}); err != nil {
+		t.Fatal(err)
+	}
+	assertDownloadedOnce(t, blobGets, 5) // a: config and 2 layers; b: config and its own layer
+	exists := 0
+	for _, e := range bEvents {
+		if e.Status == StatusExists {
+			exists++
+		}
+	}
+	if exists != 2 {
+		t.Errorf("the second pull reported %d layers already there, want 2: %+v", exists, bEvents)
+	}
+	var snaps []string
+	env.svc.Snapshots.Walk(ctx, func(_ context.Context, i snapshot.Info) error {
+		snaps = append(snaps, i.Name)
+		return nil
+	})
+	if len(snaps) != 3 {
+		t.Errorf("snapshots %v, want 3 (the two shared layers' and b's top)", snaps)
+	}
+}
+
+// assertDownloadedOnce checks that want blobs were downloaded, each once.
+func assertDownloadedOnce(t *testing.T, blobGets map[string]int, want int) {
+	t.Helper()
+	for p, n := range blobGets {
+		if n != 1 {
+			t.Errorf("%s downloaded %d times", p, n)
+		}
+	}
+	if len(blobGets) != want {
+		t.Errorf("%d blobs downloaded, want %d", len(blobGets), want)
+	}
 }
