@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -58,9 +59,13 @@ func run(nLayers, layerMB, runs int, peers bool) error {
 
 	fmt.Printf("generating %d layers of %d MB...\n", nLayers, layerMB)
 	ref := addr + "/bench/big:1"
-	compressed, err := generateAndPush(ctx, ref, nLayers, layerMB)
+	layers, err := generateAndPush(ctx, ref, nLayers, layerMB)
 	if err != nil {
 		return err
+	}
+	compressed := 0
+	for _, l := range layers {
+		compressed += len(l)
 	}
 	fmt.Printf("image %s: %d MB uncompressed, %.0f MB gzipped\n", ref, nLayers*layerMB, float64(compressed)/1e6)
 
@@ -70,14 +75,23 @@ func run(nLayers, layerMB, runs int, peers bool) error {
 	}
 
 	results := map[string]time.Duration{}
+	var cpu []time.Duration
 	results["berth"], err = median(runs, func(i int) (time.Duration, error) {
 		root := filepath.Join(work, fmt.Sprintf("berth-root-%d", i))
 		defer cleanupRoot(root)
-		return timeCmd(berth, "--root", root, "pull", "-q", ref)
+		cmd := exec.Command(berth, "--root", root, "pull", "-q", ref)
+		start := time.Now()
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return 0, fmt.Errorf("berth pull: %v\n%s", err, out)
+		}
+		cpu = append(cpu, cmd.ProcessState.UserTime()+cmd.ProcessState.SystemTime())
+		return time.Since(start), nil
 	})
 	if err != nil {
 		return err
 	}
+	sort.Slice(cpu, func(i, j int) bool { return cpu[i] < cpu[j] })
+	fmt.Printf("berth pull: median CPU time (user+sys) %.2f s\n", cpu[len(cpu)/2].Seconds())
 	if !peers {
 		fmt.Println("peers skipped (-peers=false)")
 	} else if _, err := exec.LookPath("containerd"); err == nil {
@@ -112,7 +126,16 @@ func run(nLayers, layerMB, runs int, peers bool) error {
 		fmt.Println("skopeo+umoci: not installed (apt-get install skopeo umoci)")
 	}
 
-	fmt.Printf("\ncold pull + unpack, median of %d:\n", runs)
+	// The floor berth aims at: the decompressor alone on the same layers,
+	// in memory, one layer at a time and two at once (both cores busy).
+	for _, par := range []int{1, 2} {
+		name := fmt.Sprintf("gunzip only x%d", par)
+		if results[name], err = median(runs, func(int) (time.Duration, error) { return gunzipAll(layers, par) }); err != nil {
+			return err
+		}
+	}
+
+	fmt.Printf("\ncold pull + unpack, median of %d (gunzip only: klauspost/compress inflating the layers in memory, 1 or 2 at a time):\n", runs)
 	names := make([]string, 0, len(results))
 	for n := range results {
 		names = append(names, n)
@@ -122,6 +145,30 @@ func run(nLayers, layerMB, runs int, peers bool) error {
 		fmt.Printf("  %-14s %6.2f s   berth/%s = %.2f\n", n, results[n].Seconds(), n, results["berth"].Seconds()/results[n].Seconds())
 	}
 	return nil
+}
+
+// gunzipAll inflates every layer into io.Discard, par at a time.
+func gunzipAll(layers [][]byte, par int) (time.Duration, error) {
+	start := time.Now()
+	sem := make(chan struct{}, par)
+	errs := make(chan error, len(layers))
+	for _, l := range layers {
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem }()
+			zr, err := gzip.NewReader(bytes.NewReader(l))
+			if err == nil {
+				_, err = io.Copy(io.Discard, zr)
+			}
+			errs <- err
+		}()
+	}
+	for range layers {
+		if err := <-errs; err != nil {
+			return 0, fmt.Errorf("gunzip: %w", err)
+		}
+	}
+	return time.Since(start), nil
 }
 
 func median(runs int, fn func(i int) (time.Duration, error)) (time.Duration, error) {
@@ -202,20 +249,20 @@ func layerData(rng *rand.Rand, n int) []byte {
 	return b[:n]
 }
 
-func generateAndPush(ctx context.Context, ref string, nLayers, layerMB int) (int64, error) {
+func generateAndPush(ctx context.Context, ref string, nLayers, layerMB int) ([][]byte, error) {
 	r, err := reference.Parse(ref)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	client := registry.New(registry.Options{})
 	repo, err := client.Repository(r)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
 	img := ocispec.Image{Platform: ocispec.Platform{OS: "linux", Architecture: "amd64"}, RootFS: ocispec.RootFS{Type: "layers"}}
 	m := ocispec.Manifest{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageManifest}
-	var total int64
+	var layers [][]byte
 	for l := 0; l < nLayers; l++ {
 		var tb bytes.Buffer
 		tw := tar.NewWriter(&tb)
@@ -237,19 +284,19 @@ func generateAndPush(ctx context.Context, ref string, nLayers, layerMB int) (int
 		zw.Close()
 		desc := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayerGzip, Digest: digest.FromBytes(zb.Bytes()), Size: int64(zb.Len())}
 		if err := repo.PushBlob(ctx, desc, bytes.NewReader(zb.Bytes())); err != nil {
-			return 0, err
+			return nil, err
 		}
 		m.Layers = append(m.Layers, desc)
-		total += desc.Size
+		layers = append(layers, zb.Bytes())
 	}
 	cb, _ := json.Marshal(img)
 	m.Config = ocispec.Descriptor{MediaType: ocispec.MediaTypeImageConfig, Digest: digest.FromBytes(cb), Size: int64(len(cb))}
 	if err := repo.PushBlob(ctx, m.Config, bytes.NewReader(cb)); err != nil {
-		return 0, err
+		return nil, err
 	}
 	mb, _ := json.Marshal(m)
 	md := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: digest.FromBytes(mb), Size: int64(len(mb))}
-	return total, repo.PushManifest(ctx, md, mb, r.Tag)
+	return layers, repo.PushManifest(ctx, md, mb, r.Tag)
 }
 
 // containerdPull starts a private containerd, times `ctr image pull`

@@ -9,10 +9,12 @@ import (
 	"os/signal"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"github.com/urfave/cli/v3"
 	"oras.land/oras-go/v2/registry/remote/credentials"
 
+	"github.com/berth-project/berth/internal/content"
 	"github.com/berth-project/berth/internal/image"
 	"github.com/berth-project/berth/internal/registry"
 )
@@ -34,6 +36,7 @@ func app() *cli.Command {
 			&cli.StringFlag{Name: "root", Value: "/var/lib/berth", Usage: "directory for Berth's state"},
 			&cli.StringFlag{Name: "registries-config", Usage: "registries file (default ROOT/registries.json, then /etc/berth/registries.json)"},
 			&cli.StringFlag{Name: "authfile", Usage: "credentials file (default ROOT/auth.json; ~/.docker/config.json is also read)"},
+			&cli.DurationFlag{Name: "lock-timeout", Value: 10 * time.Minute, Usage: "how long to wait for other berth processes using ROOT (a collection waits for pulls in progress, and they for it)"},
 		},
 		Commands: []*cli.Command{
 			pullCommand(), imagesCommand(), imageCommand(), tagCommand(), rmiCommand(), pushCommand(),
@@ -100,5 +103,14 @@ func openStore(ctx context.Context, cmd *cli.Command, open func(string, *registr
 		return err
 	}
 	defer svc.Close()
+	// Another berth process on the same root can make this one wait: say
+	// so on stderr, so that a wait does not look like a hang.
+	waiting := func(msg string) { fmt.Fprintln(os.Stderr, "berth:", msg) }
+	svc.LockTimeout = cmd.Duration("lock-timeout")
+	svc.Waiting = waiting
+	if l, ok := svc.Content.(*content.Local); ok {
+		l.Waiting = waiting
+		l.StallTimeout = svc.LockTimeout
+	}
 	return fn(e, svc)
 }

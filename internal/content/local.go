@@ -22,6 +22,14 @@ import (
 type Local struct {
 	root string
 
+	// Waiting, if set, is told when a writer waits for another process
+	// writing the same blob.
+	Waiting func(msg string)
+	// StallTimeout is how long a writer waits for another process's write
+	// of the same blob to make progress before giving up (default 10
+	// minutes).
+	StallTimeout time.Duration
+
 	// mu guards the fields below it.
 	mu sync.Mutex
 	// writing holds, per digest being written in this process, a channel
@@ -177,7 +185,17 @@ func (s *Local) lock(ctx context.Context, dgst digest.Digest) (func(), error) {
 			mine := make(chan struct{})
 			s.writing[dgst] = mine
 			s.mu.Unlock()
-			unlockFile, err := lockFile(ctx, filepath.Join(s.root, "ingest", dgst.Encoded()+".lock"))
+			stall := s.StallTimeout
+			if stall <= 0 {
+				stall = 10 * time.Minute
+			}
+			waiting := func() {
+				if s.Waiting != nil {
+					s.Waiting(fmt.Sprintf("blob %s: another process is downloading it; waiting", dgst))
+				}
+			}
+			unlockFile, err := lockFile(ctx, filepath.Join(s.root, "ingest", dgst.Encoded()+".lock"),
+				waiting, func() int64 { return s.ingestProgress(dgst.Encoded()) }, stall)
 			if err != nil {
 				s.mu.Lock()
 				delete(s.writing, dgst)

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -131,6 +132,41 @@ func TestConcurrentWritersOfOneDigestWriteOnce(t *testing.T) {
 	wg.Wait()
 	if writes != 1 {
 		t.Fatalf("%d writers wrote the blob, want 1", writes)
+	}
+}
+
+// TestWriterBehindAStuckProcessGivesUp: a writer of a blob another
+// process (another Local on the root) is writing waits, says so, and gives
+// up once that write has made no progress for StallTimeout, instead of
+// hanging behind it; once the other write ends it finds the blob stored.
+func TestWriterBehindAStuckProcessGivesUp(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	first, _ := New(root)
+	second, _ := New(root)
+	var told []string
+	second.Waiting = func(msg string) { told = append(told, msg) }
+	second.StallTimeout = 100 * time.Millisecond
+	data := []byte("a blob")
+	desc := descOf(data)
+	w, err := first.Writer(ctx, desc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = second.Writer(ctx, desc)
+	if err == nil || !strings.Contains(err.Error(), "has written nothing for 100ms") {
+		t.Errorf("writer behind a stuck one: %v", err)
+	}
+	if len(told) != 1 || !strings.Contains(told[0], "another process is downloading it") {
+		t.Errorf("told while waiting: %q", told)
+	}
+	w.Write(data)
+	if err := w.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	if _, err := second.Writer(ctx, desc); !errors.Is(err, errdefs.ErrAlreadyExists) {
+		t.Errorf("writer after the other's commit: %v, want ErrAlreadyExists", err)
 	}
 }
 

@@ -15,11 +15,18 @@ import (
 // lockFile takes an exclusive flock on path, polling so that ctx can cancel
 // the wait. CleanLocks may unlink a lock file while holding its lock, so
 // after locking we check that path still names the file we hold, else retry.
-func lockFile(ctx context.Context, path string) (func(), error) {
+//
+// While the lock is busy, another process is writing the blob. waiting is
+// called once when that is first seen. The wait lasts as long as that
+// writer makes progress (progress() changes): a big layer on a slow link
+// may take long, but a writer whose bytes stop for stall is taken to be
+// stuck, and lockFile gives up rather than hang behind it.
+func lockFile(ctx context.Context, path string, waiting func(), progress func() int64, stall time.Duration) (func(), error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, err
 	}
+	last, lastChange, told := progress(), time.Now(), false
 	for {
 		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
 		if err == nil {
@@ -38,6 +45,16 @@ func lockFile(ctx context.Context, path string) (func(), error) {
 		if !errors.Is(err, unix.EWOULDBLOCK) {
 			f.Close()
 			return nil, err
+		}
+		if !told && waiting != nil {
+			waiting()
+			told = true
+		}
+		if p := progress(); p != last {
+			last, lastChange = p, time.Now()
+		} else if time.Since(lastChange) > stall {
+			f.Close()
+			return nil, fmt.Errorf("another process holds %s but has written nothing for %s (is a berth process stuck?)", path, stall)
 		}
 		select {
 		case <-ctx.Done():
@@ -85,4 +102,17 @@ func (s *Local) CleanLocks(ctx context.Context) error {
 		f.Close()
 	}
 	return nil
+}
+
+// ingestProgress is how many bytes the temporary files of dgst's writers
+// hold: it grows while any writer, in any process, makes progress.
+func (s *Local) ingestProgress(hex string) int64 {
+	tmps, _ := filepath.Glob(filepath.Join(s.root, "ingest", hex+".*.tmp"))
+	var n int64
+	for _, t := range tmps {
+		if fi, err := os.Stat(t); err == nil {
+			n += fi.Size()
+		}
+	}
+	return n
 }

@@ -3,10 +3,12 @@ package image
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -87,15 +89,7 @@ func (c *corrupt) Write(p []byte) (int, error) {
 }
 
 func bigLayer(t *testing.T, mb int) testImage {
-	// Incompressible-ish data, so the compressed layer is big too.
-	data := make([]byte, mb<<20)
-	x := uint64(88172645463325252)
-	for i := range data {
-		x ^= x << 13
-		x ^= x >> 7
-		x ^= x << 17
-		data[i] = byte(x)
-	}
+	data := randomBytes(mb << 20)
 	return buildImage(t, []testLayer{{tar: makeTar(t, []tarEntry{{name: "big", body: string(data)}})}}, ocispec.ImageConfig{}, hostPlatform())
 }
 
@@ -207,6 +201,106 @@ func TestPullRejectsBadManifests(t *testing.T) {
 	}
 }
 
+// withManifest returns ti with its manifest bytes replaced by b, served
+// as mediaType.
+func (ti testImage) withManifest(mediaType string, b []byte) testImage {
+	ti.manifest = b
+	ti.desc = ocispec.Descriptor{MediaType: mediaType, Digest: digest.FromBytes(b), Size: int64(len(b))}
+	return ti
+}
+
+// serveManifest answers requests for manifests under prefix with doc, as
+// desc describes it, whatever the registry would say.
+func serveManifest(prefix string, desc ocispec.Descriptor, doc []byte) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if !strings.HasPrefix(r.URL.Path, prefix) {
+				next.ServeHTTP(w, r)
+				return
+			}
+			w.Header().Set("Content-Type", desc.MediaType)
+			w.Header().Set("Docker-Content-Digest", desc.Digest.String())
+			w.Header().Set("Content-Length", strconv.Itoa(len(doc)))
+			if r.Method == http.MethodGet {
+				w.Write(doc)
+			}
+		})
+	}
+}
+
+// TestPullRejectsWrongSizesAndDocuments: a blob whose size or digest is not
+// what the manifest says, a blob the registry does not have, a layer whose content is not the config's
+// diff_id, a malformed manifest and a manifest of an unknown media type
+// each fail the pull with an error that says which, and leave nothing in
+// the store.
+func TestPullRejectsWrongSizesAndDocuments(t *testing.T) {
+	ctx := context.Background()
+	base := layeredImage(t)
+	var m ocispec.Manifest
+	if err := json.Unmarshal(base.manifest, &m); err != nil {
+		t.Fatal(err)
+	}
+	edit := func(fn func(m *ocispec.Manifest)) testImage {
+		var c ocispec.Manifest
+		json.Unmarshal(base.manifest, &c)
+		fn(&c)
+		b, _ := json.Marshal(c)
+		return base.withManifest(ocispec.MediaTypeImageManifest, b)
+	}
+	wrongDiffID := base
+	cfg := base.config
+	cfg.RootFS.DiffIDs = append([]digest.Digest{}, cfg.RootFS.DiffIDs...)
+	cfg.RootFS.DiffIDs[1] = digest.FromString("not the layer")
+	cb, _ := json.Marshal(cfg)
+	wrongDiffID.blobs = map[digest.Digest][]byte{digest.FromBytes(cb): cb}
+	for d, b := range base.blobs {
+		wrongDiffID.blobs[d] = b
+	}
+	wrongDiffID = func() testImage {
+		c := m
+		c.Config = ocispec.Descriptor{MediaType: ocispec.MediaTypeImageConfig, Digest: digest.FromBytes(cb), Size: int64(len(cb))}
+		b, _ := json.Marshal(c)
+		return wrongDiffID.withManifest(ocispec.MediaTypeImageManifest, b)
+	}()
+
+	cases := []struct {
+		name string
+		img  testImage
+		want string
+		raw  bool // served as it is, not pushed
+	}{
+		{"layer larger than declared", edit(func(m *ocispec.Manifest) { m.Layers[0].Size-- }),
+			"content has digest", false},
+		{"layer smaller than declared", edit(func(m *ocispec.Manifest) { m.Layers[0].Size += 100 }),
+			fmt.Sprintf("got %d of %d bytes", m.Layers[0].Size, m.Layers[0].Size+100), false},
+		{"config missing from the registry", edit(func(m *ocispec.Manifest) { m.Config.Digest = digest.FromString("other config") }),
+			"download blob " + digest.FromString("other config").String(), false},
+		{"layer content not the diff_id", wrongDiffID,
+			"uncompressed content has digest", false},
+		// go-containerregistry's registry refuses to store these two.
+		{"malformed manifest", base.withManifest(ocispec.MediaTypeImageManifest, []byte(`{"schemaVersion":2,"layers":[`)),
+			"malformed manifest", true},
+		{"unknown manifest media type", base.withManifest("application/vnd.docker.distribution.manifest.v1+prettyjws", []byte(`{"schemaVersion":1,"name":"bad"}`)),
+			`unsupported manifest media type "application/vnd.docker.distribution.manifest.v1+prettyjws"`, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			env := newImagesTestEnv(t, serveManifest("/v2/raw/manifests/", c.img.desc, c.img.manifest))
+			ref := env.host + "/raw:1"
+			if !c.raw {
+				ref = env.host + "/bad:1"
+				c.img.push(t, env.client, ref)
+			}
+			_, err := env.svc.Pull(ctx, mustParse(t, ref), PullOptions{})
+			t.Logf("pull: %v", err)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("err = %v, want it to say %q", err, c.want)
+			}
+			assertStoreEmpty(t, env.svc)
+		})
+	}
+}
+
 func TestDecodeManifestErrors(t *testing.T) {
 	for _, c := range []struct{ doc, want string }{
 		{`{`, "malformed manifest"},
@@ -254,7 +348,7 @@ func TestPullOnFullDisk(t *testing.T) {
 	root := filepath.Join(t.TempDir(), "berth-tmpfs")
 	os.MkdirAll(root, 0o700)
 	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=8m", "berth-test", root).CombinedOutput(); err != nil {
-		t.Skipf("needs tmpfs mounts: %v %s", err, out)
+		t.Fatalf("mount a small tmpfs as the store (the test runs as root): %v %s", err, out)
 	}
 	t.Cleanup(func() { unix.Unmount(root, unix.MNT_DETACH) })
 	svc := openTestService(t, root, env.client)

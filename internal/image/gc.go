@@ -23,13 +23,26 @@ type GCResult struct {
 	Snapshots int
 }
 
-// GC removes the blobs and snapshots that no image and no live lease
-// references. Roots: every image's target and what it leads to (present
-// children of an index, a manifest's config and layers, the chain IDs of its
-// layers), what live leases hold, and the parents of every active or view
-// snapshot that is not an abandoned extraction (containers' snapshots).
+// GC removes the blobs and snapshots that no image, pin or live lease
+// references. Roots:
+//   - every image's target and what it leads to (present children of an
+//     index, a manifest's config and layers, the chain IDs of its layers);
+//   - every pin (Service.Pin: the engine's hook for containers): its image
+//     target, leading to the same, and its own snapshots with their parents;
+//   - what live leases hold (operations in progress);
+//   - every active or view snapshot that is not an abandoned extraction,
+//     with its parents, so a container's root file system survives even if
+//     its pin is missing.
+//
+// A collection runs alone: it waits for the pulls, loads and imports in
+// progress in any process on the store to end, and they wait for it.
 func (s *Service) GC(ctx context.Context) (GCResult, error) {
 	var res GCResult
+	l, err := s.lockStore(ctx, true, "garbage collection")
+	if err != nil {
+		return res, err
+	}
+	defer l.Release()
 	blobs := map[digest.Digest]bool{}
 	snaps := map[string]bool{}
 	leaseIDs := map[string]bool{}
@@ -54,6 +67,18 @@ func (s *Service) GC(ctx context.Context) (GCResult, error) {
 	for _, img := range imgs {
 		if err := s.mark(ctx, img.Target, blobs, snaps); err != nil {
 			return res, fmt.Errorf("gc: image %s: %w", img.Name, err)
+		}
+	}
+	pins, err := s.DB.Pins()
+	if err != nil {
+		return res, err
+	}
+	for _, p := range pins {
+		if err := s.mark(ctx, p.Target, blobs, snaps); err != nil {
+			return res, fmt.Errorf("gc: image %s pinned by %s: %w", p.Image, p.Owner, err)
+		}
+		for _, k := range p.Snapshots {
+			snaps[k] = true
 		}
 	}
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/berth-project/berth/internal/content"
 	"github.com/berth-project/berth/internal/errdefs"
+	"github.com/berth-project/berth/internal/lockfile"
 	"github.com/berth-project/berth/internal/metadata"
 	"github.com/berth-project/berth/internal/reference"
 	"github.com/berth-project/berth/internal/registry"
@@ -39,6 +40,16 @@ type Service struct {
 	Registry  *registry.Client
 	// MaxDownloads bounds parallel blob downloads (default 3).
 	MaxDownloads int
+	// LockTimeout bounds how long an operation waits for other berth
+	// processes on the same store: a collection for the pulls, loads and
+	// imports in progress, and they for a collection (default 10 minutes).
+	LockTimeout time.Duration
+	// Waiting, if set, is told when an operation starts waiting for
+	// another process, so that a CLI can say why it is not moving.
+	Waiting func(msg string)
+
+	// root is the store's directory; root/lock is the store lock.
+	root string
 }
 
 const (
@@ -217,11 +228,72 @@ func (s *Service) Remove(ctx context.Context, nameOrID string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	if err := s.errPinned(img); err != nil {
+		return "", err
+	}
 	if err := s.DB.DeleteImage(img.Name); err != nil {
 		return "", err
 	}
 	_, err = s.GC(ctx)
 	return img.Name, err
+}
+
+// errPinned refuses to remove the last name of an image a pin holds: the
+// data would stay (the pin keeps it) but the image would vanish from
+// `berth images` while something still runs from it, as Docker refuses
+// `rmi` of an image a container uses.
+func (s *Service) errPinned(img metadata.Image) error {
+	imgs, err := s.DB.Images()
+	if err != nil {
+		return err
+	}
+	for _, other := range imgs {
+		if other.Name != img.Name && other.Target.Digest == img.Target.Digest {
+			return nil // another name keeps the image listed
+		}
+	}
+	pins, err := s.DB.Pins()
+	if err != nil {
+		return err
+	}
+	for _, p := range pins {
+		if p.Target.Digest == img.Target.Digest {
+			return fmt.Errorf("image %s is used by %s (remove that first): %w", img.Name, p.Owner, errdefs.ErrFailedPrecondition)
+		}
+	}
+	return nil
+}
+
+// Pin records that owner (the engine will say "container/ID") uses the
+// image nameOrID and the snapshots keys of its own (its root file system,
+// an active snapshot Prepared on the image's Snapshot): garbage collection
+// keeps all of them, and rmi refuses to remove the image's last name, until
+// Unpin(owner). It returns the image pinned.
+//
+// Collection also keeps every active or view snapshot that is not a pull's
+// extraction, with its parents, pinned or not: a pin is what keeps the
+// image's content (manifest, config, layers) and its name.
+func (s *Service) Pin(ctx context.Context, owner, nameOrID string, snapshots ...string) (metadata.Image, error) {
+	// Shared, as a pull: a collection must not run between finding the
+	// image and recording the pin.
+	l, err := s.lockStore(ctx, false, "pin")
+	if err != nil {
+		return metadata.Image{}, err
+	}
+	defer l.Release()
+	img, err := s.Resolve(ctx, nameOrID)
+	if err != nil {
+		return metadata.Image{}, fmt.Errorf("pin for %s: %w", owner, err)
+	}
+	if err := s.DB.PutPin(metadata.Pin{Owner: owner, Image: img.Name, Target: img.Target, Snapshots: snapshots}); err != nil {
+		return metadata.Image{}, fmt.Errorf("pin for %s: %w", owner, err)
+	}
+	return img, nil
+}
+
+// Unpin drops owner's pin; what only it kept goes at the next collection.
+func (s *Service) Unpin(ctx context.Context, owner string) error {
+	return s.DB.DeletePin(owner)
 }
 
 func newLeaseID(what string) string {
@@ -230,10 +302,60 @@ func newLeaseID(what string) string {
 	return what + "-" + hex.EncodeToString(b[:])
 }
 
+const defaultLockTimeout = 10 * time.Minute
+
+// lockStore takes the store lock of root/lock: shared by operations that
+// add to the store (pull, load, import) for as long as they run, exclusive
+// by a collection. Leases alone do not make a collection safe beside them:
+// a collection that read the leases just before an operation created its
+// own could delete a blob that operation then finds present and uses.
+// Shared holders run side by side, in one process or several.
+func (s *Service) lockStore(ctx context.Context, exclusive bool, what string) (*lockfile.Lock, error) {
+	timeout := s.LockTimeout
+	if timeout <= 0 {
+		timeout = defaultLockTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	others := "a garbage collection (rmi, image prune)"
+	if exclusive {
+		others = "pulls, loads or imports"
+	}
+	path := filepath.Join(s.root, "lock")
+	l, err := lockfile.Acquire(ctx, path, exclusive, func() {
+		if s.Waiting != nil {
+			s.Waiting(fmt.Sprintf("%s: waiting for other berth processes' %s in %s to finish", what, others, s.root))
+		}
+	})
+	if errors.Is(err, context.DeadlineExceeded) {
+		return nil, fmt.Errorf("%s: other berth processes' %s in %s did not finish within %s: %w", what, others, s.root, timeout, err)
+	} else if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	return l, nil
+}
+
 // withLease runs fn holding a new lease; fn's blobs and snapshots are
 // registered with add. When fn fails the lease goes and a collection
-// reclaims what fn wrote.
+// reclaims what fn wrote (once other operations in progress end, since a
+// collection runs alone).
 func (s *Service) withLease(ctx context.Context, what string, fn func(leaseID string, add func(blobs []digest.Digest, snaps []string) error) error) error {
+	if err := s.withStoreShared(ctx, what, fn); err != nil {
+		// A fresh context: the failure may be ctx's own cancellation.
+		if _, gcErr := s.GC(context.WithoutCancel(ctx)); gcErr != nil {
+			err = errors.Join(err, fmt.Errorf("reclaim after failure: %w", gcErr))
+		}
+		return err
+	}
+	return nil
+}
+
+func (s *Service) withStoreShared(ctx context.Context, what string, fn func(leaseID string, add func(blobs []digest.Digest, snaps []string) error) error) error {
+	l, err := s.lockStore(ctx, false, what)
+	if err != nil {
+		return err
+	}
+	defer l.Release()
 	id := newLeaseID(what)
 	if err := s.DB.CreateLease(id, leaseTTL); err != nil {
 		return err
@@ -245,15 +367,9 @@ func (s *Service) withLease(ctx context.Context, what string, fn func(leaseID st
 		}
 		return s.DB.AddToLease(id, bs, snaps)
 	}
-	err := fn(id, add)
+	err = fn(id, add)
 	if derr := s.DB.DeleteLease(id); derr != nil && err == nil {
 		err = derr
-	}
-	if err != nil {
-		// A fresh context: the failure may be ctx's own cancellation.
-		if _, gcErr := s.GC(context.WithoutCancel(ctx)); gcErr != nil {
-			err = errors.Join(err, fmt.Errorf("reclaim after failure: %w", gcErr))
-		}
 	}
 	return err
 }
@@ -275,9 +391,8 @@ func Open(root string, rc *registry.Client) (*Service, error) {
 }
 
 // OpenWithoutSnapshots opens the store for what needs no snapshots (List,
-// Inspect, Tag, Push, Save). The overlay snapshotter holds its database
-// open, so a process that opens it waits for any other that has; these
-// commands then need not wait for a pull in progress.
+// Inspect, Tag, Push, Save), sparing them the snapshotter's start-up
+// (which may clean up after a crash).
 func OpenWithoutSnapshots(root string, rc *registry.Client) (*Service, error) {
 	cs, err := content.New(filepath.Join(root, "content"))
 	if err != nil {
@@ -287,7 +402,7 @@ func OpenWithoutSnapshots(root string, rc *registry.Client) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Service{Content: cs, DB: db, Registry: rc}, nil
+	return &Service{Content: cs, DB: db, Registry: rc, root: root}, nil
 }
 
 // Close releases the snapshotter.

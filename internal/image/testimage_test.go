@@ -57,6 +57,20 @@ func makeTar(t *testing.T, entries []tarEntry) []byte {
 	return buf.Bytes()
 }
 
+// randomBytes returns n incompressible bytes (xorshift), so that a layer
+// made of them is as big compressed as not.
+func randomBytes(n int) []byte {
+	data := make([]byte, n)
+	x := uint64(88172645463325252)
+	for i := range data {
+		x ^= x << 13
+		x ^= x >> 7
+		x ^= x << 17
+		data[i] = byte(x)
+	}
+	return data
+}
+
 func gzipBytes(b []byte) []byte {
 	var buf bytes.Buffer
 	zw := gzip.NewWriter(&buf)

@@ -10,6 +10,11 @@
 //
 //	v1/images  → image name ("docker.io/library/busybox:latest") → JSON Image
 //	v1/leases  → lease ID → JSON Lease
+//	v1/pins    → owner ("container/ID") → JSON Pin
+//
+// Leases and pins are both roots of garbage collection. A lease is short
+// and expires (what a pull in progress has written); a pin lasts until its
+// owner removes it (what a container needs of its image).
 package metadata
 
 import (
@@ -23,6 +28,7 @@ import (
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 
 	"github.com/berth-project/berth/internal/errdefs"
 )
@@ -31,6 +37,7 @@ var (
 	bucketV1     = []byte("v1")
 	bucketImages = []byte("images")
 	bucketLeases = []byte("leases")
+	bucketPins   = []byte("pins")
 )
 
 // lockTimeout is how long a transaction waits for another process's.
@@ -60,6 +67,20 @@ type Lease struct {
 	Snapshots []string `json:"snapshots,omitempty"`
 }
 
+// Pin keeps what a long-lived user of the store needs from garbage
+// collection until the user removes it: the image it was made from (the
+// target and everything it leads to: manifests, config, layers, the
+// snapshots of the layers) and snapshots of its own (a container's root
+// file system).
+type Pin struct {
+	Owner string `json:"owner"`
+	// Image is the name the image had when pinned, for messages.
+	Image     string             `json:"image,omitempty"`
+	Target    ocispec.Descriptor `json:"target"`
+	Snapshots []string           `json:"snapshots,omitempty"`
+	CreatedAt time.Time          `json:"createdAt"`
+}
+
 // DB is the metadata database at one path.
 type DB struct {
 	path string
@@ -77,7 +98,10 @@ func Open(path string) (*DB, error) {
 
 func (db *DB) open(readOnly bool) (*bolt.DB, error) {
 	b, err := bolt.Open(db.path, 0o600, &bolt.Options{Timeout: lockTimeout, ReadOnly: readOnly})
-	if err != nil {
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		// Transactions last milliseconds: a minute means a stuck process.
+		return nil, fmt.Errorf("metadata database %s: another process has held it for over %s (is a berth process stuck?): %w", db.path, lockTimeout, err)
+	} else if err != nil {
 		return nil, fmt.Errorf("open metadata database %s: %w", db.path, err)
 	}
 	return b, nil
@@ -94,7 +118,7 @@ func (db *DB) update(fn func(tx *bolt.Tx) error) error {
 		if err != nil {
 			return err
 		}
-		for _, name := range [][]byte{bucketImages, bucketLeases} {
+		for _, name := range [][]byte{bucketImages, bucketLeases, bucketPins} {
 			if _, err := v1.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
@@ -243,6 +267,55 @@ func (db *DB) ActiveLeases(now time.Time) ([]Lease, error) {
 			if json.Unmarshal(v, &l) == nil && now.Before(l.ExpiresAt) {
 				out = append(out, l)
 			}
+			return nil
+		})
+	})
+	return out, err
+}
+
+// PutPin records p, replacing any pin of p.Owner.
+func (db *DB) PutPin(p Pin) error {
+	if p.Owner == "" {
+		return fmt.Errorf("pin without an owner: %w", errdefs.ErrInvalidArgument)
+	}
+	if p.CreatedAt.IsZero() {
+		p.CreatedAt = time.Now().UTC()
+	}
+	v, err := json.Marshal(p)
+	if err != nil {
+		return err
+	}
+	return db.update(func(tx *bolt.Tx) error {
+		return bucket(tx, bucketPins).Put([]byte(p.Owner), v)
+	})
+}
+
+// DeletePin removes owner's pin, or fails with errdefs.ErrNotFound.
+func (db *DB) DeletePin(owner string) error {
+	return db.update(func(tx *bolt.Tx) error {
+		b := bucket(tx, bucketPins)
+		if b.Get([]byte(owner)) == nil {
+			return fmt.Errorf("pin of %s: %w", owner, errdefs.ErrNotFound)
+		}
+		return b.Delete([]byte(owner))
+	})
+}
+
+// Pins lists every pin, sorted by owner.
+func (db *DB) Pins() ([]Pin, error) {
+	var out []Pin
+	err := db.view(func(tx *bolt.Tx) error {
+		// A database written before pins existed has no bucket yet.
+		b := tx.Bucket(bucketV1)
+		if b == nil || b.Bucket(bucketPins) == nil {
+			return nil
+		}
+		return b.Bucket(bucketPins).ForEach(func(k, v []byte) error {
+			var p Pin
+			if err := json.Unmarshal(v, &p); err != nil {
+				return fmt.Errorf("pin record %s: %w", k, err)
+			}
+			out = append(out, p)
 			return nil
 		})
 	})

@@ -134,6 +134,9 @@ func (b *blobReader) open() error {
 	default:
 		resp.Body.Close()
 		err := fmt.Errorf("GET %s: %s", req.URL, resp.Status)
+		if resp.StatusCode == http.StatusUnauthorized {
+			err = refused(b.r.Endpoint, err)
+		}
 		if resp.StatusCode < 500 && resp.StatusCode != http.StatusTooManyRequests && resp.StatusCode != http.StatusRequestTimeout {
 			err = permanentError{err}
 		}

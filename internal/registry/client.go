@@ -17,6 +17,7 @@ import (
 	"oras.land/oras-go/v2/registry/remote"
 	"oras.land/oras-go/v2/registry/remote/auth"
 	"oras.land/oras-go/v2/registry/remote/credentials"
+	"oras.land/oras-go/v2/registry/remote/errcode"
 	"oras.land/oras-go/v2/registry/remote/retry"
 
 	"github.com/berth-project/berth/internal/errdefs"
@@ -219,10 +220,20 @@ func (r *Repo) scoped(ctx context.Context) context.Context {
 	return auth.AppendRepositoryScope(ctx, orasregistry.Reference{Registry: r.remote.Reference.Registry, Repository: r.remote.Reference.Repository}, auth.ActionPull)
 }
 
-// loginHint says how to fix a request refused for want of credentials.
+// loginHint says how to fix a request refused for want of credentials:
+// none at all for a registry that asks for basic auth, or a bearer token
+// (anonymous, or for a user) that does not grant the repository.
 func loginHint(host string, err error) error {
-	if errors.Is(err, auth.ErrBasicCredentialNotFound) {
+	var resp *errcode.ErrorResponse
+	switch {
+	case errors.Is(err, auth.ErrBasicCredentialNotFound):
 		return fmt.Errorf("%s asks for a login (berth login %s): %w", host, host, err)
+	case errors.As(err, &resp) && resp.StatusCode == http.StatusUnauthorized:
+		return refused(host, err)
 	}
 	return err
+}
+
+func refused(host string, err error) error {
+	return fmt.Errorf("%s refused access (berth login %s, as a user allowed this repository): %w", host, host, err)
 }

@@ -15,5 +15,11 @@
 // Invariant: a directory under snapshots/ exists only while the metadata
 // records it. Creation renames a temporary directory into place inside the
 // metadata transaction, and removal renames it out; New removes whatever a
-// crash left over.
+// crash left over, when no other process has the store open (each open
+// Snapshotter holds a shared flock on <root>/lock, and New cleans up only
+// if it can take that lock exclusively).
+//
+// Several processes may use one root at once: the database is opened for
+// each transaction and closed after it, since bbolt locks the file for as
+// long as it is open.
 package overlay

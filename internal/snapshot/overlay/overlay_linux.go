@@ -3,18 +3,22 @@ package overlay
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-project/berth/internal/errdefs"
+	"github.com/berth-project/berth/internal/lockfile"
 	"github.com/berth-project/berth/internal/snapshot"
 )
 
@@ -45,12 +49,66 @@ type record struct {
 	Usage snapshot.Usage `json:"usage"`
 }
 
-// Snapshotter is the overlayfs snapshotter. It is safe for concurrent use:
-// every change is one bbolt write transaction, and the directory renames
-// that go with it happen inside that transaction.
+// Snapshotter is the overlayfs snapshotter. It is safe for concurrent use,
+// by goroutines and by processes: every change is one bbolt write
+// transaction, and the directory renames that go with it happen inside that
+// transaction. The database file is opened for each transaction and closed
+// after it (bbolt holds a file lock for as long as it is open), so that
+// several berth processes can pull at once into one store; a process
+// waits at most lockTimeout for another's transaction.
 type Snapshotter struct {
 	root string
-	db   *bolt.DB
+	// mu keeps this process's own transactions from polling each other's
+	// file locks: writers take it exclusively, readers shared.
+	mu sync.RWMutex
+	// users is a shared lock on root/lock held while the Snapshotter is
+	// open; New cleans up after crashes only when it can lock it
+	// exclusively, i.e. when no other process has the store open and
+	// might be between creating a directory and recording it.
+	users *lockfile.Lock
+}
+
+// lockTimeout bounds the wait for another process's transaction. A
+// transaction lasts milliseconds, so reaching it means that process is stuck.
+const lockTimeout = 60 * time.Second
+
+func (s *Snapshotter) dbPath() string { return filepath.Join(s.root, "metadata.db") }
+
+func (s *Snapshotter) openDB(readOnly bool) (*bolt.DB, error) {
+	db, err := bolt.Open(s.dbPath(), 0o600, &bolt.Options{Timeout: lockTimeout, ReadOnly: readOnly})
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return nil, fmt.Errorf("snapshot metadata %s: another process has held it for over %s (is a berth process stuck?): %w", s.dbPath(), lockTimeout, err)
+	} else if err != nil {
+		return nil, fmt.Errorf("open snapshot metadata %s: %w", s.dbPath(), err)
+	}
+	return db, nil
+}
+
+// update runs fn in a write transaction.
+func (s *Snapshotter) update(fn func(tx *bolt.Tx) error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	db, err := s.openDB(false)
+	if err != nil {
+		return err
+	}
+	err = db.Update(fn)
+	if cerr := db.Close(); cerr != nil && err == nil {
+		err = fmt.Errorf("close snapshot metadata: %w", cerr)
+	}
+	return err
+}
+
+// view runs fn in a read transaction.
+func (s *Snapshotter) view(fn func(tx *bolt.Tx) error) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	db, err := s.openDB(true)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	return db.View(fn)
 }
 
 var _ snapshot.Snapshotter = (*Snapshotter)(nil)
@@ -71,26 +129,48 @@ func New(root string) (*Snapshotter, error) {
 	if err := os.MkdirAll(filepath.Join(root, "snapshots"), 0o700); err != nil {
 		return nil, fmt.Errorf("create overlay snapshotter root: %w", err)
 	}
-	db, err := bolt.Open(filepath.Join(root, "metadata.db"), 0o600, &bolt.Options{Timeout: 5 * time.Second})
-	if err != nil {
-		return nil, fmt.Errorf("open snapshot metadata %s: %w", filepath.Join(root, "metadata.db"), err)
-	}
-	s := &Snapshotter{root: root, db: db}
-	if err := s.cleanup(); err != nil {
-		db.Close()
+	s := &Snapshotter{root: root}
+	if err := s.update(func(tx *bolt.Tx) error {
+		_, err := tx.CreateBucketIfNotExists(bucketSnapshots)
+		return err
+	}); err != nil {
 		return nil, err
 	}
+	lockPath := filepath.Join(root, "lock")
+	l, alone, err := lockfile.TryExclusive(lockPath)
+	if err != nil {
+		return nil, fmt.Errorf("overlay snapshotter: %w", err)
+	}
+	if alone {
+		// Nobody else has the store open: what is not recorded is debris.
+		if err := s.cleanup(); err != nil {
+			l.Release()
+			return nil, err
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), lockTimeout)
+		defer cancel()
+		if err := l.Downgrade(ctx); err != nil {
+			l.Release()
+			return nil, fmt.Errorf("overlay snapshotter: %w", err)
+		}
+	} else {
+		// Another process has it open; its leftovers, if any, wait for
+		// the next New that finds the store to itself. A shared lock is
+		// only refused while another New cleans up, which is brief.
+		ctx, cancel := context.WithTimeout(context.Background(), lockTimeout)
+		defer cancel()
+		if l, err = lockfile.Acquire(ctx, lockPath, false, nil); err != nil {
+			return nil, fmt.Errorf("overlay snapshotter: lock %s: %w", lockPath, err)
+		}
+	}
+	s.users = l
 	return s, nil
 }
 
 func (s *Snapshotter) cleanup() error {
 	known := map[string]bool{}
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		b, err := tx.CreateBucketIfNotExists(bucketSnapshots)
-		if err != nil {
-			return err
-		}
-		return b.ForEach(func(_, v []byte) error {
+	err := s.view(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketSnapshots).ForEach(func(_, v []byte) error {
 			var r record
 			if err := json.Unmarshal(v, &r); err != nil {
 				return err
@@ -117,8 +197,8 @@ func (s *Snapshotter) cleanup() error {
 	return nil
 }
 
-// Close closes the metadata db.
-func (s *Snapshotter) Close() error { return s.db.Close() }
+// Close releases the store.
+func (s *Snapshotter) Close() error { return s.users.Release() }
 
 func (s *Snapshotter) dir(id uint64) string {
 	return filepath.Join(s.root, "snapshots", strconv.FormatUint(id, 10))
@@ -182,7 +262,7 @@ func info(name string, r record) snapshot.Info {
 // lookup reads the record of key in a transaction of its own.
 func (s *Snapshotter) lookup(key string) (record, error) {
 	var r record
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		var err error
 		r, err = mustGet(tx.Bucket(bucketSnapshots), key)
 		return err
@@ -214,7 +294,7 @@ func (s *Snapshotter) Usage(ctx context.Context, key string) (snapshot.Usage, er
 // Mounts returns the mounts of the active or view snapshot key.
 func (s *Snapshotter) Mounts(ctx context.Context, key string) ([]snapshot.Mount, error) {
 	var ms []snapshot.Mount
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketSnapshots)
 		r, err := mustGet(b, key)
 		if err != nil {
@@ -252,7 +332,7 @@ func (s *Snapshotter) UpperDir(ctx context.Context, key string) (string, error) 
 // archive.ApplyOptions.Parents.
 func (s *Snapshotter) ParentDirs(ctx context.Context, key string) ([]string, error) {
 	var dirs []string
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketSnapshots)
 		r, err := mustGet(b, key)
 		if err != nil {
@@ -342,7 +422,7 @@ func (s *Snapshotter) create(ctx context.Context, kind snapshot.Kind, key, paren
 	}
 
 	var ms []snapshot.Mount
-	err = s.db.Update(func(tx *bolt.Tx) error {
+	err = s.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketSnapshots)
 		if _, exists, err := get(b, key); err != nil {
 			return err
@@ -392,7 +472,18 @@ func (s *Snapshotter) Commit(ctx context.Context, name, key string, labels map[s
 	if name == "" {
 		return fmt.Errorf("commit %q with an empty name: %w", key, errdefs.ErrInvalidArgument)
 	}
-	return s.db.Update(func(tx *bolt.Tx) error {
+	// Measured before the transaction, so that walking a big layer does
+	// not hold the database lock other processes wait for; the tree no
+	// longer changes once its writer commits it.
+	r, err := s.lookup(key)
+	if err != nil {
+		return err
+	}
+	u, err := diskUsage(ctx, s.fsDir(r.ID))
+	if err != nil {
+		return fmt.Errorf("commit %q: %w", key, err)
+	}
+	return s.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketSnapshots)
 		r, err := mustGet(b, key)
 		if err != nil {
@@ -405,10 +496,6 @@ func (s *Snapshotter) Commit(ctx context.Context, name, key string, labels map[s
 			return err
 		} else if exists {
 			return fmt.Errorf("commit %q as %q: %w", key, name, errdefs.ErrAlreadyExists)
-		}
-		u, err := diskUsage(ctx, s.fsDir(r.ID))
-		if err != nil {
-			return fmt.Errorf("commit %q: %w", key, err)
 		}
 		r.Kind, r.Usage, r.Updated = snapshot.KindCommitted, u, time.Now().UTC()
 		if labels != nil {
@@ -424,7 +511,7 @@ func (s *Snapshotter) Commit(ctx context.Context, name, key string, labels map[s
 // Remove deletes key and its directories.
 func (s *Snapshotter) Remove(ctx context.Context, key string) error {
 	var dir, doomed string
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketSnapshots)
 		r, err := mustGet(b, key)
 		if err != nil {
@@ -472,7 +559,7 @@ func (s *Snapshotter) Remove(ctx context.Context, key string) error {
 // Walk calls fn for every snapshot in name order.
 func (s *Snapshotter) Walk(ctx context.Context, fn func(context.Context, snapshot.Info) error) error {
 	var infos []snapshot.Info
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketSnapshots).ForEach(func(k, v []byte) error {
 			var r record
 			if err := json.Unmarshal(v, &r); err != nil {

@@ -375,3 +375,71 @@ func TestUnpackedImageAsUserSeesIt(t *testing.T) {
 		t.Errorf("image view sees %q: the container's write leaked into the image", b)
 	}
 }
+
+// TestTwoOpenersShareOneRoot opens the store twice, as two berth processes
+// do (flock treats two opens in one process as it does two processes):
+// both work at once, the second open does not remove what the first is
+// making, and crash debris goes only once the store is opened alone.
+func TestTwoOpenersShareOneRoot(t *testing.T) {
+	requireRoot(t)
+	ctx := context.Background()
+	root := t.TempDir()
+	a, err := New(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if _, err := a.Prepare(ctx, "a-active", "", nil); err != nil {
+		t.Fatal(err)
+	}
+	// A directory a live process is creating looks just like crash debris.
+	inFlight := filepath.Join(root, "snapshots", "new-inflight")
+	if err := os.MkdirAll(inFlight, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	b, err := New(root)
+	if err != nil {
+		t.Fatalf("second open while the first is open: %v", err)
+	}
+	if _, err := os.Stat(inFlight); err != nil {
+		t.Errorf("the second open removed a directory the first may be creating: %v", err)
+	}
+	if _, err := b.Prepare(ctx, "b-active", "", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Commit(ctx, "a-done", "a-active", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Prepare(ctx, "b-child", "a-done", nil); err != nil {
+		t.Fatalf("the second sees the first's commit: %v", err)
+	}
+	if got := strings.Join(walk(t, a), " "); got != "a-done:committed: b-active:active: b-child:active:a-done" {
+		t.Errorf("the first sees %s", got)
+	}
+	b.Close()
+	a.Close()
+	c, err := New(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := os.Stat(inFlight); !os.IsNotExist(err) {
+		t.Errorf("debris kept when the store was opened alone: %v", err)
+	}
+	if got := len(snapshotDirs(t, root)); got != 3 {
+		t.Errorf("%d snapshot directories, want 3", got)
+	}
+}
+
+func walk(t *testing.T, sn snapshot.Snapshotter) []string {
+	t.Helper()
+	var out []string
+	err := sn.Walk(context.Background(), func(_ context.Context, i snapshot.Info) error {
+		out = append(out, i.Name+":"+i.Kind.String()+":"+i.Parent)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
