@@ -41,6 +41,18 @@ func TestBadInput(t *testing.T) {
 		{name: "nonexistent namespace path", opts: []testutil.BundleOption{testutil.WithSpec(func(s *specs.Spec) {
 			s.Linux.Namespaces[1] = specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: "/run/berth-e2e-no-such-netns"}
 		})}, want: []string{"/run/berth-e2e-no-such-netns"}},
+		{name: "apparmor profile without AppArmor", opts: []testutil.BundleOption{testutil.WithSpec(func(s *specs.Spec) {
+			s.Process.ApparmorProfile = "berth-e2e-profile"
+		})}, want: []string{"process.apparmorProfile"}, runc: "ignores apparmorProfile where AppArmor is disabled"},
+		{name: "selinux label without SELinux", opts: []testutil.BundleOption{testutil.WithSpec(func(s *specs.Spec) {
+			s.Process.SelinuxLabel = "system_u:system_r:container_t:s0"
+		})}, want: []string{"process.selinuxLabel"}, runc: "ignores selinuxLabel where SELinux is disabled"},
+		{name: "hard rlimit above the host's", opts: []testutil.BundleOption{testutil.WithSpec(func(s *specs.Spec) {
+			s.Process.Rlimits = []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Soft: 1024, Hard: 1 << 30}}
+		})}, want: []string{"RLIMIT_NOFILE", "CAP_SYS_RESOURCE"}, runc: `says only "error setting rlimit type 7: operation not permitted"`},
+		{name: "unknown rlimit", opts: []testutil.BundleOption{testutil.WithSpec(func(s *specs.Spec) {
+			s.Process.Rlimits = []specs.POSIXRlimit{{Type: "RLIMIT_BERTH", Soft: 1, Hard: 1}}
+		})}, want: []string{"RLIMIT_BERTH"}},
 	} {
 		t.Run(strings.ReplaceAll(tc.name, " ", "_"), func(t *testing.T) {
 			b := testutil.NewBundle(t, append([]testutil.BundleOption{testutil.WithArgs("true")}, tc.opts...)...)
@@ -100,4 +112,23 @@ func TestUnknownCapabilityWarns(t *testing.T) {
 	if !strings.Contains(res.Stderr, "CAP_BERTH_BOGUS") {
 		t.Errorf("create with an unknown capability: stderr %q, want a warning naming CAP_BERTH_BOGUS", res.Stderr)
 	}
+}
+
+// TestSystemdCgroupWithoutSystemd: --systemd-cgroup where PID 1 is not
+// systemd (as on this project's CI machine) fails with a message that says
+// so, and leaves nothing behind.
+func TestSystemdCgroupWithoutSystemd(t *testing.T) {
+	if _, err := os.Stat("/run/systemd/system"); err == nil {
+		t.Skip("requires a host where systemd is not running (this one runs it)")
+	}
+	rt := newRuntime(t)
+	b := testutil.NewBundle(t, testutil.WithArgs("true"), testutil.WithSpec(func(s *specs.Spec) {
+		s.Linux.CgroupsPath = "system.slice:berth-e2e:sd"
+	}))
+	id := rt.NewID("systemd")
+	res := rt.Do("--systemd-cgroup", "create", "--bundle", b.Dir, id).Fails(t)
+	if !strings.Contains(strings.ToLower(res.Stderr), "systemd") {
+		t.Errorf("--systemd-cgroup without systemd: want an error about systemd: %s", res)
+	}
+	checkCreateLeftNothing(t, rt, id, b)
 }
