@@ -31,6 +31,10 @@ func main() {
 		runtime.Init()
 		return
 	}
+	if runtime.IsIDMapHolder(os.Args) {
+		runtime.RunIDMapHolder()
+		return
+	}
 	os.Exit(run(os.Args))
 }
 

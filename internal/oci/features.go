@@ -40,7 +40,7 @@ func Features() *features.Features {
 			Apparmor:        &features.Apparmor{Enabled: &[]bool{false}[0]},
 			Selinux:         &features.Selinux{Enabled: &[]bool{false}[0]},
 			IntelRdt:        &features.IntelRdt{Enabled: &[]bool{false}[0]},
-			MountExtensions: &features.MountExtensions{IDMap: &features.IDMap{Enabled: &[]bool{false}[0]}},
+			MountExtensions: &features.MountExtensions{IDMap: &features.IDMap{Enabled: &t}},
 		},
 		Annotations: map[string]string{
 			"org.opencontainers.runtime-spec.features.rlimits": joinComma(rl),

@@ -261,6 +261,20 @@ func validateMount(m specs.Mount, field string) error {
 	if _, err := ParseMountOptions(m.Options); err != nil {
 		return fmt.Errorf("%s.options: %w", field, err)
 	}
+	if len(m.UIDMappings) > 0 || len(m.GIDMappings) > 0 {
+		if !IsBind(m) {
+			return fmt.Errorf("%s.uidMappings: idmapped mounts are bind mounts only; type %q is not", field, m.Type)
+		}
+		if len(m.UIDMappings) == 0 || len(m.GIDMappings) == 0 {
+			return fmt.Errorf("%s: an idmapped mount needs both uidMappings and gidMappings", field)
+		}
+		if err := validateIDMappings(field+".uidMappings", m.UIDMappings); err != nil {
+			return err
+		}
+		if err := validateIDMappings(field+".gidMappings", m.GIDMappings); err != nil {
+			return err
+		}
+	}
 	if IsBind(m) {
 		if m.Source == "" {
 			return fmt.Errorf("%s.source: missing for a bind mount", field)

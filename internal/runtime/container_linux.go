@@ -141,6 +141,15 @@ func (r *Runtime) Create(ctx context.Context, id string, opt CreateOptions) (ret
 	if err != nil {
 		return err
 	}
+	mountFiles, err := idmapMounts(spec, bundle)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		for _, f := range mountFiles {
+			f.Close()
+		}
+	}()
 	p := &persisted{
 		ID: id, Bundle: bundle, Rootfs: spec.Root.Path, Created: time.Now().UTC(),
 		Owner: ownerName(), Spec: spec, Systemd: r.SystemdCgroup, Rootless: r.Rootless,
@@ -154,7 +163,7 @@ func (r *Runtime) Create(ctx context.Context, id string, opt CreateOptions) (ret
 		join: join, clone: clone, uidMaps: spec.Linux.UIDMappings, gidMaps: spec.Linux.GIDMappings,
 		timeOffsets: spec.Linux.TimeOffsets, joinCgroup: cg.Apply, oomScoreAdj: spec.Process.OOMScoreAdj,
 		stdio: opt.Stdio, preserveFds: opt.PreserveFds, fifo: fifo, console: console,
-		message: &initMessage{Type: msgConfig, Config: cfg},
+		mountFiles: mountFiles, message: &initMessage{Type: msgConfig, Config: cfg},
 	})
 	if err != nil {
 		return err

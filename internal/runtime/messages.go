@@ -30,6 +30,8 @@ type initConfig struct {
 	NoNewKeyring bool              `json:"no_new_keyring,omitempty"`
 	CgroupPaths  map[string]string `json:"cgroup_paths,omitempty"`
 	State        specs.State       `json:"state"` // for hooks run by the init
+	// MountFds: for mounts[i], the fd of an idmapped mount to attach.
+	MountFds map[int]int `json:"mount_fds,omitempty"`
 }
 
 type initReply struct {

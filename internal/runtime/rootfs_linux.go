@@ -62,7 +62,11 @@ func (r *rootfsSetup) prepare() error {
 	}
 	r.root = root
 	for i, m := range r.spec.Mounts {
-		if err := r.mount(m); err != nil {
+		mount := r.mount
+		if fd, ok := r.cfg.MountFds[i]; ok {
+			mount = func(m specs.Mount) error { return r.attachIDMapped(m, fd) }
+		}
+		if err := mount(m); err != nil {
 			return fmt.Errorf("mounts[%d] (%s on %s): %w", i, m.Type, m.Destination, err)
 		}
 		if m.Destination == "/dev" && !oci.IsBind(m) {
@@ -199,6 +203,12 @@ func (r *rootfsSetup) bindMount(m specs.Mount, dest string, opts oci.MountOption
 	if err != nil {
 		return fmt.Errorf("bind %s: %w", src, err)
 	}
+	return r.bindOptions(dest, opts)
+}
+
+// bindOptions applies the flags, attributes and propagation of a bind
+// mount once it is in place.
+func (r *rootfsSetup) bindOptions(dest string, opts oci.MountOptions) error {
 	if rest := opts.Flags &^ (unix.MS_BIND | unix.MS_REC | unix.MS_REMOUNT); rest != 0 || opts.Cleared != 0 {
 		if err := remount(r.root, dest, rest); err != nil {
 			return err
@@ -210,6 +220,35 @@ func (r *rootfsSetup) bindMount(m specs.Mount, dest string, opts oci.MountOption
 		}
 	}
 	return r.applyPropagation(dest, opts)
+}
+
+// attachIDMapped puts the idmapped clone of a bind mount's source that the
+// runtime made on the host (fd, see idmapMounts) at its destination, then
+// applies the mount's other options as for any bind mount.
+func (r *rootfsSetup) attachIDMapped(m specs.Mount, fd int) error {
+	mnt := os.NewFile(uintptr(fd), "idmapped")
+	defer mnt.Close()
+	dest := filepath.Clean(m.Destination)
+	opts, err := oci.ParseMountOptions(m.Options)
+	if err != nil {
+		return err
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return fmt.Errorf("idmapped mount: %w", err)
+	}
+	target, err := pathrs.MountPoint(r.root, dest, st.Mode&unix.S_IFMT == unix.S_IFDIR)
+	if err != nil {
+		return err
+	}
+	// Onto the resolved fd itself: move_mount does not follow the
+	// /proc/self/fd magic link that mount(2) takes.
+	err = unix.MoveMount(fd, "", int(target.Fd()), "", unix.MOVE_MOUNT_F_EMPTY_PATH|unix.MOVE_MOUNT_T_EMPTY_PATH)
+	target.Close()
+	if err != nil {
+		return fmt.Errorf("attach the idmapped mount of %s: %w", m.Source, err)
+	}
+	return r.bindOptions(dest, opts)
 }
 
 // remount changes the flags of the bind mount at dest. Flags that the

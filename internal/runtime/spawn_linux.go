@@ -42,8 +42,9 @@ type spawnOptions struct {
 	oomScoreAdj *int
 	stdio       [3]*os.File
 	preserveFds int
-	fifo        *os.File // O_PATH fd of exec.fifo (create only)
-	console     *os.File // connected console socket (terminal only)
+	fifo        *os.File         // O_PATH fd of exec.fifo (create only)
+	console     *os.File         // connected console socket (terminal only)
+	mountFiles  map[int]*os.File // idmapped mounts, by index in the spec's mounts
 	message     *initMessage
 }
 
@@ -103,6 +104,12 @@ func spawn(opt spawnOptions) (_ *child, retErr error) {
 	}
 	if opt.console != nil {
 		cmd.Env = append(cmd.Env, envConsole+"="+strconv.Itoa(addFd(opt.console)))
+	}
+	if len(opt.mountFiles) > 0 {
+		opt.message.Config.MountFds = map[int]int{}
+		for i, f := range opt.mountFiles {
+			opt.message.Config.MountFds[i] = addFd(f)
+		}
 	}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start init: %w", err)

@@ -1,0 +1,120 @@
+package runtime
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"syscall"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// idmapHolderArg makes berth-runtime a process that only holds a user
+// namespace open until its stdin closes (see usernsWithMaps).
+const idmapHolderArg = "idmap-userns"
+
+// IsIDMapHolder reports whether args are those of a user namespace holder;
+// RunIDMapHolder is then all the process does.
+func IsIDMapHolder(args []string) bool { return len(args) > 1 && args[1] == idmapHolderArg }
+
+// RunIDMapHolder waits for its parent to close stdin.
+func RunIDMapHolder() { io.Copy(io.Discard, os.Stdin) }
+
+// idmapMounts makes, on the host, the idmapped bind mounts of a spec: for
+// each mount with uidMappings/gidMappings, a detached clone of the source
+// whose ids are mapped through a user namespace holding those mappings
+// (mount_setattr MOUNT_ATTR_IDMAP). The init attaches them in the
+// container's mount namespace with move_mount. The result is indexed like
+// spec.Mounts; the caller closes the files.
+func idmapMounts(spec *specs.Spec, bundle string) (map[int]*os.File, error) {
+	out := map[int]*os.File{}
+	fail := func(err error) (map[int]*os.File, error) {
+		for _, f := range out {
+			f.Close()
+		}
+		return nil, err
+	}
+	for i, m := range spec.Mounts {
+		if len(m.UIDMappings) == 0 && len(m.GIDMappings) == 0 {
+			continue
+		}
+		field := fmt.Sprintf("mounts[%d]", i)
+		src := m.Source
+		if !filepath.IsAbs(src) {
+			src = filepath.Join(bundle, src)
+		}
+		userns, err := usernsWithMaps(m.UIDMappings, m.GIDMappings)
+		if err != nil {
+			return fail(fmt.Errorf("%s.uidMappings: %w", field, err))
+		}
+		recursive := slices.Contains(m.Options, "rbind") || m.Type == "rbind"
+		treeFlags := unix.OPEN_TREE_CLONE | unix.OPEN_TREE_CLOEXEC
+		if recursive {
+			treeFlags |= unix.AT_RECURSIVE
+		}
+		fd, err := unix.OpenTree(unix.AT_FDCWD, src, uint(treeFlags))
+		if err != nil {
+			userns.Close()
+			return fail(fmt.Errorf("%s.source: clone %s: %w", field, src, err))
+		}
+		attrFlags := unix.AT_EMPTY_PATH
+		// "ridmap" maps the submounts of an rbind too; "idmap" (or
+		// mappings alone) only its top.
+		if recursive && slices.Contains(m.Options, "ridmap") {
+			attrFlags |= unix.AT_RECURSIVE
+		}
+		err = unix.MountSetattr(fd, "", uint(attrFlags), &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_IDMAP, Userns_fd: uint64(userns.Fd())})
+		userns.Close()
+		if err != nil {
+			unix.Close(fd)
+			if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EPERM) {
+				return fail(fmt.Errorf("%s: the filesystem of %s does not support idmapped mounts: %w", field, src, err))
+			}
+			return fail(fmt.Errorf("%s: idmap %s: %w", field, src, err))
+		}
+		out[i] = os.NewFile(uintptr(fd), "idmapped-"+m.Destination)
+	}
+	return out, nil
+}
+
+// usernsWithMaps returns a user namespace with the given mappings: a
+// short-lived child of ours is made in it (Go writes the maps between its
+// clone and exec), and its namespace is opened before it is let go.
+func usernsWithMaps(uids, gids []specs.LinuxIDMapping) (*os.File, error) {
+	conv := func(in []specs.LinuxIDMapping) []syscall.SysProcIDMap {
+		var out []syscall.SysProcIDMap
+		for _, m := range in {
+			out = append(out, syscall.SysProcIDMap{ContainerID: int(m.ContainerID), HostID: int(m.HostID), Size: int(m.Size)})
+		}
+		return out
+	}
+	cmd := exec.Command("/proc/self/exe", idmapHolderArg)
+	cmd.Env = []string{}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags:  unix.CLONE_NEWUSER,
+		UidMappings: conv(uids),
+		GidMappings: conv(gids),
+	}
+	if err := cmd.Start(); err != nil {
+		stdin.Close()
+		return nil, fmt.Errorf("make a user namespace with the mount's mappings: %w", err)
+	}
+	defer func() {
+		stdin.Close()
+		cmd.Wait()
+	}()
+	f, err := os.Open(fmt.Sprintf("/proc/%d/ns/user", cmd.Process.Pid))
+	if err != nil {
+		return nil, fmt.Errorf("open the mapping user namespace: %w", err)
+	}
+	return f, nil
+}

@@ -1,0 +1,64 @@
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/berth-project/berth/internal/testutil"
+)
+
+// TestIDMappedMount: a bind mount with uidMappings/gidMappings is an
+// idmapped mount (runtime-spec 1.2+, how Kubernetes gives a pod in a user
+// namespace its volumes): files owned by host root appear owned by the
+// container's root, and what the container's root writes lands owned by
+// host root, with no chown of the volume.
+func TestIDMappedMount(t *testing.T) {
+	skipIfRunc(t, "runc 1.1.5 has no idmapped mounts (runc 1.2 added them)")
+	rt := newRuntime(t)
+	data := hostDir(t)
+	if err := os.WriteFile(filepath.Join(data, "by-host"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mapping := []specs.LinuxIDMapping{{ContainerID: 0, HostID: 100000, Size: 65536}}
+	ns := append(testutil.DefaultSpec().Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace})
+	out := runOut(t, rt, "idmap",
+		testutil.WithShell("stat -c '%u:%g %n' /data/by-host; touch /data/by-container && echo wrote"),
+		testutil.WithNamespaces(ns...),
+		testutil.WithRootfs(func(rootfs string) error { return os.Mkdir(filepath.Join(rootfs, "data"), 0o755) }),
+		testutil.WithMounts(specs.Mount{Destination: "/data", Type: "bind", Source: data, Options: []string{"bind", "rw", "idmap"},
+			UIDMappings: mapping, GIDMappings: mapping}),
+		testutil.WithSpec(func(s *specs.Spec) {
+			s.Linux.UIDMappings = mapping
+			s.Linux.GIDMappings = mapping
+		}))
+	if !strings.Contains(out, "0:0 /data/by-host") || !strings.Contains(out, "wrote") {
+		t.Errorf("in the container, want by-host owned by 0:0 and a successful write: %q", out)
+	}
+	st, err := os.Stat(filepath.Join(data, "by-container"))
+	if err != nil {
+		t.Fatalf("file made by the container: %v", err)
+	}
+	if sys := st.Sys().(*syscall.Stat_t); sys.Uid != 0 || sys.Gid != 0 {
+		t.Errorf("file made by container root through the idmapped mount is owned by %d:%d on the host, want 0:0", sys.Uid, sys.Gid)
+	}
+
+	// An idmapped mount that is not a bind, or maps uids only, is refused
+	// with the field named, and nothing is left.
+	for name, m := range map[string]specs.Mount{
+		"tmpfs":    {Destination: "/data", Type: "tmpfs", Source: "tmpfs", UIDMappings: mapping, GIDMappings: mapping},
+		"uid only": {Destination: "/data", Type: "bind", Source: data, Options: []string{"bind"}, UIDMappings: mapping},
+	} {
+		b := testutil.NewBundle(t, testutil.WithArgs("true"), testutil.WithMounts(m))
+		id := rt.NewID("idmapbad")
+		res := rt.Create(id, b.Dir)
+		if res.ExitCode == 0 || !strings.Contains(res.Stderr, "mounts[") {
+			t.Errorf("create with an idmapped %s mount: want a failure naming the mount: %s", name, res)
+		}
+		checkCreateLeftNothing(t, rt, id, b)
+	}
+}
