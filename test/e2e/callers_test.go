@@ -10,6 +10,15 @@ package e2e
 // Both callers reparent their long-lived helpers (the shim, conmon) to the
 // nearest child subreaper, which is the test process (see TestMain): the
 // tests reap what exits of them, as PID 1 would.
+//
+// What stays host-wide, as the callers hard-code it: containerd 1.6's shims
+// put their sockets in /run/containerd/s (the test checks its shim removed
+// its own), and Podman's image import records blob digests in
+// /var/lib/containers/cache, a cache every root Podman shares.
+//
+// Both tests pass against runc 1.1.5 (BERTH_RUNTIME=/usr/sbin/runc) with no
+// difference in behaviour; crun 1.8 cannot run on this host's hybrid cgroup
+// layout at all.
 
 import (
 	"archive/tar"
@@ -577,6 +586,9 @@ func TestContainerdDrivesRuntime(t *testing.T) {
 	if out := c.ok("image", "ls", "-q"); !strings.Contains(out, image) {
 		t.Fatalf("image ls after import: %q", out)
 	}
+	// Without --runc-root the shim would keep the runtime's state in the
+	// host-wide /run/containerd/runc/NS, and without --fifo-dir ctr would
+	// make its fifos in /run/containerd/fifo.
 	run := []string{"run", "--runc-binary", bin, "--runc-root", c.runcRoot, "--fifo-dir", c.fifoDir}
 
 	// A foreground run: ctr prints what the container writes and exits
