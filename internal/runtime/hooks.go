@@ -14,7 +14,10 @@ import (
 )
 
 // runHooks runs hooks in order with the state on stdin; the first failure
-// stops the rest and is returned with the hook's stderr.
+// stops the rest and is returned with the hook's stderr. Poststart and
+// poststop hooks are the exception the spec makes: a failure there is only
+// a warning, and the remaining hooks still run, so all of them run and
+// every failure is returned, joined.
 func runHooks(hooks []specs.Hook, kind string, state specs.State) error {
 	if len(hooks) == 0 {
 		return nil
@@ -23,12 +26,18 @@ func runHooks(hooks []specs.Hook, kind string, state specs.State) error {
 	if err != nil {
 		return err
 	}
+	keepGoing := kind == "poststart" || kind == "poststop"
+	var errs []error
 	for i, h := range hooks {
 		if err := runHook(h, in); err != nil {
-			return fmt.Errorf("hooks.%s[%d] (%s): %w", kind, i, h.Path, err)
+			err = fmt.Errorf("hooks.%s[%d] (%s): %w", kind, i, h.Path, err)
+			if !keepGoing {
+				return err
+			}
+			errs = append(errs, err)
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 func runHook(h specs.Hook, state []byte) error {

@@ -41,9 +41,16 @@ func (r *rootfsSetup) prepare() error {
 			r.userns = true
 		}
 	}
+	// The host's mounts become slaves here unless the config asks for
+	// shared propagation back to the host; the requested propagation of
+	// the container's own root is set after pivot_root (see pivot). An
+	// unbindable or private old root would also break the bind of the
+	// rootfs below.
 	prop := uintptr(unix.MS_SLAVE | unix.MS_REC)
 	if p := r.spec.Linux.RootfsPropagation; p != "" {
-		prop, _ = oci.PropagationFlag(p)
+		if f, _ := oci.PropagationFlag(p); f&unix.MS_SHARED != 0 {
+			prop = f
+		}
 	}
 	// Nothing mounted from here on may propagate back to the host.
 	if err := unix.Mount("", "/", "", prop, ""); err != nil {
@@ -605,6 +612,13 @@ func (r *rootfsSetup) masks() error {
 	if r.spec.Root.Readonly {
 		if err := remount(r.root, "/", unix.MS_RDONLY); err != nil {
 			return fmt.Errorf("root.readonly: %w", err)
+		}
+	}
+	// Last: an unbindable root would refuse the binds above.
+	if p := r.spec.Linux.RootfsPropagation; p != "" {
+		flag, _ := oci.PropagationFlag(p)
+		if err := unix.Mount("", "/", "", flag, ""); err != nil {
+			return fmt.Errorf("linux.rootfsPropagation %s: %w", p, err)
 		}
 	}
 	return nil

@@ -225,13 +225,19 @@ func TestFailingStartHooks(t *testing.T) {
 	for _, which := range []string{"startContainer", "poststart"} {
 		t.Run(which, func(t *testing.T) {
 			fail := []specs.Hook{{Path: "/bin/sh", Args: []string{"sh", "-c", "exit 9"}}}
+			// After the failing hook, one that leaves a mark on the host:
+			// poststart and poststop hooks after a failed one still run.
+			after := filepath.Join(hostDir(t), "after")
+			mark := func(suffix string) specs.Hook {
+				return specs.Hook{Path: "/bin/sh", Args: []string{"sh", "-c", "touch " + after + suffix}}
+			}
 			b := testutil.NewBundle(t, testutil.WithWritableRoot(),
 				testutil.WithShell("touch /tmp/user-ran; exec sleep 1000"),
 				testutil.WithSpec(func(s *specs.Spec) {
 					if which == "startContainer" {
 						s.Hooks = &specs.Hooks{StartContainer: fail}
 					} else {
-						s.Hooks = &specs.Hooks{Poststart: fail}
+						s.Hooks = &specs.Hooks{Poststart: append(fail, mark("-poststart")), Poststop: append(fail, mark("-poststop"))}
 					}
 				}))
 			id := rt.NewID("hookstart")
@@ -255,6 +261,13 @@ func TestFailingStartHooks(t *testing.T) {
 				}
 				if s := rt.State(id); s.Status != "running" {
 					t.Errorf("after a failed poststart hook the container is %q, want running", s.Status)
+				}
+				if !fileExists(after + "-poststart") {
+					t.Errorf("the poststart hook after a failed one did not run")
+				}
+				del := rt.Delete(id, "--force").OK(t)
+				if !strings.Contains(del.Stderr, "warning") || !fileExists(after+"-poststop") {
+					t.Errorf("delete with a failing poststop hook: want a warning and the next poststop hook run; stderr %q", del.Stderr)
 				}
 				return
 			}
