@@ -6,7 +6,7 @@ BIN     := bin
 STATIC  := -tags netgo,osusergo -ldflags '-s -w -linkmode external -extldflags "-static"' -trimpath
 DEMO    := $(CURDIR)/.tmp/demo
 
-.PHONY: all build test unit e2e demo bench clean deps
+.PHONY: all build test unit e2e demo bench conformance clean deps
 
 all: build
 
@@ -34,6 +34,13 @@ demo: deps build
 
 bench: build
 	$(GO) run ./bench/lifecycle -berth $(CURDIR)/$(BIN)/berth-runtime
+
+# conformance runs the OCI runtime-tools validation suite against
+# bin/berth-runtime and beside runc, and prints a table (as root; needs the Go
+# module proxy once, then runs offline). See bench/conformance/README.md.
+# Not part of test.
+conformance: build
+	bash bench/conformance/run.sh $(CURDIR)/$(BIN)/berth-runtime
 
 clean:
 	rm -rf $(BIN) .tmp
