@@ -81,7 +81,9 @@ func Apply(ctx context.Context, dir string, r io.Reader, opts ApplyOptions) (int
 			return cr.n, fmt.Errorf("read tar header after entry %q: %w", last, err)
 		}
 		last = hdr.Name
-		if err := a.entry(hdr, tr); err != nil {
+		err = a.entry(hdr, tr)
+		a.closeRetired()
+		if err != nil {
 			return cr.n, err
 		}
 	}
@@ -118,7 +120,9 @@ type applier struct {
 	// resolved without symlinks; the cache is dropped whenever a directory
 	// is removed, because a cached handle could then point at a directory
 	// that is no longer in the tree.
-	dirs     map[string]*os.File
+	dirs map[string]*os.File
+	// retired are handles dropped from dirs, closed after the entry.
+	retired  []*os.File
 	dirTimes []dirTime
 	buf      []byte
 	// lowers are ApplyOptions.Parents, opened O_PATH, nearest first.
@@ -127,17 +131,31 @@ type applier struct {
 
 func (a *applier) close() {
 	a.dropDirs()
+	a.closeRetired()
 	a.root.Close()
 	for _, l := range a.lowers {
 		l.Close()
 	}
 }
 
+// dropDirs empties the cache. The handles are retired, not closed: the
+// entry being applied may hold one (the parent it replaces a directory
+// in), and a closed descriptor's number could be reused, by this Apply or
+// another running beside it, for some other directory.
 func (a *applier) dropDirs() {
 	for k, f := range a.dirs {
-		f.Close()
+		a.retired = append(a.retired, f)
 		delete(a.dirs, k)
 	}
+}
+
+// closeRetired closes the handles dropDirs retired; it runs between
+// entries, when no handle of the cache is held.
+func (a *applier) closeRetired() {
+	for _, f := range a.retired {
+		f.Close()
+	}
+	a.retired = a.retired[:0]
 }
 
 // hostile builds the error for an entry that tries to leave the target or
