@@ -7,16 +7,19 @@ import (
 	"errors"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-project/berth/internal/errdefs"
+	"github.com/berth-project/berth/internal/snapshot"
 )
 
 // inSomeSnapshot reports whether a snapshot's tree under root has name.
@@ -180,5 +183,91 @@ func TestPullFailureAboveWhileBelowApplies(t *testing.T) {
 	assertStoreEmpty(t, env.svc)
 	if ents, err := os.ReadDir(filepath.Join(env.root, "snapshots/snapshots")); err != nil || len(ents) != 0 {
 		t.Errorf("snapshot directories left: %v, %v", ents, err)
+	}
+}
+
+// TestPullKilledHelper is the pull TestPullKilledWhileLayersWaitIsReclaimed
+// kills: it runs only in the process that test starts.
+func TestPullKilledHelper(t *testing.T) {
+	root, ref := os.Getenv("BERTH_TEST_KILLED_PULL_ROOT"), os.Getenv("BERTH_TEST_KILLED_PULL_REF")
+	if root == "" {
+		t.Skip("run by TestPullKilledWhileLayersWaitIsReclaimed")
+	}
+	svc := openTestService(t, root, nil)
+	_, err := svc.Pull(context.Background(), mustParse(t, ref), PullOptions{})
+	t.Fatalf("the pull was to be killed, it ended: %v", err)
+}
+
+// TestPullKilledWhileLayersWaitIsReclaimed kills a pull (another process,
+// SIGKILL) once layer 1 is extracted, early, while layer 0's download is
+// held back. What it leaves is not an image: no snapshot under a chain ID,
+// only active extraction snapshots under its lease, layer 1's on no parent.
+// Once the lease is gone (it expires; here it is deleted), a collection
+// reclaims everything: snapshots, their directories, blobs, downloads.
+func TestPullKilledWhileLayersWaitIsReclaimed(t *testing.T) {
+	if os.Getenv("BERTH_TEST_KILLED_PULL_ROOT") != "" {
+		t.Skip("in the helper process")
+	}
+	img := buildImage(t, []testLayer{
+		{tar: makeTar(t, []tarEntry{{name: "early0", body: "layer 0"}, {name: "big", body: string(randomBytes(1 << 20))}})},
+		{tar: makeTar(t, []tarEntry{{name: "d/", typ: tar.TypeDir}, {name: "d/early1", body: "layer 1"}, {name: "implied/.wh.x"}})},
+	}, ocispec.ImageConfig{}, hostPlatform())
+	ds := layerDigests(img)
+	var killed, gaveUp atomic.Bool
+	env := newImagesTestEnv(t, holdLayers(map[string]func(*http.Request) bool{
+		ds[0]: func(*http.Request) bool { return killed.Load() },
+	}, &gaveUp))
+	ref := env.host + "/killed:1"
+	img.push(t, env.client, ref)
+
+	root := t.TempDir()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestPullKilledHelper$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "BERTH_TEST_KILLED_PULL_ROOT="+root, "BERTH_TEST_KILLED_PULL_REF="+ref)
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Layer 1 is in, waiting for layer 0 to commit onto it: its implied
+	// directory is the last thing it makes, before the wait.
+	<-waitFor(func() bool { return inSomeSnapshot(root, "implied") }, &gaveUp)
+	cmd.Process.Kill()
+	cmd.Wait()
+	killed.Store(true)
+	if gaveUp.Load() {
+		t.Fatalf("layer 1 was not extracted while layer 0 was held back; the pull said:\n%s", out.String())
+	}
+
+	svc := openTestService(t, root, nil)
+	ctx := context.Background()
+	chain := ChainIDs(img.config.RootFS.DiffIDs)
+	var early bool
+	svc.Snapshots.Walk(ctx, func(_ context.Context, i snapshot.Info) error {
+		if i.Kind != snapshot.KindActive || !strings.HasPrefix(i.Name, extractPrefix) {
+			t.Errorf("the killed pull left %s snapshot %s: only active extractions may be left", i.Kind, i.Name)
+		}
+		if strings.HasSuffix(i.Name, chain[1].String()) && i.Parent == "" {
+			early = true
+		}
+		return nil
+	})
+	if !early {
+		t.Error("no extraction of layer 1 on no parent: the kill did not catch it waiting for layer 0")
+	}
+	leases, err := svc.DB.ActiveLeases(time.Now())
+	if err != nil || len(leases) != 1 {
+		t.Fatalf("leases after the kill: %+v, %v; want the pull's", leases, err)
+	}
+	if err := svc.DB.DeleteLease(leases[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.GC(ctx); err != nil {
+		t.Fatal(err)
+	}
+	assertStoreEmpty(t, svc)
+	for _, dir := range []string{"snapshots/snapshots", "content/ingest"} {
+		if ents, err := os.ReadDir(filepath.Join(root, dir)); err != nil || len(ents) != 0 {
+			t.Errorf("%s holds %v, %v after the collection", dir, ents, err)
+		}
 	}
 }
