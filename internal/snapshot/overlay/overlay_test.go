@@ -181,6 +181,17 @@ func TestLowerdirPageLimit(t *testing.T) {
 			if i < 10 {
 				t.Fatalf("page limit hit at depth %d already", i)
 			}
+			// A layer extracted before its parent was committed is
+			// refused the same at CommitOnto, and stays active.
+			if _, err := sn.Prepare(ctx, key+"-early", "", nil); err != nil {
+				t.Fatal(err)
+			}
+			if err := sn.CommitOnto(ctx, key, key+"-early", parent, nil); !errors.Is(err, errdefs.ErrInvalidArgument) || !strings.Contains(err.Error(), "page limit") {
+				t.Fatalf("CommitOnto at depth %d: %v, want the page-limit error", i, err)
+			}
+			if err := sn.Remove(ctx, key+"-early"); err != nil {
+				t.Fatal(err)
+			}
 			break
 		}
 		if err := sn.Commit(ctx, key, key+"-active", nil); err != nil {
