@@ -434,7 +434,7 @@ func (a *applier) fixImplied() error {
 
 func (a *applier) fixImpliedDir(rec *impliedDir, m dirMeta) error {
 	parent, err := a.openDir(path.Dir(rec.name))
-	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.ELOOP) || errors.Is(err, unix.EXDEV) {
+	if vanishedErr(err) {
 		return nil // a later entry removed or replaced a directory on the way
 	} else if err != nil {
 		return fmt.Errorf("implied directory %q: open its parent: %w", rec.name, err)
@@ -513,6 +513,22 @@ func hidden(layer *os.File, name string) bool {
 		}
 	}
 	return false
+}
+
+// vanished reports whether the directory name is no longer there to be
+// reached without symlinks: a later entry removed it, or replaced a
+// directory on its way by a file or a symlink (a, a/b/, then a symlink a).
+// Setting metadata on what was there is then moot, not hostile.
+func (a *applier) vanished(name string) bool {
+	f, err := a.openDir(name)
+	if err == nil {
+		f.Close()
+	}
+	return vanishedErr(err)
+}
+
+func vanishedErr(err error) bool {
+	return errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.ELOOP) || errors.Is(err, unix.EXDEV)
 }
 
 func (a *applier) openDir(name string) (*os.File, error) {
@@ -1034,8 +1050,8 @@ func (a *applier) finishDirs() error {
 		}
 		done[dt.name] = true
 		parent, err := a.dir(dt.name, path.Dir(dt.name), false)
-		if errors.Is(err, unix.ENOENT) {
-			continue // removed by a later entry
+		if err != nil && a.vanished(path.Dir(dt.name)) {
+			continue // removed by a later entry, or a directory on the way replaced
 		}
 		if err != nil {
 			return err

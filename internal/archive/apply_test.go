@@ -219,6 +219,32 @@ func TestApplyReplacesDirectoriesInSubdirectories(t *testing.T) {
 	}
 }
 
+// TestApplyReplacesDirectoriesWithSubdirectories: a directory with a
+// subdirectory, both with headers, replaced by a symlink or a file: the
+// subdirectory's time is not to be set (it is gone), and reaching it
+// through the symlink is not tried.
+func TestApplyReplacesDirectoriesWithSubdirectories(t *testing.T) {
+	requireRoot(t)
+	layer, sentinel := sandbox(t)
+	before := treeState(t, sentinel)
+	err := apply(t, layer, tarOf(t,
+		dirEnt("a/", 0o755), dirEnt("a/b/", 0o755), symlinkEnt("a", "../sentinel"),
+		dirEnt("c/", 0o755), dirEnt("c/d/", 0o755), fileEnt("c", "a file now", 0o644),
+	))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if target, err := os.Readlink(filepath.Join(layer, "a")); err != nil || target != "../sentinel" {
+		t.Errorf("a -> %q, %v", target, err)
+	}
+	if st := lstat(t, filepath.Join(layer, "c")); st.Mode&unix.S_IFMT != unix.S_IFREG {
+		t.Errorf("c: mode %o, want a file", st.Mode)
+	}
+	if after := treeState(t, sentinel); !reflect.DeepEqual(before, after) {
+		t.Errorf("sentinel changed:\nbefore %v\nafter  %v", before, after)
+	}
+}
+
 func TestApplyRefusesHostileLayers(t *testing.T) {
 	requireRoot(t)
 	tests := []struct {
