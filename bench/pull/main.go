@@ -36,14 +36,15 @@ func main() {
 	layerMB := flag.Int("layer-mb", 50, "uncompressed MB per layer")
 	runs := flag.Int("runs", 3, "cold pulls per tool (the median is reported)")
 	peers := flag.Bool("peers", true, "also time containerd and skopeo+umoci")
+	compare := flag.String("compare", "", "also time this berth binary (another version), each run right beside the tree's, the two in turn first")
 	flag.Parse()
-	if err := run(*layers, *layerMB, *runs, *peers); err != nil {
+	if err := run(*layers, *layerMB, *runs, *peers, *compare); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/pull:", err)
 		os.Exit(1)
 	}
 }
 
-func run(nLayers, layerMB, runs int, peers bool) error {
+func run(nLayers, layerMB, runs int, peers bool, compare string) error {
 	ctx := context.Background()
 	work, err := os.MkdirTemp("", "berth-bench-pull-")
 	if err != nil {
@@ -75,23 +76,49 @@ func run(nLayers, layerMB, runs int, peers bool) error {
 	}
 
 	results := map[string]time.Duration{}
-	var cpu []time.Duration
-	results["berth"], err = median(runs, func(i int) (time.Duration, error) {
-		root := filepath.Join(work, fmt.Sprintf("berth-root-%d", i))
+	var cpu, otherCPU, other []time.Duration
+	var ratios []float64
+	pull := func(bin, root string) (wall, cpu time.Duration, err error) {
 		defer cleanupRoot(root)
-		cmd := exec.Command(berth, "--root", root, "pull", "-q", ref)
+		exec.Command("sync").Run() // the other pull's writes are not this one's
+		cmd := exec.Command(bin, "--root", root, "pull", "-q", ref)
 		start := time.Now()
 		if out, err := cmd.CombinedOutput(); err != nil {
-			return 0, fmt.Errorf("berth pull: %v\n%s", err, out)
+			return 0, 0, fmt.Errorf("%s pull: %v\n%s", bin, err, out)
 		}
-		cpu = append(cpu, cmd.ProcessState.UserTime()+cmd.ProcessState.SystemTime())
-		return time.Since(start), nil
+		return time.Since(start), cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime(), nil
+	}
+	results["berth"], err = median(runs, func(i int) (time.Duration, error) {
+		root := filepath.Join(work, fmt.Sprintf("berth-root-%d", i))
+		if compare == "" {
+			d, c, err := pull(berth, root)
+			cpu = append(cpu, c)
+			return d, err
+		}
+		// Side by side, the two in turn first, so that a machine other
+		// work loads meanwhile slows both alike.
+		var d, od, c, oc time.Duration
+		if i%2 == 0 {
+			if d, c, err = pull(berth, root); err == nil {
+				od, oc, err = pull(compare, root+"-other")
+			}
+		} else if od, oc, err = pull(compare, root+"-other"); err == nil {
+			d, c, err = pull(berth, root)
+		}
+		cpu, otherCPU, other = append(cpu, c), append(otherCPU, oc), append(other, od)
+		ratios = append(ratios, d.Seconds()/od.Seconds())
+		return d, err
 	})
 	if err != nil {
 		return err
 	}
-	sort.Slice(cpu, func(i, j int) bool { return cpu[i] < cpu[j] })
-	fmt.Printf("berth pull: median CPU time (user+sys) %.2f s\n", cpu[len(cpu)/2].Seconds())
+	fmt.Printf("berth pull: median CPU time (user+sys) %.2f s\n", medianOf(cpu).Seconds())
+	if compare != "" {
+		sort.Float64s(ratios)
+		results["berth-compare"] = medianOf(other)
+		fmt.Printf("%s pull (berth-compare): median CPU time %.2f s; median of the runs' berth/berth-compare = %.2f\n",
+			compare, medianOf(otherCPU).Seconds(), ratios[len(ratios)/2])
+	}
 	if !peers {
 		fmt.Println("peers skipped (-peers=false)")
 	} else if _, err := exec.LookPath("containerd"); err == nil {
@@ -181,8 +208,13 @@ func median(runs int, fn func(i int) (time.Duration, error)) (time.Duration, err
 		}
 		ds = append(ds, d)
 	}
+	return medianOf(ds), nil
+}
+
+func medianOf(ds []time.Duration) time.Duration {
+	ds = append([]time.Duration(nil), ds...)
 	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
-	return ds[len(ds)/2], nil
+	return ds[len(ds)/2]
 }
 
 func timeCmd(name string, args ...string) (time.Duration, error) {

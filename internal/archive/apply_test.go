@@ -189,6 +189,62 @@ func TestApplyLaterEntriesReplaceEarlier(t *testing.T) {
 	}
 }
 
+// TestApplyReplacesDirectoriesInSubdirectories: a later entry replacing a
+// directory that is not at the root (a symlink, a file, a hard link in
+// place of x/b) is made in x, whose cached handle removing x/b drops.
+func TestApplyReplacesDirectoriesInSubdirectories(t *testing.T) {
+	requireRoot(t)
+	root := t.TempDir()
+	err := apply(t, root, tarOf(t,
+		dirEnt("x/", 0o755),
+		dirEnt("x/b/", 0o755), fileEnt("x/b/y", "y", 0o644),
+		symlinkEnt("x/b", "a"),
+		dirEnt("x/c/", 0o755), fileEnt("x/c/z", "z", 0o644),
+		fileEnt("x/c", "now a file", 0o644),
+		fileEnt("x/f", "f", 0o644),
+		dirEnt("x/d/", 0o755), fileEnt("x/d/w", "w", 0o644),
+		linkEnt("x/d", "x/f"),
+	))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if target, err := os.Readlink(filepath.Join(root, "x/b")); err != nil || target != "a" {
+		t.Errorf("x/b -> %q, %v; want a", target, err)
+	}
+	if b, err := os.ReadFile(filepath.Join(root, "x/c")); err != nil || string(b) != "now a file" {
+		t.Errorf("x/c = %q, %v", b, err)
+	}
+	if d, f := lstat(t, filepath.Join(root, "x/d")), lstat(t, filepath.Join(root, "x/f")); d.Ino != f.Ino {
+		t.Errorf("x/d is not a hard link of x/f")
+	}
+}
+
+// TestApplyReplacesDirectoriesWithSubdirectories: a directory with a
+// subdirectory, both with headers, replaced by a symlink or a file: the
+// subdirectory's time is not to be set (it is gone), and reaching it
+// through the symlink is not tried.
+func TestApplyReplacesDirectoriesWithSubdirectories(t *testing.T) {
+	requireRoot(t)
+	layer, sentinel := sandbox(t)
+	before := treeState(t, sentinel)
+	err := apply(t, layer, tarOf(t,
+		dirEnt("a/", 0o755), dirEnt("a/b/", 0o755), symlinkEnt("a", "../sentinel"),
+		dirEnt("c/", 0o755), dirEnt("c/d/", 0o755), fileEnt("c", "a file now", 0o644),
+	))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if target, err := os.Readlink(filepath.Join(layer, "a")); err != nil || target != "../sentinel" {
+		t.Errorf("a -> %q, %v", target, err)
+	}
+	if st := lstat(t, filepath.Join(layer, "c")); st.Mode&unix.S_IFMT != unix.S_IFREG {
+		t.Errorf("c: mode %o, want a file", st.Mode)
+	}
+	if after := treeState(t, sentinel); !reflect.DeepEqual(before, after) {
+		t.Errorf("sentinel changed:\nbefore %v\nafter  %v", before, after)
+	}
+}
+
 func TestApplyRefusesHostileLayers(t *testing.T) {
 	requireRoot(t)
 	tests := []struct {

@@ -22,21 +22,28 @@
 //     caller runs as root, as containerd does; the container's device cgroup
 //     decides what a node may open). Xattrs in trusted.overlay.* and
 //     user.overlay.* fail the layer: they would let it forge overlayfs state.
+//   - A hard link to a file that is not in the layer but in a layer below
+//     (ApplyOptions.Parents) is made as overlayfs makes it in a container:
+//     the file is copied up (content, owner, mode, xattrs, times) to its
+//     own name in the upper directory, and linked there, so the merged
+//     view shows one file under both names. The file is found as overlayfs
+//     finds it, layer by layer, without following symlinks and stopping at
+//     whiteouts and opaque directories; a link to nothing is hostile.
 //
-// Limits. Apply writes only the upper directory: a hard link must point
-// into the same layer; a directory a layer implies without a header of its
-// own (a whiteout in etc/ with no etc/ entry) copies owner, mode and times
-// from ApplyOptions.Parents but not xattrs, and is made 0755 root:root when
-// no parent has it; and a layer entry under a path that is a symlink in a
-// lower layer (lib/x when a lower layer has lib -> usr/lib) makes a real
-// directory that shadows the symlink. Docker, BuildKit and containerd write
-// layers that avoid all three. Sparse files are written out in full. Needs
-// Linux 5.6 (openat2).
+// Limits. Apply writes only the upper directory: a directory a layer
+// implies without a header of its own (a whiteout in etc/ with no etc/
+// entry) copies owner, mode and times from ApplyOptions.Parents but not
+// xattrs, and is made 0755 root:root when no parent has it; and a layer
+// entry under a path that is a symlink in a lower layer (lib/x when a
+// lower layer has lib -> usr/lib) makes a real directory that shadows the
+// symlink. Docker, BuildKit and containerd write layers that avoid both.
+// Sparse files are written out in full. Needs Linux 5.6 (openat2).
 package archive
 
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 
@@ -56,6 +63,19 @@ type ApplyOptions struct {
 	// which would hide the real one in the merged view. Apply only reads
 	// Parents.
 	Parents []string
+	// ParentsLater, set instead of Parents, lets Apply run before the
+	// layers below are final: a pull extracts layer N+1 while layer N is
+	// still being applied. An upper directory does not need what lies
+	// below to receive its layer (whiteouts and opaque directories are
+	// marks, not copies), so Apply reads the layers below only where it
+	// must, and calls ParentsLater, at most once, to get them: it blocks
+	// until they are final and returns what Parents would have been. Apply
+	// calls it at a hard link to a file that is not in this layer (the
+	// link waits for the file below, and the rest of the layer for the
+	// link), or after the last entry when the layer implied directories
+	// (they take owner, mode and times from below then, without
+	// waiting before). The tree is the one Apply makes with Parents.
+	ParentsLater func(ctx context.Context) ([]string, error)
 }
 
 var (

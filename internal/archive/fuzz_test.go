@@ -5,9 +5,11 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"os"
 	"path/filepath"
 	"reflect"
 	"testing"
+	"time"
 )
 
 // declaredSize is the number of bytes the entries of a tar say they hold.
@@ -29,7 +31,9 @@ func declaredSize(data []byte) int64 {
 // FuzzApply feeds arbitrary bytes to Apply as a layer. Whatever it does
 // with them, nothing outside the target may change: the sentinel directory
 // beside it must be exactly as before, and nothing new may appear beside
-// the two. Each input costs a sandbox on disk (~3 ms), so minimizing an
+// the two. The same bytes applied with ParentsLater (as a pull does before
+// the layer below is committed) must make the very same tree, or fail as
+// well. Each input costs a sandbox on disk (~3 ms), so minimizing an
 // interesting input for the default 60 s stalls the run; use
 //
 //	go test -run '^$' -fuzz '^FuzzApply$' -fuzztime 60s -fuzzminimizetime 1s -parallel 1 ./internal/archive/
@@ -40,20 +44,44 @@ func FuzzApply(f *testing.F) {
 	f.Add(tarOf(f, fileEnt("a", "a", 0o644), linkEnt("b", "a"), fileEnt("d/.wh..wh..opq", "", 0o644)))
 	f.Add(tarOf(f, withXattrs(fileEnt("x", "x", 0o644), "user.a", "b")))
 	f.Add(tarOf(f, fileEnt("sub/deeper/.wh.x", "", 0o644), fileEnt("link/.wh.y", "", 0o644))) // implied dirs from the parent
+	// What the layer below decides: hard links to it, and implied
+	// directories made, set by a header, removed and made again.
+	f.Add(tarOf(f, fileEnt("sub/x/.wh.y", "", 0o644), linkEnt("h", "file"), linkEnt("sub/h", "link"), dirEnt("sub/", 0o700)))
+	f.Add(tarOf(f, fileEnt(".wh.file", "", 0o644), linkEnt("h", "file"), linkEnt("d", "sub"), linkEnt("n", "none")))
+	f.Add(tarOf(f, fileEnt("sub/a/.wh.b", "", 0o644), fileEnt("sub/.wh..wh..opq", "", 0o644), fileEnt("sub/c/.wh.d", "", 0o644),
+		fileEnt("sub/.wh.a", "", 0o644), dirEnt("sub/a/", 0o711), fileEnt("sub/c", "", 0o644)))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if declaredSize(data) > 1<<20 {
 			t.Skip("declares more than 1 MiB of content")
 		}
 		requireRoot(t)
 		layer, sentinel := sandbox(t)
+		later := filepath.Join(filepath.Dir(layer), "later")
+		if err := os.Mkdir(later, 0o755); err != nil {
+			t.Fatal(err)
+		}
 		// The sentinel doubles as a parent layer: Apply may read it for
-		// implied directories, never write it.
+		// implied directories and hard links, never write it.
 		before := treeState(t, sentinel)
-		Apply(context.Background(), layer, bytes.NewReader(data), ApplyOptions{Parents: []string{sentinel}}) //nolint:errcheck // any outcome is fine; escaping is not
+		start := time.Now()
+		_, err := Apply(context.Background(), layer, bytes.NewReader(data), ApplyOptions{Parents: []string{sentinel}})
+		_, laterErr := Apply(context.Background(), later, bytes.NewReader(data), ApplyOptions{
+			ParentsLater: func(context.Context) ([]string, error) { return []string{sentinel}, nil },
+		})
 		if after := treeState(t, sentinel); !reflect.DeepEqual(before, after) {
 			t.Fatalf("layer changed the sentinel directory:\nbefore %v\nafter  %v", before, after)
 		}
-		assertOnly(t, filepath.Dir(layer), "layer", "sentinel")
+		assertOnly(t, filepath.Dir(layer), "later", "layer", "sentinel")
+		if (err == nil) != (laterErr == nil) {
+			t.Fatalf("with Parents: %v; with ParentsLater: %v", err, laterErr)
+		}
+		if err == nil {
+			// A failed Apply leaves a partial tree to discard, which
+			// may differ: directories are fixed at the end.
+			if a, b := dumpTree(t, layer, start), dumpTree(t, later, start); !reflect.DeepEqual(a, b) {
+				t.Fatalf("ParentsLater made another tree:\nwith Parents      %v\nwith ParentsLater %v", a, b)
+			}
+		}
 	})
 }
 

@@ -66,6 +66,9 @@ type Writer interface {
 	// for more until the blob is committed (then io.EOF after the last byte)
 	// or abandoned (then an error). It lets a consumer start on a blob while
 	// it is still downloading, without holding the download back.
+	// Closing it ends a Read blocked waiting for bytes, so a consumer that
+	// gives up (a pull cancelled by another layer's failure) need not wait
+	// for the download.
 	Follow() io.ReadCloser
 	Close() error
 }

@@ -364,6 +364,8 @@ type follower struct {
 	f   *os.File
 	err error
 	off int64
+	// closed is guarded by w.mu: Close wakes a Read waiting on w.cond.
+	closed bool
 }
 
 func (r *follower) Read(p []byte) (int, error) {
@@ -372,11 +374,14 @@ func (r *follower) Read(p []byte) (int, error) {
 	}
 	w := r.w
 	w.mu.Lock()
-	for r.off >= w.written && !w.committed && w.err == nil {
+	for r.off >= w.written && !w.committed && w.err == nil && !r.closed {
 		w.cond.Wait()
 	}
-	avail, committed, werr := w.written-r.off, w.committed, w.err
+	avail, committed, werr, closed := w.written-r.off, w.committed, w.err, r.closed
 	w.mu.Unlock()
+	if closed {
+		return 0, fmt.Errorf("follow blob %s: %w", w.desc.Digest, os.ErrClosed)
+	}
 	if avail <= 0 {
 		if committed {
 			return 0, io.EOF
@@ -394,7 +399,18 @@ func (r *follower) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// Close ends the follower, and a Read of it waiting for bytes. It may be
+// called while a Read runs, and more than once.
 func (r *follower) Close() error {
+	w := r.w
+	w.mu.Lock()
+	if r.closed {
+		w.mu.Unlock()
+		return nil
+	}
+	r.closed = true
+	w.cond.Broadcast()
+	w.mu.Unlock()
 	if r.f != nil {
 		return r.f.Close()
 	}

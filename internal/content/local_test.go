@@ -201,6 +201,26 @@ func TestFollowReadsWhileWriting(t *testing.T) {
 		t.Fatal("follower of an abandoned write saw no error")
 	}
 	r2.Close()
+
+	// Closing a follower ends a Read waiting for bytes that do not come.
+	w3, _ := s.Writer(ctx, descOf([]byte("never written")))
+	defer w3.Close()
+	r3 := w3.Follow()
+	read := make(chan error)
+	go func() {
+		_, err := r3.Read(make([]byte, 10))
+		read <- err
+	}()
+	time.Sleep(10 * time.Millisecond) // the Read is most likely waiting by now; if not, it finds r3 closed
+	if err := r3.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-read; !errors.Is(err, os.ErrClosed) {
+		t.Fatalf("Read of a follower closed meanwhile: %v", err)
+	}
+	if err := r3.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
 }
 
 func TestIngest(t *testing.T) {

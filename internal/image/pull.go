@@ -221,8 +221,8 @@ func (l *pulledLayer) wait(ctx context.Context) error {
 }
 
 // fetchAndUnpack downloads the layers in parallel (at most MaxDownloads at
-// once, in layer order) while unpacking them in order, each straight from
-// its download as the bytes land.
+// once, in layer order) while unpacking them (see unpack), each straight
+// from its download as the bytes land.
 func (s *Service) fetchAndUnpack(ctx context.Context, leaseID string, repo *registry.Repo, layers []ocispec.Descriptor, diffIDs []digest.Digest, progress func(ProgressEvent)) (string, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -353,7 +353,7 @@ func waitFor(cond func() bool, gaveUp *atomic.Bool) <-chan struct{} {
 // the rest of its download is held back (download, decompression and
 // extraction are one pass), and the first layer is unpacked while the last
 // layer's download is held back (layers download in parallel and are
-// applied in order as they arrive).
+// applied as they arrive; TestPullExtractsTwoLayersAtOnce shows two at once).
 func TestPullStreamsAndOverlapsLayers(t *testing.T) {
 	random := randomBytes(1 << 20)
 	img := buildImage(t, []testLayer{

@@ -30,6 +30,10 @@ type Snapshotter interface {
 	snapshot.Snapshotter
 	UpperDir(ctx context.Context, key string) (string, error)
 	ParentDirs(ctx context.Context, key string) ([]string, error)
+	// LowerDirs and CommitOnto let a layer be extracted before its
+	// parent is committed (see unpack).
+	LowerDirs(ctx context.Context, parent string) ([]string, error)
+	CommitOnto(ctx context.Context, name, key, parent string, labels map[string]string) error
 }
 
 // Service is the image store: content, metadata and snapshots together.
@@ -40,6 +44,8 @@ type Service struct {
 	Registry  *registry.Client
 	// MaxDownloads bounds parallel blob downloads (default 3).
 	MaxDownloads int
+	// MaxUnpacks bounds the layers extracted at once (default 2).
+	MaxUnpacks int
 	// LockTimeout bounds how long an operation waits for other berth
 	// processes on the same store: a collection for the pulls, loads and
 	// imports in progress, and they for a collection (default 10 minutes).

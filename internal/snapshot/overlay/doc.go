@@ -19,6 +19,11 @@
 // Snapshotter holds a shared flock on <root>/lock, and New cleans up only
 // if it can take that lock exclusively).
 //
+// A tree may be prepared on no parent and committed onto one later
+// (CommitOnto), so that an image pull can extract a layer while the layer
+// below it is still being applied; every record's parent is committed
+// all the same.
+//
 // Several processes may use one root at once: the database is opened for
 // each transaction and closed after it, since bbolt locks the file for as
 // long as it is open.

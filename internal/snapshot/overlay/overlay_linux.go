@@ -331,6 +331,20 @@ func (s *Snapshotter) UpperDir(ctx context.Context, key string) (string, error) 
 // snapshot key, nearest first: the overlay lowerdir list, for
 // archive.ApplyOptions.Parents.
 func (s *Snapshotter) ParentDirs(ctx context.Context, key string) ([]string, error) {
+	return s.chainDirs(key, false)
+}
+
+// LowerDirs returns the directories of the committed snapshot parent and
+// its ancestors, nearest first: what ParentDirs says of an active
+// snapshot prepared on parent. An extraction that started before parent
+// was committed (see CommitOnto) reads the layers below from here.
+func (s *Snapshotter) LowerDirs(ctx context.Context, parent string) ([]string, error) {
+	return s.chainDirs(parent, true)
+}
+
+// chainDirs returns the directories of key's ancestors, nearest first,
+// and with self, of key itself before them (key must be committed then).
+func (s *Snapshotter) chainDirs(key string, self bool) ([]string, error) {
 	var dirs []string
 	err := s.view(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketSnapshots)
@@ -338,7 +352,13 @@ func (s *Snapshotter) ParentDirs(ctx context.Context, key string) ([]string, err
 		if err != nil {
 			return err
 		}
+		if self && r.Kind != snapshot.KindCommitted {
+			return fmt.Errorf("lower directories of %s snapshot %q: only committed snapshots are layers: %w", r.Kind, key, errdefs.ErrFailedPrecondition)
+		}
 		ids, err := chain(b, r)
+		if self {
+			ids = append([]uint64{r.ID}, ids...)
+		}
 		for _, id := range ids {
 			dirs = append(dirs, s.fsDir(id))
 		}
@@ -469,6 +489,29 @@ func (s *Snapshotter) create(ctx context.Context, kind snapshot.Kind, key, paren
 
 // Commit turns the active snapshot key into the committed snapshot name.
 func (s *Snapshotter) Commit(ctx context.Context, name, key string, labels map[string]string) error {
+	return s.commit(ctx, name, key, nil, labels)
+}
+
+// CommitOnto is Commit for a tree made before its parent was committed:
+// it turns the active snapshot key, prepared on no parent (or on parent
+// itself), into the committed snapshot name on top of the committed
+// snapshot parent, in one transaction.
+//
+// It exists because an overlay upper directory does not depend on what
+// lies below it: whiteouts and opaque directories are marks, not copies.
+// An image pull can therefore extract layer N+1 while layer N is still
+// being applied, and give it its place in the chain only once N is
+// committed, without any record ever naming an uncommitted parent (which
+// chain, Remove and the collector rely on). The caller vouches that the
+// tree was made for parent (archive.Apply with ApplyOptions.ParentsLater
+// reads the layers below only once they are final), and key must not
+// have been mounted: it had no lowers then.
+func (s *Snapshotter) CommitOnto(ctx context.Context, name, key, parent string, labels map[string]string) error {
+	return s.commit(ctx, name, key, &parent, labels)
+}
+
+// commit is Commit, and with onto, CommitOnto(*onto).
+func (s *Snapshotter) commit(ctx context.Context, name, key string, onto *string, labels map[string]string) error {
 	if name == "" {
 		return fmt.Errorf("commit %q with an empty name: %w", key, errdefs.ErrInvalidArgument)
 	}
@@ -497,6 +540,12 @@ func (s *Snapshotter) Commit(ctx context.Context, name, key string, labels map[s
 		} else if exists {
 			return fmt.Errorf("commit %q as %q: %w", key, name, errdefs.ErrAlreadyExists)
 		}
+		if onto != nil && *onto != r.Parent {
+			if err := s.checkOnto(b, key, r, *onto); err != nil {
+				return err
+			}
+			r.Parent = *onto
+		}
 		r.Kind, r.Usage, r.Updated = snapshot.KindCommitted, u, time.Now().UTC()
 		if labels != nil {
 			r.Labels = maps.Clone(labels)
@@ -506,6 +555,29 @@ func (s *Snapshotter) Commit(ctx context.Context, name, key string, labels map[s
 		}
 		return put(b, name, r)
 	})
+}
+
+// checkOnto checks that the active snapshot key (record r) may be
+// committed onto parent: it was prepared on no parent, parent is
+// committed, and an active snapshot on parent would have mounted, as
+// Prepare on parent would have checked (the lowerdir page limit).
+func (s *Snapshotter) checkOnto(b *bolt.Bucket, key string, r record, parent string) error {
+	if r.Parent != "" {
+		return fmt.Errorf("commit %q onto %q: it was prepared on %q: %w", key, parent, r.Parent, errdefs.ErrInvalidArgument)
+	}
+	p, err := mustGet(b, parent)
+	if err != nil {
+		return fmt.Errorf("commit %q onto its parent: %w", key, err)
+	}
+	if p.Kind != snapshot.KindCommitted {
+		return fmt.Errorf("commit %q onto %q: the parent is %s, not committed: %w", key, parent, p.Kind, errdefs.ErrInvalidArgument)
+	}
+	ids, err := chain(b, p)
+	if err != nil {
+		return err
+	}
+	_, err = s.mounts(key, r, append([]uint64{p.ID}, ids...))
+	return err
 }
 
 // Remove deletes key and its directories.

@@ -181,6 +181,17 @@ func TestLowerdirPageLimit(t *testing.T) {
 			if i < 10 {
 				t.Fatalf("page limit hit at depth %d already", i)
 			}
+			// A layer extracted before its parent was committed is
+			// refused the same at CommitOnto, and stays active.
+			if _, err := sn.Prepare(ctx, key+"-early", "", nil); err != nil {
+				t.Fatal(err)
+			}
+			if err := sn.CommitOnto(ctx, key, key+"-early", parent, nil); !errors.Is(err, errdefs.ErrInvalidArgument) || !strings.Contains(err.Error(), "page limit") {
+				t.Fatalf("CommitOnto at depth %d: %v, want the page-limit error", i, err)
+			}
+			if err := sn.Remove(ctx, key+"-early"); err != nil {
+				t.Fatal(err)
+			}
 			break
 		}
 		if err := sn.Commit(ctx, key, key+"-active", nil); err != nil {
@@ -442,4 +453,93 @@ func walk(t *testing.T, sn snapshot.Snapshotter) []string {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// TestCommitOntoAParentCommittedLater: a tree prepared on no parent while
+// its parent is still being made is committed onto that parent once it
+// is; the result mounts as any chain does, refuses what Prepare would
+// refuse, and a refused CommitOnto leaves the active snapshot as it was.
+func TestCommitOntoAParentCommittedLater(t *testing.T) {
+	requireRoot(t)
+	ctx := context.Background()
+	root := t.TempDir()
+	sn, err := New(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sn.Close()
+	write := func(key, name, body string) {
+		t.Helper()
+		upper, err := sn.UpperDir(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(upper, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The child first, as a pull whose second layer arrives first.
+	if _, err := sn.Prepare(ctx, "b-active", "", nil); err != nil {
+		t.Fatal(err)
+	}
+	write("b-active", "b", "from b")
+	if _, err := sn.Prepare(ctx, "a-active", "", nil); err != nil {
+		t.Fatal(err)
+	}
+	write("a-active", "a", "from a")
+	write("a-active", "b", "hidden by b")
+
+	// a is not committed yet: b cannot go onto it, nor onto nothing known.
+	for _, tc := range []struct {
+		parent string
+		want   error
+	}{{"a-active", errdefs.ErrInvalidArgument}, {"missing", errdefs.ErrNotFound}} {
+		if err := sn.CommitOnto(ctx, "b", "b-active", tc.parent, nil); !errors.Is(err, tc.want) {
+			t.Errorf("CommitOnto %s: %v, want %v", tc.parent, err, tc.want)
+		}
+	}
+	if _, err := sn.LowerDirs(ctx, "a-active"); !errors.Is(err, errdefs.ErrFailedPrecondition) {
+		t.Errorf("LowerDirs of an active snapshot: %v", err)
+	}
+	if got := strings.Join(walk(t, sn), " "); got != "a-active:active: b-active:active:" {
+		t.Fatalf("after refused commits: %s", got)
+	}
+
+	if err := sn.Commit(ctx, "a", "a-active", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := sn.CommitOnto(ctx, "b", "b-active", "a", nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(walk(t, sn), " "); got != "a:committed: b:committed:a" {
+		t.Errorf("after CommitOnto: %s", got)
+	}
+	if err := sn.Remove(ctx, "a"); !errors.Is(err, errdefs.ErrFailedPrecondition) {
+		t.Errorf("removing the parent of a snapshot committed onto it: %v", err)
+	}
+	dirs, err := sn.LowerDirs(ctx, "b")
+	if want := []string{filepath.Join(root, "snapshots/1/fs"), filepath.Join(root, "snapshots/2/fs")}; err != nil || !reflect.DeepEqual(dirs, want) {
+		t.Errorf("LowerDirs(b) = %v, %v; want %v", dirs, err, want)
+	}
+	ms, err := sn.View(ctx, "view", "b", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := mountAt(t, ms)
+	for name, want := range map[string]string{"a": "from a", "b": "from b"} {
+		if got, err := os.ReadFile(filepath.Join(target, name)); err != nil || string(got) != want {
+			t.Errorf("%s in the view = %q, %v; want %q", name, got, err, want)
+		}
+	}
+
+	// Prepared on a parent, it commits onto that parent only.
+	if _, err := sn.Prepare(ctx, "c-active", "a", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := sn.CommitOnto(ctx, "c", "c-active", "b", nil); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Errorf("CommitOnto another parent than Prepare's: %v", err)
+	}
+	if err := sn.CommitOnto(ctx, "c", "c-active", "a", nil); err != nil {
+		t.Errorf("CommitOnto Prepare's own parent: %v", err)
+	}
 }
