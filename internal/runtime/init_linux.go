@@ -170,6 +170,15 @@ func (ip *initProc) finalize(proc *specs.Process, sc *specs.LinuxSeccomp, waitSt
 	// the process may be about to lose; a notify filter is loaded early
 	// too, because its fd must reach the runtime before ready.
 	early := sc != nil && (!proc.NoNewPrivileges || hasNotify(sc))
+	// The cwd is entered and checked before an early filter can refuse
+	// the getcwd(2) the check needs; a directory only the container's
+	// user may enter is tried again once we are that user, as runc does.
+	cwdDone := false
+	if err := chdirInRoot(proc.Cwd); err == nil {
+		cwdDone = true
+	} else if !errors.Is(err, os.ErrPermission) {
+		return err
+	}
 	if early {
 		if err := ip.loadSeccomp(sc); err != nil {
 			return err
@@ -184,8 +193,10 @@ func (ip *initProc) finalize(proc *specs.Process, sc *specs.LinuxSeccomp, waitSt
 	if err := caps.apply(); err != nil {
 		return err
 	}
-	if err := chdirInRoot(proc.Cwd); err != nil {
-		return err
+	if !cwdDone {
+		if err := chdirInRoot(proc.Cwd); err != nil {
+			return err
+		}
 	}
 	if proc.NoNewPrivileges {
 		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {

@@ -336,3 +336,17 @@ func TestSeccompExec(t *testing.T) {
 	rt.Kill(id, "KILL").OK(t)
 	rt.Wait(id)
 }
+
+// TestSeccompDeniesGetcwd: a filter that refuses getcwd(2), loaded early
+// (no noNewPrivileges), does not make the cwd check (CVE-2024-21626) take
+// the container's cwd for an escape (runtime-tools linux_seccomp).
+func TestSeccompDeniesGetcwd(t *testing.T) {
+	skipIfRunc(t, "runc 1.1.5 verifies the cwd after loading the filter and fails: failed to verify if current working directory is safe")
+	rt := newRuntime(t)
+	out := runOut(t, rt, "getcwd", testutil.WithShell("echo started"),
+		withSeccomp(allowExcept(specs.LinuxSyscall{Names: []string{"getcwd"}, Action: specs.ActErrno})),
+		testutil.WithSpec(func(s *specs.Spec) { s.Process.NoNewPrivileges = false }))
+	if !strings.Contains(out, "started") {
+		t.Errorf("container under a filter refusing getcwd: %q, want it started", out)
+	}
+}
