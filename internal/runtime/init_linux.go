@@ -151,7 +151,11 @@ func (ip *initProc) execProcess() error {
 // finalize applies the process's own settings and execs it. For a container
 // init it first reports ready and waits on exec.fifo for `start`.
 func (ip *initProc) finalize(proc *specs.Process, sc *specs.LinuxSeccomp, waitStart bool) error {
-	if err := applyRlimits(proc.Rlimits); err != nil {
+	// The limits are set just before exec, so that a small RLIMIT_AS or
+	// RLIMIT_NOFILE binds the user's process and not this Go one (whose
+	// address space alone can exceed 1 GiB); hard limits that go up are
+	// raised now, while we still hold CAP_SYS_RESOURCE if we ever will.
+	if err := raiseHardRlimits(proc.Rlimits); err != nil {
 		return err
 	}
 	if err := applyScheduling(proc); err != nil {
@@ -180,6 +184,10 @@ func (ip *initProc) finalize(proc *specs.Process, sc *specs.LinuxSeccomp, waitSt
 		return err
 	}
 	if early {
+		// The filter may refuse setrlimit: set the limits before it.
+		if err := applyRlimits(proc.Rlimits); err != nil {
+			return err
+		}
 		if err := ip.loadSeccomp(sc); err != nil {
 			return err
 		}
@@ -215,6 +223,11 @@ func (ip *initProc) finalize(proc *specs.Process, sc *specs.LinuxSeccomp, waitSt
 		st := ip.cfg.State
 		st.Status = specs.StateCreated
 		if err := waitForStart(ip.fifoFd, hooks, st); err != nil {
+			return err
+		}
+	}
+	if !early {
+		if err := applyRlimits(proc.Rlimits); err != nil {
 			return err
 		}
 	}
@@ -323,6 +336,28 @@ func chdirInRoot(cwd string) error {
 	wd, err := unix.Getwd()
 	if err != nil || !strings.HasPrefix(wd, "/") {
 		return fmt.Errorf("process.cwd %s: resolves outside the container's root", cwd)
+	}
+	return nil
+}
+
+// raiseHardRlimits raises the hard limits that the config sets above the
+// current ones, keeping the soft limits (see applyRlimits).
+func raiseHardRlimits(limits []specs.POSIXRlimit) error {
+	for _, l := range limits {
+		res, _ := oci.RlimitResource(l.Type)
+		var cur unix.Rlimit
+		if err := unix.Getrlimit(res, &cur); err != nil {
+			return fmt.Errorf("process.rlimits %s: %w", l.Type, err)
+		}
+		if l.Hard <= cur.Max {
+			continue
+		}
+		if err := unix.Setrlimit(res, &unix.Rlimit{Cur: cur.Cur, Max: l.Hard}); err != nil {
+			if errors.Is(err, unix.EPERM) {
+				return fmt.Errorf("process.rlimits %s: raising the hard limit from %d to %d needs CAP_SYS_RESOURCE, which this host withholds", l.Type, cur.Max, l.Hard)
+			}
+			return fmt.Errorf("process.rlimits %s: %w", l.Type, err)
+		}
 	}
 	return nil
 }
