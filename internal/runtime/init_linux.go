@@ -222,9 +222,14 @@ func (ip *initProc) finalize(proc *specs.Process, sc *specs.LinuxSeccomp, waitSt
 		}
 		st := ip.cfg.State
 		st.Status = specs.StateCreated
-		if err := waitForStart(ip.fifoFd, hooks, st); err != nil {
+		fifo, err := waitForStart(ip.fifoFd, hooks, st)
+		if err != nil {
 			return err
 		}
+		// Kept open (close-on-exec) so that `start` sees EOF only at
+		// execve: the container is "running", and poststart hooks run,
+		// once the user's program is.
+		defer goruntime.KeepAlive(fifo)
 	}
 	if !early {
 		if err := applyRlimits(proc.Rlimits); err != nil {
@@ -281,23 +286,24 @@ func hasNotify(sc *specs.LinuxSeccomp) bool {
 // waitForStart blocks until `start` opens exec.fifo for reading, runs the
 // startContainer hooks, and tells `start` the outcome through the fifo:
 // "0" to go on, or "1" and the hook's error, which `start` reports.
-func waitForStart(fd string, hooks []specs.Hook, st specs.State) error {
+func waitForStart(fd string, hooks []specs.Hook, st specs.State) (*os.File, error) {
 	if fd == "" {
-		return errors.New("no exec fifo")
+		return nil, errors.New("no exec fifo")
 	}
 	f, err := os.OpenFile("/proc/self/fd/"+fd, os.O_WRONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return fmt.Errorf("open exec fifo: %w", err)
+		return nil, fmt.Errorf("open exec fifo: %w", err)
 	}
-	defer f.Close()
 	if err := runHooks(hooks, "startContainer", st); err != nil {
 		f.Write([]byte("1" + err.Error()))
-		return err
+		f.Close()
+		return nil, err
 	}
 	if _, err := f.Write([]byte("0")); err != nil {
-		return fmt.Errorf("write exec fifo: %w", err)
+		f.Close()
+		return nil, fmt.Errorf("write exec fifo: %w", err)
 	}
-	return nil
+	return f, nil
 }
 
 // lookPath resolves the program inside the container now, so that a missing

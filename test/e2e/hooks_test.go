@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/berth-project/berth/internal/seccomp"
 	"github.com/berth-project/berth/internal/testutil"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
@@ -294,4 +295,36 @@ func TestFailingStartHooks(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestPoststartAfterExec: runtime-spec "post-start hooks MUST be called
+// after the user-specified process is executed": the poststart hook finds
+// the container's pid already running the user's program, not the runtime
+// (runtime-tools poststart; `start` returns once the init has exec'd).
+func TestPoststartAfterExec(t *testing.T) {
+	skipIfRunc(t, "runc 1.1.5 runs poststart hooks in create, before the user's process")
+	rt := newRuntime(t)
+	out := filepath.Join(hostDir(t), "exe")
+	hook := specs.Hook{Path: "/bin/sh", Args: []string{"sh", "-c",
+		`pid=$(sed -n 's/.*"pid": *\([0-9]*\).*/\1/p'); readlink /proc/$pid/exe > ` + out}}
+	// A seccomp filter loaded late (after start) widens the window between
+	// the init's go-ahead and its execve, which a runtime that runs the
+	// hooks at the go-ahead would show.
+	b := testutil.NewBundle(t, testutil.WithArgs("sleep", "1000"),
+		testutil.WithSpec(func(s *specs.Spec) {
+			s.Hooks = &specs.Hooks{Poststart: []specs.Hook{hook}}
+			s.Process.NoNewPrivileges = true
+			s.Linux.Seccomp = seccomp.DefaultProfile()
+		}))
+	id := rt.NewID("poststartexec")
+	rt.Create(id, b.Dir).OK(t)
+	rt.Start(id).OK(t)
+	exe, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatalf("poststart hook output: %v", err)
+	}
+	if got := strings.TrimSpace(string(exe)); !strings.HasSuffix(got, "/bin/busybox") {
+		t.Errorf("when the poststart hook ran, the container's pid ran %q, want the user's program (/bin/busybox)", got)
+	}
+	rt.Delete(id, "--force").OK(t)
 }
