@@ -53,16 +53,33 @@ func newCaps(lc *specs.LinuxCapabilities) (*processCaps, error) {
 	if lc == nil {
 		lc = &specs.LinuxCapabilities{}
 	}
+	// runtime-spec: a capability that "cannot be granted otherwise" is
+	// logged and the runtime SHOULD NOT fail, "for example, if the runtime
+	// operates in a restricted environment": what our own bounding set
+	// lacks (this host withholds CAP_SYS_RESOURCE) is skipped, warned once.
+	warned := map[capability.Cap]bool{}
+	grantable := func(names []string) []capability.Cap {
+		var out []capability.Cap
+		for _, cp := range resolveCaps(names) {
+			if c.Get(capability.BOUNDING, cp) {
+				out = append(out, cp)
+			} else if !warned[cp] {
+				warned[cp] = true
+				fmt.Fprintf(os.Stderr, "berth-runtime: warning: capability %s is not in the runtime's bounding set on this host; ignored\n", strings.ToUpper("cap_"+cp.String()))
+			}
+		}
+		return out
+	}
 	sets := map[capability.CapType][]capability.Cap{
-		capability.BOUNDING:    resolveCaps(lc.Bounding),
-		capability.EFFECTIVE:   resolveCaps(lc.Effective),
-		capability.PERMITTED:   resolveCaps(lc.Permitted),
-		capability.INHERITABLE: resolveCaps(lc.Inheritable),
+		capability.BOUNDING:    grantable(lc.Bounding),
+		capability.EFFECTIVE:   grantable(lc.Effective),
+		capability.PERMITTED:   grantable(lc.Permitted),
+		capability.INHERITABLE: grantable(lc.Inheritable),
 	}
 	// The kernel raises an ambient capability only if it is permitted
 	// and inheritable too; like runc, skip the others with a warning
 	// rather than fail the container.
-	for _, a := range resolveCaps(lc.Ambient) {
+	for _, a := range grantable(lc.Ambient) {
 		if has(sets[capability.PERMITTED], a) && has(sets[capability.INHERITABLE], a) {
 			sets[capability.AMBIENT] = append(sets[capability.AMBIENT], a)
 		} else {

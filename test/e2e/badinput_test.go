@@ -3,6 +3,7 @@ package e2e
 import (
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -131,4 +132,34 @@ func TestSystemdCgroupWithoutSystemd(t *testing.T) {
 		t.Errorf("--systemd-cgroup without systemd: want an error about systemd: %s", res)
 	}
 	checkCreateLeftNothing(t, rt, id, b)
+}
+
+// TestUngrantableCapabilityWarns: a capability outside the runtime's own
+// bounding set (this host withholds CAP_SYS_RESOURCE) "cannot be granted":
+// runtime-spec config.md says to log it and not fail (runtime-tools
+// process_capabilities).
+func TestUngrantableCapabilityWarns(t *testing.T) {
+	status, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bnd, err := strconv.ParseUint(statusField(string(status), "CapBnd"), 16, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bnd&(1<<24) != 0 {
+		t.Skip("requires a host whose bounding set lacks CAP_SYS_RESOURCE (this project's CI machine)")
+	}
+	skipIfRunc(t, "runc 1.1.5 fails with `unable to apply caps: operation not permitted`")
+	rt := newRuntime(t)
+	b := testutil.NewBundle(t, testutil.WithShell("grep CapEff /proc/self/status"), testutil.WithSpec(func(s *specs.Spec) {
+		c := s.Process.Capabilities
+		c.Bounding = append(c.Bounding, "CAP_SYS_RESOURCE")
+		c.Effective = append(c.Effective, "CAP_SYS_RESOURCE")
+		c.Permitted = append(c.Permitted, "CAP_SYS_RESOURCE")
+	}))
+	res := rt.Run(rt.NewID("ungrantable"), b.Dir)
+	if res.ExitCode != 0 || !strings.Contains(res.Stderr, "CAP_SYS_RESOURCE") {
+		t.Errorf("run with CAP_SYS_RESOURCE the host withholds: want success and a warning naming it: %s", res)
+	}
 }
