@@ -70,10 +70,12 @@ func (r *Runtime) Create(ctx context.Context, id string, opt CreateOptions) (ret
 	if err != nil {
 		return err
 	}
+	var filter <-chan compiledFilter
 	if spec.Linux.Seccomp != nil {
 		if err := seccomp.Validate(spec.Linux.Seccomp); err != nil {
 			return err
 		}
+		filter = compileSeccompAsync(spec.Linux.Seccomp)
 	}
 	if spec.Process.Terminal && opt.ConsoleSocket == "" && opt.ConsoleFile == nil {
 		return errors.New("process.terminal is true but no --console-socket was given to receive the terminal")
@@ -177,8 +179,14 @@ func (r *Runtime) Create(ctx context.Context, id string, opt CreateOptions) (ret
 			return r.hookFailed(p, err)
 		}
 	}
-	cfg.State = p.specState(specs.StateCreating)
-	if err := c.send(&initMessage{Type: msgHooksDone, Config: cfg}); err != nil {
+	// The init only needs the state and the filter from here on.
+	done := &initConfig{State: p.specState(specs.StateCreating)}
+	if filter != nil {
+		if done.Seccomp, err = (<-filter).get(); err != nil {
+			return err
+		}
+	}
+	if err := c.send(&initMessage{Type: msgHooksDone, Config: done}); err != nil {
 		return err
 	}
 	if err := r.waitReady(ctx, c, p); err != nil {

@@ -30,6 +30,10 @@ type initConfig struct {
 	NoNewKeyring bool              `json:"no_new_keyring,omitempty"`
 	CgroupPaths  map[string]string `json:"cgroup_paths,omitempty"`
 	State        specs.State       `json:"state"` // for hooks run by the init
+	// Seccomp is linux.seccomp compiled by the runtime (seccomp.Program's
+	// MarshalBinary): the init installs it and never compiles, so the
+	// libseccomp work stays off the path between start and the exec.
+	Seccomp []byte `json:"seccomp,omitempty"`
 }
 
 type initReply struct {

@@ -119,6 +119,12 @@ func (p *Program) Load() (notifyFd int, err error) {
 	return -1, nil
 }
 
+// HasListener says whether loading the program returns a user-notification
+// listener fd (the profile has SCMP_ACT_NOTIFY rules).
+func (p *Program) HasListener() bool {
+	return p.flags&unix.SECCOMP_FILTER_FLAG_NEW_LISTENER != 0
+}
+
 func flagNames(flags uintptr) string {
 	names := []struct {
 		bit  uintptr
