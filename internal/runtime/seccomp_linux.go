@@ -16,15 +16,35 @@ type compiledFilter struct {
 
 func (c compiledFilter) get() ([]byte, error) { return c.prog, c.err }
 
-// compileSeccomp compiles sc into the bytes the init installs. libseccomp
-// takes 15–20 ms for a Docker-sized profile; doing it in the runtime keeps
-// it out of the init, whose filter is loaded between `start` and the exec.
+// compileSeccomp compiles sc into the bytes the init installs, or takes
+// them from the cache (sc was validated by create). libseccomp takes 15–20
+// ms for a Docker-sized profile; doing it in the runtime keeps it out of the
+// init, whose filter is loaded between `start` and the exec.
 func compileSeccomp(sc *specs.LinuxSeccomp) ([]byte, error) {
+	cache := openFilterCache()
+	key := ""
+	if cache != nil {
+		if k, err := cache.key(sc); err == nil {
+			key = k
+			if b := cache.get(key); b != nil {
+				if _, err := seccomp.UnmarshalProgram(b); err == nil {
+					return b, nil
+				}
+			}
+		}
+	}
 	prog, err := seccomp.Compile(sc)
 	if err != nil {
 		return nil, fmt.Errorf("linux.seccomp: %w", err)
 	}
-	return prog.MarshalBinary()
+	b, err := prog.MarshalBinary()
+	if err != nil {
+		return nil, err
+	}
+	if key != "" {
+		cache.put(key, b)
+	}
+	return b, nil
 }
 
 // compileSeccompAsync compiles on another thread while the init starts and

@@ -29,6 +29,9 @@ func Validate(cfg *specs.LinuxSeccomp) error {
 
 func libseccompVersion() (major, minor, micro uint) { return libseccomp.GetLibraryVersion() }
 
+// LibraryVersion is the version of the libseccomp that Compile uses.
+func LibraryVersion() (major, minor, micro uint) { return libseccompVersion() }
+
 // Program is a compiled filter, ready to be installed by Load.
 type Program struct {
 	insns []unix.SockFilter
