@@ -312,7 +312,7 @@ func writePidFile(path string, pid int) error {
 
 // Start lets a created container's init exec the user's process.
 func (r *Runtime) Start(ctx context.Context, id string) error {
-	p, err := r.load(id)
+	p, err := r.loadLifecycle(id)
 	if err != nil {
 		return err
 	}
@@ -490,7 +490,7 @@ func (r *Runtime) cgroupOf(p *persisted) (*cgroups.Manager, error) {
 // Delete removes a stopped (or created) container; with force it kills a
 // running one first.
 func (r *Runtime) Delete(ctx context.Context, id string, force bool) error {
-	p, err := r.load(id)
+	p, err := r.loadLifecycle(id)
 	if err != nil {
 		if errors.Is(err, ErrNotExist) && force {
 			// A half-made directory from a crashed create goes too.
