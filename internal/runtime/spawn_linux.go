@@ -97,6 +97,12 @@ func spawn(opt spawnOptions) (_ *child, retErr error) {
 	cmd.Env = []string{
 		envInitPipe + "=" + strconv.Itoa(addFd(childSock)),
 		envPreserve + "=" + strconv.Itoa(opt.preserveFds),
+		// The init does its work on one locked thread. With a P per
+		// CPU the Go runtime sets up more per-P state and threads at
+		// start: about 45 more page faults, 0.5 ms on a VM, in every
+		// create and exec. Its environment never reaches the container
+		// process or hooks, which get their own.
+		"GOMAXPROCS=1",
 	}
 	if opt.fifo != nil {
 		cmd.Env = append(cmd.Env, envFifoFd+"="+strconv.Itoa(addFd(opt.fifo)))
