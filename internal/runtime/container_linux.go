@@ -166,6 +166,9 @@ func (r *Runtime) Create(ctx context.Context, id string, opt CreateOptions) (ret
 	if err := r.save(p); err != nil {
 		return err
 	}
+	if err := r.writeFastPath(p); err != nil {
+		return err
+	}
 	// The init needs its own pid as hook state; it learns it from us.
 	if _, err := c.expect(replyHooks); err != nil {
 		return err

@@ -133,20 +133,25 @@ func (r *Runtime) save(p *persisted) error {
 	if err != nil {
 		return err
 	}
-	dir := r.dir(p.ID)
-	tmp, err := os.CreateTemp(dir, ".state-")
+	return writeStateFile(r.dir(p.ID), stateFile, b)
+}
+
+// writeStateFile replaces dir/name with data through a rename, so that a
+// reader sees the old or the new file whole.
+func writeStateFile(dir, name string, data []byte) error {
+	tmp, err := os.CreateTemp(dir, "."+name+"-")
 	if err != nil {
 		return fmt.Errorf("write state: %w", err)
 	}
 	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(b); err != nil {
+	if _, err := tmp.Write(data); err != nil {
 		tmp.Close()
 		return fmt.Errorf("write state: %w", err)
 	}
 	if err := tmp.Close(); err != nil {
 		return fmt.Errorf("write state: %w", err)
 	}
-	if err := os.Rename(tmp.Name(), filepath.Join(dir, stateFile)); err != nil {
+	if err := os.Rename(tmp.Name(), filepath.Join(dir, name)); err != nil {
 		return fmt.Errorf("write state: %w", err)
 	}
 	return nil
