@@ -201,7 +201,7 @@ static void fp_start(int dirfd)
 	if (fd < 0)
 		goto fallback;
 	// From here the init may go on: no way back to the Go path.
-	char msg[4096];
+	static char msg[1 << 16], rest[4096];
 	size_t len = 0;
 	int grace = 0;
 	for (;;) {
@@ -221,15 +221,16 @@ static void fp_start(int dirfd)
 				grace = 1;
 			continue;
 		}
-		ssize_t n = read(fd, msg + len, sizeof(msg) - 1 - len);
+		// Past the buffer (a hook's very long error) the rest is read
+		// and dropped, so that the init never blocks on a full fifo.
+		int full = len == sizeof(msg) - 1;
+		ssize_t n = full ? read(fd, rest, sizeof(rest)) : read(fd, msg + len, sizeof(msg) - 1 - len);
 		if (n < 0 && (errno == EAGAIN || errno == EINTR))
 			continue;
-		if (n <= 0 || len + (size_t)n == sizeof(msg) - 1) {
-			if (n > 0)
-				len += (size_t)n;
+		if (n <= 0)
 			break;
-		}
-		len += (size_t)n;
+		if (!full)
+			len += (size_t)n;
 	}
 	close(fd);
 	msg[len] = '\0';
