@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -46,5 +47,19 @@ func TestLoadLifecycleKeepsWhatStartAndDeleteUse(t *testing.T) {
 	}
 	if _, err := r.loadLifecycle("missing"); err == nil {
 		t.Error("a missing container loaded")
+	}
+}
+
+func TestCheckID(t *testing.T) {
+	long := strings.Repeat("a", 1024)
+	for _, id := range []string{"a", "A-b.c_d+e", "0", "...", long} {
+		if err := checkID(id); err != nil {
+			t.Errorf("checkID(%q) = %v, want valid", id, err)
+		}
+	}
+	for _, id := range []string{"", ".", "..", "a/b", "a b", "é", "a\n", "a:b", long + "a"} {
+		if err := checkID(id); err == nil {
+			t.Errorf("checkID(%q) accepted an invalid id", id)
+		}
 	}
 }
