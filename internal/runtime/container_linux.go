@@ -70,10 +70,12 @@ func (r *Runtime) Create(ctx context.Context, id string, opt CreateOptions) (ret
 	if err != nil {
 		return err
 	}
+	var filter <-chan compiledFilter
 	if spec.Linux.Seccomp != nil {
 		if err := seccomp.Validate(spec.Linux.Seccomp); err != nil {
 			return err
 		}
+		filter = compileSeccompAsync(spec.Linux.Seccomp)
 	}
 	if spec.Process.Terminal && opt.ConsoleSocket == "" && opt.ConsoleFile == nil {
 		return errors.New("process.terminal is true but no --console-socket was given to receive the terminal")
@@ -106,12 +108,16 @@ func (r *Runtime) Create(ctx context.Context, id string, opt CreateOptions) (ret
 		cg.Destroy()
 		os.RemoveAll(dir)
 	}()
-	// A limit the host cannot apply fails here, before any process runs.
-	if err := cg.Apply(-1); err != nil {
-		return err
-	}
-	if err := cg.Set(spec.Linux.Resources); err != nil {
-		return err
+	// A limit the host cannot apply fails create before any process of
+	// the container runs.
+	setupCgroup := func(pid int) error {
+		if err := cg.Apply(-1); err != nil {
+			return err
+		}
+		if err := cg.Set(spec.Linux.Resources); err != nil {
+			return err
+		}
+		return cg.Apply(pid)
 	}
 	fifoPath := filepath.Join(dir, fifoName)
 	// Writable by anyone: the init opens it after switching to the
@@ -161,8 +167,8 @@ func (r *Runtime) Create(ctx context.Context, id string, opt CreateOptions) (ret
 	}
 	c, err = spawn(spawnOptions{
 		join: join, clone: clone, uidMaps: spec.Linux.UIDMappings, gidMaps: spec.Linux.GIDMappings,
-		timeOffsets: spec.Linux.TimeOffsets, joinCgroup: cg.Apply, oomScoreAdj: spec.Process.OOMScoreAdj,
-		stdio: opt.Stdio, preserveFds: opt.PreserveFds, fifo: fifo, console: console,
+		timeOffsets: spec.Linux.TimeOffsets, joinCgroup: setupCgroup, oomScoreAdj: spec.Process.OOMScoreAdj,
+		stdio: opt.Stdio, preserveFds: opt.PreserveFds, fifo: fifo, console: console, lateCgroup: !hasCgroupNS(join, clone),
 		mountFiles: mountFiles, message: &initMessage{Type: msgConfig, Config: cfg},
 	})
 	if err != nil {
@@ -171,6 +177,9 @@ func (r *Runtime) Create(ctx context.Context, id string, opt CreateOptions) (ret
 	p.Pid = c.pid
 	p.StartTime, _, _ = procStartTime(c.pid)
 	if err := r.save(p); err != nil {
+		return err
+	}
+	if err := r.writeFastPath(p); err != nil {
 		return err
 	}
 	// The init needs its own pid as hook state; it learns it from us.
@@ -186,8 +195,14 @@ func (r *Runtime) Create(ctx context.Context, id string, opt CreateOptions) (ret
 			return r.hookFailed(p, err)
 		}
 	}
-	cfg.State = p.specState(specs.StateCreating)
-	if err := c.send(&initMessage{Type: msgHooksDone, Config: cfg}); err != nil {
+	// The init only needs the state and the filter from here on.
+	done := &initConfig{State: p.specState(specs.StateCreating)}
+	if filter != nil {
+		if done.Seccomp, err = (<-filter).get(); err != nil {
+			return err
+		}
+	}
+	if err := c.send(&initMessage{Type: msgHooksDone, Config: done}); err != nil {
 		return err
 	}
 	if err := r.waitReady(ctx, c, p); err != nil {
@@ -313,7 +328,7 @@ func writePidFile(path string, pid int) error {
 
 // Start lets a created container's init exec the user's process.
 func (r *Runtime) Start(ctx context.Context, id string) error {
-	p, err := r.load(id)
+	p, err := r.loadLifecycle(id)
 	if err != nil {
 		return err
 	}
@@ -505,7 +520,7 @@ func (r *Runtime) cgroupOf(p *persisted) (*cgroups.Manager, error) {
 // Delete removes a stopped (or created) container; with force it kills a
 // running one first.
 func (r *Runtime) Delete(ctx context.Context, id string, force bool) error {
-	p, err := r.load(id)
+	p, err := r.loadLifecycle(id)
 	if err != nil {
 		if errors.Is(err, ErrNotExist) && force {
 			// A half-made directory from a crashed create goes too.

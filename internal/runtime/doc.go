@@ -11,4 +11,12 @@
 //     frozen cgroup paused, otherwise stopped.
 //   - Every create failure removes everything the create made: the init
 //     process, the cgroup, and ROOT/ID.
+//   - start and delete of a container with no poststart/poststop hooks on
+//     the cgroupfs driver are done in C before the Go runtime starts
+//     (nsenter/fastpath.c, from ROOT/ID/fastpath that create writes); that
+//     code returns to the Go code before any side effect in every case it
+//     does not handle, and the Go code stays complete on its own.
+//   - The init never compiles seccomp filters: the runtime compiles them
+//     (or takes them from /run/berth-runtime/seccomp, keyed by the binary,
+//     the profile and the kernel) and the init installs the bytes.
 package runtime

@@ -65,6 +65,12 @@ func (r *Runtime) Exec(ctx context.Context, id string, proc *specs.Process, opt 
 	if err != nil {
 		return 0, err
 	}
+	var filter []byte
+	if sc := p.Spec.Linux.Seccomp; sc != nil {
+		if filter, err = compileSeccomp(sc); err != nil {
+			return 0, err
+		}
+	}
 	console := opt.ConsoleFile
 	if proc.Terminal && console == nil {
 		console, err = dialConsole(opt.ConsoleSocket)
@@ -78,7 +84,7 @@ func (r *Runtime) Exec(ctx context.Context, id string, proc *specs.Process, opt 
 		stdio: opt.Stdio, preserveFds: opt.PreserveFds, console: console,
 		message: &initMessage{Type: msgConfig, Config: &initConfig{
 			Exec: true, ID: id, Bundle: p.Bundle, Spec: p.Spec, Process: proc,
-			State: p.specState(specs.StateRunning),
+			State: p.specState(specs.StateRunning), Seccomp: filter,
 		}},
 	})
 	if err != nil {

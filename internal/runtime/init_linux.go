@@ -94,6 +94,7 @@ func (ip *initProc) initContainer() error {
 	}
 	if msg.Config != nil {
 		ip.cfg.State = msg.Config.State
+		ip.cfg.Seccomp = msg.Config.Seccomp
 	}
 	// Hooks run inside the container see the init as the container does.
 	ip.cfg.State.Pid = os.Getpid()
@@ -131,7 +132,11 @@ func (ip *initProc) initContainer() error {
 	if err := ip.setupConsole(proc, true); err != nil {
 		return err
 	}
-	return ip.finalize(proc, spec.Linux.Seccomp, true)
+	filter, err := ip.seccompFilter(spec.Linux.Seccomp != nil)
+	if err != nil {
+		return err
+	}
+	return ip.finalize(proc, filter, true)
 }
 
 // execProcess runs a further process in a running container: the namespaces
@@ -141,16 +146,16 @@ func (ip *initProc) execProcess() error {
 	if err := ip.setupConsole(proc, false); err != nil {
 		return err
 	}
-	var sc *specs.LinuxSeccomp
-	if ip.cfg.Spec != nil && ip.cfg.Spec.Linux != nil {
-		sc = ip.cfg.Spec.Linux.Seccomp
+	filter, err := ip.seccompFilter(ip.cfg.Spec != nil && ip.cfg.Spec.Linux != nil && ip.cfg.Spec.Linux.Seccomp != nil)
+	if err != nil {
+		return err
 	}
-	return ip.finalize(proc, sc, false)
+	return ip.finalize(proc, filter, false)
 }
 
 // finalize applies the process's own settings and execs it. For a container
 // init it first reports ready and waits on exec.fifo for `start`.
-func (ip *initProc) finalize(proc *specs.Process, sc *specs.LinuxSeccomp, waitStart bool) error {
+func (ip *initProc) finalize(proc *specs.Process, filter *seccomp.Program, waitStart bool) error {
 	// The limits are set just before exec, so that a small RLIMIT_AS or
 	// RLIMIT_NOFILE binds the user's process and not this Go one (whose
 	// address space alone can exceed 1 GiB); hard limits that go up are
@@ -173,7 +178,7 @@ func (ip *initProc) finalize(proc *specs.Process, sc *specs.LinuxSeccomp, waitSt
 	// Without no_new_privs, loading a filter needs CAP_SYS_ADMIN, which
 	// the process may be about to lose; a notify filter is loaded early
 	// too, because its fd must reach the runtime before ready.
-	early := sc != nil && (!proc.NoNewPrivileges || hasNotify(sc))
+	early := filter != nil && (!proc.NoNewPrivileges || filter.HasListener())
 	// The cwd is entered and checked before an early filter can refuse
 	// the getcwd(2) the check needs; a directory only the container's
 	// user may enter is tried again once we are that user, as runc does.
@@ -188,7 +193,7 @@ func (ip *initProc) finalize(proc *specs.Process, sc *specs.LinuxSeccomp, waitSt
 		if err := applyRlimits(proc.Rlimits); err != nil {
 			return err
 		}
-		if err := ip.loadSeccomp(sc); err != nil {
+		if err := ip.loadSeccomp(filter); err != nil {
 			return err
 		}
 	}
@@ -236,8 +241,8 @@ func (ip *initProc) finalize(proc *specs.Process, sc *specs.LinuxSeccomp, waitSt
 			return err
 		}
 	}
-	if sc != nil && !early {
-		if _, err := seccomp.Load(sc); err != nil {
+	if filter != nil && !early {
+		if _, err := filter.Load(); err != nil {
 			return fmt.Errorf("linux.seccomp: %w", err)
 		}
 	}
@@ -251,8 +256,25 @@ func (ip *initProc) finalize(proc *specs.Process, sc *specs.LinuxSeccomp, waitSt
 	return nil
 }
 
-func (ip *initProc) loadSeccomp(sc *specs.LinuxSeccomp) error {
-	fd, err := seccomp.Load(sc)
+// seccompFilter decodes the filter the runtime compiled; want says the
+// config has linux.seccomp, and then a missing filter is an error: the
+// container never runs without the filter it asked for.
+func (ip *initProc) seccompFilter(want bool) (*seccomp.Program, error) {
+	if !want {
+		return nil, nil
+	}
+	if len(ip.cfg.Seccomp) == 0 {
+		return nil, errors.New("linux.seccomp: the runtime sent no compiled filter")
+	}
+	filter, err := seccomp.UnmarshalProgram(ip.cfg.Seccomp)
+	if err != nil {
+		return nil, fmt.Errorf("linux.seccomp: %w", err)
+	}
+	return filter, nil
+}
+
+func (ip *initProc) loadSeccomp(filter *seccomp.Program) error {
+	fd, err := filter.Load()
 	if err != nil {
 		return fmt.Errorf("linux.seccomp: %w", err)
 	}
@@ -269,18 +291,6 @@ func (ip *initProc) loadSeccomp(sc *specs.LinuxSeccomp) error {
 		unix.Close(fd)
 	}
 	return nil
-}
-
-func hasNotify(sc *specs.LinuxSeccomp) bool {
-	if sc.DefaultAction == specs.ActNotify {
-		return true
-	}
-	for _, s := range sc.Syscalls {
-		if s.Action == specs.ActNotify {
-			return true
-		}
-	}
-	return false
 }
 
 // waitForStart blocks until `start` opens exec.fifo for reading, runs the

@@ -14,6 +14,10 @@ import (
 // programMagic starts a marshalled Program; the digit is the format version.
 const programMagic = "berth-seccomp-1\n"
 
+// ProgramFormat names the encoding of MarshalBinary, for keys of caches of
+// marshalled programs.
+const ProgramFormat = programMagic
+
 // knownLoadFlags are the seccomp(2) flags Compile may set.
 const knownLoadFlags = unix.SECCOMP_FILTER_FLAG_TSYNC | unix.SECCOMP_FILTER_FLAG_LOG |
 	unix.SECCOMP_FILTER_FLAG_SPEC_ALLOW | unix.SECCOMP_FILTER_FLAG_NEW_LISTENER |

@@ -29,6 +29,9 @@ func Validate(cfg *specs.LinuxSeccomp) error {
 
 func libseccompVersion() (major, minor, micro uint) { return libseccomp.GetLibraryVersion() }
 
+// LibraryVersion is the version of the libseccomp that Compile uses.
+func LibraryVersion() (major, minor, micro uint) { return libseccompVersion() }
+
 // Program is a compiled filter, ready to be installed by Load.
 type Program struct {
 	insns []unix.SockFilter
@@ -117,6 +120,12 @@ func (p *Program) Load() (notifyFd int, err error) {
 		return -1, fmt.Errorf("load seccomp filter: thread %d could not be synchronised", r)
 	}
 	return -1, nil
+}
+
+// HasListener says whether loading the program returns a user-notification
+// listener fd (the profile has SCMP_ACT_NOTIFY rules).
+func (p *Program) HasListener() bool {
+	return p.flags&unix.SECCOMP_FILTER_FLAG_NEW_LISTENER != 0
 }
 
 func flagNames(flags uintptr) string {

@@ -1,0 +1,372 @@
+// The plain cases of `berth-runtime start ID` and `berth-runtime delete ID`,
+// done before the Go runtime starts.
+//
+// Starting a Go process costs about 10 ms on a VM where page faults are
+// expensive, most of what start and delete take; a container's life runs
+// each once. create writes ROOT/ID/fastpath (fastpath_linux.go) for a
+// container whose start and delete run no hooks and whose cgroups are
+// plain cgroupfs directories. This constructor handles exactly those
+// commands, with no flags but --root, and returns to the Go code, which
+// does the same work in full, whenever anything is not the plain case:
+// no fastpath file, a container not in the state the command expects,
+// processes left in the cgroup, an error before the first side effect.
+//
+// Format of the fastpath file, one item a line:
+//   berth-fastpath 1
+//   pid PID
+//   start STARTTIME        (field 22 of /proc/PID/stat at create)
+//   cgroup PATH            (each cgroup directory; under /sys/fs/cgroup/)
+//   parent PATH            (a shared parent removed when it is empty)
+//   end
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+#ifndef SYS_pidfd_send_signal
+#define SYS_pidfd_send_signal 424
+#endif
+
+#define FP_MAX_PATHS 32
+#define FP_FILE_MAX 16384
+
+struct fastpath {
+	long pid;
+	unsigned long long start;
+	int ncgroups, nparents;
+	char *cgroups[FP_MAX_PATHS];
+	char *parents[FP_MAX_PATHS];
+	char buf[FP_FILE_MAX];
+};
+
+// fp_valid_id is checkID of state.go: ^[\w+\-.]+$, not . or .., at most 1024
+// bytes; a leading '-' would be a flag to the Go command line.
+static int fp_valid_id(const char *id)
+{
+	size_t n = strlen(id);
+	if (n == 0 || n > 1024 || strcmp(id, ".") == 0 || strcmp(id, "..") == 0 || id[0] == '-')
+		return 0;
+	for (const char *p = id; *p; p++) {
+		char c = *p;
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '_' || c == '+' || c == '-' || c == '.'))
+			return 0;
+	}
+	return 1;
+}
+
+// fp_read reads a whole small file at dirfd/name; -1 if it cannot or it
+// does not fit.
+static ssize_t fp_read(int dirfd, const char *name, char *buf, size_t size)
+{
+	int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return -1;
+	size_t len = 0;
+	for (;;) {
+		if (len == size) {
+			close(fd);
+			return -1;
+		}
+		ssize_t n = read(fd, buf + len, size - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			close(fd);
+			return -1;
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+	}
+	close(fd);
+	return (ssize_t)len;
+}
+
+static int fp_plain_path(const char *p)
+{
+	return strncmp(p, "/sys/fs/cgroup/", 15) == 0 && strstr(p, "..") == NULL && strstr(p, "//") == NULL;
+}
+
+// fp_parse reads the fastpath file; 0 if it is missing or not exactly in
+// the format above.
+static int fp_parse(int dirfd, struct fastpath *fp)
+{
+	ssize_t n = fp_read(dirfd, "fastpath", fp->buf, sizeof(fp->buf) - 1);
+	if (n <= 0)
+		return 0;
+	fp->buf[n] = '\0';
+	fp->pid = 0;
+	fp->start = 0;
+	fp->ncgroups = fp->nparents = 0;
+	int line = 0, ended = 0;
+	char *save = NULL;
+	for (char *l = strtok_r(fp->buf, "\n", &save); l != NULL; l = strtok_r(NULL, "\n", &save), line++) {
+		if (ended)
+			return 0;
+		if (line == 0) {
+			if (strcmp(l, "berth-fastpath 1") != 0)
+				return 0;
+		} else if (strncmp(l, "pid ", 4) == 0) {
+			char *end;
+			errno = 0;
+			fp->pid = strtol(l + 4, &end, 10);
+			if (errno || *end || fp->pid <= 0)
+				return 0;
+		} else if (strncmp(l, "start ", 6) == 0) {
+			char *end;
+			errno = 0;
+			fp->start = strtoull(l + 6, &end, 10);
+			if (errno || *end || fp->start == 0)
+				return 0;
+		} else if (strncmp(l, "cgroup ", 7) == 0) {
+			if (fp->ncgroups == FP_MAX_PATHS || !fp_plain_path(l + 7))
+				return 0;
+			fp->cgroups[fp->ncgroups++] = l + 7;
+		} else if (strncmp(l, "parent ", 7) == 0) {
+			if (fp->nparents == FP_MAX_PATHS || !fp_plain_path(l + 7))
+				return 0;
+			fp->parents[fp->nparents++] = l + 7;
+		} else if (strcmp(l, "end") == 0) {
+			ended = 1;
+		} else {
+			return 0;
+		}
+	}
+	return ended && fp->pid > 0 && fp->start > 0;
+}
+
+// fp_alive is processAlive of state.go: pid is still the process that
+// started at start, and not a zombie.
+static int fp_alive(long pid, unsigned long long start)
+{
+	char path[64], buf[1024];
+	snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+	ssize_t n = fp_read(AT_FDCWD, path, buf, sizeof(buf) - 1);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	char *p = strrchr(buf, ')');
+	if (p == NULL)
+		return 0;
+	p++;
+	// Fields after the command: state is the first, starttime the 20th.
+	char *save = NULL, *state = NULL, *st = NULL;
+	int i = 0;
+	for (char *f = strtok_r(p, " ", &save); f != NULL; f = strtok_r(NULL, " ", &save), i++) {
+		if (i == 0)
+			state = f;
+		if (i == 19) {
+			st = f;
+			break;
+		}
+	}
+	if (state == NULL || st == NULL || state[0] == 'Z' || state[0] == 'X')
+		return 0;
+	return strtoull(st, NULL, 10) == start;
+}
+
+static void fp_fail(const char *msg)
+{
+	fprintf(stderr, "berth-runtime: %s\n", msg);
+	_exit(1);
+}
+
+// fp_start is Runtime.Start for a created container without hooks.
+static void fp_start(int dirfd)
+{
+	struct fastpath *fp = malloc(sizeof(*fp));
+	if (fp == NULL || !fp_parse(dirfd, fp) || !fp_alive(fp->pid, fp->start))
+		goto fallback;
+	struct stat st;
+	if (fstatat(dirfd, "exec.fifo", &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISFIFO(st.st_mode))
+		goto fallback;
+	// Non-blocking, so that an init that dies before opening its end
+	// cannot hang us; poll reports POLLHUP only once a writer came and went.
+	int fd = openat(dirfd, "exec.fifo", O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0)
+		goto fallback;
+	// From here the init may go on: no way back to the Go path.
+	static char msg[1 << 16], rest[4096];
+	size_t len = 0;
+	int grace = 0;
+	for (;;) {
+		struct pollfd pfd = {.fd = fd, .events = POLLIN};
+		int r = poll(&pfd, 1, grace ? 200 : 5);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		if (r == 0) {
+			if (grace)
+				break;
+			// A short-lived process may already have run and exited;
+			// its init opened the fifo, so the data is about to come.
+			if (!fp_alive(fp->pid, fp->start))
+				grace = 1;
+			continue;
+		}
+		// Past the buffer (a hook's very long error) the rest is read
+		// and dropped, so that the init never blocks on a full fifo.
+		int full = len == sizeof(msg) - 1;
+		ssize_t n = full ? read(fd, rest, sizeof(rest)) : read(fd, msg + len, sizeof(msg) - 1 - len);
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			continue;
+		if (n <= 0)
+			break;
+		if (!full)
+			len += (size_t)n;
+	}
+	close(fd);
+	msg[len] = '\0';
+	if (len == 0)
+		fp_fail("container init exited before start");
+	if (strcmp(msg, "0") != 0) {
+		// A startContainer hook failed: the init reports why.
+		int pidfd = (int)syscall(SYS_pidfd_open, (pid_t)fp->pid, 0);
+		if (pidfd >= 0) {
+			if (fp_alive(fp->pid, fp->start))
+				syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+			close(pidfd);
+		}
+		unlinkat(dirfd, "exec.fifo", 0);
+		fp_fail(msg[0] == '1' ? msg + 1 : msg);
+	}
+	if (unlinkat(dirfd, "exec.fifo", 0) < 0) {
+		char err[256];
+		snprintf(err, sizeof(err), "remove exec fifo: %s", strerror(errno));
+		fp_fail(err);
+	}
+	_exit(0);
+fallback:
+	free(fp);
+}
+
+// fp_cgroup_empty: no process in the cgroup at path (or no such cgroup).
+static int fp_cgroup_empty(const char *path)
+{
+	char procs[PATH_MAX], c;
+	if (snprintf(procs, sizeof(procs), "%s/cgroup.procs", path) >= (int)sizeof(procs))
+		return 0;
+	int fd = open(procs, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT;
+	ssize_t n;
+	do
+		n = read(fd, &c, 1);
+	while (n < 0 && errno == EINTR);
+	close(fd);
+	return n == 0;
+}
+
+// fp_delete is Runtime.Delete for a stopped container without hooks whose
+// cgroups hold no process. Every check comes before anything is removed;
+// a cgroup that will not go returns to the Go path, which finishes the job
+// from the same state.
+static void fp_delete(int dirfd, const char *dir)
+{
+	struct fastpath *fp = malloc(sizeof(*fp));
+	if (fp == NULL || !fp_parse(dirfd, fp))
+		goto fallback;
+	// The lock of lockDir in state.go.
+	if (flock(dirfd, LOCK_EX) < 0)
+		goto fallback;
+	if (fp_alive(fp->pid, fp->start))
+		goto fallback; // created or running: the Go path kills or refuses
+	for (int i = 0; i < fp->ncgroups; i++)
+		if (!fp_cgroup_empty(fp->cgroups[i]))
+			goto fallback; // processes outlived the init: the Go path kills them
+	int dfd2 = dup(dirfd);
+	DIR *d = dfd2 < 0 ? NULL : fdopendir(dfd2);
+	if (d == NULL) {
+		if (dfd2 >= 0)
+			close(dfd2);
+		goto fallback;
+	}
+	for (struct dirent *e; (e = readdir(d)) != NULL;) {
+		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+			continue;
+		if (e->d_type == DT_DIR || e->d_type == DT_UNKNOWN) {
+			closedir(d);
+			goto fallback; // the state directory holds only files
+		}
+	}
+	for (int i = 0; i < fp->ncgroups; i++) {
+		if (rmdir(fp->cgroups[i]) < 0 && errno != ENOENT) {
+			closedir(d);
+			goto fallback;
+		}
+	}
+	for (int i = 0; i < fp->nparents; i++)
+		rmdir(fp->parents[i]); // fails while other containers use it
+	rewinddir(d);
+	for (struct dirent *e; (e = readdir(d)) != NULL;) {
+		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+			continue;
+		if (unlinkat(dirfd, e->d_name, 0) < 0 && errno != ENOENT) {
+			closedir(d);
+			goto fallback;
+		}
+	}
+	closedir(d);
+	if (rmdir(dir) < 0 && errno != ENOENT) {
+		char err[PATH_MAX + 64];
+		snprintf(err, sizeof(err), "remove state: remove %s: %s", dir, strerror(errno));
+		fp_fail(err);
+	}
+	_exit(0);
+fallback:
+	free(fp);
+	// Closing dirfd (by the caller) drops the lock for the Go path.
+}
+
+__attribute__((constructor)) static void berth_fastpath(int argc, char **argv, char **envp)
+{
+	(void)envp;
+	const char *env = getenv("_BERTH_INITPIPE");
+	if ((env != NULL && *env != '\0') || argc < 3)
+		return;
+	const char *root = "/run/berth"; // the default of --root in main.go
+	int i = 1;
+	if (strcmp(argv[i], "--root") == 0 || strcmp(argv[i], "-root") == 0) {
+		if (argc < 5)
+			return;
+		root = argv[i + 1];
+		i += 2;
+	} else if (strncmp(argv[i], "--root=", 7) == 0 || strncmp(argv[i], "-root=", 6) == 0) {
+		root = strchr(argv[i], '=') + 1;
+		i++;
+	}
+	if (argc != i + 2 || root[0] == '\0')
+		return;
+	const char *cmd = argv[i], *id = argv[i + 1];
+	int start = strcmp(cmd, "start") == 0, del = strcmp(cmd, "delete") == 0;
+	if ((!start && !del) || !fp_valid_id(id))
+		return;
+	char dir[PATH_MAX];
+	if (snprintf(dir, sizeof(dir), "%s/%s", root, id) >= (int)sizeof(dir))
+		return;
+	int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dirfd < 0)
+		return;
+	if (start)
+		fp_start(dirfd);
+	else
+		fp_delete(dirfd, dir);
+	close(dirfd);
+}
