@@ -350,3 +350,19 @@ func TestSeccompDeniesGetcwd(t *testing.T) {
 		t.Errorf("container under a filter refusing getcwd: %q, want it started", out)
 	}
 }
+
+// TestRlimitASWithSeccomp: a 1 GiB RLIMIT_AS with the default seccomp
+// profile binds the user's process, not the runtime's Go init, whose own
+// address space is about that size (runtime-tools process_rlimits).
+func TestRlimitASWithSeccomp(t *testing.T) {
+	rt := newRuntime(t)
+	out := runOut(t, rt, "rlimitas", testutil.WithShell("ulimit -v; ulimit -Hv"),
+		withSeccomp(seccomp.DefaultProfile()),
+		testutil.WithSpec(func(s *specs.Spec) {
+			s.Process.NoNewPrivileges = true
+			s.Process.Rlimits = append(s.Process.Rlimits, specs.POSIXRlimit{Type: "RLIMIT_AS", Soft: 1 << 30, Hard: 2 << 30})
+		}))
+	if f := strings.Fields(out); len(f) != 2 || f[0] != "1048576" || f[1] != "2097152" {
+		t.Errorf("ulimit -v / -Hv in the container = %q, want 1048576 and 2097152 (KiB)", out)
+	}
+}
