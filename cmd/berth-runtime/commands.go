@@ -311,6 +311,12 @@ func psTable(pids []int, psArgs []string) error {
 func runContainer(ctx context.Context, r *runtime.Runtime, id string, cmd *cli.Command) error {
 	opt := createOptions(cmd)
 	detach := cmd.Bool("detach")
+	var sigs chan os.Signal
+	if !detach {
+		var stop func()
+		sigs, stop = runtime.CatchSignals()
+		defer stop()
+	}
 	var tty *consoleProxy
 	if !detach && opt.ConsoleSocket == "" {
 		spec, err := oci.LoadBundle(opt.Bundle)
@@ -342,7 +348,7 @@ func runContainer(ctx context.Context, r *runtime.Runtime, id string, cmd *cli.C
 	if detach {
 		return nil
 	}
-	code := runtime.Wait(st.Pid, true)
+	code := runtime.Wait(st.Pid, sigs)
 	if tty != nil {
 		tty.drain()
 	}
@@ -400,6 +406,12 @@ func execProcess(ctx context.Context, r *runtime.Runtime, cmd *cli.Command) erro
 		}
 		opt.ConsoleFile = tty.remote
 	}
+	var sigs chan os.Signal
+	if !detach {
+		var stop func()
+		sigs, stop = runtime.CatchSignals()
+		defer stop()
+	}
 	pid, err := r.Exec(ctx, id, proc, opt)
 	if err != nil {
 		return err
@@ -414,7 +426,7 @@ func execProcess(ctx context.Context, r *runtime.Runtime, cmd *cli.Command) erro
 		}
 		defer tty.close()
 	}
-	code := runtime.Wait(pid, true)
+	code := runtime.Wait(pid, sigs)
 	if tty != nil {
 		tty.drain()
 	}

@@ -613,11 +613,8 @@ func (r *Runtime) Pause(ctx context.Context, id string, pause bool) error {
 // Wait waits for a process that this runtime reaps (its child, or an
 // orphan adopted as subreaper) and forwards the signals it receives to it;
 // it returns the exit code as a shell reports it (128+signal).
-func Wait(pid int, forward bool) int {
-	sigs := make(chan os.Signal, 64)
-	if forward {
-		signal.Notify(sigs)
-		defer signal.Stop(sigs)
+func Wait(pid int, sigs <-chan os.Signal) int {
+	if sigs != nil {
 		go func() {
 			for s := range sigs {
 				if sig, ok := s.(unix.Signal); ok && sig != unix.SIGCHLD && sig != unix.SIGURG && sig != unix.SIGWINCH {
@@ -648,6 +645,16 @@ func Wait(pid int, forward bool) int {
 		return 128 + int(ws.Signal())
 	}
 	return ws.ExitStatus()
+}
+
+// CatchSignals starts catching every signal for a foreground run or exec,
+// before the container exists: a signal that comes while the container is
+// being made is then held and forwarded by Wait, not lost, and cannot kill
+// the runtime and orphan the container. stop ends the catching.
+func CatchSignals() (sigs chan os.Signal, stop func()) {
+	sigs = make(chan os.Signal, 64)
+	signal.Notify(sigs)
+	return sigs, func() { signal.Stop(sigs); close(sigs) }
 }
 
 // ParseSignal accepts "KILL", "SIGKILL", "kill" and "9".
