@@ -108,16 +108,12 @@ func (r *Runtime) Create(ctx context.Context, id string, opt CreateOptions) (ret
 		cg.Destroy()
 		os.RemoveAll(dir)
 	}()
-	// A limit the host cannot apply fails create before any process of
-	// the container runs.
-	setupCgroup := func(pid int) error {
-		if err := cg.Apply(-1); err != nil {
-			return err
-		}
-		if err := cg.Set(spec.Linux.Resources); err != nil {
-			return err
-		}
-		return cg.Apply(pid)
+	// A limit the host cannot apply fails here, before any process runs.
+	if err := cg.Apply(-1); err != nil {
+		return err
+	}
+	if err := cg.Set(spec.Linux.Resources); err != nil {
+		return err
 	}
 	fifoPath := filepath.Join(dir, fifoName)
 	// Writable by anyone: the init opens it after switching to the
@@ -167,8 +163,8 @@ func (r *Runtime) Create(ctx context.Context, id string, opt CreateOptions) (ret
 	}
 	c, err = spawn(spawnOptions{
 		join: join, clone: clone, uidMaps: spec.Linux.UIDMappings, gidMaps: spec.Linux.GIDMappings,
-		timeOffsets: spec.Linux.TimeOffsets, joinCgroup: setupCgroup, oomScoreAdj: spec.Process.OOMScoreAdj,
-		stdio: opt.Stdio, preserveFds: opt.PreserveFds, fifo: fifo, console: console, lateCgroup: !hasCgroupNS(join, clone),
+		timeOffsets: spec.Linux.TimeOffsets, joinCgroup: cg.Apply, oomScoreAdj: spec.Process.OOMScoreAdj,
+		stdio: opt.Stdio, preserveFds: opt.PreserveFds, fifo: fifo, console: console,
 		mountFiles: mountFiles, message: &initMessage{Type: msgConfig, Config: cfg},
 	})
 	if err != nil {

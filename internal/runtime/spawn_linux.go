@@ -39,12 +39,6 @@ type spawnOptions struct {
 	gidMaps     []specs.LinuxIDMapping
 	timeOffsets map[string]specs.LinuxTimeOffset
 	joinCgroup  func(pid int) error // puts the first child in the container's cgroup
-	// lateCgroup: call joinCgroup with the init's pid once it is forked,
-	// so that the cgroup writes (~2-4 ms on 11 v1 hierarchies) overlap
-	// the init's Go start-up, which waits for its config anyway. Not
-	// with a cgroup namespace: it is rooted at the cgroup its creator is
-	// in when it unshares.
-	lateCgroup  bool
 	oomScoreAdj *int
 	stdio       [3]*os.File
 	preserveFds int
@@ -139,7 +133,7 @@ func spawn(opt spawnOptions) (_ *child, retErr error) {
 			}
 		}
 	}()
-	if opt.joinCgroup != nil && !opt.lateCgroup {
+	if opt.joinCgroup != nil {
 		// Before the namespaces: a new cgroup namespace is rooted at
 		// the cgroup the process is in when it is created.
 		if err := opt.joinCgroup(cmd.Process.Pid); err != nil {
@@ -183,13 +177,6 @@ func spawn(opt spawnOptions) (_ *child, retErr error) {
 	}
 	if err := cmd.Wait(); err != nil {
 		return nil, fmt.Errorf("namespace setup process: %w", err)
-	}
-	if opt.joinCgroup != nil && opt.lateCgroup {
-		// The init is starting its Go runtime; it runs nothing of the
-		// container before it has the config sent below.
-		if err := opt.joinCgroup(initPid); err != nil {
-			return nil, err
-		}
 	}
 	c := &child{pid: initPid, sock: parentSock, dec: json.NewDecoder(r), enc: json.NewEncoder(parentSock)}
 	if err := c.enc.Encode(opt.message); err != nil {
@@ -374,18 +361,4 @@ func (c *child) send(m *initMessage) error {
 		return fmt.Errorf("write to init: %w", err)
 	}
 	return nil
-}
-
-// hasCgroupNS says whether the container gets a cgroup namespace, new or
-// joined.
-func hasCgroupNS(join []nsJoin, clone uintptr) bool {
-	if clone&unix.CLONE_NEWCGROUP != 0 {
-		return true
-	}
-	for _, j := range join {
-		if j.name == "cgroup" {
-			return true
-		}
-	}
-	return false
 }
