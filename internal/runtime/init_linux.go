@@ -166,7 +166,7 @@ func (ip *initProc) finalize(proc *specs.Process, filter *seccomp.Program, waitS
 	if err := applyScheduling(proc); err != nil {
 		return err
 	}
-	env := proc.Env
+	env := processEnv(proc.Env, proc.User.UID)
 	path, err := lookPath(proc.Args[0], env)
 	if err != nil {
 		return err
@@ -314,6 +314,49 @@ func waitForStart(fd string, hooks []specs.Hook, st specs.State) (*os.File, erro
 		return nil, fmt.Errorf("write exec fifo: %w", err)
 	}
 	return f, nil
+}
+
+// processEnv is the environment the process gets, as runc gives it: one
+// entry per name, the last one winning, and HOME, when unset or empty,
+// taken from the user's entry in the container's /etc/passwd ("/" if none).
+func processEnv(in []string, uid uint32) []string {
+	var out []string
+	at := map[string]int{}
+	for _, kv := range in {
+		name, _, _ := strings.Cut(kv, "=")
+		if i, ok := at[name]; ok {
+			out[i] = kv
+			continue
+		}
+		at[name] = len(out)
+		out = append(out, kv)
+	}
+	if i, ok := at["HOME"]; ok && out[i] != "HOME=" {
+		return out
+	}
+	home := "HOME=" + passwdHome(uid)
+	if i, ok := at["HOME"]; ok {
+		out[i] = home
+	} else {
+		out = append(out, home)
+	}
+	return out
+}
+
+// passwdHome reads the home directory of uid from /etc/passwd (the
+// container's: this runs after pivot_root), or "/".
+func passwdHome(uid uint32) string {
+	b, err := os.ReadFile("/etc/passwd")
+	if err != nil {
+		return "/"
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Split(line, ":")
+		if len(f) >= 6 && f[2] == strconv.FormatUint(uint64(uid), 10) && f[5] != "" {
+			return f[5]
+		}
+	}
+	return "/"
 }
 
 // lookPath resolves the program inside the container now, so that a missing
