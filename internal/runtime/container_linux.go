@@ -655,10 +655,10 @@ func CatchSignals() (sigs chan os.Signal, stop func()) {
 
 // ParseSignal accepts "KILL", "SIGKILL", "kill" and "9".
 func ParseSignal(s string) (unix.Signal, error) {
-	if n, err := fmt.Sscanf(s, "%d", new(int)); err == nil && n == 1 {
-		var v int
-		fmt.Sscanf(s, "%d", &v)
-		if v <= 0 || v > 64 {
+	if v, err := strconv.Atoi(s); err == nil {
+		// 0 checks that the container runs without signalling it, as
+		// kill(2) and runc take it.
+		if v < 0 || v > 64 {
 			return 0, fmt.Errorf("invalid signal %q", s)
 		}
 		return unix.Signal(v), nil
