@@ -30,7 +30,9 @@ func runHooks(hooks []specs.Hook, kind string, state specs.State) error {
 	var errs []error
 	for i, h := range hooks {
 		if err := runHook(h, in); err != nil {
-			err = fmt.Errorf("hooks.%s[%d] (%s): %w", kind, i, h.Path, err)
+			// runc's wording, which callers and runc's tests look for,
+			// after the config.json field.
+			err = fmt.Errorf("hooks.%s[%d] (%s): error running %s hook #%d: %w", kind, i, h.Path, kind, i, err)
 			if !keepGoing {
 				return err
 			}

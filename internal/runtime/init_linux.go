@@ -223,7 +223,14 @@ func (ip *initProc) finalize(proc *specs.Process, filter *seccomp.Program, waitS
 	if waitStart {
 		var hooks []specs.Hook
 		if ip.cfg.Spec.Hooks != nil {
-			hooks = ip.cfg.Spec.Hooks.StartContainer
+			// A startContainer hook without env of its own gets the
+			// process's, as runc has always given it.
+			for _, h := range ip.cfg.Spec.Hooks.StartContainer {
+				if h.Env == nil {
+					h.Env = env
+				}
+				hooks = append(hooks, h)
+			}
 		}
 		st := ip.cfg.State
 		st.Status = specs.StateCreated

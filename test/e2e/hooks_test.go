@@ -328,3 +328,35 @@ func TestPoststartAfterExec(t *testing.T) {
 	}
 	rt.Delete(id, "--force").OK(t)
 }
+
+// TestStartContainerHookEnv: a startContainer hook with no env of its own
+// runs with the process's environment, as runc has always run it; a
+// failing hook's error carries runc's "error running <kind> hook #N"
+// (runc hooks.bats).
+func TestStartContainerHookEnv(t *testing.T) {
+	rt := newRuntime(t)
+	b := testutil.NewBundle(t, testutil.WithArgs("true"),
+		testutil.WithRootfs(func(rootfs string) error {
+			return os.WriteFile(filepath.Join(rootfs, "check-env.sh"), []byte("#!/bin/sh -ue\ntest $ONE = two\n"), 0o755)
+		}),
+		testutil.WithSpec(func(s *specs.Spec) {
+			s.Process.Env = append(s.Process.Env, "ONE=two")
+			s.Hooks = &specs.Hooks{StartContainer: []specs.Hook{{Path: "/check-env.sh"}}}
+		}))
+	if res := rt.Run(rt.NewID("hookenv"), b.Dir); res.ExitCode != 0 {
+		t.Errorf("startContainer hook without env: want the process's ONE=two: %s", res)
+	}
+	fail := testutil.NewBundle(t, testutil.WithArgs("true"), testutil.WithSpec(func(s *specs.Spec) {
+		s.Hooks = &specs.Hooks{Prestart: []specs.Hook{{Path: "/bin/true"}, {Path: "/bin/false"}}}
+	}))
+	id := rt.NewID("hookmsg")
+	res := rt.Create(id, fail.Dir)
+	want := "error running prestart hook #1"
+	if isRunc(t) {
+		want = "error running hook #1" // runc 1.1.5; 1.3 names the kind
+	}
+	if res.ExitCode == 0 || !strings.Contains(res.Stderr, want) {
+		t.Errorf("a failing second prestart hook: want runc's \"error running prestart hook #1\": %s", res)
+	}
+	checkCreateLeftNothing(t, rt, id, fail)
+}
