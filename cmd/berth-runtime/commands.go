@@ -195,7 +195,15 @@ func commands() []*cli.Command {
 				if err != nil {
 					return err
 				}
-				return execProcess(ctx, r, cmd)
+				// runc exits 255 when exec itself fails, so that callers
+				// can tell it from the process's own exit status.
+				if err := execProcess(ctx, r, cmd); err != nil {
+					if _, ok := err.(exitCode); ok {
+						return err
+					}
+					return codedError{err, 255}
+				}
+				return nil
 			},
 		},
 		{

@@ -96,8 +96,21 @@ func run(args []string) int {
 	if logOut != io.Discard {
 		newLogger(logOut, logJSON, false).Error(msg)
 	}
+	var coded codedError
+	if errors.As(err, &coded) {
+		return coded.code
+	}
 	return 1
 }
+
+// codedError is an error that ends the command with its own exit status.
+type codedError struct {
+	err  error
+	code int
+}
+
+func (e codedError) Error() string { return e.err.Error() }
+func (e codedError) Unwrap() error { return e.err }
 
 // newLogger writes records as runc's logrus does, which callers parse:
 // containerd's go-runc takes the last {"level":"error","msg":...} line of

@@ -100,7 +100,10 @@ func (r *Runtime) Exec(ctx context.Context, id string, proc *specs.Process, opt 
 	}
 	if opt.PidFile != "" {
 		if err := writePidFile(opt.PidFile, c.pid); err != nil {
-			return c.pid, err
+			// The caller will not know the process: it must not run.
+			unix.Kill(c.pid, unix.SIGKILL)
+			reap(c.pid)
+			return 0, err
 		}
 	}
 	return c.pid, nil
