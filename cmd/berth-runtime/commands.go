@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -148,7 +149,8 @@ func commands() []*cli.Command {
 					if states == nil {
 						states = []*runtime.State{}
 					}
-					return printJSON(states)
+					// One line, as runc prints it (state is indented).
+					return json.NewEncoder(os.Stdout).Encode(states)
 				case "table":
 					w := tabwriter.NewWriter(os.Stdout, 12, 1, 3, ' ', 0)
 					fmt.Fprint(w, "ID\tPID\tSTATUS\tBUNDLE\tCREATED\tOWNER\n")

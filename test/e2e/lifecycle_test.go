@@ -271,6 +271,10 @@ func TestList(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &entries); err != nil || len(entries) != 2 {
 		t.Fatalf("list --format json: %v\n%s", err, out)
 	}
+	// One line, as runc prints it and its own tests match it.
+	if n := strings.Count(strings.TrimSpace(out), "\n"); n != 0 {
+		t.Errorf("list --format json printed %d lines, want 1: %s", n+1, out)
+	}
 	for _, e := range entries {
 		id, _ := e["id"].(string)
 		if wantStatus[id] == "" || e["status"] != wantStatus[id] || e["bundle"] != b.Dir || e["pid"] != float64(rt.Pid(id)) {
