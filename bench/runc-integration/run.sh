@@ -343,11 +343,21 @@ run_file() {
 		rc=0
 		watchdog "$tmp" &
 		local wd=$!
-		(cd "$SRC/tests/integration" &&
-			RUNC="$rt" TMPDIR="$tmp" timeout -k 10 "$FILE_TIMEOUT" bats -t "$base") >"$dir/${base%.bats}.tap" 2>&1 || rc=$?
+		local tap=$dir/${base%.bats}.tap
+		if [ -n "${NO_TTY:-}" ]; then
+			(cd "$SRC/tests/integration" &&
+				RUNC="$rt" TMPDIR="$tmp" timeout -k 10 "$FILE_TIMEOUT" bats -t "$base") >"$tap" 2>&1 </dev/null || rc=$?
+		else
+			# Like runc's CI (script -e -c 'make localintegration'): the
+			# tests get a controlling terminal; runc 1.1's foreground
+			# `run` of a terminal: true container opens /dev/tty.
+			(cd "$SRC/tests/integration" &&
+				RUNC="$rt" TMPDIR="$tmp" SHELL=/bin/bash timeout -k 10 "$FILE_TIMEOUT" \
+					script -qec "bats -t '$base' >'$tap' 2>&1" /dev/null) >/dev/null 2>&1 </dev/null || rc=$?
+		fi
 		kill "$wd" 2>/dev/null || true
 		wait "$wd" 2>/dev/null || true
-		read -r p fl s planned < <(count_tap "$dir/${base%.bats}.tap")
+		read -r p fl s planned < <(count_tap "$tap")
 		local note=""
 		[ "$rc" -eq 124 ] || [ "$rc" -eq 137 ] && note="timeout"
 		local missing=$((planned - p - fl - s))
