@@ -1,0 +1,199 @@
+package engine
+
+import (
+	"context"
+	"time"
+)
+
+// NetworkCreateOptions is `berth network create`.
+type NetworkCreateOptions struct {
+	Name     string
+	Driver   string // "bridge" (the only one)
+	Subnet   string // CIDR; "" picks a free one
+	Gateway  string
+	Internal bool
+	Labels   map[string]string
+}
+
+// NetworkResource is a network as `network inspect` shows it (Docker's
+// field names).
+type NetworkResource struct {
+	Name       string                      `json:"Name"`
+	ID         string                      `json:"Id"`
+	Created    time.Time                   `json:"Created"`
+	Scope      string                      `json:"Scope"` // "local"
+	Driver     string                      `json:"Driver"`
+	IPAM       IPAM                        `json:"IPAM"`
+	Internal   bool                        `json:"Internal"`
+	Containers map[string]NetworkContainer `json:"Containers"`
+	Labels     map[string]string           `json:"Labels"`
+	// ConfigFile is Berth's: the CNI conflist behind the network.
+	ConfigFile string `json:"ConfigFile,omitempty"`
+	DNSEnabled bool   `json:"DNSEnabled"`
+}
+
+// IPAM is a network's address plan.
+type IPAM struct {
+	Driver string       `json:"Driver"`
+	Config []IPAMConfig `json:"Config"`
+}
+
+// IPAMConfig is one subnet.
+type IPAMConfig struct {
+	Subnet  string `json:"Subnet"`
+	Gateway string `json:"Gateway,omitempty"`
+}
+
+// NetworkContainer is a container on a network.
+type NetworkContainer struct {
+	Name        string `json:"Name"`
+	IPv4Address string `json:"IPv4Address"`
+	MacAddress  string `json:"MacAddress"`
+}
+
+// VolumeCreateOptions is `berth volume create`.
+type VolumeCreateOptions struct {
+	Name   string // "" = a random name
+	Labels map[string]string
+}
+
+// Volume is a volume as `volume inspect` shows it.
+type Volume struct {
+	Name       string            `json:"Name"`
+	Driver     string            `json:"Driver"`
+	Mountpoint string            `json:"Mountpoint"`
+	CreatedAt  time.Time         `json:"CreatedAt"`
+	Labels     map[string]string `json:"Labels"`
+	Scope      string            `json:"Scope"`
+	Options    map[string]string `json:"Options"`
+	// Anonymous is Berth's: made for one container's `-v /path`.
+	Anonymous bool `json:"Anonymous,omitempty"`
+}
+
+// Info is `berth system info`.
+type Info struct {
+	ID                string            `json:"ID"`
+	Containers        int               `json:"Containers"`
+	ContainersRunning int               `json:"ContainersRunning"`
+	ContainersPaused  int               `json:"ContainersPaused"`
+	ContainersStopped int               `json:"ContainersStopped"`
+	Images            int               `json:"Images"`
+	Driver            string            `json:"Driver"`
+	CgroupDriver      string            `json:"CgroupDriver"`
+	CgroupVersion     string            `json:"CgroupVersion"`
+	KernelVersion     string            `json:"KernelVersion"`
+	OperatingSystem   string            `json:"OperatingSystem"`
+	Architecture      string            `json:"Architecture"`
+	NCPU              int               `json:"NCPU"`
+	MemTotal          int64             `json:"MemTotal"`
+	RootDir           string            `json:"DockerRootDir"`
+	RunRoot           string            `json:"RunRoot"`
+	Namespace         string            `json:"Namespace"`
+	Runtimes          map[string]string `json:"Runtimes"`
+	DefaultRuntime    string            `json:"DefaultRuntime"`
+	SecurityOptions   []string          `json:"SecurityOptions"`
+	ServerVersion     string            `json:"ServerVersion"`
+}
+
+// DiskUsage is `berth system df`.
+type DiskUsage struct {
+	Images     DiskUsageRow `json:"Images"`
+	Containers DiskUsageRow `json:"Containers"`
+	Volumes    DiskUsageRow `json:"Volumes"`
+}
+
+// DiskUsageRow is one kind of object's use of disk.
+type DiskUsageRow struct {
+	Total       int   `json:"TotalCount"`
+	Active      int   `json:"Active"`
+	Size        int64 `json:"Size"`
+	Reclaimable int64 `json:"Reclaimable"`
+}
+
+// PruneOptions is `berth system prune`.
+type PruneOptions struct {
+	All     bool // also unused images, not only dangling ones
+	Volumes bool // also unused (anonymous, or all with All) volumes
+}
+
+// PruneReport says what a prune removed.
+type PruneReport struct {
+	Containers     []string `json:"ContainersDeleted"`
+	Networks       []string `json:"NetworksDeleted"`
+	Volumes        []string `json:"VolumesDeleted"`
+	Images         []string `json:"ImagesDeleted"`
+	SpaceReclaimed int64    `json:"SpaceReclaimed"`
+}
+
+// NetworkCreate makes a network.
+func (e *Engine) NetworkCreate(ctx context.Context, o NetworkCreateOptions) (NetworkResource, error) {
+	return NetworkResource{}, errNotYet("network create")
+}
+
+// NetworkList lists networks (filters: "name", "label", "driver").
+func (e *Engine) NetworkList(ctx context.Context, filters map[string][]string) ([]NetworkResource, error) {
+	return nil, errNotYet("network ls")
+}
+
+// NetworkInspect shows a network with the containers on it.
+func (e *Engine) NetworkInspect(ctx context.Context, name string) (NetworkResource, error) {
+	return NetworkResource{}, errNotYet("network inspect")
+}
+
+// NetworkRemove removes a network no container uses.
+func (e *Engine) NetworkRemove(ctx context.Context, name string) error {
+	return errNotYet("network rm")
+}
+
+// NetworkConnect attaches a container to a network (at once if it runs,
+// else at its next start).
+func (e *Engine) NetworkConnect(ctx context.Context, network, ref string, aliases []string) error {
+	return errNotYet("network connect")
+}
+
+// NetworkDisconnect detaches a container from a network.
+func (e *Engine) NetworkDisconnect(ctx context.Context, network, ref string, force bool) error {
+	return errNotYet("network disconnect")
+}
+
+// VolumeCreate makes a named volume (an existing name is returned as is).
+func (e *Engine) VolumeCreate(ctx context.Context, o VolumeCreateOptions) (Volume, error) {
+	return Volume{}, errNotYet("volume create")
+}
+
+// VolumeList lists volumes (filters: "name", "label", "dangling").
+func (e *Engine) VolumeList(ctx context.Context, filters map[string][]string) ([]Volume, error) {
+	return nil, errNotYet("volume ls")
+}
+
+// VolumeInspect shows a volume.
+func (e *Engine) VolumeInspect(ctx context.Context, name string) (Volume, error) {
+	return Volume{}, errNotYet("volume inspect")
+}
+
+// VolumeRemove removes a volume no container uses (force: even then? no —
+// Docker's -f only ignores a missing volume).
+func (e *Engine) VolumeRemove(ctx context.Context, name string, force bool) error {
+	return errNotYet("volume rm")
+}
+
+// VolumePrune removes unused anonymous volumes (all: every unused one).
+func (e *Engine) VolumePrune(ctx context.Context, all bool) ([]string, int64, error) {
+	return nil, 0, errNotYet("volume prune")
+}
+
+// Info is `system info`.
+func (e *Engine) Info(ctx context.Context) (Info, error) {
+	return Info{}, errNotYet("system info")
+}
+
+// DiskUsage is `system df`.
+func (e *Engine) DiskUsage(ctx context.Context) (DiskUsage, error) {
+	return DiskUsage{}, errNotYet("system df")
+}
+
+// Prune is `system prune`: stopped containers, unused networks, dangling
+// images, and with o.Volumes unused volumes.
+func (e *Engine) Prune(ctx context.Context, o PruneOptions) (PruneReport, error) {
+	return PruneReport{}, errNotYet("system prune")
+}
