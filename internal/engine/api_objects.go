@@ -123,4 +123,3 @@ type PruneReport struct {
 	Images         []string `json:"ImagesDeleted"`
 	SpaceReclaimed int64    `json:"SpaceReclaimed"`
 }
-
