@@ -175,11 +175,11 @@ func (m *Manager) Attach(ctx context.Context, r AttachRequest) (att Attachment, 
 	undo = append(undo, func() { m.releasePorts(r.ContainerID) })
 
 	undo = append(undo, func() {
-		dctx, cancel := context.WithTimeout(context.Background(), cniTimeout)
+		dctx, cancel := context.WithTimeout(context.Background(), m.cniTimeout)
 		defer cancel()
 		m.cni.DelNetworkList(dctx, list, rt)
 	})
-	cctx, cancel := context.WithTimeout(ctx, cniTimeout)
+	cctx, cancel := context.WithTimeout(ctx, m.cniTimeout)
 	res, err := m.cni.AddNetworkList(cctx, list, rt)
 	cancel()
 	if err != nil {
@@ -224,7 +224,7 @@ func (m *Manager) unregisterNames(network, id string) error {
 	if _, err := os.Stat(m.dnsDir(network)); errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), cniTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), m.cniTimeout)
 	defer cancel()
 	return m.updateRecords(ctx, network, func(rs []record) []record {
 		return slices.DeleteFunc(rs, func(x record) bool { return x.ID == id })
@@ -295,7 +295,7 @@ func (m *Manager) Detach(ctx context.Context, r AttachRequest) error {
 	}
 	var errs []error
 	if list != nil {
-		cctx, cancel := context.WithTimeout(ctx, cniTimeout)
+		cctx, cancel := context.WithTimeout(ctx, m.cniTimeout)
 		if err := m.cni.DelNetworkList(cctx, list, rt); err != nil {
 			errs = append(errs, fmt.Errorf("detach %s from network %s: %w", r.ContainerID, r.Network, err))
 		}

@@ -124,7 +124,7 @@ func (m *Manager) ensureDNS(ctx context.Context, network string, listen netip.Ad
 		return nil
 	}
 	dir := m.dnsDir(network)
-	sc, _ := json.Marshal(serverConfig{Listen: listen.String(), Subnet: subnet.String()})
+	sc, _ := json.Marshal(serverConfig{Listen: listen.String(), Subnet: subnet.String(), ResolvConf: m.upstreamResolvConf})
 	if err := writeFileAtomic(filepath.Join(dir, serverFile), sc); err != nil {
 		return fmt.Errorf("write DNS server config of network %s: %w", network, err)
 	}

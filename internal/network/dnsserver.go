@@ -40,6 +40,9 @@ const (
 type serverConfig struct {
 	Listen string `json:"listen"` // the gateway address
 	Subnet string `json:"subnet"` // clients allowed
+	// ResolvConf names the upstream resolvers' file; empty means
+	// /etc/resolv.conf.
+	ResolvConf string `json:"resolvConf,omitempty"`
 }
 
 // fileStamp says whether a file changed since it was read.
@@ -62,6 +65,7 @@ type dnsHandler struct {
 	dir    string
 	subnet netip.Prefix
 	self   netip.Addr
+	resolv string
 
 	// mu guards the fields below it.
 	mu        sync.Mutex
@@ -109,7 +113,10 @@ func ServeDNS(ctx context.Context, stateDir, network string) error {
 		pc.Close()
 		return fmt.Errorf("DNS server of network %s: %w", network, err)
 	}
-	h := &dnsHandler{dir: dir, subnet: subnet, self: listen}
+	h := &dnsHandler{dir: dir, subnet: subnet, self: listen, resolv: sc.ResolvConf}
+	if h.resolv == "" {
+		h.resolv = hostResolvConf
+	}
 	udp := &dns.Server{PacketConn: pc, Handler: h}
 	tcp := &dns.Server{Listener: ln, Handler: h, ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second}
 	errc := make(chan error, 2)
@@ -183,13 +190,13 @@ func (h *dnsHandler) lookup(name string) ([]netip.Addr, bool) {
 func (h *dnsHandler) upstreamServers() []string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	fi, err := os.Stat(hostResolvConf)
+	fi, err := os.Stat(h.resolv)
 	if err != nil {
 		return h.upstreams
 	}
 	if st := stampOf(fi); st != h.rcStamp {
 		var ups []string
-		for _, s := range readResolvConf(hostResolvConf).Nameservers {
+		for _, s := range readResolvConf(h.resolv).Nameservers {
 			// Never forward to ourselves.
 			if a, err := netip.ParseAddr(s); err == nil && a != h.self {
 				ups = append(ups, net.JoinHostPort(s, "53"))

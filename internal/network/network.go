@@ -74,6 +74,11 @@ type Config struct {
 type Manager struct {
 	cfg Config
 	cni *libcni.CNIConfig
+	// cniTimeout bounds one CNI call; tests shorten it.
+	cniTimeout time.Duration
+	// upstreamResolvConf is where DNS servers find upstream resolvers;
+	// empty means /etc/resolv.conf. Tests point it elsewhere.
+	upstreamResolvConf string
 }
 
 // Network describes one network.
@@ -145,7 +150,7 @@ func New(cfg Config) (*Manager, error) {
 			return nil, fmt.Errorf("create network directory: %w", err)
 		}
 	}
-	m := &Manager{cfg: cfg}
+	m := &Manager{cfg: cfg, cniTimeout: cniTimeout}
 	m.cni = libcni.NewCNIConfigWithCacheDir(cfg.PluginDirs, filepath.Join(cfg.StateDir, "cni-cache"), nil)
 	p := m.confPath(DefaultNetwork)
 	if _, err := os.Stat(p); errors.Is(err, fs.ErrNotExist) {
