@@ -15,6 +15,7 @@ import (
 	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/vishvananda/netlink"
 
 	"github.com/berth-project/berth/internal/errdefs"
 )
@@ -174,11 +175,7 @@ func (m *Manager) Attach(ctx context.Context, r AttachRequest) (att Attachment, 
 	}
 	undo = append(undo, func() { m.releasePorts(r.ContainerID) })
 
-	undo = append(undo, func() {
-		dctx, cancel := context.WithTimeout(context.Background(), m.cniTimeout)
-		defer cancel()
-		m.cni.DelNetworkList(dctx, list, rt)
-	})
+	undo = append(undo, func() { m.cniDel(context.Background(), list, rt) })
 	cctx, cancel := context.WithTimeout(ctx, m.cniTimeout)
 	res, err := m.cni.AddNetworkList(cctx, list, rt)
 	cancel()
@@ -294,12 +291,21 @@ func (m *Manager) Detach(ctx context.Context, r AttachRequest) error {
 		}
 	}
 	var errs []error
+	if list != nil && rt.NetNS == "" {
+		// The bridge plugin (1.1.1) learns the addresses whose masquerade
+		// rules it removes from the interface inside the namespace; with
+		// the namespace gone it would leave them. A stand-in namespace with
+		// an interface of that name and address gives it what it
+		// reads.
+		if standIn, err := m.standInNetNS(ctx, list, rt); err == nil {
+			rt.NetNS = standIn
+			defer m.RemoveNetNS(context.Background(), standInID(r.ContainerID))
+		}
+	}
 	if list != nil {
-		cctx, cancel := context.WithTimeout(ctx, m.cniTimeout)
-		if err := m.cni.DelNetworkList(cctx, list, rt); err != nil {
+		if err := m.cniDel(ctx, list, rt); err != nil {
 			errs = append(errs, fmt.Errorf("detach %s from network %s: %w", r.ContainerID, r.Network, err))
 		}
-		cancel()
 	}
 	if err := m.unregisterNames(r.Network, r.ContainerID); err != nil {
 		errs = append(errs, err)
@@ -308,4 +314,78 @@ func (m *Manager) Detach(ctx context.Context, r AttachRequest) error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// cniDel runs CNI DEL for the whole list. libcni stops at the first plugin
+// that fails, which would leave the veth and the lease of the plugins before
+// it; so when the list fails, every plugin is deleted on its own, each with
+// its own timeout, and the first error is returned.
+func (m *Manager) cniDel(ctx context.Context, list *libcni.NetworkConfigList, rt *libcni.RuntimeConf) error {
+	cctx, cancel := context.WithTimeout(ctx, m.cniTimeout)
+	err := m.cni.DelNetworkList(cctx, list, rt)
+	cancel()
+	if err == nil {
+		return nil
+	}
+	for i := len(list.Plugins) - 1; i >= 0; i-- {
+		conf, ierr := libcni.InjectConf(list.Plugins[i], map[string]any{"name": list.Name, "cniVersion": list.CNIVersion})
+		if ierr != nil {
+			continue
+		}
+		pctx, cancel := context.WithTimeout(ctx, m.cniTimeout)
+		m.cni.DelNetwork(pctx, conf, rt)
+		cancel()
+	}
+	return err
+}
+
+func standInID(id string) string { return "detach-" + id }
+
+// standInNetNS makes a namespace holding an interface named as the
+// attachment's, with the addresses of its cached CNI result.
+func (m *Manager) standInNetNS(ctx context.Context, list *libcni.NetworkConfigList, rt *libcni.RuntimeConf) (string, error) {
+	res, err := m.cni.GetNetworkListCachedResult(list, rt)
+	if err != nil || res == nil {
+		return "", fmt.Errorf("no cached result for %s", rt.ContainerID)
+	}
+	cur, err := current.NewResultFromResult(res)
+	if err != nil {
+		return "", err
+	}
+	id := standInID(rt.ContainerID)
+	if err := validateID(id); err != nil {
+		return "", err
+	}
+	m.RemoveNetNS(ctx, id) // a stand-in a crash left behind
+	p, err := m.NewNetNS(ctx, id)
+	if err != nil {
+		return "", err
+	}
+	err = inNetNS(p, func() error {
+		// A veth, not a dummy: kernels without the dummy module have veth,
+		// which the bridge plugin needs anyway. Its peer dies with the
+		// namespace.
+		d := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: rt.IfName}, PeerName: peerName(rt.IfName)}
+		if err := netlink.LinkAdd(d); err != nil {
+			return fmt.Errorf("add stand-in interface: %w", err)
+		}
+		for _, ip := range cur.IPs {
+			if err := netlink.AddrAdd(d, &netlink.Addr{IPNet: &ip.Address}); err != nil {
+				return fmt.Errorf("add stand-in address: %w", err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		m.RemoveNetNS(ctx, id)
+		return "", err
+	}
+	return p, nil
+}
+
+func peerName(ifName string) string {
+	if ifName == "standin0" {
+		return "standin1"
+	}
+	return "standin0"
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
@@ -203,6 +204,12 @@ func sharedChain(l string) bool {
 func (e *testEnv) checkHost() {
 	t := e.t
 	after := snapshotHost(t)
+	// The kernel destroys a namespace, and the veths in it, in a work
+	// queue after its last reference goes: give that a moment.
+	for i := 0; i < 100 && !maps.EqualFunc(after.links, e.before.links, func(a, b bool) bool { return true }); i++ {
+		time.Sleep(50 * time.Millisecond)
+		after = snapshotHost(t)
+	}
 	for l := range after.links {
 		if !e.before.links[l] {
 			t.Errorf("leftover interface %s", l)
