@@ -83,6 +83,9 @@ func decide(src copyPath, srcIsDir bool, dst copyPath, dstExists, dstIsDir bool)
 		}
 		return target{dir: parent, name: base}, nil
 	default:
+		if base == "" {
+			return target{}, fmt.Errorf("destination %s does not exist: %w", dst.clean, errdefs.ErrNotFound)
+		}
 		if dst.sep && !srcIsDir {
 			return target{}, fmt.Errorf("destination directory %s does not exist: %w", dst.clean, errdefs.ErrNotFound)
 		}

@@ -138,17 +138,27 @@ func reopen(h *os.File, st *unix.Stat_t, flags int) (*os.File, error) {
 	return f, nil
 }
 
+// open reopens h for reading and records its xattrs in hdr.
+func (w *treeWriter) open(h *os.File, st *unix.Stat_t, flags int, hdr *tar.Header, where string) (*os.File, error) {
+	f, err := reopen(h, st, flags)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", where, err)
+	}
+	if err := readXattrs(int(f.Fd()), hdr); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("read xattrs of %s: %w", where, err)
+	}
+	return f, nil
+}
+
 func (w *treeWriter) file(h *os.File, st *unix.Stat_t, hdr *tar.Header, where string) error {
 	// O_NONBLOCK: the type was checked on this inode, but be sure no open
 	// can ever hang on a FIFO or device.
-	f, err := reopen(h, st, unix.O_RDONLY|unix.O_NONBLOCK)
+	f, err := w.open(h, st, unix.O_RDONLY|unix.O_NONBLOCK, hdr, where)
 	if err != nil {
-		return fmt.Errorf("open %s: %w", where, err)
+		return err
 	}
 	defer f.Close()
-	if err := readXattrs(int(f.Fd()), hdr); err != nil {
-		return fmt.Errorf("read xattrs of %s: %w", where, err)
-	}
 	hdr.Typeflag, hdr.Size = tar.TypeReg, st.Size
 	if err := w.header(hdr, where); err != nil {
 		return err
@@ -164,14 +174,11 @@ func (w *treeWriter) file(h *os.File, st *unix.Stat_t, hdr *tar.Header, where st
 }
 
 func (w *treeWriter) dir(h *os.File, st *unix.Stat_t, hdr *tar.Header, where string) error {
-	d, err := reopen(h, st, unix.O_RDONLY|unix.O_DIRECTORY)
+	d, err := w.open(h, st, unix.O_RDONLY|unix.O_DIRECTORY, hdr, where)
 	if err != nil {
-		return fmt.Errorf("open directory %s: %w", where, err)
+		return err
 	}
 	defer d.Close()
-	if err := readXattrs(int(d.Fd()), hdr); err != nil {
-		return fmt.Errorf("read xattrs of %s: %w", where, err)
-	}
 	hdr.Typeflag = tar.TypeDir
 	hdr.Name = strings.TrimSuffix(hdr.Name, "/") + "/"
 	if err := w.header(hdr, where); err != nil {
