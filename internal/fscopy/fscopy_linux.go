@@ -233,11 +233,10 @@ func pipeTree(ctx context.Context, h *os.File, t target, self bool, x *extractor
 	return xerr
 }
 
+// openDir opens a directory. A missing one is not errdefs.ErrNotFound:
+// that means the source of a copy is missing, not a rootfs.
 func openDir(dir string) (*os.File, error) {
 	f, err := os.OpenFile(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("open directory %s: %w", dir, errdefs.ErrNotFound)
-	}
 	if err != nil {
 		return nil, fmt.Errorf("open directory %s: %w", dir, err)
 	}
