@@ -22,6 +22,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -103,7 +104,7 @@ func buildEngineImages() (engineImages, error) {
 	if err != nil {
 		return engineImages{}, err
 	}
-	plain, err = mutate.Config(plain, v1.Config{
+	plain, err = engineConfig(plain, v1.Config{
 		Cmd:        []string{"sh"},
 		Env:        []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
 		WorkingDir: "/",
@@ -119,7 +120,7 @@ func buildEngineImages() (engineImages, error) {
 	if err != nil {
 		return engineImages{}, err
 	}
-	vol, err = mutate.Config(vol, v1.Config{
+	vol, err = engineConfig(vol, v1.Config{
 		Cmd:          []string{"httpd", "-f", "-p", "80"},
 		Env:          []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
 		WorkingDir:   "/",
@@ -129,6 +130,8 @@ func buildEngineImages() (engineImages, error) {
 	if err != nil {
 		return engineImages{}, err
 	}
+	// Users write localhost:PORT; the registry listens on 127.0.0.1.
+	addr = strings.Replace(addr, "127.0.0.1", "localhost", 1)
 	imgs := engineImages{
 		registry: addr,
 		Plain:    addr + "/berth-test/busybox:latest",
@@ -147,6 +150,18 @@ func buildEngineImages() (engineImages, error) {
 		}
 	}
 	return imgs, nil
+}
+
+// engineConfig sets the image's config and its platform (this machine's).
+func engineConfig(img v1.Image, c v1.Config) (v1.Image, error) {
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return nil, err
+	}
+	cf = cf.DeepCopy()
+	cf.Config = c
+	cf.OS, cf.Architecture = "linux", runtime.GOARCH
+	return mutate.ConfigFile(img, cf)
 }
 
 // engineLayer builds a layer: busybox in /bin with a link per applet when
@@ -570,18 +585,36 @@ func httpGet(url string) (string, bool) {
 // cleanup removes what the test made through berth, then checks the host.
 func (e *engineT) cleanup() {
 	t := e.t
-	ids := e.berth("ps", "-a", "-q", "--no-trunc")
-	for _, id := range strings.Fields(ids.stdout) {
+	// Every container of the root is the test's; those ps cannot list
+	// (a run killed half way) are in e.ids.
+	e.scanIDs()
+	e.mu.Lock()
+	var ids []string
+	for id := range e.ids {
+		ids = append(ids, id)
+	}
+	e.mu.Unlock()
+	if r := e.berth("ps", "-a", "-q", "--no-trunc"); r.code == 0 {
+		for _, id := range strings.Fields(r.stdout) {
+			if engineIsID(id) && !slices.Contains(ids, id) {
+				ids = append(ids, id)
+			}
+		}
+	}
+	for _, id := range ids {
 		e.recordIPs(id)
 	}
-	for _, id := range strings.Fields(ids.stdout) {
+	for _, id := range ids {
+		if !fileExists(filepath.Join(e.root, "containers", id)) && e.berth("inspect", id).code != 0 {
+			continue // removed by the test
+		}
 		if r := e.berth("rm", "-f", "-v", id); r.code != 0 {
 			t.Errorf("cleanup: %s", r)
 		}
 	}
 	if r := e.berth("network", "ls", "-q"); r.code == 0 {
 		for _, n := range strings.Fields(r.stdout) {
-			if n == "bridge" || n == "host" || n == "none" {
+			if strings.HasPrefix(n, "-") || n == "bridge" || n == "host" || n == "none" {
 				continue
 			}
 			e.berth("network", "rm", n)
@@ -589,6 +622,9 @@ func (e *engineT) cleanup() {
 	}
 	if r := e.berth("volume", "ls", "-q"); r.code == 0 {
 		for _, v := range strings.Fields(r.stdout) {
+			if strings.HasPrefix(v, "-") {
+				continue
+			}
 			e.berth("volume", "rm", "-f", v)
 		}
 	}
