@@ -302,19 +302,14 @@ func (b *bench) many(ctx context.Context, n int, engines []engine, withCtr bool)
 		if e.name != "berth" {
 			r.super, r.psName, marker = "conmon", "podman ps", filepath.Join(b.work, "p")
 		}
-		start := time.Now()
-		for range n {
-			if _, _, err := b.exec(ctx, e, b.runArgs(e, "none", "-d", "sleep", "3600")...); err != nil {
-				r.failed++
-				if r.failed == 1 {
-					fmt.Fprintln(os.Stderr, err)
-				}
-			}
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
+		var err error
+		r.total, r.failed, err = startMany(ctx, n, func(int) error {
+			_, _, err := b.exec(ctx, e, b.runArgs(e, "none", "-d", "sleep", "3600")...)
+			return err
+		})
+		if err != nil {
+			return err
 		}
-		r.total = time.Since(start)
 		r.rssKB, r.supers = rssOf(r.super, marker)
 		r.ps = b.medianOf(ctx, 5, func() (time.Duration, error) { _, d, err := b.exec(ctx, e, "ps"); return d, err })
 		rows = append(rows, r)
@@ -335,19 +330,13 @@ func (b *bench) many(ctx context.Context, n int, engines []engine, withCtr bool)
 			if _, _, err := c.ctr(ctx, "image", "pull", "--plain-http", b.image); err != nil {
 				return err
 			}
-			start := time.Now()
-			for i := range n {
-				if _, _, err := c.ctr(ctx, "run", "-d", "--runc-root", c.runcRoot, "--fifo-dir", c.fifo, b.image, fmt.Sprintf("s%d", i), "sleep", "3600"); err != nil {
-					r.failed++
-					if r.failed == 1 {
-						fmt.Fprintln(os.Stderr, err)
-					}
-				}
-				if ctx.Err() != nil {
-					return ctx.Err()
-				}
+			r.total, r.failed, err = startMany(ctx, n, func(i int) error {
+				_, _, err := c.ctr(ctx, "run", "-d", "--runc-root", c.runcRoot, "--fifo-dir", c.fifo, b.image, fmt.Sprintf("s%d", i), "sleep", "3600")
+				return err
+			})
+			if err != nil {
+				return err
 			}
-			r.total = time.Since(start)
 			r.rssKB, r.supers = rssOf("containerd-shim", c.sock)
 			r.ps = b.medianOf(ctx, 5, func() (time.Duration, error) { _, d, err := c.ctr(ctx, "task", "ls"); return d, err })
 			rows = append(rows, r)
@@ -369,6 +358,25 @@ func (b *bench) many(ctx context.Context, n int, engines []engine, withCtr bool)
 	load, _ := os.ReadFile("/proc/loadavg")
 	fmt.Printf("load average at the end: %s", load)
 	return nil
+}
+
+// startMany calls start n times and returns the total time and the
+// number of failures (the first is printed); it stops when ctx ends.
+func startMany(ctx context.Context, n int, start func(i int) error) (time.Duration, int, error) {
+	t0 := time.Now()
+	failed := 0
+	for i := range n {
+		if err := start(i); err != nil {
+			failed++
+			if failed == 1 {
+				fmt.Fprintln(os.Stderr, err)
+			}
+		}
+		if ctx.Err() != nil {
+			return 0, failed, ctx.Err()
+		}
+	}
+	return time.Since(t0), failed, nil
 }
 
 func (b *bench) medianOf(ctx context.Context, k int, f func() (time.Duration, error)) time.Duration {
