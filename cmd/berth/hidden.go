@@ -51,3 +51,9 @@ func systemDNSCommand() *cli.Command {
 		},
 	}
 }
+
+// withEngine is a placeholder until the container commands land with the
+// real one.
+func withEngine(ctx context.Context, cmd *cli.Command, fn func(*engine.Engine) error) error {
+	return fmt.Errorf("the engine is not wired into the CLI yet")
+}
