@@ -9,6 +9,7 @@ import (
 	"github.com/urfave/cli/v3"
 
 	"github.com/berth-project/berth/internal/engine"
+	"github.com/berth-project/berth/internal/image"
 	"github.com/berth-project/berth/internal/network"
 )
 
@@ -27,7 +28,7 @@ func systemCleanupCommand() *cli.Command {
 			if cmd.NArg() != 1 {
 				return fmt.Errorf("system cleanup: one container ID, please")
 			}
-			return withEngine(ctx, cmd, func(e *engine.Engine) error {
+			return withEngine(ctx, cmd, func(e *engine.Engine, _ *image.Service) error {
 				return e.Cleanup(ctx, cmd.Args().First())
 			})
 		},
@@ -52,8 +53,3 @@ func systemDNSCommand() *cli.Command {
 	}
 }
 
-// withEngine is a placeholder until the container commands land with the
-// real one.
-func withEngine(ctx context.Context, cmd *cli.Command, fn func(*engine.Engine) error) error {
-	return fmt.Errorf("the engine is not wired into the CLI yet")
-}
