@@ -103,9 +103,9 @@ func Open(root string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open volume store %s: %w", root, err)
 	}
-	// 0701 as Docker: others may reach a volume's data by its full path
-	// (a rootless user's bind source) but not list the volumes.
-	if err := os.MkdirAll(abs, 0o701); err != nil {
+	// 0700, not Docker's 0701: an image's setuid binaries copied into a
+	// volume must not be reachable by the host's users by a guessed path.
+	if err := os.MkdirAll(abs, 0o700); err != nil {
 		return nil, fmt.Errorf("open volume store %s: %w", abs, err)
 	}
 	s := &Store{root: abs}
