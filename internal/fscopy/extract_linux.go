@@ -22,12 +22,12 @@ import (
 // only within root); every last component is created relative to its
 // parent's fd with O_EXCL/O_NOFOLLOW semantics.
 type extractor struct {
-	ctx   context.Context
-	root  *os.File
-	base  string
-	pol   policy
-	buf   []byte
-	dirs  []dirTime
+	ctx  context.Context
+	root *os.File
+	base string
+	pol  policy
+	buf  []byte
+	dirs []dirTime
 
 	parentName string   // the cached parent directory ...
 	parent     *os.File // ... and its open fd
