@@ -297,3 +297,43 @@ func TestCopyUpStaysInsideRootfs(t *testing.T) {
 		t.Fatalf("copy up a missing volume: %v", err)
 	}
 }
+
+// TestCopyUpFailureLeavesVolumeUnfilled: a copy that stops halfway leaves
+// the volume empty and not marked, so the next container fills it.
+func TestCopyUpFailureLeavesVolumeUnfilled(t *testing.T) {
+	rootfs, _ := copyUpFixture(t)
+	s := newStore(t)
+	_, err := s.Create(context.Background(), CreateOptions{Name: "cut"})
+	must(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := s.CopyUp(ctx, "cut", rootfs, "/var/lib/app"); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled copy: %v", err)
+	}
+	v, err := s.Get(context.Background(), "cut")
+	must(t, err)
+	if ents, _ := os.ReadDir(v.Mountpoint); len(ents) != 0 {
+		t.Fatalf("left behind: %v", ents)
+	}
+	must(t, s.CopyUp(context.Background(), "cut", rootfs, "/var/lib/app"))
+	if _, err := os.Stat(filepath.Join(v.Mountpoint, "conf")); err != nil {
+		t.Fatalf("second try did not fill: %v", err)
+	}
+}
+
+// FuzzCheckName: an accepted name is one directory entry under the
+// store's root, never a path out of it or a store file.
+func FuzzCheckName(f *testing.F) {
+	for _, s := range []string{"data", "../x", ".lock", "a/b", "ab", strings.Repeat("z", 300)} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, name string) {
+		if CheckName(name) != nil {
+			return
+		}
+		j := filepath.Join("/root", name)
+		if filepath.Dir(j) != "/root" || filepath.Base(j) != name || strings.HasPrefix(name, ".") {
+			t.Fatalf("accepted %q", name)
+		}
+	})
+}
