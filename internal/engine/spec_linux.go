@@ -19,6 +19,7 @@ import (
 	"github.com/berth-project/berth/internal/image"
 	"github.com/berth-project/berth/internal/oci"
 	"github.com/berth-project/berth/internal/seccomp"
+	"github.com/moby/sys/capability"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
@@ -332,23 +333,31 @@ func parseSecurityOpts(opts []string) (securityOpts, error) {
 // tweakCapabilities is Docker's TweakCapabilities: Docker's 14 defaults,
 // minus --cap-drop, plus --cap-add; "ALL" in --cap-add gives every
 // capability but the dropped ones, "ALL" in --cap-drop leaves only the
-// added ones. --privileged gives all.
+// added ones. --privileged gives all. "All" is the capabilities this
+// process's bounding set holds, as Podman does, not every name Docker
+// knows: a runtime cannot grant what its caller lacks, and fails the start
+// with a bare EPERM if asked to.
 func tweakCapabilities(adds, drops []string, privileged bool) ([]string, error) {
-	known := oci.KnownCapabilities()
-	add, err := normalizeCaps(adds, known, "--cap-add")
+	add, err := normalizeCaps(adds, "--cap-add")
 	if err != nil {
 		return nil, err
 	}
-	drop, err := normalizeCaps(drops, known, "--cap-drop")
+	drop, err := normalizeCaps(drops, "--cap-drop")
 	if err != nil {
 		return nil, err
+	}
+	all := hostCapabilities()
+	for _, c := range add {
+		if c != "ALL" && !slices.Contains(all, c) {
+			return nil, fmt.Errorf("invalid --cap-add %s: this host does not give it to berth (not in the bounding set): %w", c, errdefs.ErrFailedPrecondition)
+		}
 	}
 	var caps []string
 	switch {
 	case privileged:
-		caps = known
+		caps = all
 	case slices.Contains(add, "ALL"):
-		for _, c := range known {
+		for _, c := range all {
 			if !slices.Contains(drop, c) {
 				caps = append(caps, c)
 			}
@@ -372,9 +381,23 @@ func tweakCapabilities(adds, drops []string, privileged bool) ([]string, error) 
 	return out, nil
 }
 
+// hostCapabilities are the capabilities in this process's bounding set,
+// in the spec's CAP_ form, sorted.
+func hostCapabilities() []string {
+	var out []string
+	for _, c := range capability.ListKnown() {
+		if ok, err := capability.GetBound(c); err == nil && ok {
+			out = append(out, "CAP_"+strings.ToUpper(c.String()))
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
 // normalizeCaps turns "net_admin", "CAP_NET_ADMIN", "Net_Admin" into
 // "CAP_NET_ADMIN" and checks the name is a capability.
-func normalizeCaps(names, known []string, flag string) ([]string, error) {
+func normalizeCaps(names []string, flag string) ([]string, error) {
+	known := oci.KnownCapabilities()
 	var out []string
 	for _, n := range names {
 		c := strings.ToUpper(strings.TrimSpace(n))

@@ -17,6 +17,7 @@ import (
 	"github.com/berth-project/berth/internal/image"
 	"github.com/berth-project/berth/internal/oci"
 	"github.com/berth-project/berth/internal/seccomp"
+	"github.com/berth-project/berth/internal/testutil"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
@@ -190,7 +191,7 @@ func TestSpecPrivileged(t *testing.T) {
 	in.HostConfig.SecurityOpt = []string{"seccomp=/x.json"}
 	in.SeccompProfile = `{"defaultAction":"SCMP_ACT_ERRNO"}`
 	s := buildSpec(t, in)
-	if !reflect.DeepEqual(sorted(s.Process.Capabilities.Bounding), sorted(oci.KnownCapabilities())) {
+	if !reflect.DeepEqual(sorted(s.Process.Capabilities.Bounding), hostCapabilities()) {
 		t.Errorf("privileged bounding set %v", s.Process.Capabilities.Bounding)
 	}
 	if s.Linux.Seccomp != nil {
@@ -244,7 +245,7 @@ func TestSpecCapabilities(t *testing.T) {
 	without := func(drop ...string) []string {
 		return slices.DeleteFunc(slices.Clone(docker), func(c string) bool { return slices.Contains(drop, c) })
 	}
-	all := oci.KnownCapabilities()
+	all := hostCapabilities()
 	for _, tc := range []struct {
 		add, drop []string
 		want      []string
@@ -277,6 +278,19 @@ func TestSpecCapabilities(t *testing.T) {
 		if !errors.Is(err, errdefs.ErrInvalidArgument) || !strings.Contains(err.Error(), fmt.Sprintf("%q", name)) {
 			t.Errorf("bad capability %q: %v", name, err)
 		}
+	}
+	// A capability this host withholds cannot be granted: say so now, not
+	// as the runtime's bare EPERM at start.
+	for _, c := range oci.KnownCapabilities() {
+		if slices.Contains(all, c) {
+			continue
+		}
+		in := specInput(t)
+		in.HostConfig.CapAdd = []string{c}
+		if _, err := BuildSpec(context.Background(), in); !errors.Is(err, errdefs.ErrFailedPrecondition) || !strings.Contains(err.Error(), c) {
+			t.Errorf("--cap-add %s outside the bounding set: %v", c, err)
+		}
+		break
 	}
 	// CAP_SYS_ADMIN changes the default profile (Docker's includes.caps).
 	in := specInput(t)
@@ -799,5 +813,130 @@ func TestMergeImageConfig(t *testing.T) {
 	}
 	if len(c.ExposedPorts) != 1 {
 		t.Error("MergeImageConfig modified the caller's map")
+	}
+}
+
+// TestSpecRunsInRuntimes runs a built spec with the real runtimes (runc,
+// crun, and berth-runtime when $BERTH_RUNTIME names it) and checks, from
+// inside the container, what Docker's defaults promise.
+func TestSpecRunsInRuntimes(t *testing.T) {
+	testutil.RequiresRoot(t)
+	bins := map[string]string{"runc": "runc", "crun": "crun"}
+	if b := os.Getenv("BERTH_RUNTIME"); b != "" {
+		bins["berth-runtime"] = b
+	}
+	for name, bin := range bins {
+		t.Run(name, func(t *testing.T) {
+			bin := testutil.RequiresBinary(t, bin, name)
+			if b, _ := os.ReadFile("/sys/fs/cgroup/unified/cgroup.controllers"); name == "crun" && len(strings.TrimSpace(string(b))) > 0 {
+				t.Skip("requires a host that is not hybrid with controllers on the v2 hierarchy: crun 1.8 refuses that layout")
+			}
+			bundle := testutil.NewBundle(t)
+			rt := testutil.NewRuntime(t, bin)
+			id := rt.NewID("spec")
+			cg := "/" + id
+			t.Cleanup(func() { removeTestCgroup(t, id) })
+			yes := true
+			limit := int64(64)
+			in := SpecInput{
+				ID: id,
+				Config: Config{
+					Hostname: "spectest", User: "user", WorkingDir: "/tmp", Env: []string{"PATH=/bin", "X=1"},
+					Cmd: []string{"sh", "-c", `id; grep -E '^(CapBnd|Seccomp|NoNewPrivs):' /proc/self/status; hostname; echo "H=$HOSTNAME HOME=$HOME X=$X"; pwd; cat /proc/1/cmdline | tr '\0' ' '; echo; grep -E ' /(tmp|dev/shm|sys) ' /proc/self/mounts; cat /proc/sys/net/ipv4/ip_forward; touch /rootfs-write 2>&1 || echo ro-root`},
+				},
+				HostConfig: HostConfig{
+					NetworkMode: "none", Init: &yes, ReadonlyRootfs: true,
+					Tmpfs:   map[string]string{"/tmp": "size=1m,mode=1777"},
+					Sysctls: map[string]string{"net.ipv4.ip_forward": "1"},
+					Resources: Resources{
+						Memory: 64 << 20, NanoCPUs: 5e8, PidsLimit: &limit,
+					},
+				},
+				Rootfs:      bundle.Rootfs,
+				CgroupsPath: cg,
+				InitPath:    testutil.RequiresBinary(t, "/usr/bin/tini-static", "tini"),
+			}
+			s, err := BuildSpec(context.Background(), in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.Process.Terminal = false
+			if name == "crun" {
+				// Debian's crun 1.8 refuses any ociVersion but 1.0.x;
+				// the fields used here are all 1.0's.
+				s.Version = "1.0.2-dev"
+			}
+			bundle.Spec = s
+			bundle.Save(t)
+			rt.Run(id, bundle.Dir).OK(t)
+			out, errOut := rt.Output(id)
+			t.Logf("container output:\n%s%s", out, errOut)
+			for _, want := range []string{
+				"uid=1000(user) gid=1000(user)",
+				"CapBnd:\t00000000a80425fb", // Docker's 14
+				"Seccomp:\t2",
+				"NoNewPrivs:\t0",
+				"spectest\nH=spectest HOME=/home/user X=1\n/tmp\n",
+				"/sbin/docker-init -- sh -c",
+				"tmpfs /tmp tmpfs rw,nosuid,nodev,noexec",
+				"shm /dev/shm tmpfs rw,nosuid,nodev,noexec",
+				"sysfs /sys sysfs ro,",
+				"\n1\n",
+				"ro-root",
+			} {
+				if !strings.Contains(out, want) {
+					t.Errorf("container output lacks %q", want)
+				}
+			}
+		})
+	}
+}
+
+// TestSpecPrivilegedRuns runs a --privileged spec with runc: every
+// capability, no filter, writable /sys and the host's devices.
+func TestSpecPrivilegedRuns(t *testing.T) {
+	testutil.RequiresRoot(t)
+	bin := testutil.RequiresBinary(t, "runc", "runc")
+	bundle := testutil.NewBundle(t)
+	rt := testutil.NewRuntime(t, bin)
+	id := rt.NewID("priv")
+	t.Cleanup(func() { removeTestCgroup(t, id) })
+	in := SpecInput{
+		ID: id,
+		Config: Config{
+			Hostname: "priv", Env: []string{"PATH=/bin"},
+			Cmd: []string{"sh", "-c", `grep -E '^(CapBnd|Seccomp):' /proc/self/status; grep -E ' /sys ' /proc/self/mounts; test -c /dev/null && echo has-null`},
+		},
+		HostConfig:  HostConfig{NetworkMode: "none", Privileged: true},
+		Rootfs:      bundle.Rootfs,
+		CgroupsPath: "/" + id,
+	}
+	s, err := BuildSpec(context.Background(), in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Process.Terminal = false
+	bundle.Spec = s
+	bundle.Save(t)
+	rt.Run(id, bundle.Dir).OK(t)
+	out, errOut := rt.Output(id)
+	t.Logf("container output:\n%s%s", out, errOut)
+	for _, want := range []string{"Seccomp:\t0", "sysfs /sys sysfs rw,", "has-null"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("container output lacks %q", want)
+		}
+	}
+	if strings.Contains(out, "CapBnd:\t00000000a80425fb") {
+		t.Error("privileged container has Docker's default bounding set")
+	}
+}
+
+// removeTestCgroup removes what is left of a test container's cgroup (a
+// runtime removes its own; this covers a failed run).
+func removeTestCgroup(t *testing.T, name string) {
+	for _, dir := range testutil.FindCgroups(name) {
+		if err := os.Remove(dir); err != nil && !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("remove cgroup %s: %v", dir, err)
+		}
 	}
 }
