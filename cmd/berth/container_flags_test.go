@@ -467,3 +467,14 @@ func FuzzParseMount(f *testing.F) {
 		}
 	})
 }
+
+func TestShortFlagsCombine(t *testing.T) {
+	req, err := parseRun(t, nil, "-dit", "-p", "80", "-e", "A=1", "img", "sh", "-c", "echo -it")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := req.opts.Config
+	if !req.detach || !c.Tty || !c.OpenStdin || !reflect.DeepEqual(c.Env, []string{"A=1"}) || !reflect.DeepEqual(c.Cmd, []string{"sh", "-c", "echo -it"}) {
+		t.Errorf("-dit: got detach %v, config %+v", req.detach, c)
+	}
+}
