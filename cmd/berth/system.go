@@ -15,7 +15,6 @@ import (
 	"github.com/urfave/cli/v3"
 
 	"github.com/berth-project/berth/internal/engine"
-	"github.com/berth-project/berth/internal/errdefs"
 	"github.com/berth-project/berth/internal/image"
 )
 
@@ -75,17 +74,8 @@ func systemCommand() *cli.Command {
 					})
 				},
 			},
-			{
-				Name:            "dns",
-				Hidden:          true,
-				Usage:           "serve DNS for a network's containers (started by the engine)",
-				SkipFlagParsing: true,
-				Action: func(ctx context.Context, cmd *cli.Command) error {
-					// TODO(lead): call network.ServeDNS with the arguments the
-					// engine passes (Options.Self + "system dns ...").
-					return fmt.Errorf("system dns: %w", errdefs.ErrNotImplemented)
-				},
-			},
+			systemCleanupCommand(),
+			systemDNSCommand(),
 		},
 	}
 }

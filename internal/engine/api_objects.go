@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"context"
 	"time"
 )
 
@@ -123,77 +122,4 @@ type PruneReport struct {
 	Volumes        []string `json:"VolumesDeleted"`
 	Images         []string `json:"ImagesDeleted"`
 	SpaceReclaimed int64    `json:"SpaceReclaimed"`
-}
-
-// NetworkCreate makes a network.
-func (e *Engine) NetworkCreate(ctx context.Context, o NetworkCreateOptions) (NetworkResource, error) {
-	return NetworkResource{}, errNotYet("network create")
-}
-
-// NetworkList lists networks (filters: "name", "label", "driver").
-func (e *Engine) NetworkList(ctx context.Context, filters map[string][]string) ([]NetworkResource, error) {
-	return nil, errNotYet("network ls")
-}
-
-// NetworkInspect shows a network with the containers on it.
-func (e *Engine) NetworkInspect(ctx context.Context, name string) (NetworkResource, error) {
-	return NetworkResource{}, errNotYet("network inspect")
-}
-
-// NetworkRemove removes a network no container uses.
-func (e *Engine) NetworkRemove(ctx context.Context, name string) error {
-	return errNotYet("network rm")
-}
-
-// NetworkConnect attaches a container to a network (at once if it runs,
-// else at its next start).
-func (e *Engine) NetworkConnect(ctx context.Context, network, ref string, aliases []string) error {
-	return errNotYet("network connect")
-}
-
-// NetworkDisconnect detaches a container from a network.
-func (e *Engine) NetworkDisconnect(ctx context.Context, network, ref string, force bool) error {
-	return errNotYet("network disconnect")
-}
-
-// VolumeCreate makes a named volume (an existing name is returned as is).
-func (e *Engine) VolumeCreate(ctx context.Context, o VolumeCreateOptions) (Volume, error) {
-	return Volume{}, errNotYet("volume create")
-}
-
-// VolumeList lists volumes (filters: "name", "label", "dangling").
-func (e *Engine) VolumeList(ctx context.Context, filters map[string][]string) ([]Volume, error) {
-	return nil, errNotYet("volume ls")
-}
-
-// VolumeInspect shows a volume.
-func (e *Engine) VolumeInspect(ctx context.Context, name string) (Volume, error) {
-	return Volume{}, errNotYet("volume inspect")
-}
-
-// VolumeRemove removes a volume no container uses (force: even then? no —
-// Docker's -f only ignores a missing volume).
-func (e *Engine) VolumeRemove(ctx context.Context, name string, force bool) error {
-	return errNotYet("volume rm")
-}
-
-// VolumePrune removes unused anonymous volumes (all: every unused one).
-func (e *Engine) VolumePrune(ctx context.Context, all bool) ([]string, int64, error) {
-	return nil, 0, errNotYet("volume prune")
-}
-
-// Info is `system info`.
-func (e *Engine) Info(ctx context.Context) (Info, error) {
-	return Info{}, errNotYet("system info")
-}
-
-// DiskUsage is `system df`.
-func (e *Engine) DiskUsage(ctx context.Context) (DiskUsage, error) {
-	return DiskUsage{}, errNotYet("system df")
-}
-
-// Prune is `system prune`: stopped containers, unused networks, dangling
-// images, and with o.Volumes unused volumes.
-func (e *Engine) Prune(ctx context.Context, o PruneOptions) (PruneReport, error) {
-	return PruneReport{}, errNotYet("system prune")
 }

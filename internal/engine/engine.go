@@ -21,6 +21,8 @@ import (
 	"path/filepath"
 
 	"github.com/berth-project/berth/internal/image"
+	"github.com/berth-project/berth/internal/network"
+	"github.com/berth-project/berth/internal/volume"
 )
 
 // Options configure an Engine.
@@ -36,17 +38,24 @@ type Options struct {
 	Runtimes       map[string]string
 	DefaultRuntime string
 	// Self is the command that runs berth's hidden helpers (the DNS
-	// server), e.g. {"/usr/local/bin/berth"}.
+	// server, the monitor's clean-up), e.g. {"/usr/local/bin/berth"}.
 	Self []string
 	// CNIConfDirs are users' CNI configuration directories.
 	CNIConfDirs []string
 	// CNIPluginDirs are where CNI plugins are looked up.
 	CNIPluginDirs []string
+	// Warn, if set, is told of failures that do not stop an operation
+	// (a clean-up step that found something already gone).
+	Warn func(msg string)
 }
 
 // Engine is the container engine on one root.
 type Engine struct {
-	opts Options
+	opts   Options
+	store  *store
+	images *image.Service
+	net    *network.Manager
+	vols   *volume.Store
 }
 
 // Open opens (creating if needed) the engine's state.
@@ -54,13 +63,41 @@ func Open(ctx context.Context, o Options) (*Engine, error) {
 	if o.Namespace == "" {
 		o.Namespace = "default"
 	}
-	for _, d := range []string{o.Root, o.RunRoot} {
+	if !validName(o.Namespace) {
+		return nil, fmt.Errorf("invalid namespace %q", o.Namespace)
+	}
+	if o.Images == nil {
+		return nil, fmt.Errorf("engine: no image store")
+	}
+	for _, d := range []string{o.Root, o.RunRoot, filepath.Join(o.Root, "containers"), filepath.Join(o.RunRoot, "containers")} {
 		if err := os.MkdirAll(d, 0o711); err != nil {
 			return nil, fmt.Errorf("engine state: %w", err)
 		}
 	}
-	_ = filepath.Join
-	return &Engine{opts: o}, nil
+	if len(o.CNIPluginDirs) == 0 {
+		o.CNIPluginDirs = []string{"/usr/lib/cni", "/opt/cni/bin"}
+	}
+	net, err := network.New(network.Config{
+		ConfDir:      filepath.Join(o.Root, "networks"),
+		UserConfDirs: o.CNIConfDirs,
+		PluginDirs:   o.CNIPluginDirs,
+		StateDir:     filepath.Join(o.RunRoot, "network"),
+		DNSBin:       append(append([]string{}, o.Self...), "--root", o.Root, "--runroot", o.RunRoot, "system", "dns"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	vols, err := volume.Open(filepath.Join(o.Root, "volumes"))
+	if err != nil {
+		return nil, err
+	}
+	return &Engine{
+		opts:   o,
+		store:  &store{path: filepath.Join(o.Root, "engine.db"), ns: []byte(o.Namespace)},
+		images: o.Images,
+		net:    net,
+		vols:   vols,
+	}, nil
 }
 
 // Close releases the engine.

@@ -1,0 +1,497 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/berth-project/berth/internal/errdefs"
+	"github.com/berth-project/berth/internal/monitor"
+)
+
+// defaultStopTimeout is Docker's.
+const defaultStopTimeout = 10 * time.Second
+
+// Stop sends the stop signal, then SIGKILL after timeout (nil: the
+// container's StopTimeout, else 10 s), and waits for the exit. Stopping a
+// container that does not run succeeds, as in Docker.
+func (e *Engine) Stop(ctx context.Context, ref string, timeout *time.Duration) error {
+	r, err := e.store.get(ref)
+	if err != nil {
+		return err
+	}
+	unlock, err := e.lockContainer(ctx, r.ID)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	return e.stop(ctx, r, timeout, true)
+}
+
+func (e *Engine) stop(ctx context.Context, r *record, timeout *time.Duration, emit bool) error {
+	if _, err := e.store.modify(r.ID, func(cur *record) error { cur.StoppedByUser = true; return nil }); err != nil {
+		return err
+	}
+	rundir := e.runDir(r.ID)
+	if _, alive := monitor.Alive(rundir); alive {
+		if err := monitor.Stopping(ctx, rundir); err != nil {
+			e.warn("container %s: tell the monitor: %v", r.ID[:12], err)
+		}
+	}
+	st := e.liveState(r)
+	if !st.Running && !st.Restarting {
+		e.teardown(ctx, r)
+		return nil
+	}
+	d := defaultStopTimeout
+	if timeout != nil {
+		d = *timeout
+	} else if r.Config.StopTimeout != nil {
+		d = time.Duration(*r.Config.StopTimeout) * time.Second
+	}
+	sig := r.Config.StopSignal
+	if sig == "" {
+		sig = "TERM"
+	}
+	if st.Running && d > 0 {
+		if err := e.signal(ctx, r, st, sig); err != nil {
+			e.warn("container %s: %v", r.ID[:12], err)
+		}
+		if e.waitStopped(ctx, r, d) {
+			e.afterStop(ctx, r, emit)
+			return nil
+		}
+	}
+	if err := e.signal(ctx, r, e.liveState(r), "KILL"); err != nil {
+		e.warn("container %s: %v", r.ID[:12], err)
+	}
+	if !e.waitStopped(ctx, r, 30*time.Second) {
+		return fmt.Errorf("container %s did not stop after SIGKILL", r.ID[:12])
+	}
+	e.afterStop(ctx, r, emit)
+	return nil
+}
+
+func (e *Engine) afterStop(ctx context.Context, r *record, emit bool) {
+	// The monitor's exit command tears down too; doing it here as well
+	// makes `stop` return with the network and mounts gone.
+	e.teardown(ctx, r)
+	if emit {
+		e.emit(ctx, "container", "stop", r)
+	}
+}
+
+// waitStopped waits up to d for r to stop running; it reports whether it did.
+func (e *Engine) waitStopped(ctx context.Context, r *record, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for {
+		st := e.liveState(r)
+		if !st.Running && !st.Restarting {
+			// Give the monitor a moment to record the exit and leave.
+			e.waitMonitorGone(ctx, r, 5*time.Second)
+			return true
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (e *Engine) waitMonitorGone(ctx context.Context, r *record, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for {
+		if _, alive := monitor.Alive(e.runDir(r.ID)); !alive {
+			return true
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// signal delivers sig to the container: through the runtime, or straight
+// to its init when the runtime no longer knows it (its monitor was killed).
+func (e *Engine) signal(ctx context.Context, r *record, st State, sig string) error {
+	if _, err := e.runtimeCmd(ctx, r, "kill", r.ID, sig); err == nil {
+		return nil
+	} else if st.Pid > 0 && processOf(st.Pid, r.ID) {
+		n, perr := parseSignal(sig)
+		if perr != nil {
+			return perr
+		}
+		return unix.Kill(st.Pid, n)
+	} else {
+		return err
+	}
+}
+
+// Kill sends signal (a name "KILL"/"SIGKILL" or a number; "" = KILL).
+func (e *Engine) Kill(ctx context.Context, ref, signal string) error {
+	r, err := e.store.get(ref)
+	if err != nil {
+		return err
+	}
+	if signal == "" {
+		signal = "KILL"
+	}
+	n, err := parseSignal(signal)
+	if err != nil {
+		return err
+	}
+	st := e.liveState(r)
+	if !st.Running {
+		return fmt.Errorf("cannot kill container %s: container %s is not running: %w", ref, r.ID[:12], errdefs.ErrFailedPrecondition)
+	}
+	if n == unix.SIGKILL || n == unix.SIGTERM {
+		// Docker: a kill is a user's stop for the restart policy... only
+		// for unless-stopped/always does it keep it down? Docker restarts
+		// on-failure and always after kill; it counts `docker kill` as a
+		// manual stop for all policies. Do the same.
+		e.store.modify(r.ID, func(cur *record) error { cur.StoppedByUser = true; return nil })
+		if _, alive := monitor.Alive(e.runDir(r.ID)); alive {
+			monitor.Stopping(ctx, e.runDir(r.ID))
+		}
+	}
+	if err := e.signal(ctx, r, st, strconv.Itoa(int(n))); err != nil {
+		return err
+	}
+	e.emitWith(ctx, "container", "kill", r, map[string]string{"signal": strconv.Itoa(int(n))})
+	return nil
+}
+
+// Restart is Stop then Start.
+func (e *Engine) Restart(ctx context.Context, ref string, timeout *time.Duration) error {
+	r, err := e.store.get(ref)
+	if err != nil {
+		return err
+	}
+	unlock, err := e.lockContainer(ctx, r.ID)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if err := e.stop(ctx, r, timeout, true); err != nil {
+		return err
+	}
+	if err := e.start(ctx, r, nil); err != nil {
+		return err
+	}
+	e.emit(ctx, "container", "restart", r)
+	return nil
+}
+
+// Remove deletes a container and everything it holds: processes, mounts,
+// network, runtime state, snapshot, pin, record, and with o.Volumes its
+// anonymous volumes.
+func (e *Engine) Remove(ctx context.Context, ref string, o RemoveOptions) error {
+	r, err := e.store.get(ref)
+	if err != nil {
+		return err
+	}
+	unlock, err := e.lockContainer(ctx, r.ID)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	return e.remove(ctx, r, o)
+}
+
+func (e *Engine) remove(ctx context.Context, r *record, o RemoveOptions) error {
+	st := e.liveState(r)
+	if (st.Running || st.Restarting) && !o.Force {
+		return fmt.Errorf("cannot remove container %q: container is %s: stop the container before removing or force remove: %w", r.Name, st.Status, errdefs.ErrFailedPrecondition)
+	}
+	if st.Running || st.Restarting || st.MonitorPid != 0 {
+		zero := time.Duration(0)
+		if err := e.stop(ctx, r, &zero, false); err != nil {
+			// The monitor may hang: kill it and go on.
+			e.warn("container %s: %v", r.ID[:12], err)
+		}
+	}
+	if pid, alive := monitor.Alive(e.runDir(r.ID)); alive && !e.waitMonitorGone(ctx, r, 10*time.Second) {
+		unix.Kill(pid, unix.SIGKILL)
+		e.waitMonitorGone(ctx, r, 5*time.Second)
+	}
+	e.teardown(ctx, r)
+	if err := e.images.Snapshots.Remove(ctx, r.Snapshot); err != nil && !errdefs.IsNotFound(err) {
+		return fmt.Errorf("remove the root file system of %s: %w", r.ID[:12], err)
+	}
+	if err := e.images.Unpin(ctx, "container/"+r.ID); err != nil {
+		return err
+	}
+	if o.Volumes {
+		for _, v := range r.AnonVolumes {
+			if err := e.vols.Remove(ctx, v); err != nil && !errdefs.IsNotFound(err) {
+				e.warn("volume %s: %v", v, err)
+			}
+		}
+	}
+	if err := e.store.remove(r.ID); err != nil {
+		return err
+	}
+	os.RemoveAll(e.containerDir(r.ID))
+	e.emit(ctx, "container", "destroy", r)
+	return nil
+}
+
+// Cleanup is what a monitor runs when its container has exited for good
+// (`berth system cleanup ID`): it tears down the network and mounts, and
+// removes the container if it was made with --rm.
+func (e *Engine) Cleanup(ctx context.Context, id string) error {
+	r, err := e.store.get(id)
+	if err != nil {
+		return err
+	}
+	unlock, err := e.lockContainer(ctx, r.ID)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	// The monitor runs this just before it exits: wait for that.
+	e.waitMonitorGone(ctx, r, 10*time.Second)
+	st := e.liveState(r)
+	if st.Running || st.Restarting {
+		return nil // started again meanwhile
+	}
+	e.teardown(ctx, r)
+	e.emitWith(ctx, "container", "die", r, map[string]string{"exitCode": strconv.Itoa(st.ExitCode)})
+	if st.OOMKilled {
+		e.emit(ctx, "container", "oom", r)
+	}
+	if r.HostConfig.AutoRemove {
+		return e.remove(ctx, r, RemoveOptions{Volumes: true})
+	}
+	return nil
+}
+
+// Wait blocks until the container is not running and returns its exit code.
+func (e *Engine) Wait(ctx context.Context, ref string) (int, error) {
+	r, err := e.store.get(ref)
+	if err != nil {
+		return 0, err
+	}
+	for {
+		st := e.liveState(r)
+		if st.Status == "exited" && st.MonitorPid == 0 {
+			return st.ExitCode, nil
+		}
+		if st.Status == "created" && st.MonitorPid == 0 {
+			// Docker's wait on a created container waits for it to run
+			// and exit; keep polling.
+		}
+		if _, err := os.Stat(e.containerDir(r.ID)); errors.Is(err, os.ErrNotExist) {
+			// Removed meanwhile (--rm): the last exit code is gone with it.
+			return st.ExitCode, nil
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(25 * time.Millisecond):
+		}
+	}
+}
+
+// Inspect returns the container's record with its current state.
+func (e *Engine) Inspect(ctx context.Context, ref string) (Container, error) {
+	r, err := e.store.get(ref)
+	if err != nil {
+		return Container{}, err
+	}
+	return e.inspectRecord(r), nil
+}
+
+// List is `ps`.
+func (e *Engine) List(ctx context.Context, o ListOptions) ([]Summary, error) {
+	recs, err := e.store.list()
+	if err != nil {
+		return nil, err
+	}
+	var out []Summary
+	for i := len(recs) - 1; i >= 0; i-- { // newest first, as Docker
+		r := recs[i]
+		c := e.inspectRecord(r)
+		if !o.All && !c.State.Running && !c.State.Restarting && !c.State.Paused {
+			if len(o.Filters["status"]) == 0 && len(o.Filters["exited"]) == 0 {
+				continue
+			}
+		}
+		s := summarize(r, c)
+		if !matchFilters(r, c, s, o.Filters) {
+			continue
+		}
+		out = append(out, s)
+		if o.Limit > 0 && len(out) == o.Limit {
+			break
+		}
+	}
+	return out, nil
+}
+
+func summarize(r *record, c Container) Summary {
+	cmd := strings.Join(append([]string{c.Path}, c.Args...), " ")
+	s := Summary{
+		ID: c.ID, Names: []string{c.Name}, Image: c.Config.Image, ImageID: c.Image,
+		Command: cmd, Created: c.Created, State: c.State.Status, ExitCode: c.State.ExitCode,
+		Labels: c.Config.Labels, Namespace: c.Namespace, Networks: append([]string{}, r.NetworkNames...),
+		Status: statusText(c.State),
+	}
+	keys := make([]string, 0, len(c.NetworkSettings.Ports))
+	for k := range c.NetworkSettings.Ports {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		port, proto, _ := strings.Cut(k, "/")
+		pp, _ := strconv.Atoi(port)
+		for _, b := range c.NetworkSettings.Ports[k] {
+			hp, _ := strconv.Atoi(b.HostPort)
+			s.Ports = append(s.Ports, PortSummary{IP: b.HostIP, PrivatePort: uint16(pp), PublicPort: uint16(hp), Type: proto})
+		}
+	}
+	for _, m := range c.Mounts {
+		if m.Name != "" {
+			s.Mounts = append(s.Mounts, m.Name)
+		} else {
+			s.Mounts = append(s.Mounts, m.Source)
+		}
+	}
+	return s
+}
+
+// statusText is `ps`'s STATUS column, in Docker's words.
+func statusText(st State) string {
+	switch st.Status {
+	case "running":
+		return "Up " + humanDuration(time.Since(st.StartedAt))
+	case "restarting":
+		return fmt.Sprintf("Restarting (%d) %s ago", st.ExitCode, humanDuration(time.Since(st.FinishedAt)))
+	case "exited":
+		if st.FinishedAt.IsZero() {
+			return fmt.Sprintf("Exited (%d)", st.ExitCode)
+		}
+		return fmt.Sprintf("Exited (%d) %s ago", st.ExitCode, humanDuration(time.Since(st.FinishedAt)))
+	case "created":
+		return "Created"
+	}
+	return st.Status
+}
+
+// humanDuration is Docker's (go-units HumanDuration).
+func humanDuration(d time.Duration) string {
+	switch s := int(d.Seconds()); {
+	case s < 1:
+		return "Less than a second"
+	case s == 1:
+		return "1 second"
+	case s < 60:
+		return fmt.Sprintf("%d seconds", s)
+	}
+	switch m := int(d.Minutes()); {
+	case m == 1:
+		return "About a minute"
+	case m < 60:
+		return fmt.Sprintf("%d minutes", m)
+	}
+	switch h := int(d.Round(time.Hour).Hours()); {
+	case h == 1:
+		return "About an hour"
+	case h < 48:
+		return fmt.Sprintf("%d hours", h)
+	case h < 24*7*2:
+		return fmt.Sprintf("%d days", h/24)
+	case h < 24*30*2:
+		return fmt.Sprintf("%d weeks", h/24/7)
+	case h < 24*365*2:
+		return fmt.Sprintf("%d months", h/24/30)
+	default:
+		return fmt.Sprintf("%d years", h/24/365)
+	}
+}
+
+// matchFilters applies Docker's ps filters.
+func matchFilters(r *record, c Container, s Summary, f map[string][]string) bool {
+	any := func(key string, pred func(v string) bool) bool {
+		vals := f[key]
+		if len(vals) == 0 {
+			return true
+		}
+		for _, v := range vals {
+			if pred(v) {
+				return true
+			}
+		}
+		return false
+	}
+	name := strings.TrimPrefix(c.Name, "/")
+	return any("name", func(v string) bool { return strings.Contains(name, strings.TrimPrefix(v, "/")) }) &&
+		any("id", func(v string) bool { return strings.HasPrefix(c.ID, v) }) &&
+		any("status", func(v string) bool { return c.State.Status == v }) &&
+		any("exited", func(v string) bool { return c.State.Status == "exited" && strconv.Itoa(c.State.ExitCode) == v }) &&
+		any("ancestor", func(v string) bool {
+			return c.Config.Image == v || r.ImageName == v || strings.HasPrefix(strings.TrimPrefix(c.Image, "sha256:"), strings.TrimPrefix(v, "sha256:"))
+		}) &&
+		any("network", func(v string) bool {
+			for _, n := range r.NetworkNames {
+				if n == v {
+					return true
+				}
+			}
+			return false
+		}) &&
+		any("volume", func(v string) bool {
+			for _, m := range c.Mounts {
+				if m.Name == v || m.Source == v || m.Destination == v {
+					return true
+				}
+			}
+			return false
+		}) &&
+		all(f["label"], func(v string) bool {
+			k, val, hasVal := strings.Cut(v, "=")
+			got, ok := c.Config.Labels[k]
+			return ok && (!hasVal || got == val)
+		})
+}
+
+func all(vals []string, pred func(string) bool) bool {
+	for _, v := range vals {
+		if !pred(v) {
+			return false
+		}
+	}
+	return true
+}
+
+// parseSignal takes "KILL", "SIGKILL", "kill" or "9".
+func parseSignal(s string) (syscall.Signal, error) {
+	if n, err := strconv.Atoi(s); err == nil {
+		if n <= 0 || n > 64 {
+			return 0, fmt.Errorf("invalid signal %q: %w", s, errdefs.ErrInvalidArgument)
+		}
+		return syscall.Signal(n), nil
+	}
+	name := strings.ToUpper(s)
+	if !strings.HasPrefix(name, "SIG") {
+		name = "SIG" + name
+	}
+	if n := unix.SignalNum(name); n != 0 {
+		return n, nil
+	}
+	return 0, fmt.Errorf("invalid signal %q: %w", s, errdefs.ErrInvalidArgument)
+}
+
+// exitFilePath is where the monitor records each exit.
+func (e *Engine) exitFilePath(id string) string {
+	return filepath.Join(e.containerDir(id), "exit.json")
+}

@@ -1,0 +1,498 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/berth-project/berth/internal/errdefs"
+	"github.com/berth-project/berth/internal/monitor"
+	"github.com/berth-project/berth/internal/network"
+	"github.com/berth-project/berth/internal/snapshot"
+)
+
+// startTimeout bounds a container's start: mounts, networks, the runtime's
+// create and start.
+const startTimeout = 2 * time.Minute
+
+// Start starts a created or exited container and returns once its process
+// runs. Starting a running container does nothing, as in Docker.
+func (e *Engine) Start(ctx context.Context, ref string) (Container, error) {
+	r, err := e.store.get(ref)
+	if err != nil {
+		return Container{}, err
+	}
+	unlock, err := e.lockContainer(ctx, r.ID)
+	if err != nil {
+		return Container{}, err
+	}
+	defer unlock()
+	if st := e.liveState(r); st.Running || st.Restarting {
+		return e.inspectRecord(r), nil
+	}
+	if err := e.start(ctx, r, nil); err != nil {
+		return Container{}, err
+	}
+	return e.inspectRecord(r), nil
+}
+
+// StartAttached starts ref with its stdio connected to streams from the
+// first byte and returns when the container's output ends, with its exit
+// code (foreground `run`, `start -a`). Cancelling ctx detaches.
+func (e *Engine) StartAttached(ctx context.Context, ref string, streams AttachStreams) (int, error) {
+	r, err := e.store.get(ref)
+	if err != nil {
+		return 0, err
+	}
+	unlock, err := e.lockContainer(ctx, r.ID)
+	if err != nil {
+		return 0, err
+	}
+	if st := e.liveState(r); st.Running || st.Restarting {
+		unlock()
+		return e.Attach(ctx, ref, streams)
+	}
+	var att *monitor.Session
+	err = e.start(ctx, r, func(stateDir string) error {
+		var err error
+		att, err = monitor.OpenAttach(ctx, stateDir, attachOptions(streams))
+		return err
+	})
+	unlock()
+	if err != nil {
+		return 0, err
+	}
+	code, err := att.Wait(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if ctx.Err() != nil {
+		return 0, ctx.Err()
+	}
+	// The output ended; the exit code the monitor records is the truth
+	// (attach may end before the monitor has reaped the process).
+	if c, err := e.Wait(ctx, r.ID); err == nil {
+		return c, nil
+	}
+	return code, nil
+}
+
+func attachOptions(s AttachStreams) monitor.AttachOptions {
+	o := monitor.AttachOptions{Stdin: s.Stdin, Stdout: s.Stdout, Stderr: s.Stderr}
+	if s.Resize != nil {
+		ch := make(chan monitor.Size, 1)
+		go func() {
+			defer close(ch)
+			for sz := range s.Resize {
+				ch <- monitor.Size{Rows: sz.Rows, Cols: sz.Cols}
+			}
+		}()
+		o.Resize = ch
+	}
+	return o
+}
+
+// start brings up everything r needs and starts its monitor; the caller
+// holds the container's lock. beforeStart, if set, runs between the
+// runtime's create and start (to attach). On error everything started is
+// torn down again.
+func (e *Engine) start(ctx context.Context, r *record, beforeStart func(stateDir string) error) (retErr error) {
+	ctx, cancel := context.WithTimeout(ctx, startTimeout)
+	defer cancel()
+	// A previous run may have left its network and mounts (the monitor
+	// was killed, the machine rebooted): start from nothing.
+	e.teardown(ctx, r)
+	defer func() {
+		if retErr != nil {
+			e.teardown(context.Background(), r)
+		}
+	}()
+	rundir := e.runDir(r.ID)
+	if err := os.MkdirAll(rundir, 0o700); err != nil {
+		return fmt.Errorf("create run directory: %w", err)
+	}
+	rootfs := filepath.Join(rundir, "rootfs")
+	if err := os.MkdirAll(rootfs, 0o755); err != nil {
+		return err
+	}
+	ms, err := e.images.Snapshots.Mounts(ctx, r.Snapshot)
+	if err != nil {
+		return fmt.Errorf("root file system: %w", err)
+	}
+	if err := snapshot.MountAll(ms, rootfs); err != nil {
+		return fmt.Errorf("mount the root file system: %w", err)
+	}
+	for _, m := range r.Mounts {
+		if m.Type == "volume" {
+			if err := e.vols.CopyUp(ctx, m.Name, rootfs, m.Destination); err != nil {
+				return fmt.Errorf("volume %s: %w", m.Name, err)
+			}
+		}
+	}
+
+	netnsPath, atts, err := e.setupNetwork(ctx, r)
+	if err != nil {
+		return err
+	}
+	if err := e.writeEtcFiles(r, atts); err != nil {
+		return err
+	}
+
+	spec, err := e.buildSpec(ctx, r, rootfs, netnsPath)
+	if err != nil {
+		return err
+	}
+	b, err := json.Marshal(spec)
+	if err != nil {
+		return err
+	}
+	if err := writeFileAtomic(filepath.Join(rundir, "config.json"), b, 0o600); err != nil {
+		return fmt.Errorf("write the bundle: %w", err)
+	}
+
+	mcfg := e.monitorConfig(r)
+	st, err := monitor.Create(ctx, e.opts.MonitorBin, mcfg)
+	if err != nil {
+		return startError(err)
+	}
+	if beforeStart != nil {
+		if err := beforeStart(rundir); err != nil {
+			return err
+		}
+	}
+	if st, err = monitor.StartCreated(ctx, rundir); err != nil {
+		return startError(err)
+	}
+	r.State.StartedAt = st.StartedAt
+	r.State.Pid = st.Pid
+	r.StoppedByUser = false
+	if _, err := e.store.modify(r.ID, func(cur *record) error {
+		cur.State.StartedAt = st.StartedAt
+		cur.StoppedByUser = false
+		cur.NetworkSettings = r.NetworkSettings
+		cur.RestartCount = 0
+		return nil
+	}); err != nil {
+		return err
+	}
+	e.emit(ctx, "container", "start", r)
+	return nil
+}
+
+// startError maps a start failure to Docker's exit codes: 127 when the
+// command is not found, 126 when it cannot be invoked, 125 otherwise.
+func startError(err error) error {
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "executable file not found"), strings.Contains(msg, "no such file or directory"):
+		return &ExitError{Code: 127, Err: err}
+	case strings.Contains(msg, "permission denied"), strings.Contains(msg, "is a directory"), strings.Contains(msg, "exec format error"):
+		return &ExitError{Code: 126, Err: err}
+	}
+	return err
+}
+
+// monitorConfig is what the monitor of r is told.
+func (e *Engine) monitorConfig(r *record) monitor.Config {
+	rundir := e.runDir(r.ID)
+	return monitor.Config{
+		ID:          r.ID,
+		Runtime:     r.Runtime,
+		RuntimeRoot: e.runtimeRoot(r.Runtime),
+		Bundle:      rundir,
+		Terminal:    r.Config.Tty,
+		Stdin:       r.Config.OpenStdin,
+		LogPath:     r.LogPath,
+		StateDir:    rundir,
+		ExitFile:    filepath.Join(e.containerDir(r.ID), "exit.json"),
+		OOMFiles:    oomFiles(cgroupsPath(r.ID)),
+		Restart:     monitor.RestartPolicy{Name: r.HostConfig.RestartPolicy.Name, MaxRetries: r.HostConfig.RestartPolicy.MaximumRetryCount},
+		// TODO(exit command): ExitCommand: append(append([]string{}, e.selfArgs()...), "system", "cleanup", r.ID),
+	}
+}
+
+// runtimeRoot is the state root of a runtime binary: each runtime keeps its
+// own format, so each gets its own directory.
+func (e *Engine) runtimeRoot(bin string) string {
+	return filepath.Join(e.opts.RunRoot, "runtime", filepath.Base(bin))
+}
+
+func cgroupsPath(id string) string { return "/berth/" + id }
+
+// oomFiles are the cgroup files whose oom_kill count tells an OOM kill, on
+// the hierarchy that holds the memory controller.
+func oomFiles(cg string) []string {
+	if b, err := os.ReadFile("/sys/fs/cgroup/cgroup.controllers"); err == nil && strings.Contains(string(b), "memory") {
+		return []string{filepath.Join("/sys/fs/cgroup", cg, "memory.events")}
+	}
+	return []string{filepath.Join("/sys/fs/cgroup/memory", cg, "memory.oom_control")}
+}
+
+// setupNetwork makes the container's network namespace and joins its
+// networks; it returns the namespace's path ("" for the host's).
+func (e *Engine) setupNetwork(ctx context.Context, r *record) (string, []network.Attachment, error) {
+	mode := r.HostConfig.NetworkMode
+	r.NetworkSettings = NetworkSettings{Networks: map[string]*EndpointSettings{}, Ports: map[string][]PortBinding{}}
+	switch {
+	case mode == "host":
+		return "", nil, nil
+	case strings.HasPrefix(mode, "container:"):
+		other, err := e.store.get(strings.TrimPrefix(mode, "container:"))
+		if err != nil {
+			return "", nil, fmt.Errorf("--network %s: %w", mode, err)
+		}
+		if st := e.liveState(other); !st.Running {
+			return "", nil, fmt.Errorf("--network %s: the container is not running: %w", mode, errdefs.ErrFailedPrecondition)
+		}
+		r.NetworkSettings.SandboxKey = other.NetworkSettings.SandboxKey
+		return other.NetworkSettings.SandboxKey, nil, nil
+	}
+	ports, err := e.choosePorts(r.Ports)
+	if err != nil {
+		return "", nil, err
+	}
+	if err := e.net.CheckPorts(ports); err != nil {
+		return "", nil, fmt.Errorf("%w: %w", err, errdefs.ErrFailedPrecondition)
+	}
+	nsPath, err := e.net.NewNetNS(ctx, r.ID)
+	if err != nil {
+		return "", nil, err
+	}
+	r.NetworkSettings.SandboxKey = nsPath
+	var atts []network.Attachment
+	name := strings.TrimPrefix(r.Name, "/")
+	for i, n := range r.NetworkNames {
+		req := network.AttachRequest{
+			ContainerID: r.ID, NetNS: nsPath, Network: n, IfName: fmt.Sprintf("eth%d", i),
+			Name: name, Aliases: append(append([]string{}, r.Aliases[n]...), r.ID[:12]),
+		}
+		if i == 0 {
+			req.Ports = ports
+		}
+		att, err := e.net.Attach(ctx, req)
+		if err != nil {
+			return "", nil, fmt.Errorf("network %s: %w", n, err)
+		}
+		atts = append(atts, att)
+		r.NetworkSettings.Networks[n] = &EndpointSettings{
+			Aliases: r.Aliases[n], NetworkID: n, Gateway: att.Gateway, IPAddress: att.IP,
+			IPPrefixLen: att.PrefixLen, MacAddress: att.MAC, IfName: att.IfName,
+			DNSNames: append([]string{name, r.ID[:12]}, r.Aliases[n]...),
+		}
+		if i == 0 {
+			r.NetworkSettings.IPAddress, r.NetworkSettings.Gateway = att.IP, att.Gateway
+		}
+	}
+	for _, p := range ports {
+		key := fmt.Sprintf("%d/%s", p.ContainerPort, p.Protocol)
+		ip := p.HostIP
+		if ip == "" {
+			ip = "0.0.0.0"
+		}
+		r.NetworkSettings.Ports[key] = append(r.NetworkSettings.Ports[key], PortBinding{HostIP: ip, HostPort: strconv.Itoa(int(p.HostPort))})
+	}
+	return nsPath, atts, nil
+}
+
+// choosePorts gives a free host port to each port published without one.
+func (e *Engine) choosePorts(ps []portSpec) ([]network.PortMapping, error) {
+	out := make([]network.PortMapping, 0, len(ps))
+	for _, p := range ps {
+		hp := p.HostPort
+		if hp == 0 {
+			var err error
+			if hp, err = freePort(p.HostIP, p.Protocol); err != nil {
+				return nil, err
+			}
+		}
+		out = append(out, network.PortMapping{HostIP: p.HostIP, HostPort: hp, ContainerPort: p.ContainerPort, Protocol: p.Protocol})
+	}
+	return out, nil
+}
+
+// freePort asks the kernel for a free port in its ephemeral range.
+func freePort(ip, proto string) (uint16, error) {
+	if proto == "udp" {
+		c, err := net.ListenPacket("udp", net.JoinHostPort(ip, "0"))
+		if err != nil {
+			return 0, fmt.Errorf("find a free udp port: %w", err)
+		}
+		defer c.Close()
+		return uint16(c.LocalAddr().(*net.UDPAddr).Port), nil
+	}
+	l, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
+	if err != nil {
+		return 0, fmt.Errorf("find a free tcp port: %w", err)
+	}
+	defer l.Close()
+	return uint16(l.Addr().(*net.TCPAddr).Port), nil
+}
+
+// writeEtcFiles writes the container's /etc/hostname, /etc/hosts and
+// /etc/resolv.conf.
+func (e *Engine) writeEtcFiles(r *record, atts []network.Attachment) error {
+	hc := r.HostConfig
+	hostname := r.Config.Hostname
+	var hosts, resolv []byte
+	if hc.NetworkMode == "host" {
+		h, _ := os.Hostname()
+		hostname = h
+		hosts, _ = os.ReadFile("/etc/hosts")
+		hosts = append(hosts, network.HostsFile("", "", nil, hc.ExtraHosts)...)
+		resolv = e.net.ResolvConf(nil, hc.DNS, hc.DNSSearch, hc.DNSOptions)
+	} else {
+		hosts = network.HostsFile(hostname, strings.TrimPrefix(r.Name, "/"), atts, hc.ExtraHosts)
+		resolv = e.net.ResolvConf(atts, hc.DNS, hc.DNSSearch, hc.DNSOptions)
+	}
+	for _, f := range []struct {
+		path string
+		data []byte
+	}{{r.HostnamePath, []byte(hostname + "\n")}, {r.HostsPath, hosts}, {r.ResolvConfPath, resolv}} {
+		if err := writeFileAtomic(f.path, f.data, 0o644); err != nil {
+			return fmt.Errorf("write %s: %w", f.path, err)
+		}
+	}
+	return nil
+}
+
+// buildSpec makes the container's runtime spec.
+func (e *Engine) buildSpec(ctx context.Context, r *record, rootfs, netnsPath string) (*specs.Spec, error) {
+	var mounts []specs.Mount
+	for _, m := range r.Mounts {
+		if m.Type == "tmpfs" {
+			continue
+		}
+		opts := []string{"rbind", "rprivate"}
+		if !m.RW {
+			opts = append(opts, "ro")
+		}
+		mounts = append(mounts, specs.Mount{Destination: m.Destination, Type: "bind", Source: m.Source, Options: opts})
+	}
+	etcOpts := []string{"rbind", "rprivate"}
+	if r.HostConfig.ReadonlyRootfs {
+		etcOpts = append(etcOpts, "ro")
+	}
+	mounts = append(mounts,
+		specs.Mount{Destination: "/etc/hostname", Type: "bind", Source: r.HostnamePath, Options: etcOpts},
+		specs.Mount{Destination: "/etc/hosts", Type: "bind", Source: r.HostsPath, Options: etcOpts},
+		specs.Mount{Destination: "/etc/resolv.conf", Type: "bind", Source: r.ResolvConfPath, Options: etcOpts},
+	)
+	in := SpecInput{
+		ID:          r.ID,
+		Config:      r.Config,
+		HostConfig:  r.HostConfig,
+		Rootfs:      rootfs,
+		Mounts:      mounts,
+		NetNSPath:   netnsPath,
+		CgroupsPath: cgroupsPath(r.ID),
+	}
+	if r.HostConfig.Init != nil && *r.HostConfig.Init {
+		in.InitPath = e.initPath()
+		if in.InitPath == "" {
+			return nil, fmt.Errorf("--init: no init binary found (install Debian's tini package for /usr/bin/tini-static): %w", errdefs.ErrFailedPrecondition)
+		}
+	}
+	for _, o := range r.HostConfig.SecurityOpt {
+		if p, ok := strings.CutPrefix(o, "seccomp="); ok && p != "unconfined" {
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return nil, fmt.Errorf("--security-opt %s: %w", o, err)
+			}
+			in.SeccompProfile = string(b)
+		}
+	}
+	for _, pair := range []struct {
+		mode string
+		dst  *string
+		kind string
+	}{{r.HostConfig.IpcMode, &in.IPCNSPath, "ipc"}, {r.HostConfig.PidMode, &in.PIDNSPath, "pid"}} {
+		if other, ok := strings.CutPrefix(pair.mode, "container:"); ok {
+			o, err := e.store.get(other)
+			if err != nil {
+				return nil, fmt.Errorf("--%s %s: %w", pair.kind, pair.mode, err)
+			}
+			st := e.liveState(o)
+			if !st.Running {
+				return nil, fmt.Errorf("--%s %s: the container is not running: %w", pair.kind, pair.mode, errdefs.ErrFailedPrecondition)
+			}
+			*pair.dst = fmt.Sprintf("/proc/%d/ns/%s", st.Pid, pair.kind)
+		}
+	}
+	return BuildSpec(ctx, in)
+}
+
+// initPath finds the init for --init: Debian's static tini.
+func (e *Engine) initPath() string {
+	for _, p := range []string{"/usr/bin/tini-static", "/usr/libexec/podman/catatonit", "/usr/bin/catatonit"} {
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	return ""
+}
+
+// teardown undoes what a start set up: the network, the mounts, the
+// runtime's state. It is idempotent and tolerates what is already gone; a
+// running monitor is left alone (the caller stops it first).
+func (e *Engine) teardown(ctx context.Context, r *record) {
+	rundir := e.runDir(r.ID)
+	if _, alive := monitor.Alive(rundir); alive {
+		return
+	}
+	name := strings.TrimPrefix(r.Name, "/")
+	nsPath := filepath.Join(e.opts.RunRoot, "network", "netns", r.ID)
+	if r.NetworkSettings.SandboxKey != "" {
+		nsPath = r.NetworkSettings.SandboxKey
+	}
+	if mode := r.HostConfig.NetworkMode; mode != "host" && !strings.HasPrefix(mode, "container:") {
+		for i, n := range r.NetworkNames {
+			req := network.AttachRequest{ContainerID: r.ID, NetNS: nsPath, Network: n, IfName: fmt.Sprintf("eth%d", i), Name: name}
+			if err := e.net.Detach(ctx, req); err != nil {
+				e.warn("container %s: network %s: %v", r.ID[:12], n, err)
+			}
+		}
+		if err := e.net.RemoveNetNS(ctx, r.ID); err != nil {
+			e.warn("container %s: %v", r.ID[:12], err)
+		}
+	}
+	e.runtimeDelete(ctx, r)
+	rootfs := filepath.Join(rundir, "rootfs")
+	for i := 0; i < 8; i++ {
+		if err := unix.Unmount(rootfs, unix.MNT_DETACH); err != nil {
+			break
+		}
+	}
+	os.RemoveAll(rundir)
+}
+
+// runtimeDelete forgets the container in its runtime (killing what is left).
+func (e *Engine) runtimeDelete(ctx context.Context, r *record) {
+	if _, err := os.Stat(filepath.Join(e.runtimeRoot(r.Runtime), r.ID)); errors.Is(err, os.ErrNotExist) {
+		return
+	}
+	if _, err := e.runtimeCmd(ctx, r, "delete", "--force", r.ID); err != nil {
+		e.warn("container %s: %v", r.ID[:12], err)
+	}
+}
+
+func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, mode); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return nil
+}

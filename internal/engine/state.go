@@ -1,0 +1,177 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/berth-project/berth/internal/lockfile"
+	"github.com/berth-project/berth/internal/monitor"
+)
+
+// runtimeTimeout bounds one call of the OCI runtime.
+const runtimeTimeout = 30 * time.Second
+
+// liveState computes r's state from what is really there: the monitor (is
+// it alive, what does it say), the container's process, and the exit
+// record the monitor leaves in the persistent directory. It never trusts a
+// file alone: after a reboot (the run directory is gone) or a kill -9 of
+// the monitor, it says what is true.
+func (e *Engine) liveState(r *record) State {
+	st := r.State
+	st.Running, st.Restarting, st.Paused, st.Pid, st.MonitorPid = false, false, false, 0, 0
+	rundir := e.runDir(r.ID)
+	status, statusErr := monitor.ReadStatus(filepath.Join(rundir, "status.json"))
+	exit, exitErr := monitor.ReadStatus(filepath.Join(e.containerDir(r.ID), "exit.json"))
+	monPid, alive := monitor.Alive(rundir)
+	switch {
+	case alive && statusErr == nil && status.State == monitor.StateRunning:
+		st.Status, st.Running, st.Pid, st.MonitorPid = "running", true, status.Pid, monPid
+		st.StartedAt = status.StartedAt
+	case alive && statusErr == nil && status.State == monitor.StateRestarting:
+		st.Status, st.Restarting, st.MonitorPid = "restarting", true, monPid
+		st.ExitCode, st.OOMKilled, st.FinishedAt = status.ExitCode, status.OOMKilled, status.FinishedAt
+	case alive:
+		// Created by the runtime, not started yet (a start in progress),
+		// or exited and cleaning up.
+		st.Status, st.MonitorPid = "created", monPid
+		if statusErr == nil && status.State == monitor.StateExited {
+			st.Status, st.ExitCode, st.OOMKilled, st.FinishedAt = "exited", status.ExitCode, status.OOMKilled, status.FinishedAt
+		}
+	case statusErr == nil && status.Pid > 0 && status.State == monitor.StateRunning && processOf(status.Pid, r.ID):
+		// The monitor is gone (killed) but the container runs on.
+		st.Status, st.Running, st.Pid = "running", true, status.Pid
+		st.StartedAt = status.StartedAt
+	case exitErr == nil && (st.StartedAt.IsZero() || !exit.FinishedAt.Before(st.StartedAt)):
+		st.Status = "exited"
+		st.ExitCode, st.OOMKilled, st.FinishedAt, st.Error = exit.ExitCode, exit.OOMKilled, exit.FinishedAt, exit.Error
+		if !exit.StartedAt.IsZero() {
+			st.StartedAt = exit.StartedAt
+		}
+	case !st.StartedAt.IsZero():
+		// Started once, and no monitor, no process and no exit record
+		// remain: the machine rebooted, or the monitor was killed and the
+		// container died with no one to record its end.
+		st.Status = "exited"
+		if st.ExitCode == 0 {
+			st.ExitCode = 255
+		}
+		if statusErr == nil && status.State == monitor.StateRunning {
+			st.Error = "the container's monitor died; its exit code is unknown"
+		}
+	default:
+		st.Status = "created"
+	}
+	return st
+}
+
+// restartCount is how often the monitor restarted the container.
+func (e *Engine) restartCount(r *record) int {
+	if status, err := monitor.ReadStatus(filepath.Join(e.runDir(r.ID), "status.json")); err == nil {
+		return status.RestartCount
+	}
+	if exit, err := monitor.ReadStatus(filepath.Join(e.containerDir(r.ID), "exit.json")); err == nil {
+		return exit.RestartCount
+	}
+	return 0
+}
+
+// processOf reports whether pid is a process of container id: it is alive
+// and in the container's cgroup, so a reused pid is not taken for it.
+func processOf(pid int, id string) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		return false
+	}
+	if !bytes.Contains(b, []byte(id)) {
+		return false
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// A zombie is dead for our purposes.
+	if i := bytes.LastIndexByte(stat, ')'); i > 0 && i+2 < len(stat) && stat[i+2] == 'Z' {
+		return false
+	}
+	return true
+}
+
+// inspectRecord is r as the API shows it, with its live state.
+func (e *Engine) inspectRecord(r *record) Container {
+	c := r.Container
+	c.State = e.liveState(r)
+	c.RestartCount = e.restartCount(r)
+	if c.Mounts == nil {
+		c.Mounts = []MountPoint{}
+	}
+	if !c.State.Running && !c.State.Restarting {
+		// Addresses belong to a running container only.
+		c.NetworkSettings.IPAddress, c.NetworkSettings.Gateway = "", ""
+		nets := map[string]*EndpointSettings{}
+		for _, n := range r.NetworkNames {
+			nets[n] = &EndpointSettings{Aliases: r.Aliases[n], NetworkID: n}
+		}
+		c.NetworkSettings.Networks = nets
+		c.NetworkSettings.Ports = map[string][]PortBinding{}
+		c.NetworkSettings.SandboxKey = ""
+	}
+	return c
+}
+
+// lockContainer serialises start, stop and remove of one container across
+// processes; the lock file lives in the persistent directory.
+func (e *Engine) lockContainer(ctx context.Context, id string) (func(), error) {
+	dir := e.containerDir(id)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	l, err := lockfile.Acquire(ctx, filepath.Join(dir, "lock"), true, nil)
+	if err != nil {
+		return nil, fmt.Errorf("container %s is busy (another berth command works on it): %w", id[:12], err)
+	}
+	return func() { l.Release() }, nil
+}
+
+// runtimeCmd runs the container's OCI runtime with args and returns its
+// stdout; the error carries its stderr.
+func (e *Engine) runtimeCmd(ctx context.Context, r *record, args ...string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, runtimeTimeout)
+	defer cancel()
+	full := append([]string{"--root", e.runtimeRoot(r.Runtime)}, args...)
+	cmd := exec.CommandContext(ctx, r.Runtime, full...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		msg := strings.TrimSpace(stderr.String())
+		if msg == "" {
+			msg = err.Error()
+		}
+		return stdout.Bytes(), fmt.Errorf("%s %s: %s", filepath.Base(r.Runtime), args[0], msg)
+	}
+	return stdout.Bytes(), nil
+}
+
+// warn reports a failure that does not stop the operation (cleanup).
+func (e *Engine) warn(format string, a ...any) {
+	if e.opts.Warn != nil {
+		e.opts.Warn(fmt.Sprintf(format, a...))
+	}
+}
+
+// selfArgs is the berth command, with the global flags that find this
+// engine's state, for the helpers the monitor and network run.
+func (e *Engine) selfArgs() []string {
+	return append(append([]string{}, e.opts.Self...),
+		"--root", e.opts.Root, "--runroot", e.opts.RunRoot, "--namespace", e.opts.Namespace)
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }

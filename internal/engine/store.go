@@ -1,0 +1,294 @@
+package engine
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+
+	"github.com/berth-project/berth/internal/errdefs"
+)
+
+// The engine's database, ROOT/engine.db, is opened for each transaction and
+// closed after it (as internal/metadata does), so several berth processes
+// share it without a daemon; bbolt's file lock serialises them.
+//
+// Schema (bucket → key → value):
+//
+//	v1/<namespace>/containers → container ID → JSON record
+//	v1/<namespace>/names      → name (without "/") → container ID
+//
+// A name is reserved in the same transaction that records the container,
+// so two concurrent creates of one name cannot both succeed.
+
+var (
+	bucketV1         = []byte("v1")
+	bucketContainers = []byte("containers")
+	bucketNames      = []byte("names")
+)
+
+// dbLockTimeout bounds how long a transaction waits for another process's.
+const dbLockTimeout = 60 * time.Second
+
+// record is what the engine stores of a container: its public face and
+// what only the engine needs.
+type record struct {
+	Container
+	// Snapshot is the key of the container's root file system snapshot.
+	Snapshot string `json:"snapshot"`
+	// ImageName is the stored image's full name (for the pin and `ps`).
+	ImageName string `json:"imageName"`
+	// AnonVolumes are volumes made for this container alone (`rm -v`).
+	AnonVolumes []string `json:"anonVolumes,omitempty"`
+	// Volumes are all the named volumes the container mounts.
+	Volumes []string `json:"volumes,omitempty"`
+	// NetworkNames are the networks the container joins, in order
+	// (eth0, eth1, ...), with their aliases.
+	NetworkNames []string            `json:"networkNames,omitempty"`
+	Aliases      map[string][]string `json:"aliases,omitempty"`
+	// Ports are the published ports as requested.
+	Ports []portSpec `json:"ports,omitempty"`
+	// StoppedByUser is set by stop/kill and cleared by start: Docker's
+	// unless-stopped and `system boot` read it.
+	StoppedByUser bool `json:"stoppedByUser,omitempty"`
+}
+
+// portSpec is one published port.
+type portSpec struct {
+	HostIP        string `json:"hostIP,omitempty"`
+	HostPort      uint16 `json:"hostPort"`
+	ContainerPort uint16 `json:"containerPort"`
+	Protocol      string `json:"protocol"`
+}
+
+type store struct {
+	path string
+	ns   []byte
+}
+
+func (s *store) open(readOnly bool) (*bolt.DB, error) {
+	db, err := bolt.Open(s.path, 0o600, &bolt.Options{Timeout: dbLockTimeout, ReadOnly: readOnly})
+	if err != nil {
+		if errors.Is(err, bolterrors.ErrTimeout) {
+			return nil, fmt.Errorf("open %s: another berth process holds it for over %s", s.path, dbLockTimeout)
+		}
+		return nil, fmt.Errorf("open %s: %w", s.path, err)
+	}
+	return db, nil
+}
+
+// update runs fn in a write transaction on the namespace's buckets.
+func (s *store) update(fn func(containers, names *bolt.Bucket) error) error {
+	db, err := s.open(false)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	return db.Update(func(tx *bolt.Tx) error {
+		v1, err := tx.CreateBucketIfNotExists(bucketV1)
+		if err != nil {
+			return err
+		}
+		ns, err := v1.CreateBucketIfNotExists(s.ns)
+		if err != nil {
+			return err
+		}
+		c, err := ns.CreateBucketIfNotExists(bucketContainers)
+		if err != nil {
+			return err
+		}
+		n, err := ns.CreateBucketIfNotExists(bucketNames)
+		if err != nil {
+			return err
+		}
+		return fn(c, n)
+	})
+}
+
+// view runs fn in a read transaction; the buckets are nil when the
+// namespace has never held a container.
+func (s *store) view(fn func(containers, names *bolt.Bucket) error) error {
+	if _, err := os.Stat(s.path); errors.Is(err, os.ErrNotExist) {
+		return fn(nil, nil)
+	}
+	db, err := s.open(true)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	return db.View(func(tx *bolt.Tx) error {
+		var c, n *bolt.Bucket
+		if v1 := tx.Bucket(bucketV1); v1 != nil {
+			if ns := v1.Bucket(s.ns); ns != nil {
+				c, n = ns.Bucket(bucketContainers), ns.Bucket(bucketNames)
+			}
+		}
+		return fn(c, n)
+	})
+}
+
+// add records r and reserves its name.
+func (s *store) add(r *record) error {
+	name := strings.TrimPrefix(r.Name, "/")
+	return s.update(func(c, n *bolt.Bucket) error {
+		if id := n.Get([]byte(name)); id != nil {
+			return fmt.Errorf("the container name %q is already in use by container %q; remove (or rename) that container to reuse the name: %w",
+				"/"+name, string(id), errdefs.ErrAlreadyExists)
+		}
+		if c.Get([]byte(r.ID)) != nil {
+			return fmt.Errorf("container ID %s exists: %w", r.ID, errdefs.ErrAlreadyExists)
+		}
+		b, err := json.Marshal(r)
+		if err != nil {
+			return err
+		}
+		if err := n.Put([]byte(name), []byte(r.ID)); err != nil {
+			return err
+		}
+		return c.Put([]byte(r.ID), b)
+	})
+}
+
+// put replaces an existing record.
+func (s *store) put(r *record) error {
+	return s.update(func(c, n *bolt.Bucket) error {
+		if c.Get([]byte(r.ID)) == nil {
+			return fmt.Errorf("container %s: %w", r.ID, errdefs.ErrNotFound)
+		}
+		b, err := json.Marshal(r)
+		if err != nil {
+			return err
+		}
+		return c.Put([]byte(r.ID), b)
+	})
+}
+
+// modify reads, changes and writes back the record id in one transaction.
+func (s *store) modify(id string, fn func(r *record) error) (*record, error) {
+	var out *record
+	err := s.update(func(c, n *bolt.Bucket) error {
+		v := c.Get([]byte(id))
+		if v == nil {
+			return fmt.Errorf("no such container: %s: %w", id, errdefs.ErrNotFound)
+		}
+		var r record
+		if err := json.Unmarshal(v, &r); err != nil {
+			return fmt.Errorf("container %s: corrupt record: %w", id, err)
+		}
+		if err := fn(&r); err != nil {
+			return err
+		}
+		b, err := json.Marshal(&r)
+		if err != nil {
+			return err
+		}
+		out = &r
+		return c.Put([]byte(id), b)
+	})
+	return out, err
+}
+
+// remove deletes the record id and frees its name.
+func (s *store) remove(id string) error {
+	return s.update(func(c, n *bolt.Bucket) error {
+		v := c.Get([]byte(id))
+		if v == nil {
+			return nil
+		}
+		var r record
+		if err := json.Unmarshal(v, &r); err == nil {
+			name := []byte(strings.TrimPrefix(r.Name, "/"))
+			if string(n.Get(name)) == id {
+				if err := n.Delete(name); err != nil {
+					return err
+				}
+			}
+		}
+		return c.Delete([]byte(id))
+	})
+}
+
+// list returns every record of the namespace, oldest first.
+func (s *store) list() ([]*record, error) {
+	var out []*record
+	err := s.view(func(c, _ *bolt.Bucket) error {
+		if c == nil {
+			return nil
+		}
+		return c.ForEach(func(k, v []byte) error {
+			var r record
+			if err := json.Unmarshal(v, &r); err != nil {
+				return fmt.Errorf("container %s: corrupt record: %w", k, err)
+			}
+			out = append(out, &r)
+			return nil
+		})
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].Created.Before(out[j].Created) })
+	return out, err
+}
+
+// get finds a container by full ID, name, or unique ID prefix.
+func (s *store) get(ref string) (*record, error) {
+	if ref == "" {
+		return nil, fmt.Errorf("no container named: %w", errdefs.ErrInvalidArgument)
+	}
+	var out *record
+	err := s.view(func(c, n *bolt.Bucket) error {
+		if c == nil {
+			return nil
+		}
+		decode := func(v []byte) error {
+			var r record
+			if err := json.Unmarshal(v, &r); err != nil {
+				return err
+			}
+			out = &r
+			return nil
+		}
+		if v := c.Get([]byte(ref)); v != nil {
+			return decode(v)
+		}
+		if id := n.Get([]byte(strings.TrimPrefix(ref, "/"))); id != nil {
+			if v := c.Get(id); v != nil {
+				return decode(v)
+			}
+		}
+		var match []byte
+		cur := c.Cursor()
+		for k, v := cur.Seek([]byte(ref)); k != nil && strings.HasPrefix(string(k), ref); k, v = cur.Next() {
+			if match != nil {
+				return fmt.Errorf("multiple containers match %q: %w", ref, errdefs.ErrInvalidArgument)
+			}
+			match = v
+		}
+		if match != nil {
+			return decode(match)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if out == nil {
+		return nil, fmt.Errorf("no such container: %s: %w", ref, errdefs.ErrNotFound)
+	}
+	return out, nil
+}
+
+// containerDir is the persistent directory of a container.
+func (e *Engine) containerDir(id string) string {
+	return filepath.Join(e.opts.Root, "containers", id)
+}
+
+// runDir is the volatile directory of a container: bundle, monitor.
+func (e *Engine) runDir(id string) string {
+	return filepath.Join(e.opts.RunRoot, "containers", id)
+}

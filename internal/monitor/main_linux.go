@@ -1,0 +1,91 @@
+package monitor
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+
+	"golang.org/x/sys/unix"
+)
+
+// detachedEnv marks the second process of the double fork.
+const detachedEnv = "_BERTH_MONITOR_DETACHED"
+
+// Main is berth-monitor's main function: `berth-monitor CONFIGFILE`, with
+// fd 3 the launcher's report pipe (see Create). It returns the exit status.
+func Main(args []string) int {
+	// One container's stdio needs no parallelism; fewer Ps and a tight GC
+	// keep the per-container price low.
+	runtime.GOMAXPROCS(1)
+	debug.SetGCPercent(50)
+	debug.SetMemoryLimit(8 << 20)
+
+	var report *os.File
+	if _, err := unix.FcntlInt(3, unix.F_GETFD, 0); err == nil {
+		report = os.NewFile(3, "report")
+	}
+	fail := func(err error) int {
+		fmt.Fprintf(os.Stderr, "berth-monitor: %v\n", err)
+		if report != nil {
+			writeJSONLine(report, reply{Error: err.Error()})
+		}
+		return 1
+	}
+	if len(args) != 2 {
+		return fail(fmt.Errorf("usage: berth-monitor CONFIGFILE (got %d arguments)", len(args)-1))
+	}
+	if os.Getenv(detachedEnv) == "" {
+		// Fork once more and exit, so the monitor is reparented away from
+		// the launcher, which never has to wait for it.
+		cmd := exec.Command("/proc/self/exe", args[1])
+		cmd.Env = append(os.Environ(), detachedEnv+"=1")
+		if report != nil {
+			cmd.ExtraFiles = []*os.File{report}
+		}
+		if err := cmd.Start(); err != nil {
+			return fail(fmt.Errorf("fork the monitor: %w", err))
+		}
+		return 0
+	}
+	os.Unsetenv(detachedEnv)
+	if report != nil {
+		unix.CloseOnExec(3) // not for the runtime, nor the container
+	}
+	data, err := os.ReadFile(args[1])
+	if err != nil {
+		return fail(fmt.Errorf("read monitor config: %w", err))
+	}
+	var cfg Config
+	if err := json.Unmarshal(data, &cfg); err != nil {
+		return fail(fmt.Errorf("parse monitor config %s: %w", args[1], err))
+	}
+	if err := cfg.Validate(); err != nil {
+		return fail(err)
+	}
+	// The monitor's own complaints (and a panic) go to a file beside its
+	// socket: its stderr is /dev/null.
+	if f, err := os.OpenFile(filepath.Join(cfg.StateDir, "monitor.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND|unix.O_CLOEXEC, 0o600); err == nil {
+		unix.Dup3(int(f.Fd()), 2, 0)
+		unix.CloseOnExec(2)
+		f.Close()
+	}
+	// SIGTERM, SIGINT and SIGHUP must not end the monitor: it would take
+	// the container's stdio with it. Caught, not ignored: an ignored
+	// signal would stay ignored in the runtime and the container.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT, unix.SIGHUP)
+	go func() {
+		for range sigs {
+		}
+	}()
+	if err := Run(cfg, report); err != nil {
+		fmt.Fprintf(os.Stderr, "berth-monitor %s: %v\n", cfg.ID, err)
+		return 1
+	}
+	return 0
+}
