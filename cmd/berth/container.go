@@ -175,6 +175,18 @@ func listFormat(cmd *cli.Command, quiet string) (string, error) {
 	return format, checkFormat(format)
 }
 
+// containerGroupCommand is `berth container ...`: the same commands under
+// Docker's management group, where ps is also ls.
+func containerGroupCommand() *cli.Command {
+	cmds := containerCommands()
+	for _, c := range cmds {
+		if c.Name == "ps" {
+			c.Aliases = []string{"ls", "list"}
+		}
+	}
+	return &cli.Command{Name: "container", Usage: "manage containers", Commands: cmds}
+}
+
 func containerCommands() []*cli.Command {
 	return []*cli.Command{
 		runCommand(), createCommand(), startCommand(), stopCommand(), killCommand(), restartCommand(),
@@ -219,7 +231,9 @@ func runCommand() *cli.Command {
 				code, err := foreground(ctx, eng, c.ID, attachMode{
 					start: true, tty: req.tty, stdin: req.stdin, sigProxy: cmd.Bool("sig-proxy") && !req.tty,
 				})
-				if req.opts.HostConfig.AutoRemove {
+				// A detach (berth itself signalled with a terminal) leaves
+				// the container running: nothing to remove then.
+				if req.opts.HostConfig.AutoRemove && !errors.Is(err, context.Canceled) {
 					removeAfterRun(eng, c.ID)
 				}
 				if err != nil {

@@ -746,6 +746,7 @@ func parseVolume(s string) (bind, target string, err error) {
 	}
 	parts := strings.Split(s, ":")
 	var src, opts string
+	hasSrc := false
 	switch len(parts) {
 	case 1:
 		target = parts[0]
@@ -754,10 +755,10 @@ func parseVolume(s string) (bind, target string, err error) {
 		if filepath.IsAbs(parts[0]) && !filepath.IsAbs(parts[1]) {
 			target, opts = parts[0], parts[1]
 		} else {
-			src, target = parts[0], parts[1]
+			src, target, hasSrc = parts[0], parts[1], true
 		}
 	case 3:
-		src, target, opts = parts[0], parts[1], parts[2]
+		src, target, opts, hasSrc = parts[0], parts[1], parts[2], true
 	default:
 		return "", "", errors.New("too many colons: want SOURCE:TARGET[:OPTIONS]")
 	}
@@ -768,7 +769,7 @@ func parseVolume(s string) (bind, target string, err error) {
 	if target == "/" {
 		return "", "", errors.New("cannot mount on /")
 	}
-	if len(parts) > 1 && src == "" {
+	if hasSrc && src == "" {
 		return "", "", errors.New("the source is empty")
 	}
 	if src == "." || strings.HasPrefix(src, "./") || strings.HasPrefix(src, "../") || src == ".." {

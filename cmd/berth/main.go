@@ -90,7 +90,7 @@ func app() *cli.Command {
 		pullCommand(), imagesCommand(), imageCommand(), tagCommand(), rmi, pushCommand(),
 		saveCommand(), loadCommand(), importCommand(), loginCommand(), logoutCommand(),
 	}, containerCommands()...)
-	commands = append(commands, networkCommand(), volumeCommand(), systemCommand(), infoCommand())
+	commands = append(commands, containerGroupCommand(), networkCommand(), volumeCommand(), systemCommand(), infoCommand())
 	root := &cli.Command{
 		Name:  "berth",
 		Usage: "images and containers",
@@ -114,6 +114,8 @@ func app() *cli.Command {
 		// A value such as -e A=1,2 or --mount type=bind,src=... is one
 		// value: never split slice flags on commas.
 		c.DisableSliceFlagSeparator = true
+		// -it, -dit, ps -aq, rm -fv: short flags combine, as in Docker.
+		c.UseShortOptionHandling = true
 		return nil
 	})
 	enableCompletion(root)
