@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,8 +16,6 @@ import (
 	"sync"
 	"syscall"
 	"time"
-
-	"github.com/berth-project/berth/internal/errdefs"
 )
 
 // Create writes cfg to cfg.StateDir/monitor.json and launches monitorBin
@@ -172,16 +169,12 @@ func Wait(ctx context.Context, stateDir, exitFile string) (Status, error) {
 
 // dial connects to the monitor of stateDir; errdefs.ErrNotFound if none
 // listens.
-func dial(ctx context.Context, stateDir string) (*net.UnixConn, error) {
-	var d net.Dialer
-	c, err := d.DialContext(ctx, "unix", filepath.Join(stateDir, socketFile))
+func dial(ctx context.Context, stateDir string) (*os.File, error) {
+	c, err := dialUnix(ctx, filepath.Join(stateDir, socketFile))
 	if err != nil {
-		if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) {
-			return nil, fmt.Errorf("connect to container monitor in %s: %w", stateDir, errdefs.ErrNotFound)
-		}
-		return nil, fmt.Errorf("connect to container monitor in %s: %w", stateDir, err)
+		return nil, fmt.Errorf("container monitor: %w", err)
 	}
-	return c.(*net.UnixConn), nil
+	return c, nil
 }
 
 // call sends one request and reads its reply, bounded by ctx.
@@ -225,7 +218,7 @@ type AttachOptions struct {
 // Session is an open attach session: the monitor sends it the output
 // written from the moment OpenAttach returned.
 type Session struct {
-	conn     *net.UnixConn
+	conn     *os.File
 	Terminal bool   // the container has a terminal: output is one stream
 	Status   Status // the status when attached
 
@@ -316,7 +309,7 @@ func (s *Session) readOutput(br *bufio.Reader, opts AttachOptions) {
 	for {
 		typ, p, err := readFrame(br)
 		if err != nil {
-			if !errors.Is(err, io.EOF) && !errors.Is(err, os.ErrDeadlineExceeded) && !errors.Is(err, net.ErrClosed) {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, os.ErrDeadlineExceeded) && !errors.Is(err, os.ErrClosed) {
 				s.err = fmt.Errorf("attach: %w", err)
 			}
 			return

@@ -528,7 +528,18 @@ func TestMonitorRSS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The file-backed part is the binary's pages in the page cache, shared
+	// by every monitor; the anonymous part is each monitor's own.
+	rollup, _ := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", st.MonitorPid))
+	for _, line := range strings.Split(string(rollup), "\n") {
+		if strings.HasPrefix(line, "Pss:") || strings.HasPrefix(line, "Private_") {
+			t.Log(strings.Join(strings.Fields(line), " "))
+		}
+	}
 	for _, line := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(line, "Rss") {
+			t.Log(strings.Join(strings.Fields(line), " "))
+		}
 		if strings.HasPrefix(line, "VmRSS:") {
 			kb, _ := strconv.Atoi(strings.Fields(line)[1])
 			t.Logf("berth-monitor holding a sleep container (%s): VmRSS %d kB", filepath.Base(rt), kb)

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -44,7 +43,7 @@ const (
 type server struct {
 	cfg    Config
 	log    *logs.Writer
-	ln     *net.UnixListener
+	ln     *listener
 	report *os.File // the launcher's pipe until the first report; nil after
 	startC chan chan reply
 
@@ -58,7 +57,7 @@ type server struct {
 
 // client is one attach connection.
 type client struct {
-	conn  net.Conn
+	conn  *os.File
 	out   chan []byte // encoded frames; closed to end the session
 	once  sync.Once
 	stdin bool
@@ -99,15 +98,9 @@ func (s *server) setup() error {
 	}
 	s.log = w
 	sock := filepath.Join(s.cfg.StateDir, socketFile)
-	os.Remove(sock) // a stale socket of an earlier monitor of this dir
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
+	ln, err := listenUnix(sock)
 	if err != nil {
-		return fmt.Errorf("listen on attach socket: %w", err)
-	}
-	ln.SetUnlinkOnClose(true)
-	if err := os.Chmod(sock, 0o600); err != nil {
-		ln.Close()
-		return fmt.Errorf("restrict attach socket: %w", err)
+		return fmt.Errorf("attach socket: %w", err)
 	}
 	s.ln = ln
 	start, err := procStartTime(os.Getpid())
@@ -693,9 +686,9 @@ func (c *client) close() { c.once.Do(func() { close(c.out) }) }
 
 func (s *server) acceptLoop() {
 	for {
-		conn, err := s.ln.AcceptUnix()
+		conn, err := s.ln.accept()
 		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
+			if errors.Is(err, os.ErrClosed) {
 				return
 			}
 			time.Sleep(10 * time.Millisecond)
@@ -706,15 +699,11 @@ func (s *server) acceptLoop() {
 }
 
 // serve handles one connection.
-func (s *server) serve(conn *net.UnixConn) {
-	// Belt and braces beside the 0700 directory: only root.
-	if raw, err := conn.SyscallConn(); err == nil {
-		var cred *unix.Ucred
-		raw.Control(func(fd uintptr) { cred, _ = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED) })
-		if cred == nil || cred.Uid != 0 {
-			conn.Close()
-			return
-		}
+func (s *server) serve(conn *os.File) {
+	// Belt and braces beside the 0700 directory and 0600 socket: only root.
+	if uid, err := peerUID(conn); err != nil || uid != 0 {
+		conn.Close()
+		return
 	}
 	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
 	br := bufio.NewReader(conn)
@@ -772,7 +761,7 @@ func (s *server) serve(conn *net.UnixConn) {
 	writeJSONLine(conn, rep)
 }
 
-func (s *server) serveAttach(conn *net.UnixConn, br *bufio.Reader) {
+func (s *server) serveAttach(conn *os.File, br *bufio.Reader) {
 	c := &client{conn: conn, out: make(chan []byte, clientQueue)}
 	s.mu.Lock()
 	st := s.status
@@ -852,16 +841,14 @@ func (s *server) dropClient(c *client) {
 // --console-socket.
 type consoleSocket struct {
 	path string
-	ln   *net.UnixListener
+	ln   *listener
 }
 
 func listenConsole(path string) (*consoleSocket, error) {
-	os.Remove(path)
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	ln, err := listenUnix(path)
 	if err != nil {
-		return nil, fmt.Errorf("listen on console socket: %w", err)
+		return nil, fmt.Errorf("console socket: %w", err)
 	}
-	ln.SetUnlinkOnClose(true)
 	return &consoleSocket{path: path, ln: ln}, nil
 }
 
@@ -870,28 +857,16 @@ func (c *consoleSocket) Close() { c.ln.Close() }
 // receive accepts the runtime's connection and returns the pty master it
 // sent. The runtime has sent it before `create` returned.
 func (c *consoleSocket) receive(timeout time.Duration) (*os.File, error) {
-	c.ln.SetDeadline(time.Now().Add(timeout))
-	conn, err := c.ln.AcceptUnix()
+	c.ln.f.SetDeadline(time.Now().Add(timeout))
+	conn, err := c.ln.accept()
 	if err != nil {
 		return nil, fmt.Errorf("receive the container's terminal: %w", err)
 	}
 	defer conn.Close()
 	conn.SetReadDeadline(time.Now().Add(timeout))
-	buf := make([]byte, 256)
-	oob := make([]byte, unix.CmsgSpace(4*4))
-	_, oobn, _, _, err := conn.ReadMsgUnix(buf, oob)
+	fds, err := recvFds(conn)
 	if err != nil {
 		return nil, fmt.Errorf("receive the container's terminal: %w", err)
-	}
-	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
-	if err != nil {
-		return nil, fmt.Errorf("receive the container's terminal: %w", err)
-	}
-	var fds []int
-	for _, m := range msgs {
-		if got, err := unix.ParseUnixRights(&m); err == nil {
-			fds = append(fds, got...)
-		}
 	}
 	if len(fds) != 1 {
 		for _, fd := range fds {
@@ -904,7 +879,6 @@ func (c *consoleSocket) receive(timeout time.Duration) (*os.File, error) {
 		unix.Close(fds[0])
 		return nil, fmt.Errorf("receive the container's terminal: the fd sent is not a terminal: %w", err)
 	}
-	unix.CloseOnExec(fds[0])
 	if err := unix.SetNonblock(fds[0], true); err != nil {
 		unix.Close(fds[0])
 		return nil, fmt.Errorf("receive the container's terminal: %w", err)
