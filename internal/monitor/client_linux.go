@@ -388,3 +388,21 @@ func Alive(stateDir string) (int, bool) {
 	}
 	return pid, true
 }
+
+// readJSONLine reads one line and decodes it with encoding/json (the
+// engine's side; the monitor has its own codec).
+func readJSONLine(br *bufio.Reader, v any) error {
+	line, err := readLine(br)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(line, v)
+}
+
+func writeJSONLine(w io.Writer, v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return writeLine(w, data)
+}

@@ -25,24 +25,43 @@ import (
 	"github.com/berth-project/berth/internal/testutil"
 )
 
-// monitorBin is berth-monitor built for the tests by TestMain.
-var monitorBin string
+// monitorBin is the berth-monitor the tests run: BERTH_MONITOR (a
+// prebuilt one, as BERTH_RUNTIME names the runtime), or one built on first
+// use (not in TestMain: fuzz workers run TestMain too).
+var (
+	monitorBin  string
+	monitorOnce sync.Once
+	monitorErr  error
+	monitorDir  string
+)
+
+func buildMonitor(t *testing.T) {
+	t.Helper()
+	monitorOnce.Do(func() {
+		if p := os.Getenv("BERTH_MONITOR"); p != "" {
+			monitorBin, monitorErr = filepath.Abs(p)
+			return
+		}
+		monitorDir, monitorErr = os.MkdirTemp("", "berth-monitor-test-")
+		if monitorErr != nil {
+			return
+		}
+		monitorBin = filepath.Join(monitorDir, "berth-monitor")
+		out, err := exec.Command("go", "build", "-o", monitorBin, "github.com/berth-project/berth/cmd/berth-monitor").CombinedOutput()
+		if err != nil {
+			monitorErr = fmt.Errorf("build berth-monitor: %v\n%s", err, out)
+		}
+	})
+	if monitorErr != nil {
+		t.Fatal(monitorErr)
+	}
+}
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "berth-monitor-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	monitorBin = filepath.Join(dir, "berth-monitor")
-	out, err := exec.Command("go", "build", "-o", monitorBin, "github.com/berth-project/berth/cmd/berth-monitor").CombinedOutput()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "build berth-monitor: %v\n%s", err, out)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
 	code := m.Run()
-	os.RemoveAll(dir)
+	if monitorDir != "" {
+		os.RemoveAll(monitorDir)
+	}
 	os.Exit(code)
 }
 
@@ -65,6 +84,7 @@ func runtimes(t *testing.T) []string {
 	if len(rts) == 0 {
 		t.Skip("requires an OCI runtime: BERTH_RUNTIME or runc (Debian package runc)")
 	}
+	buildMonitor(t)
 	return rts
 }
 

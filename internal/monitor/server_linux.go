@@ -3,13 +3,10 @@ package monitor
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -134,7 +131,7 @@ func (s *server) fail(msg string) {
 	st := s.status
 	s.mu.Unlock()
 	if s.report != nil {
-		writeJSONLine(s.report, reply{Status: &st, Error: msg})
+		writeLine(s.report, encodeReply(reply{Status: &st, Error: msg}))
 	}
 }
 
@@ -144,7 +141,7 @@ func (s *server) sendReport(r reply) bool {
 	if s.report == nil {
 		return true
 	}
-	err := writeJSONLine(s.report, r)
+	err := writeLine(s.report, encodeReply(r))
 	s.report.Close()
 	s.report = nil
 	return err == nil
@@ -425,10 +422,8 @@ func (s *server) sleepUnlessStopped(d time.Duration) bool {
 // recordExit writes the status to the exit file and wakes waiters.
 func (s *server) recordExit() {
 	st := s.snapshot()
-	if data, err := json.Marshal(st); err == nil {
-		if err := writeFileAtomic(s.cfg.ExitFile, data); err != nil {
-			fmt.Fprintf(os.Stderr, "berth-monitor %s: %v\n", s.cfg.ID, err)
-		}
+	if err := writeFileAtomic(s.cfg.ExitFile, encodeStatus(st)); err != nil {
+		fmt.Fprintf(os.Stderr, "berth-monitor %s: %v\n", s.cfg.ID, err)
 	}
 	s.mu.Lock()
 	waiters := s.waiters
@@ -449,12 +444,9 @@ func (s *server) snapshot() Status {
 func (s *server) setStatus(change func(*Status)) {
 	s.mu.Lock()
 	change(&s.status)
-	data, err := json.Marshal(s.status)
+	data := encodeStatus(s.status)
 	s.mu.Unlock()
-	if err == nil {
-		err = writeFileAtomic(filepath.Join(s.cfg.StateDir, statusFile), data)
-	}
-	if err != nil {
+	if err := writeFileAtomic(filepath.Join(s.cfg.StateDir, statusFile), data); err != nil {
 		fmt.Fprintf(os.Stderr, "berth-monitor %s: %v\n", s.cfg.ID, err)
 	}
 }
@@ -471,30 +463,49 @@ func (s *server) runtime(timeout time.Duration, stdio [3]*os.File, args ...strin
 		global = nil
 	}
 	global = append(append(global, s.cfg.RuntimeArgs...), "--log", logPath, "--log-format", "json")
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, s.cfg.Runtime, append(global, args...)...)
-	cmd.Stdin, cmd.Stdout = stdio[0], stdio[1]
-	if stdio[2] != nil {
-		cmd.Stderr = stdio[2]
-	} else {
+	devnull, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", os.DevNull, err)
+	}
+	defer devnull.Close()
+	files := []*os.File{devnull, devnull, devnull}
+	for i, f := range stdio {
+		if f != nil {
+			files[i] = f
+		}
+	}
+	if stdio[2] == nil {
 		// A file, not a pipe: a process that inherits it (the container's
-		// init) must not keep Wait waiting for its end.
+		// init) must not keep us waiting for its end.
 		f, err := os.OpenFile(errPath, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
 		if err != nil {
 			return fmt.Errorf("capture runtime stderr: %w", err)
 		}
 		defer f.Close()
-		cmd.Stderr = f
+		files[2] = f
 	}
-	// Not the monitor's session's signals, and no inherited extra fds.
-	cmd.SysProcAttr = &unix.SysProcAttr{Setpgid: true}
-	err := cmd.Run()
-	if err == nil {
+	// os.StartProcess rather than os/exec, which costs the monitor's
+	// memory more than it saves here. Setpgid: not the monitor's group's
+	// signals.
+	argv := append(append([]string{s.cfg.Runtime}, global...), args...)
+	p, err := os.StartProcess(s.cfg.Runtime, argv, &os.ProcAttr{Files: files, Sys: &unix.SysProcAttr{Setpgid: true}})
+	if err != nil {
+		return fmt.Errorf("run %s %s: %w", s.cfg.Runtime, args[0], err)
+	}
+	timedOut := make(chan struct{})
+	timer := time.AfterFunc(timeout, func() { close(timedOut); p.Kill() })
+	ps, err := p.Wait()
+	timer.Stop()
+	if err == nil && ps.Success() {
 		return nil
 	}
-	if ctx.Err() != nil {
+	select {
+	case <-timedOut:
 		return fmt.Errorf("%s %s: timed out after %s", filepath.Base(s.cfg.Runtime), args[0], timeout)
+	default:
+	}
+	if err == nil {
+		err = errors.New(ps.String())
 	}
 	if msg := lastRuntimeError(logPath); msg != "" {
 		return errors.New(msg)
@@ -514,9 +525,16 @@ func lastRuntimeError(path string) string {
 	}
 	var msg string
 	for _, line := range bytes.Split(data, []byte("\n")) {
-		var rec struct{ Level, Msg string }
-		if json.Unmarshal(line, &rec) == nil && (rec.Level == "error" || rec.Level == "fatal") && rec.Msg != "" {
-			msg = rec.Msg
+		v, err := parseJSON(line)
+		if err != nil {
+			continue
+		}
+		rec, err := asObject(v, "log record")
+		if err != nil {
+			continue
+		}
+		if level := rec.str("level"); (level == "error" || level == "fatal") && rec.str("msg") != "" {
+			msg = rec.str("msg")
 		}
 	}
 	return msg
@@ -707,9 +725,9 @@ func (s *server) serve(conn *os.File) {
 	}
 	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
 	br := bufio.NewReader(conn)
-	var req request
-	if err := readJSONLine(br, &req); err != nil {
-		writeJSONLine(conn, reply{Error: fmt.Sprintf("bad request: %v", err)})
+	req, err := readRequest(br)
+	if err != nil {
+		writeLine(conn, encodeReply(reply{Error: fmt.Sprintf("bad request: %v", err)}))
 		conn.Close()
 		return
 	}
@@ -758,7 +776,24 @@ func (s *server) serve(conn *os.File) {
 	default:
 		rep.Error = fmt.Sprintf("unknown op %q", req.Op)
 	}
-	writeJSONLine(conn, rep)
+	writeLine(conn, encodeReply(rep))
+}
+
+func readRequest(br *bufio.Reader) (request, error) {
+	line, err := readLine(br)
+	if err != nil {
+		return request{}, err
+	}
+	v, err := parseJSON(line)
+	if err != nil {
+		return request{}, err
+	}
+	o, err := asObject(v, "request")
+	if err != nil {
+		return request{}, err
+	}
+	req := request{Op: o.str("op")}
+	return req, o.err
 }
 
 func (s *server) serveAttach(conn *os.File, br *bufio.Reader) {
@@ -770,7 +805,7 @@ func (s *server) serveAttach(conn *os.File, br *bufio.Reader) {
 		s.clients[c] = struct{}{}
 	}
 	s.mu.Unlock()
-	if err := writeJSONLine(conn, reply{Status: &st, Terminal: s.cfg.Terminal}); err != nil {
+	if err := writeLine(conn, encodeReply(reply{Status: &st, Terminal: s.cfg.Terminal})); err != nil {
 		s.dropClient(c)
 		conn.Close()
 		return
