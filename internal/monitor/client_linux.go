@@ -75,7 +75,11 @@ func Create(ctx context.Context, monitorBin string, cfg Config) (Status, error) 
 	select {
 	case out = <-got:
 	case <-ctx.Done():
-		pr.Close() // the monitor's report fails: it cleans up and exits
+		// The monitor's report now fails, so it deletes the container and
+		// exits. If it had already reported, it would wait for a start
+		// that never comes: delete the container here too, which ends it.
+		pr.Close()
+		deleteContainer(cfg)
 		return Status{}, fmt.Errorf("create container %s: %w", cfg.ID, ctx.Err())
 	}
 	if werr := <-waited; werr != nil && len(out) == 0 {
@@ -96,6 +100,19 @@ func Create(ctx context.Context, monitorBin string, cfg Config) (Status, error) 
 		return st, fmt.Errorf("create container %s: %s", cfg.ID, rep.Error)
 	}
 	return st, nil
+}
+
+// deleteContainer runs `runtime delete --force` for cfg's container, for
+// a Create abandoned midway. Errors are ignored: usually there is nothing
+// to delete.
+func deleteContainer(cfg Config) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	args := append([]string{}, cfg.RuntimeArgs...)
+	if cfg.RuntimeRoot != "" {
+		args = append([]string{"--root", cfg.RuntimeRoot}, args...)
+	}
+	exec.CommandContext(ctx, cfg.Runtime, append(args, "delete", "--force", cfg.ID)...).Run()
 }
 
 // StartCreated tells the monitor of stateDir to run `runtime start` and

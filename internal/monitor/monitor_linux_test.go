@@ -641,3 +641,113 @@ func FuzzReadFrame(f *testing.F) {
 		}
 	})
 }
+
+func TestCreateAbandonedLeavesNothing(t *testing.T) {
+	rt := firstRuntime(t)
+	b := testutil.NewBundle(t, testutil.WithArgs("sleep", "1000"))
+	cfg := newConfig(t, rt, b)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := Create(ctx, monitorBin, cfg); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Create with a cancelled context: %v", err)
+	}
+	// The monitor notices nobody waits for it, deletes the container and
+	// records the end.
+	for i := 0; ; i++ {
+		if _, err := os.Stat(cfg.ExitFile); err == nil {
+			break
+		}
+		if i > 3000 {
+			t.Fatal("the abandoned monitor wrote no exit file in 30s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	waitMonitorGone(t, cfg)
+}
+
+func TestAlwaysRestartsUntilStopping(t *testing.T) {
+	rt := firstRuntime(t)
+	b := testutil.NewBundle(t, testutil.WithShell(`echo run`))
+	cfg := newConfig(t, rt, b)
+	cfg.Restart = RestartPolicy{Name: "always"}
+	if _, err := Start(ctxT(t), monitorBin, cfg); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; ; i++ {
+		st, err := CurrentStatus(ctxT(t), cfg.StateDir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.RestartCount >= 3 {
+			break
+		}
+		if i > 3000 {
+			t.Fatalf("not restarted 3 times in 30s: %+v", st)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := Stopping(ctxT(t), cfg.StateDir); err != nil {
+		t.Fatal(err)
+	}
+	// Running or in its backoff, it is not restarted again: kill a run in
+	// progress (if any) as the engine would.
+	exec.Command(rt, "--root", cfg.RuntimeRoot, "kill", cfg.ID, "KILL").Run()
+	waitMonitorGone(t, cfg)
+	st, err := ReadStatus(filepath.Join(cfg.StateDir, statusFile))
+	if err != nil || st.State != StateExited || !st.StoppedByUser {
+		t.Errorf("status after stop = %+v, %v", st, err)
+	}
+	o, _ := readLog(t, cfg.LogPath)
+	if n := strings.Count(o, "run\n"); n < 3 || n != st.RestartCount+1 && n != st.RestartCount {
+		t.Errorf("log has %d runs for %d restarts", n, st.RestartCount)
+	}
+}
+
+func TestFollowLogUntilMonitorExits(t *testing.T) {
+	rt := firstRuntime(t)
+	b := testutil.NewBundle(t, testutil.WithShell(`echo a; read x; echo b`))
+	cfg := newConfig(t, rt, b)
+	cfg.Stdin = true
+	if _, err := Create(ctxT(t), monitorBin, cfg); err != nil {
+		t.Fatal(err)
+	}
+	inR, inW := io.Pipe()
+	sess, err := OpenAttach(ctxT(t), cfg.StateDir, AttachOptions{Stdin: inR})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := StartCreated(ctxT(t), cfg.StateDir); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var out bytes.Buffer
+	followed := make(chan error, 1)
+	go func() {
+		followed <- logs.Read(ctxT(t), cfg.LogPath, logs.ReadOptions{Follow: true, Tail: -1, PollInterval: 10 * time.Millisecond,
+			Stdout: writerFunc(func(p []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return out.Write(p) }),
+			Done:   func() bool { _, ok := Alive(cfg.StateDir); return !ok },
+		})
+	}()
+	for i := 0; ; i++ {
+		mu.Lock()
+		got := out.String()
+		mu.Unlock()
+		if got == "a\n" {
+			break
+		}
+		if i > 3000 {
+			t.Fatalf("follower printed %q in 30s", got)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	io.WriteString(inW, "go\n")
+	inW.Close()
+	sess.Wait(ctxT(t))
+	if err := <-followed; err != nil {
+		t.Fatal(err)
+	}
+	if out.String() != "a\nb\n" {
+		t.Errorf("followed %q", out.String())
+	}
+	waitMonitorGone(t, cfg)
+}

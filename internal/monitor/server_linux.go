@@ -179,6 +179,7 @@ func (s *server) loop() error {
 			if !s.sendReport(reply{Status: &st}) {
 				// The launcher gave up (its context ended): undo.
 				s.kill(r)
+				s.finish(r)
 				return errors.New("launcher went away before the container was created")
 			}
 			if !s.waitStart(r) {
