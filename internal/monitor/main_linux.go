@@ -21,7 +21,7 @@ func Main(args []string) int {
 	// keep the per-container price low.
 	runtime.GOMAXPROCS(1)
 	debug.SetGCPercent(50)
-	debug.SetMemoryLimit(8 << 20)
+	debug.SetMemoryLimit(16 << 20)
 
 	var report *os.File
 	if _, err := unix.FcntlInt(3, unix.F_GETFD, 0); err == nil {

@@ -162,6 +162,18 @@ func waitGone(pid int) bool {
 	return false
 }
 
+// waitUntil polls cond until it holds, failing t after 30s.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for i := 0; i < 3000; i++ {
+		if cond() {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("no %s in 30s", what)
+}
+
 // waitMonitorGone waits for the monitor of cfg to exit after its container.
 func waitMonitorGone(t *testing.T, cfg Config) {
 	t.Helper()
@@ -370,6 +382,8 @@ func TestTerminalAttach(t *testing.T) {
 		b := testutil.NewBundle(t, testutil.WithArgs("sh"), testutil.WithSpec(func(s *specs.Spec) { s.Process.Terminal = true }))
 		cfg := newConfig(t, rt, b)
 		cfg.Terminal, cfg.Stdin = true, true
+		// Deeper than a unix socket address holds (108 bytes).
+		cfg.StateDir = filepath.Join(filepath.Dir(cfg.StateDir), strings.Repeat("d", 100), "state")
 		if _, err := Create(ctxT(t), monitorBin, cfg); err != nil {
 			t.Fatal(err)
 		}
@@ -388,6 +402,14 @@ func TestTerminalAttach(t *testing.T) {
 		}
 		if !sess.Terminal {
 			t.Error("session does not know it has a terminal")
+		}
+		// Only root may attach.
+		for p, want := range map[string]os.FileMode{cfg.StateDir: 0o700, filepath.Join(cfg.StateDir, socketFile): 0o600} {
+			if fi, err := os.Stat(p); err != nil {
+				t.Error(err)
+			} else if fi.Mode().Perm() != want {
+				t.Errorf("%s: mode %v, want %v", p, fi.Mode().Perm(), want)
+			}
 		}
 		if _, err := StartCreated(ctxT(t), cfg.StateDir); err != nil {
 			t.Fatal(err)
@@ -510,15 +532,10 @@ func TestReopenLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Wait for "one" in the log, move the log away, reopen, go on.
-	for i := 0; ; i++ {
-		if data, _ := os.ReadFile(cfg.LogPath); bytes.Contains(data, []byte("one")) {
-			break
-		}
-		if i > 3000 {
-			t.Fatal("no output in 30s")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitUntil(t, "output in the log", func() bool {
+		data, _ := os.ReadFile(cfg.LogPath)
+		return bytes.Contains(data, []byte("one"))
+	})
 	if err := os.Rename(cfg.LogPath, cfg.LogPath+".old"); err != nil {
 		t.Fatal(err)
 	}
@@ -653,15 +670,10 @@ func TestCreateAbandonedLeavesNothing(t *testing.T) {
 	}
 	// The monitor notices nobody waits for it, deletes the container and
 	// records the end.
-	for i := 0; ; i++ {
-		if _, err := os.Stat(cfg.ExitFile); err == nil {
-			break
-		}
-		if i > 3000 {
-			t.Fatal("the abandoned monitor wrote no exit file in 30s")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitUntil(t, "the abandoned monitor's exit file", func() bool {
+		_, err := os.Stat(cfg.ExitFile)
+		return err == nil
+	})
 	waitMonitorGone(t, cfg)
 }
 
@@ -673,19 +685,13 @@ func TestAlwaysRestartsUntilStopping(t *testing.T) {
 	if _, err := Start(ctxT(t), monitorBin, cfg); err != nil {
 		t.Fatal(err)
 	}
-	for i := 0; ; i++ {
+	waitUntil(t, "3 restarts", func() bool {
 		st, err := CurrentStatus(ctxT(t), cfg.StateDir)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if st.RestartCount >= 3 {
-			break
-		}
-		if i > 3000 {
-			t.Fatalf("not restarted 3 times in 30s: %+v", st)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return st.RestartCount >= 3
+	})
 	if err := Stopping(ctxT(t), cfg.StateDir); err != nil {
 		t.Fatal(err)
 	}
@@ -728,18 +734,11 @@ func TestFollowLogUntilMonitorExits(t *testing.T) {
 			Done:   func() bool { _, ok := Alive(cfg.StateDir); return !ok },
 		})
 	}()
-	for i := 0; ; i++ {
+	waitUntil(t, "the follower's first line", func() bool {
 		mu.Lock()
-		got := out.String()
-		mu.Unlock()
-		if got == "a\n" {
-			break
-		}
-		if i > 3000 {
-			t.Fatalf("follower printed %q in 30s", got)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		defer mu.Unlock()
+		return out.String() == "a\n"
+	})
 	io.WriteString(inW, "go\n")
 	inW.Close()
 	sess.Wait(ctxT(t))

@@ -33,7 +33,7 @@ const (
 	backoffReset = 10 * time.Second
 	// clientQueue is how many output frames an attach client may lag behind
 	// before it is dropped.
-	clientQueue = 256
+	clientQueue = 64
 )
 
 // server is the state of a running monitor.
@@ -254,7 +254,14 @@ func (s *server) create() (*run, error) {
 	args := []string{"create", "--bundle", s.cfg.Bundle, "--pid-file", pidPath}
 	var console *consoleSocket
 	if s.cfg.Terminal {
-		console, err = listenConsole(filepath.Join(s.cfg.StateDir, "console.sock"))
+		// The runtime connects by path, and a deep StateDir would pass
+		// sun_path's 108 bytes: a private directory in the temp dir.
+		consoleDir, err := os.MkdirTemp("", "berth-console-")
+		if err != nil {
+			return nil, fmt.Errorf("make console socket dir: %w", err)
+		}
+		defer os.RemoveAll(consoleDir)
+		console, err = listenConsole(filepath.Join(consoleDir, "console.sock"))
 		if err != nil {
 			return nil, err
 		}

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
+	"strconv"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -34,9 +36,15 @@ func listenUnix(path string) (*listener, error) {
 	}
 	// The umask makes the socket 0600 from the start: no window in which
 	// another user could connect.
+	addr, done, err := sockAddr(path)
+	if err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
 	old := unix.Umask(0o177)
-	err = unix.Bind(fd, &unix.SockaddrUnix{Name: path})
+	err = unix.Bind(fd, addr)
 	unix.Umask(old)
+	done()
 	if err == nil {
 		err = unix.Listen(fd, 64)
 	}
@@ -100,8 +108,14 @@ func dialUnix(ctx context.Context, path string) (*os.File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("make socket: %w", err)
 	}
+	addr, done, err := sockAddr(path)
+	if err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	defer done()
 	for {
-		err = unix.Connect(fd, &unix.SockaddrUnix{Name: path})
+		err = unix.Connect(fd, addr)
 		// EAGAIN: the listener's backlog is full; it drains it soon.
 		if err != unix.EAGAIN && err != unix.EINTR {
 			break
@@ -123,7 +137,30 @@ func dialUnix(ctx context.Context, path string) (*os.File, error) {
 	return os.NewFile(uintptr(fd), path), nil
 }
 
-// recvFd reads one message from conn and returns the fds passed with it.
+// maxSockPath is the longest path sun_path holds (108 bytes with its NUL).
+const maxSockPath = 107
+
+// sockAddr returns the address of the socket at path. A path too long
+// for sun_path (a deep --runroot) is reached through its directory's fd,
+// /proc/self/fd/N/NAME; done closes that fd.
+func sockAddr(path string) (*unix.SockaddrUnix, func(), error) {
+	if len(path) <= maxSockPath {
+		return &unix.SockaddrUnix{Name: path}, func() {}, nil
+	}
+	dir, name := filepath.Split(path)
+	dfd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open socket directory %s: %w", dir, err)
+	}
+	short := "/proc/self/fd/" + strconv.Itoa(dfd) + "/" + name
+	if len(short) > maxSockPath {
+		unix.Close(dfd)
+		return nil, nil, fmt.Errorf("socket name %q is longer than a unix socket address allows: %w", name, errdefs.ErrInvalidArgument)
+	}
+	return &unix.SockaddrUnix{Name: short}, func() { unix.Close(dfd) }, nil
+}
+
+// recvFds reads one message from conn and returns the fds passed with it.
 func recvFds(conn *os.File) ([]int, error) {
 	raw, err := conn.SyscallConn()
 	if err != nil {
