@@ -5,6 +5,7 @@ BIN     := bin
 # per-container start pays no dynamic loader and the binary runs in any rootfs.
 STATIC  := -tags netgo,osusergo -ldflags '-s -w -linkmode external -extldflags "-static"' -trimpath
 DEMO    := $(CURDIR)/.tmp/demo
+BERTH_DEMO = $(CURDIR)/$(BIN)/berth --root $(DEMO)/berth --runroot /run/berth-demo
 # berth-runtime is a short-lived process started four times per container.
 # Go 1.26's default (Green Tea) GC keeps mark bits at the end of each span,
 # so every fresh span touches one page more: about 40-60 more page faults
@@ -20,6 +21,7 @@ all: build
 build:
 	CGO_ENABLED=1 GOEXPERIMENT=$(RT_GOEXP) $(GO) build $(STATIC) -o $(BIN)/berth-runtime ./cmd/berth-runtime
 	$(GO) build -o $(BIN)/berth ./cmd/berth
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $(BIN)/berth-monitor ./cmd/berth-monitor
 
 # deps installs what a fresh Debian machine needs to build and test (as root).
 deps:
@@ -38,6 +40,16 @@ demo: deps build
 	cd $(DEMO) && $(CURDIR)/$(BIN)/berth-runtime spec
 	sed -i 's/"terminal": true/"terminal": false/; s/"sh"$$/"sh", "-c", "echo hello from a berth container; hostname; id; ps"/' $(DEMO)/config.json
 	$(CURDIR)/$(BIN)/berth-runtime --root $(DEMO)/state run --bundle $(DEMO) demo-$$$$
+	@# The same busybox as an image, run by the engine: a web server on a
+	@# published port, fetched from the host, then removed.
+	for t in httpd wget sleep; do ln -sf busybox $(DEMO)/rootfs/bin/$$t; done
+	mkdir -p $(DEMO)/rootfs/www && echo 'hello from a berth container' > $(DEMO)/rootfs/www/index.html
+	tar -C $(DEMO)/rootfs -cf $(DEMO)/rootfs.tar .
+	$(BERTH_DEMO) import $(DEMO)/rootfs.tar localhost/demo:latest
+	$(BERTH_DEMO) run --rm --network none localhost/demo echo hello from berth run
+	$(BERTH_DEMO) run -d --name demo-web -p 127.0.0.1:18080:80 localhost/demo httpd -f -p 80 -h /www
+	$(BERTH_DEMO) ps
+	sleep 1; busybox wget -qO- http://127.0.0.1:18080/ ; $(BERTH_DEMO) rm -f demo-web
 
 bench: build
 	$(GO) run ./bench/lifecycle -berth $(CURDIR)/$(BIN)/berth-runtime

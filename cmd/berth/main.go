@@ -1,9 +1,16 @@
-// Command berth is Berth's user CLI: images now, containers later. It only
-// parses arguments and wires the internal packages together.
+// Command berth is Berth's user CLI: images, containers, networks, volumes,
+// Docker's commands and flags. It only parses arguments and wires the
+// internal packages together.
+//
+// Exit codes are Docker's: 125 when berth itself fails (a bad flag, an
+// unknown image, an engine error in run/create), 126 when the container's
+// command cannot be invoked, 127 when it is not found, the container's own
+// code when it ran, and 1 for other failures.
 package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -15,6 +22,7 @@ import (
 	"oras.land/oras-go/v2/registry/remote/credentials"
 
 	"github.com/berth-project/berth/internal/content"
+	"github.com/berth-project/berth/internal/engine"
 	"github.com/berth-project/berth/internal/image"
 	"github.com/berth-project/berth/internal/registry"
 )
@@ -22,27 +30,96 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := app().Run(ctx, os.Args); err != nil {
-		fmt.Fprintln(os.Stderr, "berth:", err)
-		os.Exit(1)
+	code, msg := exitStatus(app().Run(ctx, os.Args))
+	if msg != "" {
+		fmt.Fprintln(os.Stderr, "berth:", msg)
 	}
+	stop()
+	os.Exit(code)
+}
+
+// statusError makes berth exit with code after printing err (nothing if
+// nil: the messages were printed already).
+type statusError struct {
+	code int
+	err  error
+}
+
+func (e *statusError) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit status %d", e.code)
+	}
+	return e.err.Error()
+}
+
+func (e *statusError) Unwrap() error { return e.err }
+
+// exitStatus is the exit code for err and the message to print.
+func exitStatus(err error) (int, string) {
+	if err == nil {
+		return 0, ""
+	}
+	var se *statusError
+	if errors.As(err, &se) {
+		if se.err == nil {
+			return se.code, ""
+		}
+		return se.code, se.err.Error()
+	}
+	var ee *engine.ExitError
+	if errors.As(err, &ee) {
+		if ee.Err == nil {
+			return ee.Code, ""
+		}
+		return ee.Code, err.Error()
+	}
+	return 1, err.Error()
+}
+
+// usageError is Docker's answer to a bad flag or argument: exit 125.
+func usageError(_ context.Context, cmd *cli.Command, err error, _ bool) error {
+	return &statusError{code: 125, err: fmt.Errorf("%w\nSee '%s --help'.", err, cmd.FullName())}
 }
 
 func app() *cli.Command {
-	return &cli.Command{
+	// `rm` is the container command at the top level, as in Docker;
+	// `image rm` stays rmi's alias.
+	rmi := rmiCommand()
+	rmi.Aliases = nil
+	commands := append([]*cli.Command{
+		pullCommand(), imagesCommand(), imageCommand(), tagCommand(), rmi, pushCommand(),
+		saveCommand(), loadCommand(), importCommand(), loginCommand(), logoutCommand(),
+	}, containerCommands()...)
+	commands = append(commands, containerGroupCommand(), networkCommand(), volumeCommand(), systemCommand(), infoCommand())
+	root := &cli.Command{
 		Name:  "berth",
 		Usage: "images and containers",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "root", Value: "/var/lib/berth", Usage: "directory for Berth's state"},
+			&cli.StringFlag{Name: "runroot", Value: "/run/berth", Usage: "directory for volatile state (bundles, monitors' sockets)"},
+			&cli.StringFlag{Name: "namespace", Value: "default", Sources: cli.EnvVars("BERTH_NAMESPACE"), Usage: "engine namespace the containers belong to"},
+			&cli.StringFlag{Name: "runtime", Value: "berth-runtime", Usage: "default OCI runtime: berth-runtime, runc, crun or a path"},
+			&cli.StringFlag{Name: "cni-conf-dir", Value: "/etc/cni/net.d", Usage: "directory of users' CNI network configurations"},
+			&cli.StringFlag{Name: "cni-plugin-dir", Value: "/usr/lib/cni,/opt/cni/bin", Usage: "comma-separated directories of CNI plugins"},
 			&cli.StringFlag{Name: "registries-config", Usage: "registries file (default ROOT/registries.json, then /etc/berth/registries.json)"},
 			&cli.StringFlag{Name: "authfile", Usage: "credentials file (default ROOT/auth.json; ~/.docker/config.json is also read)"},
 			&cli.DurationFlag{Name: "lock-timeout", Value: 10 * time.Minute, Usage: "how long to wait for other berth processes using ROOT (a collection waits for pulls in progress, and they for it)"},
 		},
-		Commands: []*cli.Command{
-			pullCommand(), imagesCommand(), imageCommand(), tagCommand(), rmiCommand(), pushCommand(),
-			saveCommand(), loadCommand(), importCommand(), loginCommand(), logoutCommand(),
-		},
+		Commands:        commands,
+		ExitErrHandler:  func(context.Context, *cli.Command, error) {},
+		HideHelpCommand: true,
 	}
+	_ = root.Walk(func(c *cli.Command) error {
+		c.OnUsageError = usageError
+		// A value such as -e A=1,2 or --mount type=bind,src=... is one
+		// value: never split slice flags on commas.
+		c.DisableSliceFlagSeparator = true
+		// -it, -dit, ps -aq, rm -fv: short flags combine, as in Docker.
+		c.UseShortOptionHandling = true
+		return nil
+	})
+	enableCompletion(root)
+	return root
 }
 
 // env is what a command needs, built from the global flags.

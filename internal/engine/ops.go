@@ -239,24 +239,6 @@ func (l *limitedBuffer) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// mergeEnv overrides base's KEY=value entries by extra's.
-func mergeEnv(base, extra []string) []string {
-	out := append([]string{}, base...)
-	for _, kv := range extra {
-		k, _, _ := strings.Cut(kv, "=")
-		replaced := false
-		for i, b := range out {
-			if bk, _, _ := strings.Cut(b, "="); bk == k {
-				out[i], replaced = kv, true
-			}
-		}
-		if !replaced {
-			out = append(out, kv)
-		}
-	}
-	return out
-}
-
 // Top lists the container's processes as ps(1) does with psArgs (default
 // -ef), keeping the rows whose PID is the container's.
 func (e *Engine) Top(ctx context.Context, ref string, psArgs []string) ([]string, [][]string, error) {

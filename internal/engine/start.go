@@ -62,7 +62,7 @@ func (e *Engine) StartAttached(ctx context.Context, ref string, streams AttachSt
 		unlock()
 		return e.Attach(ctx, ref, streams)
 	}
-	var att *monitor.Attachment
+	var att *monitor.Session
 	err = e.start(ctx, r, func(stateDir string) error {
 		var err error
 		att, err = monitor.OpenAttach(ctx, stateDir, attachOptions(streams))
@@ -217,7 +217,7 @@ func (e *Engine) monitorConfig(r *record) monitor.Config {
 		ExitFile:    filepath.Join(e.containerDir(r.ID), "exit.json"),
 		OOMFiles:    oomFiles(cgroupsPath(r.ID)),
 		Restart:     monitor.RestartPolicy{Name: r.HostConfig.RestartPolicy.Name, MaxRetries: r.HostConfig.RestartPolicy.MaximumRetryCount},
-		ExitCommand: append(append([]string{}, e.selfArgs()...), "system", "cleanup", r.ID),
+		// TODO(exit command): ExitCommand: append(append([]string{}, e.selfArgs()...), "system", "cleanup", r.ID),
 	}
 }
 

@@ -22,15 +22,34 @@ import (
 // only within root); every last component is created relative to its
 // parent's fd with O_EXCL/O_NOFOLLOW semantics.
 type extractor struct {
-	ctx   context.Context
-	root  *os.File
-	base  string
-	owner *[2]int // nil: owners as the stream says
-	buf   []byte
-	dirs  []dirTime
+	ctx  context.Context
+	root *os.File
+	base string
+	pol  policy
+	buf  []byte
+	dirs []dirTime
 
 	parentName string   // the cached parent directory ...
 	parent     *os.File // ... and its open fd
+}
+
+// policy says what of a stream's metadata an extraction keeps.
+type policy struct {
+	owner *[2]int // nil: owners as the stream says
+	// tame drops what would hand privilege to a container's files on the
+	// host: setuid and setgid bits, device nodes, and security.* and
+	// trusted.* xattrs (file capabilities). berth runs as root, so without
+	// it a copy out of a hostile container could leave a setuid-root
+	// shell or a world-writable /dev/mem on the host.
+	tame bool
+}
+
+func (p policy) mode(hdr *tar.Header) uint32 {
+	m := uint32(hdr.Mode & 0o7777)
+	if p.tame {
+		m &^= unix.S_ISUID | unix.S_ISGID
+	}
+	return m
 }
 
 type dirTime struct {
@@ -38,8 +57,8 @@ type dirTime struct {
 	atime, mtime time.Time
 }
 
-func newExtractor(ctx context.Context, root *os.File, base string, owner *[2]int) *extractor {
-	return &extractor{ctx: ctx, root: root, base: base, owner: owner, buf: make([]byte, copyBuf)}
+func newExtractor(ctx context.Context, root *os.File, base string, pol policy) *extractor {
+	return &extractor{ctx: ctx, root: root, base: base, pol: pol, buf: make([]byte, copyBuf)}
 }
 
 func (x *extractor) close() {
@@ -169,7 +188,12 @@ func (x *extractor) entry(hdr *tar.Header, tr *tar.Reader) error {
 		err = x.symlink(hdr, pfd, base)
 	case tar.TypeLink:
 		err = x.link(hdr, pfd, base)
-	case tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
+	case tar.TypeChar, tar.TypeBlock:
+		if x.pol.tame {
+			return nil
+		}
+		err = x.node(hdr, pfd, base)
+	case tar.TypeFifo:
 		err = x.node(hdr, pfd, base)
 	default:
 		return badEntry(hdr.Name, "unsupported entry type %q", hdr.Typeflag)
@@ -181,8 +205,8 @@ func (x *extractor) entry(hdr *tar.Header, tr *tar.Reader) error {
 }
 
 func (x *extractor) ids(hdr *tar.Header) (int, int) {
-	if x.owner != nil {
-		return x.owner[0], x.owner[1]
+	if x.pol.owner != nil {
+		return x.pol.owner[0], x.pol.owner[1]
 	}
 	return hdr.Uid, hdr.Gid
 }
@@ -194,7 +218,7 @@ func (x *extractor) meta(hdr *tar.Header, fd int) error {
 	if err := unix.Fchown(fd, uid, gid); err != nil {
 		return fmt.Errorf("chown: %w", err)
 	}
-	if err := unix.Fchmod(fd, uint32(hdr.Mode&0o7777)); err != nil {
+	if err := unix.Fchmod(fd, x.pol.mode(hdr)); err != nil {
 		return fmt.Errorf("chmod: %w", err)
 	}
 	for k, v := range hdr.PAXRecords {
@@ -202,6 +226,9 @@ func (x *extractor) meta(hdr *tar.Header, fd int) error {
 		if !ok || strings.HasPrefix(key, "trusted.overlay.") || strings.HasPrefix(key, "user.overlay.") {
 			// overlayfs state is never copied: it would change what a
 			// container sees through its rootfs mount.
+			continue
+		}
+		if x.pol.tame && (strings.HasPrefix(key, "security.") || strings.HasPrefix(key, "trusted.")) {
 			continue
 		}
 		err := unix.Fsetxattr(fd, key, []byte(v), 0)
@@ -293,7 +320,7 @@ func (x *extractor) node(hdr *tar.Header, pfd int, base string) error {
 		return fmt.Errorf("chown: %w", err)
 	}
 	// chmod through the fd's magic link reaches exactly this inode.
-	if err := unix.Chmod(fmt.Sprintf("/proc/self/fd/%d", fd), uint32(hdr.Mode&0o7777)); err != nil {
+	if err := unix.Chmod(fmt.Sprintf("/proc/self/fd/%d", fd), x.pol.mode(hdr)); err != nil {
 		return fmt.Errorf("chmod: %w", err)
 	}
 	return unix.UtimesNanoAt(pfd, base, timespecs(hdr), unix.AT_SYMLINK_NOFOLLOW)

@@ -20,7 +20,8 @@ import (
 type Options struct {
 	// Archive keeps owners as they are at the source (docker cp -a).
 	// Without it, what is copied into a container belongs to its root
-	// (0:0), and what is copied out to the user running berth.
+	// (0:0), and what is copied out to the user running berth, without
+	// setuid/setgid bits, device nodes or security.*/trusted.* xattrs.
 	Archive bool
 	// FollowLink copies what a symlink source points to rather than the
 	// link itself (docker cp -L). A source ending in "/" is followed
@@ -88,11 +89,11 @@ func CopyOut(ctx context.Context, rootfs, src, dst string, w io.Writer, opts ...
 		return fmt.Errorf("copy %s to %s: %w", sp.clean, dp.clean, err)
 	}
 	defer into.Close()
-	var owner *[2]int
+	var pol policy
 	if !o.Archive {
-		owner = &[2]int{os.Getuid(), os.Getgid()}
+		pol = policy{owner: &[2]int{os.Getuid(), os.Getgid()}, tame: true}
 	}
-	x := newExtractor(ctx, into, ".", owner)
+	x := newExtractor(ctx, into, ".", pol)
 	if err := pipeTree(ctx, h, t, false, x); err != nil {
 		return fmt.Errorf("copy %s to %s: %w", sp.clean, dp.clean, err)
 	}
@@ -118,9 +119,9 @@ func CopyIn(ctx context.Context, rootfs, dst, src string, r io.Reader, opts ...O
 	if err != nil {
 		return err
 	}
-	var owner *[2]int
+	var pol policy
 	if !o.Archive {
-		owner = &[2]int{0, 0}
+		pol.owner = &[2]int{0, 0}
 	}
 	if src == "-" {
 		if r == nil {
@@ -132,7 +133,7 @@ func CopyIn(ctx context.Context, rootfs, dst, src string, r io.Reader, opts ...O
 		if !dstIsDir {
 			return fmt.Errorf("copy a tar stream to %s: destination is not a directory: %w", dp.clean, errdefs.ErrInvalidArgument)
 		}
-		if err := newExtractor(ctx, root, dp.clean, owner).run(r); err != nil {
+		if err := newExtractor(ctx, root, dp.clean, pol).run(r); err != nil {
 			return fmt.Errorf("copy a tar stream to %s: %w", dp.clean, err)
 		}
 		return nil
@@ -162,7 +163,7 @@ func CopyIn(ctx context.Context, rootfs, dst, src string, r io.Reader, opts ...O
 			return fmt.Errorf("copy %s to %s: directory %s does not exist in the container: %w", sp.clean, dp.clean, t.dir, errdefs.ErrNotFound)
 		}
 	}
-	x := newExtractor(ctx, root, t.dir, owner)
+	x := newExtractor(ctx, root, t.dir, pol)
 	if err := pipeTree(ctx, h, t, false, x); err != nil {
 		return fmt.Errorf("copy %s to %s: %w", sp.clean, dp.clean, err)
 	}
@@ -198,7 +199,7 @@ func CopyDirInto(ctx context.Context, rootfs, src, dst string) error {
 		return err
 	}
 	defer into.Close()
-	x := newExtractor(ctx, into, ".", nil)
+	x := newExtractor(ctx, into, ".", policy{})
 	if err := pipeTree(ctx, h, target{contents: true}, true, x); err != nil {
 		return fmt.Errorf("copy %s to %s: %w", sp.clean, dst, err)
 	}

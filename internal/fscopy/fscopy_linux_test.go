@@ -402,3 +402,36 @@ func TestSwappedDirectoryRace(t *testing.T) {
 	close(stop)
 	wg.Wait()
 }
+
+// TestCopyOutTamesPrivilege: a setuid-root file or a device node in a
+// container does not become one on the host unless Archive asks for it.
+func TestCopyOutTamesPrivilege(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	suid := filepath.Join(f.rootfs, "app/suid")
+	write(t, suid, "#!/bin/sh")
+	must(t, unix.Chmod(suid, 0o4755))
+	must(t, unix.Mknod(filepath.Join(f.rootfs, "app/mem"), unix.S_IFCHR|0o666, int(unix.Mkdev(1, 1))))
+
+	must(t, CopyOut(ctx, f.rootfs, "/app", filepath.Join(f.out, "tame"), nil))
+	fi, err := os.Stat(filepath.Join(f.out, "tame/suid"))
+	must(t, err)
+	if fi.Mode()&(os.ModeSetuid|os.ModeSetgid) != 0 || fi.Mode().Perm() != 0o755 {
+		t.Errorf("setuid kept: %v", fi.Mode())
+	}
+	if _, err := os.Lstat(filepath.Join(f.out, "tame/mem")); !os.IsNotExist(err) {
+		t.Errorf("device node copied out: %v", err)
+	}
+
+	must(t, CopyOut(ctx, f.rootfs, "/app", filepath.Join(f.out, "archive"), nil, Options{Archive: true}))
+	fi, err = os.Stat(filepath.Join(f.out, "archive/suid"))
+	must(t, err)
+	if fi.Mode()&os.ModeSetuid == 0 {
+		t.Errorf("Archive drops setuid: %v", fi.Mode())
+	}
+	var st unix.Stat_t
+	must(t, unix.Lstat(filepath.Join(f.out, "archive/mem"), &st))
+	if st.Mode&unix.S_IFMT != unix.S_IFCHR || st.Rdev != unix.Mkdev(1, 1) {
+		t.Errorf("Archive device node: %o %x", st.Mode, st.Rdev)
+	}
+}

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,8 +16,6 @@ import (
 	"sync"
 	"syscall"
 	"time"
-
-	"github.com/berth-project/berth/internal/errdefs"
 )
 
 // Create writes cfg to cfg.StateDir/monitor.json and launches monitorBin
@@ -78,7 +75,11 @@ func Create(ctx context.Context, monitorBin string, cfg Config) (Status, error) 
 	select {
 	case out = <-got:
 	case <-ctx.Done():
-		pr.Close() // the monitor's report fails: it cleans up and exits
+		// The monitor's report now fails, so it deletes the container and
+		// exits. If it had already reported, it would wait for a start
+		// that never comes: delete the container here too, which ends it.
+		pr.Close()
+		deleteContainer(cfg)
 		return Status{}, fmt.Errorf("create container %s: %w", cfg.ID, ctx.Err())
 	}
 	if werr := <-waited; werr != nil && len(out) == 0 {
@@ -99,6 +100,19 @@ func Create(ctx context.Context, monitorBin string, cfg Config) (Status, error) 
 		return st, fmt.Errorf("create container %s: %s", cfg.ID, rep.Error)
 	}
 	return st, nil
+}
+
+// deleteContainer runs `runtime delete --force` for cfg's container, for
+// a Create abandoned midway. Errors are ignored: usually there is nothing
+// to delete.
+func deleteContainer(cfg Config) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	args := append([]string{}, cfg.RuntimeArgs...)
+	if cfg.RuntimeRoot != "" {
+		args = append([]string{"--root", cfg.RuntimeRoot}, args...)
+	}
+	exec.CommandContext(ctx, cfg.Runtime, append(args, "delete", "--force", cfg.ID)...).Run()
 }
 
 // StartCreated tells the monitor of stateDir to run `runtime start` and
@@ -172,16 +186,12 @@ func Wait(ctx context.Context, stateDir, exitFile string) (Status, error) {
 
 // dial connects to the monitor of stateDir; errdefs.ErrNotFound if none
 // listens.
-func dial(ctx context.Context, stateDir string) (*net.UnixConn, error) {
-	var d net.Dialer
-	c, err := d.DialContext(ctx, "unix", filepath.Join(stateDir, socketFile))
+func dial(ctx context.Context, stateDir string) (*os.File, error) {
+	c, err := dialUnix(ctx, filepath.Join(stateDir, socketFile))
 	if err != nil {
-		if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) {
-			return nil, fmt.Errorf("connect to container monitor in %s: %w", stateDir, errdefs.ErrNotFound)
-		}
-		return nil, fmt.Errorf("connect to container monitor in %s: %w", stateDir, err)
+		return nil, fmt.Errorf("container monitor: %w", err)
 	}
-	return c.(*net.UnixConn), nil
+	return c, nil
 }
 
 // call sends one request and reads its reply, bounded by ctx.
@@ -225,7 +235,7 @@ type AttachOptions struct {
 // Session is an open attach session: the monitor sends it the output
 // written from the moment OpenAttach returned.
 type Session struct {
-	conn     *net.UnixConn
+	conn     *os.File
 	Terminal bool   // the container has a terminal: output is one stream
 	Status   Status // the status when attached
 
@@ -316,7 +326,7 @@ func (s *Session) readOutput(br *bufio.Reader, opts AttachOptions) {
 	for {
 		typ, p, err := readFrame(br)
 		if err != nil {
-			if !errors.Is(err, io.EOF) && !errors.Is(err, os.ErrDeadlineExceeded) && !errors.Is(err, net.ErrClosed) {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, os.ErrDeadlineExceeded) && !errors.Is(err, os.ErrClosed) {
 				s.err = fmt.Errorf("attach: %w", err)
 			}
 			return
@@ -394,4 +404,22 @@ func Alive(stateDir string) (int, bool) {
 		}
 	}
 	return pid, true
+}
+
+// readJSONLine reads one line and decodes it with encoding/json (the
+// engine's side; the monitor has its own codec).
+func readJSONLine(br *bufio.Reader, v any) error {
+	line, err := readLine(br)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(line, v)
+}
+
+func writeJSONLine(w io.Writer, v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return writeLine(w, data)
 }

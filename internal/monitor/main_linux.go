@@ -1,10 +1,8 @@
 package monitor
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"runtime"
@@ -23,7 +21,7 @@ func Main(args []string) int {
 	// keep the per-container price low.
 	runtime.GOMAXPROCS(1)
 	debug.SetGCPercent(50)
-	debug.SetMemoryLimit(8 << 20)
+	debug.SetMemoryLimit(16 << 20)
 
 	var report *os.File
 	if _, err := unix.FcntlInt(3, unix.F_GETFD, 0); err == nil {
@@ -32,7 +30,7 @@ func Main(args []string) int {
 	fail := func(err error) int {
 		fmt.Fprintf(os.Stderr, "berth-monitor: %v\n", err)
 		if report != nil {
-			writeJSONLine(report, reply{Error: err.Error()})
+			writeLine(report, encodeReply(reply{Error: err.Error()}))
 		}
 		return 1
 	}
@@ -42,14 +40,21 @@ func Main(args []string) int {
 	if os.Getenv(detachedEnv) == "" {
 		// Fork once more and exit, so the monitor is reparented away from
 		// the launcher, which never has to wait for it.
-		cmd := exec.Command("/proc/self/exe", args[1])
-		cmd.Env = append(os.Environ(), detachedEnv+"=1")
-		if report != nil {
-			cmd.ExtraFiles = []*os.File{report}
-		}
-		if err := cmd.Start(); err != nil {
+		devnull, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+		if err != nil {
 			return fail(fmt.Errorf("fork the monitor: %w", err))
 		}
+		files := []*os.File{devnull, devnull, devnull}
+		if report != nil {
+			files = append(files, report)
+		}
+		p, err := os.StartProcess("/proc/self/exe", []string{args[0], args[1]}, &os.ProcAttr{
+			Env: append(os.Environ(), detachedEnv+"=1"), Files: files,
+		})
+		if err != nil {
+			return fail(fmt.Errorf("fork the monitor: %w", err))
+		}
+		p.Release()
 		return 0
 	}
 	os.Unsetenv(detachedEnv)
@@ -60,8 +65,8 @@ func Main(args []string) int {
 	if err != nil {
 		return fail(fmt.Errorf("read monitor config: %w", err))
 	}
-	var cfg Config
-	if err := json.Unmarshal(data, &cfg); err != nil {
+	cfg, err := decodeConfig(data)
+	if err != nil {
 		return fail(fmt.Errorf("parse monitor config %s: %w", args[1], err))
 	}
 	if err := cfg.Validate(); err != nil {

@@ -25,24 +25,43 @@ import (
 	"github.com/berth-project/berth/internal/testutil"
 )
 
-// monitorBin is berth-monitor built for the tests by TestMain.
-var monitorBin string
+// monitorBin is the berth-monitor the tests run: BERTH_MONITOR (a
+// prebuilt one, as BERTH_RUNTIME names the runtime), or one built on first
+// use (not in TestMain: fuzz workers run TestMain too).
+var (
+	monitorBin  string
+	monitorOnce sync.Once
+	monitorErr  error
+	monitorDir  string
+)
+
+func buildMonitor(t *testing.T) {
+	t.Helper()
+	monitorOnce.Do(func() {
+		if p := os.Getenv("BERTH_MONITOR"); p != "" {
+			monitorBin, monitorErr = filepath.Abs(p)
+			return
+		}
+		monitorDir, monitorErr = os.MkdirTemp("", "berth-monitor-test-")
+		if monitorErr != nil {
+			return
+		}
+		monitorBin = filepath.Join(monitorDir, "berth-monitor")
+		out, err := exec.Command("go", "build", "-o", monitorBin, "github.com/berth-project/berth/cmd/berth-monitor").CombinedOutput()
+		if err != nil {
+			monitorErr = fmt.Errorf("build berth-monitor: %v\n%s", err, out)
+		}
+	})
+	if monitorErr != nil {
+		t.Fatal(monitorErr)
+	}
+}
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "berth-monitor-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	monitorBin = filepath.Join(dir, "berth-monitor")
-	out, err := exec.Command("go", "build", "-o", monitorBin, "github.com/berth-project/berth/cmd/berth-monitor").CombinedOutput()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "build berth-monitor: %v\n%s", err, out)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
 	code := m.Run()
-	os.RemoveAll(dir)
+	if monitorDir != "" {
+		os.RemoveAll(monitorDir)
+	}
 	os.Exit(code)
 }
 
@@ -65,6 +84,7 @@ func runtimes(t *testing.T) []string {
 	if len(rts) == 0 {
 		t.Skip("requires an OCI runtime: BERTH_RUNTIME or runc (Debian package runc)")
 	}
+	buildMonitor(t)
 	return rts
 }
 
@@ -140,6 +160,18 @@ func waitGone(pid int) bool {
 		time.Sleep(10 * time.Millisecond)
 	}
 	return false
+}
+
+// waitUntil polls cond until it holds, failing t after 30s.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for i := 0; i < 3000; i++ {
+		if cond() {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("no %s in 30s", what)
 }
 
 // waitMonitorGone waits for the monitor of cfg to exit after its container.
@@ -350,6 +382,8 @@ func TestTerminalAttach(t *testing.T) {
 		b := testutil.NewBundle(t, testutil.WithArgs("sh"), testutil.WithSpec(func(s *specs.Spec) { s.Process.Terminal = true }))
 		cfg := newConfig(t, rt, b)
 		cfg.Terminal, cfg.Stdin = true, true
+		// Deeper than a unix socket address holds (108 bytes).
+		cfg.StateDir = filepath.Join(filepath.Dir(cfg.StateDir), strings.Repeat("d", 100), "state")
 		if _, err := Create(ctxT(t), monitorBin, cfg); err != nil {
 			t.Fatal(err)
 		}
@@ -368,6 +402,14 @@ func TestTerminalAttach(t *testing.T) {
 		}
 		if !sess.Terminal {
 			t.Error("session does not know it has a terminal")
+		}
+		// Only root may attach.
+		for p, want := range map[string]os.FileMode{cfg.StateDir: 0o700, filepath.Join(cfg.StateDir, socketFile): 0o600} {
+			if fi, err := os.Stat(p); err != nil {
+				t.Error(err)
+			} else if fi.Mode().Perm() != want {
+				t.Errorf("%s: mode %v, want %v", p, fi.Mode().Perm(), want)
+			}
 		}
 		if _, err := StartCreated(ctxT(t), cfg.StateDir); err != nil {
 			t.Fatal(err)
@@ -490,15 +532,10 @@ func TestReopenLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Wait for "one" in the log, move the log away, reopen, go on.
-	for i := 0; ; i++ {
-		if data, _ := os.ReadFile(cfg.LogPath); bytes.Contains(data, []byte("one")) {
-			break
-		}
-		if i > 3000 {
-			t.Fatal("no output in 30s")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitUntil(t, "output in the log", func() bool {
+		data, _ := os.ReadFile(cfg.LogPath)
+		return bytes.Contains(data, []byte("one"))
+	})
 	if err := os.Rename(cfg.LogPath, cfg.LogPath+".old"); err != nil {
 		t.Fatal(err)
 	}
@@ -528,7 +565,18 @@ func TestMonitorRSS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The file-backed part is the binary's pages in the page cache, shared
+	// by every monitor; the anonymous part is each monitor's own.
+	rollup, _ := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", st.MonitorPid))
+	for _, line := range strings.Split(string(rollup), "\n") {
+		if strings.HasPrefix(line, "Pss:") || strings.HasPrefix(line, "Private_") {
+			t.Log(strings.Join(strings.Fields(line), " "))
+		}
+	}
 	for _, line := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(line, "Rss") {
+			t.Log(strings.Join(strings.Fields(line), " "))
+		}
 		if strings.HasPrefix(line, "VmRSS:") {
 			kb, _ := strconv.Atoi(strings.Fields(line)[1])
 			t.Logf("berth-monitor holding a sleep container (%s): VmRSS %d kB", filepath.Base(rt), kb)
@@ -609,4 +657,96 @@ func FuzzReadFrame(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestCreateAbandonedLeavesNothing(t *testing.T) {
+	rt := firstRuntime(t)
+	b := testutil.NewBundle(t, testutil.WithArgs("sleep", "1000"))
+	cfg := newConfig(t, rt, b)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := Create(ctx, monitorBin, cfg); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Create with a cancelled context: %v", err)
+	}
+	// The monitor notices nobody waits for it, deletes the container and
+	// records the end.
+	waitUntil(t, "the abandoned monitor's exit file", func() bool {
+		_, err := os.Stat(cfg.ExitFile)
+		return err == nil
+	})
+	waitMonitorGone(t, cfg)
+}
+
+func TestAlwaysRestartsUntilStopping(t *testing.T) {
+	rt := firstRuntime(t)
+	b := testutil.NewBundle(t, testutil.WithShell(`echo run`))
+	cfg := newConfig(t, rt, b)
+	cfg.Restart = RestartPolicy{Name: "always"}
+	if _, err := Start(ctxT(t), monitorBin, cfg); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "3 restarts", func() bool {
+		st, err := CurrentStatus(ctxT(t), cfg.StateDir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.RestartCount >= 3
+	})
+	if err := Stopping(ctxT(t), cfg.StateDir); err != nil {
+		t.Fatal(err)
+	}
+	// Running or in its backoff, it is not restarted again: kill a run in
+	// progress (if any) as the engine would.
+	exec.Command(rt, "--root", cfg.RuntimeRoot, "kill", cfg.ID, "KILL").Run()
+	waitMonitorGone(t, cfg)
+	st, err := ReadStatus(filepath.Join(cfg.StateDir, statusFile))
+	if err != nil || st.State != StateExited || !st.StoppedByUser {
+		t.Errorf("status after stop = %+v, %v", st, err)
+	}
+	o, _ := readLog(t, cfg.LogPath)
+	if n := strings.Count(o, "run\n"); n < 3 || n != st.RestartCount+1 && n != st.RestartCount {
+		t.Errorf("log has %d runs for %d restarts", n, st.RestartCount)
+	}
+}
+
+func TestFollowLogUntilMonitorExits(t *testing.T) {
+	rt := firstRuntime(t)
+	b := testutil.NewBundle(t, testutil.WithShell(`echo a; read x; echo b`))
+	cfg := newConfig(t, rt, b)
+	cfg.Stdin = true
+	if _, err := Create(ctxT(t), monitorBin, cfg); err != nil {
+		t.Fatal(err)
+	}
+	inR, inW := io.Pipe()
+	sess, err := OpenAttach(ctxT(t), cfg.StateDir, AttachOptions{Stdin: inR})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := StartCreated(ctxT(t), cfg.StateDir); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var out bytes.Buffer
+	followed := make(chan error, 1)
+	go func() {
+		followed <- logs.Read(ctxT(t), cfg.LogPath, logs.ReadOptions{Follow: true, Tail: -1, PollInterval: 10 * time.Millisecond,
+			Stdout: writerFunc(func(p []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return out.Write(p) }),
+			Done:   func() bool { _, ok := Alive(cfg.StateDir); return !ok },
+		})
+	}()
+	waitUntil(t, "the follower's first line", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return out.String() == "a\n"
+	})
+	io.WriteString(inW, "go\n")
+	inW.Close()
+	sess.Wait(ctxT(t))
+	if err := <-followed; err != nil {
+		t.Fatal(err)
+	}
+	if out.String() != "a\nb\n" {
+		t.Errorf("followed %q", out.String())
+	}
+	waitMonitorGone(t, cfg)
 }

@@ -3,7 +3,6 @@ package monitor
 import (
 	"bufio"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -85,30 +84,26 @@ func readFrame(r io.Reader) (byte, []byte, error) {
 	return hdr[0], p, nil
 }
 
-// readJSONLine reads one line of at most maxLine bytes and decodes it.
-func readJSONLine(br *bufio.Reader, v any) error {
+// readLine reads one line of at most maxLine bytes.
+func readLine(br *bufio.Reader) ([]byte, error) {
 	var line []byte
 	for {
 		chunk, err := br.ReadSlice('\n')
 		line = append(line, chunk...)
 		if len(line) > maxLine {
-			return fmt.Errorf("line longer than %d bytes", maxLine)
+			return nil, fmt.Errorf("line longer than %d bytes", maxLine)
 		}
 		if err == nil {
-			break
+			return line, nil
 		}
 		if !errors.Is(err, bufio.ErrBufferFull) {
-			return err
+			return nil, err
 		}
 	}
-	return json.Unmarshal(line, v)
 }
 
-func writeJSONLine(w io.Writer, v any) error {
-	data, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	_, err = w.Write(append(data, '\n'))
+// writeLine writes data and a newline in one write.
+func writeLine(w io.Writer, data []byte) error {
+	_, err := w.Write(append(data, '\n'))
 	return err
 }

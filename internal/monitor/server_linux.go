@@ -3,14 +3,10 @@ package monitor
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -37,14 +33,14 @@ const (
 	backoffReset = 10 * time.Second
 	// clientQueue is how many output frames an attach client may lag behind
 	// before it is dropped.
-	clientQueue = 256
+	clientQueue = 64
 )
 
 // server is the state of a running monitor.
 type server struct {
 	cfg    Config
 	log    *logs.Writer
-	ln     *net.UnixListener
+	ln     *listener
 	report *os.File // the launcher's pipe until the first report; nil after
 	startC chan chan reply
 
@@ -58,7 +54,7 @@ type server struct {
 
 // client is one attach connection.
 type client struct {
-	conn  net.Conn
+	conn  *os.File
 	out   chan []byte // encoded frames; closed to end the session
 	once  sync.Once
 	stdin bool
@@ -99,15 +95,9 @@ func (s *server) setup() error {
 	}
 	s.log = w
 	sock := filepath.Join(s.cfg.StateDir, socketFile)
-	os.Remove(sock) // a stale socket of an earlier monitor of this dir
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
+	ln, err := listenUnix(sock)
 	if err != nil {
-		return fmt.Errorf("listen on attach socket: %w", err)
-	}
-	ln.SetUnlinkOnClose(true)
-	if err := os.Chmod(sock, 0o600); err != nil {
-		ln.Close()
-		return fmt.Errorf("restrict attach socket: %w", err)
+		return fmt.Errorf("attach socket: %w", err)
 	}
 	s.ln = ln
 	start, err := procStartTime(os.Getpid())
@@ -141,7 +131,7 @@ func (s *server) fail(msg string) {
 	st := s.status
 	s.mu.Unlock()
 	if s.report != nil {
-		writeJSONLine(s.report, reply{Status: &st, Error: msg})
+		writeLine(s.report, encodeReply(reply{Status: &st, Error: msg}))
 	}
 }
 
@@ -151,7 +141,7 @@ func (s *server) sendReport(r reply) bool {
 	if s.report == nil {
 		return true
 	}
-	err := writeJSONLine(s.report, r)
+	err := writeLine(s.report, encodeReply(r))
 	s.report.Close()
 	s.report = nil
 	return err == nil
@@ -189,6 +179,7 @@ func (s *server) loop() error {
 			if !s.sendReport(reply{Status: &st}) {
 				// The launcher gave up (its context ended): undo.
 				s.kill(r)
+				s.finish(r)
 				return errors.New("launcher went away before the container was created")
 			}
 			if !s.waitStart(r) {
@@ -263,7 +254,14 @@ func (s *server) create() (*run, error) {
 	args := []string{"create", "--bundle", s.cfg.Bundle, "--pid-file", pidPath}
 	var console *consoleSocket
 	if s.cfg.Terminal {
-		console, err = listenConsole(filepath.Join(s.cfg.StateDir, "console.sock"))
+		// The runtime connects by path, and a deep StateDir would pass
+		// sun_path's 108 bytes: a private directory in the temp dir.
+		consoleDir, err := os.MkdirTemp("", "berth-console-")
+		if err != nil {
+			return nil, fmt.Errorf("make console socket dir: %w", err)
+		}
+		defer os.RemoveAll(consoleDir)
+		console, err = listenConsole(filepath.Join(consoleDir, "console.sock"))
 		if err != nil {
 			return nil, err
 		}
@@ -432,10 +430,8 @@ func (s *server) sleepUnlessStopped(d time.Duration) bool {
 // recordExit writes the status to the exit file and wakes waiters.
 func (s *server) recordExit() {
 	st := s.snapshot()
-	if data, err := json.Marshal(st); err == nil {
-		if err := writeFileAtomic(s.cfg.ExitFile, data); err != nil {
-			fmt.Fprintf(os.Stderr, "berth-monitor %s: %v\n", s.cfg.ID, err)
-		}
+	if err := writeFileAtomic(s.cfg.ExitFile, encodeStatus(st)); err != nil {
+		fmt.Fprintf(os.Stderr, "berth-monitor %s: %v\n", s.cfg.ID, err)
 	}
 	s.mu.Lock()
 	waiters := s.waiters
@@ -456,12 +452,9 @@ func (s *server) snapshot() Status {
 func (s *server) setStatus(change func(*Status)) {
 	s.mu.Lock()
 	change(&s.status)
-	data, err := json.Marshal(s.status)
+	data := encodeStatus(s.status)
 	s.mu.Unlock()
-	if err == nil {
-		err = writeFileAtomic(filepath.Join(s.cfg.StateDir, statusFile), data)
-	}
-	if err != nil {
+	if err := writeFileAtomic(filepath.Join(s.cfg.StateDir, statusFile), data); err != nil {
 		fmt.Fprintf(os.Stderr, "berth-monitor %s: %v\n", s.cfg.ID, err)
 	}
 }
@@ -478,30 +471,49 @@ func (s *server) runtime(timeout time.Duration, stdio [3]*os.File, args ...strin
 		global = nil
 	}
 	global = append(append(global, s.cfg.RuntimeArgs...), "--log", logPath, "--log-format", "json")
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, s.cfg.Runtime, append(global, args...)...)
-	cmd.Stdin, cmd.Stdout = stdio[0], stdio[1]
-	if stdio[2] != nil {
-		cmd.Stderr = stdio[2]
-	} else {
+	devnull, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", os.DevNull, err)
+	}
+	defer devnull.Close()
+	files := []*os.File{devnull, devnull, devnull}
+	for i, f := range stdio {
+		if f != nil {
+			files[i] = f
+		}
+	}
+	if stdio[2] == nil {
 		// A file, not a pipe: a process that inherits it (the container's
-		// init) must not keep Wait waiting for its end.
+		// init) must not keep us waiting for its end.
 		f, err := os.OpenFile(errPath, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
 		if err != nil {
 			return fmt.Errorf("capture runtime stderr: %w", err)
 		}
 		defer f.Close()
-		cmd.Stderr = f
+		files[2] = f
 	}
-	// Not the monitor's session's signals, and no inherited extra fds.
-	cmd.SysProcAttr = &unix.SysProcAttr{Setpgid: true}
-	err := cmd.Run()
-	if err == nil {
+	// os.StartProcess rather than os/exec, which costs the monitor's
+	// memory more than it saves here. Setpgid: not the monitor's group's
+	// signals.
+	argv := append(append([]string{s.cfg.Runtime}, global...), args...)
+	p, err := os.StartProcess(s.cfg.Runtime, argv, &os.ProcAttr{Files: files, Sys: &unix.SysProcAttr{Setpgid: true}})
+	if err != nil {
+		return fmt.Errorf("run %s %s: %w", s.cfg.Runtime, args[0], err)
+	}
+	timedOut := make(chan struct{})
+	timer := time.AfterFunc(timeout, func() { close(timedOut); p.Kill() })
+	ps, err := p.Wait()
+	timer.Stop()
+	if err == nil && ps.Success() {
 		return nil
 	}
-	if ctx.Err() != nil {
+	select {
+	case <-timedOut:
 		return fmt.Errorf("%s %s: timed out after %s", filepath.Base(s.cfg.Runtime), args[0], timeout)
+	default:
+	}
+	if err == nil {
+		err = errors.New(ps.String())
 	}
 	if msg := lastRuntimeError(logPath); msg != "" {
 		return errors.New(msg)
@@ -521,9 +533,16 @@ func lastRuntimeError(path string) string {
 	}
 	var msg string
 	for _, line := range bytes.Split(data, []byte("\n")) {
-		var rec struct{ Level, Msg string }
-		if json.Unmarshal(line, &rec) == nil && (rec.Level == "error" || rec.Level == "fatal") && rec.Msg != "" {
-			msg = rec.Msg
+		v, err := parseJSON(line)
+		if err != nil {
+			continue
+		}
+		rec, err := asObject(v, "log record")
+		if err != nil {
+			continue
+		}
+		if level := rec.str("level"); (level == "error" || level == "fatal") && rec.str("msg") != "" {
+			msg = rec.str("msg")
 		}
 	}
 	return msg
@@ -693,9 +712,9 @@ func (c *client) close() { c.once.Do(func() { close(c.out) }) }
 
 func (s *server) acceptLoop() {
 	for {
-		conn, err := s.ln.AcceptUnix()
+		conn, err := s.ln.accept()
 		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
+			if errors.Is(err, os.ErrClosed) {
 				return
 			}
 			time.Sleep(10 * time.Millisecond)
@@ -706,21 +725,17 @@ func (s *server) acceptLoop() {
 }
 
 // serve handles one connection.
-func (s *server) serve(conn *net.UnixConn) {
-	// Belt and braces beside the 0700 directory: only root.
-	if raw, err := conn.SyscallConn(); err == nil {
-		var cred *unix.Ucred
-		raw.Control(func(fd uintptr) { cred, _ = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED) })
-		if cred == nil || cred.Uid != 0 {
-			conn.Close()
-			return
-		}
+func (s *server) serve(conn *os.File) {
+	// Belt and braces beside the 0700 directory and 0600 socket: only root.
+	if uid, err := peerUID(conn); err != nil || uid != 0 {
+		conn.Close()
+		return
 	}
 	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
 	br := bufio.NewReader(conn)
-	var req request
-	if err := readJSONLine(br, &req); err != nil {
-		writeJSONLine(conn, reply{Error: fmt.Sprintf("bad request: %v", err)})
+	req, err := readRequest(br)
+	if err != nil {
+		writeLine(conn, encodeReply(reply{Error: fmt.Sprintf("bad request: %v", err)}))
 		conn.Close()
 		return
 	}
@@ -769,10 +784,27 @@ func (s *server) serve(conn *net.UnixConn) {
 	default:
 		rep.Error = fmt.Sprintf("unknown op %q", req.Op)
 	}
-	writeJSONLine(conn, rep)
+	writeLine(conn, encodeReply(rep))
 }
 
-func (s *server) serveAttach(conn *net.UnixConn, br *bufio.Reader) {
+func readRequest(br *bufio.Reader) (request, error) {
+	line, err := readLine(br)
+	if err != nil {
+		return request{}, err
+	}
+	v, err := parseJSON(line)
+	if err != nil {
+		return request{}, err
+	}
+	o, err := asObject(v, "request")
+	if err != nil {
+		return request{}, err
+	}
+	req := request{Op: o.str("op")}
+	return req, o.err
+}
+
+func (s *server) serveAttach(conn *os.File, br *bufio.Reader) {
 	c := &client{conn: conn, out: make(chan []byte, clientQueue)}
 	s.mu.Lock()
 	st := s.status
@@ -781,7 +813,7 @@ func (s *server) serveAttach(conn *net.UnixConn, br *bufio.Reader) {
 		s.clients[c] = struct{}{}
 	}
 	s.mu.Unlock()
-	if err := writeJSONLine(conn, reply{Status: &st, Terminal: s.cfg.Terminal}); err != nil {
+	if err := writeLine(conn, encodeReply(reply{Status: &st, Terminal: s.cfg.Terminal})); err != nil {
 		s.dropClient(c)
 		conn.Close()
 		return
@@ -852,16 +884,14 @@ func (s *server) dropClient(c *client) {
 // --console-socket.
 type consoleSocket struct {
 	path string
-	ln   *net.UnixListener
+	ln   *listener
 }
 
 func listenConsole(path string) (*consoleSocket, error) {
-	os.Remove(path)
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	ln, err := listenUnix(path)
 	if err != nil {
-		return nil, fmt.Errorf("listen on console socket: %w", err)
+		return nil, fmt.Errorf("console socket: %w", err)
 	}
-	ln.SetUnlinkOnClose(true)
 	return &consoleSocket{path: path, ln: ln}, nil
 }
 
@@ -870,28 +900,16 @@ func (c *consoleSocket) Close() { c.ln.Close() }
 // receive accepts the runtime's connection and returns the pty master it
 // sent. The runtime has sent it before `create` returned.
 func (c *consoleSocket) receive(timeout time.Duration) (*os.File, error) {
-	c.ln.SetDeadline(time.Now().Add(timeout))
-	conn, err := c.ln.AcceptUnix()
+	c.ln.f.SetDeadline(time.Now().Add(timeout))
+	conn, err := c.ln.accept()
 	if err != nil {
 		return nil, fmt.Errorf("receive the container's terminal: %w", err)
 	}
 	defer conn.Close()
 	conn.SetReadDeadline(time.Now().Add(timeout))
-	buf := make([]byte, 256)
-	oob := make([]byte, unix.CmsgSpace(4*4))
-	_, oobn, _, _, err := conn.ReadMsgUnix(buf, oob)
+	fds, err := recvFds(conn)
 	if err != nil {
 		return nil, fmt.Errorf("receive the container's terminal: %w", err)
-	}
-	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
-	if err != nil {
-		return nil, fmt.Errorf("receive the container's terminal: %w", err)
-	}
-	var fds []int
-	for _, m := range msgs {
-		if got, err := unix.ParseUnixRights(&m); err == nil {
-			fds = append(fds, got...)
-		}
 	}
 	if len(fds) != 1 {
 		for _, fd := range fds {
@@ -904,7 +922,6 @@ func (c *consoleSocket) receive(timeout time.Duration) (*os.File, error) {
 		unix.Close(fds[0])
 		return nil, fmt.Errorf("receive the container's terminal: the fd sent is not a terminal: %w", err)
 	}
-	unix.CloseOnExec(fds[0])
 	if err := unix.SetNonblock(fds[0], true); err != nil {
 		unix.Close(fds[0])
 		return nil, fmt.Errorf("receive the container's terminal: %w", err)

@@ -324,6 +324,11 @@ func (m *Manager) loadAll() (map[string]loaded, error) {
 				// Only Berth's directory can mark a network as Berth's.
 				n.BerthManaged = false
 			}
+			if ValidateName(n.Name) != nil || n.Name == HostNetwork || n.Name == NoneNetwork {
+				// Its name would become a path (leases, DNS state): a
+				// users' network so named is unusable, so it is not listed.
+				continue
+			}
 			if _, dup := out[n.Name]; dup {
 				continue
 			}

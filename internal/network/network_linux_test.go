@@ -2,6 +2,8 @@ package network
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -12,6 +14,8 @@ import (
 
 	"github.com/miekg/dns"
 	"github.com/vishvananda/netlink"
+
+	"github.com/berth-project/berth/internal/errdefs"
 )
 
 func TestAttachPublishesPorts(t *testing.T) {
@@ -110,9 +114,11 @@ func TestDNSByName(t *testing.T) {
 	if r := queryFrom(t, ns4, a1.DNSServer, "alpha", dns.TypeA); r.Rcode != dns.RcodeRefused || len(r.Answer) != 0 {
 		t.Fatalf("alpha asked from another network: %v", r)
 	}
-	// Only the gateway address is bound.
-	if c, err := net.Dial("udp", "127.0.0.1:53"); err == nil {
-		c.Close()
+	// The server binds the gateway address and nothing else.
+	pid := e.m.dnsServerPid(n.Name)
+	bound := socketAddrs(t, pid)
+	if len(bound) != 2 || bound[0] != a1.DNSServer+":53" || bound[1] != a1.DNSServer+":53" {
+		t.Fatalf("DNS server binds %v, want the gateway %s for UDP and TCP", bound, a1.DNSServer)
 	}
 }
 
@@ -153,4 +159,112 @@ func TestDNSForwardsOtherNames(t *testing.T) {
 	if got := answerA(queryFrom(t, ns, a.DNSServer, "example.org", dns.TypeA)); !slices.Equal(got, []string{"192.0.2.99"}) {
 		t.Fatalf("forwarded example.org: %v", got)
 	}
+}
+
+func TestInternalNetwork(t *testing.T) {
+	e := newTestEnv(t)
+	n := e.network(CreateOptions{Internal: true})
+	if !n.Internal || slices.Contains(n.Plugins, "portmap") {
+		t.Fatalf("internal network %+v", n)
+	}
+	id, ns := e.sandbox()
+	_, err := e.m.Attach(context.Background(), AttachRequest{ContainerID: id, NetNS: ns, Network: n.Name, IfName: "eth0",
+		Ports: []PortMapping{{HostPort: freePort(t), ContainerPort: 80, Protocol: "tcp"}}})
+	if err == nil || !strings.Contains(err.Error(), "cannot publish ports") {
+		t.Fatalf("ports on an internal network: %v", err)
+	}
+	att := e.attach(AttachRequest{ContainerID: id, NetNS: ns, Network: n.Name, Name: "inside"})
+	var defaults int
+	inNetNS(ns, func() error {
+		routes, _ := netlink.RouteList(nil, netlink.FAMILY_V4)
+		for _, r := range routes {
+			if r.Dst == nil || r.Dst.String() == "0.0.0.0/0" {
+				defaults++
+			}
+		}
+		return nil
+	})
+	if defaults != 0 {
+		t.Fatalf("internal container has %d default routes", defaults)
+	}
+	// Names still resolve on it.
+	if got := answerA(queryFrom(t, ns, att.DNSServer, "inside", dns.TypeA)); !slices.Equal(got, []string{att.IP}) {
+		t.Fatalf("inside: %v", got)
+	}
+}
+
+func TestDefaultNetworkAndUserConflists(t *testing.T) {
+	dir := t.TempDir()
+	user := filepath.Join(dir, "user")
+	os.MkdirAll(user, 0o755)
+	os.WriteFile(filepath.Join(user, "evil.conflist"), []byte(`{"cniVersion":"1.0.0","name":"../../evil","plugins":[{"type":"bridge"}]}`), 0o644)
+	os.WriteFile(filepath.Join(user, "broken.conflist"), []byte(`{`), 0o644)
+	os.WriteFile(filepath.Join(user, "mine.conflist"), []byte(`{"cniVersion":"1.0.0","name":"mine","plugins":[{"type":"bridge","bridge":"mybr","ipam":{"type":"host-local","ranges":[[{"subnet":"10.66.0.0/24"}]]}}]}`), 0o644)
+	m, err := New(Config{ConfDir: filepath.Join(dir, "conf"), StateDir: filepath.Join(dir, "state"), UserConfDirs: []string{user, filepath.Join(dir, "missing")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	b, err := m.Inspect(ctx, DefaultNetwork)
+	if err != nil || b.Subnet != DefaultSubnet || b.Gateway != "10.87.0.1" || b.DNS || !b.BerthManaged || b.Bridge != DefaultBridge || !slices.Contains(b.Plugins, "portmap") {
+		t.Fatalf("default network %+v, %v", b, err)
+	}
+	list, err := m.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, n := range list {
+		names = append(names, n.Name)
+	}
+	if !slices.Equal(names, []string{"bridge", "host", "mine", "none"}) {
+		t.Fatalf("List = %v", names)
+	}
+	mine, _ := m.Inspect(ctx, "mine")
+	if mine.BerthManaged || mine.Subnet != "10.66.0.0/24" || mine.Gateway != "10.66.0.1" {
+		t.Fatalf("users' network %+v", mine)
+	}
+	if err := m.Remove(ctx, "mine"); !errors.Is(err, errdefs.ErrFailedPrecondition) {
+		t.Fatalf("Remove of a users' network: %v", err)
+	}
+	// A users' subnet is taken too.
+	if _, err := m.Create(ctx, CreateOptions{Name: "x", Subnet: "10.66.0.0/16"}); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Fatalf("overlap with a users' network: %v", err)
+	}
+}
+
+// socketAddrs lists the local IPv4 addresses of the sockets pid holds, from
+// /proc/net/{udp,tcp} matched by inode.
+func socketAddrs(t *testing.T, pid int) []string {
+	t.Helper()
+	inodes := map[string]bool{}
+	fds, _ := filepath.Glob(fmt.Sprintf("/proc/%d/fd/*", pid))
+	for _, fd := range fds {
+		if l, err := os.Readlink(fd); err == nil && strings.HasPrefix(l, "socket:[") {
+			inodes[strings.TrimSuffix(strings.TrimPrefix(l, "socket:["), "]")] = true
+		}
+	}
+	var out []string
+	for _, f := range []string{"udp", "tcp", "udp6", "tcp6"} {
+		data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/net/%s", pid, f))
+		for _, line := range strings.Split(string(data), "\n")[1:] {
+			fl := strings.Fields(line)
+			if len(fl) < 10 || !inodes[fl[9]] {
+				continue
+			}
+			hostPort := strings.Split(fl[1], ":")
+			if len(hostPort[0]) != 8 {
+				out = append(out, "ipv6:"+fl[1])
+				continue
+			}
+			var b [4]byte
+			for i := range 4 {
+				v, _ := strconv.ParseUint(hostPort[0][2*(3-i):2*(3-i)+2], 16, 8)
+				b[i] = byte(v)
+			}
+			port, _ := strconv.ParseUint(hostPort[1], 16, 16)
+			out = append(out, fmt.Sprintf("%d.%d.%d.%d:%d", b[0], b[1], b[2], b[3], port))
+		}
+	}
+	return out
 }

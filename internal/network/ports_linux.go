@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/berth-project/berth/internal/errdefs"
 )
 
@@ -91,7 +93,9 @@ func (m *Manager) CheckPorts(ports []PortMapping) error {
 		if id, ok := m.reservation(p); ok {
 			return fmt.Errorf("host port %s is already published by container %.12s: %w", hostAddr(p), id, errdefs.ErrFailedPrecondition)
 		}
-		if err := tryBind(p); err != nil {
+		if err := tryBind(p); errors.Is(err, unix.EADDRNOTAVAIL) {
+			return fmt.Errorf("host IP %s of port mapping %d/%s is not an address of this host: %w", p.HostIP, p.HostPort, p.Protocol, errdefs.ErrInvalidArgument)
+		} else if err != nil {
 			return fmt.Errorf("host port %s is already in use: %w", hostAddr(p), errdefs.ErrFailedPrecondition)
 		}
 	}

@@ -39,9 +39,35 @@ func Init() {
 		if ip.enc.Encode(initReply{Type: replyError, Error: err.Error()}) != nil {
 			fmt.Fprintf(os.Stderr, "berth-runtime init: %v\n", err)
 		}
-		os.Exit(1)
+		os.Exit(execExitCode(err))
 	}
 }
+
+// execExitCode is the init's exit status when it fails: as a shell and
+// Docker say, 127 when the program to exec is not there, 126 when it cannot
+// be executed, else 1. It matters after `start`, when the runtime no longer
+// listens and the exit status is all a caller (a monitor) has.
+func execExitCode(err error) int {
+	var ee *execError
+	if !errors.As(err, &ee) {
+		return 1
+	}
+	switch {
+	case errors.Is(ee.err, unix.ENOENT), errors.Is(ee.err, unix.ENOTDIR):
+		return 127
+	default:
+		return 126
+	}
+}
+
+// execError is a failed execve of the container's process.
+type execError struct {
+	arg0 string
+	err  error
+}
+
+func (e *execError) Error() string { return fmt.Sprintf("exec %s: %v", e.arg0, e.err) }
+func (e *execError) Unwrap() error { return e.err }
 
 type initProc struct {
 	sock *os.File
@@ -258,7 +284,7 @@ func (ip *initProc) finalize(proc *specs.Process, filter *seccomp.Program, waitS
 	closeExecFrom(3 + ip.preserve)
 	umask(proc.User.Umask)
 	if err := unix.Exec(path, proc.Args, env); err != nil {
-		return fmt.Errorf("exec %s: %w", proc.Args[0], err)
+		return &execError{arg0: proc.Args[0], err: err}
 	}
 	return nil
 }

@@ -49,9 +49,9 @@ const (
 	lockName   = ".lock"
 	tmpPrefix  = ".tmp-"
 
-	maxNameLen = 255         // a directory name
-	maxRecord  = 1 << 20     // volume.json is a few hundred bytes; a bigger one is damage
-	lockWait   = time.Minute // how long a change waits for another berth process's
+	maxNameLen = 255             // a directory name
+	maxRecord  = 1 << 20         // volume.json is a few hundred bytes; a bigger one is damage
+	lockWait   = 5 * time.Minute // how long a change waits for another berth process's
 )
 
 // nameRE is Docker's rule for volume names (daemon/names.RestrictedNamePattern).
@@ -103,15 +103,13 @@ func Open(root string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open volume store %s: %w", root, err)
 	}
-	// 0701 as Docker: others may reach a volume's data by its full path
-	// (a rootless user's bind source) but not list the volumes.
-	if err := os.MkdirAll(abs, 0o701); err != nil {
+	// 0700, not Docker's 0701: an image's setuid binaries copied into a
+	// volume must not be reachable by the host's users by a guessed path.
+	if err := os.MkdirAll(abs, 0o700); err != nil {
 		return nil, fmt.Errorf("open volume store %s: %w", abs, err)
 	}
 	s := &Store{root: abs}
-	ctx, cancel := context.WithTimeout(context.Background(), lockWait)
-	defer cancel()
-	l, err := s.lock(ctx)
+	l, err := s.lock(context.Background())
 	if err != nil {
 		return nil, err
 	}
@@ -130,7 +128,11 @@ func Open(root string) (*Store, error) {
 	return s, nil
 }
 
+// lock takes the store's lock for a change. It waits at most lockWait:
+// another process may hold it for a whole CopyUp, but not for ever.
 func (s *Store) lock(ctx context.Context) (*lockfile.Lock, error) {
+	ctx, cancel := context.WithTimeout(ctx, lockWait)
+	defer cancel()
 	l, err := lockfile.Acquire(ctx, filepath.Join(s.root, lockName), true, nil)
 	if err != nil {
 		return nil, fmt.Errorf("lock volume store %s: %w", s.root, err)
