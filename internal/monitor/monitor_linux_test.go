@@ -315,8 +315,11 @@ func TestRestartOnFailureMaxRetries(t *testing.T) {
 
 func TestOOMKilled(t *testing.T) {
 	rt := firstRuntime(t)
-	if _, err := os.Stat("/sys/fs/cgroup/memory/memory.oom_control"); err != nil {
-		t.Skip("requires the cgroup v1 memory controller at /sys/fs/cgroup/memory (this test's OOM files are v1's)")
+	_, v1err := os.Stat("/sys/fs/cgroup/memory/memory.oom_control")
+	v2, _ := os.ReadFile("/sys/fs/cgroup/cgroup.controllers")
+	v1 := v1err == nil && len(v2) == 0
+	if !v1 && !strings.Contains(string(v2), "memory") {
+		t.Skip("requires a memory cgroup controller (v1 at /sys/fs/cgroup/memory, or v2's enabled at /sys/fs/cgroup)")
 	}
 	limit := int64(8 << 20)
 	var cg string
@@ -326,7 +329,10 @@ func TestOOMKilled(t *testing.T) {
 	b.Spec.Linux.CgroupsPath = cg
 	b.Spec.Linux.Resources.Memory = &specs.LinuxMemory{Limit: &limit, Swap: &limit}
 	b.Save(t)
-	cfg.OOMFiles = []string{"/sys/fs/cgroup/memory" + cg + "/memory.oom_control"}
+	cfg.OOMFiles = OOMFilesFor(cg)
+	if want := "/sys/fs/cgroup/memory" + cg + "/memory.oom_control"; v1 && cfg.OOMFiles[0] != want {
+		t.Errorf("OOMFilesFor(%q) = %q on a v1 memory host, want %q", cg, cfg.OOMFiles, want)
+	}
 	if _, err := Start(ctxT(t), monitorBin, cfg); err != nil {
 		t.Fatal(err)
 	}
