@@ -140,6 +140,11 @@ func newConfig(t *testing.T, rt string, b *testutil.Bundle) Config {
 			waitGone(p)
 		}
 		testutil.CheckNoLeaks(t, testutil.Leaks{Root: cfg.RuntimeRoot, ID: id, Pids: pids, Bundle: b.Dir})
+		// The monitor's stderr: a panic, or a race when BERTH_MONITOR was
+		// built with -race, shows there.
+		if log, _ := os.ReadFile(filepath.Join(cfg.StateDir, "monitor.log")); bytes.Contains(log, []byte("panic:")) || bytes.Contains(log, []byte("DATA RACE")) {
+			t.Errorf("monitor.log:\n%s", log)
+		}
 	})
 	return cfg
 }
@@ -607,8 +612,10 @@ func TestMonitorRSS(t *testing.T) {
 		if strings.HasPrefix(line, "VmRSS:") {
 			kb, _ := strconv.Atoi(strings.Fields(line)[1])
 			t.Logf("berth-monitor holding a sleep container (%s): VmRSS %d kB", filepath.Base(rt), kb)
-			if kb > 8*1024 {
-				t.Errorf("monitor RSS %d kB, want well under 8 MiB", kb)
+			// The budget: containerd's Rust shim's 3.5 MB. Only for the
+			// monitor built here: BERTH_MONITOR may be a -race build.
+			if kb > 3584 && os.Getenv("BERTH_MONITOR") == "" {
+				t.Errorf("monitor RSS %d kB, over the 3.5 MiB budget", kb)
 			}
 		}
 	}
