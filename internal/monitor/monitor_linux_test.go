@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -782,5 +783,34 @@ func TestFollowLogUntilMonitorExits(t *testing.T) {
 	if out.String() != "a\nb\n" {
 		t.Errorf("followed %q", out.String())
 	}
+	waitMonitorGone(t, cfg)
+}
+
+func TestOnlyRootMayConnect(t *testing.T) {
+	rt := firstRuntime(t)
+	b := testutil.NewBundle(t, testutil.WithArgs("sleep", "1000"))
+	cfg := newConfig(t, rt, b)
+	if _, err := Create(ctxT(t), monitorBin, cfg); err != nil {
+		t.Fatal(err)
+	}
+	// Connect as nobody: on a thread of its own whose fsuid (what the
+	// kernel checks a socket's path against) is 65534. The thread is not
+	// unlocked, so it ends with the goroutine rather than serve others.
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		unix.Setfsuid(65534)
+		unix.Setfsgid(65534)
+		c, err := dialUnix(ctxT(t), filepath.Join(cfg.StateDir, socketFile))
+		if err == nil {
+			c.Close()
+		}
+		errc <- err
+	}()
+	if err := <-errc; !errors.Is(err, unix.EACCES) {
+		t.Errorf("connect as nobody: %v, want EACCES", err)
+	}
+	// The container was created only: deleting it ends the monitor.
+	exec.Command(rt, "--root", cfg.RuntimeRoot, "delete", "--force", cfg.ID).Run()
 	waitMonitorGone(t, cfg)
 }
