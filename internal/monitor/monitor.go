@@ -171,3 +171,16 @@ func writeFileAtomic(path string, data []byte) error {
 	}
 	return nil
 }
+
+// OOMFilesFor returns the Config.OOMFiles of a container whose cgroupsPath
+// (cgroupfs driver, e.g. "/berth/<id>") is given, for the host's cgroup
+// layout: memory.events on a unified (v2) host, memory.oom_control of the
+// v1 memory hierarchy otherwise (v1 and hybrid hosts).
+func OOMFilesFor(cgroupsPath string) []string {
+	const root = "/sys/fs/cgroup"
+	rel := filepath.Join("/", cgroupsPath)
+	if _, err := os.Stat(filepath.Join(root, "cgroup.controllers")); err == nil {
+		return []string{filepath.Join(root, rel, "memory.events")}
+	}
+	return []string{filepath.Join(root, "memory", rel, "memory.oom_control")}
+}

@@ -60,11 +60,11 @@ type client struct {
 	stdin bool
 }
 
-// Run is the monitor: it supervises the container of cfg until it has
+// runMonitor is the monitor: it supervises the container of cfg until it has
 // exited and will not be restarted. report, when not nil, is the
 // launcher's pipe: the first outcome (created, or the error) is written to
 // it as a JSON reply line.
-func Run(cfg Config, report *os.File) error {
+func runMonitor(cfg Config, report *os.File) error {
 	s := &server{cfg: cfg, report: report, startC: make(chan chan reply, 1), clients: map[*client]struct{}{}}
 	s.status.MonitorPid = os.Getpid()
 	if err := s.setup(); err != nil {
