@@ -56,6 +56,11 @@ type Config struct {
 	ExitFile    string        `json:"exitFile"`              // persistent: Status written here atomically at every exit
 	OOMFiles    []string      `json:"oomFiles,omitempty"`    // cgroup files with an "oom_kill N" line
 	Restart     RestartPolicy `json:"restart"`
+	// ExitCommand, if set, is started (detached, in a session of its own)
+	// as the monitor exits after its container ran and will not be
+	// restarted: the engine's clean-up of the container's network and
+	// mounts, and --rm, as Podman's conmon runs `podman container cleanup`.
+	ExitCommand []string `json:"exitCommand,omitempty"`
 }
 
 // RestartPolicy is Docker's --restart: Name "", "no", "on-failure",

@@ -72,7 +72,35 @@ func runMonitor(cfg Config, report *os.File) error {
 		return err
 	}
 	defer s.teardown()
-	return s.loop()
+	err := s.loop()
+	if !s.snapshot().StartedAt.IsZero() {
+		s.runExitCommand()
+	}
+	return err
+}
+
+// runExitCommand starts Config.ExitCommand and does not wait for it: it
+// waits for this monitor to be gone before it works.
+func (s *server) runExitCommand() {
+	if len(s.cfg.ExitCommand) == 0 {
+		return
+	}
+	devnull, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+	if err != nil {
+		return
+	}
+	defer devnull.Close()
+	files := []*os.File{devnull, devnull, devnull}
+	if f, err := os.OpenFile(filepath.Join(s.cfg.StateDir, "monitor.log"), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600); err == nil {
+		defer f.Close()
+		files[1], files[2] = f, f
+	}
+	p, err := os.StartProcess(s.cfg.ExitCommand[0], s.cfg.ExitCommand, &os.ProcAttr{Files: files, Sys: &unix.SysProcAttr{Setsid: true}})
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "berth-monitor: exit command: %v\n", err)
+		return
+	}
+	p.Release()
 }
 
 func (s *server) setup() error {
