@@ -74,6 +74,7 @@ func engineOptions(root *cli.Command, rootDir string, svc *image.Service) (engin
 		Self:          []string{self},
 		CNIConfDirs:   []string{root.String("cni-conf-dir")},
 		CNIPluginDirs: splitList(root.String("cni-plugin-dir")),
+		Warn:          func(msg string) { fmt.Fprintln(os.Stderr, "berth: warning:", msg) },
 	}
 	if p := findBinary(self, "berth-runtime"); p != "" {
 		o.Runtimes["berth-runtime"] = p
