@@ -329,13 +329,12 @@ func foreground(ctx context.Context, eng *engine.Engine, id string, m attachMode
 	if m.stdin {
 		streams.Stdin = os.Stdin
 	}
-	if m.tty && isTTY(os.Stdin) {
-		restore, err := rawTerminal(os.Stdin)
+	if m.tty {
+		restore, err := ttySetup(actx, &streams)
 		if err != nil {
-			return 0, fmt.Errorf("put the terminal in raw mode: %w", err)
+			return 0, err
 		}
 		defer restore()
-		streams.Resize = watchResize(actx, os.Stdout)
 	}
 	if m.sigProxy {
 		sigs := make(chan os.Signal, 8)
@@ -701,13 +700,12 @@ func execForeground(ctx context.Context, eng *engine.Engine, ref string, o engin
 	}
 	ectx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	if o.Tty && isTTY(os.Stdin) {
-		restore, err := rawTerminal(os.Stdin)
+	if o.Tty {
+		restore, err := ttySetup(ectx, &streams)
 		if err != nil {
-			return 0, fmt.Errorf("put the terminal in raw mode: %w", err)
+			return 0, err
 		}
 		defer restore()
-		streams.Resize = watchResize(ectx, os.Stdout)
 	}
 	return eng.Exec(ectx, ref, o, streams)
 }
@@ -1179,14 +1177,16 @@ func inspectObjects(ctx context.Context, cmd *cli.Command, kinds []string, get f
 }
 
 // inspectOne finds name in the first kind that has it. A kind the engine
-// does not implement yet is passed over like one without the name.
+// does not implement yet, or whose names cannot be spelt so (a volume
+// name with a colon), is passed over like one without the name.
 func inspectOne(ctx context.Context, kinds []string, name string, get func(context.Context, string, string) (any, error)) (any, error) {
 	for _, kind := range kinds {
 		obj, err := get(ctx, kind, name)
 		if err == nil {
 			return obj, nil
 		}
-		if !errdefs.IsNotFound(err) && !errors.Is(err, errdefs.ErrNotImplemented) || len(kinds) == 1 {
+		notThisKind := errdefs.IsNotFound(err) || errdefs.IsInvalidArgument(err) || errors.Is(err, errdefs.ErrNotImplemented)
+		if !notThisKind || len(kinds) == 1 {
 			return nil, err
 		}
 	}

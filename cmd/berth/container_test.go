@@ -129,6 +129,8 @@ func TestInspectFallback(t *testing.T) {
 			return nil, fmt.Errorf("inspect: %w", errdefs.ErrNotImplemented)
 		case kind == "network" && name == "net":
 			return "the network", nil
+		case kind == "volume" && name == "bad name":
+			return nil, fmt.Errorf("volume name %q: %w", name, errdefs.ErrInvalidArgument)
 		case kind == "volume" && name == "broken":
 			return nil, errors.New("disk on fire")
 		}
@@ -140,6 +142,9 @@ func TestInspectFallback(t *testing.T) {
 	}
 	if _, err := inspectOne(ctx, inspectKinds, "nothing", get); !errdefs.IsNotFound(err) || err.Error() != "no such object: nothing: not found" {
 		t.Errorf("nothing: got %v", err)
+	}
+	if _, err := inspectOne(ctx, inspectKinds, "bad name", get); !errdefs.IsNotFound(err) {
+		t.Errorf("bad name: got %v, want not found", err)
 	}
 	if _, err := inspectOne(ctx, inspectKinds, "broken", get); err == nil || err.Error() != "disk on fire" {
 		t.Errorf("broken: got %v", err)

@@ -6,6 +6,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
@@ -73,6 +74,21 @@ func watchResize(ctx context.Context, out *os.File) <-chan engine.TermSize {
 		}
 	}()
 	return ch
+}
+
+// ttySetup prepares the caller's side of a container terminal: stdin raw
+// if it is a terminal (keys, ^C included, go to the container), and the
+// size of stdout's terminal followed if it is one (`-t` with stdin from a
+// pipe still gets the right width).
+func ttySetup(ctx context.Context, streams *engine.AttachStreams) (restore func(), err error) {
+	restore, err = rawTerminal(os.Stdin)
+	if err != nil {
+		return restore, fmt.Errorf("put the terminal in raw mode: %w", err)
+	}
+	if isTTY(os.Stdout) {
+		streams.Resize = watchResize(ctx, os.Stdout)
+	}
+	return restore, nil
 }
 
 // isTTY reports whether f is a terminal.
