@@ -74,6 +74,7 @@ func engineOptions(root *cli.Command, rootDir string, svc *image.Service) (engin
 		Self:          []string{self},
 		CNIConfDirs:   []string{root.String("cni-conf-dir")},
 		CNIPluginDirs: splitList(root.String("cni-plugin-dir")),
+		Warn:          func(msg string) { fmt.Fprintln(os.Stderr, "berth: warning:", msg) },
 	}
 	if p := findBinary(self, "berth-runtime"); p != "" {
 		o.Runtimes["berth-runtime"] = p
@@ -207,6 +208,7 @@ func runCommand() *cli.Command {
 		StopOnNthArg: stopAfterFirstArg(),
 		Flags: append(createFlags(),
 			&cli.BoolFlag{Name: "sig-proxy", Value: true, Usage: "forward signals to the container (without -t)"},
+			detachKeysFlag(),
 		),
 		Action: func(ctx context.Context, cmd *cli.Command) error {
 			req, err := parseCreate(cmd, os.LookupEnv)
@@ -215,6 +217,10 @@ func runCommand() *cli.Command {
 			}
 			if req.tty && req.stdin && !isTTY(os.Stdin) {
 				return runFailure(errors.New("the input device is not a TTY; drop -t or give a terminal"))
+			}
+			keys, err := detachKeys(cmd)
+			if err != nil {
+				return err
 			}
 			return runFailure(withEngine(ctx, cmd, func(eng *engine.Engine, _ *image.Service) error {
 				c, err := create(ctx, eng, req)
@@ -229,11 +235,13 @@ func runCommand() *cli.Command {
 					return nil
 				}
 				code, err := foreground(ctx, eng, c.ID, attachMode{
-					start: true, tty: req.tty, stdin: req.stdin, sigProxy: cmd.Bool("sig-proxy") && !req.tty,
+					start: true, tty: req.tty, stdin: req.stdin, sigProxy: cmd.Bool("sig-proxy") && !req.tty, detachKeys: keys,
 				})
-				// A detach (berth itself signalled with a terminal) leaves
-				// the container running: nothing to remove then.
-				if req.opts.HostConfig.AutoRemove && !errors.Is(err, context.Canceled) {
+				if errors.Is(err, errDetached) {
+					// The container goes on: nothing to remove yet.
+					return nil
+				}
+				if req.opts.HostConfig.AutoRemove {
 					removeAfterRun(eng, c.ID)
 				}
 				if err != nil {
@@ -309,33 +317,24 @@ func exitWith(code int) error {
 
 // attachMode says how the caller's terminal meets the container's stdio.
 type attachMode struct {
-	start    bool // StartAttached rather than Attach
-	tty      bool
-	stdin    bool
-	sigProxy bool
+	start      bool // StartAttached rather than Attach
+	tty        bool
+	stdin      bool
+	sigProxy   bool
+	detachKeys []byte
 }
 
 // foreground connects the caller's stdio to the container until its
-// output ends and returns its exit code. With a terminal, stdin is raw
-// and window sizes follow; without one, SIGINT and SIGTERM are forwarded
-// to the container (Docker's --sig-proxy) rather than ending berth.
+// output ends and returns its exit code, or errDetached. With a terminal,
+// stdin is raw, window sizes follow and the detach keys detach; without
+// one, SIGINT, SIGTERM and the like are forwarded to the container
+// (Docker's --sig-proxy) rather than ending berth.
 func foreground(ctx context.Context, eng *engine.Engine, id string, m attachMode) (int, error) {
-	// main cancels ctx on SIGINT/SIGTERM; here that must not detach
-	// while signals are proxied, so the attach runs on its own context.
-	actx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancel()
-	streams := engine.AttachStreams{Stdout: os.Stdout, Stderr: os.Stderr}
-	if m.stdin {
-		streams.Stdin = os.Stdin
+	s, err := newSession(ctx, m.stdin, m.tty, m.detachKeys)
+	if err != nil {
+		return 0, err
 	}
-	if m.tty && isTTY(os.Stdin) {
-		restore, err := rawTerminal(os.Stdin)
-		if err != nil {
-			return 0, fmt.Errorf("put the terminal in raw mode: %w", err)
-		}
-		defer restore()
-		streams.Resize = watchResize(actx, os.Stdout)
-	}
+	defer s.close()
 	if m.sigProxy {
 		sigs := make(chan os.Signal, 8)
 		signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2)
@@ -343,30 +342,46 @@ func foreground(ctx context.Context, eng *engine.Engine, id string, m attachMode
 		go func() {
 			for {
 				select {
-				case <-actx.Done():
+				case <-s.ctx.Done():
 					return
-				case s := <-sigs:
-					kctx, kcancel := context.WithTimeout(actx, 10*time.Second)
-					if err := eng.Kill(kctx, id, strconv.Itoa(int(s.(syscall.Signal)))); err != nil {
-						fmt.Fprintln(os.Stderr, "berth: forward", s, "to the container:", err)
+				case sig := <-sigs:
+					kctx, kcancel := context.WithTimeout(s.ctx, 10*time.Second)
+					if err := eng.Kill(kctx, id, strconv.Itoa(int(sig.(syscall.Signal)))); err != nil {
+						fmt.Fprintln(os.Stderr, "berth: forward", sig, "to the container:", err)
 					}
 					kcancel()
 				}
 			}
 		}()
 	} else {
-		go func() {
-			select {
-			case <-ctx.Done():
-				cancel()
-			case <-actx.Done():
-			}
-		}()
+		s.detachOnCancel(ctx)
 	}
 	if m.start {
-		return eng.StartAttached(actx, id, streams)
+		return s.result(eng.StartAttached(s.ctx, id, s.streams))
 	}
-	return eng.Attach(actx, id, streams)
+	return s.result(eng.Attach(s.ctx, id, s.streams))
+}
+
+// detachKeysFlag is Docker's --detach-keys.
+func detachKeysFlag() cli.Flag {
+	return &cli.StringFlag{Name: "detach-keys", Value: "ctrl-p,ctrl-q", Usage: "keys that detach from a container's terminal (ctrl-X or characters, comma-separated)"}
+}
+
+// detachKeys reads --detach-keys.
+func detachKeys(cmd *cli.Command) ([]byte, error) {
+	keys, err := parseDetachKeys(cmd.String("detach-keys"))
+	if err != nil {
+		return nil, &statusError{code: 125, err: &invalidArg{flag: "--detach-keys", value: cmd.String("detach-keys"), err: err}}
+	}
+	return keys, nil
+}
+
+// detachedOK makes a detach a success: the container goes on.
+func detachedOK(err error) error {
+	if errors.Is(err, errDetached) {
+		return nil
+	}
+	return err
 }
 
 func startCommand() *cli.Command {
@@ -377,8 +392,13 @@ func startCommand() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "attach", Aliases: []string{"a"}, Usage: "attach stdout/stderr and exit with the container's code"},
 			&cli.BoolFlag{Name: "interactive", Aliases: []string{"i"}, Usage: "attach stdin"},
+			detachKeysFlag(),
 		},
 		Action: func(ctx context.Context, cmd *cli.Command) error {
+			keys, err := detachKeys(cmd)
+			if err != nil {
+				return err
+			}
 			attach := cmd.Bool("attach") || cmd.Bool("interactive")
 			if attach && cmd.Args().Len() > 1 {
 				return errors.New("cannot start and attach several containers at once")
@@ -400,9 +420,10 @@ func startCommand() *cli.Command {
 				}
 				code, err := foreground(ctx, eng, c.ID, attachMode{
 					start: true, tty: c.Config.Tty, stdin: cmd.Bool("interactive") && c.Config.OpenStdin, sigProxy: !c.Config.Tty,
+					detachKeys: keys,
 				})
 				if err != nil {
-					return err
+					return detachedOK(err)
 				}
 				return exitWith(code)
 			})
@@ -644,6 +665,7 @@ func execCommand() *cli.Command {
 			&cli.StringSliceFlag{Name: "env-file", Usage: "read environment variables from a file", TakesFile: true},
 			&cli.StringFlag{Name: "workdir", Aliases: []string{"w"}, Usage: "working directory (absolute)"},
 			&cli.BoolFlag{Name: "privileged", Usage: "give the command every capability"},
+			detachKeysFlag(),
 		},
 		Action: func(ctx context.Context, cmd *cli.Command) error {
 			args := cmd.Args().Slice()
@@ -677,10 +699,14 @@ func execCommand() *cli.Command {
 			if o.Tty && o.Interactive && !isTTY(os.Stdin) {
 				return errors.New("the input device is not a TTY; drop -t or give a terminal")
 			}
+			keys, err := detachKeys(cmd)
+			if err != nil {
+				return err
+			}
 			return withEngine(ctx, cmd, func(eng *engine.Engine, _ *image.Service) error {
-				code, err := execForeground(ctx, eng, args[0], o)
+				code, err := execForeground(ctx, eng, args[0], o, keys)
 				if err != nil {
-					return err
+					return detachedOK(err)
 				}
 				return exitWith(code)
 			})
@@ -689,26 +715,19 @@ func execCommand() *cli.Command {
 }
 
 // execForeground runs an exec with the caller's terminal, as foreground
-// does for the container's main process.
-func execForeground(ctx context.Context, eng *engine.Engine, ref string, o engine.ExecOptions) (int, error) {
-	streams := engine.AttachStreams{Stdout: os.Stdout, Stderr: os.Stderr}
+// does for the container's main process (signals are not proxied: berth
+// signalled detaches, as docker exec).
+func execForeground(ctx context.Context, eng *engine.Engine, ref string, o engine.ExecOptions, keys []byte) (int, error) {
 	if o.Detach {
 		return eng.Exec(ctx, ref, o, engine.AttachStreams{})
 	}
-	if o.Interactive {
-		streams.Stdin = os.Stdin
+	s, err := newSession(ctx, o.Interactive, o.Tty, keys)
+	if err != nil {
+		return 0, err
 	}
-	ectx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	if o.Tty && isTTY(os.Stdin) {
-		restore, err := rawTerminal(os.Stdin)
-		if err != nil {
-			return 0, fmt.Errorf("put the terminal in raw mode: %w", err)
-		}
-		defer restore()
-		streams.Resize = watchResize(ectx, os.Stdout)
-	}
-	return eng.Exec(ectx, ref, o, streams)
+	defer s.close()
+	s.detachOnCancel(ctx)
+	return s.result(eng.Exec(s.ctx, ref, o, s.streams))
 }
 
 func attachCommand() *cli.Command {
@@ -719,9 +738,14 @@ func attachCommand() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "no-stdin", Usage: "do not attach stdin"},
 			&cli.BoolFlag{Name: "sig-proxy", Value: true, Usage: "forward signals to the container (without a terminal)"},
+			detachKeysFlag(),
 		},
 		Action: func(ctx context.Context, cmd *cli.Command) error {
 			if err := needArgs(cmd, 1, "CONTAINER"); err != nil {
+				return err
+			}
+			keys, err := detachKeys(cmd)
+			if err != nil {
 				return err
 			}
 			return withEngine(ctx, cmd, func(eng *engine.Engine, _ *image.Service) error {
@@ -734,10 +758,10 @@ func attachCommand() *cli.Command {
 				}
 				code, err := foreground(ctx, eng, c.ID, attachMode{
 					tty: c.Config.Tty, stdin: c.Config.OpenStdin && !cmd.Bool("no-stdin"),
-					sigProxy: cmd.Bool("sig-proxy") && !c.Config.Tty,
+					sigProxy: cmd.Bool("sig-proxy") && !c.Config.Tty, detachKeys: keys,
 				})
 				if err != nil {
-					return err
+					return detachedOK(err)
 				}
 				return exitWith(code)
 			})
@@ -1178,14 +1202,16 @@ func inspectObjects(ctx context.Context, cmd *cli.Command, kinds []string, get f
 }
 
 // inspectOne finds name in the first kind that has it. A kind the engine
-// does not implement yet is passed over like one without the name.
+// does not implement yet, or whose names cannot be spelt so (a volume
+// name with a colon), is passed over like one without the name.
 func inspectOne(ctx context.Context, kinds []string, name string, get func(context.Context, string, string) (any, error)) (any, error) {
 	for _, kind := range kinds {
 		obj, err := get(ctx, kind, name)
 		if err == nil {
 			return obj, nil
 		}
-		if !errdefs.IsNotFound(err) && !errors.Is(err, errdefs.ErrNotImplemented) || len(kinds) == 1 {
+		notThisKind := errdefs.IsNotFound(err) || errdefs.IsInvalidArgument(err) || errors.Is(err, errdefs.ErrNotImplemented)
+		if !notThisKind || len(kinds) == 1 {
 			return nil, err
 		}
 	}

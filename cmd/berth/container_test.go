@@ -129,6 +129,8 @@ func TestInspectFallback(t *testing.T) {
 			return nil, fmt.Errorf("inspect: %w", errdefs.ErrNotImplemented)
 		case kind == "network" && name == "net":
 			return "the network", nil
+		case kind == "volume" && name == "bad name":
+			return nil, fmt.Errorf("volume name %q: %w", name, errdefs.ErrInvalidArgument)
 		case kind == "volume" && name == "broken":
 			return nil, errors.New("disk on fire")
 		}
@@ -140,6 +142,9 @@ func TestInspectFallback(t *testing.T) {
 	}
 	if _, err := inspectOne(ctx, inspectKinds, "nothing", get); !errdefs.IsNotFound(err) || err.Error() != "no such object: nothing: not found" {
 		t.Errorf("nothing: got %v", err)
+	}
+	if _, err := inspectOne(ctx, inspectKinds, "bad name", get); !errdefs.IsNotFound(err) {
+		t.Errorf("bad name: got %v, want not found", err)
 	}
 	if _, err := inspectOne(ctx, inspectKinds, "broken", get); err == nil || err.Error() != "disk on fire" {
 		t.Errorf("broken: got %v", err)
@@ -300,6 +305,68 @@ func TestEngineOptions(t *testing.T) {
 	for name, p := range opts.Runtimes {
 		if !strings.HasSuffix(p, "/"+name) {
 			t.Errorf("runtime %s at %s", name, p)
+		}
+	}
+}
+
+func TestDetachKeys(t *testing.T) {
+	for in, want := range map[string]string{"": "\x10\x11", "ctrl-p,ctrl-q": "\x10\x11", "ctrl-a,x": "\x01x", "ctrl-@,ctrl-_,CTRL-Z": "\x00\x1f\x1a"} {
+		got, err := parseDetachKeys(in)
+		if err != nil || string(got) != want {
+			t.Errorf("%q: got %q, %v; want %q", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"ctrl-1", "ctrl-pq", "ab", ",", "ctrl-"} {
+		if _, err := parseDetachKeys(in); err == nil {
+			t.Errorf("%q: no error", in)
+		}
+	}
+}
+
+// chunkReader hands out one chunk a Read, as a terminal does keystrokes.
+type chunkReader struct{ chunks []string }
+
+func (c *chunkReader) Read(p []byte) (int, error) {
+	if len(c.chunks) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, c.chunks[0])
+	if c.chunks[0] = c.chunks[0][n:]; c.chunks[0] == "" {
+		c.chunks = c.chunks[1:]
+	}
+	return n, nil
+}
+
+func TestDetachReader(t *testing.T) {
+	for _, tc := range []struct {
+		chunks   []string
+		out      string
+		detached bool
+	}{
+		{[]string{"ls\n", "exit\n"}, "ls\nexit\n", false},
+		{[]string{"ab\x10", "\x11cd"}, "ab", true},
+		{[]string{"a\x10b\x10\x10", "\x11"}, "a\x10b\x10", true},
+		{[]string{"x\x10"}, "x\x10", false},
+		{[]string{"\x10\x11"}, "", true},
+	} {
+		detached := false
+		r := &detachReader{r: &chunkReader{chunks: tc.chunks}, keys: []byte{0x10, 0x11}, detach: func() { detached = true }}
+		var out bytes.Buffer
+		buf := make([]byte, 2)
+		var err error
+		for {
+			var n int
+			n, err = r.Read(buf)
+			out.Write(buf[:n])
+			if err != nil {
+				break
+			}
+		}
+		if out.String() != tc.out || detached != tc.detached {
+			t.Errorf("%q: got %q detached %v, want %q %v", tc.chunks, out.String(), detached, tc.out, tc.detached)
+		}
+		if tc.detached != errors.Is(err, errDetached) {
+			t.Errorf("%q: ended with %v", tc.chunks, err)
 		}
 	}
 }

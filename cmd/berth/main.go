@@ -108,6 +108,7 @@ func app() *cli.Command {
 		Commands:        commands,
 		ExitErrHandler:  func(context.Context, *cli.Command, error) {},
 		HideHelpCommand: true,
+		Suggest:         true,
 	}
 	_ = root.Walk(func(c *cli.Command) error {
 		c.OnUsageError = usageError

@@ -215,9 +215,9 @@ func (e *Engine) monitorConfig(r *record) monitor.Config {
 		LogPath:     r.LogPath,
 		StateDir:    rundir,
 		ExitFile:    filepath.Join(e.containerDir(r.ID), "exit.json"),
-		OOMFiles:    oomFiles(cgroupsPath(r.ID)),
+		OOMFiles:    monitor.OOMFilesFor(cgroupsPath(r.ID)),
 		Restart:     monitor.RestartPolicy{Name: r.HostConfig.RestartPolicy.Name, MaxRetries: r.HostConfig.RestartPolicy.MaximumRetryCount},
-		// TODO(exit command): ExitCommand: append(append([]string{}, e.selfArgs()...), "system", "cleanup", r.ID),
+		ExitCommand: append(append([]string{}, e.selfArgs()...), "system", "cleanup", r.ID),
 	}
 }
 
@@ -228,15 +228,6 @@ func (e *Engine) runtimeRoot(bin string) string {
 }
 
 func cgroupsPath(id string) string { return "/berth/" + id }
-
-// oomFiles are the cgroup files whose oom_kill count tells an OOM kill, on
-// the hierarchy that holds the memory controller.
-func oomFiles(cg string) []string {
-	if b, err := os.ReadFile("/sys/fs/cgroup/cgroup.controllers"); err == nil && strings.Contains(string(b), "memory") {
-		return []string{filepath.Join("/sys/fs/cgroup", cg, "memory.events")}
-	}
-	return []string{filepath.Join("/sys/fs/cgroup/memory", cg, "memory.oom_control")}
-}
 
 // setupNetwork makes the container's network namespace and joins its
 // networks; it returns the namespace's path ("" for the host's).

@@ -419,6 +419,7 @@ func decodeConfig(data []byte) (Config, error) {
 	c.StateDir = o.str("stateDir")
 	c.ExitFile = o.str("exitFile")
 	c.OOMFiles = o.strings("oomFiles")
+	c.ExitCommand = o.strings("exitCommand")
 	r := o.object("restart")
 	c.Restart.Name = r.str("name")
 	c.Restart.MaxRetries = int(r.int64("maxRetries"))

@@ -88,7 +88,7 @@ func Main(args []string) int {
 		for range sigs {
 		}
 	}()
-	if err := Run(cfg, report); err != nil {
+	if err := runMonitor(cfg, report); err != nil {
 		fmt.Fprintf(os.Stderr, "berth-monitor %s: %v\n", cfg.ID, err)
 		return 1
 	}

@@ -56,6 +56,11 @@ type Config struct {
 	ExitFile    string        `json:"exitFile"`              // persistent: Status written here atomically at every exit
 	OOMFiles    []string      `json:"oomFiles,omitempty"`    // cgroup files with an "oom_kill N" line
 	Restart     RestartPolicy `json:"restart"`
+	// ExitCommand, if set, is started (detached, in a session of its own)
+	// as the monitor exits after its container ran and will not be
+	// restarted: the engine's clean-up of the container's network and
+	// mounts, and --rm, as Podman's conmon runs `podman container cleanup`.
+	ExitCommand []string `json:"exitCommand,omitempty"`
 }
 
 // RestartPolicy is Docker's --restart: Name "", "no", "on-failure",
@@ -170,4 +175,17 @@ func writeFileAtomic(path string, data []byte) error {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil
+}
+
+// OOMFilesFor returns the Config.OOMFiles of a container whose cgroupsPath
+// (cgroupfs driver, e.g. "/berth/<id>") is given, for the host's cgroup
+// layout: memory.events on a unified (v2) host, memory.oom_control of the
+// v1 memory hierarchy otherwise (v1 and hybrid hosts).
+func OOMFilesFor(cgroupsPath string) []string {
+	const root = "/sys/fs/cgroup"
+	rel := filepath.Join("/", cgroupsPath)
+	if _, err := os.Stat(filepath.Join(root, "cgroup.controllers")); err == nil {
+		return []string{filepath.Join(root, rel, "memory.events")}
+	}
+	return []string{filepath.Join(root, "memory", rel, "memory.oom_control")}
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -140,6 +141,11 @@ func newConfig(t *testing.T, rt string, b *testutil.Bundle) Config {
 			waitGone(p)
 		}
 		testutil.CheckNoLeaks(t, testutil.Leaks{Root: cfg.RuntimeRoot, ID: id, Pids: pids, Bundle: b.Dir})
+		// The monitor's stderr: a panic, or a race when BERTH_MONITOR was
+		// built with -race, shows there.
+		if log, _ := os.ReadFile(filepath.Join(cfg.StateDir, "monitor.log")); bytes.Contains(log, []byte("panic:")) || bytes.Contains(log, []byte("DATA RACE")) {
+			t.Errorf("monitor.log:\n%s", log)
+		}
 	})
 	return cfg
 }
@@ -242,26 +248,47 @@ func TestOutputLogAndExitCode(t *testing.T) {
 
 func TestBadCommandLeavesNothing(t *testing.T) {
 	eachRuntime(t, func(t *testing.T, rt string) {
-		b := testutil.NewBundle(t, testutil.WithArgs("nosuch"))
-		cfg := newConfig(t, rt, b)
-		st, err := Start(ctxT(t), monitorBin, cfg)
-		if err == nil {
-			t.Fatal("Start of a missing command succeeded")
-		}
-		if !strings.Contains(err.Error(), "nosuch") || !strings.Contains(err.Error(), "executable file not found") {
-			t.Errorf("Start error %q lacks the runtime's message", err)
-		}
-		if st.ExitCode != 127 || !strings.Contains(st.Error, "executable file not found") {
-			t.Errorf("status = %+v", st)
-		}
-		if _, ok := Alive(cfg.StateDir); ok {
-			t.Error("monitor still alive after a failed start")
-		}
-		if _, err := os.Stat(filepath.Join(cfg.StateDir, socketFile)); err == nil {
-			t.Error("attach socket left behind")
-		}
-		if _, err := os.Stat(filepath.Join(cfg.RuntimeRoot, cfg.ID)); err == nil {
-			t.Error("runtime state left behind")
+		for _, tc := range []struct {
+			args []string
+			msg  string
+			code int
+		}{
+			{[]string{"nosuch"}, "executable file not found", 127},
+			{[]string{"/etc/passwd"}, "permission denied", 126},
+		} {
+			b := testutil.NewBundle(t, testutil.WithArgs(tc.args...))
+			cfg := newConfig(t, rt, b)
+			st, err := Start(ctxT(t), monitorBin, cfg)
+			if err == nil && tc.code == 126 {
+				// runc finds a command it cannot execute at create;
+				// berth-runtime (so far) only when the init execs it,
+				// after start: the message then reaches the log.
+				st, _ = Wait(ctxT(t), cfg.StateDir, cfg.ExitFile)
+				waitMonitorGone(t, cfg)
+				if o, e := readLog(t, cfg.LogPath); st.ExitCode == 0 || !strings.Contains(o+e, tc.msg) {
+					t.Errorf("%s ran %q: exit %d, log %q", filepath.Base(rt), tc.args, st.ExitCode, o+e)
+				}
+				t.Logf("%s does not fail create for %q (runc does); exit %d", filepath.Base(rt), tc.args, st.ExitCode)
+				continue
+			}
+			if err == nil {
+				t.Fatalf("Start of %q succeeded", tc.args)
+			}
+			if !strings.Contains(err.Error(), tc.args[0]) || !strings.Contains(err.Error(), tc.msg) {
+				t.Errorf("Start error %q lacks the runtime's message %q", err, tc.msg)
+			}
+			if st.ExitCode != tc.code || !strings.Contains(st.Error, tc.msg) {
+				t.Errorf("status = %+v, want exit code %d", st, tc.code)
+			}
+			if _, ok := Alive(cfg.StateDir); ok {
+				t.Error("monitor still alive after a failed start")
+			}
+			if _, err := os.Stat(filepath.Join(cfg.StateDir, socketFile)); err == nil {
+				t.Error("attach socket left behind")
+			}
+			if _, err := os.Stat(filepath.Join(cfg.RuntimeRoot, cfg.ID)); err == nil {
+				t.Error("runtime state left behind")
+			}
 		}
 	})
 }
@@ -315,8 +342,11 @@ func TestRestartOnFailureMaxRetries(t *testing.T) {
 
 func TestOOMKilled(t *testing.T) {
 	rt := firstRuntime(t)
-	if _, err := os.Stat("/sys/fs/cgroup/memory/memory.oom_control"); err != nil {
-		t.Skip("requires the cgroup v1 memory controller at /sys/fs/cgroup/memory (this test's OOM files are v1's)")
+	_, v1err := os.Stat("/sys/fs/cgroup/memory/memory.oom_control")
+	v2, _ := os.ReadFile("/sys/fs/cgroup/cgroup.controllers")
+	v1 := v1err == nil && len(v2) == 0
+	if !v1 && !strings.Contains(string(v2), "memory") {
+		t.Skip("requires a memory cgroup controller (v1 at /sys/fs/cgroup/memory, or v2's enabled at /sys/fs/cgroup)")
 	}
 	limit := int64(8 << 20)
 	var cg string
@@ -326,7 +356,10 @@ func TestOOMKilled(t *testing.T) {
 	b.Spec.Linux.CgroupsPath = cg
 	b.Spec.Linux.Resources.Memory = &specs.LinuxMemory{Limit: &limit, Swap: &limit}
 	b.Save(t)
-	cfg.OOMFiles = []string{"/sys/fs/cgroup/memory" + cg + "/memory.oom_control"}
+	cfg.OOMFiles = OOMFilesFor(cg)
+	if want := "/sys/fs/cgroup/memory" + cg + "/memory.oom_control"; v1 && cfg.OOMFiles[0] != want {
+		t.Errorf("OOMFilesFor(%q) = %q on a v1 memory host, want %q", cg, cfg.OOMFiles, want)
+	}
 	if _, err := Start(ctxT(t), monitorBin, cfg); err != nil {
 		t.Fatal(err)
 	}
@@ -580,8 +613,10 @@ func TestMonitorRSS(t *testing.T) {
 		if strings.HasPrefix(line, "VmRSS:") {
 			kb, _ := strconv.Atoi(strings.Fields(line)[1])
 			t.Logf("berth-monitor holding a sleep container (%s): VmRSS %d kB", filepath.Base(rt), kb)
-			if kb > 8*1024 {
-				t.Errorf("monitor RSS %d kB, want well under 8 MiB", kb)
+			// The budget: containerd's Rust shim's 3.5 MB. Only for the
+			// monitor built here: BERTH_MONITOR may be a -race build.
+			if kb > 3584 && os.Getenv("BERTH_MONITOR") == "" {
+				t.Errorf("monitor RSS %d kB, over the 3.5 MiB budget", kb)
 			}
 		}
 	}
@@ -748,5 +783,34 @@ func TestFollowLogUntilMonitorExits(t *testing.T) {
 	if out.String() != "a\nb\n" {
 		t.Errorf("followed %q", out.String())
 	}
+	waitMonitorGone(t, cfg)
+}
+
+func TestOnlyRootMayConnect(t *testing.T) {
+	rt := firstRuntime(t)
+	b := testutil.NewBundle(t, testutil.WithArgs("sleep", "1000"))
+	cfg := newConfig(t, rt, b)
+	if _, err := Create(ctxT(t), monitorBin, cfg); err != nil {
+		t.Fatal(err)
+	}
+	// Connect as nobody: on a thread of its own whose fsuid (what the
+	// kernel checks a socket's path against) is 65534. The thread is not
+	// unlocked, so it ends with the goroutine rather than serve others.
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		unix.Setfsuid(65534)
+		unix.Setfsgid(65534)
+		c, err := dialUnix(ctxT(t), filepath.Join(cfg.StateDir, socketFile))
+		if err == nil {
+			c.Close()
+		}
+		errc <- err
+	}()
+	if err := <-errc; !errors.Is(err, unix.EACCES) {
+		t.Errorf("connect as nobody: %v, want EACCES", err)
+	}
+	// The container was created only: deleting it ends the monitor.
+	exec.Command(rt, "--root", cfg.RuntimeRoot, "delete", "--force", cfg.ID).Run()
 	waitMonitorGone(t, cfg)
 }

@@ -60,11 +60,11 @@ type client struct {
 	stdin bool
 }
 
-// Run is the monitor: it supervises the container of cfg until it has
+// runMonitor is the monitor: it supervises the container of cfg until it has
 // exited and will not be restarted. report, when not nil, is the
 // launcher's pipe: the first outcome (created, or the error) is written to
 // it as a JSON reply line.
-func Run(cfg Config, report *os.File) error {
+func runMonitor(cfg Config, report *os.File) error {
 	s := &server{cfg: cfg, report: report, startC: make(chan chan reply, 1), clients: map[*client]struct{}{}}
 	s.status.MonitorPid = os.Getpid()
 	if err := s.setup(); err != nil {
@@ -72,7 +72,35 @@ func Run(cfg Config, report *os.File) error {
 		return err
 	}
 	defer s.teardown()
-	return s.loop()
+	err := s.loop()
+	if !s.snapshot().StartedAt.IsZero() {
+		s.runExitCommand()
+	}
+	return err
+}
+
+// runExitCommand starts Config.ExitCommand and does not wait for it: it
+// waits for this monitor to be gone before it works.
+func (s *server) runExitCommand() {
+	if len(s.cfg.ExitCommand) == 0 {
+		return
+	}
+	devnull, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+	if err != nil {
+		return
+	}
+	defer devnull.Close()
+	files := []*os.File{devnull, devnull, devnull}
+	if f, err := os.OpenFile(filepath.Join(s.cfg.StateDir, "monitor.log"), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600); err == nil {
+		defer f.Close()
+		files[1], files[2] = f, f
+	}
+	p, err := os.StartProcess(s.cfg.ExitCommand[0], s.cfg.ExitCommand, &os.ProcAttr{Files: files, Sys: &unix.SysProcAttr{Setsid: true}})
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "berth-monitor: exit command: %v\n", err)
+		return
+	}
+	p.Release()
 }
 
 func (s *server) setup() error {
