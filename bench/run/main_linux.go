@@ -658,11 +658,36 @@ func removeCgroups(parent string, ids []string) {
 	}
 }
 
-// removeCgroupPath removes a cgroup directory (and its children) on every
-// hierarchy under /sys/fs/cgroup.
+// removeCgroupPath kills what is left in a cgroup the benchmark made (and
+// its children), then removes it on every hierarchy under /sys/fs/cgroup.
+// An engine's rm does not always get every process: the crun containers
+// of a Podman in a private mount namespace were seen to outlive `podman
+// rm -a -f` and `system reset`.
 func removeCgroupPath(p string) {
 	hs, _ := filepath.Glob("/sys/fs/cgroup/*")
 	hs = append(hs, "/sys/fs/cgroup")
+	for range 50 {
+		killed := 0
+		for _, h := range hs {
+			filepath.WalkDir(filepath.Join(h, p), func(q string, de os.DirEntry, err error) error {
+				if err != nil || !de.IsDir() {
+					return nil
+				}
+				procs, _ := os.ReadFile(filepath.Join(q, "cgroup.procs"))
+				for _, f := range strings.Fields(string(procs)) {
+					if pid, err := strconv.Atoi(f); err == nil && pid > 1 {
+						syscall.Kill(pid, syscall.SIGKILL)
+						killed++
+					}
+				}
+				return nil
+			})
+		}
+		if killed == 0 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	for _, h := range hs {
 		d := filepath.Join(h, p)
 		if _, err := os.Stat(d); err != nil {
