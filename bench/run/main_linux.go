@@ -95,6 +95,8 @@ type engine struct {
 	// wrap, if set, runs the engine through this command (crun on a
 	// hybrid cgroup host, see podmanEngine).
 	wrap []string
+	// marker is what the command lines of the engine's supervisors name.
+	marker string
 }
 
 // exec runs the engine's command with the benchmark's timeout; output goes
@@ -240,6 +242,7 @@ func (b *bench) berthEngine() engine {
 		global: []string{"--root", root, "--runroot", run},
 		env:    []string{"PATH=" + b.binDir + ":" + os.Getenv("PATH")},
 		pull:   []string{"pull", b.image},
+		marker: run, // berth-monitor's command line names the --runroot
 	}
 	b.defer_(func() {
 		ctx := context.Background()
@@ -256,9 +259,9 @@ func (b *bench) berthEngine() engine {
 }
 
 func (b *bench) podmanEngine(runtimeName string) engine {
-	// Both Podman engines share one store (the image is pulled once per
-	// engine but lands once) and differ in --runtime.
-	dir := filepath.Join(b.work, "p")
+	// A store per runtime: a Podman that removes a container goes through
+	// the runtime Podman runs with, and crun works only namespaced here.
+	dir := filepath.Join(b.work, "p-"+runtimeName)
 	os.MkdirAll(dir, 0o755)
 	conf := filepath.Join(dir, "containers.conf")
 	os.WriteFile(conf, []byte("[engine]\nlock_type = \"file\"\n"), 0o644)
@@ -276,6 +279,7 @@ func (b *bench) podmanEngine(runtimeName string) engine {
 		// Podman's default rlimits exceed this host's hard limits.
 		runFlags: []string{"--cgroup-parent", parent, "--ulimit", "nofile=20000:20000", "--ulimit", "nproc=32768:32768"},
 		pull:     []string{"pull", "--tls-verify=false", b.image},
+		marker:   dir,
 	}
 	if runtimeName == "crun" && isCgroup2(unifiedCgroup) {
 		// crun refuses a hybrid cgroup host ("cgroups in hybrid mode not
@@ -314,9 +318,8 @@ func (b *bench) many(ctx context.Context, n int, engines []engine, withCtr bool)
 			continue // conmon is the same whichever runtime
 		}
 		r := row{name: e.name, super: "berth-monitor", psName: "berth ps"}
-		marker := e.global[3] // berth-monitor's command line names the --runroot
 		if e.name != "berth" {
-			r.super, r.psName, marker = "conmon", "podman ps", filepath.Join(b.work, "p")
+			r.super, r.psName = "conmon", "podman ps"
 		}
 		var err error
 		r.total, r.failed, err = startMany(ctx, n, func(int) error {
@@ -326,7 +329,7 @@ func (b *bench) many(ctx context.Context, n int, engines []engine, withCtr bool)
 		if err != nil {
 			return err
 		}
-		r.rssKB, r.supers = rssOf(r.super, marker)
+		r.rssKB, r.supers = rssOf(r.super, e.marker)
 		r.ps = b.medianOf(ctx, 5, func() (time.Duration, error) { _, d, err := b.exec(ctx, e, "ps"); return d, err })
 		rows = append(rows, r)
 		b.exec(ctx, e, "rm", "-f", "-a") // podman; berth below
