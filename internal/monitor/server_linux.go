@@ -79,8 +79,10 @@ func runMonitor(cfg Config, report *os.File) error {
 	return err
 }
 
-// runExitCommand starts Config.ExitCommand and does not wait for it: it
-// waits for this monitor to be gone before it works.
+// runExitCommand runs Config.ExitCommand and waits for it (bounded), so
+// that when the monitor is gone the container's clean-up is done: a `wait`
+// that returns then finds the network torn down and the die event
+// recorded.
 func (s *server) runExitCommand() {
 	if len(s.cfg.ExitCommand) == 0 {
 		return
@@ -100,8 +102,21 @@ func (s *server) runExitCommand() {
 		fmt.Fprintf(os.Stderr, "berth-monitor: exit command: %v\n", err)
 		return
 	}
-	p.Release()
+	done := make(chan struct{})
+	timer := time.AfterFunc(exitCommandTimeout, func() {
+		select {
+		case <-done:
+		default:
+			p.Kill()
+		}
+	})
+	p.Wait()
+	close(done)
+	timer.Stop()
 }
+
+// exitCommandTimeout bounds the engine's clean-up run by the monitor.
+const exitCommandTimeout = time.Minute
 
 func (s *server) setup() error {
 	if err := s.cfg.Validate(); err != nil {

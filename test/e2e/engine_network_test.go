@@ -49,7 +49,9 @@ func TestEngineNetworkNamesResolve(t *testing.T) {
 	e.runD("--network", netName, "--name", web, "--network-alias", "www", e.image, "httpd", "-f", "-p", "80")
 	e.runD("--network", netName, "--name", client, e.image, "sleep", "3600")
 	fetch := func(from, host string) (string, bool) {
-		r := e.berth("exec", from, "wget", "-qO-", "-T", "3", "http://"+host+"/")
+		// busybox-static's wget crashes with -T (Debian 1.35): bound it
+		// with timeout(1) instead.
+		r := e.berth("exec", from, "timeout", "5", "wget", "-qO-", "http://"+host+"/")
 		return r.stdout + r.stderr, r.code == 0
 	}
 	for _, host := range []string{web, "www"} {
