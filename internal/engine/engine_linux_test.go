@@ -93,8 +93,8 @@ func testEngine(t *testing.T) *Engine {
 	e, err := Open(ctx, Options{
 		Root: root, RunRoot: runRoot, Images: images, MonitorBin: mon,
 		Runtimes: map[string]string{"default": rt}, DefaultRuntime: "default",
-		Self:     []string{"/bin/false"},
-		Warn:     func(msg string) { t.Log("warning:", msg) },
+		Self: []string{"/bin/false"},
+		Warn: func(msg string) { t.Log("warning:", msg) },
 	})
 	if err != nil {
 		t.Fatal(err)
