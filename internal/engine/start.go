@@ -161,6 +161,9 @@ func (e *Engine) start(ctx context.Context, r *record, beforeStart func(stateDir
 	}
 
 	mcfg := e.monitorConfig(r)
+	if mcfg.Health, err = e.healthConfig(r, spec, rundir); err != nil {
+		return err
+	}
 	st, err := monitor.Create(ctx, e.opts.MonitorBin, mcfg)
 	if err != nil {
 		return startError(err)
@@ -219,6 +222,38 @@ func (e *Engine) monitorConfig(r *record) monitor.Config {
 		Restart:     monitor.RestartPolicy{Name: r.HostConfig.RestartPolicy.Name, MaxRetries: r.HostConfig.RestartPolicy.MaximumRetryCount},
 		ExitCommand: append(append([]string{}, e.selfArgs()...), "system", "cleanup", r.ID),
 	}
+}
+
+// healthConfig writes the probe's process for the monitor and returns the
+// check, or nil when the container has none.
+func (e *Engine) healthConfig(r *record, spec *specs.Spec, rundir string) (*monitor.HealthConfig, error) {
+	hc := r.Config.Healthcheck
+	if hc == nil || len(hc.Test) == 0 || hc.Test[0] == "NONE" {
+		return nil, nil
+	}
+	var args []string
+	switch hc.Test[0] {
+	case "CMD":
+		args = hc.Test[1:]
+	case "CMD-SHELL":
+		args = []string{"/bin/sh", "-c", strings.Join(hc.Test[1:], " ")}
+	default:
+		return nil, fmt.Errorf("health check test %q: it starts with CMD, CMD-SHELL or NONE: %w", hc.Test[0], errdefs.ErrInvalidArgument)
+	}
+	if len(args) == 0 {
+		return nil, fmt.Errorf("health check: no command: %w", errdefs.ErrInvalidArgument)
+	}
+	p := *spec.Process
+	p.Args, p.Terminal, p.ConsoleSize = args, false, nil
+	b, err := json.Marshal(&p)
+	if err != nil {
+		return nil, err
+	}
+	file := filepath.Join(rundir, "health-process.json")
+	if err := writeFileAtomic(file, b, 0o600); err != nil {
+		return nil, err
+	}
+	return &monitor.HealthConfig{ProcessFile: file, Interval: hc.Interval, Timeout: hc.Timeout, StartPeriod: hc.StartPeriod, Retries: hc.Retries}, nil
 }
 
 // runtimeRoot is the state root of a runtime binary: each runtime keeps its

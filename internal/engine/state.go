@@ -34,6 +34,12 @@ func (e *Engine) liveState(r *record) State {
 	case alive && statusErr == nil && status.State == monitor.StateRunning:
 		st.Status, st.Running, st.Pid, st.MonitorPid = "running", true, status.Pid, monPid
 		st.StartedAt = status.StartedAt
+		if h, err := monitor.ReadHealth(rundir); err == nil {
+			st.Health = &HealthStatus{Status: h.Status, FailingStreak: h.FailingStreak}
+			for _, l := range h.Log {
+				st.Health.Log = append(st.Health.Log, HealthLog(l))
+			}
+		}
 	case alive && statusErr == nil && status.State == monitor.StateRestarting:
 		st.Status, st.Restarting, st.MonitorPid = "restarting", true, monPid
 		st.ExitCode, st.OOMKilled, st.FinishedAt = status.ExitCode, status.OOMKilled, status.FinishedAt

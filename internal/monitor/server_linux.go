@@ -198,6 +198,8 @@ type run struct {
 	readers []*os.File // output read ends, closed to end the copiers
 	oomBase int64
 	started time.Time
+	// healthStop ends the health probes when the run ends.
+	healthStop chan struct{}
 }
 
 func (s *server) loop() error {
@@ -396,6 +398,10 @@ func (s *server) start(r *run) error {
 		st.StartedAt, st.FinishedAt = r.started, time.Time{}
 		st.ExitCode, st.OOMKilled = 0, false
 	})
+	if s.cfg.Health != nil {
+		r.healthStop = make(chan struct{})
+		go s.healthLoop(r.started, r.healthStop)
+	}
 	return nil
 }
 
@@ -413,6 +419,9 @@ func (s *server) kill(r *run) {
 // endRun records the exit of a run, drains its output, ends attach
 // sessions and deletes the container from the runtime.
 func (s *server) endRun(r *run, code int) {
+	if r.healthStop != nil {
+		close(r.healthStop)
+	}
 	drained := make(chan struct{})
 	go func() { r.copiers.Wait(); close(drained) }()
 	select {
