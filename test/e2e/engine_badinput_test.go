@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -61,6 +62,7 @@ func TestEngineBadInput(t *testing.T) {
 			for _, l := range e.leaksExcept(taken) {
 				t.Errorf("%s: leak: %s", c.what, l)
 			}
+			e.removeAllBut(wantPs)
 		})
 	}
 
@@ -78,6 +80,7 @@ func TestEngineBadInput(t *testing.T) {
 		if got := e.ok("ps", "-a", "-q", "--no-trunc"); got != wantPs {
 			t.Errorf("run --rm %v left a container: %q", c.cmd, got)
 		}
+		e.removeAllBut(wantPs)
 	}
 }
 
@@ -109,4 +112,15 @@ func (e *engineT) leaksExcept(ref string) []string {
 		out = append(out, l)
 	}
 	return out
+}
+
+// removeAllBut removes (rm -f -v) every container not in keep (ps -q
+// output), so one case's leftovers do not fail the next.
+func (e *engineT) removeAllBut(keep string) {
+	e.t.Helper()
+	for _, id := range strings.Fields(e.ok("ps", "-a", "-q", "--no-trunc")) {
+		if !strings.Contains(keep, id) {
+			e.berth("rm", "-f", "-v", id)
+		}
+	}
 }

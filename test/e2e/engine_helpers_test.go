@@ -309,6 +309,7 @@ type engineT struct {
 	ids       map[string]bool // every container id seen under root
 	ips       map[string]bool // container addresses seen in inspect
 	subnets   []string        // subnets of the networks the test made
+	nets      []string        // names of the networks the test made
 	ifsBefore map[string]bool
 	stopPoll  chan struct{}
 	pollDone  chan struct{}
@@ -525,6 +526,23 @@ func waitForLong(t *testing.T, what string, d time.Duration, cond func() bool) {
 	}
 }
 
+// waitForOut is waitForLong for a condition that also says what it last
+// saw, for the failure message.
+func waitForOut(t *testing.T, what string, d time.Duration, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		ok, last := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s; last: %s", what, last)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // uniq returns prefix-<random>, unique across parallel runs.
 func uniq(prefix string) string {
 	return fmt.Sprintf("%s-%08x", prefix, rand.Uint32())
@@ -555,6 +573,9 @@ func (e *engineT) networkCreate() string {
 	e.t.Helper()
 	n := uniq("net")
 	e.ok("network", "create", "--subnet", e.subnet(), n)
+	e.mu.Lock()
+	e.nets = append(e.nets, n)
+	e.mu.Unlock()
 	return n
 }
 
@@ -612,12 +633,9 @@ func (e *engineT) cleanup() {
 			t.Errorf("cleanup: %s", r)
 		}
 	}
-	if r := e.berth("network", "ls", "-q"); r.code == 0 {
-		for _, n := range strings.Fields(r.stdout) {
-			if strings.HasPrefix(n, "-") || n == "bridge" || n == "host" || n == "none" {
-				continue
-			}
-			e.berth("network", "rm", n)
+	for _, n := range e.userNetworks() {
+		if r := e.berth("network", "rm", n); r.code != 0 {
+			t.Errorf("cleanup: %s", r)
 		}
 	}
 	if r := e.berth("volume", "ls", "-q"); r.code == 0 {
@@ -632,6 +650,23 @@ func (e *engineT) cleanup() {
 	<-e.pollDone
 	e.leakCheck()
 	os.RemoveAll(e.runroot)
+}
+
+// userNetworks are the networks the test made that the root still has.
+func (e *engineT) userNetworks() []string {
+	r := e.berth("network", "ls", "--format", "{{.Name}}")
+	if r.code != 0 {
+		return nil
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var names []string
+	for _, n := range strings.Fields(r.stdout) {
+		if slices.Contains(e.nets, n) {
+			names = append(names, n)
+		}
+	}
+	return names
 }
 
 // recordIPs remembers a container's addresses, for the rule check.
@@ -733,6 +768,7 @@ func (e *engineT) leaksOf(withRoots bool) []string {
 		}
 	}
 	ours := map[string]bool{}
+	liveNets := e.userNetworks()
 	for ifname := range engineInterfaces() {
 		if e.ifsBefore[ifname] {
 			continue
@@ -746,7 +782,10 @@ func (e *engineT) leaksOf(withRoots bool) []string {
 			for _, p := range prefixes {
 				if strings.HasPrefix(a.String(), p) {
 					ours[ifname] = true
-					found = append(found, "interface "+ifname+" with "+a.String())
+					// A network the test still has keeps its bridge.
+					if len(liveNets) == 0 {
+						found = append(found, "interface "+ifname+" with "+a.String())
+					}
 				}
 			}
 		}
@@ -768,8 +807,14 @@ func (e *engineT) leaksOf(withRoots bool) []string {
 	for _, id := range ids {
 		needles = append(needles, id[:12])
 	}
+	// Addresses on the shared default bridge are handed out again to
+	// other roots' containers: only the test's own subnets' count.
 	for _, ip := range ips {
-		needles = append(needles, ip+"/", ip+" ", ip+":")
+		for _, p := range prefixes {
+			if strings.HasPrefix(ip, p) {
+				needles = append(needles, ip+"/", ip+" ", ip+":")
+			}
+		}
 	}
 	seen := map[string]bool{}
 	for _, line := range rules {

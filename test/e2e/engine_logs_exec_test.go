@@ -126,12 +126,26 @@ func (p *ptyRun) send(s string) {
 
 func (p *ptyRun) expect(what string, re *regexp.Regexp) string {
 	p.t.Helper()
-	var m string
-	waitForLong(p.t, what, 30*time.Second, func() bool {
-		m = re.FindString(p.out.String())
-		return m != ""
-	})
-	return m
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if m := re.FindString(p.out.String()); m != "" {
+			return m
+		}
+		select {
+		case err := <-p.done:
+			p.done <- err
+			time.Sleep(100 * time.Millisecond)
+			if m := re.FindString(p.out.String()); m != "" {
+				return m
+			}
+			p.t.Fatalf("%s: the command ended (%v) first; output %q", what, err, p.out.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			p.t.Fatalf("timed out waiting for %s; output %q", what, p.out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // exitCode waits for the command and returns its exit code.

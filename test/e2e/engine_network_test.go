@@ -48,18 +48,23 @@ func TestEngineNetworkNamesResolve(t *testing.T) {
 	web, client, late := uniq("web"), uniq("client"), uniq("late")
 	e.runD("--network", netName, "--name", web, "--network-alias", "www", e.image, "httpd", "-f", "-p", "80")
 	e.runD("--network", netName, "--name", client, e.image, "sleep", "3600")
+	// An HTTP GET by name. Not busybox wget: Debian's busybox-static wget
+	// dies of SIGSEGV at start on this host (also outside any container,
+	// by IP too); nc resolves names through the same getaddrinfo.
 	fetch := func(from, host string) (string, bool) {
-		// busybox-static's wget crashes with -T (Debian 1.35): bound it
-		// with timeout(1) instead.
-		r := e.berth("exec", from, "timeout", "5", "wget", "-qO-", "http://"+host+"/")
-		return r.stdout + r.stderr, r.code == 0
+		r := e.berth("exec", from, "sh", "-c", `printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 3 `+host+` 80`)
+		if r.code != 0 || !strings.Contains(r.stdout, "200 OK") {
+			dns := e.berth("exec", from, "sh", "-c", "cat /etc/resolv.conf; nslookup "+host)
+			return r.String() + "\n" + dns.stdout + dns.stderr, false
+		}
+		return r.stdout, true
 	}
 	for _, host := range []string{web, "www"} {
 		var out string
-		waitForLong(t, client+" to fetch http://"+host+"/", 30e9, func() bool {
+		waitForOut(t, client+" to fetch http://"+host+"/", 30e9, func() (bool, string) {
 			var ok bool
 			out, ok = fetch(client, host)
-			return ok
+			return ok, out
 		})
 		if !strings.Contains(out, "hello from berth httpd") {
 			t.Errorf("wget http://%s/ from %s: %q", host, client, out)
@@ -70,9 +75,9 @@ func TestEngineNetworkNamesResolve(t *testing.T) {
 	}
 	// A container started after the asking one.
 	e.runD("--network", netName, "--name", late, e.image, "httpd", "-f", "-p", "80")
-	waitForLong(t, client+" to fetch from "+late, 30e9, func() bool {
-		_, ok := fetch(client, late)
-		return ok
+	waitForOut(t, client+" to fetch from "+late, 30e9, func() (bool, string) {
+		out, ok := fetch(client, late)
+		return ok, out
 	})
 	if r := e.berth("exec", late, "nslookup", client); r.code != 0 {
 		t.Errorf("nslookup %s from the later container: %s", client, r)

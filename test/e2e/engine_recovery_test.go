@@ -23,7 +23,11 @@ import (
 func TestEngineRecoveryAfterReboot(t *testing.T) {
 	e := newEngine(t)
 	port := freePort(t)
-	always := e.runD("--restart", "always", "-p", fmt.Sprintf("%d:80", port), "--name", uniq("always"), e.image, "httpd", "-f", "-p", "80")
+	// A network of the test's own: the default bridge is shared with
+	// every other root on the host, whose containers may hold the same
+	// addresses (each root leases them separately).
+	netName := e.networkCreate()
+	always := e.runD("--restart", "always", "--network", netName, "-p", fmt.Sprintf("%d:80", port), "--name", uniq("always"), e.image, "httpd", "-f", "-p", "80")
 	unless := e.runD("--restart", "unless-stopped", "--name", uniq("unless"), e.image, "sleep", "3600")
 	plain := e.runD("--name", uniq("plain"), e.image, "sleep", "3600")
 	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
@@ -64,7 +68,15 @@ func TestEngineRecoveryAfterReboot(t *testing.T) {
 			t.Errorf("after system boot: %s is %s, want %s", id[:12], st, want)
 		}
 	}
-	waitForLong(t, "the always container's port to answer after system boot", 30*time.Second, func() bool { _, ok := httpGet(url); return ok })
+	waitForOut(t, "the always container's port to answer after system boot", 30*time.Second, func() (bool, string) {
+		body, ok := httpGet(url)
+		if ok {
+			return true, ""
+		}
+		rules, _ := exec.Command("sh", "-c", fmt.Sprintf("iptables-save | grep -e %d -e %s; nft list ruleset | grep -e %d", port, always[:12], port)).CombinedOutput()
+		return false, body + "\n" + e.berth("ps", "-a").stdout + e.berth("port", always).String() +
+			e.inspectF(always, "{{json .NetworkSettings}}") + "\n" + string(rules) + "\n" + e.berth("exec", always, "sh", "-c", "ip a; ps").stdout
+	})
 }
 
 // simulateReboot approximates what a reboot does to the test's
