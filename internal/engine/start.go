@@ -495,7 +495,7 @@ func (e *Engine) teardown(ctx context.Context, r *record) {
 	if mode := r.HostConfig.NetworkMode; mode != "host" && !strings.HasPrefix(mode, "container:") {
 		ports := recordedPorts(r)
 		for i, n := range r.NetworkNames {
-			req := network.AttachRequest{ContainerID: r.ID, NetNS: nsPath, Network: n, IfName: fmt.Sprintf("eth%d", i), Name: name}
+			req := network.AttachRequest{ContainerID: r.ID, NetNS: nsPath, Network: n, IfName: ifNameFor(r, i, n), Name: name}
 			if i == 0 {
 				req.Ports = ports
 			}
@@ -515,6 +515,15 @@ func (e *Engine) teardown(ctx context.Context, r *record) {
 		}
 	}
 	os.RemoveAll(rundir)
+}
+
+// ifNameFor is the interface network n (the i-th of r's) has in r's
+// namespace: as recorded at attach, else as a start names them.
+func ifNameFor(r *record, i int, n string) string {
+	if ep := r.NetworkSettings.Networks[n]; ep != nil && ep.IfName != "" {
+		return ep.IfName
+	}
+	return fmt.Sprintf("eth%d", i)
 }
 
 // recordedPorts are the ports r's last start published (for a DEL that
