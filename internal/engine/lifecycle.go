@@ -25,6 +25,13 @@ const defaultStopTimeout = 10 * time.Second
 // container's StopTimeout, else 10 s), and waits for the exit. Stopping a
 // container that does not run succeeds, as in Docker.
 func (e *Engine) Stop(ctx context.Context, ref string, timeout *time.Duration) error {
+	return e.withContainer(ctx, ref, func(r *record) error {
+		return e.stop(ctx, r, timeout, true)
+	})
+}
+
+// withContainer runs fn on the container ref holding its lock.
+func (e *Engine) withContainer(ctx context.Context, ref string, fn func(r *record) error) error {
 	r, err := e.store.get(ref)
 	if err != nil {
 		return err
@@ -34,7 +41,7 @@ func (e *Engine) Stop(ctx context.Context, ref string, timeout *time.Duration) e
 		return err
 	}
 	defer unlock()
-	return e.stop(ctx, r, timeout, true)
+	return fn(r)
 }
 
 func (e *Engine) stop(ctx context.Context, r *record, timeout *time.Duration, emit bool) error {
@@ -172,39 +179,23 @@ func (e *Engine) Kill(ctx context.Context, ref, signal string) error {
 
 // Restart is Stop then Start.
 func (e *Engine) Restart(ctx context.Context, ref string, timeout *time.Duration) error {
-	r, err := e.store.get(ref)
-	if err != nil {
-		return err
-	}
-	unlock, err := e.lockContainer(ctx, r.ID)
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	if err := e.stop(ctx, r, timeout, true); err != nil {
-		return err
-	}
-	if err := e.start(ctx, r, nil); err != nil {
-		return err
-	}
-	e.emit(ctx, "container", "restart", r)
-	return nil
+	return e.withContainer(ctx, ref, func(r *record) error {
+		if err := e.stop(ctx, r, timeout, true); err != nil {
+			return err
+		}
+		if err := e.start(ctx, r, nil); err != nil {
+			return err
+		}
+		e.emit(ctx, "container", "restart", r)
+		return nil
+	})
 }
 
 // Remove deletes a container and everything it holds: processes, mounts,
 // network, runtime state, snapshot, pin, record, and with o.Volumes its
 // anonymous volumes.
 func (e *Engine) Remove(ctx context.Context, ref string, o RemoveOptions) error {
-	r, err := e.store.get(ref)
-	if err != nil {
-		return err
-	}
-	unlock, err := e.lockContainer(ctx, r.ID)
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	return e.remove(ctx, r, o)
+	return e.withContainer(ctx, ref, func(r *record) error { return e.remove(ctx, r, o) })
 }
 
 func (e *Engine) remove(ctx context.Context, r *record, o RemoveOptions) error {

@@ -35,10 +35,7 @@ func (e *Engine) liveState(r *record) State {
 		st.Status, st.Running, st.Pid, st.MonitorPid = "running", true, status.Pid, monPid
 		st.StartedAt = status.StartedAt
 		if h, err := monitor.ReadHealth(rundir); err == nil {
-			st.Health = &HealthStatus{Status: h.Status, FailingStreak: h.FailingStreak}
-			for _, l := range h.Log {
-				st.Health.Log = append(st.Health.Log, HealthLog(l))
-			}
+			st.Health = &h
 		}
 	case alive && statusErr == nil && status.State == monitor.StateRestarting:
 		st.Status, st.Restarting, st.MonitorPid = "restarting", true, monPid
