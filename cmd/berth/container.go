@@ -229,6 +229,10 @@ func runCommand() *cli.Command {
 				}
 				if req.detach {
 					if _, err := eng.Start(ctx, c.ID); err != nil {
+						// A run that could not start leaves nothing behind
+						// (the bad-input rule; Docker would keep a
+						// created container).
+						removeAfterRun(eng, c.ID)
 						return err
 					}
 					fmt.Println(c.ID)
@@ -241,7 +245,7 @@ func runCommand() *cli.Command {
 					// The container goes on: nothing to remove yet.
 					return nil
 				}
-				if req.opts.HostConfig.AutoRemove {
+				if req.opts.HostConfig.AutoRemove || (err != nil && !errors.Is(err, context.Canceled)) {
 					removeAfterRun(eng, c.ID)
 				}
 				if err != nil {

@@ -52,4 +52,3 @@ func systemDNSCommand() *cli.Command {
 		},
 	}
 }
-

@@ -93,8 +93,8 @@ func testEngine(t *testing.T) *Engine {
 	e, err := Open(ctx, Options{
 		Root: root, RunRoot: runRoot, Images: images, MonitorBin: mon,
 		Runtimes: map[string]string{"default": rt}, DefaultRuntime: "default",
-		Self:     []string{"/bin/false"},
-		Warn:     func(msg string) { t.Log("warning:", msg) },
+		Self: []string{"/bin/false"},
+		Warn: func(msg string) { t.Log("warning:", msg) },
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -338,3 +338,35 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 type snapshotInfo = snapshot.Info
 
 func killPid(pid int) error { return unix.Kill(pid, unix.SIGKILL) }
+
+func TestEngineHealthCheck(t *testing.T) {
+	e := testEngine(t)
+	ctx := context.Background()
+	c, err := e.Create(ctx, CreateOptions{
+		Config: Config{Image: testImage, Cmd: []string{"sleep", "1000"},
+			Healthcheck: &HealthConfig{Test: []string{"CMD-SHELL", "test -f /tmp/ok && echo fine"}, Interval: 100 * time.Millisecond, Retries: 2}},
+		HostConfig: HostConfig{NetworkMode: "none"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Start(ctx, c.ID); err != nil {
+		t.Fatal(err)
+	}
+	health := func() string {
+		got, _ := e.Inspect(ctx, c.ID)
+		if got.State.Health == nil {
+			return ""
+		}
+		return got.State.Health.Status
+	}
+	waitFor(t, "unhealthy", func() bool { return health() == "unhealthy" })
+	if code, err := e.Exec(ctx, c.ID, ExecOptions{Cmd: []string{"sh", "-c", "echo > /tmp/ok"}}, AttachStreams{Stdout: io.Discard, Stderr: io.Discard}); err != nil || code != 0 {
+		t.Fatalf("exec touch: %d %v", code, err)
+	}
+	waitFor(t, "healthy", func() bool { return health() == "healthy" })
+	got, _ := e.Inspect(ctx, c.ID)
+	if l := got.State.Health.Log; len(l) == 0 || l[len(l)-1].Output != "fine\n" || l[len(l)-1].ExitCode != 0 {
+		t.Errorf("last probe: %+v", l)
+	}
+}

@@ -25,6 +25,13 @@ const defaultStopTimeout = 10 * time.Second
 // container's StopTimeout, else 10 s), and waits for the exit. Stopping a
 // container that does not run succeeds, as in Docker.
 func (e *Engine) Stop(ctx context.Context, ref string, timeout *time.Duration) error {
+	return e.withContainer(ctx, ref, func(r *record) error {
+		return e.stop(ctx, r, timeout, true)
+	})
+}
+
+// withContainer runs fn on the container ref holding its lock.
+func (e *Engine) withContainer(ctx context.Context, ref string, fn func(r *record) error) error {
 	r, err := e.store.get(ref)
 	if err != nil {
 		return err
@@ -34,7 +41,7 @@ func (e *Engine) Stop(ctx context.Context, ref string, timeout *time.Duration) e
 		return err
 	}
 	defer unlock()
-	return e.stop(ctx, r, timeout, true)
+	return fn(r)
 }
 
 func (e *Engine) stop(ctx context.Context, r *record, timeout *time.Duration, emit bool) error {
@@ -172,39 +179,23 @@ func (e *Engine) Kill(ctx context.Context, ref, signal string) error {
 
 // Restart is Stop then Start.
 func (e *Engine) Restart(ctx context.Context, ref string, timeout *time.Duration) error {
-	r, err := e.store.get(ref)
-	if err != nil {
-		return err
-	}
-	unlock, err := e.lockContainer(ctx, r.ID)
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	if err := e.stop(ctx, r, timeout, true); err != nil {
-		return err
-	}
-	if err := e.start(ctx, r, nil); err != nil {
-		return err
-	}
-	e.emit(ctx, "container", "restart", r)
-	return nil
+	return e.withContainer(ctx, ref, func(r *record) error {
+		if err := e.stop(ctx, r, timeout, true); err != nil {
+			return err
+		}
+		if err := e.start(ctx, r, nil); err != nil {
+			return err
+		}
+		e.emit(ctx, "container", "restart", r)
+		return nil
+	})
 }
 
 // Remove deletes a container and everything it holds: processes, mounts,
 // network, runtime state, snapshot, pin, record, and with o.Volumes its
 // anonymous volumes.
 func (e *Engine) Remove(ctx context.Context, ref string, o RemoveOptions) error {
-	r, err := e.store.get(ref)
-	if err != nil {
-		return err
-	}
-	unlock, err := e.lockContainer(ctx, r.ID)
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	return e.remove(ctx, r, o)
+	return e.withContainer(ctx, ref, func(r *record) error { return e.remove(ctx, r, o) })
 }
 
 func (e *Engine) remove(ctx context.Context, r *record, o RemoveOptions) error {
@@ -227,7 +218,8 @@ func (e *Engine) remove(ctx context.Context, r *record, o RemoveOptions) error {
 	if err := e.images.Snapshots.Remove(ctx, r.Snapshot); err != nil && !errdefs.IsNotFound(err) {
 		return fmt.Errorf("remove the root file system of %s: %w", r.ID[:12], err)
 	}
-	if err := e.images.Unpin(ctx, "container/"+r.ID); err != nil {
+	// A create killed half-way may not have pinned yet.
+	if err := e.images.Unpin(ctx, "container/"+r.ID); err != nil && !errdefs.IsNotFound(err) {
 		return err
 	}
 	if o.Volumes {
@@ -246,29 +238,32 @@ func (e *Engine) remove(ctx context.Context, r *record, o RemoveOptions) error {
 }
 
 // Cleanup is what a monitor runs when its container has exited for good
-// (`berth system cleanup ID`): it tears down the network and mounts, and
-// removes the container if it was made with --rm.
+// (`berth system cleanup ID`), before the monitor itself exits: it tears
+// down the network and mounts, records the die event, and removes the
+// container if it was made with --rm. When another berth command holds
+// the container (a stop, a rm), that command does the teardown: Cleanup
+// does not wait for it, so the monitor is never held up.
 func (e *Engine) Cleanup(ctx context.Context, id string) error {
 	r, err := e.store.get(id)
 	if err != nil {
 		return err
 	}
-	unlock, err := e.lockContainer(ctx, r.ID)
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	// The monitor runs this just before it exits: wait for that.
-	e.waitMonitorGone(ctx, r, 10*time.Second)
 	st := e.liveState(r)
 	if st.Running || st.Restarting {
 		return nil // started again meanwhile
 	}
-	e.teardown(ctx, r)
 	e.emitWith(ctx, "container", "die", r, map[string]string{"exitCode": strconv.Itoa(st.ExitCode)})
 	if st.OOMKilled {
 		e.emit(ctx, "container", "oom", r)
 	}
+	lctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	unlock, err := e.lockContainer(lctx, r.ID)
+	if err != nil {
+		return nil // busy: its holder tears down
+	}
+	defer unlock()
+	e.teardown(ctx, r)
 	if r.HostConfig.AutoRemove {
 		return e.remove(ctx, r, RemoveOptions{Volumes: true})
 	}
@@ -281,18 +276,21 @@ func (e *Engine) Wait(ctx context.Context, ref string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	last := -1
 	for {
-		st := e.liveState(r)
-		if st.Status == "exited" && st.MonitorPid == 0 {
-			return st.ExitCode, nil
-		}
-		if st.Status == "created" && st.MonitorPid == 0 {
-			// Docker's wait on a created container waits for it to run
-			// and exit; keep polling.
-		}
 		if _, err := os.Stat(e.containerDir(r.ID)); errors.Is(err, os.ErrNotExist) {
-			// Removed meanwhile (--rm): the last exit code is gone with it.
-			return st.ExitCode, nil
+			// Removed meanwhile (--rm): give the last exit code seen.
+			if last < 0 {
+				last = 0
+			}
+			return last, nil
+		}
+		st := e.liveState(r)
+		if st.Status == "exited" {
+			last = st.ExitCode
+			if st.MonitorPid == 0 {
+				return st.ExitCode, nil
+			}
 		}
 		select {
 		case <-ctx.Done():

@@ -127,8 +127,9 @@ func (e *Engine) containersOn(name string) ([]string, error) {
 	return users, nil
 }
 
-// NetworkConnect adds a network to a container: it takes effect at the
-// container's next start (a running container is refused for now).
+// NetworkConnect adds a network to a container: a running container joins
+// it at once (a new interface in its namespace, its name in the network's
+// DNS), a stopped one at its next start.
 func (e *Engine) NetworkConnect(ctx context.Context, netName, ref string, aliases []string) error {
 	r, err := e.store.get(ref)
 	if err != nil {
@@ -137,17 +138,40 @@ func (e *Engine) NetworkConnect(ctx context.Context, netName, ref string, aliase
 	if _, err := e.net.Inspect(ctx, netName); err != nil {
 		return err
 	}
-	if st := e.liveState(r); st.Running || st.Restarting {
-		return fmt.Errorf("connect a running container: not supported yet; stop %s first: %w", strings.TrimPrefix(r.Name, "/"), errdefs.ErrNotImplemented)
-	}
 	mode := r.HostConfig.NetworkMode
 	if mode == "host" || mode == "none" || strings.HasPrefix(mode, "container:") {
 		return fmt.Errorf("container %s uses --network %s and cannot join other networks: %w", r.Name, mode, errdefs.ErrFailedPrecondition)
 	}
-	_, err = e.store.modify(r.ID, func(cur *record) error {
-		if contains(cur.NetworkNames, netName) {
-			return fmt.Errorf("container %s is already on network %s: %w", cur.Name, netName, errdefs.ErrAlreadyExists)
+	for _, a := range aliases {
+		if !validName(a) {
+			return fmt.Errorf("invalid network alias %q: %w", a, errdefs.ErrInvalidArgument)
 		}
+	}
+	if contains(r.NetworkNames, netName) {
+		return fmt.Errorf("container %s is already on network %s: %w", r.Name, netName, errdefs.ErrAlreadyExists)
+	}
+	unlock, err := e.lockContainer(ctx, r.ID)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	var ep *EndpointSettings
+	if st := e.liveState(r); st.Running {
+		name := strings.TrimPrefix(r.Name, "/")
+		req := network.AttachRequest{
+			ContainerID: r.ID, NetNS: r.NetworkSettings.SandboxKey, Network: netName, IfName: freeIfName(r),
+			Name: name, Aliases: append(append([]string{}, aliases...), r.ID[:12]),
+		}
+		att, err := e.net.Attach(ctx, req)
+		if err != nil {
+			return fmt.Errorf("network %s: %w", netName, err)
+		}
+		ep = &EndpointSettings{
+			Aliases: aliases, NetworkID: netName, Gateway: att.Gateway, IPAddress: att.IP, IPPrefixLen: att.PrefixLen,
+			MacAddress: att.MAC, IfName: att.IfName, DNSNames: append([]string{name, r.ID[:12]}, aliases...),
+		}
+	}
+	_, err = e.store.modify(r.ID, func(cur *record) error {
 		cur.NetworkNames = append(cur.NetworkNames, netName)
 		if len(aliases) > 0 {
 			if cur.Aliases == nil {
@@ -155,19 +179,63 @@ func (e *Engine) NetworkConnect(ctx context.Context, netName, ref string, aliase
 			}
 			cur.Aliases[netName] = aliases
 		}
+		if ep != nil {
+			if cur.NetworkSettings.Networks == nil {
+				cur.NetworkSettings.Networks = map[string]*EndpointSettings{}
+			}
+			cur.NetworkSettings.Networks[netName] = ep
+		}
 		return nil
 	})
+	if err == nil {
+		e.emitEvent(Event{Type: "network", Action: "connect", Actor: EventActor{ID: netName, Attributes: map[string]string{"name": netName, "container": r.ID}}})
+	}
 	return err
 }
 
-// NetworkDisconnect removes a network from a stopped container.
+// freeIfName is the first ethN the running container does not use.
+func freeIfName(r *record) string {
+	used := map[string]bool{}
+	for _, ep := range r.NetworkSettings.Networks {
+		if ep != nil {
+			used[ep.IfName] = true
+		}
+	}
+	for i := 0; ; i++ {
+		if n := fmt.Sprintf("eth%d", i); !used[n] {
+			return n
+		}
+	}
+}
+
+// NetworkDisconnect removes a network from a container, at once if it runs.
 func (e *Engine) NetworkDisconnect(ctx context.Context, netName, ref string, force bool) error {
 	r, err := e.store.get(ref)
 	if err != nil {
 		return err
 	}
+	if !contains(r.NetworkNames, netName) {
+		if force {
+			return nil
+		}
+		return fmt.Errorf("container %s is not on network %s: %w", r.Name, netName, errdefs.ErrNotFound)
+	}
+	unlock, err := e.lockContainer(ctx, r.ID)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	if st := e.liveState(r); st.Running || st.Restarting {
-		return fmt.Errorf("disconnect a running container: not supported yet; stop %s first: %w", strings.TrimPrefix(r.Name, "/"), errdefs.ErrNotImplemented)
+		req := network.AttachRequest{
+			ContainerID: r.ID, NetNS: r.NetworkSettings.SandboxKey, Network: netName,
+			IfName: ifNameFor(r, indexOf(r.NetworkNames, netName), netName), Name: strings.TrimPrefix(r.Name, "/"),
+		}
+		if indexOf(r.NetworkNames, netName) == 0 {
+			req.Ports = recordedPorts(r)
+		}
+		if err := e.net.Detach(ctx, req); err != nil {
+			return fmt.Errorf("network %s: %w", netName, err)
+		}
 	}
 	_, err = e.store.modify(r.ID, func(cur *record) error {
 		var keep []string
@@ -176,14 +244,24 @@ func (e *Engine) NetworkDisconnect(ctx context.Context, netName, ref string, for
 				keep = append(keep, n)
 			}
 		}
-		if len(keep) == len(cur.NetworkNames) && !force {
-			return fmt.Errorf("container %s is not on network %s: %w", cur.Name, netName, errdefs.ErrNotFound)
-		}
 		cur.NetworkNames = keep
 		delete(cur.Aliases, netName)
+		delete(cur.NetworkSettings.Networks, netName)
 		return nil
 	})
+	if err == nil {
+		e.emitEvent(Event{Type: "network", Action: "disconnect", Actor: EventActor{ID: netName, Attributes: map[string]string{"name": netName, "container": r.ID}}})
+	}
 	return err
+}
+
+func indexOf(list []string, s string) int {
+	for i, x := range list {
+		if x == s {
+			return i
+		}
+	}
+	return -1
 }
 
 // VolumeCreate makes a named volume (an existing name is returned as is).

@@ -119,7 +119,8 @@ func (e *Engine) Exec(ctx context.Context, ref string, o ExecOptions, streams At
 	if err != nil {
 		return 0, err
 	}
-	execDir, err := os.MkdirTemp(rundir, "exec-")
+	// Not under rundir: a unix socket's path must fit in 108 bytes.
+	execDir, err := os.MkdirTemp("", "berth-exec-")
 	if err != nil {
 		return 0, err
 	}

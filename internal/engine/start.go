@@ -79,12 +79,12 @@ func (e *Engine) StartAttached(ctx context.Context, ref string, streams AttachSt
 	if ctx.Err() != nil {
 		return 0, ctx.Err()
 	}
-	// The output ended; the exit code the monitor records is the truth
-	// (attach may end before the monitor has reaped the process).
-	if c, err := e.Wait(ctx, r.ID); err == nil {
-		return c, nil
+	// The output ended. The monitor sends the exit code at the end of
+	// the stream; without it (the monitor went away), ask the record.
+	if code >= 0 {
+		return code, nil
 	}
-	return code, nil
+	return e.Wait(ctx, r.ID)
 }
 
 func attachOptions(s AttachStreams) monitor.AttachOptions {
@@ -161,6 +161,9 @@ func (e *Engine) start(ctx context.Context, r *record, beforeStart func(stateDir
 	}
 
 	mcfg := e.monitorConfig(r)
+	if mcfg.Health, err = e.healthConfig(r, spec, rundir); err != nil {
+		return err
+	}
 	st, err := monitor.Create(ctx, e.opts.MonitorBin, mcfg)
 	if err != nil {
 		return startError(err)
@@ -221,6 +224,38 @@ func (e *Engine) monitorConfig(r *record) monitor.Config {
 	}
 }
 
+// healthConfig writes the probe's process for the monitor and returns the
+// check, or nil when the container has none.
+func (e *Engine) healthConfig(r *record, spec *specs.Spec, rundir string) (*monitor.HealthConfig, error) {
+	hc := r.Config.Healthcheck
+	if hc == nil || len(hc.Test) == 0 || hc.Test[0] == "NONE" {
+		return nil, nil
+	}
+	var args []string
+	switch hc.Test[0] {
+	case "CMD":
+		args = hc.Test[1:]
+	case "CMD-SHELL":
+		args = []string{"/bin/sh", "-c", strings.Join(hc.Test[1:], " ")}
+	default:
+		return nil, fmt.Errorf("health check test %q: it starts with CMD, CMD-SHELL or NONE: %w", hc.Test[0], errdefs.ErrInvalidArgument)
+	}
+	if len(args) == 0 {
+		return nil, fmt.Errorf("health check: no command: %w", errdefs.ErrInvalidArgument)
+	}
+	p := *spec.Process
+	p.Args, p.Terminal, p.ConsoleSize = args, false, nil
+	b, err := json.Marshal(&p)
+	if err != nil {
+		return nil, err
+	}
+	file := filepath.Join(rundir, "health-process.json")
+	if err := writeFileAtomic(file, b, 0o600); err != nil {
+		return nil, err
+	}
+	return &monitor.HealthConfig{ProcessFile: file, Interval: hc.Interval, Timeout: hc.Timeout, StartPeriod: hc.StartPeriod, Retries: hc.Retries}, nil
+}
+
 // runtimeRoot is the state root of a runtime binary: each runtime keeps its
 // own format, so each gets its own directory.
 func (e *Engine) runtimeRoot(bin string) string {
@@ -255,6 +290,22 @@ func (e *Engine) setupNetwork(ctx context.Context, r *record) (string, []network
 	if err := e.net.CheckPorts(ports); err != nil {
 		return "", nil, fmt.Errorf("%w: %w", err, errdefs.ErrFailedPrecondition)
 	}
+	// Record the ports chosen before any rule exists: a clean-up after
+	// this command is killed mid-attach needs them to find the rules.
+	for _, p := range ports {
+		key := fmt.Sprintf("%d/%s", p.ContainerPort, p.Protocol)
+		ip := p.HostIP
+		if ip == "" {
+			ip = "0.0.0.0"
+		}
+		r.NetworkSettings.Ports[key] = append(r.NetworkSettings.Ports[key], PortBinding{HostIP: ip, HostPort: strconv.Itoa(int(p.HostPort))})
+	}
+	if _, err := e.store.modify(r.ID, func(cur *record) error {
+		cur.NetworkSettings.Ports = r.NetworkSettings.Ports
+		return nil
+	}); err != nil {
+		return "", nil, err
+	}
 	nsPath, err := e.net.NewNetNS(ctx, r.ID)
 	if err != nil {
 		return "", nil, err
@@ -283,14 +334,6 @@ func (e *Engine) setupNetwork(ctx context.Context, r *record) (string, []network
 		if i == 0 {
 			r.NetworkSettings.IPAddress, r.NetworkSettings.Gateway = att.IP, att.Gateway
 		}
-	}
-	for _, p := range ports {
-		key := fmt.Sprintf("%d/%s", p.ContainerPort, p.Protocol)
-		ip := p.HostIP
-		if ip == "" {
-			ip = "0.0.0.0"
-		}
-		r.NetworkSettings.Ports[key] = append(r.NetworkSettings.Ports[key], PortBinding{HostIP: ip, HostPort: strconv.Itoa(int(p.HostPort))})
 	}
 	return nsPath, atts, nil
 }
@@ -438,7 +481,11 @@ func (e *Engine) initPath() string {
 func (e *Engine) teardown(ctx context.Context, r *record) {
 	rundir := e.runDir(r.ID)
 	if _, alive := monitor.Alive(rundir); alive {
-		return
+		// A monitor whose container has exited for good is only
+		// finishing (running its exit command): tear down under it.
+		if st, err := monitor.ReadStatus(filepath.Join(rundir, "status.json")); err != nil || st.State != monitor.StateExited {
+			return
+		}
 	}
 	name := strings.TrimPrefix(r.Name, "/")
 	nsPath := filepath.Join(e.opts.RunRoot, "network", "netns", r.ID)
@@ -446,8 +493,12 @@ func (e *Engine) teardown(ctx context.Context, r *record) {
 		nsPath = r.NetworkSettings.SandboxKey
 	}
 	if mode := r.HostConfig.NetworkMode; mode != "host" && !strings.HasPrefix(mode, "container:") {
+		ports := recordedPorts(r)
 		for i, n := range r.NetworkNames {
-			req := network.AttachRequest{ContainerID: r.ID, NetNS: nsPath, Network: n, IfName: fmt.Sprintf("eth%d", i), Name: name}
+			req := network.AttachRequest{ContainerID: r.ID, NetNS: nsPath, Network: n, IfName: ifNameFor(r, i, n), Name: name}
+			if i == 0 {
+				req.Ports = ports
+			}
 			if err := e.net.Detach(ctx, req); err != nil {
 				e.warn("container %s: network %s: %v", r.ID[:12], n, err)
 			}
@@ -464,6 +515,40 @@ func (e *Engine) teardown(ctx context.Context, r *record) {
 		}
 	}
 	os.RemoveAll(rundir)
+}
+
+// ifNameFor is the interface network n (the i-th of r's) has in r's
+// namespace: as recorded at attach, else as a start names them.
+func ifNameFor(r *record, i int, n string) string {
+	if ep := r.NetworkSettings.Networks[n]; ep != nil && ep.IfName != "" {
+		return ep.IfName
+	}
+	return fmt.Sprintf("eth%d", i)
+}
+
+// recordedPorts are the ports r's last start published (for a DEL that
+// finds no CNI cache, which needs them to find portmap's rules).
+func recordedPorts(r *record) []network.PortMapping {
+	var out []network.PortMapping
+	for key, bs := range r.NetworkSettings.Ports {
+		port, proto, _ := strings.Cut(key, "/")
+		cp, err := strconv.ParseUint(port, 10, 16)
+		if err != nil {
+			continue
+		}
+		for _, b := range bs {
+			hp, err := strconv.ParseUint(b.HostPort, 10, 16)
+			if err != nil {
+				continue
+			}
+			ip := b.HostIP
+			if ip == "0.0.0.0" {
+				ip = ""
+			}
+			out = append(out, network.PortMapping{HostIP: ip, HostPort: uint16(hp), ContainerPort: uint16(cp), Protocol: proto})
+		}
+	}
+	return out
 }
 
 // runtimeDelete forgets the container in its runtime (killing what is left).

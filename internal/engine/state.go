@@ -34,6 +34,9 @@ func (e *Engine) liveState(r *record) State {
 	case alive && statusErr == nil && status.State == monitor.StateRunning:
 		st.Status, st.Running, st.Pid, st.MonitorPid = "running", true, status.Pid, monPid
 		st.StartedAt = status.StartedAt
+		if h, err := monitor.ReadHealth(rundir); err == nil {
+			st.Health = &h
+		}
 	case alive && statusErr == nil && status.State == monitor.StateRestarting:
 		st.Status, st.Restarting, st.MonitorPid = "restarting", true, monPid
 		st.ExitCode, st.OOMKilled, st.FinishedAt = status.ExitCode, status.OOMKilled, status.FinishedAt

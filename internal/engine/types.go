@@ -2,6 +2,8 @@ package engine
 
 import (
 	"time"
+
+	"github.com/berth-project/berth/internal/monitor"
 )
 
 // The types below are the engine's API and its stored records. Their JSON
@@ -195,20 +197,11 @@ type State struct {
 	MonitorPid int `json:"MonitorPid,omitempty"`
 }
 
-// HealthStatus is Docker's .State.Health.
-type HealthStatus struct {
-	Status        string      `json:"Status"` // starting, healthy, unhealthy
-	FailingStreak int         `json:"FailingStreak"`
-	Log           []HealthLog `json:"Log"`
-}
+// HealthStatus is Docker's .State.Health, as the monitor keeps it.
+type HealthStatus = monitor.Health
 
 // HealthLog is one probe's result.
-type HealthLog struct {
-	Start    time.Time `json:"Start"`
-	End      time.Time `json:"End"`
-	ExitCode int       `json:"ExitCode"`
-	Output   string    `json:"Output"`
-}
+type HealthLog = monitor.HealthLog
 
 // MountPoint is a mount as `inspect` shows it (.Mounts).
 type MountPoint struct {

@@ -420,6 +420,19 @@ func decodeConfig(data []byte) (Config, error) {
 	c.ExitFile = o.str("exitFile")
 	c.OOMFiles = o.strings("oomFiles")
 	c.ExitCommand = o.strings("exitCommand")
+	if v, ok := o.m["health"]; ok && v != nil {
+		h := o.object("health")
+		c.Health = &HealthConfig{
+			ProcessFile: h.str("processFile"),
+			Interval:    time.Duration(h.int64("interval")),
+			Timeout:     time.Duration(h.int64("timeout")),
+			StartPeriod: time.Duration(h.int64("startPeriod")),
+			Retries:     int(h.int64("retries")),
+		}
+		if h.err != nil {
+			return c, h.err
+		}
+	}
 	r := o.object("restart")
 	c.Restart.Name = r.str("name")
 	c.Restart.MaxRetries = int(r.int64("maxRetries"))

@@ -61,6 +61,8 @@ type Config struct {
 	// restarted: the engine's clean-up of the container's network and
 	// mounts, and --rm, as Podman's conmon runs `podman container cleanup`.
 	ExitCommand []string `json:"exitCommand,omitempty"`
+	// Health, if set, is probed while the container runs.
+	Health *HealthConfig `json:"health,omitempty"`
 }
 
 // RestartPolicy is Docker's --restart: Name "", "no", "on-failure",

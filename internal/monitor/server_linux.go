@@ -79,8 +79,10 @@ func runMonitor(cfg Config, report *os.File) error {
 	return err
 }
 
-// runExitCommand starts Config.ExitCommand and does not wait for it: it
-// waits for this monitor to be gone before it works.
+// runExitCommand runs Config.ExitCommand and waits for it (bounded), so
+// that when the monitor is gone the container's clean-up is done: a `wait`
+// that returns then finds the network torn down and the die event
+// recorded.
 func (s *server) runExitCommand() {
 	if len(s.cfg.ExitCommand) == 0 {
 		return
@@ -100,8 +102,21 @@ func (s *server) runExitCommand() {
 		fmt.Fprintf(os.Stderr, "berth-monitor: exit command: %v\n", err)
 		return
 	}
-	p.Release()
+	done := make(chan struct{})
+	timer := time.AfterFunc(exitCommandTimeout, func() {
+		select {
+		case <-done:
+		default:
+			p.Kill()
+		}
+	})
+	p.Wait()
+	close(done)
+	timer.Stop()
 }
+
+// exitCommandTimeout bounds the engine's clean-up run by the monitor.
+const exitCommandTimeout = time.Minute
 
 func (s *server) setup() error {
 	if err := s.cfg.Validate(); err != nil {
@@ -183,6 +198,8 @@ type run struct {
 	readers []*os.File // output read ends, closed to end the copiers
 	oomBase int64
 	started time.Time
+	// healthStop ends the health probes when the run ends.
+	healthStop chan struct{}
 }
 
 func (s *server) loop() error {
@@ -381,6 +398,10 @@ func (s *server) start(r *run) error {
 		st.StartedAt, st.FinishedAt = r.started, time.Time{}
 		st.ExitCode, st.OOMKilled = 0, false
 	})
+	if s.cfg.Health != nil {
+		r.healthStop = make(chan struct{})
+		go s.healthLoop(r.started, r.healthStop)
+	}
 	return nil
 }
 
@@ -398,6 +419,9 @@ func (s *server) kill(r *run) {
 // endRun records the exit of a run, drains its output, ends attach
 // sessions and deletes the container from the runtime.
 func (s *server) endRun(r *run, code int) {
+	if r.healthStop != nil {
+		close(r.healthStop)
+	}
 	drained := make(chan struct{})
 	go func() { r.copiers.Wait(); close(drained) }()
 	select {

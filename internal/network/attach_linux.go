@@ -266,6 +266,7 @@ func (m *Manager) Detach(ctx context.Context, r AttachRequest) error {
 	if err := validateTarget(r); err != nil {
 		return err
 	}
+	waitForPlugins(ctx, r.ContainerID)
 	rt := &libcni.RuntimeConf{ContainerID: r.ContainerID, IfName: r.IfName}
 	var list *libcni.NetworkConfigList
 	cached, cachedRT, err := m.cni.GetNetworkListCachedConfig(&libcni.NetworkConfigList{Name: r.Network}, rt)

@@ -396,8 +396,14 @@ func passwdHome(uid uint32) string {
 // binary fails `create` with a clear error instead of the started process.
 func lookPath(arg0 string, env []string) (string, error) {
 	if strings.Contains(arg0, "/") {
-		if _, err := os.Stat(arg0); err != nil {
+		fi, err := os.Stat(arg0)
+		if err != nil {
 			return "", fmt.Errorf("process.args[0]: %s: %w", arg0, err)
+		}
+		// A directory or a file nobody may execute fails create, as in
+		// runc, not the started process.
+		if !fi.Mode().IsRegular() || fi.Mode()&0o111 == 0 {
+			return "", fmt.Errorf("process.args[0]: exec %s: %w", arg0, os.ErrPermission)
 		}
 		return arg0, nil
 	}
