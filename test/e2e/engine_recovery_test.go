@@ -250,11 +250,12 @@ func FuzzEngineSplitRule(f *testing.F) {
 	f.Add(`-A POSTROUTING -s 10.231.3.0/24 -m comment --comment "name: \"net\" id: \"abc\"" -j CNI-123`)
 	f.Add(`-A X "" -j`)
 	f.Add(`"unterminated`)
+	f.Add(`0000\ 000000000000`)
 	f.Fuzz(func(t *testing.T, line string) {
 		args := splitRule(line)
 		for _, a := range args {
-			if strings.Contains(a, " ") && !strings.Contains(line, `"`) {
-				t.Fatalf("an argument with a space from a line without quotes: %q", a)
+			if strings.Contains(a, " ") && !strings.ContainsAny(line, `"\`) {
+				t.Fatalf("an argument with a space from a line without quotes or escapes: %q", a)
 			}
 		}
 	})
