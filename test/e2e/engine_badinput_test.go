@@ -2,8 +2,11 @@ package e2e
 
 import (
 	"fmt"
+	"io/fs"
 	"net"
+	"path/filepath"
 	"slices"
+	"sort"
 	"strings"
 	"testing"
 )
@@ -17,6 +20,7 @@ func TestEngineBadInput(t *testing.T) {
 	taken := uniq("taken")
 	e.runD("--name", taken, e.image, "sleep", "3600")
 	baseline := e.snapshotDirs()
+	leases := e.leases()
 	wantPs := e.ok("ps", "-a", "-q", "--no-trunc")
 
 	l, err := net.Listen("tcp", "0.0.0.0:0")
@@ -55,6 +59,9 @@ func TestEngineBadInput(t *testing.T) {
 			}
 			if got := e.snapshotDirs(); !slices.Equal(got, baseline) {
 				t.Errorf("%s left snapshots: %v, had %v", c.what, got, baseline)
+			}
+			if got := e.leases(); !slices.Equal(got, leases) {
+				t.Errorf("%s left address leases: %v, had %v", c.what, got, leases)
 			}
 			if missing != "" && fileExists(missing) {
 				t.Errorf("%s made the missing bind source %s", c.what, missing)
@@ -123,4 +130,18 @@ func (e *engineT) removeAllBut(keep string) {
 			e.berth("rm", "-f", "-v", id)
 		}
 	}
+}
+
+// leases lists the host-local address leases under the run root (files
+// named by the address), to check a failed run released its address.
+func (e *engineT) leases() []string {
+	var out []string
+	filepath.WalkDir(e.runroot, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && net.ParseIP(d.Name()) != nil {
+			out = append(out, p)
+		}
+		return nil
+	})
+	sort.Strings(out)
+	return out
 }

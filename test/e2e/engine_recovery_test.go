@@ -30,9 +30,14 @@ func TestEngineRecoveryAfterReboot(t *testing.T) {
 	always := e.runD("--restart", "always", "--network", netName, "-p", fmt.Sprintf("%d:80", port), "--name", uniq("always"), e.image, "httpd", "-f", "-p", "80")
 	unless := e.runD("--restart", "unless-stopped", "--name", uniq("unless"), e.image, "sleep", "3600")
 	plain := e.runD("--name", uniq("plain"), e.image, "sleep", "3600")
+	// Stopped by the user before the reboot: Docker starts an always
+	// container again at boot, not an unless-stopped one.
+	stoppedAlways := e.runD("--restart", "always", "--name", uniq("stopped-always"), e.image, "sleep", "3600")
+	stoppedUnless := e.runD("--restart", "unless-stopped", "--name", uniq("stopped-unless"), e.image, "sleep", "3600")
+	e.ok("stop", "--time", "1", stoppedAlways, stoppedUnless)
 	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
 	waitForLong(t, "the published port to answer", 30*time.Second, func() bool { _, ok := httpGet(url); return ok })
-	ids := []string{always, unless, plain}
+	ids := []string{always, unless, plain, stoppedAlways, stoppedUnless}
 	for _, id := range ids {
 		e.recordIPs(id)
 	}
@@ -53,8 +58,8 @@ func TestEngineRecoveryAfterReboot(t *testing.T) {
 			}
 		}
 	}
-	if len(rows) != 3 {
-		t.Errorf("ps -a after the reboot: %d rows, want 3:\n%s", len(rows), out)
+	if len(rows) != len(ids) {
+		t.Errorf("ps -a after the reboot: %d rows, want %d:\n%s", len(rows), len(ids), out)
 	}
 	for _, r := range rows {
 		if r["State"] != "exited" {
@@ -63,7 +68,7 @@ func TestEngineRecoveryAfterReboot(t *testing.T) {
 	}
 
 	e.ok("system", "boot")
-	for id, want := range map[string]string{always: "running", unless: "running", plain: "exited"} {
+	for id, want := range map[string]string{always: "running", unless: "running", plain: "exited", stoppedAlways: "running", stoppedUnless: "exited"} {
 		if st := e.status(id); st != want {
 			t.Errorf("after system boot: %s is %s, want %s", id[:12], st, want)
 		}
