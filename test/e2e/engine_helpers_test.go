@@ -442,7 +442,9 @@ func (e *engineT) berthIn(stdin []byte, args ...string) result {
 	case errors.As(err, &ee):
 		r.code = ee.ExitCode()
 	default:
-		e.t.Fatalf("berth %s: %v", strings.Join(args, " "), err)
+		// Errorf, not Fatalf: berth is also called from goroutines.
+		r.code = -1
+		e.t.Errorf("berth %s: %v", strings.Join(args, " "), err)
 	}
 	e.scanIDs()
 	return r
