@@ -26,7 +26,14 @@ const defaultStopTimeout = 10 * time.Second
 // container that does not run succeeds, as in Docker.
 func (e *Engine) Stop(ctx context.Context, ref string, timeout *time.Duration) error {
 	return e.withContainer(ctx, ref, func(r *record) error {
-		return e.stop(ctx, r, timeout, true)
+		if err := e.stop(ctx, r, timeout, true); err != nil {
+			return err
+		}
+		// The monitor's clean-up gave way to this stop: --rm is ours.
+		if r.HostConfig.AutoRemove {
+			return e.remove(ctx, r, RemoveOptions{Volumes: true})
+		}
+		return nil
 	})
 }
 
@@ -41,6 +48,10 @@ func (e *Engine) withContainer(ctx context.Context, ref string, fn func(r *recor
 		return err
 	}
 	defer unlock()
+	// What was read before the lock may be stale: read it again.
+	if r, err = e.store.get(r.ID); err != nil {
+		return err
+	}
 	return fn(r)
 }
 
@@ -157,7 +168,7 @@ func (e *Engine) Kill(ctx context.Context, ref, signal string) error {
 		return err
 	}
 	st := e.liveState(r)
-	if !st.Running {
+	if !st.Running && !st.Restarting {
 		return fmt.Errorf("cannot kill container %s: container %s is not running: %w", ref, r.ID[:12], errdefs.ErrFailedPrecondition)
 	}
 	if n == unix.SIGKILL || n == unix.SIGTERM {
