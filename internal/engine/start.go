@@ -113,13 +113,13 @@ func (e *Engine) start(ctx context.Context, r *record, beforeStart func(stateDir
 	// A previous run may have left its monitor finishing, or stuck in
 	// "created" (its berth was killed), and its network and mounts (the
 	// monitor was killed, the machine rebooted): start from nothing.
-	e.endMonitor(ctx, r)
+	e.endMonitor(ctx, r, true)
 	e.teardown(ctx, r)
 	defer func() {
 		if retErr != nil {
 			bg := context.Background()
 			e.runtimeDelete(bg, r)
-			e.endMonitor(bg, r)
+			e.endMonitor(bg, r, true)
 			e.teardown(bg, r)
 		}
 	}()
@@ -207,10 +207,11 @@ func (e *Engine) start(ctx context.Context, r *record, beforeStart func(stateDir
 }
 
 // endMonitor makes sure no monitor of r's last run remains: one that is
-// finishing is waited for, one stuck before start has its container
+// finishing is waited for (when wait says so: a start must not share the
+// run directory with it), one stuck before start has its container
 // deleted, and one that will not go is killed. A running container's
 // monitor is left alone (callers check that first).
-func (e *Engine) endMonitor(ctx context.Context, r *record) {
+func (e *Engine) endMonitor(ctx context.Context, r *record, wait bool) {
 	rundir := e.runDir(r.ID)
 	pid, alive := monitor.Alive(rundir)
 	if !alive {
@@ -218,6 +219,9 @@ func (e *Engine) endMonitor(ctx context.Context, r *record) {
 	}
 	st, err := monitor.ReadStatus(filepath.Join(rundir, "status.json"))
 	if err == nil && (st.State == monitor.StateRunning || st.State == monitor.StateRestarting) {
+		return
+	}
+	if err == nil && st.State == monitor.StateExited && !wait {
 		return
 	}
 	if err != nil || st.State != monitor.StateExited {
