@@ -520,6 +520,13 @@ func (e *Engine) teardown(ctx context.Context, r *record) {
 			return
 		}
 	}
+	// The run directory is made first by a start and removed last here:
+	// without it there is nothing to undo (a fresh container, a teardown
+	// already done, a reboot), and the CNI DELs, a few hundred
+	// milliseconds, are spared.
+	if _, err := os.Stat(rundir); errors.Is(err, os.ErrNotExist) {
+		return
+	}
 	name := strings.TrimPrefix(r.Name, "/")
 	nsPath := filepath.Join(e.opts.RunRoot, "network", "netns", r.ID)
 	if r.NetworkSettings.SandboxKey != "" {
