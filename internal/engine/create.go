@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path"
 	"path/filepath"
@@ -70,6 +71,15 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (_ Container, retE
 	if err != nil {
 		return Container{}, err
 	}
+	if cfg.StopSignal != "" {
+		if _, err := parseSignal(cfg.StopSignal); err != nil {
+			return Container{}, fmt.Errorf("stop signal %q: %w", cfg.StopSignal, err)
+		}
+	}
+	seccompProfile, err := readSeccompProfile(hc.SecurityOpt)
+	if err != nil {
+		return Container{}, err
+	}
 	nets, aliases, err := e.networksFor(ctx, hc.NetworkMode, o.Networks)
 	if err != nil {
 		return Container{}, err
@@ -103,11 +113,12 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (_ Container, retE
 				Ports:    map[string][]PortBinding{},
 			},
 		},
-		Snapshot:     "container-" + id,
-		ImageName:    imgName,
-		NetworkNames: nets,
-		Aliases:      aliases,
-		Ports:        ports,
+		Snapshot:       "container-" + id,
+		SeccompProfile: seccompProfile,
+		ImageName:      imgName,
+		NetworkNames:   nets,
+		Aliases:        aliases,
+		Ports:          ports,
 	}
 	r.ResolvConfPath = filepath.Join(e.containerDir(id), "resolv.conf")
 	r.HostsPath = filepath.Join(e.containerDir(id), "hosts")
@@ -156,6 +167,34 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (_ Container, retE
 	}
 	e.emit(ctx, "container", "create", r)
 	return r.Container, nil
+}
+
+// readSeccompProfile reads the profile a seccomp=FILE option names, once,
+// at create; "" when there is none.
+func readSeccompProfile(opts []string) (string, error) {
+	for _, o := range opts {
+		p, ok := strings.CutPrefix(o, "seccomp=")
+		if !ok || p == "unconfined" || p == "builtin" {
+			continue
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			return "", fmt.Errorf("--security-opt %s: %w", o, err)
+		}
+		defer f.Close()
+		if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+			return "", fmt.Errorf("--security-opt %s: not a regular file: %w", o, errdefs.ErrInvalidArgument)
+		}
+		b, err := io.ReadAll(io.LimitReader(f, maxSeccompProfile+1))
+		if err != nil {
+			return "", fmt.Errorf("--security-opt %s: %w", o, err)
+		}
+		if len(b) > maxSeccompProfile {
+			return "", fmt.Errorf("--security-opt %s: the profile is over %d bytes: %w", o, maxSeccompProfile, errdefs.ErrInvalidArgument)
+		}
+		return string(b), nil
+	}
+	return "", nil
 }
 
 // ensureImage finds the image, pulling it as o.Pull says, and returns its

@@ -33,11 +33,12 @@ func (e *Engine) emitWith(ctx context.Context, typ, action string, r *record, at
 	id := ""
 	if r != nil {
 		id = r.ID
-		a["name"] = strings.TrimPrefix(r.Name, "/")
-		a["image"] = r.Config.Image
+		// Labels first: an image's label must not pass for the name.
 		for k, v := range r.Config.Labels {
 			a[k] = v
 		}
+		a["name"] = strings.TrimPrefix(r.Name, "/")
+		a["image"] = r.Config.Image
 	}
 	for k, v := range attrs {
 		a[k] = v

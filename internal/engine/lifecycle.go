@@ -26,7 +26,14 @@ const defaultStopTimeout = 10 * time.Second
 // container that does not run succeeds, as in Docker.
 func (e *Engine) Stop(ctx context.Context, ref string, timeout *time.Duration) error {
 	return e.withContainer(ctx, ref, func(r *record) error {
-		return e.stop(ctx, r, timeout, true)
+		if err := e.stop(ctx, r, timeout, true); err != nil {
+			return err
+		}
+		// The monitor's clean-up gave way to this stop: --rm is ours.
+		if r.HostConfig.AutoRemove {
+			return e.remove(ctx, r, RemoveOptions{Volumes: true})
+		}
+		return nil
 	})
 }
 
@@ -41,6 +48,10 @@ func (e *Engine) withContainer(ctx context.Context, ref string, fn func(r *recor
 		return err
 	}
 	defer unlock()
+	// What was read before the lock may be stale: read it again.
+	if r, err = e.store.get(r.ID); err != nil {
+		return err
+	}
 	return fn(r)
 }
 
@@ -103,8 +114,6 @@ func (e *Engine) waitStopped(ctx context.Context, r *record, d time.Duration) bo
 	for {
 		st := e.liveState(r)
 		if !st.Running && !st.Restarting {
-			// Give the monitor a moment to record the exit and leave.
-			e.waitMonitorGone(ctx, r, 5*time.Second)
 			return true
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
@@ -157,7 +166,7 @@ func (e *Engine) Kill(ctx context.Context, ref, signal string) error {
 		return err
 	}
 	st := e.liveState(r)
-	if !st.Running {
+	if !st.Running && !st.Restarting {
 		return fmt.Errorf("cannot kill container %s: container %s is not running: %w", ref, r.ID[:12], errdefs.ErrFailedPrecondition)
 	}
 	if n == unix.SIGKILL || n == unix.SIGTERM {
@@ -203,17 +212,17 @@ func (e *Engine) remove(ctx context.Context, r *record, o RemoveOptions) error {
 	if (st.Running || st.Restarting) && !o.Force {
 		return fmt.Errorf("cannot remove container %q: container is %s: stop the container before removing or force remove: %w", r.Name, st.Status, errdefs.ErrFailedPrecondition)
 	}
-	if st.Running || st.Restarting || st.MonitorPid != 0 {
+	if st.Running || st.Restarting {
 		zero := time.Duration(0)
 		if err := e.stop(ctx, r, &zero, false); err != nil {
-			// The monitor may hang: kill it and go on.
+			// The monitor may hang: endMonitor kills it.
 			e.warn("container %s: %v", r.ID[:12], err)
 		}
 	}
-	if pid, alive := monitor.Alive(e.runDir(r.ID)); alive && !e.waitMonitorGone(ctx, r, 10*time.Second) {
-		unix.Kill(pid, unix.SIGKILL)
-		e.waitMonitorGone(ctx, r, 5*time.Second)
-	}
+	// A monitor whose container has exited for good is only running its
+	// clean-up, which finds the container gone: no need to wait for it.
+	// Any other (stuck before start, hung) is ended.
+	e.endMonitor(ctx, r, false)
 	e.teardown(ctx, r)
 	if err := e.images.Snapshots.Remove(ctx, r.Snapshot); err != nil && !errdefs.IsNotFound(err) {
 		return fmt.Errorf("remove the root file system of %s: %w", r.ID[:12], err)
@@ -256,7 +265,7 @@ func (e *Engine) Cleanup(ctx context.Context, id string) error {
 	if st.OOMKilled {
 		e.emit(ctx, "container", "oom", r)
 	}
-	lctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	lctx, cancel := context.WithTimeout(ctx, time.Millisecond)
 	defer cancel()
 	unlock, err := e.lockContainer(lctx, r.ID)
 	if err != nil {

@@ -114,7 +114,7 @@ func (e *Engine) NetworkRemove(ctx context.Context, name string) error {
 // containersOn names the containers (of every namespace? of this one) that
 // join network name.
 func (e *Engine) containersOn(name string) ([]string, error) {
-	recs, err := e.store.list()
+	recs, err := e.store.listAll()
 	if err != nil {
 		return nil, err
 	}
@@ -314,7 +314,7 @@ func (e *Engine) VolumeList(ctx context.Context, filters map[string][]string) ([
 // volumesInUse maps each volume a container (of any state) mounts, across
 // every namespace of this root, to true.
 func (e *Engine) volumesInUse() (map[string]bool, error) {
-	recs, err := e.store.list()
+	recs, err := e.store.listAll()
 	if err != nil {
 		return nil, err
 	}
@@ -345,7 +345,7 @@ func (e *Engine) VolumeRemove(ctx context.Context, name string, force bool) erro
 	}
 	if used[name] {
 		var users []string
-		recs, _ := e.store.list()
+		recs, _ := e.store.listAll()
 		for _, r := range recs {
 			if contains(r.Volumes, name) {
 				users = append(users, strings.TrimPrefix(r.Name, "/"))
@@ -497,8 +497,10 @@ func (e *Engine) Prune(ctx context.Context, o PruneOptions) (PruneReport, error)
 		if st := e.liveState(r); st.Running || st.Restarting {
 			continue
 		}
+		// A container started meanwhile is refused by Remove: skip it.
 		if err := e.Remove(ctx, r.ID, RemoveOptions{}); err != nil {
-			return rep, err
+			e.warn("prune: container %s: %v", r.ID[:12], err)
+			continue
 		}
 		rep.Containers = append(rep.Containers, r.ID)
 	}

@@ -87,6 +87,11 @@ func (e *Engine) Exec(ctx context.Context, ref string, o ExecOptions, streams At
 	if len(o.Cmd) == 0 {
 		return 0, fmt.Errorf("exec: no command given: %w", errdefs.ErrInvalidArgument)
 	}
+	if o.Detach && o.Tty {
+		// The terminal would end with this command and hang up on the
+		// process; nothing long-lived holds an exec's terminal yet.
+		return 0, fmt.Errorf("exec: -d with -t is not supported yet; drop -t: %w", errdefs.ErrNotImplemented)
+	}
 	rundir := e.runDir(r.ID)
 	b, err := os.ReadFile(filepath.Join(rundir, "config.json"))
 	if err != nil {

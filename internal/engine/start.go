@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/moby/sys/mountinfo"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
@@ -109,12 +110,17 @@ func attachOptions(s AttachStreams) monitor.AttachOptions {
 func (e *Engine) start(ctx context.Context, r *record, beforeStart func(stateDir string) error) (retErr error) {
 	ctx, cancel := context.WithTimeout(ctx, startTimeout)
 	defer cancel()
-	// A previous run may have left its network and mounts (the monitor
-	// was killed, the machine rebooted): start from nothing.
+	// A previous run may have left its monitor finishing, or stuck in
+	// "created" (its berth was killed), and its network and mounts (the
+	// monitor was killed, the machine rebooted): start from nothing.
+	e.endMonitor(ctx, r, true)
 	e.teardown(ctx, r)
 	defer func() {
 		if retErr != nil {
-			e.teardown(context.Background(), r)
+			bg := context.Background()
+			e.runtimeDelete(bg, r)
+			e.endMonitor(bg, r, true)
+			e.teardown(bg, r)
 		}
 	}()
 	rundir := e.runDir(r.ID)
@@ -189,7 +195,42 @@ func (e *Engine) start(ctx context.Context, r *record, beforeStart func(stateDir
 		return err
 	}
 	e.emit(ctx, "container", "start", r)
+	// A container that exited at once may have found its lock held by
+	// this start, so that its monitor's clean-up gave way: do it here.
+	if st := e.liveState(r); st.Status == "exited" {
+		e.teardown(ctx, r)
+		if r.HostConfig.AutoRemove {
+			return e.remove(ctx, r, RemoveOptions{Volumes: true})
+		}
+	}
 	return nil
+}
+
+// endMonitor makes sure no monitor of r's last run remains: one that is
+// finishing is waited for (when wait says so: a start must not share the
+// run directory with it), one stuck before start has its container
+// deleted, and one that will not go is killed. A running container's
+// monitor is left alone (callers check that first).
+func (e *Engine) endMonitor(ctx context.Context, r *record, wait bool) {
+	rundir := e.runDir(r.ID)
+	pid, alive := monitor.Alive(rundir)
+	if !alive {
+		return
+	}
+	st, err := monitor.ReadStatus(filepath.Join(rundir, "status.json"))
+	if err == nil && (st.State == monitor.StateRunning || st.State == monitor.StateRestarting) {
+		return
+	}
+	if err == nil && st.State == monitor.StateExited && !wait {
+		return
+	}
+	if err != nil || st.State != monitor.StateExited {
+		e.runtimeDelete(ctx, r)
+	}
+	if !e.waitMonitorGone(ctx, r, 10*time.Second) {
+		unix.Kill(pid, unix.SIGKILL)
+		e.waitMonitorGone(ctx, r, 5*time.Second)
+	}
 }
 
 // startError maps a start failure to Docker's exit codes: 127 when the
@@ -436,15 +477,7 @@ func (e *Engine) buildSpec(ctx context.Context, r *record, rootfs, netnsPath str
 			return nil, fmt.Errorf("--init: no init binary found (install Debian's tini package for /usr/bin/tini-static): %w", errdefs.ErrFailedPrecondition)
 		}
 	}
-	for _, o := range r.HostConfig.SecurityOpt {
-		if p, ok := strings.CutPrefix(o, "seccomp="); ok && p != "unconfined" {
-			b, err := os.ReadFile(p)
-			if err != nil {
-				return nil, fmt.Errorf("--security-opt %s: %w", o, err)
-			}
-			in.SeccompProfile = string(b)
-		}
-	}
+	in.SeccompProfile = r.SeccompProfile
 	for _, pair := range []struct {
 		mode string
 		dst  *string
@@ -487,6 +520,13 @@ func (e *Engine) teardown(ctx context.Context, r *record) {
 			return
 		}
 	}
+	// The run directory is made first by a start and removed last here:
+	// without it there is nothing to undo (a fresh container, a teardown
+	// already done, a reboot), and the CNI DELs, a few hundred
+	// milliseconds, are spared.
+	if _, err := os.Stat(rundir); errors.Is(err, os.ErrNotExist) {
+		return
+	}
 	name := strings.TrimPrefix(r.Name, "/")
 	nsPath := filepath.Join(e.opts.RunRoot, "network", "netns", r.ID)
 	if r.NetworkSettings.SandboxKey != "" {
@@ -513,6 +553,12 @@ func (e *Engine) teardown(ctx context.Context, r *record) {
 		if err := unix.Unmount(rootfs, unix.MNT_DETACH); err != nil {
 			break
 		}
+	}
+	// Never remove through a root file system that is still mounted: that
+	// would delete the container's files.
+	if mounted, err := mountinfo.Mounted(rootfs); err == nil && mounted {
+		e.warn("container %s: %s is still mounted; left in place", r.ID[:12], rootfs)
+		return
 	}
 	os.RemoveAll(rundir)
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/berth-project/berth/internal/errdefs"
 	"github.com/berth-project/berth/internal/lockfile"
 	"github.com/berth-project/berth/internal/monitor"
 )
@@ -132,8 +133,9 @@ func (e *Engine) inspectRecord(r *record) Container {
 // processes; the lock file lives in the persistent directory.
 func (e *Engine) lockContainer(ctx context.Context, id string) (func(), error) {
 	dir := e.containerDir(id)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, err
+	if _, err := os.Stat(dir); err != nil {
+		// Removed meanwhile: do not make its directory again.
+		return nil, fmt.Errorf("no such container: %s: %w", id, errdefs.ErrNotFound)
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()

@@ -55,6 +55,10 @@ type record struct {
 	Aliases      map[string][]string `json:"aliases,omitempty"`
 	// Ports are the published ports as requested.
 	Ports []portSpec `json:"ports,omitempty"`
+	// SeccompProfile is the content of --security-opt seccomp=FILE, read
+	// once at create (as Docker keeps it), so later edits of the file do
+	// not change the container.
+	SeccompProfile string `json:"seccompProfile,omitempty"`
 	// StoppedByUser is set by stop/kill and cleared by start: Docker's
 	// unless-stopped and `system boot` read it.
 	StoppedByUser bool `json:"stoppedByUser,omitempty"`
@@ -232,6 +236,41 @@ func (s *store) list() ([]*record, error) {
 		})
 	})
 	sort.Slice(out, func(i, j int) bool { return out[i].Created.Before(out[j].Created) })
+	return out, err
+}
+
+// listAll returns the records of every namespace (for what namespaces
+// share: volumes, networks).
+func (s *store) listAll() ([]*record, error) {
+	var out []*record
+	if _, err := os.Stat(s.path); errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	db, err := s.open(true)
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	err = db.View(func(tx *bolt.Tx) error {
+		v1 := tx.Bucket(bucketV1)
+		if v1 == nil {
+			return nil
+		}
+		return v1.ForEachBucket(func(ns []byte) error {
+			c := v1.Bucket(ns).Bucket(bucketContainers)
+			if c == nil {
+				return nil
+			}
+			return c.ForEach(func(k, v []byte) error {
+				var r record
+				if err := json.Unmarshal(v, &r); err != nil {
+					return fmt.Errorf("container %s: corrupt record: %w", k, err)
+				}
+				out = append(out, &r)
+				return nil
+			})
+		})
+	})
 	return out, err
 }
 

@@ -155,11 +155,23 @@ func (s *server) setup() error {
 }
 
 func (s *server) teardown() {
-	if s.ln != nil {
-		s.ln.Close()
+	// A new monitor may already own the directory (a start that came
+	// while this one finished): remove only what is still ours.
+	ours := true
+	if b, err := os.ReadFile(filepath.Join(s.cfg.StateDir, pidFile)); err == nil && !strings.HasPrefix(string(b), strconv.Itoa(os.Getpid())+" ") {
+		ours = false
 	}
-	for _, f := range []string{pidFile, "pid", "runtime.log", "runtime.stderr"} {
-		os.Remove(filepath.Join(s.cfg.StateDir, f))
+	if s.ln != nil {
+		if ours {
+			s.ln.Close()
+		} else {
+			s.ln.f.Close()
+		}
+	}
+	if ours {
+		for _, f := range []string{pidFile, "pid", "runtime.log", "runtime.stderr"} {
+			os.Remove(filepath.Join(s.cfg.StateDir, f))
+		}
 	}
 	if s.log != nil {
 		s.log.Close()
@@ -238,6 +250,8 @@ func (s *server) loop() error {
 		code := <-r.exited
 		s.endRun(r, code)
 		if !s.shouldRestart() {
+			// A stop may have come since endRun said "restarting".
+			s.setStatus(func(st *Status) { st.State = StateExited })
 			return nil
 		}
 		if time.Since(r.started) >= backoffReset {
@@ -268,8 +282,16 @@ func (s *server) waitStart(r *run) bool {
 	case code := <-r.exited:
 		r.exited <- code // for finish
 		return false
+	case <-time.After(startWaitTimeout):
+		// The launcher died between create and start: nobody will start
+		// this container; end it rather than hold it forever.
+		s.kill(r)
+		return false
 	}
 }
+
+// startWaitTimeout bounds how long a created container waits for start.
+const startWaitTimeout = 3 * time.Minute
 
 // finish ends a run that failed or was deleted before it ran, and the
 // monitor with it.
@@ -445,6 +467,12 @@ func (s *server) endRun(r *run, code int) {
 	s.setStatus(func(st *Status) {
 		st.State, st.Pid, st.ExitCode, st.OOMKilled = StateExited, 0, code, oom
 		st.FinishedAt = time.Now()
+		// Say "restarting" in the same breath when the policy restarts
+		// it: an engine that saw "exited" would tear the network down
+		// under the restart.
+		if restartWanted(*st, s.cfg.Restart) {
+			st.State = StateRestarting
+		}
 	})
 	s.recordExit()
 	s.endClients(code)
@@ -453,15 +481,20 @@ func (s *server) endRun(r *run, code int) {
 }
 
 func (s *server) shouldRestart() bool {
-	st := s.snapshot()
+	return restartWanted(s.snapshot(), s.cfg.Restart)
+}
+
+// restartWanted is the restart policy's answer for a container that has
+// just exited with st.
+func restartWanted(st Status, p RestartPolicy) bool {
 	if st.StoppedByUser {
 		return false
 	}
-	switch s.cfg.Restart.Name {
+	switch p.Name {
 	case "always", "unless-stopped":
 		return true
 	case "on-failure":
-		return st.ExitCode != 0 && (s.cfg.Restart.MaxRetries == 0 || st.RestartCount < s.cfg.Restart.MaxRetries)
+		return st.ExitCode != 0 && (p.MaxRetries == 0 || st.RestartCount < p.MaxRetries)
 	}
 	return false
 }
