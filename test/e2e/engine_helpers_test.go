@@ -651,6 +651,22 @@ func (e *engineT) cleanup() {
 	close(e.stopPoll)
 	<-e.pollDone
 	e.leakCheck()
+	// What the engine left of the test's networks goes, once reported:
+	// the next test must not inherit it.
+	if e.t.Failed() {
+		e.mu.Lock()
+		var needles []string
+		for _, s := range e.subnets {
+			if _, n, err := net.ParseCIDR(s); err == nil {
+				needles = append(needles, strings.TrimSuffix(n.IP.String(), ".0")+".")
+			}
+		}
+		for id := range e.ids {
+			needles = append(needles, id[:12])
+		}
+		e.mu.Unlock()
+		e.deleteRulesMatching(needles)
+	}
 	os.RemoveAll(e.runroot)
 }
 
@@ -724,12 +740,20 @@ func (e *engineT) leaksOf(withRoots bool) []string {
 		markers = append(markers, id)
 	}
 	var found []string
+	// A network's DNS server (`berth system dns RUNROOT/network NAME`)
+	// lives as long as the network: only those of removed networks count.
+	live := e.userNetworks()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		var pids []int
 		if len(markers) > 0 {
 			pids = enginePidsNaming(markers)
 		}
+		pids = slices.DeleteFunc(pids, func(pid int) bool {
+			cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+			args := strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")
+			return slices.Contains(args, "dns") && slices.Contains(live, args[len(args)-1])
+		})
 		if len(pids) == 0 || !wait || time.Now().After(deadline) {
 			for _, pid := range pids {
 				cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))

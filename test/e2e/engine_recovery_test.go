@@ -141,7 +141,6 @@ func (e *engineT) simulateReboot(ids []string) {
 // iptables chains all of whose rules were deleted. Other rules of the host
 // are left alone.
 func (e *engineT) deleteRules(ids []string) {
-	t := e.t
 	e.mu.Lock()
 	var needles []string
 	for ip := range e.ips {
@@ -150,6 +149,16 @@ func (e *engineT) deleteRules(ids []string) {
 	e.mu.Unlock()
 	for _, id := range ids {
 		needles = append(needles, id[:12])
+	}
+	e.deleteRulesMatching(needles)
+}
+
+// deleteRulesMatching deletes the iptables and nftables rules containing
+// any of needles.
+func (e *engineT) deleteRulesMatching(needles []string) {
+	t := e.t
+	if len(needles) == 0 {
+		return
 	}
 	match := func(line string) bool {
 		for _, n := range needles {
