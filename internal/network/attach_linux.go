@@ -277,6 +277,7 @@ func (m *Manager) Detach(ctx context.Context, r AttachRequest) error {
 			rt.CapabilityArgs = cachedRT.CapabilityArgs
 		}
 	}
+	var orphanIPs []string
 	if list == nil {
 		// No cache: the attach never finished, or a detach did. A DEL with
 		// the current config is harmless and frees anything half made.
@@ -285,6 +286,10 @@ func (m *Manager) Detach(ctx context.Context, r AttachRequest) error {
 			rt = runtimeConf(r)
 			rt.NetNS = ""
 		}
+		// An ADD cut short (its berth killed) wrote no cache, so DEL gets
+		// no result and the firewall plugin cannot know which address's
+		// rules to remove: learn it from the lease.
+		orphanIPs = m.leasedIPs(r.Network, r.ContainerID)
 	}
 	if r.NetNS != "" {
 		if _, err := os.Stat(r.NetNS); err == nil {
@@ -307,6 +312,9 @@ func (m *Manager) Detach(ctx context.Context, r AttachRequest) error {
 		if err := m.cniDel(ctx, list, rt); err != nil {
 			errs = append(errs, fmt.Errorf("detach %s from network %s: %w", r.ContainerID, r.Network, err))
 		}
+	}
+	for _, ip := range orphanIPs {
+		removeFirewallRules(ctx, ip)
 	}
 	if err := m.unregisterNames(r.Network, r.ContainerID); err != nil {
 		errs = append(errs, err)

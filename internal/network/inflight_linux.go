@@ -3,8 +3,12 @@ package network
 import (
 	"bytes"
 	"context"
+	"net"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -50,4 +54,46 @@ func pluginRunning(want []byte) bool {
 		}
 	}
 	return false
+}
+
+// leasedIPs are the addresses host-local leased to containerID on network
+// (its lease files are named by address and begin with the container ID).
+func (m *Manager) leasedIPs(network, containerID string) []string {
+	dir := filepath.Join(m.ipamDir(), network)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil
+	}
+	var ips []string
+	for _, e := range ents {
+		ip := net.ParseIP(e.Name())
+		if ip == nil || ip.To4() == nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil || len(b) > 4096 {
+			continue
+		}
+		id, _, _ := strings.Cut(string(b), "\n")
+		if strings.TrimSpace(id) == containerID {
+			ips = append(ips, ip.String())
+		}
+	}
+	return ips
+}
+
+// removeFirewallRules deletes the firewall plugin's two rules for ip from
+// CNI-FORWARD (what its DEL does when it is given the address).
+func removeFirewallRules(ctx context.Context, ip string) {
+	for _, rule := range [][]string{
+		{"-s", ip + "/32", "-j", "ACCEPT"},
+		{"-d", ip + "/32", "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"},
+	} {
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		args := append([]string{"-w", "5", "-t", "filter", "-D", "CNI-FORWARD"}, rule...)
+		for exec.CommandContext(cctx, "iptables", args...).Run() == nil {
+			// A rule added twice is deleted twice.
+		}
+		cancel()
+	}
 }
