@@ -50,15 +50,7 @@ func (m *Manager) NewNetNS(ctx context.Context, id string) (string, error) {
 		return "", fmt.Errorf("create netns file for %s: %w", id, err)
 	}
 	f.Close()
-	errc := make(chan error, 1)
-	// The namespace is made on a thread of its own that is never handed
-	// back to the Go scheduler (no UnlockOSThread): the runtime ends that
-	// thread, so no goroutine ever runs in the wrong namespace.
-	go func() {
-		runtime.LockOSThread()
-		errc <- enterNewNetNS(p)
-	}()
-	if err := <-errc; err != nil {
+	if err := onOwnThread(func() error { return enterNewNetNS(p) }); err != nil {
 		unix.Unmount(p, unix.MNT_DETACH)
 		os.Remove(p)
 		return "", fmt.Errorf("create network namespace for %s: %w", id, err)
@@ -101,23 +93,43 @@ func (m *Manager) RemoveNetNS(ctx context.Context, id string) error {
 	return nil
 }
 
-// inNetNS runs f on a thread in the namespace at path; the thread is
-// discarded afterwards.
+// inNetNS runs f on a thread in the namespace at path.
 func inNetNS(path string, f func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
+	return onOwnThread(func() error {
 		h, err := netns.GetFromPath(path)
 		if err != nil {
-			errc <- fmt.Errorf("open network namespace %s: %w", path, err)
-			return
+			return fmt.Errorf("open network namespace %s: %w", path, err)
 		}
 		defer h.Close()
 		if err := netns.Set(h); err != nil {
-			errc <- fmt.Errorf("enter network namespace %s: %w", path, err)
+			return fmt.Errorf("enter network namespace %s: %w", path, err)
+		}
+		return f()
+	})
+}
+
+// onOwnThread runs f, which may move its thread into another network
+// namespace, on a locked thread, and puts the thread back into the
+// namespace it came from afterwards. Only then is the thread handed back to
+// the scheduler; if it cannot be put back it stays locked and the runtime
+// ends it with the goroutine. Ending it is not enough by itself: the
+// thread may be the process's main thread, which the runtime never ends,
+// and which would then hold the namespace (and its veths) alive.
+func onOwnThread(f func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			errc <- fmt.Errorf("open this thread's network namespace: %w", err)
 			return
 		}
-		errc <- f()
+		defer orig.Close()
+		err = f()
+		if netns.Set(orig) == nil {
+			runtime.UnlockOSThread()
+		}
+		errc <- err
 	}()
 	return <-errc
 }
