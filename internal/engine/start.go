@@ -602,7 +602,7 @@ func (e *Engine) runtimeDelete(ctx context.Context, r *record) {
 	if _, err := os.Stat(filepath.Join(e.runtimeRoot(r.Runtime), r.ID)); errors.Is(err, os.ErrNotExist) {
 		return
 	}
-	if _, err := e.runtimeCmd(ctx, r, "delete", "--force", r.ID); err != nil {
+	if _, err := e.runtimeCmd(ctx, r, "delete", "--force", r.ID); err != nil && !strings.Contains(err.Error(), "no such file") && !strings.Contains(err.Error(), "does not exist") {
 		e.warn("container %s: %v", r.ID[:12], err)
 	}
 }

@@ -458,6 +458,10 @@ func (s *server) endRun(r *run, code int) {
 		f.Close()
 	}
 	oom := s.oomCount() > r.oomBase
+	// Delete before telling anyone it exited: whoever acts on the exit
+	// (the engine's teardown, a new start) finds the runtime's state gone
+	// instead of racing this delete.
+	s.deleteForce()
 	s.mu.Lock()
 	if s.stdin != nil {
 		s.stdin.Close()
@@ -476,7 +480,6 @@ func (s *server) endRun(r *run, code int) {
 	})
 	s.recordExit()
 	s.endClients(code)
-	s.deleteForce()
 	reapOrphans()
 }
 
