@@ -158,6 +158,7 @@ func (e *Engine) start(ctx context.Context, r *record, beforeStart func(stateDir
 	if err != nil {
 		return err
 	}
+	spec.Version = e.ociVersionFor(ctx, r.Runtime)
 	b, err := json.Marshal(spec)
 	if err != nil {
 		return err
