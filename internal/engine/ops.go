@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -494,8 +495,8 @@ func (e *Engine) CopyFromContainer(ctx context.Context, ref, src, dst string, w 
 	if err != nil {
 		return err
 	}
-	return e.withRootfs(ctx, r, func(rootfs string) error {
-		return fscopy.CopyOut(ctx, rootfs, src, dst, w)
+	return e.withCopyRoot(ctx, r, src, false, func(root, rel string) error {
+		return fscopy.CopyOut(ctx, root, rel, dst, w)
 	})
 }
 
@@ -506,9 +507,51 @@ func (e *Engine) CopyToContainer(ctx context.Context, ref, dst, src string, in i
 	if err != nil {
 		return err
 	}
-	return e.withRootfs(ctx, r, func(rootfs string) error {
-		return fscopy.CopyIn(ctx, rootfs, dst, src, in)
+	return e.withCopyRoot(ctx, r, dst, true, func(root, rel string) error {
+		return fscopy.CopyIn(ctx, root, rel, src, in)
 	})
+}
+
+// withCopyRoot runs fn with the host directory that holds the container
+// path p and p relative to it: the volume or bind-mounted directory p lies
+// in (the container sees those, not the root file system under them), or
+// the container's root file system. Paths are resolved inside whichever
+// root is chosen, so a symlink cannot lead out of it.
+func (e *Engine) withCopyRoot(ctx context.Context, r *record, p string, write bool, fn func(root, rel string) error) error {
+	clean := path.Clean("/" + p)
+	var best *MountPoint
+	for i := range r.Mounts {
+		m := &r.Mounts[i]
+		if clean != m.Destination && !strings.HasPrefix(clean, m.Destination+"/") {
+			continue
+		}
+		if best == nil || len(m.Destination) > len(best.Destination) {
+			best = m
+		}
+	}
+	if best == nil {
+		return e.withRootfs(ctx, r, func(rootfs string) error { return fn(rootfs, p) })
+	}
+	switch best.Type {
+	case "tmpfs":
+		return fmt.Errorf("cp: %s is on a tmpfs mount, which only the container sees: %w", best.Destination, errdefs.ErrNotImplemented)
+	case "bind":
+		if fi, err := os.Stat(best.Source); err != nil || !fi.IsDir() {
+			return fmt.Errorf("cp: %s is a bind-mounted file: copy it on the host (%s): %w", best.Destination, best.Source, errdefs.ErrNotImplemented)
+		}
+	}
+	if write && !best.RW {
+		return fmt.Errorf("cp: %s is mounted read-only in the container: %w", best.Destination, errdefs.ErrFailedPrecondition)
+	}
+	rel := "/" + strings.TrimPrefix(strings.TrimPrefix(clean, best.Destination), "/")
+	// Keep Docker's markers: "dir/." (its contents) and a trailing "/".
+	switch {
+	case strings.HasSuffix(p, "/."):
+		rel = strings.TrimSuffix(rel, "/") + "/."
+	case strings.HasSuffix(p, "/") && rel != "/":
+		rel += "/"
+	}
+	return fn(best.Source, rel)
 }
 
 // Boot starts, after a reboot, the containers whose restart policy is
