@@ -272,10 +272,11 @@ func (e *Engine) resolveMounts(ctx context.Context, r *record, undo *[]func()) (
 		if err != nil {
 			return err
 		}
+		// Only an anonymous volume is surely this create's own to undo: a
+		// named one "made" here may have been made at the same moment by
+		// another create that uses it (Create returns an existing name).
 		if created && name == "" {
 			r.AnonVolumes = append(r.AnonVolumes, v.Name)
-			*undo = append(*undo, func() { e.vols.Remove(context.Background(), v.Name) })
-		} else if created {
 			*undo = append(*undo, func() { e.vols.Remove(context.Background(), v.Name) })
 		}
 		r.Volumes = append(r.Volumes, v.Name)

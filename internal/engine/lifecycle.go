@@ -301,6 +301,11 @@ func (e *Engine) Wait(ctx context.Context, ref string) (int, error) {
 				return st.ExitCode, nil
 			}
 		}
+		if st.Status == "created" && st.MonitorPid == 0 {
+			// Docker's condition "not-running": a container never
+			// started does not run.
+			return st.ExitCode, nil
+		}
 		select {
 		case <-ctx.Done():
 			return 0, ctx.Err()
