@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/docker/go-units"
@@ -67,8 +69,14 @@ func systemCommand() *cli.Command {
 			},
 			{
 				Name:  "boot",
-				Usage: "start the containers whose restart policy says so; run at boot, e.g. from a unit file (ExecStart=berth system boot)",
+				Usage: "start the containers whose restart policy says so; run it at boot: --print-unit writes a systemd unit that does",
+				Flags: []cli.Flag{
+					&cli.BoolFlag{Name: "print-unit", Usage: "print a systemd unit that runs this at boot (berth system boot --print-unit > /etc/systemd/system/berth-boot.service)"},
+				},
 				Action: func(ctx context.Context, cmd *cli.Command) error {
+					if cmd.Bool("print-unit") {
+						return printBootUnit(cmd)
+					}
 					return withEngine(ctx, cmd, func(eng *engine.Engine, _ *image.Service) error {
 						return eng.Boot(ctx)
 					})
@@ -191,4 +199,39 @@ func writePruneReport(w io.Writer, r engine.PruneReport) {
 		fmt.Fprintln(w)
 	}
 	fmt.Fprintln(w, "Total reclaimed space:", units.HumanSize(float64(r.SpaceReclaimed)))
+}
+
+// printBootUnit writes a systemd unit that runs `berth system boot` with
+// this command's state directories, once the network is up.
+func printBootUnit(cmd *cli.Command) error {
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	root, err := filepath.Abs(cmd.String("root"))
+	if err != nil {
+		return err
+	}
+	runroot, err := filepath.Abs(cmd.String("runroot"))
+	if err != nil {
+		return err
+	}
+	args := []string{self, "--root", root, "--runroot", runroot, "--namespace", cmd.String("namespace"), "system", "boot"}
+	for i, a := range args {
+		args[i] = strconv.Quote(a)
+	}
+	fmt.Printf(`[Unit]
+Description=Start Berth containers with restart policy always or unless-stopped
+Wants=network-online.target
+After=network-online.target
+
+[Service]
+Type=oneshot
+ExecStart=%s
+RemainAfterExit=yes
+
+[Install]
+WantedBy=multi-user.target
+`, strings.Join(args, " "))
+	return nil
 }
