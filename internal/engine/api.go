@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"io"
 	"time"
-
-	"github.com/berth-project/berth/internal/errdefs"
 )
 
 // AttachStreams are the caller's ends of a container's stdio.
@@ -49,7 +47,3 @@ func (e *ExitError) Error() string {
 }
 
 func (e *ExitError) Unwrap() error { return e.Err }
-
-func errNotYet(what string) error {
-	return fmt.Errorf("%s: %w", what, errdefs.ErrNotImplemented)
-}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -598,4 +597,3 @@ func randomName() string {
 	return fmt.Sprintf("%s_%s_%d", nameLeft[int(b[0])%len(nameLeft)], nameRight[int(b[1])%len(nameRight)], int(b[2]))
 }
 
-var errNotRunning = errors.New("is not running")

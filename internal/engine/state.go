@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -179,4 +178,3 @@ func (e *Engine) selfArgs() []string {
 		"--root", e.opts.Root, "--runroot", e.opts.RunRoot, "--namespace", e.opts.Namespace)
 }
 
-func itoa(i int) string { return strconv.Itoa(i) }
