@@ -112,11 +112,14 @@ func (s *Server) ImageStatus(ctx context.Context, req *runtimeapi.ImageStatusReq
 
 // imageByName is the CRI image name resolves to, with every name of its ID.
 func (s *Server) imageByName(ctx context.Context, name string) (*runtimeapi.Image, error) {
-	d, err := s.images.Inspect(ctx, name)
+	sums, err := s.images.List(ctx)
 	if err != nil {
 		return nil, err
 	}
-	sums, err := s.images.List(ctx)
+	d, err := s.images.Inspect(ctx, name)
+	if errors.Is(err, errdefs.ErrNotFound) {
+		d, err = s.inspectRepoDigest(ctx, name, sums)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -131,6 +134,22 @@ func (s *Server) imageByName(ctx context.Context, name string) (*runtimeapi.Imag
 	}
 	// Removed between Inspect and List.
 	return nil, fmt.Errorf("image %q: %w", name, errdefs.ErrNotFound)
+}
+
+// inspectRepoDigest finds an image by a repo digest it was reported with
+// (repository@digest) though it was pulled by tag: the store keeps the
+// tagged name only, kubelet may ask by either.
+func (s *Server) inspectRepoDigest(ctx context.Context, name string, sums []image.Summary) (image.Details, error) {
+	ref, err := reference.Parse(name)
+	if err != nil || ref.Digest == "" {
+		return image.Details{}, fmt.Errorf("image %q: %w", name, errdefs.ErrNotFound)
+	}
+	for _, sum := range sums {
+		if r, err := reference.Parse(sum.Name); err == nil && r.Name() == ref.Name() && sum.Digest == ref.Digest {
+			return s.images.Inspect(ctx, sum.Name)
+		}
+	}
+	return image.Details{}, fmt.Errorf("image %q: %w", name, errdefs.ErrNotFound)
 }
 
 // setUser fills the image's user the way kubelet checks runAsNonRoot: a
