@@ -1,0 +1,90 @@
+// Package cri is Berth's CRI server: RuntimeService and ImageService of
+// k8s.io/cri-api v1, served by berthd for kubelet.
+//
+// One file per RPC group, so a reader finds an RPC by its name:
+// version_status.go (Version, Status, RuntimeConfig, UpdateRuntimeConfig),
+// image.go (the ImageService), sandbox.go, container.go, stream.go and
+// stats.go. Every RPC is written out explicitly, including those not yet
+// implemented, which answer codes.Unimplemented naming the RPC: nothing is
+// embedded that would answer for an RPC silently.
+//
+// Errors are internal/errdefs sentinels inside Berth; they become gRPC
+// codes here and nowhere else (see grpcError).
+package cri
+
+import (
+	"errors"
+	"log/slog"
+	"path/filepath"
+
+	"google.golang.org/grpc"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-project/berth/internal/image"
+)
+
+// Options configure a Server.
+type Options struct {
+	// Images is the image store; the server does not close it.
+	Images *image.Service
+	// Root is the store's root directory (the one Images was opened on);
+	// ImageFsInfo reports the usage of Root/snapshots.
+	Root string
+	// CNIPluginDirs are searched for the plugins pod networks need.
+	CNIPluginDirs []string
+	// Version is berthd's version, reported by Version.
+	Version string
+	// Logger receives the server's logs (slog.Default() when nil).
+	Logger *slog.Logger
+}
+
+// Server implements runtimeapi.RuntimeServiceServer and
+// runtimeapi.ImageServiceServer. Its methods are safe for concurrent use:
+// it holds no mutable state of its own yet.
+type Server struct {
+	// The Unsafe interfaces carry only the generated marker method; unlike
+	// the Unimplemented structs they answer no RPC.
+	runtimeapi.UnsafeRuntimeServiceServer
+	runtimeapi.UnsafeImageServiceServer
+
+	images        *image.Service
+	snapshotsDir  string
+	cniPluginDirs []string
+	version       string
+	log           *slog.Logger
+}
+
+var (
+	_ runtimeapi.RuntimeServiceServer = (*Server)(nil)
+	_ runtimeapi.ImageServiceServer   = (*Server)(nil)
+)
+
+// New returns a server over the image store in opts.
+func New(opts Options) (*Server, error) {
+	if opts.Images == nil {
+		return nil, errors.New("cri server: no image store")
+	}
+	if opts.Root == "" {
+		return nil, errors.New("cri server: no root directory")
+	}
+	s := &Server{
+		images:        opts.Images,
+		snapshotsDir:  filepath.Join(opts.Root, "snapshots"),
+		cniPluginDirs: opts.CNIPluginDirs,
+		version:       opts.Version,
+		log:           opts.Logger,
+	}
+	if s.version == "" {
+		s.version = "0.1.0-dev"
+	}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	return s, nil
+}
+
+// Register registers both services on g.
+func (s *Server) Register(g *grpc.Server) {
+	runtimeapi.RegisterRuntimeServiceServer(g, s)
+	runtimeapi.RegisterImageServiceServer(g, s)
+}
