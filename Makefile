@@ -21,6 +21,7 @@ all: build
 build:
 	CGO_ENABLED=1 GOEXPERIMENT=$(RT_GOEXP) $(GO) build $(STATIC) -o $(BIN)/berth-runtime ./cmd/berth-runtime
 	$(GO) build -o $(BIN)/berth ./cmd/berth
+	$(GO) build -o $(BIN)/berthd ./cmd/berthd
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $(BIN)/berth-monitor ./cmd/berth-monitor
 
 # deps installs what a fresh Debian machine needs to build and test (as root).
