@@ -204,7 +204,31 @@ func (e *Engine) Restart(ctx context.Context, ref string, timeout *time.Duration
 // network, runtime state, snapshot, pin, record, and with o.Volumes its
 // anonymous volumes.
 func (e *Engine) Remove(ctx context.Context, ref string, o RemoveOptions) error {
-	return e.withContainer(ctx, ref, func(r *record) error { return e.remove(ctx, r, o) })
+	err := e.withContainer(ctx, ref, func(r *record) error { return e.remove(ctx, r, o) })
+	if errdefs.IsNotFound(err) && o.Force && e.removeOrphan(ctx, ref) {
+		return nil
+	}
+	return err
+}
+
+// removeOrphan removes what a create killed before it recorded the
+// container left under the full ID id (its directory, a pin, a snapshot),
+// and reports whether there was any.
+func (e *Engine) removeOrphan(ctx context.Context, id string) bool {
+	if len(id) != 64 || strings.Trim(id, "0123456789abcdef") != "" {
+		return false
+	}
+	if _, err := os.Stat(e.containerDir(id)); err != nil {
+		return false
+	}
+	if _, err := e.store.get(id); err == nil {
+		return false // recorded meanwhile: not an orphan
+	}
+	e.images.Snapshots.Remove(ctx, "container-"+id)
+	e.images.Unpin(ctx, "container/"+id)
+	os.RemoveAll(e.runDir(id))
+	os.RemoveAll(e.containerDir(id))
+	return true
 }
 
 func (e *Engine) remove(ctx context.Context, r *record, o RemoveOptions) error {
