@@ -83,6 +83,8 @@ func (e *Engine) stop(ctx context.Context, r *record, timeout *time.Duration, em
 	if st.Running && d > 0 {
 		if err := e.signal(ctx, r, st, sig); err != nil {
 			e.warn("container %s: %v", r.ID[:12], err)
+		} else if emit {
+			e.emitWith(ctx, "container", "kill", r, map[string]string{"signal": sig})
 		}
 		if e.waitStopped(ctx, r, d) {
 			e.afterStop(ctx, r, emit)
@@ -104,7 +106,35 @@ func (e *Engine) afterStop(ctx context.Context, r *record, emit bool) {
 	// makes `stop` return with the network and mounts gone.
 	e.teardown(ctx, r)
 	if emit {
+		// Docker's order: die, then stop.
+		e.emitDie(ctx, r, e.liveState(r))
 		e.emit(ctx, "container", "stop", r)
+	}
+}
+
+// emitDie records the die (and oom) event of r's last exit once, whoever
+// sees the exit first: the monitor's clean-up or the command that stopped
+// the container. A marker named by the exit's time says it was done.
+func (e *Engine) emitDie(ctx context.Context, r *record, st State) {
+	if st.Status != "exited" || st.FinishedAt.IsZero() {
+		return
+	}
+	marker := filepath.Join(e.containerDir(r.ID), "died."+strconv.FormatInt(st.FinishedAt.UnixNano(), 10))
+	f, err := os.OpenFile(marker, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return // recorded already (or the container is gone)
+	}
+	f.Close()
+	if old, _ := filepath.Glob(filepath.Join(e.containerDir(r.ID), "died.*")); len(old) > 1 {
+		for _, o := range old {
+			if o != marker {
+				os.Remove(o)
+			}
+		}
+	}
+	e.emitWith(ctx, "container", "die", r, map[string]string{"exitCode": strconv.Itoa(st.ExitCode)})
+	if st.OOMKilled {
+		e.emit(ctx, "container", "oom", r)
 	}
 }
 
@@ -285,10 +315,7 @@ func (e *Engine) Cleanup(ctx context.Context, id string) error {
 	if st.Running || st.Restarting {
 		return nil // started again meanwhile
 	}
-	e.emitWith(ctx, "container", "die", r, map[string]string{"exitCode": strconv.Itoa(st.ExitCode)})
-	if st.OOMKilled {
-		e.emit(ctx, "container", "oom", r)
-	}
+	e.emitDie(ctx, r, st)
 	lctx, cancel := context.WithTimeout(ctx, time.Millisecond)
 	defer cancel()
 	unlock, err := e.lockContainer(lctx, r.ID)
