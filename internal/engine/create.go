@@ -596,4 +596,3 @@ func randomName() string {
 	rand.Read(b[:])
 	return fmt.Sprintf("%s_%s_%d", nameLeft[int(b[0])%len(nameLeft)], nameRight[int(b[1])%len(nameRight)], int(b[2]))
 }
-

@@ -177,4 +177,3 @@ func (e *Engine) selfArgs() []string {
 	return append(append([]string{}, e.opts.Self...),
 		"--root", e.opts.Root, "--runroot", e.opts.RunRoot, "--namespace", e.opts.Namespace)
 }
-
