@@ -436,7 +436,11 @@ func summarize(r *record, c Container) Summary {
 func statusText(st State) string {
 	switch st.Status {
 	case "running":
-		return "Up " + humanDuration(time.Since(st.StartedAt))
+		up := "Up " + humanDuration(time.Since(st.StartedAt))
+		if st.Health != nil {
+			up += " (" + st.Health.Status + ")"
+		}
+		return up
 	case "restarting":
 		return fmt.Sprintf("Restarting (%d) %s ago", st.ExitCode, humanDuration(time.Since(st.FinishedAt)))
 	case "exited":

@@ -198,6 +198,7 @@ func TestStatusText(t *testing.T) {
 		{State{Status: "running", StartedAt: now.Add(-3 * time.Minute)}, "Up 3 minutes"},
 		{State{Status: "exited", ExitCode: 137, FinishedAt: now.Add(-5 * time.Second)}, "Exited (137) 5 seconds ago"},
 		{State{Status: "created"}, "Created"},
+		{State{Status: "running", StartedAt: now.Add(-5 * time.Second), Health: &HealthStatus{Status: "healthy"}}, "Up 5 seconds (healthy)"},
 	} {
 		if got := statusText(tc.st); got != tc.want {
 			t.Errorf("statusText(%+v) = %q, want %q", tc.st, got, tc.want)
