@@ -267,14 +267,26 @@ func (e *Engine) resolveMounts(ctx context.Context, r *record, undo *[]func()) (
 		return nil
 	}
 	volumeMount := func(name, dst string, ro bool) error {
-		v, created, err := e.volumeForContainer(ctx, name)
+		anonymous := name == ""
+		if anonymous {
+			name = newID()
+		}
+		// Record the use before the volume exists, so that a `volume
+		// prune` running meanwhile sees it in use.
+		if _, err := e.store.modify(r.ID, func(cur *record) error {
+			cur.Volumes = append(cur.Volumes, name)
+			return nil
+		}); err != nil {
+			return err
+		}
+		v, created, err := e.volumeForContainer(ctx, name, anonymous)
 		if err != nil {
 			return err
 		}
 		// Only an anonymous volume is surely this create's own to undo: a
 		// named one "made" here may have been made at the same moment by
 		// another create that uses it (Create returns an existing name).
-		if created && name == "" {
+		if created && anonymous {
 			r.AnonVolumes = append(r.AnonVolumes, v.Name)
 			*undo = append(*undo, func() { e.vols.Remove(context.Background(), v.Name) })
 		}
@@ -346,17 +358,18 @@ func (e *Engine) resolveMounts(ctx context.Context, r *record, undo *[]func()) (
 	return out, nil
 }
 
-// volumeForContainer returns the volume name ("" = a new anonymous one),
-// creating it on first use, and whether it was made now.
-func (e *Engine) volumeForContainer(ctx context.Context, name string) (volume.Volume, bool, error) {
-	if name != "" {
+// volumeForContainer returns the volume name (anonymous: one of the
+// engine's naming, new), creating it on first use, and whether it was made
+// now.
+func (e *Engine) volumeForContainer(ctx context.Context, name string, anonymous bool) (volume.Volume, bool, error) {
+	if !anonymous {
 		if v, err := e.vols.Get(ctx, name); err == nil {
 			return v, false, nil
 		} else if !errdefs.IsNotFound(err) {
 			return volume.Volume{}, false, err
 		}
 	}
-	v, err := e.vols.Create(ctx, volume.CreateOptions{Name: name, Anonymous: name == ""})
+	v, err := e.vols.Create(ctx, volume.CreateOptions{Name: name, Anonymous: anonymous})
 	if err != nil {
 		return volume.Volume{}, false, err
 	}
