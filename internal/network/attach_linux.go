@@ -100,6 +100,10 @@ func (m *Manager) runtimeList(l loaded) (*libcni.NetworkConfigList, error) {
 	plugins, _ := doc["plugins"].([]any)
 	for _, p := range plugins {
 		pm, _ := p.(map[string]any)
+		if pm["type"] == "bridge" && ownMasquerade(l) {
+			// One rule per network does it (masq_linux.go).
+			pm["ipMasq"] = false
+		}
 		ipam, _ := pm["ipam"].(map[string]any)
 		if ipam == nil || ipam["type"] != "host-local" {
 			continue
@@ -159,6 +163,11 @@ func (m *Manager) Attach(ctx context.Context, r AttachRequest) (att Attachment, 
 		return Attachment{}, err
 	}
 	rt := runtimeConf(r)
+	if ownMasquerade(l) {
+		if err := m.ensureMasquerade(ctx, l); err != nil {
+			return Attachment{}, err
+		}
+	}
 
 	// Undo in reverse order whatever was done, on every error path. The
 	// undo runs on a fresh context: the caller's may be what expired.

@@ -563,6 +563,9 @@ func (m *Manager) Remove(ctx context.Context, name string) error {
 	if err := m.stopDNS(ctx, name); err != nil {
 		return err
 	}
+	if ownMasquerade(l) {
+		m.removeMasquerade(ctx, l)
+	}
 	if l.Driver == "bridge" && l.Bridge != "" {
 		if err := deleteLink(l.Bridge); err != nil {
 			return fmt.Errorf("remove network %s: %w", name, err)

@@ -844,6 +844,9 @@ func (e *engineT) leaksOf(withRoots bool) []string {
 	}
 	seen := map[string]bool{}
 	for _, line := range rules {
+		if networkMasquerade(line) {
+			continue
+		}
 		for _, n := range needles {
 			if strings.Contains(line, n) && !seen[line] {
 				seen[line] = true
@@ -852,6 +855,29 @@ func (e *engineT) leaksOf(withRoots bool) []string {
 		}
 	}
 	return found
+}
+
+// networkMasquerade reports whether a rule is a network's own masquerade
+// rule (one per Berth bridge network, made at its first attach, removed
+// with it) while that network's bridge exists: not a container's leak.
+// Once the network is removed, a rule left is reported.
+func networkMasquerade(line string) bool {
+	var bridge string
+	switch {
+	case strings.Contains(line, "MASQUERADE") && strings.Contains(line, "berth network "):
+		_, rest, ok := strings.Cut(line, "! -o ")
+		if !ok {
+			return false
+		}
+		bridge, _, _ = strings.Cut(rest, " ")
+	case strings.Contains(line, "masquerade") && strings.Contains(line, `oifname != "`):
+		_, rest, _ := strings.Cut(line, `oifname != "`)
+		bridge, _, _ = strings.Cut(rest, `"`)
+	default:
+		return false
+	}
+	_, err := os.Stat("/sys/class/net/" + bridge)
+	return bridge != "" && err == nil
 }
 
 // engineInterfaces is the set of the host's interface names.
