@@ -8,6 +8,7 @@ package cgroups
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,6 +25,17 @@ import (
 // DefaultParent is where a container's cgroup goes when its config has no
 // cgroupsPath: /berth/<id> on every hierarchy.
 const DefaultParent = "/berth"
+
+// UnderDefault reports whether a container's cgroup is DefaultParent/ID,
+// the parent shared by Berth's containers and removed with the last of
+// them: with no cgroupsPath, or one that names that place itself (as the
+// engine's do).
+func UnderDefault(cgroupsPath, id string, systemd bool) bool {
+	if systemd {
+		return false
+	}
+	return cgroupsPath == "" || filepath.Clean("/"+cgroupsPath) == filepath.Join(DefaultParent, id)
+}
 
 // Config says which cgroup a container gets and what limits it has.
 type Config struct {
@@ -57,7 +69,7 @@ func New(cfg Config) (*Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cgroup manager: %w", fieldError(err))
 	}
-	return &Manager{m: m, underDefault: cfg.CgroupsPath == "" && !cfg.Systemd, rootless: cfg.Rootless}, nil
+	return &Manager{m: m, underDefault: UnderDefault(cfg.CgroupsPath, cfg.ID, cfg.Systemd), rootless: cfg.Rootless}, nil
 }
 
 // Load returns the manager of an existing container's cgroup from the
@@ -71,7 +83,7 @@ func Load(cfg Config, paths map[string]string) (*Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cgroup manager: %w", err)
 	}
-	return &Manager{m: m, underDefault: cfg.CgroupsPath == "" && !cfg.Systemd, rootless: cfg.Rootless}, nil
+	return &Manager{m: m, underDefault: UnderDefault(cfg.CgroupsPath, cfg.ID, cfg.Systemd), rootless: cfg.Rootless}, nil
 }
 
 func cgroupConfig(cfg Config) (*cgroups.Cgroup, error) {
@@ -190,7 +202,8 @@ func (m *Manager) OOMKillCount() (uint64, error) { return m.m.OOMKillCount() }
 // Destroy removes the cgroup on every hierarchy. Processes left inside are
 // the caller's to kill first.
 func (m *Manager) Destroy() error {
-	paths := m.m.GetPaths()
+	// A copy: the library's Destroy empties the map GetPaths returns.
+	paths := maps.Clone(m.m.GetPaths())
 	if err := m.m.Destroy(); err != nil {
 		return fmt.Errorf("remove cgroup: %w", err)
 	}

@@ -109,6 +109,7 @@ func testEngine(t *testing.T) *Engine {
 				t.Errorf("cgroups left after rm -f: %v", cg)
 			}
 		}
+		checkSharedParentGone(t)
 		if m := testutil.MountsUnder(runRoot); len(m) > 0 {
 			t.Errorf("mounts left under the run root: %v", m)
 		}
@@ -368,5 +369,26 @@ func TestEngineHealthCheck(t *testing.T) {
 	got, _ := e.Inspect(ctx, c.ID)
 	if l := got.State.Health.Log; len(l) == 0 || l[len(l)-1].Output != "fine\n" || l[len(l)-1].ExitCode != 0 {
 		t.Errorf("last probe: %+v", l)
+	}
+}
+
+// checkSharedParentGone fails t when the cgroup parent Berth's containers
+// share (/berth) outlives the last of them: it is removed with the last
+// container in it. With other containers' cgroups still in it, there is
+// nothing to say.
+func checkSharedParentGone(t *testing.T) {
+	t.Helper()
+	for _, h := range []string{"/sys/fs/cgroup/memory/berth", "/sys/fs/cgroup/berth", "/sys/fs/cgroup/pids/berth"} {
+		ents, err := os.ReadDir(h)
+		if err != nil {
+			continue
+		}
+		children := false
+		for _, e := range ents {
+			children = children || e.IsDir()
+		}
+		if !children {
+			t.Errorf("the shared cgroup parent %s is left with no container in it", h)
+		}
 	}
 }

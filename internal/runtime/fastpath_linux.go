@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/berth-project/berth/internal/cgroups"
 )
 
 // fastPathFile, in a container's state directory, lets `start` and `delete`
@@ -34,7 +36,11 @@ func (r *Runtime) writeFastPath(p *persisted) error {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s\npid %d\nstart %d\n", fastPathMagic, p.Pid, p.StartTime)
-	underDefault := p.Spec.Linux == nil || p.Spec.Linux.CgroupsPath == ""
+	var cgPath string
+	if p.Spec.Linux != nil {
+		cgPath = p.Spec.Linux.CgroupsPath
+	}
+	underDefault := cgroups.UnderDefault(cgPath, p.ID, false)
 	for _, path := range p.CgroupPaths {
 		// Only plain cgroupfs directories: the C side removes them.
 		if !strings.HasPrefix(path, "/sys/fs/cgroup/") || strings.ContainsAny(path, "\n") ||
