@@ -30,6 +30,7 @@ import (
 
 	"github.com/berth-project/berth/internal/engine"
 	"github.com/berth-project/berth/internal/image"
+	"github.com/berth-project/berth/internal/oci"
 )
 
 // invalidArg is a flag's bad value, worded as Docker's CLI words it.
@@ -1041,11 +1042,17 @@ func parseRestart(s string) (engine.RestartPolicy, error) {
 // parseSignal accepts TERM, SIGTERM or 15 and returns SIGTERM (a number
 // is kept as a number when it has no name, as real-time signals).
 func parseSignal(s string) (string, error) {
-	if n, err := strconv.Atoi(s); err == nil {
-		if n <= 0 || n > 64 {
-			return "", errors.New("not a signal number")
-		}
-		if name := unix.SignalName(unix.Signal(n)); name != "" {
+	n, err := oci.ParseSignal(s)
+	_, numErr := strconv.Atoi(s)
+	numeric := numErr == nil
+	switch {
+	case numeric && (err != nil || n == 0):
+		return "", errors.New("not a signal number")
+	case err != nil:
+		return "", errors.New("unknown signal")
+	}
+	if numeric {
+		if name := unix.SignalName(n); name != "" {
 			return name, nil
 		}
 		return s, nil
@@ -1053,12 +1060,6 @@ func parseSignal(s string) (string, error) {
 	name := strings.ToUpper(s)
 	if !strings.HasPrefix(name, "SIG") {
 		name = "SIG" + name
-	}
-	if unix.SignalNum(name) == 0 {
-		if m := regexp.MustCompile(`^SIGRTM(IN|AX)([+-][0-9]+)?$`).FindString(name); m != "" {
-			return name, nil
-		}
-		return "", errors.New("unknown signal")
 	}
 	return name, nil
 }

@@ -12,10 +12,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/docker/go-units"
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-project/berth/internal/errdefs"
 	"github.com/berth-project/berth/internal/monitor"
+	"github.com/berth-project/berth/internal/oci"
 )
 
 // defaultStopTimeout is Docker's.
@@ -436,54 +438,22 @@ func summarize(r *record, c Container) Summary {
 func statusText(st State) string {
 	switch st.Status {
 	case "running":
-		up := "Up " + humanDuration(time.Since(st.StartedAt))
+		up := "Up " + units.HumanDuration(time.Since(st.StartedAt))
 		if st.Health != nil {
 			up += " (" + st.Health.Status + ")"
 		}
 		return up
 	case "restarting":
-		return fmt.Sprintf("Restarting (%d) %s ago", st.ExitCode, humanDuration(time.Since(st.FinishedAt)))
+		return fmt.Sprintf("Restarting (%d) %s ago", st.ExitCode, units.HumanDuration(time.Since(st.FinishedAt)))
 	case "exited":
 		if st.FinishedAt.IsZero() {
 			return fmt.Sprintf("Exited (%d)", st.ExitCode)
 		}
-		return fmt.Sprintf("Exited (%d) %s ago", st.ExitCode, humanDuration(time.Since(st.FinishedAt)))
+		return fmt.Sprintf("Exited (%d) %s ago", st.ExitCode, units.HumanDuration(time.Since(st.FinishedAt)))
 	case "created":
 		return "Created"
 	}
 	return st.Status
-}
-
-// humanDuration is Docker's (go-units HumanDuration).
-func humanDuration(d time.Duration) string {
-	switch s := int(d.Seconds()); {
-	case s < 1:
-		return "Less than a second"
-	case s == 1:
-		return "1 second"
-	case s < 60:
-		return fmt.Sprintf("%d seconds", s)
-	}
-	switch m := int(d.Minutes()); {
-	case m == 1:
-		return "About a minute"
-	case m < 60:
-		return fmt.Sprintf("%d minutes", m)
-	}
-	switch h := int(d.Round(time.Hour).Hours()); {
-	case h == 1:
-		return "About an hour"
-	case h < 48:
-		return fmt.Sprintf("%d hours", h)
-	case h < 24*7*2:
-		return fmt.Sprintf("%d days", h/24)
-	case h < 24*30*2:
-		return fmt.Sprintf("%d weeks", h/24/7)
-	case h < 24*365*2:
-		return fmt.Sprintf("%d months", h/24/30)
-	default:
-		return fmt.Sprintf("%d years", h/24/365)
-	}
 }
 
 // matchFilters applies Docker's ps filters.
@@ -540,25 +510,19 @@ func all(vals []string, pred func(string) bool) bool {
 	return true
 }
 
-// parseSignal takes "KILL", "SIGKILL", "kill" or "9".
+// parseSignal takes "KILL", "SIGKILL", "kill", "9" or "SIGRTMIN+3"; not 0.
 func parseSignal(s string) (syscall.Signal, error) {
-	if n, err := strconv.Atoi(s); err == nil {
-		if n <= 0 || n > 64 {
-			return 0, fmt.Errorf("invalid signal %q: %w", s, errdefs.ErrInvalidArgument)
-		}
-		return syscall.Signal(n), nil
+	n, err := oci.ParseSignal(s)
+	if err == nil && n == 0 {
+		err = fmt.Errorf("invalid signal %q", s)
 	}
-	name := strings.ToUpper(s)
-	if !strings.HasPrefix(name, "SIG") {
-		name = "SIG" + name
+	if err != nil {
+		return 0, fmt.Errorf("%w: %w", err, errdefs.ErrInvalidArgument)
 	}
-	if n := unix.SignalNum(name); n != 0 {
-		return n, nil
-	}
-	return 0, fmt.Errorf("invalid signal %q: %w", s, errdefs.ErrInvalidArgument)
+	return n, nil
 }
 
-// exitFilePath is where the monitor records each exit.
+// exitFilePath is where the monitor records each exit (persistent).
 func (e *Engine) exitFilePath(id string) string {
 	return filepath.Join(e.containerDir(id), "exit.json")
 }

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
-	"sort"
+	"slices"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -74,7 +74,7 @@ func (e *Engine) NetworkList(ctx context.Context, filters map[string][]string) (
 		if !matchObject(res.Name, res.Labels, filters) {
 			continue
 		}
-		if ds := filters["driver"]; len(ds) > 0 && !contains(ds, res.Driver) {
+		if ds := filters["driver"]; len(ds) > 0 && !slices.Contains(ds, res.Driver) {
 			continue
 		}
 		out = append(out, res)
@@ -120,7 +120,7 @@ func (e *Engine) containersOn(name string) ([]string, error) {
 	}
 	var users []string
 	for _, r := range recs {
-		if contains(r.NetworkNames, name) {
+		if slices.Contains(r.NetworkNames, name) {
 			users = append(users, strings.TrimPrefix(r.Name, "/"))
 		}
 	}
@@ -147,7 +147,7 @@ func (e *Engine) NetworkConnect(ctx context.Context, netName, ref string, aliase
 			return fmt.Errorf("invalid network alias %q: %w", a, errdefs.ErrInvalidArgument)
 		}
 	}
-	if contains(r.NetworkNames, netName) {
+	if slices.Contains(r.NetworkNames, netName) {
 		return fmt.Errorf("container %s is already on network %s: %w", r.Name, netName, errdefs.ErrAlreadyExists)
 	}
 	unlock, err := e.lockContainer(ctx, r.ID)
@@ -214,7 +214,7 @@ func (e *Engine) NetworkDisconnect(ctx context.Context, netName, ref string, for
 	if err != nil {
 		return err
 	}
-	if !contains(r.NetworkNames, netName) {
+	if !slices.Contains(r.NetworkNames, netName) {
 		if force {
 			return nil
 		}
@@ -228,9 +228,9 @@ func (e *Engine) NetworkDisconnect(ctx context.Context, netName, ref string, for
 	if st := e.liveState(r); st.Running || st.Restarting {
 		req := network.AttachRequest{
 			ContainerID: r.ID, NetNS: r.NetworkSettings.SandboxKey, Network: netName,
-			IfName: ifNameFor(r, indexOf(r.NetworkNames, netName), netName), Name: strings.TrimPrefix(r.Name, "/"),
+			IfName: ifNameFor(r, slices.Index(r.NetworkNames, netName), netName), Name: strings.TrimPrefix(r.Name, "/"),
 		}
-		if indexOf(r.NetworkNames, netName) == 0 {
+		if slices.Index(r.NetworkNames, netName) == 0 {
 			req.Ports = recordedPorts(r)
 		}
 		if err := e.net.Detach(ctx, req); err != nil {
@@ -253,15 +253,6 @@ func (e *Engine) NetworkDisconnect(ctx context.Context, netName, ref string, for
 		e.emitEvent(Event{Type: "network", Action: "disconnect", Actor: EventActor{ID: netName, Attributes: map[string]string{"name": netName, "container": r.ID}}})
 	}
 	return err
-}
-
-func indexOf(list []string, s string) int {
-	for i, x := range list {
-		if x == s {
-			return i
-		}
-	}
-	return -1
 }
 
 // VolumeCreate makes a named volume (an existing name is returned as is).
@@ -347,7 +338,7 @@ func (e *Engine) VolumeRemove(ctx context.Context, name string, force bool) erro
 		var users []string
 		recs, _ := e.store.listAll()
 		for _, r := range recs {
-			if contains(r.Volumes, name) {
+			if slices.Contains(r.Volumes, name) {
 				users = append(users, strings.TrimPrefix(r.Name, "/"))
 			}
 		}
@@ -570,17 +561,4 @@ func matchObject(name string, labels map[string]string, f map[string][]string) b
 		}
 	}
 	return true
-}
-
-func contains(list []string, s string) bool {
-	i := sort.SearchStrings(list, s)
-	if i < len(list) && list[i] == s {
-		return true
-	}
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

@@ -374,7 +374,6 @@ func (e *Engine) Stats(ctx context.Context, ref string) (Stats, error) {
 	}
 	s.NetRx, s.NetTx = netDev(st.Pid)
 	s.OnlineCPUs = onlineCPUs()
-	s.SystemNanos = systemCPUNanos()
 	return s, nil
 }
 
@@ -434,21 +433,6 @@ func onlineCPUs() int {
 		n = 1
 	}
 	return n
-}
-
-// systemCPUNanos is the host's total CPU time (for a CPU percentage).
-func systemCPUNanos() uint64 {
-	b, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		return 0
-	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	var total uint64
-	for _, f := range strings.Fields(line)[1:] {
-		v, _ := strconv.ParseUint(f, 10, 64)
-		total += v
-	}
-	return total * uint64(time.Second/100) // USER_HZ is 100 on Linux
 }
 
 // Port lists the container's published ports.

@@ -259,7 +259,7 @@ func (e *Engine) monitorConfig(r *record) monitor.Config {
 		Stdin:       r.Config.OpenStdin,
 		LogPath:     r.LogPath,
 		StateDir:    rundir,
-		ExitFile:    filepath.Join(e.containerDir(r.ID), "exit.json"),
+		ExitFile:    e.exitFilePath(r.ID),
 		OOMFiles:    monitor.OOMFilesFor(cgroupsPath(r.ID)),
 		Restart:     monitor.RestartPolicy{Name: r.HostConfig.RestartPolicy.Name, MaxRetries: r.HostConfig.RestartPolicy.MaximumRetryCount},
 		ExitCommand: append(append([]string{}, e.selfArgs()...), "system", "cleanup", r.ID),

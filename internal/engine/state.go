@@ -24,11 +24,18 @@ const runtimeTimeout = 30 * time.Second
 // file alone: after a reboot (the run directory is gone) or a kill -9 of
 // the monitor, it says what is true.
 func (e *Engine) liveState(r *record) State {
+	st, _ := e.live(r)
+	return st
+}
+
+// live is liveState with how often the monitor restarted the container,
+// read from the same files.
+func (e *Engine) live(r *record) (State, int) {
 	st := r.State
 	st.Running, st.Restarting, st.Paused, st.Pid, st.MonitorPid = false, false, false, 0, 0
 	rundir := e.runDir(r.ID)
 	status, statusErr := monitor.ReadStatus(filepath.Join(rundir, "status.json"))
-	exit, exitErr := monitor.ReadStatus(filepath.Join(e.containerDir(r.ID), "exit.json"))
+	exit, exitErr := monitor.ReadStatus(e.exitFilePath(r.ID))
 	monPid, alive := monitor.Alive(rundir)
 	switch {
 	case alive && statusErr == nil && status.State == monitor.StateRunning:
@@ -71,18 +78,13 @@ func (e *Engine) liveState(r *record) State {
 	default:
 		st.Status = "created"
 	}
-	return st
-}
-
-// restartCount is how often the monitor restarted the container.
-func (e *Engine) restartCount(r *record) int {
-	if status, err := monitor.ReadStatus(filepath.Join(e.runDir(r.ID), "status.json")); err == nil {
-		return status.RestartCount
+	restarts := 0
+	if statusErr == nil {
+		restarts = status.RestartCount
+	} else if exitErr == nil {
+		restarts = exit.RestartCount
 	}
-	if exit, err := monitor.ReadStatus(filepath.Join(e.containerDir(r.ID), "exit.json")); err == nil {
-		return exit.RestartCount
-	}
-	return 0
+	return st, restarts
 }
 
 // processOf reports whether pid is a process of container id: it is alive
@@ -109,8 +111,7 @@ func processOf(pid int, id string) bool {
 // inspectRecord is r as the API shows it, with its live state.
 func (e *Engine) inspectRecord(r *record) Container {
 	c := r.Container
-	c.State = e.liveState(r)
-	c.RestartCount = e.restartCount(r)
+	c.State, c.RestartCount = e.live(r)
 	if c.Mounts == nil {
 		c.Mounts = []MountPoint{}
 	}

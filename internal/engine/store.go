@@ -223,20 +223,25 @@ func (s *store) remove(id string) error {
 func (s *store) list() ([]*record, error) {
 	var out []*record
 	err := s.view(func(c, _ *bolt.Bucket) error {
-		if c == nil {
-			return nil
-		}
-		return c.ForEach(func(k, v []byte) error {
-			var r record
-			if err := json.Unmarshal(v, &r); err != nil {
-				return fmt.Errorf("container %s: corrupt record: %w", k, err)
-			}
-			out = append(out, &r)
-			return nil
-		})
+		return appendRecords(c, &out)
 	})
 	sort.Slice(out, func(i, j int) bool { return out[i].Created.Before(out[j].Created) })
 	return out, err
+}
+
+// appendRecords decodes every record of bucket c (nil: none) onto out.
+func appendRecords(c *bolt.Bucket, out *[]*record) error {
+	if c == nil {
+		return nil
+	}
+	return c.ForEach(func(k, v []byte) error {
+		var r record
+		if err := json.Unmarshal(v, &r); err != nil {
+			return fmt.Errorf("container %s: corrupt record: %w", k, err)
+		}
+		*out = append(*out, &r)
+		return nil
+	})
 }
 
 // listAll returns the records of every namespace (for what namespaces
@@ -257,18 +262,7 @@ func (s *store) listAll() ([]*record, error) {
 			return nil
 		}
 		return v1.ForEachBucket(func(ns []byte) error {
-			c := v1.Bucket(ns).Bucket(bucketContainers)
-			if c == nil {
-				return nil
-			}
-			return c.ForEach(func(k, v []byte) error {
-				var r record
-				if err := json.Unmarshal(v, &r); err != nil {
-					return fmt.Errorf("container %s: corrupt record: %w", k, err)
-				}
-				out = append(out, &r)
-				return nil
-			})
+			return appendRecords(v1.Bucket(ns).Bucket(bucketContainers), &out)
 		})
 	})
 	return out, err

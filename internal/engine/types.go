@@ -305,19 +305,18 @@ type EventActor struct {
 
 // Stats is one sample of `berth stats`.
 type Stats struct {
-	ID          string    `json:"ID"`
-	Name        string    `json:"Name"`
-	Read        time.Time `json:"read"`
-	CPUNanos    uint64    `json:"cpu_usage_ns"` // total CPU time
-	CPUPercent  float64   `json:"CPUPerc"`
-	MemUsage    uint64    `json:"mem_usage"`
-	MemLimit    uint64    `json:"mem_limit"`
-	MemPercent  float64   `json:"MemPerc"`
-	NetRx       uint64    `json:"net_rx"`
-	NetTx       uint64    `json:"net_tx"`
-	BlockRead   uint64    `json:"block_read"`
-	BlockWrite  uint64    `json:"block_write"`
-	Pids        uint64    `json:"PIDs"`
-	OnlineCPUs  int       `json:"online_cpus"`
-	SystemNanos uint64    `json:"-"`
+	ID         string    `json:"ID"`
+	Name       string    `json:"Name"`
+	Read       time.Time `json:"read"`
+	CPUNanos   uint64    `json:"cpu_usage_ns"` // total CPU time
+	CPUPercent float64   `json:"CPUPerc"`
+	MemUsage   uint64    `json:"mem_usage"`
+	MemLimit   uint64    `json:"mem_limit"`
+	MemPercent float64   `json:"MemPerc"`
+	NetRx      uint64    `json:"net_rx"`
+	NetTx      uint64    `json:"net_tx"`
+	BlockRead  uint64    `json:"block_read"`
+	BlockWrite uint64    `json:"block_write"`
+	Pids       uint64    `json:"PIDs"`
+	OnlineCPUs int       `json:"online_cpus"`
 }

@@ -275,7 +275,6 @@ func (m *Manager) Detach(ctx context.Context, r AttachRequest) error {
 	if err := validateTarget(r); err != nil {
 		return err
 	}
-	waitForPlugins(ctx, r.ContainerID)
 	rt := &libcni.RuntimeConf{ContainerID: r.ContainerID, IfName: r.IfName}
 	var list *libcni.NetworkConfigList
 	cached, cachedRT, err := m.cni.GetNetworkListCachedConfig(&libcni.NetworkConfigList{Name: r.Network}, rt)
@@ -288,8 +287,11 @@ func (m *Manager) Detach(ctx context.Context, r AttachRequest) error {
 	}
 	var orphanIPs []string
 	if list == nil {
-		// No cache: the attach never finished, or a detach did. A DEL with
-		// the current config is harmless and frees anything half made.
+		// No cache: the attach never finished, or a detach did. An ADD cut
+		// short may still have plugins running: let them finish first.
+		// Then a DEL with the current config is harmless and frees
+		// anything half made.
+		waitForPlugins(ctx, r.ContainerID)
 		if l, err := m.lookup(r.Network); err == nil {
 			list, _ = m.runtimeList(l)
 			rt = runtimeConf(r)

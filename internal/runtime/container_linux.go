@@ -653,26 +653,9 @@ func CatchSignals() (sigs chan os.Signal, stop func()) {
 	return sigs, func() { signal.Stop(sigs); close(sigs) }
 }
 
-// ParseSignal accepts "KILL", "SIGKILL", "kill" and "9".
-func ParseSignal(s string) (unix.Signal, error) {
-	if v, err := strconv.Atoi(s); err == nil {
-		// 0 checks that the container runs without signalling it, as
-		// kill(2) and runc take it.
-		if v < 0 || v > 64 {
-			return 0, fmt.Errorf("invalid signal %q", s)
-		}
-		return unix.Signal(v), nil
-	}
-	name := strings.ToUpper(s)
-	if !strings.HasPrefix(name, "SIG") {
-		name = "SIG" + name
-	}
-	sig := unix.SignalNum(name)
-	if sig == 0 {
-		return 0, fmt.Errorf("unknown signal %q", s)
-	}
-	return sig, nil
-}
+// ParseSignal accepts "KILL", "SIGKILL", "kill" and "9"; 0 checks that
+// the container runs without signalling it, as kill(2) and runc take it.
+func ParseSignal(s string) (unix.Signal, error) { return oci.ParseSignal(s) }
 
 // ownerName is the user that created the container, as runc's list shows it.
 func ownerName() string {
