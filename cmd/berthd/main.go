@@ -10,8 +10,10 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -20,6 +22,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/berth-project/berth/internal/cri"
+	"github.com/berth-project/berth/internal/engine"
 	"github.com/berth-project/berth/internal/image"
 	"github.com/berth-project/berth/internal/registry"
 )
@@ -47,12 +50,16 @@ func app() *cli.Command {
 		Version: version,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "root", Value: "/var/lib/berth", Usage: "directory for Berth's state (the image store)"},
-			&cli.StringFlag{Name: "runroot", Value: "/run/berth", Usage: "directory for volatile state"},
+			&cli.StringFlag{Name: "state", Aliases: []string{"runroot"}, Value: "/run/berth", Usage: "directory for volatile state (namespaces, monitors' sockets)"},
 			&cli.StringFlag{Name: "socket", Value: "/run/berth/berth.sock", Usage: "unix socket kubelet connects to"},
 			&cli.StringFlag{Name: "cni-conf-dir", Value: "/etc/cni/net.d", Usage: "directory of CNI network configurations"},
 			&cli.StringFlag{Name: "cni-bin-dir", Value: "/usr/lib/cni", Usage: "comma-separated directories of CNI plugins"},
 			&cli.StringFlag{Name: "registries-config", Usage: "registries file (default ROOT/registries.json, then /etc/berth/registries.json)"},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
+			&cli.StringFlag{Name: "pod-network", Usage: "the CNI network pods join (default: the first conflist in --cni-conf-dir, else Berth's own berth-pods bridge)"},
+			&cli.StringFlag{Name: "pod-subnet", Value: "10.85.0.0/16", Usage: "berth-pods' subnet until kubelet sends the node's pod CIDR"},
+			&cli.StringSliceFlag{Name: "runtime", Usage: "a runtime handler NAME=PATH (RuntimeClass handler → OCI runtime binary); berth-runtime, runc and crun are found by themselves"},
+			&cli.StringFlag{Name: "default-runtime", Value: "berth-runtime", Usage: "the handler pods without a RuntimeClass use"},
 		},
 		HideHelpCommand: true,
 		Action:          serve,
@@ -98,10 +105,24 @@ func serve(ctx context.Context, cmd *cli.Command) error {
 	defer images.Close()
 	images.Waiting = func(msg string) { log.Info(msg) }
 
+	runRoot, err := filepath.Abs(cmd.String("state"))
+	if err != nil {
+		return err
+	}
+	eng, runtimes, err := openEngine(ctx, cmd, root, runRoot, images, log)
+	if err != nil {
+		return err
+	}
+	defer eng.Close()
 	srv, err := cri.New(cri.Options{
 		Images:        images,
 		Root:          root,
+		Engine:        eng,
+		CNIConfDirs:   []string{cmd.String("cni-conf-dir")},
 		CNIPluginDirs: splitList(cmd.String("cni-bin-dir")),
+		PodNetwork:    cmd.String("pod-network"),
+		PodSubnet:     cmd.String("pod-subnet"),
+		Runtimes:      runtimes,
 		Version:       version,
 		Logger:        log,
 	})
@@ -148,4 +169,69 @@ func splitList(s string) []string {
 		}
 	}
 	return out
+}
+
+// openEngine opens the engine on namespace k8s.io with the runtime
+// handlers: berth-runtime, runc and crun where found, and --runtime ones.
+func openEngine(ctx context.Context, cmd *cli.Command, root, runRoot string, images *image.Service, log *slog.Logger) (*engine.Engine, []string, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, nil, fmt.Errorf("find the berthd binary: %w", err)
+	}
+	berth := findBinary(self, "berth")
+	if berth == "" {
+		return nil, nil, fmt.Errorf("the berth binary (next to berthd or on $PATH) is needed: monitors run `berth system cleanup` when a container ends")
+	}
+	o := engine.Options{
+		Root: root, RunRoot: runRoot, Namespace: "k8s.io", Images: images,
+		MonitorBin:    findBinary(self, "berth-monitor"),
+		Runtimes:      map[string]string{},
+		Self:          []string{berth},
+		CNIConfDirs:   []string{cmd.String("cni-conf-dir")},
+		CNIPluginDirs: splitList(cmd.String("cni-bin-dir")),
+		Warn:          func(msg string) { log.Warn(msg) },
+	}
+	if o.MonitorBin == "" {
+		return nil, nil, fmt.Errorf("the berth-monitor binary (next to berthd or on $PATH) is needed")
+	}
+	for _, n := range []string{"berth-runtime", "runc", "crun", "runsc"} {
+		if p := findBinary(self, n); p != "" {
+			o.Runtimes[n] = p
+		}
+	}
+	for _, kv := range cmd.StringSlice("runtime") {
+		name, p, ok := strings.Cut(kv, "=")
+		if !ok || name == "" || p == "" {
+			return nil, nil, fmt.Errorf("--runtime %q: want NAME=PATH", kv)
+		}
+		if o.Runtimes[name], err = filepath.Abs(p); err != nil {
+			return nil, nil, err
+		}
+	}
+	o.DefaultRuntime = cmd.String("default-runtime")
+	if _, ok := o.Runtimes[o.DefaultRuntime]; !ok {
+		return nil, nil, fmt.Errorf("--default-runtime %s: no such runtime binary found (have %v)", o.DefaultRuntime, o.Runtimes)
+	}
+	eng, err := engine.Open(ctx, o)
+	if err != nil {
+		return nil, nil, err
+	}
+	var names []string
+	for n := range o.Runtimes {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return eng, names, nil
+}
+
+// findBinary looks for name next to self, then on $PATH; "" if neither.
+func findBinary(self, name string) string {
+	p := filepath.Join(filepath.Dir(self), name)
+	if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
+		return p
+	}
+	if p, err := exec.LookPath(name); err == nil {
+		return p
+	}
+	return ""
 }

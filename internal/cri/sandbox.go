@@ -2,41 +2,352 @@ package cri
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-project/berth/internal/engine"
+	"github.com/berth-project/berth/internal/errdefs"
 )
 
-// Pod sandboxes: not implemented yet (issue 9).
+// Pod sandboxes are the engine's sandboxes (internal/engine/sandbox.go):
+// pinned network, IPC and UTS namespaces, no infra container. What only
+// the CRI knows of a pod (its metadata, labels, annotations, log
+// directory) is kept with the engine's record as sandboxExtra.
 
+// sandboxExtra is the CRI's part of a sandbox record.
+type sandboxExtra struct {
+	Metadata       *runtimeapi.PodSandboxMetadata `json:"metadata"`
+	Labels         map[string]string              `json:"labels,omitempty"`
+	Annotations    map[string]string              `json:"annotations,omitempty"`
+	LogDirectory   string                         `json:"logDirectory,omitempty"`
+	RuntimeHandler string                         `json:"runtimeHandler,omitempty"`
+	Namespaces     *runtimeapi.NamespaceOption    `json:"namespaces,omitempty"`
+	Privileged     bool                           `json:"privileged,omitempty"`
+}
+
+// defaultPodSubnet is berth-pods' subnet until kubelet gives one (CRI-O's
+// default, away from Berth's own 10.87/16 and 10.90/16).
+const defaultPodSubnet = "10.85.0.0/16"
+
+// berthPodsNetwork is the network Berth makes for pods when the operator
+// configured none.
+const berthPodsNetwork = "berth-pods"
+
+// needEngine refuses RuntimeService calls on a server made without one.
+func (s *Server) needEngine(rpc string) error {
+	if s.engine == nil {
+		return status.Errorf(codes.Unavailable, "%s: this server has no container engine", rpc)
+	}
+	return nil
+}
+
+// sandboxName is the engine's unique name for a pod attempt, as kubelet's
+// dockershim named infra containers.
+func sandboxName(m *runtimeapi.PodSandboxMetadata) string {
+	return fmt.Sprintf("k8s_POD_%s_%s_%s_%d", m.Name, m.Namespace, m.Uid, m.Attempt)
+}
+
+// podNetworkName chooses the network pods join: the configured one, else
+// the first conflist in the CNI configuration directories, else
+// berth-pods, made on first use with the pod subnet.
+func (s *Server) podNetworkName(ctx context.Context) (string, error) {
+	if s.podNetwork != "" {
+		return s.podNetwork, nil
+	}
+	for _, dir := range s.cniConfDirs {
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			continue
+		}
+		var names []string
+		for _, e := range ents {
+			if strings.HasSuffix(e.Name(), ".conflist") {
+				names = append(names, e.Name())
+			}
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			var doc struct {
+				Name string `json:"name"`
+			}
+			b, err := os.ReadFile(filepath.Join(dir, n))
+			if err != nil || json.Unmarshal(b, &doc) != nil || doc.Name == "" {
+				continue
+			}
+			return doc.Name, nil
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, err := s.engine.NetworkInspect(ctx, berthPodsNetwork); err == nil {
+		return berthPodsNetwork, nil
+	}
+	_, err := s.engine.NetworkCreate(ctx, engine.NetworkCreateOptions{
+		Name: berthPodsNetwork, Subnet: s.podSubnet, NoDNS: true,
+		Labels: map[string]string{"io.berth.cri": "pods"},
+	})
+	if err != nil && !errors.Is(err, errdefs.ErrAlreadyExists) {
+		return "", fmt.Errorf("create the pod network %s (%s): %w", berthPodsNetwork, s.podSubnet, err)
+	}
+	return berthPodsNetwork, nil
+}
+
+// RunPodSandbox makes a pod's namespaces and network.
 func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandboxRequest) (*runtimeapi.RunPodSandboxResponse, error) {
-	return nil, notImplemented("RunPodSandbox")
+	if err := s.needEngine("RunPodSandbox"); err != nil {
+		return nil, err
+	}
+	c := req.GetConfig()
+	m := c.GetMetadata()
+	switch {
+	case c == nil:
+		return nil, status.Error(codes.InvalidArgument, "RunPodSandbox: config is missing")
+	case m == nil || m.Name == "" || m.Namespace == "" || m.Uid == "":
+		return nil, status.Error(codes.InvalidArgument, "RunPodSandbox: config.metadata needs name, namespace and uid")
+	}
+	runtimeName, err := s.runtimeForHandler(req.RuntimeHandler)
+	if err != nil {
+		return nil, err
+	}
+	lin := c.GetLinux()
+	sc := lin.GetSecurityContext()
+	nsOpts := sc.GetNamespaceOptions()
+	if u := nsOpts.GetUsernsOptions(); u != nil && u.Mode == runtimeapi.NamespaceMode_POD {
+		return nil, status.Error(codes.InvalidArgument, "RunPodSandbox: config.linux.security_context.namespace_options.userns_options: pod user namespaces (hostUsers: false) are not supported yet")
+	}
+	cfg := engine.SandboxConfig{
+		Name:         sandboxName(m),
+		Hostname:     c.Hostname,
+		Labels:       c.Labels,
+		Annotations:  c.Annotations,
+		HostNetwork:  nsOpts.GetNetwork() == runtimeapi.NamespaceMode_NODE,
+		HostIPC:      nsOpts.GetIpc() == runtimeapi.NamespaceMode_NODE,
+		HostPID:      nsOpts.GetPid() == runtimeapi.NamespaceMode_NODE,
+		SharePID:     nsOpts.GetPid() == runtimeapi.NamespaceMode_POD,
+		Sysctls:      lin.GetSysctls(),
+		CgroupParent: lin.GetCgroupParent(),
+		Runtime:      runtimeName,
+	}
+	if nsOpts.GetPid() == runtimeapi.NamespaceMode_TARGET {
+		return nil, status.Error(codes.InvalidArgument, "RunPodSandbox: config.linux.security_context.namespace_options.pid: TARGET is for containers, not pods")
+	}
+	if d := c.GetDnsConfig(); d != nil {
+		cfg.DNS, cfg.DNSSearch, cfg.DNSOptions = d.Servers, d.Searches, d.Options
+	}
+	for i, p := range c.PortMappings {
+		if p.ContainerPort <= 0 || p.ContainerPort > 65535 || p.HostPort < 0 || p.HostPort > 65535 {
+			return nil, status.Errorf(codes.InvalidArgument, "RunPodSandbox: config.port_mappings[%d]: ports must be 1-65535 (container %d, host %d)", i, p.ContainerPort, p.HostPort)
+		}
+		if p.HostPort == 0 {
+			continue // kubelet's way of saying "not published"
+		}
+		cfg.Ports = append(cfg.Ports, engine.SandboxPort{
+			HostIP: p.HostIp, HostPort: uint16(p.HostPort), ContainerPort: uint16(p.ContainerPort),
+			Protocol: strings.ToLower(p.Protocol.String()),
+		})
+	}
+	if !cfg.HostNetwork {
+		if cfg.Network, err = s.podNetworkName(ctx); err != nil {
+			return nil, grpcError(err)
+		}
+	}
+	if dir := c.LogDirectory; dir != "" {
+		if !filepath.IsAbs(dir) {
+			return nil, status.Errorf(codes.InvalidArgument, "RunPodSandbox: config.log_directory %q is not absolute", dir)
+		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, status.Errorf(codes.Internal, "RunPodSandbox: create config.log_directory: %v", err)
+		}
+	}
+	extra, err := json.Marshal(sandboxExtra{
+		Metadata: m, Labels: c.Labels, Annotations: c.Annotations, LogDirectory: c.LogDirectory,
+		RuntimeHandler: req.RuntimeHandler, Namespaces: nsOpts, Privileged: sc.GetPrivileged(),
+	})
+	if err != nil {
+		return nil, grpcError(err)
+	}
+	cfg.Extra = extra
+	sb, err := s.engine.RunSandbox(ctx, cfg)
+	if err != nil {
+		return nil, grpcError(fmt.Errorf("RunPodSandbox %s/%s: %w", m.Namespace, m.Name, err))
+	}
+	s.log.Debug("pod sandbox started", "id", sb.ID, "pod", m.Namespace+"/"+m.Name, "ip", sb.IP)
+	return &runtimeapi.RunPodSandboxResponse{PodSandboxId: sb.ID}, nil
 }
 
+// runtimeForHandler maps a RuntimeClass handler to the engine's runtime.
+func (s *Server) runtimeForHandler(h string) (string, error) {
+	if h == "" {
+		return "", nil
+	}
+	for _, r := range s.runtimes {
+		if r == h {
+			return h, nil
+		}
+	}
+	return "", status.Errorf(codes.InvalidArgument, "runtime handler %q is not configured (have: %s)", h, strings.Join(s.runtimes, ", "))
+}
+
+// StopPodSandbox stops the pod's containers and releases its network; a
+// pod already stopped or gone is not an error (the CRI asks this).
 func (s *Server) StopPodSandbox(ctx context.Context, req *runtimeapi.StopPodSandboxRequest) (*runtimeapi.StopPodSandboxResponse, error) {
-	return nil, notImplemented("StopPodSandbox")
+	if err := s.needEngine("StopPodSandbox"); err != nil {
+		return nil, err
+	}
+	if req.PodSandboxId == "" {
+		return nil, status.Error(codes.InvalidArgument, "StopPodSandbox: pod_sandbox_id is empty")
+	}
+	if err := s.engine.StopSandbox(ctx, req.PodSandboxId, 0); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+		return nil, grpcError(fmt.Errorf("StopPodSandbox %s: %w", req.PodSandboxId, err))
+	}
+	return &runtimeapi.StopPodSandboxResponse{}, nil
 }
 
+// RemovePodSandbox removes the pod and all its containers; a pod already
+// gone is not an error.
 func (s *Server) RemovePodSandbox(ctx context.Context, req *runtimeapi.RemovePodSandboxRequest) (*runtimeapi.RemovePodSandboxResponse, error) {
-	return nil, notImplemented("RemovePodSandbox")
+	if err := s.needEngine("RemovePodSandbox"); err != nil {
+		return nil, err
+	}
+	if req.PodSandboxId == "" {
+		return nil, status.Error(codes.InvalidArgument, "RemovePodSandbox: pod_sandbox_id is empty")
+	}
+	if err := s.engine.RemoveSandbox(ctx, req.PodSandboxId); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+		return nil, grpcError(fmt.Errorf("RemovePodSandbox %s: %w", req.PodSandboxId, err))
+	}
+	return &runtimeapi.RemovePodSandboxResponse{}, nil
 }
 
+// extraOf decodes the CRI's part of a sandbox record; sandboxes made by
+// another front end have none.
+func extraOf(sb engine.Sandbox) (sandboxExtra, bool) {
+	var x sandboxExtra
+	if len(sb.Config.Extra) == 0 || json.Unmarshal(sb.Config.Extra, &x) != nil || x.Metadata == nil {
+		return x, false
+	}
+	return x, true
+}
+
+func sandboxState(sb engine.Sandbox) runtimeapi.PodSandboxState {
+	if sb.State == engine.SandboxReady {
+		return runtimeapi.PodSandboxState_SANDBOX_READY
+	}
+	return runtimeapi.PodSandboxState_SANDBOX_NOTREADY
+}
+
+// PodSandboxStatus reports a pod: its state, IP and namespaces.
 func (s *Server) PodSandboxStatus(ctx context.Context, req *runtimeapi.PodSandboxStatusRequest) (*runtimeapi.PodSandboxStatusResponse, error) {
-	return nil, notImplemented("PodSandboxStatus")
+	if err := s.needEngine("PodSandboxStatus"); err != nil {
+		return nil, err
+	}
+	if req.PodSandboxId == "" {
+		return nil, status.Error(codes.InvalidArgument, "PodSandboxStatus: pod_sandbox_id is empty")
+	}
+	sb, err := s.engine.InspectSandbox(ctx, req.PodSandboxId)
+	if err != nil {
+		return nil, grpcError(fmt.Errorf("PodSandboxStatus %s: %w", req.PodSandboxId, err))
+	}
+	x, ok := extraOf(sb)
+	if !ok {
+		return nil, status.Errorf(codes.NotFound, "PodSandboxStatus: %s is not a pod sandbox", req.PodSandboxId)
+	}
+	st := &runtimeapi.PodSandboxStatus{
+		Id:             sb.ID,
+		Metadata:       x.Metadata,
+		State:          sandboxState(sb),
+		CreatedAt:      sb.Created.UnixNano(),
+		Network:        &runtimeapi.PodSandboxNetworkStatus{Ip: sb.IP},
+		Linux:          &runtimeapi.LinuxPodSandboxStatus{Namespaces: &runtimeapi.Namespace{Options: x.Namespaces}},
+		Labels:         x.Labels,
+		Annotations:    x.Annotations,
+		RuntimeHandler: x.RuntimeHandler,
+	}
+	if st.Linux.Namespaces.Options == nil {
+		st.Linux.Namespaces.Options = &runtimeapi.NamespaceOption{}
+	}
+	for _, ip := range sb.AdditionalIPs {
+		st.Network.AdditionalIps = append(st.Network.AdditionalIps, &runtimeapi.PodIP{Ip: ip})
+	}
+	resp := &runtimeapi.PodSandboxStatusResponse{Status: st, Timestamp: time.Now().UnixNano()}
+	if req.Verbose {
+		b, _ := json.Marshal(sb)
+		resp.Info = map[string]string{"info": string(b)}
+	}
+	return resp, nil
 }
 
+// ListPodSandbox lists pods, filtered by ID (or unique prefix), state and
+// labels.
 func (s *Server) ListPodSandbox(ctx context.Context, req *runtimeapi.ListPodSandboxRequest) (*runtimeapi.ListPodSandboxResponse, error) {
-	return nil, notImplemented("ListPodSandbox")
+	if err := s.needEngine("ListPodSandbox"); err != nil {
+		return nil, err
+	}
+	sbs, err := s.engine.ListSandboxes(ctx)
+	if err != nil {
+		return nil, grpcError(err)
+	}
+	f := req.GetFilter()
+	out := []*runtimeapi.PodSandbox{}
+	for _, sb := range sbs {
+		x, ok := extraOf(sb)
+		if !ok {
+			continue
+		}
+		p := &runtimeapi.PodSandbox{
+			Id: sb.ID, Metadata: x.Metadata, State: sandboxState(sb), CreatedAt: sb.Created.UnixNano(),
+			Labels: x.Labels, Annotations: x.Annotations, RuntimeHandler: x.RuntimeHandler,
+		}
+		if f != nil {
+			if f.Id != "" && !strings.HasPrefix(sb.ID, f.Id) {
+				continue
+			}
+			if f.State != nil && f.State.State != p.State {
+				continue
+			}
+			if !labelsMatch(x.Labels, f.LabelSelector) {
+				continue
+			}
+		}
+		out = append(out, p)
+	}
+	return &runtimeapi.ListPodSandboxResponse{Items: out}, nil
 }
 
+// labelsMatch says whether labels hold every key=value of sel.
+func labelsMatch(labels, sel map[string]string) bool {
+	for k, v := range sel {
+		if got, ok := labels[k]; !ok || got != v {
+			return false
+		}
+	}
+	return true
+}
+
+// StreamPodSandboxes is the streaming form of ListPodSandbox (KEP 5825),
+// which kubelet does not use yet.
 func (s *Server) StreamPodSandboxes(req *runtimeapi.StreamPodSandboxesRequest, stream grpc.ServerStreamingServer[runtimeapi.StreamPodSandboxesResponse]) error {
 	return notImplemented("StreamPodSandboxes")
 }
 
+// UpdatePodSandboxResources is kubelet's notice of an in-place pod resize;
+// kubelet goes on without it (it updates each container's resources).
 func (s *Server) UpdatePodSandboxResources(ctx context.Context, req *runtimeapi.UpdatePodSandboxResourcesRequest) (*runtimeapi.UpdatePodSandboxResourcesResponse, error) {
 	return nil, notImplemented("UpdatePodSandboxResources")
 }
 
+// CheckpointPod and RestorePod need CRIU, which fails `criu check` on the
+// kernels Berth is tested on.
 func (s *Server) CheckpointPod(ctx context.Context, req *runtimeapi.CheckpointPodRequest) (*runtimeapi.CheckpointPodResponse, error) {
 	return nil, notImplemented("CheckpointPod")
 }

@@ -16,10 +16,12 @@ import (
 	"errors"
 	"log/slog"
 	"path/filepath"
+	"sync"
 
 	"google.golang.org/grpc"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/berth-project/berth/internal/engine"
 	"github.com/berth-project/berth/internal/image"
 )
 
@@ -36,6 +38,22 @@ type Options struct {
 	Version string
 	// Logger receives the server's logs (slog.Default() when nil).
 	Logger *slog.Logger
+	// Engine runs the pods and containers (opened on namespace "k8s.io");
+	// without it the RuntimeService answers only Version and Status.
+	Engine *engine.Engine
+	// CNIConfDirs hold operators' CNI configurations: the first conflist
+	// found (by file name) is the pod network, as containerd and CRI-O
+	// choose, unless PodNetwork names one.
+	CNIConfDirs []string
+	// PodNetwork names the network pods join; "" chooses as above, and
+	// with no conflist at all Berth's own bridge network berth-pods.
+	PodNetwork string
+	// PodSubnet is berth-pods' subnet until kubelet's UpdateRuntimeConfig
+	// gives the node's pod CIDR (default 10.85.0.0/16).
+	PodSubnet string
+	// Runtimes names the runtime handlers (RuntimeClass handlers) the
+	// engine has, for Status; "" is the default handler.
+	Runtimes []string
 }
 
 // Server implements runtimeapi.RuntimeServiceServer and
@@ -47,7 +65,16 @@ type Server struct {
 	runtimeapi.UnsafeRuntimeServiceServer
 	runtimeapi.UnsafeImageServiceServer
 
-	images        *image.Service
+	images      *image.Service
+	engine      *engine.Engine
+	cniConfDirs []string
+	podNetwork  string
+	runtimes    []string
+
+	// mu guards podSubnet and the choice of the pod network.
+	mu        sync.Mutex
+	podSubnet string
+
 	snapshotsDir  string
 	cniPluginDirs []string
 	version       string
@@ -69,10 +96,18 @@ func New(opts Options) (*Server, error) {
 	}
 	s := &Server{
 		images:        opts.Images,
+		engine:        opts.Engine,
+		cniConfDirs:   opts.CNIConfDirs,
+		podNetwork:    opts.PodNetwork,
+		podSubnet:     opts.PodSubnet,
+		runtimes:      opts.Runtimes,
 		snapshotsDir:  filepath.Join(opts.Root, "snapshots"),
 		cniPluginDirs: opts.CNIPluginDirs,
 		version:       opts.Version,
 		log:           opts.Logger,
+	}
+	if s.podSubnet == "" {
+		s.podSubnet = defaultPodSubnet
 	}
 	if s.version == "" {
 		s.version = "0.1.0-dev"

@@ -12,6 +12,7 @@ type NetworkCreateOptions struct {
 	Gateway  string
 	Internal bool
 	Labels   map[string]string
+	NoDNS    bool // no DNS server for container names
 }
 
 // NetworkResource is a network as `network inspect` shows it (Docker's

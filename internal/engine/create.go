@@ -79,6 +79,17 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (_ Container, retE
 	if err != nil {
 		return Container{}, err
 	}
+	var sb *Sandbox
+	if o.SandboxID != "" {
+		if sb, err = e.store.getSandbox(o.SandboxID); err != nil {
+			return Container{}, err
+		}
+		if e.checkPause(sb); sb.State != SandboxReady {
+			return Container{}, fmt.Errorf("sandbox %s is not ready: %w", sb.ID[:12], errdefs.ErrFailedPrecondition)
+		}
+		// The sandbox's network is the container's: none of its own.
+		hc.NetworkMode, o.Networks, ports = "none", nil, nil
+	}
 	nets, aliases, err := e.networksFor(ctx, hc.NetworkMode, o.Networks)
 	if err != nil {
 		return Container{}, err
@@ -104,6 +115,7 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (_ Container, retE
 			Namespace:  e.opts.Namespace,
 			SandboxID:  id,
 			Runtime:    runtimeBin,
+			Extra:      o.Extra,
 			Config:     cfg,
 			HostConfig: hc,
 			LogPath:    filepath.Join(e.containerDir(id), "container.log"),
@@ -122,8 +134,14 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (_ Container, retE
 	r.ResolvConfPath = filepath.Join(e.containerDir(id), "resolv.conf")
 	r.HostsPath = filepath.Join(e.containerDir(id), "hosts")
 	r.HostnamePath = filepath.Join(e.containerDir(id), "hostname")
-	if o.SandboxID != "" {
-		r.SandboxID = o.SandboxID
+	if sb != nil {
+		e.joinSandbox(r, sb)
+	}
+	if o.LogPath != "" {
+		if !filepath.IsAbs(o.LogPath) {
+			return Container{}, fmt.Errorf("log path %q is not absolute: %w", o.LogPath, errdefs.ErrInvalidArgument)
+		}
+		r.LogPath = filepath.Clean(o.LogPath)
 	}
 
 	// Undo in reverse on failure.

@@ -20,7 +20,7 @@ func (e *Engine) NetworkCreate(ctx context.Context, o NetworkCreateOptions) (Net
 	if o.Driver != "" && o.Driver != "bridge" {
 		return NetworkResource{}, fmt.Errorf("network driver %q is not supported: the driver is bridge: %w", o.Driver, errdefs.ErrInvalidArgument)
 	}
-	n, err := e.net.Create(ctx, network.CreateOptions{Name: o.Name, Subnet: o.Subnet, Gateway: o.Gateway, Internal: o.Internal, Labels: o.Labels})
+	n, err := e.net.Create(ctx, network.CreateOptions{Name: o.Name, Subnet: o.Subnet, Gateway: o.Gateway, Internal: o.Internal, Labels: o.Labels, NoDNS: o.NoDNS})
 	if err != nil {
 		return NetworkResource{}, err
 	}

@@ -195,6 +195,22 @@ func BuildSpec(ctx context.Context, in SpecInput) (*specs.Spec, error) {
 		return nil, err
 	}
 	p.User = specs.User{UID: user.UID, GID: user.GID, AdditionalGids: user.AdditionalGids}
+	for _, g := range hc.GroupAdd {
+		gid, err := resolveGroup(in.Rootfs, g)
+		if err != nil {
+			return nil, err
+		}
+		if !slices.Contains(p.User.AdditionalGids, gid) {
+			p.User.AdditionalGids = append(p.User.AdditionalGids, gid)
+		}
+	}
+	if hc.OomScoreAdj != 0 {
+		if hc.OomScoreAdj < -1000 || hc.OomScoreAdj > 1000 {
+			return nil, fmt.Errorf("invalid --oom-score-adj %d: the range is -1000 to 1000: %w", hc.OomScoreAdj, errdefs.ErrInvalidArgument)
+		}
+		adj := hc.OomScoreAdj
+		p.OOMScoreAdj = &adj
+	}
 
 	p.Cwd = c.WorkingDir
 	if p.Cwd == "" {
@@ -237,6 +253,12 @@ func BuildSpec(ctx context.Context, in SpecInput) (*specs.Spec, error) {
 		s.Linux.Devices = devs
 		s.Linux.Resources.Devices = []specs.LinuxDeviceCgroup{{Allow: true, Access: "rwm"}}
 		s.Linux.MaskedPaths, s.Linux.ReadonlyPaths = nil, nil
+	}
+	if hc.MaskedPaths != nil {
+		s.Linux.MaskedPaths = slices.Clone(hc.MaskedPaths)
+	}
+	if hc.ReadonlyPaths != nil {
+		s.Linux.ReadonlyPaths = slices.Clone(hc.ReadonlyPaths)
 	}
 
 	switch {
@@ -818,6 +840,37 @@ func buildResources(r Resources, host hostLimits) (*specs.LinuxResources, error)
 			out.CPU = &specs.LinuxCPU{}
 		}
 		out.CPU.Cpus = r.CPUSetCPUs
+	}
+	if r.CPUQuota != 0 || r.CPUPeriod != 0 {
+		if r.NanoCPUs != 0 {
+			return nil, bad("--cpu-quota", "conflicts with --cpus")
+		}
+		if r.CPUPeriod < 0 || (r.CPUPeriod > 0 && (r.CPUPeriod < 1000 || r.CPUPeriod > 1000000)) {
+			return nil, bad("--cpu-period", "%d is outside 1000 to 1000000 microseconds", r.CPUPeriod)
+		}
+		if r.CPUQuota > 0 && r.CPUQuota < 1000 {
+			return nil, bad("--cpu-quota", "%d is below the minimum of 1000 microseconds", r.CPUQuota)
+		}
+		if out.CPU == nil {
+			out.CPU = &specs.LinuxCPU{}
+		}
+		if r.CPUPeriod > 0 {
+			period := uint64(r.CPUPeriod)
+			out.CPU.Period = &period
+		}
+		if r.CPUQuota != 0 {
+			quota := r.CPUQuota
+			out.CPU.Quota = &quota
+		}
+	}
+	if r.CPUSetMems != "" {
+		if _, err := parseCPUList(r.CPUSetMems); err != nil {
+			return nil, bad("--cpuset-mems", "%q: %v", r.CPUSetMems, err)
+		}
+		if out.CPU == nil {
+			out.CPU = &specs.LinuxCPU{}
+		}
+		out.CPU.Mems = r.CPUSetMems
 	}
 	if r.PidsLimit != nil && *r.PidsLimit > 0 {
 		limit := *r.PidsLimit

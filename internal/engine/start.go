@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -260,7 +261,7 @@ func (e *Engine) monitorConfig(r *record) monitor.Config {
 		LogPath:     r.LogPath,
 		StateDir:    rundir,
 		ExitFile:    e.exitFilePath(r.ID),
-		OOMFiles:    monitor.OOMFilesFor(cgroupsPath(r.ID)),
+		OOMFiles:    monitor.OOMFilesFor(cgroupsPathOf(r)),
 		Restart:     monitor.RestartPolicy{Name: r.HostConfig.RestartPolicy.Name, MaxRetries: r.HostConfig.RestartPolicy.MaximumRetryCount},
 		ExitCommand: append(append([]string{}, e.selfArgs()...), "system", "cleanup", r.ID),
 	}
@@ -306,6 +307,15 @@ func (e *Engine) runtimeRoot(bin string) string {
 
 func cgroupsPath(id string) string { return "/berth/" + id }
 
+// cgroupsPathOf is r's cgroup: under its sandbox's parent (kubelet's pod
+// cgroup) when it has one, else Berth's /berth.
+func cgroupsPathOf(r *record) string {
+	if r.CgroupParent != "" {
+		return path.Join(r.CgroupParent, r.ID)
+	}
+	return cgroupsPath(r.ID)
+}
+
 // setupNetwork makes the container's network namespace and joins its
 // networks; it returns the namespace's path ("" for the host's).
 func (e *Engine) setupNetwork(ctx context.Context, r *record) (string, []network.Attachment, error) {
@@ -314,6 +324,13 @@ func (e *Engine) setupNetwork(ctx context.Context, r *record) (string, []network
 	switch {
 	case mode == "host":
 		return "", nil, nil
+	case strings.HasPrefix(mode, "sandbox:"):
+		nsPath, err := e.SandboxNetNS(ctx, strings.TrimPrefix(mode, "sandbox:"))
+		if err != nil {
+			return "", nil, err
+		}
+		r.NetworkSettings.SandboxKey = nsPath
+		return nsPath, nil, nil
 	case strings.HasPrefix(mode, "container:"):
 		other, err := e.store.get(strings.TrimPrefix(mode, "container:"))
 		if err != nil {
@@ -417,6 +434,9 @@ func freePort(ip, proto string) (uint16, error) {
 // writeEtcFiles writes the container's /etc/hostname, /etc/hosts and
 // /etc/resolv.conf.
 func (e *Engine) writeEtcFiles(r *record, atts []network.Attachment) error {
+	if r.SandboxID != r.ID {
+		return nil // the sandbox's files
+	}
 	hc := r.HostConfig
 	hostname := r.Config.Hostname
 	var hosts, resolv []byte
@@ -470,7 +490,7 @@ func (e *Engine) buildSpec(ctx context.Context, r *record, rootfs, netnsPath str
 		Rootfs:      rootfs,
 		Mounts:      mounts,
 		NetNSPath:   netnsPath,
-		CgroupsPath: cgroupsPath(r.ID),
+		CgroupsPath: cgroupsPathOf(r),
 	}
 	if r.HostConfig.Init != nil && *r.HostConfig.Init {
 		in.InitPath = e.initPath()
@@ -479,6 +499,9 @@ func (e *Engine) buildSpec(ctx context.Context, r *record, rootfs, netnsPath str
 		}
 	}
 	in.SeccompProfile = r.SeccompProfile
+	if err := e.sandboxNamespaces(r, &in); err != nil {
+		return nil, err
+	}
 	for _, pair := range []struct {
 		mode string
 		dst  *string
@@ -533,7 +556,7 @@ func (e *Engine) teardown(ctx context.Context, r *record) {
 	if r.NetworkSettings.SandboxKey != "" {
 		nsPath = r.NetworkSettings.SandboxKey
 	}
-	if mode := r.HostConfig.NetworkMode; mode != "host" && !strings.HasPrefix(mode, "container:") {
+	if mode := r.HostConfig.NetworkMode; mode != "host" && !strings.HasPrefix(mode, "container:") && !strings.HasPrefix(mode, "sandbox:") {
 		ports := recordedPorts(r)
 		for i, n := range r.NetworkNames {
 			req := network.AttachRequest{ContainerID: r.ID, NetNS: nsPath, Network: n, IfName: ifNameFor(r, i, n), Name: name}

@@ -62,6 +62,9 @@ type record struct {
 	// StoppedByUser is set by stop/kill and cleared by start: Docker's
 	// unless-stopped and `system boot` read it.
 	StoppedByUser bool `json:"stoppedByUser,omitempty"`
+	// CgroupParent is the cgroup the container's goes under (its
+	// sandbox's); "" for Berth's /berth.
+	CgroupParent string `json:"cgroupParent,omitempty"`
 }
 
 // portSpec is one published port.

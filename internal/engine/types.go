@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"encoding/json"
 	"time"
 
 	"github.com/berth-project/berth/internal/monitor"
@@ -79,6 +80,15 @@ type HostConfig struct {
 	Runtime         string            `json:"Runtime"`     // a configured runtime's name; "" = the default
 	Init            *bool             `json:"Init,omitempty"`
 	Sysctls         map[string]string `json:"Sysctls,omitempty"`
+	// GroupAdd are supplementary groups (numeric IDs or names in the
+	// image's /etc/group) added to the user's own.
+	GroupAdd []string `json:"GroupAdd,omitempty"`
+	// OomScoreAdj is the container's oom_score_adj (0: inherited).
+	OomScoreAdj int `json:"OomScoreAdj,omitempty"`
+	// MaskedPaths and ReadonlyPaths replace Docker's defaults when not
+	// nil (an empty list: none).
+	MaskedPaths   []string `json:"MaskedPaths,omitempty"`
+	ReadonlyPaths []string `json:"ReadonlyPaths,omitempty"`
 	Resources
 }
 
@@ -90,6 +100,11 @@ type Resources struct {
 	NanoCPUs          int64  `json:"NanoCpus"` // --cpus × 1e9
 	CPUShares         int64  `json:"CpuShares"`
 	CPUSetCPUs        string `json:"CpusetCpus"`
+	CPUSetMems        string `json:"CpusetMems,omitempty"`
+	// CPUPeriod and CPUQuota (microseconds) are the CFS bandwidth limit
+	// as kubelet sets it; NanoCPUs is the same as a CPU count.
+	CPUPeriod int64 `json:"CpuPeriod,omitempty"`
+	CPUQuota  int64 `json:"CpuQuota,omitempty"`
 	PidsLimit         *int64 `json:"PidsLimit"`
 }
 
@@ -144,6 +159,12 @@ type CreateOptions struct {
 	// SandboxID joins an existing sandbox's namespaces (the CRI server's
 	// pods); "" gives the container a sandbox of its own, as `berth run`.
 	SandboxID string
+	// LogPath, if set, is where the container's log goes (the CRI's
+	// path); else ROOT/containers/ID/container.log.
+	LogPath string
+	// Extra is the front end's own record of the container (the CRI
+	// server's metadata, labels and annotations), kept verbatim.
+	Extra json.RawMessage
 }
 
 // PullEvent is a layer's progress during an implicit pull.
@@ -172,6 +193,7 @@ type Container struct {
 	Namespace       string          `json:"Namespace"` // Berth: the engine namespace ("default", "k8s.io")
 	SandboxID       string          `json:"SandboxId"` // Berth: the sandbox whose namespaces it shares
 	Runtime         string          `json:"Runtime"`   // Berth: the runtime binary actually used
+	Extra           json.RawMessage `json:"Extra,omitempty"` // Berth: the front end's own record (CreateOptions.Extra)
 	Mounts          []MountPoint    `json:"Mounts"`
 	Config          Config          `json:"Config"`
 	HostConfig      HostConfig      `json:"HostConfig"`

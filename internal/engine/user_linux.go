@@ -265,3 +265,25 @@ func parseGroup(r io.Reader) ([]groupEntry, error) {
 	})
 	return out, err
 }
+
+// resolveGroup turns a --group-add value (a number, or a name in the
+// image's /etc/group) into a gid.
+func resolveGroup(rootfs, g string) (uint32, error) {
+	gid, numeric, err := parseID(g)
+	if err != nil {
+		return 0, fmt.Errorf("group %q: %w", g, err)
+	}
+	if numeric {
+		return gid, nil
+	}
+	groups, err := readIDFile(rootfs, "/etc/group", parseGroup)
+	if err != nil {
+		return 0, err
+	}
+	for _, e := range groups {
+		if e.Name == g {
+			return e.GID, nil
+		}
+	}
+	return 0, fmt.Errorf("unable to find group %s: no matching entries in group file: %w", g, errdefs.ErrInvalidArgument)
+}

@@ -34,6 +34,9 @@ func Main(args []string) int {
 		}
 		return 1
 	}
+	if len(args) == 3 && args[1] == "--pause" {
+		return pause()
+	}
 	if len(args) != 2 {
 		return fail(fmt.Errorf("usage: berth-monitor CONFIGFILE (got %d arguments)", len(args)-1))
 	}

@@ -114,6 +114,9 @@ type CreateOptions struct {
 	Gateway  string
 	Internal bool
 	Labels   map[string]string
+	// NoDNS leaves out the network's DNS server (pods get their DNS from
+	// kubelet).
+	NoDNS bool
 }
 
 // berthMeta is what Berth records about its networks inside the conflist,
@@ -474,7 +477,7 @@ func (m *Manager) Create(ctx context.Context, o CreateOptions) (Network, error) 
 			return Network{}, fmt.Errorf("network label with an empty key: %w", errdefs.ErrInvalidArgument)
 		}
 	}
-	meta := berthMeta{Created: time.Now().UTC(), Labels: o.Labels, Internal: o.Internal, DNS: true}
+	meta := berthMeta{Created: time.Now().UTC(), Labels: o.Labels, Internal: o.Internal, DNS: !o.NoDNS}
 	data, err := buildConflist(o.Name, bridgeName(o.Name), subnet, gw, meta)
 	if err != nil {
 		return Network{}, fmt.Errorf("build conflist of network %s: %w", o.Name, err)

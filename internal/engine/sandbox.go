@@ -1,0 +1,706 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/berth-project/berth/internal/errdefs"
+	"github.com/berth-project/berth/internal/network"
+)
+
+// A sandbox is the set of namespaces that containers share: the CRI's pod.
+// Berth holds a pod's namespaces without an infra container, as CRI-O does
+// with pinned namespaces: the network, IPC and UTS namespaces are bind
+// mounts under RUNROOT/sandboxes/ID, made by a thread that unshared them,
+// so a pod with no containers costs no process and no memory beyond a few
+// kernel objects. Only a pod whose containers share one PID namespace has a
+// process: a PID namespace dies with its first process, so a tiny pause
+// process (berth-monitor --pause) is its init and reaper.
+//
+// Containers join a sandbox with CreateOptions.SandboxID; their records say
+// NetworkMode "sandbox:ID" (and IpcMode, UTSMode, PidMode likewise), and
+// their /etc/hosts, /etc/resolv.conf and /etc/hostname are the sandbox's.
+
+// SandboxConfig is a request to make a sandbox (the CRI's
+// PodSandboxConfig, in the engine's terms).
+type SandboxConfig struct {
+	// Name is unique in the engine's namespace (the CRI server builds it
+	// from the pod's metadata).
+	Name        string            `json:"name"`
+	Hostname    string            `json:"hostname,omitempty"`
+	Labels      map[string]string `json:"labels,omitempty"`
+	Annotations map[string]string `json:"annotations,omitempty"`
+	// Network is the network the sandbox joins ("" for none but the
+	// loopback); ignored with HostNetwork.
+	Network     string `json:"network,omitempty"`
+	HostNetwork bool   `json:"hostNetwork,omitempty"`
+	HostIPC     bool   `json:"hostIPC,omitempty"`
+	HostPID     bool   `json:"hostPID,omitempty"`
+	// SharePID gives the sandbox's containers one PID namespace.
+	SharePID   bool          `json:"sharePID,omitempty"`
+	Ports      []SandboxPort `json:"ports,omitempty"`
+	DNS        []string      `json:"dns,omitempty"`
+	DNSSearch  []string      `json:"dnsSearch,omitempty"`
+	DNSOptions []string      `json:"dnsOptions,omitempty"`
+	// Sysctls are applied in every container of the sandbox (they name
+	// the namespaces the containers share).
+	Sysctls map[string]string `json:"sysctls,omitempty"`
+	// CgroupParent is the cgroup under which the containers' cgroups go
+	// ("" for Berth's own /berth).
+	CgroupParent string `json:"cgroupParent,omitempty"`
+	// Runtime is the runtime the sandbox's containers use ("" default).
+	Runtime string `json:"runtime,omitempty"`
+	// Extra is the front end's own record of the sandbox (the CRI
+	// server's metadata), kept verbatim.
+	Extra json.RawMessage `json:"extra,omitempty"`
+}
+
+// SandboxPort is a port of the sandbox published on the host.
+type SandboxPort struct {
+	HostIP        string `json:"hostIP,omitempty"`
+	HostPort      uint16 `json:"hostPort"`
+	ContainerPort uint16 `json:"containerPort"`
+	Protocol      string `json:"protocol"` // tcp, udp, sctp
+}
+
+// Sandbox states.
+const (
+	SandboxReady    = "ready"
+	SandboxNotReady = "notready"
+)
+
+// Sandbox is a sandbox's record and its inspection.
+type Sandbox struct {
+	ID        string        `json:"id"`
+	Namespace string        `json:"namespace"`
+	Created   time.Time     `json:"created"`
+	State     string        `json:"state"`
+	Config    SandboxConfig `json:"config"`
+	// NetNSPath is the pinned network namespace ("" with the host's, or
+	// when stopped).
+	NetNSPath string `json:"netnsPath,omitempty"`
+	IPCPath   string `json:"ipcPath,omitempty"`
+	UTSPath   string `json:"utsPath,omitempty"`
+	PausePid  int    `json:"pausePid,omitempty"`
+	// IP is the address on the sandbox's network; AdditionalIPs others.
+	IP            string                      `json:"ip,omitempty"`
+	AdditionalIPs []string                    `json:"additionalIPs,omitempty"`
+	Networks      map[string]*EndpointSettings `json:"networks,omitempty"`
+	// The files every container of the sandbox sees.
+	HostsPath      string `json:"hostsPath"`
+	ResolvConfPath string `json:"resolvConfPath"`
+	HostnamePath   string `json:"hostnamePath"`
+}
+
+var (
+	bucketSandboxes    = []byte("sandboxes")
+	bucketSandboxNames = []byte("sandboxNames")
+)
+
+// sandboxUpdate runs fn in a write transaction on the namespace's sandbox
+// buckets.
+func (s *store) sandboxUpdate(fn func(sbs, names *bolt.Bucket) error) error {
+	db, err := s.open(false)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	return db.Update(func(tx *bolt.Tx) error {
+		v1, err := tx.CreateBucketIfNotExists(bucketV1)
+		if err != nil {
+			return err
+		}
+		ns, err := v1.CreateBucketIfNotExists(s.ns)
+		if err != nil {
+			return err
+		}
+		b, err := ns.CreateBucketIfNotExists(bucketSandboxes)
+		if err != nil {
+			return err
+		}
+		n, err := ns.CreateBucketIfNotExists(bucketSandboxNames)
+		if err != nil {
+			return err
+		}
+		return fn(b, n)
+	})
+}
+
+// sandboxView runs fn in a read transaction; the buckets are nil when the
+// namespace has never held a sandbox.
+func (s *store) sandboxView(fn func(sbs, names *bolt.Bucket) error) error {
+	if _, err := os.Stat(s.path); errors.Is(err, os.ErrNotExist) {
+		return fn(nil, nil)
+	}
+	db, err := s.open(true)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	return db.View(func(tx *bolt.Tx) error {
+		var b, n *bolt.Bucket
+		if v1 := tx.Bucket(bucketV1); v1 != nil {
+			if ns := v1.Bucket(s.ns); ns != nil {
+				b, n = ns.Bucket(bucketSandboxes), ns.Bucket(bucketSandboxNames)
+			}
+		}
+		return fn(b, n)
+	})
+}
+
+func (s *store) addSandbox(sb *Sandbox) error {
+	return s.sandboxUpdate(func(b, n *bolt.Bucket) error {
+		if id := n.Get([]byte(sb.Config.Name)); id != nil {
+			return fmt.Errorf("the sandbox name %q is already in use by sandbox %s: %w", sb.Config.Name, id, errdefs.ErrAlreadyExists)
+		}
+		v, err := json.Marshal(sb)
+		if err != nil {
+			return err
+		}
+		if err := n.Put([]byte(sb.Config.Name), []byte(sb.ID)); err != nil {
+			return err
+		}
+		return b.Put([]byte(sb.ID), v)
+	})
+}
+
+func (s *store) putSandbox(sb *Sandbox) error {
+	return s.sandboxUpdate(func(b, _ *bolt.Bucket) error {
+		if b.Get([]byte(sb.ID)) == nil {
+			return fmt.Errorf("sandbox %s: %w", sb.ID, errdefs.ErrNotFound)
+		}
+		v, err := json.Marshal(sb)
+		if err != nil {
+			return err
+		}
+		return b.Put([]byte(sb.ID), v)
+	})
+}
+
+func (s *store) removeSandbox(id string) error {
+	return s.sandboxUpdate(func(b, n *bolt.Bucket) error {
+		v := b.Get([]byte(id))
+		if v == nil {
+			return nil
+		}
+		var sb Sandbox
+		if err := json.Unmarshal(v, &sb); err == nil && string(n.Get([]byte(sb.Config.Name))) == id {
+			if err := n.Delete([]byte(sb.Config.Name)); err != nil {
+				return err
+			}
+		}
+		return b.Delete([]byte(id))
+	})
+}
+
+// getSandbox finds a sandbox by ID, name or unique ID prefix.
+func (s *store) getSandbox(ref string) (*Sandbox, error) {
+	if ref == "" {
+		return nil, fmt.Errorf("no sandbox named: %w", errdefs.ErrInvalidArgument)
+	}
+	var out *Sandbox
+	err := s.sandboxView(func(b, n *bolt.Bucket) error {
+		if b == nil {
+			return nil
+		}
+		decode := func(v []byte) error {
+			var sb Sandbox
+			if err := json.Unmarshal(v, &sb); err != nil {
+				return fmt.Errorf("sandbox %s: corrupt record: %w", ref, err)
+			}
+			out = &sb
+			return nil
+		}
+		if v := b.Get([]byte(ref)); v != nil {
+			return decode(v)
+		}
+		if id := n.Get([]byte(ref)); id != nil {
+			if v := b.Get(id); v != nil {
+				return decode(v)
+			}
+		}
+		var match []byte
+		cur := b.Cursor()
+		for k, v := cur.Seek([]byte(ref)); k != nil && strings.HasPrefix(string(k), ref); k, v = cur.Next() {
+			if match != nil {
+				return fmt.Errorf("multiple sandboxes match %q: %w", ref, errdefs.ErrInvalidArgument)
+			}
+			match = v
+		}
+		if match != nil {
+			return decode(match)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if out == nil {
+		return nil, fmt.Errorf("no such sandbox: %s: %w", ref, errdefs.ErrNotFound)
+	}
+	return out, nil
+}
+
+func (s *store) listSandboxes() ([]*Sandbox, error) {
+	var out []*Sandbox
+	err := s.sandboxView(func(b, _ *bolt.Bucket) error {
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(k, v []byte) error {
+			var sb Sandbox
+			if err := json.Unmarshal(v, &sb); err != nil {
+				return fmt.Errorf("sandbox %s: corrupt record: %w", k, err)
+			}
+			out = append(out, &sb)
+			return nil
+		})
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].Created.Before(out[j].Created) })
+	return out, err
+}
+
+func (e *Engine) sandboxDir(id string) string {
+	return filepath.Join(e.opts.Root, "sandboxes", id)
+}
+
+func (e *Engine) sandboxRunDir(id string) string {
+	return filepath.Join(e.opts.RunRoot, "sandboxes", id)
+}
+
+// RunSandbox makes a sandbox and brings it up: its namespaces, its network
+// (with the published ports) and the files its containers share. On any
+// error nothing is left: no namespace, lease, rule, process or record.
+func (e *Engine) RunSandbox(ctx context.Context, cfg SandboxConfig) (_ Sandbox, retErr error) {
+	if cfg.Name == "" || len(cfg.Name) > 253 || !validName(cfg.Name) {
+		return Sandbox{}, fmt.Errorf("invalid sandbox name %q: 1 to 253 characters of [a-zA-Z0-9][a-zA-Z0-9_.-]: %w", cfg.Name, errdefs.ErrInvalidArgument)
+	}
+	if cfg.HostNetwork && len(cfg.Ports) > 0 {
+		// The CRI allows ports with the host's network: they are the
+		// host's ports already; nothing to publish.
+		cfg.Ports = nil
+	}
+	for i, p := range cfg.Ports {
+		switch p.Protocol {
+		case "tcp", "udp", "sctp":
+		case "":
+			cfg.Ports[i].Protocol = "tcp"
+		default:
+			return Sandbox{}, fmt.Errorf("port mapping %d: protocol %q: want tcp, udp or sctp: %w", i, p.Protocol, errdefs.ErrInvalidArgument)
+		}
+		if p.ContainerPort == 0 {
+			return Sandbox{}, fmt.Errorf("port mapping %d: container port 0: %w", i, errdefs.ErrInvalidArgument)
+		}
+	}
+	if cfg.Network != "" && !cfg.HostNetwork {
+		if err := network.ValidateName(cfg.Network); err != nil {
+			return Sandbox{}, err
+		}
+	}
+	if _, _, err := e.runtimeFor(cfg.Runtime); err != nil {
+		return Sandbox{}, err
+	}
+	if err := validateSandboxSysctls(cfg); err != nil {
+		return Sandbox{}, err
+	}
+	id := newID()
+	sb := &Sandbox{
+		ID:             id,
+		Namespace:      e.opts.Namespace,
+		Created:        time.Now().UTC(),
+		State:          SandboxNotReady,
+		Config:         cfg,
+		Networks:       map[string]*EndpointSettings{},
+		HostsPath:      filepath.Join(e.sandboxDir(id), "hosts"),
+		ResolvConfPath: filepath.Join(e.sandboxDir(id), "resolv.conf"),
+		HostnamePath:   filepath.Join(e.sandboxDir(id), "hostname"),
+	}
+	if sb.Config.Hostname == "" && !cfg.HostNetwork {
+		sb.Config.Hostname = id[:12]
+	}
+	if err := os.MkdirAll(e.sandboxDir(id), 0o711); err != nil {
+		return Sandbox{}, fmt.Errorf("create sandbox directory: %w", err)
+	}
+	if err := e.store.addSandbox(sb); err != nil {
+		os.RemoveAll(e.sandboxDir(id))
+		return Sandbox{}, err
+	}
+	defer func() {
+		if retErr != nil {
+			bg := context.Background()
+			e.teardownSandbox(bg, sb)
+			e.store.removeSandbox(id)
+			os.RemoveAll(e.sandboxDir(id))
+		}
+	}()
+	if err := e.setupSandbox(ctx, sb); err != nil {
+		return Sandbox{}, err
+	}
+	sb.State = SandboxReady
+	if err := e.store.putSandbox(sb); err != nil {
+		return Sandbox{}, err
+	}
+	e.emitSandbox(ctx, "start", sb)
+	return *sb, nil
+}
+
+// setupSandbox pins the sandbox's namespaces, joins its network and writes
+// its files; it records each step before taking it, so that a teardown
+// after a crash finds what to undo.
+func (e *Engine) setupSandbox(ctx context.Context, sb *Sandbox) error {
+	cfg := sb.Config
+	rundir := e.sandboxRunDir(sb.ID)
+	if err := os.MkdirAll(rundir, 0o711); err != nil {
+		return fmt.Errorf("create sandbox run directory: %w", err)
+	}
+	var atts []network.Attachment
+	if !cfg.HostNetwork {
+		ports := make([]network.PortMapping, 0, len(cfg.Ports))
+		for _, p := range cfg.Ports {
+			ports = append(ports, network.PortMapping{HostIP: p.HostIP, HostPort: p.HostPort, ContainerPort: p.ContainerPort, Protocol: p.Protocol})
+		}
+		if err := e.net.CheckPorts(ports); err != nil {
+			return fmt.Errorf("%w: %w", err, errdefs.ErrFailedPrecondition)
+		}
+		nsPath, err := e.net.NewNetNS(ctx, sb.ID)
+		if err != nil {
+			return err
+		}
+		sb.NetNSPath = nsPath
+		if err := e.store.putSandbox(sb); err != nil {
+			return err
+		}
+		if cfg.Network != "" {
+			att, err := e.net.Attach(ctx, network.AttachRequest{
+				ContainerID: sb.ID, NetNS: nsPath, Network: cfg.Network, IfName: "eth0",
+				Name: cfg.Hostname, Ports: ports,
+			})
+			if err != nil {
+				return fmt.Errorf("network %s: %w", cfg.Network, err)
+			}
+			atts = append(atts, att)
+			sb.IP = att.IP
+			sb.Networks[cfg.Network] = &EndpointSettings{
+				NetworkID: cfg.Network, Gateway: att.Gateway, IPAddress: att.IP,
+				IPPrefixLen: att.PrefixLen, MacAddress: att.MAC, IfName: att.IfName,
+			}
+		}
+	}
+	pins, err := pinNamespaces(rundir, cfg.Hostname, !cfg.HostIPC, !cfg.HostNetwork)
+	if err != nil {
+		return err
+	}
+	sb.IPCPath, sb.UTSPath = pins.ipc, pins.uts
+	if cfg.SharePID && !cfg.HostPID {
+		pid, err := e.startPause(ctx, sb)
+		if err != nil {
+			return err
+		}
+		sb.PausePid = pid
+	}
+	if err := e.store.putSandbox(sb); err != nil {
+		return err
+	}
+	return e.writeSandboxFiles(sb, atts)
+}
+
+// writeSandboxFiles writes the hosts, resolv.conf and hostname files the
+// sandbox's containers bind.
+func (e *Engine) writeSandboxFiles(sb *Sandbox, atts []network.Attachment) error {
+	cfg := sb.Config
+	hostname := cfg.Hostname
+	var hosts []byte
+	if cfg.HostNetwork {
+		h, _ := os.Hostname()
+		hostname = h
+		hosts, _ = os.ReadFile("/etc/hosts")
+	} else {
+		hosts = network.HostsFile(hostname, "", atts, nil)
+	}
+	var resolv []byte
+	if cfg.HostNetwork && len(cfg.DNS) == 0 && len(cfg.DNSSearch) == 0 && len(cfg.DNSOptions) == 0 {
+		resolv, _ = os.ReadFile("/etc/resolv.conf")
+	} else {
+		resolv = e.net.ResolvConf(atts, cfg.DNS, cfg.DNSSearch, cfg.DNSOptions)
+	}
+	for _, f := range []struct {
+		path string
+		data []byte
+	}{{sb.HostnamePath, []byte(hostname + "\n")}, {sb.HostsPath, hosts}, {sb.ResolvConfPath, resolv}} {
+		if err := writeFileAtomic(f.path, f.data, 0o644); err != nil {
+			return fmt.Errorf("write %s: %w", f.path, err)
+		}
+	}
+	return nil
+}
+
+// teardownSandbox undoes what setupSandbox did, whatever of it was done;
+// it is idempotent.
+func (e *Engine) teardownSandbox(ctx context.Context, sb *Sandbox) {
+	if sb.PausePid > 0 {
+		stopPause(sb.PausePid, e.sandboxRunDir(sb.ID))
+		sb.PausePid = 0
+	}
+	if !sb.Config.HostNetwork {
+		nsPath := sb.NetNSPath
+		if nsPath == "" {
+			nsPath = filepath.Join(e.opts.RunRoot, "network", "netns", sb.ID)
+		}
+		if sb.Config.Network != "" {
+			ports := make([]network.PortMapping, 0, len(sb.Config.Ports))
+			for _, p := range sb.Config.Ports {
+				ports = append(ports, network.PortMapping{HostIP: p.HostIP, HostPort: p.HostPort, ContainerPort: p.ContainerPort, Protocol: p.Protocol})
+			}
+			req := network.AttachRequest{ContainerID: sb.ID, NetNS: nsPath, Network: sb.Config.Network, IfName: "eth0", Name: sb.Config.Hostname, Ports: ports}
+			if err := e.net.Detach(ctx, req); err != nil {
+				e.warn("sandbox %s: network %s: %v", sb.ID[:12], sb.Config.Network, err)
+			}
+		}
+		if err := e.net.RemoveNetNS(ctx, sb.ID); err != nil {
+			e.warn("sandbox %s: %v", sb.ID[:12], err)
+		}
+	}
+	unpinNamespaces(e.sandboxRunDir(sb.ID))
+	os.RemoveAll(e.sandboxRunDir(sb.ID))
+	sb.NetNSPath, sb.IPCPath, sb.UTSPath = "", "", ""
+	sb.IP, sb.AdditionalIPs = "", nil
+	sb.Networks = map[string]*EndpointSettings{}
+}
+
+// sandboxContainers are the records of the containers in sandbox id.
+func (e *Engine) sandboxContainers(id string) ([]*record, error) {
+	all, err := e.store.list()
+	if err != nil {
+		return nil, err
+	}
+	var out []*record
+	for _, r := range all {
+		if r.SandboxID == id && r.ID != id {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+// StopSandbox stops every container of the sandbox (each gets timeout to
+// exit after its stop signal) and releases its namespaces, network and
+// ports; the record stays, not ready. Stopping a stopped sandbox is not an
+// error.
+func (e *Engine) StopSandbox(ctx context.Context, ref string, timeout time.Duration) error {
+	sb, err := e.store.getSandbox(ref)
+	if err != nil {
+		return err
+	}
+	cs, err := e.sandboxContainers(sb.ID)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, r := range cs {
+		if err := e.Stop(ctx, r.ID, &timeout); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+			errs = append(errs, fmt.Errorf("container %s: %w", r.ID[:12], err))
+		}
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	e.teardownSandbox(ctx, sb)
+	wasReady := sb.State == SandboxReady
+	sb.State = SandboxNotReady
+	if err := e.store.putSandbox(sb); err != nil {
+		return err
+	}
+	if wasReady {
+		e.emitSandbox(ctx, "stop", sb)
+	}
+	return nil
+}
+
+// RemoveSandbox removes the sandbox and every container in it, stopping
+// what still runs. It is ErrNotFound if there is no such sandbox.
+func (e *Engine) RemoveSandbox(ctx context.Context, ref string) error {
+	sb, err := e.store.getSandbox(ref)
+	if err != nil {
+		return err
+	}
+	if err := e.StopSandbox(ctx, sb.ID, 0); err != nil {
+		return err
+	}
+	cs, err := e.sandboxContainers(sb.ID)
+	if err != nil {
+		return err
+	}
+	for _, r := range cs {
+		if err := e.Remove(ctx, r.ID, RemoveOptions{Force: true, Volumes: true}); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+			return fmt.Errorf("container %s: %w", r.ID[:12], err)
+		}
+	}
+	if err := e.store.removeSandbox(sb.ID); err != nil {
+		return err
+	}
+	os.RemoveAll(e.sandboxDir(sb.ID))
+	e.emitSandbox(ctx, "remove", sb)
+	return nil
+}
+
+// InspectSandbox returns the sandbox by ID, name or unique ID prefix.
+func (e *Engine) InspectSandbox(ctx context.Context, ref string) (Sandbox, error) {
+	sb, err := e.store.getSandbox(ref)
+	if err != nil {
+		return Sandbox{}, err
+	}
+	e.checkPause(sb)
+	return *sb, nil
+}
+
+// ListSandboxes returns every sandbox of the namespace, oldest first.
+func (e *Engine) ListSandboxes(ctx context.Context) ([]Sandbox, error) {
+	sbs, err := e.store.listSandboxes()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Sandbox, 0, len(sbs))
+	for _, sb := range sbs {
+		e.checkPause(sb)
+		out = append(out, *sb)
+	}
+	return out, nil
+}
+
+// checkPause marks a ready sandbox not ready when its namespaces are gone
+// (the machine rebooted: RUNROOT is empty) or its pause process died.
+func (e *Engine) checkPause(sb *Sandbox) {
+	if sb.State != SandboxReady {
+		return
+	}
+	gone := sb.NetNSPath != "" && !fileExists(sb.NetNSPath)
+	if sb.PausePid > 0 && !pauseAlive(sb.PausePid, e.sandboxRunDir(sb.ID)) {
+		gone = true
+	}
+	if gone {
+		sb.State = SandboxNotReady
+	}
+}
+
+// SandboxNetNS is the path of the sandbox's network namespace ("" for the
+// host's); ErrFailedPrecondition when the sandbox is not ready.
+func (e *Engine) SandboxNetNS(ctx context.Context, ref string) (string, error) {
+	sb, err := e.InspectSandbox(ctx, ref)
+	if err != nil {
+		return "", err
+	}
+	if sb.State != SandboxReady {
+		return "", fmt.Errorf("sandbox %s is not ready: %w", sb.ID[:12], errdefs.ErrFailedPrecondition)
+	}
+	return sb.NetNSPath, nil
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+func (e *Engine) emitSandbox(ctx context.Context, action string, sb *Sandbox) {
+	e.emitEvent(Event{Type: "sandbox", Action: action, Actor: EventActor{ID: sb.ID, Attributes: map[string]string{"name": sb.Config.Name}}})
+}
+
+// validateSandboxSysctls refuses sysctls that would reach the host: those
+// of a namespace the sandbox does not own.
+func validateSandboxSysctls(cfg SandboxConfig) error {
+	hc := HostConfig{Sysctls: cfg.Sysctls, NetworkMode: "sandbox"}
+	if cfg.HostNetwork {
+		hc.NetworkMode = "host"
+	}
+	if cfg.HostIPC {
+		hc.IpcMode = "host"
+	}
+	_, err := validateSysctls(hc)
+	return err
+}
+
+// joinSandbox points a container's record at its sandbox's namespaces and
+// files.
+func (e *Engine) joinSandbox(r *record, sb *Sandbox) {
+	hc := &r.HostConfig
+	r.SandboxID = sb.ID
+	hc.NetworkMode = "sandbox:" + sb.ID
+	if sb.Config.HostNetwork {
+		hc.NetworkMode = "host"
+		hc.UTSMode = "host"
+	} else {
+		hc.UTSMode = "sandbox:" + sb.ID
+	}
+	hc.IpcMode = "sandbox:" + sb.ID
+	if sb.Config.HostIPC {
+		hc.IpcMode = "host"
+	}
+	switch {
+	case sb.Config.HostPID:
+		hc.PidMode = "host"
+	case sb.Config.SharePID:
+		hc.PidMode = "sandbox:" + sb.ID
+	}
+	if len(sb.Config.Sysctls) > 0 {
+		merged := map[string]string{}
+		for k, v := range sb.Config.Sysctls {
+			merged[k] = v
+		}
+		for k, v := range hc.Sysctls {
+			merged[k] = v
+		}
+		hc.Sysctls = merged
+	}
+	r.Config.Hostname = sb.Config.Hostname
+	r.HostsPath, r.ResolvConfPath, r.HostnamePath = sb.HostsPath, sb.ResolvConfPath, sb.HostnamePath
+	r.CgroupParent = sb.Config.CgroupParent
+	r.NetworkNames, r.Aliases, r.Ports = nil, nil, nil
+}
+
+// sandboxNamespaces resolves a container's "sandbox:ID" namespace modes
+// into the sandbox's pinned namespace files.
+func (e *Engine) sandboxNamespaces(r *record, in *SpecInput) error {
+	hc := r.HostConfig
+	var sb *Sandbox
+	for _, mode := range []string{hc.IpcMode, hc.UTSMode, hc.PidMode} {
+		id, ok := strings.CutPrefix(mode, "sandbox:")
+		if !ok {
+			continue
+		}
+		if sb == nil {
+			s, err := e.store.getSandbox(id)
+			if err != nil {
+				return err
+			}
+			e.checkPause(s)
+			if s.State != SandboxReady {
+				return fmt.Errorf("sandbox %s is not ready: %w", s.ID[:12], errdefs.ErrFailedPrecondition)
+			}
+			sb = s
+		}
+	}
+	if sb == nil {
+		return nil
+	}
+	if strings.HasPrefix(hc.IpcMode, "sandbox:") {
+		in.IPCNSPath = sb.IPCPath
+	}
+	if strings.HasPrefix(hc.UTSMode, "sandbox:") {
+		in.UTSNSPath = sb.UTSPath
+	}
+	if strings.HasPrefix(hc.PidMode, "sandbox:") {
+		if sb.PausePid == 0 {
+			return fmt.Errorf("sandbox %s shares no PID namespace: %w", sb.ID[:12], errdefs.ErrFailedPrecondition)
+		}
+		in.PIDNSPath = fmt.Sprintf("/proc/%d/ns/pid", sb.PausePid)
+	}
+	return nil
+}
