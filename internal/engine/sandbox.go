@@ -92,8 +92,8 @@ type Sandbox struct {
 	UTSPath   string `json:"utsPath,omitempty"`
 	PausePid  int    `json:"pausePid,omitempty"`
 	// IP is the address on the sandbox's network; AdditionalIPs others.
-	IP            string                      `json:"ip,omitempty"`
-	AdditionalIPs []string                    `json:"additionalIPs,omitempty"`
+	IP            string                       `json:"ip,omitempty"`
+	AdditionalIPs []string                     `json:"additionalIPs,omitempty"`
 	Networks      map[string]*EndpointSettings `json:"networks,omitempty"`
 	// The files every container of the sandbox sees.
 	HostsPath      string `json:"hostsPath"`

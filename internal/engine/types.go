@@ -103,9 +103,9 @@ type Resources struct {
 	CPUSetMems        string `json:"CpusetMems,omitempty"`
 	// CPUPeriod and CPUQuota (microseconds) are the CFS bandwidth limit
 	// as kubelet sets it; NanoCPUs is the same as a CPU count.
-	CPUPeriod int64 `json:"CpuPeriod,omitempty"`
-	CPUQuota  int64 `json:"CpuQuota,omitempty"`
-	PidsLimit         *int64 `json:"PidsLimit"`
+	CPUPeriod int64  `json:"CpuPeriod,omitempty"`
+	CPUQuota  int64  `json:"CpuQuota,omitempty"`
+	PidsLimit *int64 `json:"PidsLimit"`
 }
 
 // PortBinding is one host side of a published port.
@@ -190,9 +190,9 @@ type Container struct {
 	RestartCount    int             `json:"RestartCount"`
 	Driver          string          `json:"Driver"` // "overlay"
 	Platform        string          `json:"Platform"`
-	Namespace       string          `json:"Namespace"` // Berth: the engine namespace ("default", "k8s.io")
-	SandboxID       string          `json:"SandboxId"` // Berth: the sandbox whose namespaces it shares
-	Runtime         string          `json:"Runtime"`   // Berth: the runtime binary actually used
+	Namespace       string          `json:"Namespace"`       // Berth: the engine namespace ("default", "k8s.io")
+	SandboxID       string          `json:"SandboxId"`       // Berth: the sandbox whose namespaces it shares
+	Runtime         string          `json:"Runtime"`         // Berth: the runtime binary actually used
 	Extra           json.RawMessage `json:"Extra,omitempty"` // Berth: the front end's own record (CreateOptions.Extra)
 	Mounts          []MountPoint    `json:"Mounts"`
 	Config          Config          `json:"Config"`
