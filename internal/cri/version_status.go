@@ -3,11 +3,16 @@ package cri
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-project/berth/internal/engine"
 )
 
 // runtimeAPIVersion is the CRI version served.
@@ -27,7 +32,8 @@ func (s *Server) Version(ctx context.Context, req *runtimeapi.VersionRequest) (*
 var networkPlugins = []string{"bridge", "host-local"}
 
 // Status reports the runtime ready (the server answers, so the store is
-// open) and the network ready when the CNI plugins pods need are found.
+// open) and the network ready when the CNI plugins pods need are found,
+// and each runtime handler with its features.
 func (s *Server) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*runtimeapi.StatusResponse, error) {
 	network := &runtimeapi.RuntimeCondition{Type: runtimeapi.NetworkReady, Status: true}
 	if missing := s.missingPlugins(); len(missing) > 0 {
@@ -35,10 +41,27 @@ func (s *Server) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*ru
 		network.Reason = "NetworkPluginNotReady"
 		network.Message = fmt.Sprintf("CNI plugins %s not found in %s", strings.Join(missing, ", "), strings.Join(s.cniPluginDirs, ", "))
 	}
-	return &runtimeapi.StatusResponse{Status: &runtimeapi.RuntimeStatus{Conditions: []*runtimeapi.RuntimeCondition{
+	resp := &runtimeapi.StatusResponse{Status: &runtimeapi.RuntimeStatus{Conditions: []*runtimeapi.RuntimeCondition{
 		{Type: runtimeapi.RuntimeReady, Status: true},
 		network,
-	}}}, nil
+	}}}
+	// The default handler ("") first, then each named one. Recursive
+	// read-only mounts and user namespaces are not offered yet.
+	resp.RuntimeHandlers = append(resp.RuntimeHandlers, &runtimeapi.RuntimeHandler{Name: "", Features: &runtimeapi.RuntimeHandlerFeatures{}})
+	for _, r := range s.runtimes {
+		resp.RuntimeHandlers = append(resp.RuntimeHandlers, &runtimeapi.RuntimeHandler{Name: r, Features: &runtimeapi.RuntimeHandlerFeatures{}})
+	}
+	resp.Features = &runtimeapi.RuntimeFeatures{SupplementalGroupsPolicy: false}
+	if req.Verbose {
+		resp.Info = map[string]string{"podSubnet": s.currentPodSubnet(), "runtimes": strings.Join(s.runtimes, ",")}
+	}
+	return resp, nil
+}
+
+func (s *Server) currentPodSubnet() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.podSubnet
 }
 
 // missingPlugins are the networkPlugins no plugin directory holds as an
@@ -68,7 +91,57 @@ func (s *Server) RuntimeConfig(ctx context.Context, req *runtimeapi.RuntimeConfi
 	}}, nil
 }
 
-// UpdateRuntimeConfig will carry the pod CIDR to the pod networks.
+// UpdateRuntimeConfig takes the node's pod CIDR from kubelet: Berth's own
+// pod network (berth-pods) uses it from then on. Made with another subnet
+// before, it is remade when no pod uses it; pods running keep their
+// addresses until they go.
 func (s *Server) UpdateRuntimeConfig(ctx context.Context, req *runtimeapi.UpdateRuntimeConfigRequest) (*runtimeapi.UpdateRuntimeConfigResponse, error) {
-	return nil, notImplemented("UpdateRuntimeConfig")
+	cidr := req.GetRuntimeConfig().GetNetworkConfig().GetPodCidr()
+	if cidr == "" {
+		return &runtimeapi.UpdateRuntimeConfigResponse{}, nil
+	}
+	// Kubelet may send "IPv4CIDR,IPv6CIDR": Berth's bridge takes the IPv4 one.
+	var v4 string
+	for _, c := range strings.Split(cidr, ",") {
+		p, err := netip.ParsePrefix(strings.TrimSpace(c))
+		if err != nil {
+			return nil, status.Errorf(codes.InvalidArgument, "UpdateRuntimeConfig: runtime_config.network_config.pod_cidr %q: %v", cidr, err)
+		}
+		if p.Addr().Is4() && v4 == "" {
+			v4 = p.Masked().String()
+		}
+	}
+	if v4 == "" {
+		return &runtimeapi.UpdateRuntimeConfigResponse{}, nil
+	}
+	s.mu.Lock()
+	changed := s.podSubnet != v4
+	s.podSubnet = v4
+	s.mu.Unlock()
+	if changed && s.engine != nil {
+		s.remakePodNetwork(ctx, v4)
+	}
+	return &runtimeapi.UpdateRuntimeConfigResponse{}, nil
+}
+
+// remakePodNetwork removes berth-pods when it has another subnet and no
+// pod uses it; the next pod makes it again with the new one.
+func (s *Server) remakePodNetwork(ctx context.Context, subnet string) {
+	n, err := s.engine.NetworkInspect(ctx, berthPodsNetwork)
+	if err != nil || len(n.IPAM.Config) == 0 || n.IPAM.Config[0].Subnet == subnet {
+		return
+	}
+	sbs, err := s.engine.ListSandboxes(ctx)
+	if err != nil {
+		return
+	}
+	for _, sb := range sbs {
+		if sb.Config.Network == berthPodsNetwork && sb.State == engine.SandboxReady {
+			s.log.Info("pod CIDR changed; berth-pods keeps its subnet while pods use it", "old", n.IPAM.Config[0].Subnet, "new", subnet)
+			return
+		}
+	}
+	if err := s.engine.NetworkRemove(ctx, berthPodsNetwork); err != nil {
+		s.log.Warn("remake berth-pods with the new pod CIDR", "err", err)
+	}
 }

@@ -124,6 +124,16 @@ func (e *Engine) containersOn(name string) ([]string, error) {
 			users = append(users, strings.TrimPrefix(r.Name, "/"))
 		}
 	}
+	// This namespace's sandboxes (pods) too: they hold leases on it.
+	sbs, err := e.store.listSandboxes()
+	if err != nil {
+		return nil, err
+	}
+	for _, sb := range sbs {
+		if sb.Config.Network == name && sb.State == SandboxReady {
+			users = append(users, "sandbox "+sb.Config.Name)
+		}
+	}
 	return users, nil
 }
 

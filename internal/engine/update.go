@@ -57,3 +57,24 @@ func (e *Engine) ReopenLog(ctx context.Context, ref string) error {
 	}
 	return monitor.ReopenLog(ctx, e.runDir(r.ID))
 }
+
+// WritableLayer is where a container's writes to its root file system go
+// and how much they use (the CRI's writable layer stats).
+type WritableLayer struct {
+	Path   string
+	Bytes  int64
+	Inodes int64
+}
+
+// WritableLayerOf measures the container's writable layer.
+func (e *Engine) WritableLayerOf(ctx context.Context, ref string) (WritableLayer, error) {
+	r, err := e.store.get(ref)
+	if err != nil {
+		return WritableLayer{}, err
+	}
+	u, err := e.images.Snapshots.Usage(ctx, r.Snapshot)
+	if err != nil {
+		return WritableLayer{}, fmt.Errorf("container %s: writable layer: %w", r.ID[:12], err)
+	}
+	return WritableLayer{Path: filepath.Join(e.opts.Root, "snapshots"), Bytes: u.Size, Inodes: u.Inodes}, nil
+}
