@@ -176,12 +176,14 @@ func (m *Manager) confPath(name string) string {
 }
 
 // bridgeName derives a bridge name from a network name, as Docker's br-<id>:
-// unique per name and within IFNAMSIZ.
-func bridgeName(network string) string {
+// unique per name and configuration directory (two roots' networks of one
+// name, a node's berthd and a test's, must not share a bridge), and within
+// IFNAMSIZ.
+func (m *Manager) bridgeName(network string) string {
 	if network == DefaultNetwork {
 		return DefaultBridge
 	}
-	h := sha256.Sum256([]byte(network))
+	h := sha256.Sum256([]byte(m.cfg.ConfDir + "\x00" + network))
 	return "br-" + hex.EncodeToString(h[:])[:12]
 }
 
@@ -478,7 +480,7 @@ func (m *Manager) Create(ctx context.Context, o CreateOptions) (Network, error) 
 		}
 	}
 	meta := berthMeta{Created: time.Now().UTC(), Labels: o.Labels, Internal: o.Internal, DNS: !o.NoDNS}
-	data, err := buildConflist(o.Name, bridgeName(o.Name), subnet, gw, meta)
+	data, err := buildConflist(o.Name, m.bridgeName(o.Name), subnet, gw, meta)
 	if err != nil {
 		return Network{}, fmt.Errorf("build conflist of network %s: %w", o.Name, err)
 	}

@@ -1,0 +1,449 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// These tests drive berthd as kubelet's operators do, with crictl (the
+// CRI's own command line, v1.37.0): pods and containers through the CRI,
+// checked from the host (pod IPs, published ports, log files), and the
+// host checked clean afterwards by the engine tests' leak check.
+
+// criT is one test's berthd: a private root (shared with an engineT for
+// the image and the leak check), socket and pod subnet.
+type criT struct {
+	*engineT
+	socket string
+	subnet string
+	cmd    *exec.Cmd
+	logDir string
+	args   []string
+}
+
+func newCRI(t *testing.T) *criT {
+	t.Helper()
+	e := newEngine(t)
+	crictlPath(t)
+	c := &criT{engineT: e, socket: filepath.Join(e.runroot, "berth.sock"), subnet: e.subnet(), logDir: t.TempDir()}
+	cni := t.TempDir()
+	c.args = []string{"--root", e.root, "--state", e.runroot, "--socket", c.socket, "--cni-conf-dir", cni, "--pod-subnet", c.subnet, "--log-level", "debug"}
+	c.start()
+	t.Cleanup(c.cleanup)
+	return c
+}
+
+// crictlPath finds crictl, which .ci/run installs from the Go module proxy.
+func crictlPath(t *testing.T) string {
+	t.Helper()
+	if p, err := exec.LookPath("crictl"); err == nil {
+		return p
+	}
+	home, _ := os.UserHomeDir()
+	p := filepath.Join(home, "go", "bin", "crictl")
+	if _, err := os.Stat(p); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("crictl not found: .ci/run installs it (go install sigs.k8s.io/cri-tools/cmd/crictl@v1.37.0)")
+		}
+		t.Skip("needs crictl: go install sigs.k8s.io/cri-tools/cmd/crictl@v1.37.0")
+	}
+	return p
+}
+
+// start runs berthd and waits for its socket to answer.
+func (c *criT) start() {
+	t := c.t
+	t.Helper()
+	log, err := os.OpenFile(filepath.Join(c.logDir, "berthd.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.cmd = exec.Command(filepath.Join(c.binDir, "berthd"), c.args...)
+	c.cmd.Stdout, c.cmd.Stderr = log, log
+	if err := c.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	log.Close()
+	waitForLong(t, "berthd to answer", 30*time.Second, func() bool {
+		return c.crictlRun("version").code == 0
+	})
+}
+
+// kill9 kills berthd as a crash would.
+func (c *criT) kill9() {
+	c.cmd.Process.Signal(syscall.SIGKILL)
+	c.cmd.Wait()
+}
+
+func (c *criT) stop() {
+	if c.cmd == nil || c.cmd.ProcessState != nil {
+		return
+	}
+	c.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { c.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		c.t.Errorf("berthd did not stop on SIGTERM within 20s")
+		c.kill9()
+	}
+}
+
+// cleanup removes every pod through the CRI, stops berthd, and has the
+// engine tests' leak check count the pods' sandboxes too.
+func (c *criT) cleanup() {
+	if c.cmd.ProcessState != nil {
+		c.start()
+	}
+	ids := strings.Fields(c.crictlRun("pods", "-q").stdout)
+	for _, id := range ids {
+		if r := c.crictlRun("rmp", "-f", id); r.code != 0 {
+			c.t.Errorf("cleanup: %s", r)
+		}
+	}
+	c.stop()
+	c.mu.Lock()
+	for _, id := range ids {
+		if engineIsID(id) {
+			c.ids[id] = true
+		}
+	}
+	c.nets = append(c.nets, "berth-pods")
+	c.mu.Unlock()
+	if c.t.Failed() {
+		b, _ := os.ReadFile(filepath.Join(c.logDir, "berthd.log"))
+		c.t.Logf("berthd's log:\n%s", b)
+	}
+}
+
+func (c *criT) crictlRun(args ...string) result {
+	return c.crictlIn(nil, args...)
+}
+
+func (c *criT) crictlIn(stdin []byte, args ...string) result {
+	ctx, cancel := context.WithTimeout(context.Background(), engineCmdTimeout)
+	defer cancel()
+	full := append([]string{"--runtime-endpoint", "unix://" + c.socket, "--image-endpoint", "unix://" + c.socket, "--timeout", "60s"}, args...)
+	cmd := exec.CommandContext(ctx, crictlPath(c.t), full...)
+	var out, errb strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if stdin != nil {
+		cmd.Stdin = strings.NewReader(string(stdin))
+	}
+	err := cmd.Run()
+	code := 0
+	if err != nil {
+		code = -1
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		}
+	}
+	return result{args: append([]string{"crictl"}, args...), stdout: strings.TrimSpace(out.String()), stderr: strings.TrimSpace(errb.String()), code: code}
+}
+
+func (c *criT) crictl(args ...string) string {
+	c.t.Helper()
+	r := c.crictlRun(args...)
+	if r.code != 0 {
+		c.t.Fatalf("%s", r)
+	}
+	return r.stdout
+}
+
+// writeJSON writes v as a config file crictl reads.
+func (c *criT) writeJSON(name string, v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	p := filepath.Join(c.t.TempDir(), name)
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		c.t.Fatal(err)
+	}
+	return p
+}
+
+// podConfig is a pod sandbox config for crictl; ports are container:host.
+func (c *criT) podConfig(name string, ports ...[2]int) (string, map[string]any) {
+	var pm []map[string]any
+	for _, p := range ports {
+		pm = append(pm, map[string]any{"container_port": p[0], "host_port": p[1]})
+	}
+	cfg := map[string]any{
+		"metadata":      map[string]any{"name": name, "namespace": "e2e", "uid": uniq("uid"), "attempt": 0},
+		"hostname":      name,
+		"log_directory": filepath.Join(c.logDir, name),
+		"port_mappings": pm,
+		"linux": map[string]any{"security_context": map[string]any{
+			"namespace_options": map[string]any{"pid": 1}, // CONTAINER, as kubelet's default
+		}},
+	}
+	return c.writeJSON(name+"-pod.json", cfg), cfg
+}
+
+// ctrConfig is a container config for crictl.
+func (c *criT) ctrConfig(name string, cmd []string, extra map[string]any) string {
+	cfg := map[string]any{
+		"metadata": map[string]any{"name": name},
+		"image":    map[string]any{"image": c.image},
+		"command":  cmd,
+		"log_path": name + ".log",
+		"linux":    map[string]any{},
+	}
+	for k, v := range extra {
+		cfg[k] = v
+	}
+	return c.writeJSON(name+"-ctr.json", cfg)
+}
+
+// runPod makes a pod and starts one container in it; it returns their IDs.
+func (c *criT) runPod(pod, podName string, ctrs ...string) (string, []string) {
+	c.t.Helper()
+	p := c.crictl("runp", pod)
+	var ids []string
+	for _, ctr := range ctrs {
+		id := c.crictl("create", p, ctr, pod)
+		c.crictl("start", id)
+		ids = append(ids, id)
+	}
+	return p, ids
+}
+
+type podStatus struct {
+	Status struct {
+		ID      string `json:"id"`
+		State   string `json:"state"`
+		Network struct {
+			IP string `json:"ip"`
+		} `json:"network"`
+	} `json:"status"`
+}
+
+func (c *criT) inspectp(id string) podStatus {
+	c.t.Helper()
+	var st podStatus
+	if err := json.Unmarshal([]byte(c.crictl("inspectp", "-o", "json", id)), &st); err != nil {
+		c.t.Fatal(err)
+	}
+	return st
+}
+
+type ctrStatus struct {
+	Status struct {
+		State    string `json:"state"`
+		ExitCode int    `json:"exitCode"`
+		Reason   string `json:"reason"`
+		LogPath  string `json:"logPath"`
+	} `json:"status"`
+}
+
+func (c *criT) inspect(id string) ctrStatus {
+	c.t.Helper()
+	var st ctrStatus
+	if err := json.Unmarshal([]byte(c.crictl("inspect", "-o", "json", id)), &st); err != nil {
+		c.t.Fatal(err)
+	}
+	return st
+}
+
+func (c *criT) waitState(id, want string) ctrStatus {
+	c.t.Helper()
+	var st ctrStatus
+	waitForOut(c.t, "container "+id[:12]+" "+want, 60*time.Second, func() (bool, string) {
+		st = c.inspect(id)
+		return st.Status.State == want, st.Status.State
+	})
+	return st
+}
+
+// A web server pod answers on its pod IP and on its published host port,
+// its log is where kubelet reads it, and stopping and removing the pod
+// leaves the host as it was (the leak check runs at cleanup).
+func TestCRIWebPod(t *testing.T) {
+	c := newCRI(t)
+	hostPort := freePort(t)
+	pod, _ := c.podConfig("web", [2]int{80, hostPort})
+	ctr := c.ctrConfig("httpd", []string{"sh", "-c", "echo serving; echo pod-page > /index.html; exec httpd -f -vv -p 80 -h /"}, nil)
+	p, ids := c.runPod(pod, "web", ctr)
+	st := c.inspectp(p)
+	if st.Status.State != "SANDBOX_READY" || net.ParseIP(st.Status.Network.IP) == nil {
+		t.Fatalf("pod status = %+v, want ready with an IP", st.Status)
+	}
+	c.recordIPs(p)
+	waitForOut(t, "the pod IP to serve", 30*time.Second, func() (bool, string) {
+		body, ok := httpGet("http://" + st.Status.Network.IP + "/index.html")
+		return ok && strings.Contains(body, "pod-page"), body
+	})
+	waitForOut(t, "the host port to serve", 30*time.Second, func() (bool, string) {
+		body, ok := httpGet(fmt.Sprintf("http://127.0.0.1:%d/index.html", hostPort))
+		return ok && strings.Contains(body, "pod-page"), body
+	})
+	if !strings.HasPrefix(st.Status.Network.IP, strings.TrimSuffix(strings.TrimSuffix(c.subnet, "0/24"), ".")) {
+		t.Errorf("pod IP %s is not in --pod-subnet %s", st.Status.Network.IP, c.subnet)
+	}
+	cs := c.inspect(ids[0])
+	if cs.Status.State != "CONTAINER_RUNNING" || cs.Status.LogPath != filepath.Join(c.logDir, "web", "httpd.log") {
+		t.Errorf("container status = %+v", cs.Status)
+	}
+	if out := c.crictl("logs", ids[0]); !strings.Contains(out, "serving") {
+		t.Errorf("crictl logs = %q, want the server's first line", out)
+	}
+	raw, _ := os.ReadFile(cs.Status.LogPath)
+	if !strings.Contains(string(raw), " stdout F serving") {
+		t.Errorf("log file %s = %q, want CRI format lines", cs.Status.LogPath, raw)
+	}
+	if out := c.crictl("pods", "--name", "web", "-q"); out != p {
+		t.Errorf("crictl pods --name web = %q, want %s", out, p)
+	}
+	if out := c.crictl("ps", "--pod", p, "-q"); out != ids[0] {
+		t.Errorf("crictl ps --pod = %q, want %s", out, ids[0])
+	}
+	c.crictl("stop", "--timeout", "2", ids[0])
+	if st := c.inspect(ids[0]); st.Status.State != "CONTAINER_EXITED" {
+		t.Errorf("after stop: %+v", st.Status)
+	}
+	c.crictl("stopp", p)
+	c.crictl("stopp", p) // idempotent
+	if st := c.inspectp(p); st.Status.State != "SANDBOX_NOTREADY" {
+		t.Errorf("after stopp: %+v", st.Status)
+	}
+	if _, ok := httpGet(fmt.Sprintf("http://127.0.0.1:%d/index.html", hostPort)); ok {
+		t.Errorf("the host port still answers after stopp")
+	}
+	c.crictl("rmp", p)
+	if out := c.crictl("pods", "-q"); out != "" {
+		t.Errorf("pods after rmp: %q", out)
+	}
+}
+
+// Two containers of a pod share a volume (a host directory, as kubelet's
+// emptyDir), the network (localhost) and the hostname.
+func TestCRIPodSharesVolumeAndNetwork(t *testing.T) {
+	c := newCRI(t)
+	vol := t.TempDir()
+	pod, _ := c.podConfig("pair")
+	mounts := map[string]any{"mounts": []map[string]any{{"container_path": "/shared", "host_path": vol}}}
+	writer := c.ctrConfig("writer", []string{"sh", "-c", "echo from-writer > /shared/note; hostname > /shared/host; echo hello-over-localhost > /shared/page; exec httpd -f -p 7070 -h /shared"}, mounts)
+	// Debian's static busybox wget crashes when it cannot connect: retry.
+	reader := c.ctrConfig("reader", []string{"sh", "-c", "while [ ! -s /shared/note ]; do sleep 0.1; done; cat /shared/note; until wget -qO- http://127.0.0.1:7070/page 2>/dev/null; do sleep 0.2; done; sleep 3600"}, mounts)
+	_, ids := c.runPod(pod, "pair", writer, reader)
+	waitForOut(t, "the reader to see the writer's file and port", 30*time.Second, func() (bool, string) {
+		out := c.crictl("logs", ids[1])
+		return strings.Contains(out, "from-writer") && strings.Contains(out, "hello-over-localhost"), out
+	})
+	if b, _ := os.ReadFile(filepath.Join(vol, "host")); strings.TrimSpace(string(b)) != "pair" {
+		t.Errorf("hostname in the pod = %q, want pair", b)
+	}
+}
+
+// A container over its memory limit is OOM-killed, and the CRI says so.
+func TestCRIOOMKilled(t *testing.T) {
+	c := newCRI(t)
+	pod, _ := c.podConfig("oom")
+	ctr := c.ctrConfig("hog", []string{"tail", "/dev/zero"}, map[string]any{
+		"linux": map[string]any{"resources": map[string]any{"memory_limit_in_bytes": 16 << 20}},
+	})
+	_, ids := c.runPod(pod, "oom", ctr)
+	st := c.waitState(ids[0], "CONTAINER_EXITED")
+	if st.Status.Reason != "OOMKilled" || st.Status.ExitCode != 137 {
+		t.Errorf("status = %+v, want reason OOMKilled, exit code 137", st.Status)
+	}
+}
+
+// berthd killed with SIGKILL and started again finds its pods and
+// containers; one that exited meanwhile reports its true exit code.
+func TestCRIBerthdRestart(t *testing.T) {
+	c := newCRI(t)
+	hostPort := freePort(t)
+	pod, _ := c.podConfig("keep", [2]int{80, hostPort})
+	web := c.ctrConfig("web", []string{"sh", "-c", "echo up > /index.html; exec httpd -f -p 80 -h /"}, nil)
+	p, ids := c.runPod(pod, "keep", web)
+	pod2, _ := c.podConfig("quit")
+	quitter := c.ctrConfig("quitter", []string{"sh", "-c", "trap 'exit 7' TERM; while true; do sleep 0.2; done"}, nil)
+	_, qids := c.runPod(pod2, "quit", quitter)
+	st := c.inspectp(p)
+	c.recordIPs(p)
+
+	c.kill9()
+	// The quitter ends while berthd is down (signalled through the
+	// engine's own CLI, as any outside event would end it).
+	e := c.engineT
+	e.ok("--namespace", "k8s.io", "kill", "-s", "TERM", qids[0])
+	waitForOut(t, "the quitter to exit while berthd is down", 30*time.Second, func() (bool, string) {
+		out := e.ok("--namespace", "k8s.io", "inspect", "-f", "{{.State.Status}}", qids[0])
+		return out == "exited", out
+	})
+	if body, ok := httpGet("http://" + st.Status.Network.IP + "/index.html"); !ok || !strings.Contains(body, "up") {
+		t.Errorf("the pod stopped serving while berthd was down: %q", body)
+	}
+	c.start()
+	if got := c.inspectp(p).Status.State; got != "SANDBOX_READY" {
+		t.Errorf("after the restart the pod is %s", got)
+	}
+	if got := c.inspect(ids[0]).Status.State; got != "CONTAINER_RUNNING" {
+		t.Errorf("after the restart the web container is %s", got)
+	}
+	qs := c.inspect(qids[0])
+	if qs.Status.State != "CONTAINER_EXITED" || qs.Status.ExitCode != 7 {
+		t.Errorf("the container that ended while berthd was down: %+v, want exited with 7", qs.Status)
+	}
+	if body, ok := httpGet(fmt.Sprintf("http://127.0.0.1:%d/index.html", hostPort)); !ok || !strings.Contains(body, "up") {
+		t.Errorf("the published port stopped answering across the restart: %q", body)
+	}
+}
+
+// Bad requests get the right gRPC code, name what is wrong, and leave
+// nothing behind (the leak check runs at cleanup).
+func TestCRIBadInput(t *testing.T) {
+	c := newCRI(t)
+	wantErr := func(r result, code string, mentions ...string) {
+		t.Helper()
+		msg := r.stderr + r.stdout
+		if r.code == 0 || !strings.Contains(msg, "code = "+code) {
+			t.Errorf("%s: want gRPC code %s", r, code)
+		}
+		for _, m := range mentions {
+			if !strings.Contains(msg, m) {
+				t.Errorf("%s: the error does not mention %q", r, m)
+			}
+		}
+	}
+	wantErr(c.crictlRun("inspectp", strings.Repeat("ab", 32)), "NotFound")
+	wantErr(c.crictlRun("stop", strings.Repeat("cd", 32)), "NotFound")
+
+	pod, _ := c.podConfig("bad")
+	p := c.crictl("runp", pod)
+	missing := c.writeJSON("missing.json", map[string]any{"metadata": map[string]any{"name": "m"}, "image": map[string]any{"image": "nosuch.example/none:1"}})
+	wantErr(c.crictlRun("create", "--no-pull", p, missing, pod), "NotFound", "nosuch.example/none:1")
+	escape := c.ctrConfig("escape", []string{"true"}, map[string]any{"mounts": []map[string]any{{"container_path": "/x", "host_path": "/tmp/../etc"}}})
+	wantErr(c.crictlRun("create", "--no-pull", p, escape, pod), "InvalidArgument", "host_path")
+	relative := c.ctrConfig("relative", []string{"true"}, map[string]any{"mounts": []map[string]any{{"container_path": "x", "host_path": "/tmp"}}})
+	wantErr(c.crictlRun("create", "--no-pull", p, relative, pod), "InvalidArgument", "container_path")
+
+	// A port another process holds: refused, and nothing is left.
+	l, err := net.Listen("tcp", "0.0.0.0:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	busy, _ := c.podConfig("busy", [2]int{80, l.Addr().(*net.TCPAddr).Port})
+	r := c.crictlRun("runp", busy)
+	wantErr(r, "FailedPrecondition", fmt.Sprint(l.Addr().(*net.TCPAddr).Port))
+	if out := c.crictl("pods", "--name", "busy", "-q"); out != "" {
+		t.Errorf("a refused pod is listed: %q", out)
+	}
+
+	c.crictl("stopp", p)
+	ok := c.ctrConfig("late", []string{"true"}, nil)
+	wantErr(c.crictlRun("create", "--no-pull", p, ok, pod), "FailedPrecondition", "not ready")
+}
