@@ -2,6 +2,7 @@ package cri
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -13,6 +14,7 @@ import (
 
 	"google.golang.org/grpc"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+	"oras.land/oras-go/v2/registry/remote/auth"
 
 	"github.com/berth-project/berth/internal/errdefs"
 	"github.com/berth-project/berth/internal/image"
@@ -172,12 +174,21 @@ func (s *Server) PullImage(ctx context.Context, req *runtimeapi.PullImageRequest
 	if err != nil {
 		return nil, grpcError(fmt.Errorf("pull image: image.image %q: %w: %w", name, err, errdefs.ErrInvalidArgument))
 	}
-	if req.GetAuth() != nil {
-		// TODO(issue 9): a per-pull credential store from the request.
-		s.log.WarnContext(ctx, "pull image: kubelet's credentials are not used yet; the store's credentials are", "image", ref.String())
+	opts := image.PullOptions{}
+	if a := req.GetAuth(); a != nil {
+		cred, err := credentialOf(a)
+		if err != nil {
+			return nil, grpcError(fmt.Errorf("pull image %s: auth: %w", ref, err))
+		}
+		host := ref.Domain
+		if a.ServerAddress != "" {
+			host = strings.TrimPrefix(strings.TrimPrefix(a.ServerAddress, "https://"), "http://")
+			host, _, _ = strings.Cut(host, "/")
+		}
+		opts.Registry = s.images.Registry.WithCredential(host, cred)
 	}
 	start := time.Now()
-	if _, err := s.images.Pull(ctx, ref, image.PullOptions{}); err != nil {
+	if _, err := s.images.Pull(ctx, ref, opts); err != nil {
 		return nil, grpcError(err)
 	}
 	d, err := s.images.Inspect(ctx, image.NameOf(ref))
@@ -276,4 +287,22 @@ func diskUsage(ctx context.Context, dir string) (bytes, inodes uint64, err error
 // StreamImages is ListImages as a stream; not implemented yet.
 func (s *Server) StreamImages(req *runtimeapi.StreamImagesRequest, stream grpc.ServerStreamingServer[runtimeapi.StreamImagesResponse]) error {
 	return notImplemented("StreamImages")
+}
+
+// credentialOf reads kubelet's AuthConfig: a username and password, the
+// same base64-encoded in auth, or a token.
+func credentialOf(a *runtimeapi.AuthConfig) (auth.Credential, error) {
+	c := auth.Credential{Username: a.Username, Password: a.Password, RefreshToken: a.IdentityToken, AccessToken: a.RegistryToken}
+	if a.Auth != "" && c.Username == "" {
+		b, err := base64.StdEncoding.DecodeString(a.Auth)
+		if err != nil {
+			return auth.Credential{}, fmt.Errorf("auth is not base64: %w", errdefs.ErrInvalidArgument)
+		}
+		u, p, ok := strings.Cut(string(b), ":")
+		if !ok {
+			return auth.Credential{}, fmt.Errorf("auth is not USER:PASSWORD in base64: %w", errdefs.ErrInvalidArgument)
+		}
+		c.Username, c.Password = u, p
+	}
+	return c, nil
 }

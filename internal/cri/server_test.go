@@ -5,14 +5,17 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"log"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -44,6 +47,8 @@ type testEnv struct {
 	ctx      context.Context
 	cniDirs  []string
 	serveErr chan error
+	// requireAuth makes the registry ask for puller:s3cret (basic auth).
+	requireAuth atomic.Bool
 }
 
 func newTestEnv(t *testing.T, cniDirs ...string) *testEnv {
@@ -54,7 +59,17 @@ func newTestEnv(t *testing.T, cniDirs ...string) *testEnv {
 	e := &testEnv{root: t.TempDir(), ctx: ctx, cniDirs: cniDirs}
 	e.socket = filepath.Join(t.TempDir(), "berth.sock")
 
-	reg := httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))))
+	regHandler := ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0)))
+	reg := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if e.requireAuth.Load() {
+			if u, p, ok := r.BasicAuth(); !ok || u != "puller" || p != "s3cret" {
+				w.Header().Set("WWW-Authenticate", `Basic realm="test"`)
+				http.Error(w, "unauthorized", http.StatusUnauthorized)
+				return
+			}
+		}
+		regHandler.ServeHTTP(w, r)
+	}))
 	t.Cleanup(reg.Close)
 	e.regHost = strings.TrimPrefix(reg.URL, "http://")
 	e.regCli = registry.New(registry.Options{Backoff: 10 * time.Millisecond})
@@ -297,4 +312,36 @@ func TestListenRefusesLiveSocketReplacesStale(t *testing.T) {
 		t.Fatalf("Listen over a stale socket: %v", err)
 	}
 	l.Close()
+}
+
+// PullImage presents kubelet's credentials (an image pull secret) to the
+// registry, in each of the forms kubelet sends; without them the pull is
+// refused, and a credential is not reused by a pull that has none.
+func TestPullImageAuth(t *testing.T) {
+	e := newTestEnv(t)
+	e.pushImage(t, "cri/private:v1", "secret layer")
+	name := e.regHost + "/cri/private:v1"
+	e.requireAuth.Store(true)
+	pull := func(a *runtimeapi.AuthConfig) error {
+		_, err := e.images.PullImage(e.ctx, &runtimeapi.PullImageRequest{Image: &runtimeapi.ImageSpec{Image: name}, Auth: a})
+		return err
+	}
+	if err := pull(nil); err == nil {
+		t.Fatal("a pull without credentials succeeded from a registry that wants them")
+	}
+	if err := pull(&runtimeapi.AuthConfig{Username: "puller", Password: "wrong"}); err == nil {
+		t.Fatal("a pull with a wrong password succeeded")
+	}
+	if err := pull(&runtimeapi.AuthConfig{Username: "puller", Password: "s3cret"}); err != nil {
+		t.Fatalf("pull with username and password: %v", err)
+	}
+	e.images.RemoveImage(e.ctx, &runtimeapi.RemoveImageRequest{Image: &runtimeapi.ImageSpec{Image: name}})
+	if err := pull(&runtimeapi.AuthConfig{Auth: base64.StdEncoding.EncodeToString([]byte("puller:s3cret")), ServerAddress: e.regHost}); err != nil {
+		t.Fatalf("pull with auth: %v", err)
+	}
+	e.images.RemoveImage(e.ctx, &runtimeapi.RemoveImageRequest{Image: &runtimeapi.ImageSpec{Image: name}})
+	if err := pull(nil); err == nil {
+		t.Error("a pull without credentials succeeded after one with them: a credential leaked into the shared client")
+	}
+	wantCode(t, pull(&runtimeapi.AuthConfig{Auth: "%%%"}), codes.InvalidArgument, "auth that is not base64")
 }

@@ -43,6 +43,9 @@ type PullOptions struct {
 	Platform ocispec.Platform
 	// Progress, if set, receives events from several goroutines, one at a time.
 	Progress func(ProgressEvent)
+	// Registry, if set, replaces the service's client for this pull (one
+	// with the caller's credentials: kubelet's pull secrets).
+	Registry *registry.Client
 }
 
 // Pull fetches ref, verifies and stores its blobs, unpacks its layers and
@@ -62,7 +65,11 @@ func (s *Service) Pull(ctx context.Context, ref reference.Reference, opts PullOp
 	var img metadata.Image
 	err := s.withLease(ctx, "pull", func(leaseID string, add func([]digest.Digest, []string) error) error {
 		var err error
-		img, err = s.pull(ctx, leaseID, ref, opts.Platform, progress, add)
+		reg := s.Registry
+		if opts.Registry != nil {
+			reg = opts.Registry
+		}
+		img, err = s.pull(ctx, reg, leaseID, ref, opts.Platform, progress, add)
 		return err
 	})
 	if err != nil {
@@ -71,9 +78,9 @@ func (s *Service) Pull(ctx context.Context, ref reference.Reference, opts PullOp
 	return img, nil
 }
 
-func (s *Service) pull(ctx context.Context, leaseID string, ref reference.Reference, platform ocispec.Platform,
+func (s *Service) pull(ctx context.Context, reg *registry.Client, leaseID string, ref reference.Reference, platform ocispec.Platform,
 	progress func(ProgressEvent), add func([]digest.Digest, []string) error) (metadata.Image, error) {
-	repo, target, err := s.Registry.Resolve(ctx, ref)
+	repo, target, err := reg.Resolve(ctx, ref)
 	if err != nil {
 		return metadata.Image{}, err
 	}

@@ -237,3 +237,23 @@ func loginHint(host string, err error) error {
 func refused(host string, err error) error {
 	return fmt.Errorf("%s refused access (berth login %s, as a user allowed this repository): %w", host, host, err)
 }
+
+// WithCredential returns a client that presents cred to host (a pull with
+// kubelet's image pull secret) and the store's credentials elsewhere. It
+// has a token cache of its own, so tokens got with cred serve only pulls
+// made with it.
+func (c *Client) WithCredential(host string, cred auth.Credential) *Client {
+	ac := *c.auth
+	ac.Cache = auth.NewCache()
+	fallback := c.auth.Credential
+	ac.Credential = func(ctx context.Context, hostport string) (auth.Credential, error) {
+		if hostport == host || (host == "docker.io" && hostport == "registry-1.docker.io") {
+			return cred, nil
+		}
+		if fallback != nil {
+			return fallback(ctx, hostport)
+		}
+		return auth.EmptyCredential, nil
+	}
+	return &Client{opts: c.opts, auth: &ac}
+}
