@@ -192,9 +192,16 @@ func TestVersionStatusRuntimeConfig(t *testing.T) {
 	if rc.GetLinux().GetCgroupDriver() != runtimeapi.CgroupDriver_CGROUPFS {
 		t.Errorf("cgroup driver = %v", rc.GetLinux().GetCgroupDriver())
 	}
+	// Without an engine (an image-only server) the pod RPCs say so.
 	_, err = e.runtime.RunPodSandbox(e.ctx, &runtimeapi.RunPodSandboxRequest{})
-	wantCode(t, err, codes.Unimplemented, "RunPodSandbox")
+	wantCode(t, err, codes.Unavailable, "RunPodSandbox")
 	if !strings.Contains(err.Error(), "RunPodSandbox") {
+		t.Errorf("the error does not name the RPC: %v", err)
+	}
+	// An RPC Berth does not serve on purpose names itself.
+	_, err = e.runtime.CheckpointContainer(e.ctx, &runtimeapi.CheckpointContainerRequest{})
+	wantCode(t, err, codes.Unimplemented, "CheckpointContainer")
+	if !strings.Contains(err.Error(), "CheckpointContainer") {
 		t.Errorf("Unimplemented error does not name the RPC: %v", err)
 	}
 }
