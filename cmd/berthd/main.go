@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -18,6 +19,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/BurntSushi/toml"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/urfave/cli/v3"
 	"google.golang.org/grpc"
 
@@ -49,6 +52,7 @@ func app() *cli.Command {
 		Usage:   "Berth's CRI server for kubelet",
 		Version: version,
 		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "config", Usage: "a TOML file whose keys are these flags' names (flags given on the command line win)"},
 			&cli.StringFlag{Name: "root", Value: "/var/lib/berth", Usage: "directory for Berth's state (the image store)"},
 			&cli.StringFlag{Name: "state", Aliases: []string{"runroot"}, Value: "/run/berth", Usage: "directory for volatile state (namespaces, monitors' sockets)"},
 			&cli.StringFlag{Name: "socket", Value: "/run/berth/berth.sock", Usage: "unix socket kubelet connects to"},
@@ -60,6 +64,8 @@ func app() *cli.Command {
 			&cli.StringFlag{Name: "pod-subnet", Value: "10.85.0.0/16", Usage: "berth-pods' subnet until kubelet sends the node's pod CIDR"},
 			&cli.StringSliceFlag{Name: "runtime", Usage: "a runtime handler NAME=PATH (RuntimeClass handler → OCI runtime binary); berth-runtime, runc and crun are found by themselves"},
 			&cli.StringFlag{Name: "default-runtime", Value: "berth-runtime", Usage: "the handler pods without a RuntimeClass use"},
+			&cli.StringFlag{Name: "metrics-address", Usage: "serve Prometheus metrics on HOST:PORT/metrics (default: none)"},
+			&cli.StringFlag{Name: "sandbox-image", Usage: "accepted for kubelet's and containerd's configurations: Berth pins pod namespaces without a pause image; an image named here is kept pinned (never garbage-collected nor removed by RemoveImage)"},
 		},
 		HideHelpCommand: true,
 		Action:          serve,
@@ -69,6 +75,11 @@ func app() *cli.Command {
 func serve(ctx context.Context, cmd *cli.Command) error {
 	if cmd.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q", cmd.Args().First())
+	}
+	if p := cmd.String("config"); p != "" {
+		if err := applyConfig(cmd, p); err != nil {
+			return err
+		}
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(cmd.String("log-level"))); err != nil {
@@ -123,14 +134,23 @@ func serve(ctx context.Context, cmd *cli.Command) error {
 		PodNetwork:    cmd.String("pod-network"),
 		PodSubnet:     cmd.String("pod-subnet"),
 		Runtimes:      runtimes,
+		PinnedImages:  splitList(cmd.String("sandbox-image")),
 		Version:       version,
 		Logger:        log,
 	})
 	if err != nil {
 		return err
 	}
-	g := grpc.NewServer()
+	metrics := cri.NewMetrics(eng)
+	g := grpc.NewServer(metrics.ServerOptions(log)...)
 	srv.Register(g)
+	if addr := cmd.String("metrics-address"); addr != "" {
+		stopMetrics, err := serveMetrics(addr, metrics, log)
+		if err != nil {
+			return err
+		}
+		defer stopMetrics()
+	}
 	log.Info("serving the CRI", "socket", cmd.String("socket"), "root", root, "version", version)
 	return serveUntilDone(ctx, log, g, l)
 }
@@ -234,4 +254,97 @@ func findBinary(self, name string) string {
 		return p
 	}
 	return ""
+}
+
+// applyConfig sets every flag not given on the command line from the TOML
+// file's key of the same name. runtime handlers may also be a table:
+// [runtimes] NAME = "PATH".
+func applyConfig(cmd *cli.Command, path string) error {
+	var doc map[string]any
+	_, err := toml.DecodeFile(path, &doc)
+	if err != nil {
+		return fmt.Errorf("--config %s: %w", path, err)
+	}
+	known := map[string]bool{}
+	for _, f := range cmd.Flags {
+		for _, n := range f.Names() {
+			known[n] = true
+		}
+	}
+	keys := make([]string, 0, len(doc))
+	for k := range doc {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		v := doc[k]
+		if k == "runtimes" {
+			tbl, ok := v.(map[string]any)
+			if !ok {
+				return fmt.Errorf("--config %s: runtimes must be a table of NAME = \"PATH\"", path)
+			}
+			if cmd.IsSet("runtime") {
+				continue
+			}
+			names := make([]string, 0, len(tbl))
+			for n := range tbl {
+				names = append(names, n)
+			}
+			sort.Strings(names)
+			for _, n := range names {
+				p, ok := tbl[n].(string)
+				if !ok {
+					return fmt.Errorf("--config %s: runtimes.%s must be a path", path, n)
+				}
+				if err := cmd.Set("runtime", n+"="+p); err != nil {
+					return fmt.Errorf("--config %s: runtimes.%s: %w", path, n, err)
+				}
+			}
+			continue
+		}
+		if !known[k] || k == "config" {
+			return fmt.Errorf("--config %s: unknown setting %q (the settings are berthd's flag names; see berthd --help)", path, k)
+		}
+		if cmd.IsSet(k) {
+			continue
+		}
+		var vals []string
+		switch x := v.(type) {
+		case string:
+			vals = []string{x}
+		case int64, float64, bool:
+			vals = []string{fmt.Sprint(x)}
+		case []any:
+			for _, e := range x {
+				vals = append(vals, fmt.Sprint(e))
+			}
+		default:
+			return fmt.Errorf("--config %s: %s: want a string, number, boolean or list", path, k)
+		}
+		for _, val := range vals {
+			if err := cmd.Set(k, val); err != nil {
+				return fmt.Errorf("--config %s: %s = %q: %w", path, k, val, err)
+			}
+		}
+	}
+	return nil
+}
+
+// serveMetrics serves the metrics on addr until the returned stop is
+// called.
+func serveMetrics(addr string, m *cri.Metrics, log *slog.Logger) (func(), error) {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--metrics-address %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go hs.Serve(l)
+	log.Info("serving metrics", "address", l.Addr().String())
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		hs.Shutdown(ctx)
+	}, nil
 }

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"oras.land/oras-go/v2/registry/remote/auth"
 
@@ -30,7 +32,7 @@ func (s *Server) ListImages(ctx context.Context, req *runtimeapi.ListImagesReque
 	if err != nil {
 		return nil, grpcError(fmt.Errorf("list images: %w", err))
 	}
-	imgs := criImages(sums)
+	imgs := s.criImages(sums)
 	if f := req.GetFilter().GetImage().GetImage(); f != "" {
 		sum, err := s.images.Inspect(ctx, f)
 		if err != nil {
@@ -53,7 +55,7 @@ func (s *Server) ListImages(ctx context.Context, req *runtimeapi.ListImagesReque
 // criImages groups the store's names by image ID (the config digest, as
 // containerd and CRI-O report it): a tagged name is a repo tag, and every
 // name's repository with the digest it was pulled by is a repo digest.
-func criImages(sums []image.Summary) []*runtimeapi.Image {
+func (s *Server) criImages(sums []image.Summary) []*runtimeapi.Image {
 	byID := map[string]*runtimeapi.Image{}
 	var order []string
 	for _, sum := range sums {
@@ -81,6 +83,11 @@ func criImages(sums []image.Summary) []*runtimeapi.Image {
 		img := byID[id]
 		sort.Strings(img.RepoTags)
 		sort.Strings(img.RepoDigests)
+		for _, t := range img.RepoTags {
+			if s.pinned[t] {
+				img.Pinned = true
+			}
+		}
 		out = append(out, img)
 	}
 	return out
@@ -125,7 +132,7 @@ func (s *Server) imageByName(ctx context.Context, name string) (*runtimeapi.Imag
 	if err != nil {
 		return nil, err
 	}
-	for _, img := range criImages(sums) {
+	for _, img := range s.criImages(sums) {
 		if img.Id == d.ID.String() {
 			img.Spec = &runtimeapi.ImageSpec{Image: img.Id}
 			if u := d.Config.Config.User; u != "" {
@@ -212,6 +219,9 @@ func (s *Server) RemoveImage(ctx context.Context, req *runtimeapi.RemoveImageReq
 	}
 	if err != nil {
 		return nil, grpcError(fmt.Errorf("remove image %q: %w", name, err))
+	}
+	if img.Pinned {
+		return nil, status.Errorf(codes.FailedPrecondition, "remove image %q: the image is pinned (berthd --sandbox-image)", name)
 	}
 	// Each name is removed on its own: by ID, Remove would take one name
 	// only. A name pulled by digest alone is a repo digest, not a tag.

@@ -14,6 +14,7 @@ package cri
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"path/filepath"
 	"sync"
@@ -23,6 +24,7 @@ import (
 
 	"github.com/berth-project/berth/internal/engine"
 	"github.com/berth-project/berth/internal/image"
+	"github.com/berth-project/berth/internal/reference"
 )
 
 // Options configure a Server.
@@ -54,6 +56,10 @@ type Options struct {
 	// Runtimes names the runtime handlers (RuntimeClass handlers) the
 	// engine has, for Status; "" is the default handler.
 	Runtimes []string
+	// PinnedImages are images kubelet must never remove (berthd's
+	// --sandbox-image): ImageStatus reports them pinned and RemoveImage
+	// refuses them.
+	PinnedImages []string
 }
 
 // Server implements runtimeapi.RuntimeServiceServer and
@@ -70,6 +76,7 @@ type Server struct {
 	cniConfDirs []string
 	podNetwork  string
 	runtimes    []string
+	pinned      map[string]bool // normalized repo:tag of pinned images
 
 	// mu guards podSubnet and the choice of the pod network.
 	mu        sync.Mutex
@@ -105,6 +112,18 @@ func New(opts Options) (*Server, error) {
 		cniPluginDirs: opts.CNIPluginDirs,
 		version:       opts.Version,
 		log:           opts.Logger,
+	}
+	s.pinned = map[string]bool{}
+	for _, p := range opts.PinnedImages {
+		ref, err := reference.Parse(p)
+		if err != nil {
+			return nil, fmt.Errorf("pinned image %q: %w", p, err)
+		}
+		tag := ref.Tag
+		if tag == "" {
+			tag = "latest"
+		}
+		s.pinned[ref.Name()+":"+tag] = true
 	}
 	if s.podSubnet == "" {
 		s.podSubnet = defaultPodSubnet

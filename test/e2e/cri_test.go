@@ -31,12 +31,20 @@ type criT struct {
 }
 
 func newCRI(t *testing.T) *criT {
+	return newCRIWith(t, nil)
+}
+
+// newCRIWith lets the test change berthd's arguments first.
+func newCRIWith(t *testing.T, edit func(c *criT, args []string) []string) *criT {
 	t.Helper()
 	e := newEngine(t)
 	crictlPath(t)
 	c := &criT{engineT: e, socket: filepath.Join(e.runroot, "berth.sock"), subnet: e.subnet(), logDir: t.TempDir()}
 	cni := t.TempDir()
 	c.args = []string{"--root", e.root, "--state", e.runroot, "--socket", c.socket, "--cni-conf-dir", cni, "--pod-subnet", c.subnet, "--log-level", "debug"}
+	if edit != nil {
+		c.args = edit(c, c.args)
+	}
 	c.start()
 	t.Cleanup(c.cleanup)
 	return c
@@ -446,4 +454,49 @@ func TestCRIBadInput(t *testing.T) {
 	c.crictl("stopp", p)
 	ok := c.ctrConfig("late", []string{"true"}, nil)
 	wantErr(c.crictlRun("create", "--no-pull", p, ok, pod), "FailedPrecondition", "not ready")
+}
+
+// berthd reads its settings from a TOML file (flag names as keys, flags on
+// the command line winning) and serves Prometheus metrics.
+func TestCRIConfigFileAndMetrics(t *testing.T) {
+	port := freePort(t)
+	c := newCRIWith(t, func(c *criT, args []string) []string {
+		// Everything but the root and socket comes from the file.
+		conf := fmt.Sprintf("state = %q\ncni-conf-dir = %q\npod-subnet = %q\nmetrics-address = \"127.0.0.1:%d\"\nlog-level = \"debug\"\n[runtimes]\nalt-runc = %q\n",
+			c.runroot, t.TempDir(), c.subnet, port, "/usr/sbin/runc")
+		p := filepath.Join(t.TempDir(), "berthd.toml")
+		if err := os.WriteFile(p, []byte(conf), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return []string{"--config", p, "--root", c.root, "--socket", c.socket}
+	})
+	pod, _ := c.podConfig("metered")
+	ctr := c.ctrConfig("sleeper", []string{"sleep", "3600"}, nil)
+	p, _ := c.runPod(pod, "metered", ctr)
+	if ip := c.inspectp(p).Status.Network.IP; !strings.HasPrefix(ip, strings.TrimSuffix(c.subnet, "0/24")) {
+		t.Errorf("pod IP %s: the file's pod-subnet %s was not used", ip, c.subnet)
+	}
+	body, ok := httpGet(fmt.Sprintf("http://127.0.0.1:%d/metrics", port))
+	if !ok {
+		t.Fatalf("metrics: %s", body)
+	}
+	for _, want := range []string{
+		`berth_cri_request_duration_seconds_count{method="RunPodSandbox"} 1`,
+		`berth_cri_pods{state="ready"} 1`,
+		`berth_cri_containers{state="running"} 1`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+	info := c.crictl("info")
+	if !strings.Contains(info, `"alt-runc"`) {
+		t.Errorf("crictl info does not list the file's runtime handler alt-runc:\n%s", info)
+	}
+	bad := filepath.Join(t.TempDir(), "bad.toml")
+	os.WriteFile(bad, []byte("no-such-setting = 1\n"), 0o600)
+	out, err := exec.Command(filepath.Join(c.binDir, "berthd"), "--config", bad, "--socket", filepath.Join(t.TempDir(), "x.sock")).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "no-such-setting") {
+		t.Errorf("berthd with an unknown setting: %v, %s; want a refusal naming it", err, out)
+	}
 }
