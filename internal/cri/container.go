@@ -338,7 +338,7 @@ func (s *Server) RemoveContainer(ctx context.Context, req *runtimeapi.RemoveCont
 	if req.ContainerId == "" {
 		return nil, status.Error(codes.InvalidArgument, "RemoveContainer: container_id is empty")
 	}
-	err := s.engine.Remove(ctx, req.ContainerId, engine.RemoveOptions{Force: true})
+	err := s.engine.Remove(ctx, req.ContainerId, engine.RemoveOptions{Force: true, Volumes: true})
 	if err != nil && !errors.Is(err, errdefs.ErrNotFound) {
 		return nil, grpcError(fmt.Errorf("RemoveContainer %s: %w", req.ContainerId, err))
 	}
