@@ -3,9 +3,10 @@
 //
 // One file per RPC group, so a reader finds an RPC by its name:
 // version_status.go (Version, Status, RuntimeConfig, UpdateRuntimeConfig),
-// image.go (the ImageService), sandbox.go, container.go, stream.go and
-// stats.go. Every RPC is written out explicitly, including those not yet
-// implemented, which answer codes.Unimplemented naming the RPC: nothing is
+// image.go (the ImageService), sandbox.go, container.go, execsync.go,
+// stream.go (Exec, Attach and PortForward, which hand out URLs of the
+// streaming server in streaming.go) and stats.go. Every RPC is written
+// out explicitly, including those not yet implemented, which answer codes.Unimplemented naming the RPC: nothing is
 // embedded that would answer for an RPC silently.
 //
 // Errors are internal/errdefs sentinels inside Berth; they become gRPC
@@ -16,10 +17,12 @@ import (
 	"errors"
 	"log/slog"
 	"path/filepath"
+	"sync/atomic"
 
 	"google.golang.org/grpc"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/berth-project/berth/internal/engine"
 	"github.com/berth-project/berth/internal/image"
 )
 
@@ -27,6 +30,9 @@ import (
 type Options struct {
 	// Images is the image store; the server does not close it.
 	Images *image.Service
+	// Engine runs the containers (opened on namespace "k8s.io"); the
+	// server does not close it.
+	Engine *engine.Engine
 	// Root is the store's root directory (the one Images was opened on);
 	// ImageFsInfo reports the usage of Root/snapshots.
 	Root string
@@ -48,6 +54,8 @@ type Server struct {
 	runtimeapi.UnsafeImageServiceServer
 
 	images        *image.Service
+	engine        *engine.Engine
+	streaming     atomic.Pointer[streamServer] // set by StartStreaming
 	snapshotsDir  string
 	cniPluginDirs []string
 	version       string
@@ -69,6 +77,7 @@ func New(opts Options) (*Server, error) {
 	}
 	s := &Server{
 		images:        opts.Images,
+		engine:        opts.Engine,
 		snapshotsDir:  filepath.Join(opts.Root, "snapshots"),
 		cniPluginDirs: opts.CNIPluginDirs,
 		version:       opts.Version,

@@ -1,0 +1,104 @@
+package cri
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-project/berth/internal/engine"
+	"github.com/berth-project/berth/internal/errdefs"
+)
+
+// execSyncOutputLimit bounds what ExecSync keeps of a command's stdout and
+// stderr together: kubelet's CRI client accepts responses of at most
+// 16 MiB, and a command in a hostile container could print without end.
+// Output beyond the limit is read and dropped (the command never blocks
+// on a full pipe), and the response's stderr says so at its end.
+const execSyncOutputLimit = 16<<20 - 64<<10 // room for the message's other fields
+
+// ExecSync runs a command in a running container and answers with its
+// output and exit code once it ends. With a timeout (seconds; 0: none) the
+// command is killed when it runs out, and the answer is DeadlineExceeded,
+// which kubelet's CRI client reports as a timed-out probe.
+func (s *Server) ExecSync(ctx context.Context, req *runtimeapi.ExecSyncRequest) (*runtimeapi.ExecSyncResponse, error) {
+	if s.engine == nil {
+		return nil, status.Error(codes.Unavailable, "ExecSync: the CRI server has no engine")
+	}
+	if len(req.GetCmd()) == 0 {
+		return nil, grpcError(fmt.Errorf("exec: cmd is empty: %w", errdefs.ErrInvalidArgument))
+	}
+	if req.GetTimeout() < 0 {
+		return nil, grpcError(fmt.Errorf("exec: timeout %d: want 0 (none) or more seconds: %w", req.GetTimeout(), errdefs.ErrInvalidArgument))
+	}
+	id, err := s.runningContainer(ctx, "exec", req.GetContainerId())
+	if err != nil {
+		return nil, err
+	}
+	execCtx := ctx
+	if req.GetTimeout() > 0 {
+		var cancel context.CancelFunc
+		execCtx, cancel = context.WithTimeout(ctx, time.Duration(req.GetTimeout())*time.Second)
+		defer cancel()
+	}
+	out := &cappedOutput{left: execSyncOutputLimit}
+	stdout, stderr := out.writer(&out.stdout), out.writer(&out.stderr)
+	code, err := s.engine.Exec(execCtx, id, engine.ExecOptions{Cmd: req.GetCmd()}, engine.AttachStreams{Stdout: stdout, Stderr: stderr})
+	if ctx.Err() == nil && errors.Is(execCtx.Err(), context.DeadlineExceeded) {
+		return nil, status.Errorf(codes.DeadlineExceeded, "exec %q in %s: timed out after %ds, killed",
+			strings.Join(req.GetCmd(), " "), id, req.GetTimeout())
+	}
+	var xe *engine.ExitError
+	if errors.As(err, &xe) {
+		// Not run at all (126: not executable, 127: not found): the
+		// runtime's message, as a shell would print it.
+		fmt.Fprintf(stderr, "%v\n", xe)
+		code, err = xe.Code, nil
+	}
+	if err != nil {
+		return nil, grpcError(fmt.Errorf("exec %q in %s: %w", strings.Join(req.GetCmd(), " "), id, err))
+	}
+	return &runtimeapi.ExecSyncResponse{Stdout: out.stdout.Bytes(), Stderr: out.stderrBytes(), ExitCode: int32(code)}, nil
+}
+
+// cappedOutput keeps a command's stdout and stderr up to a shared limit.
+// The engine writes them from two goroutines: mu guards the fields below.
+type cappedOutput struct {
+	mu             sync.Mutex
+	stdout, stderr bytes.Buffer
+	left           int
+	dropped        int64
+}
+
+type cappedWriter struct {
+	o   *cappedOutput
+	buf *bytes.Buffer
+}
+
+func (o *cappedOutput) writer(buf *bytes.Buffer) *cappedWriter { return &cappedWriter{o: o, buf: buf} }
+
+func (w *cappedWriter) Write(p []byte) (int, error) {
+	w.o.mu.Lock()
+	defer w.o.mu.Unlock()
+	keep := min(len(p), w.o.left)
+	w.buf.Write(p[:keep])
+	w.o.left -= keep
+	w.o.dropped += int64(len(p) - keep)
+	return len(p), nil
+}
+
+func (o *cappedOutput) stderrBytes() []byte {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.dropped > 0 {
+		fmt.Fprintf(&o.stderr, "\n[berthd: output truncated: %d bytes beyond %d dropped]\n", o.dropped, execSyncOutputLimit)
+	}
+	return o.stderr.Bytes()
+}
