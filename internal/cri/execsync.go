@@ -24,6 +24,10 @@ import (
 // on a full pipe), and the response's stderr says so at its end.
 const execSyncOutputLimit = 16<<20 - 64<<10 // room for the message's other fields
 
+// execSyncKillGrace bounds how long ExecSync waits, after a timeout, for
+// the killed command's output to end.
+const execSyncKillGrace = 5 * time.Second
+
 // ExecSync runs a command in a running container and answers with its
 // output and exit code once it ends. With a timeout (seconds; 0: none) the
 // command is killed when it runs out, and the answer is DeadlineExceeded,
@@ -50,7 +54,30 @@ func (s *Server) ExecSync(ctx context.Context, req *runtimeapi.ExecSyncRequest) 
 	}
 	out := &cappedOutput{left: execSyncOutputLimit}
 	stdout, stderr := out.writer(&out.stdout), out.writer(&out.stderr)
-	code, err := s.engine.Exec(execCtx, id, engine.ExecOptions{Cmd: req.GetCmd()}, engine.AttachStreams{Stdout: stdout, Stderr: stderr})
+	type result struct {
+		code int
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		code, err := s.engine.Exec(execCtx, id, engine.ExecOptions{Cmd: req.GetCmd()}, engine.AttachStreams{Stdout: stdout, Stderr: stderr})
+		done <- result{code, err}
+	}()
+	var res result
+	select {
+	case res = <-done:
+	case <-execCtx.Done():
+		// The engine kills the process; Exec returns once its output
+		// ends, which a background child of the command could delay.
+		// The answer does not wait for that past a grace period.
+		select {
+		case res = <-done:
+		case <-time.After(execSyncKillGrace):
+			s.log.Warn("exec still running after it was killed: its output is held open (a child left running?)", "container", id, "cmd", req.GetCmd())
+			res.err = execCtx.Err()
+		}
+	}
+	code, err := res.code, res.err
 	if ctx.Err() == nil && errors.Is(execCtx.Err(), context.DeadlineExceeded) {
 		return nil, status.Errorf(codes.DeadlineExceeded, "exec %q in %s: timed out after %ds, killed",
 			strings.Join(req.GetCmd(), " "), id, req.GetTimeout())
@@ -65,7 +92,8 @@ func (s *Server) ExecSync(ctx context.Context, req *runtimeapi.ExecSyncRequest) 
 	if err != nil {
 		return nil, grpcError(fmt.Errorf("exec %q in %s: %w", strings.Join(req.GetCmd(), " "), id, err))
 	}
-	return &runtimeapi.ExecSyncResponse{Stdout: out.stdout.Bytes(), Stderr: out.stderrBytes(), ExitCode: int32(code)}, nil
+	stdoutBytes, stderrBytes := out.result()
+	return &runtimeapi.ExecSyncResponse{Stdout: stdoutBytes, Stderr: stderrBytes, ExitCode: int32(code)}, nil
 }
 
 // cappedOutput keeps a command's stdout and stderr up to a shared limit.
@@ -94,11 +122,13 @@ func (w *cappedWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func (o *cappedOutput) stderrBytes() []byte {
+// result is what was kept of stdout and stderr; stderr ends with a note
+// when output was dropped.
+func (o *cappedOutput) result() (stdout, stderr []byte) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.dropped > 0 {
 		fmt.Fprintf(&o.stderr, "\n[berthd: output truncated: %d bytes beyond %d dropped]\n", o.dropped, execSyncOutputLimit)
 	}
-	return o.stderr.Bytes()
+	return bytes.Clone(o.stdout.Bytes()), bytes.Clone(o.stderr.Bytes())
 }
