@@ -18,6 +18,7 @@ import (
 
 	"github.com/urfave/cli/v3"
 	"google.golang.org/grpc"
+	"k8s.io/klog/v2"
 
 	"github.com/berth-project/berth/internal/cri"
 	"github.com/berth-project/berth/internal/image"
@@ -52,6 +53,7 @@ func app() *cli.Command {
 			&cli.StringFlag{Name: "cni-conf-dir", Value: "/etc/cni/net.d", Usage: "directory of CNI network configurations"},
 			&cli.StringFlag{Name: "cni-bin-dir", Value: "/usr/lib/cni", Usage: "comma-separated directories of CNI plugins"},
 			&cli.StringFlag{Name: "registries-config", Usage: "registries file (default ROOT/registries.json, then /etc/berth/registries.json)"},
+			&cli.StringFlag{Name: "streaming-address", Value: cri.DefaultStreamingAddress, Usage: "host:port of the streaming server for exec, attach and port-forward (port 0: chosen at start); keep it on loopback, where kubelet reaches it"},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
 		},
 		HideHelpCommand: true,
@@ -68,6 +70,8 @@ func serve(ctx context.Context, cmd *cli.Command) error {
 		return fmt.Errorf("--log-level %q: want debug, info, warn or error", cmd.String("log-level"))
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	// The streaming library logs through klog: into the same log.
+	klog.SetSlogLogger(log.With("component", "streaming"))
 
 	root, err := filepath.Abs(cmd.String("root"))
 	if err != nil {
@@ -108,6 +112,10 @@ func serve(ctx context.Context, cmd *cli.Command) error {
 	if err != nil {
 		return err
 	}
+	if _, err := srv.StartStreaming(cmd.String("streaming-address")); err != nil {
+		return err
+	}
+	defer srv.StopStreaming()
 	g := grpc.NewServer()
 	srv.Register(g)
 	log.Info("serving the CRI", "socket", cmd.String("socket"), "root", root, "version", version)

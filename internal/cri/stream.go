@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-project/berth/internal/errdefs"
@@ -57,6 +59,9 @@ func (s *Server) PortForward(ctx context.Context, req *runtimeapi.PortForwardReq
 	if req.GetPodSandboxId() == "" {
 		return nil, grpcError(fmt.Errorf("port forward: pod_sandbox_id is empty: %w", errdefs.ErrInvalidArgument))
 	}
+	if s.engine == nil {
+		return nil, status.Error(codes.Unavailable, "PortForward: the CRI server has no engine")
+	}
 	rt := &streamRuntime{engine: s.engine}
 	if _, err := rt.sandboxNetNS(ctx, req.GetPodSandboxId()); err != nil {
 		return nil, grpcError(fmt.Errorf("port forward: %w", err))
@@ -68,6 +73,9 @@ func (s *Server) PortForward(ctx context.Context, req *runtimeapi.PortForwardReq
 // and checks that the container runs: NotFound for an unknown ID,
 // FailedPrecondition for a stopped container.
 func (s *Server) runningContainer(ctx context.Context, op, id string) (string, error) {
+	if s.engine == nil {
+		return "", status.Errorf(codes.Unavailable, "%s: the CRI server has no engine", op)
+	}
 	if id == "" {
 		return "", grpcError(fmt.Errorf("%s: container_id is empty: %w", op, errdefs.ErrInvalidArgument))
 	}

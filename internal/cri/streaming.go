@@ -52,9 +52,6 @@ func (s *Server) StartStreaming(addr string) (net.Addr, error) {
 	if addr == "" {
 		addr = DefaultStreamingAddress
 	}
-	if s.engine == nil {
-		return nil, errors.New("streaming server: the CRI server has no engine")
-	}
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("streaming server: listen on %s: %w", addr, err)
