@@ -84,8 +84,9 @@ func (s *Server) StartStreaming(addr string) (net.Addr, error) {
 	return l.Addr(), nil
 }
 
-// StopStreaming closes the streaming server and every session it serves
-// (exec'd processes go on until their streams' end reaches them). It is a
+// StopStreaming closes the streaming server's listener and the requests
+// not yet upgraded. Sessions already upgraded (hijacked connections, which
+// net/http no longer tracks) go on until they end or berthd exits. It is a
 // no-op when the server was not started.
 func (s *Server) StopStreaming() error {
 	ss := s.streaming.Swap(nil)

@@ -45,6 +45,7 @@ const streamTestImage = "localhost/berth-cri-stream-test:latest"
 
 type streamEnv struct {
 	ctx     context.Context
+	socket  string
 	engine  *engine.Engine
 	srv     *Server
 	runtime runtimeapi.RuntimeServiceClient
@@ -137,7 +138,7 @@ func newStreamEnv(t *testing.T) *streamEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &streamEnv{ctx: ctx, engine: eng, srv: srv, runtime: runtimeapi.NewRuntimeServiceClient(conn)}
+	e := &streamEnv{ctx: ctx, socket: socket, engine: eng, srv: srv, runtime: runtimeapi.NewRuntimeServiceClient(conn)}
 	t.Cleanup(func() {
 		conn.Close()
 		g.Stop()
@@ -266,8 +267,9 @@ func (b *syncBuffer) String() string {
 }
 
 // startSession opens the streams kubectl opens for a remote command (the
-// error stream first) on a URL from Exec or Attach.
-func startSession(t *testing.T, url string, stdin, tty bool) *session {
+// error stream first, then those the request asked for) on a URL from
+// Exec or Attach.
+func startSession(t *testing.T, url string, stdin, stdout, stderr, tty bool) *session {
 	t.Helper()
 	conn := spdyConn(t, url, "v4.channel.k8s.io")
 	s := &session{stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan struct{})}
@@ -285,21 +287,21 @@ func startSession(t *testing.T, url string, stdin, tty bool) *session {
 	if stdin {
 		s.stdin = create("stdin")
 	}
-	stdout := create("stdout")
-	stdout.Close()
-	var stderr httpstream.Stream
-	if !tty {
-		stderr = create("stderr")
-		stderr.Close()
-	} else {
-		s.resize = create("resize")
-	}
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); io.Copy(s.stdout, stdout) }()
-	if stderr != nil {
+	copyOut := func(typ string, to io.Writer) {
+		st := create(typ)
+		st.Close()
 		wg.Add(1)
-		go func() { defer wg.Done(); io.Copy(s.stderr, stderr) }()
+		go func() { defer wg.Done(); io.Copy(to, st) }()
+	}
+	if stdout {
+		copyOut("stdout", s.stdout)
+	}
+	if stderr {
+		copyOut("stderr", s.stderr)
+	}
+	if tty {
+		s.resize = create("resize")
 	}
 	go func() {
 		b, _ := io.ReadAll(errStream)
@@ -332,7 +334,7 @@ func (e *streamEnv) exec(t *testing.T, req *runtimeapi.ExecRequest) *session {
 	if err != nil {
 		t.Fatalf("Exec %v: %v", req.Cmd, err)
 	}
-	return startSession(t, resp.Url, req.Stdin, req.Tty)
+	return startSession(t, resp.Url, req.Stdin, req.Stdout, req.Stderr, req.Tty)
 }
 
 func TestStreamingExec(t *testing.T) {
@@ -461,7 +463,7 @@ func TestStreamingAttach(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := startSession(t, resp.Url, true, false)
+	s := startSession(t, resp.Url, true, true, true, false)
 	io.WriteString(s.stdin, "hello\nbye\n")
 	s.wait(t, e.ctx)
 	if !strings.Contains(s.stdout.String(), "got hello\ngot bye\n") {
@@ -640,7 +642,7 @@ func TestStreamingBadRequests(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	startSession(t, resp.Url, false, false).wait(t, e.ctx)
+	startSession(t, resp.Url, false, true, false, false).wait(t, e.ctx)
 	r, err := http.Post(resp.Url, "text/plain", nil)
 	if err != nil {
 		t.Fatal(err)
