@@ -56,6 +56,12 @@ func TestCrictlStreaming(t *testing.T) {
 		t.Errorf("crictl exec -i cat: exit %d, output %q", code, out)
 	}
 
+	// attach: a container reading its stdin; crictl sends its own.
+	reader := e.run(t, engine.Config{OpenStdin: true, Cmd: []string{"sh", "-c", `while read l; do echo "got $l"; [ "$l" = bye ] && exit 0; done`}})
+	if out, code := run("hello\nbye\n", "attach", "-i", reader); code != 0 || out != "got hello\ngot bye\n" {
+		t.Errorf("crictl attach -i: exit %d, output %q", code, out)
+	}
+
 	// exec -it: crictl's terminal is a pty of the test's, whose size
 	// crictl sends as the first resize.
 	if rt := os.Getenv("BERTH_RUNTIME"); rt != "" && filepath.Base(rt) != "runc" {
