@@ -41,6 +41,11 @@ func parentPid(pid int) int {
 	if err != nil {
 		return 0
 	}
+	return statPPid(stat)
+}
+
+// statPPid is the parent pid in a /proc/PID/stat line (0 if malformed).
+func statPPid(stat []byte) int {
 	// The command name may hold spaces and parentheses: the fields
 	// after it start behind the last ')': state, then ppid.
 	i := bytes.LastIndexByte(stat, ')')
