@@ -22,7 +22,7 @@ import (
 func TestCrictlStreaming(t *testing.T) {
 	crictl := findCrictl(t)
 	e := newStreamEnv(t)
-	id := e.run(t, engine.Config{Cmd: []string{"httpd", "-f", "-p", "80", "-h", "/www"}})
+	id := e.runHTTPD(t)
 	cfg := filepath.Join(t.TempDir(), "crictl.yaml")
 	if err := os.WriteFile(cfg, []byte("runtime-endpoint: unix://"+e.socket+"\nimage-endpoint: unix://"+e.socket+"\ntimeout: 30\n"), 0o600); err != nil {
 		t.Fatal(err)

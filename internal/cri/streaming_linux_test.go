@@ -478,7 +478,7 @@ func TestStreamingPortForward(t *testing.T) {
 	e := newStreamEnv(t)
 	// The sandbox is the container itself until pods exist (see
 	// sandboxNetNS); httpd listens in its network namespace only.
-	id := e.run(t, engine.Config{Cmd: []string{"httpd", "-f", "-p", "80", "-h", "/www"}})
+	id := e.runHTTPD(t)
 	resp, err := e.runtime.PortForward(e.ctx, &runtimeapi.PortForwardRequest{PodSandboxId: id, Port: []int32{80}})
 	if err != nil {
 		t.Fatal(err)
@@ -650,5 +650,78 @@ func TestStreamingBadRequests(t *testing.T) {
 	r.Body.Close()
 	if r.StatusCode != http.StatusNotFound {
 		t.Errorf("second use of an exec URL: HTTP %d, want 404", r.StatusCode)
+	}
+}
+
+// TestStreamingPortForwardWebSocket forwards over WebSocket: a data and an
+// error channel per port, each opening with the port's number (two bytes,
+// little-endian).
+func TestStreamingPortForwardWebSocket(t *testing.T) {
+	e := newStreamEnv(t)
+	id := e.runHTTPD(t)
+	resp, err := e.runtime.PortForward(e.ctx, &runtimeapi.PortForwardRequest{PodSandboxId: id, Port: []int32{80}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := websocket.NewConfig(strings.Replace(resp.Url, "http://", "ws://", 1), "http://localhost/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Protocol = []string{"v4.channel.k8s.io"}
+	ws, err := websocket.DialConfig(cfg)
+	if err != nil {
+		t.Fatalf("websocket: %v", err)
+	}
+	defer ws.Close()
+	ws.SetDeadline(time.Now().Add(time.Minute)) // a bound, not an assertion
+	if err := websocket.Message.Send(ws, append([]byte{0}, "GET /index.html HTTP/1.0\r\n\r\n"...)); err != nil {
+		t.Fatal(err)
+	}
+	chans := map[byte]*bytes.Buffer{0: {}, 1: {}}
+	for {
+		var msg []byte
+		if err := websocket.Message.Receive(ws, &msg); err != nil {
+			if !errors.Is(err, io.EOF) {
+				t.Fatalf("websocket: %v", err)
+			}
+			break
+		}
+		if len(msg) > 0 && chans[msg[0]] != nil {
+			chans[msg[0]].Write(msg[1:])
+		}
+	}
+	data, errs := chans[0].Bytes(), chans[1].Bytes()
+	if len(data) < 2 || data[0] != 80 || data[1] != 0 || !bytes.Contains(data, []byte("hi from berth")) {
+		t.Errorf("data channel %q", data)
+	}
+	if !bytes.Equal(errs, []byte{80, 0}) {
+		t.Errorf("error channel %q", errs)
+	}
+}
+
+// runHTTPD starts a container serving /www on port 80 in its own network
+// namespace and waits until httpd listens (its /proc/PID/net/tcp or tcp6
+// shows port 80 in state LISTEN), bounded by the test's context.
+func (e *streamEnv) runHTTPD(t *testing.T) string {
+	t.Helper()
+	id := e.run(t, engine.Config{Cmd: []string{"httpd", "-f", "-p", "80", "-h", "/www"}})
+	c, err := e.engine.Inspect(e.ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		v4, _ := os.ReadFile(fmt.Sprintf("/proc/%d/net/tcp", c.State.Pid))
+		v6, _ := os.ReadFile(fmt.Sprintf("/proc/%d/net/tcp6", c.State.Pid))
+		for _, line := range strings.Split(string(v4)+string(v6), "\n") {
+			// "sl local_address rem_address st ...": 0050 is port 80, 0A LISTEN.
+			if f := strings.Fields(line); len(f) > 3 && strings.HasSuffix(f[1], ":0050") && f[3] == "0A" {
+				return id
+			}
+		}
+		select {
+		case <-e.ctx.Done():
+			t.Fatal("httpd does not listen on port 80")
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
 }
