@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/urfave/cli/v3"
 	"google.golang.org/grpc"
+	"k8s.io/klog/v2"
 
 	"github.com/berth-project/berth/internal/cri"
 	"github.com/berth-project/berth/internal/engine"
@@ -59,6 +60,7 @@ func app() *cli.Command {
 			&cli.StringFlag{Name: "cni-conf-dir", Value: "/etc/cni/net.d", Usage: "directory of CNI network configurations"},
 			&cli.StringFlag{Name: "cni-bin-dir", Value: "/usr/lib/cni", Usage: "comma-separated directories of CNI plugins"},
 			&cli.StringFlag{Name: "registries-config", Usage: "registries file (default ROOT/registries.json, then /etc/berth/registries.json)"},
+			&cli.StringFlag{Name: "streaming-address", Value: cri.DefaultStreamingAddress, Usage: "host:port of the streaming server for exec, attach and port-forward (port 0: chosen at start); keep it on loopback, where kubelet reaches it"},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
 			&cli.StringFlag{Name: "pod-network", Usage: "the CNI network pods join (default: the first conflist in --cni-conf-dir, else Berth's own berth-pods bridge)"},
 			&cli.StringFlag{Name: "pod-subnet", Value: "10.85.0.0/16", Usage: "berth-pods' subnet until kubelet sends the node's pod CIDR"},
@@ -86,6 +88,8 @@ func serve(ctx context.Context, cmd *cli.Command) error {
 		return fmt.Errorf("--log-level %q: want debug, info, warn or error", cmd.String("log-level"))
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	// The streaming library logs through klog: into the same log.
+	klog.SetSlogLogger(log.With("component", "streaming"))
 
 	root, err := filepath.Abs(cmd.String("root"))
 	if err != nil {
@@ -141,6 +145,10 @@ func serve(ctx context.Context, cmd *cli.Command) error {
 	if err != nil {
 		return err
 	}
+	if _, err := srv.StartStreaming(cmd.String("streaming-address")); err != nil {
+		return err
+	}
+	defer srv.StopStreaming()
 	metrics := cri.NewMetrics(eng)
 	g := grpc.NewServer(metrics.ServerOptions(log)...)
 	srv.Register(g)

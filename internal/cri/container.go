@@ -516,9 +516,6 @@ func (s *Server) ReopenContainerLog(ctx context.Context, req *runtimeapi.ReopenC
 	return &runtimeapi.ReopenContainerLogResponse{}, nil
 }
 
-func (s *Server) ExecSync(ctx context.Context, req *runtimeapi.ExecSyncRequest) (*runtimeapi.ExecSyncResponse, error) {
-	return nil, notImplemented("ExecSync")
-}
 
 // CheckpointContainer needs CRIU, which fails `criu check` on the kernels
 // Berth is tested on.

@@ -3,9 +3,10 @@
 //
 // One file per RPC group, so a reader finds an RPC by its name:
 // version_status.go (Version, Status, RuntimeConfig, UpdateRuntimeConfig),
-// image.go (the ImageService), sandbox.go, container.go, stream.go and
-// stats.go. Every RPC is written out explicitly, including those not yet
-// implemented, which answer codes.Unimplemented naming the RPC: nothing is
+// image.go (the ImageService), sandbox.go, container.go, execsync.go,
+// stream.go (Exec, Attach and PortForward, which hand out URLs of the
+// streaming server in streaming.go) and stats.go. Every RPC is written
+// out explicitly, including those not yet implemented, which answer codes.Unimplemented naming the RPC: nothing is
 // embedded that would answer for an RPC silently.
 //
 // Errors are internal/errdefs sentinels inside Berth; they become gRPC
@@ -18,6 +19,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 
 	"google.golang.org/grpc"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -63,8 +65,7 @@ type Options struct {
 }
 
 // Server implements runtimeapi.RuntimeServiceServer and
-// runtimeapi.ImageServiceServer. Its methods are safe for concurrent use:
-// it holds no mutable state of its own yet.
+// runtimeapi.ImageServiceServer. Its methods are safe for concurrent use.
 type Server struct {
 	// The Unsafe interfaces carry only the generated marker method; unlike
 	// the Unimplemented structs they answer no RPC.
@@ -73,6 +74,7 @@ type Server struct {
 
 	images      *image.Service
 	engine      *engine.Engine
+	streaming   atomic.Pointer[streamServer] // set by StartStreaming
 	cniConfDirs []string
 	podNetwork  string
 	runtimes    []string

@@ -135,9 +135,10 @@ func (e *Engine) Exec(ctx context.Context, ref string, o ExecOptions, streams At
 	if err := os.WriteFile(procFile, pb, 0o600); err != nil {
 		return 0, err
 	}
-	args := []string{"--root", e.runtimeRoot(r.Runtime), "exec", "--process", procFile}
+	pidFile := filepath.Join(execDir, "pid")
+	args := []string{"--root", e.runtimeRoot(r.Runtime), "exec", "--process", procFile, "--pid-file", pidFile}
 	if o.Detach {
-		args = append(args, "--detach", "--pid-file", filepath.Join(execDir, "pid"))
+		args = append(args, "--detach")
 	}
 	var console *consoleSocket
 	if o.Tty {
@@ -150,6 +151,9 @@ func (e *Engine) Exec(ctx context.Context, ref string, o ExecOptions, streams At
 	}
 	args = append(args, r.ID)
 	cmd := exec.CommandContext(ctx, r.Runtime, args...)
+	if !o.Detach {
+		cmd.Cancel = func() error { return killExec(cmd, pidFile) }
+	}
 	var errBuf bytes.Buffer
 	if o.Tty {
 		cmd.Stdin, cmd.Stdout = nil, nil
