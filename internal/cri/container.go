@@ -516,7 +516,6 @@ func (s *Server) ReopenContainerLog(ctx context.Context, req *runtimeapi.ReopenC
 	return &runtimeapi.ReopenContainerLogResponse{}, nil
 }
 
-
 // CheckpointContainer needs CRIU, which fails `criu check` on the kernels
 // Berth is tested on.
 func (s *Server) CheckpointContainer(ctx context.Context, req *runtimeapi.CheckpointContainerRequest) (*runtimeapi.CheckpointContainerResponse, error) {

@@ -22,7 +22,7 @@ import (
 func TestCrictlStreaming(t *testing.T) {
 	crictl := findCrictl(t)
 	e := newStreamEnv(t)
-	id := e.runHTTPD(t)
+	pod, id := e.runHTTPD(t)
 	cfg := filepath.Join(t.TempDir(), "crictl.yaml")
 	if err := os.WriteFile(cfg, []byte("runtime-endpoint: unix://"+e.socket+"\nimage-endpoint: unix://"+e.socket+"\ntimeout: 30\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -85,7 +85,7 @@ func TestCrictlStreaming(t *testing.T) {
 	// network namespace.
 	ctx, cancel := context.WithTimeout(e.ctx, time.Minute)
 	defer cancel()
-	pf := exec.CommandContext(ctx, crictl, "--config", cfg, "port-forward", id, "0:80")
+	pf := exec.CommandContext(ctx, crictl, "--config", cfg, "port-forward", pod, "0:80")
 	stdout, err := pf.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

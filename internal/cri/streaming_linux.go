@@ -9,8 +9,6 @@ import (
 	"time"
 
 	"github.com/vishvananda/netns"
-
-	"github.com/berth-project/berth/internal/errdefs"
 )
 
 // portForwardDialTimeout bounds the connection to the pod's port: a port
@@ -18,21 +16,10 @@ import (
 // session.
 const portForwardDialTimeout = 10 * time.Second
 
-// sandboxNetNS is the path of the pod's network namespace.
-//
-// TODO(lead): switch to SandboxNetNS — until the engine has
-// `func (e *Engine) SandboxNetNS(ctx, sandboxID string) (string, error)`,
-// a sandbox ID is taken for a container ID and its netns is found from the
-// container's pid.
+// sandboxNetNS is the path of the pod's network namespace ("" for the
+// host's).
 func (r *streamRuntime) sandboxNetNS(ctx context.Context, sandboxID string) (string, error) {
-	c, err := r.engine.Inspect(ctx, sandboxID)
-	if err != nil {
-		return "", err
-	}
-	if !c.State.Running || c.State.Pid <= 0 {
-		return "", fmt.Errorf("sandbox %s is not running: %w", sandboxID, errdefs.ErrFailedPrecondition)
-	}
-	return "/proc/" + strconv.Itoa(c.State.Pid) + "/ns/net", nil
+	return r.engine.SandboxNetNS(ctx, sandboxID)
 }
 
 // dialInNetNS connects to 127.0.0.1:port in the network namespace at
@@ -43,6 +30,15 @@ func (r *streamRuntime) sandboxNetNS(ctx context.Context, sandboxID string) (str
 // locked and dies with its goroutine rather than serving berthd in the
 // pod's namespace.
 func dialInNetNS(ctx context.Context, nsPath string, port int32) (*net.TCPConn, error) {
+	if nsPath == "" {
+		// A pod on the host's network: its ports are the host's.
+		var d net.Dialer
+		c, err := d.DialContext(ctx, "tcp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(int(port))))
+		if err != nil {
+			return nil, err
+		}
+		return c.(*net.TCPConn), nil
+	}
 	target, err := netns.GetFromPath(nsPath)
 	if err != nil {
 		return nil, fmt.Errorf("open the network namespace %s: %w", nsPath, err)

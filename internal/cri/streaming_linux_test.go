@@ -476,10 +476,9 @@ func TestStreamingAttach(t *testing.T) {
 
 func TestStreamingPortForward(t *testing.T) {
 	e := newStreamEnv(t)
-	// The sandbox is the container itself until pods exist (see
-	// sandboxNetNS); httpd listens in its network namespace only.
-	id := e.runHTTPD(t)
-	resp, err := e.runtime.PortForward(e.ctx, &runtimeapi.PortForwardRequest{PodSandboxId: id, Port: []int32{80}})
+	// httpd listens in its pod's network namespace only.
+	pod, _ := e.runHTTPD(t)
+	resp, err := e.runtime.PortForward(e.ctx, &runtimeapi.PortForwardRequest{PodSandboxId: pod, Port: []int32{80}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -658,8 +657,8 @@ func TestStreamingBadRequests(t *testing.T) {
 // little-endian).
 func TestStreamingPortForwardWebSocket(t *testing.T) {
 	e := newStreamEnv(t)
-	id := e.runHTTPD(t)
-	resp, err := e.runtime.PortForward(e.ctx, &runtimeapi.PortForwardRequest{PodSandboxId: id, Port: []int32{80}})
+	pod, _ := e.runHTTPD(t)
+	resp, err := e.runtime.PortForward(e.ctx, &runtimeapi.PortForwardRequest{PodSandboxId: pod, Port: []int32{80}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -702,10 +701,23 @@ func TestStreamingPortForwardWebSocket(t *testing.T) {
 // runHTTPD starts a container serving /www on port 80 in its own network
 // namespace and waits until httpd listens (its /proc/PID/net/tcp or tcp6
 // shows port 80 in state LISTEN), bounded by the test's context.
-func (e *streamEnv) runHTTPD(t *testing.T) string {
+func (e *streamEnv) runHTTPD(t *testing.T) (pod, id string) {
 	t.Helper()
-	id := e.run(t, engine.Config{Cmd: []string{"httpd", "-f", "-p", "80", "-h", "/www"}})
-	c, err := e.engine.Inspect(e.ctx, id)
+	m, _ := json.Marshal(sandboxExtra{Metadata: &runtimeapi.PodSandboxMetadata{Name: "httpd", Namespace: "test", Uid: "u"}})
+	sb, err := e.engine.RunSandbox(e.ctx, engine.SandboxConfig{Name: "httpd-" + strconv.Itoa(int(time.Now().UnixNano()%1e9)), Extra: m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.engine.RemoveSandbox(context.Background(), sb.ID) })
+	c, err := e.engine.Create(e.ctx, engine.CreateOptions{SandboxID: sb.ID, Config: engine.Config{Image: streamTestImage, Cmd: []string{"httpd", "-f", "-p", "80", "-h", "/www"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id = c.ID
+	if _, err := e.engine.Start(e.ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	c, err = e.engine.Inspect(e.ctx, id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -715,7 +727,7 @@ func (e *streamEnv) runHTTPD(t *testing.T) string {
 		for _, line := range strings.Split(string(v4)+string(v6), "\n") {
 			// "sl local_address rem_address st ...": 0050 is port 80, 0A LISTEN.
 			if f := strings.Fields(line); len(f) > 3 && strings.HasSuffix(f[1], ":0050") && f[3] == "0A" {
-				return id
+				return sb.ID, id
 			}
 		}
 		select {
