@@ -2,6 +2,8 @@ package cri
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -38,7 +40,19 @@ type containerExtra struct {
 
 // containerName is the engine's unique name for a container attempt.
 func containerName(m *runtimeapi.ContainerMetadata, pod *runtimeapi.PodSandboxMetadata) string {
-	return fmt.Sprintf("k8s_%s_%s_%s_%s_%d", m.Name, pod.Name, pod.Namespace, pod.Uid, m.Attempt)
+	return engineName(fmt.Sprintf("k8s_%s_%s_%s_%s_%d", m.Name, pod.Name, pod.Namespace, pod.Uid, m.Attempt))
+}
+
+// engineName fits a CRI name into the engine's (at most 253 characters):
+// a longer one keeps its start and ends with a hash of the whole, so it
+// stays unique and readable.
+func engineName(n string) string {
+	const maxName = 253
+	if len(n) <= maxName {
+		return n
+	}
+	sum := sha256.Sum256([]byte(n))
+	return n[:maxName-17] + "_" + hex.EncodeToString(sum[:8])
 }
 
 // CreateContainer creates a container in a ready pod.
@@ -138,14 +152,14 @@ func (s *Server) createOptions(ctx context.Context, c *runtimeapi.ContainerConfi
 		o.LogPath = p
 	}
 	for i, m := range c.Mounts {
+		if m.Image != nil && m.Image.Image != "" {
+			return o, x, status.Errorf(codes.Unimplemented, "CreateContainer: config.mounts[%d]: image volumes are not supported yet", i)
+		}
 		if !filepath.IsAbs(m.ContainerPath) || !filepath.IsAbs(m.HostPath) {
 			return o, x, bad("config.mounts[%d]: container_path %q and host_path %q must be absolute", i, m.ContainerPath, m.HostPath)
 		}
 		if slicesContains(strings.Split(m.HostPath, "/"), "..") {
 			return o, x, bad("config.mounts[%d]: host_path %q climbs with ..", i, m.HostPath)
-		}
-		if m.Image != nil && m.Image.Image != "" {
-			return o, x, status.Errorf(codes.Unimplemented, "CreateContainer: config.mounts[%d]: image volumes are not supported yet", i)
 		}
 		if _, err := os.Lstat(m.HostPath); errors.Is(err, os.ErrNotExist) {
 			// containerd makes a missing host path a directory, as
@@ -323,7 +337,9 @@ func (s *Server) StopContainer(ctx context.Context, req *runtimeapi.StopContaine
 		return nil, status.Error(codes.InvalidArgument, "StopContainer: container_id is empty")
 	}
 	timeout := time.Duration(max(req.Timeout, 0)) * time.Second
-	if err := s.engine.Stop(ctx, req.ContainerId, &timeout); err != nil {
+	// A container already gone is stopped: the CRI asks Stop to be
+	// idempotent (critest: "should not return an error if not found").
+	if err := s.engine.Stop(ctx, req.ContainerId, &timeout); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
 		return nil, grpcError(fmt.Errorf("StopContainer %s: %w", req.ContainerId, err))
 	}
 	return &runtimeapi.StopContainerResponse{}, nil

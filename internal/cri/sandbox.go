@@ -55,7 +55,7 @@ func (s *Server) needEngine(rpc string) error {
 // sandboxName is the engine's unique name for a pod attempt, as kubelet's
 // dockershim named infra containers.
 func sandboxName(m *runtimeapi.PodSandboxMetadata) string {
-	return fmt.Sprintf("k8s_POD_%s_%s_%s_%d", m.Name, m.Namespace, m.Uid, m.Attempt)
+	return engineName(fmt.Sprintf("k8s_POD_%s_%s_%s_%d", m.Name, m.Namespace, m.Uid, m.Attempt))
 }
 
 // podNetworkName chooses the network pods join: the configured one, else

@@ -427,7 +427,6 @@ func TestCRIBadInput(t *testing.T) {
 		}
 	}
 	wantErr(c.crictlRun("inspectp", strings.Repeat("ab", 32)), "NotFound")
-	wantErr(c.crictlRun("stop", strings.Repeat("cd", 32)), "NotFound")
 
 	pod, _ := c.podConfig("bad")
 	p := c.crictl("runp", pod)
