@@ -168,7 +168,17 @@ func (s *Server) createOptions(ctx context.Context, c *runtimeapi.ContainerConfi
 				return o, x, status.Errorf(codes.Internal, "CreateContainer: config.mounts[%d]: create host_path %s: %v", i, m.HostPath, err)
 			}
 		}
-		hc.Mounts = append(hc.Mounts, engine.Mount{Type: "bind", Source: m.HostPath, Target: m.ContainerPath, ReadOnly: m.Readonly})
+		prop := "rprivate"
+		switch m.Propagation {
+		case runtimeapi.MountPropagation_PROPAGATION_HOST_TO_CONTAINER:
+			prop = "rslave"
+		case runtimeapi.MountPropagation_PROPAGATION_BIDIRECTIONAL:
+			if !sx.Privileged {
+				return o, x, bad("config.mounts[%d]: bidirectional propagation needs a privileged pod", i)
+			}
+			prop = "rshared"
+		}
+		hc.Mounts = append(hc.Mounts, engine.Mount{Type: "bind", Source: m.HostPath, Target: m.ContainerPath, ReadOnly: m.Readonly, BindPropagation: prop})
 		x.Mounts = append(x.Mounts, m)
 	}
 	if len(c.Devices) > 0 {

@@ -194,17 +194,16 @@ func (s *Server) StreamPodSandboxStats(req *runtimeapi.StreamPodSandboxStatsRequ
 	return notImplemented("StreamPodSandboxStats")
 }
 
-// ListMetricDescriptors: Berth reports its metrics through the stats RPCs
-// above, not as cAdvisor-style Prometheus descriptors (kubelet's
-// PodAndContainerStatsFromCRI then reads no extra metrics).
+// ListMetricDescriptors and ListPodSandboxMetrics (cAdvisor-style
+// Prometheus metrics through the CRI, kubelet's PodAndContainerStatsFromCRI
+// alpha) answer Unimplemented: Berth's figures travel in the stats RPCs
+// above, and kubelet falls back to them.
 func (s *Server) ListMetricDescriptors(ctx context.Context, req *runtimeapi.ListMetricDescriptorsRequest) (*runtimeapi.ListMetricDescriptorsResponse, error) {
-	return &runtimeapi.ListMetricDescriptorsResponse{Descriptors: []*runtimeapi.MetricDescriptor{}}, nil
+	return nil, notImplemented("ListMetricDescriptors")
 }
 
-// ListPodSandboxMetrics answers with no metrics, consistently with
-// ListMetricDescriptors.
 func (s *Server) ListPodSandboxMetrics(ctx context.Context, req *runtimeapi.ListPodSandboxMetricsRequest) (*runtimeapi.ListPodSandboxMetricsResponse, error) {
-	return &runtimeapi.ListPodSandboxMetricsResponse{PodMetrics: []*runtimeapi.PodSandboxMetrics{}}, nil
+	return nil, notImplemented("ListPodSandboxMetrics")
 }
 
 func (s *Server) StreamPodSandboxMetrics(req *runtimeapi.StreamPodSandboxMetricsRequest, stream grpc.ServerStreamingServer[runtimeapi.StreamPodSandboxMetricsResponse]) error {

@@ -311,14 +311,21 @@ func (e *Engine) resolveMounts(ctx context.Context, r *record, undo *[]func()) (
 		r.Volumes = append(r.Volumes, v.Name)
 		return add(MountPoint{Type: "volume", Name: v.Name, Source: v.Mountpoint, Destination: dst, Driver: "local", Mode: modeOf(ro), RW: !ro})
 	}
-	bindMount := func(src, dst string, ro bool, flag string) error {
+	bindMount := func(src, dst string, ro bool, propagation, flag string) error {
 		if !filepath.IsAbs(src) {
 			return fmt.Errorf("invalid %s source %q: a bind mount source must be an absolute host path: %w", flag, src, errdefs.ErrInvalidArgument)
 		}
 		if _, err := os.Stat(src); err != nil {
 			return fmt.Errorf("invalid %s: bind source path does not exist: %s: %w", flag, src, errdefs.ErrInvalidArgument)
 		}
-		return add(MountPoint{Type: "bind", Source: filepath.Clean(src), Destination: dst, Mode: modeOf(ro), RW: !ro, Propagation: "rprivate"})
+		switch propagation {
+		case "":
+			propagation = "rprivate"
+		case "rprivate", "private", "rshared", "shared", "rslave", "slave":
+		default:
+			return fmt.Errorf("invalid %s propagation %q: it is rprivate, rshared or rslave: %w", flag, propagation, errdefs.ErrInvalidArgument)
+		}
+		return add(MountPoint{Type: "bind", Source: filepath.Clean(src), Destination: dst, Mode: modeOf(ro), RW: !ro, Propagation: propagation})
 	}
 	for _, b := range r.HostConfig.Binds {
 		src, dst, ro, err := parseBind(b)
@@ -329,7 +336,7 @@ func (e *Engine) resolveMounts(ctx context.Context, r *record, undo *[]func()) (
 		case src == "":
 			err = volumeMount("", dst, ro)
 		case strings.HasPrefix(src, "/") || strings.HasPrefix(src, "."):
-			err = bindMount(src, dst, ro, "-v "+b)
+			err = bindMount(src, dst, ro, "", "-v "+b)
 		default:
 			err = volumeMount(src, dst, ro)
 		}
@@ -341,7 +348,7 @@ func (e *Engine) resolveMounts(ctx context.Context, r *record, undo *[]func()) (
 		var err error
 		switch m.Type {
 		case "bind":
-			err = bindMount(m.Source, m.Target, m.ReadOnly, "--mount")
+			err = bindMount(m.Source, m.Target, m.ReadOnly, m.BindPropagation, "--mount")
 		case "volume":
 			err = volumeMount(m.Source, m.Target, m.ReadOnly)
 		case "tmpfs":

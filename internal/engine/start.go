@@ -464,15 +464,31 @@ func (e *Engine) writeEtcFiles(r *record, atts []network.Attachment) error {
 // buildSpec makes the container's runtime spec.
 func (e *Engine) buildSpec(ctx context.Context, r *record, rootfs, netnsPath string) (*specs.Spec, error) {
 	var mounts []specs.Mount
+	rootfsPropagation := ""
 	for _, m := range r.Mounts {
 		if m.Type == "tmpfs" {
 			continue
 		}
-		opts := []string{"rbind", "rprivate"}
+		prop := "rprivate"
+		if m.Propagation != "" {
+			prop = m.Propagation
+		}
+		opts := []string{"rbind", prop}
 		if !m.RW {
 			opts = append(opts, "ro")
 		}
 		mounts = append(mounts, specs.Mount{Destination: m.Destination, Type: "bind", Source: m.Source, Options: opts})
+		// A mount that receives the host's mounts needs a root that is
+		// not private (as containerd sets for bidirectional and
+		// host-to-container propagation).
+		switch prop {
+		case "rshared", "shared":
+			rootfsPropagation = "rshared"
+		case "rslave", "slave":
+			if rootfsPropagation == "" {
+				rootfsPropagation = "rslave"
+			}
+		}
 	}
 	etcOpts := []string{"rbind", "rprivate"}
 	if r.HostConfig.ReadonlyRootfs {
@@ -519,7 +535,14 @@ func (e *Engine) buildSpec(ctx context.Context, r *record, rootfs, netnsPath str
 			*pair.dst = fmt.Sprintf("/proc/%d/ns/%s", st.Pid, pair.kind)
 		}
 	}
-	return BuildSpec(ctx, in)
+	spec, err := BuildSpec(ctx, in)
+	if err != nil {
+		return nil, err
+	}
+	if rootfsPropagation != "" {
+		spec.Linux.RootfsPropagation = rootfsPropagation
+	}
+	return spec, nil
 }
 
 // initPath finds the init for --init: Debian's static tini.

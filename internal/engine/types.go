@@ -130,7 +130,8 @@ type Mount struct {
 	// TmpfsSize in bytes (tmpfs only); TmpfsMode its permission bits.
 	TmpfsSize int64  `json:"TmpfsSize,omitempty"`
 	TmpfsMode uint32 `json:"TmpfsMode,omitempty"`
-	// BindPropagation and options of the other types may follow.
+	// BindPropagation is a bind's: rprivate (default), rshared, rslave.
+	BindPropagation string `json:"BindPropagation,omitempty"`
 }
 
 // EndpointConfig is what a container asks of one network (Docker's
