@@ -499,3 +499,48 @@ func TestCRIConfigFileAndMetrics(t *testing.T) {
 		t.Errorf("berthd with an unknown setting: %v, %s; want a refusal naming it", err, out)
 	}
 }
+
+// RuntimeClass handlers: a pod asks for runc by name and its containers
+// run under runc; crun too where this host's cgroups let crun run.
+func TestCRIRuntimeHandlers(t *testing.T) {
+	c := newCRI(t)
+	info := c.crictl("info")
+	for _, h := range []string{"berth-runtime", "runc"} {
+		if !strings.Contains(info, `"name": "`+h+`"`) {
+			t.Errorf("crictl info does not list the handler %s:\n%s", h, info)
+		}
+	}
+	handlers := []string{"runc"}
+	if _, err := exec.LookPath("crun"); err == nil && cgroupV2Unified() {
+		handlers = append(handlers, "crun")
+	} else {
+		t.Logf("crun not tried: this host's cgroups are hybrid (v1 controllers beside a v2 hierarchy), which crun 1.8 refuses; crun is tried on a cgroup v2 host")
+	}
+	for _, h := range handlers {
+		pod, _ := c.podConfig("rc-" + h)
+		p := c.crictl("runp", "--runtime", h, pod)
+		ctr := c.ctrConfig("probe", []string{"sh", "-c", "echo under-" + h + "; sleep 3600"}, nil)
+		id := c.crictl("create", p, ctr, pod)
+		c.crictl("start", id)
+		waitForOut(t, "the container's first line", 30*time.Second, func() (bool, string) {
+			out := c.crictl("logs", id)
+			return strings.Contains(out, "under-"+h), out
+		})
+		rt := c.ok("--namespace", "k8s.io", "inspect", "-f", "{{.Runtime}}", id)
+		if filepath.Base(rt) != h {
+			t.Errorf("handler %s: the container runs under %s", h, rt)
+		}
+		c.crictl("rmp", "-f", p)
+	}
+	pod, _ := c.podConfig("rc-none")
+	r := c.crictlRun("runp", "--runtime", "no-such-handler", pod)
+	if r.code == 0 || !strings.Contains(r.stderr, "no-such-handler") || !strings.Contains(r.stderr, "InvalidArgument") {
+		t.Errorf("an unknown handler: %s", r)
+	}
+}
+
+// cgroupV2Unified says whether the host runs cgroup v2 alone.
+func cgroupV2Unified() bool {
+	var st syscall.Statfs_t
+	return syscall.Statfs("/sys/fs/cgroup", &st) == nil && st.Type == 0x63677270
+}
