@@ -544,3 +544,73 @@ func cgroupV2Unified() bool {
 	var st syscall.Statfs_t
 	return syscall.Statfs("/sys/fs/cgroup", &st) == nil && st.Type == 0x63677270
 }
+
+// A CNI plugin that fails, or hangs, fails the pod with the plugin's
+// message and leaves nothing behind: no veth, lease, rule or namespace.
+// (A fake plugin: a fault no real plugin can be made to cause on demand.)
+func TestCRIFailingCNIPlugin(t *testing.T) {
+	for _, mode := range []string{"fail", "hang"} {
+		t.Run(mode, func(t *testing.T) {
+			bin := t.TempDir()
+			plugin := `#!/bin/sh
+case "$CNI_COMMAND" in
+VERSION) echo '{"cniVersion":"1.0.0","supportedVersions":["0.4.0","1.0.0"]}' ;;
+ADD) cat >/dev/null
+     if [ "` + mode + `" = hang ]; then exec sleep 600; fi
+     echo '{"cniVersion":"1.0.0","code":100,"msg":"the test plugin says no"}'; exit 1 ;;
+*) cat >/dev/null; exit 0 ;;
+esac
+`
+			if err := os.WriteFile(filepath.Join(bin, "berth-test-"+mode), []byte(plugin), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			leases := t.TempDir()
+			c := newCRIWith(t, func(c *criT, args []string) []string {
+				conf := t.TempDir()
+				list := fmt.Sprintf(`{"cniVersion":"1.0.0","name":"faulty-%s","plugins":[
+{"type":"bridge","bridge":"bt%s","isGateway":true,"ipam":{"type":"host-local","ranges":[[{"subnet":%q}]],"dataDir":%q}},
+{"type":"berth-test-%s"}]}`, mode, c.subnet[7:10], c.subnet, leases, mode)
+				if err := os.WriteFile(filepath.Join(conf, "10-faulty.conflist"), []byte(list), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				for i, a := range args {
+					if a == "--cni-conf-dir" {
+						args[i+1] = conf
+					}
+				}
+				return append(args, "--cni-bin-dir", "/usr/lib/cni,"+bin)
+			})
+			pod, _ := c.podConfig("faulty")
+			r := c.crictlRun("--timeout", "15s", "runp", pod)
+			want := "the test plugin says no"
+			if mode == "hang" {
+				want = "deadline"
+			}
+			if r.code == 0 || !strings.Contains(strings.ToLower(r.stderr), want) {
+				t.Errorf("runp with a plugin that does %s: %s; want a failure saying %q", mode, r, want)
+			}
+			// A hung plugin is killed when the request's deadline passes;
+			// the clean-up that follows may outlast crictl's wait.
+			waitForOut(t, "the failed pod to be gone", 90*time.Second, func() (bool, string) {
+				out := c.crictl("pods", "-q")
+				return out == "", out
+			})
+			waitForOut(t, "no lease left", 30*time.Second, func() (bool, string) {
+				var left []string
+				filepath.WalkDir(leases, func(p string, d os.DirEntry, err error) error {
+					if err == nil && !d.IsDir() && !strings.HasPrefix(d.Name(), "last_reserved_ip") && d.Name() != "lock" {
+						left = append(left, p)
+					}
+					return nil
+				})
+				return len(left) == 0, strings.Join(left, " ")
+			})
+			if pids := enginePidsNaming([]string{"berth-test-" + mode}); len(pids) > 0 {
+				t.Errorf("the plugin still runs: %v", pids)
+			}
+			// The bridge itself belongs to the operator's network, as
+			// with any CNI runtime; the leak check sees its veths.
+			t.Cleanup(func() { exec.Command("ip", "link", "del", "bt"+c.subnet[7:10]).Run() })
+		})
+	}
+}
