@@ -582,7 +582,10 @@ func defaultMounts(hc HostConfig) []specs.Mount {
 				m.Options = []string{"nosuid", "noexec", "nodev", "mode=1777", fmt.Sprintf("size=%d", defaultShmSize)}
 			}
 		case "/dev/mqueue":
-			if hc.IpcMode == "host" {
+			// A host without /dev/mqueue mounted keeps the default: an
+			// mqueue file system mounted from the host's IPC namespace,
+			// which the container shares, shows the same queues.
+			if hc.IpcMode == "host" && fileExists("/dev/mqueue") {
 				m = specs.Mount{Destination: "/dev/mqueue", Type: "bind", Source: "/dev/mqueue", Options: []string{"rbind", "nosuid", "noexec", "nodev"}}
 			}
 		case "/sys", "/sys/fs/cgroup":
