@@ -3,6 +3,7 @@ package cri
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -116,7 +117,16 @@ func (s *Server) ImageStatus(ctx context.Context, req *runtimeapi.ImageStatusReq
 	if err != nil {
 		return nil, grpcError(fmt.Errorf("image status %q: %w", name, err))
 	}
-	return &runtimeapi.ImageStatusResponse{Image: img}, nil
+	resp := &runtimeapi.ImageStatusResponse{Image: img}
+	if req.Verbose {
+		// containerd's shape: "info" holds the image's config and
+		// where it is stored, as JSON.
+		if d, err := s.images.Inspect(ctx, img.Id); err == nil {
+			b, _ := json.Marshal(map[string]any{"imageSpec": d.Config, "manifest": d.Manifest, "snapshot": d.Snapshot, "name": d.Name})
+			resp.Info = map[string]string{"info": string(b)}
+		}
+	}
+	return resp, nil
 }
 
 // imageByName is the CRI image name resolves to, with every name of its ID.

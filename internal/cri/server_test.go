@@ -256,6 +256,10 @@ func TestImages(t *testing.T) {
 			t.Errorf("ImageStatus %s = %+v, want id %s, uid 1000", q, st.Image, id)
 		}
 	}
+	vst, err := e.images.ImageStatus(e.ctx, &runtimeapi.ImageStatusRequest{Image: &runtimeapi.ImageSpec{Image: name}, Verbose: true})
+	if err != nil || !strings.Contains(vst.Info["info"], `"Cmd":["/hello"]`) {
+		t.Errorf("verbose ImageStatus info = %v, %v; want the image's config", vst.GetInfo(), err)
+	}
 	st, err := e.images.ImageStatus(e.ctx, &runtimeapi.ImageStatusRequest{Image: &runtimeapi.ImageSpec{Image: e.regHost + "/cri/absent:v1"}})
 	if err != nil || st.Image != nil {
 		t.Errorf("ImageStatus of a missing image = %v, %v; want an empty answer", st, err)
