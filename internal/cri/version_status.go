@@ -2,6 +2,7 @@ package cri
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/netip"
 	"os"
@@ -28,8 +29,47 @@ func (s *Server) Version(ctx context.Context, req *runtimeapi.VersionRequest) (*
 	}, nil
 }
 
-// networkPlugins are the CNI plugins pod networks are built from.
-var networkPlugins = []string{"bridge", "host-local"}
+// berthPodsPlugins are the CNI plugins Berth's own pod network uses.
+var berthPodsPlugins = []string{"bridge", "host-local", "portmap", "firewall", "tuning"}
+
+// podNetworkPlugins are the plugins the pod network needs: those of the
+// operator's first conflist, else those of berth-pods.
+func (s *Server) podNetworkPlugins() []string {
+	for _, dir := range s.cniConfDirs {
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			continue
+		}
+		for _, e := range ents { // ReadDir sorts by name
+			if !strings.HasSuffix(e.Name(), ".conflist") {
+				continue
+			}
+			var doc struct {
+				Plugins []struct {
+					Type string `json:"type"`
+					IPAM struct {
+						Type string `json:"type"`
+					} `json:"ipam"`
+				} `json:"plugins"`
+			}
+			b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+			if err != nil || json.Unmarshal(b, &doc) != nil || len(doc.Plugins) == 0 {
+				continue
+			}
+			var out []string
+			for _, p := range doc.Plugins {
+				if p.Type != "" {
+					out = append(out, p.Type)
+				}
+				if p.IPAM.Type != "" {
+					out = append(out, p.IPAM.Type)
+				}
+			}
+			return out
+		}
+	}
+	return berthPodsPlugins
+}
 
 // Status reports the runtime ready (the server answers, so the store is
 // open) and the network ready when the CNI plugins pods need are found,
@@ -68,7 +108,11 @@ func (s *Server) currentPodSubnet() string {
 // executable file.
 func (s *Server) missingPlugins() []string {
 	var missing []string
-	for _, p := range networkPlugins {
+	for _, p := range s.podNetworkPlugins() {
+		if strings.ContainsAny(p, "/\x00") || p == ".." {
+			missing = append(missing, p)
+			continue
+		}
 		found := false
 		for _, dir := range s.cniPluginDirs {
 			if fi, err := os.Stat(filepath.Join(dir, p)); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
