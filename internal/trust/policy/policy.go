@@ -68,6 +68,9 @@ type Policy struct {
 	AcceptAll bool
 
 	hash string
+	// paths are the key and CA files read; files is their stamp then.
+	paths []string
+	files string
 }
 
 // Requirement is one element of a requirement list; all of a list's
@@ -167,6 +170,7 @@ func (p *Policy) ResolveFiles(dir string) error {
 		if err != nil {
 			return path, nil, err
 		}
+		p.paths = append(p.paths, path)
 		fmt.Fprintf(h, "\x00%s\x00%d\x00", path, len(b))
 		h.Write(b)
 		return path, b, nil
@@ -239,6 +243,7 @@ func (p *Policy) ResolveFiles(dir string) error {
 		}
 	}
 	p.hash = hex.EncodeToString(h.Sum(nil))
+	p.files = p.CurrentFilesStamp()
 	return nil
 }
 
@@ -606,4 +611,21 @@ func validateScope(scope string) error {
 
 func validPrefix(p string) bool {
 	return p != "" && !strings.ContainsAny(p, "@*") && scopeChars.MatchString(p) && !strings.HasSuffix(p, "/")
+}
+
+// FilesStamp identifies the key and CA files as they were when loaded.
+func (p *Policy) FilesStamp() string { return p.files }
+
+// CurrentFilesStamp identifies the key and CA files as they are now.
+func (p *Policy) CurrentFilesStamp() string {
+	var b strings.Builder
+	for _, f := range p.paths {
+		fi, err := os.Stat(f)
+		if err != nil {
+			fmt.Fprintf(&b, "%s:missing;", f)
+			continue
+		}
+		fmt.Fprintf(&b, "%s:%d:%d;", f, fi.Size(), fi.ModTime().UnixNano())
+	}
+	return b.String()
 }
