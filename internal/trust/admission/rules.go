@@ -439,11 +439,17 @@ func (p *parser) compile(n *yaml.Node, text, ruleName, field string, want *cel.T
 func (p *parser) filePosition(n *yaml.Node, line, col int) (int, int) {
 	switch {
 	case n.Style == yaml.LiteralStyle:
-		// The block's first line follows the "|" indicator line.
+		// The block's first line follows the "|" indicator line, and the
+		// block's indentation is that of its first non-empty line.
 		fileLine := n.Line + line
-		if fileLine-1 < len(p.lines) {
-			text := p.lines[fileLine-1]
-			indent := len(text) - len(bytes.TrimLeft(text, " "))
+		indent := -1
+		for i := n.Line; i < len(p.lines) && i < fileLine; i++ {
+			if text := bytes.TrimRight(p.lines[i], " \r"); len(text) > 0 {
+				indent = len(text) - len(bytes.TrimLeft(text, " "))
+				break
+			}
+		}
+		if indent >= 0 && fileLine-1 < len(p.lines) {
 			return fileLine, indent + col
 		}
 	case line == 1 && (n.Style == 0 || n.Style == yaml.FlowStyle):
