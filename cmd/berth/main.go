@@ -114,7 +114,7 @@ func app() *cli.Command {
 		HideHelpCommand: true,
 		Suggest:         true,
 	}
-	root.Flags = append(root.Flags, trustFlags()...)
+	root.Flags = append(append(root.Flags, trustFlags()...), registriesFlags()...)
 	_ = root.Walk(func(c *cli.Command) error {
 		c.OnUsageError = usageError
 		// A value such as -e A=1,2 or --mount type=bind,src=... is one
@@ -152,6 +152,9 @@ func newEnv(cmd *cli.Command) (*env, error) {
 	}
 	cfg, err := registry.LoadConfig(cfgPaths...)
 	if err != nil {
+		return nil, err
+	}
+	if err := loadRegistriesConf(cmd, root, &cfg); err != nil {
 		return nil, err
 	}
 	primary, err := credentials.NewStore(e.authFile, credentials.StoreOptions{AllowPlaintextPut: true})

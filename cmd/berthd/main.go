@@ -22,6 +22,7 @@ import (
 	"github.com/berth-project/berth/internal/cri"
 	"github.com/berth-project/berth/internal/image"
 	"github.com/berth-project/berth/internal/registry"
+	"github.com/berth-project/berth/internal/trust"
 )
 
 var version = "0.1.0-dev"
@@ -52,6 +53,10 @@ func app() *cli.Command {
 			&cli.StringFlag{Name: "cni-conf-dir", Value: "/etc/cni/net.d", Usage: "directory of CNI network configurations"},
 			&cli.StringFlag{Name: "cni-bin-dir", Value: "/usr/lib/cni", Usage: "comma-separated directories of CNI plugins"},
 			&cli.StringFlag{Name: "registries-config", Usage: "registries file (default ROOT/registries.json, then /etc/berth/registries.json)"},
+			&cli.StringFlag{Name: "policy", Usage: "signature policy, containers-policy.json (default ROOT/policy.json, then /etc/containers/policy.json)"},
+			&cli.StringFlag{Name: "admission", Usage: "admission rules, YAML (default ROOT/admission.yaml)"},
+			&cli.StringFlag{Name: "registries-conf", Usage: "containers-registries.conf v2 file (default ROOT/registries.conf, then /etc/containers/registries.conf)"},
+			&cli.StringFlag{Name: "certs-dir", Value: "/etc/containers/certs.d", Usage: "per-registry TLS: DIR/HOST[:PORT]/ca.crt, *.cert and *.key"},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
 		},
 		HideHelpCommand: true,
@@ -81,6 +86,14 @@ func serve(ctx context.Context, cmd *cli.Command) error {
 	if err != nil {
 		return err
 	}
+	confPaths := []string{filepath.Join(root, "registries.conf"), "/etc/containers/registries.conf"}
+	if p := cmd.String("registries-conf"); p != "" {
+		confPaths = []string{p}
+	}
+	regCfg.CertsDir = cmd.String("certs-dir")
+	if err := regCfg.LoadRegistriesConf(confPaths...); err != nil {
+		return err
+	}
 	// The socket first: a second berthd is refused before it opens (and
 	// perhaps cleans up) the store the first one serves.
 	l, err := cri.Listen(ctx, cmd.String("socket"))
@@ -97,6 +110,23 @@ func serve(ctx context.Context, cmd *cli.Command) error {
 	}
 	defer images.Close()
 	images.Waiting = func(msg string) { log.Info(msg) }
+	// Every pull (PullImage) is checked against the signature policy
+	// before anything is stored; decisions go to ROOT/trust-audit.jsonl.
+	policies := []string{filepath.Join(root, "policy.json"), "/etc/containers/policy.json"}
+	if p := cmd.String("policy"); p != "" {
+		policies = []string{p}
+	}
+	admission := cmd.String("admission")
+	if admission == "" {
+		admission = filepath.Join(root, "admission.yaml")
+	}
+	checker := trust.New(trust.Options{Root: root, PolicyPaths: policies, AdmissionPath: admission, Registry: images.Registry, Images: images,
+		OnDecision: func(d trust.Decision) {
+			if !d.Allowed {
+				log.Warn("image refused", "image", d.Reference, "digest", d.Digest, "stage", d.Stage, "reason", d.Reason)
+			}
+		}})
+	images.Verify = checker.VerifyPull
 
 	srv, err := cri.New(cri.Options{
 		Images:        images,
