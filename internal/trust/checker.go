@@ -196,23 +196,20 @@ func (c *Checker) VerifyPull(ctx context.Context, ref reference.Reference, desc 
 	if ref.Digest != "" && ref.Tag != "" {
 		d.Reference = ref.Name() + ":" + ref.Tag
 	}
-	c.fill(&d, pol, nil)
+	c.fill(&d, pol, "")
 	res := evaluatePolicy(ctx, c.opts.Registry, pol, ref, desc, false)
 	c.applyPolicy(&d, res)
 	c.record(d)
 	return d.Err()
 }
 
-func (c *Checker) fill(d *Decision, pol *policy.Policy, rules ruleSet) {
+func (c *Checker) fill(d *Decision, pol *policy.Policy, rulesHash string) {
 	d.Time = time.Now().UTC()
 	d.Policy = pol.Source
 	if pol.AcceptAll {
 		d.Policy = "none"
 	}
-	d.PolicyHash = pol.Hash()
-	if rules != nil {
-		d.RulesHash = rules.Hash()
-	}
+	d.PolicyHash, d.RulesHash = pol.Hash(), rulesHash
 }
 
 func (c *Checker) applyPolicy(d *Decision, res policyResult) {
@@ -243,9 +240,9 @@ func (c *Checker) Explain(ctx context.Context, req Request) (Decision, error) {
 func (c *Checker) check(ctx context.Context, req Request, stage string, useCache bool) (Decision, error) {
 	c.mu.Lock()
 	pol, err := c.loadPolicy()
-	var rules ruleSet
+	var rulesHash string
 	if err == nil {
-		rules, err = c.loadRules()
+		rulesHash, err = c.rulesStamp()
 	}
 	c.mu.Unlock()
 	if err != nil {
@@ -259,7 +256,7 @@ func (c *Checker) check(ctx context.Context, req Request, stage string, useCache
 		return Decision{}, fmt.Errorf("image %s: no digest to verify", req.Reference)
 	}
 	d := Decision{Stage: stage, Reference: req.Reference, Digest: req.Digest, Container: req.Container, Pod: req.Pod}
-	c.fill(&d, pol, rules)
+	c.fill(&d, pol, rulesHash)
 	key := cacheKey(ref.Name(), req.Digest, d.PolicyHash, d.RulesHash)
 	if useCache {
 		if cached, ok := c.cached(key); ok {
@@ -268,6 +265,12 @@ func (c *Checker) check(ctx context.Context, req Request, stage string, useCache
 			c.record(d)
 			return d, nil
 		}
+	}
+	c.mu.Lock()
+	rules, err := c.loadRules(rulesHash)
+	c.mu.Unlock()
+	if err != nil {
+		return Decision{}, err
 	}
 	// The signature was made over what the name pointed at when pulled
 	// (an index, for a multi-platform image): verify that digest, by

@@ -20,24 +20,34 @@ type ruleSet interface {
 	Evaluate(ctx context.Context, f admission.Facts) (admission.Result, error)
 }
 
-// loadRules returns the rules in force, nil when there is no file. The
-// caller holds c.mu.
-func (c *Checker) loadRules() (ruleSet, error) {
+// rulesStamp is the rules file's content hash, "" when there is none: the
+// cache key, known without compiling the rules (a cached start must not pay
+// for CEL). The caller holds c.mu.
+func (c *Checker) rulesStamp() (string, error) {
 	p := c.opts.AdmissionPath
 	if p == "" {
-		return nil, nil
+		return "", nil
 	}
 	stamp, err := fileStamp(p)
 	if errors.Is(err, fs.ErrNotExist) {
-		c.rules, c.rulStamp = nil, ""
-		return nil, nil
+		return "", nil
 	} else if err != nil {
-		return nil, fmt.Errorf("admission rules %s: %w", p, err)
+		return "", fmt.Errorf("admission rules %s: %w", p, err)
+	}
+	return stamp, nil
+}
+
+// loadRules compiles the rules whose content hash is stamp (nil for ""),
+// reusing the last compilation while the content is unchanged. A rule that
+// does not compile is an error naming it. The caller holds c.mu.
+func (c *Checker) loadRules(stamp string) (ruleSet, error) {
+	if stamp == "" {
+		return nil, nil
 	}
 	if c.rules != nil && stamp == c.rulStamp {
 		return c.rules, nil
 	}
-	r, err := admission.Load(p)
+	r, err := admission.Load(c.opts.AdmissionPath)
 	if err != nil {
 		return nil, err
 	}
