@@ -112,6 +112,18 @@ func TestAttestationsAndRules(t *testing.T) {
 		}
 	}
 
+	// An oversized attestation is not read: no SBOM, refused, not cached.
+	img = newTestImage(t, "big", ocispec.ImageConfig{User: "1000"})
+	e.push(img, app+":bigsbom")
+	e.pushAttachment(app, sigTag(img.desc.Digest), signature(key, app, img.desc.Digest))
+	big := strings.Replace(clean, `"components": [`, `"components": [`+strings.Repeat(`{"type": "library", "name": "padding", "version": "1"},`, 300000), 1)
+	e.pushAttachment(app, attTag(img.desc.Digest), attestation(key, img.desc.Digest, "https://cyclonedx.org/bom", []byte(big)))
+	d = check(img, "bigsbom")
+	refusedWith(t, d.Err(), "refused by rule require-sbom")
+	if d2, _ := e.checker.Check(ctx, Request{Reference: app + ":bigsbom", Digest: img.desc.Digest}); d2.Cached {
+		t.Error("a decision made without an unreadable attestation was cached")
+	}
+
 	// A verified but malformed SBOM refuses rather than reading as none.
 	img = newTestImage(t, "e", ocispec.ImageConfig{User: "1000"})
 	e.push(img, app+":badsbom")

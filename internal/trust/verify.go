@@ -96,7 +96,11 @@ func evaluatePolicy(ctx context.Context, rc *registry.Client, pol *policy.Policy
 		res.Steps = append(res.Steps, step)
 	}
 	if res.Allowed && wantAttestations {
-		res.Attestations, res.Steps = attestations(ctx, rc, signed, ref, manifest, res.Steps)
+		var complete bool
+		res.Attestations, res.Steps, complete = attestations(ctx, rc, signed, ref, manifest, res.Steps)
+		// A verdict made without some attestation (unreadable, too big,
+		// the registry away) is not cached: the next start reads them again.
+		res.Transient = res.Transient || !complete
 	}
 	return res
 }
@@ -124,11 +128,14 @@ func noSignatureMessage(req policy.Requirement, n int, why []string) string {
 }
 
 // attestations reads the image's attestations (cosign's .att tag and the
-// referrers API) and keeps those that verify.
-func attestations(ctx context.Context, rc *registry.Client, signed []policy.Requirement, ref reference.Reference, manifest ocispec.Descriptor, steps []Step) ([]Attestation, []Step) {
+// referrers API) and keeps those that verify; complete is false when some
+// could not be read.
+func attestations(ctx context.Context, rc *registry.Client, signed []policy.Requirement, ref reference.Reference, manifest ocispec.Descriptor, steps []Step) (_ []Attestation, _ []Step, complete bool) {
+	complete = true
 	found, err := fetchTagged(ctx, rc, ref, manifest.Digest, "att", sigstore.MaxEnvelope)
 	if err != nil {
-		steps = append(steps, Step{Kind: "attestations", Name: "tag " + attachmentTag(manifest.Digest, "att"), Message: err.Error()})
+		complete = false
+		steps = append(steps, Step{Kind: "attestations", Name: "tag " + attachmentTag(manifest.Digest, "att"), Message: "unreadable: " + err.Error()})
 	}
 	if more, err := fetchReferrers(ctx, rc, ref, manifest); err == nil {
 		found = append(found, more...)
@@ -143,7 +150,7 @@ func attestations(ctx context.Context, rc *registry.Client, signed []policy.Requ
 		out = append(out, Attestation{PredicateType: st.PredicateType, Predicate: st.Predicate, Signer: v})
 		steps = append(steps, Step{Kind: "attestation", Name: st.PredicateType, Allowed: true, Message: "signed by " + v.Signer})
 	}
-	return out, steps
+	return out, steps, complete
 }
 
 func verifyStatement(signed []policy.Requirement, a attachment, d digest.Digest) (sigstore.Statement, sigstore.Verified, error) {
