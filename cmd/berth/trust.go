@@ -70,7 +70,7 @@ func newChecker(cmd *cli.Command, e *env, images trust.Images) *trust.Checker {
 func imageVerifyCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "verify",
-		Usage:     "explain whether the policy and admission rules allow an image (pulled first if missing), without running it",
+		Usage:     "explain whether the policy and admission rules allow a stored image, requirement by requirement and rule by rule, without running it",
 		ArgsUsage: "IMAGE",
 		Flags:     []cli.Flag{&cli.StringFlag{Name: "format", Usage: "json"}},
 		Action: func(ctx context.Context, cmd *cli.Command) error {
