@@ -39,7 +39,7 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (_ Container, retE
 	if err != nil {
 		return Container{}, err
 	}
-	if err := e.checkTrust(ctx, "create", imgName, o.Name); err != nil {
+	if err := e.checkTrust(ctx, "create", imgName, o.Name, o.SandboxID); err != nil {
 		return Container{}, err
 	}
 	rc, chainID, err := e.images.RuntimeConfig(ctx, imgName)

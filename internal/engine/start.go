@@ -110,7 +110,7 @@ func attachOptions(s AttachStreams) monitor.AttachOptions {
 func (e *Engine) start(ctx context.Context, r *record, beforeStart func(stateDir string) error) (retErr error) {
 	ctx, cancel := context.WithTimeout(ctx, startTimeout)
 	defer cancel()
-	if err := e.checkTrust(ctx, "start", r.ImageName, r.ID); err != nil {
+	if err := e.checkTrust(ctx, "start", r.ImageName, r.ID, r.SandboxID); err != nil {
 		return err
 	}
 	// A previous run may have left its monitor finishing, or stuck in

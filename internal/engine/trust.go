@@ -11,12 +11,13 @@ type ImageTrust interface {
 	CheckImage(ctx context.Context, imageName, stage, container, pod string) error
 }
 
-// checkTrust asks Options.Trust, if set, about a container's image.
-func (e *Engine) checkTrust(ctx context.Context, stage, imageName, container string) error {
+// checkTrust asks Options.Trust, if set, about a container's image; pod
+// is the sandbox the container joins ("" for its own).
+func (e *Engine) checkTrust(ctx context.Context, stage, imageName, container, pod string) error {
 	if e.opts.Trust == nil {
 		return nil
 	}
-	return e.opts.Trust.CheckImage(ctx, imageName, stage, container, "")
+	return e.opts.Trust.CheckImage(ctx, imageName, stage, container, pod)
 }
 
 // RecordImageEvent appends an image event (type "image", action "verify"
