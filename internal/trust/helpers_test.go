@@ -38,7 +38,7 @@ import (
 // testEnv is an in-process registry, an image store and a checker over
 // a policy file the test writes.
 type testEnv struct {
-	t       *testing.T
+	t       testing.TB
 	host    string
 	srv     *httptest.Server
 	root    string
@@ -51,7 +51,7 @@ type testEnv struct {
 	hits int
 }
 
-func newTestEnv(t *testing.T, wrap func(http.Handler) http.Handler) *testEnv {
+func newTestEnv(t testing.TB, wrap func(http.Handler) http.Handler) *testEnv {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: the image store's overlay snapshots")
@@ -137,7 +137,7 @@ type testImage struct {
 	desc     ocispec.Descriptor
 }
 
-func newTestImage(t *testing.T, body string, cfg ocispec.ImageConfig) testImage {
+func newTestImage(t testing.TB, body string, cfg ocispec.ImageConfig) testImage {
 	t.Helper()
 	var tb bytes.Buffer
 	tw := tar.NewWriter(&tb)
