@@ -4,13 +4,18 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/base64"
+	"encoding/pem"
 	"errors"
 	"io/fs"
+	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 
@@ -211,4 +216,30 @@ func FuzzParse(f *testing.F) {
 		r, _ := reference.Parse("a.example.com/x/y:1")
 		p.For(r)
 	})
+}
+
+func TestFulcioFiles(t *testing.T) {
+	dir := t.TempDir()
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "fulcio"}, NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, k.Public(), k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "fulcio.pem"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+	writeKey(t, dir, "rekor.pub")
+	path := filepath.Join(dir, "policy.json")
+	os.WriteFile(path, []byte(`{"default": [{"type": "sigstoreSigned", "fulcio": {"caPath": "fulcio.pem", "oidcIssuer": "https://issuer", "subjectEmail": "a@example.com"}, "rekorPublicKeyPath": "rekor.pub"}]}`), 0o644)
+	p, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := p.Default[0]
+	if r.Fulcio == nil || len(r.Fulcio.Roots) != 1 || r.RekorKey == nil || r.Fulcio.CAPath != filepath.Join(dir, "fulcio.pem") {
+		t.Fatalf("requirement %+v", r)
+	}
+	os.WriteFile(filepath.Join(dir, "fulcio.pem"), []byte("junk"), 0o644)
+	if _, err := Load(path); err == nil || !strings.Contains(err.Error(), "fulcio CA") {
+		t.Fatalf("bad CA: %v", err)
+	}
 }
