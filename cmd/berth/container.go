@@ -43,6 +43,7 @@ func withEngine(ctx context.Context, cmd *cli.Command, fn func(*engine.Engine, *
 		if err != nil {
 			return err
 		}
+		opts.Trust = e.trust
 		eng, err := engine.Open(ctx, opts)
 		if err != nil {
 			return err

@@ -135,6 +135,7 @@ func imageCommand() *cli.Command {
 		Name:  "image",
 		Usage: "manage images",
 		Commands: []*cli.Command{
+			imageVerifyCommand(),
 			{
 				Name:      "inspect",
 				Usage:     "show an image's manifest, config and container defaults as JSON",

@@ -25,6 +25,7 @@ import (
 	"github.com/berth-project/berth/internal/engine"
 	"github.com/berth-project/berth/internal/image"
 	"github.com/berth-project/berth/internal/registry"
+	"github.com/berth-project/berth/internal/trust"
 )
 
 func main() {
@@ -65,6 +66,9 @@ func exitStatus(err error) (int, string) {
 			return se.code, ""
 		}
 		return se.code, se.err.Error()
+	}
+	if errors.Is(err, trust.ErrRefused) {
+		return 125, err.Error()
 	}
 	var ee *engine.ExitError
 	if errors.As(err, &ee) {
@@ -110,6 +114,7 @@ func app() *cli.Command {
 		HideHelpCommand: true,
 		Suggest:         true,
 	}
+	root.Flags = append(append(root.Flags, trustFlags()...), registriesFlags()...)
 	_ = root.Walk(func(c *cli.Command) error {
 		c.OnUsageError = usageError
 		// A value such as -e A=1,2 or --mount type=bind,src=... is one
@@ -129,6 +134,7 @@ type env struct {
 	authFile string
 	registry *registry.Client
 	creds    credentials.Store
+	trust    *trust.Checker
 }
 
 func newEnv(cmd *cli.Command) (*env, error) {
@@ -146,6 +152,9 @@ func newEnv(cmd *cli.Command) (*env, error) {
 	}
 	cfg, err := registry.LoadConfig(cfgPaths...)
 	if err != nil {
+		return nil, err
+	}
+	if err := loadRegistriesConf(cmd, root, &cfg); err != nil {
 		return nil, err
 	}
 	primary, err := credentials.NewStore(e.authFile, credentials.StoreOptions{AllowPlaintextPut: true})
@@ -181,6 +190,8 @@ func openStore(ctx context.Context, cmd *cli.Command, open func(string, *registr
 		return err
 	}
 	defer svc.Close()
+	e.trust = newChecker(cmd, e, svc)
+	svc.Verify = e.trust.VerifyPull
 	// Another berth process on the same root can make this one wait: say
 	// so on stderr, so that a wait does not look like a hang.
 	waiting := func(msg string) { fmt.Fprintln(os.Stderr, "berth:", msg) }

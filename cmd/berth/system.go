@@ -107,6 +107,7 @@ func infoCommand() *cli.Command {
 					return execInspect(os.Stdout, tmpl, info)
 				}
 				writeInfo(os.Stdout, info)
+				fmt.Printf("Trust Policy: %s\n", trustPolicy(cmd))
 				return nil
 			})
 		},

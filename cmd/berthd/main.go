@@ -29,6 +29,7 @@ import (
 	"github.com/berth-project/berth/internal/engine"
 	"github.com/berth-project/berth/internal/image"
 	"github.com/berth-project/berth/internal/registry"
+	"github.com/berth-project/berth/internal/trust"
 )
 
 var version = "0.1.0-dev"
@@ -61,6 +62,10 @@ func app() *cli.Command {
 			&cli.StringFlag{Name: "cni-bin-dir", Value: "/usr/lib/cni", Usage: "comma-separated directories of CNI plugins"},
 			&cli.StringFlag{Name: "registries-config", Usage: "registries file (default ROOT/registries.json, then /etc/berth/registries.json)"},
 			&cli.StringFlag{Name: "streaming-address", Value: cri.DefaultStreamingAddress, Usage: "host:port of the streaming server for exec, attach and port-forward (port 0: chosen at start); keep it on loopback, where kubelet reaches it"},
+			&cli.StringFlag{Name: "policy", Usage: "signature policy, containers-policy.json (default ROOT/policy.json, then /etc/containers/policy.json)"},
+			&cli.StringFlag{Name: "admission", Usage: "admission rules, YAML (default ROOT/admission.yaml)"},
+			&cli.StringFlag{Name: "registries-conf", Usage: "containers-registries.conf v2 file (default ROOT/registries.conf, then /etc/containers/registries.conf)"},
+			&cli.StringFlag{Name: "certs-dir", Value: "/etc/containers/certs.d", Usage: "per-registry TLS: DIR/HOST[:PORT]/ca.crt, *.cert and *.key"},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
 			&cli.StringFlag{Name: "pod-network", Usage: "the CNI network pods join (default: the first conflist in --cni-conf-dir, else Berth's own berth-pods bridge)"},
 			&cli.StringFlag{Name: "pod-subnet", Value: "10.85.0.0/16", Usage: "berth-pods' subnet until kubelet sends the node's pod CIDR"},
@@ -103,6 +108,14 @@ func serve(ctx context.Context, cmd *cli.Command) error {
 	if err != nil {
 		return err
 	}
+	confPaths := []string{filepath.Join(root, "registries.conf"), "/etc/containers/registries.conf"}
+	if p := cmd.String("registries-conf"); p != "" {
+		confPaths = []string{p}
+	}
+	regCfg.CertsDir = cmd.String("certs-dir")
+	if err := regCfg.LoadRegistriesConf(confPaths...); err != nil {
+		return err
+	}
 	// The socket first: a second berthd is refused before it opens (and
 	// perhaps cleans up) the store the first one serves.
 	l, err := cri.Listen(ctx, cmd.String("socket"))
@@ -119,12 +132,29 @@ func serve(ctx context.Context, cmd *cli.Command) error {
 	}
 	defer images.Close()
 	images.Waiting = func(msg string) { log.Info(msg) }
+	// Every pull (PullImage) is checked against the signature policy
+	// before anything is stored; decisions go to ROOT/trust-audit.jsonl.
+	policies := []string{filepath.Join(root, "policy.json"), "/etc/containers/policy.json"}
+	if p := cmd.String("policy"); p != "" {
+		policies = []string{p}
+	}
+	admission := cmd.String("admission")
+	if admission == "" {
+		admission = filepath.Join(root, "admission.yaml")
+	}
+	checker := trust.New(trust.Options{Root: root, PolicyPaths: policies, AdmissionPath: admission, Registry: images.Registry, Images: images,
+		OnDecision: func(d trust.Decision) {
+			if !d.Allowed {
+				log.Warn("image refused", "image", d.Reference, "digest", d.Digest, "stage", d.Stage, "reason", d.Reason)
+			}
+		}})
+	images.Verify = checker.VerifyPull
 
 	runRoot, err := filepath.Abs(cmd.String("state"))
 	if err != nil {
 		return err
 	}
-	eng, runtimes, err := openEngine(ctx, cmd, root, runRoot, images, log)
+	eng, runtimes, err := openEngine(ctx, cmd, root, runRoot, images, checker, log)
 	if err != nil {
 		return err
 	}
@@ -201,7 +231,7 @@ func splitList(s string) []string {
 
 // openEngine opens the engine on namespace k8s.io with the runtime
 // handlers: berth-runtime, runc and crun where found, and --runtime ones.
-func openEngine(ctx context.Context, cmd *cli.Command, root, runRoot string, images *image.Service, log *slog.Logger) (*engine.Engine, []string, error) {
+func openEngine(ctx context.Context, cmd *cli.Command, root, runRoot string, images *image.Service, checker *trust.Checker, log *slog.Logger) (*engine.Engine, []string, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, nil, fmt.Errorf("find the berthd binary: %w", err)
@@ -218,6 +248,9 @@ func openEngine(ctx context.Context, cmd *cli.Command, root, runRoot string, ima
 		CNIConfDirs:   []string{cmd.String("cni-conf-dir")},
 		CNIPluginDirs: splitList(cmd.String("cni-bin-dir")),
 		Warn:          func(msg string) { log.Warn(msg) },
+		// CreateContainer and StartContainer check the image against
+		// the policy and rules as they are at that moment.
+		Trust: checker,
 	}
 	if o.MonitorBin == "" {
 		return nil, nil, fmt.Errorf("the berth-monitor binary (next to berthd or on $PATH) is needed")

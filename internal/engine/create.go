@@ -39,6 +39,9 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (_ Container, retE
 	if err != nil {
 		return Container{}, err
 	}
+	if err := e.checkTrust(ctx, "create", imgName, o.Name, o.SandboxID); err != nil {
+		return Container{}, err
+	}
 	rc, chainID, err := e.images.RuntimeConfig(ctx, imgName)
 	if err != nil {
 		return Container{}, fmt.Errorf("image %s: %w", o.Config.Image, err)

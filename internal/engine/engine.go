@@ -47,6 +47,8 @@ type Options struct {
 	// Warn, if set, is told of failures that do not stop an operation
 	// (a clean-up step that found something already gone).
 	Warn func(msg string)
+	// Trust, if set, must allow a container's image at create and start.
+	Trust ImageTrust
 }
 
 // Engine is the container engine on one root.

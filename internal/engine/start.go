@@ -111,6 +111,9 @@ func attachOptions(s AttachStreams) monitor.AttachOptions {
 func (e *Engine) start(ctx context.Context, r *record, beforeStart func(stateDir string) error) (retErr error) {
 	ctx, cancel := context.WithTimeout(ctx, startTimeout)
 	defer cancel()
+	if err := e.checkTrust(ctx, "start", r.ImageName, r.ID, r.SandboxID); err != nil {
+		return err
+	}
 	// A previous run may have left its monitor finishing, or stuck in
 	// "created" (its berth was killed), and its network and mounts (the
 	// monitor was killed, the machine rebooted): start from nothing.

@@ -84,6 +84,11 @@ func (s *Service) pull(ctx context.Context, reg *registry.Client, leaseID string
 	if err != nil {
 		return metadata.Image{}, err
 	}
+	if s.Verify != nil {
+		if err := s.Verify(ctx, ref, target); err != nil {
+			return metadata.Image{}, err
+		}
+	}
 	manifestDesc := target
 	b, err := s.fetchManifest(ctx, repo, target, add)
 	if err != nil {

@@ -53,6 +53,10 @@ type Service struct {
 	// Waiting, if set, is told when an operation starts waiting for
 	// another process, so that a CLI can say why it is not moving.
 	Waiting func(msg string)
+	// Verify, if set, is asked about what a reference resolved to (its
+	// manifest or index) before anything of the image is fetched or
+	// stored; an error refuses the pull (internal/trust's signature policy).
+	Verify func(ctx context.Context, ref reference.Reference, desc ocispec.Descriptor) error
 
 	// root is the store's directory; root/lock is the store lock.
 	root string

@@ -60,6 +60,9 @@ func New(opts Options) *Client {
 	if base == nil {
 		base = http.DefaultTransport
 	}
+	if opts.Config.CertsDir != "" {
+		base = newCertsTransport(opts.Config.CertsDir, base)
+	}
 	ac := &auth.Client{
 		Client: &http.Client{Transport: &retry.Transport{Base: base, Policy: func() retry.Policy {
 			return &retry.GenericPolicy{Retryable: retry.DefaultPredicate, Backoff: retry.DefaultBackoff,
@@ -95,18 +98,28 @@ func (c *Client) repo(host, path string) (*Repo, error) {
 	return &Repo{c: c, remote: r, Endpoint: host}, nil
 }
 
-// Repository returns ref's repository on its own registry (pushes never go to mirrors).
+// Repository returns ref's repository on its own registry (pushes never go
+// to mirrors), at the location registries.conf rewrites it to, if any.
 func (c *Client) Repository(ref reference.Reference) (*Repo, error) {
-	return c.repo(ref.Domain, ref.Path)
+	eps, err := c.opts.Config.endpoints(ref.Name(), ref.Domain, ref.Path, false)
+	if err != nil {
+		return nil, err
+	}
+	last := eps[len(eps)-1]
+	return c.repo(last.host, last.path)
 }
 
 // Resolve finds the descriptor ref names, asking ref's mirrors in order and
 // then its registry; the Repo returned is the endpoint that answered.
 func (c *Client) Resolve(ctx context.Context, ref reference.Reference) (*Repo, ocispec.Descriptor, error) {
-	hosts := append(append([]string{}, c.opts.Config.Registries[ref.Domain].Mirrors...), ref.Domain)
+	eps, err := c.opts.Config.endpoints(ref.Name(), ref.Domain, ref.Path, ref.Digest != "")
+	if err != nil {
+		return nil, ocispec.Descriptor{}, fmt.Errorf("resolve %s: %w", ref, err)
+	}
 	var errs []error
-	for _, h := range hosts {
-		r, err := c.repo(h, ref.Path)
+	for _, ep := range eps {
+		h := ep.host
+		r, err := c.repo(h, ep.path)
 		if err != nil {
 			return nil, ocispec.Descriptor{}, err
 		}
@@ -126,7 +139,7 @@ func (c *Client) Resolve(ctx context.Context, ref reference.Reference) (*Repo, o
 		} else {
 			err = loginHint(h, err)
 		}
-		if len(hosts) > 1 {
+		if len(eps) > 1 {
 			err = fmt.Errorf("%s: %w", h, err)
 		}
 		errs = append(errs, err)

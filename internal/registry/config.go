@@ -29,6 +29,18 @@ import (
 // Keys are registry hosts as written in references (with the port, if any).
 type Config struct {
 	Registries map[string]HostConfig `json:"registries"`
+	// Prefixes are containers-registries.conf's [[registry]] tables, the
+	// longest prefix first (see LoadRegistriesConf).
+	Prefixes []Prefix `json:"-"`
+	// UnqualifiedSearch is registries.conf's unqualified-search-registries,
+	// read but not acted on: Berth resolves short names as Docker does.
+	UnqualifiedSearch []string `json:"-"`
+	// CertsDir holds per-registry TLS material as containers-certs.d
+	// describes: CertsDir/HOST[:PORT]/*.crt are CA certificates added to
+	// the system's, *.cert with the *.key of the same name client
+	// certificates. A host with such a directory is spoken to over TLS
+	// even on loopback. Empty means none.
+	CertsDir string `json:"-"`
 }
 
 // HostConfig holds the settings of one registry.
@@ -64,6 +76,9 @@ func LoadConfig(paths ...string) (Config, error) {
 func (c Config) plainHTTP(host string) bool {
 	if c.Registries[host].Insecure {
 		return true
+	}
+	if c.hasCertsDir(host) {
+		return false
 	}
 	h := host
 	if hh, _, err := net.SplitHostPort(host); err == nil {
