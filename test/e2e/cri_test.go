@@ -614,3 +614,37 @@ esac
 		})
 	}
 }
+
+// The image is checked again at CreateContainer and StartContainer: an
+// image pulled and run under a permissive policy is refused once the
+// policy tightens, with nothing created, and allowed again when it
+// relaxes; no restart of berthd is needed.
+func TestCRITrustRecheck(t *testing.T) {
+	c := newCRI(t)
+	pod, _ := c.podConfig("trusted")
+	p := c.crictl("runp", pod)
+	first := c.ctrConfig("first", []string{"sleep", "3600"}, nil)
+	id := c.crictl("create", "--no-pull", p, first, pod)
+	c.crictl("start", id)
+
+	repo := c.image[:strings.LastIndex(c.image, ":")]
+	policy := fmt.Sprintf(`{"default":[{"type":"insecureAcceptAnything"}],"transports":{"docker":{%q:[{"type":"reject"}]}}}`, repo)
+	polPath := filepath.Join(c.root, "policy.json")
+	if err := os.WriteFile(polPath, []byte(policy), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	second := c.ctrConfig("second", []string{"sleep", "3600"}, nil)
+	r := c.crictlRun("create", "--no-pull", p, second, pod)
+	if r.code == 0 || !strings.Contains(r.stderr, "FailedPrecondition") || !strings.Contains(r.stderr, "refused") {
+		t.Errorf("create after the policy tightened: %s; want a FailedPrecondition refusal", r)
+	}
+	if out := c.crictl("ps", "-a", "-q", "--pod", p); out != id {
+		t.Errorf("containers of the pod after the refusal: %q, want only %s", out, id)
+	}
+	audit, _ := os.ReadFile(filepath.Join(c.root, "trust-audit.jsonl"))
+	if !strings.Contains(string(audit), `"allowed":false`) {
+		t.Errorf("the audit log has no refusal:\n%s", audit)
+	}
+	os.Remove(polPath)
+	c.crictl("create", "--no-pull", p, second, pod)
+}
