@@ -118,11 +118,11 @@ type (
 	fConst bool
 )
 
-func (f fAnd) eval(b uint32) bool   { return f.a.eval(b) && f.b.eval(b) }
-func (f fOr) eval(b uint32) bool    { return f.a.eval(b) || f.b.eval(b) }
-func (f fNot) eval(b uint32) bool   { return !f.a.eval(b) }
-func (f fAtom) eval(b uint32) bool  { return b&(1<<uint(f)) != 0 }
-func (f fConst) eval(uint32) bool   { return bool(f) }
+func (f fAnd) eval(b uint32) bool  { return f.a.eval(b) && f.b.eval(b) }
+func (f fOr) eval(b uint32) bool   { return f.a.eval(b) || f.b.eval(b) }
+func (f fNot) eval(b uint32) bool  { return !f.a.eval(b) }
+func (f fAtom) eval(b uint32) bool { return b&(1<<uint(f)) != 0 }
+func (f fConst) eval(uint32) bool  { return bool(f) }
 func fOrAll(fs []formula) formula {
 	var out formula = fConst(false)
 	for _, f := range fs {
