@@ -1119,6 +1119,8 @@ func parseSecurityOpt(s string) (string, error) {
 			return "", fmt.Errorf("the seccomp profile %s is not a file", p)
 		}
 		return "seccomp=" + p, nil
+	case "monitor":
+		return parseMonitorOpt(v)
 	case "label", "apparmor", "systempaths", "mask", "unmask":
 		return "", fmt.Errorf("%s is not supported by berth", k)
 	}

@@ -496,7 +496,11 @@ func (e *Engine) buildSpec(ctx context.Context, r *record, rootfs, netnsPath str
 			*pair.dst = fmt.Sprintf("/proc/%d/ns/%s", st.Pid, pair.kind)
 		}
 	}
-	return BuildSpec(ctx, in)
+	s, err := BuildSpec(ctx, in)
+	if err != nil {
+		return nil, err
+	}
+	return s, e.secmonPrepare(ctx, r, s, rootfs)
 }
 
 // initPath finds the init for --init: Debian's static tini.
@@ -549,6 +553,7 @@ func (e *Engine) teardown(ctx context.Context, r *record) {
 		}
 	}
 	e.runtimeDelete(ctx, r)
+	e.secmonRelease(ctx, r)
 	rootfs := filepath.Join(rundir, "rootfs")
 	for i := 0; i < 8; i++ {
 		if err := unix.Unmount(rootfs, unix.MNT_DETACH); err != nil {
