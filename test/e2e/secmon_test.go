@@ -1,0 +1,329 @@
+package e2e
+
+// Runtime security monitor (internal/secmon) end to end: real containers
+// through bin/berth with --security-opt monitor=FILE, the real agent
+// (bin/berth-secmon) and its BPF programs in this host's kernel. The
+// agent is one per host (/run/berth-secmon, pins under /sys/fs/bpf/berth);
+// each test checks that with its last container gone the pins are too.
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/berth-project/berth/internal/secmon"
+)
+
+const secmonPins = "/sys/fs/bpf/berth"
+
+// newSecmon is newEngine plus the check, at the end, that the agent has
+// removed every pin and exited once the test's containers are gone.
+func newSecmon(t *testing.T) *engineT {
+	t.Helper()
+	// Registered before newEngine's cleanup, so run after it (after the
+	// containers are removed).
+	t.Cleanup(func() {
+		gone := func() bool {
+			_, err := os.Stat(secmonPins)
+			return errors.Is(err, os.ErrNotExist)
+		}
+		deadline := time.Now().Add(20 * time.Second)
+		for !gone() && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+		}
+		if !gone() {
+			ents, _ := os.ReadDir(filepath.Join(secmonPins, "links"))
+			t.Errorf("%s left after the last container went (links: %v)", secmonPins, ents)
+			killAgent(t)
+			os.RemoveAll(secmonPins)
+		}
+	})
+	e := newEngine(t)
+	if _, err := os.Stat(filepath.Join(e.binDir, "berth-secmon")); err != nil {
+		t.Fatalf("bin/berth-secmon: %v (run `make build`)", err)
+	}
+	return e
+}
+
+func (e *engineT) rulesFile(body string) string {
+	p := filepath.Join(e.t.TempDir(), "rules.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		e.t.Fatal(err)
+	}
+	return p
+}
+
+func (e *engineT) alerts() []secmon.Alert {
+	e.t.Helper()
+	out := e.ok("monitor", "events", "--format", "json")
+	var as []secmon.Alert
+	for _, l := range strings.Split(out, "\n") {
+		if l == "" {
+			continue
+		}
+		var a secmon.Alert
+		if err := json.Unmarshal([]byte(l), &a); err != nil {
+			e.t.Fatalf("alert line %q: %v", l, err)
+		}
+		as = append(as, a)
+	}
+	return as
+}
+
+// waitAlert waits for an alert of rule (the agent writes it after the
+// kernel's event) and returns it.
+func (e *engineT) waitAlert(rule string, match func(secmon.Alert) bool) secmon.Alert {
+	e.t.Helper()
+	var found secmon.Alert
+	waitForOut(e.t, "an alert of rule "+rule, 20*time.Second, func() (bool, string) {
+		as := e.alerts()
+		for _, a := range as {
+			if a.Rule == rule && (match == nil || match(a)) {
+				found = a
+				return true, ""
+			}
+		}
+		b, _ := json.Marshal(as)
+		return false, string(b)
+	})
+	return found
+}
+
+func agentPid(t *testing.T) int {
+	b, err := os.ReadFile(filepath.Join(secmon.DefaultAgentDir, "agent.pid"))
+	if err != nil {
+		return 0
+	}
+	pid, _ := strconv.Atoi(string(b))
+	return pid
+}
+
+// killAgent kills the agent a berth command of the test started.
+func killAgent(t *testing.T) {
+	if pid := agentPid(t); pid > 0 {
+		syscall.Kill(pid, syscall.SIGKILL)
+		for i := 0; i < 200 && syscall.Kill(pid, 0) == nil; i++ {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}
+
+// TestSecmonDriftAndShell: a binary copied into the container and run is
+// killed before it prints; a shell exec'd into a container whose rules
+// kill shells dies; both are in `berth monitor events`, with an
+// alert-only rule's record beside them.
+func TestSecmonDriftAndShell(t *testing.T) {
+	e := newSecmon(t)
+	rules := e.rulesFile(`rules:
+- name: no-drift
+  event: exec
+  condition: exec.drift
+  action: kill
+- name: no-shell
+  event: exec
+  condition: exec.path in ["/bin/sh", "/bin/bash"] && !("shell-ok" in container.labels)
+  action: kill
+- name: seen-cat
+  event: exec
+  condition: exec.argv.size() > 0 && exec.argv[0] == "cat"
+  action: alert
+`)
+	id := e.runD("--network", "none", "--security-opt", "monitor="+rules, e.image, "sleep", "1000")
+	r := e.berth("exec", id, "/bin/busybox", "sh", "-c", "cp /bin/busybox /tmp/busybox && /tmp/busybox echo DRIFTED; echo rc=$?; cat /etc/group >/dev/null; echo done")
+	if r.code != 0 || strings.Contains(r.stdout, "DRIFTED") || !strings.Contains(r.stdout, "rc=137") || !strings.Contains(r.stdout, "done") {
+		t.Fatalf("drifted binary not killed before it printed: %s", r)
+	}
+	a := e.waitAlert("no-drift", nil)
+	if a.Action != "kill" || a.Container != id || a.Exec == nil || !a.Exec.Drift || a.Exec.Path != "/tmp/busybox" ||
+		len(a.Process.Argv) < 2 || a.Process.Argv[1] != "echo" || a.Image != e.image || a.Time.IsZero() || a.Process.Pid == 0 {
+		t.Errorf("drift alert %+v", a)
+	}
+	e.waitAlert("seen-cat", func(a secmon.Alert) bool { return a.Action == "alert" })
+
+	r = e.berth("exec", id, "sh", "-c", "echo SHELL")
+	if r.code == 0 || strings.Contains(r.stdout, "SHELL") {
+		t.Fatalf("a shell ran against the kill rule: %s", r)
+	}
+	a = e.waitAlert("no-shell", nil)
+	if a.Action != "kill" || a.Exec.Path != "/bin/sh" || a.Exec.Drift {
+		t.Errorf("shell alert %+v", a)
+	}
+	// The same rules with the label that lifts no-shell.
+	id2 := e.runD("--network", "none", "--label", "shell-ok=1", "--security-opt", "monitor="+rules, e.image, "sleep", "1000")
+	if out := e.ok("exec", id2, "sh", "-c", "echo SHELL"); out != "SHELL" {
+		t.Errorf("labelled container: %q", out)
+	}
+	// The engine's events stream has them too.
+	if out := e.ok("events", "--since", "30m", "--until", strconv.FormatInt(time.Now().Unix()+5, 10), "--filter", "event=secmon_kill"); !strings.Contains(out, "secmon_kill") {
+		t.Errorf("berth events: no secmon_kill event: %q", out)
+	}
+}
+
+// TestSecmonConnect: a container whose rules allow 127.0.0.1:9999 only
+// connects there and gets EPERM elsewhere; alert-only rules record and let
+// the connection be; a container without rules is untouched.
+func TestSecmonConnect(t *testing.T) {
+	e := newSecmon(t)
+	deny := e.rulesFile(`rules:
+- name: egress
+  event: connect
+  condition: '!(connect.address == "127.0.0.1" && connect.port == 9999)'
+  action: deny
+`)
+	script := `nc -lk -p 9999 -e true & nc -lk -p 8888 -e true &
+for i in $(seq 100); do nc -w1 127.0.0.1 9999 </dev/null && break; sleep 0.1; done; echo allowed=$?
+nc -w1 127.0.0.1 8888 </dev/null; echo denied=$?`
+	r := e.berth("run", "--rm", "--network", "none", "--security-opt", "monitor="+deny, e.image, "sh", "-c", script)
+	if !strings.Contains(r.stdout, "allowed=0") || !strings.Contains(r.stdout, "denied=1") || !strings.Contains(r.stderr+r.stdout, "Operation not permitted") {
+		t.Fatalf("connect rules: %s", r)
+	}
+	a := e.waitAlert("egress", nil)
+	if a.Action != "deny" || a.Connect == nil || a.Connect.Address != "127.0.0.1" || a.Connect.Port != 8888 || a.Connect.Protocol != "tcp" || a.Process.Path == "" {
+		t.Errorf("egress alert %+v", a)
+	}
+
+	alert := e.rulesFile(`rules:
+- name: egress-watch
+  event: connect
+  condition: connect.port == 8888
+  action: alert
+`)
+	r = e.berth("run", "--rm", "--network", "none", "--security-opt", "monitor="+alert, e.image, "sh", "-c",
+		`nc -lk -p 8888 -e true & for i in $(seq 100); do nc -w1 127.0.0.1 8888 </dev/null && break; sleep 0.1; done; echo rc=$?`)
+	if !strings.Contains(r.stdout, "rc=0") {
+		t.Fatalf("alert-only connect: %s", r)
+	}
+	e.waitAlert("egress-watch", func(a secmon.Alert) bool { return a.Action == "alert" && a.Connect.Port == 8888 })
+
+	// No rules: the drifted binary and the connect both work.
+	n := len(e.alerts())
+	r = e.berth("run", "--rm", "--network", "none", e.image, "sh", "-c",
+		`cp /bin/busybox /tmp/busybox && /tmp/busybox echo DRIFTED; nc -lk -p 8888 -e true & for i in $(seq 100); do nc -w1 127.0.0.1 8888 </dev/null && break; sleep 0.1; done; echo rc=$?`)
+	if !strings.Contains(r.stdout, "DRIFTED") || !strings.Contains(r.stdout, "rc=0") {
+		t.Fatalf("container without rules: %s", r)
+	}
+	if m := len(e.alerts()); m != n {
+		t.Errorf("a container without rules made %d alerts", m-n)
+	}
+}
+
+// TestSecmonPtraceDeny: ptrace of a sibling fails under a deny rule (the
+// container's seccomp filter) and works without it.
+func TestSecmonPtraceDeny(t *testing.T) {
+	e := newSecmon(t)
+	tracer := buildTracer(t)
+	rules := e.rulesFile(`rules:
+- name: no-ptrace
+  event: ptrace
+  condition: "true"
+  action: deny
+`)
+	script := `sleep 100 & /tracer $!; echo rc=$?; kill $!`
+	r := e.berth("run", "--rm", "--network", "none", "--cap-add", "SYS_PTRACE", "-v", tracer+":/tracer:ro", "--security-opt", "monitor="+rules, e.image, "sh", "-c", script)
+	if !strings.Contains(r.stdout, "operation not permitted") || !strings.Contains(r.stdout, "rc=1") {
+		t.Fatalf("ptrace under the deny rule: %s", r)
+	}
+	r = e.berth("run", "--rm", "--network", "none", "--cap-add", "SYS_PTRACE", "-v", tracer+":/tracer:ro", e.image, "sh", "-c", script)
+	if !strings.Contains(r.stdout, "attached") || !strings.Contains(r.stdout, "rc=0") {
+		t.Fatalf("ptrace without rules: %s", r)
+	}
+}
+
+// buildTracer builds a static program that PTRACE_ATTACHes to a pid.
+func buildTracer(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	src := `package main
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"syscall"
+)
+
+func main() {
+	pid, _ := strconv.Atoi(os.Args[1])
+	if err := syscall.PtraceAttach(pid); err != nil {
+		fmt.Println("ptrace:", err)
+		os.Exit(1)
+	}
+	fmt.Println("attached")
+	syscall.PtraceDetach(pid)
+}
+`
+	if err := os.WriteFile(filepath.Join(dir, "main.go"), []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module tracer\n\ngo 1.22\n"), 0o644)
+	cmd := exec.Command("go", "build", "-o", "tracer", ".")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build the tracer: %v: %s", err, out)
+	}
+	return filepath.Join(dir, "tracer")
+}
+
+// TestSecmonAgentRestart: with the agent killed, the kernel goes on
+// enforcing (pinned programs and maps); the alert of what happened
+// meanwhile is written by the next agent, which a new container starts.
+func TestSecmonAgentRestart(t *testing.T) {
+	e := newSecmon(t)
+	rules := e.rulesFile(`rules:
+- name: no-drift
+  event: exec
+  condition: exec.drift
+  action: kill
+- name: egress
+  event: connect
+  condition: connect.port == 8888
+  action: deny
+`)
+	id := e.runD("--network", "none", "--security-opt", "monitor="+rules, e.image, "sleep", "1000")
+	old := agentPid(t)
+	if old == 0 {
+		t.Fatal("no agent running")
+	}
+	killAgent(t)
+	r := e.berth("exec", id, "sh", "-c", "cp /bin/busybox /tmp/busybox && /tmp/busybox echo DRIFTED; echo rc=$?; nc -w1 127.0.0.1 8888 </dev/null; echo nc=$?")
+	if strings.Contains(r.stdout, "DRIFTED") || !strings.Contains(r.stdout, "rc=137") || !strings.Contains(r.stdout, "nc=1") || !strings.Contains(r.stderr+r.stdout, "Operation not permitted") {
+		t.Fatalf("with the agent down: %s", r)
+	}
+	// A second container brings a new agent, which reads what the
+	// kernel queued meanwhile.
+	e.runD("--network", "none", "--security-opt", "monitor="+rules, e.image, "sleep", "1000")
+	if now := agentPid(t); now == 0 || now == old {
+		t.Fatalf("agent pid %d after a restart (was %d)", now, old)
+	}
+	e.waitAlert("no-drift", func(a secmon.Alert) bool { return a.Container == id })
+	e.waitAlert("egress", func(a secmon.Alert) bool { return a.Container == id })
+}
+
+// TestSecmonRefused: rules the host cannot enforce, or that do not
+// compile, fail `run` with the rule's name and the reason; nothing is
+// left behind.
+func TestSecmonRefused(t *testing.T) {
+	e := newSecmon(t)
+	for _, c := range []struct{ rules, want string }{
+		{"rules:\n- name: no-sh\n  event: exec\n  condition: exec.path == '/bin/sh'\n  action: deny\n", `rule "no-sh" (line 2): action deny on exec refused: exec deny needs`},
+		{"rules:\n- name: etc\n  event: open\n  condition: file.write && file.path.startsWith('/etc/')\n  action: deny\n", `rule "etc" (line 2): action deny on open refused`},
+		{"rules:\n- name: typo\n  event: exec\n  condition: exec.paht == 'x'\n  action: alert\n", `rule "typo" (line 2): condition: ERROR: <input>:1:5: undefined field 'paht'`},
+		{"rules:\n- name: argv\n  event: exec\n  condition: exec.argv.size() > 2\n  action: kill\n", `rule "argv" (line 2): condition cannot be checked in the kernel`},
+	} {
+		r := e.berth("run", "--rm", "--network", "none", "--security-opt", "monitor="+e.rulesFile(c.rules), e.image, "true")
+		if r.code != 125 || !strings.Contains(r.stderr, c.want) {
+			t.Errorf("want exit 125 and %q: %s", c.want, r)
+		}
+	}
+	if out := e.ok("ps", "-a", "-q"); out != "" {
+		t.Errorf("containers left: %q", out)
+	}
+}
