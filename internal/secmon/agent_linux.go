@@ -54,7 +54,18 @@ type agent struct {
 type agentReg struct {
 	Registration
 	rs *RuleSet
+	// Engine events are limited to engineEventsPerSecond per container
+	// (the alerts log has them all): a container exec'ing in a loop must
+	// not flood the engine's log. Guarded by agent.mu.
+	evWindow time.Time
+	evCount  int
 }
+
+const (
+	engineEventsPerSecond = 20
+	// maxAlertsFile is where the alerts log is rotated (to .1).
+	maxAlertsFile = 64 << 20
+)
 
 // RunAgent runs the agent until ctx ends or the last container with rules
 // goes (then every pin is removed). Only one agent runs per Dir: a second
@@ -513,7 +524,24 @@ func (a *agent) write(r *agentReg, al Alert) {
 		a.stats.Alerts[al.Rule] = byAct
 	}
 	byAct[al.Action]++
+	now := time.Now()
+	if now.Sub(r.evWindow) >= time.Second {
+		r.evWindow, r.evCount = now, 0
+	}
+	r.evCount++
+	toEngine := r.EventsPath != "" && r.evCount <= engineEventsPerSecond
+	if !toEngine && r.EventsPath != "" {
+		a.stats.EngineEventsDropped++
+	}
 	f := a.files[r.AlertsPath]
+	if f != nil {
+		if st, err := f.Stat(); err == nil && st.Size() > maxAlertsFile {
+			f.Close()
+			os.Rename(r.AlertsPath, r.AlertsPath+".1")
+			delete(a.files, r.AlertsPath)
+			f = nil
+		}
+	}
 	if f == nil && r.AlertsPath != "" {
 		os.MkdirAll(filepath.Dir(r.AlertsPath), 0o700)
 		f, err = os.OpenFile(r.AlertsPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE|unix.O_CLOEXEC, 0o600)
@@ -525,7 +553,7 @@ func (a *agent) write(r *agentReg, al Alert) {
 	if f != nil {
 		f.Write(append(b, '\n'))
 	}
-	if r.EventsPath != "" {
+	if toEngine {
 		appendEngineEvent(r, al)
 	}
 	if r.Webhook != "" {

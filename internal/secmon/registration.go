@@ -94,6 +94,9 @@ type Stats struct {
 	Alerts map[string]map[string]uint64 `json:"alerts"`
 	// Lost counts events the kernel had no ring-buffer room for.
 	Lost uint64 `json:"lost"`
-	// WebhookErrors counts failed webhook posts.
+	// WebhookErrors counts failed (or dropped) webhook posts.
 	WebhookErrors uint64 `json:"webhookErrors"`
+	// EngineEventsDropped counts alerts not copied to the engine's
+	// events log (over the per-container rate).
+	EngineEventsDropped uint64 `json:"engineEventsDropped"`
 }
