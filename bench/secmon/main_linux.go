@@ -112,9 +112,29 @@ func run() error {
 		rules[name] = p
 	}
 
+	// The agent's RSS, sampled while it runs (it exits a moment after
+	// its last container).
+	rssDone := make(chan struct{})
+	rssMax := make(chan int, 1)
+	go func() {
+		max := 0
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-rssDone:
+				rssMax <- max
+				return
+			case <-t.C:
+				if r := agentRSSKiB(); r > max {
+					max = r
+				}
+			}
+		}
+	}()
+
 	modes := []string{"none", "alert", "deny"}
 	res := map[string]map[string][]float64{}
-	var agentRSS []int
 	for rep := 0; rep < *flagReps; rep++ {
 		for _, m := range modes {
 			for _, w := range []string{"exec", "connect"} {
@@ -138,11 +158,6 @@ func run() error {
 					res[m] = map[string][]float64{}
 				}
 				res[m][w] = append(res[m][w], ns/float64(*flagN)/1e3)
-				if m == "alert" {
-					if rss := agentRSSKiB(); rss > 0 {
-						agentRSS = append(agentRSS, rss)
-					}
-				}
 			}
 		}
 	}
@@ -178,9 +193,9 @@ func run() error {
 	if len(delays) > 0 {
 		fmt.Printf("exec → alert line: %d alerts, median %.0f µs, p99 %.0f µs\n", len(delays), delays[len(delays)/2], delays[len(delays)*99/100])
 	}
-	if len(agentRSS) > 0 {
-		sort.Ints(agentRSS)
-		fmt.Printf("agent RSS after an alert run: %.1f MiB (max %.1f)\n", float64(agentRSS[len(agentRSS)/2])/1024, float64(agentRSS[len(agentRSS)-1])/1024)
+	close(rssDone)
+	if max := <-rssMax; max > 0 {
+		fmt.Printf("agent RSS: %.1f MiB at most, sampled every 100 ms\n", float64(max)/1024)
 	}
 	return nil
 }
@@ -199,8 +214,7 @@ func median(v []float64) float64 {
 	return s[len(s)/2]
 }
 
-// agentRSSKiB reads the agent's VmRSS (it lingers a few seconds after
-// its last container, long enough to be read right after a run).
+// agentRSSKiB reads the agent's VmRSS, 0 when none runs.
 func agentRSSKiB() int {
 	b, err := os.ReadFile(filepath.Join(secmon.DefaultAgentDir, "agent.pid"))
 	if err != nil {

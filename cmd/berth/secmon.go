@@ -102,6 +102,10 @@ func monitorEvents(ctx context.Context, cmd *cli.Command) error {
 			}
 		case a.Connect != nil:
 			detail = fmt.Sprintf("connect %s %s", a.Connect.Protocol, netJoin(a.Connect.Address, a.Connect.Port))
+		case a.Syscall != nil:
+			detail = fmt.Sprintf("%s%v", a.Syscall.Name, a.Syscall.Args)
+		case a.File != nil:
+			detail = "open for write " + a.File.Path
 		}
 		id := a.Container
 		if len(id) > 12 {

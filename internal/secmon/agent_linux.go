@@ -9,11 +9,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -53,7 +55,8 @@ type agent struct {
 
 type agentReg struct {
 	Registration
-	rs *RuleSet
+	rs  *RuleSet
+	sys bool // has system calls reported
 	// Engine events are limited to engineEventsPerSecond per container
 	// (the alerts log has them all): a container exec'ing in a loop must
 	// not flood the engine's log. Guarded by agent.mu.
@@ -274,6 +277,7 @@ func (a *agent) add(reg *Registration, persist bool) error {
 		// The container restarted in a new cgroup.
 		a.objs.ExecPolicy.Delete(old.CgroupID)
 		a.objs.ConnectPolicy.Delete(old.CgroupID)
+		a.objs.SysPolicies.Delete(old.CgroupID)
 		a.objs.DetachConnect(old.CgroupID)
 		delete(a.byCgroup, old.CgroupID)
 	}
@@ -295,9 +299,59 @@ func (a *agent) add(reg *Registration, persist bool) error {
 			return err
 		}
 	}
+	if len(plan.Syscalls) == 0 {
+		a.objs.SysPolicies.Delete(cg)
+	} else {
+		if err := a.objs.SysPolicies.Update(cg, sysPolicy(plan.Syscalls), ebpf.UpdateAny); err != nil {
+			return fmt.Errorf("update the system call map: %w", err)
+		}
+		if err := a.objs.AttachSysEnter(); err != nil {
+			return err
+		}
+	}
+	r.sys = len(plan.Syscalls) > 0
 	a.regs[reg.Container.ID] = r
 	a.byCgroup[cg] = r
 	return nil
+}
+
+// sysPolicy is the kernel's table of the system calls to report.
+func sysPolicy(names []string) *kern.SecmonSysPolicy {
+	sp := &kern.SecmonSysPolicy{NrOpen: ^uint32(0), NrOpenat: ^uint32(0), NrOpenat2: ^uint32(0), NrCreat: ^uint32(0)}
+	for _, n := range names {
+		nr, ok := sysNumbers[n]
+		if !ok || nr >= kern.MaxSyscall {
+			continue
+		}
+		sp.Report[nr/64] |= 1 << (nr % 64)
+		switch n {
+		case "open":
+			sp.NrOpen = nr
+		case "openat":
+			sp.NrOpenat = nr
+		case "openat2":
+			sp.NrOpenat2 = nr
+		case "creat":
+			sp.NrCreat = nr
+		}
+	}
+	return sp
+}
+
+// syscallKinds maps a reported call's number to its name and event kind.
+func syscallKind(nr uint32) (name, kind string) {
+	for n, v := range sysNumbers {
+		if v == nr {
+			name = n
+			break
+		}
+	}
+	for k, names := range syscallEvents {
+		if slices.Contains(names, name) {
+			return name, k
+		}
+	}
+	return name, ""
 }
 
 var errAgentExiting = errors.New("the agent is exiting")
@@ -317,9 +371,15 @@ func (a *agent) removeLocked(id string) {
 	}
 	a.objs.ExecPolicy.Delete(r.CgroupID)
 	a.objs.ConnectPolicy.Delete(r.CgroupID)
+	a.objs.SysPolicies.Delete(r.CgroupID)
 	a.objs.DetachConnect(r.CgroupID)
 	delete(a.regs, id)
 	delete(a.byCgroup, r.CgroupID)
+	if !slices.ContainsFunc(slices.Collect(maps.Values(a.regs)), func(r *agentReg) bool { return r.sys }) {
+		// No container watches system calls: spare the host the
+		// per-call lookup.
+		a.objs.DetachSysEnter()
+	}
 	if len(a.regs) == 0 && !a.exiting {
 		a.exiting = true
 		close(a.empty)
@@ -467,6 +527,25 @@ func (a *agent) event(ev *kern.SecmonEvent) {
 		}
 		in.Connect = &ConnectVars{Address: ip.String(), Port: int64(ev.Port), Protocol: proto}
 		base.Connect = &AlertConnect{Address: ip.String(), Port: int(ev.Port), Protocol: proto}
+		proc.Path, proc.Argv = a.procInfo(r, int(ev.Tgid))
+	case kern.KindSyscall:
+		name, k := syscallKind(ev.Nr)
+		if k == "" {
+			return
+		}
+		kind = k
+		args := make([]int64, len(ev.Sargs))
+		for i, v := range ev.Sargs {
+			args[i] = int64(v)
+		}
+		in.Syscall = &SyscallVars{Name: name, Args: args}
+		base.Syscall = &AlertSyscall{Name: name, Args: args}
+		proc.Path, proc.Argv = a.procInfo(r, int(ev.Tgid))
+	case kern.KindOpen:
+		kind = EventOpen
+		path := cstr(ev.Path[:])
+		in.File = &FileVars{Path: path, Write: true}
+		base.File = &AlertFile{Path: path, Write: true}
 		proc.Path, proc.Argv = a.procInfo(r, int(ev.Tgid))
 	default:
 		return

@@ -64,14 +64,23 @@ func mechanism(ev, act string) (mech, reason string) {
 		}
 	}
 	if _, ok := syscallEvents[ev]; ok {
-		if act == ActionDeny {
+		switch act {
+		case ActionDeny:
 			return "seccomp in the container's filter (EPERM); the condition may use container fields only", ""
+		case ActionAlert:
+			if len(sysNumbers) == 0 {
+				return "", "Berth does not know this architecture's system call numbers"
+			}
+			return "BPF raw tracepoint sys_enter, filtered by cgroup id and call number; CEL in the agent", ""
 		}
-		return "", fmt.Sprintf("%s %s is not implemented yet (it needs a raw tracepoint on sys_enter); use deny", ev, act)
+		return "", fmt.Sprintf("%s kill: a signal sent at system call entry does not stop the call (the kernel runs it, then the process dies); use deny", ev)
 	}
 	switch ev {
 	case EventOpen:
-		return "", "open is not implemented yet (deny needs Landlock applied by the runtime, alert a sys_enter tracepoint)"
+		if act == ActionAlert && len(sysNumbers) > 0 {
+			return "BPF raw tracepoint sys_enter on the open family, opens for writing only; CEL in the agent", ""
+		}
+		return "", "open " + act + " is not implemented yet: it needs Landlock applied by the runtime before the container's first instruction"
 	case EventAccept:
 		return "", "accept is not implemented yet"
 	}

@@ -57,11 +57,17 @@ type SeccompDeny struct {
 type Plan struct {
 	Exec    KernelPolicy
 	Connect KernelPolicy
-	Seccomp []SeccompDeny
+	// Syscalls are the system calls reported to the agent for its
+	// alert rules (the open family for open rules).
+	Syscalls []string
+	Seccomp  []SeccompDeny
 }
 
 // Empty says whether the plan needs the agent at all.
-func (p *Plan) Empty() bool { return p.Exec.Empty() && p.Connect.Empty() }
+func (p *Plan) Empty() bool { return p.Exec.Empty() && p.Connect.Empty() && len(p.Syscalls) == 0 }
+
+// openFamily are the calls an open rule watches.
+var openFamily = []string{"open", "openat", "openat2", "creat"}
 
 // Plan compiles the rules for one container.
 func (rs *RuleSet) Plan(c Container) (*Plan, error) {
@@ -69,6 +75,18 @@ func (rs *RuleSet) Plan(c Container) (*Plan, error) {
 	vars := map[string]any{"container": c.vars()}
 	for i, r := range rs.Rules {
 		where := fmt.Sprintf("%s: rule %q (line %d)", r.Source, r.Name, r.Line)
+		if r.Action == ActionAlert && (isSyscallEvent(r.Event) || r.Event == EventOpen) {
+			names := SyscallsOf(r.Event)
+			if r.Event == EventOpen {
+				names = openFamily
+			}
+			for _, n := range names {
+				if _, ok := sysNumbers[n]; ok && !slices.Contains(p.Syscalls, n) {
+					p.Syscalls = append(p.Syscalls, n)
+				}
+			}
+			continue
+		}
 		if isSyscallEvent(r.Event) {
 			on, err := rs.constant(rs.asts[i].NativeRep().Expr(), rs.asts[i], vars)
 			if err != nil {

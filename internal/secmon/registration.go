@@ -47,6 +47,8 @@ type Alert struct {
 	Process     AlertProcess  `json:"process"`
 	Exec        *AlertExec    `json:"exec,omitempty"`
 	Connect     *AlertConnect `json:"connect,omitempty"`
+	Syscall     *AlertSyscall `json:"syscall,omitempty"`
+	File        *AlertFile    `json:"file,omitempty"`
 	// DelayMicros is the time from the kernel's event to this line.
 	DelayMicros int64 `json:"delayMicros"`
 }
@@ -65,6 +67,18 @@ type AlertProcess struct {
 type AlertExec struct {
 	Path  string `json:"path"`
 	Drift bool   `json:"drift"`
+}
+
+// AlertSyscall is a system call's details.
+type AlertSyscall struct {
+	Name string  `json:"name"`
+	Args []int64 `json:"args"`
+}
+
+// AlertFile is an open's details.
+type AlertFile struct {
+	Path  string `json:"path"`
+	Write bool   `json:"write"`
 }
 
 // AlertConnect is a connect's details.

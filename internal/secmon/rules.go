@@ -90,6 +90,13 @@ type (
 		Path  string `cel:"path"`
 		Write bool   `cel:"write"`
 	}
+	// SyscallVars is `syscall`, for the system call kinds (ptrace,
+	// mount, module, bpf, namespace, setuid): its name and first four
+	// arguments as integers.
+	SyscallVars struct {
+		Name string  `cel:"name"`
+		Args []int64 `cel:"args"`
+	}
 	// ProcessVars is `process`, the acting process.
 	ProcessVars struct {
 		Pid  int64  `cel:"pid"`
@@ -144,7 +151,9 @@ func (c Container) vars() ContainerVars {
 func newEnv() (*cel.Env, error) {
 	return cel.NewEnv(
 		ext.NativeTypes(reflect.TypeFor[ExecVars](), reflect.TypeFor[ConnectVars](), reflect.TypeFor[FileVars](),
-			reflect.TypeFor[ProcessVars](), reflect.TypeFor[ContainerVars](), reflect.TypeFor[PodVars](), ext.ParseStructTags(true)),
+			reflect.TypeFor[ProcessVars](), reflect.TypeFor[ContainerVars](), reflect.TypeFor[PodVars](), reflect.TypeFor[SyscallVars](),
+			ext.ParseStructTags(true)),
+		cel.Variable("syscall", cel.ObjectType("secmon.SyscallVars")),
 		cel.Variable("exec", cel.ObjectType("secmon.ExecVars")),
 		cel.Variable("connect", cel.ObjectType("secmon.ConnectVars")),
 		cel.Variable("file", cel.ObjectType("secmon.FileVars")),
@@ -318,7 +327,8 @@ func Merge(sets ...*RuleSet) (*RuleSet, error) {
 }
 
 // eventVar is the variable of the event a kind of rule sees.
-var eventVar = map[string]string{EventExec: "exec", EventConnect: "connect", EventAccept: "connect", EventOpen: "file"}
+var eventVar = map[string]string{EventExec: "exec", EventConnect: "connect", EventAccept: "connect", EventOpen: "file",
+	EventPtrace: "syscall", EventMount: "syscall", EventModule: "syscall", EventBPF: "syscall", EventNamespace: "syscall", EventSetuid: "syscall"}
 
 // checkVars refuses a condition that reads another kind's event (a
 // connect rule reading exec.path would never be true).
@@ -332,7 +342,7 @@ func checkVars(a *cel.Ast, event string) error {
 		switch e.Kind() {
 		case celast.IdentKind:
 			switch n := e.AsIdent(); n {
-			case "exec", "connect", "file":
+			case "exec", "connect", "file", "syscall":
 				if eventVar[event] != n {
 					bad = n
 				}
@@ -377,6 +387,7 @@ type Input struct {
 	Exec      *ExecVars
 	Connect   *ConnectVars
 	File      *FileVars
+	Syscall   *SyscallVars
 	Process   ProcessVars
 	Container Container
 }
@@ -386,7 +397,10 @@ type Input struct {
 // error.
 func (rs *RuleSet) Eval(i int, in Input) (bool, error) {
 	vars := map[string]any{"process": in.Process, "container": in.Container.vars()}
-	vars["exec"], vars["connect"], vars["file"] = ExecVars{Argv: []string{}}, ConnectVars{}, FileVars{}
+	vars["exec"], vars["connect"], vars["file"], vars["syscall"] = ExecVars{Argv: []string{}}, ConnectVars{}, FileVars{}, SyscallVars{Args: []int64{}}
+	if in.Syscall != nil {
+		vars["syscall"] = *in.Syscall
+	}
 	if in.Exec != nil {
 		vars["exec"] = *in.Exec
 	}

@@ -2,6 +2,7 @@ package secmon
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 
@@ -44,7 +45,7 @@ func TestParseAndPlan(t *testing.T) {
 	if len(p.Exec.Rules) != 2 || !p.Exec.Report || len(p.Connect.Rules) != 1 || p.Connect.Report {
 		t.Fatalf("plan %+v", p)
 	}
-	if len(p.Seccomp) != 1 || p.Seccomp[0].Syscalls[0] != "ptrace" {
+	if len(p.Syscalls) != 0 || len(p.Seccomp) != 1 || p.Seccomp[0].Syscalls[0] != "ptrace" {
 		t.Fatalf("seccomp %+v", p.Seccomp)
 	}
 	shell := p.Exec.Rules[0]
@@ -83,6 +84,37 @@ func TestParseAndPlan(t *testing.T) {
 	}
 }
 
+func TestSyscallAlertPlan(t *testing.T) {
+	rs, err := ParseRules([]byte(`rules:
+- name: tracing
+  event: ptrace
+  condition: syscall.name == "ptrace" && syscall.args[0] == 16
+  action: alert
+- name: etc-writes
+  event: open
+  condition: file.write && file.path.startsWith("/etc/")
+  action: alert
+`), "r")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := rs.Plan(Container{ID: "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Empty() || !slices.Contains(p.Syscalls, "ptrace") || !slices.Contains(p.Syscalls, "openat") {
+		t.Errorf("syscalls %v", p.Syscalls)
+	}
+	ok, err := rs.Eval(0, Input{Syscall: &SyscallVars{Name: "ptrace", Args: []int64{16, 1, 0, 0}}})
+	if !ok || err != nil {
+		t.Errorf("tracing: %v %v", ok, err)
+	}
+	ok, err = rs.Eval(1, Input{File: &FileVars{Path: "/etc/passwd", Write: true}})
+	if !ok || err != nil {
+		t.Errorf("etc-writes: %v %v", ok, err)
+	}
+}
+
 func TestRefusals(t *testing.T) {
 	for _, c := range []struct{ rules, want string }{
 		{"rules: []", "no rules"},
@@ -93,7 +125,9 @@ func TestRefusals(t *testing.T) {
 		{"rules:\n- name: a\n  event: exec\n  condition: exec.argv.size() > 1\n  action: kill\n", "cannot be checked in the kernel"},
 		{"rules:\n- name: a\n  event: connect\n  condition: process.uid == 0\n  action: deny\n", "cannot be checked in the kernel"},
 		{"rules:\n- name: a\n  event: ptrace\n  condition: process.uid == 0\n  action: deny\n", "only container fields"},
-		{"rules:\n- name: a\n  event: ptrace\n  condition: 'true'\n  action: alert\n", "not implemented yet"},
+		{"rules:\n- name: a\n  event: ptrace\n  condition: 'true'\n  action: kill\n", "does not stop the call"},
+		{"rules:\n- name: a\n  event: open\n  condition: file.path.startsWith('/etc/')\n  action: deny\n", "needs Landlock"},
+		{"rules:\n- name: a\n  event: ptrace\n  condition: exec.path == ''\n  action: alert\n", "a ptrace rule cannot use exec"},
 		{"rules:\n- name: a\n  event: exex\n  condition: 'true'\n  action: alert\n", `event "exex": not one of`},
 		{"rules:\n- name: a\n  event: exec\n  condition: 'true'\n  action: block\n", `action "block"`},
 		{"rules:\n- name: a\n  event: exec\n  condition: 'true'\n  action: alert\n- name: a\n  event: exec\n  condition: 'true'\n  action: alert\n", "a second rule"},

@@ -103,6 +103,33 @@ func (o *Objects) AttachExec() error {
 	return nil
 }
 
+// AttachSysEnter attaches the system call program (host-wide: it costs
+// every system call of the host a map lookup, so it is attached only while
+// some container has alert rules on system calls).
+func (o *Objects) AttachSysEnter() error {
+	p := o.linkPath("sys_enter")
+	if _, err := os.Stat(p); err == nil {
+		return nil
+	}
+	l, err := link.AttachRawTracepoint(link.RawTracepointOptions{Name: "sys_enter", Program: o.BerthSysEnter})
+	if err != nil {
+		return fmt.Errorf("attach to the sys_enter tracepoint: %w", err)
+	}
+	defer l.Close()
+	if err := l.Pin(p); err != nil {
+		return fmt.Errorf("pin the sys_enter link: %w", err)
+	}
+	return nil
+}
+
+// DetachSysEnter removes the system call program's link.
+func (o *Objects) DetachSysEnter() error {
+	if err := os.Remove(o.linkPath("sys_enter")); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
 // AttachConnect attaches the connect programs to one container's cgroup
 // (a v2 directory) and pins the links under the cgroup's id.
 func (o *Objects) AttachConnect(cgroupDir string, cgid uint64) error {

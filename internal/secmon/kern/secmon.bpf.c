@@ -37,7 +37,11 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define AF_INET 2
 #define AF_INET6 10
 
-enum kind { KIND_EXEC = 1, KIND_CONNECT = 2 };
+enum kind { KIND_EXEC = 1, KIND_CONNECT = 2, KIND_SYSCALL = 3, KIND_OPEN = 4 };
+#define MAX_SYSCALL 512
+#define O_ACCMODE 3
+#define O_CREAT 0100
+#define O_TRUNC 01000
 enum atom_kind {
 	ATOM_PATH_EQ = 1,
 	ATOM_PATH_PREFIX = 2,
@@ -88,7 +92,8 @@ struct event {
 	__u32 proto;
 	__u8 addr[16];
 	__u32 args_len;
-	__u32 pad;
+	__u32 nr; // system call number (KIND_SYSCALL, KIND_OPEN)
+	__u64 sargs[4]; // its first arguments
 	char comm[16];
 	char path[EV_PATH];
 	char args[EV_ARGS];
@@ -117,6 +122,25 @@ struct {
 	__uint(max_entries, 1 << 22);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } events SEC(".maps");
+
+// sys_policy says which system calls of a container are reported, and
+// which numbers are the open family on this architecture (user space
+// knows them; 0xffffffff where the call does not exist).
+struct sys_policy {
+	__u64 report[MAX_SYSCALL / 64];
+	__u32 nr_open;
+	__u32 nr_openat;
+	__u32 nr_openat2;
+	__u32 nr_creat;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, struct sys_policy);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sys_policies SEC(".maps");
 
 // scratch holds the event being built: the decision never depends on
 // room in the ring buffer (a full buffer loses the report, not the
@@ -160,6 +184,15 @@ struct linux_binprm {
 struct mm_struct {
 	unsigned long arg_start;
 	unsigned long arg_end;
+} __attribute__((preserve_access_index));
+// The system call's registers: x86-64 and arm64 flavours, picked at
+// load time by which fields the kernel's struct pt_regs has.
+struct pt_regs___x86 {
+	unsigned long di, si, dx, r10;
+} __attribute__((preserve_access_index));
+struct pt_regs___arm64 {
+	unsigned long long orig_x0;
+	unsigned long long regs[31];
 } __attribute__((preserve_access_index));
 struct task_struct {
 	int tgid;
@@ -378,3 +411,72 @@ int berth_connect4(struct bpf_sock_addr *ctx) { return on_connect(ctx, 0); }
 
 SEC("cgroup/connect6")
 int berth_connect6(struct bpf_sock_addr *ctx) { return on_connect(ctx, 1); }
+
+// sys_args reads the first four system call arguments. Only the branch
+// of the running architecture survives loading: the other's field reads
+// are poisoned by CO-RE and never reached.
+static __always_inline void sys_args(void *regs, __u64 *a)
+{
+	if (bpf_core_field_exists(struct pt_regs___x86, di)) {
+		struct pt_regs___x86 *r = regs;
+		a[0] = BPF_CORE_READ(r, di);
+		a[1] = BPF_CORE_READ(r, si);
+		a[2] = BPF_CORE_READ(r, dx);
+		a[3] = BPF_CORE_READ(r, r10);
+	} else if (bpf_core_field_exists(struct pt_regs___arm64, orig_x0)) {
+		struct pt_regs___arm64 *r = regs;
+		a[0] = BPF_CORE_READ(r, orig_x0);
+		a[1] = BPF_CORE_READ(r, regs[1]);
+		a[2] = BPF_CORE_READ(r, regs[2]);
+		a[3] = BPF_CORE_READ(r, regs[3]);
+	}
+}
+
+// sys_enter reports the system calls a container's alert rules watch;
+// open-family calls only when they open for writing.
+// Arguments: (struct pt_regs *regs, long id).
+SEC("raw_tracepoint/sys_enter")
+int berth_sys_enter(struct bpf_raw_tracepoint_args *ctx)
+{
+	__u64 cgid = bpf_get_current_cgroup_id();
+	struct sys_policy *p = bpf_map_lookup_elem(&sys_policies, &cgid);
+	if (!p)
+		return 0;
+	long nr = (long)ctx->args[1];
+	if (nr < 0 || nr >= MAX_SYSCALL)
+		return 0;
+	if (!((p->report[(nr >> 6) & (MAX_SYSCALL / 64 - 1)] >> (nr & 63)) & 1))
+		return 0;
+	void *regs = (void *)ctx->args[0];
+	struct event *ev = new_event();
+	if (!ev)
+		return 0;
+	fill_task(ev);
+	ev->cgid = cgid;
+	ev->nr = nr;
+	ev->kind = KIND_SYSCALL;
+	sys_args(regs, ev->sargs);
+	if (nr == p->nr_open || nr == p->nr_openat || nr == p->nr_openat2 || nr == p->nr_creat) {
+		const char *path;
+		__u64 flags;
+		if (nr == p->nr_open) {
+			path = (const char *)ev->sargs[0];
+			flags = ev->sargs[1];
+		} else if (nr == p->nr_creat) {
+			path = (const char *)ev->sargs[0];
+			flags = O_CREAT | O_TRUNC | 1;
+		} else {
+			path = (const char *)ev->sargs[1];
+			flags = ev->sargs[2];
+			if (nr == p->nr_openat2 && bpf_probe_read_user(&flags, sizeof(flags), (void *)ev->sargs[2]))
+				flags = 0;
+		}
+		if ((flags & O_ACCMODE) == 0 && !(flags & (O_CREAT | O_TRUNC)))
+			return 0;
+		ev->kind = KIND_OPEN;
+		bpf_probe_read_user_str(ev->path, sizeof(ev->path), path);
+	}
+	if (bpf_ringbuf_output(&events, ev, sizeof(*ev), 0))
+		count_lost();
+	return 0;
+}

@@ -39,7 +39,8 @@ type SecmonEvent struct {
 	Proto   uint32
 	Addr    [16]uint8
 	ArgsLen uint32
-	Pad     uint32
+	Nr      uint32
+	Sargs   [4]uint64
 	Comm    [16]int8
 	Path    [256]int8
 	Args    [256]int8
@@ -62,6 +63,15 @@ type SecmonPolicy struct {
 	Rules  [8]SecmonKrule
 }
 
+type SecmonSysPolicy struct {
+	_         structs.HostLayout
+	Report    [8]uint64
+	NrOpen    uint32
+	NrOpenat  uint32
+	NrOpenat2 uint32
+	NrCreat   uint32
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -71,9 +81,11 @@ const (
 	SecmonMapExecPolicy     = "exec_policy"
 	SecmonMapLost           = "lost"
 	SecmonMapScratch        = "scratch"
+	SecmonMapSysPolicies    = "sys_policies"
 	SecmonProgBerthConnect4 = "berth_connect4"
 	SecmonProgBerthConnect6 = "berth_connect6"
 	SecmonProgBerthExec     = "berth_exec"
+	SecmonProgBerthSysEnter = "berth_sys_enter"
 )
 
 // LoadSecmon returns the embedded CollectionSpec for Secmon.
@@ -121,6 +133,7 @@ type SecmonProgramSpecs struct {
 	BerthConnect4 *ebpf.ProgramSpec `ebpf:"berth_connect4"`
 	BerthConnect6 *ebpf.ProgramSpec `ebpf:"berth_connect6"`
 	BerthExec     *ebpf.ProgramSpec `ebpf:"berth_exec"`
+	BerthSysEnter *ebpf.ProgramSpec `ebpf:"berth_sys_enter"`
 }
 
 // SecmonMapSpecs contains maps before they are loaded into the kernel.
@@ -132,6 +145,7 @@ type SecmonMapSpecs struct {
 	ExecPolicy    *ebpf.MapSpec `ebpf:"exec_policy"`
 	Lost          *ebpf.MapSpec `ebpf:"lost"`
 	Scratch       *ebpf.MapSpec `ebpf:"scratch"`
+	SysPolicies   *ebpf.MapSpec `ebpf:"sys_policies"`
 }
 
 // SecmonVariableSpecs contains global variables before they are loaded into the kernel.
@@ -165,6 +179,7 @@ type SecmonMaps struct {
 	ExecPolicy    *ebpf.Map `ebpf:"exec_policy"`
 	Lost          *ebpf.Map `ebpf:"lost"`
 	Scratch       *ebpf.Map `ebpf:"scratch"`
+	SysPolicies   *ebpf.Map `ebpf:"sys_policies"`
 }
 
 func (m *SecmonMaps) Close() error {
@@ -174,6 +189,7 @@ func (m *SecmonMaps) Close() error {
 		m.ExecPolicy,
 		m.Lost,
 		m.Scratch,
+		m.SysPolicies,
 	)
 }
 
@@ -190,6 +206,7 @@ type SecmonPrograms struct {
 	BerthConnect4 *ebpf.Program `ebpf:"berth_connect4"`
 	BerthConnect6 *ebpf.Program `ebpf:"berth_connect6"`
 	BerthExec     *ebpf.Program `ebpf:"berth_exec"`
+	BerthSysEnter *ebpf.Program `ebpf:"berth_sys_enter"`
 }
 
 func (p *SecmonPrograms) Close() error {
@@ -197,6 +214,7 @@ func (p *SecmonPrograms) Close() error {
 		p.BerthConnect4,
 		p.BerthConnect6,
 		p.BerthExec,
+		p.BerthSysEnter,
 	)
 }
 
