@@ -88,36 +88,30 @@ func (o *Objects) linkPath(name string) string { return filepath.Join(o.dir, "li
 // AttachExec attaches the exec program (host-wide: it filters by cgroup
 // id itself) unless a pinned link from an earlier agent already does.
 func (o *Objects) AttachExec() error {
-	p := o.linkPath("exec")
-	if _, err := os.Stat(p); err == nil {
-		return nil
-	}
-	l, err := link.AttachRawTracepoint(link.RawTracepointOptions{Name: "sched_process_exec", Program: o.BerthExec})
-	if err != nil {
-		return fmt.Errorf("attach to the sched_process_exec tracepoint: %w", err)
-	}
-	defer l.Close()
-	if err := l.Pin(p); err != nil {
-		return fmt.Errorf("pin the exec link: %w", err)
-	}
-	return nil
+	return o.attachRawTracepoint("sched_process_exec", "exec", o.BerthExec)
 }
 
 // AttachSysEnter attaches the system call program (host-wide: it costs
 // every system call of the host a map lookup, so it is attached only while
 // some container has alert rules on system calls).
 func (o *Objects) AttachSysEnter() error {
-	p := o.linkPath("sys_enter")
+	return o.attachRawTracepoint("sys_enter", "sys_enter", o.BerthSysEnter)
+}
+
+// attachRawTracepoint attaches prog to a raw tracepoint and pins the link
+// as links/pin, unless that pin exists (an earlier agent's link).
+func (o *Objects) attachRawTracepoint(tp, pin string, prog *ebpf.Program) error {
+	p := o.linkPath(pin)
 	if _, err := os.Stat(p); err == nil {
 		return nil
 	}
-	l, err := link.AttachRawTracepoint(link.RawTracepointOptions{Name: "sys_enter", Program: o.BerthSysEnter})
+	l, err := link.AttachRawTracepoint(link.RawTracepointOptions{Name: tp, Program: prog})
 	if err != nil {
-		return fmt.Errorf("attach to the sys_enter tracepoint: %w", err)
+		return fmt.Errorf("attach to the %s tracepoint: %w", tp, err)
 	}
 	defer l.Close()
 	if err := l.Pin(p); err != nil {
-		return fmt.Errorf("pin the sys_enter link: %w", err)
+		return fmt.Errorf("pin the %s link: %w", pin, err)
 	}
 	return nil
 }
