@@ -111,7 +111,8 @@ func monitorEvents(ctx context.Context, cmd *cli.Command) error {
 		if len(id) > 12 {
 			id = id[:12]
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", a.Time.Local().Format("2006-01-02T15:04:05.000"), a.Rule, a.Action, id, a.Process.Pid, strings.Join(a.Process.Argv, " "), detail)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", a.Time.Local().Format("2006-01-02T15:04:05.000"), printable(a.Rule), a.Action, printable(id),
+			a.Process.Pid, printable(strings.Join(a.Process.Argv, " ")), printable(detail))
 		return tw.Flush()
 	})
 }
@@ -121,4 +122,15 @@ func netJoin(addr string, port int) string {
 		return fmt.Sprintf("[%s]:%d", addr, port)
 	}
 	return fmt.Sprintf("%s:%d", addr, port)
+}
+
+// printable replaces control characters: argv and paths come from the
+// container and must not drive the user's terminal.
+func printable(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < ' ' || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+			return '?'
+		}
+		return r
+	}, s)
 }

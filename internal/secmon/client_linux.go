@@ -115,7 +115,7 @@ func Prepare(o Options, rs *RuleSet, reg Registration, regPath string, spec *spe
 	if o.AgentBin == "" {
 		return fmt.Errorf("monitor rules: no berth-secmon binary: %w", errdefs.ErrFailedPrecondition)
 	}
-	reg.Rules = rs.Rules
+	reg.Rules, reg.Webhook = rs.Rules, rs.Webhook
 	b, err := json.Marshal(reg)
 	if err != nil {
 		return err

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"net/url"
 	"reflect"
 	"strings"
 
@@ -65,7 +66,10 @@ type Rule struct {
 
 // RuleSet is a parsed and type-checked list of rules.
 type RuleSet struct {
-	Rules    []Rule
+	Rules []Rule
+	// Webhook is the file's `webhook:` URL (the first of the merged
+	// sets' that has one): each alert is POSTed there as JSON.
+	Webhook  string
 	programs []cel.Program
 	asts     []*cel.Ast
 	env      *cel.Env
@@ -195,7 +199,8 @@ func ParseRules(data []byte, source string) (*RuleSet, error) {
 		return nil, bad("larger than %d bytes", maxRulesBytes)
 	}
 	var doc struct {
-		Rules []yaml.Node `yaml:"rules"`
+		Rules   []yaml.Node `yaml:"rules"`
+		Webhook string      `yaml:"webhook"`
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
@@ -238,7 +243,18 @@ func ParseRules(data []byte, source string) (*RuleSet, error) {
 	if len(rules) == 0 {
 		return nil, bad("no rules")
 	}
-	return CompileRules(rules)
+	if doc.Webhook != "" {
+		u, err := url.Parse(doc.Webhook)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, bad("webhook %q: not an http or https URL", doc.Webhook)
+		}
+	}
+	rs, err := CompileRules(rules)
+	if err != nil {
+		return nil, err
+	}
+	rs.Webhook = doc.Webhook
+	return rs, nil
 }
 
 func checkRule(r Rule) error {
@@ -315,15 +331,24 @@ func CompileRules(rules []Rule) (*RuleSet, error) {
 // Merge concatenates rule sets (global, container, pod) into one.
 func Merge(sets ...*RuleSet) (*RuleSet, error) {
 	var all []Rule
+	hook := ""
 	for _, s := range sets {
 		if s != nil {
 			all = append(all, s.Rules...)
+			if hook == "" {
+				hook = s.Webhook
+			}
 		}
 	}
 	if len(all) == 0 {
 		return nil, nil
 	}
-	return CompileRules(all)
+	rs, err := CompileRules(all)
+	if err != nil {
+		return nil, err
+	}
+	rs.Webhook = hook
+	return rs, nil
 }
 
 // eventVar is the variable of the event a kind of rule sees.

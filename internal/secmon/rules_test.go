@@ -118,6 +118,7 @@ func TestSyscallAlertPlan(t *testing.T) {
 func TestRefusals(t *testing.T) {
 	for _, c := range []struct{ rules, want string }{
 		{"rules: []", "no rules"},
+		{"webhook: ftp://x/\nrules:\n- name: a\n  event: exec\n  condition: 'true'\n  action: alert\n", `webhook "ftp://x/": not an http or https URL`},
 		{"rules:\n- name: a\n  event: exec\n  condition: exec.pth == 'x'\n  action: alert\n", `rule "a" (line 2): condition: ERROR: <input>:1:5: undefined field 'pth'`},
 		{"rules:\n- name: a\n  event: exec\n  condition: exec.path == 'x'\n  action: deny\n", "exec deny needs a hook"},
 		{"rules:\n- name: a\n  event: exec\n  condition: exec.path\n  action: alert\n", "not a bool"},

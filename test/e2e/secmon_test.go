@@ -9,6 +9,8 @@ package e2e
 import (
 	"encoding/json"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -121,7 +123,19 @@ func killAgent(t *testing.T) {
 // alert-only rule's record beside them.
 func TestSecmonDriftAndShell(t *testing.T) {
 	e := newSecmon(t)
-	rules := e.rulesFile(`rules:
+	posted := make(chan secmon.Alert, 100)
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var a secmon.Alert
+		if json.NewDecoder(r.Body).Decode(&a) == nil {
+			select {
+			case posted <- a:
+			default:
+			}
+		}
+	}))
+	defer hook.Close()
+	rules := e.rulesFile(`webhook: ` + hook.URL + `
+rules:
 - name: no-drift
   event: exec
   condition: exec.drift
@@ -146,6 +160,15 @@ func TestSecmonDriftAndShell(t *testing.T) {
 		t.Errorf("drift alert %+v", a)
 	}
 	e.waitAlert("seen-cat", func(a secmon.Alert) bool { return a.Action == "alert" })
+	deadline := time.After(20 * time.Second)
+	for got := false; !got; {
+		select {
+		case a := <-posted:
+			got = a.Rule == "no-drift" && a.Container == id
+		case <-deadline:
+			t.Fatal("no webhook post of the drift alert")
+		}
+	}
 
 	r = e.berth("exec", id, "sh", "-c", "echo SHELL")
 	if r.code == 0 || strings.Contains(r.stdout, "SHELL") {
@@ -163,6 +186,32 @@ func TestSecmonDriftAndShell(t *testing.T) {
 	// The engine's events stream has them too.
 	if out := e.ok("events", "--since", "30m", "--until", strconv.FormatInt(time.Now().Unix()+5, 10), "--filter", "event=secmon_kill"); !strings.Contains(out, "secmon_kill") {
 		t.Errorf("berth events: no secmon_kill event: %q", out)
+	}
+}
+
+// TestSecmonSubCgroup: a privileged container that moves itself into a
+// child of its cgroup stays under its rules (the programs look up the
+// nearest ancestor with a policy).
+func TestSecmonSubCgroup(t *testing.T) {
+	e := newSecmon(t)
+	rules := e.rulesFile(`rules:
+- name: no-drift
+  event: exec
+  condition: exec.drift
+  action: kill
+- name: egress
+  event: connect
+  condition: connect.port == 8888
+  action: deny
+`)
+	script := `set -e; mkdir /tmp/cg; mount -t cgroup2 none /tmp/cg; P=$(sed -n 's/^0:://p' /proc/self/cgroup)
+mkdir /tmp/cg$P/sub; echo $$ > /tmp/cg$P/sub/cgroup.procs; sed -n 's/^0:://p' /proc/self/cgroup
+cp /bin/busybox /tmp/busybox; set +e; /tmp/busybox echo DRIFTED; echo rc=$?; nc -w1 127.0.0.1 8888 </dev/null; echo nc=$?
+echo $$ > /tmp/cg$P/cgroup.procs; rmdir /tmp/cg$P/sub; umount /tmp/cg`
+	r := e.berth("run", "--rm", "--network", "none", "--privileged", "--security-opt", "monitor="+rules, e.image, "sh", "-c", script)
+	if !strings.Contains(r.stdout, "/sub\n") || strings.Contains(r.stdout, "DRIFTED") || !strings.Contains(r.stdout, "rc=137") ||
+		!strings.Contains(r.stdout, "nc=1") || !strings.Contains(r.stderr+r.stdout, "Operation not permitted") {
+		t.Fatalf("from a child cgroup: %s", r)
 	}
 }
 

@@ -208,6 +208,32 @@ static __always_inline void count_lost(void)
 		__sync_fetch_and_add(v, 1);
 }
 
+// container_lookup finds the policy of the container the current task
+// belongs to: its own cgroup's, else its nearest ancestor's that has one,
+// so that a process that moves itself into a child cgroup (where the
+// cgroup is delegated) stays under its container's rules. Host processes
+// sit near the root: the walk ends at once for them.
+static __always_inline void *container_lookup(void *map, __u64 *cgid)
+{
+	__u64 cg = bpf_get_current_cgroup_id();
+	void *p = bpf_map_lookup_elem(map, &cg);
+	if (p) {
+		*cgid = cg;
+		return p;
+	}
+	for (int level = 1; level < 8; level++) {
+		__u64 a = bpf_get_current_ancestor_cgroup_id(level);
+		if (!a || a == cg)
+			break;
+		p = bpf_map_lookup_elem(map, &a);
+		if (p) {
+			*cgid = a;
+			return p;
+		}
+	}
+	return 0;
+}
+
 static __always_inline struct event *new_event(void)
 {
 	__u32 k = 0;
@@ -312,8 +338,8 @@ static __always_inline void fill_task(struct event *ev)
 SEC("raw_tracepoint/sched_process_exec")
 int berth_exec(struct bpf_raw_tracepoint_args *ctx)
 {
-	__u64 cgid = bpf_get_current_cgroup_id();
-	struct policy *p = bpf_map_lookup_elem(&exec_policy, &cgid);
+	__u64 cgid;
+	struct policy *p = container_lookup(&exec_policy, &cgid);
 	if (!p)
 		return 0;
 	struct event *ev = new_event();
@@ -363,8 +389,8 @@ int berth_exec(struct bpf_raw_tracepoint_args *ctx)
 
 static __always_inline int on_connect(struct bpf_sock_addr *ctx, int v6)
 {
-	__u64 cgid = bpf_get_current_cgroup_id();
-	struct policy *p = bpf_map_lookup_elem(&connect_policy, &cgid);
+	__u64 cgid;
+	struct policy *p = container_lookup(&connect_policy, &cgid);
 	if (!p)
 		return 1;
 	struct event *ev = new_event();
@@ -438,8 +464,8 @@ static __always_inline void sys_args(void *regs, __u64 *a)
 SEC("raw_tracepoint/sys_enter")
 int berth_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 {
-	__u64 cgid = bpf_get_current_cgroup_id();
-	struct sys_policy *p = bpf_map_lookup_elem(&sys_policies, &cgid);
+	__u64 cgid;
+	struct sys_policy *p = container_lookup(&sys_policies, &cgid);
 	if (!p)
 		return 0;
 	long nr = (long)ctx->args[1];
