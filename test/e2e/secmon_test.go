@@ -189,12 +189,8 @@ rules:
 	}
 }
 
-// TestSecmonSubCgroup: a privileged container that moves itself into a
-// child of its cgroup stays under its rules (the programs look up the
-// nearest ancestor with a policy).
-func TestSecmonSubCgroup(t *testing.T) {
-	e := newSecmon(t)
-	rules := e.rulesFile(`rules:
+// driftAndPortRules kill drift and deny connects to port 8888.
+const driftAndPortRules = `rules:
 - name: no-drift
   event: exec
   condition: exec.drift
@@ -203,7 +199,14 @@ func TestSecmonSubCgroup(t *testing.T) {
   event: connect
   condition: connect.port == 8888
   action: deny
-`)
+`
+
+// TestSecmonSubCgroup: a privileged container that moves itself into a
+// child of its cgroup stays under its rules (the programs look up the
+// nearest ancestor with a policy).
+func TestSecmonSubCgroup(t *testing.T) {
+	e := newSecmon(t)
+	rules := e.rulesFile(driftAndPortRules)
 	script := `set -e; mkdir /tmp/cg; mount -t cgroup2 none /tmp/cg; P=$(sed -n 's/^0:://p' /proc/self/cgroup)
 mkdir /tmp/cg$P/sub; echo $$ > /tmp/cg$P/sub/cgroup.procs; sed -n 's/^0:://p' /proc/self/cgroup
 cp /bin/busybox /tmp/busybox; set +e; /tmp/busybox echo DRIFTED; echo rc=$?; nc -w1 127.0.0.1 8888 </dev/null; echo nc=$?
@@ -370,16 +373,7 @@ func main() {
 // meanwhile is written by the next agent, which a new container starts.
 func TestSecmonAgentRestart(t *testing.T) {
 	e := newSecmon(t)
-	rules := e.rulesFile(`rules:
-- name: no-drift
-  event: exec
-  condition: exec.drift
-  action: kill
-- name: egress
-  event: connect
-  condition: connect.port == 8888
-  action: deny
-`)
+	rules := e.rulesFile(driftAndPortRules)
 	id := e.runD("--network", "none", "--security-opt", "monitor="+rules, e.image, "sleep", "1000")
 	old := agentPid(t)
 	if old == 0 {
