@@ -290,7 +290,7 @@ func Hook(ctx context.Context, o Options, regPath string, state io.Reader) error
 		}
 		// An agent that was exiting (its last container just went)
 		// refuses; the next one takes the container.
-		if attempt < 3 && (err.Error() == errAgentExiting.Error() || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, os.ErrNotExist)) {
+		if attempt < 20 && (err.Error() == errAgentExiting.Error() || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, os.ErrNotExist)) {
 			time.Sleep(100 * time.Millisecond)
 			continue
 		}
