@@ -78,6 +78,13 @@ func monitorEvents(ctx context.Context, cmd *cli.Command) error {
 	if err != nil {
 		return err
 	}
+	if self, err := os.Executable(); err == nil {
+		if bin := findBinary(self, "berth-secmon"); bin != "" {
+			if err := secmon.Revive(ctx, secmon.Options{AgentBin: bin}); err != nil {
+				fmt.Fprintln(os.Stderr, "berth: warning: the monitor agent:", err)
+			}
+		}
+	}
 	var tw *tabwriter.Writer
 	if format == "" {
 		tw = tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)

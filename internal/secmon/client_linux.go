@@ -369,3 +369,16 @@ func AgentStats(ctx context.Context, o Options) (Stats, error) {
 	err = json.Unmarshal(resp.Stats, &st)
 	return st, err
 }
+
+// Revive starts the agent when containers are registered and none
+// answers (it was killed, or crashed): the kernel has gone on enforcing,
+// and the events it queued meanwhile become alerts. `berth monitor events`
+// calls it.
+func Revive(ctx context.Context, o Options) error {
+	o = o.withDefaults()
+	ents, err := os.ReadDir(filepath.Join(o.AgentDir, "containers"))
+	if err != nil || len(ents) == 0 {
+		return nil
+	}
+	return EnsureAgent(ctx, o)
+}

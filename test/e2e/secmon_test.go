@@ -384,14 +384,19 @@ func TestSecmonAgentRestart(t *testing.T) {
 	if strings.Contains(r.stdout, "DRIFTED") || !strings.Contains(r.stdout, "rc=137") || !strings.Contains(r.stdout, "nc=1") || !strings.Contains(r.stderr+r.stdout, "Operation not permitted") {
 		t.Fatalf("with the agent down: %s", r)
 	}
-	// A second container brings a new agent, which reads what the
-	// kernel queued meanwhile.
-	e.runD("--network", "none", "--security-opt", "monitor="+rules, e.image, "sleep", "1000")
+	// `monitor events` brings a new agent, which reads what the kernel
+	// queued meanwhile.
+	e.waitAlert("no-drift", func(a secmon.Alert) bool { return a.Container == id })
+	e.waitAlert("egress", func(a secmon.Alert) bool { return a.Container == id })
 	if now := agentPid(t); now == 0 || now == old {
 		t.Fatalf("agent pid %d after a restart (was %d)", now, old)
 	}
-	e.waitAlert("no-drift", func(a secmon.Alert) bool { return a.Container == id })
-	e.waitAlert("egress", func(a secmon.Alert) bool { return a.Container == id })
+	// A second container is taken by the new agent.
+	id2 := e.runD("--network", "none", "--security-opt", "monitor="+rules, e.image, "sleep", "1000")
+	r = e.berth("exec", id2, "sh", "-c", "cp /bin/busybox /tmp/busybox && /tmp/busybox echo DRIFTED; echo rc=$?")
+	if strings.Contains(r.stdout, "DRIFTED") || !strings.Contains(r.stdout, "rc=137") {
+		t.Fatalf("second container: %s", r)
+	}
 }
 
 // TestSecmonRefused: rules the host cannot enforce, or that do not
