@@ -108,7 +108,7 @@ func createFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "read-only", Usage: "mount the root file system read-only"},
 		&cli.StringSliceFlag{Name: "cap-add", Usage: "add a capability (NET_ADMIN, ALL)"},
 		&cli.StringSliceFlag{Name: "cap-drop", Usage: "drop a capability"},
-		&cli.StringSliceFlag{Name: "security-opt", Usage: "no-new-privileges, seccomp=FILE or seccomp=unconfined"},
+		&cli.StringSliceFlag{Name: "security-opt", Usage: "no-new-privileges, seccomp=FILE, seccomp=unconfined or monitor=RULES.yaml"},
 		&cli.BoolFlag{Name: "privileged", Usage: "give the container every capability and device"},
 		&cli.BoolFlag{Name: "init", Usage: "run an init process (tini) as PID 1 that reaps zombies and forwards signals"},
 		&cli.StringFlag{Name: "restart", Value: "no", Usage: "no, on-failure[:max-retries], always or unless-stopped"},
@@ -1119,6 +1119,8 @@ func parseSecurityOpt(s string) (string, error) {
 			return "", fmt.Errorf("the seccomp profile %s is not a file", p)
 		}
 		return "seccomp=" + p, nil
+	case "monitor":
+		return parseMonitorOpt(v)
 	case "label", "apparmor", "systempaths", "mask", "unmask":
 		return "", fmt.Errorf("%s is not supported by berth", k)
 	}

@@ -94,7 +94,7 @@ func app() *cli.Command {
 		pullCommand(), imagesCommand(), imageCommand(), tagCommand(), rmi, pushCommand(),
 		saveCommand(), loadCommand(), importCommand(), loginCommand(), logoutCommand(),
 	}, containerCommands()...)
-	commands = append(commands, containerGroupCommand(), networkCommand(), volumeCommand(), systemCommand(), infoCommand())
+	commands = append(commands, containerGroupCommand(), networkCommand(), volumeCommand(), systemCommand(), infoCommand(), monitorCommand())
 	root := &cli.Command{
 		Name:  "berth",
 		Usage: "images and containers",

@@ -20,6 +20,7 @@ import (
 
 	"github.com/berth-project/berth/internal/engine"
 	"github.com/berth-project/berth/internal/errdefs"
+	"github.com/berth-project/berth/internal/secmon"
 )
 
 // Containers are the engine's containers joined to a pod's sandbox. What
@@ -138,6 +139,11 @@ func (s *Server) createOptions(ctx context.Context, c *runtimeapi.ContainerConfi
 	cfg.Tty, cfg.OpenStdin, cfg.StdinOnce = c.Tty, c.Stdin, c.StdinOnce
 	cfg.AttachStdin, cfg.AttachStdout, cfg.AttachStderr = c.Stdin, true, true
 	hc.Runtime = sb.Config.Runtime
+	// Runtime monitoring rules a pod asks for by annotation apply to each
+	// of its containers (internal/secmon reads the label).
+	if rules := sx.Annotations[secmon.AnnotationRules]; rules != "" {
+		cfg.Labels = map[string]string{secmon.AnnotationRules: rules}
+	}
 	if c.LogPath != "" {
 		if sx.LogDirectory == "" {
 			return o, x, bad("config.log_path %q is given but the pod has no log_directory", c.LogPath)

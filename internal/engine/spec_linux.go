@@ -343,10 +343,11 @@ func parseSecurityOpts(opts []string) (securityOpts, error) {
 			so.seccomp, so.seccompFile = "unconfined", ""
 		case ok && key == "seccomp" && (value == "builtin" || value == "default"):
 			so.seccomp, so.seccompFile = "", ""
+		case ok && key == "monitor" && value != "": // secmon.go
 		case ok && key == "seccomp" && value != "":
 			so.seccomp, so.seccompFile = "custom", value
 		default:
-			return so, fmt.Errorf("invalid --security-opt %q: supported are no-new-privileges[=true|false], seccomp=unconfined and seccomp=PROFILE: %w", o, errdefs.ErrInvalidArgument)
+			return so, fmt.Errorf("invalid --security-opt %q: supported are no-new-privileges[=true|false], seccomp=unconfined, seccomp=PROFILE and monitor=RULES: %w", o, errdefs.ErrInvalidArgument)
 		}
 	}
 	return so, nil

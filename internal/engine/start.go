@@ -545,7 +545,7 @@ func (e *Engine) buildSpec(ctx context.Context, r *record, rootfs, netnsPath str
 	if rootfsPropagation != "" {
 		spec.Linux.RootfsPropagation = rootfsPropagation
 	}
-	return spec, nil
+	return spec, e.secmonPrepare(ctx, r, spec, rootfs)
 }
 
 // initPath finds the init for --init: Debian's static tini.
@@ -598,6 +598,7 @@ func (e *Engine) teardown(ctx context.Context, r *record) {
 		}
 	}
 	e.runtimeDelete(ctx, r)
+	e.secmonRelease(ctx, r)
 	rootfs := filepath.Join(rundir, "rootfs")
 	for i := 0; i < 8; i++ {
 		if err := unix.Unmount(rootfs, unix.MNT_DETACH); err != nil {

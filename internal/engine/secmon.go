@@ -1,0 +1,70 @@
+package engine
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/berth-project/berth/internal/secmon"
+)
+
+// The runtime security monitor (internal/secmon) is wired here: a
+// container's rules (ROOT/secmon.yaml, --security-opt monitor=FILE, the
+// secmon.AnnotationRules label) are compiled when its spec is built, so a
+// rule the host cannot enforce fails the start; the spec gets seccomp
+// denies and a createRuntime hook that puts the rest in the kernel before
+// the container's first instruction. The teardown tells the agent.
+
+// secmonOptions finds berth-secmon beside the monitor binary, else on
+// $PATH.
+func (e *Engine) secmonOptions() secmon.Options {
+	var bin string
+	if e.opts.MonitorBin != "" {
+		p := filepath.Join(filepath.Dir(e.opts.MonitorBin), "berth-secmon")
+		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() {
+			bin = p
+		}
+	}
+	if bin == "" {
+		bin, _ = exec.LookPath("berth-secmon")
+	}
+	return secmon.Options{AgentBin: bin}
+}
+
+// secmonPrepare adds the container's monitor rules to its spec.
+func (e *Engine) secmonPrepare(ctx context.Context, r *record, s *specs.Spec, rootfs string) error {
+	rs, err := secmon.ContainerRules(e.opts.Root, r.HostConfig.SecurityOpt, r.Config.Labels)
+	if err != nil || rs == nil {
+		return err
+	}
+	c := secmon.Container{ID: r.ID, Name: trimSlash(r.Name), Image: r.Config.Image, ImageDigest: r.Image, Labels: r.Config.Labels}
+	if ns, name := r.Config.Labels["io.kubernetes.pod.namespace"], r.Config.Labels["io.kubernetes.pod.name"]; name != "" {
+		c.Pod = &secmon.Pod{Namespace: ns, Name: name}
+	}
+	reg := secmon.Registration{
+		Container:  c,
+		AlertsPath: secmon.AlertsPath(e.opts.Root),
+		EventsPath: e.eventsPath(),
+		Namespace:  e.opts.Namespace,
+		Rootfs:     rootfs,
+	}
+	return secmon.Prepare(e.secmonOptions(), rs, reg, filepath.Join(e.runDir(r.ID), "secmon.json"), s)
+}
+
+// secmonRelease tells the agent the container is gone (nothing when it
+// had no rules).
+func (e *Engine) secmonRelease(ctx context.Context, r *record) {
+	if err := secmon.Release(ctx, e.secmonOptions(), r.ID); err != nil {
+		e.warn("container %s: monitor: %v", r.ID[:12], err)
+	}
+}
+
+func trimSlash(s string) string {
+	if len(s) > 0 && s[0] == '/' {
+		return s[1:]
+	}
+	return s
+}

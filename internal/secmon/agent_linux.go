@@ -1,0 +1,707 @@
+package secmon
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/ringbuf"
+	"golang.org/x/sys/unix"
+
+	"github.com/berth-project/berth/internal/secmon/kern"
+)
+
+// AgentOptions configure the agent.
+type AgentOptions struct {
+	Dir    string // DefaultAgentDir
+	PinDir string // DefaultPinDir
+	Log    *slog.Logger
+	// IdleExit is how long an agent without containers waits for one
+	// before it removes its pins and exits (default 10s).
+	IdleExit time.Duration
+}
+
+// agent is the one monitor process of a host.
+type agent struct {
+	o          AgentOptions
+	objs       *kern.Objects
+	bootOffset time.Duration // wall clock minus CLOCK_BOOTTIME
+	hooks      chan Alert    // to the webhook poster
+
+	mu       sync.Mutex // guards the fields below
+	regs     map[string]*agentReg
+	byCgroup map[uint64]*agentReg
+	files    map[string]*os.File
+	stats    Stats
+	exiting  bool
+	empty    chan struct{} // closed when the last container goes
+}
+
+type agentReg struct {
+	Registration
+	rs  *RuleSet
+	sys bool // has system calls reported
+	// Engine events are limited to engineEventsPerSecond per container
+	// (the alerts log has them all): a container exec'ing in a loop must
+	// not flood the engine's log. Guarded by agent.mu.
+	evWindow time.Time
+	evCount  int
+}
+
+const (
+	engineEventsPerSecond = 20
+	// maxAlertsFile is where the alerts log is rotated (to .1).
+	maxAlertsFile = 64 << 20
+)
+
+// RunAgent runs the agent until ctx ends or the last container with rules
+// goes (then every pin is removed). Only one agent runs per Dir: a second
+// waits for the first's lock, up to 10 s.
+func RunAgent(ctx context.Context, o AgentOptions) error {
+	if o.Dir == "" {
+		o.Dir = DefaultAgentDir
+	}
+	if o.PinDir == "" {
+		o.PinDir = DefaultPinDir
+	}
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	if o.IdleExit == 0 {
+		o.IdleExit = 10 * time.Second
+	}
+	if err := os.MkdirAll(filepath.Join(o.Dir, "containers"), 0o700); err != nil {
+		return fmt.Errorf("agent directory: %w", err)
+	}
+	lock, err := lockFile(ctx, filepath.Join(o.Dir, "agent.lock"), 10*time.Second)
+	if err != nil {
+		return fmt.Errorf("another agent holds %s: %w", o.Dir, err)
+	}
+	defer lock.Close()
+
+	if err := kern.MountBPFFS(); err != nil {
+		return err
+	}
+	objs, err := kern.Load(o.PinDir)
+	if err != nil {
+		return err
+	}
+	a := &agent{
+		o: o, objs: objs, hooks: make(chan Alert, 256),
+		regs: map[string]*agentReg{}, byCgroup: map[uint64]*agentReg{}, files: map[string]*os.File{},
+		empty: make(chan struct{}),
+	}
+	a.stats.Alerts = map[string]map[string]uint64{}
+	var ts, bt unix.Timespec
+	unix.ClockGettime(unix.CLOCK_REALTIME, &ts)
+	unix.ClockGettime(unix.CLOCK_BOOTTIME, &bt)
+	a.bootOffset = time.Duration(ts.Nano() - bt.Nano())
+	if err := objs.AttachExec(); err != nil {
+		objs.Close()
+		return err
+	}
+	a.restore()
+
+	rd, err := ringbuf.NewReader(objs.Events)
+	if err != nil {
+		objs.Close()
+		return fmt.Errorf("open the event ring buffer: %w", err)
+	}
+	sock := filepath.Join(o.Dir, "agent.sock")
+	os.Remove(sock) // ours: we hold the agent lock
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		rd.Close()
+		objs.Close()
+		return fmt.Errorf("agent socket: %w", err)
+	}
+	os.Chmod(sock, 0o600)
+	os.WriteFile(filepath.Join(o.Dir, "agent.pid"), []byte(fmt.Sprint(os.Getpid())), 0o600)
+	o.Log.Info("secmon agent started", "containers", len(a.regs), "pins", o.PinDir)
+
+	var wg sync.WaitGroup
+	wg.Add(3)
+	go func() { defer wg.Done(); a.serve(ln) }()
+	go func() { defer wg.Done(); a.read(rd) }()
+	go func() { defer wg.Done(); a.postWebhooks() }()
+
+	sweep := time.NewTicker(2 * time.Second)
+	defer sweep.Stop()
+	idle := time.NewTimer(o.IdleExit)
+	defer idle.Stop()
+	last := false
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case <-a.empty:
+			last = true
+			break loop
+		case <-idle.C:
+			a.mu.Lock()
+			if len(a.regs) == 0 {
+				a.exiting, last = true, true
+			}
+			a.mu.Unlock()
+			if last {
+				break loop
+			}
+		case <-sweep.C:
+			a.sweep()
+		}
+	}
+	a.mu.Lock()
+	a.exiting = true
+	a.mu.Unlock()
+	ln.Close()
+	os.Remove(sock)
+	rd.Close()
+	close(a.hooks)
+	wg.Wait()
+	a.mu.Lock()
+	for _, f := range a.files {
+		f.Close()
+	}
+	a.mu.Unlock()
+	objs.Close()
+	if last {
+		o.Log.Info("secmon agent: no containers left; removing the pins")
+		if err := kern.Unpin(o.PinDir); err != nil {
+			return fmt.Errorf("remove the pins: %w", err)
+		}
+	}
+	os.Remove(filepath.Join(o.Dir, "agent.pid"))
+	return nil
+}
+
+// lockFile takes an exclusive flock, waiting up to d.
+func lockFile(ctx context.Context, path string, d time.Duration) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	deadline := time.Now().Add(d)
+	for {
+		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			return f, nil
+		}
+		if !errors.Is(err, unix.EWOULDBLOCK) || time.Now().After(deadline) || ctx.Err() != nil {
+			f.Close()
+			return nil, err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (a *agent) regPath(id string) string { return filepath.Join(a.o.Dir, "containers", id+".json") }
+
+// restore takes up the containers a previous agent registered: their
+// kernel state is still pinned; the maps are rewritten from the rules
+// (the same values) and containers whose cgroup is gone are dropped.
+func (a *agent) restore() {
+	ents, _ := os.ReadDir(filepath.Join(a.o.Dir, "containers"))
+	for _, e := range ents {
+		p := filepath.Join(a.o.Dir, "containers", e.Name())
+		b, err := os.ReadFile(p)
+		var reg Registration
+		if err == nil {
+			err = json.Unmarshal(b, &reg)
+		}
+		if err == nil {
+			err = a.add(&reg, false)
+		}
+		if err != nil {
+			a.o.Log.Warn("secmon agent: dropping a registration", "file", p, "err", err)
+			os.Remove(p)
+		}
+	}
+	live := map[uint64]bool{}
+	for id := range a.byCgroup {
+		live[id] = true
+	}
+	for _, id := range a.objs.ConnectLinks() {
+		if !live[id] {
+			a.objs.DetachConnect(id)
+		}
+	}
+}
+
+// add compiles a container's rules and puts them in the kernel.
+func (a *agent) add(reg *Registration, persist bool) error {
+	if reg.Container.ID == "" || strings.ContainsAny(reg.Container.ID, "/.") || reg.CgroupID == 0 || reg.CgroupDir == "" {
+		return errors.New("registration without a container id or cgroup")
+	}
+	if !cgroupAlive(reg.CgroupDir, reg.CgroupID) {
+		return fmt.Errorf("cgroup %s (id %d) does not exist", reg.CgroupDir, reg.CgroupID)
+	}
+	rs, err := CompileRules(reg.Rules)
+	if err != nil {
+		return err
+	}
+	plan, err := rs.Plan(reg.Container)
+	if err != nil {
+		return err
+	}
+	r := &agentReg{Registration: *reg, rs: rs}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.exiting {
+		return errAgentExiting
+	}
+	if persist {
+		b, _ := json.Marshal(reg)
+		if err := writeFileAtomic(a.regPath(reg.Container.ID), b); err != nil {
+			return err
+		}
+	}
+	cg := reg.CgroupID
+	if old := a.regs[reg.Container.ID]; old != nil && old.CgroupID != cg {
+		// The container restarted in a new cgroup.
+		a.objs.ExecPolicy.Delete(old.CgroupID)
+		a.objs.ConnectPolicy.Delete(old.CgroupID)
+		a.objs.SysPolicies.Delete(old.CgroupID)
+		a.objs.DetachConnect(old.CgroupID)
+		delete(a.byCgroup, old.CgroupID)
+	}
+	for _, x := range []struct {
+		m   *ebpf.Map
+		pol KernelPolicy
+	}{{a.objs.ExecPolicy, plan.Exec}, {a.objs.ConnectPolicy, plan.Connect}} {
+		if x.pol.Empty() {
+			x.m.Delete(cg)
+			continue
+		}
+		kp := toKern(x.pol)
+		if err := x.m.Update(cg, kp, ebpf.UpdateAny); err != nil {
+			return fmt.Errorf("update the policy map: %w", err)
+		}
+	}
+	if !plan.Connect.Empty() {
+		if err := a.objs.AttachConnect(reg.CgroupDir, cg); err != nil {
+			return err
+		}
+	}
+	if len(plan.Syscalls) == 0 {
+		a.objs.SysPolicies.Delete(cg)
+	} else {
+		if err := a.objs.SysPolicies.Update(cg, sysPolicy(plan.Syscalls), ebpf.UpdateAny); err != nil {
+			return fmt.Errorf("update the system call map: %w", err)
+		}
+		if err := a.objs.AttachSysEnter(); err != nil {
+			return err
+		}
+	}
+	r.sys = len(plan.Syscalls) > 0
+	a.regs[reg.Container.ID] = r
+	a.byCgroup[cg] = r
+	return nil
+}
+
+// sysPolicy is the kernel's table of the system calls to report.
+func sysPolicy(names []string) *kern.SecmonSysPolicy {
+	sp := &kern.SecmonSysPolicy{NrOpen: ^uint32(0), NrOpenat: ^uint32(0), NrOpenat2: ^uint32(0), NrCreat: ^uint32(0)}
+	for _, n := range names {
+		nr, ok := sysNumbers[n]
+		if !ok || nr >= kern.MaxSyscall {
+			continue
+		}
+		sp.Report[nr/64] |= 1 << (nr % 64)
+		switch n {
+		case "open":
+			sp.NrOpen = nr
+		case "openat":
+			sp.NrOpenat = nr
+		case "openat2":
+			sp.NrOpenat2 = nr
+		case "creat":
+			sp.NrCreat = nr
+		}
+	}
+	return sp
+}
+
+// syscallKinds maps a reported call's number to its name and event kind.
+func syscallKind(nr uint32) (name, kind string) {
+	for n, v := range sysNumbers {
+		if v == nr {
+			name = n
+			break
+		}
+	}
+	for k, names := range syscallEvents {
+		if slices.Contains(names, name) {
+			return name, k
+		}
+	}
+	return name, ""
+}
+
+var errAgentExiting = errors.New("the agent is exiting")
+
+// remove takes a container out of the kernel and the agent.
+func (a *agent) remove(id string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.removeLocked(id)
+}
+
+func (a *agent) removeLocked(id string) {
+	r := a.regs[id]
+	os.Remove(a.regPath(id))
+	if r == nil {
+		return
+	}
+	a.objs.ExecPolicy.Delete(r.CgroupID)
+	a.objs.ConnectPolicy.Delete(r.CgroupID)
+	a.objs.SysPolicies.Delete(r.CgroupID)
+	a.objs.DetachConnect(r.CgroupID)
+	delete(a.regs, id)
+	delete(a.byCgroup, r.CgroupID)
+	if !slices.ContainsFunc(slices.Collect(maps.Values(a.regs)), func(r *agentReg) bool { return r.sys }) {
+		// No container watches system calls: spare the host the
+		// per-call lookup.
+		a.objs.DetachSysEnter()
+	}
+	if len(a.regs) == 0 && !a.exiting {
+		a.exiting = true
+		close(a.empty)
+	}
+}
+
+// sweep drops containers whose cgroup is gone (a teardown that did not
+// tell the agent: a crash, a kill -9).
+func (a *agent) sweep() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for id, r := range a.regs {
+		if !cgroupAlive(r.CgroupDir, r.CgroupID) {
+			a.removeLocked(id)
+		}
+	}
+}
+
+// cgroupAlive says whether dir is still the cgroup with that id (a new
+// cgroup of the same name has another id).
+func cgroupAlive(dir string, id uint64) bool {
+	var st unix.Stat_t
+	return unix.Stat(dir, &st) == nil && st.Ino == id
+}
+
+func toKern(p KernelPolicy) *kern.SecmonPolicy {
+	kp := &kern.SecmonPolicy{Nrules: uint32(len(p.Rules))}
+	if p.Report {
+		kp.Flags |= kern.PolicyReport
+	}
+	for i, r := range p.Rules {
+		kr := &kp.Rules[i]
+		kr.Natoms, kr.Action, kr.Id, kr.Table = uint32(len(r.Atoms)), r.Action, r.ID, r.Table
+		for j, at := range r.Atoms {
+			ka := &kr.Atoms[j]
+			ka.Kind, ka.Len, ka.Lo, ka.Hi = at.Kind, at.Len, at.Lo, at.Hi
+			copy(ka.Data[:], at.Data)
+		}
+	}
+	return kp
+}
+
+// serve answers the engine's and the hooks' requests.
+func (a *agent) serve(ln net.Listener) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go a.handle(c)
+	}
+}
+
+func (a *agent) handle(c net.Conn) {
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	var req request
+	if err := json.NewDecoder(bufio.NewReader(c)).Decode(&req); err != nil {
+		return
+	}
+	var resp response
+	switch req.Op {
+	case "ping":
+	case "add":
+		if req.Reg == nil {
+			resp.Error = "add: no registration"
+		} else if err := a.add(req.Reg, true); err != nil {
+			resp.Error = err.Error()
+		}
+	case "remove":
+		a.remove(req.ID)
+	case "stats":
+		a.mu.Lock()
+		st := a.stats
+		st.Containers = len(a.regs)
+		st.Lost = a.objs.Lost()
+		b, _ := json.Marshal(st)
+		a.mu.Unlock()
+		resp.Stats = b
+	default:
+		resp.Error = fmt.Sprintf("unknown op %q", req.Op)
+	}
+	json.NewEncoder(c).Encode(resp)
+}
+
+// read turns the kernel's events into alerts.
+func (a *agent) read(rd *ringbuf.Reader) {
+	var ev kern.SecmonEvent
+	for {
+		rec, err := rd.Read()
+		if err != nil {
+			return
+		}
+		if err := binary.Read(bytes.NewReader(rec.RawSample), binary.NativeEndian, &ev); err != nil {
+			continue
+		}
+		a.event(&ev)
+	}
+}
+
+func cstr(b []int8) string {
+	out := make([]byte, 0, len(b))
+	for _, c := range b {
+		if c == 0 {
+			break
+		}
+		out = append(out, byte(c))
+	}
+	return string(out)
+}
+
+var actionNames = map[uint32]string{kern.ActAlert: ActionAlert, kern.ActDeny: ActionDeny, kern.ActKill: ActionKill}
+
+func (a *agent) event(ev *kern.SecmonEvent) {
+	a.mu.Lock()
+	r := a.byCgroup[ev.Cgid]
+	a.mu.Unlock()
+	if r == nil {
+		return
+	}
+	when := time.Unix(0, int64(ev.Ts)).Add(a.bootOffset)
+	proc := AlertProcess{Pid: int(ev.Tgid), PPid: int(ev.Ppid), UID: int(ev.Uid), Comm: cstr(ev.Comm[:])}
+	in := Input{Process: ProcessVars{Pid: int64(ev.Tgid), UID: int64(ev.Uid)}, Container: r.Container}
+	base := Alert{Container: r.Container.ID, Name: r.Container.Name, Image: r.Container.Image, ImageDigest: r.Container.ImageDigest, Pod: r.Container.Pod}
+	var kind string
+	switch ev.Kind {
+	case kern.KindExec:
+		kind = EventExec
+		path := cstr(ev.Path[:])
+		n := min(int(ev.ArgsLen), len(ev.Args))
+		args := make([]byte, n)
+		for i := range n {
+			args[i] = byte(ev.Args[i])
+		}
+		argv := strings.Split(strings.TrimRight(string(args), "\x00"), "\x00")
+		proc.Path, proc.Argv = path, argv
+		in.Exec = &ExecVars{Path: path, Argv: argv, Drift: ev.Drift != 0}
+		base.Exec = &AlertExec{Path: path, Drift: ev.Drift != 0}
+	case kern.KindConnect:
+		kind = EventConnect
+		ip := netip.AddrFrom16(ev.Addr).Unmap()
+		proto := map[uint32]string{6: "tcp", 17: "udp"}[ev.Proto]
+		if proto == "" {
+			proto = fmt.Sprint(ev.Proto)
+		}
+		in.Connect = &ConnectVars{Address: ip.String(), Port: int64(ev.Port), Protocol: proto}
+		base.Connect = &AlertConnect{Address: ip.String(), Port: int(ev.Port), Protocol: proto}
+		proc.Path, proc.Argv = a.procInfo(r, int(ev.Tgid))
+	case kern.KindSyscall:
+		name, k := syscallKind(ev.Nr)
+		if k == "" {
+			return
+		}
+		kind = k
+		args := make([]int64, len(ev.Sargs))
+		for i, v := range ev.Sargs {
+			args[i] = int64(v)
+		}
+		in.Syscall = &SyscallVars{Name: name, Args: args}
+		base.Syscall = &AlertSyscall{Name: name, Args: args}
+		proc.Path, proc.Argv = a.procInfo(r, int(ev.Tgid))
+	case kern.KindOpen:
+		kind = EventOpen
+		path := cstr(ev.Path[:])
+		in.File = &FileVars{Path: path, Write: true}
+		base.File = &AlertFile{Path: path, Write: true}
+		proc.Path, proc.Argv = a.procInfo(r, int(ev.Tgid))
+	default:
+		return
+	}
+	in.Process.Path = proc.Path
+	base.Event, base.Process = kind, proc
+	if ev.Rule >= 0 && int(ev.Rule) < len(r.Rules) {
+		al := base
+		al.Time, al.Rule, al.Action = when, r.Rules[ev.Rule].Name, actionNames[ev.Action]
+		a.write(r, al)
+	}
+	for i, rule := range r.Rules {
+		if rule.Event != kind || rule.Action != ActionAlert {
+			continue
+		}
+		ok, err := r.rs.Eval(i, in)
+		if err != nil || !ok {
+			continue
+		}
+		al := base
+		al.Time, al.Rule, al.Action = when, rule.Name, ActionAlert
+		a.write(r, al)
+	}
+}
+
+// procInfo reads a live process's executable and argv (best effort: it
+// may have exited).
+func (a *agent) procInfo(r *agentReg, pid int) (string, []string) {
+	exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+	if r.Rootfs != "" {
+		if rel, ok := strings.CutPrefix(exe, strings.TrimSuffix(r.Rootfs, "/")); ok && strings.HasPrefix(rel, "/") {
+			exe = rel
+		}
+	}
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	argv := []string{}
+	if len(b) > 0 {
+		argv = strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+	}
+	return exe, argv
+}
+
+// write appends an alert to the container's alerts log and the engine's
+// events, counts it and queues it for the webhook.
+func (a *agent) write(r *agentReg, al Alert) {
+	al.DelayMicros = time.Since(al.Time).Microseconds()
+	b, err := json.Marshal(al)
+	if err != nil {
+		return
+	}
+	a.mu.Lock()
+	byAct := a.stats.Alerts[al.Rule]
+	if byAct == nil {
+		byAct = map[string]uint64{}
+		a.stats.Alerts[al.Rule] = byAct
+	}
+	byAct[al.Action]++
+	now := time.Now()
+	if now.Sub(r.evWindow) >= time.Second {
+		r.evWindow, r.evCount = now, 0
+	}
+	r.evCount++
+	toEngine := r.EventsPath != "" && r.evCount <= engineEventsPerSecond
+	if !toEngine && r.EventsPath != "" {
+		a.stats.EngineEventsDropped++
+	}
+	f := a.files[r.AlertsPath]
+	if f != nil {
+		if st, err := f.Stat(); err == nil && st.Size() > maxAlertsFile {
+			f.Close()
+			os.Rename(r.AlertsPath, r.AlertsPath+".1")
+			delete(a.files, r.AlertsPath)
+			f = nil
+		}
+	}
+	if f == nil && r.AlertsPath != "" {
+		os.MkdirAll(filepath.Dir(r.AlertsPath), 0o700)
+		f, err = os.OpenFile(r.AlertsPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE|unix.O_CLOEXEC, 0o600)
+		if err == nil {
+			a.files[r.AlertsPath] = f
+		}
+	}
+	a.mu.Unlock()
+	if f != nil {
+		f.Write(append(b, '\n'))
+	}
+	if toEngine {
+		appendEngineEvent(r, al)
+	}
+	if r.Webhook != "" {
+		select {
+		case a.hooks <- al:
+		default:
+			a.mu.Lock()
+			a.stats.WebhookErrors++
+			a.mu.Unlock()
+		}
+	}
+}
+
+// appendEngineEvent records the alert in the engine's events log in the
+// engine's own shape (internal/engine.Event), under the same flock.
+func appendEngineEvent(r *agentReg, al Alert) {
+	attrs := map[string]string{"rule": al.Rule, "action": al.Action, "event": al.Event, "name": al.Name, "image": al.Image,
+		"pid": fmt.Sprint(al.Process.Pid), "path": al.Process.Path, "namespace": r.Namespace}
+	now := time.Now()
+	ev := map[string]any{
+		"Type": "container", "Action": "secmon_" + al.Action,
+		"Actor": map[string]any{"ID": al.Container, "Attributes": attrs},
+		"scope": "local", "time": now.Unix(), "timeNano": now.UnixNano(),
+		"status": "secmon_" + al.Action, "id": al.Container, "from": al.Image,
+	}
+	b, err := json.Marshal(ev)
+	if err != nil {
+		return
+	}
+	f, err := os.OpenFile(r.EventsPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	if unix.Flock(int(f.Fd()), unix.LOCK_EX) == nil {
+		f.Write(append(b, '\n'))
+	}
+}
+
+func (a *agent) postWebhooks() {
+	client := &http.Client{Timeout: 5 * time.Second}
+	for al := range a.hooks {
+		a.mu.Lock()
+		r := a.regs[al.Container]
+		a.mu.Unlock()
+		if r == nil || r.Webhook == "" {
+			continue
+		}
+		b, _ := json.Marshal(al)
+		resp, err := client.Post(r.Webhook, "application/json", bytes.NewReader(b))
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode/100 != 2 {
+				err = fmt.Errorf("status %s", resp.Status)
+			}
+		}
+		if err != nil {
+			a.mu.Lock()
+			a.stats.WebhookErrors++
+			a.mu.Unlock()
+			a.o.Log.Warn("secmon webhook", "url", r.Webhook, "err", err)
+		}
+	}
+}
+
+func writeFileAtomic(path string, b []byte) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}

@@ -1,0 +1,384 @@
+package secmon
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/berth-project/berth/internal/errdefs"
+	"github.com/berth-project/berth/internal/secmon/kern"
+)
+
+// AnnotationRules is the pod annotation (CRI) or container label whose
+// value is a rules file's content, added to the container's rules.
+const AnnotationRules = "berth.dev/secmon-rules"
+
+// SecurityOptKey is the `--security-opt monitor=FILE` key.
+const SecurityOptKey = "monitor"
+
+// Options place the agent; zero values take the defaults.
+type Options struct {
+	AgentDir string // DefaultAgentDir
+	PinDir   string // DefaultPinDir
+	// AgentBin is the berth-secmon binary (the hook and the agent).
+	AgentBin string
+}
+
+func (o Options) withDefaults() Options {
+	if o.AgentDir == "" {
+		o.AgentDir = DefaultAgentDir
+	}
+	if o.PinDir == "" {
+		o.PinDir = DefaultPinDir
+	}
+	return o
+}
+
+// GlobalRulesPath is the engine's global rules file.
+func GlobalRulesPath(root string) string { return filepath.Join(root, "secmon.yaml") }
+
+// AlertsPath is the engine's alerts log.
+func AlertsPath(root string) string { return filepath.Join(root, "secmon", "alerts.jsonl") }
+
+// LoadRulesFile parses a rules file; source names it in errors.
+func LoadRulesFile(path string) (*RuleSet, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("monitor rules: %w", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxRulesBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("monitor rules %s: %w", path, err)
+	}
+	return ParseRules(b, path)
+}
+
+// ContainerRules gathers a container's rules: the engine's global file
+// (ROOT/secmon.yaml, if present), the files of --security-opt monitor=,
+// and the AnnotationRules label. nil when there are none.
+func ContainerRules(root string, securityOpts []string, labels map[string]string) (*RuleSet, error) {
+	var sets []*RuleSet
+	if rs, err := LoadRulesFile(GlobalRulesPath(root)); err == nil {
+		sets = append(sets, rs)
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	for _, o := range securityOpts {
+		if f, ok := strings.CutPrefix(o, SecurityOptKey+"="); ok {
+			rs, err := LoadRulesFile(f)
+			if err != nil {
+				return nil, fmt.Errorf("--security-opt %s: %w", o, err)
+			}
+			sets = append(sets, rs)
+		}
+	}
+	if v := labels[AnnotationRules]; v != "" {
+		rs, err := ParseRules([]byte(v), AnnotationRules)
+		if err != nil {
+			return nil, err
+		}
+		sets = append(sets, rs)
+	}
+	return Merge(sets...)
+}
+
+// Prepare readies a container with rules before its creation: it writes
+// the registration to regPath (in the container's run directory), adds
+// the seccomp denies to the spec and the createRuntime hook that puts
+// the rules in the kernel before the container's first instruction.
+func Prepare(o Options, rs *RuleSet, reg Registration, regPath string, spec *specs.Spec) error {
+	o = o.withDefaults()
+	plan, err := rs.Plan(reg.Container)
+	if err != nil {
+		return err
+	}
+	if len(plan.Seccomp) > 0 {
+		addSeccompDenies(spec, plan.Seccomp)
+	}
+	if plan.Empty() {
+		return nil
+	}
+	if o.AgentBin == "" {
+		return fmt.Errorf("monitor rules: no berth-secmon binary: %w", errdefs.ErrFailedPrecondition)
+	}
+	reg.Rules, reg.Webhook = rs.Rules, rs.Webhook
+	b, err := json.Marshal(reg)
+	if err != nil {
+		return err
+	}
+	if err := writeFileAtomic(regPath, b); err != nil {
+		return fmt.Errorf("monitor registration: %w", err)
+	}
+	if spec.Hooks == nil {
+		spec.Hooks = &specs.Hooks{}
+	}
+	timeout := 30
+	spec.Hooks.CreateRuntime = append(spec.Hooks.CreateRuntime, specs.Hook{
+		Path:    o.AgentBin,
+		Args:    []string{"berth-secmon", "hook", "--agent-dir", o.AgentDir, "--pin-dir", o.PinDir, regPath},
+		Timeout: &timeout,
+	})
+	return nil
+}
+
+// addSeccompDenies makes the listed system calls fail with EPERM: they
+// are taken out of the filter's other rules (an allow of the same call
+// would conflict) and denied unconditionally.
+func addSeccompDenies(spec *specs.Spec, denies []SeccompDeny) {
+	if spec.Linux == nil {
+		spec.Linux = &specs.Linux{}
+	}
+	if spec.Linux.Seccomp == nil {
+		spec.Linux.Seccomp = &specs.LinuxSeccomp{DefaultAction: specs.ActAllow}
+	}
+	sc := spec.Linux.Seccomp
+	deny := map[string]bool{}
+	var names []string
+	for _, d := range denies {
+		for _, n := range d.Syscalls {
+			if !deny[n] {
+				deny[n] = true
+				names = append(names, n)
+			}
+		}
+	}
+	var kept []specs.LinuxSyscall
+	for _, s := range sc.Syscalls {
+		var left []string
+		for _, n := range s.Names {
+			if !deny[n] {
+				left = append(left, n)
+			}
+		}
+		if len(left) > 0 {
+			s.Names = left
+			kept = append(kept, s)
+		}
+	}
+	eperm := uint(unix.EPERM)
+	sc.Syscalls = append(kept, specs.LinuxSyscall{Names: names, Action: specs.ActErrno, ErrnoRet: &eperm})
+}
+
+// call sends one request to the agent.
+func call(ctx context.Context, dir string, req request) (response, error) {
+	d := net.Dialer{Timeout: 5 * time.Second}
+	c, err := d.DialContext(ctx, "unix", filepath.Join(dir, "agent.sock"))
+	if err != nil {
+		return response{}, err
+	}
+	defer c.Close()
+	deadline := time.Now().Add(30 * time.Second)
+	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
+		deadline = dl
+	}
+	c.SetDeadline(deadline)
+	if err := json.NewEncoder(c).Encode(req); err != nil {
+		return response{}, err
+	}
+	var resp response
+	if err := json.NewDecoder(bufio.NewReader(c)).Decode(&resp); err != nil {
+		return response{}, fmt.Errorf("the agent's answer: %w", err)
+	}
+	if resp.Error != "" {
+		return resp, errors.New(resp.Error)
+	}
+	return resp, nil
+}
+
+// EnsureAgent starts the agent unless one answers: detached (its own
+// session), so that it outlives the berth command that started it.
+func EnsureAgent(ctx context.Context, o Options) error {
+	o = o.withDefaults()
+	if _, err := call(ctx, o.AgentDir, request{Op: "ping"}); err == nil {
+		return nil
+	}
+	if err := os.MkdirAll(o.AgentDir, 0o700); err != nil {
+		return fmt.Errorf("agent directory: %w", err)
+	}
+	// One starter at a time; the others find its agent.
+	lock, err := lockFile(ctx, filepath.Join(o.AgentDir, "spawn.lock"), 30*time.Second)
+	if err != nil {
+		return fmt.Errorf("start the monitor agent: %w", err)
+	}
+	defer lock.Close()
+	if _, err := call(ctx, o.AgentDir, request{Op: "ping"}); err == nil {
+		return nil
+	}
+	if o.AgentBin == "" {
+		return errors.New("start the monitor agent: no berth-secmon binary")
+	}
+	logf, err := os.OpenFile(filepath.Join(o.AgentDir, "agent.log"), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	cmd := exec.Command(o.AgentBin, "agent", "--agent-dir", o.AgentDir, "--pin-dir", o.PinDir)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	cmd.Dir = "/"
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start the monitor agent: %w", err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	timeout := time.After(20 * time.Second)
+	for {
+		select {
+		case err := <-exited:
+			return fmt.Errorf("the monitor agent exited at start (%v); see %s", err, filepath.Join(o.AgentDir, "agent.log"))
+		case <-timeout:
+			return fmt.Errorf("the monitor agent did not answer within 20s; see %s", filepath.Join(o.AgentDir, "agent.log"))
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+			if _, err := call(ctx, o.AgentDir, request{Op: "ping"}); err == nil {
+				return nil
+			}
+		}
+	}
+}
+
+// Hook is the createRuntime hook: state is the OCI state on its stdin.
+// It finds the container's cgroup v2, starts the agent if needed and
+// waits until the container's rules are in the kernel; an error fails
+// the container's creation (never a container left unwatched).
+func Hook(ctx context.Context, o Options, regPath string, state io.Reader) error {
+	o = o.withDefaults()
+	var st specs.State
+	if err := json.NewDecoder(io.LimitReader(state, 1<<20)).Decode(&st); err != nil {
+		return fmt.Errorf("the OCI state on stdin: %w", err)
+	}
+	b, err := os.ReadFile(regPath)
+	if err != nil {
+		return fmt.Errorf("monitor registration: %w", err)
+	}
+	var reg Registration
+	if err := json.Unmarshal(b, &reg); err != nil {
+		return fmt.Errorf("monitor registration %s: %w", regPath, err)
+	}
+	if st.ID != reg.Container.ID {
+		return fmt.Errorf("monitor registration %s is for container %s, not %s", regPath, reg.Container.ID, st.ID)
+	}
+	dir, id, err := CgroupOf(st.Pid)
+	if err != nil {
+		return err
+	}
+	reg.CgroupDir, reg.CgroupID = dir, id
+	for attempt := 0; ; attempt++ {
+		if err := EnsureAgent(ctx, o); err != nil {
+			return err
+		}
+		_, err := call(ctx, o.AgentDir, request{Op: "add", Reg: &reg})
+		if err == nil {
+			return nil
+		}
+		// An agent that was exiting (its last container just went)
+		// refuses; the next one takes the container.
+		if attempt < 20 && (err.Error() == errAgentExiting.Error() || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, os.ErrNotExist)) {
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		return fmt.Errorf("monitor rules of container %s: %w", reg.Container.ID, err)
+	}
+}
+
+// CgroupOf finds a process's cgroup on the v2 hierarchy (on a hybrid
+// host, the one mounted at /sys/fs/cgroup/unified) and its id, which is
+// what bpf_get_current_cgroup_id returns. A process in the v2 root is
+// refused: rules there would apply to the whole host.
+func CgroupOf(pid int) (string, uint64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		return "", 0, fmt.Errorf("the container's cgroup: %w", err)
+	}
+	var rel string
+	for _, l := range strings.Split(string(b), "\n") {
+		if p, ok := strings.CutPrefix(l, "0::"); ok {
+			rel = p
+		}
+	}
+	if rel == "" || rel == "/" {
+		return "", 0, fmt.Errorf("process %d has no cgroup of its own on the v2 hierarchy; the monitor filters by that cgroup: %w", pid, errdefs.ErrFailedPrecondition)
+	}
+	mnt := ""
+	for _, m := range []string{"/sys/fs/cgroup/unified", "/sys/fs/cgroup"} {
+		var sfs unix.Statfs_t
+		if unix.Statfs(m, &sfs) == nil && sfs.Type == unix.CGROUP2_SUPER_MAGIC {
+			mnt = m
+			break
+		}
+	}
+	if mnt == "" {
+		return "", 0, fmt.Errorf("no cgroup v2 hierarchy mounted: %w", errdefs.ErrFailedPrecondition)
+	}
+	dir := filepath.Join(mnt, filepath.Clean(rel))
+	var st unix.Stat_t
+	if err := unix.Stat(dir, &st); err != nil {
+		return "", 0, fmt.Errorf("the container's cgroup %s: %w", dir, err)
+	}
+	return dir, st.Ino, nil
+}
+
+// Release tells the agent a container is gone. Without an agent it
+// removes the registration itself and, with none left, the pins.
+func Release(ctx context.Context, o Options, id string) error {
+	o = o.withDefaults()
+	reg := filepath.Join(o.AgentDir, "containers", id+".json")
+	if _, err := os.Stat(reg); errors.Is(err, os.ErrNotExist) {
+		return nil // not registered (no rules): no agent to ask
+	}
+	if _, err := call(ctx, o.AgentDir, request{Op: "remove", ID: id}); err == nil {
+		return nil
+	}
+	lock, err := lockFile(ctx, filepath.Join(o.AgentDir, "agent.lock"), 0)
+	if err != nil {
+		return nil // an agent is starting: its sweep drops the container
+	}
+	defer lock.Close()
+	os.Remove(reg)
+	if ents, _ := os.ReadDir(filepath.Join(o.AgentDir, "containers")); len(ents) == 0 {
+		return kern.Unpin(o.PinDir)
+	}
+	return nil
+}
+
+// AgentStats reads the agent's counters.
+func AgentStats(ctx context.Context, o Options) (Stats, error) {
+	o = o.withDefaults()
+	resp, err := call(ctx, o.AgentDir, request{Op: "stats"})
+	if err != nil {
+		return Stats{}, err
+	}
+	var st Stats
+	err = json.Unmarshal(resp.Stats, &st)
+	return st, err
+}
+
+// Revive starts the agent when containers are registered and none
+// answers (it was killed, or crashed): the kernel has gone on enforcing,
+// and the events it queued meanwhile become alerts. `berth monitor events`
+// calls it.
+func Revive(ctx context.Context, o Options) error {
+	o = o.withDefaults()
+	ents, err := os.ReadDir(filepath.Join(o.AgentDir, "containers"))
+	if err != nil || len(ents) == 0 {
+		return nil
+	}
+	return EnsureAgent(ctx, o)
+}

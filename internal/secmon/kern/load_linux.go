@@ -1,0 +1,200 @@
+package kern
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
+)
+
+// BPFFS is where the host's BPF file system is (or is mounted by Mount).
+const BPFFS = "/sys/fs/bpf"
+
+// Objects are the loaded programs and maps, with their maps pinned in a
+// directory of a BPF file system so that they outlive the agent process.
+type Objects struct {
+	SecmonObjects
+	dir string
+}
+
+// MountBPFFS mounts a BPF file system on /sys/fs/bpf when none is there,
+// as systemd does at boot; hosts without systemd (this project's CI VM)
+// have none. The mount is host infrastructure and stays.
+func MountBPFFS() error {
+	var st unix.Statfs_t
+	if err := unix.Statfs(BPFFS, &st); err != nil {
+		return fmt.Errorf("statfs %s: %w", BPFFS, err)
+	}
+	if st.Type == unix.BPF_FS_MAGIC {
+		return nil
+	}
+	if err := unix.Mount("bpffs", BPFFS, "bpf", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=0700"); err != nil {
+		return fmt.Errorf("mount a BPF file system on %s: %w", BPFFS, err)
+	}
+	return nil
+}
+
+// Load loads the programs and opens the maps pinned in dir (a directory
+// on a BPF file system), creating and pinning those not there yet: a
+// restarted agent finds the maps its predecessor filled and the programs
+// its predecessor attached go on using them.
+func Load(dir string) (*Objects, error) {
+	if err := os.MkdirAll(filepath.Join(dir, "links"), 0o700); err != nil {
+		return nil, fmt.Errorf("pin directory: %w", err)
+	}
+	spec, err := LoadSecmon()
+	if err != nil {
+		return nil, err
+	}
+	o := &Objects{dir: dir}
+	if err := spec.LoadAndAssign(&o.SecmonObjects, &ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: dir}}); err != nil {
+		var ve *ebpf.VerifierError
+		if errors.As(err, &ve) {
+			return nil, fmt.Errorf("load the BPF programs: %+v", ve)
+		}
+		return nil, fmt.Errorf("load the BPF programs: %w", err)
+	}
+	return o, nil
+}
+
+// LoadUnpinned loads the objects without pinning anything (tests).
+func LoadUnpinned() (*Objects, error) {
+	spec, err := LoadSecmon()
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range spec.Maps {
+		m.Pinning = ebpf.PinNone
+	}
+	o := &Objects{}
+	if err := spec.LoadAndAssign(&o.SecmonObjects, nil); err != nil {
+		var ve *ebpf.VerifierError
+		if errors.As(err, &ve) {
+			return nil, fmt.Errorf("load the BPF programs: %+v", ve)
+		}
+		return nil, err
+	}
+	return o, nil
+}
+
+func (o *Objects) linkPath(name string) string { return filepath.Join(o.dir, "links", name) }
+
+// AttachExec attaches the exec program (host-wide: it filters by cgroup
+// id itself) unless a pinned link from an earlier agent already does.
+func (o *Objects) AttachExec() error {
+	return o.attachRawTracepoint("sched_process_exec", "exec", o.BerthExec)
+}
+
+// AttachSysEnter attaches the system call program (host-wide: it costs
+// every system call of the host a map lookup, so it is attached only while
+// some container has alert rules on system calls).
+func (o *Objects) AttachSysEnter() error {
+	return o.attachRawTracepoint("sys_enter", "sys_enter", o.BerthSysEnter)
+}
+
+// attachRawTracepoint attaches prog to a raw tracepoint and pins the link
+// as links/pin, unless that pin exists (an earlier agent's link).
+func (o *Objects) attachRawTracepoint(tp, pin string, prog *ebpf.Program) error {
+	p := o.linkPath(pin)
+	if _, err := os.Stat(p); err == nil {
+		return nil
+	}
+	l, err := link.AttachRawTracepoint(link.RawTracepointOptions{Name: tp, Program: prog})
+	if err != nil {
+		return fmt.Errorf("attach to the %s tracepoint: %w", tp, err)
+	}
+	defer l.Close()
+	if err := l.Pin(p); err != nil {
+		return fmt.Errorf("pin the %s link: %w", pin, err)
+	}
+	return nil
+}
+
+// DetachSysEnter removes the system call program's link.
+func (o *Objects) DetachSysEnter() error {
+	if err := os.Remove(o.linkPath("sys_enter")); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// AttachConnect attaches the connect programs to one container's cgroup
+// (a v2 directory) and pins the links under the cgroup's id.
+func (o *Objects) AttachConnect(cgroupDir string, cgid uint64) error {
+	for _, a := range []struct {
+		name string
+		prog *ebpf.Program
+		typ  ebpf.AttachType
+	}{{"connect4", o.BerthConnect4, ebpf.AttachCGroupInet4Connect}, {"connect6", o.BerthConnect6, ebpf.AttachCGroupInet6Connect}} {
+		p := o.linkPath(a.name + "-" + strconv.FormatUint(cgid, 10))
+		if _, err := os.Stat(p); err == nil {
+			continue
+		}
+		l, err := link.AttachCgroup(link.CgroupOptions{Path: cgroupDir, Attach: a.typ, Program: a.prog})
+		if err != nil {
+			return fmt.Errorf("attach the %s program to %s: %w", a.name, cgroupDir, err)
+		}
+		err = l.Pin(p)
+		l.Close()
+		if err != nil {
+			return fmt.Errorf("pin the %s link: %w", a.name, err)
+		}
+	}
+	return nil
+}
+
+// DetachConnect removes the connect links of one cgroup.
+func (o *Objects) DetachConnect(cgid uint64) error {
+	var errs []error
+	for _, n := range []string{"connect4", "connect6"} {
+		if err := os.Remove(o.linkPath(n + "-" + strconv.FormatUint(cgid, 10))); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ConnectLinks lists the cgroup ids that have connect links pinned.
+func (o *Objects) ConnectLinks() []uint64 {
+	ents, _ := os.ReadDir(filepath.Join(o.dir, "links"))
+	var ids []uint64
+	for _, e := range ents {
+		if s, ok := strings.CutPrefix(e.Name(), "connect4-"); ok {
+			if id, err := strconv.ParseUint(s, 10, 64); err == nil {
+				ids = append(ids, id)
+			}
+		}
+	}
+	return ids
+}
+
+// Lost reads how many events the ring buffer had no room for.
+func (o *Objects) Lost() uint64 {
+	var v uint64
+	o.SecmonMaps.Lost.Lookup(uint32(0), &v)
+	return v
+}
+
+// Unpin removes every pinned map and link under dir and dir itself: with
+// the last file descriptors closed, the kernel frees the programs, which
+// detaches them. A pin directory on a BPF file system holds nothing but
+// pins, so removing the tree is exact.
+func Unpin(dir string) error {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		return err
+	}
+	if st.Type != unix.BPF_FS_MAGIC {
+		return fmt.Errorf("%s is not on a BPF file system", dir)
+	}
+	return os.RemoveAll(dir)
+}

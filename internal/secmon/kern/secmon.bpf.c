@@ -1,0 +1,508 @@
+//go:build ignore
+
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+// Berth's runtime security monitor: the in-kernel half.
+//
+// Every program first looks the acting task's cgroup v2 id up in a
+// policy map, so a container without rules costs one hash lookup per
+// exec and nothing per connect (the connect programs are attached to the
+// cgroups of containers with rules only).
+//
+// A policy holds up to MAX_RULES kernel rules per event kind. A rule is a
+// boolean function of up to MAX_ATOMS atoms (a path equality or prefix,
+// drift, a CIDR, a port range, a protocol), given as its truth table: the
+// atoms are evaluated into a bitmask that indexes the table. User space
+// compiles the CEL condition into that form (internal/secmon).
+//
+// Kernel structures are declared here with only the fields used, under
+// preserve_access_index, so CO-RE relocates them against the running
+// kernel's BTF and no generated vmlinux.h is needed.
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+#define MAX_ATOMS 8
+#define MAX_RULES 8
+#define ATOM_DATA 128
+#define EV_PATH 256
+#define EV_ARGS 256
+
+#define OVERLAYFS_SUPER_MAGIC 0x794c7630
+#define TMPFS_MAGIC 0x01021994
+#define SIGKILL 9
+#define AF_INET 2
+#define AF_INET6 10
+
+enum kind { KIND_EXEC = 1, KIND_CONNECT = 2, KIND_SYSCALL = 3, KIND_OPEN = 4 };
+#define MAX_SYSCALL 512
+#define O_ACCMODE 3
+#define O_CREAT 0100
+#define O_TRUNC 01000
+enum atom_kind {
+	ATOM_PATH_EQ = 1,
+	ATOM_PATH_PREFIX = 2,
+	ATOM_DRIFT = 3,
+	ATOM_CIDR = 4, // data: 16 bytes (IPv4 as ::ffff:a.b.c.d), len: prefix bits of the 128
+	ATOM_PORT = 5, // lo..hi inclusive
+	ATOM_PROTO = 6, // lo: IPPROTO_*
+};
+enum action { ACT_NONE = 0, ACT_ALERT = 1, ACT_DENY = 2, ACT_KILL = 3 };
+#define POLICY_REPORT 1 // user space has alert rules for this kind: report every event
+
+struct atom {
+	__u32 kind;
+	__u32 len;
+	__u32 lo;
+	__u32 hi;
+	__u8 data[ATOM_DATA];
+};
+
+struct krule {
+	__u32 natoms;
+	__u32 action;
+	__u32 id;
+	__u32 pad;
+	__u64 table[(1 << MAX_ATOMS) / 64];
+	struct atom atoms[MAX_ATOMS];
+};
+
+struct policy {
+	__u32 nrules;
+	__u32 flags;
+	struct krule rules[MAX_RULES];
+};
+
+struct event {
+	__u64 ts;
+	__u64 cgid;
+	__u32 kind;
+	__u32 pid;
+	__u32 tgid;
+	__u32 ppid;
+	__u32 uid;
+	__s32 rule;
+	__u32 action;
+	__u32 drift;
+	__u16 family;
+	__u16 port;
+	__u32 proto;
+	__u8 addr[16];
+	__u32 args_len;
+	__u32 nr; // system call number (KIND_SYSCALL, KIND_OPEN)
+	__u64 sargs[4]; // its first arguments
+	char comm[16];
+	char path[EV_PATH];
+	char args[EV_ARGS];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u64);
+	__type(value, struct policy);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} exec_policy SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u64);
+	__type(value, struct policy);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} connect_policy SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 22);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} events SEC(".maps");
+
+// sys_policy says which system calls of a container are reported, and
+// which numbers are the open family on this architecture (user space
+// knows them; 0xffffffff where the call does not exist).
+struct sys_policy {
+	__u64 report[MAX_SYSCALL / 64];
+	__u32 nr_open;
+	__u32 nr_openat;
+	__u32 nr_openat2;
+	__u32 nr_creat;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, struct sys_policy);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sys_policies SEC(".maps");
+
+// scratch holds the event being built: the decision never depends on
+// room in the ring buffer (a full buffer loses the report, not the
+// enforcement).
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct event);
+} scratch SEC(".maps");
+
+// lost counts events the ring buffer had no room for (the agent was
+// down or behind); the agent reports them.
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lost SEC(".maps");
+
+// Kernel types, only the fields used (CO-RE).
+struct super_block {
+	unsigned long s_magic;
+} __attribute__((preserve_access_index));
+struct inode {
+	struct super_block *i_sb;
+} __attribute__((preserve_access_index));
+struct dentry;
+struct file {
+	struct inode *f_inode;
+} __attribute__((preserve_access_index));
+struct ovl_inode {
+	struct inode vfs_inode;
+	struct dentry *__upperdentry;
+} __attribute__((preserve_access_index));
+struct linux_binprm {
+	struct file *file;
+	const char *filename;
+} __attribute__((preserve_access_index));
+struct mm_struct {
+	unsigned long arg_start;
+	unsigned long arg_end;
+} __attribute__((preserve_access_index));
+// The system call's registers: x86-64 and arm64 flavours, picked at
+// load time by which fields the kernel's struct pt_regs has.
+struct pt_regs___x86 {
+	unsigned long di, si, dx, r10;
+} __attribute__((preserve_access_index));
+struct pt_regs___arm64 {
+	unsigned long long orig_x0;
+	unsigned long long regs[31];
+} __attribute__((preserve_access_index));
+struct task_struct {
+	int tgid;
+	struct task_struct *real_parent;
+	struct mm_struct *mm;
+} __attribute__((preserve_access_index));
+
+static __always_inline void count_lost(void)
+{
+	__u32 k = 0;
+	__u64 *v = bpf_map_lookup_elem(&lost, &k);
+	if (v)
+		__sync_fetch_and_add(v, 1);
+}
+
+// container_lookup finds the policy of the container the current task
+// belongs to: its own cgroup's, else its nearest ancestor's that has one,
+// so that a process that moves itself into a child cgroup (where the
+// cgroup is delegated) stays under its container's rules. Host processes
+// sit near the root: the walk ends at once for them.
+static __always_inline void *container_lookup(void *map, __u64 *cgid)
+{
+	__u64 cg = bpf_get_current_cgroup_id();
+	void *p = bpf_map_lookup_elem(map, &cg);
+	if (p) {
+		*cgid = cg;
+		return p;
+	}
+	for (int level = 1; level < 8; level++) {
+		__u64 a = bpf_get_current_ancestor_cgroup_id(level);
+		if (!a || a == cg)
+			break;
+		p = bpf_map_lookup_elem(map, &a);
+		if (p) {
+			*cgid = a;
+			return p;
+		}
+	}
+	return 0;
+}
+
+static __always_inline struct event *new_event(void)
+{
+	__u32 k = 0;
+	struct event *ev = bpf_map_lookup_elem(&scratch, &k);
+	if (ev)
+		__builtin_memset(ev, 0, sizeof(*ev));
+	return ev;
+}
+
+static __always_inline void report(struct policy *p, struct event *ev)
+{
+	if (ev->rule < 0 && !(p->flags & POLICY_REPORT))
+		return;
+	if (bpf_ringbuf_output(&events, ev, sizeof(*ev), 0))
+		count_lost();
+}
+
+// atom_true is a global function: the verifier checks it once, not once
+// per rule and atom of every caller (which would exceed its budget).
+__attribute__((noinline)) int atom_true(const struct atom *a, const struct event *ev)
+{
+	if (!a || !ev)
+		return 0;
+	switch (a->kind) {
+	case ATOM_PATH_EQ:
+	case ATOM_PATH_PREFIX: {
+		__u32 n = a->len;
+		if (n >= ATOM_DATA)
+			return 0;
+		for (__u32 i = 0; i < ATOM_DATA; i++) {
+			if (i >= n)
+				break;
+			if (ev->path[i] != a->data[i])
+				return 0;
+		}
+		if (a->kind == ATOM_PATH_EQ)
+			return ev->path[n & (EV_PATH - 1)] == 0;
+		return 1;
+	}
+	case ATOM_DRIFT:
+		return ev->drift != 0;
+	case ATOM_CIDR: {
+		__u32 bits = a->len;
+		if (bits > 128)
+			return 0;
+		for (__u32 i = 0; i < 16; i++) {
+			if (bits == 0)
+				break;
+			__u8 m = bits >= 8 ? 0xff : (__u8)(0xff << (8 - bits));
+			if ((ev->addr[i] & m) != (a->data[i] & m))
+				return 0;
+			bits = bits >= 8 ? bits - 8 : 0;
+		}
+		return 1;
+	}
+	case ATOM_PORT:
+		return ev->port >= a->lo && ev->port <= a->hi;
+	case ATOM_PROTO:
+		return ev->proto == a->lo;
+	}
+	return 0;
+}
+
+// decide returns the index of the first rule whose condition holds, or -1.
+static __always_inline int decide(const struct policy *p, const struct event *ev)
+{
+	for (__u32 r = 0; r < MAX_RULES; r++) {
+		if (r >= p->nrules)
+			break;
+		const struct krule *k = &p->rules[r];
+		__u32 mask = 0;
+		for (__u32 i = 0; i < MAX_ATOMS; i++) {
+			if (i >= k->natoms)
+				break;
+			if (atom_true(&k->atoms[i], ev))
+				mask |= 1u << i;
+		}
+		mask &= (1 << MAX_ATOMS) - 1;
+		if ((k->table[mask >> 6] >> (mask & 63)) & 1)
+			return r;
+	}
+	return -1;
+}
+
+static __always_inline void fill_task(struct event *ev)
+{
+	struct task_struct *t = (struct task_struct *)bpf_get_current_task();
+	__u64 pt = bpf_get_current_pid_tgid();
+	ev->ts = bpf_ktime_get_boot_ns();
+	ev->pid = (__u32)pt;
+	ev->tgid = pt >> 32;
+	ev->ppid = BPF_CORE_READ(t, real_parent, tgid);
+	ev->uid = (__u32)bpf_get_current_uid_gid();
+	ev->rule = -1;
+	ev->action = ACT_NONE;
+	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
+}
+
+// sched_process_exec fires after the new image is in place and before it
+// runs an instruction: a SIGKILL sent here kills it first.
+// Arguments: (struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm).
+SEC("raw_tracepoint/sched_process_exec")
+int berth_exec(struct bpf_raw_tracepoint_args *ctx)
+{
+	__u64 cgid;
+	struct policy *p = container_lookup(&exec_policy, &cgid);
+	if (!p)
+		return 0;
+	struct event *ev = new_event();
+	if (!ev)
+		return 0;
+	fill_task(ev);
+	ev->kind = KIND_EXEC;
+	ev->cgid = cgid;
+
+	struct linux_binprm *bprm = (struct linux_binprm *)ctx->args[2];
+	const char *fn = BPF_CORE_READ(bprm, filename);
+	bpf_probe_read_kernel_str(ev->path, sizeof(ev->path), fn);
+
+	// Drift: the file is not from the image's layers: it lives in the
+	// overlay's upper layer (written or modified since the container
+	// started) or on a tmpfs (including memfd).
+	struct inode *ino = BPF_CORE_READ(bprm, file, f_inode);
+	unsigned long magic = BPF_CORE_READ(ino, i_sb, s_magic);
+	if (magic == OVERLAYFS_SUPER_MAGIC) {
+		struct ovl_inode *oi = (void *)ino - bpf_core_field_offset(struct ovl_inode, vfs_inode);
+		if (BPF_CORE_READ(oi, __upperdentry))
+			ev->drift = 1;
+	} else if (magic == TMPFS_MAGIC) {
+		ev->drift = 1;
+	}
+
+	struct task_struct *t = (struct task_struct *)bpf_get_current_task();
+	unsigned long as = BPF_CORE_READ(t, mm, arg_start);
+	unsigned long ae = BPF_CORE_READ(t, mm, arg_end);
+	__u32 n = ae > as ? ae - as : 0;
+	if (n > EV_ARGS - 1)
+		n = EV_ARGS - 1;
+	n &= EV_ARGS - 1; // for the verifier: a bound it can see
+	if (n > 0 && bpf_probe_read_user(ev->args, n, (void *)as) == 0)
+		ev->args_len = n;
+
+	int r = decide(p, ev);
+	if (r >= 0 && r < MAX_RULES) {
+		ev->rule = p->rules[r].id;
+		ev->action = p->rules[r].action;
+		if (ev->action == ACT_KILL)
+			bpf_send_signal(SIGKILL);
+	}
+	report(p, ev);
+	return 0;
+}
+
+static __always_inline int on_connect(struct bpf_sock_addr *ctx, int v6)
+{
+	__u64 cgid;
+	struct policy *p = container_lookup(&connect_policy, &cgid);
+	if (!p)
+		return 1;
+	struct event *ev = new_event();
+	if (!ev)
+		return 0; // cannot happen (a per-CPU slot); fail closed
+	fill_task(ev);
+	ev->kind = KIND_CONNECT;
+	ev->cgid = cgid;
+	ev->port = bpf_ntohs((__u16)ctx->user_port);
+	ev->proto = ctx->protocol;
+	if (v6) {
+		ev->family = AF_INET6;
+		__u32 w[4];
+		w[0] = ctx->user_ip6[0];
+		w[1] = ctx->user_ip6[1];
+		w[2] = ctx->user_ip6[2];
+		w[3] = ctx->user_ip6[3];
+		__builtin_memcpy(ev->addr, w, 16);
+	} else {
+		ev->family = AF_INET;
+		__u32 ip = ctx->user_ip4;
+		ev->addr[10] = 0xff;
+		ev->addr[11] = 0xff;
+		__builtin_memcpy(&ev->addr[12], &ip, 4);
+	}
+	int verdict = 1;
+	int r = decide(p, ev);
+	if (r >= 0 && r < MAX_RULES) {
+		ev->rule = p->rules[r].id;
+		ev->action = p->rules[r].action;
+		if (ev->action == ACT_DENY)
+			verdict = 0;
+		else if (ev->action == ACT_KILL) {
+			bpf_send_signal(SIGKILL);
+			verdict = 0;
+		}
+	}
+	report(p, ev);
+	return verdict;
+}
+
+SEC("cgroup/connect4")
+int berth_connect4(struct bpf_sock_addr *ctx) { return on_connect(ctx, 0); }
+
+SEC("cgroup/connect6")
+int berth_connect6(struct bpf_sock_addr *ctx) { return on_connect(ctx, 1); }
+
+// sys_args reads the first four system call arguments. Only the branch
+// of the running architecture survives loading: the other's field reads
+// are poisoned by CO-RE and never reached.
+static __always_inline void sys_args(void *regs, __u64 *a)
+{
+	if (bpf_core_field_exists(struct pt_regs___x86, di)) {
+		struct pt_regs___x86 *r = regs;
+		a[0] = BPF_CORE_READ(r, di);
+		a[1] = BPF_CORE_READ(r, si);
+		a[2] = BPF_CORE_READ(r, dx);
+		a[3] = BPF_CORE_READ(r, r10);
+	} else if (bpf_core_field_exists(struct pt_regs___arm64, orig_x0)) {
+		struct pt_regs___arm64 *r = regs;
+		a[0] = BPF_CORE_READ(r, orig_x0);
+		a[1] = BPF_CORE_READ(r, regs[1]);
+		a[2] = BPF_CORE_READ(r, regs[2]);
+		a[3] = BPF_CORE_READ(r, regs[3]);
+	}
+}
+
+// sys_enter reports the system calls a container's alert rules watch;
+// open-family calls only when they open for writing.
+// Arguments: (struct pt_regs *regs, long id).
+SEC("raw_tracepoint/sys_enter")
+int berth_sys_enter(struct bpf_raw_tracepoint_args *ctx)
+{
+	__u64 cgid;
+	struct sys_policy *p = container_lookup(&sys_policies, &cgid);
+	if (!p)
+		return 0;
+	long nr = (long)ctx->args[1];
+	if (nr < 0 || nr >= MAX_SYSCALL)
+		return 0;
+	if (!((p->report[(nr >> 6) & (MAX_SYSCALL / 64 - 1)] >> (nr & 63)) & 1))
+		return 0;
+	void *regs = (void *)ctx->args[0];
+	struct event *ev = new_event();
+	if (!ev)
+		return 0;
+	fill_task(ev);
+	ev->cgid = cgid;
+	ev->nr = nr;
+	ev->kind = KIND_SYSCALL;
+	sys_args(regs, ev->sargs);
+	if (nr == p->nr_open || nr == p->nr_openat || nr == p->nr_openat2 || nr == p->nr_creat) {
+		const char *path;
+		__u64 flags;
+		if (nr == p->nr_open) {
+			path = (const char *)ev->sargs[0];
+			flags = ev->sargs[1];
+		} else if (nr == p->nr_creat) {
+			path = (const char *)ev->sargs[0];
+			flags = O_CREAT | O_TRUNC | 1;
+		} else {
+			path = (const char *)ev->sargs[1];
+			flags = ev->sargs[2];
+			if (nr == p->nr_openat2 && bpf_probe_read_user(&flags, sizeof(flags), (void *)ev->sargs[2]))
+				flags = 0;
+		}
+		if ((flags & O_ACCMODE) == 0 && !(flags & (O_CREAT | O_TRUNC)))
+			return 0;
+		ev->kind = KIND_OPEN;
+		bpf_probe_read_user_str(ev->path, sizeof(ev->path), path);
+	}
+	if (bpf_ringbuf_output(&events, ev, sizeof(*ev), 0))
+		count_lost();
+	return 0;
+}

@@ -1,0 +1,104 @@
+package secmon
+
+import (
+	"fmt"
+	"slices"
+)
+
+// Mechanism says how an action on an event kind is carried out on this
+// kind of host, or why it is not.
+type Mechanism struct {
+	Event     string `json:"event"`
+	Action    string `json:"action"`
+	Mechanism string `json:"mechanism,omitempty"`
+	// Reason is why the action is refused, when Mechanism is empty.
+	Reason string `json:"reason,omitempty"`
+}
+
+// syscallEvents are the event kinds that are one or a few system calls,
+// denied by seccomp in the container's filter.
+var syscallEvents = map[string][]string{
+	EventPtrace:    {"ptrace", "process_vm_readv", "process_vm_writev"},
+	EventMount:     {"mount", "umount2", "fsmount", "move_mount", "open_tree", "fsopen", "fsconfig", "mount_setattr"},
+	EventModule:    {"init_module", "finit_module", "delete_module"},
+	EventBPF:       {"bpf"},
+	EventNamespace: {"setns", "unshare"},
+	EventSetuid:    {"setuid", "setreuid", "setresuid", "setfsuid", "setgid", "setregid", "setresgid", "setfsgid", "capset"},
+}
+
+const noBPFLSM = "BPF LSM programs do not load on this kernel (the lsm program type is missing), so the kernel has no hook to refuse it"
+
+// Mechanisms is the table of what each action on each event kind uses;
+// `berth system info` and the README show it.
+func Mechanisms() []Mechanism {
+	var ms []Mechanism
+	for _, ev := range eventKinds {
+		for _, act := range []string{ActionAlert, ActionDeny, ActionKill} {
+			m := Mechanism{Event: ev, Action: act}
+			m.Mechanism, m.Reason = mechanism(ev, act)
+			ms = append(ms, m)
+		}
+	}
+	return ms
+}
+
+func mechanism(ev, act string) (mech, reason string) {
+	switch ev {
+	case EventExec:
+		switch act {
+		case ActionAlert:
+			return "BPF raw tracepoint sched_process_exec, filtered by cgroup id; CEL in the agent", ""
+		case ActionKill:
+			return "BPF raw tracepoint sched_process_exec: bpf_send_signal(SIGKILL) before the new image runs", ""
+		default:
+			return "", "exec deny needs a hook before the exec completes: " + noBPFLSM + ", and Berth has no Landlock path for it yet; use kill"
+		}
+	case EventConnect:
+		switch act {
+		case ActionAlert:
+			return "BPF cgroup/connect4 and connect6 on the container's cgroup; CEL in the agent", ""
+		case ActionDeny:
+			return "BPF cgroup/connect4 and connect6 on the container's cgroup: connect fails with EPERM", ""
+		default:
+			return "BPF cgroup/connect4 and connect6: bpf_send_signal(SIGKILL) and the connect fails", ""
+		}
+	}
+	if _, ok := syscallEvents[ev]; ok {
+		switch act {
+		case ActionDeny:
+			return "seccomp in the container's filter (EPERM); the condition may use container fields only", ""
+		case ActionAlert:
+			if len(sysNumbers) == 0 {
+				return "", "Berth does not know this architecture's system call numbers"
+			}
+			return "BPF raw tracepoint sys_enter, filtered by cgroup id and call number; CEL in the agent", ""
+		}
+		return "", fmt.Sprintf("%s kill: a signal sent at system call entry does not stop the call (the kernel runs it, then the process dies); use deny", ev)
+	}
+	switch ev {
+	case EventOpen:
+		if act == ActionAlert && len(sysNumbers) > 0 {
+			return "BPF raw tracepoint sys_enter on the open family, opens for writing only; CEL in the agent", ""
+		}
+		return "", "open " + act + " is not implemented yet: it needs Landlock applied by the runtime before the container's first instruction"
+	case EventAccept:
+		return "", "accept is not implemented yet"
+	}
+	return "", "unknown event"
+}
+
+// hostCan refuses a rule whose action on its event this host cannot do.
+func hostCan(r Rule) error {
+	if _, reason := mechanism(r.Event, r.Action); reason != "" {
+		return fmt.Errorf("action %s on %s refused: %s", r.Action, r.Event, reason)
+	}
+	return nil
+}
+
+func isSyscallEvent(ev string) bool {
+	_, ok := syscallEvents[ev]
+	return ok
+}
+
+// SyscallsOf lists the system calls a syscall event kind covers.
+func SyscallsOf(ev string) []string { return slices.Clone(syscallEvents[ev]) }

@@ -1,0 +1,577 @@
+package secmon
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"cel.dev/cel-go/cel"
+	celast "cel.dev/cel-go/common/ast"
+	"cel.dev/cel-go/common/types"
+	"cel.dev/cel-go/common/types/traits"
+	"cel.dev/cel-go/parser"
+
+	"github.com/berth-project/berth/internal/errdefs"
+	"github.com/berth-project/berth/internal/secmon/kern"
+)
+
+// Atom is one kernel check (kern.Atom* kinds).
+type Atom struct {
+	Kind   uint32
+	Len    uint32
+	Lo, Hi uint32
+	Data   []byte
+}
+
+// KernelRule is a rule the kernel decides: the rule's condition as a
+// truth table over its atoms (bit i of the index is atom i).
+type KernelRule struct {
+	ID     uint32 // index of the rule in the RuleSet
+	Action uint32 // kern.ActDeny or kern.ActKill
+	Atoms  []Atom
+	Table  [(1 << kern.MaxAtoms) / 64]uint64
+}
+
+// KernelPolicy is what the kernel holds for one event kind of one
+// container.
+type KernelPolicy struct {
+	// Report sends every event of the kind to the agent, for its alert
+	// rules; without it only the events a kernel rule matched go.
+	Report bool
+	Rules  []KernelRule
+}
+
+// Empty says whether the kind needs nothing in the kernel.
+func (p KernelPolicy) Empty() bool { return !p.Report && len(p.Rules) == 0 }
+
+// SeccompDeny is a rule carried out by the container's seccomp filter.
+type SeccompDeny struct {
+	Rule     string
+	Syscalls []string
+}
+
+// Plan is a container's rules compiled for the kernel, with the
+// container's fields fixed.
+type Plan struct {
+	Exec    KernelPolicy
+	Connect KernelPolicy
+	// Syscalls are the system calls reported to the agent for its
+	// alert rules (the open family for open rules).
+	Syscalls []string
+	Seccomp  []SeccompDeny
+}
+
+// Empty says whether the plan needs the agent at all.
+func (p *Plan) Empty() bool { return p.Exec.Empty() && p.Connect.Empty() && len(p.Syscalls) == 0 }
+
+// openFamily are the calls an open rule watches.
+var openFamily = []string{"open", "openat", "openat2", "creat"}
+
+// Plan compiles the rules for one container.
+func (rs *RuleSet) Plan(c Container) (*Plan, error) {
+	p := &Plan{}
+	vars := map[string]any{"container": c.vars()}
+	for i, r := range rs.Rules {
+		where := fmt.Sprintf("%s: rule %q (line %d)", r.Source, r.Name, r.Line)
+		if r.Action == ActionAlert && (isSyscallEvent(r.Event) || r.Event == EventOpen) {
+			names := SyscallsOf(r.Event)
+			if r.Event == EventOpen {
+				names = openFamily
+			}
+			for _, n := range names {
+				if _, ok := sysNumbers[n]; ok && !slices.Contains(p.Syscalls, n) {
+					p.Syscalls = append(p.Syscalls, n)
+				}
+			}
+			continue
+		}
+		if isSyscallEvent(r.Event) {
+			on, err := rs.constant(rs.asts[i].NativeRep().Expr(), rs.asts[i], vars)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %v: %w", where, err, errdefs.ErrNotImplemented)
+			}
+			if on {
+				p.Seccomp = append(p.Seccomp, SeccompDeny{Rule: r.Name, Syscalls: SyscallsOf(r.Event)})
+			}
+			continue
+		}
+		var pol *KernelPolicy
+		switch r.Event {
+		case EventExec:
+			pol = &p.Exec
+		case EventConnect:
+			pol = &p.Connect
+		default:
+			continue
+		}
+		if r.Action == ActionAlert {
+			pol.Report = true
+			continue
+		}
+		kr, always, err := rs.kernelRule(i, vars)
+		if err != nil {
+			return nil, fmt.Errorf("%s: condition cannot be checked in the kernel: %v: %w", where, err, errdefs.ErrNotImplemented)
+		}
+		if kr == nil && !always {
+			continue // false for this container
+		}
+		if len(pol.Rules) == kern.MaxRules {
+			return nil, fmt.Errorf("%s: more than %d deny/kill rules on %s for one container: %w", where, kern.MaxRules, r.Event, errdefs.ErrNotImplemented)
+		}
+		pol.Rules = append(pol.Rules, *kr)
+	}
+	return p, nil
+}
+
+// formula is a condition over atoms.
+type formula interface{ eval(bits uint32) bool }
+
+type (
+	fAnd   struct{ a, b formula }
+	fOr    struct{ a, b formula }
+	fNot   struct{ a formula }
+	fAtom  int
+	fConst bool
+)
+
+func (f fAnd) eval(b uint32) bool  { return f.a.eval(b) && f.b.eval(b) }
+func (f fOr) eval(b uint32) bool   { return f.a.eval(b) || f.b.eval(b) }
+func (f fNot) eval(b uint32) bool  { return !f.a.eval(b) }
+func (f fAtom) eval(b uint32) bool { return b&(1<<uint(f)) != 0 }
+func (f fConst) eval(uint32) bool  { return bool(f) }
+func fOrAll(fs []formula) formula {
+	var out formula = fConst(false)
+	for _, f := range fs {
+		out = fOr{out, f}
+	}
+	return out
+}
+
+// kernelCompiler turns one condition into atoms and a formula.
+type kernelCompiler struct {
+	rs    *RuleSet
+	ast   *cel.Ast
+	vars  map[string]any
+	atoms []Atom
+	keys  []string
+}
+
+func (rs *RuleSet) kernelRule(i int, vars map[string]any) (*KernelRule, bool, error) {
+	kc := &kernelCompiler{rs: rs, ast: rs.asts[i], vars: vars}
+	f, err := kc.compile(rs.asts[i].NativeRep().Expr())
+	if err != nil {
+		return nil, false, err
+	}
+	kr := &KernelRule{ID: uint32(i), Atoms: kc.atoms}
+	switch rs.Rules[i].Action {
+	case ActionDeny:
+		kr.Action = kern.ActDeny
+	case ActionKill:
+		kr.Action = kern.ActKill
+	}
+	any := false
+	for bits := uint32(0); bits < 1<<len(kc.atoms); bits++ {
+		if f.eval(bits) {
+			kr.Table[bits/64] |= 1 << (bits % 64)
+			any = true
+		}
+	}
+	if !any {
+		return nil, false, nil
+	}
+	return kr, true, nil
+}
+
+func (kc *kernelCompiler) unparse(e celast.Expr) string {
+	s, err := parser.Unparse(e, kc.ast.NativeRep().SourceInfo())
+	if err != nil {
+		return "the expression"
+	}
+	return s
+}
+
+// eventRef names the event or process variable e refers to, if any.
+func eventRef(e celast.Expr) string {
+	var found string
+	var walk func(e celast.Expr)
+	walk = func(e celast.Expr) {
+		if found != "" || e == nil {
+			return
+		}
+		switch e.Kind() {
+		case celast.IdentKind:
+			if n := e.AsIdent(); n != "container" {
+				found = n
+			}
+		case celast.SelectKind:
+			walk(e.AsSelect().Operand())
+		case celast.CallKind:
+			c := e.AsCall()
+			if c.IsMemberFunction() {
+				walk(c.Target())
+			}
+			for _, a := range c.Args() {
+				walk(a)
+			}
+		case celast.ListKind:
+			for _, x := range e.AsList().Elements() {
+				walk(x)
+			}
+		case celast.MapKind:
+			for _, en := range e.AsMap().Entries() {
+				walk(en.AsMapEntry().Key())
+				walk(en.AsMapEntry().Value())
+			}
+		case celast.ComprehensionKind:
+			c := e.AsComprehension()
+			walk(c.IterRange())
+			walk(c.AccuInit())
+			walk(c.LoopCondition())
+			walk(c.LoopStep())
+			walk(c.Result())
+		}
+	}
+	walk(e)
+	return found
+}
+
+// value evaluates an expression that refers to no event variable.
+func (rs *RuleSet) value(e celast.Expr, a *cel.Ast, vars map[string]any) (any, error) {
+	src, err := parser.Unparse(e, a.NativeRep().SourceInfo())
+	if err != nil {
+		return nil, err
+	}
+	sub, iss := rs.env.Compile(src)
+	if iss.Err() != nil {
+		return nil, iss.Err()
+	}
+	prg, err := rs.env.Program(sub, cel.CostLimit(100000))
+	if err != nil {
+		return nil, err
+	}
+	out, _, err := prg.Eval(vars)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", src, err)
+	}
+	if l, ok := out.(traits.Lister); ok {
+		var items []any
+		for it := l.Iterator(); it.HasNext() == types.True; {
+			items = append(items, it.Next().Value())
+		}
+		return items, nil
+	}
+	return out.Value(), nil
+}
+
+// constant evaluates a whole condition that must depend on the
+// container only.
+func (rs *RuleSet) constant(e celast.Expr, a *cel.Ast, vars map[string]any) (bool, error) {
+	if n := eventRef(e); n != "" {
+		return false, fmt.Errorf("the condition uses %s, which the container's seccomp filter cannot check (only container fields can be used)", n)
+	}
+	v, err := rs.value(e, a, vars)
+	if err != nil {
+		return false, err
+	}
+	b, ok := v.(bool)
+	return b && ok, nil
+}
+
+func (kc *kernelCompiler) atom(a Atom) formula {
+	key := fmt.Sprintf("%d/%d/%d/%d/%x", a.Kind, a.Len, a.Lo, a.Hi, a.Data)
+	if i := slices.Index(kc.keys, key); i >= 0 {
+		return fAtom(i)
+	}
+	kc.keys = append(kc.keys, key)
+	kc.atoms = append(kc.atoms, a)
+	return fAtom(len(kc.atoms) - 1)
+}
+
+func (kc *kernelCompiler) compile(e celast.Expr) (formula, error) {
+	if eventRef(e) == "" {
+		v, err := kc.rs.value(e, kc.ast, kc.vars)
+		if err != nil {
+			return nil, err
+		}
+		b, ok := v.(bool)
+		if !ok {
+			return nil, fmt.Errorf("%s is not a bool", kc.unparse(e))
+		}
+		return fConst(b), nil
+	}
+	if len(kc.atoms) > kern.MaxAtoms {
+		return nil, fmt.Errorf("more than %d distinct checks", kern.MaxAtoms)
+	}
+	switch e.Kind() {
+	case celast.SelectKind:
+		if field(e) == "exec.drift" {
+			return kc.atom(Atom{Kind: kern.AtomDrift}), nil
+		}
+	case celast.CallKind:
+		c := e.AsCall()
+		args := c.Args()
+		switch fn := c.FunctionName(); fn {
+		case "_&&_", "_||_":
+			a, err := kc.compile(args[0])
+			if err != nil {
+				return nil, err
+			}
+			b, err := kc.compile(args[1])
+			if err != nil {
+				return nil, err
+			}
+			if fn == "_&&_" {
+				return fAnd{a, b}, nil
+			}
+			return fOr{a, b}, nil
+		case "!_":
+			a, err := kc.compile(args[0])
+			if err != nil {
+				return nil, err
+			}
+			return fNot{a}, nil
+		case "_?_:_":
+			cnd, err := kc.compile(args[0])
+			if err != nil {
+				return nil, err
+			}
+			a, err := kc.compile(args[1])
+			if err != nil {
+				return nil, err
+			}
+			b, err := kc.compile(args[2])
+			if err != nil {
+				return nil, err
+			}
+			return fOr{fAnd{cnd, a}, fAnd{fNot{cnd}, b}}, nil
+		case "_==_", "_!=_", "_<_", "_<=_", "_>_", "_>=_":
+			l, r := args[0], args[1]
+			op := fn
+			if eventRef(l) == "" {
+				l, r = r, l
+				op = mirror(op)
+			}
+			if eventRef(r) != "" {
+				return nil, fmt.Errorf("%s compares two event values", kc.unparse(e))
+			}
+			v, err := kc.rs.value(r, kc.ast, kc.vars)
+			if err != nil {
+				return nil, err
+			}
+			f, err := kc.compare(field(l), op, v)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %v", kc.unparse(e), err)
+			}
+			return f, nil
+		case "@in":
+			if eventRef(args[1]) != "" {
+				return nil, fmt.Errorf("%s: the list must not depend on the event", kc.unparse(e))
+			}
+			v, err := kc.rs.value(args[1], kc.ast, kc.vars)
+			if err != nil {
+				return nil, err
+			}
+			var items []any
+			switch l := v.(type) {
+			case []any:
+				items = l
+			default:
+				lv, ok := toList(v)
+				if !ok {
+					return nil, fmt.Errorf("%s: the right side is not a list", kc.unparse(e))
+				}
+				items = lv
+			}
+			var fs []formula
+			for _, it := range items {
+				f, err := kc.compare(field(args[0]), "_==_", it)
+				if err != nil {
+					return nil, fmt.Errorf("%s: %v", kc.unparse(e), err)
+				}
+				fs = append(fs, f)
+			}
+			return fOrAll(fs), nil
+		case "startsWith":
+			if c.IsMemberFunction() && field(c.Target()) == "exec.path" && len(args) == 1 && eventRef(args[0]) == "" {
+				v, err := kc.rs.value(args[0], kc.ast, kc.vars)
+				if err != nil {
+					return nil, err
+				}
+				s, _ := v.(string)
+				if err := kernelPath(s); err != nil {
+					return nil, err
+				}
+				return kc.atom(Atom{Kind: kern.AtomPathPrefix, Len: uint32(len(s)), Data: []byte(s)}), nil
+			}
+		case "inCIDR":
+			if len(args) == 2 && field(args[0]) == "connect.address" && eventRef(args[1]) == "" {
+				v, err := kc.rs.value(args[1], kc.ast, kc.vars)
+				if err != nil {
+					return nil, err
+				}
+				s, _ := v.(string)
+				pf, err := netip.ParsePrefix(s)
+				if err != nil {
+					return nil, fmt.Errorf("inCIDR: %v", err)
+				}
+				return kc.atom(cidrAtom(pf)), nil
+			}
+		}
+	}
+	return nil, fmt.Errorf("%s: the kernel checks only exec.path (==, in, startsWith), exec.drift, connect.address (==, in, inCIDR), connect.port (==, <, <=, >, >=, in) and connect.protocol (==), joined by &&, || and !", kc.unparse(e))
+}
+
+func toList(v any) ([]any, bool) {
+	switch l := v.(type) {
+	case []string:
+		out := make([]any, len(l))
+		for i := range l {
+			out[i] = l[i]
+		}
+		return out, true
+	case []int64:
+		out := make([]any, len(l))
+		for i := range l {
+			out[i] = l[i]
+		}
+		return out, true
+	}
+	if rv, ok := v.(interface{ Value() any }); ok {
+		return toList(rv.Value())
+	}
+	return nil, false
+}
+
+func mirror(op string) string {
+	switch op {
+	case "_<_":
+		return "_>_"
+	case "_<=_":
+		return "_>=_"
+	case "_>_":
+		return "_<_"
+	case "_>=_":
+		return "_<=_"
+	}
+	return op
+}
+
+// field is "var.field" for a select on a variable, else "".
+func field(e celast.Expr) string {
+	if e.Kind() != celast.SelectKind {
+		return ""
+	}
+	s := e.AsSelect()
+	if s.IsTestOnly() || s.Operand().Kind() != celast.IdentKind {
+		return ""
+	}
+	return s.Operand().AsIdent() + "." + s.FieldName()
+}
+
+func kernelPath(s string) error {
+	switch {
+	case s == "":
+		return errors.New("an empty path")
+	case len(s) >= kern.AtomData:
+		return fmt.Errorf("path %q is longer than %d bytes", s, kern.AtomData-1)
+	case strings.ContainsRune(s, 0):
+		return fmt.Errorf("path %q has a NUL byte", s)
+	}
+	return nil
+}
+
+func cidrAtom(p netip.Prefix) Atom {
+	p = p.Masked()
+	a := p.Addr()
+	bits := p.Bits()
+	if a.Is4() {
+		bits += 96
+	}
+	b := a.As16() // IPv4 as ::ffff:a.b.c.d, as the kernel side stores it
+	return Atom{Kind: kern.AtomCIDR, Len: uint32(bits), Data: b[:]}
+}
+
+// compare makes the atom formula of `fld op v`.
+func (kc *kernelCompiler) compare(fld, op string, v any) (formula, error) {
+	neg := func(f formula) formula {
+		if op == "_!=_" {
+			return fNot{f}
+		}
+		return f
+	}
+	switch fld {
+	case "exec.path":
+		s, ok := v.(string)
+		if !ok || (op != "_==_" && op != "_!=_") {
+			return nil, errors.New("exec.path takes == or != a string")
+		}
+		if err := kernelPath(s); err != nil {
+			return nil, err
+		}
+		return neg(kc.atom(Atom{Kind: kern.AtomPathEq, Len: uint32(len(s)), Data: []byte(s)})), nil
+	case "exec.drift":
+		b, ok := v.(bool)
+		if !ok || (op != "_==_" && op != "_!=_") {
+			return nil, errors.New("exec.drift takes == or != a bool")
+		}
+		var f formula = kc.atom(Atom{Kind: kern.AtomDrift})
+		if !b {
+			f = fNot{f}
+		}
+		return neg(f), nil
+	case "connect.address":
+		s, ok := v.(string)
+		if !ok || (op != "_==_" && op != "_!=_") {
+			return nil, errors.New("connect.address takes == or != an address (inCIDR for networks)")
+		}
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("connect.address: %v", err)
+		}
+		a = a.Unmap()
+		return neg(kc.atom(cidrAtom(netip.PrefixFrom(a, a.BitLen())))), nil
+	case "connect.protocol":
+		s, ok := v.(string)
+		if !ok || (op != "_==_" && op != "_!=_") {
+			return nil, errors.New("connect.protocol takes == or != \"tcp\" or \"udp\"")
+		}
+		var proto uint32
+		switch s {
+		case "tcp":
+			proto = 6
+		case "udp":
+			proto = 17
+		default:
+			return nil, fmt.Errorf("connect.protocol %q: not tcp or udp", s)
+		}
+		return neg(kc.atom(Atom{Kind: kern.AtomProto, Lo: proto})), nil
+	case "connect.port":
+		n, ok := v.(int64)
+		if !ok {
+			return nil, errors.New("connect.port takes an integer")
+		}
+		lo, hi := int64(0), int64(65535)
+		switch op {
+		case "_==_", "_!=_":
+			lo, hi = n, n
+		case "_<_":
+			hi = n - 1
+		case "_<=_":
+			hi = n
+		case "_>_":
+			lo = n + 1
+		case "_>=_":
+			lo = n
+		}
+		lo, hi = max(lo, 0), min(hi, 65535)
+		if lo > hi {
+			return fConst(op == "_!=_"), nil
+		}
+		return neg(kc.atom(Atom{Kind: kern.AtomPort, Lo: uint32(lo), Hi: uint32(hi)})), nil
+	case "":
+		return nil, errors.New("the left side is not a field of the event")
+	}
+	return nil, fmt.Errorf("%s cannot be checked in the kernel", fld)
+}

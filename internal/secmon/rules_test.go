@@ -1,0 +1,178 @@
+package secmon
+
+import (
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/berth-project/berth/internal/errdefs"
+	"github.com/berth-project/berth/internal/secmon/kern"
+)
+
+const sampleRules = `rules:
+- name: no-shell
+  event: exec
+  condition: exec.path in ["/bin/sh", "/bin/bash"] && !("shell-ok" in container.labels)
+  action: kill
+- name: no-drift
+  event: exec
+  condition: exec.drift
+  action: kill
+- name: egress
+  event: connect
+  condition: '!(inCIDR(connect.address, "127.0.0.0/8") && connect.port == 8080)'
+  action: deny
+- name: watch-exec
+  event: exec
+  condition: exec.argv.exists(a, a.contains("secret"))
+  action: alert
+- name: no-ptrace
+  event: ptrace
+  condition: "true"
+  action: deny
+`
+
+func TestParseAndPlan(t *testing.T) {
+	rs, err := ParseRules([]byte(sampleRules), "rules.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := rs.Plan(Container{ID: "c1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Exec.Rules) != 2 || !p.Exec.Report || len(p.Connect.Rules) != 1 || p.Connect.Report {
+		t.Fatalf("plan %+v", p)
+	}
+	if len(p.Syscalls) != 0 || len(p.Seccomp) != 1 || p.Seccomp[0].Syscalls[0] != "ptrace" {
+		t.Fatalf("seccomp %+v", p.Seccomp)
+	}
+	shell := p.Exec.Rules[0]
+	if shell.Action != kern.ActKill || len(shell.Atoms) != 2 {
+		t.Fatalf("no-shell %+v", shell)
+	}
+	// Bits: atom 0 /bin/sh, atom 1 /bin/bash: true unless neither.
+	if shell.Table[0] != 0b1110 {
+		t.Errorf("no-shell table %b", shell.Table[0])
+	}
+	eg := p.Connect.Rules[0]
+	if len(eg.Atoms) != 2 || eg.Atoms[0].Len != 96+8 || eg.Atoms[1].Lo != 8080 {
+		t.Fatalf("egress %+v", eg)
+	}
+	// Denied unless both atoms hold.
+	if eg.Table[0] != 0b0111 {
+		t.Errorf("egress table %b", eg.Table[0])
+	}
+
+	// The label lifts the shell rule for that container only.
+	p, err = rs.Plan(Container{ID: "c2", Labels: map[string]string{"shell-ok": "1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Exec.Rules) != 1 {
+		t.Errorf("with the label: %d exec rules, want 1 (drift)", len(p.Exec.Rules))
+	}
+
+	ok, err := rs.Eval(3, Input{Exec: &ExecVars{Path: "/bin/cat", Argv: []string{"cat", "/secret"}}})
+	if err != nil || !ok {
+		t.Errorf("watch-exec: %v %v", ok, err)
+	}
+	ok, err = rs.Eval(3, Input{Exec: &ExecVars{Path: "/bin/cat", Argv: []string{"cat"}}})
+	if err != nil || ok {
+		t.Errorf("watch-exec on a clean argv: %v %v", ok, err)
+	}
+}
+
+func TestSyscallAlertPlan(t *testing.T) {
+	rs, err := ParseRules([]byte(`rules:
+- name: tracing
+  event: ptrace
+  condition: syscall.name == "ptrace" && syscall.args[0] == 16
+  action: alert
+- name: etc-writes
+  event: open
+  condition: file.write && file.path.startsWith("/etc/")
+  action: alert
+`), "r")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := rs.Plan(Container{ID: "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Empty() || !slices.Contains(p.Syscalls, "ptrace") || !slices.Contains(p.Syscalls, "openat") {
+		t.Errorf("syscalls %v", p.Syscalls)
+	}
+	ok, err := rs.Eval(0, Input{Syscall: &SyscallVars{Name: "ptrace", Args: []int64{16, 1, 0, 0}}})
+	if !ok || err != nil {
+		t.Errorf("tracing: %v %v", ok, err)
+	}
+	ok, err = rs.Eval(1, Input{File: &FileVars{Path: "/etc/passwd", Write: true}})
+	if !ok || err != nil {
+		t.Errorf("etc-writes: %v %v", ok, err)
+	}
+}
+
+func TestRefusals(t *testing.T) {
+	for _, c := range []struct{ rules, want string }{
+		{"rules: []", "no rules"},
+		{"webhook: ftp://x/\nrules:\n- name: a\n  event: exec\n  condition: 'true'\n  action: alert\n", `webhook "ftp://x/": not an http or https URL`},
+		{"rules:\n- name: a\n  event: exec\n  condition: exec.pth == 'x'\n  action: alert\n", `rule "a" (line 2): condition: ERROR: <input>:1:5: undefined field 'pth'`},
+		{"rules:\n- name: a\n  event: exec\n  condition: exec.path == 'x'\n  action: deny\n", "exec deny needs a hook"},
+		{"rules:\n- name: a\n  event: exec\n  condition: exec.path\n  action: alert\n", "not a bool"},
+		{"rules:\n- name: a\n  event: exec\n  condition: connect.port == 1\n  action: alert\n", "a exec rule cannot use connect"},
+		{"rules:\n- name: a\n  event: exec\n  condition: exec.argv.size() > 1\n  action: kill\n", "cannot be checked in the kernel"},
+		{"rules:\n- name: a\n  event: connect\n  condition: process.uid == 0\n  action: deny\n", "cannot be checked in the kernel"},
+		{"rules:\n- name: a\n  event: ptrace\n  condition: process.uid == 0\n  action: deny\n", "only container fields"},
+		{"rules:\n- name: a\n  event: ptrace\n  condition: 'true'\n  action: kill\n", "does not stop the call"},
+		{"rules:\n- name: a\n  event: open\n  condition: file.path.startsWith('/etc/')\n  action: deny\n", "needs Landlock"},
+		{"rules:\n- name: a\n  event: ptrace\n  condition: exec.path == ''\n  action: alert\n", "a ptrace rule cannot use exec"},
+		{"rules:\n- name: a\n  event: exex\n  condition: 'true'\n  action: alert\n", `event "exex": not one of`},
+		{"rules:\n- name: a\n  event: exec\n  condition: 'true'\n  action: block\n", `action "block"`},
+		{"rules:\n- name: a\n  event: exec\n  condition: 'true'\n  action: alert\n- name: a\n  event: exec\n  condition: 'true'\n  action: alert\n", "a second rule"},
+		{"rules:\n- name: a\n  evnt: exec\n", `unknown field "evnt"`},
+		{"rules:\n- name: a\n  event: connect\n  condition: inCIDR(connect.address, '10.0.0.0/99')\n  action: deny\n", "inCIDR"},
+	} {
+		_, err := ParseRules([]byte(c.rules), "r.yaml")
+		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.HasPrefix(err.Error(), "r.yaml: ") {
+			t.Errorf("%q: got %v, want %q", c.rules, err, c.want)
+		}
+		if err != nil && !errors.Is(err, errdefs.ErrInvalidArgument) && !errors.Is(err, errdefs.ErrNotImplemented) {
+			t.Errorf("%q: %v is not an invalid-argument or not-implemented error", c.rules, err)
+		}
+	}
+}
+
+func FuzzParseRules(f *testing.F) {
+	f.Add([]byte(sampleRules))
+	f.Add([]byte("rules:\n- name: a\n  event: connect\n  condition: connect.port > 1 ? connect.protocol == 'tcp' : inCIDR(connect.address, '::/0')\n  action: deny\n"))
+	f.Add([]byte("rules:\n- {name: x, event: exec, condition: exec.path.startsWith('/tmp/'), action: kill}\n"))
+	f.Add([]byte("rules: [[[["))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		rs, err := ParseRules(data, "fuzz")
+		if err != nil {
+			return
+		}
+		p, err := rs.Plan(Container{ID: "x", Labels: map[string]string{"a": "b"}})
+		if err != nil {
+			return
+		}
+		for _, pol := range []KernelPolicy{p.Exec, p.Connect} {
+			if len(pol.Rules) > kern.MaxRules {
+				t.Fatalf("%d rules", len(pol.Rules))
+			}
+			for _, r := range pol.Rules {
+				if len(r.Atoms) > kern.MaxAtoms {
+					t.Fatalf("%d atoms", len(r.Atoms))
+				}
+				for _, a := range r.Atoms {
+					if len(a.Data) > kern.AtomData || (a.Kind == kern.AtomPathEq && a.Len >= kern.AtomData) {
+						t.Fatalf("atom %+v", a)
+					}
+				}
+			}
+		}
+	})
+}
