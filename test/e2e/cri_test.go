@@ -183,6 +183,11 @@ func (c *criT) writeJSON(name string, v any) string {
 
 // podConfig is a pod sandbox config for crictl; ports are container:host.
 func (c *criT) podConfig(name string, ports ...[2]int) (string, map[string]any) {
+	return c.podConfigWith(name, nil, ports...)
+}
+
+// podConfigWith is podConfig with annotations.
+func (c *criT) podConfigWith(name string, annotations map[string]string, ports ...[2]int) (string, map[string]any) {
 	var pm []map[string]any
 	for _, p := range ports {
 		pm = append(pm, map[string]any{"container_port": p[0], "host_port": p[1]})
@@ -192,6 +197,7 @@ func (c *criT) podConfig(name string, ports ...[2]int) (string, map[string]any) 
 		"hostname":      name,
 		"log_directory": filepath.Join(c.logDir, name),
 		"port_mappings": pm,
+		"annotations":   annotations,
 		"linux": map[string]any{"security_context": map[string]any{
 			"namespace_options": map[string]any{"pid": 1}, // CONTAINER, as kubelet's default
 		}},
@@ -647,4 +653,26 @@ func TestCRITrustRecheck(t *testing.T) {
 	}
 	os.Remove(polPath)
 	c.crictl("create", "--no-pull", p, second, pod)
+}
+
+// A pod's berth.dev/secmon-rules annotation puts runtime monitoring rules
+// on each of its containers: a drifted binary is killed before it prints,
+// and the alert names the pod's container.
+func TestCRIPodSecmonRules(t *testing.T) {
+	c := newCRI(t)
+	rules := "rules:\n- name: no-drift\n  event: exec\n  condition: exec.drift\n  action: kill\n"
+	pod, _ := c.podConfigWith("watched", map[string]string{"berth.dev/secmon-rules": rules})
+	ctr := c.ctrConfig("drifter", []string{"sh", "-c", "cp /bin/busybox /tmp/busybox; /tmp/busybox echo DRIFTED; echo rc=$?; sleep 3600"}, nil)
+	_, ids := c.runPod(pod, "watched", ctr)
+	waitForOut(t, "the drifted binary's end", 60*time.Second, func() (bool, string) {
+		out := c.crictl("logs", ids[0])
+		return strings.Contains(out, "rc="), out
+	})
+	if out := c.crictl("logs", ids[0]); strings.Contains(out, "DRIFTED") || !strings.Contains(out, "rc=137") {
+		t.Errorf("the drifted binary was not killed before it printed: %q", out)
+	}
+	alerts, _ := os.ReadFile(filepath.Join(c.root, "secmon", "alerts.jsonl"))
+	if !strings.Contains(string(alerts), ids[0]) || !strings.Contains(string(alerts), "no-drift") {
+		t.Errorf("no alert for the pod's container:\n%s", alerts)
+	}
 }
