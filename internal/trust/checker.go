@@ -7,10 +7,11 @@
 // at every create and start (Check), against the policy and rules as they
 // are at that moment.
 //
-// A start must not pay a network round trip when nothing changed: a
-// definitive decision is cached on disk (ROOT/trust/cache) under the image
-// reference, its digest and the hashes of the policy (key files included)
-// and rules; any change of either content misses the cache. Every decision
+// A start must not pay a network round trip when nothing changed: an
+// allow is cached on disk (ROOT/trust/cache) under the image reference,
+// its digest and the hashes of the policy (key files included) and rules;
+// any change of either content misses the cache. A refusal is not cached:
+// the image may be signed or attested since. Every decision
 // is appended to the audit log ROOT/trust-audit.jsonl and handed to
 // OnDecision (the engine's events).
 package trust
@@ -284,7 +285,10 @@ func (c *Checker) check(ctx context.Context, req Request, stage string, useCache
 			return Decision{}, err
 		}
 	}
-	if useCache && !res.Transient {
+	// Only an allow is cached: a refusal may end without any file
+	// changing (the image gets signed, its SBOM attested), so it is
+	// verified again at the next start.
+	if useCache && d.Allowed && !res.Transient {
 		c.store(key, d)
 	}
 	c.record(d)

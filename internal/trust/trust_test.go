@@ -235,3 +235,26 @@ func TestRejectAndDefaults(t *testing.T) {
 		t.Fatalf("a broken policy: %v", err)
 	}
 }
+
+// TestRefusalNotCached: an image refused for want of a signature runs once
+// it is signed, with no change to the policy.
+func TestRefusalNotCached(t *testing.T) {
+	e := newTestEnv(t, nil)
+	key := e.newKey("release")
+	app := e.host + "/app"
+	img := newTestImage(t, "later", ocispec.ImageConfig{})
+	e.push(img, app+":1")
+	if _, err := e.pull(app + ":1"); err != nil {
+		t.Fatal(err)
+	}
+	e.writePolicy(signedPolicy(app, key.path, "matchRepository"))
+	req := Request{Reference: app + ":1", Digest: img.desc.Digest}
+	d, err := e.checker.Check(context.Background(), req)
+	if err != nil || d.Allowed {
+		t.Fatalf("unsigned: %+v %v", d, err)
+	}
+	e.pushAttachment(app, sigTag(img.desc.Digest), signature(key, app, img.desc.Digest))
+	if d, err = e.checker.Check(context.Background(), req); err != nil || !d.Allowed || d.Cached {
+		t.Fatalf("after signing: %+v %v", d, err)
+	}
+}

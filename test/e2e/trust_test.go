@@ -105,7 +105,18 @@ func TestTrustStartRecheck(t *testing.T) {
 		t.Fatalf("cosign sign: %v\n%s", err, out)
 	}
 	e.ok("run", "--rm", "--network", "none", img, "true")
-	// Cached: the second run makes no request (the registry could be gone).
+	// The next run's checks are answered from the cache.
+	e.ok("run", "--rm", "--network", "none", img, "true")
+	audit, err = os.ReadFile(filepath.Join(e.root, "trust-audit.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(audit)), "\n")
+	var last map[string]any
+	json.Unmarshal([]byte(lines[len(lines)-1]), &last)
+	if last["allowed"] != true || last["cached"] != true || last["stage"] != "start" {
+		t.Errorf("last audit line of a run with nothing changed: %s", lines[len(lines)-1])
+	}
 	if out := e.ok("image", "verify", img); !strings.Contains(out, "Decision: allowed") {
 		t.Errorf("image verify after signing:\n%s", out)
 	}
