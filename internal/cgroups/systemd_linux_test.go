@@ -97,3 +97,19 @@ func FuzzParseSystemdPath(f *testing.F) {
 		}
 	})
 }
+
+// TestSystemdWithoutSystemd: where PID 1 is not systemd, the driver refuses
+// at once with an error that says so (and a malformed path names the field).
+func TestSystemdWithoutSystemd(t *testing.T) {
+	if systemd.IsRunningSystemd() {
+		t.Skip("systemd is PID 1 here; the error is for hosts without it (test/vm's systemd VM tests the driver)")
+	}
+	_, err := New(Config{ID: "c1", CgroupsPath: "system.slice:berth:c1", Systemd: true})
+	if err == nil || !strings.Contains(err.Error(), "PID 1 is not systemd") || !strings.Contains(err.Error(), "--systemd-cgroup") {
+		t.Errorf("New with Systemd where PID 1 is not systemd: %v, want an error naming --systemd-cgroup and PID 1", err)
+	}
+	_, err = New(Config{ID: "c1", CgroupsPath: "/berth/c1", Systemd: true})
+	if err == nil || !strings.Contains(err.Error(), "linux.cgroupsPath") {
+		t.Errorf("New with Systemd and a cgroupfs path: %v, want an error naming linux.cgroupsPath", err)
+	}
+}
