@@ -14,6 +14,18 @@
 # root in the root cgroup, in /, with BERTH_VM_GUEST=1 in its environment;
 # the console (kernel, program stdout and stderr) streams to our stdout.
 #
+# With --systemd the VM is instead Debian with systemd as PID 1 on the
+# unified hierarchy: stage 1 mounts the ext4 image systemd-root.sh builds
+# (systemd, dbus, containerd, Podman, busybox; opened with snapshot=on) from
+# /dev/vda, copies /berth into it and switches to /sbin/init; the unit
+# berth-vm.service runs the program (stage2-systemd) once the system is up,
+# as a service in system.slice, with BERTH_VM_SYSTEMD=1 too.
+#
+# Accelerator: KVM with -cpu host where /dev/kvm is usable, else TCG with
+# -cpu max; when qemu exits under KVM before the guest prints its first line
+# (a CPU model or MSR the host's KVM refuses, a KVM bug, no permission), the
+# same VM boots again under TCG. BERTH_VM_ACCEL=kvm|tcg picks the first try.
+#
 # The kernel package is fetched with apt-get download and unpacked (never
 # installed) under $BERTH_VM_CACHE (default: .tmp/vm in the repository), so
 # later runs need no download. Everything else lives in a temporary directory
@@ -212,12 +224,19 @@ mknod -m 0600 "$root/dev/console" c 5 1 || fail "mknod $root/dev/console"
 
 # add_module copies module $1 and, first, the modules it depends on (read
 # from its .modinfo; the package ships no modules.dep), into the initramfs.
-declare -A added=()
+declare -A added=() modpath=()
+# One walk of the module tree, not one per module: a module's name has
+# underscores where its file may have dashes.
+while IFS= read -r ko; do
+	name=${ko##*/}
+	name=${name%.ko}
+	modpath[${name//-/_}]=$ko
+done < <(find "$moddir/kernel" -name '*.ko')
 add_module() {
 	local name=$1 ko dep
 	[ -z "${added[$name]:-}" ] || return 0
 	added[$name]=1
-	ko=$(find "$moddir/kernel" -name "$name.ko" -o -name "${name//_/-}.ko" | head -n 1)
+	ko=${modpath[${name//-/_}]:-}
 	[ -n "$ko" ] || fail "kernel module $name not found under $moddir (built in? see $kdir/boot/config-$kver)"
 	for dep in $(tr '\0' '\n' <"$ko" | sed -n 's/^depends=//p' | tr ',' ' '); do
 		add_module "$dep"
