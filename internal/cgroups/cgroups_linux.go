@@ -44,6 +44,9 @@ type Config struct {
 	Systemd     bool   // cgroupsPath is slice:prefix:name, driven through systemd
 	Rootless    bool
 	Resources   *specs.LinuxResources
+	// Annotations of the spec: with Systemd, org.systemd.property.NAME
+	// sets property NAME of the container's scope (as runc does).
+	Annotations map[string]string
 }
 
 // Manager is one container's cgroup.
@@ -105,6 +108,10 @@ func cgroupConfig(cfg Config) (*cgroups.Cgroup, error) {
 	path := cfg.CgroupsPath
 	if cfg.Systemd {
 		cg.Parent, cg.ScopePrefix, cg.Name, err = parseSystemdPath(path, cfg.ID)
+		if err != nil {
+			return nil, err
+		}
+		cg.SystemdProps, err = systemdProperties(cfg.Annotations)
 		return cg, err
 	}
 	if path == "" && cfg.Rootless {

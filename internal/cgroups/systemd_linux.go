@@ -2,8 +2,11 @@ package cgroups
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
+	systemdDbus "github.com/coreos/go-systemd/v22/dbus"
+	"github.com/godbus/dbus/v5"
 	"github.com/opencontainers/cgroups"
 	"github.com/opencontainers/cgroups/systemd"
 )
@@ -111,4 +114,59 @@ func (m *Manager) applyScope(pid int) error {
 		}
 	}
 	return nil
+}
+
+// systemdPropertyPrefix starts the spec annotations that set properties of
+// the container's scope, as runc has them: the rest of the key is the
+// property name, the value a GVariant text ("uint64 123456789",
+// "'inactive-or-failed'"); time properties take their USec names.
+const systemdPropertyPrefix = "org.systemd.property."
+
+// maxPropertyValue bounds an annotation's value: it is parsed, and sent
+// to systemd.
+const maxPropertyValue = 4096
+
+// systemdProperties turns the org.systemd.property.* annotations into unit
+// properties for the scope, or names the annotation at fault.
+func systemdProperties(annotations map[string]string) ([]systemdDbus.Property, error) {
+	keys := make([]string, 0, len(annotations))
+	for k := range annotations {
+		if strings.HasPrefix(k, systemdPropertyPrefix) {
+			keys = append(keys, k)
+		}
+	}
+	// Sorted: the same config gives the same unit, whatever the map order.
+	slices.Sort(keys)
+	var props []systemdDbus.Property
+	for _, k := range keys {
+		name := strings.TrimPrefix(k, systemdPropertyPrefix)
+		if name == "" || strings.IndexFunc(name, func(r rune) bool {
+			return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9')
+		}) >= 0 {
+			return nil, fmt.Errorf("annotations[%q]: %q is not a systemd property name (letters and digits)", k, name)
+		}
+		value := annotations[k]
+		// godbus's parser loops forever on some non-ASCII digits (such
+		// as U+1BB0); systemd's property values are ASCII anyway.
+		if len(value) > maxPropertyValue || strings.IndexFunc(value, func(r rune) bool { return r < 0x20 || r > 0x7e }) >= 0 {
+			return nil, fmt.Errorf("annotations[%q]: the value must be printable ASCII of at most %d bytes", k, maxPropertyValue)
+		}
+		v, err := parseVariant(value)
+		if err != nil {
+			return nil, fmt.Errorf("annotations[%q]: value %q is not a GVariant text (for example \"uint64 123456789\" or \"'inactive-or-failed'\"): %w", k, value, err)
+		}
+		props = append(props, systemdDbus.Property{Name: name, Value: v})
+	}
+	return props, nil
+}
+
+// parseVariant is dbus.ParseVariant with its panics (it has some, on typed
+// empty arrays such as "@b []") turned into errors.
+func parseVariant(s string) (v dbus.Variant, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%v", p)
+		}
+	}()
+	return dbus.ParseVariant(s, dbus.Signature{})
 }

@@ -1,6 +1,7 @@
 package cgroups
 
 import (
+	"fmt"
 	"path"
 	"strings"
 	"testing"
@@ -112,4 +113,61 @@ func TestSystemdWithoutSystemd(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "linux.cgroupsPath") {
 		t.Errorf("New with Systemd and a cgroupfs path: %v, want an error naming linux.cgroupsPath", err)
 	}
+}
+
+func TestSystemdProperties(t *testing.T) {
+	props, err := systemdProperties(map[string]string{
+		"org.systemd.property.TimeoutStopUSec": "uint64 123456789",
+		"org.systemd.property.CollectMode":     "'inactive-or-failed'",
+		"io.kubernetes.pod.name":               "not a property",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(props) != 2 || props[0].Name != "CollectMode" || props[1].Name != "TimeoutStopUSec" {
+		t.Fatalf("properties %+v, want CollectMode and TimeoutStopUSec in that order", props)
+	}
+	if v, ok := props[1].Value.Value().(uint64); !ok || v != 123456789 {
+		t.Errorf("TimeoutStopUSec = %#v, want uint64 123456789", props[1].Value.Value())
+	}
+	if v, ok := props[0].Value.Value().(string); !ok || v != "inactive-or-failed" {
+		t.Errorf("CollectMode = %#v, want the string inactive-or-failed", props[0].Value.Value())
+	}
+
+	for _, tc := range []struct{ key, value, want string }{
+		{"org.systemd.property.", "1", "not a systemd property name"},
+		{"org.systemd.property.Foo/Bar", "1", "not a systemd property name"},
+		{"org.systemd.property.CollectMode", "inactive-or-failed'", "not a GVariant text"},
+		// godbus's parser panics on this one,
+		{"org.systemd.property.Foo", "@b []", "not a GVariant text"},
+		// and never returns on this one.
+		{"org.systemd.property.CPUWeight", "\u1bb0", "printable ASCII"},
+		{"org.systemd.property.Description", "'" + strings.Repeat("x", 5000) + "'", "at most 4096 bytes"},
+	} {
+		_, err := systemdProperties(map[string]string{tc.key: tc.value})
+		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "annotations[") {
+			t.Errorf("annotation %s=%s: error %v, want one naming the annotation and containing %q", tc.key, tc.value, err, tc.want)
+		}
+	}
+}
+
+// FuzzSystemdProperties: any annotation value gives a property or an
+// error naming the annotation, never a panic.
+func FuzzSystemdProperties(f *testing.F) {
+	for _, s := range []string{"uint64 123456789", "'inactive-or-failed'", "true", "[1, 2]", "@as []", "<1>", "{'a': 1}", "'"} {
+		f.Add("TimeoutStopUSec", s)
+	}
+	f.Fuzz(func(t *testing.T, name, value string) {
+		key := "org.systemd.property." + name
+		props, err := systemdProperties(map[string]string{key: value})
+		if err != nil {
+			if !strings.Contains(err.Error(), fmt.Sprintf("annotations[%q]", key)) {
+				t.Fatalf("error %v does not name the annotation %q", err, key)
+			}
+			return
+		}
+		if len(props) != 1 || props[0].Name != name {
+			t.Fatalf("properties %+v for %q", props, key)
+		}
+	})
 }

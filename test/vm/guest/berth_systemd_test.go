@@ -159,9 +159,10 @@ func initCgroup(t *testing.T, pid int) string {
 
 // TestSystemdScopeLimitsUpdateDelete: a container with kubelet's systemd
 // cgroupsPath for a Burstable pod runs in the scope cri-berth-ID.scope in
-// the nested pod slice, with Delegate=yes and its limits both as unit
-// properties and in the cgroup files; update changes both; delete stops
-// the scope.
+// the nested pod slice, with Delegate=yes, its limits both as unit
+// properties and in the cgroup files, and the properties its
+// org.systemd.property.* annotations set; exec joins the scope; update
+// changes both; delete stops the scope.
 func TestSystemdScopeLimitsUpdateDelete(t *testing.T) {
 	rt := systemdBerth(t)
 	id := rt.NewID("sd")
@@ -174,7 +175,13 @@ func TestSystemdScopeLimitsUpdateDelete(t *testing.T) {
 			r.Pids = &specs.LinuxPids{Limit: &pids}
 			r.CPU = &specs.LinuxCPU{Quota: &quota, Period: &period}
 		}),
-		testutil.WithSpec(func(s *specs.Spec) { s.Linux.CgroupsPath = pod + ":cri-berth:" + id }))
+		testutil.WithSpec(func(s *specs.Spec) {
+			s.Linux.CgroupsPath = pod + ":cri-berth:" + id
+			s.Annotations = map[string]string{
+				"org.systemd.property.TimeoutStopUSec": "uint64 123456789",
+				"org.systemd.property.CollectMode":     "'inactive-or-failed'",
+			}
+		}))
 	rt.Create(id, b.Dir).OK(t)
 
 	scope := "cri-berth-" + id + ".scope"
@@ -183,6 +190,8 @@ func TestSystemdScopeLimitsUpdateDelete(t *testing.T) {
 	checkProps(t, "after create", scope, map[string]string{
 		"ActiveState": "active", "Delegate": "yes", "Slice": pod,
 		"MemoryMax": fmt.Sprint(32 << 20), "TasksMax": "16", "CPUQuotaPerSecUSec": "500ms",
+		// From the org.systemd.property.* annotations, as with runc.
+		"TimeoutStopUSec": "2min 3.456789s", "CollectMode": "inactive-or-failed",
 	})
 	checkFiles(t, "after create", dir, map[string]string{
 		"memory.max": fmt.Sprint(32 << 20), "pids.max": "16", "cpu.max": "50000 100000",
@@ -192,6 +201,12 @@ func TestSystemdScopeLimitsUpdateDelete(t *testing.T) {
 	}
 
 	rt.Start(id).OK(t)
+	// exec joins the scope through systemd (AttachProcessesToUnit); in a
+	// cgroup namespace the scope is the process's root.
+	out := rt.Exec(id, nil, "cat", "/proc/self/cgroup").OK(t).Stdout
+	if got := strings.TrimSpace(out); got != "0::/" && got != "0::"+rel {
+		t.Errorf("exec'd process is in cgroup %q, want the scope (0::/ in a cgroup namespace, else 0::%s)", got, rel)
+	}
 	rt.Do("update", "--memory", "64M", "--pids-limit", "20", "--cpu-quota", "20000", "--cpu-period", "100000", id).OK(t)
 	checkProps(t, "after update", scope, map[string]string{
 		"MemoryMax": fmt.Sprint(64 << 20), "TasksMax": "20", "CPUQuotaPerSecUSec": "200ms",
@@ -353,7 +368,8 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 
 // TestSystemdPodman: Podman with --cgroup-manager systemd and
 // --runtime berth-runtime runs a container in machine.slice's
-// libpod-ID.scope with its limits; podman update changes them (and keeps
+// libpod-ID.scope with its limits; podman exec joins it; podman update
+// changes them (and keeps
 // the others); podman rm stops the scope, and that of its conmon.
 func TestSystemdPodman(t *testing.T) {
 	requireSystemd(t)
@@ -397,6 +413,11 @@ func TestSystemdPodman(t *testing.T) {
 	})
 	checkFiles(t, "podman's container", cg, map[string]string{"memory.max": fmt.Sprint(64 << 20), "pids.max": "50"})
 
+	if out, err := podman("exec", cid, "cat", "/proc/self/cgroup"); err != nil {
+		t.Errorf("podman exec: %v\n%s", err, out)
+	} else if got := strings.TrimSpace(out); got != "0::/" && got != "0::/machine.slice/"+scope {
+		t.Errorf("podman exec: the process is in cgroup %q, want the scope", got)
+	}
 	// Podman 4.3's update has no --pids-limit.
 	if out, err := podman("update", "--memory", "128m", "--cpus", "0.5", cid); err != nil {
 		t.Errorf("podman update: %v\n%s", err, out)
