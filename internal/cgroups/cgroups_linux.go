@@ -44,6 +44,9 @@ type Config struct {
 	Systemd     bool   // cgroupsPath is slice:prefix:name, driven through systemd
 	Rootless    bool
 	Resources   *specs.LinuxResources
+	// Annotations of the spec: with Systemd, org.systemd.property.NAME
+	// sets property NAME of the container's scope (as runc does).
+	Annotations map[string]string
 }
 
 // Manager is one container's cgroup.
@@ -53,6 +56,8 @@ type Manager struct {
 	// is removed with the last container in it.
 	underDefault bool
 	rootless     bool
+	// scope is set for the systemd driver (see systemd_linux.go).
+	scope *systemdScope
 }
 
 // New prepares the manager of a container's cgroup; nothing is created on
@@ -69,7 +74,11 @@ func New(cfg Config) (*Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cgroup manager: %w", fieldError(err))
 	}
-	return &Manager{m: m, underDefault: UnderDefault(cfg.CgroupsPath, cfg.ID, cfg.Systemd), rootless: cfg.Rootless}, nil
+	mgr := &Manager{m: m, underDefault: UnderDefault(cfg.CgroupsPath, cfg.ID, cfg.Systemd), rootless: cfg.Rootless}
+	if cfg.Systemd {
+		mgr.scope = &systemdScope{}
+	}
+	return mgr, nil
 }
 
 // Load returns the manager of an existing container's cgroup from the
@@ -83,7 +92,11 @@ func Load(cfg Config, paths map[string]string) (*Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cgroup manager: %w", err)
 	}
-	return &Manager{m: m, underDefault: UnderDefault(cfg.CgroupsPath, cfg.ID, cfg.Systemd), rootless: cfg.Rootless}, nil
+	mgr := &Manager{m: m, underDefault: UnderDefault(cfg.CgroupsPath, cfg.ID, cfg.Systemd), rootless: cfg.Rootless}
+	if cfg.Systemd {
+		mgr.scope = &systemdScope{started: true}
+	}
+	return mgr, nil
 }
 
 func cgroupConfig(cfg Config) (*cgroups.Cgroup, error) {
@@ -94,15 +107,12 @@ func cgroupConfig(cfg Config) (*cgroups.Cgroup, error) {
 	cg := &cgroups.Cgroup{Resources: res, Rootless: cfg.Rootless, Systemd: cfg.Systemd}
 	path := cfg.CgroupsPath
 	if cfg.Systemd {
-		if path == "" {
-			path = "system.slice:berth:" + cfg.ID
+		cg.Parent, cg.ScopePrefix, cg.Name, err = parseSystemdPath(path, cfg.ID)
+		if err != nil {
+			return nil, err
 		}
-		parts := strings.Split(path, ":")
-		if len(parts) != 3 {
-			return nil, fmt.Errorf("linux.cgroupsPath: %q is not of the systemd form slice:prefix:name", path)
-		}
-		cg.Parent, cg.ScopePrefix, cg.Name = parts[0], parts[1], parts[2]
-		return cg, nil
+		cg.SystemdProps, err = systemdProperties(cfg.Annotations)
+		return cg, err
 	}
 	if path == "" && cfg.Rootless {
 		// The library forgives a rootless container the cgroups it may
@@ -125,6 +135,9 @@ func cgroupConfig(cfg Config) (*cgroups.Cgroup, error) {
 
 // Apply creates the cgroup and moves pid into it (-1 only creates it).
 func (m *Manager) Apply(pid int) error {
+	if m.scope != nil {
+		return m.applyScope(pid)
+	}
 	var err error
 	// Another container's Destroy may remove the shared default parent
 	// between our mkdir of it and of our own directory: try again.
@@ -152,6 +165,10 @@ func (m *Manager) Set(r *specs.LinuxResources) error {
 	res, err := ConvertResources(r)
 	if err != nil {
 		return err
+	}
+	if m.scope != nil && !m.scope.started {
+		m.scope.pending = res
+		return nil
 	}
 	var hugetlb []*cgroups.HugepageLimit
 	if hybridHugetlb() {

@@ -80,7 +80,7 @@ func (r *Runtime) Create(ctx context.Context, id string, opt CreateOptions) (ret
 	if spec.Process.Terminal && opt.ConsoleSocket == "" && opt.ConsoleFile == nil {
 		return errors.New("process.terminal is true but no --console-socket was given to receive the terminal")
 	}
-	cg, err := cgroups.New(cgroups.Config{ID: id, CgroupsPath: spec.Linux.CgroupsPath, Systemd: r.SystemdCgroup, Rootless: r.Rootless, Resources: spec.Linux.Resources})
+	cg, err := cgroups.New(cgroups.Config{ID: id, CgroupsPath: spec.Linux.CgroupsPath, Systemd: r.SystemdCgroup, Rootless: r.Rootless, Resources: spec.Linux.Resources, Annotations: spec.Annotations})
 	if err != nil {
 		return err
 	}

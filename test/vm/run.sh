@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
-# run.sh boots Debian's kernel under qemu (TCG, no KVM needed) on a cgroup v2
+# run.sh boots Debian's kernel under qemu (KVM where usable, else TCG) on a cgroup v2
 # initramfs, runs one program in it and exits with that program's status.
+#
+# Notes of run.sh's own (which accelerator, a fallback from KVM to TCG, how
+# long the VM ran) go to stdout with the console, prefixed "run.sh: "; its
+# errors go to stderr.
 #
 # The VM: busybox (from busybox-static) and the given files on a tmpfs root
 # (so pivot_root works for containers), proc, sysfs, devtmpfs, cgroup2 at
@@ -9,6 +13,18 @@
 # asked for (overlay, veth and bridge by default) loaded. The program runs as
 # root in the root cgroup, in /, with BERTH_VM_GUEST=1 in its environment;
 # the console (kernel, program stdout and stderr) streams to our stdout.
+#
+# With --systemd the VM is instead Debian with systemd as PID 1 on the
+# unified hierarchy: stage 1 mounts the ext4 image systemd-root.sh builds
+# (systemd, dbus, containerd, Podman, busybox; opened with snapshot=on) from
+# /dev/vda, copies /berth into it and switches to /sbin/init; the unit
+# berth-vm.service runs the program (stage2-systemd) once the system is up,
+# as a service in system.slice, with BERTH_VM_SYSTEMD=1 too.
+#
+# Accelerator: KVM with -cpu host where /dev/kvm is usable, else TCG with
+# -cpu max; when qemu exits under KVM before the guest prints its first line
+# (a CPU model or MSR the host's KVM refuses, a KVM bug, no permission), the
+# same VM boots again under TCG. BERTH_VM_ACCEL=kvm|tcg picks the first try.
 #
 # The kernel package is fetched with apt-get download and unpacked (never
 # installed) under $BERTH_VM_CACHE (default: .tmp/vm in the repository), so
@@ -34,6 +50,9 @@ options:
   --env NAME=VALUE      set NAME in the program's environment
   --module NAME         also load kernel module NAME (with its dependencies)
   --kernel-log          show kernel messages on the console (default: quiet)
+  --systemd             boot Debian with systemd as PID 1 from a disk image
+                        (built once by systemd-root.sh, then cached); the
+                        program runs from a unit after the boot
 USAGE
 }
 
@@ -49,6 +68,7 @@ files=()
 envs=()
 modules=(overlay veth bridge)
 kernel_log=0
+systemd=0
 while [ $# -gt 0 ]; do
 	case $1 in
 	--mem | --smp | --timeout | --file | --env | --module)
@@ -64,6 +84,7 @@ while [ $# -gt 0 ]; do
 		shift 2
 		;;
 	--kernel-log) kernel_log=1; shift ;;
+	--systemd) systemd=1; shift ;;
 	-h | --help) usage; exit 0 ;;
 	--) shift; break ;;
 	*) usage >&2; fail "unknown option $1" ;;
@@ -95,6 +116,7 @@ mkdir -p "$cache" || fail "create kernel cache $cache"
 cache=$(cd "$cache" && pwd)
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/berth-vm.XXXXXX") || fail "create a temporary directory"
+qemu_extra=()
 qemu_pid=
 tail_pid=
 cleanup() {
@@ -174,6 +196,9 @@ kernel_dir() {
 exec 9>"$cache/.lock"
 flock 9
 kdir=$(kernel_dir)
+if [ "$systemd" = 1 ]; then
+	image=$(bash "$here/systemd-root.sh" "$cache") || exit 125
+fi
 flock -u 9
 exec 9>&-
 vmlinuz=$(find "$kdir/boot" -name 'vmlinuz-*' | head -n 1)
@@ -186,16 +211,32 @@ mkdir -p "$root"/{bin,dev,proc,sys,tmp,run,newroot,berth/vm/modules.d}
 cp /bin/busybox "$root/bin/busybox"
 cp "$here/initramfs/init" "$root/init"
 cp "$here/initramfs/stage2" "$root/berth/vm/stage2"
+if [ "$systemd" = 1 ]; then
+	touch "$root/berth/vm/systemd"
+	cp "$here/initramfs/stage2-systemd" "$here/initramfs/berth-vm.service" "$root/berth/vm/"
+	# The root disk, and what mounting it takes (crc32c: ext4's checksums).
+	modules+=(virtio_pci virtio_blk crc32c_generic ext4)
+	# snapshot=on: the guest's writes go to a temporary file, never to
+	# the cached image, which other runs may be booting at the same time.
+	qemu_extra+=(-drive "file=$image,format=raw,if=virtio,snapshot=on")
+fi
 mknod -m 0600 "$root/dev/console" c 5 1 || fail "mknod $root/dev/console"
 
 # add_module copies module $1 and, first, the modules it depends on (read
 # from its .modinfo; the package ships no modules.dep), into the initramfs.
-declare -A added=()
+declare -A added=() modpath=()
+# One walk of the module tree, not one per module: a module's name has
+# underscores where its file may have dashes.
+while IFS= read -r ko; do
+	name=${ko##*/}
+	name=${name%.ko}
+	modpath[${name//-/_}]=$ko
+done < <(find "$moddir/kernel" -name '*.ko')
 add_module() {
 	local name=$1 ko dep
 	[ -z "${added[$name]:-}" ] || return 0
 	added[$name]=1
-	ko=$(find "$moddir/kernel" -name "$name.ko" -o -name "${name//_/-}.ko" | head -n 1)
+	ko=${modpath[${name//-/_}]:-}
 	[ -n "$ko" ] || fail "kernel module $name not found under $moddir (built in? see $kdir/boot/config-$kver)"
 	for dep in $(tr '\0' '\n' <"$ko" | sed -n 's/^depends=//p' | tr ',' ' '); do
 		add_module "$dep"
@@ -230,37 +271,76 @@ nonce=$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')
 (cd "$root" && find . | busybox cpio -o -H newc 2>/dev/null) >"$work/initramfs.cpio" ||
 	fail "build the initramfs with busybox cpio"
 
-# TCG emulates the CPU in software and works anywhere; KVM, where there is
-# one, is many times faster.
-accel=(-accel tcg,thread=multi)
-if [ -w /dev/kvm ]; then accel=(-accel kvm "${accel[@]}"); fi
-
 append="console=ttyS0 panic=-1 rdinit=/init"
 if [ "$kernel_log" = 0 ]; then append="$append quiet loglevel=1"; fi
+if [ "$systemd" = 1 ]; then
+	append="$append systemd.unified_cgroup_hierarchy=1"
+	if [ "$kernel_log" = 0 ]; then append="$append systemd.show_status=0"; fi
+fi
 
-# timeout(1) puts qemu in a new process group and ends it after timeout_s;
-# run it in the background so the traps above can end it too.
+# boot runs qemu with accelerator $1 (kvm or tcg) until it exits or the
+# rest of the time runs out, streaming the console to our stdout, and sets
+# qemu_status.
 log=$work/console.log
-# Made here, not by qemu's redirection in the background job: tail -f
-# gives up at once on a file that does not exist yet, and then the console
-# is lost when the machine is busy enough for tail to win that race.
-: >"$log"
-timeout --kill-after=10 "$timeout_s" "$qemu" \
-	-nodefaults -no-user-config -no-reboot \
-	-machine pc "${accel[@]}" -cpu max -smp "$smp" -m "$mem" \
-	-display none -monitor none -serial stdio \
-	-kernel "$vmlinuz" -initrd "$work/initramfs.cpio" -append "$append" \
-	</dev/null >"$log" 2>&1 &
-qemu_pid=$!
-tail -n +1 -f --pid="$qemu_pid" "$log" &
-tail_pid=$!
-set +e
-wait "$qemu_pid"
-qemu_status=$?
-set -e
-qemu_pid=
-wait "$tail_pid" || true
-tail_pid=
+boot() {
+	local accel cpu left
+	case $1 in
+	# With KVM the guest gets the host's own CPU model: "-cpu max" asks
+	# KVM for features (MSRs) that some hosts' KVM refuses, and qemu then
+	# aborts at start ("failed to set MSR 0x10a").
+	kvm) accel=kvm cpu=host ;;
+	# TCG emulates the CPU in software and works anywhere, many times slower.
+	tcg) accel=tcg,thread=multi cpu=max ;;
+	esac
+	left=$((timeout_s - SECONDS))
+	if [ "$left" -lt 1 ]; then
+		qemu_status=124
+		return
+	fi
+	# Made here, not by qemu's redirection in the background job: tail -f
+	# gives up at once on a file that does not exist yet, and then the
+	# console is lost when the machine is busy enough for tail to win that
+	# race.
+	: >"$log"
+	# timeout(1) puts qemu in a new process group and ends it after the
+	# time left; run it in the background so the traps above can end it too.
+	timeout --kill-after=10 "$left" "$qemu" \
+		-nodefaults -no-user-config -no-reboot \
+		-machine pc -accel "$accel" -cpu "$cpu" -smp "$smp" -m "$mem" \
+		-display none -monitor none -serial stdio \
+		-kernel "$vmlinuz" -initrd "$work/initramfs.cpio" -append "$append" \
+		"${qemu_extra[@]}" \
+		</dev/null >"$log" 2>&1 &
+	qemu_pid=$!
+	tail -n +1 -f --pid="$qemu_pid" "$log" &
+	tail_pid=$!
+	set +e
+	wait "$qemu_pid"
+	qemu_status=$?
+	set -e
+	qemu_pid=
+	wait "$tail_pid" || true
+	tail_pid=
+}
+
+# BERTH_VM_ACCEL: auto (KVM where /dev/kvm is usable, else TCG), kvm (try
+# KVM even so; the fallback below still applies) or tcg.
+case ${BERTH_VM_ACCEL:-auto} in
+auto) if [ -w /dev/kvm ]; then first=kvm; else first=tcg; fi ;;
+kvm | tcg) first=$BERTH_VM_ACCEL ;;
+*) fail "BERTH_VM_ACCEL=$BERTH_VM_ACCEL: want auto, kvm or tcg" ;;
+esac
+SECONDS=0
+echo "run.sh: booting the VM with $first"
+boot "$first"
+# A VM that got as far as stage 1 has started; one that did not, under KVM,
+# failed for a reason of the host's (a CPU model, a KVM bug, no permission
+# on /dev/kvm): the same VM runs, slower, under TCG.
+if [ "$first" = kvm ] && [ "$qemu_status" != 124 ] && ! grep -q '^berth-vm: stage 1' "$log"; then
+	echo "run.sh: qemu could not start the VM under KVM (status $qemu_status, see above); falling back to TCG (software emulation, slower)"
+	boot tcg
+fi
+echo "run.sh: the VM ran for ${SECONDS}s"
 
 if [ "$qemu_status" = 124 ]; then
 	echo "run.sh: error: the VM did not finish within ${timeout_s}s; stopped it" >&2

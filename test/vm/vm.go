@@ -2,10 +2,12 @@
 // unified cgroup hierarchy, so that Berth's cgroup v2 support is tested on a
 // real v2 kernel from hosts (like our development machines) that run v1.
 //
-// The VM is Debian's kernel under qemu with software emulation (no KVM
-// needed), booted from an initramfs that run.sh in this directory builds from
-// busybox-static and the files it is given. Run drives run.sh; see its header
-// for what the VM provides. Tests that run in the VM live in guest/.
+// The VM is Debian's kernel under qemu (with KVM where the host offers a
+// usable one, else with software emulation), booted from an initramfs that
+// run.sh in this directory builds from busybox-static and the files it is
+// given, or (Config.Systemd) from a cached Debian disk image with systemd as
+// PID 1. Run drives run.sh; see its header for what the VM provides. Tests
+// that run in the VM live in guest/.
 package vm
 
 import (
@@ -14,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
@@ -32,9 +35,18 @@ type Config struct {
 	Env []string
 	// Memory is the guest's memory as qemu -m takes it; empty means 1024M.
 	Memory string
-	// Timeout bounds the whole run (boot, program, power-off); zero means
-	// run.sh's default of 600s.
+	// Timeout bounds the VM's run (boot, program, power-off; not the
+	// one-time build of the systemd image); zero means run.sh's default of
+	// 600s.
 	Timeout time.Duration
+	// Systemd boots Debian with systemd as PID 1 (and dbus, containerd,
+	// Podman) from a disk image built once by systemd-root.sh, instead of
+	// the busybox initramfs; the program runs from a unit after the boot.
+	Systemd bool
+	// Accel is the accelerator tried first: "" or "auto" (KVM where
+	// /dev/kvm is usable), "kvm" or "tcg". A VM that KVM cannot start runs
+	// under TCG instead, and the console says so.
+	Accel string
 	// Console, if set, receives the VM's console (kernel messages and the
 	// program's stdout and stderr) line by line as it arrives, on the
 	// goroutine that called Run.
@@ -74,10 +86,16 @@ func Run(ctx context.Context, cfg Config, program string, args ...string) (int, 
 	for _, e := range cfg.Env {
 		cmdArgs = append(cmdArgs, "--env", e)
 	}
+	if cfg.Systemd {
+		cmdArgs = append(cmdArgs, "--systemd")
+	}
 	cmdArgs = append(cmdArgs, "--", program)
 	cmdArgs = append(cmdArgs, args...)
 
 	cmd := exec.CommandContext(ctx, "bash", cmdArgs...)
+	if cfg.Accel != "" {
+		cmd.Env = append(os.Environ(), "BERTH_VM_ACCEL="+cfg.Accel)
+	}
 	// run.sh ends qemu's process group when it gets SIGTERM; SIGKILL would
 	// leave qemu running until its own timeout.
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
