@@ -35,7 +35,7 @@ const (
 type layerKind int
 
 const (
-	withStandin layerKind = 1 << iota // /standin with /pause and /usr/sbin/nginx linked to it
+	withStandin layerKind = 1 << iota // /standin with /pause linked to it (images without busybox)
 	withNNP                           // /usr/local/bin/nnp, setuid root
 	withHTML                          // index pages for the web servers
 )
@@ -43,7 +43,7 @@ const (
 // standin is one image and the references it is pushed under.
 type standin struct {
 	refs    []string
-	busybox bool // the busybox layer (with /etc/passwd and /etc/group)
+	busybox bool // the busybox layer (with /etc/passwd, /etc/group and the standin's parts)
 	layers  layerKind
 	marker  string // a file /<marker> that makes images differ, as cri-tools' image-test
 	group   bool   // /etc/passwd and /etc/group of image-predefined-group
@@ -66,8 +66,8 @@ func standins() []standin {
 		{refs: []string{k8sE2E + "busybox:1.29-2", k8sE2E + "busybox:1.36.1-1"}, busybox: true, config: sh},
 		{refs: []string{"registry.k8s.io/pause:3.6", "registry.k8s.io/pause:3.9", "registry.k8s.io/pause:3.10", "k8s.gcr.io/pause:3.9"},
 			layers: withStandin, config: v1.Config{Entrypoint: []string{"/pause"}, User: "65535:65535"}, index: true},
-		{refs: []string{k8sE2E + "nginx:1.14-2"}, busybox: true, layers: withStandin | withHTML, config: nginx("80")},
-		{refs: []string{criTest + "hostnet-nginx-" + runtime.GOARCH}, busybox: true, layers: withStandin | withHTML, config: nginx("12003")},
+		{refs: []string{k8sE2E + "nginx:1.14-2"}, busybox: true, layers: withHTML, config: nginx("80")},
+		{refs: []string{criTest + "hostnet-nginx-" + runtime.GOARCH}, busybox: true, layers: withHTML, config: nginx("12003")},
 		{refs: []string{k8sE2E + "httpd:2.4.39-4"}, busybox: true, layers: withHTML, config: v1.Config{
 			Cmd: []string{"httpd", "-f", "-p", "80", "-h", "/usr/local/apache2/htdocs"}, Env: []string{envPath},
 			ExposedPorts: map[string]struct{}{"80/tcp": {}}, StopSignal: "SIGWINCH"}},
@@ -104,23 +104,19 @@ type files struct {
 
 func push(ctx context.Context, registry, busyboxPath, self string) error {
 	var f files
-	var err error
-	if f.busybox, err = busyboxLayer(busyboxPath, false); err != nil {
-		return err
-	}
-	if f.group, err = busyboxLayer(busyboxPath, true); err != nil {
-		return err
-	}
 	bin, err := os.ReadFile(self)
 	if err != nil {
 		return fmt.Errorf("read %s: %w", self, err)
 	}
+	if f.busybox, err = busyboxLayer(busyboxPath, bin, false); err != nil {
+		return err
+	}
+	if f.group, err = busyboxLayer(busyboxPath, bin, true); err != nil {
+		return err
+	}
 	if f.standin, err = layer([]entry{
 		{name: "standin", mode: 0o755, data: bin},
 		{name: "pause", link: "/standin"},
-		{name: "usr/", mode: 0o755}, {name: "usr/sbin/", mode: 0o755},
-		{name: "usr/sbin/nginx", link: "/standin"},
-		{name: "var/", mode: 0o755}, {name: "var/run/", mode: 0o755},
 	}); err != nil {
 		return err
 	}
@@ -207,12 +203,13 @@ func pushOne(ctx context.Context, registry string, f files, s standin) error {
 }
 
 // entry is one file of a layer: a directory (name ends in /), a symlink
-// (link set) or a regular file.
+// (link set), a hard link (hardlink set) or a regular file.
 type entry struct {
-	name string
-	mode int64
-	link string
-	data []byte
+	name     string
+	mode     int64
+	link     string // a symlink's target
+	hardlink string // a hard link's target (a name in the layer)
+	data     []byte
 }
 
 func layer(entries []entry) (v1.Layer, error) {
@@ -225,6 +222,8 @@ func layer(entries []entry) (v1.Layer, error) {
 			h.Typeflag = tar.TypeDir
 		case e.link != "":
 			h.Typeflag, h.Linkname, h.Mode = tar.TypeSymlink, e.link, 0o777
+		case e.hardlink != "":
+			h.Typeflag, h.Linkname = tar.TypeLink, e.hardlink
 		default:
 			h.Typeflag, h.Size = tar.TypeReg, int64(len(e.data))
 		}
@@ -244,6 +243,9 @@ func layer(entries []entry) (v1.Layer, error) {
 	}, tarball.WithMediaType(types.OCILayer))
 }
 
+// standinApplets are the applets busybox images get from standin.
+var standinApplets = []string{"ipcs", "pgrep"}
+
 const passwd = `root:x:0:0:root:/root:/bin/sh
 daemon:x:1:1:daemon:/usr/sbin:/bin/false
 www-data:x:33:33:www-data:/var/www:/bin/false
@@ -258,10 +260,12 @@ nogroup:x:65534:
 `
 
 // busyboxLayer is busybox with every applet linked at its usual path, the
-// directories a Linux image has and the users of busybox's image. With
-// predefined, it adds image-predefined-group's default-user (1000) and
+// directories a Linux image has and the users of busybox's image, plus
+// this binary (standin) as /usr/sbin/nginx and as the applets critest
+// runs that Debian's busybox lacks (ipcs, pgrep). With predefined, it
+// adds image-predefined-group's default-user (1000) and
 // group-defined-in-image (50000).
-func busyboxLayer(busybox string, predefined bool) (v1.Layer, error) {
+func busyboxLayer(busybox string, standin []byte, predefined bool) (v1.Layer, error) {
 	bin, err := os.ReadFile(busybox)
 	if err != nil {
 		return nil, fmt.Errorf("read busybox (Debian's busybox-static): %w", err)
@@ -278,19 +282,30 @@ func busyboxLayer(busybox string, predefined bool) (v1.Layer, error) {
 		gr += "default-user:x:1000:\ngroup-defined-in-image:x:50000:default-user\n"
 	}
 	es := []entry{{name: "bin/", mode: 0o755}, {name: "bin/busybox", mode: 0o755, data: bin}}
-	dirs := map[string]bool{"bin": true}
-	for _, d := range []string{"sbin", "usr", "usr/bin", "usr/sbin", "etc", "root", "home", "var", "var/run", "var/www", "proc", "sys", "dev"} {
+	for _, d := range []string{"usr", "usr/sbin", "etc", "root", "home", "var", "var/run", "var/www", "proc", "sys", "dev"} {
 		es = append(es, entry{name: d + "/", mode: 0o755})
-		dirs[d] = true
 	}
 	es = append(es, entry{name: "tmp/", mode: 0o1777},
 		entry{name: "etc/passwd", mode: 0o644, data: []byte(pw)},
 		entry{name: "etc/group", mode: 0o644, data: []byte(gr)})
+	// As in busybox's image: every applet in /bin, a hard link (critest
+	// masks /bin/ls and expects sh to run still, which a symlink to
+	// /bin/busybox would not survive).
+	applets := map[string]bool{}
 	for _, p := range strings.Fields(string(out)) {
-		if p == "bin/busybox" || !dirs[path.Dir(p)] {
+		a := path.Base(p)
+		if a == "busybox" || applets[a] {
 			continue
 		}
-		es = append(es, entry{name: p, link: "/bin/busybox"})
+		applets[a] = true
+		es = append(es, entry{name: "bin/" + a, hardlink: "bin/busybox"})
+	}
+	es = append(es, entry{name: "standin", mode: 0o755, data: standin},
+		entry{name: "usr/sbin/nginx", link: "/standin"})
+	for _, a := range standinApplets {
+		if !applets[a] { // busybox's own first
+			es = append(es, entry{name: "bin/" + a, hardlink: "standin"})
+		}
 	}
 	return layer(es)
 }

@@ -13,6 +13,9 @@
 //	nginx   an HTTP server that looks like nginx to critest: process 1's
 //	        command line holds "master process", /var/run/nginx.pid exists,
 //	        `pidof nginx` finds it
+//	ipcs    `ipcs -m`: the System V shared memory segments, as util-linux
+//	        prints them (Debian's busybox has no ipcs)
+//	pgrep   `pgrep NAME`: the PIDs of processes whose name matches
 //
 // Started under any other name it builds and pushes the images:
 //
@@ -34,6 +37,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -50,6 +54,13 @@ func main() {
 		fmt.Printf("Effective uid: %d\n", os.Geteuid())
 	case strings.HasPrefix(name, "nginx"):
 		err = nginx()
+	case name == "ipcs":
+		err = ipcs()
+	case name == "pgrep":
+		var found bool
+		if found, err = pgrep(os.Args[1:]); err == nil && !found {
+			os.Exit(1)
+		}
 	default:
 		err = build()
 	}
@@ -140,4 +151,55 @@ func build() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	return push(ctx, *registry, *busybox, self)
+}
+
+// ipcs prints the System V shared memory segments of the IPC namespace
+// as util-linux's `ipcs -m` does; critest looks for a segment's id.
+func ipcs() error {
+	b, err := os.ReadFile("/proc/sysvipc/shm")
+	if err != nil {
+		return err
+	}
+	fmt.Printf("\n------ Shared Memory Segments --------\n%-10s %-10s %-10s %-10s %-10s %-10s %-12s\n",
+		"key", "shmid", "owner", "perms", "bytes", "nattch", "status")
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	for _, l := range lines[1:] {
+		// key shmid perms size cpid lpid nattch uid ...
+		f := strings.Fields(l)
+		if len(f) < 8 {
+			continue
+		}
+		key, _ := strconv.ParseInt(f[0], 10, 64)
+		fmt.Printf("0x%08x %-10s %-10s %-10s %-10s %-10s\n", uint32(key), f[1], f[7], f[2], f[3], f[6])
+	}
+	return nil
+}
+
+// pgrep prints the PIDs of the processes whose name (comm) matches the
+// regular expression args[0], and reports whether there was one.
+func pgrep(args []string) (bool, error) {
+	if len(args) != 1 {
+		return false, errors.New("usage: pgrep PATTERN")
+	}
+	re, err := regexp.Compile(args[0])
+	if err != nil {
+		return false, err
+	}
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return false, err
+	}
+	found := false
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		comm, err := os.ReadFile("/proc/" + e.Name() + "/comm")
+		if err == nil && re.MatchString(strings.TrimSpace(string(comm))) {
+			fmt.Println(pid)
+			found = true
+		}
+	}
+	return found, nil
 }
