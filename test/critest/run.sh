@@ -231,6 +231,8 @@ stop_all() {
 		fi
 		rm -f "$WORK/$p.pid"
 	done
+	# The pod bridge is ours (its name is run.sh's); CNI DEL leaves it.
+	if ip link show "$BRIDGE" >/dev/null 2>&1; then ip link del "$BRIDGE"; fi
 }
 
 case "${1:-}" in

@@ -288,7 +288,8 @@ func busyboxLayer(busybox string, standin []byte, predefined bool) (v1.Layer, er
 	es = append(es, entry{name: "tmp/", mode: 0o1777},
 		entry{name: "etc/passwd", mode: 0o644, data: []byte(pw)},
 		entry{name: "etc/group", mode: 0o644, data: []byte(gr)})
-	// As in busybox's image: every applet in /bin, a hard link (critest
+	// As in busybox's image: every applet in /bin, a hard link (its mode
+	// is the file's: containerd applies a hard link header's mode; critest
 	// masks /bin/ls and expects sh to run still, which a symlink to
 	// /bin/busybox would not survive).
 	applets := map[string]bool{}
@@ -298,13 +299,13 @@ func busyboxLayer(busybox string, standin []byte, predefined bool) (v1.Layer, er
 			continue
 		}
 		applets[a] = true
-		es = append(es, entry{name: "bin/" + a, hardlink: "bin/busybox"})
+		es = append(es, entry{name: "bin/" + a, mode: 0o755, hardlink: "bin/busybox"})
 	}
 	es = append(es, entry{name: "standin", mode: 0o755, data: standin},
 		entry{name: "usr/sbin/nginx", link: "/standin"})
 	for _, a := range standinApplets {
 		if !applets[a] { // busybox's own first
-			es = append(es, entry{name: "bin/" + a, hardlink: "standin"})
+			es = append(es, entry{name: "bin/" + a, mode: 0o755, hardlink: "standin"})
 		}
 	}
 	return layer(es)
