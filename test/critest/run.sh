@@ -21,12 +21,15 @@ WORK=${CRITEST_WORK:-/tmp/berth-critest}
 CACHE=${BERTH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/berth}
 CRI_TOOLS=v1.37.0
 CRITEST=${CRITEST:-$CACHE/critest/critest-$CRI_TOOLS}
-PORT=${CRITEST_REGISTRY_PORT:-5151}
+# The pod network of the private runtimes: a bridge and a /16 of their own
+# per work directory (two runs side by side must not share a bridge with
+# two addresses), in 10.200-10.249: far from berth's 10.87/10.90 and CNI's
+# usual 10.88.
+HASH=$(printf %s "$WORK" | md5sum | cut -c1-6)
+SUBNET=${CRITEST_SUBNET:-10.$((200 + 0x$HASH % 50)).0.0/16}
+BRIDGE=${CRITEST_BRIDGE:-crit$HASH}
+PORT=${CRITEST_REGISTRY_PORT:-$((5200 + 0x$HASH % 500))}
 REG=127.0.0.1:$PORT
-# The pod network of the private runtimes: its own bridge and /16, far
-# from berth's 10.87/10.90 and from CNI's usual 10.88.
-SUBNET=${CRITEST_SUBNET:-10.211.0.0/16}
-BRIDGE=${CRITEST_BRIDGE:-critest0}
 export PATH=$PATH:/usr/local/go/bin:/usr/sbin:/sbin
 
 die() { echo "run.sh: $*" >&2; exit 1; }
@@ -84,6 +87,7 @@ EOF
 		docker-registry serve "$WORK/registry/config.yml" >"$WORK/registry.log" 2>&1 &
 		echo $! >"$WORK/registry.pid"
 		wait_for curl -sf "http://$REG/v2/" || die "registry on $REG did not answer: $(tail -5 "$WORK/registry.log")"
+		alive "$WORK/registry.pid" || die "registry on $REG did not start (port taken? CRITEST_REGISTRY_PORT): $(tail -5 "$WORK/registry.log")"
 	fi
 	mkdir -p "$CACHE/critest"
 	(cd "$REPO" && CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$CACHE/critest/standin" ./test/critest/standin)
@@ -208,11 +212,12 @@ critest_run() {
 	set +e
 	(cd "$WORK" && timeout "${CRITEST_TIMEOUT:-3600}" "$CRITEST" \
 		-runtime-endpoint "$ep" -image-endpoint "$ep" \
-		-report-dir "$WORK/reports" -report-prefix "$name" \
+		-ginkgo.junit-report="$WORK/reports/junit-$name.xml" \
 		-ginkgo.no-color -ginkgo.timeout=1h "$@") >"$WORK/critest-$name.log" 2>&1
 	local rc=$?
 	set -e
 	summary "$WORK/critest-$name.log"
+	echo "JUnit report (every spec's name and state): $WORK/reports/junit-$name.xml" >&2
 	return $rc
 }
 
