@@ -69,7 +69,10 @@ func standins() []standin {
 		{refs: []string{k8sE2E + "nginx:1.14-2"}, busybox: true, layers: withHTML, config: nginx("80")},
 		{refs: []string{criTest + "hostnet-nginx-" + runtime.GOARCH}, busybox: true, layers: withHTML, config: nginx("12003")},
 		{refs: []string{k8sE2E + "httpd:2.4.39-4"}, busybox: true, layers: withHTML, config: v1.Config{
-			Cmd: []string{"httpd", "-f", "-p", "80", "-h", "/usr/local/apache2/htdocs"}, Env: []string{envPath},
+			// Apache greets on stderr and critest looks for "httpd" in the
+			// log; busybox's httpd is silent until a request.
+			Cmd:          []string{"/bin/sh", "-c", "echo 'httpd (stand-in): listening on port 80' >&2; exec httpd -f -v -p 80 -h /usr/local/apache2/htdocs"},
+			Env:          []string{envPath},
 			ExposedPorts: map[string]struct{}{"80/tcp": {}}, StopSignal: "SIGWINCH"}},
 		{refs: []string{k8sE2E + "nonewprivs:1.3"}, busybox: true, layers: withNNP, config: v1.Config{
 			Entrypoint: []string{"/usr/local/bin/nnp"}, Env: []string{envPath}}},
