@@ -86,7 +86,7 @@ http:
 EOF
 		docker-registry serve "$WORK/registry/config.yml" >"$WORK/registry.log" 2>&1 &
 		echo $! >"$WORK/registry.pid"
-		wait_for curl -sf "http://$REG/v2/" || die "registry on $REG did not answer: $(tail -5 "$WORK/registry.log")"
+		wait_for busybox wget -q -O /dev/null "http://$REG/v2/" || die "registry on $REG did not answer: $(tail -5 "$WORK/registry.log")"
 		alive "$WORK/registry.pid" || die "registry on $REG did not start (port taken? CRITEST_REGISTRY_PORT): $(tail -5 "$WORK/registry.log")"
 	fi
 	mkdir -p "$CACHE/critest"
