@@ -124,7 +124,7 @@ func TestCritest(t *testing.T) {
 		"CRITEST_WORK="+work,
 		"CRITEST_REGISTRY_PORT="+freePort(t),
 		"CRITEST_BRIDGE="+bridge,
-		"CRITEST_SUBNET=10.212.0.0/16",
+		"CRITEST_SUBNET="+freeSubnet(t),
 		"PATH="+os.Getenv("PATH")+":/usr/local/go/bin",
 	)
 	runSh := filepath.Join(repo, "test", "critest", "run.sh")
@@ -247,6 +247,31 @@ func cleanup(t *testing.T, runSh string, env []string, work, endpoint, bridge st
 	if err := os.RemoveAll(work); err != nil {
 		t.Errorf("remove %s: %v", work, err)
 	}
+}
+
+// freeSubnet picks a /16 in 10.200-10.249 that no address on the host
+// overlaps: another run's bridge with the same subnet would take the
+// routes to the pods.
+func freeSubnet(t *testing.T) string {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := int(randHex(1)[0]) % 50
+	for i := 0; i < 50; i++ {
+		_, cand, _ := net.ParseCIDR(fmt.Sprintf("10.%d.0.0/16", 200+(start+i)%50))
+		used := false
+		for _, a := range addrs {
+			if n, ok := a.(*net.IPNet); ok && (cand.Contains(n.IP) || n.Contains(cand.IP)) {
+				used = true
+			}
+		}
+		if !used {
+			return cand.String()
+		}
+	}
+	t.Fatal("no free /16 in 10.200.0.0-10.249.255.255 for the pod network")
+	return ""
 }
 
 func freePort(t *testing.T) string {
