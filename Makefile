@@ -14,7 +14,7 @@ BERTH_DEMO = $(CURDIR)/$(BIN)/berth --root $(DEMO)/berth --runroot /run/berth-de
 # default is used.
 RT_GOEXP := $(shell GOEXPERIMENT=nogreenteagc $(GO) env GOEXPERIMENT >/dev/null 2>&1 && echo nogreenteagc)
 
-.PHONY: all build test unit e2e demo bench conformance clean deps
+.PHONY: all build test unit e2e demo bench conformance clean deps critest
 
 all: build
 
@@ -68,3 +68,8 @@ conformance: build
 
 clean:
 	rm -rf $(BIN) .tmp
+
+# critest runs the short run of the CRI validation suite (cri-tools v1.37.0)
+# against bin/berthd; off `make test` for now. See test/critest/README.md.
+critest: build
+	$(GO) test -tags critest -count=1 -v -timeout 30m ./test/critest/
