@@ -170,9 +170,6 @@ func validateNamespaces(spec *specs.Spec) error {
 		}
 	}
 	has := func(t specs.LinuxNamespaceType) bool { return seen[t] }
-	if !has(specs.MountNamespace) {
-		return errors.New("linux.namespaces: a mount namespace is required")
-	}
 	if spec.Hostname != "" && !has(specs.UTSNamespace) {
 		return errors.New("hostname: set without a private uts namespace")
 	}

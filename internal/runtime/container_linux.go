@@ -94,6 +94,14 @@ func (r *Runtime) Create(ctx context.Context, id string, opt CreateOptions) (ret
 		}
 		return fmt.Errorf("state directory: %w", err)
 	}
+	hostMnt := usesHostMountNS(spec)
+	var mntBefore uint64
+	if hostMnt {
+		if mntBefore, err = mountIDOf(spec.Root.Path); err != nil {
+			os.Remove(dir)
+			return fmt.Errorf("root.path: %w", err)
+		}
+	}
 	var c *child
 	defer func() {
 		if retErr == nil {
@@ -106,6 +114,9 @@ func (r *Runtime) Create(ctx context.Context, id string, opt CreateOptions) (ret
 		}
 		killCgroup(cg)
 		cg.Destroy()
+		if hostMnt {
+			detachNewHostMount(spec.Root.Path, mntBefore)
+		}
 		os.RemoveAll(dir)
 	}()
 	// A limit the host cannot apply fails here, before any process runs.
@@ -172,15 +183,31 @@ func (r *Runtime) Create(ctx context.Context, id string, opt CreateOptions) (ret
 	}
 	p.Pid = c.pid
 	p.StartTime, _, _ = procStartTime(c.pid)
-	if err := r.save(p); err != nil {
-		return err
-	}
-	if err := r.writeFastPath(p); err != nil {
-		return err
+	if !hostMnt {
+		if err := r.save(p); err != nil {
+			return err
+		}
+		if err := r.writeFastPath(p); err != nil {
+			return err
+		}
 	}
 	// The init needs its own pid as hook state; it learns it from us.
 	if _, err := c.expect(replyHooks); err != nil {
 		return err
+	}
+	if hostMnt {
+		// The init has bound the rootfs on itself and mounted the
+		// config's mounts under it, in our mount namespace. No fast
+		// path: its delete does not detach mounts.
+		if p.HostMountID, err = mountIDOf(spec.Root.Path); err != nil {
+			return err
+		}
+		if p.HostMountID == mntBefore {
+			return errors.New("root.path: the init made no mount of the rootfs")
+		}
+		if err := r.save(p); err != nil {
+			return err
+		}
 	}
 	if spec.Hooks != nil {
 		st := p.specState(specs.StateCreating)
@@ -553,6 +580,9 @@ func (r *Runtime) Delete(ctx context.Context, id string, force bool) error {
 		if err := cg.Destroy(); err != nil {
 			return err
 		}
+	}
+	if err := detachHostMount(p.Rootfs, p.HostMountID); err != nil {
+		return err
 	}
 	if err := os.RemoveAll(r.dir(id)); err != nil {
 		return fmt.Errorf("remove state: %w", err)

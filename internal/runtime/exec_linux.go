@@ -79,8 +79,20 @@ func (r *Runtime) Exec(ctx context.Context, id string, proc *specs.Process, opt 
 		}
 		defer console.Close()
 	}
+	var rootDir *os.File
+	if usesHostMountNS(p.Spec) {
+		// Joining the namespaces leaves the process at the host's
+		// root: it takes the init's, checked to be the init's still.
+		if rootDir, err = os.OpenFile(fmt.Sprintf("/proc/%d/root", p.Pid), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err != nil {
+			return 0, fmt.Errorf("container root: %w", err)
+		}
+		defer rootDir.Close()
+		if !processAlive(p.Pid, p.StartTime) {
+			return 0, fmt.Errorf("cannot exec in a container that is %s", specs.StateStopped)
+		}
+	}
 	c, err := spawn(spawnOptions{
-		join: join, joinCgroup: cg.AddProc, oomScoreAdj: proc.OOMScoreAdj,
+		join: join, joinCgroup: cg.AddProc, oomScoreAdj: proc.OOMScoreAdj, rootDir: rootDir,
 		stdio: opt.Stdio, preserveFds: opt.PreserveFds, console: console,
 		message: &initMessage{Type: msgConfig, Config: &initConfig{
 			Exec: true, ID: id, Bundle: p.Bundle, Spec: p.Spec, Process: proc,

@@ -169,6 +169,15 @@ func (ip *initProc) initContainer() error {
 // were joined by nsenter.c, the cgroup by the runtime.
 func (ip *initProc) execProcess() error {
 	proc := ip.cfg.Process
+	if ip.cfg.RootFd > 0 {
+		if err := unix.Fchdir(ip.cfg.RootFd); err != nil {
+			return fmt.Errorf("enter the container's root: %w", err)
+		}
+		if err := unix.Chroot("."); err != nil {
+			return fmt.Errorf("enter the container's root: %w", err)
+		}
+		unix.Close(ip.cfg.RootFd)
+	}
 	if err := ip.setupConsole(proc, false); err != nil {
 		return err
 	}

@@ -45,6 +45,7 @@ type spawnOptions struct {
 	fifo        *os.File         // O_PATH fd of exec.fifo (create only)
 	console     *os.File         // connected console socket (terminal only)
 	mountFiles  map[int]*os.File // idmapped mounts, by index in the spec's mounts
+	rootDir     *os.File         // exec without a mount namespace: the init's root
 	message     *initMessage
 }
 
@@ -116,6 +117,9 @@ func spawn(opt spawnOptions) (_ *child, retErr error) {
 		for i, f := range opt.mountFiles {
 			opt.message.Config.MountFds[i] = addFd(f)
 		}
+	}
+	if opt.rootDir != nil {
+		opt.message.Config.RootFd = addFd(opt.rootDir)
 	}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start init: %w", err)
