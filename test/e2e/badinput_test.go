@@ -100,18 +100,28 @@ func TestDuplicateID(t *testing.T) {
 	}
 }
 
-// TestUnknownCapabilityWarns: runtime-spec config.md says a capability that
-// cannot be mapped to the kernel MUST be logged as a warning and the runtime
-// SHOULD NOT fail, so create succeeds and names the capability on stderr.
-func TestUnknownCapabilityWarns(t *testing.T) {
+// TestUnknownCapabilityFails: a name that is no capability at all fails
+// create with an error naming it (runtime-tools process_capabilities_fail),
+// and leaves nothing behind; a known one the runtime cannot grant only warns
+// (TestUngrantableCapabilityWarns).
+func TestUnknownCapabilityFails(t *testing.T) {
+	skipIfRunc(t, "runc warns and ignores an unknown capability name")
 	rt := newRuntime(t)
 	b := testutil.NewBundle(t, testutil.WithArgs("true"), testutil.WithSpec(func(s *specs.Spec) {
 		s.Process.Capabilities.Bounding = append(s.Process.Capabilities.Bounding, "CAP_BERTH_BOGUS")
 	}))
 	id := rt.NewID("bogcap")
-	res := rt.Create(id, b.Dir).OK(t)
-	if !strings.Contains(res.Stderr, "CAP_BERTH_BOGUS") {
-		t.Errorf("create with an unknown capability: stderr %q, want a warning naming CAP_BERTH_BOGUS", res.Stderr)
+	res := rt.Create(id, b.Dir).Fails(t)
+	if !strings.Contains(res.Stderr, `process.capabilities.bounding[3]: unknown capability "CAP_BERTH_BOGUS"`) {
+		t.Errorf("create with an unknown capability: stderr %q, want an error naming CAP_BERTH_BOGUS and its field", res.Stderr)
+	}
+	checkCreateLeftNothing(t, rt, id, b)
+	c := b.Spec.Process.Capabilities
+	c.Bounding = c.Bounding[:len(c.Bounding)-1]
+	b.Save(t)
+	rt.Create(id, b.Dir).OK(t)
+	if res := rt.Exec(id, []string{"--cap", "CAP_BERTH_BOGUS"}, "true"); res.ExitCode == 0 || !strings.Contains(res.Stderr, "CAP_BERTH_BOGUS") {
+		t.Errorf("exec --cap CAP_BERTH_BOGUS: want an error naming it: %s", res)
 	}
 }
 
