@@ -209,8 +209,14 @@ func (r *Runtime) Create(ctx context.Context, id string, opt CreateOptions) (ret
 			return err
 		}
 	}
+	// runtime-spec 1.3 runtime.md: "created" is the status "after step 2
+	// in the lifecycle", and the prestart, createRuntime and
+	// createContainer hooks are steps 3 to 5, after the environment is
+	// made (step 2): they see "created" (runtime-tools hooks_stdin).
+	// "creating" is step 2 itself, which no hook runs in. runc passes
+	// "creating" to the first two.
 	if spec.Hooks != nil {
-		st := p.specState(specs.StateCreating)
+		st := p.specState(specs.StateCreated)
 		if err := runHooks(spec.Hooks.Prestart, "prestart", st); err != nil {
 			return r.hookFailed(p, err)
 		}
@@ -219,7 +225,7 @@ func (r *Runtime) Create(ctx context.Context, id string, opt CreateOptions) (ret
 		}
 	}
 	// The init only needs the state and the filter from here on.
-	done := &initConfig{State: p.specState(specs.StateCreating)}
+	done := &initConfig{State: p.specState(specs.StateCreated)}
 	if filter != nil {
 		if done.Seccomp, err = (<-filter).get(); err != nil {
 			return err
