@@ -84,6 +84,11 @@ func (r *Runtime) Create(ctx context.Context, id string, opt CreateOptions) (ret
 	if err != nil {
 		return err
 	}
+	// Before anything is made: the frozen cgroup is someone else's, and a
+	// failed create removes the cgroup it made.
+	if err := checkNotFrozen(cg); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(r.Root, 0o700); err != nil {
 		return fmt.Errorf("state root %s: %w", r.Root, err)
 	}
@@ -109,7 +114,8 @@ func (r *Runtime) Create(ctx context.Context, id string, opt CreateOptions) (ret
 		}
 		if c != nil {
 			unix.Kill(c.pid, unix.SIGKILL)
-			reap(c.pid)
+			killCgroup(cg) // thaws it too: a frozen init cannot die
+			reapBounded(c.pid, reapTimeout)
 			c.sock.Close()
 		}
 		killCgroup(cg)
@@ -192,6 +198,7 @@ func (r *Runtime) Create(ctx context.Context, id string, opt CreateOptions) (ret
 		}
 	}
 	// The init needs its own pid as hook state; it learns it from us.
+	c.deadline(initStepTimeout)
 	if _, err := c.expect(replyHooks); err != nil {
 		return err
 	}
@@ -231,6 +238,12 @@ func (r *Runtime) Create(ctx context.Context, id string, opt CreateOptions) (ret
 			return err
 		}
 	}
+	// The init runs the createContainer hooks before it is ready.
+	var inInit []specs.Hook
+	if spec.Hooks != nil {
+		inInit = spec.Hooks.CreateContainer
+	}
+	c.deadline(initStepTimeout + hooksBound(inInit))
 	if err := c.send(&initMessage{Type: msgHooksDone, Config: done}); err != nil {
 		return err
 	}
@@ -282,6 +295,10 @@ func (r *Runtime) waitReady(ctx context.Context, c *child, p *persisted) error {
 }
 
 func (r *Runtime) passListener(ctx context.Context, pid, fd int, p *persisted) error {
+	// The listener is the caller's; one that never accepts must not hang
+	// the create.
+	ctx, cancel := context.WithTimeout(ctx, initStepTimeout)
+	defer cancel()
 	pidfd, err := unix.PidfdOpen(pid, 0)
 	if err != nil {
 		return fmt.Errorf("seccomp listener: %w", err)
@@ -368,6 +385,11 @@ func (r *Runtime) Start(ctx context.Context, id string) error {
 	default:
 		return fmt.Errorf("cannot start a container in status %q (not created)", st)
 	}
+	// Before the fifo is opened: once it is, the init goes on, and an
+	// answer we stop waiting for kills it (EPIPE).
+	if cgroupPathsFrozen(p.CgroupPaths) {
+		return errFrozenStart
+	}
 	fifoPath := filepath.Join(r.dir(id), fifoName)
 	opened := make(chan *os.File, 1)
 	go func() {
@@ -396,9 +418,26 @@ func (r *Runtime) Start(ctx context.Context, id string) error {
 		}
 	}
 	// The init writes "0" when it is about to exec, or why it is not
-	// (a failed startContainer hook), then closes.
-	msg, _ := io.ReadAll(f)
+	// (a failed startContainer hook), then closes. It runs those hooks
+	// first, so the wait is theirs plus a step; a frozen init would never
+	// write, so that is checked while waiting.
+	var hooks []specs.Hook
+	if p.Spec.Hooks != nil {
+		hooks = p.Spec.Hooks.StartContainer
+	}
+	msg, err := readStartReply(f, initStepTimeout+hooksBound(hooks), func() error {
+		if !processAlive(p.Pid, p.StartTime) {
+			return errors.New("container init exited before start")
+		}
+		if cgroupPathsFrozen(p.CgroupPaths) {
+			return errFrozenStart
+		}
+		return nil
+	})
 	f.Close()
+	if err != nil {
+		return err
+	}
 	if len(msg) == 0 {
 		return errors.New("container init exited before start")
 	}
@@ -418,6 +457,34 @@ func (r *Runtime) Start(ctx context.Context, id string) error {
 		}
 	}
 	return nil
+}
+
+var errFrozenStart = errors.New("cannot start a container whose cgroup is frozen (paused from outside the runtime?): resume or thaw it first")
+
+// readStartReply reads the init's answer on exec.fifo until EOF, for at
+// most bound, calling check every so often; check's error ends the wait.
+func readStartReply(f *os.File, bound time.Duration, check func() error) ([]byte, error) {
+	end := time.Now().Add(bound)
+	var msg []byte
+	buf := make([]byte, 4096)
+	for {
+		f.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+		n, err := f.Read(buf)
+		msg = append(msg, buf[:n]...)
+		switch {
+		case err == io.EOF:
+			return msg, nil
+		case isTimeout(err):
+			if time.Now().After(end) {
+				return nil, fmt.Errorf("container init did not answer start within %s", bound)
+			}
+			if err := check(); err != nil {
+				return nil, err
+			}
+		case err != nil:
+			return nil, fmt.Errorf("read exec fifo: %w", err)
+		}
+	}
 }
 
 // State reports a container's state.
@@ -483,7 +550,7 @@ func (r *Runtime) Kill(ctx context.Context, id string, sig unix.Signal, all bool
 	if err == nil && sig == unix.SIGKILL && cg != nil {
 		// A frozen process cannot die: thaw a paused container after
 		// SIGKILL, as runc does, so that it ends without a resume.
-		if frozen, ferr := cg.Frozen(); ferr == nil && frozen {
+		if frozenNow(cg) {
 			cg.Freeze(false)
 		}
 	}
@@ -510,7 +577,7 @@ func signalProcess(pid int, start uint64, sig unix.Signal) error {
 func signalCgroup(cg *cgroups.Manager, sig unix.Signal) error {
 	// Freeze so that nothing forks past the signal, as runc does; a
 	// container that was paused already stays paused.
-	wasFrozen, _ := cg.Frozen()
+	wasFrozen := frozenNow(cg)
 	froze := !wasFrozen && cg.Freeze(true) == nil
 	pids, err := cg.Pids()
 	for _, pid := range pids {

@@ -103,11 +103,12 @@ func (r *Runtime) Exec(ctx context.Context, id string, proc *specs.Process, opt 
 		return 0, err
 	}
 	defer c.sock.Close()
+	c.deadline(initStepTimeout)
 	if err := r.waitReady(ctx, c, p); err != nil {
 		// Reap it here: a zombie handed on to the caller would keep the
 		// container's pid namespace from ever finishing its exit.
 		unix.Kill(c.pid, unix.SIGKILL)
-		reap(c.pid)
+		reapBounded(c.pid, reapTimeout)
 		return 0, err
 	}
 	if opt.PidFile != "" {

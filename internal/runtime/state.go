@@ -180,7 +180,7 @@ func (r *Runtime) status(p *persisted) specs.ContainerState {
 		return specs.StateCreated
 	}
 	if cg, err := r.cgroupOf(p); err == nil {
-		if frozen, err := cg.Frozen(); err == nil && frozen {
+		if frozenNow(cg) {
 			return Paused
 		}
 	}
