@@ -58,6 +58,23 @@ func checkNotFrozen(cg *cgroups.Manager) error {
 	return nil
 }
 
+// checkCgroupEmpty refuses a cgroup that already holds processes, as runc
+// does ("container's cgroup is not empty"): two containers in one cgroup
+// would share limits, and delete or kill --all of one would reach the
+// other's processes.
+func checkCgroupEmpty(cg *cgroups.Manager) error {
+	for _, p := range cg.Paths() {
+		b, err := os.ReadFile(filepath.Join(p, "cgroup.procs"))
+		if err != nil {
+			continue // no such cgroup yet
+		}
+		if n := len(strings.Fields(string(b))); n > 0 {
+			return fmt.Errorf("container's cgroup is not empty: %s has %d processes; use another linux.cgroupsPath", p, n)
+		}
+	}
+	return nil
+}
+
 // dirFrozen reads the freezer of one cgroup directory, v1 or v2; a missing
 // file (no freezer there, or no such cgroup yet) is not frozen.
 func dirFrozen(dir string) (bool, string) {

@@ -78,7 +78,8 @@ func newCaps(lc *specs.LinuxCapabilities) (*processCaps, error) {
 		if has(sets[capability.PERMITTED], a) && has(sets[capability.INHERITABLE], a) {
 			sets[capability.AMBIENT] = append(sets[capability.AMBIENT], a)
 		} else {
-			fmt.Fprintf(os.Stderr, "berth-runtime: warning: ambient capability %s is not both permitted and inheritable; ignored\n", strings.ToUpper("cap_"+a.String()))
+			// runc's wording, which its tests match.
+			fmt.Fprintf(os.Stderr, "berth-runtime: warning: can't raise ambient capability %s: it is not both permitted and inheritable; ignored\n", strings.ToUpper("cap_"+a.String()))
 		}
 	}
 	return &processCaps{c: c, sets: sets}, nil

@@ -89,6 +89,9 @@ func (r *Runtime) Create(ctx context.Context, id string, opt CreateOptions) (ret
 	if err := checkNotFrozen(cg); err != nil {
 		return err
 	}
+	if err := checkCgroupEmpty(cg); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(r.Root, 0o700); err != nil {
 		return fmt.Errorf("state root %s: %w", r.Root, err)
 	}

@@ -19,6 +19,10 @@ type ExecOptions struct {
 	ConsoleFile   *os.File
 	PreserveFds   int
 	Stdio         [3]*os.File
+	// IgnorePaused execs in a paused container too: the process joins
+	// the frozen cgroup and runs once the container is resumed; the
+	// exec waits for that within its usual bound.
+	IgnorePaused bool
 }
 
 // BaseProcess is the container's own process config, the base that `exec`
@@ -39,8 +43,12 @@ func (r *Runtime) Exec(ctx context.Context, id string, proc *specs.Process, opt 
 	if err != nil {
 		return 0, err
 	}
-	switch st := r.status(p); st {
-	case specs.StateRunning, specs.StateCreated:
+	switch st := r.status(p); {
+	case st == specs.StateRunning, st == specs.StateCreated:
+	case st == Paused && opt.IgnorePaused:
+	case st == Paused:
+		// runc's wording, which its callers match.
+		return 0, errors.New("cannot exec in a paused container (resume it, or use --ignore-paused)")
 	default:
 		return 0, fmt.Errorf("cannot exec in a container that is %s", st)
 	}
