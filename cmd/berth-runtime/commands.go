@@ -236,6 +236,14 @@ func commands() []*cli.Command {
 					return fmt.Errorf("%s already exists; remove it first", path)
 				}
 				spec := oci.DefaultSpec()
+				if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err != nil {
+					// As `runc spec`: a cgroup namespace only on a
+					// cgroup v2 host (runc's tests add one themselves
+					// on v1, and a second is an error).
+					spec.Linux.Namespaces = slices.DeleteFunc(spec.Linux.Namespaces, func(ns specs.LinuxNamespace) bool {
+						return ns.Type == specs.CgroupNamespace
+					})
+				}
 				if cmd.Bool("rootless") {
 					oci.ToRootless(spec, uint32(os.Geteuid()), uint32(os.Getegid()))
 				}
