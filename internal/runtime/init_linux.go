@@ -124,7 +124,12 @@ func (ip *initProc) initContainer() error {
 	}
 	// Hooks run inside the container see the init as the container does.
 	ip.cfg.State.Pid = os.Getpid()
-	if spec.Hooks != nil {
+	if spec.Hooks != nil && len(spec.Hooks.CreateContainer) > 0 {
+		// In the rootfs, as runc runs them: hooks use paths relative
+		// to it (runc's hooks_so.bats binds "./lib/...").
+		if err := unix.Chdir(r.rootfs); err != nil {
+			return fmt.Errorf("root.path: %w", err)
+		}
 		if err := runHooks(spec.Hooks.CreateContainer, "createContainer", ip.cfg.State); err != nil {
 			return err
 		}

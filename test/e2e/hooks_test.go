@@ -367,3 +367,21 @@ func TestStartContainerHookEnv(t *testing.T) {
 	}
 	checkCreateLeftNothing(t, rt, id, fail)
 }
+
+// TestCreateContainerHookCwd: createContainer hooks run in the rootfs, as
+// runc runs them, so a hook may use paths relative to it (runc's
+// hooks_so.bats binds ./lib/...).
+func TestCreateContainerHookCwd(t *testing.T) {
+	rt := newRuntime(t)
+	marker := "berth-cwd-marker"
+	b := testutil.NewBundle(t, testutil.WithArgs("true"),
+		testutil.WithRootfs(func(rootfs string) error {
+			return os.WriteFile(filepath.Join(rootfs, marker), nil, 0o644)
+		}),
+		testutil.WithSpec(func(s *specs.Spec) {
+			s.Hooks = &specs.Hooks{CreateContainer: []specs.Hook{{Path: "/bin/sh", Args: []string{"sh", "-c", "test -e ./" + marker}}}}
+		}))
+	if res := rt.Run(rt.NewID("hookcwd"), b.Dir); res.ExitCode != 0 {
+		t.Errorf("createContainer hook did not run in the rootfs: %s", res)
+	}
+}
