@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -235,6 +236,14 @@ func commands() []*cli.Command {
 					return fmt.Errorf("%s already exists; remove it first", path)
 				}
 				spec := oci.DefaultSpec()
+				if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err != nil {
+					// As `runc spec`: a cgroup namespace only on a
+					// cgroup v2 host (runc's tests add one themselves
+					// on v1, and a second is an error).
+					spec.Linux.Namespaces = slices.DeleteFunc(spec.Linux.Namespaces, func(ns specs.LinuxNamespace) bool {
+						return ns.Type == specs.CgroupNamespace
+					})
+				}
 				if cmd.Bool("rootless") {
 					oci.ToRootless(spec, uint32(os.Geteuid()), uint32(os.Getegid()))
 				}
@@ -388,7 +397,7 @@ func execFlags() []cli.Flag {
 		&cli.StringFlag{Name: "apparmor", Usage: "AppArmor profile"},
 		&cli.StringFlag{Name: "process-label", Usage: "SELinux label"},
 		&cli.StringFlag{Name: "cgroup", Hidden: true},
-		&cli.BoolFlag{Name: "ignore-paused", Hidden: true},
+		&cli.BoolFlag{Name: "ignore-paused", Usage: "exec in a paused container: the process runs once it is resumed"},
 	}
 }
 
@@ -403,7 +412,7 @@ func execProcess(ctx context.Context, r *runtime.Runtime, cmd *cli.Command) erro
 	}
 	opt := runtime.ExecOptions{
 		PidFile: cmd.String("pid-file"), ConsoleSocket: cmd.String("console-socket"),
-		PreserveFds: int(cmd.Int("preserve-fds")), Stdio: stdio(),
+		PreserveFds: int(cmd.Int("preserve-fds")), Stdio: stdio(), IgnorePaused: cmd.Bool("ignore-paused"),
 	}
 	detach := cmd.Bool("detach")
 	var tty *consoleProxy
@@ -493,12 +502,24 @@ func execProcessSpec(r *runtime.Runtime, id string, cmd *cli.Command) (*specs.Pr
 		p.User.AdditionalGids = append(p.User.AdditionalGids, uint32(g))
 	}
 	if caps := cmd.StringSlice("cap"); len(caps) > 0 {
-		c := *p.Capabilities
+		// As runc 1.2 and later: bounding, effective and permitted
+		// only. Inheritable and ambient ones would pass on across an
+		// exec of a non-root program (runc's CVE-2022-29162 fix).
+		var c specs.LinuxCapabilities
+		if p.Capabilities != nil {
+			c = *p.Capabilities
+		}
 		c.Bounding = append(append([]string{}, c.Bounding...), caps...)
 		c.Effective = append(append([]string{}, c.Effective...), caps...)
 		c.Permitted = append(append([]string{}, c.Permitted...), caps...)
-		c.Ambient = append(append([]string{}, c.Ambient...), caps...)
-		c.Inheritable = append(append([]string{}, c.Inheritable...), caps...)
+		// One the config makes inheritable becomes ambient too, as
+		// with runc: the spec already lets it pass exec.
+		c.Ambient = append([]string{}, c.Ambient...)
+		for _, name := range caps {
+			if slices.Contains(c.Inheritable, name) {
+				c.Ambient = append(c.Ambient, name)
+			}
+		}
 		p.Capabilities = &c
 	}
 	if cmd.Bool("no-new-privs") {

@@ -53,6 +53,12 @@ func (c *consoleProxy) start() error {
 		return fmt.Errorf("receive pty: no fd")
 	}
 	c.master = os.NewFile(uintptr(fds[0]), "pty-master")
+	// As runc does: the container's "\n" reaches our stdout as "\n", not
+	// the terminal's "\r\n"; our own terminal adds its own if it is one.
+	if t, err := unix.IoctlGetTermios(fds[0], unix.TCGETS); err == nil {
+		t.Oflag &^= unix.ONLCR
+		unix.IoctlSetTermios(fds[0], unix.TCSETS, t)
+	}
 	if t, err := unix.IoctlGetTermios(0, unix.TCGETS); err == nil {
 		c.restore = t
 		raw := *t

@@ -100,6 +100,9 @@ func ValidateProcess(p *specs.Process, field string) error {
 			return fmt.Errorf("%s.rlimits[%d]: soft limit %d is above hard limit %d", field, i, r.Soft, r.Hard)
 		}
 	}
+	if err := validateCapabilities(p.Capabilities, field); err != nil {
+		return err
+	}
 	if p.OOMScoreAdj != nil && (*p.OOMScoreAdj < -1000 || *p.OOMScoreAdj > 1000) {
 		return fmt.Errorf("%s.oomScoreAdj: %d is outside -1000..1000", field, *p.OOMScoreAdj)
 	}
@@ -170,9 +173,6 @@ func validateNamespaces(spec *specs.Spec) error {
 		}
 	}
 	has := func(t specs.LinuxNamespaceType) bool { return seen[t] }
-	if !has(specs.MountNamespace) {
-		return errors.New("linux.namespaces: a mount namespace is required")
-	}
 	if spec.Hostname != "" && !has(specs.UTSNamespace) {
 		return errors.New("hostname: set without a private uts namespace")
 	}

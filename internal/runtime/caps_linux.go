@@ -7,6 +7,8 @@ import (
 
 	"github.com/moby/sys/capability"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/berth-project/berth/internal/oci"
 )
 
 // processCaps applies a process's five capability sets in the two steps the
@@ -17,22 +19,15 @@ type processCaps struct {
 	sets map[capability.CapType][]capability.Cap
 }
 
-var capsByName = func() map[string]capability.Cap {
-	m := map[string]capability.Cap{}
-	for _, c := range capability.ListKnown() {
-		m["CAP_"+strings.ToUpper(c.String())] = c
-	}
-	return m
-}()
-
-// resolveCaps maps names to capabilities. The spec says a capability the
-// runtime cannot map is logged, not fatal, so unknown names are reported as
-// a warning and skipped, as runc does.
+// resolveCaps maps names to capabilities. Names that are no capability at
+// all were refused by oci.Validate; a known one that this kernel lacks is
+// one the runtime "cannot map", which the spec says is logged, not fatal,
+// so it is skipped with a warning, as runc does.
 func resolveCaps(names []string) []capability.Cap {
 	last, _ := capability.LastCap()
 	var out []capability.Cap
 	for _, n := range names {
-		c, ok := capsByName[strings.ToUpper(n)]
+		c, ok := oci.ParseCapability(n)
 		if !ok || c > last {
 			fmt.Fprintf(os.Stderr, "berth-runtime: warning: capability %q is unknown to this kernel; ignored\n", n)
 			continue
@@ -83,7 +78,8 @@ func newCaps(lc *specs.LinuxCapabilities) (*processCaps, error) {
 		if has(sets[capability.PERMITTED], a) && has(sets[capability.INHERITABLE], a) {
 			sets[capability.AMBIENT] = append(sets[capability.AMBIENT], a)
 		} else {
-			fmt.Fprintf(os.Stderr, "berth-runtime: warning: ambient capability %s is not both permitted and inheritable; ignored\n", strings.ToUpper("cap_"+a.String()))
+			// runc's wording, which its tests match.
+			fmt.Fprintf(os.Stderr, "berth-runtime: warning: can't raise ambient capability %s: it is not both permitted and inheritable; ignored\n", strings.ToUpper("cap_"+a.String()))
 		}
 	}
 	return &processCaps{c: c, sets: sets}, nil

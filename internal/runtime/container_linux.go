@@ -84,6 +84,14 @@ func (r *Runtime) Create(ctx context.Context, id string, opt CreateOptions) (ret
 	if err != nil {
 		return err
 	}
+	// Before anything is made: the frozen cgroup is someone else's, and a
+	// failed create removes the cgroup it made.
+	if err := checkNotFrozen(cg); err != nil {
+		return err
+	}
+	if err := checkCgroupEmpty(cg); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(r.Root, 0o700); err != nil {
 		return fmt.Errorf("state root %s: %w", r.Root, err)
 	}
@@ -94,6 +102,14 @@ func (r *Runtime) Create(ctx context.Context, id string, opt CreateOptions) (ret
 		}
 		return fmt.Errorf("state directory: %w", err)
 	}
+	hostMnt := usesHostMountNS(spec)
+	var mntBefore uint64
+	if hostMnt {
+		if mntBefore, err = mountIDOf(spec.Root.Path); err != nil {
+			os.Remove(dir)
+			return fmt.Errorf("root.path: %w", err)
+		}
+	}
 	var c *child
 	defer func() {
 		if retErr == nil {
@@ -101,11 +117,15 @@ func (r *Runtime) Create(ctx context.Context, id string, opt CreateOptions) (ret
 		}
 		if c != nil {
 			unix.Kill(c.pid, unix.SIGKILL)
-			reap(c.pid)
+			killCgroup(cg) // thaws it too: a frozen init cannot die
+			reapBounded(c.pid, reapTimeout)
 			c.sock.Close()
 		}
 		killCgroup(cg)
 		cg.Destroy()
+		if hostMnt {
+			detachNewHostMount(spec.Root.Path, mntBefore)
+		}
 		os.RemoveAll(dir)
 	}()
 	// A limit the host cannot apply fails here, before any process runs.
@@ -172,18 +192,41 @@ func (r *Runtime) Create(ctx context.Context, id string, opt CreateOptions) (ret
 	}
 	p.Pid = c.pid
 	p.StartTime, _, _ = procStartTime(c.pid)
-	if err := r.save(p); err != nil {
-		return err
-	}
-	if err := r.writeFastPath(p); err != nil {
-		return err
+	if !hostMnt {
+		if err := r.save(p); err != nil {
+			return err
+		}
+		if err := r.writeFastPath(p); err != nil {
+			return err
+		}
 	}
 	// The init needs its own pid as hook state; it learns it from us.
+	c.deadline(initStepTimeout)
 	if _, err := c.expect(replyHooks); err != nil {
 		return err
 	}
+	if hostMnt {
+		// The init has bound the rootfs on itself and mounted the
+		// config's mounts under it, in our mount namespace. No fast
+		// path: its delete does not detach mounts.
+		if p.HostMountID, err = mountIDOf(spec.Root.Path); err != nil {
+			return err
+		}
+		if p.HostMountID == mntBefore {
+			return errors.New("root.path: the init made no mount of the rootfs")
+		}
+		if err := r.save(p); err != nil {
+			return err
+		}
+	}
+	// runtime-spec 1.3 runtime.md: "created" is the status "after step 2
+	// in the lifecycle", and the prestart, createRuntime and
+	// createContainer hooks are steps 3 to 5, after the environment is
+	// made (step 2): they see "created" (runtime-tools hooks_stdin).
+	// "creating" is step 2 itself, which no hook runs in. runc passes
+	// "creating" to the first two.
 	if spec.Hooks != nil {
-		st := p.specState(specs.StateCreating)
+		st := p.specState(specs.StateCreated)
 		if err := runHooks(spec.Hooks.Prestart, "prestart", st); err != nil {
 			return r.hookFailed(p, err)
 		}
@@ -192,12 +235,18 @@ func (r *Runtime) Create(ctx context.Context, id string, opt CreateOptions) (ret
 		}
 	}
 	// The init only needs the state and the filter from here on.
-	done := &initConfig{State: p.specState(specs.StateCreating)}
+	done := &initConfig{State: p.specState(specs.StateCreated)}
 	if filter != nil {
 		if done.Seccomp, err = (<-filter).get(); err != nil {
 			return err
 		}
 	}
+	// The init runs the createContainer hooks before it is ready.
+	var inInit []specs.Hook
+	if spec.Hooks != nil {
+		inInit = spec.Hooks.CreateContainer
+	}
+	c.deadline(initStepTimeout + hooksBound(inInit))
 	if err := c.send(&initMessage{Type: msgHooksDone, Config: done}); err != nil {
 		return err
 	}
@@ -249,6 +298,10 @@ func (r *Runtime) waitReady(ctx context.Context, c *child, p *persisted) error {
 }
 
 func (r *Runtime) passListener(ctx context.Context, pid, fd int, p *persisted) error {
+	// The listener is the caller's; one that never accepts must not hang
+	// the create.
+	ctx, cancel := context.WithTimeout(ctx, initStepTimeout)
+	defer cancel()
 	pidfd, err := unix.PidfdOpen(pid, 0)
 	if err != nil {
 		return fmt.Errorf("seccomp listener: %w", err)
@@ -335,6 +388,11 @@ func (r *Runtime) Start(ctx context.Context, id string) error {
 	default:
 		return fmt.Errorf("cannot start a container in status %q (not created)", st)
 	}
+	// Before the fifo is opened: once it is, the init goes on, and an
+	// answer we stop waiting for kills it (EPIPE).
+	if cgroupPathsFrozen(p.CgroupPaths) {
+		return errFrozenStart
+	}
 	fifoPath := filepath.Join(r.dir(id), fifoName)
 	opened := make(chan *os.File, 1)
 	go func() {
@@ -363,9 +421,26 @@ func (r *Runtime) Start(ctx context.Context, id string) error {
 		}
 	}
 	// The init writes "0" when it is about to exec, or why it is not
-	// (a failed startContainer hook), then closes.
-	msg, _ := io.ReadAll(f)
+	// (a failed startContainer hook), then closes. It runs those hooks
+	// first, so the wait is theirs plus a step; a frozen init would never
+	// write, so that is checked while waiting.
+	var hooks []specs.Hook
+	if p.Spec.Hooks != nil {
+		hooks = p.Spec.Hooks.StartContainer
+	}
+	msg, err := readStartReply(f, initStepTimeout+hooksBound(hooks), func() error {
+		if !processAlive(p.Pid, p.StartTime) {
+			return errors.New("container init exited before start")
+		}
+		if cgroupPathsFrozen(p.CgroupPaths) {
+			return errFrozenStart
+		}
+		return nil
+	})
 	f.Close()
+	if err != nil {
+		return err
+	}
 	if len(msg) == 0 {
 		return errors.New("container init exited before start")
 	}
@@ -385,6 +460,34 @@ func (r *Runtime) Start(ctx context.Context, id string) error {
 		}
 	}
 	return nil
+}
+
+var errFrozenStart = errors.New("cannot start a container whose cgroup is frozen (paused from outside the runtime?): resume or thaw it first")
+
+// readStartReply reads the init's answer on exec.fifo until EOF, for at
+// most bound, calling check every so often; check's error ends the wait.
+func readStartReply(f *os.File, bound time.Duration, check func() error) ([]byte, error) {
+	end := time.Now().Add(bound)
+	var msg []byte
+	buf := make([]byte, 4096)
+	for {
+		f.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+		n, err := f.Read(buf)
+		msg = append(msg, buf[:n]...)
+		switch {
+		case err == io.EOF:
+			return msg, nil
+		case isTimeout(err):
+			if time.Now().After(end) {
+				return nil, fmt.Errorf("container init did not answer start within %s", bound)
+			}
+			if err := check(); err != nil {
+				return nil, err
+			}
+		case err != nil:
+			return nil, fmt.Errorf("read exec fifo: %w", err)
+		}
+	}
 }
 
 // State reports a container's state.
@@ -450,7 +553,7 @@ func (r *Runtime) Kill(ctx context.Context, id string, sig unix.Signal, all bool
 	if err == nil && sig == unix.SIGKILL && cg != nil {
 		// A frozen process cannot die: thaw a paused container after
 		// SIGKILL, as runc does, so that it ends without a resume.
-		if frozen, ferr := cg.Frozen(); ferr == nil && frozen {
+		if frozenNow(cg) {
 			cg.Freeze(false)
 		}
 	}
@@ -477,7 +580,7 @@ func signalProcess(pid int, start uint64, sig unix.Signal) error {
 func signalCgroup(cg *cgroups.Manager, sig unix.Signal) error {
 	// Freeze so that nothing forks past the signal, as runc does; a
 	// container that was paused already stays paused.
-	wasFrozen, _ := cg.Frozen()
+	wasFrozen := frozenNow(cg)
 	froze := !wasFrozen && cg.Freeze(true) == nil
 	pids, err := cg.Pids()
 	for _, pid := range pids {
@@ -553,6 +656,9 @@ func (r *Runtime) Delete(ctx context.Context, id string, force bool) error {
 		if err := cg.Destroy(); err != nil {
 			return err
 		}
+	}
+	if err := detachHostMount(p.Rootfs, p.HostMountID); err != nil {
+		return err
 	}
 	if err := os.RemoveAll(r.dir(id)); err != nil {
 		return fmt.Errorf("remove state: %w", err)

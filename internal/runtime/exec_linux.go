@@ -19,6 +19,10 @@ type ExecOptions struct {
 	ConsoleFile   *os.File
 	PreserveFds   int
 	Stdio         [3]*os.File
+	// IgnorePaused execs in a paused container too: the process joins
+	// the frozen cgroup and runs once the container is resumed; the
+	// exec waits for that within its usual bound.
+	IgnorePaused bool
 }
 
 // BaseProcess is the container's own process config, the base that `exec`
@@ -39,8 +43,12 @@ func (r *Runtime) Exec(ctx context.Context, id string, proc *specs.Process, opt 
 	if err != nil {
 		return 0, err
 	}
-	switch st := r.status(p); st {
-	case specs.StateRunning, specs.StateCreated:
+	switch st := r.status(p); {
+	case st == specs.StateRunning, st == specs.StateCreated:
+	case st == Paused && opt.IgnorePaused:
+	case st == Paused:
+		// runc's wording, which its callers match.
+		return 0, errors.New("cannot exec in a paused container (resume it, or use --ignore-paused)")
 	default:
 		return 0, fmt.Errorf("cannot exec in a container that is %s", st)
 	}
@@ -79,8 +87,20 @@ func (r *Runtime) Exec(ctx context.Context, id string, proc *specs.Process, opt 
 		}
 		defer console.Close()
 	}
+	var rootDir *os.File
+	if usesHostMountNS(p.Spec) {
+		// Joining the namespaces leaves the process at the host's
+		// root: it takes the init's, checked to be the init's still.
+		if rootDir, err = os.OpenFile(fmt.Sprintf("/proc/%d/root", p.Pid), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err != nil {
+			return 0, fmt.Errorf("container root: %w", err)
+		}
+		defer rootDir.Close()
+		if !processAlive(p.Pid, p.StartTime) {
+			return 0, fmt.Errorf("cannot exec in a container that is %s", specs.StateStopped)
+		}
+	}
 	c, err := spawn(spawnOptions{
-		join: join, joinCgroup: cg.AddProc, oomScoreAdj: proc.OOMScoreAdj,
+		join: join, joinCgroup: cg.AddProc, oomScoreAdj: proc.OOMScoreAdj, rootDir: rootDir,
 		stdio: opt.Stdio, preserveFds: opt.PreserveFds, console: console,
 		message: &initMessage{Type: msgConfig, Config: &initConfig{
 			Exec: true, ID: id, Bundle: p.Bundle, Spec: p.Spec, Process: proc,
@@ -91,11 +111,12 @@ func (r *Runtime) Exec(ctx context.Context, id string, proc *specs.Process, opt 
 		return 0, err
 	}
 	defer c.sock.Close()
+	c.deadline(initStepTimeout)
 	if err := r.waitReady(ctx, c, p); err != nil {
 		// Reap it here: a zombie handed on to the caller would keep the
 		// container's pid namespace from ever finishing its exit.
 		unix.Kill(c.pid, unix.SIGKILL)
-		reap(c.pid)
+		reapBounded(c.pid, reapTimeout)
 		return 0, err
 	}
 	if opt.PidFile != "" {

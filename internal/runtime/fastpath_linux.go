@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
@@ -54,6 +55,11 @@ func (r *Runtime) writeFastPath(p *persisted) error {
 			fmt.Fprintf(&b, "parent %s\n", filepath.Dir(path))
 		}
 	}
+	var hooks []specs.Hook
+	if p.Spec.Hooks != nil {
+		hooks = p.Spec.Hooks.StartContainer
+	}
+	fmt.Fprintf(&b, "bound %d\n", int((initStepTimeout+hooksBound(hooks))/time.Second))
 	b.WriteString("end\n")
 	return writeStateFile(r.dir(p.ID), fastPathFile, []byte(b.String()))
 }

@@ -21,9 +21,9 @@ func TestWriteFastPath(t *testing.T) {
 		wantLines []string
 	}{
 		{name: "plain", cgroups: paths, want: true,
-			wantLines: []string{"berth-fastpath 1", "pid 42", "start 7", "cgroup /sys/fs/cgroup/memory/berth/c1", "parent /sys/fs/cgroup/memory/berth", "end"}},
+			wantLines: []string{"berth-fastpath 1", "pid 42", "start 7", "cgroup /sys/fs/cgroup/memory/berth/c1", "parent /sys/fs/cgroup/memory/berth", "bound 60", "end"}},
 		{name: "own cgroupsPath has no shared parent", cgroups: map[string]string{"memory": "/sys/fs/cgroup/memory/mine"}, cgPath: "/mine", want: true,
-			wantLines: []string{"berth-fastpath 1", "pid 42", "start 7", "cgroup /sys/fs/cgroup/memory/mine", "end"}},
+			wantLines: []string{"berth-fastpath 1", "pid 42", "start 7", "cgroup /sys/fs/cgroup/memory/mine", "bound 60", "end"}},
 		{name: "createContainer hooks run in the init", cgroups: paths, want: true,
 			hooks: &specs.Hooks{CreateContainer: []specs.Hook{{Path: "/bin/true"}}}},
 		{name: "poststart", cgroups: paths, hooks: &specs.Hooks{Poststart: []specs.Hook{{Path: "/bin/true"}}}},

@@ -43,15 +43,14 @@ func runHooks(hooks []specs.Hook, kind string, state specs.State) error {
 }
 
 func runHook(h specs.Hook, state []byte) error {
-	ctx := context.Background()
-	if h.Timeout != nil {
-		if *h.Timeout <= 0 {
-			return fmt.Errorf("timeout must be positive, got %d", *h.Timeout)
-		}
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, time.Duration(*h.Timeout)*time.Second)
-		defer cancel()
+	if h.Timeout != nil && *h.Timeout <= 0 {
+		return fmt.Errorf("timeout must be positive, got %d", *h.Timeout)
 	}
+	// A hook without a timeout gets defaultHookTimeout: one that never
+	// exits must not hang the runtime and its caller.
+	limit := hookTimeout(h)
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	defer cancel()
 	args := h.Args
 	if len(args) == 0 {
 		args = []string{h.Path}
@@ -70,6 +69,9 @@ func runHook(h specs.Hook, state []byte) error {
 	cmd.WaitDelay = time.Second
 	err := cmd.Run()
 	if ctx.Err() == context.DeadlineExceeded {
+		if h.Timeout == nil {
+			return fmt.Errorf("timed out after %s (the default for a hook without a timeout)", limit)
+		}
 		return fmt.Errorf("timed out after %ds", *h.Timeout)
 	}
 	if err != nil {
@@ -81,4 +83,27 @@ func runHook(h specs.Hook, state []byte) error {
 		return err
 	}
 	return nil
+}
+
+// defaultHookTimeout bounds a hook whose config sets no timeout. The spec
+// sets no default; two minutes is kubelet's default runtime-request-timeout,
+// past which the caller has given up anyway.
+const defaultHookTimeout = 2 * time.Minute
+
+// hookTimeout is how long one hook may run.
+func hookTimeout(h specs.Hook) time.Duration {
+	if h.Timeout != nil && *h.Timeout > 0 {
+		return time.Duration(*h.Timeout) * time.Second
+	}
+	return defaultHookTimeout
+}
+
+// hooksBound is how long a list of hooks may run in all, with a second each
+// for the delay after a hook's exit (see runHook).
+func hooksBound(hooks []specs.Hook) time.Duration {
+	var d time.Duration
+	for _, h := range hooks {
+		d += hookTimeout(h) + time.Second
+	}
+	return d
 }

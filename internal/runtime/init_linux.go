@@ -124,7 +124,12 @@ func (ip *initProc) initContainer() error {
 	}
 	// Hooks run inside the container see the init as the container does.
 	ip.cfg.State.Pid = os.Getpid()
-	if spec.Hooks != nil {
+	if spec.Hooks != nil && len(spec.Hooks.CreateContainer) > 0 {
+		// In the rootfs, as runc runs them: hooks use paths relative
+		// to it (runc's hooks_so.bats binds "./lib/...").
+		if err := unix.Chdir(r.rootfs); err != nil {
+			return fmt.Errorf("root.path: %w", err)
+		}
 		if err := runHooks(spec.Hooks.CreateContainer, "createContainer", ip.cfg.State); err != nil {
 			return err
 		}
@@ -169,6 +174,15 @@ func (ip *initProc) initContainer() error {
 // were joined by nsenter.c, the cgroup by the runtime.
 func (ip *initProc) execProcess() error {
 	proc := ip.cfg.Process
+	if ip.cfg.RootFd > 0 {
+		if err := unix.Fchdir(ip.cfg.RootFd); err != nil {
+			return fmt.Errorf("enter the container's root: %w", err)
+		}
+		if err := unix.Chroot("."); err != nil {
+			return fmt.Errorf("enter the container's root: %w", err)
+		}
+		unix.Close(ip.cfg.RootFd)
+	}
 	if err := ip.setupConsole(proc, false); err != nil {
 		return err
 	}

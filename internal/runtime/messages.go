@@ -32,6 +32,9 @@ type initConfig struct {
 	State        specs.State       `json:"state"` // for hooks run by the init
 	// MountFds: for mounts[i], the fd of an idmapped mount to attach.
 	MountFds map[int]int `json:"mount_fds,omitempty"`
+	// RootFd, for an exec'd process of a container without a mount
+	// namespace of its own: an O_PATH fd of the init's root to chroot to.
+	RootFd int `json:"root_fd,omitempty"`
 	// Seccomp is linux.seccomp compiled by the runtime (seccomp.Program's
 	// MarshalBinary): the init installs it and never compiles, so the
 	// libseccomp work stays off the path between start and the exec.

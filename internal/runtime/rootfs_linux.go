@@ -26,6 +26,7 @@ type rootfsSetup struct {
 	root     *os.File // O_PATH handle of the rootfs; every path inside is resolved from it
 	userns   bool
 	devTmpfs bool
+	hostMnt  bool // no mount namespace of its own: see hostmnt_linux.go
 }
 
 func (r *rootfsSetup) close() {
@@ -46,22 +47,35 @@ func (r *rootfsSetup) prepare() error {
 	// the container's own root is set after pivot_root (see pivot). An
 	// unbindable or private old root would also break the bind of the
 	// rootfs below.
-	prop := uintptr(unix.MS_SLAVE | unix.MS_REC)
-	if p := r.spec.Linux.RootfsPropagation; p != "" {
-		if f, _ := oci.PropagationFlag(p); f&unix.MS_SHARED != 0 {
-			prop = f
+	r.hostMnt = usesHostMountNS(r.spec)
+	if r.hostMnt {
+		// The host's mount table: its propagation is not ours to
+		// change. Our own bind of the rootfs is private, so what the
+		// config mounts under it stays in this mount namespace.
+		if err := unix.Mount(r.rootfs, r.rootfs, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+			return fmt.Errorf("root.path: bind %s: %w", r.rootfs, err)
 		}
-	}
-	// Nothing mounted from here on may propagate back to the host.
-	if err := unix.Mount("", "/", "", prop, ""); err != nil {
-		return fmt.Errorf("linux.rootfsPropagation: make / %v: %w", prop, err)
-	}
-	if err := makeParentPrivate(r.rootfs); err != nil {
-		return err
-	}
-	// pivot_root needs the new root to be a mount point.
-	if err := unix.Mount(r.rootfs, r.rootfs, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
-		return fmt.Errorf("root.path: bind %s: %w", r.rootfs, err)
+		if err := unix.Mount("", r.rootfs, "", unix.MS_PRIVATE|unix.MS_REC, ""); err != nil {
+			return fmt.Errorf("root.path: make the bind of %s private: %w", r.rootfs, err)
+		}
+	} else {
+		prop := uintptr(unix.MS_SLAVE | unix.MS_REC)
+		if p := r.spec.Linux.RootfsPropagation; p != "" {
+			if f, _ := oci.PropagationFlag(p); f&unix.MS_SHARED != 0 {
+				prop = f
+			}
+		}
+		// Nothing mounted from here on may propagate back to the host.
+		if err := unix.Mount("", "/", "", prop, ""); err != nil {
+			return fmt.Errorf("linux.rootfsPropagation: make / %v: %w", prop, err)
+		}
+		if err := makeParentPrivate(r.rootfs); err != nil {
+			return err
+		}
+		// pivot_root needs the new root to be a mount point.
+		if err := unix.Mount(r.rootfs, r.rootfs, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+			return fmt.Errorf("root.path: bind %s: %w", r.rootfs, err)
+		}
 	}
 	root, err := os.OpenFile(r.rootfs, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -580,7 +594,13 @@ func (r *rootfsSetup) createDevice(d specs.LinuxDevice) error {
 
 // pivot switches root to the rootfs.
 func (r *rootfsSetup) pivot() error {
-	if r.cfg.NoPivot {
+	if r.hostMnt {
+		// pivot_root and --no-pivot's move would both change the
+		// host's root: only this process's root changes.
+		if err := chrootInto(r.rootfs); err != nil {
+			return err
+		}
+	} else if r.cfg.NoPivot {
 		if err := moveRoot(r.rootfs); err != nil {
 			return err
 		}
@@ -668,6 +688,17 @@ func moveRoot(rootfs string) error {
 	}
 	if err := unix.Chroot("."); err != nil {
 		return fmt.Errorf("chroot %s: %w", rootfs, err)
+	}
+	return unix.Chdir("/")
+}
+
+// chrootInto makes dir the calling process's root and cwd.
+func chrootInto(dir string) error {
+	if err := unix.Chdir(dir); err != nil {
+		return err
+	}
+	if err := unix.Chroot("."); err != nil {
+		return fmt.Errorf("chroot %s: %w", dir, err)
 	}
 	return unix.Chdir("/")
 }

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -45,16 +46,18 @@ type spawnOptions struct {
 	fifo        *os.File         // O_PATH fd of exec.fifo (create only)
 	console     *os.File         // connected console socket (terminal only)
 	mountFiles  map[int]*os.File // idmapped mounts, by index in the spec's mounts
+	rootDir     *os.File         // exec without a mount namespace: the init's root
 	message     *initMessage
 }
 
 // child is a spawned init (or exec'd process) that is still in its setup
 // phase and talks to the runtime over the sync socket.
 type child struct {
-	pid  int
-	sock *os.File
-	dec  *json.Decoder
-	enc  *json.Encoder
+	pid     int
+	timeout time.Duration // of the current deadline, for its error
+	sock    *os.File
+	dec     *json.Decoder
+	enc     *json.Encoder
 }
 
 // spawn starts `berth-runtime init` in the container's namespaces. On error
@@ -68,6 +71,13 @@ func spawn(opt spawnOptions) (_ *child, retErr error) {
 
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
+		return nil, fmt.Errorf("init socket: %w", err)
+	}
+	// Our end is non-blocking, so os.File puts it in the poller and
+	// every read and write on it can have a deadline (child.deadline).
+	if err := unix.SetNonblock(fds[0], true); err != nil {
+		unix.Close(fds[0])
+		unix.Close(fds[1])
 		return nil, fmt.Errorf("init socket: %w", err)
 	}
 	parentSock := os.NewFile(uintptr(fds[0]), "init-parent")
@@ -117,6 +127,9 @@ func spawn(opt spawnOptions) (_ *child, retErr error) {
 			opt.message.Config.MountFds[i] = addFd(f)
 		}
 	}
+	if opt.rootDir != nil {
+		opt.message.Config.RootFd = addFd(opt.rootDir)
+	}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start init: %w", err)
 	}
@@ -126,10 +139,10 @@ func spawn(opt spawnOptions) (_ *child, retErr error) {
 	defer func() {
 		if retErr != nil {
 			cmd.Process.Kill()
-			cmd.Wait()
+			waitCmd(cmd, reapTimeout)
 			if initPid > 0 {
 				unix.Kill(initPid, unix.SIGKILL)
-				reap(initPid)
+				reapBounded(initPid, reapTimeout)
 			}
 		}
 	}()
@@ -145,14 +158,18 @@ func spawn(opt spawnOptions) (_ *child, retErr error) {
 			return nil, err
 		}
 	}
+	parentSock.SetDeadline(time.Now().Add(initStepTimeout))
 	if err := writeNsConfig(parentSock, opt); err != nil {
 		return nil, err
 	}
 	r := bufio.NewReader(parentSock)
 	for initPid == 0 {
 		line, err := r.ReadString('\n')
+		if isTimeout(err) {
+			return nil, fmt.Errorf("container init did not finish namespace setup within %s (is its cgroup frozen?)", initStepTimeout)
+		}
 		if err != nil {
-			werr := cmd.Wait()
+			werr := waitCmd(cmd, reapTimeout)
 			return nil, fmt.Errorf("container init exited during namespace setup (%v)", werr)
 		}
 		line = strings.TrimSuffix(line, "\n")
@@ -175,7 +192,7 @@ func spawn(opt spawnOptions) (_ *child, retErr error) {
 			return nil, fmt.Errorf("init sent %q during namespace setup", line)
 		}
 	}
-	if err := cmd.Wait(); err != nil {
+	if err := waitCmd(cmd, initStepTimeout); err != nil {
 		return nil, fmt.Errorf("namespace setup process: %w", err)
 	}
 	c := &child{pid: initPid, sock: parentSock, dec: json.NewDecoder(r), enc: json.NewEncoder(parentSock)}
@@ -317,6 +334,20 @@ func sealedCopy() (*os.File, error) {
 	return f, nil
 }
 
+// reapBounded is reap for at most d: a process in a frozen cgroup cannot
+// die until thawed, and the caller's cleanup thaws it after.
+func reapBounded(pid int, d time.Duration) {
+	deadline := time.Now().Add(d)
+	for {
+		var ws unix.WaitStatus
+		p, err := unix.Wait4(pid, &ws, unix.WNOHANG, nil)
+		if p == pid || (err != nil && err != unix.EINTR) || time.Now().After(deadline) {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // reap waits for a child or adopted process, ignoring errors: the runtime
 // is a subreaper, so an init whose parent exited is ours to reap.
 func reap(pid int) {
@@ -329,11 +360,21 @@ func reap(pid int) {
 	}
 }
 
+// deadline bounds the exchanges with the init from now on: past it, a
+// read or write fails with an error that says the init did not answer.
+func (c *child) deadline(d time.Duration) {
+	c.timeout = d
+	c.sock.SetDeadline(time.Now().Add(d))
+}
+
 // recv reads the init's next message; an error message from the init comes
 // back as that error, intact.
 func (c *child) recv() (*initReply, error) {
 	var m initReply
 	if err := c.dec.Decode(&m); err != nil {
+		if isTimeout(err) {
+			return nil, fmt.Errorf("container init did not answer within %s (its setup is stuck: a frozen cgroup, a mount or a hook that does not return?)", c.timeout)
+		}
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 			return nil, errors.New("container init exited without saying why")
 		}
@@ -358,6 +399,9 @@ func (c *child) expect(t string) (*initReply, error) {
 
 func (c *child) send(m *initMessage) error {
 	if err := c.enc.Encode(m); err != nil {
+		if isTimeout(err) {
+			return fmt.Errorf("container init did not read within %s", c.timeout)
+		}
 		return fmt.Errorf("write to init: %w", err)
 	}
 	return nil

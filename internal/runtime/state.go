@@ -32,6 +32,11 @@ type persisted struct {
 	Systemd     bool              `json:"systemd_cgroup,omitempty"`
 	Rootless    bool              `json:"rootless,omitempty"`
 	Spec        *specs.Spec       `json:"config"`
+	// HostMountID is the mount the init made of the rootfs on itself in
+	// the runtime's own mount namespace, for a config without a mount
+	// namespace: delete detaches it, and every mount of the config with
+	// it. Zero otherwise.
+	HostMountID uint64 `json:"host_mount_id,omitempty"`
 	// Hooks are run in the runtime's namespaces; the spec above keeps them.
 }
 
@@ -175,7 +180,7 @@ func (r *Runtime) status(p *persisted) specs.ContainerState {
 		return specs.StateCreated
 	}
 	if cg, err := r.cgroupOf(p); err == nil {
-		if frozen, err := cg.Frozen(); err == nil && frozen {
+		if frozenNow(cg) {
 			return Paused
 		}
 	}

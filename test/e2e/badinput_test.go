@@ -23,6 +23,9 @@ func TestBadInput(t *testing.T) {
 		// runc says how runc 1.1.5 deviates: its error does not name the
 		// field, or it accepts the bundle.
 		runc string
+		// withoutSysResource: the runtime runs without CAP_SYS_RESOURCE,
+		// as on this project's CI machine, whatever this host grants.
+		withoutSysResource bool
 	}{
 		{name: "syntax error", raw: `{"ociVersion": "1.0.0", "process": {`, want: []string{"config.json"},
 			runc: `says only "unexpected EOF"`},
@@ -50,7 +53,7 @@ func TestBadInput(t *testing.T) {
 		})}, want: []string{"process.selinuxLabel"}, runc: "ignores selinuxLabel where SELinux is disabled"},
 		{name: "hard rlimit above the host's", opts: []testutil.BundleOption{testutil.WithSpec(func(s *specs.Spec) {
 			s.Process.Rlimits = []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Soft: 1024, Hard: 1 << 30}}
-		})}, want: []string{"RLIMIT_NOFILE", "CAP_SYS_RESOURCE"}, runc: `says only "error setting rlimit type 7: operation not permitted"`},
+		})}, want: []string{"RLIMIT_NOFILE", "CAP_SYS_RESOURCE"}, runc: `says only "error setting rlimit type 7: operation not permitted"`, withoutSysResource: true},
 		{name: "unknown rlimit", opts: []testutil.BundleOption{testutil.WithSpec(func(s *specs.Spec) {
 			s.Process.Rlimits = []specs.POSIXRlimit{{Type: "RLIMIT_BERTH", Soft: 1, Hard: 1}}
 		})}, want: []string{"RLIMIT_BERTH"}},
@@ -59,6 +62,10 @@ func TestBadInput(t *testing.T) {
 			b := testutil.NewBundle(t, append([]testutil.BundleOption{testutil.WithArgs("true")}, tc.opts...)...)
 			if tc.raw != "" {
 				os.WriteFile(filepath.Join(b.Dir, "config.json"), []byte(tc.raw), 0o644)
+			}
+			rt := rt
+			if tc.withoutSysResource {
+				rt = runtimeWithoutCap(t, "sys_resource")
 			}
 			id := rt.NewID("bad")
 			res := rt.Create(id, b.Dir)
@@ -100,18 +107,28 @@ func TestDuplicateID(t *testing.T) {
 	}
 }
 
-// TestUnknownCapabilityWarns: runtime-spec config.md says a capability that
-// cannot be mapped to the kernel MUST be logged as a warning and the runtime
-// SHOULD NOT fail, so create succeeds and names the capability on stderr.
-func TestUnknownCapabilityWarns(t *testing.T) {
+// TestUnknownCapabilityFails: a name that is no capability at all fails
+// create with an error naming it (runtime-tools process_capabilities_fail),
+// and leaves nothing behind; a known one the runtime cannot grant only warns
+// (TestUngrantableCapabilityWarns).
+func TestUnknownCapabilityFails(t *testing.T) {
+	skipIfRunc(t, "runc warns and ignores an unknown capability name")
 	rt := newRuntime(t)
 	b := testutil.NewBundle(t, testutil.WithArgs("true"), testutil.WithSpec(func(s *specs.Spec) {
 		s.Process.Capabilities.Bounding = append(s.Process.Capabilities.Bounding, "CAP_BERTH_BOGUS")
 	}))
 	id := rt.NewID("bogcap")
-	res := rt.Create(id, b.Dir).OK(t)
-	if !strings.Contains(res.Stderr, "CAP_BERTH_BOGUS") {
-		t.Errorf("create with an unknown capability: stderr %q, want a warning naming CAP_BERTH_BOGUS", res.Stderr)
+	res := rt.Create(id, b.Dir).Fails(t)
+	if !strings.Contains(res.Stderr, `process.capabilities.bounding[3]: unknown capability "CAP_BERTH_BOGUS"`) {
+		t.Errorf("create with an unknown capability: stderr %q, want an error naming CAP_BERTH_BOGUS and its field", res.Stderr)
+	}
+	checkCreateLeftNothing(t, rt, id, b)
+	c := b.Spec.Process.Capabilities
+	c.Bounding = c.Bounding[:len(c.Bounding)-1]
+	b.Save(t)
+	rt.Create(id, b.Dir).OK(t)
+	if res := rt.Exec(id, []string{"--cap", "CAP_BERTH_BOGUS"}, "true"); res.ExitCode == 0 || !strings.Contains(res.Stderr, "CAP_BERTH_BOGUS") {
+		t.Errorf("exec --cap CAP_BERTH_BOGUS: want an error naming it: %s", res)
 	}
 }
 
@@ -139,19 +156,10 @@ func TestSystemdCgroupWithoutSystemd(t *testing.T) {
 // runtime-spec config.md says to log it and not fail (runtime-tools
 // process_capabilities).
 func TestUngrantableCapabilityWarns(t *testing.T) {
-	status, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		t.Fatal(err)
-	}
-	bnd, err := strconv.ParseUint(statusField(string(status), "CapBnd"), 16, 64)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if bnd&(1<<24) != 0 {
-		t.Skip("requires a host whose bounding set lacks CAP_SYS_RESOURCE (this project's CI machine)")
-	}
 	skipIfRunc(t, "runc 1.1.5 fails with `unable to apply caps: operation not permitted`")
-	rt := newRuntime(t)
+	// The runtime runs without CAP_SYS_RESOURCE, as on this project's CI
+	// machine, whatever this host grants.
+	rt := runtimeWithoutCap(t, "sys_resource")
 	b := testutil.NewBundle(t, testutil.WithShell("grep CapEff /proc/self/status"), testutil.WithSpec(func(s *specs.Spec) {
 		c := s.Process.Capabilities
 		c.Bounding = append(c.Bounding, "CAP_SYS_RESOURCE")
@@ -160,6 +168,10 @@ func TestUngrantableCapabilityWarns(t *testing.T) {
 	}))
 	res := rt.Run(rt.NewID("ungrantable"), b.Dir)
 	if res.ExitCode != 0 || !strings.Contains(res.Stderr, "CAP_SYS_RESOURCE") {
-		t.Errorf("run with CAP_SYS_RESOURCE the host withholds: want success and a warning naming it: %s", res)
+		t.Errorf("run with CAP_SYS_RESOURCE the runtime lacks: want success and a warning naming it: %s", res)
+	}
+	eff, err := strconv.ParseUint(statusField(res.Stdout, "CapEff"), 16, 64)
+	if err != nil || eff&(1<<24) != 0 {
+		t.Errorf("container's CapEff %q: want CAP_SYS_RESOURCE (bit 24) absent", res.Stdout)
 	}
 }

@@ -68,6 +68,16 @@ func keyedValue(text, key string) int64 {
 	return -1
 }
 
+// requireV1Cgroups skips a test that reads cgroup v1 files (memory.limit_in_bytes,
+// cpu.shares, freezer.state...) on a cgroup v2 host, naming what it needs;
+// test/vm runs the runtime on cgroup v2.
+func requireV1Cgroups(t *testing.T) {
+	t.Helper()
+	if fileExists("/sys/fs/cgroup/cgroup.controllers") {
+		t.Skip("requires cgroup v1 controllers (a v1 or hybrid host): this test reads v1 files, and this host has cgroup v2 only")
+	}
+}
+
 func ptrTo[T any](v T) *T { return &v }
 
 // withResources sets linux.resources fields, keeping the default device
@@ -77,6 +87,7 @@ func withResources(f func(r *specs.LinuxResources)) testutil.BundleOption {
 }
 
 func TestCgroupMemoryOOM(t *testing.T) {
+	requireV1Cgroups(t)
 	rt := newRuntime(t)
 	const limit = 32 << 20
 	// tail keeps the whole "line" it reads from /dev/zero in memory: it grows
@@ -113,6 +124,7 @@ func TestCgroupMemoryOOM(t *testing.T) {
 }
 
 func TestCgroupCPU(t *testing.T) {
+	requireV1Cgroups(t)
 	rt := newRuntime(t)
 	b := testutil.NewBundle(t, testutil.WithArgs("sleep", "1000"),
 		withResources(func(r *specs.LinuxResources) {
@@ -150,6 +162,7 @@ func TestCgroupCPU(t *testing.T) {
 }
 
 func TestPidsLimit(t *testing.T) {
+	requireV1Cgroups(t)
 	rt := newRuntime(t)
 	b := testutil.NewBundle(t, testutil.WithWritableRoot(),
 		// The shell that meets "can't fork" gives up, so the loop runs in a
@@ -180,6 +193,7 @@ func TestPidsLimit(t *testing.T) {
 }
 
 func TestPauseResume(t *testing.T) {
+	requireV1Cgroups(t)
 	rt := newRuntime(t)
 	data := hostDir(t)
 	counter := filepath.Join(data, "count")
@@ -234,6 +248,7 @@ func TestPauseResume(t *testing.T) {
 }
 
 func TestCgroupBadLimits(t *testing.T) {
+	requireV1Cgroups(t)
 	rt := newRuntime(t)
 	weightDevice := func(major, minor int64, weight uint16) specs.LinuxWeightDevice {
 		var wd specs.LinuxWeightDevice
@@ -301,6 +316,7 @@ func TestCgroupBadLimits(t *testing.T) {
 // TestCgroupsPath: linux.cgroupsPath puts the container's cgroup exactly
 // there, on every hierarchy, with the limits; delete removes it.
 func TestCgroupsPath(t *testing.T) {
+	requireV1Cgroups(t)
 	rt := newRuntime(t)
 	id := rt.NewID("cgpath")
 	parent := "berth-e2e-parent-" + strings.TrimPrefix(id, "berth-e2e-cgpath-")
@@ -376,6 +392,7 @@ func TestPauseKillPaused(t *testing.T) {
 // container (containerd's shim calls it for `ctr task update` and the CRI's
 // UpdateContainerResources).
 func TestCgroupUpdate(t *testing.T) {
+	requireV1Cgroups(t)
 	rt := newRuntime(t)
 	b := testutil.NewBundle(t, testutil.WithArgs("sleep", "1000"),
 		withResources(func(r *specs.LinuxResources) {

@@ -135,13 +135,20 @@ func TestHooks(t *testing.T) {
 		if inContainer {
 			wantPid = 1
 		}
+		// runtime-spec 1.3: "created" is the status after step 2 of the
+		// lifecycle, and these hooks are steps 3 to 5.
 		wantStatus := map[string][]string{
-			"prestart": {"creating", "created"}, "createRuntime": {"creating", "created"},
-			"createContainer": {"creating", "created"}, "startContainer": {"created"},
+			"prestart": {"created"}, "createRuntime": {"created"},
+			"createContainer": {"created"}, "startContainer": {"created"},
 			"poststart": {"running"}, "poststop": {"stopped"},
 		}[h]
-		if h == "poststart" && isRunc(t) {
-			wantStatus = []string{"created"} // it runs in create, see above
+		if isRunc(t) {
+			switch h {
+			case "poststart":
+				wantStatus = []string{"created"} // it runs in create, see above
+			case "prestart", "createRuntime", "createContainer":
+				wantStatus = []string{"creating", "created"}
+			}
 		}
 		if !slices.Contains(wantStatus, string(s.Status)) {
 			t.Errorf("hook %s: status %q, want one of %q", h, s.Status, wantStatus)
@@ -359,4 +366,22 @@ func TestStartContainerHookEnv(t *testing.T) {
 		t.Errorf("a failing second prestart hook: want runc's \"error running prestart hook #1\": %s", res)
 	}
 	checkCreateLeftNothing(t, rt, id, fail)
+}
+
+// TestCreateContainerHookCwd: createContainer hooks run in the rootfs, as
+// runc runs them, so a hook may use paths relative to it (runc's
+// hooks_so.bats binds ./lib/...).
+func TestCreateContainerHookCwd(t *testing.T) {
+	rt := newRuntime(t)
+	marker := "berth-cwd-marker"
+	b := testutil.NewBundle(t, testutil.WithArgs("true"),
+		testutil.WithRootfs(func(rootfs string) error {
+			return os.WriteFile(filepath.Join(rootfs, marker), nil, 0o644)
+		}),
+		testutil.WithSpec(func(s *specs.Spec) {
+			s.Hooks = &specs.Hooks{CreateContainer: []specs.Hook{{Path: "/bin/sh", Args: []string{"sh", "-c", "test -e ./" + marker}}}}
+		}))
+	if res := rt.Run(rt.NewID("hookcwd"), b.Dir); res.ExitCode != 0 {
+		t.Errorf("createContainer hook did not run in the rootfs: %s", res)
+	}
 }

@@ -244,6 +244,28 @@ func TestDeleteRunning(t *testing.T) {
 	}
 }
 
+// TestDeleteCreated pins a deliberate deviation from runtime-spec (delete
+// of a container that is not stopped MUST fail): a created container is
+// killed and deleted without --force, as runc does, because containerd's
+// runc shim deletes a task it never started with a plain `delete ID`
+// (createdState.Delete), and a refusal would leave its init waiting on
+// exec.fifo for good. Running and paused containers are refused
+// (TestDeleteRunning). See the README's berth-runtime section.
+func TestDeleteCreated(t *testing.T) {
+	rt := newRuntime(t)
+	b := testutil.NewBundle(t, testutil.WithArgs("true"))
+	id := rt.NewID("delcreated")
+	rt.Create(id, b.Dir).OK(t)
+	pid := rt.Pid(id)
+	rt.Delete(id).OK(t)
+	if code, err := testutil.WaitPid(pid, testutil.CallTimeout); err != nil || code != 137 {
+		t.Errorf("init of a created container after delete: status %d (%v), want killed by SIGKILL", code, err)
+	}
+	if res := rt.Do("state", id); res.ExitCode == 0 {
+		t.Errorf("state after delete succeeded: %s", res)
+	}
+}
+
 func TestList(t *testing.T) {
 	rt := newRuntime(t)
 	b := testutil.NewBundle(t, testutil.WithArgs("sleep", "1000"))

@@ -103,3 +103,19 @@ func statusField(status, name string) string {
 	}
 	return ""
 }
+
+// runtimeWithoutCap returns a driver for the runtime under test that runs
+// with capability name (e.g. "sys_resource") dropped from its bounding set,
+// through util-linux's setpriv: the runtime then lacks it whatever the host
+// grants, so a test of what happens without it runs on any host.
+func runtimeWithoutCap(t *testing.T, name string) *testutil.Runtime {
+	t.Helper()
+	testutil.RequiresRoot(t)
+	setpriv := testutil.RequiresBinary(t, "setpriv", "util-linux")
+	wrapper := filepath.Join(t.TempDir(), filepath.Base(runtimeBin(t)))
+	script := fmt.Sprintf("#!/bin/sh\nexec %s --bounding-set -%s %s \"$@\"\n", setpriv, name, runtimeBin(t))
+	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return testutil.NewRuntime(t, wrapper)
+}

@@ -17,6 +17,8 @@
 //   start STARTTIME        (field 22 of /proc/PID/stat at create)
 //   cgroup PATH            (each cgroup directory; under /sys/fs/cgroup/)
 //   parent PATH            (a shared parent removed when it is empty)
+//   bound SECONDS          (optional: how long start waits for the init;
+//                           60 when absent)
 //   end
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -47,6 +49,7 @@
 struct fastpath {
 	long pid;
 	unsigned long long start;
+	long bound; // seconds start waits for the init's answer
 	int ncgroups, nparents;
 	char *cgroups[FP_MAX_PATHS];
 	char *parents[FP_MAX_PATHS];
@@ -112,6 +115,7 @@ static int fp_parse(int dirfd, struct fastpath *fp)
 	fp->buf[n] = '\0';
 	fp->pid = 0;
 	fp->start = 0;
+	fp->bound = 60;
 	fp->ncgroups = fp->nparents = 0;
 	int line = 0, ended = 0;
 	char *save = NULL;
@@ -132,6 +136,12 @@ static int fp_parse(int dirfd, struct fastpath *fp)
 			errno = 0;
 			fp->start = strtoull(l + 6, &end, 10);
 			if (errno || *end || fp->start == 0)
+				return 0;
+		} else if (strncmp(l, "bound ", 6) == 0) {
+			char *end;
+			errno = 0;
+			fp->bound = strtol(l + 6, &end, 10);
+			if (errno || *end || fp->bound <= 0)
 				return 0;
 		} else if (strncmp(l, "cgroup ", 7) == 0) {
 			if (fp->ncgroups == FP_MAX_PATHS || !fp_plain_path(l + 7))
@@ -180,6 +190,24 @@ static int fp_alive(long pid, unsigned long long start)
 	return strtoull(st, NULL, 10) == start;
 }
 
+// fp_frozen: one of the container's cgroups is frozen or freezing (v1
+// freezer.state not THAWED, v2 cgroup.freeze 1): its init cannot answer.
+static int fp_frozen(const struct fastpath *fp)
+{
+	char path[PATH_MAX], buf[32];
+	for (int i = 0; i < fp->ncgroups; i++) {
+		snprintf(path, sizeof(path), "%s/freezer.state", fp->cgroups[i]);
+		ssize_t n = fp_read(AT_FDCWD, path, buf, sizeof(buf) - 1);
+		if (n > 0 && strncmp(buf, "THAWED", 6) != 0)
+			return 1;
+		snprintf(path, sizeof(path), "%s/cgroup.freeze", fp->cgroups[i]);
+		n = fp_read(AT_FDCWD, path, buf, sizeof(buf) - 1);
+		if (n > 0 && buf[0] == '1')
+			return 1;
+	}
+	return 0;
+}
+
 static void fp_fail(const char *msg)
 {
 	fprintf(stderr, "berth-runtime: %s\n", msg);
@@ -195,6 +223,9 @@ static void fp_start(int dirfd)
 	struct stat st;
 	if (fstatat(dirfd, "exec.fifo", &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISFIFO(st.st_mode))
 		goto fallback;
+	// The Go path says why.
+	if (fp_frozen(fp))
+		goto fallback;
 	// Non-blocking, so that an init that dies before opening its end
 	// cannot hang us; poll reports POLLHUP only once a writer came and went.
 	int fd = openat(dirfd, "exec.fifo", O_RDONLY | O_NONBLOCK | O_CLOEXEC);
@@ -204,6 +235,10 @@ static void fp_start(int dirfd)
 	static char msg[1 << 16], rest[4096];
 	size_t len = 0;
 	int grace = 0;
+	// Every wait is bounded: the init runs the startContainer hooks
+	// before it answers (their bound is in fp->bound), and a frozen init
+	// never answers.
+	long waited = 0, since_check = 0;
 	for (;;) {
 		struct pollfd pfd = {.fd = fd, .events = POLLIN};
 		int r = poll(&pfd, 1, grace ? 200 : 5);
@@ -215,6 +250,17 @@ static void fp_start(int dirfd)
 		if (r == 0) {
 			if (grace)
 				break;
+			waited += 5, since_check += 5;
+			if (since_check >= 100) {
+				since_check = 0;
+				if (fp_frozen(fp))
+					fp_fail("cannot start a container whose cgroup is frozen (paused from outside the runtime?): resume or thaw it first");
+				if (waited / 1000 >= fp->bound) {
+					char err[128];
+					snprintf(err, sizeof(err), "container init did not answer start within %lds", fp->bound);
+					fp_fail(err);
+				}
+			}
 			// A short-lived process may already have run and exited;
 			// its init opened the fifo, so the data is about to come.
 			if (!fp_alive(fp->pid, fp->start))

@@ -1,0 +1,91 @@
+package runtime
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+func TestHookTimeoutDefault(t *testing.T) {
+	five := 5
+	if got := hookTimeout(specs.Hook{Path: "/bin/true"}); got != defaultHookTimeout {
+		t.Errorf("hook without timeout: bound %s, want the default %s", got, defaultHookTimeout)
+	}
+	if got := hookTimeout(specs.Hook{Path: "/bin/true", Timeout: &five}); got != 5*time.Second {
+		t.Errorf("hook with timeout 5: bound %s, want 5s", got)
+	}
+	if got := hooksBound([]specs.Hook{{Path: "a"}, {Path: "b", Timeout: &five}}); got != defaultHookTimeout+7*time.Second {
+		t.Errorf("hooksBound = %s", got)
+	}
+}
+
+// A hook that never exits ends at its timeout, with the error saying so.
+func TestRunHookTimesOut(t *testing.T) {
+	one := 1
+	err := runHook(specs.Hook{Path: "/bin/sleep", Args: []string{"sleep", "1000"}, Timeout: &one}, []byte("{}"))
+	if err == nil || !strings.Contains(err.Error(), "timed out after 1s") {
+		t.Errorf("runHook of a hook that never exits: %v, want a timeout", err)
+	}
+}
+
+// readStartReply gives up on a writer that never answers as soon as the
+// check says so, and reads a whole answer up to EOF.
+func TestReadStartReply(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	stuck := errors.New("stuck")
+	calls := 0
+	_, err = readStartReply(r, time.Hour, func() error {
+		if calls++; calls == 3 {
+			return stuck
+		}
+		return nil
+	})
+	if !errors.Is(err, stuck) {
+		t.Errorf("readStartReply with a silent writer: %v, want the check's error", err)
+	}
+
+	r2, w2, _ := os.Pipe()
+	defer r2.Close()
+	w2.Write([]byte("0"))
+	w2.Close()
+	msg, err := readStartReply(r2, time.Hour, func() error { return nil })
+	if err != nil || string(msg) != "0" {
+		t.Errorf("readStartReply = %q, %v, want \"0\"", msg, err)
+	}
+}
+
+func TestDirFrozen(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct {
+		file, content string
+		frozen        bool
+	}{
+		{"freezer.state", "THAWED\n", false},
+		{"freezer.state", "FROZEN\n", true},
+		{"freezer.state", "FREEZING\n", true},
+		{"cgroup.freeze", "0\n", false},
+		{"cgroup.freeze", "1\n", true},
+	} {
+		os.Remove(filepath.Join(dir, "freezer.state"))
+		os.Remove(filepath.Join(dir, "cgroup.freeze"))
+		if err := os.WriteFile(filepath.Join(dir, c.file), []byte(c.content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := dirFrozen(dir); got != c.frozen {
+			t.Errorf("%s %q: frozen %v, want %v", c.file, c.content, got, c.frozen)
+		}
+	}
+	if got, _ := dirFrozen(filepath.Join(dir, "missing")); got {
+		t.Error("a missing cgroup counts as frozen")
+	}
+}

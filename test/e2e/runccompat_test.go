@@ -1,0 +1,80 @@
+package e2e
+
+import (
+	"strings"
+	"testing"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/berth-project/berth/internal/testutil"
+)
+
+// TestExecCapSets: exec --cap adds to the bounding, effective and permitted
+// sets only, and to ambient where the config makes it inheritable (runc
+// 1.2 and later, capabilities.bats "runc exec --cap").
+func TestExecCapSets(t *testing.T) {
+	rt := newRuntime(t)
+	b := testutil.NewBundle(t, testutil.WithArgs("sleep", "1000"), testutil.WithSpec(func(s *specs.Spec) {
+		s.Process.Capabilities = &specs.LinuxCapabilities{Bounding: []string{"CAP_SYSLOG"}, Inheritable: []string{"CAP_SYSLOG"}}
+	}))
+	id := rt.NewID("execcap")
+	rt.Run(id, b.Dir, "-d").OK(t)
+	status := rt.Exec(id, []string{"--cap", "CAP_KILL", "--cap", "CAP_SYSLOG"}, "cat", "/proc/self/status").OK(t).Stdout
+	// CAP_KILL is bit 5, CAP_SYSLOG bit 34.
+	for field, want := range map[string]string{
+		"CapInh": "0000000400000000", "CapPrm": "0000000400000020", "CapEff": "0000000400000020",
+		"CapBnd": "0000000400000020", "CapAmb": "0000000400000000",
+	} {
+		if got := statusField(status, field); got != want {
+			t.Errorf("exec --cap: %s %s, want %s", field, got, want)
+		}
+	}
+	rt.Delete(id, "--force").OK(t)
+}
+
+// TestExecPaused: exec in a paused container fails at once with runc's
+// message; with --ignore-paused it runs once the container is resumed.
+func TestExecPaused(t *testing.T) {
+	rt := newRuntime(t)
+	b := testutil.NewBundle(t, testutil.WithArgs("sleep", "1000"))
+	id := rt.NewID("execpaused")
+	rt.Run(id, b.Dir, "-d").OK(t)
+	rt.Do("pause", id).OK(t)
+	res := rt.Exec(id, nil, "true").Fails(t)
+	if !strings.Contains(res.Stderr, "cannot exec in a paused container") {
+		t.Errorf("exec in a paused container: %s, want runc's message", res)
+	}
+	done := make(chan testutil.Result, 1)
+	go func() { done <- rt.Exec(id, []string{"--ignore-paused"}, "echo", "ok") }()
+	rt.Do("resume", id).OK(t)
+	if res := <-done; res.ExitCode != 0 || strings.TrimSpace(res.Stdout) != "ok" {
+		t.Errorf("exec --ignore-paused: %s, want ok once resumed", res)
+	}
+	rt.Delete(id, "--force").OK(t)
+}
+
+// TestCreateInNonEmptyCgroup: a second container in the cgroup of a running
+// one is refused, as runc does, and the first one is left alone.
+func TestCreateInNonEmptyCgroup(t *testing.T) {
+	rt := newRuntime(t)
+	first := rt.NewID("cgshare")
+	cgPath := "/berth-e2e-shared-" + randSuffix(t)
+	t.Cleanup(func() {
+		for _, d := range testutil.FindCgroups(strings.TrimPrefix(cgPath, "/")) {
+			t.Errorf("cgroup %s left behind", d)
+		}
+	})
+	b := testutil.NewBundle(t, testutil.WithArgs("sleep", "1000"), testutil.WithSpec(func(s *specs.Spec) {
+		s.Linux.CgroupsPath = cgPath
+	}))
+	rt.Run(first, b.Dir, "-d").OK(t)
+	second := rt.NewID("cgshare")
+	res := rt.Create(second, b.Dir).Fails(t)
+	if !strings.Contains(res.Stderr, "container's cgroup is not empty") {
+		t.Errorf("create in a non-empty cgroup: %s, want runc's message", res)
+	}
+	if s := rt.State(first); s.Status != "running" {
+		t.Errorf("first container after the refused create: %+v, want running", s)
+	}
+	rt.Delete(first, "--force").OK(t)
+}
