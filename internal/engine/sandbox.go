@@ -109,52 +109,13 @@ var (
 // sandboxUpdate runs fn in a write transaction on the namespace's sandbox
 // buckets.
 func (s *store) sandboxUpdate(fn func(sbs, names *bolt.Bucket) error) error {
-	db, err := s.open(false)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	return db.Update(func(tx *bolt.Tx) error {
-		v1, err := tx.CreateBucketIfNotExists(bucketV1)
-		if err != nil {
-			return err
-		}
-		ns, err := v1.CreateBucketIfNotExists(s.ns)
-		if err != nil {
-			return err
-		}
-		b, err := ns.CreateBucketIfNotExists(bucketSandboxes)
-		if err != nil {
-			return err
-		}
-		n, err := ns.CreateBucketIfNotExists(bucketSandboxNames)
-		if err != nil {
-			return err
-		}
-		return fn(b, n)
-	})
+	return s.updatePair(bucketSandboxes, bucketSandboxNames, fn)
 }
 
 // sandboxView runs fn in a read transaction; the buckets are nil when the
 // namespace has never held a sandbox.
 func (s *store) sandboxView(fn func(sbs, names *bolt.Bucket) error) error {
-	if _, err := os.Stat(s.path); errors.Is(err, os.ErrNotExist) {
-		return fn(nil, nil)
-	}
-	db, err := s.open(true)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	return db.View(func(tx *bolt.Tx) error {
-		var b, n *bolt.Bucket
-		if v1 := tx.Bucket(bucketV1); v1 != nil {
-			if ns := v1.Bucket(s.ns); ns != nil {
-				b, n = ns.Bucket(bucketSandboxes), ns.Bucket(bucketSandboxNames)
-			}
-		}
-		return fn(b, n)
-	})
+	return s.viewPair(bucketSandboxes, bucketSandboxNames, fn)
 }
 
 func (s *store) addSandbox(sb *Sandbox) error {

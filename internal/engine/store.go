@@ -93,6 +93,12 @@ func (s *store) open(readOnly bool) (*bolt.DB, error) {
 
 // update runs fn in a write transaction on the namespace's buckets.
 func (s *store) update(fn func(containers, names *bolt.Bucket) error) error {
+	return s.updatePair(bucketContainers, bucketNames, fn)
+}
+
+// updatePair runs fn in a write transaction on two of the namespace's
+// buckets (records and their names), made if missing.
+func (s *store) updatePair(records, names []byte, fn func(records, names *bolt.Bucket) error) error {
 	db, err := s.open(false)
 	if err != nil {
 		return err
@@ -107,11 +113,11 @@ func (s *store) update(fn func(containers, names *bolt.Bucket) error) error {
 		if err != nil {
 			return err
 		}
-		c, err := ns.CreateBucketIfNotExists(bucketContainers)
+		c, err := ns.CreateBucketIfNotExists(records)
 		if err != nil {
 			return err
 		}
-		n, err := ns.CreateBucketIfNotExists(bucketNames)
+		n, err := ns.CreateBucketIfNotExists(names)
 		if err != nil {
 			return err
 		}
@@ -122,6 +128,12 @@ func (s *store) update(fn func(containers, names *bolt.Bucket) error) error {
 // view runs fn in a read transaction; the buckets are nil when the
 // namespace has never held a container.
 func (s *store) view(fn func(containers, names *bolt.Bucket) error) error {
+	return s.viewPair(bucketContainers, bucketNames, fn)
+}
+
+// viewPair runs fn in a read transaction on two of the namespace's
+// buckets; nil ones do not exist yet.
+func (s *store) viewPair(records, names []byte, fn func(records, names *bolt.Bucket) error) error {
 	if _, err := os.Stat(s.path); errors.Is(err, os.ErrNotExist) {
 		return fn(nil, nil)
 	}
@@ -134,7 +146,7 @@ func (s *store) view(fn func(containers, names *bolt.Bucket) error) error {
 		var c, n *bolt.Bucket
 		if v1 := tx.Bucket(bucketV1); v1 != nil {
 			if ns := v1.Bucket(s.ns); ns != nil {
-				c, n = ns.Bucket(bucketContainers), ns.Bucket(bucketNames)
+				c, n = ns.Bucket(records), ns.Bucket(names)
 			}
 		}
 		return fn(c, n)
