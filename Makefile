@@ -37,6 +37,9 @@ test: build
 	@# for interfaces and firewall rules left behind; run side by side, each
 	@# would see the other's.
 	BERTH_RUNTIME=$(CURDIR)/$(BIN)/berth-runtime $(GO) test -p 1 -count=1 -timeout 30m ./...
+	@# The short run of critest (37 specs, about 1.5 min once critest is
+	@# built; the first build takes a few minutes) against bin/berthd.
+	$(GO) test -tags critest -count=1 -timeout 30m ./test/critest/
 
 demo: deps build
 	rm -rf $(DEMO) && mkdir -p $(DEMO)/rootfs/bin
