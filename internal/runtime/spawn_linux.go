@@ -90,7 +90,6 @@ func spawn(opt spawnOptions) (_ *child, retErr error) {
 	}()
 
 	cmd := &exec.Cmd{
-		Path:   fmt.Sprintf("/proc/self/fd/%d", exe.Fd()),
 		Args:   []string{"berth-runtime", "init"},
 		Stdin:  opt.stdio[0],
 		Stdout: opt.stdio[1],
@@ -130,6 +129,16 @@ func spawn(opt spawnOptions) (_ *child, retErr error) {
 	if opt.rootDir != nil {
 		opt.message.Config.RootFd = addFd(opt.rootDir)
 	}
+	// The child execs /proc/self/fd/N after the fork has placed
+	// ExtraFiles at 3.. and moved clashing fds up to at most twice their
+	// count: N must be above all of them, or the path names another file
+	// (a fresh process can hold the binary at fd 3 itself).
+	exeFd, err := unix.FcntlInt(exe.Fd(), unix.F_DUPFD_CLOEXEC, 2*(3+len(cmd.ExtraFiles))+1)
+	if err != nil {
+		return nil, fmt.Errorf("start init: %w", err)
+	}
+	defer unix.Close(exeFd)
+	cmd.Path = fmt.Sprintf("/proc/self/fd/%d", exeFd)
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start init: %w", err)
 	}
