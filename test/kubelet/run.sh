@@ -261,8 +261,8 @@ log "restart counts: live $(attempts live), exits $(attempts exits)"
 "$BIN/berth" --root "$W/root" --runroot "$W/run" --namespace k8s.io ps -a >&2
 
 # Logs where kubelet put them: PODLOGS/NAMESPACE_NAME_UID/CONTAINER/N.log.
-wait_for "httpd's log under $W/pods" sh -c "cat $W/pods/default_web-*/httpd/0.log | grep -q 'GET /'"
-ls -R "$W/pods" >&2
+wait_for "httpd's log under $W/pods" sh -c "cat $W/pods/default_web-*/httpd/0.log | grep -q 'response:200'"
+find "$W/pods" -name '*.log' >&2
 
 # Removing a manifest removes its pod.
 rm "$W/manifests/web.yaml"
