@@ -51,7 +51,7 @@ func TestStaticPodsOnBerthd(t *testing.T) {
 		t.Errorf("run.sh: %v", err)
 	}
 
-	for _, l := range leftovers(t) {
+	for l := range leftovers(t) {
 		if !before[l] {
 			t.Errorf("left on the host: %s", l)
 		}
