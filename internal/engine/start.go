@@ -9,6 +9,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -497,11 +498,17 @@ func (e *Engine) buildSpec(ctx context.Context, r *record, rootfs, netnsPath str
 	if r.HostConfig.ReadonlyRootfs {
 		etcOpts = append(etcOpts, "ro")
 	}
-	mounts = append(mounts,
-		specs.Mount{Destination: "/etc/hostname", Type: "bind", Source: r.HostnamePath, Options: etcOpts},
-		specs.Mount{Destination: "/etc/hosts", Type: "bind", Source: r.HostsPath, Options: etcOpts},
-		specs.Mount{Destination: "/etc/resolv.conf", Type: "bind", Source: r.ResolvConfPath, Options: etcOpts},
-	)
+	// A user's bind on one of these files wins, as in Docker: kubelet
+	// mounts its own /etc/hosts (the pod's IP, hostname and hostAliases).
+	for _, m := range []specs.Mount{
+		{Destination: "/etc/hostname", Type: "bind", Source: r.HostnamePath, Options: etcOpts},
+		{Destination: "/etc/hosts", Type: "bind", Source: r.HostsPath, Options: etcOpts},
+		{Destination: "/etc/resolv.conf", Type: "bind", Source: r.ResolvConfPath, Options: etcOpts},
+	} {
+		if !slices.ContainsFunc(mounts, func(u specs.Mount) bool { return path.Clean(u.Destination) == m.Destination }) {
+			mounts = append(mounts, m)
+		}
+	}
 	in := SpecInput{
 		ID:          r.ID,
 		Config:      r.Config,
