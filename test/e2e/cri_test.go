@@ -348,12 +348,18 @@ func TestCRIPodSharesVolumeAndNetwork(t *testing.T) {
 	pod, _ := c.podConfig("pair")
 	mounts := map[string]any{"mounts": []map[string]any{{"container_path": "/shared", "host_path": vol}}}
 	writer := c.ctrConfig("writer", []string{"sh", "-c", "echo from-writer > /shared/note; hostname > /shared/host; echo hello-over-localhost > /shared/page; exec httpd -f -p 7070 -h /shared"}, mounts)
+	// kubelet binds its own /etc/hosts: a mount there replaces the pod's.
+	hosts := filepath.Join(t.TempDir(), "etc-hosts")
+	if err := os.WriteFile(hosts, []byte("127.0.0.1 localhost\n10.1.2.3 kubelet-managed\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	readerMounts := map[string]any{"mounts": []map[string]any{{"container_path": "/shared", "host_path": vol}, {"container_path": "/etc/hosts", "host_path": hosts}}}
 	// Debian's static busybox wget crashes when it cannot connect: retry.
-	reader := c.ctrConfig("reader", []string{"sh", "-c", "while [ ! -s /shared/note ]; do sleep 0.1; done; cat /shared/note; until wget -qO- http://127.0.0.1:7070/page 2>/dev/null; do sleep 0.2; done; sleep 3600"}, mounts)
+	reader := c.ctrConfig("reader", []string{"sh", "-c", "grep kubelet-managed /etc/hosts; while [ ! -s /shared/note ]; do sleep 0.1; done; cat /shared/note; until wget -qO- http://127.0.0.1:7070/page 2>/dev/null; do sleep 0.2; done; sleep 3600"}, readerMounts)
 	_, ids := c.runPod(pod, "pair", writer, reader)
 	waitForOut(t, "the reader to see the writer's file and port", 30*time.Second, func() (bool, string) {
 		out := c.crictl("logs", ids[1])
-		return strings.Contains(out, "from-writer") && strings.Contains(out, "hello-over-localhost"), out
+		return strings.Contains(out, "from-writer") && strings.Contains(out, "hello-over-localhost") && strings.Contains(out, "10.1.2.3 kubelet-managed"), out
 	})
 	if b, _ := os.ReadFile(filepath.Join(vol, "host")); strings.TrimSpace(string(b)) != "pair" {
 		t.Errorf("hostname in the pod = %q, want pair", b)
