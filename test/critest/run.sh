@@ -100,7 +100,7 @@ EOF
 # cni_conf DIR: the pod network both runtimes get.
 cni_conf() {
 	local dev
-	dev=$(ip -o route show "$SUBNET" | awk '{print $3}' | grep -vx "$BRIDGE" | head -1)
+	dev=$(ip -o route show "$SUBNET" | awk '{print $3}' | { grep -vx "$BRIDGE" || true; } | head -1)
 	[ -z "$dev" ] || die "the pod subnet $SUBNET is already routed to $dev (another run?): set CRITEST_SUBNET"
 	mkdir -p "$1"
 	cat >"$1/10-critest.conflist" <<EOF
