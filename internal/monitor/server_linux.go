@@ -26,6 +26,9 @@ const (
 	// drainTimeout bounds how long output is read after the init exited: a
 	// process outside the container's pid namespace may hold its stdout.
 	drainTimeout = 2 * time.Second
+	// leftoverGrace is how long output may stay open after the init
+	// exited before what is left of the container is killed.
+	leftoverGrace = 100 * time.Millisecond
 	// Restart backoff, as Docker: doubling from 100ms, reset after a run of
 	// 10s.
 	backoffStart = 100 * time.Millisecond
@@ -446,22 +449,38 @@ func (s *server) endRun(r *run, code int) {
 	}
 	drained := make(chan struct{})
 	go func() { r.copiers.Wait(); close(drained) }()
+	var oom, deleted bool
 	select {
 	case <-drained:
-	case <-time.After(drainTimeout):
-		for _, f := range r.readers {
-			f.SetReadDeadline(time.Now())
+	case <-time.After(leftoverGrace):
+		// The output is still open: a process the init left behind holds
+		// it, which happens when the container shares a pod's PID
+		// namespace (its init's exit does not end the others). Delete
+		// the container now, which kills what is left in its cgroup, as
+		// the end of a PID namespace would; read the OOM count first,
+		// while the cgroup is there.
+		oom = s.oomCount() > r.oomBase
+		s.deleteForce()
+		deleted = true
+		select {
+		case <-drained:
+		case <-time.After(drainTimeout):
+			for _, f := range r.readers {
+				f.SetReadDeadline(time.Now())
+			}
+			<-drained
 		}
-		<-drained
 	}
 	for _, f := range r.readers {
 		f.Close()
 	}
-	oom := s.oomCount() > r.oomBase
-	// Delete before telling anyone it exited: whoever acts on the exit
-	// (the engine's teardown, a new start) finds the runtime's state gone
-	// instead of racing this delete.
-	s.deleteForce()
+	if !deleted {
+		oom = s.oomCount() > r.oomBase
+		// Delete before telling anyone it exited: whoever acts on the
+		// exit (the engine's teardown, a new start) finds the runtime's
+		// state gone instead of racing this delete.
+		s.deleteForce()
+	}
 	s.mu.Lock()
 	if s.stdin != nil {
 		s.stdin.Close()
