@@ -135,6 +135,16 @@ func writeInfo(w io.Writer, i engine.Info) {
 			p(" %s", s)
 		}
 	}
+	if len(i.RuntimeMonitor) > 0 {
+		p("Runtime Monitor:")
+		for _, m := range i.RuntimeMonitor {
+			if m.Mechanism != "" {
+				p(" %s %s: %s", m.Event, m.Action, m.Mechanism)
+			} else {
+				p(" %s %s: refused: %s", m.Event, m.Action, m.Reason)
+			}
+		}
+	}
 	p("Kernel Version: %s", i.KernelVersion)
 	p("Operating System: %s", i.OperatingSystem)
 	p("Architecture: %s", i.Architecture)

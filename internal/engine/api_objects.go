@@ -2,6 +2,8 @@ package engine
 
 import (
 	"time"
+
+	"github.com/berth-project/berth/internal/secmon"
 )
 
 // NetworkCreateOptions is `berth network create`.
@@ -93,6 +95,9 @@ type Info struct {
 	DefaultRuntime    string            `json:"DefaultRuntime"`
 	SecurityOptions   []string          `json:"SecurityOptions"`
 	ServerVersion     string            `json:"ServerVersion"`
+	// RuntimeMonitor is Berth's: how each event kind and action of the
+	// runtime monitor's rules is carried out on this host, or why not.
+	RuntimeMonitor []secmon.Mechanism `json:"RuntimeMonitor,omitempty"`
 }
 
 // DiskUsage is `berth system df`.

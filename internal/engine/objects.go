@@ -12,6 +12,7 @@ import (
 
 	"github.com/berth-project/berth/internal/errdefs"
 	"github.com/berth-project/berth/internal/network"
+	"github.com/berth-project/berth/internal/secmon"
 	"github.com/berth-project/berth/internal/volume"
 )
 
@@ -384,7 +385,7 @@ func (e *Engine) Info(ctx context.Context) (Info, error) {
 		Namespace: e.opts.Namespace, Runtimes: e.opts.Runtimes, DefaultRuntime: e.opts.DefaultRuntime,
 		OperatingSystem: osRelease(), Architecture: runtime.GOARCH, NCPU: runtime.NumCPU(),
 		MemTotal: int64(memTotal()), SecurityOptions: []string{"name=seccomp,profile=builtin"},
-		ServerVersion: Version,
+		ServerVersion: Version, RuntimeMonitor: secmon.Mechanisms(),
 	}
 	in.CgroupVersion = "1"
 	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
