@@ -24,8 +24,19 @@ type RuleResult struct {
 	Name    string
 	Matched bool
 	Allowed bool
-	Message string // why the rule refused; empty when it allowed
+	Message string // why the rule refused, without its name; empty when it allowed
 	Err     error
+}
+
+// String is the result as one line: "rule NAME: MESSAGE" for a refusal.
+func (rr RuleResult) String() string {
+	switch {
+	case rr.Allowed && !rr.Matched:
+		return fmt.Sprintf("rule %s: not applicable", rr.Name)
+	case rr.Allowed:
+		return fmt.Sprintf("rule %s: admitted", rr.Name)
+	}
+	return fmt.Sprintf("rule %s: %s", rr.Name, rr.Message)
 }
 
 // Denied returns the rules that refused, in file order.
@@ -86,10 +97,13 @@ func activation(f Facts) map[string]any {
 
 func (rl *rule) evaluate(ctx context.Context, vars map[string]any, budget *uint64) RuleResult {
 	rr := RuleResult{Name: rl.name}
+	// Message says what failed without the rule's name, which the caller
+	// puts beside it ("refused by rule NAME: MESSAGE"); Err names the rule
+	// for whoever logs it alone.
 	fail := func(what string, err error) RuleResult {
 		rr.Allowed = false
+		rr.Message = fmt.Sprintf("%s could not be evaluated: %v", what, err)
 		rr.Err = fmt.Errorf("rule %q: %s: %w", rl.name, what, err)
-		rr.Message = rr.Err.Error()
 		return rr
 	}
 	for i, c := range rl.conditions {

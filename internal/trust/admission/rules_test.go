@@ -238,7 +238,10 @@ rules:
 		if rr.Allowed || rr.Err == nil || !strings.Contains(rr.Err.Error(), `rule "`+rr.Name+`"`) {
 			t.Errorf("%s: %+v, want refused with an error naming the rule", rr.Name, rr)
 		}
-		t.Logf("%s: %v", rr.Name, rr.Err)
+		if !strings.HasPrefix(rr.String(), "rule "+rr.Name+": ") || !strings.Contains(rr.Message, "could not be evaluated: ") {
+			t.Errorf("%s: String %q, Message %q", rr.Name, rr.String(), rr.Message)
+		}
+		t.Logf("%v", rr)
 	}
 	// With no SBOM, sbom.components errors rather than passing.
 	res = evaluate(t, r, Facts{})
