@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"cel.dev/cel-go/cel"
 	"cel.dev/cel-go/common/types"
@@ -102,7 +103,7 @@ func (rl *rule) evaluate(ctx context.Context, vars map[string]any, budget *uint6
 	// for whoever logs it alone.
 	fail := func(what string, err error) RuleResult {
 		rr.Allowed = false
-		rr.Message = fmt.Sprintf("%s could not be evaluated: %v", what, err)
+		rr.Message = cleanMessage(fmt.Sprintf("%s could not be evaluated: %v", what, err))
 		rr.Err = fmt.Errorf("rule %q: %s: %w", rl.name, what, err)
 		return rr
 	}
@@ -142,15 +143,15 @@ func (rl *rule) denyMessage(ctx context.Context, vars map[string]any, budget *ui
 	if rl.messageExpr != nil {
 		v, err := eval(ctx, rl.messageExpr, vars, budget)
 		if err == nil {
-			if s, ok := v.(types.String); ok && s != "" {
-				return string(s)
+			if s, ok := v.(types.String); ok && strings.TrimSpace(string(s)) != "" {
+				return cleanMessage(string(s))
 			}
 		}
 	}
 	if rl.message != "" {
-		return rl.message
+		return cleanMessage(rl.message)
 	}
-	return "failed expression: " + rl.exprText
+	return cleanMessage("failed expression: " + strings.TrimSpace(rl.exprText))
 }
 
 func evalBool(ctx context.Context, prog cel.Program, vars map[string]any, budget *uint64) (bool, error) {

@@ -270,6 +270,9 @@ func (p *parser) rule(index int, n *yaml.Node) (*rule, *yaml.Node, error) {
 	if ruleName == "" {
 		return nil, nil, p.errAt(name, "", "%s has an empty name", label)
 	}
+	if err := checkName(ruleName); err != nil {
+		return nil, nil, p.errAt(name, "", "%s: %v", label, err)
+	}
 	if err := p.fields(n, ruleName, func(key string, k, v *yaml.Node) error {
 		switch key {
 		case "name":

@@ -346,3 +346,34 @@ rules:
 		t.Fatalf("%+v", res.Rules)
 	}
 }
+
+// An image's labels reach deny messages through messageExpression; control
+// characters in them must not reach the terminal or forge log lines.
+func TestMessagesCleaned(t *testing.T) {
+	r := mustParse(t, `
+rules:
+  - name: label
+    expression: "false"
+    messageExpression: '"bad owner " + image.labels["owner"]'
+`)
+	f := Facts{Image: ImageFacts{Labels: map[string]string{"owner": "x\x1b]0;pwned\x07\nallowed: true \u202e" + strings.Repeat("y", 2000)}}}
+	res := evaluate(t, r, f)
+	msg := res.Rules[0].Message
+	if strings.ContainsAny(msg, "\x1b\x07\n\u202e") || len(msg) > maxMessageLength+len("…") {
+		t.Fatalf("message not cleaned: %q", msg)
+	}
+	if !strings.HasPrefix(msg, `bad owner x\x1b]0;pwned\x07\x0aallowed: true \u202e`) {
+		t.Fatalf("message %q", msg)
+	}
+	for _, name := range []string{"a\nb", " padded", strings.Repeat("n", 254)} {
+		if _, err := Parse([]byte("rules:\n  - name: "+strconvQuote(name)+"\n    expression: 'true'\n"), "n.yaml"); err == nil {
+			t.Errorf("name %q accepted", name)
+		}
+	}
+	long := "rules:\n  - name: long\n    expression: '" + strings.Repeat("1 + ", MaxExpressionLength/4+1) + "1 > 0'\n"
+	if _, err := Parse([]byte(long), "long.yaml"); err == nil || !strings.Contains(err.Error(), `rule "long"`) {
+		t.Errorf("over-long expression: %v", err)
+	}
+}
+
+func strconvQuote(s string) string { return `"` + strings.ReplaceAll(s, "\n", `\n`) + `"` }
