@@ -89,10 +89,11 @@ func activation(f Facts) map[string]any {
 	}
 	img := f.Image
 	return map[string]any{
-		"image":           &img,
-		"signatures":      f.Signatures,
-		"sbom":            sbom,
-		"vulnerabilities": f.Vulnerabilities,
+		"image":               &img,
+		"signatures":          f.Signatures,
+		"sbom":                sbom,
+		"vulnerabilities":     f.Vulnerabilities,
+		"vulnerabilityReport": f.VulnerabilityReport,
 	}
 }
 

@@ -327,21 +327,24 @@ rules:
       "MIT" in sbom.components[0].licenses &&
       vulnerabilities[0].score > 9.0 && vulnerabilities[0].id == "CVE-1" &&
       compareVersions("1.10.0", "1.9.0") == 1 && sets.intersects(sbom.components[0].licenses, ["MIT", "BSD"]) &&
-      "a,b".split(",").size() == 2 && [3, 1, 2].sort()[0] == 1
+      "a,b".split(",").size() == 2 && [3, 1, 2].sort()[0] == 1 &&
+      image.labels[?"team"].orValue("none") == "none" && image.labels[?"a"].hasValue() &&
+      vulnerabilityReport
 `)
 	f := Facts{
 		Image: ImageFacts{Reference: "r@sha256:x", Repository: "r", Digest: "sha256:x", Created: created,
 			Labels: map[string]string{"a": "b"}, User: "u", Entrypoint: []string{"/e"}, Cmd: []string{"c", "d"},
 			ExposedPorts: []string{"80/tcp"}, EnvNames: []string{"PATH"}},
-		Signatures:      []Signature{{Signer: "k", Identity: "i", Issuer: "o"}},
-		SBOM:            &SBOM{Format: "cyclonedx", Components: []Component{{Name: "n", PURL: "pkg:x", Type: "library", Licenses: []string{"MIT"}}}},
-		Vulnerabilities: []Vulnerability{{ID: "CVE-1", Score: 9.8}},
+		Signatures:          []Signature{{Signer: "k", Identity: "i", Issuer: "o"}},
+		SBOM:                &SBOM{Format: "cyclonedx", Components: []Component{{Name: "n", PURL: "pkg:x", Type: "library", Licenses: []string{"MIT"}}}},
+		Vulnerabilities:     []Vulnerability{{ID: "CVE-1", Score: 9.8}},
+		VulnerabilityReport: true,
 	}
 	if res := evaluate(t, r, f); !res.Allowed {
 		t.Fatalf("%+v", res.Rules)
 	}
 	// Empty facts: nil maps and lists are empty, not errors.
-	r = mustParse(t, "rules:\n  - name: empty\n    expression: size(image.labels) == 0 && size(signatures) == 0 && size(vulnerabilities) == 0 && sbom == null && image.cmd == []\n")
+	r = mustParse(t, "rules:\n  - name: empty\n    expression: size(image.labels) == 0 && size(signatures) == 0 && size(vulnerabilities) == 0 && sbom == null && image.cmd == [] && !vulnerabilityReport\n")
 	if res := evaluate(t, r, Facts{}); !res.Allowed {
 		t.Fatalf("%+v", res.Rules)
 	}

@@ -148,10 +148,10 @@ func spdxLicenseKnown(l string) bool {
 }
 
 type cdxBOM struct {
-	BOMFormat       string             `json:"bomFormat"`
-	SpecVersion     string             `json:"specVersion"`
-	Components      []cdxComponent     `json:"components"`
-	Vulnerabilities []cdxVulnerability `json:"vulnerabilities"`
+	BOMFormat       string              `json:"bomFormat"`
+	SpecVersion     string              `json:"specVersion"`
+	Components      []cdxComponent      `json:"components"`
+	Vulnerabilities *[]cdxVulnerability `json:"vulnerabilities"` // nil: no vulnerabilities section
 }
 
 type cdxComponent struct {
@@ -203,8 +203,8 @@ func decodeCycloneDX(data []byte) (*cdxBOM, error) {
 	if n > MaxComponents {
 		return nil, fmt.Errorf("parse CycloneDX: %d components, more than the %d allowed: %w", n, MaxComponents, ErrTooLarge)
 	}
-	if len(bom.Vulnerabilities) > MaxVulnerabilities {
-		return nil, fmt.Errorf("parse CycloneDX: %d vulnerabilities, more than the %d allowed: %w", len(bom.Vulnerabilities), MaxVulnerabilities, ErrTooLarge)
+	if bom.Vulnerabilities != nil && len(*bom.Vulnerabilities) > MaxVulnerabilities {
+		return nil, fmt.Errorf("parse CycloneDX: %d vulnerabilities, more than the %d allowed: %w", len(*bom.Vulnerabilities), MaxVulnerabilities, ErrTooLarge)
 	}
 	return &bom, nil
 }

@@ -2,6 +2,7 @@ package admission
 
 import (
 	"context"
+	"errors"
 	"reflect"
 	"strings"
 	"testing"
@@ -95,6 +96,7 @@ func TestParseVulnerabilitiesBad(t *testing.T) {
 		{"sarif bad score", PredicateCosignVuln, `{"scanner": {"result": {"version": "2.1.0", "runs": [{"tool": {"driver": {"rules": [{"id": "C", "properties": {"security-severity": "high"}}]}}, "results": [{"ruleId": "C"}]}]}}}`, "is not a number"},
 		{"cyclonedx no id", PredicateCycloneDX, `{"bomFormat": "CycloneDX", "specVersion": "1.5", "vulnerabilities": [{"ratings": []}]}`, "has no id"},
 		{"cyclonedx score wrong type", PredicateCycloneDX, `{"bomFormat": "CycloneDX", "specVersion": "1.5", "vulnerabilities": [{"id": "C", "ratings": [{"score": "9"}]}]}`, "cannot unmarshal string"},
+		{"cyclonedx SBOM only", PredicateCycloneDX, `{"bomFormat": "CycloneDX", "specVersion": "1.5", "components": []}`, "no vulnerabilities section"},
 		{"cyclonedx for SPDX", PredicateCycloneDX, `{"spdxVersion": "SPDX-2.3"}`, `bomFormat is ""`},
 	}
 	for _, tc := range cases {
@@ -121,5 +123,38 @@ func TestPurlNameVersion(t *testing.T) {
 	}
 	if _, _, ok := purlNameVersion("openssl-ref"); ok {
 		t.Error("openssl-ref read as a purl")
+	}
+}
+
+func TestCleanReports(t *testing.T) {
+	for _, doc := range []string{
+		`{"bomFormat": "CycloneDX", "specVersion": "1.5", "vulnerabilities": []}`,
+		`{"scanner": {"result": {"SchemaVersion": 2, "ArtifactName": "x"}}}`,
+		`{"scanner": {"result": {"matches": []}}}`,
+		`{"scanner": {"result": {"version": "2.1.0", "runs": [{"results": []}]}}}`,
+	} {
+		v, err := ParseVulnerabilities("", []byte(doc))
+		if err != nil || v == nil || len(v) != 0 {
+			t.Errorf("%s: %v, %v; want an empty, non-nil list", doc, v, err)
+		}
+	}
+	_, err := ParseVulnerabilities(PredicateCycloneDX, readTestdata(t, "sbom-cdx14.json"))
+	if !errors.Is(err, ErrNoVulnerabilities) {
+		t.Errorf("SBOM-only BOM: %v", err)
+	}
+}
+
+func TestPredicateKinds(t *testing.T) {
+	for pt, want := range map[string][2]bool{
+		PredicateSPDX:                    {true, false},
+		PredicateCycloneDX:               {true, true},
+		PredicateCycloneDXVEX:            {false, true},
+		PredicateCosignVuln:              {false, true},
+		"https://cyclonedx.org/bom/v1.5": {true, true},
+		"https://slsa.dev/provenance/v1": {false, false},
+	} {
+		if IsSBOMPredicate(pt) != want[0] || IsVulnerabilityPredicate(pt) != want[1] {
+			t.Errorf("%s: sbom %v vuln %v, want %v", pt, IsSBOMPredicate(pt), IsVulnerabilityPredicate(pt), want)
+		}
 	}
 }
