@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -115,5 +116,45 @@ func TestParseSBOMOversized(t *testing.T) {
 	}
 	if _, err := ParseVulnerabilities("", big); !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("oversized report: %v", err)
+	}
+}
+
+// A small document of many empty objects must be refused before decoding
+// turns each into a struct; the memory a refused one costs stays small.
+func TestParseSBOMManyElements(t *testing.T) {
+	many := strings.Repeat(`{},`, maxDecodedElements) + `{}`
+	docs := map[string]string{
+		"components":         `{"bomFormat": "CycloneDX", "specVersion": "1.5", "components": [` + many + `]}`,
+		"nested":             `{"bomFormat": "CycloneDX", "specVersion": "1.5", "components": [{"components": [` + many[:len(many)/2] + `{}]}, {"licenses": [` + many[:len(many)/2] + `{}]}]}`,
+		"scalars":            `{"spdxVersion": "SPDX-2.3", "packages": [{"name": "x", "externalRefs": [` + strings.Repeat(`1,`, maxDecodedElements) + `1]}]}`,
+		"upper-case key":     `{"spdxVersion": "SPDX-2.3", "PACKAGES": [` + many + `]}`,
+		"escaped key":        `{"spdxVersion": "SPDX-2.3", "p\u0061ckages": [` + many + `]}`,
+		"unicode-folded key": `{"spdxVersion": "SPDX-2.3", "packageſ": [` + many + `]}`,
+		"vulnerability list": `{"bomFormat": "CycloneDX", "specVersion": "1.5", "vulnerabilities": [` + many + `]}`,
+	}
+	for name, doc := range docs {
+		t.Run(name, func(t *testing.T) {
+			data := []byte(doc)
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			_, err := ParseSBOM(data)
+			runtime.ReadMemStats(&after)
+			if !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "list entries") {
+				t.Fatalf("%v", err)
+			}
+			if n := after.TotalAlloc - before.TotalAlloc; n > 1<<20 {
+				t.Fatalf("refusing %d bytes allocated %d bytes", len(doc), n)
+			}
+		})
+	}
+	// Braces, commas and keys inside strings do not count; other keys' lists do not either.
+	ok := []string{
+		`{"spdxVersion": "SPDX-2.3", "name": "` + strings.Repeat(`{,\"packages\":[`, maxDecodedElements) + `", "packages": []}`,
+		`{"spdxVersion": "SPDX-2.3", "files": [` + many + `], "packages": []}`,
+	}
+	for _, doc := range ok {
+		if _, err := ParseSBOM([]byte(doc)); err != nil {
+			t.Fatalf("%.80s: %v", doc, err)
+		}
 	}
 }
