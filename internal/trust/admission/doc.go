@@ -48,7 +48,8 @@
 // unparsable version, the cost limit) refuses, with the error in its
 // RuleResult. Each expression runs under a cost limit and the whole
 // evaluation under a budget, so a hostile or careless rule file cannot hang
-// a start; cancelling the context stops evaluation promptly.
+// a start; an expression that would exceed the limit for any image is
+// refused at load; cancelling the context stops evaluation promptly.
 //
 // # Documents
 //

@@ -295,9 +295,15 @@ func TestCostLimits(t *testing.T) {
 	if !sawLimit || !sawBudget {
 		t.Fatalf("want both the per-expression limit and the budget to stop rules: %+v", res.Rules[len(res.Rules)-1])
 	}
+	// A rule that costs too much whatever the image is refused at load.
 	_, err := Parse([]byte("rules:\n  - name: huge-range\n    expression: lists.range(100000000).size() > 0\n"), "x.yaml")
-	if err != nil {
-		t.Fatal(err)
+	if err == nil || !strings.Contains(err.Error(), `x.yaml:3:17: rule "huge-range": expression: costs at least`) {
+		t.Fatalf("huge range: %v", err)
+	}
+	// lists.range is capped besides: past the cap it fails closed.
+	r = mustParse(t, "rules:\n  - name: big-range\n    expression: lists.range(20000 + image.tag.size()).size() > 0\n")
+	if res := evaluate(t, r, Facts{}); res.Allowed || res.Rules[0].Err == nil || !strings.Contains(res.Rules[0].Message, "exceeds maximum") {
+		t.Fatalf("big range: %+v", res)
 	}
 }
 
