@@ -63,3 +63,19 @@ func FuzzParseVulnerabilities(f *testing.F) {
 		}
 	})
 }
+
+// Version comparison is the one ordering rules rely on: it must be
+// antisymmetric, and ranges must never panic on what an SBOM says.
+func FuzzVersions(f *testing.F) {
+	f.Add("3.0.1-r0", "3.0.7", ">=3.0.0 <3.0.7")
+	f.Add("1:1.1.1n", "v1.1.1", "<1.1.1t || =2")
+	f.Add("1.0.0-alpha.1", "1.0.0-alpha.beta", "!= 1.0")
+	f.Fuzz(func(t *testing.T, a, b, r string) {
+		ab, errA := compareVersions(a, b)
+		ba, errB := compareVersions(b, a)
+		if (errA == nil) != (errB == nil) || (errA == nil && ab != -ba) {
+			t.Fatalf("compare(%q, %q) = %d, %v but compare(%q, %q) = %d, %v", a, b, ab, errA, b, a, ba, errB)
+		}
+		_, _ = versionInRange(a, r)
+	})
+}
