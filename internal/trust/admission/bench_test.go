@@ -28,3 +28,14 @@ func BenchmarkExamples(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkParse measures compiling testdata/examples.yaml, paid once per
+// change of the rules file.
+func BenchmarkParse(b *testing.B) {
+	data := readTestdata(b, "examples.yaml")
+	for b.Loop() {
+		if _, err := Parse(data, "examples.yaml"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

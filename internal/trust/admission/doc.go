@@ -23,7 +23,7 @@
 // with the file position, the rule's name and the position inside the
 // expression — and never at a start.
 //
-// Rules see four variables:
+// Rules see five variables:
 //
 //	image            reference, repository, tag, digest, created (timestamp),
 //	                 labels (map), user, entrypoint, cmd, exposedPorts,
@@ -32,9 +32,12 @@
 //	sbom             null when the image has none, else
 //	                 {format, components: [{name, version, purl, type, licenses}]}
 //	vulnerabilities  list of {id, severity, score, component, version}
+//	vulnerabilityReport  true when a vulnerability report was attached, even
+//	                 a clean one (vulnerabilities alone cannot tell)
 //
-// and, besides standard CEL, cel-go's strings, lists and sets extensions and
-// two version functions: compareVersions(a, b) (-1, 0, 1) and
+// and, besides standard CEL, cel-go's strings, lists and sets extensions,
+// optional values (image.labels[?"team"].orValue("")) and two version
+// functions: compareVersions(a, b) (-1, 0, 1) and
 // versionInRange(version, range) with ranges such as ">=3.0.0 <3.0.7" or
 // "<1.2 || >=2.0.0, <2.0.4" (version.go documents the comparison).
 //
@@ -45,7 +48,8 @@
 // unparsable version, the cost limit) refuses, with the error in its
 // RuleResult. Each expression runs under a cost limit and the whole
 // evaluation under a budget, so a hostile or careless rule file cannot hang
-// a start; cancelling the context stops evaluation promptly.
+// a start; an expression that would exceed the limit for any image is
+// refused at load; cancelling the context stops evaluation promptly.
 //
 // # Documents
 //

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"cel.dev/cel-go/cel"
 	"cel.dev/cel-go/common/types"
@@ -24,8 +25,19 @@ type RuleResult struct {
 	Name    string
 	Matched bool
 	Allowed bool
-	Message string // why the rule refused; empty when it allowed
+	Message string // why the rule refused, without its name; empty when it allowed
 	Err     error
+}
+
+// String is the result as one line: "rule NAME: MESSAGE" for a refusal.
+func (rr RuleResult) String() string {
+	switch {
+	case rr.Allowed && !rr.Matched:
+		return fmt.Sprintf("rule %s: not applicable", rr.Name)
+	case rr.Allowed:
+		return fmt.Sprintf("rule %s: admitted", rr.Name)
+	}
+	return fmt.Sprintf("rule %s: %s", rr.Name, rr.Message)
 }
 
 // Denied returns the rules that refused, in file order.
@@ -77,19 +89,23 @@ func activation(f Facts) map[string]any {
 	}
 	img := f.Image
 	return map[string]any{
-		"image":           &img,
-		"signatures":      f.Signatures,
-		"sbom":            sbom,
-		"vulnerabilities": f.Vulnerabilities,
+		"image":               &img,
+		"signatures":          f.Signatures,
+		"sbom":                sbom,
+		"vulnerabilities":     f.Vulnerabilities,
+		"vulnerabilityReport": f.VulnerabilityReport,
 	}
 }
 
 func (rl *rule) evaluate(ctx context.Context, vars map[string]any, budget *uint64) RuleResult {
 	rr := RuleResult{Name: rl.name}
+	// Message says what failed without the rule's name, which the caller
+	// puts beside it ("refused by rule NAME: MESSAGE"); Err names the rule
+	// for whoever logs it alone.
 	fail := func(what string, err error) RuleResult {
 		rr.Allowed = false
+		rr.Message = cleanMessage(fmt.Sprintf("%s could not be evaluated: %v", what, err))
 		rr.Err = fmt.Errorf("rule %q: %s: %w", rl.name, what, err)
-		rr.Message = rr.Err.Error()
 		return rr
 	}
 	for i, c := range rl.conditions {
@@ -128,15 +144,15 @@ func (rl *rule) denyMessage(ctx context.Context, vars map[string]any, budget *ui
 	if rl.messageExpr != nil {
 		v, err := eval(ctx, rl.messageExpr, vars, budget)
 		if err == nil {
-			if s, ok := v.(types.String); ok && s != "" {
-				return string(s)
+			if s, ok := v.(types.String); ok && strings.TrimSpace(string(s)) != "" {
+				return cleanMessage(string(s))
 			}
 		}
 	}
 	if rl.message != "" {
-		return rl.message
+		return cleanMessage(rl.message)
 	}
-	return "failed expression: " + rl.exprText
+	return cleanMessage("failed expression: " + strings.TrimSpace(rl.exprText))
 }
 
 func evalBool(ctx context.Context, prog cel.Program, vars map[string]any, budget *uint64) (bool, error) {

@@ -2,6 +2,7 @@ package admission
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -111,6 +112,39 @@ func TestExamples(t *testing.T) {
 		f.SBOM.Components[0].Version = v
 		if res, _ := rules.Evaluate(context.Background(), f); !res.Allowed {
 			t.Errorf("openssl %s refused: %+v", v, res.Denied())
+		}
+	}
+}
+
+// Rules are shared by every start: Evaluate runs concurrently.
+func TestEvaluateConcurrently(t *testing.T) {
+	rules, err := Load("testdata/examples.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, 4)
+	for i := range 4 {
+		go func() {
+			f := goodFacts()
+			if i%2 == 1 {
+				f.Image.User = "root"
+			}
+			for range 20 {
+				res, err := rules.Evaluate(context.Background(), f)
+				if err == nil && res.Allowed != (i%2 == 0) {
+					err = fmt.Errorf("goroutine %d: allowed %v", i, res.Allowed)
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
 		}
 	}
 }

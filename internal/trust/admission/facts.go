@@ -10,6 +10,11 @@ type Facts struct {
 	Signatures      []Signature
 	SBOM            *SBOM // nil when no SBOM is attached: rules see null
 	Vulnerabilities []Vulnerability
+	// VulnerabilityReport is true when at least one verified vulnerability
+	// report was attached, even one with no findings: an empty
+	// Vulnerabilities alone cannot tell a clean scan from no scan. Rules
+	// see it as the bool variable vulnerabilityReport.
+	VulnerabilityReport bool
 }
 
 // ImageFacts are the image's name and the parts of its config rules look at.

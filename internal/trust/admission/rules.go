@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"cel.dev/cel-go/cel"
+	"cel.dev/cel-go/common/cost"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -270,6 +271,9 @@ func (p *parser) rule(index int, n *yaml.Node) (*rule, *yaml.Node, error) {
 	if ruleName == "" {
 		return nil, nil, p.errAt(name, "", "%s has an empty name", label)
 	}
+	if err := checkName(ruleName); err != nil {
+		return nil, nil, p.errAt(name, "", "%s: %v", label, err)
+	}
 	if err := p.fields(n, ruleName, func(key string, k, v *yaml.Node) error {
 		switch key {
 		case "name":
@@ -423,6 +427,13 @@ func (p *parser) compile(n *yaml.Node, text, ruleName, field string, want *cel.T
 		return nil, &CompileError{Source: p.source, Line: n.Line, Column: n.Column, Rule: ruleName, Field: field,
 			Msg: fmt.Sprintf("must produce a %s, not %s", want, ast.OutputType())}
 	}
+	// A rule that exceeds the cost limit for every image, whatever its
+	// facts (nested lists.range, say), is refused now rather than refusing
+	// every start. Unknown sizes count as empty, so this is a lower bound.
+	if est, err := p.env.EstimateCost(ast, noSizes{}); err == nil && est.Min > ExpressionCostLimit {
+		return nil, &CompileError{Source: p.source, Line: n.Line, Column: n.Column, Rule: ruleName, Field: field,
+			Msg: fmt.Sprintf("costs at least %d whatever the image, more than the limit of %d", est.Min, ExpressionCostLimit)}
+	}
 	prog, err := p.env.Program(ast,
 		cel.CostLimit(ExpressionCostLimit),
 		cel.InterruptCheckFrequency(interruptEvery),
@@ -476,6 +487,14 @@ func (p *parser) sameOnLine(n *yaml.Node, offset int, value string) bool {
 		return false
 	}
 	return strings.HasPrefix(string(runes[start:]), strings.SplitN(value, "\n", 2)[0]) && !strings.Contains(value, "\n")
+}
+
+// noSizes leaves every size and call cost to cel-go's defaults.
+type noSizes struct{}
+
+func (noSizes) EstimateSize(cost.AstNode) *cost.SizeEstimate { return nil }
+func (noSizes) EstimateCallCost(string, string, *cost.AstNode, []cost.AstNode) *cost.CallEstimate {
+	return nil
 }
 
 func kindName(n *yaml.Node) string {

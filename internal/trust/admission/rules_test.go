@@ -238,7 +238,10 @@ rules:
 		if rr.Allowed || rr.Err == nil || !strings.Contains(rr.Err.Error(), `rule "`+rr.Name+`"`) {
 			t.Errorf("%s: %+v, want refused with an error naming the rule", rr.Name, rr)
 		}
-		t.Logf("%s: %v", rr.Name, rr.Err)
+		if !strings.HasPrefix(rr.String(), "rule "+rr.Name+": ") || !strings.Contains(rr.Message, "could not be evaluated: ") {
+			t.Errorf("%s: String %q, Message %q", rr.Name, rr.String(), rr.Message)
+		}
+		t.Logf("%v", rr)
 	}
 	// With no SBOM, sbom.components errors rather than passing.
 	res = evaluate(t, r, Facts{})
@@ -292,9 +295,15 @@ func TestCostLimits(t *testing.T) {
 	if !sawLimit || !sawBudget {
 		t.Fatalf("want both the per-expression limit and the budget to stop rules: %+v", res.Rules[len(res.Rules)-1])
 	}
+	// A rule that costs too much whatever the image is refused at load.
 	_, err := Parse([]byte("rules:\n  - name: huge-range\n    expression: lists.range(100000000).size() > 0\n"), "x.yaml")
-	if err != nil {
-		t.Fatal(err)
+	if err == nil || !strings.Contains(err.Error(), `x.yaml:3:17: rule "huge-range": expression: costs at least`) {
+		t.Fatalf("huge range: %v", err)
+	}
+	// lists.range is capped besides: past the cap it fails closed.
+	r = mustParse(t, "rules:\n  - name: big-range\n    expression: lists.range(20000 + image.tag.size()).size() > 0\n")
+	if res := evaluate(t, r, Facts{}); res.Allowed || res.Rules[0].Err == nil || !strings.Contains(res.Rules[0].Message, "exceeds maximum") {
+		t.Fatalf("big range: %+v", res)
 	}
 }
 
@@ -324,22 +333,56 @@ rules:
       "MIT" in sbom.components[0].licenses &&
       vulnerabilities[0].score > 9.0 && vulnerabilities[0].id == "CVE-1" &&
       compareVersions("1.10.0", "1.9.0") == 1 && sets.intersects(sbom.components[0].licenses, ["MIT", "BSD"]) &&
-      "a,b".split(",").size() == 2 && [3, 1, 2].sort()[0] == 1
+      "a,b".split(",").size() == 2 && [3, 1, 2].sort()[0] == 1 &&
+      image.labels[?"team"].orValue("none") == "none" && image.labels[?"a"].hasValue() &&
+      vulnerabilityReport
 `)
 	f := Facts{
 		Image: ImageFacts{Reference: "r@sha256:x", Repository: "r", Digest: "sha256:x", Created: created,
 			Labels: map[string]string{"a": "b"}, User: "u", Entrypoint: []string{"/e"}, Cmd: []string{"c", "d"},
 			ExposedPorts: []string{"80/tcp"}, EnvNames: []string{"PATH"}},
-		Signatures:      []Signature{{Signer: "k", Identity: "i", Issuer: "o"}},
-		SBOM:            &SBOM{Format: "cyclonedx", Components: []Component{{Name: "n", PURL: "pkg:x", Type: "library", Licenses: []string{"MIT"}}}},
-		Vulnerabilities: []Vulnerability{{ID: "CVE-1", Score: 9.8}},
+		Signatures:          []Signature{{Signer: "k", Identity: "i", Issuer: "o"}},
+		SBOM:                &SBOM{Format: "cyclonedx", Components: []Component{{Name: "n", PURL: "pkg:x", Type: "library", Licenses: []string{"MIT"}}}},
+		Vulnerabilities:     []Vulnerability{{ID: "CVE-1", Score: 9.8}},
+		VulnerabilityReport: true,
 	}
 	if res := evaluate(t, r, f); !res.Allowed {
 		t.Fatalf("%+v", res.Rules)
 	}
 	// Empty facts: nil maps and lists are empty, not errors.
-	r = mustParse(t, "rules:\n  - name: empty\n    expression: size(image.labels) == 0 && size(signatures) == 0 && size(vulnerabilities) == 0 && sbom == null && image.cmd == []\n")
+	r = mustParse(t, "rules:\n  - name: empty\n    expression: size(image.labels) == 0 && size(signatures) == 0 && size(vulnerabilities) == 0 && sbom == null && image.cmd == [] && !vulnerabilityReport\n")
 	if res := evaluate(t, r, Facts{}); !res.Allowed {
 		t.Fatalf("%+v", res.Rules)
 	}
 }
+
+// An image's labels reach deny messages through messageExpression; control
+// characters in them must not reach the terminal or forge log lines.
+func TestMessagesCleaned(t *testing.T) {
+	r := mustParse(t, `
+rules:
+  - name: label
+    expression: "false"
+    messageExpression: '"bad owner " + image.labels["owner"]'
+`)
+	f := Facts{Image: ImageFacts{Labels: map[string]string{"owner": "x\x1b]0;pwned\x07\nallowed: true \u202e" + strings.Repeat("y", 2000)}}}
+	res := evaluate(t, r, f)
+	msg := res.Rules[0].Message
+	if strings.ContainsAny(msg, "\x1b\x07\n\u202e") || len(msg) > maxMessageLength+len("…") {
+		t.Fatalf("message not cleaned: %q", msg)
+	}
+	if !strings.HasPrefix(msg, `bad owner x\x1b]0;pwned\x07\x0aallowed: true \u202e`) {
+		t.Fatalf("message %q", msg)
+	}
+	for _, name := range []string{"a\nb", " padded", strings.Repeat("n", 254)} {
+		if _, err := Parse([]byte("rules:\n  - name: "+strconvQuote(name)+"\n    expression: 'true'\n"), "n.yaml"); err == nil {
+			t.Errorf("name %q accepted", name)
+		}
+	}
+	long := "rules:\n  - name: long\n    expression: '" + strings.Repeat("1 + ", MaxExpressionLength/4+1) + "1 > 0'\n"
+	if _, err := Parse([]byte(long), "long.yaml"); err == nil || !strings.Contains(err.Error(), `rule "long"`) {
+		t.Errorf("over-long expression: %v", err)
+	}
+}
+
+func strconvQuote(s string) string { return `"` + strings.ReplaceAll(s, "\n", `\n`) + `"` }

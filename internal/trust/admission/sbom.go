@@ -15,10 +15,11 @@ import (
 const (
 	// MaxDocumentSize bounds an SBOM or vulnerability report, in bytes.
 	MaxDocumentSize = 32 << 20
-	// MaxComponents bounds the components of one SBOM.
-	MaxComponents = 100_000
+	// MaxComponents bounds the components of one SBOM: several times the
+	// packages of the largest images.
+	MaxComponents = 50_000
 	// MaxVulnerabilities bounds the findings of one report.
-	MaxVulnerabilities = 100_000
+	MaxVulnerabilities = 50_000
 	// maxNesting bounds CycloneDX's nested components.
 	maxNesting = 32
 )
@@ -64,7 +65,7 @@ func checkSize(data []byte, what string) error {
 	if len(bytes.TrimSpace(data)) == 0 {
 		return fmt.Errorf("parse %s: empty document", what)
 	}
-	return nil
+	return checkJSONShape(data, what)
 }
 
 // jsonError adds the line and column to a syntax or type error, since
@@ -148,10 +149,10 @@ func spdxLicenseKnown(l string) bool {
 }
 
 type cdxBOM struct {
-	BOMFormat       string             `json:"bomFormat"`
-	SpecVersion     string             `json:"specVersion"`
-	Components      []cdxComponent     `json:"components"`
-	Vulnerabilities []cdxVulnerability `json:"vulnerabilities"`
+	BOMFormat       string              `json:"bomFormat"`
+	SpecVersion     string              `json:"specVersion"`
+	Components      []cdxComponent      `json:"components"`
+	Vulnerabilities *[]cdxVulnerability `json:"vulnerabilities"` // nil: no vulnerabilities section
 }
 
 type cdxComponent struct {
@@ -203,8 +204,8 @@ func decodeCycloneDX(data []byte) (*cdxBOM, error) {
 	if n > MaxComponents {
 		return nil, fmt.Errorf("parse CycloneDX: %d components, more than the %d allowed: %w", n, MaxComponents, ErrTooLarge)
 	}
-	if len(bom.Vulnerabilities) > MaxVulnerabilities {
-		return nil, fmt.Errorf("parse CycloneDX: %d vulnerabilities, more than the %d allowed: %w", len(bom.Vulnerabilities), MaxVulnerabilities, ErrTooLarge)
+	if bom.Vulnerabilities != nil && len(*bom.Vulnerabilities) > MaxVulnerabilities {
+		return nil, fmt.Errorf("parse CycloneDX: %d vulnerabilities, more than the %d allowed: %w", len(*bom.Vulnerabilities), MaxVulnerabilities, ErrTooLarge)
 	}
 	return &bom, nil
 }

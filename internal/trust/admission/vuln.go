@@ -2,6 +2,7 @@ package admission
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/url"
 	"regexp"
@@ -18,7 +19,36 @@ const (
 	PredicateCycloneDX = "https://cyclonedx.org/bom"
 	// PredicateCycloneDXVEX is a CycloneDX VEX document.
 	PredicateCycloneDXVEX = "https://cyclonedx.org/vex"
+	// PredicateSPDX is an SPDX JSON document (cosign attest --type spdxjson).
+	PredicateSPDX = "https://spdx.dev/Document"
 )
+
+// ErrNoVulnerabilities is returned for a CycloneDX BOM without a
+// vulnerabilities section: an SBOM, not a scan. A report with an empty
+// vulnerabilities list is a scan that found nothing.
+var ErrNoVulnerabilities = errors.New("CycloneDX document has no vulnerabilities section: not a vulnerability report")
+
+// IsSBOMPredicate reports whether an attestation of this predicate type
+// carries an SBOM for ParseSBOM.
+func IsSBOMPredicate(predicateType string) bool {
+	pt := normPredicate(predicateType)
+	return pt == "spdx.dev/Document" || strings.HasPrefix(pt, "spdx.dev/Document/") ||
+		pt == "cyclonedx.org/bom" || strings.HasPrefix(pt, "cyclonedx.org/bom/")
+}
+
+// IsVulnerabilityPredicate reports whether an attestation of this predicate
+// type may carry vulnerabilities for ParseVulnerabilities. A CycloneDX BOM
+// is both: it can list components and vulnerabilities together.
+func IsVulnerabilityPredicate(predicateType string) bool {
+	pt := normPredicate(predicateType)
+	return pt == "cosign.sigstore.dev/attestation/vuln/v1" ||
+		pt == "cyclonedx.org/bom" || strings.HasPrefix(pt, "cyclonedx.org/bom/") ||
+		pt == "cyclonedx.org/vex" || strings.HasPrefix(pt, "cyclonedx.org/vex/")
+}
+
+func normPredicate(pt string) string {
+	return strings.TrimSuffix(strings.TrimPrefix(pt, "https://"), "/")
+}
 
 // ParseVulnerabilities reads a vulnerability report, the predicate of an
 // in-toto statement of type predicateType ("" to detect it from the content):
@@ -45,7 +75,7 @@ func ParseVulnerabilities(predicateType string, data []byte) ([]Vulnerability, e
 	if err := checkSize(data, "vulnerability report"); err != nil {
 		return nil, err
 	}
-	pt := strings.TrimSuffix(strings.TrimPrefix(predicateType, "https://"), "/")
+	pt := normPredicate(predicateType)
 	switch {
 	case pt == "cosign.sigstore.dev/attestation/vuln/v1":
 		return parseCosignVuln(data)
@@ -85,8 +115,11 @@ func parseCycloneDXVulns(data []byte) ([]Vulnerability, error) {
 		}
 	}
 	index(bom.Components)
+	if bom.Vulnerabilities == nil {
+		return nil, ErrNoVulnerabilities
+	}
 	out := []Vulnerability{}
-	for i, v := range bom.Vulnerabilities {
+	for i, v := range *bom.Vulnerabilities {
 		if v.ID == "" {
 			return nil, fmt.Errorf("parse CycloneDX: vulnerabilities[%d] has no id", i)
 		}
