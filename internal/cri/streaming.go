@@ -130,7 +130,7 @@ func (r *streamRuntime) Exec(ctx context.Context, containerID string, cmd []stri
 		return err
 	}
 	defer done()
-	code, err := r.engine.Exec(ctx, containerID, engine.ExecOptions{Cmd: cmd, Tty: tty, Interactive: in != nil}, streams)
+	code, err := r.engine.Exec(ctx, containerID, engine.ExecOptions{Cmd: cmd, Tty: tty, Interactive: in != nil, KillOnCancel: true}, streams)
 	return exitError(code, err, streams.Stderr, streams.Stdout, tty)
 }
 
