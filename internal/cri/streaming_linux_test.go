@@ -53,7 +53,7 @@ type streamEnv struct {
 
 // streamBusyboxTar is a root file system: busybox, its applets and a web
 // page for httpd.
-func streamBusyboxTar(t *testing.T) []byte {
+func streamBusyboxTar(t testing.TB) []byte {
 	t.Helper()
 	bb := testutil.RequiresBinary(t, "busybox", "busybox-static")
 	data, err := os.ReadFile(bb)
@@ -78,7 +78,7 @@ func streamBusyboxTar(t *testing.T) []byte {
 	return buf.Bytes()
 }
 
-func newStreamEnv(t *testing.T) *streamEnv {
+func newStreamEnv(t testing.TB) *streamEnv {
 	t.Helper()
 	testutil.RequiresRoot(t)
 	rt := os.Getenv("BERTH_RUNTIME")
@@ -170,7 +170,7 @@ func newStreamEnv(t *testing.T) *streamEnv {
 
 // run starts a container (no network: a network namespace with only
 // loopback) and returns its ID.
-func (e *streamEnv) run(t *testing.T, cfg engine.Config) string {
+func (e *streamEnv) run(t testing.TB, cfg engine.Config) string {
 	t.Helper()
 	cfg.Image = streamTestImage
 	c, err := e.engine.Create(e.ctx, engine.CreateOptions{Config: cfg, HostConfig: engine.HostConfig{NetworkMode: "none"}})
@@ -184,7 +184,7 @@ func (e *streamEnv) run(t *testing.T, cfg engine.Config) string {
 }
 
 // spdyConn upgrades a request to url to SPDY with the given subprotocol.
-func spdyConn(t *testing.T, url, protocol string) httpstream.Connection {
+func spdyConn(t testing.TB, url, protocol string) httpstream.Connection {
 	t.Helper()
 	rt, err := spdy.NewRoundTripper(nil)
 	if err != nil {
@@ -229,7 +229,7 @@ type remoteStatus struct {
 }
 
 // exitCode is the code the status reports, as kubectl reads it.
-func (s remoteStatus) exitCode(t *testing.T) int {
+func (s remoteStatus) exitCode(t testing.TB) int {
 	t.Helper()
 	switch {
 	case s.Status == "Success":
@@ -269,7 +269,7 @@ func (b *syncBuffer) String() string {
 // startSession opens the streams kubectl opens for a remote command (the
 // error stream first, then those the request asked for) on a URL from
 // Exec or Attach.
-func startSession(t *testing.T, url string, stdin, stdout, stderr, tty bool) *session {
+func startSession(t testing.TB, url string, stdin, stdout, stderr, tty bool) *session {
 	t.Helper()
 	conn := spdyConn(t, url, "v4.channel.k8s.io")
 	s := &session{stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan struct{})}
@@ -319,7 +319,7 @@ func startSession(t *testing.T, url string, stdin, stdout, stderr, tty bool) *se
 }
 
 // wait waits for the session's end (bounded by the test's context).
-func (s *session) wait(t *testing.T, ctx context.Context) {
+func (s *session) wait(t testing.TB, ctx context.Context) {
 	t.Helper()
 	select {
 	case <-s.done:
@@ -328,7 +328,7 @@ func (s *session) wait(t *testing.T, ctx context.Context) {
 	}
 }
 
-func (e *streamEnv) exec(t *testing.T, req *runtimeapi.ExecRequest) *session {
+func (e *streamEnv) exec(t testing.TB, req *runtimeapi.ExecRequest) *session {
 	t.Helper()
 	resp, err := e.runtime.Exec(e.ctx, req)
 	if err != nil {
@@ -702,7 +702,7 @@ func TestStreamingPortForwardWebSocket(t *testing.T) {
 // runHTTPD starts a container serving /www on port 80 in its own network
 // namespace and waits until httpd listens (its /proc/PID/net/tcp or tcp6
 // shows port 80 in state LISTEN), bounded by the test's context.
-func (e *streamEnv) runHTTPD(t *testing.T) string {
+func (e *streamEnv) runHTTPD(t testing.TB) string {
 	t.Helper()
 	id := e.run(t, engine.Config{Cmd: []string{"httpd", "-f", "-p", "80", "-h", "/www"}})
 	c, err := e.engine.Inspect(e.ctx, id)
@@ -722,6 +722,37 @@ func (e *streamEnv) runHTTPD(t *testing.T) string {
 		case <-e.ctx.Done():
 			t.Fatal("httpd does not listen on port 80")
 		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// BenchmarkExecSync times ExecSync of `true` (kubelet's exec probes),
+// through the gRPC socket, the engine and the runtime:
+//
+//	BERTH_RUNTIME=$PWD/bin/berth-runtime go test -run XXX -bench ExecSync -benchtime 30x ./internal/cri/
+func BenchmarkExecSync(b *testing.B) {
+	e := newStreamEnv(b)
+	id := e.run(b, engine.Config{Cmd: []string{"sleep", "1000"}})
+	b.ResetTimer()
+	for range b.N {
+		resp, err := e.runtime.ExecSync(e.ctx, &runtimeapi.ExecSyncRequest{ContainerId: id, Cmd: []string{"true"}, Timeout: 10})
+		if err != nil || resp.ExitCode != 0 {
+			b.Fatalf("ExecSync: %v %v", resp, err)
+		}
+	}
+}
+
+// BenchmarkStreamingExec times Exec of `true` as kubectl exec runs it: the
+// RPC, the SPDY upgrade, the streams and the exit status.
+func BenchmarkStreamingExec(b *testing.B) {
+	e := newStreamEnv(b)
+	id := e.run(b, engine.Config{Cmd: []string{"sleep", "1000"}})
+	b.ResetTimer()
+	for range b.N {
+		s := e.exec(b, &runtimeapi.ExecRequest{ContainerId: id, Cmd: []string{"true"}, Stdout: true, Stderr: true})
+		s.wait(b, e.ctx)
+		if s.status.Status != "Success" {
+			b.Fatalf("exec: %+v", s.status)
 		}
 	}
 }
