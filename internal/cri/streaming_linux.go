@@ -35,20 +35,36 @@ func (r *streamRuntime) sandboxNetNS(ctx context.Context, sandboxID string) (str
 	return "/proc/" + strconv.Itoa(c.State.Pid) + "/ns/net", nil
 }
 
-// dialInNetNS connects to 127.0.0.1:port in the network namespace at
-// nsPath. Only the socket is made in the namespace: the calling OS thread
-// enters it, creates and connects the socket, and returns to berthd's
-// namespace; a socket keeps the namespace it was made in, so the copying
-// afterwards runs on any thread. If the thread cannot return, it stays
-// locked and dies with its goroutine rather than serving berthd in the
-// pod's namespace.
-func dialInNetNS(ctx context.Context, nsPath string, port int32) (*net.TCPConn, error) {
+// dialSandbox connects to 127.0.0.1:port in the sandbox's network
+// namespace.
+func (r *streamRuntime) dialSandbox(ctx context.Context, sandboxID string, port int32) (*net.TCPConn, error) {
+	nsPath, err := r.sandboxNetNS(ctx, sandboxID)
+	if err != nil {
+		return nil, err
+	}
 	target, err := netns.GetFromPath(nsPath)
 	if err != nil {
 		return nil, fmt.Errorf("open the network namespace %s: %w", nsPath, err)
 	}
 	defer target.Close()
+	// A /proc/PID path names a process, not a namespace: now that the
+	// namespace is held, check the pid is still the sandbox's, so that a
+	// pid reused after the sandbox died cannot lead into another
+	// process's namespace (the host's loopback).
+	if again, err := r.sandboxNetNS(ctx, sandboxID); err != nil || again != nsPath {
+		return nil, fmt.Errorf("sandbox %s stopped while its network namespace was opened: %w", sandboxID, errdefs.ErrFailedPrecondition)
+	}
+	return dialInNetNS(ctx, target, nsPath, port)
+}
 
+// dialInNetNS connects to 127.0.0.1:port in the network namespace target
+// (found at nsPath, for errors). Only the socket is made in the namespace: the calling OS thread
+// enters it, creates and connects the socket, and returns to berthd's
+// namespace; a socket keeps the namespace it was made in, so the copying
+// afterwards runs on any thread. If the thread cannot return, it stays
+// locked and dies with its goroutine rather than serving berthd in the
+// pod's namespace.
+func dialInNetNS(ctx context.Context, target netns.NsHandle, nsPath string, port int32) (*net.TCPConn, error) {
 	type result struct {
 		conn net.Conn
 		err  error
