@@ -57,7 +57,7 @@ func (s *Server) ExecSync(ctx context.Context, req *runtimeapi.ExecSyncRequest) 
 	}
 	done := make(chan result, 1)
 	go func() {
-		code, err := s.engine.Exec(execCtx, id, engine.ExecOptions{Cmd: req.GetCmd()}, engine.AttachStreams{Stdout: stdout, Stderr: stderr})
+		code, err := s.engine.Exec(execCtx, id, engine.ExecOptions{Cmd: req.GetCmd(), KillOnCancel: true}, engine.AttachStreams{Stdout: stdout, Stderr: stderr})
 		done <- result{code, err}
 	}()
 	var res result

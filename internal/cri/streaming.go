@@ -130,7 +130,7 @@ func (r *streamRuntime) Exec(ctx context.Context, containerID string, cmd []stri
 		return err
 	}
 	defer done()
-	code, err := r.engine.Exec(ctx, containerID, engine.ExecOptions{Cmd: cmd, Tty: tty, Interactive: in != nil}, streams)
+	code, err := r.engine.Exec(ctx, containerID, engine.ExecOptions{Cmd: cmd, Tty: tty, Interactive: in != nil, KillOnCancel: true}, streams)
 	return exitError(code, err, streams.Stderr, streams.Stdout, tty)
 }
 
@@ -245,11 +245,7 @@ func (r *streamRuntime) PortForward(ctx context.Context, podSandboxID string, po
 	if port <= 0 || port > 65535 {
 		return fmt.Errorf("port forward: port %d: want 1 to 65535: %w", port, errdefs.ErrInvalidArgument)
 	}
-	nsPath, err := r.sandboxNetNS(ctx, podSandboxID)
-	if err != nil {
-		return fmt.Errorf("port forward to %s: %w", podSandboxID, err)
-	}
-	conn, err := dialInNetNS(ctx, nsPath, port)
+	conn, err := r.dialSandbox(ctx, podSandboxID, port)
 	if err != nil {
 		return fmt.Errorf("port forward to port %d of %s: %w", port, podSandboxID, err)
 	}

@@ -22,6 +22,16 @@ func (r *streamRuntime) sandboxNetNS(ctx context.Context, sandboxID string) (str
 	return r.engine.SandboxNetNS(ctx, sandboxID)
 }
 
+// dialSandbox connects to 127.0.0.1:port in the sandbox's network
+// namespace (the pinned one: no pid to be reused on the way).
+func (r *streamRuntime) dialSandbox(ctx context.Context, sandboxID string, port int32) (*net.TCPConn, error) {
+	nsPath, err := r.sandboxNetNS(ctx, sandboxID)
+	if err != nil {
+		return nil, err
+	}
+	return dialInNetNS(ctx, nsPath, port)
+}
+
 // dialInNetNS connects to 127.0.0.1:port in the network namespace at
 // nsPath. Only the socket is made in the namespace: the calling OS thread
 // enters it, creates and connects the socket, and returns to berthd's

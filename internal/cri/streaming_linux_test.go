@@ -701,7 +701,7 @@ func TestStreamingPortForwardWebSocket(t *testing.T) {
 // runHTTPD starts a container serving /www on port 80 in its own network
 // namespace and waits until httpd listens (its /proc/PID/net/tcp or tcp6
 // shows port 80 in state LISTEN), bounded by the test's context.
-func (e *streamEnv) runHTTPD(t *testing.T) (pod, id string) {
+func (e *streamEnv) runHTTPD(t testing.TB) (pod, id string) {
 	t.Helper()
 	m, _ := json.Marshal(sandboxExtra{Metadata: &runtimeapi.PodSandboxMetadata{Name: "httpd", Namespace: "test", Uid: "u"}})
 	sb, err := e.engine.RunSandbox(e.ctx, engine.SandboxConfig{Name: "httpd-" + strconv.Itoa(int(time.Now().UnixNano()%1e9)), Extra: m})

@@ -68,12 +68,24 @@ func (c *consoleSocket) Close() error {
 }
 
 // resizeLoop applies terminal sizes to the pty until sizes is closed.
+// The ioctl runs under the file's own reference (SyscallConn) rather than
+// on pty.Fd(): Fd races with the pty's Close (a resize arriving as the
+// process exits would hit whatever file reused the number) and switches
+// the pty to blocking mode, so a Close would no longer interrupt a read.
 func resizeLoop(pty *os.File, sizes <-chan TermSize) {
 	if sizes == nil {
 		return
 	}
+	rc, err := pty.SyscallConn()
+	if err != nil {
+		for range sizes {
+		}
+		return
+	}
 	for sz := range sizes {
-		unix.IoctlSetWinsize(int(pty.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: sz.Rows, Col: sz.Cols})
+		rc.Control(func(fd uintptr) {
+			unix.IoctlSetWinsize(int(fd), unix.TIOCSWINSZ, &unix.Winsize{Row: sz.Rows, Col: sz.Cols})
+		})
 	}
 }
 

@@ -11,8 +11,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// killExec is a foreground exec's Cancel (its context ended: the CRI's
-// ExecSync timeout, a client gone). Killing the runtime alone, as
+// killExec is the Cancel of a foreground exec with KillOnCancel (its
+// context ended: the CRI's ExecSync timeout). Killing the runtime alone, as
 // exec.CommandContext does, would orphan the process it started in the
 // container, which would go on running and holding the output pipes, so
 // that Exec never returned. Instead the process itself is killed: the

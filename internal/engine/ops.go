@@ -151,7 +151,7 @@ func (e *Engine) Exec(ctx context.Context, ref string, o ExecOptions, streams At
 	}
 	args = append(args, r.ID)
 	cmd := exec.CommandContext(ctx, r.Runtime, args...)
-	if !o.Detach {
+	if o.KillOnCancel && !o.Detach {
 		cmd.Cancel = func() error { return killExec(cmd, pidFile) }
 	}
 	var errBuf bytes.Buffer

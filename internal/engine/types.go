@@ -305,6 +305,10 @@ type ExecOptions struct {
 	Interactive bool
 	Detach      bool
 	Privileged  bool
+	// KillOnCancel kills the process when ctx ends (the CRI: an ExecSync
+	// timeout, as containerd does); otherwise it is left running, as
+	// docker exec leaves it when the CLI goes (see exec_kill.go).
+	KillOnCancel bool
 }
 
 // Event is one line of `berth events`: Docker's events message shape.
