@@ -287,6 +287,7 @@ func createCommand() *cli.Command {
 func create(ctx context.Context, eng *engine.Engine, req *createRequest) (engine.Container, error) {
 	p := newProgress(os.Stderr, req.quiet)
 	var mu sync.Mutex
+	announced := false
 	req.opts.PullProgress = func(ev engine.PullEvent) {
 		d, err := digest.Parse(ev.Layer)
 		if err != nil {
@@ -294,6 +295,14 @@ func create(ctx context.Context, eng *engine.Engine, req *createRequest) (engine
 		}
 		mu.Lock()
 		defer mu.Unlock()
+		if !announced && !req.quiet {
+			// Docker's words, so that a slow start is not a mystery.
+			announced = true
+			if req.opts.Pull != "always" {
+				fmt.Fprintf(os.Stderr, "Unable to find image '%s' locally\n", req.imgName)
+			}
+			fmt.Fprintf(os.Stderr, "Pulling %s\n", req.imgName)
+		}
 		p.event(image.ProgressEvent{Digest: d, Status: image.Status(ev.Status), Current: ev.Current, Total: ev.Total})
 	}
 	c, err := eng.Create(ctx, req.opts)

@@ -979,8 +979,12 @@ func parseMemory(s string, minusOneOK bool) (int64, error) {
 
 // parseCPUs parses --cpus (decimal) into nano-CPUs, exactly.
 func parseCPUs(s string) (int64, error) {
+	// Checked before big.Rat sees it: "1e999999999" would take it ages.
+	if s == "" || len(s) > 32 || strings.Trim(s, "0123456789.") != "" || strings.Count(s, ".") > 1 {
+		return 0, errors.New("not a decimal number of CPUs")
+	}
 	r, ok := new(big.Rat).SetString(s)
-	if !ok || r.Sign() < 0 || strings.ContainsAny(s, "/eE") {
+	if !ok {
 		return 0, errors.New("not a decimal number of CPUs")
 	}
 	nano := r.Mul(r, big.NewRat(1e9, 1))

@@ -217,6 +217,8 @@ func TestResources(t *testing.T) {
 	wantError(t, `invalid argument "abc" for "--cpus" flag: not a decimal number of CPUs`, "--cpus", "abc", "img")
 	wantError(t, `invalid argument "1e3" for "--cpus" flag: not a decimal number of CPUs`, "--cpus", "1e3", "img")
 	wantError(t, `invalid argument "-1" for "--cpus" flag: not a decimal number of CPUs`, "--cpus", "-1", "img")
+	// Found by fuzzing: big.Rat would compute this number before refusing it.
+	wantError(t, `invalid argument "1e999999999" for "--cpus" flag: not a decimal number of CPUs`, "--cpus", "1e999999999", "img")
 	wantError(t, `invalid argument "0.0000000001" for "--cpus" flag: too precise: at most 9 decimal places`, "--cpus", "0.0000000001", "img")
 	wantError(t, `invalid argument "3-1" for "--cpuset-cpus" flag: the range "3-1" is backwards or too big`, "--cpuset-cpus", "3-1", "img")
 	wantError(t, `invalid argument "x" for "--pids-limit" flag: not a number of processes (-1: unlimited)`, "--pids-limit", "x", "img")
@@ -477,4 +479,59 @@ func TestShortFlagsCombine(t *testing.T) {
 	if !req.detach || !c.Tty || !c.OpenStdin || !reflect.DeepEqual(c.Env, []string{"A=1"}) || !reflect.DeepEqual(c.Cmd, []string{"sh", "-c", "echo -it"}) {
 		t.Errorf("-dit: got detach %v, config %+v", req.detach, c)
 	}
+}
+
+func FuzzParseKV(f *testing.F) {
+	for _, s := range []string{"A=1\n# c\n\nB\n", "\xef\xbb\xbfX=y", "BAD NAME=1", "=x", "A=\x00", "\xff=1"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		lines, err := parseKV(strings.NewReader(s), func(k string) (string, bool) { return "v", k == "B" })
+		if err != nil {
+			return
+		}
+		for _, l := range lines {
+			k, _, ok := strings.Cut(l, "=")
+			if !ok || k == "" || strings.ContainsAny(k, " \t\n") || strings.ContainsRune(l, 0) {
+				t.Fatalf("%q gave the line %q", s, l)
+			}
+		}
+	})
+}
+
+// FuzzSmallParsers runs the one-value parsers on the same input: none may
+// panic, and what they accept must be in range.
+func FuzzSmallParsers(f *testing.F) {
+	for _, s := range []string{"/run:size=64m,mode=1777", "1.5", "64m", "on-failure:3", "SIGRTMIN+3", "10m", "2026-01-02T03:04:05Z", "ctrl-p,ctrl-q", "db:10.0.0.1", "0-3,5", "1700000000.5"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if p, _, err := parseTmpfs(s); err == nil && (!filepath.IsAbs(p) || p == "/") {
+			t.Fatalf("tmpfs %q gave the path %q", s, p)
+		}
+		if n, err := parseCPUs(s); err == nil && n < 0 {
+			t.Fatalf("cpus %q gave %d", s, n)
+		}
+		if n, err := parseMemory(s, true); err == nil && n < -1 {
+			t.Fatalf("memory %q gave %d", s, n)
+		}
+		if p, err := parseRestart(s); err == nil && (p.MaximumRetryCount < 0 || p.Name == "") {
+			t.Fatalf("restart %q gave %+v", s, p)
+		}
+		if sig, err := parseSignal(s); err == nil && sig == "" {
+			t.Fatalf("signal %q gave nothing", s)
+		}
+		_, _ = parseTimeFlag(s, psNow)
+		if keys, err := parseDetachKeys(s); err == nil && len(keys) == 0 {
+			t.Fatalf("detach keys %q gave none", s)
+		}
+		if h, err := parseAddHost(s); err == nil && !strings.Contains(h, ":") {
+			t.Fatalf("add-host %q gave %q", s, h)
+		}
+		_ = validCPUSet(s)
+		_, _, _ = parseCopyArgs(s, s)
+		if ports, err := parseExpose(s); err == nil && len(ports) == 0 {
+			t.Fatalf("expose %q gave none", s)
+		}
+	})
 }
