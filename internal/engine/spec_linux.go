@@ -650,8 +650,11 @@ func validTmpfsValue(key, value string) bool {
 	case "uid", "gid":
 		_, err := strconv.ParseUint(value, 10, 32)
 		return err == nil
+	case "mpol":
+		// "interleave:0-3", "prefer:1", "local"...
+		return strings.Trim(value, "abcdefghijklmnopqrstuvwxyz0123456789:-=/") == ""
 	}
-	return true
+	return false
 }
 
 // maxHostDevices bounds the walk of the host's /dev for --privileged.
