@@ -154,8 +154,12 @@ const defaultShmSize = 64 << 20
 
 // BuildSpec makes the runtime spec of a container: Docker's defaults
 // (capabilities, seccomp, masked paths, private /dev) adjusted by the
-// HostConfig. Every fault in the input is an ErrInvalidArgument naming the
-// flag or value at fault.
+// HostConfig. A fault in the input is an ErrInvalidArgument naming the flag
+// or value at fault; what the host or the engine must supply first (an
+// init binary, a capability the host withholds, the path of a
+// "container:ID" namespace) is an ErrFailedPrecondition. It reads the
+// rootfs's /etc/passwd and /etc/group and the host's /dev (--privileged),
+// and changes nothing.
 func BuildSpec(ctx context.Context, in SpecInput) (*specs.Spec, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
