@@ -154,8 +154,12 @@ const defaultShmSize = 64 << 20
 
 // BuildSpec makes the runtime spec of a container: Docker's defaults
 // (capabilities, seccomp, masked paths, private /dev) adjusted by the
-// HostConfig. Every fault in the input is an ErrInvalidArgument naming the
-// flag or value at fault.
+// HostConfig. A fault in the input is an ErrInvalidArgument naming the flag
+// or value at fault; what the host or the engine must supply first (an
+// init binary, a capability the host withholds, the path of a
+// "container:ID" namespace) is an ErrFailedPrecondition. It reads the
+// rootfs's /etc/passwd and /etc/group and the host's /dev (--privileged),
+// and changes nothing.
 func BuildSpec(ctx context.Context, in SpecInput) (*specs.Spec, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -676,8 +680,11 @@ func validTmpfsValue(key, value string) bool {
 	case "uid", "gid":
 		_, err := strconv.ParseUint(value, 10, 32)
 		return err == nil
+	case "mpol":
+		// "interleave:0-3", "prefer:1", "local"...
+		return strings.Trim(value, "abcdefghijklmnopqrstuvwxyz0123456789:-=/") == ""
 	}
-	return true
+	return false
 }
 
 // maxHostDevices bounds the walk of the host's /dev for --privileged.

@@ -626,6 +626,7 @@ func TestSpecMounts(t *testing.T) {
 		{map[string]string{"/t": "mode=999"}, nil, `"mode=999"`},
 		{map[string]string{"/t": "bogus"}, nil, `"bogus"`},
 		{map[string]string{"/t": "a=b"}, nil, `"a=b"`},
+		{map[string]string{"/t": "mpol=bind:0\x00"}, nil, `"mpol=bind:0\x00"`},
 		{map[string]string{"/t": ""}, []specs.Mount{{Destination: "/t/", Source: "/x", Options: []string{"rbind"}}}, "duplicate mount point /t"},
 		{nil, []specs.Mount{{Destination: "x", Source: "/x", Options: []string{"rbind"}}}, `"x"`},
 		{nil, []specs.Mount{{Destination: "/../", Source: "/x", Options: []string{"rbind"}}}, "cannot be /"},
@@ -939,4 +940,62 @@ func removeTestCgroup(t *testing.T, name string) {
 			t.Errorf("remove cgroup %s: %v", dir, err)
 		}
 	}
+}
+
+func FuzzSpecCPUList(f *testing.F) {
+	for _, s := range []string{"0", "0-3,5", "1-0", "0,,1", "+1", "8191", "0-99999999999"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		ranges, err := parseCPUList(s)
+		if err != nil {
+			return
+		}
+		for _, r := range ranges {
+			if r[0] < 0 || r[1] < r[0] || r[1] >= maxCPU {
+				t.Fatalf("%q: accepted range %v", s, r)
+			}
+		}
+	})
+}
+
+func FuzzSpecTmpfsOptions(f *testing.F) {
+	for _, s := range []string{"", "size=64m,exec", "mode=1777,uid=1000", "ro,rw,noexec,exec", "size=50%", "bogus", "size=", "mode=8", "mpol=\x00", "mpol=interleave:0-3"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, opts string) {
+		m, err := tmpfsMount("/t", opts, "--tmpfs")
+		if err != nil {
+			if !errors.Is(err, errdefs.ErrInvalidArgument) {
+				t.Fatalf("%q: %v", opts, err)
+			}
+			return
+		}
+		if _, err := oci.ParseMountOptions(m.Options); err != nil {
+			t.Fatalf("%q gave options the runtime refuses: %v", opts, err)
+		}
+		for _, o := range m.Options {
+			if strings.ContainsAny(o, ",\x00") {
+				t.Fatalf("%q: option %q", opts, o)
+			}
+		}
+	})
+}
+
+func FuzzSpecSecurityOpt(f *testing.F) {
+	for _, s := range []string{"no-new-privileges", "no-new-privileges:true", "seccomp=unconfined", "seccomp:/x.json", "apparmor=x", "="} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, opt string) {
+		so, err := parseSecurityOpts([]string{opt})
+		if err != nil {
+			if !errors.Is(err, errdefs.ErrInvalidArgument) || !strings.Contains(err.Error(), fmt.Sprintf("%q", opt)) {
+				t.Fatalf("%q: error does not name it: %v", opt, err)
+			}
+			return
+		}
+		if so.seccomp == "custom" && so.seccompFile == "" {
+			t.Fatalf("%q: custom seccomp without a file", opt)
+		}
+	})
 }
