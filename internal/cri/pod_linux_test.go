@@ -69,12 +69,22 @@ func TestPodSandboxLifecycle(t *testing.T) {
 		}
 		return strings.TrimSpace(string(out.Stdout))
 	}
-	if na, nb := nsOf(a), nsOf(b); na != nb || na == "" {
-		t.Errorf("IPC namespaces %q and %q: the pod's containers do not share one", na, nb)
+	// The containers' own processes, seen from the host.
+	initNS := func(id string) string {
+		c, err := e.engine.Inspect(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ns, _ := os.Readlink("/proc/" + strconv.Itoa(c.State.Pid) + "/ns/ipc")
+		return ns
 	}
 	self, _ := os.Readlink("/proc/self/ns/ipc")
-	if nsOf(a) == self {
-		t.Errorf("the pod's IPC namespace is the host's")
+	if na, nb := initNS(a), initNS(b); na != nb || na == "" || na == self {
+		t.Errorf("IPC namespaces of the containers %q and %q, host %q: the pod's containers do not share one of their own", na, nb, self)
+	}
+	// And what a process exec'd into them sees.
+	if na, nb := nsOf(a), nsOf(b); na != nb || na == "" || na == self {
+		t.Errorf("IPC namespaces seen by ExecSync %q and %q, host %q", na, nb, self)
 	}
 
 	list, err := e.runtime.ListContainers(ctx, &runtimeapi.ListContainersRequest{Filter: &runtimeapi.ContainerFilter{
