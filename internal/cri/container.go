@@ -72,13 +72,9 @@ func (s *Server) CreateContainer(ctx context.Context, req *runtimeapi.CreateCont
 	case c.GetImage().GetImage() == "":
 		return nil, status.Error(codes.InvalidArgument, "CreateContainer: config.image.image is empty")
 	}
-	sb, err := s.engine.InspectSandbox(ctx, req.PodSandboxId)
+	sb, sx, err := s.criSandbox(ctx, "CreateContainer", req.PodSandboxId)
 	if err != nil {
-		return nil, grpcError(fmt.Errorf("CreateContainer: pod sandbox %s: %w", req.PodSandboxId, err))
-	}
-	sx, ok := extraOf(sb)
-	if !ok {
-		return nil, status.Errorf(codes.NotFound, "CreateContainer: %s is not a pod sandbox", req.PodSandboxId)
+		return nil, err
 	}
 	if sb.State != engine.SandboxReady {
 		return nil, status.Errorf(codes.FailedPrecondition, "CreateContainer: pod sandbox %s is not ready", sb.ID)
@@ -445,23 +441,36 @@ func (s *Server) ListContainers(ctx context.Context, req *runtimeapi.ListContain
 }
 
 // criContainers are the engine's containers the CRI made, with their
-// state.
+// state, from one read of the engine's store.
 func (s *Server) criContainers(ctx context.Context) ([]engine.Container, error) {
-	sums, err := s.engine.List(ctx, engine.ListOptions{All: true})
+	all, err := s.engine.InspectAll(ctx)
 	if err != nil {
 		return nil, err
 	}
-	var out []engine.Container
-	for _, sum := range sums {
-		c, err := s.engine.Inspect(ctx, sum.ID)
-		if err != nil {
-			continue // removed meanwhile
-		}
+	out := all[:0]
+	for _, c := range all {
 		if _, ok := containerExtraOf(c); ok {
 			out = append(out, c)
 		}
 	}
 	return out, nil
+}
+
+// criContainer finds a pod's container for rpc: InvalidArgument for an
+// empty ID, NotFound for an unknown one or one the CRI did not make.
+func (s *Server) criContainer(ctx context.Context, rpc, id string) (engine.Container, containerExtra, error) {
+	if id == "" {
+		return engine.Container{}, containerExtra{}, status.Errorf(codes.InvalidArgument, "%s: container_id is empty", rpc)
+	}
+	c, err := s.engine.Inspect(ctx, id)
+	if err != nil {
+		return engine.Container{}, containerExtra{}, grpcError(fmt.Errorf("%s %s: %w", rpc, id, err))
+	}
+	x, ok := containerExtraOf(c)
+	if !ok {
+		return engine.Container{}, containerExtra{}, status.Errorf(codes.NotFound, "%s: %s is not a pod's container", rpc, id)
+	}
+	return c, x, nil
 }
 
 // StreamContainers is the streaming form of ListContainers (KEP 5825),
@@ -475,16 +484,9 @@ func (s *Server) ContainerStatus(ctx context.Context, req *runtimeapi.ContainerS
 	if err := s.needEngine("ContainerStatus"); err != nil {
 		return nil, err
 	}
-	if req.ContainerId == "" {
-		return nil, status.Error(codes.InvalidArgument, "ContainerStatus: container_id is empty")
-	}
-	c, err := s.engine.Inspect(ctx, req.ContainerId)
+	c, x, err := s.criContainer(ctx, "ContainerStatus", req.ContainerId)
 	if err != nil {
-		return nil, grpcError(fmt.Errorf("ContainerStatus %s: %w", req.ContainerId, err))
-	}
-	x, ok := containerExtraOf(c)
-	if !ok {
-		return nil, status.Errorf(codes.NotFound, "ContainerStatus: %s is not a pod's container", req.ContainerId)
+		return nil, err
 	}
 	resp := &runtimeapi.ContainerStatusResponse{Status: containerStatus(c, x)}
 	if req.Verbose {

@@ -239,6 +239,23 @@ func extraOf(sb engine.Sandbox) (sandboxExtra, bool) {
 	return x, true
 }
 
+// criSandbox finds a pod for rpc: InvalidArgument for an empty ID,
+// NotFound for an unknown one or a sandbox the CRI did not make.
+func (s *Server) criSandbox(ctx context.Context, rpc, id string) (engine.Sandbox, sandboxExtra, error) {
+	if id == "" {
+		return engine.Sandbox{}, sandboxExtra{}, status.Errorf(codes.InvalidArgument, "%s: pod_sandbox_id is empty", rpc)
+	}
+	sb, err := s.engine.InspectSandbox(ctx, id)
+	if err != nil {
+		return engine.Sandbox{}, sandboxExtra{}, grpcError(fmt.Errorf("%s %s: %w", rpc, id, err))
+	}
+	x, ok := extraOf(sb)
+	if !ok {
+		return engine.Sandbox{}, sandboxExtra{}, status.Errorf(codes.NotFound, "%s: %s is not a pod sandbox", rpc, id)
+	}
+	return sb, x, nil
+}
+
 func sandboxState(sb engine.Sandbox) runtimeapi.PodSandboxState {
 	if sb.State == engine.SandboxReady {
 		return runtimeapi.PodSandboxState_SANDBOX_READY
@@ -251,16 +268,9 @@ func (s *Server) PodSandboxStatus(ctx context.Context, req *runtimeapi.PodSandbo
 	if err := s.needEngine("PodSandboxStatus"); err != nil {
 		return nil, err
 	}
-	if req.PodSandboxId == "" {
-		return nil, status.Error(codes.InvalidArgument, "PodSandboxStatus: pod_sandbox_id is empty")
-	}
-	sb, err := s.engine.InspectSandbox(ctx, req.PodSandboxId)
+	sb, x, err := s.criSandbox(ctx, "PodSandboxStatus", req.PodSandboxId)
 	if err != nil {
-		return nil, grpcError(fmt.Errorf("PodSandboxStatus %s: %w", req.PodSandboxId, err))
-	}
-	x, ok := extraOf(sb)
-	if !ok {
-		return nil, status.Errorf(codes.NotFound, "PodSandboxStatus: %s is not a pod sandbox", req.PodSandboxId)
+		return nil, err
 	}
 	st := &runtimeapi.PodSandboxStatus{
 		Id:             sb.ID,

@@ -7,8 +7,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-project/berth/internal/engine"
@@ -57,16 +55,9 @@ func (s *Server) ContainerStats(ctx context.Context, req *runtimeapi.ContainerSt
 	if err := s.needEngine("ContainerStats"); err != nil {
 		return nil, err
 	}
-	if req.ContainerId == "" {
-		return nil, status.Error(codes.InvalidArgument, "ContainerStats: container_id is empty")
-	}
-	c, err := s.engine.Inspect(ctx, req.ContainerId)
+	c, x, err := s.criContainer(ctx, "ContainerStats", req.ContainerId)
 	if err != nil {
-		return nil, grpcError(fmt.Errorf("ContainerStats %s: %w", req.ContainerId, err))
-	}
-	x, ok := containerExtraOf(c)
-	if !ok {
-		return nil, status.Errorf(codes.NotFound, "ContainerStats: %s is not a pod's container", req.ContainerId)
+		return nil, err
 	}
 	st, _, err := s.containerStats(ctx, c, x)
 	if err != nil {
@@ -147,13 +138,9 @@ func (s *Server) PodSandboxStats(ctx context.Context, req *runtimeapi.PodSandbox
 	if err := s.needEngine("PodSandboxStats"); err != nil {
 		return nil, err
 	}
-	sb, err := s.engine.InspectSandbox(ctx, req.PodSandboxId)
+	sb, x, err := s.criSandbox(ctx, "PodSandboxStats", req.PodSandboxId)
 	if err != nil {
-		return nil, grpcError(fmt.Errorf("PodSandboxStats %s: %w", req.PodSandboxId, err))
-	}
-	x, ok := extraOf(sb)
-	if !ok {
-		return nil, status.Errorf(codes.NotFound, "PodSandboxStats: %s is not a pod sandbox", req.PodSandboxId)
+		return nil, err
 	}
 	cs, err := s.criContainers(ctx)
 	if err != nil {

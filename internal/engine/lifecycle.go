@@ -376,6 +376,21 @@ func (e *Engine) Inspect(ctx context.Context, ref string) (Container, error) {
 	return e.inspectRecord(r), nil
 }
 
+// InspectAll returns every container of the namespace as Inspect does,
+// oldest first, from one read of the store (the CRI server lists them on
+// every kubelet relist).
+func (e *Engine) InspectAll(ctx context.Context) ([]Container, error) {
+	recs, err := e.store.list()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Container, 0, len(recs))
+	for _, r := range recs {
+		out = append(out, e.inspectRecord(r))
+	}
+	return out, nil
+}
+
 // List is `ps`.
 func (e *Engine) List(ctx context.Context, o ListOptions) ([]Summary, error) {
 	recs, err := e.store.list()

@@ -165,41 +165,17 @@ func (s *store) removeSandbox(id string) error {
 
 // getSandbox finds a sandbox by ID, name or unique ID prefix.
 func (s *store) getSandbox(ref string) (*Sandbox, error) {
-	if ref == "" {
-		return nil, fmt.Errorf("no sandbox named: %w", errdefs.ErrInvalidArgument)
-	}
 	var out *Sandbox
 	err := s.sandboxView(func(b, n *bolt.Bucket) error {
-		if b == nil {
-			return nil
+		v, err := lookup(b, n, ref, ref, "sandbox")
+		if v == nil || err != nil {
+			return err
 		}
-		decode := func(v []byte) error {
-			var sb Sandbox
-			if err := json.Unmarshal(v, &sb); err != nil {
-				return fmt.Errorf("sandbox %s: corrupt record: %w", ref, err)
-			}
-			out = &sb
-			return nil
+		var sb Sandbox
+		if err := json.Unmarshal(v, &sb); err != nil {
+			return fmt.Errorf("sandbox %s: corrupt record: %w", ref, err)
 		}
-		if v := b.Get([]byte(ref)); v != nil {
-			return decode(v)
-		}
-		if id := n.Get([]byte(ref)); id != nil {
-			if v := b.Get(id); v != nil {
-				return decode(v)
-			}
-		}
-		var match []byte
-		cur := b.Cursor()
-		for k, v := cur.Seek([]byte(ref)); k != nil && strings.HasPrefix(string(k), ref); k, v = cur.Next() {
-			if match != nil {
-				return fmt.Errorf("multiple sandboxes match %q: %w", ref, errdefs.ErrInvalidArgument)
-			}
-			match = v
-		}
-		if match != nil {
-			return decode(match)
-		}
+		out = &sb
 		return nil
 	})
 	if err != nil {

@@ -285,41 +285,17 @@ func (s *store) listAll() ([]*record, error) {
 
 // get finds a container by full ID, name, or unique ID prefix.
 func (s *store) get(ref string) (*record, error) {
-	if ref == "" {
-		return nil, fmt.Errorf("no container named: %w", errdefs.ErrInvalidArgument)
-	}
 	var out *record
 	err := s.view(func(c, n *bolt.Bucket) error {
-		if c == nil {
-			return nil
+		v, err := lookup(c, n, strings.TrimPrefix(ref, "/"), ref, "container")
+		if v == nil || err != nil {
+			return err
 		}
-		decode := func(v []byte) error {
-			var r record
-			if err := json.Unmarshal(v, &r); err != nil {
-				return err
-			}
-			out = &r
-			return nil
+		var r record
+		if err := json.Unmarshal(v, &r); err != nil {
+			return err
 		}
-		if v := c.Get([]byte(ref)); v != nil {
-			return decode(v)
-		}
-		if id := n.Get([]byte(strings.TrimPrefix(ref, "/"))); id != nil {
-			if v := c.Get(id); v != nil {
-				return decode(v)
-			}
-		}
-		var match []byte
-		cur := c.Cursor()
-		for k, v := cur.Seek([]byte(ref)); k != nil && strings.HasPrefix(string(k), ref); k, v = cur.Next() {
-			if match != nil {
-				return fmt.Errorf("multiple containers match %q: %w", ref, errdefs.ErrInvalidArgument)
-			}
-			match = v
-		}
-		if match != nil {
-			return decode(match)
-		}
+		out = &r
 		return nil
 	})
 	if err != nil {
@@ -329,6 +305,35 @@ func (s *store) get(ref string) (*record, error) {
 		return nil, fmt.Errorf("no such container: %s: %w", ref, errdefs.ErrNotFound)
 	}
 	return out, nil
+}
+
+// lookup finds a record in bucket recs by full ID, by name (in bucket
+// names), or by unique ID prefix; nil when none matches (or the buckets do
+// not exist yet). kind names the records in errors.
+func lookup(recs, names *bolt.Bucket, name, ref, kind string) ([]byte, error) {
+	if ref == "" {
+		return nil, fmt.Errorf("no %s named: %w", kind, errdefs.ErrInvalidArgument)
+	}
+	if recs == nil {
+		return nil, nil
+	}
+	if v := recs.Get([]byte(ref)); v != nil {
+		return v, nil
+	}
+	if id := names.Get([]byte(name)); id != nil {
+		if v := recs.Get(id); v != nil {
+			return v, nil
+		}
+	}
+	var match []byte
+	cur := recs.Cursor()
+	for k, v := cur.Seek([]byte(ref)); k != nil && strings.HasPrefix(string(k), ref); k, v = cur.Next() {
+		if match != nil {
+			return nil, fmt.Errorf("multiple %ss match %q: %w", kind, ref, errdefs.ErrInvalidArgument)
+		}
+		match = v
+	}
+	return match, nil
 }
 
 // containerDir is the persistent directory of a container.
