@@ -194,6 +194,12 @@ func (kc *kernelCompiler) unparse(e celast.Expr) string {
 
 // eventRef names the event or process variable e refers to, if any.
 func eventRef(e celast.Expr) string {
+	return firstIdent(e, func(n string) bool { return n != "container" })
+}
+
+// firstIdent walks a CEL expression and returns the first identifier for
+// which want holds ("" if none).
+func firstIdent(e celast.Expr, want func(name string) bool) string {
 	var found string
 	var walk func(e celast.Expr)
 	walk = func(e celast.Expr) {
@@ -202,7 +208,7 @@ func eventRef(e celast.Expr) string {
 		}
 		switch e.Kind() {
 		case celast.IdentKind:
-			if n := e.AsIdent(); n != "container" {
+			if n := e.AsIdent(); want(n) {
 				found = n
 			}
 		case celast.SelectKind:

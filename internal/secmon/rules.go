@@ -11,7 +11,6 @@ import (
 	"strings"
 
 	"cel.dev/cel-go/cel"
-	celast "cel.dev/cel-go/common/ast"
 	"cel.dev/cel-go/common/types"
 	"cel.dev/cel-go/common/types/ref"
 	"cel.dev/cel-go/ext"
@@ -358,49 +357,13 @@ var eventVar = map[string]string{EventExec: "exec", EventConnect: "connect", Eve
 // checkVars refuses a condition that reads another kind's event (a
 // connect rule reading exec.path would never be true).
 func checkVars(a *cel.Ast, event string) error {
-	var bad string
-	var walk func(e celast.Expr)
-	walk = func(e celast.Expr) {
-		if bad != "" || e == nil {
-			return
+	bad := firstIdent(a.NativeRep().Expr(), func(n string) bool {
+		switch n {
+		case "exec", "connect", "file", "syscall":
+			return eventVar[event] != n
 		}
-		switch e.Kind() {
-		case celast.IdentKind:
-			switch n := e.AsIdent(); n {
-			case "exec", "connect", "file", "syscall":
-				if eventVar[event] != n {
-					bad = n
-				}
-			}
-		case celast.SelectKind:
-			walk(e.AsSelect().Operand())
-		case celast.CallKind:
-			c := e.AsCall()
-			if c.IsMemberFunction() {
-				walk(c.Target())
-			}
-			for _, x := range c.Args() {
-				walk(x)
-			}
-		case celast.ListKind:
-			for _, x := range e.AsList().Elements() {
-				walk(x)
-			}
-		case celast.MapKind:
-			for _, en := range e.AsMap().Entries() {
-				walk(en.AsMapEntry().Key())
-				walk(en.AsMapEntry().Value())
-			}
-		case celast.ComprehensionKind:
-			c := e.AsComprehension()
-			walk(c.IterRange())
-			walk(c.AccuInit())
-			walk(c.LoopCondition())
-			walk(c.LoopStep())
-			walk(c.Result())
-		}
-	}
-	walk(a.NativeRep().Expr())
+		return false
+	})
 	if bad != "" {
 		return fmt.Errorf("a %s rule cannot use %s.*", event, bad)
 	}
