@@ -23,8 +23,10 @@
 #
 # Accelerator: KVM with -cpu host where /dev/kvm is usable, else TCG with
 # -cpu max; when qemu exits under KVM before the guest prints its first line
-# (a CPU model or MSR the host's KVM refuses, a KVM bug, no permission), the
-# same VM boots again under TCG. BERTH_VM_ACCEL=kvm|tcg picks the first try.
+# (a CPU model or MSR the host's KVM refuses, a KVM bug, no permission), or
+# has not printed it after BERTH_VM_KVM_START seconds (default 60; a KVM that
+# stalls), the same VM boots again under TCG. BERTH_VM_ACCEL=kvm|tcg picks
+# the first try.
 #
 # The kernel package is fetched with apt-get download and unpacked (never
 # installed) under $BERTH_VM_CACHE (default: .tmp/vm in the repository), so
@@ -314,11 +316,32 @@ boot() {
 	qemu_pid=$!
 	tail -n +1 -f --pid="$qemu_pid" "$log" &
 	tail_pid=$!
+	# A KVM that neither starts the guest nor exits (a host KVM bug, a
+	# nested hypervisor that stalls) would hold the caller until the whole
+	# timeout: the guest prints stage 1 within seconds under KVM, so a VM
+	# that has not after $kvm_start_s seconds is ended and tried under TCG.
+	watch_pid=
+	if [ "$1" = kvm ]; then
+		(
+			for ((i = 0; i < kvm_start_s; i++)); do
+				sleep 1
+				grep -q '^berth-vm: stage 1' "$log" && exit 0
+				kill -0 "$qemu_pid" 2>/dev/null || exit 0
+			done
+			: >"$work/kvm-stalled"
+			kill -TERM -- "-$qemu_pid" 2>/dev/null
+		) &
+		watch_pid=$!
+	fi
 	set +e
 	wait "$qemu_pid"
 	qemu_status=$?
 	set -e
 	qemu_pid=
+	if [ -n "$watch_pid" ]; then
+		kill "$watch_pid" 2>/dev/null || true
+		wait "$watch_pid" 2>/dev/null || true
+	fi
 	wait "$tail_pid" || true
 	tail_pid=
 }
@@ -330,13 +353,19 @@ auto) if [ -w /dev/kvm ]; then first=kvm; else first=tcg; fi ;;
 kvm | tcg) first=$BERTH_VM_ACCEL ;;
 *) fail "BERTH_VM_ACCEL=$BERTH_VM_ACCEL: want auto, kvm or tcg" ;;
 esac
+# BERTH_VM_KVM_START: seconds KVM gets to reach stage 1 (default 60).
+kvm_start_s=${BERTH_VM_KVM_START:-60}
+[[ $kvm_start_s =~ ^[1-9][0-9]*$ ]] || fail "BERTH_VM_KVM_START=$kvm_start_s: want a whole number of seconds"
 SECONDS=0
 echo "run.sh: booting the VM with $first"
 boot "$first"
 # A VM that got as far as stage 1 has started; one that did not, under KVM,
 # failed for a reason of the host's (a CPU model, a KVM bug, no permission
 # on /dev/kvm): the same VM runs, slower, under TCG.
-if [ "$first" = kvm ] && [ "$qemu_status" != 124 ] && ! grep -q '^berth-vm: stage 1' "$log"; then
+if [ "$first" = kvm ] && [ -e "$work/kvm-stalled" ]; then
+	echo "run.sh: the VM did not start under KVM within ${kvm_start_s}s (no stage 1 line); stopped it; falling back to TCG (software emulation, slower)"
+	boot tcg
+elif [ "$first" = kvm ] && [ "$qemu_status" != 124 ] && ! grep -q '^berth-vm: stage 1' "$log"; then
 	echo "run.sh: qemu could not start the VM under KVM (status $qemu_status, see above); falling back to TCG (software emulation, slower)"
 	boot tcg
 fi

@@ -209,3 +209,32 @@ func TestSystemdVM(t *testing.T) {
 		}
 	}
 }
+
+// TestVMAccelKVMStall: a KVM that neither starts the guest nor exits must not
+// hold the caller until the VM's whole timeout. Such a KVM cannot be had on
+// purpose, so a stand-in qemu-system-x86_64 first in PATH stalls when asked
+// for KVM and runs the real qemu otherwise; run.sh must give up on KVM after
+// BERTH_VM_KVM_START seconds and finish the program under TCG.
+func TestVMAccelKVMStall(t *testing.T) {
+	requireVM(t)
+	real, err := exec.LookPath("qemu-system-x86_64")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	stub := "#!/bin/bash\n" +
+		"for a in \"$@\"; do [ \"$a\" = kvm ] && exec sleep 600; done\n" +
+		"exec " + real + " \"$@\"\n"
+	if err := os.WriteFile(filepath.Join(dir, "qemu-system-x86_64"), []byte(stub), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", dir+":"+os.Getenv("PATH"))
+	t.Setenv("BERTH_VM_KVM_START", "5")
+	status, console := runVM(t, Config{Accel: "kvm", Timeout: 5 * time.Minute}, "/bin/sh", "-c", "exit 9")
+	if status != 9 {
+		t.Fatalf("program's exit status %d, want 9; see the console above", status)
+	}
+	if !strings.Contains(console, "did not start under KVM within 5s") || !strings.Contains(console, "falling back to TCG") {
+		t.Errorf("run.sh did not say it gave up on a stalled KVM and fell back to TCG; see the console above")
+	}
+}
