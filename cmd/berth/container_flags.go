@@ -110,6 +110,7 @@ func createFlags() []cli.Flag {
 		&cli.StringSliceFlag{Name: "cap-drop", Usage: "drop a capability"},
 		&cli.StringSliceFlag{Name: "security-opt", Usage: "no-new-privileges, seccomp=FILE, seccomp=unconfined or monitor=RULES.yaml"},
 		&cli.BoolFlag{Name: "privileged", Usage: "give the container every capability and device"},
+		&cli.StringSliceFlag{Name: "device", Usage: "give the container a host device: HOST[:CONTAINER][:PERMISSIONS] (permissions some of rwm)"},
 		&cli.BoolFlag{Name: "init", Usage: "run an init process (tini) as PID 1 that reaps zombies and forwards signals"},
 		&cli.StringFlag{Name: "restart", Value: "no", Usage: "no, on-failure[:max-retries], always or unless-stopped"},
 		&cli.StringFlag{Name: "stop-signal", Usage: "signal that stops the container (default SIGTERM)"},
@@ -413,6 +414,13 @@ func parseCreate(cmd *cli.Command, getenv func(string) (string, bool)) (*createR
 			}
 			*f.dst = append(*f.dst, capName)
 		}
+	}
+	for _, v := range cmd.StringSlice("device") {
+		d, err := engine.ParseDevice(v)
+		if err != nil {
+			return nil, bad("device", v, err)
+		}
+		h.Devices = append(h.Devices, d)
 	}
 	for _, v := range cmd.StringSlice("security-opt") {
 		s, err := parseSecurityOpt(v)

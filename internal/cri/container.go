@@ -183,8 +183,15 @@ func (s *Server) createOptions(ctx context.Context, c *runtimeapi.ContainerConfi
 		hc.Mounts = append(hc.Mounts, engine.Mount{Type: "bind", Source: m.HostPath, Target: m.ContainerPath, ReadOnly: m.Readonly, BindPropagation: prop})
 		x.Mounts = append(x.Mounts, m)
 	}
-	if len(c.Devices) > 0 {
-		return o, x, status.Error(codes.Unimplemented, "CreateContainer: config.devices are not supported yet")
+	for i, d := range c.Devices {
+		m := engine.DeviceMapping{PathOnHost: d.HostPath, PathInContainer: d.ContainerPath, CgroupPermissions: d.Permissions}
+		if m.CgroupPermissions == "" {
+			m.CgroupPermissions = "rwm"
+		}
+		if err := m.Validate(); err != nil {
+			return o, x, bad("config.devices[%d]: %v", i, err)
+		}
+		hc.Devices = append(hc.Devices, m)
 	}
 	lin := c.GetLinux()
 	if r := lin.GetResources(); r != nil {

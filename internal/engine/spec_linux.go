@@ -258,6 +258,14 @@ func BuildSpec(ctx context.Context, in SpecInput) (*specs.Spec, error) {
 		s.Linux.Resources.Devices = []specs.LinuxDeviceCgroup{{Allow: true, Access: "rwm"}}
 		s.Linux.MaskedPaths, s.Linux.ReadonlyPaths = nil, nil
 	}
+	if len(hc.Devices) > 0 {
+		devs, rules, err := mappedDevices(ctx, hc.Devices)
+		if err != nil {
+			return nil, err
+		}
+		addDevices(s, devs)
+		s.Linux.Resources.Devices = append(s.Linux.Resources.Devices, rules...)
+	}
 	if hc.MaskedPaths != nil {
 		s.Linux.MaskedPaths = slices.Clone(hc.MaskedPaths)
 	}
@@ -721,18 +729,10 @@ func hostDevices(ctx context.Context, dir string) ([]specs.LinuxDevice, error) {
 		if err := unix.Lstat(p, &st); err != nil {
 			return nil
 		}
-		dev := specs.LinuxDevice{Path: p, Major: int64(unix.Major(st.Rdev)), Minor: int64(unix.Minor(st.Rdev))}
-		switch st.Mode & unix.S_IFMT {
-		case unix.S_IFCHR:
-			dev.Type = "c"
-		case unix.S_IFBLK:
-			dev.Type = "b"
-		default:
+		dev, ok := deviceFromStat(p, &st)
+		if !ok {
 			return nil
 		}
-		mode := os.FileMode(st.Mode & 0o777)
-		uid, gid := st.Uid, st.Gid
-		dev.FileMode, dev.UID, dev.GID = &mode, &uid, &gid
 		if len(devs) >= maxHostDevices {
 			return fmt.Errorf("more than %d devices", maxHostDevices)
 		}

@@ -83,6 +83,8 @@ type HostConfig struct {
 	// GroupAdd are supplementary groups (numeric IDs or names in the
 	// image's /etc/group) added to the user's own.
 	GroupAdd []string `json:"GroupAdd,omitempty"`
+	// Devices are host devices given to the container (--device).
+	Devices []DeviceMapping `json:"Devices,omitempty"`
 	// OomScoreAdj is the container's oom_score_adj (0: inherited).
 	OomScoreAdj int `json:"OomScoreAdj,omitempty"`
 	// MaskedPaths and ReadonlyPaths replace Docker's defaults when not

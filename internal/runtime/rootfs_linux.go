@@ -537,9 +537,12 @@ func (r *rootfsSetup) createDevices() error {
 // createDevice makes a device node inside the rootfs; in a user namespace,
 // where mknod is refused, it binds the host's node instead.
 func (r *rootfsSetup) createDevice(d specs.LinuxDevice) error {
+	// Any place in the rootfs, as runc allows (Docker's --device
+	// HOST:CONTAINER takes any container path); pathrs keeps the node
+	// inside the rootfs whatever links the image holds.
 	dest := filepath.Clean(d.Path)
-	if !strings.HasPrefix(dest, "/dev/") {
-		return fmt.Errorf("device path %s is outside /dev", d.Path)
+	if !filepath.IsAbs(dest) || dest == "/" {
+		return fmt.Errorf("device path %q: want an absolute path below /", d.Path)
 	}
 	if r.userns {
 		target, err := pathrs.MountPoint(r.root, dest, false)
