@@ -222,6 +222,9 @@ func (s *Server) createOptions(ctx context.Context, c *runtimeapi.ContainerConfi
 			user += ":" + strconv.FormatInt(sc.RunAsGroup.Value, 10)
 		}
 		cfg.User = user
+		if sc.SupplementalGroupsPolicy == runtimeapi.SupplementalGroupsPolicy_Strict {
+			hc.SupplementalGroupsPolicy = "Strict"
+		}
 		for _, g := range sc.SupplementalGroups {
 			hc.GroupAdd = append(hc.GroupAdd, strconv.FormatInt(g, 10))
 		}
@@ -496,6 +499,9 @@ func (s *Server) ContainerStatus(ctx context.Context, req *runtimeapi.ContainerS
 		return nil, err
 	}
 	resp := &runtimeapi.ContainerStatusResponse{Status: containerStatus(c, x)}
+	if c.State.Running {
+		resp.Status.User = processUser(c.State.Pid)
+	}
 	if req.Verbose {
 		b, _ := json.Marshal(c)
 		resp.Info = map[string]string{"info": string(b)}

@@ -91,7 +91,7 @@ func (s *Server) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*ru
 	for _, r := range s.runtimes {
 		resp.RuntimeHandlers = append(resp.RuntimeHandlers, &runtimeapi.RuntimeHandler{Name: r, Features: &runtimeapi.RuntimeHandlerFeatures{}})
 	}
-	resp.Features = &runtimeapi.RuntimeFeatures{SupplementalGroupsPolicy: false}
+	resp.Features = &runtimeapi.RuntimeFeatures{SupplementalGroupsPolicy: true}
 	if req.Verbose {
 		resp.Info = map[string]string{"podSubnet": s.currentPodSubnet(), "runtimes": strings.Join(s.runtimes, ",")}
 	}

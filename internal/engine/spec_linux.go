@@ -198,6 +198,13 @@ func BuildSpec(ctx context.Context, in SpecInput) (*specs.Spec, error) {
 	if err != nil {
 		return nil, err
 	}
+	switch hc.SupplementalGroupsPolicy {
+	case "", "Merge":
+	case "Strict":
+		user.AdditionalGids = nil
+	default:
+		return nil, fmt.Errorf("invalid supplemental groups policy %q: want Merge or Strict: %w", hc.SupplementalGroupsPolicy, errdefs.ErrInvalidArgument)
+	}
 	p.User = specs.User{UID: user.UID, GID: user.GID, AdditionalGids: user.AdditionalGids}
 	for _, g := range hc.GroupAdd {
 		gid, err := resolveGroup(in.Rootfs, g)

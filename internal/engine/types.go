@@ -83,6 +83,10 @@ type HostConfig struct {
 	// GroupAdd are supplementary groups (numeric IDs or names in the
 	// image's /etc/group) added to the user's own.
 	GroupAdd []string `json:"GroupAdd,omitempty"`
+	// SupplementalGroupsPolicy is Kubernetes' pod field: "" or "Merge"
+	// adds the groups the image's /etc/group gives the user to GroupAdd;
+	// "Strict" uses GroupAdd alone.
+	SupplementalGroupsPolicy string `json:"SupplementalGroupsPolicy,omitempty"`
 	// Devices are host devices given to the container (--device).
 	Devices []DeviceMapping `json:"Devices,omitempty"`
 	// OomScoreAdj is the container's oom_score_adj (0: inherited).

@@ -130,10 +130,15 @@ func spawn(opt spawnOptions) (_ *child, retErr error) {
 		opt.message.Config.RootFd = addFd(opt.rootDir)
 	}
 	// The child execs /proc/self/fd/N after the fork has placed
-	// ExtraFiles at 3.. and moved clashing fds up to at most twice their
-	// count: N must be above all of them, or the path names another file
-	// (a fresh process can hold the binary at fd 3 itself).
-	exeFd, err := unix.FcntlInt(exe.Fd(), unix.F_DUPFD_CLOEXEC, 2*(3+len(cmd.ExtraFiles))+1)
+	// ExtraFiles at 3.. . To do that, Go's fork moves its error pipe and
+	// every clashing fd to fresh numbers counting up from one above the
+	// highest fd it passes (syscall.forkAndExecInChild's nextfd), so N
+	// must be above that whole range, or the path names the pipe or
+	// another file and the exec fails with "permission denied" (a fresh
+	// process can hold the binary at fd 3; a caller's fds can reach N).
+	// Start may still open /dev/null for missing stdio: room for those.
+	files := 3 + len(cmd.ExtraFiles)
+	exeFd, err := unix.FcntlInt(exe.Fd(), unix.F_DUPFD_CLOEXEC, max(highestFd(), files)+files+8)
 	if err != nil {
 		return nil, fmt.Errorf("start init: %w", err)
 	}
@@ -414,4 +419,20 @@ func (c *child) send(m *initMessage) error {
 		return fmt.Errorf("write to init: %w", err)
 	}
 	return nil
+}
+
+// highestFd is the highest file descriptor this process has open now (0
+// when /proc cannot say).
+func highestFd() int {
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return 0
+	}
+	hi := 0
+	for _, e := range entries {
+		if n, err := strconv.Atoi(e.Name()); err == nil && n > hi {
+			hi = n
+		}
+	}
+	return hi
 }

@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -51,5 +53,50 @@ func TestCRIDevice(t *testing.T) {
 	p := c.crictl("pods", "--name", "dev", "-q")
 	if r := c.crictlRun("create", p, bad, pod); r.code == 0 || !strings.Contains(r.stderr, "config.devices[0]") {
 		t.Errorf("a relative container path: %+v; want a refusal naming config.devices[0]", r)
+	}
+}
+
+// TestCRISupplementalGroupsPolicy: Merge (the default) adds the groups the
+// image's /etc/group gives the user (app is in staff, 50) to the pod's
+// supplemental groups; Strict uses the pod's alone; ContainerStatus reports
+// the identity the process runs with.
+func TestCRISupplementalGroupsPolicy(t *testing.T) {
+	c := newCRI(t)
+	pod, _ := c.podConfig("groups")
+	script := []string{"sh", "-c", "grep -E '^(Uid|Gid|Groups):' /proc/self/status; sleep 300"}
+	sc := func(policy int) map[string]any {
+		return map[string]any{"linux": map[string]any{"security_context": map[string]any{
+			"run_as_user": map[string]any{"value": 1000}, "supplemental_groups": []int{1234}, "supplemental_groups_policy": policy,
+		}}}
+	}
+	_, ids := c.runPod(pod, "groups", c.ctrConfig("merge", script, sc(0)), c.ctrConfig("strict", script, sc(1)))
+	for i, want := range []string{"Groups:\t50 1234", "Groups:\t1234"} {
+		waitForOut(t, "the container's groups", 30*time.Second, func() (bool, string) {
+			out := c.crictlRun("logs", ids[i]).stdout
+			for _, line := range strings.Split(out, "\n") {
+				if strings.TrimSpace(line) == want {
+					return true, out
+				}
+			}
+			return false, out
+		})
+		raw := c.crictl("inspect", ids[i])
+		var st struct {
+			Status struct {
+				User struct {
+					Linux struct {
+						UID    string   `json:"uid"`
+						Groups []string `json:"supplementalGroups"`
+					} `json:"linux"`
+				} `json:"user"`
+			} `json:"status"`
+		}
+		if err := json.Unmarshal([]byte(raw), &st); err != nil {
+			t.Fatalf("crictl inspect: %v\n%s", err, raw)
+		}
+		u := st.Status.User.Linux
+		if wantGroups := strings.Fields(strings.TrimPrefix(want, "Groups:")); u.UID != "1000" || !slices.Equal(u.Groups, wantGroups) {
+			t.Errorf("crictl inspect %s: status.user = %+v, want uid 1000 and groups %v", ids[i], u, wantGroups)
+		}
 	}
 }

@@ -50,7 +50,8 @@ const engineCmdTimeout = 60 * time.Second
 type engineImages struct {
 	registry string // host:port
 	// Plain is busybox with every applet linked in /bin, /etc/passwd and
-	// /etc/group (root, nobody, app 1000), /index.html; Cmd ["sh"].
+	// /etc/group (root, nobody, app 1000, which is also in staff 50),
+	// /index.html; Cmd ["sh"].
 	Plain string
 	// Vol is Plain plus VOLUME /data (holding /data/seed), ExposedPorts
 	// 80/tcp and Cmd httpd in the foreground.
@@ -193,7 +194,7 @@ func engineLayer(bb []byte, applets []string, extra map[string]string) (v1.Layer
 			tw.WriteHeader(&tar.Header{Name: "bin/" + a, Typeflag: tar.TypeSymlink, Linkname: "busybox"})
 		}
 		file("etc/passwd", "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n", 0o644)
-		file("etc/group", "root:x:0:\napp:x:1000:\nnogroup:x:65534:\n", 0o644)
+		file("etc/group", "root:x:0:\nstaff:x:50:app\napp:x:1000:\nnogroup:x:65534:\n", 0o644)
 		file("index.html", "hello from berth httpd\n", 0o644)
 		// A file that is not executable, for run's exit code 126.
 		file("notexec", "#!/bin/sh\necho no\n", 0o644)
