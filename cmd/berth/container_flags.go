@@ -856,10 +856,10 @@ func parseMount(s string) (engine.Mount, error) {
 		switch k {
 		case "type":
 			switch v {
-			case "bind", "volume", "tmpfs":
+			case "bind", "volume", "tmpfs", "image":
 				m.Type = v
 			default:
-				return engine.Mount{}, fmt.Errorf("unknown mount type %q (want bind, volume or tmpfs)", v)
+				return engine.Mount{}, fmt.Errorf("unknown mount type %q (want bind, volume, tmpfs or image)", v)
 			}
 		case "source":
 			m.Source = v
@@ -875,6 +875,8 @@ func parseMount(s string) (engine.Mount, error) {
 				return engine.Mount{}, fmt.Errorf("readonly=%q is not true or false", v)
 			}
 			m.ReadOnly = b
+		case "image-subpath":
+			m.ImageSubPath = strings.TrimPrefix(v, "/")
 		case "tmpfs-size":
 			size = v
 		case "tmpfs-mode":
@@ -882,7 +884,7 @@ func parseMount(s string) (engine.Mount, error) {
 		case "":
 			return engine.Mount{}, errors.New("an empty field")
 		default:
-			return engine.Mount{}, fmt.Errorf("unknown option %q (want type, source, target, readonly, tmpfs-size, tmpfs-mode)", k)
+			return engine.Mount{}, fmt.Errorf("unknown option %q (want type, source, target, readonly, image-subpath, tmpfs-size, tmpfs-mode)", k)
 		}
 	}
 	if m.Target == "" {
@@ -894,6 +896,17 @@ func parseMount(s string) (engine.Mount, error) {
 	m.Target = filepath.Clean(m.Target)
 	if m.Target == "/" {
 		return engine.Mount{}, errors.New("cannot mount on /")
+	}
+	if m.Type == "image" {
+		if seen["readonly"] && !m.ReadOnly {
+			return engine.Mount{}, errors.New("an image mount is read-only (readonly=false is not possible)")
+		}
+		if m.Source == "" {
+			return engine.Mount{}, errors.New("an image mount needs source=IMAGE")
+		}
+		m.ReadOnly = true
+	} else if m.ImageSubPath != "" {
+		return engine.Mount{}, fmt.Errorf("image-subpath is for type=image, not %s", m.Type)
 	}
 	if (size != "" || mode != "") && m.Type != "tmpfs" {
 		return engine.Mount{}, fmt.Errorf("tmpfs-size and tmpfs-mode are for type=tmpfs, not %s", m.Type)

@@ -155,7 +155,14 @@ func (s *Server) createOptions(ctx context.Context, c *runtimeapi.ContainerConfi
 	}
 	for i, m := range c.Mounts {
 		if m.Image != nil && m.Image.Image != "" {
-			return o, x, status.Errorf(codes.Unimplemented, "CreateContainer: config.mounts[%d]: image volumes are not supported yet", i)
+			// An image volume (KEP-4639): kubelet pulled the image;
+			// the engine mounts a read-only view of it.
+			if !filepath.IsAbs(m.ContainerPath) {
+				return o, x, bad("config.mounts[%d]: container_path %q must be absolute", i, m.ContainerPath)
+			}
+			hc.Mounts = append(hc.Mounts, engine.Mount{Type: "image", Source: m.Image.Image, Target: m.ContainerPath, ReadOnly: true, ImageSubPath: m.ImageSubPath})
+			x.Mounts = append(x.Mounts, m)
+			continue
 		}
 		if !filepath.IsAbs(m.ContainerPath) || !filepath.IsAbs(m.HostPath) {
 			return o, x, bad("config.mounts[%d]: container_path %q and host_path %q must be absolute", i, m.ContainerPath, m.HostPath)

@@ -347,9 +347,16 @@ func (e *Engine) resolveMounts(ctx context.Context, r *record, undo *[]func()) (
 			return nil, err
 		}
 	}
+	images := 0
 	for _, m := range r.HostConfig.Mounts {
 		var err error
 		switch m.Type {
+		case "image":
+			var mp MountPoint
+			if mp, err = e.addImageMount(ctx, r, m, images, undo); err == nil {
+				err = add(mp)
+			}
+			images++
 		case "bind":
 			err = bindMount(m.Source, m.Target, m.ReadOnly, m.BindPropagation, "--mount")
 		case "volume":
@@ -357,7 +364,7 @@ func (e *Engine) resolveMounts(ctx context.Context, r *record, undo *[]func()) (
 		case "tmpfs":
 			err = add(MountPoint{Type: "tmpfs", Destination: m.Target, Mode: modeOf(m.ReadOnly), RW: !m.ReadOnly})
 		default:
-			err = fmt.Errorf("invalid --mount type %q: it is bind, volume or tmpfs: %w", m.Type, errdefs.ErrInvalidArgument)
+			err = fmt.Errorf("invalid --mount type %q: it is bind, volume, tmpfs or image: %w", m.Type, errdefs.ErrInvalidArgument)
 		}
 		if err != nil {
 			return nil, err

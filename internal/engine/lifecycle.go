@@ -258,6 +258,7 @@ func (e *Engine) removeOrphan(ctx context.Context, id string) bool {
 	}
 	e.images.Snapshots.Remove(ctx, "container-"+id)
 	e.images.Unpin(ctx, "container/"+id)
+	e.removeImageMounts(ctx, id, "container-"+id)
 	os.RemoveAll(e.runDir(id))
 	os.RemoveAll(e.containerDir(id))
 	return true
@@ -282,6 +283,9 @@ func (e *Engine) remove(ctx context.Context, r *record, o RemoveOptions) error {
 	e.teardown(ctx, r)
 	if err := e.images.Snapshots.Remove(ctx, r.Snapshot); err != nil && !errdefs.IsNotFound(err) {
 		return fmt.Errorf("remove the root file system of %s: %w", r.ID[:12], err)
+	}
+	if err := e.removeImageMounts(ctx, r.ID, r.Snapshot); err != nil {
+		return fmt.Errorf("remove the image mounts of %s: %w", r.ID[:12], err)
 	}
 	// A create killed half-way may not have pinned yet.
 	if err := e.images.Unpin(ctx, "container/"+r.ID); err != nil && !errdefs.IsNotFound(err) {

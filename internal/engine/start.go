@@ -143,6 +143,10 @@ func (e *Engine) start(ctx context.Context, r *record, beforeStart func(stateDir
 	if err := snapshot.MountAll(ms, rootfs); err != nil {
 		return fmt.Errorf("mount the root file system: %w", err)
 	}
+	imageDirs, err := e.mountImages(ctx, r, rundir)
+	if err != nil {
+		return err
+	}
 	for _, m := range r.Mounts {
 		if m.Type == "volume" {
 			if err := e.vols.CopyUp(ctx, m.Name, rootfs, m.Destination); err != nil {
@@ -159,7 +163,7 @@ func (e *Engine) start(ctx context.Context, r *record, beforeStart func(stateDir
 		return err
 	}
 
-	spec, err := e.buildSpec(ctx, r, rootfs, netnsPath)
+	spec, err := e.buildSpec(ctx, r, rootfs, netnsPath, imageDirs)
 	if err != nil {
 		return err
 	}
@@ -466,11 +470,16 @@ func (e *Engine) writeEtcFiles(r *record, atts []network.Attachment) error {
 }
 
 // buildSpec makes the container's runtime spec.
-func (e *Engine) buildSpec(ctx context.Context, r *record, rootfs, netnsPath string) (*specs.Spec, error) {
+// imageDirs are the host paths of r's image mounts, by index in r.Mounts.
+func (e *Engine) buildSpec(ctx context.Context, r *record, rootfs, netnsPath string, imageDirs map[int]string) (*specs.Spec, error) {
 	var mounts []specs.Mount
 	rootfsPropagation := ""
-	for _, m := range r.Mounts {
+	for i, m := range r.Mounts {
 		if m.Type == "tmpfs" {
+			continue
+		}
+		if m.Type == "image" {
+			mounts = append(mounts, specs.Mount{Destination: m.Destination, Type: "bind", Source: imageDirs[i], Options: []string{"rbind", "rprivate", "ro", "nosuid", "nodev"}})
 			continue
 		}
 		prop := "rprivate"
@@ -616,6 +625,10 @@ func (e *Engine) teardown(ctx context.Context, r *record) {
 	// would delete the container's files.
 	if mounted, err := mountinfo.Mounted(rootfs); err == nil && mounted {
 		e.warn("container %s: %s is still mounted; left in place", r.ID[:12], rootfs)
+		return
+	}
+	if !unmountImages(rundir) {
+		e.warn("container %s: an image mount under %s is still mounted; left in place", r.ID[:12], rundir)
 		return
 	}
 	os.RemoveAll(rundir)

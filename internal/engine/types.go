@@ -129,8 +129,8 @@ type RestartPolicy struct {
 
 // Mount is a --mount value: Docker's mount.Mount.
 type Mount struct {
-	Type     string `json:"Type"` // "bind", "volume", "tmpfs"
-	Source   string `json:"Source,omitempty"`
+	Type     string `json:"Type"`             // "bind", "volume", "tmpfs", "image" (always read-only)
+	Source   string `json:"Source,omitempty"` // for "image": the image's name or ID
 	Target   string `json:"Target"`
 	ReadOnly bool   `json:"ReadOnly,omitempty"`
 	// TmpfsSize in bytes (tmpfs only); TmpfsMode its permission bits.
@@ -138,6 +138,9 @@ type Mount struct {
 	TmpfsMode uint32 `json:"TmpfsMode,omitempty"`
 	// BindPropagation is a bind's: rprivate (default), rshared, rslave.
 	BindPropagation string `json:"BindPropagation,omitempty"`
+	// ImageSubPath is the directory of the image mounted ("image" only;
+	// "": its root).
+	ImageSubPath string `json:"ImageSubPath,omitempty"`
 }
 
 // EndpointConfig is what a container asks of one network (Docker's
@@ -234,14 +237,15 @@ type HealthLog = monitor.HealthLog
 
 // MountPoint is a mount as `inspect` shows it (.Mounts).
 type MountPoint struct {
-	Type        string `json:"Type"` // bind, volume, tmpfs
-	Name        string `json:"Name,omitempty"`
-	Source      string `json:"Source"`
+	Type        string `json:"Type"`           // bind, volume, tmpfs, image
+	Name        string `json:"Name,omitempty"` // volume: its name; image: the image
+	Source      string `json:"Source"`         // image: its view snapshot
 	Destination string `json:"Destination"`
 	Driver      string `json:"Driver,omitempty"`
 	Mode        string `json:"Mode"`
 	RW          bool   `json:"RW"`
 	Propagation string `json:"Propagation"`
+	SubPath     string `json:"SubPath,omitempty"` // image: the directory of it mounted
 }
 
 // NetworkSettings is .NetworkSettings.
