@@ -21,6 +21,7 @@ func trustFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "policy", Usage: "signature policy, containers-policy.json (default ROOT/policy.json, then /etc/containers/policy.json; with neither every image is accepted)"},
 		&cli.StringFlag{Name: "admission", Usage: "admission rules, YAML (default ROOT/admission.yaml)"},
+		&cli.StringFlag{Name: "registries-d", Usage: "containers-registries.d directory, shown in decisions (default ROOT/registries.d, then /etc/containers/registries.d)"},
 	}
 }
 
@@ -38,11 +39,12 @@ func newChecker(cmd *cli.Command, e *env, images trust.Images) *trust.Checker {
 	}
 	ns := root.String("namespace")
 	return trust.New(trust.Options{
-		Root:          e.root,
-		PolicyPaths:   policies,
-		AdmissionPath: admission,
-		Registry:      e.registry,
-		Images:        images,
+		Root:           e.root,
+		PolicyPaths:    policies,
+		AdmissionPath:  admission,
+		RegistriesDirs: trust.RegistriesDirs(e.root, root.String("registries-d")),
+		Registry:       e.registry,
+		Images:         images,
 		OnDecision: func(d trust.Decision) {
 			if d.Stage == "verify" {
 				return
@@ -123,6 +125,8 @@ func printDecision(d trust.Decision) {
 			v = "skip"
 		case s.Allowed:
 			v = "allow"
+		case s.Kind == "registries.d":
+			v = "info"
 		case s.Kind == "attestation" || s.Kind == "attestations":
 			v = "ignored"
 		}

@@ -64,6 +64,7 @@ func app() *cli.Command {
 			&cli.StringFlag{Name: "streaming-address", Value: cri.DefaultStreamingAddress, Usage: "host:port of the streaming server for exec, attach and port-forward (port 0: chosen at start); keep it on loopback, where kubelet reaches it"},
 			&cli.StringFlag{Name: "policy", Usage: "signature policy, containers-policy.json (default ROOT/policy.json, then /etc/containers/policy.json)"},
 			&cli.StringFlag{Name: "admission", Usage: "admission rules, YAML (default ROOT/admission.yaml)"},
+			&cli.StringFlag{Name: "registries-d", Usage: "containers-registries.d directory (default ROOT/registries.d, then /etc/containers/registries.d)"},
 			&cli.StringFlag{Name: "registries-conf", Usage: "containers-registries.conf v2 file (default ROOT/registries.conf, then /etc/containers/registries.conf)"},
 			&cli.StringFlag{Name: "certs-dir", Value: "/etc/containers/certs.d", Usage: "per-registry TLS: DIR/HOST[:PORT]/ca.crt, *.cert and *.key"},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
@@ -143,6 +144,7 @@ func serve(ctx context.Context, cmd *cli.Command) error {
 		admission = filepath.Join(root, "admission.yaml")
 	}
 	checker := trust.New(trust.Options{Root: root, PolicyPaths: policies, AdmissionPath: admission, Registry: images.Registry, Images: images,
+		RegistriesDirs: trust.RegistriesDirs(root, cmd.String("registries-d")),
 		OnDecision: func(d trust.Decision) {
 			if !d.Allowed {
 				log.Warn("image refused", "image", d.Reference, "digest", d.Digest, "stage", d.Stage, "reason", d.Reason)
