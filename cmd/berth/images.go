@@ -15,6 +15,7 @@ import (
 	"oras.land/oras-go/v2/registry/remote/credentials"
 
 	"github.com/berth-project/berth/internal/image"
+	"github.com/berth-project/berth/internal/metadata"
 	"github.com/berth-project/berth/internal/reference"
 )
 
@@ -39,19 +40,29 @@ func pullCommand() *cli.Command {
 			if err := needArgs(cmd, 1, "REFERENCE"); err != nil {
 				return err
 			}
-			ref, err := reference.Parse(cmd.Args().First())
-			if err != nil {
+			if _, err := reference.Parse(cmd.Args().First()); err != nil {
 				return err
 			}
 			platform, err := image.ParsePlatform(cmd.String("platform"))
 			if err != nil {
 				return err
 			}
-			return withStore(ctx, cmd, func(_ *env, svc *image.Service) error {
+			return withStore(ctx, cmd, func(e *env, svc *image.Service) error {
+				// A short name goes through registries.conf's aliases and
+				// unqualified-search-registries, when it has them.
+				res, err := e.registry.ResolveName(cmd.Args().First())
+				if err != nil {
+					return err
+				}
 				svc.MaxDownloads = cmd.Int("max-downloads")
-				p := newProgress(os.Stdout, cmd.Bool("quiet"))
-				img, err := svc.Pull(ctx, ref, image.PullOptions{Platform: platform, Progress: p.event})
-				p.wait()
+				var img metadata.Image
+				_, err = res.PullFirst(ctx, func(ctx context.Context, ref reference.Reference) error {
+					p := newProgress(os.Stdout, cmd.Bool("quiet"))
+					var err error
+					img, err = svc.Pull(ctx, ref, image.PullOptions{Platform: platform, Progress: p.event})
+					p.wait()
+					return err
+				})
 				if err != nil {
 					return err
 				}

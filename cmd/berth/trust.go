@@ -152,17 +152,14 @@ func trustPolicy(cmd *cli.Command) string {
 // registriesFlags are the global flags of containers-registries.conf and certs.d.
 func registriesFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "registries-conf", Usage: "containers-registries.conf v2 file (default ROOT/registries.conf, then /etc/containers/registries.conf)"},
+		&cli.StringFlag{Name: "registries-conf", Usage: "containers-registries.conf v2 file (default ROOT/registries.conf, then /etc/containers/registries.conf), with the drop-ins of its registries.conf.d"},
 		&cli.StringFlag{Name: "certs-dir", Value: "/etc/containers/certs.d", Usage: "per-registry TLS: DIR/HOST[:PORT]/ca.crt, *.cert and *.key"},
 	}
 }
 
 // loadRegistriesConf adds registries.conf and certs.d to cfg.
 func loadRegistriesConf(cmd *cli.Command, root string, cfg *registry.Config) error {
-	paths := []string{filepath.Join(root, "registries.conf"), "/etc/containers/registries.conf"}
-	if p := cmd.Root().String("registries-conf"); p != "" {
-		paths = []string{p}
-	}
 	cfg.CertsDir = cmd.Root().String("certs-dir")
-	return cfg.LoadRegistriesConf(paths...)
+	paths, dropIns := registry.RegistriesConfPaths(root, cmd.Root().String("registries-conf"))
+	return cfg.LoadRegistriesConfDirs(paths, dropIns)
 }

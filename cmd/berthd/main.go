@@ -65,7 +65,7 @@ func app() *cli.Command {
 			&cli.StringFlag{Name: "policy", Usage: "signature policy, containers-policy.json (default ROOT/policy.json, then /etc/containers/policy.json)"},
 			&cli.StringFlag{Name: "admission", Usage: "admission rules, YAML (default ROOT/admission.yaml)"},
 			&cli.StringFlag{Name: "registries-d", Usage: "containers-registries.d directory (default ROOT/registries.d, then /etc/containers/registries.d)"},
-			&cli.StringFlag{Name: "registries-conf", Usage: "containers-registries.conf v2 file (default ROOT/registries.conf, then /etc/containers/registries.conf)"},
+			&cli.StringFlag{Name: "registries-conf", Usage: "containers-registries.conf v2 file (default ROOT/registries.conf, then /etc/containers/registries.conf), with the drop-ins of its registries.conf.d"},
 			&cli.StringFlag{Name: "certs-dir", Value: "/etc/containers/certs.d", Usage: "per-registry TLS: DIR/HOST[:PORT]/ca.crt, *.cert and *.key"},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
 			&cli.StringFlag{Name: "pod-network", Usage: "the CNI network pods join (default: the first conflist in --cni-conf-dir, else Berth's own berth-pods bridge)"},
@@ -109,12 +109,9 @@ func serve(ctx context.Context, cmd *cli.Command) error {
 	if err != nil {
 		return err
 	}
-	confPaths := []string{filepath.Join(root, "registries.conf"), "/etc/containers/registries.conf"}
-	if p := cmd.String("registries-conf"); p != "" {
-		confPaths = []string{p}
-	}
 	regCfg.CertsDir = cmd.String("certs-dir")
-	if err := regCfg.LoadRegistriesConf(confPaths...); err != nil {
+	confPaths, dropIns := registry.RegistriesConfPaths(root, cmd.String("registries-conf"))
+	if err := regCfg.LoadRegistriesConfDirs(confPaths, dropIns); err != nil {
 		return err
 	}
 	// The socket first: a second berthd is refused before it opens (and

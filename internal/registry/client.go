@@ -80,6 +80,10 @@ func New(opts Options) *Client {
 	return &Client{opts: opts, auth: ac}
 }
 
+// ResolveName resolves what a user wrote with the client's configuration
+// (see Config.ResolveName).
+func (c *Client) ResolveName(s string) (Resolution, error) { return c.opts.Config.ResolveName(s) }
+
 // Repo is one repository on one endpoint (the registry itself or a mirror).
 type Repo struct {
 	c      *Client

@@ -105,10 +105,19 @@ pull-from-mirror = "digest-only"
 func FuzzRegistriesConf(f *testing.F) {
 	f.Add([]byte("[[registry]]\nlocation = \"a.io\"\n[[registry.mirror]]\nlocation = \"b.io/x\"\n"))
 	f.Add([]byte("unqualified-search-registries = [\"docker.io\"]\n[[registry]]\nprefix = \"*.a.io\"\nblocked = true\n"))
+	f.Add([]byte("unqualified-search-registries = [\"a.io\", \"b.io:5000\"]\nshort-name-mode = \"enforcing\"\n[aliases]\n\"x/y\" = \"c.io/x/y\"\n\"z\" = \"\"\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var c Config
-		if c.ParseRegistriesConf(b, "fuzz") != nil {
+		if err := c.ParseRegistriesConf(b, "fuzz"); err != nil {
+			if len(c.Prefixes) != 0 || c.Aliases != nil || c.UnqualifiedSearch != nil {
+				t.Fatalf("error %v changed the config", err)
+			}
 			return
+		}
+		for _, n := range []string{"busybox:1", "x/y", "z@sha256:" + strings.Repeat("0", 64)} {
+			if res, err := c.ResolveName(n); err == nil && len(res.Candidates) == 0 {
+				t.Fatalf("%s: no candidates and no error", n)
+			}
 		}
 		for _, p := range c.Prefixes {
 			if p.Prefix == "" {
