@@ -34,14 +34,6 @@ func keylessSignature(t *testing.T, vs *ca.VirtualSigstore, email, issuer, ident
 	if err != nil {
 		t.Fatal(err)
 	}
-	vc, err := ent.VerificationContent()
-	if err != nil {
-		t.Fatal(err)
-	}
-	certPEM, err := cryptoutils.MarshalCertificateToPEM(vc.Certificate())
-	if err != nil {
-		t.Fatal(err)
-	}
 	entries, err := ent.TlogEntries()
 	if err != nil || len(entries) != 1 {
 		t.Fatalf("tlog entries: %v", err)
@@ -50,21 +42,9 @@ func keylessSignature(t *testing.T, vs *ca.VirtualSigstore, email, issuer, ident
 	// signs the same payload again (its signatures are not deterministic,
 	// its payload is: RFC 8785 JSON of body, time, index and log ID).
 	tle := entries[0].TransparencyLogEntry()
-	payloadOfLog := tlog.RekorPayload{Body: base64.StdEncoding.EncodeToString(tle.GetCanonicalizedBody()),
-		IntegratedTime: tle.GetIntegratedTime(), LogIndex: tle.GetLogIndex(), LogID: hex.EncodeToString(tle.GetLogId().GetKeyId())}
-	set, err := vs.RekorSignPayload(payloadOfLog)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bundle, _ := json.Marshal(map[string]any{"SignedEntryTimestamp": set, "Payload": payloadOfLog})
-	fca := vs.FulcioCertificateAuthorities()[0].(*root.FulcioCertificateAuthority)
-	chain, _ := cryptoutils.MarshalCertificatesToPEM(append(fca.Intermediates, fca.Root))
-	return Signature{Payload: payload, Annotations: map[string]string{
-		AnnotationSignature:   base64.StdEncoding.EncodeToString(sc.MessageSignatureContent().Signature()),
-		AnnotationCertificate: string(certPEM),
-		AnnotationChain:       string(chain),
-		AnnotationBundle:      string(bundle),
-	}}
+	ann := keylessAnnotations(t, vs, ent, tle.GetCanonicalizedBody(), tle.GetIntegratedTime())
+	ann[AnnotationSignature] = base64.StdEncoding.EncodeToString(sc.MessageSignatureContent().Signature())
+	return Signature{Payload: payload, Annotations: ann}
 }
 
 func keylessRequirement(t *testing.T, vs *ca.VirtualSigstore, email, issuer string) policy.Requirement {
