@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/urfave/cli/v3"
@@ -121,12 +122,12 @@ func printDecision(d trust.Decision) {
 	for _, s := range d.Steps {
 		v := "deny"
 		switch {
+		case s.Kind == "registries.d":
+			v = "info"
 		case s.Skipped:
 			v = "skip"
 		case s.Allowed:
 			v = "allow"
-		case s.Kind == "registries.d":
-			v = "info"
 		case s.Kind == "attestation" || s.Kind == "attestations":
 			v = "ignored"
 		}
@@ -147,6 +148,20 @@ func trustPolicy(cmd *cli.Command) string {
 		return "error: " + err.Error()
 	}
 	return newChecker(cmd, e, nil).Describe()
+}
+
+// registriesInfo says which registries.d and search registries are in
+// force, for `berth info`.
+func registriesInfo(cmd *cli.Command) (registriesD, search string) {
+	e, err := newEnv(cmd)
+	if err != nil {
+		return "error: " + err.Error(), ""
+	}
+	search = "none (short names are Docker Hub's)"
+	if regs, source := e.registry.SearchRegistries(); source != "" {
+		search = "[" + strings.Join(regs, ", ") + "] from " + source
+	}
+	return newChecker(cmd, e, nil).DescribeRegistriesD(), search
 }
 
 // registriesFlags are the global flags of containers-registries.conf and certs.d.

@@ -408,6 +408,23 @@ func (c *Checker) record(d Decision) {
 	}
 }
 
+// DescribeRegistriesD says which registries.d is read, for `berth system
+// info`.
+func (c *Checker) DescribeRegistriesD() string {
+	rd, err := registriesd.Load(c.opts.RegistriesDirs...)
+	switch {
+	case err != nil:
+		return "error: " + err.Error()
+	case rd.Dir == "":
+		return "none (looked for " + strings.Join(c.opts.RegistriesDirs, ", ") + ")"
+	}
+	n := len(rd.Docker)
+	if rd.Default != nil {
+		n++
+	}
+	return fmt.Sprintf("%s (%d scopes)", rd.Dir, n)
+}
+
 // Describe says which policy is in force, for `berth system info`.
 func (c *Checker) Describe() string {
 	pol, err := c.Policy()
