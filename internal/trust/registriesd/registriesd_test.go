@@ -41,6 +41,9 @@ docker:
 	write(t, user, "20-default.yaml", "default-docker:\n  lookaside: file:///var/lib/sigstore\n")
 	write(t, user, "notes.txt", "not: [yaml")
 	write(t, user, "empty.yaml", "")
+	// containers-common's default.yaml: a null default-docker, all comments.
+	write(t, user, "default.yaml", "# lookaside: for reading/writing simple signing signatures\ndocker:\n#default-docker:\n#  lookaside: https://example.com\n")
+	write(t, user, "null.yaml", "~\n")
 	write(t, system, "x.yaml", "docker:\n  ghcr.io: {use-sigstore-attachments: true}\n")
 
 	c, err := Load(filepath.Join(user, "missing"), user, system)
@@ -168,4 +171,20 @@ func FuzzParse(f *testing.F) {
 			_ = m.Describe()
 		}
 	})
+}
+
+// TestNullSections: containers-common's default.yaml leaves default-docker
+// empty (its keys commented out): a section with no settings.
+func TestNullSections(t *testing.T) {
+	var c Config
+	if err := c.Parse([]byte("# comments\ndefault-docker:\n#  lookaside: https://x\ndocker:\n  x.io:\n"), "default.yaml"); err != nil {
+		t.Fatal(err)
+	}
+	m, ok := c.For(mustRef(t, "x.io/a:1"))
+	if _, set := m.UseSigstoreAttachments(); !ok || set || m.Scope != "x.io" || c.Default == nil {
+		t.Errorf("%+v %t", m, ok)
+	}
+	if d := m.Describe(); !strings.Contains(d, "no settings (scope x.io, default.yaml:5)") {
+		t.Errorf("Describe: %s", d)
+	}
 }
