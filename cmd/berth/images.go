@@ -57,7 +57,7 @@ func pullCommand() *cli.Command {
 				}
 				svc.MaxDownloads = cmd.Int("max-downloads")
 				var img metadata.Image
-				_, err = res.PullFirst(ctx, func(ctx context.Context, ref reference.Reference) error {
+				_, err = res.PullFirst(ctx, e.registry, func(ctx context.Context, ref reference.Reference) error {
 					p := newProgress(os.Stdout, cmd.Bool("quiet"))
 					var err error
 					img, err = svc.Pull(ctx, ref, image.PullOptions{Platform: platform, Progress: p.event})
@@ -114,7 +114,7 @@ func resolveShortImage(ctx context.Context, svc *image.Service, req *createReque
 	if err != nil {
 		return err
 	}
-	got, err := res.PullFirst(ctx, func(ctx context.Context, ref reference.Reference) error {
+	got, err := res.PullFirst(ctx, svc.Registry, func(ctx context.Context, ref reference.Reference) error {
 		p := newProgress(os.Stderr, req.quiet)
 		_, err := svc.Pull(ctx, ref, image.PullOptions{Platform: platform, Progress: p.event})
 		p.wait()

@@ -274,3 +274,18 @@ func TestCertsDirReread(t *testing.T) {
 		t.Fatalf("after the CA is removed: %v", err)
 	}
 }
+
+// BenchmarkCertsDirStamp is what every request to a host with a certs.d
+// directory pays to notice a change.
+func BenchmarkCertsDirStamp(b *testing.B) {
+	certs := b.TempDir()
+	dir := filepath.Join(certs, "registry.example:5000")
+	os.Mkdir(dir, 0o755)
+	for _, n := range []string{"ca.crt", "client.cert", "client.key"} {
+		os.WriteFile(filepath.Join(dir, n), []byte("x"), 0o644)
+	}
+	c := Config{CertsDir: certs}
+	for b.Loop() {
+		c.dirStamp("registry.example:5000")
+	}
+}

@@ -118,30 +118,34 @@ func (c Config) ResolveName(s string) (Resolution, error) {
 	return res, nil
 }
 
-// PullFirst calls pull with each candidate in order until one succeeds
-// and returns that candidate. A candidate whose registry does not have
-// the image (errdefs.ErrNotFound) moves on to the next; any other error
-// (unreachable, refused, a trust refusal) stops there: a registry later
-// in the list must not serve a name because an earlier one, perhaps the
-// intended one, was down. The error names every registry tried.
-func (r Resolution) PullFirst(ctx context.Context, pull func(context.Context, reference.Reference) error) (reference.Reference, error) {
+// PullFirst pulls the first candidate whose registry has it and returns
+// that candidate: each is looked up with c (a manifest request) in order;
+// one that is not there (errdefs.ErrNotFound) moves on to the next, any
+// other failure (unreachable, refused) stops there, and so does anything
+// that goes wrong in pull once a registry has the name (a missing blob, a
+// trust refusal): a registry later in the list must not serve a name
+// because an earlier one, perhaps the intended one, failed. The error
+// names every registry tried.
+func (r Resolution) PullFirst(ctx context.Context, c *Client, pull func(context.Context, reference.Reference) error) (reference.Reference, error) {
 	if len(r.Candidates) == 1 {
 		return r.Candidates[0], pull(ctx, r.Candidates[0])
 	}
 	var errs []error
-	for _, c := range r.Candidates {
-		err := pull(ctx, c)
+	var tried []string
+	for _, cand := range r.Candidates {
+		tried = append(tried, cand.Domain)
+		_, _, err := c.Resolve(ctx, cand)
 		if err == nil {
-			return c, nil
+			if err := pull(ctx, cand); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", cand, err))
+				break
+			}
+			return cand, nil
 		}
-		errs = append(errs, fmt.Errorf("%s: %w", c, err))
+		errs = append(errs, fmt.Errorf("%s: %w", cand, err))
 		if !errors.Is(err, errdefs.ErrNotFound) || ctx.Err() != nil {
 			break
 		}
-	}
-	tried := make([]string, len(errs))
-	for i := range errs {
-		tried[i] = r.Candidates[i].Domain
 	}
 	return reference.Reference{}, fmt.Errorf("pull %s (%s; tried %s): %w", r.Name, r.Rationale, strings.Join(tried, ", "), errors.Join(errs...))
 }

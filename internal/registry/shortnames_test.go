@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -148,7 +149,7 @@ func TestShortNames(t *testing.T) {
 		}
 		cl := New(Options{Config: c})
 		var got string
-		ref, err := res.PullFirst(ctx, func(ctx context.Context, r reference.Reference) error {
+		ref, err := res.PullFirst(ctx, cl, func(ctx context.Context, r reference.Reference) error {
 			_, desc, err := cl.Resolve(ctx, r)
 			got = desc.Digest.String()
 			return err
@@ -213,6 +214,19 @@ func TestShortNames(t *testing.T) {
 	}
 	if _, err := empty.ResolveName("busybox"); err == nil || !strings.Contains(err.Error(), "empty.conf sets no unqualified-search-registries") {
 		t.Errorf("empty search: %v", err)
+	}
+	// A registry that has the name but fails the pull (a missing blob, a
+	// trust refusal) stops the search, even with a "not found".
+	res, _ := c.ResolveName("busybox:1")
+	_, err = res.PullFirst(ctx, New(Options{Config: c}), func(ctx context.Context, r reference.Reference) error {
+		if r.Domain == r1 {
+			return fmt.Errorf("blob: %w", errdefs.ErrNotFound)
+		}
+		t.Errorf("%s pulled after %s failed", r, r1)
+		return nil
+	})
+	if err == nil || !strings.Contains(err.Error(), "tried "+r1+")") {
+		t.Errorf("failed pull: %v", err)
 	}
 	// A registry that fails otherwise than "not found" stops the search.
 	down := conf("")
