@@ -48,9 +48,12 @@ type certsTransport struct {
 }
 
 type certsEntry struct {
-	rt    http.RoundTripper
+	rt    http.RoundTripper // own, or base when the host has no directory
 	err   error
 	stamp string
+	// own is the transport made for the host's directory (its idle
+	// connections are closed when it is replaced).
+	own *http.Transport
 }
 
 func newCertsTransport(dir string, base http.RoundTripper) *certsTransport {
@@ -66,14 +69,18 @@ func (t *certsTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	t.mu.Lock()
 	e, ok := t.hosts[host]
 	if !ok || e.stamp != stamp {
-		old := e.rt
-		e.rt, e.err = t.load(host)
+		old := e.own
+		e.own, e.err = t.load(host)
+		e.rt = t.base
+		if e.own != nil {
+			e.rt = e.own
+		}
 		e.stamp = stamp
 		t.hosts[host] = e
 		// Connections made under the old CAs or client certificate must
 		// not be reused: a removed CA stops being trusted at once.
-		if tr, isOwn := old.(*http.Transport); ok && isOwn && old != t.base {
-			tr.CloseIdleConnections()
+		if old != nil {
+			old.CloseIdleConnections()
 		}
 	}
 	t.mu.Unlock()
@@ -108,11 +115,12 @@ func (c Config) dirStamp(host string) string {
 	return b.String()
 }
 
-// load builds host's transport from its directory (base if it has none).
-func (t *certsTransport) load(host string) (http.RoundTripper, error) {
+// load builds host's transport from its directory (nil, for base, if it
+// has none).
+func (t *certsTransport) load(host string) (*http.Transport, error) {
 	dir := t.cfg.hostDir(host)
 	if dir == "" || !t.cfg.hasCertsDir(host) {
-		return t.base, nil
+		return nil, nil
 	}
 	tc, err := TLSConfigFromDir(dir)
 	if err != nil {

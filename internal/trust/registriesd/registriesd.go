@@ -358,15 +358,17 @@ func validScope(s string) error {
 	if strings.ContainsAny(s, " \t*") || strings.HasSuffix(s, "/") || strings.Contains(s, "://") {
 		return errors.New("not host[:port][/path][:tag|@digest]")
 	}
+	// A scope naming a repository parses as a fully qualified reference;
+	// a bare host[:port] does with any repository below it.
+	full := s
 	if !strings.Contains(s, "/") {
-		return nil // a bare host[:port]
+		full = s + "/x"
 	}
-	// A scope naming a repository parses as a fully qualified reference.
-	r, err := reference.Parse(s)
+	r, err := reference.Parse(full)
 	if err != nil {
 		return err
 	}
-	host, _, _ := strings.Cut(s, "/")
+	host, _, _ := strings.Cut(full, "/")
 	if r.Domain != host {
 		return errors.New("not fully qualified (it must start with the registry host)")
 	}

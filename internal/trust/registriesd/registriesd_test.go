@@ -109,6 +109,8 @@ func TestParseErrors(t *testing.T) {
 		"bad scope":        {"docker:\n  \"x.io/App\": {}\n", "f.yaml:2: docker scope \"x.io/App\""},
 		"short scope":      {"docker:\n  library/busybox: {}\n", "not fully qualified"},
 		"wildcard":         {"docker:\n  \"*.a/b\": {}\n", "*.domain"},
+		"bare name":        {"docker:\n  busybox: {}\n", "docker scope \"busybox\": not fully qualified"},
+		"bare junk":        {"docker:\n  \"a@b\": {}\n", "docker scope \"a@b\""},
 		"two documents":    {"docker: {}\n---\ndocker: {}\n", "f.yaml:2: more than one YAML document"},
 		"alias":            {"default-docker: &a {lookaside: https://a}\ndocker:\n  x.io: *a\n", "aliases are not accepted"},
 		"syntax":           {"docker:\n  x.io: {\n", "f.yaml: YAML:"},
