@@ -219,7 +219,7 @@ func (c *Checker) VerifyPull(ctx context.Context, ref reference.Reference, desc 
 	if err != nil {
 		return err
 	}
-	res := evaluatePolicy(ctx, c.opts.Registry, pol, rd, ref, desc, false)
+	res := evaluatePolicy(ctx, c.opts.Registry, pol, rd, ref, desc, false, false)
 	c.applyPolicy(&d, res)
 	c.record(d)
 	return d.Err()
@@ -303,7 +303,7 @@ func (c *Checker) check(ctx context.Context, req Request, stage string, useCache
 	if err != nil {
 		return Decision{}, err
 	}
-	res := evaluatePolicy(ctx, c.opts.Registry, pol, rd, pinned, ocispec.Descriptor{Digest: req.Digest}, rules != nil)
+	res := evaluatePolicy(ctx, c.opts.Registry, pol, rd, pinned, ocispec.Descriptor{Digest: req.Digest}, rules != nil, stage == "verify")
 	c.applyPolicy(&d, res)
 	if d.Allowed && rules != nil {
 		if err := c.evaluateRules(ctx, &d, rules, req, res); err != nil {

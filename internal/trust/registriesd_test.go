@@ -28,6 +28,7 @@ func TestRegistriesD(t *testing.T) {
 	e.push(img, signed+":1")
 	e.push(img, open+":1")
 	e.pushAttachment(signed, sigTag(img.desc.Digest), signature(key, signed, img.desc.Digest))
+	e.pushAttachment(open, sigTag(img.desc.Digest), signature(key, open, img.desc.Digest))
 	e.writePolicy(signedPolicy(signed, key.path, "matchRepository"))
 	conf := "docker:\n  " + signed + ":\n    use-sigstore-attachments: false\n  " + open + ":\n    use-sigstore-attachments: true\n"
 	if err := os.WriteFile(filepath.Join(dir, "berth.yaml"), []byte(conf), 0o600); err != nil {
@@ -35,7 +36,7 @@ func TestRegistriesD(t *testing.T) {
 	}
 	for _, c := range []struct{ ref, want string }{
 		{signed + ":1", "use-sigstore-attachments: false (scope " + signed + ", " + filepath.Join(dir, "berth.yaml") + ":2); attachments are read anyway"},
-		{open + ":1", "use-sigstore-attachments: true (scope " + open + ", " + filepath.Join(dir, "berth.yaml") + ":4); not read: the policy needs no signature here"},
+		{open + ":1", "use-sigstore-attachments: true (scope " + open + ", " + filepath.Join(dir, "berth.yaml") + ":4); 1 signature attachments found, none verified: the policy needs no signature here"},
 	} {
 		det, err := e.pull(c.ref)
 		if err != nil {
@@ -52,6 +53,11 @@ func TestRegistriesD(t *testing.T) {
 		if !found {
 			t.Errorf("%s: steps %+v lack %q", c.ref, d.Steps, c.want)
 		}
+	}
+	// A start does not pay for looking them up: the policy needs none.
+	before := e.hits
+	if d, err := e.checker.Check(context.Background(), Request{Reference: open + ":1", Digest: img.desc.Digest}); err != nil || !d.Allowed || e.hits != before {
+		t.Errorf("check of the open scope: %+v %v, %d requests", d, err, e.hits-before)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "bad.yaml"), []byte("docker:\n  x.io:\n    use-sigstore-attachment: true\n"), 0o600); err != nil {
 		t.Fatal(err)

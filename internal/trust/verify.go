@@ -58,10 +58,10 @@ type policyResult struct {
 // signatures where they are never read would refuse every image. Where
 // the policy needs no signature there is nothing to verify them with, so
 // registries.d changes no verdict; its section is shown as a step.
-func evaluatePolicy(ctx context.Context, rc *registry.Client, pol *policy.Policy, rd *registriesd.Config, ref reference.Reference, manifest ocispec.Descriptor, wantAttestations bool) policyResult {
+func evaluatePolicy(ctx context.Context, rc *registry.Client, pol *policy.Policy, rd *registriesd.Config, ref reference.Reference, manifest ocispec.Descriptor, wantAttestations, explain bool) policyResult {
 	scope := pol.For(ref)
 	res := policyResult{Allowed: true, Scope: scope.Name}
-	if step, ok := registriesDStep(rd, scope, ref); ok {
+	if step, ok := registriesDStep(ctx, rc, rd, scope, ref, manifest.Digest, explain); ok {
 		res.Steps = append(res.Steps, step)
 	}
 	var sigs []attachment
@@ -118,7 +118,10 @@ func evaluatePolicy(ctx context.Context, rc *registry.Client, pol *policy.Policy
 }
 
 // registriesDStep describes the registries.d section in force for ref.
-func registriesDStep(rd *registriesd.Config, scope policy.Scope, ref reference.Reference) (Step, bool) {
+// Explaining, where it asks for sigstore attachments that the policy does
+// not need, they are looked up and counted (never verified: there is
+// nothing to verify them with); a check does not pay that request.
+func registriesDStep(ctx context.Context, rc *registry.Client, rd *registriesd.Config, scope policy.Scope, ref reference.Reference, d digest.Digest, explain bool) (Step, bool) {
 	m, ok := rd.For(ref)
 	if !ok {
 		return Step{}, false
@@ -134,6 +137,13 @@ func registriesDStep(rd *registriesd.Config, scope policy.Scope, ref reference.R
 		msg += "; attachments are read anyway: the policy's sigstoreSigned needs them"
 	case signed:
 		msg += "; attachments are read: the policy's sigstoreSigned needs them"
+	case use && explain:
+		sigs, err := fetchTagged(ctx, rc, ref, d, "sig", sigstore.MaxPayload)
+		if err != nil {
+			msg += "; attachments unreadable: " + err.Error()
+		} else {
+			msg += fmt.Sprintf("; %d signature attachments found, none verified: the policy needs no signature here", len(sigs))
+		}
 	case use:
 		msg += "; not read: the policy needs no signature here"
 	}
