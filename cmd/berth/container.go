@@ -223,8 +223,8 @@ func runCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			return runFailure(withEngine(ctx, cmd, func(eng *engine.Engine, _ *image.Service) error {
-				c, err := create(ctx, eng, req)
+			return runFailure(withEngine(ctx, cmd, func(eng *engine.Engine, svc *image.Service) error {
+				c, err := create(ctx, eng, svc, req)
 				if err != nil {
 					return err
 				}
@@ -270,8 +270,8 @@ func createCommand() *cli.Command {
 			if err != nil {
 				return runFailure(err)
 			}
-			return runFailure(withEngine(ctx, cmd, func(eng *engine.Engine, _ *image.Service) error {
-				c, err := create(ctx, eng, req)
+			return runFailure(withEngine(ctx, cmd, func(eng *engine.Engine, svc *image.Service) error {
+				c, err := create(ctx, eng, svc, req)
 				if err != nil {
 					return err
 				}
@@ -284,7 +284,10 @@ func createCommand() *cli.Command {
 
 // create asks the engine for the container, showing an implicit pull's
 // progress on stderr as `berth pull` shows it.
-func create(ctx context.Context, eng *engine.Engine, req *createRequest) (engine.Container, error) {
+func create(ctx context.Context, eng *engine.Engine, svc *image.Service, req *createRequest) (engine.Container, error) {
+	if err := resolveShortImage(ctx, svc, req); err != nil {
+		return engine.Container{}, err
+	}
 	p := newProgress(os.Stderr, req.quiet)
 	var mu sync.Mutex
 	announced := false

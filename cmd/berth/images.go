@@ -15,7 +15,9 @@ import (
 	"oras.land/oras-go/v2/registry/remote/credentials"
 
 	"github.com/berth-project/berth/internal/image"
+	"github.com/berth-project/berth/internal/metadata"
 	"github.com/berth-project/berth/internal/reference"
+	"github.com/berth-project/berth/internal/registry"
 )
 
 func needArgs(cmd *cli.Command, n int, usage string) error {
@@ -39,19 +41,29 @@ func pullCommand() *cli.Command {
 			if err := needArgs(cmd, 1, "REFERENCE"); err != nil {
 				return err
 			}
-			ref, err := reference.Parse(cmd.Args().First())
-			if err != nil {
+			if _, err := reference.Parse(cmd.Args().First()); err != nil {
 				return err
 			}
 			platform, err := image.ParsePlatform(cmd.String("platform"))
 			if err != nil {
 				return err
 			}
-			return withStore(ctx, cmd, func(_ *env, svc *image.Service) error {
+			return withStore(ctx, cmd, func(e *env, svc *image.Service) error {
+				// A short name goes through registries.conf's aliases and
+				// unqualified-search-registries, when it has them.
+				res, err := e.registry.ResolveName(cmd.Args().First())
+				if err != nil {
+					return err
+				}
 				svc.MaxDownloads = cmd.Int("max-downloads")
-				p := newProgress(os.Stdout, cmd.Bool("quiet"))
-				img, err := svc.Pull(ctx, ref, image.PullOptions{Platform: platform, Progress: p.event})
-				p.wait()
+				var img metadata.Image
+				_, err = res.PullFirst(ctx, e.registry, func(ctx context.Context, ref reference.Reference) error {
+					p := newProgress(os.Stdout, cmd.Bool("quiet"))
+					var err error
+					img, err = svc.Pull(ctx, ref, image.PullOptions{Platform: platform, Progress: p.event})
+					p.wait()
+					return err
+				})
 				if err != nil {
 					return err
 				}
@@ -64,6 +76,55 @@ func pullCommand() *cli.Command {
 			})
 		},
 	}
+}
+
+// resolveShortImage applies registries.conf's short-name resolution (see
+// registry.Config.ResolveName) to a container's image where it names
+// other candidates than Docker's normalisation: an image already stored
+// (by that name or ID, or under a candidate, in order) is used; else,
+// unless --pull never, the first search registry that has it is pulled.
+// The engine then finds the image by its full name.
+func resolveShortImage(ctx context.Context, svc *image.Service, req *createRequest) error {
+	name := req.opts.Config.Image
+	if !registry.IsShortName(name) {
+		return nil
+	}
+	if req.opts.Pull != "always" {
+		if _, err := svc.Resolve(ctx, name); err == nil {
+			return nil
+		}
+	}
+	res, err := svc.Registry.ResolveName(name)
+	if err != nil || res.Rationale == "" {
+		return err
+	}
+	if req.opts.Pull != "always" {
+		for _, c := range res.Candidates {
+			if _, err := svc.Resolve(ctx, c.String()); err == nil {
+				req.opts.Config.Image = c.String()
+				return nil
+			}
+		}
+	}
+	if req.opts.Pull == "never" {
+		req.opts.Config.Image = res.Candidates[0].String() // the engine says it is not stored
+		return nil
+	}
+	platform, err := image.ParsePlatform(req.opts.Platform)
+	if err != nil {
+		return err
+	}
+	got, err := res.PullFirst(ctx, svc.Registry, func(ctx context.Context, ref reference.Reference) error {
+		p := newProgress(os.Stderr, req.quiet)
+		_, err := svc.Pull(ctx, ref, image.PullOptions{Platform: platform, Progress: p.event})
+		p.wait()
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	req.opts.Config.Image, req.opts.Pull = got.String(), "missing"
+	return nil
 }
 
 func imagesCommand() *cli.Command {

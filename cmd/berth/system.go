@@ -108,6 +108,8 @@ func infoCommand() *cli.Command {
 				}
 				writeInfo(os.Stdout, info)
 				fmt.Printf("Trust Policy: %s\n", trustPolicy(cmd))
+				rd, search := registriesInfo(cmd)
+				fmt.Printf("Registries.d: %s\nSearch Registries: %s\n", rd, search)
 				return nil
 			})
 		},

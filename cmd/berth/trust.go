@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/urfave/cli/v3"
@@ -21,6 +22,7 @@ func trustFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "policy", Usage: "signature policy, containers-policy.json (default ROOT/policy.json, then /etc/containers/policy.json; with neither every image is accepted)"},
 		&cli.StringFlag{Name: "admission", Usage: "admission rules, YAML (default ROOT/admission.yaml)"},
+		&cli.StringFlag{Name: "registries-d", Usage: "containers-registries.d directory, shown in decisions (default ROOT/registries.d, then /etc/containers/registries.d)"},
 	}
 }
 
@@ -38,11 +40,12 @@ func newChecker(cmd *cli.Command, e *env, images trust.Images) *trust.Checker {
 	}
 	ns := root.String("namespace")
 	return trust.New(trust.Options{
-		Root:          e.root,
-		PolicyPaths:   policies,
-		AdmissionPath: admission,
-		Registry:      e.registry,
-		Images:        images,
+		Root:           e.root,
+		PolicyPaths:    policies,
+		AdmissionPath:  admission,
+		RegistriesDirs: trust.RegistriesDirs(e.root, root.String("registries-d")),
+		Registry:       e.registry,
+		Images:         images,
 		OnDecision: func(d trust.Decision) {
 			if d.Stage == "verify" {
 				return
@@ -119,6 +122,8 @@ func printDecision(d trust.Decision) {
 	for _, s := range d.Steps {
 		v := "deny"
 		switch {
+		case s.Kind == "registries.d":
+			v = "info"
 		case s.Skipped:
 			v = "skip"
 		case s.Allowed:
@@ -145,20 +150,31 @@ func trustPolicy(cmd *cli.Command) string {
 	return newChecker(cmd, e, nil).Describe()
 }
 
+// registriesInfo says which registries.d and search registries are in
+// force, for `berth info`.
+func registriesInfo(cmd *cli.Command) (registriesD, search string) {
+	e, err := newEnv(cmd)
+	if err != nil {
+		return "error: " + err.Error(), ""
+	}
+	search = "none (short names are Docker Hub's)"
+	if regs, source := e.registry.SearchRegistries(); source != "" {
+		search = "[" + strings.Join(regs, ", ") + "] from " + source
+	}
+	return newChecker(cmd, e, nil).DescribeRegistriesD(), search
+}
+
 // registriesFlags are the global flags of containers-registries.conf and certs.d.
 func registriesFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "registries-conf", Usage: "containers-registries.conf v2 file (default ROOT/registries.conf, then /etc/containers/registries.conf)"},
+		&cli.StringFlag{Name: "registries-conf", Usage: "containers-registries.conf v2 file (default ROOT/registries.conf, then /etc/containers/registries.conf), with the drop-ins of its registries.conf.d"},
 		&cli.StringFlag{Name: "certs-dir", Value: "/etc/containers/certs.d", Usage: "per-registry TLS: DIR/HOST[:PORT]/ca.crt, *.cert and *.key"},
 	}
 }
 
 // loadRegistriesConf adds registries.conf and certs.d to cfg.
 func loadRegistriesConf(cmd *cli.Command, root string, cfg *registry.Config) error {
-	paths := []string{filepath.Join(root, "registries.conf"), "/etc/containers/registries.conf"}
-	if p := cmd.Root().String("registries-conf"); p != "" {
-		paths = []string{p}
-	}
 	cfg.CertsDir = cmd.Root().String("certs-dir")
-	return cfg.LoadRegistriesConf(paths...)
+	paths, dropIns := registry.RegistriesConfPaths(root, cmd.Root().String("registries-conf"))
+	return cfg.LoadRegistriesConfDirs(paths, dropIns)
 }

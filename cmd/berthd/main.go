@@ -64,7 +64,8 @@ func app() *cli.Command {
 			&cli.StringFlag{Name: "streaming-address", Value: cri.DefaultStreamingAddress, Usage: "host:port of the streaming server for exec, attach and port-forward (port 0: chosen at start); keep it on loopback, where kubelet reaches it"},
 			&cli.StringFlag{Name: "policy", Usage: "signature policy, containers-policy.json (default ROOT/policy.json, then /etc/containers/policy.json)"},
 			&cli.StringFlag{Name: "admission", Usage: "admission rules, YAML (default ROOT/admission.yaml)"},
-			&cli.StringFlag{Name: "registries-conf", Usage: "containers-registries.conf v2 file (default ROOT/registries.conf, then /etc/containers/registries.conf)"},
+			&cli.StringFlag{Name: "registries-d", Usage: "containers-registries.d directory (default ROOT/registries.d, then /etc/containers/registries.d)"},
+			&cli.StringFlag{Name: "registries-conf", Usage: "containers-registries.conf v2 file (default ROOT/registries.conf, then /etc/containers/registries.conf), with the drop-ins of its registries.conf.d"},
 			&cli.StringFlag{Name: "certs-dir", Value: "/etc/containers/certs.d", Usage: "per-registry TLS: DIR/HOST[:PORT]/ca.crt, *.cert and *.key"},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
 			&cli.StringFlag{Name: "pod-network", Usage: "the CNI network pods join (default: the first conflist in --cni-conf-dir, else Berth's own berth-pods bridge)"},
@@ -108,12 +109,9 @@ func serve(ctx context.Context, cmd *cli.Command) error {
 	if err != nil {
 		return err
 	}
-	confPaths := []string{filepath.Join(root, "registries.conf"), "/etc/containers/registries.conf"}
-	if p := cmd.String("registries-conf"); p != "" {
-		confPaths = []string{p}
-	}
 	regCfg.CertsDir = cmd.String("certs-dir")
-	if err := regCfg.LoadRegistriesConf(confPaths...); err != nil {
+	confPaths, dropIns := registry.RegistriesConfPaths(root, cmd.String("registries-conf"))
+	if err := regCfg.LoadRegistriesConfDirs(confPaths, dropIns); err != nil {
 		return err
 	}
 	// The socket first: a second berthd is refused before it opens (and
@@ -143,6 +141,7 @@ func serve(ctx context.Context, cmd *cli.Command) error {
 		admission = filepath.Join(root, "admission.yaml")
 	}
 	checker := trust.New(trust.Options{Root: root, PolicyPaths: policies, AdmissionPath: admission, Registry: images.Registry, Images: images,
+		RegistriesDirs: trust.RegistriesDirs(root, cmd.String("registries-d")),
 		OnDecision: func(d trust.Decision) {
 			if !d.Allowed {
 				log.Warn("image refused", "image", d.Reference, "digest", d.Digest, "stage", d.Stage, "reason", d.Reason)

@@ -35,7 +35,10 @@ func (c Config) hasCertsDir(host string) bool {
 // certsTransport sends a request to a host with a certs.d directory
 // through a transport trusting that directory's CAs and presenting its
 // client certificates; other hosts go through base. The directory is read
-// at a host's first request.
+// at a host's first request and again whenever its stamp (the names,
+// sizes and modification times of the directory and its files) changes,
+// so a long-running berthd sees a CA dropped in, rotated or removed at
+// the next request; a stamp costs a ReadDir, far less than the request.
 type certsTransport struct {
 	cfg  Config
 	base http.RoundTripper
@@ -45,8 +48,12 @@ type certsTransport struct {
 }
 
 type certsEntry struct {
-	rt  http.RoundTripper
-	err error
+	rt    http.RoundTripper // own, or base when the host has no directory
+	err   error
+	stamp string
+	// own is the transport made for the host's directory (its idle
+	// connections are closed when it is replaced).
+	own *http.Transport
 }
 
 func newCertsTransport(dir string, base http.RoundTripper) *certsTransport {
@@ -58,11 +65,23 @@ func (t *certsTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return t.base.RoundTrip(req)
 	}
 	host := req.URL.Host
+	stamp := t.cfg.dirStamp(host)
 	t.mu.Lock()
 	e, ok := t.hosts[host]
-	if !ok {
-		e.rt, e.err = t.load(host)
+	if !ok || e.stamp != stamp {
+		old := e.own
+		e.own, e.err = t.load(host)
+		e.rt = t.base
+		if e.own != nil {
+			e.rt = e.own
+		}
+		e.stamp = stamp
 		t.hosts[host] = e
+		// Connections made under the old CAs or client certificate must
+		// not be reused: a removed CA stops being trusted at once.
+		if old != nil {
+			old.CloseIdleConnections()
+		}
 	}
 	t.mu.Unlock()
 	if e.err != nil {
@@ -71,11 +90,37 @@ func (t *certsTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return e.rt.RoundTrip(req)
 }
 
-// load builds host's transport from its directory (base if it has none).
-func (t *certsTransport) load(host string) (http.RoundTripper, error) {
+// dirStamp identifies the state of host's certs.d directory: "" when it
+// has none.
+func (c Config) dirStamp(host string) string {
+	d := c.hostDir(host)
+	if d == "" {
+		return ""
+	}
+	fi, err := os.Stat(d)
+	if err != nil {
+		return ""
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d", fi.ModTime().UnixNano())
+	entries, err := os.ReadDir(d)
+	if err != nil {
+		return b.String() + " unreadable"
+	}
+	for _, e := range entries {
+		if info, err := e.Info(); err == nil {
+			fmt.Fprintf(&b, "|%s %d %d", e.Name(), info.Size(), info.ModTime().UnixNano())
+		}
+	}
+	return b.String()
+}
+
+// load builds host's transport from its directory (nil, for base, if it
+// has none).
+func (t *certsTransport) load(host string) (*http.Transport, error) {
 	dir := t.cfg.hostDir(host)
 	if dir == "" || !t.cfg.hasCertsDir(host) {
-		return t.base, nil
+		return nil, nil
 	}
 	tc, err := TLSConfigFromDir(dir)
 	if err != nil {

@@ -80,6 +80,16 @@ func New(opts Options) *Client {
 	return &Client{opts: opts, auth: ac}
 }
 
+// ResolveName resolves what a user wrote with the client's configuration
+// (see Config.ResolveName).
+func (c *Client) ResolveName(s string) (Resolution, error) { return c.opts.Config.ResolveName(s) }
+
+// SearchRegistries are registries.conf's unqualified-search-registries
+// and the file that set them (none: short names are Docker Hub's).
+func (c *Client) SearchRegistries() (registries []string, source string) {
+	return c.opts.Config.UnqualifiedSearch, c.opts.Config.UnqualifiedSearchSource
+}
+
 // Repo is one repository on one endpoint (the registry itself or a mirror).
 type Repo struct {
 	c      *Client

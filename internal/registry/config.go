@@ -32,9 +32,15 @@ type Config struct {
 	// Prefixes are containers-registries.conf's [[registry]] tables, the
 	// longest prefix first (see LoadRegistriesConf).
 	Prefixes []Prefix `json:"-"`
-	// UnqualifiedSearch is registries.conf's unqualified-search-registries,
-	// read but not acted on: Berth resolves short names as Docker does.
-	UnqualifiedSearch []string `json:"-"`
+	// UnqualifiedSearch is registries.conf's unqualified-search-registries
+	// (see ResolveShortName); UnqualifiedSearchSource the file that set it.
+	UnqualifiedSearch       []string `json:"-"`
+	UnqualifiedSearchSource string   `json:"-"`
+	// ShortNameMode is registries.conf's short-name-mode ("" means
+	// permissive, as containers/image defaults).
+	ShortNameMode string `json:"-"`
+	// Aliases are registries.conf's [aliases]: short name to repository.
+	Aliases map[string]Alias `json:"-"`
 	// CertsDir holds per-registry TLS material as containers-certs.d
 	// describes: CertsDir/HOST[:PORT]/*.crt are CA certificates added to
 	// the system's, *.cert with the *.key of the same name client
@@ -74,7 +80,7 @@ func LoadConfig(paths ...string) (Config, error) {
 
 // plainHTTP reports whether host is spoken to without TLS.
 func (c Config) plainHTTP(host string) bool {
-	if c.Registries[host].Insecure {
+	if c.Registries[host].Insecure || c.insecureHost(host) {
 		return true
 	}
 	if c.hasCertsDir(host) {

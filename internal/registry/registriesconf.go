@@ -3,7 +3,9 @@ package registry
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 
@@ -22,6 +24,8 @@ type Prefix struct {
 	Insecure bool
 	Blocked  bool
 	Mirrors  []Mirror
+	// Source is the file the table came from.
+	Source string
 }
 
 // Mirror is a [[registry.mirror]] table.
@@ -53,25 +57,114 @@ type registryTable struct {
 	MirrorByDigestOnly bool `toml:"mirror-by-digest-only"`
 }
 
+// RegistriesConfPaths is where berth and berthd look for registries.conf:
+// file if given (--registries-conf; then only the drop-ins beside it),
+// else ROOT/registries.conf, then /etc/containers/registries.conf, with
+// the drop-ins of /etc/containers/registries.conf.d before those beside
+// the file read (see LoadRegistriesConfDirs).
+func RegistriesConfPaths(root, file string) (paths, dropInDirs []string) {
+	if file != "" {
+		return []string{file}, nil
+	}
+	return []string{filepath.Join(root, "registries.conf"), "/etc/containers/registries.conf"}, []string{"/etc/containers/registries.conf.d"}
+}
+
 // LoadRegistriesConf reads the first of paths that exists (a
-// containers-registries.conf v2 file) into c; none existing leaves c as it
-// is. Its settings come after registries.json's for the same host.
+// containers-registries.conf v2 file) and then its drop-ins (see
+// LoadRegistriesConfDirs, with no other directories).
 func (c *Config) LoadRegistriesConf(paths ...string) error {
+	return c.LoadRegistriesConfDirs(paths, nil)
+}
+
+// LoadRegistriesConfDirs reads the first of paths that exists, then the
+// drop-in files of containers-registries.conf.d(5): the `*.conf` files of
+// each of dropInDirs and then of the registries.conf.d directory beside
+// the file read (beside paths[0] when none exists), each directory's in
+// lexical order, a directory named twice read once. A later file
+// overrides the keys it sets (unqualified-search-registries,
+// short-name-mode, credential-helpers replaced whole, aliases one by one,
+// an empty alias erasing one) and its [[registry]] tables replace earlier
+// ones of the same prefix. Its settings come after registries.json's for
+// the same host. A bad file is an error naming it; c is then unchanged by
+// that file.
+func (c *Config) LoadRegistriesConfDirs(paths []string, dropInDirs []string) error {
+	used := ""
 	for _, p := range paths {
-		b, err := os.ReadFile(p)
+		b, err := readConf(p)
 		if errors.Is(err, os.ErrNotExist) {
 			continue
 		} else if err != nil {
-			return fmt.Errorf("read registries.conf: %w", err)
+			return err
 		}
-		return c.ParseRegistriesConf(b, p)
+		if err := c.ParseRegistriesConf(b, p); err != nil {
+			return err
+		}
+		used = p
+		break
+	}
+	if used == "" && len(paths) > 0 {
+		used = paths[0]
+	}
+	dirs := append([]string(nil), dropInDirs...)
+	if used != "" {
+		dirs = append(dirs, filepath.Join(filepath.Dir(used), "registries.conf.d"))
+	}
+	seen := map[string]bool{}
+	for _, d := range dirs {
+		if seen[filepath.Clean(d)] {
+			continue
+		}
+		seen[filepath.Clean(d)] = true
+		entries, err := os.ReadDir(d)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		} else if err != nil {
+			return fmt.Errorf("registries.conf.d %s: %w", d, err)
+		}
+		if len(entries) > maxDropIns {
+			return fmt.Errorf("registries.conf.d %s: more than %d entries", d, maxDropIns)
+		}
+		// ReadDir sorts by name: the lexical order the man page asks for.
+		for _, e := range entries {
+			if !strings.HasSuffix(e.Name(), ".conf") || !e.Type().IsRegular() {
+				continue // other files and subdirectories are ignored
+			}
+			p := filepath.Join(d, e.Name())
+			b, err := readConf(p)
+			if err != nil {
+				return err
+			}
+			if err := c.ParseRegistriesConf(b, p); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }
 
-// ParseRegistriesConf adds a registries.conf v2 document to c. Keys Berth
-// does not act on (short-name-mode, aliases, credential-helpers) are
-// accepted; unknown keys are errors.
+// maxDropIns bounds the entries of a registries.conf.d directory.
+const maxDropIns = 1000
+
+func readConf(p string) ([]byte, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("read registries.conf: %w", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxRegistriesConf+1))
+	if err != nil {
+		return nil, fmt.Errorf("read registries.conf %s: %w", p, err)
+	}
+	return b, nil
+}
+
+// ParseRegistriesConf adds a registries.conf v2 document to c as a
+// drop-in does: the keys it sets replace c's, its [[registry]] tables
+// replace those of the same prefix. Keys Berth does not act on
+// (credential-helpers) are accepted; unknown keys are errors.
 func (c *Config) ParseRegistriesConf(b []byte, source string) error {
 	if len(b) > maxRegistriesConf {
 		return fmt.Errorf("registries.conf %s: more than %d bytes", source, maxRegistriesConf)
@@ -84,65 +177,111 @@ func (c *Config) ParseRegistriesConf(b []byte, source string) error {
 	if und := md.Undecoded(); len(und) > 0 {
 		return fmt.Errorf("registries.conf %s: unknown key %q", source, und[0].String())
 	}
+	// Check everything before changing c: a bad file changes nothing.
+	var prefixes []Prefix
 	seen := map[string]bool{}
 	for i, r := range rc.Registries {
 		where := fmt.Sprintf("registries.conf %s: [[registry]] %d", source, i+1)
-		p := Prefix{Prefix: r.Prefix, Location: r.Location, Insecure: r.Insecure, Blocked: r.Blocked}
-		if p.Prefix == "" {
-			p.Prefix = p.Location
-		}
-		if p.Prefix == "" {
-			return fmt.Errorf("%s: needs location or prefix", where)
-		}
-		if strings.Contains(p.Prefix, "*") {
-			if !strings.HasPrefix(p.Prefix, "*.") || strings.ContainsAny(p.Prefix[2:], "*/:") {
-				return fmt.Errorf("%s: prefix %q: a wildcard is *.domain", where, p.Prefix)
-			}
-			if r.Location != "" {
-				return fmt.Errorf("%s: a wildcard prefix takes no location", where)
-			}
-		} else if err := checkLocation(p.Prefix); err != nil {
-			return fmt.Errorf("%s: prefix: %w", where, err)
-		}
-		if p.Location != "" {
-			if err := checkLocation(p.Location); err != nil {
-				return fmt.Errorf("%s: location: %w", where, err)
-			}
+		p, err := prefixOf(r, where)
+		if err != nil {
+			return err
 		}
 		if seen[p.Prefix] {
 			return fmt.Errorf("%s: prefix %q appears twice", where, p.Prefix)
 		}
 		seen[p.Prefix] = true
-		for j, m := range r.Mirrors {
-			if err := checkLocation(m.Location); err != nil {
-				return fmt.Errorf("%s: mirror %d: location: %w", where, j+1, err)
-			}
-			mode := m.PullFromMirror
-			if r.MirrorByDigestOnly && mode == "" {
-				mode = "digest-only"
-			}
-			switch mode {
-			case "", "all", "digest-only", "tag-only":
-			default:
-				return fmt.Errorf("%s: mirror %d: pull-from-mirror %q is all, digest-only or tag-only", where, j+1, mode)
-			}
-			p.Mirrors = append(p.Mirrors, Mirror{Location: m.Location, Insecure: m.Insecure, PullFromMirror: mode})
+		p.Source = source
+		prefixes = append(prefixes, p)
+	}
+	switch rc.ShortNameMode {
+	case "", ShortNameEnforcing, ShortNamePermissive, ShortNameDisabled:
+	default:
+		return fmt.Errorf("registries.conf %s: short-name-mode %q is enforcing, permissive or disabled", source, rc.ShortNameMode)
+	}
+	for i, r := range rc.UnqualifiedSearchRegistries {
+		if err := checkSearchRegistry(r); err != nil {
+			return fmt.Errorf("registries.conf %s: unqualified-search-registries[%d]: %w", source, i, err)
 		}
-		c.Prefixes = append(c.Prefixes, p)
-		// Berth's insecure is per host: plain HTTP to it.
-		if p.Insecure && p.Location != "" {
-			c.markInsecure(p.Location)
+	}
+	for name, target := range rc.Aliases {
+		if err := checkAlias(name, target); err != nil {
+			return fmt.Errorf("registries.conf %s: [aliases] %q: %w", source, name, err)
 		}
-		for _, m := range p.Mirrors {
-			if m.Insecure {
-				c.markInsecure(m.Location)
+	}
+
+	for _, p := range prefixes {
+		replaced := false
+		for i := range c.Prefixes {
+			if c.Prefixes[i].Prefix == p.Prefix {
+				c.Prefixes[i], replaced = p, true
 			}
+		}
+		if !replaced {
+			c.Prefixes = append(c.Prefixes, p)
 		}
 	}
 	// Longest prefix first: the most specific table wins.
 	sort.SliceStable(c.Prefixes, func(i, j int) bool { return len(c.Prefixes[i].Prefix) > len(c.Prefixes[j].Prefix) })
-	c.UnqualifiedSearch = append(c.UnqualifiedSearch, rc.UnqualifiedSearchRegistries...)
+	if md.IsDefined("unqualified-search-registries") {
+		c.UnqualifiedSearch = append([]string(nil), rc.UnqualifiedSearchRegistries...)
+		c.UnqualifiedSearchSource = source
+	}
+	if rc.ShortNameMode != "" {
+		c.ShortNameMode = rc.ShortNameMode
+	}
+	for name, target := range rc.Aliases {
+		if target == "" {
+			delete(c.Aliases, name)
+			continue
+		}
+		if c.Aliases == nil {
+			c.Aliases = map[string]Alias{}
+		}
+		c.Aliases[name] = Alias{Target: target, Source: source}
+	}
 	return nil
+}
+
+// prefixOf checks a [[registry]] table and turns it into a Prefix.
+func prefixOf(r registryTable, where string) (Prefix, error) {
+	p := Prefix{Prefix: r.Prefix, Location: r.Location, Insecure: r.Insecure, Blocked: r.Blocked}
+	if p.Prefix == "" {
+		p.Prefix = p.Location
+	}
+	if p.Prefix == "" {
+		return Prefix{}, fmt.Errorf("%s: needs location or prefix", where)
+	}
+	if strings.Contains(p.Prefix, "*") {
+		if !strings.HasPrefix(p.Prefix, "*.") || strings.ContainsAny(p.Prefix[2:], "*/:") {
+			return Prefix{}, fmt.Errorf("%s: prefix %q: a wildcard is *.domain", where, p.Prefix)
+		}
+		if r.Location != "" {
+			return Prefix{}, fmt.Errorf("%s: a wildcard prefix takes no location", where)
+		}
+	} else if err := checkLocation(p.Prefix); err != nil {
+		return Prefix{}, fmt.Errorf("%s: prefix: %w", where, err)
+	}
+	if p.Location != "" {
+		if err := checkLocation(p.Location); err != nil {
+			return Prefix{}, fmt.Errorf("%s: location: %w", where, err)
+		}
+	}
+	for j, m := range r.Mirrors {
+		if err := checkLocation(m.Location); err != nil {
+			return Prefix{}, fmt.Errorf("%s: mirror %d: location: %w", where, j+1, err)
+		}
+		mode := m.PullFromMirror
+		if r.MirrorByDigestOnly && mode == "" {
+			mode = "digest-only"
+		}
+		switch mode {
+		case "", "all", "digest-only", "tag-only":
+		default:
+			return Prefix{}, fmt.Errorf("%s: mirror %d: pull-from-mirror %q is all, digest-only or tag-only", where, j+1, mode)
+		}
+		p.Mirrors = append(p.Mirrors, Mirror{Location: m.Location, Insecure: m.Insecure, PullFromMirror: mode})
+	}
+	return p, nil
 }
 
 func checkLocation(l string) error {
@@ -191,14 +330,22 @@ func splitLocation(location, rest string) (string, string) {
 	return host, path
 }
 
-func (c *Config) markInsecure(location string) {
-	host, _, _ := strings.Cut(location, "/")
-	if c.Registries == nil {
-		c.Registries = map[string]HostConfig{}
+// insecureHost reports whether registries.conf marks host insecure: the
+// location of a [[registry]] or of a mirror with insecure = true (Berth's
+// insecure is per host: plain HTTP to it).
+func (c Config) insecureHost(host string) bool {
+	hostOf := func(l string) string { h, _, _ := strings.Cut(l, "/"); return h }
+	for _, p := range c.Prefixes {
+		if p.Insecure && p.Location != "" && hostOf(p.Location) == host {
+			return true
+		}
+		for _, m := range p.Mirrors {
+			if m.Insecure && hostOf(m.Location) == host {
+				return true
+			}
+		}
 	}
-	hc := c.Registries[host]
-	hc.Insecure = true
-	c.Registries[host] = hc
+	return false
 }
 
 // endpoints lists where ref is pulled from, in order: registries.json's

@@ -105,10 +105,19 @@ pull-from-mirror = "digest-only"
 func FuzzRegistriesConf(f *testing.F) {
 	f.Add([]byte("[[registry]]\nlocation = \"a.io\"\n[[registry.mirror]]\nlocation = \"b.io/x\"\n"))
 	f.Add([]byte("unqualified-search-registries = [\"docker.io\"]\n[[registry]]\nprefix = \"*.a.io\"\nblocked = true\n"))
+	f.Add([]byte("unqualified-search-registries = [\"a.io\", \"b.io:5000\"]\nshort-name-mode = \"enforcing\"\n[aliases]\n\"x/y\" = \"c.io/x/y\"\n\"z\" = \"\"\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var c Config
-		if c.ParseRegistriesConf(b, "fuzz") != nil {
+		if err := c.ParseRegistriesConf(b, "fuzz"); err != nil {
+			if len(c.Prefixes) != 0 || c.Aliases != nil || c.UnqualifiedSearch != nil {
+				t.Fatalf("error %v changed the config", err)
+			}
 			return
+		}
+		for _, n := range []string{"busybox:1", "x/y", "z@sha256:" + strings.Repeat("0", 64)} {
+			if res, err := c.ResolveName(n); err == nil && len(res.Candidates) == 0 {
+				t.Fatalf("%s: no candidates and no error", n)
+			}
 		}
 		for _, p := range c.Prefixes {
 			if p.Prefix == "" {
@@ -161,6 +170,23 @@ func testCA(t *testing.T) (caPEM []byte, issue func(server bool) tls.Certificate
 	return caPEM, issue, issuePEM
 }
 
+// tlsRegistry serves a registry over TLS on loopback, with an empty
+// certs.d directory for it.
+func tlsRegistry(t *testing.T, tc *tls.Config) (srv *httptest.Server, host, certs, hostDir string) {
+	t.Helper()
+	srv = httptest.NewUnstartedServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	srv.TLS = tc
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	host = strings.TrimPrefix(srv.URL, "https://")
+	certs = t.TempDir()
+	hostDir = filepath.Join(certs, host)
+	if err := os.Mkdir(hostDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return srv, host, certs, hostDir
+}
+
 // TestCertsDir: a loopback registry with a private CA (and then asking for
 // a client certificate) fails clearly until its CA (and a client
 // certificate) is dropped in certs.d/HOST:PORT.
@@ -168,16 +194,7 @@ func TestCertsDir(t *testing.T) {
 	caPEM, issue, issuePEM := testCA(t)
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(caPEM)
-	srv := httptest.NewUnstartedServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
-	srv.TLS = &tls.Config{Certificates: []tls.Certificate{issue(true)}, ClientCAs: pool}
-	srv.StartTLS()
-	t.Cleanup(srv.Close)
-	host := strings.TrimPrefix(srv.URL, "https://")
-	certs := t.TempDir()
-	hostDir := filepath.Join(certs, host)
-	if err := os.Mkdir(hostDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	srv, host, certs, hostDir := tlsRegistry(t, &tls.Config{Certificates: []tls.Certificate{issue(true)}, ClientCAs: pool})
 	client := func() *Client {
 		return New(Options{Config: Config{CertsDir: certs}, Backoff: time.Millisecond, BlobAttempts: 1})
 	}
@@ -212,5 +229,63 @@ func TestCertsDir(t *testing.T) {
 	os.WriteFile(filepath.Join(hostDir, "bad.crt"), []byte("junk"), 0o644)
 	if _, _, err = client().Resolve(context.Background(), ref); err == nil || !strings.Contains(err.Error(), "bad.crt has no PEM certificate") {
 		t.Fatalf("a bad CA file: %v", err)
+	}
+}
+
+// TestCertsDirReread: one client (a long-running berthd) sees a CA
+// dropped in after its first request, and stops trusting one removed or
+// replaced, without a restart.
+func TestCertsDirReread(t *testing.T) {
+	caPEM, issue, _ := testCA(t)
+	otherCA, _, _ := testCA(t)
+	_, host, certs, hostDir := tlsRegistry(t, &tls.Config{Certificates: []tls.Certificate{issue(true)}})
+	c := New(Options{Config: Config{CertsDir: certs}, Backoff: time.Millisecond, BlobAttempts: 1})
+	ref := parse(t, host+"/app:1")
+	resolve := func() error { _, _, err := c.Resolve(context.Background(), ref); return err }
+	if err := resolve(); err == nil || !strings.Contains(err.Error(), "unknown authority") {
+		t.Fatalf("before the CA: %v", err)
+	}
+	ca := filepath.Join(hostDir, "ca.crt")
+	if err := os.WriteFile(ca, caPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := resolve(); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("after the CA is dropped in: %v (want not found: the registry answered)", err)
+	}
+	// Replaced by another CA, in place (the directory's own mtime may not move).
+	if err := os.WriteFile(ca, otherCA, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	future := time.Now().Add(time.Minute)
+	os.Chtimes(ca, future, future) // a same-size rewrite within one timestamp tick
+	if err := resolve(); err == nil || !strings.Contains(err.Error(), "unknown authority") {
+		t.Fatalf("after the CA is replaced: %v", err)
+	}
+	if err := os.WriteFile(ca, caPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := resolve(); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("CA back: %v", err)
+	}
+	if err := os.Remove(ca); err != nil {
+		t.Fatal(err)
+	}
+	if err := resolve(); err == nil || !strings.Contains(err.Error(), "unknown authority") {
+		t.Fatalf("after the CA is removed: %v", err)
+	}
+}
+
+// BenchmarkCertsDirStamp is what every request to a host with a certs.d
+// directory pays to notice a change.
+func BenchmarkCertsDirStamp(b *testing.B) {
+	certs := b.TempDir()
+	dir := filepath.Join(certs, "registry.example:5000")
+	os.Mkdir(dir, 0o755)
+	for _, n := range []string{"ca.crt", "client.cert", "client.key"} {
+		os.WriteFile(filepath.Join(dir, n), []byte("x"), 0o644)
+	}
+	c := Config{CertsDir: certs}
+	for b.Loop() {
+		c.dirStamp("registry.example:5000")
 	}
 }

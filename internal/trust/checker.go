@@ -39,6 +39,7 @@ import (
 	"github.com/berth-project/berth/internal/reference"
 	"github.com/berth-project/berth/internal/registry"
 	"github.com/berth-project/berth/internal/trust/policy"
+	"github.com/berth-project/berth/internal/trust/registriesd"
 )
 
 // ErrRefused is wrapped by every refusal.
@@ -58,8 +59,14 @@ type Options struct {
 	PolicyPaths []string
 	// AdmissionPath is the rules file; missing means no rules.
 	AdmissionPath string
-	Registry      *registry.Client
-	Images        Images
+	// RegistriesDirs are containers-registries.d directories; the first
+	// that exists is read (at each verification, not on a cached start).
+	// Its use-sigstore-attachments is shown in every decision's steps;
+	// attachments are read for every sigstoreSigned scope whatever it
+	// says (see evaluatePolicy).
+	RegistriesDirs []string
+	Registry       *registry.Client
+	Images         Images
 	// OnDecision, if set, is told of every decision (events).
 	OnDecision func(Decision)
 }
@@ -135,6 +142,16 @@ type Checker struct {
 	rulStamp string
 }
 
+// RegistriesDirs is where registries.d is looked for: dir if given (the
+// --registries-d flag), else ROOT/registries.d, then
+// /etc/containers/registries.d (the first that exists is read).
+func RegistriesDirs(root, dir string) []string {
+	if dir != "" {
+		return []string{dir}
+	}
+	return []string{filepath.Join(root, "registries.d"), "/etc/containers/registries.d"}
+}
+
 // New returns a Checker.
 func New(o Options) *Checker { return &Checker{opts: o} }
 
@@ -198,7 +215,11 @@ func (c *Checker) VerifyPull(ctx context.Context, ref reference.Reference, desc 
 		d.Reference = ref.Name() + ":" + ref.Tag
 	}
 	c.fill(&d, pol, "")
-	res := evaluatePolicy(ctx, c.opts.Registry, pol, ref, desc, false)
+	rd, err := registriesd.Load(c.opts.RegistriesDirs...)
+	if err != nil {
+		return err
+	}
+	res := evaluatePolicy(ctx, c.opts.Registry, pol, rd, ref, desc, false, false)
 	c.applyPolicy(&d, res)
 	c.record(d)
 	return d.Err()
@@ -278,7 +299,11 @@ func (c *Checker) check(ctx context.Context, req Request, stage string, useCache
 	// itself, in the image's repository.
 	pinned := ref
 	pinned.Digest = req.Digest
-	res := evaluatePolicy(ctx, c.opts.Registry, pol, pinned, ocispec.Descriptor{Digest: req.Digest}, rules != nil)
+	rd, err := registriesd.Load(c.opts.RegistriesDirs...)
+	if err != nil {
+		return Decision{}, err
+	}
+	res := evaluatePolicy(ctx, c.opts.Registry, pol, rd, pinned, ocispec.Descriptor{Digest: req.Digest}, rules != nil, stage == "verify")
 	c.applyPolicy(&d, res)
 	if d.Allowed && rules != nil {
 		if err := c.evaluateRules(ctx, &d, rules, req, res); err != nil {
@@ -381,6 +406,23 @@ func (c *Checker) record(d Decision) {
 	if unix.Flock(int(f.Fd()), unix.LOCK_EX) == nil {
 		f.Write(append(b, '\n'))
 	}
+}
+
+// DescribeRegistriesD says which registries.d is read, for `berth system
+// info`.
+func (c *Checker) DescribeRegistriesD() string {
+	rd, err := registriesd.Load(c.opts.RegistriesDirs...)
+	switch {
+	case err != nil:
+		return "error: " + err.Error()
+	case rd.Dir == "":
+		return "none (looked for " + strings.Join(c.opts.RegistriesDirs, ", ") + ")"
+	}
+	n := len(rd.Docker)
+	if rd.Default != nil {
+		n++
+	}
+	return fmt.Sprintf("%s (%d scopes)", rd.Dir, n)
 }
 
 // Describe says which policy is in force, for `berth system info`.

@@ -11,12 +11,14 @@ import (
 	"github.com/berth-project/berth/internal/reference"
 	"github.com/berth-project/berth/internal/registry"
 	"github.com/berth-project/berth/internal/trust/policy"
+	"github.com/berth-project/berth/internal/trust/registriesd"
 	"github.com/berth-project/berth/internal/trust/sigstore"
 )
 
 // Step is one requirement's or rule's verdict, as `berth image verify` lists them.
 type Step struct {
-	// Kind is "requirement" or "rule".
+	// Kind is "requirement", "rule", "attestation(s)" or "registries.d"
+	// (informational: the section in force, never a verdict).
 	Kind string `json:"kind"`
 	// Name is the requirement's type (with its keys) or the rule's name.
 	Name    string `json:"name"`
@@ -49,9 +51,19 @@ type policyResult struct {
 // Signatures are fetched only when a requirement needs them; attestations
 // only when wantAttestations, and they count only if they verify under
 // every sigstoreSigned requirement of the scope.
-func evaluatePolicy(ctx context.Context, rc *registry.Client, pol *policy.Policy, ref reference.Reference, manifest ocispec.Descriptor, wantAttestations bool) policyResult {
+//
+// Sigstore attachments are looked up for every sigstoreSigned requirement,
+// whatever registries.d says: containers/image reads them only where
+// use-sigstore-attachments is true, and a policy asking for sigstore
+// signatures where they are never read would refuse every image. Where
+// the policy needs no signature there is nothing to verify them with, so
+// registries.d changes no verdict; its section is shown as a step.
+func evaluatePolicy(ctx context.Context, rc *registry.Client, pol *policy.Policy, rd *registriesd.Config, ref reference.Reference, manifest ocispec.Descriptor, wantAttestations, explain bool) policyResult {
 	scope := pol.For(ref)
 	res := policyResult{Allowed: true, Scope: scope.Name}
+	if step, ok := registriesDStep(ctx, rc, rd, scope, ref, manifest.Digest, explain); ok {
+		res.Steps = append(res.Steps, step)
+	}
 	var sigs []attachment
 	var sigErr error
 	fetched := false
@@ -103,6 +115,42 @@ func evaluatePolicy(ctx context.Context, rc *registry.Client, pol *policy.Policy
 		res.Transient = res.Transient || !complete
 	}
 	return res
+}
+
+// registriesDStep describes the registries.d section in force for ref.
+// Explaining, where it asks for sigstore attachments that the policy does
+// not need, they are looked up and counted (never verified: there is
+// nothing to verify them with); a check does not pay that request.
+func registriesDStep(ctx context.Context, rc *registry.Client, rd *registriesd.Config, scope policy.Scope, ref reference.Reference, d digest.Digest, explain bool) (Step, bool) {
+	m, ok := rd.For(ref)
+	if !ok {
+		return Step{}, false
+	}
+	signed := false
+	for _, r := range scope.Requirements {
+		signed = signed || r.Type == policy.TypeSigstoreSigned
+	}
+	msg := m.Describe()
+	use, set := m.UseSigstoreAttachments()
+	switch {
+	case signed && set && !use:
+		msg += "; attachments are read anyway: the policy's sigstoreSigned needs them"
+	case signed:
+		msg += "; attachments are read: the policy's sigstoreSigned needs them"
+	case use && explain:
+		sigs, err := fetchTagged(ctx, rc, ref, d, "sig", sigstore.MaxPayload)
+		if err != nil {
+			msg += "; attachments unreadable: " + err.Error()
+		} else {
+			msg += fmt.Sprintf("; %d signature attachments found, none verified: the policy needs no signature here", len(sigs))
+		}
+	case use:
+		msg += "; not read: the policy needs no signature here"
+	}
+	if m.Section.Lookaside != "" {
+		msg += "; lookaside storage is not read (Berth verifies sigstore attachments only)"
+	}
+	return Step{Kind: "registries.d", Name: m.Scope, Allowed: true, Message: msg}, true
 }
 
 func signerNames(req policy.Requirement) string {

@@ -19,7 +19,7 @@ type Scope struct {
 // namespace, the host[:port], then *.domain wildcards from the longest),
 // then the transport's "" scope, then the policy's default.
 func (p *Policy) For(ref reference.Reference) Scope {
-	for _, s := range scopesOf(ref) {
+	for _, s := range Scopes(ref) {
 		if reqs, ok := p.Docker[s]; ok {
 			return Scope{Name: s, Requirements: reqs}
 		}
@@ -30,10 +30,10 @@ func (p *Policy) For(ref reference.Reference) Scope {
 	return Scope{Name: "default", Requirements: p.Default}
 }
 
-// scopesOf lists ref's scopes from the most specific, as containers/image's
+// Scopes lists ref's scopes from the most specific, as containers/image's
 // docker transport does (PolicyConfigurationIdentity, then
-// PolicyConfigurationNamespaces).
-func scopesOf(ref reference.Reference) []string {
+// PolicyConfigurationNamespaces); registries.d matches the same scopes.
+func Scopes(ref reference.Reference) []string {
 	var out []string
 	if ref.Digest != "" {
 		out = append(out, ref.Name()+"@"+ref.Digest.String())

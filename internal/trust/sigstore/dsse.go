@@ -48,6 +48,9 @@ func PAE(payloadType string, payload []byte) []byte {
 // VerifyAttestation checks that the DSSE envelope is signed by a signer
 // req accepts and that its in-toto statement is about manifest, and
 // returns the statement. annotations are the layer's (certificate, bundle).
+// Keyless, the Rekor entry (dsse or intoto kind, as cosign attest logs it,
+// or hashedrekord of the PAE) must record this payload, signature and
+// certificate, and dates the certificate as for a signature.
 func VerifyAttestation(req policy.Requirement, envelope []byte, annotations map[string]string, manifest digest.Digest) (Statement, Verified, error) {
 	if len(envelope) > MaxEnvelope {
 		return Statement{}, Verified{}, fmt.Errorf("envelope of %d bytes is more than %d", len(envelope), MaxEnvelope)
@@ -69,11 +72,6 @@ func VerifyAttestation(req policy.Requirement, envelope []byte, annotations map[
 	if len(env.Signatures) > 16 {
 		return Statement{}, Verified{}, errors.New("DSSE envelope: more than 16 signatures")
 	}
-	if req.Fulcio != nil {
-		// A keyless attestation's log entry is of the intoto kind, which
-		// Berth does not read yet: refuse rather than accept it unlogged.
-		return Statement{}, Verified{}, errors.New("keyless attestations are not supported yet")
-	}
 	pae := PAE(env.PayloadType, payload)
 	var v Verified
 	var lastErr error
@@ -83,7 +81,8 @@ func VerifyAttestation(req policy.Requirement, envelope []byte, annotations map[
 			lastErr = fmt.Errorf("DSSE signature is not base64: %w", err)
 			continue
 		}
-		if v, lastErr = verifyBlob(req, sig, pae, annotations); lastErr == nil {
+		sd := signedData{sig: sig, data: pae, dssePayload: payload, dsseSig: s.Sig}
+		if v, lastErr = verifyBlob(req, sd, annotations); lastErr == nil {
 			break
 		}
 	}

@@ -113,7 +113,7 @@ func VerifySignature(req policy.Requirement, sig Signature, manifest digest.Dige
 	if err != nil {
 		return Verified{}, fmt.Errorf("signature annotation is not base64: %w", err)
 	}
-	v, err := verifyBlob(req, sigBytes, sig.Payload, sig.Annotations)
+	v, err := verifyBlob(req, signedData{sig: sigBytes, data: sig.Payload}, sig.Annotations)
 	if err != nil {
 		return Verified{}, err
 	}
@@ -153,11 +153,22 @@ func annotation(a map[string]string, key string, required bool) (string, error) 
 	return v, nil
 }
 
-// verifyBlob verifies sigBytes over data with req's keys, or keyless with
+// signedData is a signature and what it signs: a simple-signing payload,
+// or a DSSE envelope's PAE with the envelope's payload and signature as
+// written in it (a log entry of an attestation records those).
+type signedData struct {
+	sig, data []byte
+	// dssePayload is nil for a simple-signing signature.
+	dssePayload []byte
+	dsseSig     string
+}
+
+// verifyBlob verifies sd.sig over sd.data with req's keys, or keyless with
 // the certificate in annotations.
-func verifyBlob(req policy.Requirement, sigBytes, data []byte, annotations map[string]string) (Verified, error) {
+func verifyBlob(req policy.Requirement, sd signedData, annotations map[string]string) (Verified, error) {
+	sigBytes, data := sd.sig, sd.data
 	if req.Fulcio != nil {
-		return verifyKeyless(req, sigBytes, data, annotations)
+		return verifyKeyless(req, sd, annotations)
 	}
 	if len(req.Keys) == 0 {
 		return Verified{}, errors.New("the requirement has no keys (policy not resolved)")
@@ -174,7 +185,7 @@ func verifyBlob(req policy.Requirement, sigBytes, data []byte, annotations map[s
 				if err != nil {
 					return Verified{}, err
 				}
-				if _, err := verifyRekorBundle(req.RekorKey, bundle, sigBytes, data, pem); err != nil {
+				if _, err := verifyRekorBundle(req.RekorKey, bundle, sd, pem); err != nil {
 					return Verified{}, err
 				}
 			}
@@ -198,7 +209,8 @@ var (
 	oidIssuerV2 = []int{1, 3, 6, 1, 4, 1, 57264, 1, 8}
 )
 
-func verifyKeyless(req policy.Requirement, sigBytes, data []byte, annotations map[string]string) (Verified, error) {
+func verifyKeyless(req policy.Requirement, sd signedData, annotations map[string]string) (Verified, error) {
+	sigBytes, data := sd.sig, sd.data
 	f := req.Fulcio
 	certPEM, err := annotation(annotations, AnnotationCertificate, true)
 	if err != nil {
@@ -229,7 +241,7 @@ func verifyKeyless(req policy.Requirement, sigBytes, data []byte, annotations ma
 	if err != nil {
 		return Verified{}, fmt.Errorf("keyless: the certificate can only be dated by a transparency log entry: %w", err)
 	}
-	integrated, err := verifyRekorBundle(req.RekorKey, bundle, sigBytes, data, []byte(certPEM))
+	integrated, err := verifyRekorBundle(req.RekorKey, bundle, sd, []byte(certPEM))
 	if err != nil {
 		return Verified{}, fmt.Errorf("keyless: %w", err)
 	}
@@ -302,30 +314,61 @@ type canonicalPayload struct {
 	LogIndex       int64  `json:"logIndex"`
 }
 
-// hashedRekord is the log entry body cosign makes for a signature.
-type hashedRekord struct {
-	APIVersion string `json:"apiVersion"`
-	Kind       string `json:"kind"`
-	Spec       struct {
-		Data struct {
-			Hash struct {
-				Algorithm string `json:"algorithm"`
-				Value     string `json:"value"`
-			} `json:"hash"`
-		} `json:"data"`
-		Signature struct {
-			Content   []byte `json:"content"`
-			PublicKey struct {
-				Content []byte `json:"content"`
-			} `json:"publicKey"`
-		} `json:"signature"`
-	} `json:"spec"`
+// logEntry is a Rekor entry body: its kind decides what spec holds.
+type logEntry struct {
+	APIVersion string          `json:"apiVersion"`
+	Kind       string          `json:"kind"`
+	Spec       json.RawMessage `json:"spec"`
+}
+
+// hashedRekordSpec is the entry cosign makes for a signature.
+type hashedRekordSpec struct {
+	Data struct {
+		Hash hashValue `json:"hash"`
+	} `json:"data"`
+	Signature struct {
+		Content   []byte `json:"content"`
+		PublicKey struct {
+			Content []byte `json:"content"`
+		} `json:"publicKey"`
+	} `json:"signature"`
+}
+
+type hashValue struct {
+	Algorithm string `json:"algorithm"`
+	Value     string `json:"value"`
+}
+
+// dsseSpec is a dsse v0.0.1 entry (an attestation): the payload's hash and
+// each signature (as the envelope writes it) with its key or certificate.
+type dsseSpec struct {
+	PayloadHash hashValue `json:"payloadHash"`
+	Signatures  []struct {
+		Signature string `json:"signature"`
+		Verifier  []byte `json:"verifier"`
+	} `json:"signatures"`
+}
+
+// intotoSpec is an intoto entry: v0.0.2 records each signature (the
+// envelope's base64 text, base64-encoded again) and its key; v0.0.1 only
+// the key and hashes.
+type intotoSpec struct {
+	Content struct {
+		PayloadHash *hashValue `json:"payloadHash"`
+		Envelope    struct {
+			Signatures []struct {
+				Sig       []byte `json:"sig"`
+				PublicKey []byte `json:"publicKey"`
+			} `json:"signatures"`
+		} `json:"envelope"`
+	} `json:"content"`
+	PublicKey []byte `json:"publicKey"`
 }
 
 // verifyRekorBundle checks the log's signed entry timestamp over the entry
 // and that the entry records this signature over this data by this key or
 // certificate; it returns when the log integrated the entry.
-func verifyRekorBundle(rekorKey crypto.PublicKey, bundleJSON string, sig, data, pubPEM []byte) (time.Time, error) {
+func verifyRekorBundle(rekorKey crypto.PublicKey, bundleJSON string, sd signedData, pubPEM []byte) (time.Time, error) {
 	if rekorKey == nil {
 		return time.Time{}, errors.New("no Rekor public key in the policy")
 	}
@@ -351,22 +394,90 @@ func verifyRekorBundle(rekorKey crypto.PublicKey, bundleJSON string, sig, data, 
 	if err != nil {
 		return time.Time{}, fmt.Errorf("rekor bundle: body: %w", err)
 	}
-	var e hashedRekord
+	var e logEntry
 	if err := json.Unmarshal(body, &e); err != nil {
 		return time.Time{}, fmt.Errorf("rekor bundle: body: %w", err)
 	}
-	sum := sha256.Sum256(data)
-	switch {
-	case e.Kind != "hashedrekord":
-		return time.Time{}, fmt.Errorf("rekor bundle: entry kind %q is not hashedrekord", e.Kind)
-	case e.Spec.Data.Hash.Algorithm != "sha256" || e.Spec.Data.Hash.Value != hex.EncodeToString(sum[:]):
-		return time.Time{}, errors.New("rekor bundle: the entry records other data")
-	case !bytes.Equal(e.Spec.Signature.Content, sig):
-		return time.Time{}, errors.New("rekor bundle: the entry records another signature")
-	case !samePEM(e.Spec.Signature.PublicKey.Content, pubPEM):
-		return time.Time{}, errors.New("rekor bundle: the entry records another key or certificate")
+	if err := entryRecords(e, sd, pubPEM); err != nil {
+		return time.Time{}, fmt.Errorf("rekor bundle: %w", err)
 	}
 	return time.Unix(b.Payload.IntegratedTime, 0), nil
+}
+
+// entryRecords checks that a log entry records sd by pubPEM: hashedrekord
+// (a signature, or an attestation logged as its PAE's signature), dsse or
+// intoto (attestations only, bound by the payload's hash, the signature
+// where the kind records it, and the key).
+func entryRecords(e logEntry, sd signedData, pubPEM []byte) error {
+	sha := func(b []byte) hashValue {
+		sum := sha256.Sum256(b)
+		return hashValue{Algorithm: "sha256", Value: hex.EncodeToString(sum[:])}
+	}
+	attestationOnly := func() error {
+		if sd.dssePayload == nil {
+			return fmt.Errorf("entry kind %q records an attestation, not a signature", e.Kind)
+		}
+		return nil
+	}
+	switch {
+	case e.Kind == "hashedrekord":
+		var s hashedRekordSpec
+		if err := json.Unmarshal(e.Spec, &s); err != nil {
+			return fmt.Errorf("hashedrekord entry: %w", err)
+		}
+		switch {
+		case s.Data.Hash != sha(sd.data):
+			return errors.New("the entry records other data")
+		case !bytes.Equal(s.Signature.Content, sd.sig):
+			return errors.New("the entry records another signature")
+		case !samePEM(s.Signature.PublicKey.Content, pubPEM):
+			return errors.New("the entry records another key or certificate")
+		}
+		return nil
+	case e.Kind == "dsse" && e.APIVersion == "0.0.1":
+		if err := attestationOnly(); err != nil {
+			return err
+		}
+		var s dsseSpec
+		if err := json.Unmarshal(e.Spec, &s); err != nil {
+			return fmt.Errorf("dsse entry: %w", err)
+		}
+		if s.PayloadHash != sha(sd.dssePayload) {
+			return errors.New("the entry records another attestation payload")
+		}
+		for _, sig := range s.Signatures {
+			if sig.Signature == sd.dsseSig && samePEM(sig.Verifier, pubPEM) {
+				return nil
+			}
+		}
+		return errors.New("the entry records another signature or certificate")
+	case e.Kind == "intoto" && (e.APIVersion == "0.0.2" || e.APIVersion == "0.0.1"):
+		if err := attestationOnly(); err != nil {
+			return err
+		}
+		var s intotoSpec
+		if err := json.Unmarshal(e.Spec, &s); err != nil {
+			return fmt.Errorf("intoto entry: %w", err)
+		}
+		// v0.0.1 entries made before payloadHash existed bind nothing
+		// Berth can check against the statement: refused.
+		if s.Content.PayloadHash == nil || *s.Content.PayloadHash != sha(sd.dssePayload) {
+			return errors.New("the entry records another attestation payload (or none)")
+		}
+		if e.APIVersion == "0.0.1" {
+			if !samePEM(s.PublicKey, pubPEM) {
+				return errors.New("the entry records another key or certificate")
+			}
+			return nil
+		}
+		for _, sig := range s.Content.Envelope.Signatures {
+			if string(sig.Sig) == sd.dsseSig && samePEM(sig.PublicKey, pubPEM) {
+				return nil
+			}
+		}
+		return errors.New("the entry records another signature or certificate")
+	}
+	return fmt.Errorf("entry kind %q version %q is not hashedrekord, dsse 0.0.1 or intoto 0.0.1/0.0.2", e.Kind, e.APIVersion)
 }
 
 func samePEM(a, b []byte) bool {
