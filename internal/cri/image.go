@@ -22,6 +22,7 @@ import (
 	"github.com/berth-project/berth/internal/errdefs"
 	"github.com/berth-project/berth/internal/image"
 	"github.com/berth-project/berth/internal/reference"
+	"github.com/berth-project/berth/internal/registry"
 )
 
 // Images are shared by every engine namespace: the CRI sees the same store
@@ -137,6 +138,9 @@ func (s *Server) imageByName(ctx context.Context, name string) (*runtimeapi.Imag
 	}
 	d, err := s.images.Inspect(ctx, name)
 	if errors.Is(err, errdefs.ErrNotFound) {
+		d, err = s.inspectShortName(ctx, name)
+	}
+	if errors.Is(err, errdefs.ErrNotFound) {
 		d, err = s.inspectRepoDigest(ctx, name, sums)
 	}
 	if err != nil {
@@ -153,6 +157,24 @@ func (s *Server) imageByName(ctx context.Context, name string) (*runtimeapi.Imag
 	}
 	// Removed between Inspect and List.
 	return nil, fmt.Errorf("image %q: %w", name, errdefs.ErrNotFound)
+}
+
+// inspectShortName finds an image kubelet names by a short name
+// ("busybox") among the candidates registries.conf's aliases and
+// unqualified-search-registries give, in their order, as CRI-O does;
+// without those settings a short name is Docker Hub's and Inspect has
+// already looked.
+func (s *Server) inspectShortName(ctx context.Context, name string) (image.Details, error) {
+	res, err := s.images.Registry.ResolveName(name)
+	if err != nil || len(res.Candidates) < 1 || !registry.IsShortName(name) {
+		return image.Details{}, fmt.Errorf("image %q: %w", name, errdefs.ErrNotFound)
+	}
+	for _, cand := range res.Candidates {
+		if d, err := s.images.Inspect(ctx, image.NameOf(cand)); err == nil {
+			return d, nil
+		}
+	}
+	return image.Details{}, fmt.Errorf("image %q: %w", name, errdefs.ErrNotFound)
 }
 
 // inspectRepoDigest finds an image by a repo digest it was reported with
@@ -187,25 +209,35 @@ func setUser(img *runtimeapi.Image, user string) {
 // its ID.
 func (s *Server) PullImage(ctx context.Context, req *runtimeapi.PullImageRequest) (*runtimeapi.PullImageResponse, error) {
 	name := req.GetImage().GetImage()
-	ref, err := reference.Parse(name)
+	// A short name goes through registries.conf's aliases and search
+	// registries when it has them (CRI-O's behaviour); else it is Docker
+	// Hub's, as containerd makes it.
+	res, err := s.images.Registry.ResolveName(name)
 	if err != nil {
 		return nil, grpcError(fmt.Errorf("pull image: image.image %q: %w: %w", name, err, errdefs.ErrInvalidArgument))
 	}
+	ref := res.Candidates[0]
 	opts := image.PullOptions{}
+	client := s.images.Registry
 	if a := req.GetAuth(); a != nil {
 		cred, err := credentialOf(a)
 		if err != nil {
-			return nil, grpcError(fmt.Errorf("pull image %s: auth: %w", ref, err))
+			return nil, grpcError(fmt.Errorf("pull image %s: auth: %w", name, err))
 		}
 		host := ref.Domain
 		if a.ServerAddress != "" {
 			host = strings.TrimPrefix(strings.TrimPrefix(a.ServerAddress, "https://"), "http://")
 			host, _, _ = strings.Cut(host, "/")
 		}
-		opts.Registry = s.images.Registry.WithCredential(host, cred)
+		client = s.images.Registry.WithCredential(host, cred)
+		opts.Registry = client
 	}
 	start := time.Now()
-	if _, err := s.images.Pull(ctx, ref, opts); err != nil {
+	ref, err = res.PullFirst(ctx, client, func(ctx context.Context, cand reference.Reference) error {
+		_, err := s.images.Pull(ctx, cand, opts)
+		return err
+	})
+	if err != nil {
 		return nil, grpcError(err)
 	}
 	d, err := s.images.Inspect(ctx, image.NameOf(ref))

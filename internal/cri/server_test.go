@@ -53,6 +53,13 @@ type testEnv struct {
 
 func newTestEnv(t *testing.T, cniDirs ...string) *testEnv {
 	t.Helper()
+	return newTestEnvWith(t, nil, cniDirs...)
+}
+
+// newTestEnvWith is newTestEnv whose registry client has the settings
+// regConfig makes, given the test registry's host:port.
+func newTestEnvWith(t *testing.T, regConfig func(regHost string) registry.Config, cniDirs ...string) *testEnv {
+	t.Helper()
 	testutil.RequiresRoot(t) // overlay snapshots
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
@@ -72,7 +79,11 @@ func newTestEnv(t *testing.T, cniDirs ...string) *testEnv {
 	}))
 	t.Cleanup(reg.Close)
 	e.regHost = strings.TrimPrefix(reg.URL, "http://")
-	e.regCli = registry.New(registry.Options{Backoff: 10 * time.Millisecond})
+	regOpts := registry.Options{Backoff: 10 * time.Millisecond}
+	if regConfig != nil {
+		regOpts.Config = regConfig(e.regHost)
+	}
+	e.regCli = registry.New(regOpts)
 
 	store, err := image.Open(e.root, e.regCli)
 	if err != nil {
@@ -355,4 +366,26 @@ func TestPullImageAuth(t *testing.T) {
 		t.Error("a pull without credentials succeeded after one with them: a credential leaked into the shared client")
 	}
 	wantCode(t, pull(&runtimeapi.AuthConfig{Auth: "%%%"}), codes.InvalidArgument, "auth that is not base64")
+}
+
+// A short name is pulled from the first of registries.conf's
+// unqualified-search-registries that has it, and ImageStatus finds the
+// image by that short name afterwards (kubelet asks by the pod's name).
+func TestPullImageShortName(t *testing.T) {
+	e := newTestEnvWith(t, func(host string) registry.Config {
+		return registry.Config{UnqualifiedSearch: []string{host}, UnqualifiedSearchSource: "test registries.conf", ShortNameMode: registry.ShortNamePermissive}
+	})
+	id, _ := e.pushImage(t, "cri/short:v1", "short")
+	resp, err := e.images.PullImage(e.ctx, &runtimeapi.PullImageRequest{Image: &runtimeapi.ImageSpec{Image: "cri/short:v1"}})
+	if err != nil || resp.ImageRef != id.String() {
+		t.Fatalf("PullImage cri/short:v1 = %v, %v; want %s", resp, err, id)
+	}
+	st, err := e.images.ImageStatus(e.ctx, &runtimeapi.ImageStatusRequest{Image: &runtimeapi.ImageSpec{Image: "cri/short:v1"}})
+	if err != nil || st.Image == nil || st.Image.Id != id.String() {
+		t.Fatalf("ImageStatus cri/short:v1 = %v, %v; want %s", st, err, id)
+	}
+	_, err = e.images.PullImage(e.ctx, &runtimeapi.PullImageRequest{Image: &runtimeapi.ImageSpec{Image: "cri/absent:v1"}})
+	if err == nil || !strings.Contains(err.Error(), e.regHost) {
+		t.Errorf("PullImage of a short name no registry has = %v; want an error naming the registries tried", err)
+	}
 }
