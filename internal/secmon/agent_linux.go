@@ -317,7 +317,8 @@ func (a *agent) add(reg *Registration, persist bool) error {
 
 // sysPolicy is the kernel's table of the system calls to report.
 func sysPolicy(names []string) *kern.SecmonSysPolicy {
-	sp := &kern.SecmonSysPolicy{NrOpen: ^uint32(0), NrOpenat: ^uint32(0), NrOpenat2: ^uint32(0), NrCreat: ^uint32(0)}
+	sp := &kern.SecmonSysPolicy{NrOpen: ^uint32(0), NrOpenat: ^uint32(0), NrOpenat2: ^uint32(0), NrCreat: ^uint32(0),
+		NrExecve: ^uint32(0), NrExecveat: ^uint32(0)}
 	for _, n := range names {
 		nr, ok := sysNumbers[n]
 		if !ok || nr >= kern.MaxSyscall {
@@ -333,6 +334,10 @@ func sysPolicy(names []string) *kern.SecmonSysPolicy {
 			sp.NrOpenat2 = nr
 		case "creat":
 			sp.NrCreat = nr
+		case "execve":
+			sp.NrExecve = nr
+		case "execveat":
+			sp.NrExecveat = nr
 		}
 	}
 	return sp
@@ -541,9 +546,20 @@ func (a *agent) event(ev *kern.SecmonEvent) {
 		in.Syscall = &SyscallVars{Name: name, Args: args}
 		base.Syscall = &AlertSyscall{Name: name, Args: args}
 		proc.Path, proc.Argv = a.procInfo(r, int(ev.Tgid))
+	case kern.KindExecTry:
+		// An exec attempt: only exec deny rules (Landlock refuses the
+		// exec; the alert rules see the exec itself when it happens).
+		path := a.absPath(r, int(ev.Tgid), cstr(ev.Path[:]), ev.Nr, ev.Sargs[0])
+		proc.Path, proc.Argv = a.procInfo(r, int(ev.Tgid))
+		in.Process.Path = proc.Path
+		in.Exec = &ExecVars{Path: path, Argv: []string{}}
+		base.Event, base.Process = EventExec, proc
+		base.Exec = &AlertExec{Path: path}
+		a.denyAlerts(r, EventExec, in, base, when)
+		return
 	case kern.KindOpen:
 		kind = EventOpen
-		path := cstr(ev.Path[:])
+		path := a.absPath(r, int(ev.Tgid), cstr(ev.Path[:]), ev.Nr, ev.Sargs[0])
 		in.File = &FileVars{Path: path, Write: true}
 		base.File = &AlertFile{Path: path, Write: true}
 		proc.Path, proc.Argv = a.procInfo(r, int(ev.Tgid))
@@ -557,6 +573,9 @@ func (a *agent) event(ev *kern.SecmonEvent) {
 		al.Time, al.Rule, al.Action = when, r.Rules[ev.Rule].Name, actionNames[ev.Action]
 		a.write(r, al)
 	}
+	if kind == EventOpen {
+		a.denyAlerts(r, kind, in, base, when)
+	}
 	for i, rule := range r.Rules {
 		if rule.Event != kind || rule.Action != ActionAlert {
 			continue
@@ -569,6 +588,45 @@ func (a *agent) event(ev *kern.SecmonEvent) {
 		al.Time, al.Rule, al.Action = when, rule.Name, ActionAlert
 		a.write(r, al)
 	}
+}
+
+// denyAlerts writes an alert with action deny for each deny rule of the
+// kind whose condition holds: Landlock, in the container's processes,
+// refuses the same operation (the rule reduced to the paths it denies).
+func (a *agent) denyAlerts(r *agentReg, kind string, in Input, base Alert, when time.Time) {
+	for i, rule := range r.Rules {
+		if rule.Event != kind || rule.Action != ActionDeny {
+			continue
+		}
+		if ok, err := r.rs.Eval(i, in); err != nil || !ok {
+			continue
+		}
+		al := base
+		al.Time, al.Rule, al.Action = when, rule.Name, ActionDeny
+		a.write(r, al)
+	}
+}
+
+// absPath makes a relative path of an open or exec absolute, from the
+// process's working directory when the call named none other (best
+// effort: the process may have moved on), as the container sees it.
+func (a *agent) absPath(r *agentReg, pid int, p string, nr uint32, arg0 uint64) string {
+	if p == "" || strings.HasPrefix(p, "/") {
+		return p
+	}
+	if nr != sysNumbers["open"] && nr != sysNumbers["creat"] && nr != sysNumbers["execve"] && int32(arg0) != unix.AT_FDCWD {
+		return p // relative to a directory fd
+	}
+	cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid))
+	if err != nil {
+		return p
+	}
+	if r.Rootfs != "" {
+		if rel, ok := strings.CutPrefix(cwd, strings.TrimSuffix(r.Rootfs, "/")); ok && (rel == "" || strings.HasPrefix(rel, "/")) {
+			cwd = rel
+		}
+	}
+	return filepath.Join("/", cwd, p)
 }
 
 // procInfo reads a live process's executable and argv (best effort: it

@@ -37,7 +37,9 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define AF_INET 2
 #define AF_INET6 10
 
-enum kind { KIND_EXEC = 1, KIND_CONNECT = 2, KIND_SYSCALL = 3, KIND_OPEN = 4 };
+// KIND_EXEC_TRY is an execve(at) at entry, for exec deny rules: Landlock
+// refuses the exec before sched_process_exec, so the attempt is the event.
+enum kind { KIND_EXEC = 1, KIND_CONNECT = 2, KIND_SYSCALL = 3, KIND_OPEN = 4, KIND_EXEC_TRY = 5 };
 #define MAX_SYSCALL 512
 #define O_ACCMODE 3
 #define O_CREAT 0100
@@ -132,6 +134,8 @@ struct sys_policy {
 	__u32 nr_openat;
 	__u32 nr_openat2;
 	__u32 nr_creat;
+	__u32 nr_execve;
+	__u32 nr_execveat;
 };
 
 struct {
@@ -500,6 +504,10 @@ int berth_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 		if ((flags & O_ACCMODE) == 0 && !(flags & (O_CREAT | O_TRUNC)))
 			return 0;
 		ev->kind = KIND_OPEN;
+		bpf_probe_read_user_str(ev->path, sizeof(ev->path), path);
+	} else if (nr == p->nr_execve || nr == p->nr_execveat) {
+		const char *path = (const char *)(nr == p->nr_execve ? ev->sargs[0] : ev->sargs[1]);
+		ev->kind = KIND_EXEC_TRY;
 		bpf_probe_read_user_str(ev->path, sizeof(ev->path), path);
 	}
 	if (bpf_ringbuf_output(&events, ev, sizeof(*ev), 0))

@@ -64,12 +64,14 @@ type SecmonPolicy struct {
 }
 
 type SecmonSysPolicy struct {
-	_         structs.HostLayout
-	Report    [8]uint64
-	NrOpen    uint32
-	NrOpenat  uint32
-	NrOpenat2 uint32
-	NrCreat   uint32
+	_          structs.HostLayout
+	Report     [8]uint64
+	NrOpen     uint32
+	NrOpenat   uint32
+	NrOpenat2  uint32
+	NrCreat    uint32
+	NrExecve   uint32
+	NrExecveat uint32
 }
 
 // Names of all BPF objects in the ELF.
