@@ -131,43 +131,11 @@ func (rs *landlockRuleset) close() {
 	}
 }
 
-// denial is one denied path, resolved, with the rights it loses.
-type denial struct {
-	path   string // resolved, clean
-	rights uint64
-	rule   string
-}
-
-// fill adds the allow rules: every handled right beside the way to each
-// denied path, REFER everywhere.
+// fill adds the allow rules: REFER everywhere, and for each kind of
+// denial (exec, write) its rights beside the way to each of its paths.
+// Rules on one file add up, so the two kinds do not interfere: a
+// directory on the way to a denied exec keeps its write rights.
 func (rs *landlockRuleset) fill(plan *landlock.Plan, handled uint64, extraWrite []int) error {
-	var denials []denial
-	for _, x := range []struct {
-		list   []landlock.Path
-		rights uint64
-	}{{plan.Exec, llExec}, {plan.Write, llWrite}} {
-		for _, p := range x.list {
-			ds, err := resolveDenied(p, x.rights)
-			if err != nil {
-				return err
-			}
-			denials = append(denials, ds...)
-		}
-	}
-	// denied[path] are the rights a path loses; onWay the directories on
-	// the way to a denied path (they get no rule).
-	denied := map[string]uint64{}
-	onWay := map[string]bool{}
-	for _, d := range denials {
-		denied[d.path] |= d.rights
-		for dir := path.Dir(d.path); ; dir = path.Dir(dir) {
-			onWay[dir] = true
-			if dir == "/" {
-				break
-			}
-		}
-	}
-	n := 0
 	// REFER on / (and so everywhere): Landlock denies any rename or link
 	// between directories unless granted, and still refuses a move that
 	// would give a file rights it lacks (a denied file to an allowed
@@ -175,43 +143,24 @@ func (rs *landlockRuleset) fill(plan *landlock.Plan, handled uint64, extraWrite 
 	if err := rs.allow("/", llRefer); err != nil {
 		return err
 	}
-	for dir := range onWay {
-		ents, err := os.ReadDir(dir)
-		if err != nil {
-			if errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ENOTDIR) {
-				continue // nothing there yet: nothing to allow
-			}
-			return fmt.Errorf("landlock: read %s: %w", dir, err)
+	n := 0
+	for _, x := range []struct {
+		list   []landlock.Path
+		rights uint64
+	}{{plan.Exec, llExec}, {plan.Write, llWrite}} {
+		if len(x.list) == 0 {
+			continue
 		}
-		for _, e := range ents {
-			p := path.Join(dir, e.Name())
-			if onWay[p] {
-				continue
-			}
-			// Beside the way: every handled right the path does not
-			// lose. A path that loses only some (exec denied, write
-			// not) keeps the others.
-			grant := handled &^ llRefer &^ denied[p]
-			if grant == 0 {
-				continue
-			}
-			if e.Type()&os.ModeSymlink != 0 {
-				// Rights follow the target, judged where it lives;
-				// opening the link would put a rule on the target.
-				continue
-			}
-			if !e.IsDir() {
-				grant &= llFileRights
-				if grant == 0 {
-					continue
-				}
-			}
-			if n++; n > maxLandlockRules {
-				return fmt.Errorf("landlock: more than %d entries in the directories on the way to the denied paths", maxLandlockRules)
-			}
-			if err := rs.allow(p, grant); err != nil {
+		var denied []string
+		for _, p := range x.list {
+			ds, err := resolveDenied(p)
+			if err != nil {
 				return err
 			}
+			denied = append(denied, ds...)
+		}
+		if err := rs.allowBeside(denied, x.rights, &n); err != nil {
+			return err
 		}
 	}
 	for _, fd := range extraWrite {
@@ -225,11 +174,61 @@ func (rs *landlockRuleset) fill(plan *landlock.Plan, handled uint64, extraWrite 
 	return nil
 }
 
+// allowBeside grants rights on every entry of the directories on the way
+// to the denied paths, except the denied paths and the way itself.
+func (rs *landlockRuleset) allowBeside(denied []string, rights uint64, n *int) error {
+	isDenied := map[string]bool{}
+	onWay := map[string]bool{}
+	for _, d := range denied {
+		isDenied[d] = true
+		for dir := path.Dir(d); ; dir = path.Dir(dir) {
+			onWay[dir] = true
+			if dir == "/" {
+				break
+			}
+		}
+	}
+	for dir := range onWay {
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ENOTDIR) {
+				continue // nothing there yet: nothing to allow
+			}
+			return fmt.Errorf("landlock: read %s: %w", dir, err)
+		}
+		for _, e := range ents {
+			p := path.Join(dir, e.Name())
+			if onWay[p] || isDenied[p] {
+				continue
+			}
+			if e.Type()&os.ModeSymlink != 0 {
+				// Rights follow the target, judged where it lives;
+				// opening the link would put a rule on the target.
+				continue
+			}
+			grant := rights
+			if !e.IsDir() {
+				grant &= llFileRights
+				if grant == 0 {
+					continue
+				}
+			}
+			if *n++; *n > maxLandlockRules {
+				return fmt.Errorf("landlock: more than %d entries in the directories on the way to the denied paths", maxLandlockRules)
+			}
+			if err := rs.allow(p, grant); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // resolveDenied turns a plan path into the entries it denies: the parent
 // resolved (symbolic links in it followed, inside the container's root),
 // the last component not, and refused when it is a symbolic link or a
 // regular file with other names.
-func resolveDenied(p landlock.Path, rights uint64) ([]denial, error) {
+func resolveDenied(p landlock.Path) ([]string, error) {
 	clean := path.Clean(p.Path)
 	beneath := p.Prefix && strings.HasSuffix(p.Path, "/")
 	dir, base := path.Dir(clean), path.Base(clean)
@@ -239,7 +238,7 @@ func resolveDenied(p landlock.Path, rights uint64) ([]denial, error) {
 		// nearest existing ancestor is on the way, so nothing can be
 		// created there under a write plan; under an exec plan a file
 		// put there later cannot run.
-		return []denial{{path: clean, rights: rights, rule: p.Rule}}, nil
+		return []string{clean}, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("landlock: rule %q: resolve %s: %w", p.Rule, dir, err)
@@ -257,12 +256,12 @@ func resolveDenied(p landlock.Path, rights uint64) ([]denial, error) {
 		}
 		if len(names) == 0 {
 			// Nothing matches now; rdir is on the way (see above).
-			return []denial{{path: path.Join(rdir, base), rights: rights, rule: p.Rule}}, nil
+			return []string{path.Join(rdir, base)}, nil
 		}
 	} else {
 		names = []string{base}
 	}
-	var out []denial
+	var out []string
 	for _, name := range names {
 		full := path.Join(rdir, name)
 		var st unix.Stat_t
@@ -279,7 +278,7 @@ func resolveDenied(p landlock.Path, rights uint64) ([]denial, error) {
 		case beneath && st.Mode&unix.S_IFMT != unix.S_IFDIR:
 			return nil, fmt.Errorf("landlock: rule %q denies beneath %s, which is not a directory", p.Rule, full)
 		}
-		out = append(out, denial{path: full, rights: rights, rule: p.Rule})
+		out = append(out, full)
 	}
 	return out, nil
 }

@@ -407,8 +407,8 @@ func TestSecmonAgentRestart(t *testing.T) {
 func TestSecmonRefused(t *testing.T) {
 	e := newSecmon(t)
 	for _, c := range []struct{ rules, want string }{
-		{"rules:\n- name: no-sh\n  event: exec\n  condition: exec.path == '/bin/sh'\n  action: deny\n", `rule "no-sh" (line 2): action deny on exec refused: exec deny needs`},
-		{"rules:\n- name: etc\n  event: open\n  condition: file.write && file.path.startsWith('/etc/')\n  action: deny\n", `rule "etc" (line 2): action deny on open refused: open deny is not implemented yet: it needs Landlock`},
+		{"rules:\n- name: no-drift\n  event: exec\n  condition: exec.drift\n  action: deny\n", `rule "no-drift" (line 2): exec.drift cannot be denied: on this host exec and open deny are carried out by Landlock, which denies static paths`},
+		{"rules:\n- name: etc\n  event: open\n  condition: file.path.startsWith('/etc/')\n  action: deny\n", `rule "etc" (line 2): an open deny must be for writes`},
 		{"rules:\n- name: pt\n  event: ptrace\n  condition: 'true'\n  action: kill\n", `rule "pt" (line 2): action kill on ptrace refused`},
 		{"rules:\n- name: typo\n  event: exec\n  condition: exec.paht == 'x'\n  action: alert\n", `rule "typo" (line 2): condition: ERROR: <input>:1:5: undefined field 'paht'`},
 		{"rules:\n- name: argv\n  event: exec\n  condition: exec.argv.size() > 2\n  action: kill\n", `rule "argv" (line 2): condition cannot be checked in the kernel`},
