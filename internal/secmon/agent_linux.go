@@ -403,6 +403,40 @@ func (a *agent) sweep() {
 	}
 }
 
+// killCgroup kills every process of a container's cgroup (and its
+// children) at once: cgroup.kill (Linux 5.14), else frozen, each process
+// SIGKILLed, thawed. The id guards against a new cgroup of the same name.
+func killCgroup(dir string, id uint64) error {
+	if !cgroupAlive(dir, id) {
+		return nil // gone already
+	}
+	err := os.WriteFile(filepath.Join(dir, "cgroup.kill"), []byte("1"), 0)
+	if err == nil || !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	freeze := filepath.Join(dir, "cgroup.freeze")
+	if err := os.WriteFile(freeze, []byte("1"), 0); err != nil {
+		return fmt.Errorf("freeze %s: %w", dir, err)
+	}
+	defer os.WriteFile(freeze, []byte("0"), 0)
+	return filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || !d.IsDir() {
+			return nil
+		}
+		b, err := os.ReadFile(filepath.Join(p, "cgroup.procs"))
+		if err != nil {
+			return nil
+		}
+		for _, f := range strings.Fields(string(b)) {
+			var pid int
+			if _, err := fmt.Sscan(f, &pid); err == nil && pid > 0 {
+				unix.Kill(pid, unix.SIGKILL)
+			}
+		}
+		return nil
+	})
+}
+
 // cgroupAlive says whether dir is still the cgroup with that id (a new
 // cgroup of the same name has another id).
 func cgroupAlive(dir string, id uint64) bool {
@@ -571,6 +605,14 @@ func (a *agent) event(ev *kern.SecmonEvent) {
 	if ev.Rule >= 0 && int(ev.Rule) < len(r.Rules) {
 		al := base
 		al.Time, al.Rule, al.Action = when, r.Rules[ev.Rule].Name, actionNames[ev.Action]
+		if al.Action == ActionKill && r.Rules[ev.Rule].Scope == ScopeContainer {
+			// The kernel killed the offender; the rest of the
+			// container goes now.
+			al.Scope = ScopeContainer
+			if err := killCgroup(r.CgroupDir, r.CgroupID); err != nil {
+				a.o.Log.Warn("secmon: kill the container", "container", r.Container.ID, "rule", al.Rule, "err", err)
+			}
+		}
 		a.write(r, al)
 	}
 	if kind == EventOpen {

@@ -51,7 +51,7 @@ func mechanism(ev, act string) (mech, reason string) {
 		case ActionAlert:
 			return "BPF raw tracepoint sched_process_exec, filtered by cgroup id; CEL in the agent", ""
 		case ActionKill:
-			return "BPF raw tracepoint sched_process_exec: bpf_send_signal(SIGKILL) before the new image runs", ""
+			return "BPF raw tracepoint sched_process_exec: bpf_send_signal(SIGKILL) before the new image runs; with scope: container the agent then kills the container's cgroup (cgroup.kill)", ""
 		default:
 			if reason := landlockMissing(); reason != "" {
 				return "", "exec deny needs a hook before the exec completes: " + noBPFLSM + ", and " + reason + "; use kill"
@@ -65,7 +65,7 @@ func mechanism(ev, act string) (mech, reason string) {
 		case ActionDeny:
 			return "BPF cgroup/connect4 and connect6 on the container's cgroup: connect fails with EPERM", ""
 		default:
-			return "BPF cgroup/connect4 and connect6: bpf_send_signal(SIGKILL) and the connect fails", ""
+			return "BPF cgroup/connect4 and connect6: bpf_send_signal(SIGKILL) and the connect fails; with scope: container the agent then kills the container's cgroup (cgroup.kill)", ""
 		}
 	}
 	if _, ok := syscallEvents[ev]; ok {

@@ -35,9 +35,11 @@ type Registration struct {
 
 // Alert is one line of the alerts log and of `berth monitor events`.
 type Alert struct {
-	Time        time.Time     `json:"time"`
-	Rule        string        `json:"rule"`
-	Action      string        `json:"action"`
+	Time   time.Time `json:"time"`
+	Rule   string    `json:"rule"`
+	Action string    `json:"action"`
+	// Scope is "container" when a kill took the whole container.
+	Scope       string        `json:"scope,omitempty"`
 	Event       string        `json:"event"`
 	Container   string        `json:"container"`
 	Name        string        `json:"name,omitempty"`

@@ -19,6 +19,7 @@ const sampleRules = `rules:
   event: exec
   condition: exec.drift
   action: kill
+  scope: container
 - name: egress
   event: connect
   condition: '!(inCIDR(connect.address, "127.0.0.0/8") && connect.port == 8080)'
@@ -41,6 +42,9 @@ func TestParseAndPlan(t *testing.T) {
 	p, err := rs.Plan(Container{ID: "c1"})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if rs.Rules[1].Scope != ScopeContainer || rs.Rules[0].Scope != "" {
+		t.Errorf("scopes %q %q", rs.Rules[0].Scope, rs.Rules[1].Scope)
 	}
 	if len(p.Exec.Rules) != 2 || !p.Exec.Report || len(p.Connect.Rules) != 1 || p.Connect.Report {
 		t.Fatalf("plan %+v", p)
@@ -141,6 +145,8 @@ func TestRefusals(t *testing.T) {
 		{"rules:\n- name: a\n  event: exec\n  condition: 'true'\n  action: block\n", `action "block"`},
 		{"rules:\n- name: a\n  event: exec\n  condition: 'true'\n  action: alert\n- name: a\n  event: exec\n  condition: 'true'\n  action: alert\n", "a second rule"},
 		{"rules:\n- name: a\n  evnt: exec\n", `unknown field "evnt"`},
+		{"rules:\n- name: a\n  event: exec\n  condition: 'true'\n  action: alert\n  scope: container\n", "scope container is for kill rules, not alert"},
+		{"rules:\n- name: a\n  event: exec\n  condition: exec.drift\n  action: kill\n  scope: pod\n", `scope "pod": not process or container`},
 		{"rules:\n- name: a\n  event: connect\n  condition: inCIDR(connect.address, '10.0.0.0/99')\n  action: deny\n", "inCIDR"},
 	} {
 		_, err := ParseRules([]byte(c.rules), "r.yaml")

@@ -422,3 +422,31 @@ func TestSecmonRefused(t *testing.T) {
 		t.Errorf("containers left: %q", out)
 	}
 }
+
+// TestSecmonKillContainer: a kill rule with scope container kills the
+// offending process in the kernel and then every process of the
+// container (cgroup.kill): the container exits with 137, its other
+// processes gone with it; the alert says so.
+func TestSecmonKillContainer(t *testing.T) {
+	e := newSecmon(t)
+	rules := e.rulesFile(`rules:
+- name: no-drift
+  event: exec
+  condition: exec.drift
+  action: kill
+  scope: container
+`)
+	id := e.runD("--network", "none", "--security-opt", "monitor="+rules, e.image, "sh", "-c", "sleep 1000 & sleep 1000 & wait")
+	r := e.berth("exec", id, "sh", "-c", "cp /bin/busybox /tmp/busybox && /tmp/busybox echo DRIFTED; echo rc=$?")
+	if strings.Contains(r.stdout, "DRIFTED") {
+		t.Fatalf("the drifted binary ran: %s", r)
+	}
+	a := e.waitAlert("no-drift", func(a secmon.Alert) bool { return a.Container == id })
+	if a.Action != "kill" || a.Scope != "container" {
+		t.Errorf("alert %+v", a)
+	}
+	waitForOut(t, "the container to exit", 20*time.Second, func() (bool, string) {
+		out := e.ok("inspect", "--format", "{{.State.Status}} {{.State.ExitCode}}", id)
+		return out == "exited 137", out
+	})
+}
