@@ -55,8 +55,9 @@ type agent struct {
 
 type agentReg struct {
 	Registration
-	rs  *RuleSet
-	sys bool // has system calls reported
+	rs     *RuleSet
+	sys    bool // has system calls reported
+	accept bool // has inbound connections reported
 	// Engine events are limited to engineEventsPerSecond per container
 	// (the alerts log has them all): a container exec'ing in a loop must
 	// not flood the engine's log. Guarded by agent.mu.
@@ -278,6 +279,7 @@ func (a *agent) add(reg *Registration, persist bool) error {
 		a.objs.ExecPolicy.Delete(old.CgroupID)
 		a.objs.ConnectPolicy.Delete(old.CgroupID)
 		a.objs.SysPolicies.Delete(old.CgroupID)
+		a.objs.AcceptWatch.Delete(old.CgroupID)
 		a.objs.DetachConnect(old.CgroupID)
 		delete(a.byCgroup, old.CgroupID)
 	}
@@ -309,7 +311,17 @@ func (a *agent) add(reg *Registration, persist bool) error {
 			return err
 		}
 	}
-	r.sys = len(plan.Syscalls) > 0
+	if plan.Accept {
+		if err := a.objs.AcceptWatch.Update(cg, uint32(1), ebpf.UpdateAny); err != nil {
+			return fmt.Errorf("update the accept map: %w", err)
+		}
+		if err := a.objs.AttachAccept(); err != nil {
+			return err
+		}
+	} else {
+		a.objs.AcceptWatch.Delete(cg)
+	}
+	r.sys, r.accept = len(plan.Syscalls) > 0, plan.Accept
 	a.regs[reg.Container.ID] = r
 	a.byCgroup[cg] = r
 	return nil
@@ -377,6 +389,7 @@ func (a *agent) removeLocked(id string) {
 	a.objs.ExecPolicy.Delete(r.CgroupID)
 	a.objs.ConnectPolicy.Delete(r.CgroupID)
 	a.objs.SysPolicies.Delete(r.CgroupID)
+	a.objs.AcceptWatch.Delete(r.CgroupID)
 	a.objs.DetachConnect(r.CgroupID)
 	delete(a.regs, id)
 	delete(a.byCgroup, r.CgroupID)
@@ -384,6 +397,9 @@ func (a *agent) removeLocked(id string) {
 		// No container watches system calls: spare the host the
 		// per-call lookup.
 		a.objs.DetachSysEnter()
+	}
+	if !slices.ContainsFunc(slices.Collect(maps.Values(a.regs)), func(r *agentReg) bool { return r.accept }) {
+		a.objs.DetachAccept()
 	}
 	if len(a.regs) == 0 && !a.exiting {
 		a.exiting = true
@@ -580,6 +596,13 @@ func (a *agent) event(ev *kern.SecmonEvent) {
 		in.Syscall = &SyscallVars{Name: name, Args: args}
 		base.Syscall = &AlertSyscall{Name: name, Args: args}
 		proc.Path, proc.Argv = a.procInfo(r, int(ev.Tgid))
+	case kern.KindAccept:
+		// In softirq: no process; the peer's port is in sargs[0].
+		kind = EventAccept
+		ip := netip.AddrFrom16(ev.Addr).Unmap()
+		in.Connect = &ConnectVars{Address: ip.String(), Port: int64(ev.Port), Protocol: "tcp"}
+		base.Connect = &AlertConnect{Address: ip.String(), Port: int(ev.Port), Protocol: "tcp", PeerPort: int(ev.Sargs[0])}
+		proc = AlertProcess{Argv: []string{}}
 	case kern.KindExecTry:
 		// An exec attempt: only exec deny rules (Landlock refuses the
 		// exec; the alert rules see the exec itself when it happens).

@@ -93,7 +93,10 @@ func mechanism(ev, act string) (mech, reason string) {
 		}
 		return "", "open kill: a signal sent at system call entry does not stop the open (the kernel runs it, then the process dies); use deny"
 	case EventAccept:
-		return "", "accept is not implemented yet"
+		if act == ActionAlert {
+			return "BPF raw tracepoint inet_sock_set_state (TCP SYN_RECV to ESTABLISHED), filtered by the socket's cgroup id; CEL in the agent (connect.address and the peer's port are the peer's, connect.port the local port; no process: the handshake completes in softirq)", ""
+		}
+		return "", "accept " + act + " is not implemented: the handshake completes in the kernel, in no process's context, before accept(2)"
 	}
 	return "", "unknown event"
 }

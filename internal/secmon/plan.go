@@ -62,13 +62,18 @@ type Plan struct {
 	// alert rules (the open family for open rules).
 	Syscalls []string
 	Seccomp  []SeccompDeny
+	// Accept reports the container's inbound TCP connections to the
+	// agent, for its accept alert rules.
+	Accept bool
 	// Landlock is what berth-runtime denies (exec and open-for-write
 	// deny rules), carried in the landlock.Annotation annotation.
 	Landlock landlock.Plan
 }
 
 // Empty says whether the plan needs the agent at all.
-func (p *Plan) Empty() bool { return p.Exec.Empty() && p.Connect.Empty() && len(p.Syscalls) == 0 }
+func (p *Plan) Empty() bool {
+	return p.Exec.Empty() && p.Connect.Empty() && len(p.Syscalls) == 0 && !p.Accept
+}
 
 // NeedsLandlock says whether the container's runtime must apply a
 // Landlock plan (berth-runtime does; runc and crun do not).
@@ -112,6 +117,10 @@ func (rs *RuleSet) Plan(c Container) (*Plan, error) {
 				p.Landlock.Write = append(p.Landlock.Write, paths...)
 				p.addSyscalls(openFamily)
 			}
+			continue
+		}
+		if r.Event == EventAccept {
+			p.Accept = true // alert only (mechanisms refuses the rest)
 			continue
 		}
 		if r.Action == ActionAlert && (isSyscallEvent(r.Event) || r.Event == EventOpen) {

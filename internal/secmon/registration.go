@@ -83,11 +83,13 @@ type AlertFile struct {
 	Write bool   `json:"write"`
 }
 
-// AlertConnect is a connect's details.
+// AlertConnect is a connect's details, or an accept's: then Address is
+// the peer's, Port the local port and PeerPort the peer's.
 type AlertConnect struct {
 	Address  string `json:"address"`
 	Port     int    `json:"port"`
 	Protocol string `json:"protocol"`
+	PeerPort int    `json:"peerPort,omitempty"`
 }
 
 // request and response are the agent's protocol: one JSON object a line

@@ -119,6 +119,20 @@ func TestSyscallAlertPlan(t *testing.T) {
 	}
 }
 
+func TestAcceptPlan(t *testing.T) {
+	rs, err := ParseRules([]byte("rules:\n- name: in\n  event: accept\n  condition: connect.port == 22\n  action: alert\n"), "r.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := rs.Plan(Container{ID: "c"})
+	if err != nil || !p.Accept || p.Empty() {
+		t.Fatalf("plan %+v, %v", p, err)
+	}
+	if _, err := ParseRules([]byte("rules:\n- name: in\n  event: accept\n  condition: connect.port == 22\n  action: deny\n"), "r.yaml"); err == nil || !strings.Contains(err.Error(), "accept deny is not implemented") {
+		t.Errorf("accept deny: %v", err)
+	}
+}
+
 func TestRefusals(t *testing.T) {
 	for _, c := range []struct{ rules, want string }{
 		{"rules: []", "no rules"},

@@ -450,3 +450,30 @@ func TestSecmonKillContainer(t *testing.T) {
 		return out == "exited 137", out
 	})
 }
+
+// TestSecmonAccept: an inbound TCP connection to a container with an
+// accept alert rule is recorded (peer address, local port) and goes
+// through; a port the rule does not name is not recorded.
+func TestSecmonAccept(t *testing.T) {
+	e := newSecmon(t)
+	rules := e.rulesFile(`rules:
+- name: inbound
+  event: accept
+  condition: connect.port == 7777 && connect.address == "127.0.0.1"
+  action: alert
+`)
+	script := connectLoop(7777, "in") + "; " + connectLoop(7778, "other")
+	r := e.berth("run", "--rm", "--network", "none", "--security-opt", "monitor="+rules, e.image, "sh", "-c", script)
+	if !strings.Contains(r.stdout, "in=yes") || !strings.Contains(r.stdout, "other=yes") {
+		t.Fatalf("inbound connections: %s", r)
+	}
+	a := e.waitAlert("inbound", nil)
+	if a.Action != "alert" || a.Event != "accept" || a.Connect == nil || a.Connect.Port != 7777 || a.Connect.Address != "127.0.0.1" || a.Connect.PeerPort == 0 {
+		t.Errorf("accept alert %+v", a)
+	}
+	for _, a := range e.alerts() {
+		if a.Rule == "inbound" && a.Connect != nil && a.Connect.Port != 7777 {
+			t.Errorf("a connection to another port alerted: %+v", a)
+		}
+	}
+}

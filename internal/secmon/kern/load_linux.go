@@ -116,6 +116,21 @@ func (o *Objects) attachRawTracepoint(tp, pin string, prog *ebpf.Program) error 
 	return nil
 }
 
+// AttachAccept attaches the inbound-connection program (host-wide: every
+// TCP state change of the host pays a check, so it is attached only while
+// some container has accept rules).
+func (o *Objects) AttachAccept() error {
+	return o.attachRawTracepoint("inet_sock_set_state", "accept", o.BerthAccept)
+}
+
+// DetachAccept removes the inbound-connection program's link.
+func (o *Objects) DetachAccept() error {
+	if err := os.Remove(o.linkPath("accept")); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
 // DetachSysEnter removes the system call program's link.
 func (o *Objects) DetachSysEnter() error {
 	if err := os.Remove(o.linkPath("sys_enter")); err != nil && !errors.Is(err, os.ErrNotExist) {
