@@ -178,6 +178,9 @@ func FuzzParseRules(f *testing.F) {
 	f.Add([]byte("rules:\n- name: a\n  event: connect\n  condition: connect.port > 1 ? connect.protocol == 'tcp' : inCIDR(connect.address, '::/0')\n  action: deny\n"))
 	f.Add([]byte("rules:\n- {name: x, event: exec, condition: exec.path.startsWith('/tmp/'), action: kill}\n"))
 	f.Add([]byte("rules: [[[["))
+	f.Add([]byte("rules:\n- {name: x, event: exec, condition: 'exec.path in [\"/bin/sh\"] || exec.path.startsWith(\"/usr/\") && !(\"a\" in container.labels)', action: deny}\n"))
+	f.Add([]byte("rules:\n- {name: x, event: open, condition: 'file.write && (file.path == \"/etc/passwd\" || file.path.startsWith(\"/etc/\"))', action: deny}\n"))
+	f.Add([]byte("rules:\n- {name: x, event: exec, condition: exec.drift, action: kill, scope: container}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		rs, err := ParseRules(data, "fuzz")
 		if err != nil {
@@ -186,6 +189,9 @@ func FuzzParseRules(f *testing.F) {
 		p, err := rs.Plan(Container{ID: "x", Labels: map[string]string{"a": "b"}})
 		if err != nil {
 			return
+		}
+		if err := p.Landlock.Validate(); err != nil {
+			t.Fatalf("a compiled Landlock plan is invalid: %v", err)
 		}
 		for _, pol := range []KernelPolicy{p.Exec, p.Connect} {
 			if len(pol.Rules) > kern.MaxRules {
