@@ -58,6 +58,11 @@ func Load(dir string) (*Objects, error) {
 		if errors.As(err, &ve) {
 			return nil, fmt.Errorf("load the BPF programs: %+v", ve)
 		}
+		if errors.Is(err, ebpf.ErrMapIncompatible) {
+			// Pins of another berth-secmon version (a map's layout
+			// changed): they enforce its containers' rules still.
+			return nil, fmt.Errorf("load the BPF programs: the maps pinned under %s are another berth-secmon version's (%w): stop the containers with monitor rules, which removes them, then start again", dir, err)
+		}
 		return nil, fmt.Errorf("load the BPF programs: %w", err)
 	}
 	return o, nil
