@@ -146,6 +146,9 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (_ Container, retE
 		}
 		r.LogPath = filepath.Clean(o.LogPath)
 	}
+	if err := e.secmonCheck(ctx, r); err != nil { // secmon.go
+		return Container{}, err
+	}
 
 	// Undo in reverse on failure.
 	var undo []func()

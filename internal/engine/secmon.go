@@ -34,15 +34,42 @@ func (e *Engine) secmonOptions() secmon.Options {
 	return secmon.Options{AgentBin: bin}
 }
 
+// secmonContainer is the `container` the rules see.
+func secmonContainer(r *record) secmon.Container {
+	c := secmon.Container{ID: r.ID, Name: trimSlash(r.Name), Image: r.Config.Image, ImageDigest: r.Image, Labels: r.Config.Labels}
+	if ns, name := r.Config.Labels["io.kubernetes.pod.namespace"], r.Config.Labels["io.kubernetes.pod.name"]; name != "" {
+		c.Pod = &secmon.Pod{Namespace: ns, Name: name}
+	}
+	return c
+}
+
+// secmonCheck refuses, at create, a container whose rules the host or
+// its runtime cannot carry out: rules compiled with its fields, and a
+// Landlock plan (exec/open deny) only with a runtime that applies it.
+func (e *Engine) secmonCheck(ctx context.Context, r *record) error {
+	rs, err := secmon.ContainerRules(e.opts.Root, r.HostConfig.SecurityOpt, r.Config.Labels)
+	if err != nil || rs == nil {
+		return err
+	}
+	plan, err := rs.Plan(secmonContainer(r))
+	if err != nil {
+		return err
+	}
+	return secmon.CheckRuntime(ctx, plan, r.HostConfig.Runtime, r.Runtime)
+}
+
 // secmonPrepare adds the container's monitor rules to its spec.
 func (e *Engine) secmonPrepare(ctx context.Context, r *record, s *specs.Spec, rootfs string) error {
 	rs, err := secmon.ContainerRules(e.opts.Root, r.HostConfig.SecurityOpt, r.Config.Labels)
 	if err != nil || rs == nil {
 		return err
 	}
-	c := secmon.Container{ID: r.ID, Name: trimSlash(r.Name), Image: r.Config.Image, ImageDigest: r.Image, Labels: r.Config.Labels}
-	if ns, name := r.Config.Labels["io.kubernetes.pod.namespace"], r.Config.Labels["io.kubernetes.pod.name"]; name != "" {
-		c.Pod = &secmon.Pod{Namespace: ns, Name: name}
+	c := secmonContainer(r)
+	// The global rules may have changed since create.
+	if plan, err := rs.Plan(c); err != nil {
+		return err
+	} else if err := secmon.CheckRuntime(ctx, plan, r.HostConfig.Runtime, r.Runtime); err != nil {
+		return err
 	}
 	reg := secmon.Registration{
 		Container:  c,

@@ -5,6 +5,8 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/opencontainers/runtime-spec/specs-go/features"
+
+	"github.com/berth-project/berth/internal/secmon/landlock"
 )
 
 // Features is the OCI features document `berth-runtime features` prints:
@@ -44,6 +46,8 @@ func Features() *features.Features {
 		},
 		Annotations: map[string]string{
 			"org.opencontainers.runtime-spec.features.rlimits": joinComma(rl),
+			// The monitor's Landlock plan (internal/runtime/landlock_linux.go).
+			landlock.Annotation: landlock.FeatureValue,
 		},
 	}
 }

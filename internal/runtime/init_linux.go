@@ -77,6 +77,9 @@ type initProc struct {
 	// From the environment, which is cleared before the user's process.
 	fifoFd, consoleFd string
 	preserve          int
+	// landlock, when the config asks for it (landlock_linux.go), is
+	// enforced in finalize while the process may still do so.
+	landlock *landlockRuleset
 }
 
 func (ip *initProc) run() error {
@@ -163,6 +166,13 @@ func (ip *initProc) initContainer() error {
 	if err := ip.setupConsole(proc, true); err != nil {
 		return err
 	}
+	fifo, err := strconv.Atoi(ip.fifoFd)
+	if err != nil {
+		fifo = -1
+	}
+	if ip.landlock, err = buildLandlock(spec.Annotations, fifo); err != nil {
+		return err
+	}
 	filter, err := ip.seccompFilter(spec.Linux.Seccomp != nil)
 	if err != nil {
 		return err
@@ -185,6 +195,12 @@ func (ip *initProc) execProcess() error {
 	}
 	if err := ip.setupConsole(proc, false); err != nil {
 		return err
+	}
+	if ip.cfg.Spec != nil {
+		var err error
+		if ip.landlock, err = buildLandlock(ip.cfg.Spec.Annotations); err != nil {
+			return err
+		}
 	}
 	filter, err := ip.seccompFilter(ip.cfg.Spec != nil && ip.cfg.Spec.Linux != nil && ip.cfg.Spec.Linux.Seccomp != nil)
 	if err != nil {
@@ -226,6 +242,11 @@ func (ip *initProc) finalize(proc *specs.Process, filter *seccomp.Program, waitS
 	if err := chdirInRoot(proc.Cwd); err == nil {
 		cwdDone = true
 	} else if !errors.Is(err, os.ErrPermission) {
+		return err
+	}
+	// Landlock before the filter (which may refuse its calls) and while
+	// CAP_SYS_ADMIN is still held.
+	if err := ip.landlock.restrict(); err != nil {
 		return err
 	}
 	if early {

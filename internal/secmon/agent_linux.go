@@ -55,8 +55,9 @@ type agent struct {
 
 type agentReg struct {
 	Registration
-	rs  *RuleSet
-	sys bool // has system calls reported
+	rs     *RuleSet
+	sys    bool // has system calls reported
+	accept bool // has inbound connections reported
 	// Engine events are limited to engineEventsPerSecond per container
 	// (the alerts log has them all): a container exec'ing in a loop must
 	// not flood the engine's log. Guarded by agent.mu.
@@ -278,6 +279,7 @@ func (a *agent) add(reg *Registration, persist bool) error {
 		a.objs.ExecPolicy.Delete(old.CgroupID)
 		a.objs.ConnectPolicy.Delete(old.CgroupID)
 		a.objs.SysPolicies.Delete(old.CgroupID)
+		a.objs.AcceptWatch.Delete(old.CgroupID)
 		a.objs.DetachConnect(old.CgroupID)
 		delete(a.byCgroup, old.CgroupID)
 	}
@@ -309,7 +311,17 @@ func (a *agent) add(reg *Registration, persist bool) error {
 			return err
 		}
 	}
-	r.sys = len(plan.Syscalls) > 0
+	if plan.Accept {
+		if err := a.objs.AcceptWatch.Update(cg, uint32(1), ebpf.UpdateAny); err != nil {
+			return fmt.Errorf("update the accept map: %w", err)
+		}
+		if err := a.objs.AttachAccept(); err != nil {
+			return err
+		}
+	} else {
+		a.objs.AcceptWatch.Delete(cg)
+	}
+	r.sys, r.accept = len(plan.Syscalls) > 0, plan.Accept
 	a.regs[reg.Container.ID] = r
 	a.byCgroup[cg] = r
 	return nil
@@ -317,7 +329,8 @@ func (a *agent) add(reg *Registration, persist bool) error {
 
 // sysPolicy is the kernel's table of the system calls to report.
 func sysPolicy(names []string) *kern.SecmonSysPolicy {
-	sp := &kern.SecmonSysPolicy{NrOpen: ^uint32(0), NrOpenat: ^uint32(0), NrOpenat2: ^uint32(0), NrCreat: ^uint32(0)}
+	sp := &kern.SecmonSysPolicy{NrOpen: ^uint32(0), NrOpenat: ^uint32(0), NrOpenat2: ^uint32(0), NrCreat: ^uint32(0),
+		NrExecve: ^uint32(0), NrExecveat: ^uint32(0)}
 	for _, n := range names {
 		nr, ok := sysNumbers[n]
 		if !ok || nr >= kern.MaxSyscall {
@@ -333,6 +346,10 @@ func sysPolicy(names []string) *kern.SecmonSysPolicy {
 			sp.NrOpenat2 = nr
 		case "creat":
 			sp.NrCreat = nr
+		case "execve":
+			sp.NrExecve = nr
+		case "execveat":
+			sp.NrExecveat = nr
 		}
 	}
 	return sp
@@ -372,6 +389,7 @@ func (a *agent) removeLocked(id string) {
 	a.objs.ExecPolicy.Delete(r.CgroupID)
 	a.objs.ConnectPolicy.Delete(r.CgroupID)
 	a.objs.SysPolicies.Delete(r.CgroupID)
+	a.objs.AcceptWatch.Delete(r.CgroupID)
 	a.objs.DetachConnect(r.CgroupID)
 	delete(a.regs, id)
 	delete(a.byCgroup, r.CgroupID)
@@ -379,6 +397,9 @@ func (a *agent) removeLocked(id string) {
 		// No container watches system calls: spare the host the
 		// per-call lookup.
 		a.objs.DetachSysEnter()
+	}
+	if !slices.ContainsFunc(slices.Collect(maps.Values(a.regs)), func(r *agentReg) bool { return r.accept }) {
+		a.objs.DetachAccept()
 	}
 	if len(a.regs) == 0 && !a.exiting {
 		a.exiting = true
@@ -396,6 +417,40 @@ func (a *agent) sweep() {
 			a.removeLocked(id)
 		}
 	}
+}
+
+// killCgroup kills every process of a container's cgroup (and its
+// children) at once: cgroup.kill (Linux 5.14), else frozen, each process
+// SIGKILLed, thawed. The id guards against a new cgroup of the same name.
+func killCgroup(dir string, id uint64) error {
+	if !cgroupAlive(dir, id) {
+		return nil // gone already
+	}
+	err := os.WriteFile(filepath.Join(dir, "cgroup.kill"), []byte("1"), 0)
+	if err == nil || !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	freeze := filepath.Join(dir, "cgroup.freeze")
+	if err := os.WriteFile(freeze, []byte("1"), 0); err != nil {
+		return fmt.Errorf("freeze %s: %w", dir, err)
+	}
+	defer os.WriteFile(freeze, []byte("0"), 0)
+	return filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || !d.IsDir() {
+			return nil
+		}
+		b, err := os.ReadFile(filepath.Join(p, "cgroup.procs"))
+		if err != nil {
+			return nil
+		}
+		for _, f := range strings.Fields(string(b)) {
+			var pid int
+			if _, err := fmt.Sscan(f, &pid); err == nil && pid > 0 {
+				unix.Kill(pid, unix.SIGKILL)
+			}
+		}
+		return nil
+	})
 }
 
 // cgroupAlive says whether dir is still the cgroup with that id (a new
@@ -541,9 +596,27 @@ func (a *agent) event(ev *kern.SecmonEvent) {
 		in.Syscall = &SyscallVars{Name: name, Args: args}
 		base.Syscall = &AlertSyscall{Name: name, Args: args}
 		proc.Path, proc.Argv = a.procInfo(r, int(ev.Tgid))
+	case kern.KindAccept:
+		// In softirq: no process; the peer's port is in sargs[0].
+		kind = EventAccept
+		ip := netip.AddrFrom16(ev.Addr).Unmap()
+		in.Connect = &ConnectVars{Address: ip.String(), Port: int64(ev.Port), Protocol: "tcp"}
+		base.Connect = &AlertConnect{Address: ip.String(), Port: int(ev.Port), Protocol: "tcp", PeerPort: int(ev.Sargs[0])}
+		proc = AlertProcess{Argv: []string{}}
+	case kern.KindExecTry:
+		// An exec attempt: only exec deny rules (Landlock refuses the
+		// exec; the alert rules see the exec itself when it happens).
+		path := a.absPath(r, int(ev.Tgid), cstr(ev.Path[:]), ev.Nr, ev.Sargs[0])
+		proc.Path, proc.Argv = a.procInfo(r, int(ev.Tgid))
+		in.Process.Path = proc.Path
+		in.Exec = &ExecVars{Path: path, Argv: []string{}}
+		base.Event, base.Process = EventExec, proc
+		base.Exec = &AlertExec{Path: path}
+		a.denyAlerts(r, EventExec, in, base, when)
+		return
 	case kern.KindOpen:
 		kind = EventOpen
-		path := cstr(ev.Path[:])
+		path := a.absPath(r, int(ev.Tgid), cstr(ev.Path[:]), ev.Nr, ev.Sargs[0])
 		in.File = &FileVars{Path: path, Write: true}
 		base.File = &AlertFile{Path: path, Write: true}
 		proc.Path, proc.Argv = a.procInfo(r, int(ev.Tgid))
@@ -555,7 +628,18 @@ func (a *agent) event(ev *kern.SecmonEvent) {
 	if ev.Rule >= 0 && int(ev.Rule) < len(r.Rules) {
 		al := base
 		al.Time, al.Rule, al.Action = when, r.Rules[ev.Rule].Name, actionNames[ev.Action]
+		if al.Action == ActionKill && r.Rules[ev.Rule].Scope == ScopeContainer {
+			// The kernel killed the offender; the rest of the
+			// container goes now.
+			al.Scope = ScopeContainer
+			if err := killCgroup(r.CgroupDir, r.CgroupID); err != nil {
+				a.o.Log.Warn("secmon: kill the container", "container", r.Container.ID, "rule", al.Rule, "err", err)
+			}
+		}
 		a.write(r, al)
+	}
+	if kind == EventOpen {
+		a.denyAlerts(r, kind, in, base, when)
 	}
 	for i, rule := range r.Rules {
 		if rule.Event != kind || rule.Action != ActionAlert {
@@ -569,6 +653,45 @@ func (a *agent) event(ev *kern.SecmonEvent) {
 		al.Time, al.Rule, al.Action = when, rule.Name, ActionAlert
 		a.write(r, al)
 	}
+}
+
+// denyAlerts writes an alert with action deny for each deny rule of the
+// kind whose condition holds: Landlock, in the container's processes,
+// refuses the same operation (the rule reduced to the paths it denies).
+func (a *agent) denyAlerts(r *agentReg, kind string, in Input, base Alert, when time.Time) {
+	for i, rule := range r.Rules {
+		if rule.Event != kind || rule.Action != ActionDeny {
+			continue
+		}
+		if ok, err := r.rs.Eval(i, in); err != nil || !ok {
+			continue
+		}
+		al := base
+		al.Time, al.Rule, al.Action = when, rule.Name, ActionDeny
+		a.write(r, al)
+	}
+}
+
+// absPath makes a relative path of an open or exec absolute, from the
+// process's working directory when the call named none other (best
+// effort: the process may have moved on), as the container sees it.
+func (a *agent) absPath(r *agentReg, pid int, p string, nr uint32, arg0 uint64) string {
+	if p == "" || strings.HasPrefix(p, "/") {
+		return p
+	}
+	if nr != sysNumbers["open"] && nr != sysNumbers["creat"] && nr != sysNumbers["execve"] && int32(arg0) != unix.AT_FDCWD {
+		return p // relative to a directory fd
+	}
+	cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid))
+	if err != nil {
+		return p
+	}
+	if r.Rootfs != "" {
+		if rel, ok := strings.CutPrefix(cwd, strings.TrimSuffix(r.Rootfs, "/")); ok && (rel == "" || strings.HasPrefix(rel, "/")) {
+			cwd = rel
+		}
+	}
+	return filepath.Join("/", cwd, p)
 }
 
 // procInfo reads a live process's executable and argv (best effort: it

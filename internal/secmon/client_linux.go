@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/berth-project/berth/internal/errdefs"
 	"github.com/berth-project/berth/internal/secmon/kern"
+	"github.com/berth-project/berth/internal/secmon/landlock"
 )
 
 // AnnotationRules is the pod annotation (CRI) or container label whose
@@ -108,6 +110,16 @@ func Prepare(o Options, rs *RuleSet, reg Registration, regPath string, spec *spe
 	}
 	if len(plan.Seccomp) > 0 {
 		addSeccompDenies(spec, plan.Seccomp)
+	}
+	if plan.NeedsLandlock() {
+		v, err := plan.Landlock.Encode()
+		if err != nil {
+			return err
+		}
+		if spec.Annotations == nil {
+			spec.Annotations = map[string]string{}
+		}
+		spec.Annotations[landlock.Annotation] = v
 	}
 	if plan.Empty() {
 		return nil
@@ -381,4 +393,43 @@ func Revive(ctx context.Context, o Options) error {
 		return nil
 	}
 	return EnsureAgent(ctx, o)
+}
+
+// CheckRuntime refuses a plan with Landlock denials for a runtime that
+// does not apply them: runc and crun would ignore the annotation and run
+// the container unprotected. The runtime says so in its `features`
+// document (landlock.Annotation = landlock.FeatureValue). name is the
+// runtime's configured name and bin its binary, for the message.
+func CheckRuntime(ctx context.Context, plan *Plan, name, bin string) error {
+	if !plan.NeedsLandlock() {
+		return nil
+	}
+	var rules []string
+	for _, x := range slices.Concat(plan.Landlock.Exec, plan.Landlock.Write) {
+		if !slices.Contains(rules, x.Rule) {
+			rules = append(rules, x.Rule)
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, "features").Output()
+	var f struct {
+		Annotations map[string]string `json:"annotations"`
+	}
+	if err == nil {
+		err = json.Unmarshal(out, &f)
+	}
+	if err != nil || f.Annotations[landlock.Annotation] != landlock.FeatureValue {
+		return fmt.Errorf("monitor rules %s deny exec or open through Landlock, which runtime %q (%s) does not apply (only berth-runtime does): refusing the container rather than run it unprotected: %w",
+			strings.Join(quoteAll(rules), ", "), name, bin, errdefs.ErrFailedPrecondition)
+	}
+	return nil
+}
+
+func quoteAll(s []string) []string {
+	out := make([]string, len(s))
+	for i := range s {
+		out[i] = fmt.Sprintf("%q", s[i])
+	}
+	return out
 }

@@ -3,6 +3,8 @@ package secmon
 import (
 	"fmt"
 	"slices"
+
+	"github.com/berth-project/berth/internal/secmon/landlock"
 )
 
 // Mechanism says how an action on an event kind is carried out on this
@@ -49,9 +51,12 @@ func mechanism(ev, act string) (mech, reason string) {
 		case ActionAlert:
 			return "BPF raw tracepoint sched_process_exec, filtered by cgroup id; CEL in the agent", ""
 		case ActionKill:
-			return "BPF raw tracepoint sched_process_exec: bpf_send_signal(SIGKILL) before the new image runs", ""
+			return "BPF raw tracepoint sched_process_exec: bpf_send_signal(SIGKILL) before the new image runs; with scope: container the agent then kills the container's cgroup (cgroup.kill)", ""
 		default:
-			return "", "exec deny needs a hook before the exec completes: " + noBPFLSM + ", and Berth has no Landlock path for it yet; use kill"
+			if reason := landlockMissing(); reason != "" {
+				return "", "exec deny needs a hook before the exec completes: " + noBPFLSM + ", and " + reason + "; use kill"
+			}
+			return "Landlock (EXECUTE), applied by berth-runtime before the container's first instruction; static paths only (==, in, startsWith); alert from the execve attempt (raw tracepoint sys_enter)", ""
 		}
 	case EventConnect:
 		switch act {
@@ -60,7 +65,7 @@ func mechanism(ev, act string) (mech, reason string) {
 		case ActionDeny:
 			return "BPF cgroup/connect4 and connect6 on the container's cgroup: connect fails with EPERM", ""
 		default:
-			return "BPF cgroup/connect4 and connect6: bpf_send_signal(SIGKILL) and the connect fails", ""
+			return "BPF cgroup/connect4 and connect6: bpf_send_signal(SIGKILL) and the connect fails; with scope: container the agent then kills the container's cgroup (cgroup.kill)", ""
 		}
 	}
 	if _, ok := syscallEvents[ev]; ok {
@@ -80,11 +85,31 @@ func mechanism(ev, act string) (mech, reason string) {
 		if act == ActionAlert && len(sysNumbers) > 0 {
 			return "BPF raw tracepoint sys_enter on the open family, opens for writing only; CEL in the agent", ""
 		}
-		return "", "open " + act + " is not implemented yet: it needs Landlock applied by the runtime before the container's first instruction"
+		if act == ActionDeny {
+			if reason := landlockMissing(); reason != "" {
+				return "", "open deny needs a hook before the open: " + noBPFLSM + ", and " + reason
+			}
+			return "Landlock (WRITE_FILE, TRUNCATE, MAKE_*, REMOVE_*), applied by berth-runtime before the container's first instruction; opens for writing, static paths only (==, in, startsWith); alert from the open attempt (raw tracepoint sys_enter)", ""
+		}
+		return "", "open kill: a signal sent at system call entry does not stop the open (the kernel runs it, then the process dies); use deny"
 	case EventAccept:
-		return "", "accept is not implemented yet"
+		if act == ActionAlert {
+			return "BPF raw tracepoint inet_sock_set_state (TCP SYN_RECV to ESTABLISHED), filtered by the socket's cgroup id; CEL in the agent (connect.address and the peer's port are the peer's, connect.port the local port; no process: the handshake completes in softirq)", ""
+		}
+		return "", "accept " + act + " is not implemented: the handshake completes in the kernel, in no process's context, before accept(2)"
 	}
 	return "", "unknown event"
+}
+
+// landlockMissing says why Landlock cannot carry out a deny here, or "".
+func landlockMissing() string {
+	switch abi := landlock.ABI(); {
+	case abi == 0:
+		return "this kernel has no Landlock"
+	case abi < 3:
+		return fmt.Sprintf("this kernel's Landlock is ABI %d (3 or later handles truncate)", abi)
+	}
+	return ""
 }
 
 // hostCan refuses a rule whose action on its event this host cannot do.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/berth-project/berth/internal/errdefs"
 	"github.com/berth-project/berth/internal/secmon/kern"
+	"github.com/berth-project/berth/internal/secmon/landlock"
 )
 
 // Atom is one kernel check (kern.Atom* kinds).
@@ -61,13 +62,39 @@ type Plan struct {
 	// alert rules (the open family for open rules).
 	Syscalls []string
 	Seccomp  []SeccompDeny
+	// Accept reports the container's inbound TCP connections to the
+	// agent, for its accept alert rules.
+	Accept bool
+	// Landlock is what berth-runtime denies (exec and open-for-write
+	// deny rules), carried in the landlock.Annotation annotation.
+	Landlock landlock.Plan
 }
 
 // Empty says whether the plan needs the agent at all.
-func (p *Plan) Empty() bool { return p.Exec.Empty() && p.Connect.Empty() && len(p.Syscalls) == 0 }
+func (p *Plan) Empty() bool {
+	return p.Exec.Empty() && p.Connect.Empty() && len(p.Syscalls) == 0 && !p.Accept
+}
 
-// openFamily are the calls an open rule watches.
-var openFamily = []string{"open", "openat", "openat2", "creat"}
+// NeedsLandlock says whether the container's runtime must apply a
+// Landlock plan (berth-runtime does; runc and crun do not).
+func (p *Plan) NeedsLandlock() bool { return !p.Landlock.Empty() }
+
+// openFamily are the calls an open rule watches; execFamily those an
+// exec deny rule's alert comes from (Landlock stops the exec before the
+// sched_process_exec tracepoint).
+var (
+	openFamily = []string{"open", "openat", "openat2", "creat"}
+	execFamily = []string{"execve", "execveat"}
+)
+
+// addSyscalls adds the named calls this architecture knows to the report.
+func (p *Plan) addSyscalls(names []string) {
+	for _, n := range names {
+		if _, ok := sysNumbers[n]; ok && !slices.Contains(p.Syscalls, n) {
+			p.Syscalls = append(p.Syscalls, n)
+		}
+	}
+}
 
 // Plan compiles the rules for one container.
 func (rs *RuleSet) Plan(c Container) (*Plan, error) {
@@ -75,16 +102,33 @@ func (rs *RuleSet) Plan(c Container) (*Plan, error) {
 	vars := map[string]any{"container": c.vars()}
 	for i, r := range rs.Rules {
 		where := fmt.Sprintf("%s: rule %q (line %d)", r.Source, r.Name, r.Line)
+		if r.Action == ActionDeny && (r.Event == EventExec || r.Event == EventOpen) {
+			paths, err := rs.landlockPaths(i, vars)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %v: %w", where, err, errdefs.ErrNotImplemented)
+			}
+			if len(paths) == 0 {
+				continue // false for this container
+			}
+			if r.Event == EventExec {
+				p.Landlock.Exec = append(p.Landlock.Exec, paths...)
+				p.addSyscalls(execFamily)
+			} else {
+				p.Landlock.Write = append(p.Landlock.Write, paths...)
+				p.addSyscalls(openFamily)
+			}
+			continue
+		}
+		if r.Event == EventAccept {
+			p.Accept = true // alert only (mechanisms refuses the rest)
+			continue
+		}
 		if r.Action == ActionAlert && (isSyscallEvent(r.Event) || r.Event == EventOpen) {
 			names := SyscallsOf(r.Event)
 			if r.Event == EventOpen {
 				names = openFamily
 			}
-			for _, n := range names {
-				if _, ok := sysNumbers[n]; ok && !slices.Contains(p.Syscalls, n) {
-					p.Syscalls = append(p.Syscalls, n)
-				}
-			}
+			p.addSyscalls(names)
 			continue
 		}
 		if isSyscallEvent(r.Event) {

@@ -35,9 +35,11 @@ type Registration struct {
 
 // Alert is one line of the alerts log and of `berth monitor events`.
 type Alert struct {
-	Time        time.Time     `json:"time"`
-	Rule        string        `json:"rule"`
-	Action      string        `json:"action"`
+	Time   time.Time `json:"time"`
+	Rule   string    `json:"rule"`
+	Action string    `json:"action"`
+	// Scope is "container" when a kill took the whole container.
+	Scope       string        `json:"scope,omitempty"`
 	Event       string        `json:"event"`
 	Container   string        `json:"container"`
 	Name        string        `json:"name,omitempty"`
@@ -81,11 +83,13 @@ type AlertFile struct {
 	Write bool   `json:"write"`
 }
 
-// AlertConnect is a connect's details.
+// AlertConnect is a connect's details, or an accept's: then Address is
+// the peer's, Port the local port and PeerPort the peer's.
 type AlertConnect struct {
 	Address  string `json:"address"`
 	Port     int    `json:"port"`
 	Protocol string `json:"protocol"`
+	PeerPort int    `json:"peerPort,omitempty"`
 }
 
 // request and response are the agent's protocol: one JSON object a line

@@ -40,6 +40,12 @@ const (
 	ActionKill  = "kill"
 )
 
+// Scopes of a kill rule.
+const (
+	ScopeProcess   = "process"
+	ScopeContainer = "container"
+)
+
 var eventKinds = []string{EventExec, EventOpen, EventConnect, EventAccept, EventSetuid, EventPtrace, EventMount, EventModule, EventBPF, EventNamespace}
 
 // Limits on a rules file, against a hostile or mistaken one.
@@ -56,6 +62,11 @@ type Rule struct {
 	Event     string `yaml:"event" json:"event"`
 	Condition string `yaml:"condition" json:"condition"`
 	Action    string `yaml:"action" json:"action"`
+	// Scope is what a kill rule kills: "process" (the default, the
+	// offending process, in the kernel) or "container" (then every
+	// process of the container's cgroup too, by the agent through
+	// cgroup.kill, right after).
+	Scope string `yaml:"scope,omitempty" json:"scope,omitempty"`
 	// Source names where the rule came from (a file, "--security-opt",
 	// an annotation), for messages.
 	Source string `yaml:"-" json:"source,omitempty"`
@@ -217,11 +228,11 @@ func ParseRules(data []byte, source string) (*RuleSet, error) {
 	for i, n := range doc.Rules {
 		var r Rule
 		if n.Kind != yaml.MappingNode {
-			return nil, bad("rule %d (line %d): not a mapping of name, event, condition, action", i+1, n.Line)
+			return nil, bad("rule %d (line %d): not a mapping of name, event, condition, action (and scope)", i+1, n.Line)
 		}
 		for k := 0; k+1 < len(n.Content); k += 2 {
 			switch key := n.Content[k]; key.Value {
-			case "name", "event", "condition", "action":
+			case "name", "event", "condition", "action", "scope":
 			default:
 				return nil, bad("rule %d (line %d): unknown field %q", i+1, key.Line, key.Value)
 			}
@@ -276,6 +287,15 @@ func checkRule(r Rule) error {
 	case ActionAlert, ActionDeny, ActionKill:
 	default:
 		return fmt.Errorf("rule %q: action %q: not one of alert, deny, kill", r.Name, r.Action)
+	}
+	switch r.Scope {
+	case "", ScopeProcess:
+	case ScopeContainer:
+		if r.Action != ActionKill {
+			return fmt.Errorf("rule %q: scope container is for kill rules, not %s", r.Name, r.Action)
+		}
+	default:
+		return fmt.Errorf("rule %q: scope %q: not process or container", r.Name, r.Scope)
 	}
 	if strings.TrimSpace(r.Condition) == "" {
 		return fmt.Errorf("rule %q: no condition (write `true` for every event)", r.Name)

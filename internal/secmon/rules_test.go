@@ -19,6 +19,7 @@ const sampleRules = `rules:
   event: exec
   condition: exec.drift
   action: kill
+  scope: container
 - name: egress
   event: connect
   condition: '!(inCIDR(connect.address, "127.0.0.0/8") && connect.port == 8080)'
@@ -41,6 +42,9 @@ func TestParseAndPlan(t *testing.T) {
 	p, err := rs.Plan(Container{ID: "c1"})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if rs.Rules[1].Scope != ScopeContainer || rs.Rules[0].Scope != "" {
+		t.Errorf("scopes %q %q", rs.Rules[0].Scope, rs.Rules[1].Scope)
 	}
 	if len(p.Exec.Rules) != 2 || !p.Exec.Report || len(p.Connect.Rules) != 1 || p.Connect.Report {
 		t.Fatalf("plan %+v", p)
@@ -115,24 +119,48 @@ func TestSyscallAlertPlan(t *testing.T) {
 	}
 }
 
+func TestAcceptPlan(t *testing.T) {
+	rs, err := ParseRules([]byte("rules:\n- name: in\n  event: accept\n  condition: connect.port == 22\n  action: alert\n"), "r.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := rs.Plan(Container{ID: "c"})
+	if err != nil || !p.Accept || p.Empty() {
+		t.Fatalf("plan %+v, %v", p, err)
+	}
+	if _, err := ParseRules([]byte("rules:\n- name: in\n  event: accept\n  condition: connect.port == 22\n  action: deny\n"), "r.yaml"); err == nil || !strings.Contains(err.Error(), "accept deny is not implemented") {
+		t.Errorf("accept deny: %v", err)
+	}
+}
+
 func TestRefusals(t *testing.T) {
 	for _, c := range []struct{ rules, want string }{
 		{"rules: []", "no rules"},
 		{"webhook: ftp://x/\nrules:\n- name: a\n  event: exec\n  condition: 'true'\n  action: alert\n", `webhook "ftp://x/": not an http or https URL`},
 		{"rules:\n- name: a\n  event: exec\n  condition: exec.pth == 'x'\n  action: alert\n", `rule "a" (line 2): condition: ERROR: <input>:1:5: undefined field 'pth'`},
-		{"rules:\n- name: a\n  event: exec\n  condition: exec.path == 'x'\n  action: deny\n", "exec deny needs a hook"},
+		{"rules:\n- name: a\n  event: exec\n  condition: exec.path == 'x'\n  action: deny\n", `path "x" is not absolute`},
+		{"rules:\n- name: a\n  event: exec\n  condition: exec.drift\n  action: deny\n", "exec.drift cannot be denied: on this host exec and open deny are carried out by Landlock"},
+		{"rules:\n- name: a\n  event: exec\n  condition: exec.path != '/bin/sh'\n  action: deny\n", "cannot be denied"},
+		{"rules:\n- name: a\n  event: exec\n  condition: exec.path.startsWith('/bin/') && exec.path == '/bin/sh'\n  action: deny\n", "both sides name paths"},
+		{"rules:\n- name: a\n  event: exec\n  condition: \"!('x' in container.labels)\"\n  action: deny\n", "would deny every exec"},
+		{"rules:\n- name: a\n  event: open\n  condition: file.path == '/etc/passwd'\n  action: deny\n", "AND the paths with file.write"},
+		{"rules:\n- name: a\n  event: open\n  condition: file.write || file.path == '/etc/passwd'\n  action: deny\n", "would deny every open"},
+		{"rules:\n- name: a\n  event: open\n  condition: file.write && file.path.startsWith('/etc/../')\n  action: deny\n", "not clean"},
+		{"rules:\n- name: a\n  event: open\n  condition: file.write && file.path.startsWith('/')\n  action: deny\n", "whole container"},
+		{"rules:\n- name: a\n  event: open\n  condition: file.path.startsWith('/etc/')\n  action: kill\n", "does not stop the open"},
 		{"rules:\n- name: a\n  event: exec\n  condition: exec.path\n  action: alert\n", "not a bool"},
 		{"rules:\n- name: a\n  event: exec\n  condition: connect.port == 1\n  action: alert\n", "a exec rule cannot use connect"},
 		{"rules:\n- name: a\n  event: exec\n  condition: exec.argv.size() > 1\n  action: kill\n", "cannot be checked in the kernel"},
 		{"rules:\n- name: a\n  event: connect\n  condition: process.uid == 0\n  action: deny\n", "cannot be checked in the kernel"},
 		{"rules:\n- name: a\n  event: ptrace\n  condition: process.uid == 0\n  action: deny\n", "only container fields"},
 		{"rules:\n- name: a\n  event: ptrace\n  condition: 'true'\n  action: kill\n", "does not stop the call"},
-		{"rules:\n- name: a\n  event: open\n  condition: file.path.startsWith('/etc/')\n  action: deny\n", "needs Landlock"},
 		{"rules:\n- name: a\n  event: ptrace\n  condition: exec.path == ''\n  action: alert\n", "a ptrace rule cannot use exec"},
 		{"rules:\n- name: a\n  event: exex\n  condition: 'true'\n  action: alert\n", `event "exex": not one of`},
 		{"rules:\n- name: a\n  event: exec\n  condition: 'true'\n  action: block\n", `action "block"`},
 		{"rules:\n- name: a\n  event: exec\n  condition: 'true'\n  action: alert\n- name: a\n  event: exec\n  condition: 'true'\n  action: alert\n", "a second rule"},
 		{"rules:\n- name: a\n  evnt: exec\n", `unknown field "evnt"`},
+		{"rules:\n- name: a\n  event: exec\n  condition: 'true'\n  action: alert\n  scope: container\n", "scope container is for kill rules, not alert"},
+		{"rules:\n- name: a\n  event: exec\n  condition: exec.drift\n  action: kill\n  scope: pod\n", `scope "pod": not process or container`},
 		{"rules:\n- name: a\n  event: connect\n  condition: inCIDR(connect.address, '10.0.0.0/99')\n  action: deny\n", "inCIDR"},
 	} {
 		_, err := ParseRules([]byte(c.rules), "r.yaml")
@@ -150,6 +178,9 @@ func FuzzParseRules(f *testing.F) {
 	f.Add([]byte("rules:\n- name: a\n  event: connect\n  condition: connect.port > 1 ? connect.protocol == 'tcp' : inCIDR(connect.address, '::/0')\n  action: deny\n"))
 	f.Add([]byte("rules:\n- {name: x, event: exec, condition: exec.path.startsWith('/tmp/'), action: kill}\n"))
 	f.Add([]byte("rules: [[[["))
+	f.Add([]byte("rules:\n- {name: x, event: exec, condition: 'exec.path in [\"/bin/sh\"] || exec.path.startsWith(\"/usr/\") && !(\"a\" in container.labels)', action: deny}\n"))
+	f.Add([]byte("rules:\n- {name: x, event: open, condition: 'file.write && (file.path == \"/etc/passwd\" || file.path.startsWith(\"/etc/\"))', action: deny}\n"))
+	f.Add([]byte("rules:\n- {name: x, event: exec, condition: exec.drift, action: kill, scope: container}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		rs, err := ParseRules(data, "fuzz")
 		if err != nil {
@@ -158,6 +189,9 @@ func FuzzParseRules(f *testing.F) {
 		p, err := rs.Plan(Container{ID: "x", Labels: map[string]string{"a": "b"}})
 		if err != nil {
 			return
+		}
+		if err := p.Landlock.Validate(); err != nil {
+			t.Fatalf("a compiled Landlock plan is invalid: %v", err)
 		}
 		for _, pol := range []KernelPolicy{p.Exec, p.Connect} {
 			if len(pol.Rules) > kern.MaxRules {

@@ -12,6 +12,6 @@ var sysNumbers = map[string]uint32{
 	"bpf": unix.SYS_BPF, "setns": unix.SYS_SETNS, "unshare": unix.SYS_UNSHARE,
 	"setuid": unix.SYS_SETUID, "setreuid": unix.SYS_SETREUID, "setresuid": unix.SYS_SETRESUID, "setfsuid": unix.SYS_SETFSUID,
 	"setgid": unix.SYS_SETGID, "setregid": unix.SYS_SETREGID, "setresgid": unix.SYS_SETRESGID, "setfsgid": unix.SYS_SETFSGID,
-	"capset": unix.SYS_CAPSET,
+	"capset": unix.SYS_CAPSET, "execve": unix.SYS_EXECVE, "execveat": unix.SYS_EXECVEAT,
 	"openat": unix.SYS_OPENAT, "openat2": unix.SYS_OPENAT2,
 }

@@ -407,8 +407,8 @@ func TestSecmonAgentRestart(t *testing.T) {
 func TestSecmonRefused(t *testing.T) {
 	e := newSecmon(t)
 	for _, c := range []struct{ rules, want string }{
-		{"rules:\n- name: no-sh\n  event: exec\n  condition: exec.path == '/bin/sh'\n  action: deny\n", `rule "no-sh" (line 2): action deny on exec refused: exec deny needs`},
-		{"rules:\n- name: etc\n  event: open\n  condition: file.write && file.path.startsWith('/etc/')\n  action: deny\n", `rule "etc" (line 2): action deny on open refused: open deny is not implemented yet: it needs Landlock`},
+		{"rules:\n- name: no-drift\n  event: exec\n  condition: exec.drift\n  action: deny\n", `rule "no-drift" (line 2): exec.drift cannot be denied: on this host exec and open deny are carried out by Landlock, which denies static paths`},
+		{"rules:\n- name: etc\n  event: open\n  condition: file.path.startsWith('/etc/')\n  action: deny\n", `rule "etc" (line 2): an open deny must be for writes`},
 		{"rules:\n- name: pt\n  event: ptrace\n  condition: 'true'\n  action: kill\n", `rule "pt" (line 2): action kill on ptrace refused`},
 		{"rules:\n- name: typo\n  event: exec\n  condition: exec.paht == 'x'\n  action: alert\n", `rule "typo" (line 2): condition: ERROR: <input>:1:5: undefined field 'paht'`},
 		{"rules:\n- name: argv\n  event: exec\n  condition: exec.argv.size() > 2\n  action: kill\n", `rule "argv" (line 2): condition cannot be checked in the kernel`},
@@ -420,5 +420,60 @@ func TestSecmonRefused(t *testing.T) {
 	}
 	if out := e.ok("ps", "-a", "-q"); out != "" {
 		t.Errorf("containers left: %q", out)
+	}
+}
+
+// TestSecmonKillContainer: a kill rule with scope container kills the
+// offending process in the kernel and then every process of the
+// container (cgroup.kill): the container exits with 137, its other
+// processes gone with it; the alert says so.
+func TestSecmonKillContainer(t *testing.T) {
+	e := newSecmon(t)
+	rules := e.rulesFile(`rules:
+- name: no-drift
+  event: exec
+  condition: exec.drift
+  action: kill
+  scope: container
+`)
+	id := e.runD("--network", "none", "--security-opt", "monitor="+rules, e.image, "sh", "-c", "sleep 1000 & sleep 1000 & wait")
+	r := e.berth("exec", id, "sh", "-c", "cp /bin/busybox /tmp/busybox && /tmp/busybox echo DRIFTED; echo rc=$?")
+	if strings.Contains(r.stdout, "DRIFTED") {
+		t.Fatalf("the drifted binary ran: %s", r)
+	}
+	a := e.waitAlert("no-drift", func(a secmon.Alert) bool { return a.Container == id })
+	if a.Action != "kill" || a.Scope != "container" {
+		t.Errorf("alert %+v", a)
+	}
+	waitForOut(t, "the container to exit", 20*time.Second, func() (bool, string) {
+		out := e.ok("inspect", "--format", "{{.State.Status}} {{.State.ExitCode}}", id)
+		return out == "exited 137", out
+	})
+}
+
+// TestSecmonAccept: an inbound TCP connection to a container with an
+// accept alert rule is recorded (peer address, local port) and goes
+// through; a port the rule does not name is not recorded.
+func TestSecmonAccept(t *testing.T) {
+	e := newSecmon(t)
+	rules := e.rulesFile(`rules:
+- name: inbound
+  event: accept
+  condition: connect.port == 7777 && connect.address == "127.0.0.1"
+  action: alert
+`)
+	script := connectLoop(7777, "in") + "; " + connectLoop(7778, "other")
+	r := e.berth("run", "--rm", "--network", "none", "--security-opt", "monitor="+rules, e.image, "sh", "-c", script)
+	if !strings.Contains(r.stdout, "in=yes") || !strings.Contains(r.stdout, "other=yes") {
+		t.Fatalf("inbound connections: %s", r)
+	}
+	a := e.waitAlert("inbound", nil)
+	if a.Action != "alert" || a.Event != "accept" || a.Connect == nil || a.Connect.Port != 7777 || a.Connect.Address != "127.0.0.1" || a.Connect.PeerPort == 0 {
+		t.Errorf("accept alert %+v", a)
+	}
+	for _, a := range e.alerts() {
+		if a.Rule == "inbound" && a.Connect != nil && a.Connect.Port != 7777 {
+			t.Errorf("a connection to another port alerted: %+v", a)
+		}
 	}
 }

@@ -23,6 +23,10 @@ const (
 	KindConnect = 2
 	KindSyscall = 3
 	KindOpen    = 4
+	// KindExecTry is an execve(at) at entry (exec deny rules' alerts).
+	KindExecTry = 5
+	// KindAccept is an inbound TCP connection (accept alert rules).
+	KindAccept = 6
 
 	// MaxSyscall bounds the system call numbers sys_enter reports.
 	MaxSyscall = 512

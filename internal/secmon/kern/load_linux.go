@@ -58,6 +58,11 @@ func Load(dir string) (*Objects, error) {
 		if errors.As(err, &ve) {
 			return nil, fmt.Errorf("load the BPF programs: %+v", ve)
 		}
+		if errors.Is(err, ebpf.ErrMapIncompatible) {
+			// Pins of another berth-secmon version (a map's layout
+			// changed): they enforce its containers' rules still.
+			return nil, fmt.Errorf("load the BPF programs: the maps pinned under %s are another berth-secmon version's (%w): stop the containers with monitor rules, which removes them, then start again", dir, err)
+		}
 		return nil, fmt.Errorf("load the BPF programs: %w", err)
 	}
 	return o, nil
@@ -112,6 +117,21 @@ func (o *Objects) attachRawTracepoint(tp, pin string, prog *ebpf.Program) error 
 	defer l.Close()
 	if err := l.Pin(p); err != nil {
 		return fmt.Errorf("pin the %s link: %w", pin, err)
+	}
+	return nil
+}
+
+// AttachAccept attaches the inbound-connection program (host-wide: every
+// TCP state change of the host pays a check, so it is attached only while
+// some container has accept rules).
+func (o *Objects) AttachAccept() error {
+	return o.attachRawTracepoint("inet_sock_set_state", "accept", o.BerthAccept)
+}
+
+// DetachAccept removes the inbound-connection program's link.
+func (o *Objects) DetachAccept() error {
+	if err := os.Remove(o.linkPath("accept")); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
 	}
 	return nil
 }

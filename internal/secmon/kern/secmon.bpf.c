@@ -37,7 +37,9 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define AF_INET 2
 #define AF_INET6 10
 
-enum kind { KIND_EXEC = 1, KIND_CONNECT = 2, KIND_SYSCALL = 3, KIND_OPEN = 4 };
+// KIND_EXEC_TRY is an execve(at) at entry, for exec deny rules: Landlock
+// refuses the exec before sched_process_exec, so the attempt is the event.
+enum kind { KIND_EXEC = 1, KIND_CONNECT = 2, KIND_SYSCALL = 3, KIND_OPEN = 4, KIND_EXEC_TRY = 5, KIND_ACCEPT = 6 };
 #define MAX_SYSCALL 512
 #define O_ACCMODE 3
 #define O_CREAT 0100
@@ -132,6 +134,8 @@ struct sys_policy {
 	__u32 nr_openat;
 	__u32 nr_openat2;
 	__u32 nr_creat;
+	__u32 nr_execve;
+	__u32 nr_execveat;
 };
 
 struct {
@@ -141,6 +145,16 @@ struct {
 	__type(value, struct sys_policy);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sys_policies SEC(".maps");
+
+// accept_watch holds the cgroup ids of the containers whose inbound
+// connections are reported (alert rules on accept).
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} accept_watch SEC(".maps");
 
 // scratch holds the event being built: the decision never depends on
 // room in the ring buffer (a full buffer loses the report, not the
@@ -193,6 +207,31 @@ struct pt_regs___x86 {
 struct pt_regs___arm64 {
 	unsigned long long orig_x0;
 	unsigned long long regs[31];
+} __attribute__((preserve_access_index));
+struct kernfs_node {
+	__u64 id;
+} __attribute__((preserve_access_index));
+struct cgroup {
+	struct kernfs_node *kn;
+} __attribute__((preserve_access_index));
+struct sock_cgroup_data {
+	struct cgroup *cgroup;
+} __attribute__((preserve_access_index));
+struct in6_addr {
+	union {
+		__u8 u6_addr8[16];
+	} in6_u;
+} __attribute__((preserve_access_index));
+struct sock_common {
+	__be32 skc_daddr;
+	__be16 skc_dport;
+	__u16 skc_num;
+	unsigned short skc_family;
+	struct in6_addr skc_v6_daddr;
+} __attribute__((preserve_access_index));
+struct sock {
+	struct sock_common __sk_common;
+	struct sock_cgroup_data sk_cgrp_data;
 } __attribute__((preserve_access_index));
 struct task_struct {
 	int tgid;
@@ -501,6 +540,54 @@ int berth_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 			return 0;
 		ev->kind = KIND_OPEN;
 		bpf_probe_read_user_str(ev->path, sizeof(ev->path), path);
+	} else if (nr == p->nr_execve || nr == p->nr_execveat) {
+		const char *path = (const char *)(nr == p->nr_execve ? ev->sargs[0] : ev->sargs[1]);
+		ev->kind = KIND_EXEC_TRY;
+		bpf_probe_read_user_str(ev->path, sizeof(ev->path), path);
+	}
+	if (bpf_ringbuf_output(&events, ev, sizeof(*ev), 0))
+		count_lost();
+	return 0;
+}
+
+#define TCP_ESTABLISHED 1
+#define TCP_SYN_RECV 3
+
+// inet_sock_set_state reports an inbound TCP connection (SYN_RECV to
+// ESTABLISHED: the handshake done, before accept) of a watched
+// container. It runs in softirq, in no process's context: the container
+// is the socket's cgroup (inherited from the listening socket), and the
+// event names no process. Arguments: (struct sock *sk, int oldstate,
+// int newstate).
+SEC("raw_tracepoint/inet_sock_set_state")
+int berth_accept(struct bpf_raw_tracepoint_args *ctx)
+{
+	if ((int)ctx->args[1] != TCP_SYN_RECV || (int)ctx->args[2] != TCP_ESTABLISHED)
+		return 0;
+	struct sock *sk = (struct sock *)ctx->args[0];
+	__u64 cgid = BPF_CORE_READ(sk, sk_cgrp_data.cgroup, kn, id);
+	if (!bpf_map_lookup_elem(&accept_watch, &cgid))
+		return 0;
+	struct event *ev = new_event();
+	if (!ev)
+		return 0;
+	ev->ts = bpf_ktime_get_boot_ns();
+	ev->kind = KIND_ACCEPT;
+	ev->cgid = cgid;
+	ev->rule = -1;
+	ev->proto = 6;
+	ev->port = BPF_CORE_READ(sk, __sk_common.skc_num);
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	ev->family = family;
+	__u16 dport = BPF_CORE_READ(sk, __sk_common.skc_dport);
+	ev->sargs[0] = bpf_ntohs(dport); // the peer's port
+	if (family == AF_INET6) {
+		BPF_CORE_READ_INTO(&ev->addr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+	} else {
+		__u32 ip = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+		ev->addr[10] = 0xff;
+		ev->addr[11] = 0xff;
+		__builtin_memcpy(&ev->addr[12], &ip, 4);
 	}
 	if (bpf_ringbuf_output(&events, ev, sizeof(*ev), 0))
 		count_lost();

@@ -64,24 +64,28 @@ type SecmonPolicy struct {
 }
 
 type SecmonSysPolicy struct {
-	_         structs.HostLayout
-	Report    [8]uint64
-	NrOpen    uint32
-	NrOpenat  uint32
-	NrOpenat2 uint32
-	NrCreat   uint32
+	_          structs.HostLayout
+	Report     [8]uint64
+	NrOpen     uint32
+	NrOpenat   uint32
+	NrOpenat2  uint32
+	NrCreat    uint32
+	NrExecve   uint32
+	NrExecveat uint32
 }
 
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	SecmonMapAcceptWatch    = "accept_watch"
 	SecmonMapConnectPolicy  = "connect_policy"
 	SecmonMapEvents         = "events"
 	SecmonMapExecPolicy     = "exec_policy"
 	SecmonMapLost           = "lost"
 	SecmonMapScratch        = "scratch"
 	SecmonMapSysPolicies    = "sys_policies"
+	SecmonProgBerthAccept   = "berth_accept"
 	SecmonProgBerthConnect4 = "berth_connect4"
 	SecmonProgBerthConnect6 = "berth_connect6"
 	SecmonProgBerthExec     = "berth_exec"
@@ -130,6 +134,7 @@ type SecmonSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type SecmonProgramSpecs struct {
+	BerthAccept   *ebpf.ProgramSpec `ebpf:"berth_accept"`
 	BerthConnect4 *ebpf.ProgramSpec `ebpf:"berth_connect4"`
 	BerthConnect6 *ebpf.ProgramSpec `ebpf:"berth_connect6"`
 	BerthExec     *ebpf.ProgramSpec `ebpf:"berth_exec"`
@@ -140,6 +145,7 @@ type SecmonProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type SecmonMapSpecs struct {
+	AcceptWatch   *ebpf.MapSpec `ebpf:"accept_watch"`
 	ConnectPolicy *ebpf.MapSpec `ebpf:"connect_policy"`
 	Events        *ebpf.MapSpec `ebpf:"events"`
 	ExecPolicy    *ebpf.MapSpec `ebpf:"exec_policy"`
@@ -174,6 +180,7 @@ func (o *SecmonObjects) Close() error {
 //
 // It can be passed to LoadSecmonObjects or ebpf.CollectionSpec.LoadAndAssign.
 type SecmonMaps struct {
+	AcceptWatch   *ebpf.Map `ebpf:"accept_watch"`
 	ConnectPolicy *ebpf.Map `ebpf:"connect_policy"`
 	Events        *ebpf.Map `ebpf:"events"`
 	ExecPolicy    *ebpf.Map `ebpf:"exec_policy"`
@@ -184,6 +191,7 @@ type SecmonMaps struct {
 
 func (m *SecmonMaps) Close() error {
 	return _SecmonClose(
+		m.AcceptWatch,
 		m.ConnectPolicy,
 		m.Events,
 		m.ExecPolicy,
@@ -203,6 +211,7 @@ type SecmonVariables struct {
 //
 // It can be passed to LoadSecmonObjects or ebpf.CollectionSpec.LoadAndAssign.
 type SecmonPrograms struct {
+	BerthAccept   *ebpf.Program `ebpf:"berth_accept"`
 	BerthConnect4 *ebpf.Program `ebpf:"berth_connect4"`
 	BerthConnect6 *ebpf.Program `ebpf:"berth_connect6"`
 	BerthExec     *ebpf.Program `ebpf:"berth_exec"`
@@ -211,6 +220,7 @@ type SecmonPrograms struct {
 
 func (p *SecmonPrograms) Close() error {
 	return _SecmonClose(
+		p.BerthAccept,
 		p.BerthConnect4,
 		p.BerthConnect6,
 		p.BerthExec,
