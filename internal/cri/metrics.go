@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/berth-project/berth/internal/engine"
+	"github.com/berth-project/berth/internal/secmon"
 )
 
 // Metrics are berthd's Prometheus metrics: each RPC's latency and errors,
@@ -46,6 +47,7 @@ func NewMetrics(eng *engine.Engine) *Metrics {
 	}
 	m.Registry.MustRegister(m.latency, m.errors, m.pulls,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	m.Registry.MustRegister(newSecmonCollector(secmon.Options{}))
 	if eng != nil {
 		m.Registry.MustRegister(&stateCollector{eng: eng,
 			pods:       prometheus.NewDesc("berth_cri_pods", "Pod sandboxes by state.", []string{"state"}, nil),

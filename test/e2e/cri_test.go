@@ -665,7 +665,10 @@ func TestCRITrustRecheck(t *testing.T) {
 // on each of its containers: a drifted binary is killed before it prints,
 // and the alert names the pod's container.
 func TestCRIPodSecmonRules(t *testing.T) {
-	c := newCRI(t)
+	port := freePort(t)
+	c := newCRIWith(t, func(c *criT, args []string) []string {
+		return append(args, "--metrics-address", fmt.Sprintf("127.0.0.1:%d", port))
+	})
 	rules := "rules:\n- name: no-drift\n  event: exec\n  condition: exec.drift\n  action: kill\n"
 	pod, _ := c.podConfigWith("watched", map[string]string{"berth.dev/secmon-rules": rules})
 	ctr := c.ctrConfig("drifter", []string{"sh", "-c", "cp /bin/busybox /tmp/busybox; /tmp/busybox echo DRIFTED; echo rc=$?; sleep 3600"}, nil)
@@ -680,5 +683,10 @@ func TestCRIPodSecmonRules(t *testing.T) {
 	alerts, _ := os.ReadFile(filepath.Join(c.root, "secmon", "alerts.jsonl"))
 	if !strings.Contains(string(alerts), ids[0]) || !strings.Contains(string(alerts), "no-drift") {
 		t.Errorf("no alert for the pod's container:\n%s", alerts)
+	}
+	// The agent's counters are in berthd's metrics.
+	body, ok := httpGet(fmt.Sprintf("http://127.0.0.1:%d/metrics", port))
+	if !ok || !strings.Contains(body, `berth_secmon_alerts_total{action="kill",rule="no-drift"}`) || !strings.Contains(body, "berth_secmon_containers ") {
+		t.Errorf("metrics lack the monitoring counters:\n%s", body)
 	}
 }
