@@ -61,11 +61,11 @@ func mechanism(ev, act string) (mech, reason string) {
 	case EventConnect:
 		switch act {
 		case ActionAlert:
-			return "BPF cgroup/connect4 and connect6 on the container's cgroup; CEL in the agent", ""
+			return "BPF cgroup/connect4, connect6, sendmsg4 and sendmsg6 (UDP sent without connect) on the container's cgroup; CEL in the agent", ""
 		case ActionDeny:
-			return "BPF cgroup/connect4 and connect6 on the container's cgroup: connect fails with EPERM", ""
+			return "BPF cgroup/connect4, connect6, sendmsg4 and sendmsg6 on the container's cgroup: connect or sendto fails with EPERM", ""
 		default:
-			return "BPF cgroup/connect4 and connect6: bpf_send_signal(SIGKILL) and the connect fails; with scope: container the agent then kills the container's cgroup (cgroup.kill)", ""
+			return "BPF cgroup/connect4, connect6, sendmsg4 and sendmsg6: bpf_send_signal(SIGKILL) and the connect fails; with scope: container the agent then kills the container's cgroup (cgroup.kill)", ""
 		}
 	}
 	if _, ok := syscallEvents[ev]; ok {

@@ -477,3 +477,29 @@ func TestSecmonAccept(t *testing.T) {
 		}
 	}
 }
+
+// TestSecmonUDPSendto: a UDP datagram sent without a connect (sendto, as
+// traceroute's probes) is judged by the connect rules too: denied, it
+// fails with EPERM and is alerted as a udp connect; without rules it goes.
+func TestSecmonUDPSendto(t *testing.T) {
+	e := newSecmon(t)
+	deny := e.rulesFile(`rules:
+- name: no-udp
+  event: connect
+  condition: connect.protocol == "udp" && connect.port >= 33434
+  action: deny
+`)
+	probe := "traceroute -n -m 1 -q 1 -w 1 127.0.0.1 2>&1; echo rc=$?"
+	r := e.berth("run", "--rm", "--network", "none", "--security-opt", "monitor="+deny, e.image, "sh", "-c", probe)
+	if !strings.Contains(r.stdout, "Operation not permitted") {
+		t.Fatalf("traceroute's unconnected UDP probe under a deny rule: %s", r)
+	}
+	a := e.waitAlert("no-udp", nil)
+	if a.Action != "deny" || a.Connect == nil || a.Connect.Protocol != "udp" || a.Connect.Address != "127.0.0.1" || a.Connect.Port < 33434 {
+		t.Errorf("no-udp alert %+v", a)
+	}
+	r = e.berth("run", "--rm", "--network", "none", e.image, "sh", "-c", probe)
+	if strings.Contains(r.stdout, "Operation not permitted") || !strings.Contains(r.stdout, "127.0.0.1") {
+		t.Errorf("traceroute without rules: %s", r)
+	}
+}

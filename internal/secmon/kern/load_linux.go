@@ -151,7 +151,10 @@ func (o *Objects) AttachConnect(cgroupDir string, cgid uint64) error {
 		name string
 		prog *ebpf.Program
 		typ  ebpf.AttachType
-	}{{"connect4", o.BerthConnect4, ebpf.AttachCGroupInet4Connect}, {"connect6", o.BerthConnect6, ebpf.AttachCGroupInet6Connect}} {
+	}{
+		{"connect4", o.BerthConnect4, ebpf.AttachCGroupInet4Connect}, {"connect6", o.BerthConnect6, ebpf.AttachCGroupInet6Connect},
+		{"sendmsg4", o.BerthSendmsg4, ebpf.AttachCGroupUDP4Sendmsg}, {"sendmsg6", o.BerthSendmsg6, ebpf.AttachCGroupUDP6Sendmsg},
+	} {
 		p := o.linkPath(a.name + "-" + strconv.FormatUint(cgid, 10))
 		if _, err := os.Stat(p); err == nil {
 			continue
@@ -172,7 +175,7 @@ func (o *Objects) AttachConnect(cgroupDir string, cgid uint64) error {
 // DetachConnect removes the connect links of one cgroup.
 func (o *Objects) DetachConnect(cgid uint64) error {
 	var errs []error
-	for _, n := range []string{"connect4", "connect6"} {
+	for _, n := range []string{"connect4", "connect6", "sendmsg4", "sendmsg6"} {
 		if err := os.Remove(o.linkPath(n + "-" + strconv.FormatUint(cgid, 10))); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, err)
 		}

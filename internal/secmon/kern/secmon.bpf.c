@@ -477,6 +477,16 @@ int berth_connect4(struct bpf_sock_addr *ctx) { return on_connect(ctx, 0); }
 SEC("cgroup/connect6")
 int berth_connect6(struct bpf_sock_addr *ctx) { return on_connect(ctx, 1); }
 
+// A UDP datagram sent with a destination (sendto/sendmsg on a socket that
+// never connected) reaches the network without a connect: the same rules
+// judge it as a connect event of protocol udp, or an egress rule would be
+// walked past with sendto.
+SEC("cgroup/sendmsg4")
+int berth_sendmsg4(struct bpf_sock_addr *ctx) { return on_connect(ctx, 0); }
+
+SEC("cgroup/sendmsg6")
+int berth_sendmsg6(struct bpf_sock_addr *ctx) { return on_connect(ctx, 1); }
+
 // sys_args reads the first four system call arguments. Only the branch
 // of the running architecture survives loading: the other's field reads
 // are poisoned by CO-RE and never reached.

@@ -89,6 +89,8 @@ const (
 	SecmonProgBerthConnect4 = "berth_connect4"
 	SecmonProgBerthConnect6 = "berth_connect6"
 	SecmonProgBerthExec     = "berth_exec"
+	SecmonProgBerthSendmsg4 = "berth_sendmsg4"
+	SecmonProgBerthSendmsg6 = "berth_sendmsg6"
 	SecmonProgBerthSysEnter = "berth_sys_enter"
 )
 
@@ -138,6 +140,8 @@ type SecmonProgramSpecs struct {
 	BerthConnect4 *ebpf.ProgramSpec `ebpf:"berth_connect4"`
 	BerthConnect6 *ebpf.ProgramSpec `ebpf:"berth_connect6"`
 	BerthExec     *ebpf.ProgramSpec `ebpf:"berth_exec"`
+	BerthSendmsg4 *ebpf.ProgramSpec `ebpf:"berth_sendmsg4"`
+	BerthSendmsg6 *ebpf.ProgramSpec `ebpf:"berth_sendmsg6"`
 	BerthSysEnter *ebpf.ProgramSpec `ebpf:"berth_sys_enter"`
 }
 
@@ -215,6 +219,8 @@ type SecmonPrograms struct {
 	BerthConnect4 *ebpf.Program `ebpf:"berth_connect4"`
 	BerthConnect6 *ebpf.Program `ebpf:"berth_connect6"`
 	BerthExec     *ebpf.Program `ebpf:"berth_exec"`
+	BerthSendmsg4 *ebpf.Program `ebpf:"berth_sendmsg4"`
+	BerthSendmsg6 *ebpf.Program `ebpf:"berth_sendmsg6"`
 	BerthSysEnter *ebpf.Program `ebpf:"berth_sys_enter"`
 }
 
@@ -224,6 +230,8 @@ func (p *SecmonPrograms) Close() error {
 		p.BerthConnect4,
 		p.BerthConnect6,
 		p.BerthExec,
+		p.BerthSendmsg4,
+		p.BerthSendmsg6,
 		p.BerthSysEnter,
 	)
 }
