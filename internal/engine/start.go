@@ -265,7 +265,8 @@ func (e *Engine) monitorConfig(r *record) monitor.Config {
 		LogPath:     r.LogPath,
 		StateDir:    rundir,
 		ExitFile:    e.exitFilePath(r.ID),
-		OOMFiles:    monitor.OOMFilesFor(cgroupsPathOf(r)),
+		RuntimeArgs: cgroupRuntimeArgs(r),
+		OOMFiles:    monitor.OOMFilesFor(cgroupRelOf(r)),
 		Restart:     monitor.RestartPolicy{Name: r.HostConfig.RestartPolicy.Name, MaxRetries: r.HostConfig.RestartPolicy.MaximumRetryCount},
 		ExitCommand: append(append([]string{}, e.selfArgs()...), "system", "cleanup", r.ID),
 	}
@@ -311,9 +312,13 @@ func (e *Engine) runtimeRoot(bin string) string {
 
 func cgroupsPath(id string) string { return "/berth/" + id }
 
-// cgroupsPathOf is r's cgroup: under its sandbox's parent (kubelet's pod
-// cgroup) when it has one, else Berth's /berth.
+// cgroupsPathOf is r's cgroupsPath: as fixed at create (setCgroup), else
+// under its sandbox's parent (kubelet's pod cgroup) when it has one, else
+// Berth's /berth.
 func cgroupsPathOf(r *record) string {
+	if r.CgroupsPath != "" {
+		return r.CgroupsPath
+	}
 	if r.CgroupParent != "" {
 		return path.Join(r.CgroupParent, r.ID)
 	}
