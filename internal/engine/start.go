@@ -255,7 +255,7 @@ func startError(err error) error {
 // monitorConfig is what the monitor of r is told.
 func (e *Engine) monitorConfig(r *record) monitor.Config {
 	rundir := e.runDir(r.ID)
-	return monitor.Config{
+	c := monitor.Config{
 		ID:          r.ID,
 		Runtime:     r.Runtime,
 		RuntimeRoot: e.runtimeRoot(r.Runtime),
@@ -270,6 +270,12 @@ func (e *Engine) monitorConfig(r *record) monitor.Config {
 		Restart:     monitor.RestartPolicy{Name: r.HostConfig.RestartPolicy.Name, MaxRetries: r.HostConfig.RestartPolicy.MaximumRetryCount},
 		ExitCommand: append(append([]string{}, e.selfArgs()...), "system", "cleanup", r.ID),
 	}
+	if r.SystemdCgroup {
+		// systemd removes a scope as its last process dies, counters and
+		// all: the monitor may need the slice's (see its oom_linux.go).
+		c.OOMParentFiles = monitor.OOMParentFilesFor(cgroupRelOf(r))
+	}
+	return c
 }
 
 // healthConfig writes the probe's process for the monitor and returns the
