@@ -272,3 +272,43 @@ func jsonUint(v any) uint64 {
 	}
 	return 0
 }
+
+// TestSystemdBerthCLI: `berth --cgroup-manager systemd` (Podman's flag)
+// runs a container in the scope berth-ID.scope of system.slice with its
+// memory limit; later commands without the flag find it (the record keeps
+// its driver): `berth exec` joins the scope, `berth rm -f` stops it.
+func TestSystemdBerthCLI(t *testing.T) {
+	requireSystemd(t)
+	bin := os.Getenv("BERTH_VM_BERTHD")
+	if bin == "" {
+		t.Skip("needs berth in the VM: TestSystemdVM copies it (set BERTH_VM_BERTHD to its directory)")
+	}
+	dir := t.TempDir()
+	berth := func(args ...string) string {
+		t.Helper()
+		full := append([]string{"--root", filepath.Join(dir, "root"), "--runroot", filepath.Join(dir, "run")}, args...)
+		return strings.TrimSpace(mustRun(t, nil, filepath.Join(bin, "berth"), full...))
+	}
+	b := testutil.NewBundle(t)
+	tarball := filepath.Join(dir, "rootfs.tar")
+	mustRun(t, nil, "tar", "-C", b.Rootfs, "-cf", tarball, ".")
+	berth("import", tarball, "localhost/bb:1")
+	out := berth("--cgroup-manager", "systemd", "run", "-d", "--network", "none", "-m", "48m", "localhost/bb:1", "sleep", "1000")
+	id := out[strings.LastIndexAny(out, "\n")+1:]
+	t.Cleanup(func() {
+		run(t, nil, filepath.Join(bin, "berth"), "--root", filepath.Join(dir, "root"), "--runroot", filepath.Join(dir, "run"), "rm", "-f", id)
+	})
+	scope := "berth-" + id + ".scope"
+	cg := cgroupRoot + "/system.slice/" + scope
+	checkProps(t, "berth run", scope, map[string]string{"ActiveState": "active", "Slice": "system.slice", "MemoryMax": fmt.Sprint(48 << 20)})
+	checkFiles(t, "berth run", cg, map[string]string{"memory.max": fmt.Sprint(48 << 20)})
+	if got := berth("info", "--format", "{{.CgroupDriver}}"); got != "cgroupfs" {
+		t.Errorf("berth info without --cgroup-manager: driver %q, want cgroupfs (for new containers)", got)
+	}
+	// exec finds the scope without the flag: the record says systemd.
+	if got := berth("exec", id, "cat", "/proc/self/cgroup"); got != "0::/" && !strings.HasSuffix(got, "/"+scope) {
+		t.Errorf("berth exec: the process is in cgroup %q, want the scope", got)
+	}
+	berth("rm", "-f", id)
+	checkScopeGone(t, "berth rm -f", scope, cg)
+}
