@@ -42,23 +42,23 @@ import (
 // Config is what the engine tells a monitor: written as JSON to
 // StateDir/monitor.json, the monitor is started as `berth-monitor FILE`.
 type Config struct {
-	ID          string   `json:"id"`                    // runtime container id
-	Runtime     string   `json:"runtime"`               // OCI runtime binary (absolute path)
-	RuntimeRoot string   `json:"runtimeRoot"`           // passed as --root to the runtime
-	RuntimeArgs []string `json:"runtimeArgs,omitempty"` // extra global flags before the command
-	Bundle      string   `json:"bundle"`                // bundle dir with config.json (rootfs already mounted)
-	Terminal    bool     `json:"terminal"`              // process.terminal is true: use --console-socket, hold the pty master
-	Stdin       bool     `json:"stdin"`                 // keep the container's stdin open for attach (-i); otherwise /dev/null
-	LogPath     string   `json:"logPath"`               // CRI-format log file
-	LogMaxSize  int64    `json:"logMaxSize,omitempty"`  // rotate at this size (0: 10 MiB)
-	LogMaxFiles int      `json:"logMaxFiles,omitempty"` // rotated files kept, LOG.1 .. LOG.N (0: 1)
-	StateDir    string   `json:"stateDir"`              // volatile dir: attach.sock, monitor.pid, status.json
-	ExitFile    string   `json:"exitFile"`              // persistent: Status written here atomically at every exit
-	OOMFiles    []string `json:"oomFiles,omitempty"`    // cgroup files with an "oom_kill N" line
+	ID          string        `json:"id"`                    // runtime container id
+	Runtime     string        `json:"runtime"`               // OCI runtime binary (absolute path)
+	RuntimeRoot string        `json:"runtimeRoot"`           // passed as --root to the runtime
+	RuntimeArgs []string      `json:"runtimeArgs,omitempty"` // extra global flags before the command
+	Bundle      string        `json:"bundle"`                // bundle dir with config.json (rootfs already mounted)
+	Terminal    bool          `json:"terminal"`              // process.terminal is true: use --console-socket, hold the pty master
+	Stdin       bool          `json:"stdin"`                 // keep the container's stdin open for attach (-i); otherwise /dev/null
+	LogPath     string        `json:"logPath"`               // CRI-format log file
+	LogMaxSize  int64         `json:"logMaxSize,omitempty"`  // rotate at this size (0: 10 MiB)
+	LogMaxFiles int           `json:"logMaxFiles,omitempty"` // rotated files kept, LOG.1 .. LOG.N (0: 1)
+	StateDir    string        `json:"stateDir"`              // volatile dir: attach.sock, monitor.pid, status.json
+	ExitFile    string        `json:"exitFile"`              // persistent: Status written here atomically at every exit
+	OOMFiles    []string      `json:"oomFiles,omitempty"`    // cgroup files with an "oom_kill N" line
+	Restart     RestartPolicy `json:"restart"`
 	// OOMParentFiles are the memory.events of the cgroup's parent, read
 	// when OOMFiles are gone at the exit (see oom_linux.go).
-	OOMParentFiles []string      `json:"oomParentFiles,omitempty"`
-	Restart        RestartPolicy `json:"restart"`
+	OOMParentFiles []string `json:"oomParentFiles,omitempty"`
 	// ExitCommand, if set, is started (detached, in a session of its own)
 	// as the monitor exits after its container ran and will not be
 	// restarted: the engine's clean-up of the container's network and
