@@ -61,6 +61,9 @@ func engineOptions(root *cli.Command, rootDir string, svc *image.Service) (engin
 	if err != nil {
 		return engine.Options{}, err
 	}
+	if err := engine.CheckCgroupDriver(root.String("cgroup-manager")); err != nil {
+		return engine.Options{}, fmt.Errorf("--cgroup-manager %s: %w", root.String("cgroup-manager"), err)
+	}
 	self, err := os.Executable()
 	if err != nil {
 		return engine.Options{}, fmt.Errorf("find the berth binary: %w", err)
@@ -76,6 +79,7 @@ func engineOptions(root *cli.Command, rootDir string, svc *image.Service) (engin
 		CNIConfDirs:   []string{root.String("cni-conf-dir")},
 		CNIPluginDirs: splitList(root.String("cni-plugin-dir")),
 		Warn:          func(msg string) { fmt.Fprintln(os.Stderr, "berth: warning:", msg) },
+		CgroupDriver:  root.String("cgroup-manager"),
 	}
 	if p := findBinary(self, "berth-runtime"); p != "" {
 		o.Runtimes["berth-runtime"] = p

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -306,6 +307,22 @@ func TestEngineOptions(t *testing.T) {
 		if !strings.HasSuffix(p, "/"+name) {
 			t.Errorf("runtime %s at %s", name, p)
 		}
+	}
+	if opts.CgroupDriver != "cgroupfs" {
+		t.Errorf("default cgroup manager %q, want cgroupfs", opts.CgroupDriver)
+	}
+	// Podman's --cgroup-manager: an unknown one is refused; systemd only
+	// where systemd is PID 1.
+	if err := root.Run(context.Background(), []string{"berth", "--cgroup-manager", "sytemd"}); err == nil || !strings.Contains(err.Error(), "--cgroup-manager") {
+		t.Errorf("--cgroup-manager sytemd: %v, want an error naming the flag", err)
+	}
+	err := root.Run(context.Background(), []string{"berth", "--cgroup-manager", "systemd"})
+	if _, statErr := os.Stat("/run/systemd/system"); statErr == nil {
+		if err != nil || opts.CgroupDriver != "systemd" {
+			t.Errorf("--cgroup-manager systemd where systemd runs: %v, driver %q", err, opts.CgroupDriver)
+		}
+	} else if err == nil || !strings.Contains(err.Error(), "PID 1 is not systemd") {
+		t.Errorf("--cgroup-manager systemd without systemd: %v, want an error naming PID 1", err)
 	}
 }
 

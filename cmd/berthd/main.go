@@ -73,6 +73,7 @@ func app() *cli.Command {
 			&cli.StringSliceFlag{Name: "runtime", Usage: "a runtime handler NAME=PATH (RuntimeClass handler → OCI runtime binary); berth-runtime, runc and crun are found by themselves"},
 			&cli.StringFlag{Name: "default-runtime", Value: "berth-runtime", Usage: "the handler pods without a RuntimeClass use"},
 			&cli.StringFlag{Name: "metrics-address", Usage: "serve Prometheus metrics on HOST:PORT/metrics (default: none)"},
+			&cli.StringFlag{Name: "cgroup-driver", Value: engine.CgroupDriverCgroupfs, Usage: "cgroupfs or systemd: how containers' cgroups are made (systemd: transient scopes in kubelet's slices, where systemd is PID 1); must match kubelet's cgroupDriver"},
 			&cli.StringFlag{Name: "sandbox-image", Usage: "accepted for kubelet's and containerd's configurations: Berth pins pod namespaces without a pause image; an image named here is kept pinned (never garbage-collected nor removed by RemoveImage)"},
 		},
 		HideHelpCommand: true,
@@ -88,6 +89,11 @@ func serve(ctx context.Context, cmd *cli.Command) error {
 		if err := applyConfig(cmd, p); err != nil {
 			return err
 		}
+	}
+	// Before the socket: a driver this host cannot serve is a
+	// configuration error, not something for kubelet to find out.
+	if err := engine.CheckCgroupDriver(cmd.String("cgroup-driver")); err != nil {
+		return fmt.Errorf("--cgroup-driver %s: %w", cmd.String("cgroup-driver"), err)
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(cmd.String("log-level"))); err != nil {
@@ -249,7 +255,8 @@ func openEngine(ctx context.Context, cmd *cli.Command, root, runRoot string, ima
 		Warn:          func(msg string) { log.Warn(msg) },
 		// CreateContainer and StartContainer check the image against
 		// the policy and rules as they are at that moment.
-		Trust: checker,
+		Trust:        checker,
+		CgroupDriver: cmd.String("cgroup-driver"),
 	}
 	if o.MonitorBin == "" {
 		return nil, nil, fmt.Errorf("the berth-monitor binary (next to berthd or on $PATH) is needed")

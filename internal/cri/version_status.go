@@ -127,11 +127,17 @@ func (s *Server) missingPlugins() []string {
 	return missing
 }
 
-// RuntimeConfig tells kubelet the cgroup driver: Berth names cgroups as
-// paths (/berth/<id>), the cgroupfs driver's way.
+// RuntimeConfig tells kubelet the engine's cgroup driver (berthd's
+// --cgroup-driver): kubelet checks it matches its own cgroupDriver, and
+// names pods' cgroup parents that way (/kubepods/burstable/pod<uid> or
+// kubepods-burstable-pod<uid>.slice).
 func (s *Server) RuntimeConfig(ctx context.Context, req *runtimeapi.RuntimeConfigRequest) (*runtimeapi.RuntimeConfigResponse, error) {
+	driver := runtimeapi.CgroupDriver_CGROUPFS
+	if s.engine != nil && s.engine.CgroupDriver() == engine.CgroupDriverSystemd {
+		driver = runtimeapi.CgroupDriver_SYSTEMD
+	}
 	return &runtimeapi.RuntimeConfigResponse{Linux: &runtimeapi.LinuxRuntimeConfiguration{
-		CgroupDriver: runtimeapi.CgroupDriver_CGROUPFS,
+		CgroupDriver: driver,
 	}}, nil
 }
 

@@ -140,6 +140,9 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (_ Container, retE
 	if sb != nil {
 		e.joinSandbox(r, sb)
 	}
+	if err := e.setCgroup(r); err != nil {
+		return Container{}, err
+	}
 	if o.LogPath != "" {
 		if !filepath.IsAbs(o.LogPath) {
 			return Container{}, fmt.Errorf("log path %q is not absolute: %w", o.LogPath, errdefs.ErrInvalidArgument)

@@ -49,6 +49,10 @@ type Options struct {
 	Warn func(msg string)
 	// Trust, if set, must allow a container's image at create and start.
 	Trust ImageTrust
+	// CgroupDriver is the cgroup driver of new containers: "cgroupfs"
+	// (or "") or "systemd" (see cgroup.go); Open refuses systemd where
+	// PID 1 is not systemd.
+	CgroupDriver string
 }
 
 // Engine is the container engine on one root.
@@ -70,6 +74,9 @@ func Open(ctx context.Context, o Options) (*Engine, error) {
 	}
 	if o.Images == nil {
 		return nil, fmt.Errorf("engine: no image store")
+	}
+	if err := CheckCgroupDriver(o.CgroupDriver); err != nil {
+		return nil, err
 	}
 	for _, d := range []string{o.Root, o.RunRoot, filepath.Join(o.Root, "containers"), filepath.Join(o.RunRoot, "containers")} {
 		if err := os.MkdirAll(d, 0o711); err != nil {

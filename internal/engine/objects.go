@@ -381,7 +381,7 @@ func (e *Engine) Info(ctx context.Context) (Info, error) {
 		return Info{}, err
 	}
 	in := Info{
-		Driver: "overlay", CgroupDriver: "cgroupfs", RootDir: e.opts.Root, RunRoot: e.opts.RunRoot,
+		Driver: "overlay", CgroupDriver: e.CgroupDriver(), RootDir: e.opts.Root, RunRoot: e.opts.RunRoot,
 		Namespace: e.opts.Namespace, Runtimes: e.opts.Runtimes, DefaultRuntime: e.opts.DefaultRuntime,
 		OperatingSystem: osRelease(), Architecture: runtime.GOARCH, NCPU: runtime.NumCPU(),
 		MemTotal: int64(memTotal()), SecurityOptions: []string{"name=seccomp,profile=builtin"},

@@ -136,7 +136,7 @@ func (e *Engine) Exec(ctx context.Context, ref string, o ExecOptions, streams At
 		return 0, err
 	}
 	pidFile := filepath.Join(execDir, "pid")
-	args := []string{"--root", e.runtimeRoot(r.Runtime), "exec", "--process", procFile, "--pid-file", pidFile}
+	args := append(e.runtimeGlobal(r), "exec", "--process", procFile, "--pid-file", pidFile)
 	if o.Detach {
 		args = append(args, "--detach")
 	}

@@ -221,6 +221,9 @@ func (e *Engine) RunSandbox(ctx context.Context, cfg SandboxConfig) (_ Sandbox, 
 	if cfg.Name == "" || len(cfg.Name) > 253 || !validName(cfg.Name) {
 		return Sandbox{}, fmt.Errorf("invalid sandbox name %q: 1 to 253 characters of [a-zA-Z0-9][a-zA-Z0-9_.-]: %w", cfg.Name, errdefs.ErrInvalidArgument)
 	}
+	if err := e.checkCgroupParent(cfg.CgroupParent); err != nil {
+		return Sandbox{}, err
+	}
 	if cfg.HostNetwork && len(cfg.Ports) > 0 {
 		// The CRI allows ports with the host's network: they are the
 		// host's ports already; nothing to publish.

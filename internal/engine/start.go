@@ -259,7 +259,7 @@ func startError(err error) error {
 // monitorConfig is what the monitor of r is told.
 func (e *Engine) monitorConfig(r *record) monitor.Config {
 	rundir := e.runDir(r.ID)
-	return monitor.Config{
+	c := monitor.Config{
 		ID:          r.ID,
 		Runtime:     r.Runtime,
 		RuntimeRoot: e.runtimeRoot(r.Runtime),
@@ -269,10 +269,17 @@ func (e *Engine) monitorConfig(r *record) monitor.Config {
 		LogPath:     r.LogPath,
 		StateDir:    rundir,
 		ExitFile:    e.exitFilePath(r.ID),
-		OOMFiles:    monitor.OOMFilesFor(cgroupsPathOf(r)),
+		RuntimeArgs: cgroupRuntimeArgs(r),
+		OOMFiles:    monitor.OOMFilesFor(cgroupRelOf(r)),
 		Restart:     monitor.RestartPolicy{Name: r.HostConfig.RestartPolicy.Name, MaxRetries: r.HostConfig.RestartPolicy.MaximumRetryCount},
 		ExitCommand: append(append([]string{}, e.selfArgs()...), "system", "cleanup", r.ID),
 	}
+	if r.SystemdCgroup {
+		// systemd removes a scope as its last process dies, counters and
+		// all: the monitor may need the slice's (see its oom_linux.go).
+		c.OOMParentFiles = monitor.OOMParentFilesFor(cgroupRelOf(r))
+	}
+	return c
 }
 
 // healthConfig writes the probe's process for the monitor and returns the
@@ -315,9 +322,13 @@ func (e *Engine) runtimeRoot(bin string) string {
 
 func cgroupsPath(id string) string { return "/berth/" + id }
 
-// cgroupsPathOf is r's cgroup: under its sandbox's parent (kubelet's pod
-// cgroup) when it has one, else Berth's /berth.
+// cgroupsPathOf is r's cgroupsPath: as fixed at create (setCgroup), else
+// under its sandbox's parent (kubelet's pod cgroup) when it has one, else
+// Berth's /berth.
 func cgroupsPathOf(r *record) string {
+	if r.CgroupsPath != "" {
+		return r.CgroupsPath
+	}
 	if r.CgroupParent != "" {
 		return path.Join(r.CgroupParent, r.ID)
 	}

@@ -151,7 +151,7 @@ func (e *Engine) lockContainer(ctx context.Context, id string) (func(), error) {
 func (e *Engine) runtimeCmd(ctx context.Context, r *record, args ...string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, runtimeTimeout)
 	defer cancel()
-	full := append([]string{"--root", e.runtimeRoot(r.Runtime)}, args...)
+	full := append(e.runtimeGlobal(r), args...)
 	cmd := exec.CommandContext(ctx, r.Runtime, full...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

@@ -65,6 +65,12 @@ type record struct {
 	// CgroupParent is the cgroup the container's goes under (its
 	// sandbox's); "" for Berth's /berth.
 	CgroupParent string `json:"cgroupParent,omitempty"`
+	// CgroupsPath is the container's linux.cgroupsPath, fixed at create
+	// (see cgroup.go); "" in records of older versions, which computed it.
+	CgroupsPath string `json:"cgroupsPath,omitempty"`
+	// SystemdCgroup: the cgroupsPath is a systemd SLICE:PREFIX:ID and the
+	// runtime runs with --systemd-cgroup.
+	SystemdCgroup bool `json:"systemdCgroup,omitempty"`
 }
 
 // portSpec is one published port.

@@ -419,6 +419,7 @@ func decodeConfig(data []byte) (Config, error) {
 	c.StateDir = o.str("stateDir")
 	c.ExitFile = o.str("exitFile")
 	c.OOMFiles = o.strings("oomFiles")
+	c.OOMParentFiles = o.strings("oomParentFiles")
 	c.ExitCommand = o.strings("exitCommand")
 	if v, ok := o.m["health"]; ok && v != nil {
 		h := o.object("health")

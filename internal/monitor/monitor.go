@@ -56,6 +56,9 @@ type Config struct {
 	ExitFile    string        `json:"exitFile"`              // persistent: Status written here atomically at every exit
 	OOMFiles    []string      `json:"oomFiles,omitempty"`    // cgroup files with an "oom_kill N" line
 	Restart     RestartPolicy `json:"restart"`
+	// OOMParentFiles are the memory.events of the cgroup's parent, read
+	// when OOMFiles are gone at the exit (see oom_linux.go).
+	OOMParentFiles []string `json:"oomParentFiles,omitempty"`
 	// ExitCommand, if set, is started (detached, in a session of its own)
 	// as the monitor exits after its container ran and will not be
 	// restarted: the engine's clean-up of the container's network and
@@ -190,4 +193,16 @@ func OOMFilesFor(cgroupsPath string) []string {
 		return []string{filepath.Join(root, rel, "memory.events")}
 	}
 	return []string{filepath.Join(root, "memory", rel, "memory.oom_control")}
+}
+
+// OOMParentFilesFor returns the Config.OOMParentFiles of a container whose
+// cgroup (below the hierarchy's root) is given: its parent's memory.events
+// on a unified (v2) host, whose counters include the descendants'; none
+// on v1, whose memory.oom_control counts only its own.
+func OOMParentFilesFor(cgroup string) []string {
+	const root = "/sys/fs/cgroup"
+	if _, err := os.Stat(filepath.Join(root, "cgroup.controllers")); err != nil {
+		return nil
+	}
+	return []string{filepath.Join(root, filepath.Dir(filepath.Join("/", cgroup)), "memory.events")}
 }

@@ -211,7 +211,7 @@ type run struct {
 	exited  chan int // the init's exit code, once
 	copiers sync.WaitGroup
 	readers []*os.File // output read ends, closed to end the copiers
-	oomBase int64
+	oom     *oomWatch  // follows the OOM counters while it runs
 	started time.Time
 	// healthStop ends the health probes when the run ends.
 	healthStop chan struct{}
@@ -400,7 +400,7 @@ func (s *server) create() (*run, error) {
 		return nil, err
 	}
 	r.pid = pid
-	r.oomBase = s.oomCount()
+	r.oom = s.watchOOM()
 	go waitInit(pid, r.exited)
 	streams := []string{logs.Stdout, logs.Stderr}
 	for i, f := range r.readers {
@@ -459,7 +459,7 @@ func (s *server) endRun(r *run, code int) {
 		// the container now, which kills what is left in its cgroup, as
 		// the end of a PID namespace would; read the OOM count first,
 		// while the cgroup is there.
-		oom = s.oomCount() > r.oomBase
+		oom = r.oom.stop(code)
 		s.deleteForce()
 		deleted = true
 		select {
@@ -475,7 +475,7 @@ func (s *server) endRun(r *run, code int) {
 		f.Close()
 	}
 	if !deleted {
-		oom = s.oomCount() > r.oomBase
+		oom = r.oom.stop(code)
 		// Delete before telling anyone it exited: whoever acts on the
 		// exit (the engine's teardown, a new start) finds the runtime's
 		// state gone instead of racing this delete.
@@ -675,25 +675,6 @@ func (s *server) deleteForce() {
 			fmt.Fprintf(os.Stderr, "berth-monitor %s: delete: %v\n", s.cfg.ID, err)
 		}
 	}
-}
-
-// oomCount sums the oom_kill counters of the configured cgroup files.
-func (s *server) oomCount() int64 {
-	var n int64
-	for _, p := range s.cfg.OOMFiles {
-		data, err := os.ReadFile(p)
-		if err != nil {
-			continue
-		}
-		for _, line := range strings.Split(string(data), "\n") {
-			if v, ok := strings.CutPrefix(line, "oom_kill "); ok {
-				if c, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64); err == nil {
-					n += c
-				}
-			}
-		}
-	}
-	return n
 }
 
 // waitInit waits for the container's init (our child since `runtime

@@ -167,7 +167,9 @@ var systemdGuestTests = []string{
 
 // TestSystemdVM boots Debian with systemd as PID 1 on cgroup v2 (the image is
 // built once with debootstrap, then cached) and runs the guest tests of
-// berth-runtime's --systemd-cgroup there.
+// berth-runtime's --systemd-cgroup there, and (one boot for both: a boot
+// under TCG costs a minute) berthd's --cgroup-driver systemd driven by
+// crictl (TestSystemdBerthd; berthd_test.go).
 func TestSystemdVM(t *testing.T) {
 	requireVM(t)
 	runtime := os.Getenv("BERTH_RUNTIME")
@@ -192,6 +194,14 @@ func TestSystemdVM(t *testing.T) {
 		Memory:  "1536M",
 		Timeout: 15 * time.Minute,
 	}
+	want := systemdGuestTests
+	if files := berthdFiles(t, runtime); files != nil {
+		for vmPath, hostPath := range files {
+			cfg.Files[vmPath] = hostPath
+		}
+		cfg.Env = append(cfg.Env, "BERTH_VM_BERTHD=/berth/bin")
+		want = append(want[:len(want):len(want)], "TestSystemdBerthd", "TestSystemdBerthCLI")
+	}
 	args := []string{"-test.v", "-test.count=1", "-test.run", "^TestSystemd"}
 	if run := os.Getenv("BERTH_VM_RUN"); run != "" {
 		args[len(args)-1] = run
@@ -203,7 +213,7 @@ func TestSystemdVM(t *testing.T) {
 	if os.Getenv("BERTH_VM_RUN") != "" {
 		return
 	}
-	for _, name := range systemdGuestTests {
+	for _, name := range want {
 		if !strings.Contains(out, "--- PASS: "+name+" ") {
 			t.Errorf("guest test %s did not pass in the systemd VM; see the console above", name)
 		}
