@@ -53,7 +53,37 @@ func pinNamespaces(dir, hostname string, ipc, uts bool) (pinned, error) {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
-		// Never unlocked: the thread dies with this goroutine.
+		// The thread goes back to its own namespaces before it is
+		// unlocked. Letting it die with the goroutine is not enough: it
+		// may be the process's main thread, which the Go runtime never
+		// ends but parks, and whose namespaces are the ones
+		// /proc/self/ns shows for the whole process (berthd then looked
+		// as if it ran in the last pod's IPC namespace).
+		var home []*os.File
+		for _, kind := range []string{"ipc", "uts"} {
+			f, err := os.Open("/proc/thread-self/ns/" + kind)
+			if err != nil {
+				for _, h := range home {
+					h.Close()
+				}
+				runtime.UnlockOSThread()
+				errc <- fmt.Errorf("open this thread's %s namespace: %w", kind, err)
+				return
+			}
+			home = append(home, f)
+		}
+		defer func() {
+			restored := true
+			for _, h := range home {
+				if unix.Setns(int(h.Fd()), 0) != nil {
+					restored = false
+				}
+				h.Close()
+			}
+			if restored {
+				runtime.UnlockOSThread()
+			} // else the thread stays locked and ends with the goroutine
+		}()
 		errc <- func() error {
 			if err := unix.Unshare(flags); err != nil {
 				return fmt.Errorf("unshare: %w", err)
