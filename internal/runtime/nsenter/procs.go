@@ -13,8 +13,34 @@ import (
 // in the first package of the binary whose dependencies are ready (the
 // spec initialises packages in import-path order), before the heavy
 // initialisers run. A GOMAXPROCS the caller set is kept.
+//
+// The main goroutine's stack is grown here too, while it is a few frames
+// deep. Each time a goroutine's stack grows the runtime copies it and
+// walks every frame on it through the function tables (.gopclntab): grown
+// step by step in the middle of create's deep calls (the CLI, JSON
+// decoding of the spec, the cgroup library), those walks touch pages all
+// over the 2.9 MB table, and the kernel maps 64 KiB around each. Grown
+// once here, create maps 13 fewer of those windows (31 → 18, ~0.8 MiB of
+// RSS) and the container's init 6 fewer.
 func init() {
 	if _, set := os.LookupEnv("GOMAXPROCS"); !set {
 		goruntime.GOMAXPROCS(1)
 	}
+	growStack(0)
+}
+
+// stackReserve is the frame that growStack makes the stack hold: the main
+// goroutine then has a 64 KiB stack, more than create's and the init's
+// deepest calls need.
+const stackReserve = 32 << 10
+
+// growStack makes the calling goroutine's stack hold a stackReserve frame.
+// The array is read at an index the compiler cannot know, so the frame is
+// kept.
+//
+//go:noinline
+func growStack(i int) byte {
+	var buf [stackReserve]byte
+	buf[i] = 1
+	return buf[(i+1)%len(buf)]
 }
