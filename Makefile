@@ -18,8 +18,17 @@ RT_GOEXP := $(shell GOEXPERIMENT=nogreenteagc $(GO) env GOEXPERIMENT >/dev/null 
 
 all: build
 
+# The linker writes its output through a shared mapping, which leaves the
+# file in the page cache as large folios; the kernel (6.18 here) maps a
+# whole cached folio on a fault, so every process of a freshly linked
+# berth-runtime maps ~2 MB more of the binary than it touches (create's
+# RSS 9.7-10.0 MiB against 9.0-9.4 for a copy). A copy made with write(2),
+# as an install does, is cached as small folios, like a binary read back
+# from disk: bin/ holds that copy. It is renamed into place (a new inode),
+# so a container whose init runs from the old binary is not disturbed.
 build:
-	CGO_ENABLED=1 GOEXPERIMENT=$(RT_GOEXP) $(GO) build $(STATIC) -o $(BIN)/berth-runtime ./cmd/berth-runtime
+	CGO_ENABLED=1 GOEXPERIMENT=$(RT_GOEXP) $(GO) build $(STATIC) -o $(BIN)/.berth-runtime.link ./cmd/berth-runtime
+	cp $(BIN)/.berth-runtime.link $(BIN)/.berth-runtime.copy && mv $(BIN)/.berth-runtime.copy $(BIN)/berth-runtime && rm $(BIN)/.berth-runtime.link
 	$(GO) build -o $(BIN)/berth ./cmd/berth
 	$(GO) build -o $(BIN)/berthd ./cmd/berthd
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $(BIN)/berth-monitor ./cmd/berth-monitor

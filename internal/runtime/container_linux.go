@@ -128,11 +128,21 @@ func (r *Runtime) Create(ctx context.Context, id string, opt CreateOptions) (ret
 		}
 		os.RemoveAll(dir)
 	}()
-	// A limit the host cannot apply fails here, before any process runs.
-	if err := cg.Apply(-1); err != nil {
-		return err
-	}
-	if err := cg.Set(spec.Linux.Resources); err != nil {
+	// With the systemd driver the limits become the scope's start
+	// properties, so they are given before the init joins it; a limit the
+	// host refuses fails here, before any process runs. A cgroupfs
+	// directory is made when the init joins it (spawn) and the limits
+	// are written after, as runc does, while the init starts its Go
+	// runtime: the two overlap instead of adding up. A value that cannot
+	// be converted still fails before anything runs.
+	if r.SystemdCgroup {
+		if err := cg.Apply(-1); err != nil {
+			return err
+		}
+		if err := cg.Set(spec.Linux.Resources); err != nil {
+			return err
+		}
+	} else if _, err := cgroups.ConvertResources(spec.Linux.Resources); err != nil {
 		return err
 	}
 	fifoPath := filepath.Join(dir, fifoName)
@@ -189,6 +199,13 @@ func (r *Runtime) Create(ctx context.Context, id string, opt CreateOptions) (ret
 	})
 	if err != nil {
 		return err
+	}
+	if !r.SystemdCgroup {
+		// The init cannot have run the container's process yet: it
+		// waits for msgHooksDone, sent below.
+		if err := cg.Set(spec.Linux.Resources); err != nil {
+			return err
+		}
 	}
 	p.Pid = c.pid
 	p.StartTime, _, _ = procStartTime(c.pid)
