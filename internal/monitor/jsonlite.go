@@ -420,6 +420,7 @@ func decodeConfig(data []byte) (Config, error) {
 	c.ExitFile = o.str("exitFile")
 	c.OOMFiles = o.strings("oomFiles")
 	c.ExitCommand = o.strings("exitCommand")
+	c.RuntimeWait = o.boolean("runtimeWait")
 	if v, ok := o.m["health"]; ok && v != nil {
 		h := o.object("health")
 		c.Health = &HealthConfig{

@@ -16,7 +16,7 @@ func TestConfigDecodesAsEncodingJSON(t *testing.T) {
 		ID: "abc", Runtime: "/usr/sbin/runc", RuntimeRoot: "/run/r", RuntimeArgs: []string{"--systemd-cgroup", "é\"\\\n<>&\u2028"},
 		Bundle: "/b", Terminal: true, Stdin: true, LogPath: "/l", LogMaxSize: 1 << 40, LogMaxFiles: 3,
 		StateDir: "/s", ExitFile: "/e", OOMFiles: []string{"/sys/fs/cgroup/x/memory.events"},
-		Restart: RestartPolicy{Name: "on-failure", MaxRetries: 5},
+		Restart: RestartPolicy{Name: "on-failure", MaxRetries: 5}, RuntimeWait: true,
 	}
 	data, err := json.MarshalIndent(c, "", "\t")
 	if err != nil {
