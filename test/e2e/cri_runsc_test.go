@@ -1,0 +1,152 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// gVisor's runsc as a RuntimeClass handler of berthd: pods of a handler
+// with --sandbox-mode infra get an infra container (the pod's gVisor
+// sandbox) and their containers run inside it.
+
+// runscPath finds runsc. .ci/run does not install it: its build from the
+// Go module proxy takes longer than CI can spare (README, runtime
+// handlers), so the test says how to get it and skips, in CI too.
+func runscPath(t *testing.T) string {
+	t.Helper()
+	p := goInstalled("runsc")
+	if p == "" {
+		t.Skip("runsc not installed (CGO_ENABLED=0 go install gvisor.dev/gvisor/runsc@latest; .ci/run does not install it: the build is too long for CI)")
+	}
+	return p
+}
+
+// goInstalled finds a tool on PATH or where `go install` puts it
+// ($HOME/go/bin); "" when it is in neither.
+func goInstalled(name string) string {
+	if p, err := exec.LookPath(name); err == nil {
+		return p
+	}
+	home, _ := os.UserHomeDir()
+	p := filepath.Join(home, "go", "bin", name)
+	if _, err := os.Stat(p); err != nil {
+		return ""
+	}
+	return p
+}
+
+// A pod under the runsc handler runs in gVisor: its containers see
+// gVisor's kernel (dmesg, uname), exit with their own codes, log through
+// crictl logs, answer exec, and serve on the pod IP; stopping and removing
+// the pod leaves nothing on the host (the leak check at cleanup counts
+// every process and mount naming the test's roots).
+func TestCRIRunscPod(t *testing.T) {
+	runsc := runscPath(t)
+	c := newCRIWith(t, func(c *criT, args []string) []string {
+		// runsc pins one empty network namespace for all its gofers at
+		// ROOT/null-netns (its --gofer-network-namespace=null default),
+		// kept as long as its root directory: berthd's run root, not a
+		// pod's. Registered here, this runs after berthd's cleanup and
+		// before the leak check, which counts everything else.
+		t.Cleanup(func() {
+			for unix.Unmount(filepath.Join(c.runroot, "runtime", "runsc", "null-netns"), unix.MNT_DETACH) == nil {
+			}
+		})
+		return append(args, "--runtime", "runsc="+runsc, "--sandbox-mode", "runsc=infra")
+	})
+	pod, _ := c.podConfig("gvisor")
+	p := c.crictl("runp", "--runtime", "runsc", pod)
+	c.mu.Lock()
+	c.ids[p] = true
+	c.mu.Unlock()
+	st := c.inspectp(p)
+	if st.Status.State != "SANDBOX_READY" {
+		t.Fatalf("pod status = %+v, want ready", st.Status)
+	}
+	c.recordIPs(p)
+	// The infra container is the pod's gVisor sandbox: a runsc-sandbox
+	// process under the test's run root, and not one of kubelet's
+	// containers.
+	if pids := enginePidsNaming([]string{filepath.Join(c.runroot, "runtime", "runsc")}); len(pids) == 0 {
+		t.Errorf("no runsc process names the run root %s after runp", c.runroot)
+	}
+	if out := c.crictl("ps", "-a", "-q", "--pod", p); out != "" {
+		t.Errorf("crictl ps -a lists %q in a pod without containers, want nothing (the infra container is berthd's)", out)
+	}
+
+	// A container that prints gVisor's kernel log and exits with a code
+	// of its own: the exit comes from `runsc wait`, not a host process.
+	kernel := c.ctrConfig("kernel", []string{"sh", "-c", "dmesg; uname -a; echo kernel-done; exit 3"}, nil)
+	kid := c.crictl("create", p, kernel, pod)
+	c.crictl("start", kid)
+	ks := c.waitState(kid, "CONTAINER_EXITED")
+	if ks.Status.ExitCode != 3 {
+		t.Errorf("exit code = %d, want 3", ks.Status.ExitCode)
+	}
+	logs := c.crictl("logs", kid)
+	if !strings.Contains(logs, "Starting gVisor") || !strings.Contains(logs, "kernel-done") {
+		t.Errorf("crictl logs = %q, want gVisor's dmesg and kernel-done", logs)
+	}
+	// A server in the same sandbox: exec, and the pod IP from the host.
+	web := c.ctrConfig("web", []string{"sh", "-c", "echo gvisor-page > /index.html; echo serving; exec httpd -f -p 80 -h /"}, nil)
+	wid := c.crictl("create", p, web, pod)
+	c.crictl("start", wid)
+	c.waitState(wid, "CONTAINER_RUNNING")
+	// The spec runsc got says where the container runs (containerd's
+	// annotations; the bundle is there while it runs).
+	var spec struct {
+		Annotations map[string]string `json:"annotations"`
+	}
+	b, err := os.ReadFile(filepath.Join(c.runroot, "containers", wid, "config.json"))
+	if err == nil {
+		err = json.Unmarshal(b, &spec)
+	}
+	if err != nil {
+		t.Errorf("the container's spec: %v", err)
+	} else if a := spec.Annotations; a["io.kubernetes.cri.container-type"] != "container" || !engineIsID(a["io.kubernetes.cri.sandbox-id"]) || a["io.kubernetes.cri.sandbox-name"] != "gvisor" {
+		t.Errorf("the container's annotations = %v, want container-type container, the infra's sandbox-id and the pod's name", a)
+	}
+
+	if out := c.crictl("exec", "-s", wid, "cat", "/proc/version"); !strings.Contains(out, "gVisor") && !strings.Contains(out, "gvisor") {
+		t.Errorf("exec cat /proc/version = %q, want gVisor's kernel", out)
+	}
+	// crictl exits 1 and names the command's code.
+	if r := c.crictlRun("exec", "-s", wid, "sh", "-c", "exit 7"); r.code == 0 || !strings.Contains(r.stderr, "exited with 7") {
+		t.Errorf("exec exit 7: %s", r)
+	}
+	if ip := c.inspectp(p).Status.Network.IP; ip == "" {
+		t.Errorf("the pod has no IP")
+	} else {
+		waitForOut(t, "the pod IP to serve from gVisor's netstack", 30*time.Second, func() (bool, string) {
+			body, ok := httpGet("http://" + ip + "/index.html")
+			return ok && strings.Contains(body, "gvisor-page"), body
+		})
+	}
+	c.crictl("stop", "--timeout", "2", wid)
+	if st := c.inspect(wid); st.Status.State != "CONTAINER_EXITED" {
+		t.Errorf("after stop: %+v", st.Status)
+	}
+
+	c.crictl("stopp", p)
+	if st := c.inspectp(p); st.Status.State != "SANDBOX_NOTREADY" {
+		t.Errorf("after stopp: %+v", st.Status)
+	}
+	if pids := enginePidsNaming([]string{filepath.Join(c.runroot, "runtime", "runsc")}); len(pids) != 0 {
+		waitForOut(t, "runsc's processes to end after stopp", 20*time.Second, func() (bool, string) {
+			pids := enginePidsNaming([]string{filepath.Join(c.runroot, "runtime", "runsc")})
+			return len(pids) == 0, fmt.Sprint(pids)
+		})
+	}
+	c.crictl("rmp", p)
+	if out := c.crictl("pods", "-q"); out != "" {
+		t.Errorf("pods after rmp: %q", out)
+	}
+}
