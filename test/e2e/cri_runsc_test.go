@@ -130,6 +130,24 @@ func TestCRIRunscPod(t *testing.T) {
 			return ok && strings.Contains(body, "gvisor-page"), body
 		})
 	}
+	// ExecSync's timeout ends the command inside the sandbox too.
+	if r := c.crictlRun("exec", "-s", "--timeout", "2", wid, "sleep", "60"); r.code == 0 {
+		t.Errorf("exec with a 2s timeout of sleep 60 succeeded: %s", r)
+	}
+	waitForOut(t, "the timed-out exec's sleep to end in the sandbox", 20*time.Second, func() (bool, string) {
+		out := c.crictl("exec", "-s", wid, "ps")
+		return !strings.Contains(out, "sleep 60"), out
+	})
+	// berthd killed and started again finds the pod, its infra sandbox
+	// and the server running in it.
+	c.kill9()
+	c.start()
+	if st := c.inspectp(p); st.Status.State != "SANDBOX_READY" {
+		t.Errorf("after berthd's restart: pod %+v", st.Status)
+	}
+	if out := c.crictl("exec", "-s", wid, "echo", "still-here"); out != "still-here" {
+		t.Errorf("exec after berthd's restart = %q", out)
+	}
 	c.crictl("stop", "--timeout", "2", wid)
 	if st := c.inspect(wid); st.Status.State != "CONTAINER_EXITED" {
 		t.Errorf("after stop: %+v", st.Status)
