@@ -89,6 +89,10 @@ func serve(ctx context.Context, cmd *cli.Command) error {
 			return err
 		}
 	}
+	modes, err := sandboxModes(cmd)
+	if err != nil {
+		return err
+	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(cmd.String("log-level"))); err != nil {
 		return fmt.Errorf("--log-level %q: want debug, info, warn or error", cmd.String("log-level"))
@@ -160,10 +164,6 @@ func serve(ctx context.Context, cmd *cli.Command) error {
 		return err
 	}
 	defer eng.Close()
-	modes, err := sandboxModes(cmd)
-	if err != nil {
-		return err
-	}
 	self, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("find the berthd binary: %w", err)
@@ -364,6 +364,7 @@ func applyConfig(cmd *cli.Command, path string) error {
 			if cmd.IsSet("runtime") {
 				continue
 			}
+			modesGiven := cmd.IsSet("sandbox-mode") // the command line wins
 			names := make([]string, 0, len(tbl))
 			for n := range tbl {
 				names = append(names, n)
@@ -377,7 +378,7 @@ func applyConfig(cmd *cli.Command, path string) error {
 				if err := cmd.Set("runtime", n+"="+p); err != nil {
 					return fmt.Errorf("--config %s: runtimes.%s: %w", path, n, err)
 				}
-				if mode != "" && !cmd.IsSet("sandbox-mode") {
+				if mode != "" && !modesGiven {
 					if err := cmd.Set("sandbox-mode", n+"="+mode); err != nil {
 						return fmt.Errorf("--config %s: runtimes.%s.sandbox_mode: %w", path, n, err)
 					}

@@ -1,11 +1,13 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -166,5 +168,73 @@ func TestCRIRunscPod(t *testing.T) {
 	c.crictl("rmp", p)
 	if out := c.crictl("pods", "-q"); out != "" {
 		t.Errorf("pods after rmp: %q", out)
+	}
+}
+
+// A handler in infra mode whose runtime fails: RunPodSandbox says so and
+// leaves no pod behind (the leak check at cleanup counts namespaces,
+// mounts, processes); the pause image berthd made stays, pinned. Pods of
+// the default handler in the same berthd have no infra container. And
+// berthd refuses a sandbox mode it does not know or for a handler it does
+// not have, naming it. Needs no runsc.
+func TestCRIInfraSandboxBadInput(t *testing.T) {
+	broken := filepath.Join(t.TempDir(), "broken-runtime")
+	if err := os.WriteFile(broken, []byte("#!/bin/sh\necho 'broken-runtime: cannot make a sandbox' >&2\nexit 1\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	c := newCRIWith(t, func(c *criT, args []string) []string {
+		return append(args, "--runtime", "broken="+broken, "--sandbox-mode", "broken=infra")
+	})
+	pod, _ := c.podConfig("broken")
+	r := c.crictlRun("runp", "--runtime", "broken", pod)
+	if r.code == 0 || !strings.Contains(r.stderr, "infra container") {
+		t.Errorf("runp under a failing infra handler: %s, want an error naming the infra container", r)
+	}
+	if out := c.crictl("pods", "-q"); out != "" {
+		t.Errorf("pods after a failed runp: %q, want none", out)
+	}
+	var imgs struct {
+		Images []struct {
+			RepoTags []string `json:"repoTags"`
+			Pinned   bool     `json:"pinned"`
+		} `json:"images"`
+	}
+	if err := json.Unmarshal([]byte(c.crictl("images", "-o", "json")), &imgs); err != nil {
+		t.Fatal(err)
+	}
+	pause := false
+	for _, img := range imgs.Images {
+		if len(img.RepoTags) > 0 && strings.HasPrefix(img.RepoTags[0], "localhost/berth/pause:") {
+			pause = img.Pinned
+		}
+	}
+	if !pause {
+		t.Errorf("crictl images = %+v, want berthd's pause image, pinned", imgs.Images)
+	}
+	// The default handler's pods are as before: no process at all.
+	plain, _ := c.podConfig("plain")
+	p := c.crictl("runp", plain)
+	c.mu.Lock()
+	c.ids[p] = true
+	c.mu.Unlock()
+	if pids := enginePidsNaming([]string{p}); len(pids) != 0 {
+		t.Errorf("a pod of the default handler has processes %v, want none", pids)
+	}
+	c.crictl("rmp", "-f", p)
+
+	for _, tc := range []struct{ args, want string }{
+		{"--sandbox-mode broken=vm", `sandbox mode "vm": want pinned or infra`},
+		{"--sandbox-mode nosuch=infra", `runtime handler "nosuch" has a sandbox mode but is not configured`},
+		{"--sandbox-mode broken", `--sandbox-mode "broken": want NAME=MODE`},
+	} {
+		args := append(append([]string{}, c.args...), "--runtime", "broken="+broken)
+		args = append(args, strings.Fields(tc.args)...)
+		args[slices.Index(args, "--socket")+1] = filepath.Join(t.TempDir(), "other.sock")
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		out, err := exec.CommandContext(ctx, filepath.Join(c.binDir, "berthd"), args...).CombinedOutput()
+		cancel()
+		if err == nil || !strings.Contains(string(out), tc.want) {
+			t.Errorf("berthd %s: %v, %s; want an error saying %q", tc.args, err, out, tc.want)
+		}
 	}
 }
