@@ -36,6 +36,15 @@ func (s *server) waitRuntime(exited chan<- int) {
 		switch s.runtimeState() {
 		case StateCreated, StateRunning:
 			time.Sleep(runtimeWaitRetry)
+		case "stopped":
+			// It may have started and exited since the wait was refused
+			// (before start): a wait now answers with its status.
+			code, ok := s.runtimeWaitOnce()
+			if !ok {
+				code = -1
+			}
+			exited <- code
+			return
 		default:
 			exited <- -1
 			return

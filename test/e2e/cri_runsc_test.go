@@ -58,10 +58,7 @@ func TestCRIRunscPod(t *testing.T) {
 		// kept as long as its root directory: berthd's run root, not a
 		// pod's. Registered here, this runs after berthd's cleanup and
 		// before the leak check, which counts everything else.
-		t.Cleanup(func() {
-			for unix.Unmount(filepath.Join(c.runroot, "runtime", "runsc", "null-netns"), unix.MNT_DETACH) == nil {
-			}
-		})
+		t.Cleanup(func() { unmountNullNetNS(c) })
 		return append(args, "--runtime", "runsc="+runsc, "--sandbox-mode", "runsc=infra")
 	})
 	pod, _ := c.podConfig("gvisor")
@@ -97,6 +94,17 @@ func TestCRIRunscPod(t *testing.T) {
 	if !strings.Contains(logs, "Starting gVisor") || !strings.Contains(logs, "kernel-done") {
 		t.Errorf("crictl logs = %q, want gVisor's dmesg and kernel-done", logs)
 	}
+	// Containers that exit at once: their start and exit race the
+	// monitor's first `runsc wait`, refused before start.
+	for i := range 3 {
+		quick := c.ctrConfig(fmt.Sprintf("quick%d", i), []string{"sh", "-c", "exit 5"}, nil)
+		qid := c.crictl("create", p, quick, pod)
+		c.crictl("start", qid)
+		if st := c.waitState(qid, "CONTAINER_EXITED"); st.Status.ExitCode != 5 {
+			t.Errorf("quick container %d: exit code %d, want 5", i, st.Status.ExitCode)
+		}
+	}
+
 	// A server in the same sandbox: exec, and the pod IP from the host.
 	web := c.ctrConfig("web", []string{"sh", "-c", "echo gvisor-page > /index.html; echo serving; exec httpd -f -p 80 -h /"}, nil)
 	wid := c.crictl("create", p, web, pod)
@@ -236,5 +244,12 @@ func TestCRIInfraSandboxBadInput(t *testing.T) {
 		if err == nil || !strings.Contains(string(out), tc.want) {
 			t.Errorf("berthd %s: %v, %s; want an error saying %q", tc.args, err, out, tc.want)
 		}
+	}
+}
+
+// unmountNullNetNS unmounts runsc's shared gofer network namespace in the
+// test's run root (stacked mounts included).
+func unmountNullNetNS(c *criT) {
+	for unix.Unmount(filepath.Join(c.runroot, "runtime", "runsc", "null-netns"), unix.MNT_DETACH) == nil {
 	}
 }
