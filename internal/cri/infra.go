@@ -15,6 +15,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-project/berth/internal/engine"
 	"github.com/berth-project/berth/internal/errdefs"
@@ -281,4 +282,40 @@ func (s *Server) stopInfra(ctx context.Context, id string, remove bool) error {
 		return nil
 	}
 	return s.stopInfraPod(ctx, sb.ID, remove)
+}
+
+// infraStates caches, for one ListPodSandbox, which pods' infra
+// containers run: one read of the engine's containers for all pods.
+type infraStates struct {
+	running map[string]bool // pod ID → its infra container runs
+}
+
+// podState is a pod's CRI state: an infra pod whose infra container has
+// exited (its sandbox died: the runtime crashed or was killed) is not
+// ready, so kubelet makes it anew instead of creating containers in a
+// sandbox that is gone. cache may be nil (one pod).
+func (s *Server) podState(ctx context.Context, sb engine.Sandbox, x sandboxExtra, cache *infraStates) runtimeapi.PodSandboxState {
+	st := sandboxState(sb)
+	if st != runtimeapi.PodSandboxState_SANDBOX_READY || x.SandboxMode != SandboxModeInfra {
+		return st
+	}
+	if cache == nil {
+		cache = &infraStates{}
+	}
+	if cache.running == nil {
+		cache.running = map[string]bool{}
+		all, err := s.engine.InspectAll(ctx)
+		if err != nil {
+			return st // unknown: keep the engine's answer
+		}
+		for _, c := range all {
+			if c.HostConfig.Annotations[engine.AnnotationContainerType] == engine.ContainerTypeSandbox && c.State.Running {
+				cache.running[c.SandboxID] = true
+			}
+		}
+	}
+	if !cache.running[sb.ID] {
+		return runtimeapi.PodSandboxState_SANDBOX_NOTREADY
+	}
+	return st
 }

@@ -296,7 +296,7 @@ func (s *Server) PodSandboxStatus(ctx context.Context, req *runtimeapi.PodSandbo
 	st := &runtimeapi.PodSandboxStatus{
 		Id:             sb.ID,
 		Metadata:       x.Metadata,
-		State:          sandboxState(sb),
+		State:          s.podState(ctx, sb, x, nil),
 		CreatedAt:      sb.Created.UnixNano(),
 		Network:        &runtimeapi.PodSandboxNetworkStatus{Ip: sb.IP},
 		Linux:          &runtimeapi.LinuxPodSandboxStatus{Namespaces: &runtimeapi.Namespace{Options: x.Namespaces}},
@@ -330,13 +330,14 @@ func (s *Server) ListPodSandbox(ctx context.Context, req *runtimeapi.ListPodSand
 	}
 	f := req.GetFilter()
 	out := []*runtimeapi.PodSandbox{}
+	infras := &infraStates{}
 	for _, sb := range sbs {
 		x, ok := extraOf(sb)
 		if !ok {
 			continue
 		}
 		p := &runtimeapi.PodSandbox{
-			Id: sb.ID, Metadata: x.Metadata, State: sandboxState(sb), CreatedAt: sb.Created.UnixNano(),
+			Id: sb.ID, Metadata: x.Metadata, State: s.podState(ctx, sb, x, infras), CreatedAt: sb.Created.UnixNano(),
 			Labels: x.Labels, Annotations: x.Annotations, RuntimeHandler: x.RuntimeHandler,
 		}
 		if f != nil {

@@ -158,15 +158,37 @@ func TestCRIRunscPod(t *testing.T) {
 	if out := c.crictl("exec", "-s", wid, "echo", "still-here"); out != "still-here" {
 		t.Errorf("exec after berthd's restart = %q", out)
 	}
-	c.crictl("stop", "--timeout", "2", wid)
-	if st := c.inspect(wid); st.Status.State != "CONTAINER_EXITED" {
+	sleeper := c.ctrConfig("sleeper", []string{"sleep", "3600"}, nil)
+	sid := c.crictl("create", p, sleeper, pod)
+	c.crictl("start", sid)
+	c.crictl("stop", "--timeout", "2", sid)
+	if st := c.inspect(sid); st.Status.State != "CONTAINER_EXITED" {
 		t.Errorf("after stop: %+v", st.Status)
+	}
+	// The sandbox dies (gVisor's kernel killed): its containers exit and
+	// the pod is not ready, so kubelet would make it anew.
+	var sandboxes []int
+	for _, pid := range enginePidsNaming([]string{filepath.Join(c.runroot, "runtime", "runsc")}) {
+		if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); strings.HasPrefix(string(b), "runsc-sandbox\x00") {
+			sandboxes = append(sandboxes, pid)
+		}
+	}
+	if len(sandboxes) != 1 {
+		t.Fatalf("runsc-sandbox processes of the test: %v, want one", sandboxes)
+	}
+	if err := unix.Kill(sandboxes[0], unix.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	c.waitState(wid, "CONTAINER_EXITED")
+	waitForOut(t, "the pod to be not ready once its sandbox died", 30*time.Second, func() (bool, string) {
+		st := c.inspectp(p).Status.State
+		return st == "SANDBOX_NOTREADY", st
+	})
+	if r := c.crictlRun("create", p, sleeper, pod); r.code == 0 {
+		t.Errorf("create in a pod whose sandbox died: %s, want a refusal", r)
 	}
 
 	c.crictl("stopp", p)
-	if st := c.inspectp(p); st.Status.State != "SANDBOX_NOTREADY" {
-		t.Errorf("after stopp: %+v", st.Status)
-	}
 	if pids := enginePidsNaming([]string{filepath.Join(c.runroot, "runtime", "runsc")}); len(pids) != 0 {
 		waitForOut(t, "runsc's processes to end after stopp", 20*time.Second, func() (bool, string) {
 			pids := enginePidsNaming([]string{filepath.Join(c.runroot, "runtime", "runsc")})
