@@ -12,6 +12,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -92,10 +93,12 @@ func (s *Server) startInfra(ctx context.Context, sb engine.Sandbox, x sandboxExt
 	o := engine.CreateOptions{
 		Name:      infraName(sb.ID),
 		SandboxID: sb.ID,
-		Pull:      "missing",
+		Pull:      "missing", // the operator's --sandbox-image
 	}
 	o.Config.Image = img
 	if args != nil {
+		// Berth's own: never pulled (a registry could answer for it).
+		o.Pull = "never"
 		o.Config.Entrypoint, o.Config.Cmd = args, []string{}
 	}
 	o.HostConfig.Runtime = sb.Config.Runtime
@@ -142,11 +145,6 @@ func (s *Server) infraImage(ctx context.Context) (string, []string, error) {
 	args := []string{"/pause", "--pause", "infra"}
 	s.pauseMu.Lock()
 	defer s.pauseMu.Unlock()
-	if _, err := s.images.Inspect(ctx, s.pauseImage); err == nil {
-		return s.pauseImage, args, nil
-	} else if !errors.Is(err, errdefs.ErrNotFound) {
-		return "", nil, fmt.Errorf("pause image %s: %w", s.pauseImage, err)
-	}
 	bin, err := os.ReadFile(s.pauseBinary)
 	if err != nil {
 		return "", nil, fmt.Errorf("read the pause binary: %w", err)
@@ -157,6 +155,19 @@ func (s *Server) infraImage(ctx context.Context) (string, []string, error) {
 	layer, err := pauseLayer(bin)
 	if err != nil {
 		return "", nil, err
+	}
+	// The name alone proves nothing: an image of that name pulled from a
+	// registry on localhost would run in every infra pod's sandbox. Only
+	// an image whose one layer is this binary's is used; another is
+	// replaced.
+	diffID := digest.FromBytes(layer)
+	if d, err := s.images.Inspect(ctx, s.pauseImage); err == nil {
+		if ids := d.Config.RootFS.DiffIDs; len(ids) == 1 && ids[0] == diffID {
+			return s.pauseImage, args, nil
+		}
+		s.log.Warn("an image named like the pause image is not berthd's: replacing it", "image", s.pauseImage)
+	} else if !errors.Is(err, errdefs.ErrNotFound) {
+		return "", nil, fmt.Errorf("pause image %s: %w", s.pauseImage, err)
 	}
 	plat, _ := image.ParsePlatform("")
 	_, err = s.images.Import(ctx, bytes.NewReader(layer), image.ImportOptions{

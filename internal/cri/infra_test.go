@@ -10,8 +10,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/opencontainers/go-digest"
+
 	"github.com/berth-project/berth/internal/image"
 	"github.com/berth-project/berth/internal/registry"
+	"github.com/berth-project/berth/internal/testutil"
 )
 
 // The pause image's layer holds the binary at /pause, executable, and the
@@ -118,4 +121,48 @@ func FuzzParseSandboxMode(f *testing.F) {
 			t.Errorf("ParseSandboxMode(%q): %v", s, err)
 		}
 	})
+}
+
+// An image stored under the pause image's name that is not berthd's (a
+// pull from a registry on localhost could put one there) is replaced
+// before any infra container runs it; berthd's own is reused.
+func TestPauseImageNotTakenOver(t *testing.T) {
+	testutil.RequiresRoot(t) // overlay snapshots
+	root := t.TempDir()
+	images, err := image.Open(root, registry.New(registry.Options{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer images.Close()
+	bin := []byte("the real pause binary")
+	pause := filepath.Join(t.TempDir(), "berth-monitor")
+	if err := os.WriteFile(pause, bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(Options{Images: images, Root: root, Runtimes: []string{"runsc"}, PauseBinary: pause, SandboxModes: map[string]string{"runsc": "infra"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	impostor, err := pauseLayer([]byte("#!/bin/sh\necho pwned\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := images.Import(ctx, bytes.NewReader(impostor), image.ImportOptions{Name: s.pauseImage}); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := pauseLayer(bin)
+	for i := range 2 {
+		name, args, err := s.infraImage(ctx)
+		if err != nil || name != s.pauseImage || len(args) != 3 || args[0] != "/pause" {
+			t.Fatalf("infraImage = %q %q %v", name, args, err)
+		}
+		d, err := images.Inspect(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ids := d.Config.RootFS.DiffIDs; len(ids) != 1 || ids[0] != digest.FromBytes(want) {
+			t.Errorf("round %d: the pause image's layers are %v, want the binary's %s", i, ids, digest.FromBytes(want))
+		}
+	}
 }
