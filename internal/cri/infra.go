@@ -52,6 +52,10 @@ const (
 	annotationCRIOSandboxID     = "io.kubernetes.cri-o.SandboxID"
 )
 
+// infraLabel marks an infra container (its value is the pod's ID), for
+// the lists that see the engine's containers but not kubelet's: metrics.
+const infraLabel = "io.berth.cri.infra"
+
 // infraStopTimeout is how long the infra container gets to exit on
 // SIGTERM (a pause process exits at once).
 const infraStopTimeout = 10 * time.Second
@@ -96,6 +100,7 @@ func (s *Server) startInfra(ctx context.Context, sb engine.Sandbox, x sandboxExt
 		Pull:      "missing", // the operator's --sandbox-image
 	}
 	o.Config.Image = img
+	o.Config.Labels = map[string]string{infraLabel: sb.ID}
 	if args != nil {
 		// Berth's own: never pulled (a registry could answer for it).
 		o.Pull = "never"

@@ -52,6 +52,7 @@ func goInstalled(name string) string {
 // every process and mount naming the test's roots).
 func TestCRIRunscPod(t *testing.T) {
 	runsc := runscPath(t)
+	metricsPort := freePort(t)
 	c := newCRIWith(t, func(c *criT, args []string) []string {
 		// runsc pins one empty network namespace for all its gofers at
 		// ROOT/null-netns (its --gofer-network-namespace=null default),
@@ -59,7 +60,7 @@ func TestCRIRunscPod(t *testing.T) {
 		// pod's. Registered here, this runs after berthd's cleanup and
 		// before the leak check, which counts everything else.
 		t.Cleanup(func() { unmountNullNetNS(c) })
-		return append(args, "--runtime", "runsc="+runsc, "--sandbox-mode", "runsc=infra")
+		return append(args, "--runtime", "runsc="+runsc, "--sandbox-mode", "runsc=infra", "--metrics-address", fmt.Sprintf("127.0.0.1:%d", metricsPort))
 	})
 	pod, _ := c.podConfig("gvisor")
 	p := c.crictl("runp", "--runtime", "runsc", pod)
@@ -139,6 +140,10 @@ func TestCRIRunscPod(t *testing.T) {
 			body, ok := httpGet("http://" + ip + "/index.html")
 			return ok && strings.Contains(body, "gvisor-page"), body
 		})
+	}
+	// The infra container is berthd's, not one of kubelet's containers.
+	if body, ok := httpGet(fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort)); !ok || !strings.Contains(body, `berth_cri_containers{state="running"} 1`) {
+		t.Errorf("metrics with one running container: want berth_cri_containers{state=\"running\"} 1, got %v:\n%s", ok, grepLines(body, "berth_cri_containers"))
 	}
 	// ExecSync's timeout ends the command inside the sandbox too.
 	if r := c.crictlRun("exec", "-s", "--timeout", "2", wid, "sleep", "60"); r.code == 0 {
@@ -274,4 +279,15 @@ func TestCRIInfraSandboxBadInput(t *testing.T) {
 func unmountNullNetNS(c *criT) {
 	for unix.Unmount(filepath.Join(c.runroot, "runtime", "runsc", "null-netns"), unix.MNT_DETACH) == nil {
 	}
+}
+
+// grepLines are the lines of s that hold sub.
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
