@@ -70,7 +70,7 @@ func app() *cli.Command {
 			&cli.StringFlag{Name: "pod-network", Usage: "the CNI network pods join (default: the first conflist in --cni-conf-dir, else Berth's own berth-pods bridge)"},
 			&cli.StringFlag{Name: "pod-subnet", Value: "10.85.0.0/16", Usage: "berth-pods' subnet until kubelet sends the node's pod CIDR"},
 			&cli.StringSliceFlag{Name: "runtime", Usage: "a runtime handler NAME=PATH (RuntimeClass handler → OCI runtime binary); berth-runtime, runc and crun are found by themselves"},
-			&cli.StringSliceFlag{Name: "sandbox-mode", Usage: "a runtime handler's pod sandbox NAME=MODE: pinned (default: pinned namespaces, no process) or infra (an infra container under the handler, for sandboxed runtimes such as runsc and kata)"},
+			&cli.StringSliceFlag{Name: "sandbox-mode", Usage: "a runtime handler's pod sandbox NAME=MODE: pinned (pinned namespaces, no process; the default) or infra (an infra container under the handler, for sandboxed runtimes; the default of a handler whose binary is runsc)"},
 			&cli.StringFlag{Name: "default-runtime", Value: "berth-runtime", Usage: "the handler pods without a RuntimeClass use"},
 			&cli.StringFlag{Name: "metrics-address", Usage: "serve Prometheus metrics on HOST:PORT/metrics (default: none)"},
 			&cli.StringFlag{Name: "sandbox-image", Usage: "the infra container image of handlers with --sandbox-mode infra (default: berth-monitor --pause from an image berthd makes); other pods need none (pinned namespaces). It is kept pinned (never garbage-collected nor removed by RemoveImage)"},
@@ -159,11 +159,24 @@ func serve(ctx context.Context, cmd *cli.Command) error {
 	if err != nil {
 		return err
 	}
-	eng, runtimes, err := openEngine(ctx, cmd, root, runRoot, images, checker, log)
+	eng, runtimeBins, err := openEngine(ctx, cmd, root, runRoot, images, checker, log)
 	if err != nil {
 		return err
 	}
 	defer eng.Close()
+	runtimes := make([]string, 0, len(runtimeBins))
+	for n, bin := range runtimeBins {
+		runtimes = append(runtimes, n)
+		// runsc cannot run a pod's containers without an infra sandbox:
+		// infra unless the operator said otherwise.
+		if _, set := modes[n]; !set && filepath.Base(bin) == "runsc" {
+			modes[n] = cri.SandboxModeInfra
+			if n == cmd.String("default-runtime") {
+				modes[""] = cri.SandboxModeInfra
+			}
+		}
+	}
+	sort.Strings(runtimes)
 	self, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("find the berthd binary: %w", err)
@@ -246,8 +259,9 @@ func splitList(s string) []string {
 }
 
 // openEngine opens the engine on namespace k8s.io with the runtime
-// handlers: berth-runtime, runc and crun where found, and --runtime ones.
-func openEngine(ctx context.Context, cmd *cli.Command, root, runRoot string, images *image.Service, checker *trust.Checker, log *slog.Logger) (*engine.Engine, []string, error) {
+// handlers (name → binary): berth-runtime, runc, crun and runsc where
+// found, and --runtime ones.
+func openEngine(ctx context.Context, cmd *cli.Command, root, runRoot string, images *image.Service, checker *trust.Checker, log *slog.Logger) (*engine.Engine, map[string]string, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, nil, fmt.Errorf("find the berthd binary: %w", err)
@@ -293,12 +307,7 @@ func openEngine(ctx context.Context, cmd *cli.Command, root, runRoot string, ima
 	if err != nil {
 		return nil, nil, err
 	}
-	var names []string
-	for n := range o.Runtimes {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return eng, names, nil
+	return eng, o.Runtimes, nil
 }
 
 // sandboxModes reads --sandbox-mode NAME=MODE; the default handler ("")

@@ -60,7 +60,9 @@ func TestCRIRunscPod(t *testing.T) {
 		// pod's. Registered here, this runs after berthd's cleanup and
 		// before the leak check, which counts everything else.
 		t.Cleanup(func() { unmountNullNetNS(c) })
-		return append(args, "--runtime", "runsc="+runsc, "--sandbox-mode", "runsc=infra", "--metrics-address", fmt.Sprintf("127.0.0.1:%d", metricsPort))
+		// No --sandbox-mode: a handler whose binary is runsc is in infra
+		// mode by default.
+		return append(args, "--runtime", "runsc="+runsc, "--metrics-address", fmt.Sprintf("127.0.0.1:%d", metricsPort))
 	})
 	pod, _ := c.podConfig("gvisor")
 	p := c.crictl("runp", "--runtime", "runsc", pod)
