@@ -196,6 +196,7 @@ func TestCRIRunscPod(t *testing.T) {
 	}
 
 	c.crictl("stopp", p)
+	c.crictl("stopp", p) // idempotent
 	if pids := enginePidsNaming([]string{filepath.Join(c.runroot, "runtime", "runsc")}); len(pids) != 0 {
 		waitForOut(t, "runsc's processes to end after stopp", 20*time.Second, func() (bool, string) {
 			pids := enginePidsNaming([]string{filepath.Join(c.runroot, "runtime", "runsc")})
