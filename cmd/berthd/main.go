@@ -71,10 +71,11 @@ func app() *cli.Command {
 			&cli.StringFlag{Name: "pod-network", Usage: "the CNI network pods join (default: the first conflist in --cni-conf-dir, else Berth's own berth-pods bridge)"},
 			&cli.StringFlag{Name: "pod-subnet", Value: "10.85.0.0/16", Usage: "berth-pods' subnet until kubelet sends the node's pod CIDR"},
 			&cli.StringSliceFlag{Name: "runtime", Usage: "a runtime handler NAME=PATH (RuntimeClass handler → OCI runtime binary); berth-runtime, runc and crun are found by themselves"},
+			&cli.StringSliceFlag{Name: "sandbox-mode", Usage: "a runtime handler's pod sandbox NAME=MODE: pinned (pinned namespaces, no process; the default) or infra (an infra container under the handler, for sandboxed runtimes; the default of a handler whose binary is runsc)"},
 			&cli.StringFlag{Name: "default-runtime", Value: "berth-runtime", Usage: "the handler pods without a RuntimeClass use"},
 			&cli.StringFlag{Name: "metrics-address", Usage: "serve Prometheus metrics on HOST:PORT/metrics (default: none)"},
 			&cli.StringFlag{Name: "cgroup-driver", Value: engine.CgroupDriverCgroupfs, Usage: "cgroupfs or systemd: how containers' cgroups are made (systemd: transient scopes in kubelet's slices, where systemd is PID 1); must match kubelet's cgroupDriver"},
-			&cli.StringFlag{Name: "sandbox-image", Usage: "accepted for kubelet's and containerd's configurations: Berth pins pod namespaces without a pause image; an image named here is kept pinned (never garbage-collected nor removed by RemoveImage)"},
+			&cli.StringFlag{Name: "sandbox-image", Usage: "the infra container image of handlers with --sandbox-mode infra (default: berth-monitor --pause from an image berthd makes); other pods need none (pinned namespaces). It is kept pinned (never garbage-collected nor removed by RemoveImage)"},
 		},
 		HideHelpCommand: true,
 		Action:          serve,
@@ -94,6 +95,10 @@ func serve(ctx context.Context, cmd *cli.Command) error {
 	// configuration error, not something for kubelet to find out.
 	if err := engine.CheckCgroupDriver(cmd.String("cgroup-driver")); err != nil {
 		return fmt.Errorf("--cgroup-driver %s: %w", cmd.String("cgroup-driver"), err)
+	}
+	modes, err := sandboxModes(cmd)
+	if err != nil {
+		return err
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(cmd.String("log-level"))); err != nil {
@@ -159,11 +164,32 @@ func serve(ctx context.Context, cmd *cli.Command) error {
 	if err != nil {
 		return err
 	}
-	eng, runtimes, err := openEngine(ctx, cmd, root, runRoot, images, checker, log)
+	eng, runtimeBins, err := openEngine(ctx, cmd, root, runRoot, images, checker, log)
 	if err != nil {
 		return err
 	}
 	defer eng.Close()
+	runtimes := make([]string, 0, len(runtimeBins))
+	for n, bin := range runtimeBins {
+		runtimes = append(runtimes, n)
+		// runsc cannot run a pod's containers without an infra sandbox:
+		// infra unless the operator said otherwise.
+		if _, set := modes[n]; !set && filepath.Base(bin) == "runsc" {
+			modes[n] = cri.SandboxModeInfra
+			if n == cmd.String("default-runtime") {
+				modes[""] = cri.SandboxModeInfra
+			}
+		}
+	}
+	sort.Strings(runtimes)
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find the berthd binary: %w", err)
+	}
+	sandboxImage := ""
+	if imgs := splitList(cmd.String("sandbox-image")); len(imgs) > 0 {
+		sandboxImage = imgs[0]
+	}
 	srv, err := cri.New(cri.Options{
 		Images:        images,
 		Root:          root,
@@ -174,6 +200,9 @@ func serve(ctx context.Context, cmd *cli.Command) error {
 		PodSubnet:     cmd.String("pod-subnet"),
 		Runtimes:      runtimes,
 		PinnedImages:  splitList(cmd.String("sandbox-image")),
+		SandboxModes:  modes,
+		PauseBinary:   findBinary(self, "berth-monitor"),
+		SandboxImage:  sandboxImage,
 		Version:       version,
 		Logger:        log,
 	})
@@ -235,8 +264,9 @@ func splitList(s string) []string {
 }
 
 // openEngine opens the engine on namespace k8s.io with the runtime
-// handlers: berth-runtime, runc and crun where found, and --runtime ones.
-func openEngine(ctx context.Context, cmd *cli.Command, root, runRoot string, images *image.Service, checker *trust.Checker, log *slog.Logger) (*engine.Engine, []string, error) {
+// handlers (name → binary): berth-runtime, runc, crun and runsc where
+// found, and --runtime ones.
+func openEngine(ctx context.Context, cmd *cli.Command, root, runRoot string, images *image.Service, checker *trust.Checker, log *slog.Logger) (*engine.Engine, map[string]string, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, nil, fmt.Errorf("find the berthd binary: %w", err)
@@ -283,12 +313,28 @@ func openEngine(ctx context.Context, cmd *cli.Command, root, runRoot string, ima
 	if err != nil {
 		return nil, nil, err
 	}
-	var names []string
-	for n := range o.Runtimes {
-		names = append(names, n)
+	return eng, o.Runtimes, nil
+}
+
+// sandboxModes reads --sandbox-mode NAME=MODE; the default handler ("")
+// has --default-runtime's mode.
+func sandboxModes(cmd *cli.Command) (map[string]string, error) {
+	modes := map[string]string{}
+	for _, kv := range cmd.StringSlice("sandbox-mode") {
+		name, mode, ok := strings.Cut(kv, "=")
+		if !ok || name == "" {
+			return nil, fmt.Errorf("--sandbox-mode %q: want NAME=MODE (pinned or infra)", kv)
+		}
+		m, err := cri.ParseSandboxMode(mode)
+		if err != nil {
+			return nil, fmt.Errorf("--sandbox-mode %s: %w", name, err)
+		}
+		modes[name] = m
 	}
-	sort.Strings(names)
-	return eng, names, nil
+	if m, ok := modes[cmd.String("default-runtime")]; ok {
+		modes[""] = m
+	}
+	return modes, nil
 }
 
 // findBinary looks for name next to self, then on $PATH; "" if neither.
@@ -328,23 +374,29 @@ func applyConfig(cmd *cli.Command, path string) error {
 		if k == "runtimes" {
 			tbl, ok := v.(map[string]any)
 			if !ok {
-				return fmt.Errorf("--config %s: runtimes must be a table of NAME = \"PATH\"", path)
+				return fmt.Errorf("--config %s: runtimes must be a table of NAME = \"PATH\" or NAME = { path = \"PATH\", sandbox_mode = \"infra\" }", path)
 			}
 			if cmd.IsSet("runtime") {
 				continue
 			}
+			modesGiven := cmd.IsSet("sandbox-mode") // the command line wins
 			names := make([]string, 0, len(tbl))
 			for n := range tbl {
 				names = append(names, n)
 			}
 			sort.Strings(names)
 			for _, n := range names {
-				p, ok := tbl[n].(string)
-				if !ok {
-					return fmt.Errorf("--config %s: runtimes.%s must be a path", path, n)
+				p, mode, err := runtimeEntry(tbl[n])
+				if err != nil {
+					return fmt.Errorf("--config %s: runtimes.%s: %w", path, n, err)
 				}
 				if err := cmd.Set("runtime", n+"="+p); err != nil {
 					return fmt.Errorf("--config %s: runtimes.%s: %w", path, n, err)
+				}
+				if mode != "" && !modesGiven {
+					if err := cmd.Set("sandbox-mode", n+"="+mode); err != nil {
+						return fmt.Errorf("--config %s: runtimes.%s.sandbox_mode: %w", path, n, err)
+					}
 				}
 			}
 			continue
@@ -375,6 +427,36 @@ func applyConfig(cmd *cli.Command, path string) error {
 		}
 	}
 	return nil
+}
+
+// runtimeEntry reads a [runtimes] entry: NAME = "PATH", or a table
+// NAME = { path = "PATH", sandbox_mode = "infra" }.
+func runtimeEntry(v any) (path, mode string, err error) {
+	switch x := v.(type) {
+	case string:
+		return x, "", nil
+	case map[string]any:
+		for k, f := range x {
+			s, ok := f.(string)
+			switch {
+			case !ok:
+				return "", "", fmt.Errorf("%s must be a string", k)
+			case k == "path":
+				path = s
+			case k == "sandbox_mode":
+				if mode, err = cri.ParseSandboxMode(s); err != nil {
+					return "", "", err
+				}
+			default:
+				return "", "", fmt.Errorf("unknown key %q (want path and sandbox_mode)", k)
+			}
+		}
+		if path == "" {
+			return "", "", errors.New("path is missing")
+		}
+		return path, mode, nil
+	}
+	return "", "", errors.New("want a path or a table { path = \"PATH\", sandbox_mode = \"infra\" }")
 }
 
 // serveMetrics serves the metrics on addr until the returned stop is

@@ -91,6 +91,13 @@ func (s *Server) CreateContainer(ctx context.Context, req *runtimeapi.CreateCont
 		return nil, err
 	}
 	opts.Config.Image = img.Id
+	if sx.SandboxMode == SandboxModeInfra {
+		infraID, err := s.infraOf(ctx, sb)
+		if err != nil {
+			return nil, err
+		}
+		joinInfra(&opts, infraID, sx, c.Metadata.Name, c.Image.Image)
+	}
 	x.Image, x.ImageID, x.ImageRef = c.Image.Image, img.Id, img.Id
 	if len(img.RepoDigests) > 0 {
 		x.ImageRef = img.RepoDigests[0]

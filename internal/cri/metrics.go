@@ -80,7 +80,9 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	if cs, err := c.eng.List(ctx, engine.ListOptions{All: true}); err == nil {
 		n := map[string]int{"created": 0, "running": 0, "exited": 0}
 		for _, s := range cs {
-			n[s.State]++
+			if s.Labels[infraLabel] == "" { // kubelet's containers only
+				n[s.State]++
+			}
 		}
 		for st, v := range n {
 			ch <- prometheus.MustNewConstMetric(c.containers, prometheus.GaugeValue, float64(v), st)

@@ -34,6 +34,9 @@ type sandboxExtra struct {
 	RuntimeHandler string                         `json:"runtimeHandler,omitempty"`
 	Namespaces     *runtimeapi.NamespaceOption    `json:"namespaces,omitempty"`
 	Privileged     bool                           `json:"privileged,omitempty"`
+	// SandboxMode is SandboxModeInfra when the pod has an infra container
+	// (infra.go); "" for pinned namespaces alone.
+	SandboxMode string `json:"sandboxMode,omitempty"`
 }
 
 // defaultPodSubnet is berth-pods' subnet until kubelet gives one (CRI-O's
@@ -170,10 +173,14 @@ func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandbo
 			return nil, status.Errorf(codes.Internal, "RunPodSandbox: create config.log_directory: %v", err)
 		}
 	}
-	extra, err := json.Marshal(sandboxExtra{
+	x := sandboxExtra{
 		Metadata: m, Labels: c.Labels, Annotations: c.Annotations, LogDirectory: c.LogDirectory,
 		RuntimeHandler: req.RuntimeHandler, Namespaces: nsOpts, Privileged: sc.GetPrivileged(),
-	})
+	}
+	if s.infraMode(req.RuntimeHandler) {
+		x.SandboxMode = SandboxModeInfra
+	}
+	extra, err := json.Marshal(x)
 	if err != nil {
 		return nil, grpcError(err)
 	}
@@ -181,6 +188,14 @@ func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandbo
 	sb, err := s.engine.RunSandbox(ctx, cfg)
 	if err != nil {
 		return nil, grpcError(fmt.Errorf("RunPodSandbox %s/%s: %w", m.Namespace, m.Name, err))
+	}
+	if x.SandboxMode == SandboxModeInfra {
+		if err := s.startInfra(ctx, sb, x); err != nil {
+			if rerr := s.engine.RemoveSandbox(context.WithoutCancel(ctx), sb.ID); rerr != nil {
+				s.log.Warn("remove a pod whose infra container failed", "id", sb.ID, "error", rerr)
+			}
+			return nil, grpcError(fmt.Errorf("RunPodSandbox %s/%s: %w", m.Namespace, m.Name, err))
+		}
 	}
 	s.log.Debug("pod sandbox started", "id", sb.ID, "pod", m.Namespace+"/"+m.Name, "ip", sb.IP)
 	return &runtimeapi.RunPodSandboxResponse{PodSandboxId: sb.ID}, nil
@@ -208,6 +223,9 @@ func (s *Server) StopPodSandbox(ctx context.Context, req *runtimeapi.StopPodSand
 	if req.PodSandboxId == "" {
 		return nil, status.Error(codes.InvalidArgument, "StopPodSandbox: pod_sandbox_id is empty")
 	}
+	if err := s.stopInfra(ctx, req.PodSandboxId, false); err != nil {
+		return nil, grpcError(fmt.Errorf("StopPodSandbox %s: %w", req.PodSandboxId, err))
+	}
 	if err := s.engine.StopSandbox(ctx, req.PodSandboxId, 0); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
 		return nil, grpcError(fmt.Errorf("StopPodSandbox %s: %w", req.PodSandboxId, err))
 	}
@@ -222,6 +240,9 @@ func (s *Server) RemovePodSandbox(ctx context.Context, req *runtimeapi.RemovePod
 	}
 	if req.PodSandboxId == "" {
 		return nil, status.Error(codes.InvalidArgument, "RemovePodSandbox: pod_sandbox_id is empty")
+	}
+	if err := s.stopInfra(ctx, req.PodSandboxId, true); err != nil {
+		return nil, grpcError(fmt.Errorf("RemovePodSandbox %s: %w", req.PodSandboxId, err))
 	}
 	if err := s.engine.RemoveSandbox(ctx, req.PodSandboxId); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
 		return nil, grpcError(fmt.Errorf("RemovePodSandbox %s: %w", req.PodSandboxId, err))
@@ -275,7 +296,7 @@ func (s *Server) PodSandboxStatus(ctx context.Context, req *runtimeapi.PodSandbo
 	st := &runtimeapi.PodSandboxStatus{
 		Id:             sb.ID,
 		Metadata:       x.Metadata,
-		State:          sandboxState(sb),
+		State:          s.podState(ctx, sb, x, nil),
 		CreatedAt:      sb.Created.UnixNano(),
 		Network:        &runtimeapi.PodSandboxNetworkStatus{Ip: sb.IP},
 		Linux:          &runtimeapi.LinuxPodSandboxStatus{Namespaces: &runtimeapi.Namespace{Options: x.Namespaces}},
@@ -309,13 +330,14 @@ func (s *Server) ListPodSandbox(ctx context.Context, req *runtimeapi.ListPodSand
 	}
 	f := req.GetFilter()
 	out := []*runtimeapi.PodSandbox{}
+	infras := &infraStates{}
 	for _, sb := range sbs {
 		x, ok := extraOf(sb)
 		if !ok {
 			continue
 		}
 		p := &runtimeapi.PodSandbox{
-			Id: sb.ID, Metadata: x.Metadata, State: sandboxState(sb), CreatedAt: sb.Created.UnixNano(),
+			Id: sb.ID, Metadata: x.Metadata, State: s.podState(ctx, sb, x, infras), CreatedAt: sb.Created.UnixNano(),
 			Labels: x.Labels, Annotations: x.Annotations, RuntimeHandler: x.RuntimeHandler,
 		}
 		if f != nil {

@@ -17,7 +17,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -62,6 +64,14 @@ type Options struct {
 	// --sandbox-image): ImageStatus reports them pinned and RemoveImage
 	// refuses them.
 	PinnedImages []string
+	// SandboxModes maps runtime handlers to their sandbox mode
+	// (SandboxModePinned, the default, or SandboxModeInfra for runsc and
+	// kata: infra.go); "" is the default handler.
+	SandboxModes map[string]string
+	// PauseBinary is the static berth-monitor whose --pause runs in infra
+	// containers; SandboxImage, if set, is run there instead.
+	PauseBinary  string
+	SandboxImage string
 }
 
 // Server implements runtimeapi.RuntimeServiceServer and
@@ -79,6 +89,12 @@ type Server struct {
 	podNetwork  string
 	runtimes    []string
 	pinned      map[string]bool // normalized repo:tag of pinned images
+
+	sandboxModes map[string]string // handler → mode; only infra ones
+	sandboxImage string
+	pauseBinary  string
+	pauseImage   string     // the pause image's name ("" without PauseBinary)
+	pauseMu      sync.Mutex // serializes the pause image's making
 
 	// mu guards podSubnet and the choice of the pod network.
 	mu        sync.Mutex
@@ -126,6 +142,31 @@ func New(opts Options) (*Server, error) {
 			tag = "latest"
 		}
 		s.pinned[ref.Name()+":"+tag] = true
+	}
+	s.sandboxModes = map[string]string{}
+	for h, m := range opts.SandboxModes {
+		mode, err := ParseSandboxMode(m)
+		if err != nil {
+			return nil, fmt.Errorf("runtime handler %q: %w", h, err)
+		}
+		if h != "" && !slicesContains(opts.Runtimes, h) {
+			return nil, fmt.Errorf("runtime handler %q has a sandbox mode but is not configured (have: %s)", h, strings.Join(opts.Runtimes, ", "))
+		}
+		if mode == SandboxModeInfra {
+			s.sandboxModes[h] = mode
+		}
+	}
+	s.sandboxImage, s.pauseBinary = opts.SandboxImage, opts.PauseBinary
+	if len(s.sandboxModes) > 0 && s.sandboxImage == "" {
+		if s.pauseBinary == "" {
+			return nil, errors.New("cri server: an infra sandbox mode needs the pause binary (berth-monitor) or a sandbox image")
+		}
+		bin, err := os.ReadFile(s.pauseBinary)
+		if err != nil {
+			return nil, fmt.Errorf("cri server: read the pause binary: %w", err)
+		}
+		s.pauseImage = pauseImageName(bin)
+		s.pinned[s.pauseImage] = true
 	}
 	if s.podSubnet == "" {
 		s.podSubnet = defaultPodSubnet

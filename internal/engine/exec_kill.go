@@ -2,6 +2,7 @@ package engine
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -58,4 +59,24 @@ func statPPid(stat []byte) int {
 	}
 	ppid, _ := strconv.Atoi(f[1])
 	return ppid
+}
+
+// killInSandbox kills an exec'd process inside a runtime sandbox by the
+// pid the runtime wrote (runsc's exec --internal-pid-file and kill --pid):
+// killing `runsc exec` alone would leave the process running in the
+// sandbox.
+func (e *Engine) killInSandbox(r *record, pidFile string) {
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		return // not started yet: killing the runtime ends it
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), runtimeTimeout)
+	defer cancel()
+	if _, err := e.runtimeCmd(ctx, r, "kill", "--pid", strconv.Itoa(pid), r.ID, "KILL"); err != nil {
+		e.warn("exec in %s: kill pid %d in the sandbox: %v", r.ID[:12], pid, err)
+	}
 }

@@ -149,10 +149,22 @@ func (e *Engine) Exec(ctx context.Context, ref string, o ExecOptions, streams At
 		defer console.Close()
 		args = append(args, "--console-socket", console.path)
 	}
+	// In a runtime sandbox (runsc) the exec'd process is not on the host:
+	// the runtime names it, and kills it, by its sandbox-internal pid.
+	internalPid := ""
+	if spec.Annotations[AnnotationContainerType] != "" {
+		internalPid = filepath.Join(execDir, "internal-pid")
+		args = append(args, "--internal-pid-file", internalPid)
+	}
 	args = append(args, r.ID)
 	cmd := exec.CommandContext(ctx, r.Runtime, args...)
 	if o.KillOnCancel && !o.Detach {
-		cmd.Cancel = func() error { return killExec(cmd, pidFile) }
+		cmd.Cancel = func() error {
+			if internalPid != "" {
+				e.killInSandbox(r, internalPid)
+			}
+			return killExec(cmd, pidFile)
+		}
 	}
 	var errBuf bytes.Buffer
 	if o.Tty {

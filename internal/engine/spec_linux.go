@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
@@ -183,6 +184,9 @@ func BuildSpec(ctx context.Context, in SpecInput) (*specs.Spec, error) {
 
 	s := oci.DefaultSpec()
 	s.Root = &specs.Root{Path: in.Rootfs, Readonly: hc.ReadonlyRootfs}
+	if len(hc.Annotations) > 0 {
+		s.Annotations = maps.Clone(hc.Annotations)
+	}
 	p := s.Process
 	p.Terminal = c.Tty
 	// No rlimits: the container inherits its monitor's, as Docker's

@@ -273,6 +273,9 @@ func (e *Engine) monitorConfig(r *record) monitor.Config {
 		OOMFiles:    monitor.OOMFilesFor(cgroupRelOf(r)),
 		Restart:     monitor.RestartPolicy{Name: r.HostConfig.RestartPolicy.Name, MaxRetries: r.HostConfig.RestartPolicy.MaximumRetryCount},
 		ExitCommand: append(append([]string{}, e.selfArgs()...), "system", "cleanup", r.ID),
+		// A pod container of a sandboxed runtime (runsc, kata) has no
+		// process of its own on the host: the runtime tells its exit.
+		RuntimeWait: r.HostConfig.Annotations[AnnotationContainerType] == ContainerTypeContainer,
 	}
 	if r.SystemdCgroup {
 		// systemd removes a scope as its last process dies, counters and
@@ -281,6 +284,16 @@ func (e *Engine) monitorConfig(r *record) monitor.Config {
 	}
 	return c
 }
+
+// The CRI's annotations that tell a runtime whether a container makes a
+// pod's sandbox or runs inside one (containerd's names; runsc and kata
+// read them, and CRI-O's io.kubernetes.cri-o.ContainerType).
+const (
+	AnnotationContainerType = "io.kubernetes.cri.container-type"
+	AnnotationSandboxID     = "io.kubernetes.cri.sandbox-id"
+	ContainerTypeSandbox    = "sandbox"
+	ContainerTypeContainer  = "container"
+)
 
 // healthConfig writes the probe's process for the monitor and returns the
 // check, or nil when the container has none.

@@ -95,6 +95,10 @@ type HostConfig struct {
 	// nil (an empty list: none).
 	MaskedPaths   []string `json:"MaskedPaths,omitempty"`
 	ReadonlyPaths []string `json:"ReadonlyPaths,omitempty"`
+	// Annotations go to the runtime in the spec (Docker's
+	// HostConfig.Annotations): the CRI's io.kubernetes.cri.* for runtimes
+	// that run pods in a sandbox of their own (runsc, kata).
+	Annotations map[string]string `json:"Annotations,omitempty"`
 	Resources
 }
 

@@ -421,6 +421,7 @@ func decodeConfig(data []byte) (Config, error) {
 	c.OOMFiles = o.strings("oomFiles")
 	c.OOMParentFiles = o.strings("oomParentFiles")
 	c.ExitCommand = o.strings("exitCommand")
+	c.RuntimeWait = o.boolean("runtimeWait")
 	if v, ok := o.m["health"]; ok && v != nil {
 		h := o.object("health")
 		c.Health = &HealthConfig{

@@ -17,7 +17,7 @@ func TestConfigDecodesAsEncodingJSON(t *testing.T) {
 		Bundle: "/b", Terminal: true, Stdin: true, LogPath: "/l", LogMaxSize: 1 << 40, LogMaxFiles: 3,
 		StateDir: "/s", ExitFile: "/e", OOMFiles: []string{"/sys/fs/cgroup/x/memory.events"},
 		OOMParentFiles: []string{"/sys/fs/cgroup/memory.events"},
-		Restart:        RestartPolicy{Name: "on-failure", MaxRetries: 5},
+		Restart:        RestartPolicy{Name: "on-failure", MaxRetries: 5}, RuntimeWait: true,
 	}
 	data, err := json.MarshalIndent(c, "", "\t")
 	if err != nil {

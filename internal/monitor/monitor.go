@@ -66,6 +66,12 @@ type Config struct {
 	ExitCommand []string `json:"exitCommand,omitempty"`
 	// Health, if set, is probed while the container runs.
 	Health *HealthConfig `json:"health,omitempty"`
+	// RuntimeWait learns the init's exit from `RUNTIME wait ID` instead of
+	// the pid file: for a container the runtime runs inside another
+	// container's sandbox (runsc's and kata's pod containers), whose pid
+	// file names the shared sandbox process, which neither exits with
+	// this container nor may be killed for it.
+	RuntimeWait bool `json:"runtimeWait,omitempty"`
 }
 
 // RestartPolicy is Docker's --restart: Name "", "no", "on-failure",

@@ -172,7 +172,7 @@ func (s *server) teardown() {
 		}
 	}
 	if ours {
-		for _, f := range []string{pidFile, "pid", "runtime.log", "runtime.stderr"} {
+		for _, f := range []string{pidFile, "pid", "runtime.log", "runtime.stderr", "runtime-wait.log"} {
 			os.Remove(filepath.Join(s.cfg.StateDir, f))
 		}
 	}
@@ -215,6 +215,20 @@ type run struct {
 	started time.Time
 	// healthStop ends the health probes when the run ends.
 	healthStop chan struct{}
+	// startStdio are the container's ends of its stdio with RuntimeWait:
+	// runsc gives a pod container the stdio of `runsc start`, not of
+	// create. Closed after start.
+	startStdio [3]*os.File
+}
+
+// closeStartStdio closes the container's stdio ends kept for start.
+func (r *run) closeStartStdio() {
+	for i, f := range r.startStdio {
+		if f != nil {
+			f.Close()
+			r.startStdio[i] = nil
+		}
+	}
 }
 
 func (s *server) loop() error {
@@ -376,7 +390,20 @@ func (s *server) create() (*run, error) {
 		}
 		s.mu.Unlock()
 	}
-	if err := s.runtime(createTimeout, stdio, append(args, s.cfg.ID)...); err != nil {
+	createStdio := stdio
+	if s.cfg.RuntimeWait && console == nil {
+		// The container's ends go to start (see run.startStdio), kept
+		// open until then; create's helpers must not hold them.
+		for i, f := range stdio {
+			if f != devnull {
+				r.startStdio[i] = f
+			}
+		}
+		toClose = nil
+		createStdio = [3]*os.File{devnull, devnull, nil}
+	}
+	if err := s.runtime(createTimeout, createStdio, append(args, s.cfg.ID)...); err != nil {
+		r.closeStartStdio()
 		closeOurs()
 		s.deleteForce()
 		return nil, err
@@ -395,13 +422,18 @@ func (s *server) create() (*run, error) {
 	}
 	pid, err := readPidFile(pidPath)
 	if err != nil {
+		r.closeStartStdio()
 		closeOurs()
 		s.deleteForce()
 		return nil, err
 	}
 	r.pid = pid
 	r.oom = s.watchOOM()
-	go waitInit(pid, r.exited)
+	if s.cfg.RuntimeWait {
+		go s.waitRuntime(r.exited)
+	} else {
+		go waitInit(pid, r.exited)
+	}
 	streams := []string{logs.Stdout, logs.Stderr}
 	for i, f := range r.readers {
 		r.copiers.Add(1)
@@ -412,7 +444,9 @@ func (s *server) create() (*run, error) {
 
 // start runs `runtime start`; on failure it has killed the init.
 func (s *server) start(r *run) error {
-	if err := s.runtime(startTimeout, [3]*os.File{}, "start", s.cfg.ID); err != nil {
+	err := s.runtime(startTimeout, r.startStdio, "start", s.cfg.ID)
+	r.closeStartStdio()
+	if err != nil {
 		s.setStatus(func(st *Status) { st.Error = err.Error() })
 		s.kill(r)
 		return err
@@ -435,8 +469,9 @@ func (s *server) start(r *run) error {
 func (s *server) kill(r *run) {
 	s.deleteForce()
 	// If the runtime could not, the pid is still our child: it is ours to
-	// end, or r.exited never fires.
-	if unix.Kill(r.pid, 0) == nil {
+	// end, or r.exited never fires. Not with RuntimeWait: the pid is the
+	// sandbox's, shared with the pod's other containers.
+	if !s.cfg.RuntimeWait && unix.Kill(r.pid, 0) == nil {
 		unix.Kill(r.pid, unix.SIGKILL)
 	}
 }
@@ -444,6 +479,7 @@ func (s *server) kill(r *run) {
 // endRun records the exit of a run, drains its output, ends attach
 // sessions and deletes the container from the runtime.
 func (s *server) endRun(r *run, code int) {
+	r.closeStartStdio() // a run that never started
 	if r.healthStop != nil {
 		close(r.healthStop)
 	}

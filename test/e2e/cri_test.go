@@ -53,12 +53,8 @@ func newCRIWith(t *testing.T, edit func(c *criT, args []string) []string) *criT 
 // crictlPath finds crictl, which .ci/run installs from the Go module proxy.
 func crictlPath(t *testing.T) string {
 	t.Helper()
-	if p, err := exec.LookPath("crictl"); err == nil {
-		return p
-	}
-	home, _ := os.UserHomeDir()
-	p := filepath.Join(home, "go", "bin", "crictl")
-	if _, err := os.Stat(p); err != nil {
+	p := goInstalled("crictl")
+	if p == "" {
 		if os.Getenv("CI") == "true" {
 			t.Fatalf("crictl not found: .ci/run installs it (go install sigs.k8s.io/cri-tools/cmd/crictl@v1.37.0)")
 		}
