@@ -352,6 +352,9 @@ func (e *Engine) resolveMounts(ctx context.Context, r *record, undo *[]func()) (
 		switch m.Type {
 		case "bind":
 			err = bindMount(m.Source, m.Target, m.ReadOnly, m.BindPropagation, "--mount")
+			if err == nil && m.IDMap {
+				out[len(out)-1].IDMap = true
+			}
 		case "volume":
 			err = volumeMount(m.Source, m.Target, m.ReadOnly)
 		case "tmpfs":

@@ -132,6 +132,10 @@ type Mount struct {
 	TmpfsMode uint32 `json:"TmpfsMode,omitempty"`
 	// BindPropagation is a bind's: rprivate (default), rshared, rslave.
 	BindPropagation string `json:"BindPropagation,omitempty"`
+	// IDMap makes a bind in a sandbox with a user namespace an idmapped
+	// mount with the namespace's mappings: the host's IDs are seen as the
+	// same IDs inside (kubelet's volumes of hostUsers: false pods).
+	IDMap bool `json:"IDMap,omitempty"`
 }
 
 // EndpointConfig is what a container asks of one network (Docker's
@@ -236,6 +240,7 @@ type MountPoint struct {
 	Mode        string `json:"Mode"`
 	RW          bool   `json:"RW"`
 	Propagation string `json:"Propagation"`
+	IDMap       bool   `json:"IDMap,omitempty"` // see Mount.IDMap
 }
 
 // NetworkSettings is .NetworkSettings.
