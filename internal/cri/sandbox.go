@@ -205,6 +205,9 @@ const minPodIDs = 65536
 // refused with InvalidArgument naming the field.
 func podUserNS(u *runtimeapi.UserNamespace) (*engine.SandboxUserNS, error) {
 	const field = "RunPodSandbox: config.linux.security_context.namespace_options.userns_options"
+	if u == nil {
+		return nil, nil // unset is the host's, though mode 0 is POD
+	}
 	switch u.GetMode() {
 	case runtimeapi.NamespaceMode_NODE:
 		if len(u.GetUids())+len(u.GetGids()) > 0 {

@@ -795,7 +795,10 @@ func (e *Engine) applySandboxUserNS(r *record, spec *specs.Spec) error {
 	spec.Linux.UIDMappings, spec.Linux.GIDMappings = u.UIDMappings, u.GIDMappings
 	spec.Root.Path = e.podRootfs(r.ID)
 	for _, mp := range r.Mounts {
-		if !mp.IDMap {
+		// The engine's own volumes are mapped too: their files (an
+		// image's, copied up) are root's on the host and must be the
+		// pod's root's inside.
+		if !mp.IDMap && mp.Type != "volume" {
 			continue
 		}
 		for i := range spec.Mounts {
