@@ -191,7 +191,9 @@ func TestSandboxUserNamespaceFailureLeavesNothing(t *testing.T) {
 }
 
 func TestValidateSandboxUserNS(t *testing.T) {
-	m := func(c, h, n uint32) specs.LinuxIDMapping { return specs.LinuxIDMapping{ContainerID: c, HostID: h, Size: n} }
+	m := func(c, h, n uint32) specs.LinuxIDMapping {
+		return specs.LinuxIDMapping{ContainerID: c, HostID: h, Size: n}
+	}
 	ok := podIDs()
 	for _, tc := range []struct {
 		name string
