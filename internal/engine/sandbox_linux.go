@@ -368,16 +368,28 @@ func (e *Engine) mountRootfs(r *record, ms []snapshot.Mount, rootfs string) erro
 	}
 	// The runtime reaches the rootfs as the pod's root, which is not the
 	// host's, and the run directory is the monitor's, private (0700): the
-	// runtime gets a bind of it in a directory others may pass through.
+	// runtime gets a bind of it under a directory only the pod's root
+	// group (and the host's root) may pass through (0710), so that other
+	// host users cannot browse the container's files.
 	dir := e.podRootfs(r.ID)
-	if err := os.MkdirAll(dir, 0o711); err != nil {
+	gate := filepath.Dir(dir)
+	if err := allowTraverse(filepath.Dir(gate)); err != nil {
 		return err
 	}
-	if err := allowTraverse(filepath.Dir(dir)); err != nil {
+	if err := os.Mkdir(gate, 0o710); err != nil && !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	if err := os.Chown(gate, 0, int(gid)); err != nil {
+		return err
+	}
+	if err := os.Chmod(gate, 0o710); err != nil {
+		return err
+	}
+	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
 		return err
 	}
 	if err := unix.Mount(rootfs, dir, "", unix.MS_BIND, ""); err != nil {
-		os.Remove(dir)
+		os.RemoveAll(gate)
 		return fmt.Errorf("bind the root file system on %s: %w", dir, err)
 	}
 	return nil
@@ -386,7 +398,7 @@ func (e *Engine) mountRootfs(r *record, ms []snapshot.Mount, rootfs string) erro
 // podRootfs is where the runtime finds the root file system of a
 // container in a sandbox with a user namespace.
 func (e *Engine) podRootfs(id string) string {
-	return filepath.Join(e.opts.RunRoot, "rootfs", id)
+	return filepath.Join(e.opts.RunRoot, "rootfs", id, "root")
 }
 
 // unmountPodRootfs undoes mountRootfs's bind for the runtime, if any.
@@ -397,7 +409,10 @@ func (e *Engine) unmountPodRootfs(id string) {
 			break
 		}
 	}
-	os.Remove(dir) // fails, and so keeps the files, while still mounted
+	// Each fails, and so keeps the files, while still mounted.
+	if os.Remove(dir) == nil || !fileExists(dir) {
+		os.Remove(filepath.Dir(dir))
+	}
 }
 
 // mountIDMapped mounts a snapshot's mounts (one bind of a directory, or

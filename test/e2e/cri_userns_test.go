@@ -165,6 +165,14 @@ func TestCRIPodUserNamespace(t *testing.T) {
 	if nsA == "" || nsA != nsB || nsA == self {
 		t.Errorf("user namespaces: a %s, b %s, host %s: want one of the pod's own for both", nsA, nsB, self)
 	}
+	// The runtime's way to the rootfs is open to the pod's root only.
+	var gate syscall.Stat_t
+	if err := syscall.Stat(filepath.Join(c.runroot, "rootfs", ids[0]), &gate); err != nil || gate.Mode&0o777 != 0o710 || gate.Gid != usernsHostID {
+		t.Errorf("the rootfs gate directory: mode %o gid %d (%v), want 0710 and the pod's root group %d", gate.Mode&0o777, gate.Gid, err, usernsHostID)
+	}
+	if ip := c.inspectp(p).Status.Network.IP; ip == "" {
+		t.Errorf("the pod has no IP: CNI did not run in its network namespace")
+	}
 	// Exec joins the same namespace.
 	if got := c.crictl("exec", ids[1], "id", "-u"); got != "0" {
 		t.Errorf("crictl exec id -u = %q, want 0", got)
