@@ -178,6 +178,16 @@ func TestCRIPodUserNamespace(t *testing.T) {
 		t.Errorf("crictl exec id -u = %q, want 0", got)
 	}
 
+	// berthd killed and started again finds the pod and its namespaces.
+	c.kill9()
+	c.start()
+	if st := c.inspectp(p).Status.State; st != "SANDBOX_READY" {
+		t.Errorf("the pod after berthd's restart: %s, want SANDBOX_READY", st)
+	}
+	if got := c.crictl("exec", ids[0], "cat", "/proc/self/uid_map"); !strings.Contains(got, "100000") {
+		t.Errorf("exec after berthd's restart: uid_map %q", got)
+	}
+
 	pins := filepath.Join(c.runroot, "sandboxes", p)
 	if _, err := os.Stat(filepath.Join(pins, "user")); err != nil {
 		t.Errorf("the pod's user namespace pin: %v", err)
