@@ -794,17 +794,22 @@ func (e *Engine) applySandboxUserNS(r *record, spec *specs.Spec) error {
 	spec.Linux.Namespaces = append(spec.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace, Path: sb.UserNSPath})
 	spec.Linux.UIDMappings, spec.Linux.GIDMappings = u.UIDMappings, u.GIDMappings
 	spec.Root.Path = e.podRootfs(r.ID)
+	mapped := map[string]bool{
+		// The sandbox's /etc files, root's on the host, are the pod's
+		// root's inside (as in a container of the host's namespace).
+		sb.HostsPath: true, sb.ResolvConfPath: true, sb.HostnamePath: true,
+	}
 	for _, mp := range r.Mounts {
 		// The engine's own volumes are mapped too: their files (an
 		// image's, copied up) are root's on the host and must be the
 		// pod's root's inside.
-		if !mp.IDMap && mp.Type != "volume" {
-			continue
+		if mp.IDMap || mp.Type == "volume" {
+			mapped[mp.Source] = true
 		}
-		for i := range spec.Mounts {
-			if m := &spec.Mounts[i]; m.Destination == mp.Destination && m.Source == mp.Source {
-				m.UIDMappings, m.GIDMappings = u.UIDMappings, u.GIDMappings
-			}
+	}
+	for i := range spec.Mounts {
+		if m := &spec.Mounts[i]; m.Type == "bind" && mapped[m.Source] {
+			m.UIDMappings, m.GIDMappings = u.UIDMappings, u.GIDMappings
 		}
 	}
 	return nil

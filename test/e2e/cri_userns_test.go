@@ -122,15 +122,15 @@ func TestCRIPodUserNamespace(t *testing.T) {
 	}}
 	a := c.ctrConfig("a", []string{"sh", "-c", "echo uid=$(id -u); cat /proc/self/uid_map; ls -ln /bin/busybox; " +
 		"echo x > /plain/f && echo plain-ok; echo y > /mapped/g && echo mapped-ok; ls -ln /mapped; echo z > /rootfile && echo rootfs-ok; " +
-		"echo port=$(cat /proc/sys/net/ipv4/ip_unprivileged_port_start); sleep 3600"}, mounts)
+		"echo port=$(cat /proc/sys/net/ipv4/ip_unprivileged_port_start); echo etc=$(stat -c %u:%g /etc/hosts /etc/resolv.conf /etc/hostname); sleep 3600"}, mounts)
 	b := c.ctrConfig("b", []string{"sleep", "3601"}, nil)
 	p, ids := c.runPod(pod, "uns", a, b)
 	var out string
 	waitForOut(t, "container a's checks", 30*time.Second, func() (bool, string) {
 		out = c.crictl("logs", ids[0])
-		return strings.Contains(out, "port="), out
+		return strings.Contains(out, "etc="), out
 	})
-	for _, want := range []string{"uid=0", "plain-ok", "mapped-ok", "rootfs-ok", "port=100"} {
+	for _, want := range []string{"uid=0", "plain-ok", "mapped-ok", "rootfs-ok", "port=100", "etc=0:0 0:0 0:0"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("container a's output lacks %q:\n%s", want, out)
 		}
