@@ -251,6 +251,12 @@ func (e *Engine) pinSandboxUserNS(ctx context.Context, sb *Sandbox) (retErr erro
 			cmd.Wait()
 		}
 	}()
+	// Recorded at once, so that a teardown after a crash of ours finds
+	// the holder (stopPause checks it is still this sandbox's).
+	sb.PausePid = pid
+	if err := e.store.putSandbox(sb); err != nil {
+		return err
+	}
 	for _, kind := range []string{"user", "net", "ipc", "uts"} {
 		src := fmt.Sprintf("/proc/%d/ns/%s", pid, kind)
 		if err := unix.Mount(src, pins[kind], "none", unix.MS_BIND, ""); err != nil {
@@ -266,7 +272,11 @@ func (e *Engine) pinSandboxUserNS(ctx context.Context, sb *Sandbox) (retErr erro
 		}
 		keep = true
 		go cmd.Wait() // reap it if it ends while this process lives
-		sb.PausePid = pid
+	} else {
+		cmd.Process.Kill()
+		cmd.Wait()
+		keep = true // done
+		sb.PausePid = 0
 	}
 	return e.store.putSandbox(sb)
 }
