@@ -765,10 +765,15 @@ func hostIDOf(ms []specs.LinuxIDMapping, id uint32) (uint32, bool) {
 // sandboxUserNS is the sandbox whose user namespace the container of r
 // joins, nil when it keeps the host's.
 func (e *Engine) sandboxUserNS(r *record) (*Sandbox, error) {
-	if r.SandboxID == "" {
+	// Every container of a sandbox with a user namespace has the
+	// sandbox's IPC namespace (joinSandbox; no host IPC with a user
+	// namespace); SandboxID alone is Docker's field, set on any
+	// container.
+	id, ok := strings.CutPrefix(r.HostConfig.IpcMode, "sandbox:")
+	if !ok {
 		return nil, nil
 	}
-	sb, err := e.store.getSandbox(r.SandboxID)
+	sb, err := e.store.getSandbox(id)
 	if err != nil {
 		return nil, err
 	}
