@@ -265,3 +265,44 @@ func firstLineWith(s, sub string) string {
 	}
 	return ""
 }
+
+// A pod with a user namespace whose CNI ADD fails (after its namespaces
+// are pinned: CNI runs in the pod's network namespace) leaves nothing:
+// no pin, netns file, mount, holder process or lease.
+func TestCRIPodUserNamespaceCNIFailure(t *testing.T) {
+	bin := t.TempDir()
+	plugin := "#!/bin/sh\ncase \"$CNI_COMMAND\" in\n" +
+		"VERSION) echo '{\"cniVersion\":\"1.0.0\",\"supportedVersions\":[\"1.0.0\"]}' ;;\n" +
+		"ADD) cat >/dev/null; echo '{\"cniVersion\":\"1.0.0\",\"code\":100,\"msg\":\"no network for this pod\"}'; exit 1 ;;\n" +
+		"*) cat >/dev/null; exit 0 ;;\nesac\n"
+	if err := os.WriteFile(filepath.Join(bin, "berth-test-userns"), []byte(plugin), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	c := newCRIWith(t, func(c *criT, args []string) []string {
+		list := `{"cniVersion":"1.0.0","name":"faulty-userns","plugins":[{"type":"berth-test-userns"}]}`
+		return withCNIConfList(t, args, t.TempDir(), list, bin)
+	})
+	openForPodRoot(t, c.root, c.runroot)
+	r := c.crictlRun("runp", c.usernsPod("unscni", nil, usernsMapping(65536), usernsMapping(65536)))
+	if r.code == 0 || !strings.Contains(r.stderr, "no network for this pod") {
+		t.Fatalf("runp: %s; want the plugin's refusal", r)
+	}
+	if out := c.crictl("pods", "-q"); out != "" {
+		t.Errorf("pods after the failure: %q", out)
+	}
+	for _, d := range []string{filepath.Join(c.runroot, "sandboxes"), filepath.Join(c.runroot, "network", "netns")} {
+		if ents, _ := os.ReadDir(d); len(ents) > 0 {
+			t.Errorf("%s holds %d entries after the failure", d, len(ents))
+		}
+	}
+	mi, _ := os.ReadFile("/proc/self/mountinfo")
+	if strings.Contains(string(mi), c.runroot) {
+		t.Errorf("mounts under %s are left after the failure", c.runroot)
+	}
+	for _, pid := range enginePidsNaming([]string{"--pause"}) {
+		// Only this test's: a holder runs as the pod's root.
+		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid)); err == nil && strings.Contains(string(b), fmt.Sprintf("\nUid:\t%d\t", usernsHostID)) {
+			t.Errorf("a pod namespace holder still runs: pid %d", pid)
+		}
+	}
+}
