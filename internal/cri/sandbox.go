@@ -129,6 +129,9 @@ func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandbo
 		return nil, err
 	}
 	if userNS != nil {
+		if !s.engine.UserNSRuntime(runtimeName) {
+			return nil, status.Errorf(codes.FailedPrecondition, "RunPodSandbox: runtime_handler %q does not offer pod user namespaces (berth-runtime does)", req.RuntimeHandler)
+		}
 		if !s.userNSWorks() {
 			err := s.probeUserNS()
 			return nil, status.Errorf(codes.FailedPrecondition, "RunPodSandbox: config.linux.security_context.namespace_options.userns_options: pod user namespaces do not work on this node: %v", err)
@@ -256,6 +259,12 @@ func (s *Server) probeUserNS() error {
 		s.log.Warn("pod user namespaces (hostUsers: false) are not available", "err", err)
 	}
 	return err
+}
+
+// userNSHandler says whether Status offers pod user namespaces on handler
+// h ("" the default).
+func (s *Server) userNSHandler(h string) bool {
+	return s.engine != nil && s.engine.UserNSRuntime(h) && s.userNSWorks()
 }
 
 // userNSWorks says whether Status offers pod user namespaces.

@@ -275,6 +275,9 @@ func (e *Engine) RunSandbox(ctx context.Context, cfg SandboxConfig) (_ Sandbox, 
 	if err := validateSandboxUserNS(cfg); err != nil {
 		return Sandbox{}, err
 	}
+	if cfg.UserNS != nil && !e.UserNSRuntime(cfg.Runtime) {
+		return Sandbox{}, fmt.Errorf("runtime %q does not take pod user namespaces (berth-runtime does): %w", cfg.Runtime, errdefs.ErrFailedPrecondition)
+	}
 	id := newID()
 	sb := &Sandbox{
 		ID:             id,
@@ -679,6 +682,15 @@ func (e *Engine) sandboxNamespaces(r *record, in *SpecInput) error {
 		in.PIDNSPath = fmt.Sprintf("/proc/%d/ns/pid", sb.PausePid)
 	}
 	return nil
+}
+
+// UserNSRuntime says whether the runtime name ("" for the default) takes
+// sandboxes with a user namespace: berth-runtime joins the namespace by
+// path and makes the idmapped binds; Debian 12's runc 1.1 and crun 1.8
+// have no idmapped mounts, and runsc has namespaces of its own.
+func (e *Engine) UserNSRuntime(name string) bool {
+	_, bin, err := e.runtimeFor(name)
+	return err == nil && filepath.Base(bin) == "berth-runtime"
 }
 
 // maxIDMapLines is the kernel's limit on the lines of a uid_map or gid_map.

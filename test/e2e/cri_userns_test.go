@@ -252,6 +252,11 @@ func TestCRIPodUserNamespaceBadInput(t *testing.T) {
 			t.Errorf("%s: %s; want InvalidArgument naming %q", tc.name, r, tc.want)
 		}
 	}
+	// runc 1.1 has no idmapped mounts: its handler offers no user
+	// namespaces, and a pod asking for one there is refused.
+	if r := c.crictlRun("runp", "--runtime", "runc", c.usernsPod("badrunc", nil, usernsMapping(65536), usernsMapping(65536))); r.code == 0 || !strings.Contains(r.stderr, "FailedPrecondition") || !strings.Contains(r.stderr, "does not offer pod user namespaces") {
+		t.Errorf("a userns pod on runc: %s; want FailedPrecondition", r)
+	}
 	if out := c.crictl("pods", "-q"); out != "" {
 		t.Errorf("pods after refused requests: %q", out)
 	}
