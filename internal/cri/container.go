@@ -194,7 +194,11 @@ func (s *Server) createOptions(ctx context.Context, c *runtimeapi.ContainerConfi
 			}
 			prop = "rshared"
 		}
-		hc.Mounts = append(hc.Mounts, engine.Mount{Type: "bind", Source: m.HostPath, Target: m.ContainerPath, ReadOnly: m.Readonly, BindPropagation: prop})
+		idmap, err := mountIDMap(i, m, sx)
+		if err != nil {
+			return o, x, err
+		}
+		hc.Mounts = append(hc.Mounts, engine.Mount{Type: "bind", Source: m.HostPath, Target: m.ContainerPath, ReadOnly: m.Readonly, BindPropagation: prop, IDMap: idmap})
 		x.Mounts = append(x.Mounts, m)
 	}
 	for i, d := range c.Devices {
@@ -581,4 +585,21 @@ func (s *Server) ReopenContainerLog(ctx context.Context, req *runtimeapi.ReopenC
 // Berth is tested on.
 func (s *Server) CheckpointContainer(ctx context.Context, req *runtimeapi.CheckpointContainerRequest) (*runtimeapi.CheckpointContainerResponse, error) {
 	return nil, notImplemented("CheckpointContainer")
+}
+
+// mountIDMap says whether mount i is to be idmapped: kubelet gives the
+// volumes of a pod with a user namespace the pod's own mappings, so that
+// the files are owned inside by the IDs they have on the host.
+func mountIDMap(i int, m *runtimeapi.Mount, sx sandboxExtra) (bool, error) {
+	if len(m.UidMappings) == 0 && len(m.GidMappings) == 0 {
+		return false, nil
+	}
+	u, err := podUserNS(sx.Namespaces.GetUsernsOptions())
+	if err != nil || u == nil {
+		return false, status.Errorf(codes.InvalidArgument, "CreateContainer: config.mounts[%d].uid_mappings: the pod has no user namespace to map with", i)
+	}
+	if !sameIDMap(m.UidMappings, u.UIDMappings) || !sameIDMap(m.GidMappings, u.GIDMappings) {
+		return false, status.Errorf(codes.InvalidArgument, "CreateContainer: config.mounts[%d].uid_mappings/gid_mappings: only the pod's own mappings are supported", i)
+	}
+	return true, nil
 }

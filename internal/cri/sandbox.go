@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -126,8 +127,18 @@ func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandbo
 	lin := c.GetLinux()
 	sc := lin.GetSecurityContext()
 	nsOpts := sc.GetNamespaceOptions()
-	if u := nsOpts.GetUsernsOptions(); u != nil && u.Mode == runtimeapi.NamespaceMode_POD {
-		return nil, status.Error(codes.InvalidArgument, "RunPodSandbox: config.linux.security_context.namespace_options.userns_options: pod user namespaces (hostUsers: false) are not supported yet")
+	userNS, err := podUserNS(nsOpts.GetUsernsOptions())
+	if err != nil {
+		return nil, err
+	}
+	if userNS != nil {
+		if !s.engine.UserNSRuntime(runtimeName) {
+			return nil, status.Errorf(codes.FailedPrecondition, "RunPodSandbox: runtime_handler %q does not offer pod user namespaces (berth-runtime does)", req.RuntimeHandler)
+		}
+		if !s.userNSWorks() {
+			err := s.probeUserNS()
+			return nil, status.Errorf(codes.FailedPrecondition, "RunPodSandbox: config.linux.security_context.namespace_options.userns_options: pod user namespaces do not work on this node: %v", err)
+		}
 	}
 	cfg := engine.SandboxConfig{
 		Name:         sandboxName(m),
@@ -141,6 +152,7 @@ func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandbo
 		Sysctls:      lin.GetSysctls(),
 		CgroupParent: lin.GetCgroupParent(),
 		Runtime:      runtimeName,
+		UserNS:       userNS,
 	}
 	if nsOpts.GetPid() == runtimeapi.NamespaceMode_TARGET {
 		return nil, status.Error(codes.InvalidArgument, "RunPodSandbox: config.linux.security_context.namespace_options.pid: TARGET is for containers, not pods")
@@ -199,6 +211,92 @@ func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandbo
 	}
 	s.log.Debug("pod sandbox started", "id", sb.ID, "pod", m.Namespace+"/"+m.Name, "ip", sb.IP)
 	return &runtimeapi.RunPodSandboxResponse{PodSandboxId: sb.ID}, nil
+}
+
+// minPodIDs is the least a pod's user namespace maps: kubelet gives each
+// pod 65536 IDs (or a multiple), so that any ID an image uses is mapped.
+const minPodIDs = 65536
+
+// podUserNS reads a pod's user namespace option: nil for the host's
+// (NODE, or unset), the mappings for POD. Kubelet sends one contiguous
+// range for uids and one for gids, from container ID 0; anything else is
+// refused with InvalidArgument naming the field.
+func podUserNS(u *runtimeapi.UserNamespace) (*engine.SandboxUserNS, error) {
+	const field = "RunPodSandbox: config.linux.security_context.namespace_options.userns_options"
+	if u == nil {
+		return nil, nil // unset is the host's, though mode 0 is POD
+	}
+	switch u.GetMode() {
+	case runtimeapi.NamespaceMode_NODE:
+		if len(u.GetUids())+len(u.GetGids()) > 0 {
+			return nil, status.Errorf(codes.InvalidArgument, "%s: mode NODE (the host's user namespace) takes no uids or gids", field)
+		}
+		return nil, nil
+	case runtimeapi.NamespaceMode_POD:
+	default:
+		return nil, status.Errorf(codes.InvalidArgument, "%s.mode: %s is not supported: a pod uses its own user namespace (POD) or the host's (NODE)", field, u.GetMode())
+	}
+	out := &engine.SandboxUserNS{}
+	for _, ids := range []struct {
+		name string
+		in   []*runtimeapi.IDMapping
+		out  *[]specs.LinuxIDMapping
+	}{{"uids", u.GetUids(), &out.UIDMappings}, {"gids", u.GetGids(), &out.GIDMappings}} {
+		if len(ids.in) != 1 {
+			return nil, status.Errorf(codes.InvalidArgument, "%s.%s: want one contiguous range, got %d", field, ids.name, len(ids.in))
+		}
+		m := ids.in[0]
+		switch {
+		case m.ContainerId != 0:
+			return nil, status.Errorf(codes.InvalidArgument, "%s.%s[0].container_id: %d: the range must start at container ID 0 (root)", field, ids.name, m.ContainerId)
+		case m.Length < minPodIDs:
+			return nil, status.Errorf(codes.InvalidArgument, "%s.%s[0].length: %d: a pod needs at least %d IDs", field, ids.name, m.Length, minPodIDs)
+		case m.HostId == 0:
+			return nil, status.Errorf(codes.InvalidArgument, "%s.%s[0].host_id: 0 would make the pod's root the host's", field, ids.name)
+		case uint64(m.HostId)+uint64(m.Length) > 1<<32:
+			return nil, status.Errorf(codes.InvalidArgument, "%s.%s[0]: host IDs %d+%d run past the 32-bit ID space", field, ids.name, m.HostId, m.Length)
+		}
+		*ids.out = []specs.LinuxIDMapping{{ContainerID: m.ContainerId, HostID: m.HostId, Size: m.Length}}
+	}
+	return out, nil
+}
+
+// probeUserNS runs the engine's check that pod user namespaces work; a
+// failure is logged once (Status reports the feature off).
+func (s *Server) probeUserNS() error {
+	if s.engine == nil {
+		return errors.New("no container engine")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := s.engine.ProbeUserNS(ctx)
+	if err != nil && s.log != nil {
+		s.log.Warn("pod user namespaces (hostUsers: false) are not available", "err", err)
+	}
+	return err
+}
+
+// userNSHandler says whether Status offers pod user namespaces on handler
+// h ("" the default).
+func (s *Server) userNSHandler(h string) bool {
+	return s.engine != nil && s.engine.UserNSRuntime(h) && s.userNSWorks()
+}
+
+// userNSWorks says whether Status offers pod user namespaces.
+func (s *Server) userNSWorks() bool { return s.userNS != nil && s.userNS() == nil }
+
+// sameIDMap says whether a mount's CRI mappings are the pod's own (the
+// only ones kubelet sends, and the only ones Berth idmaps with).
+func sameIDMap(in []*runtimeapi.IDMapping, pod []specs.LinuxIDMapping) bool {
+	if len(in) != len(pod) {
+		return false
+	}
+	for i, m := range in {
+		if m.ContainerId != pod[i].ContainerID || m.HostId != pod[i].HostID || m.Length != pod[i].Size {
+			return false
+		}
+	}
+	return true
 }
 
 // runtimeForHandler maps a RuntimeClass handler to the engine's runtime.

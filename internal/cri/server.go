@@ -100,6 +100,9 @@ type Server struct {
 	mu        sync.Mutex
 	podSubnet string
 
+	// userNS says once whether pod user namespaces work (sandbox.go).
+	userNS func() error
+
 	snapshotsDir  string
 	cniPluginDirs []string
 	version       string
@@ -131,6 +134,7 @@ func New(opts Options) (*Server, error) {
 		version:       opts.Version,
 		log:           opts.Logger,
 	}
+	s.userNS = sync.OnceValue(s.probeUserNS)
 	s.pinned = map[string]bool{}
 	for _, p := range opts.PinnedImages {
 		ref, err := reference.Parse(p)

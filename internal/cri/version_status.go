@@ -86,10 +86,11 @@ func (s *Server) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*ru
 		network,
 	}}}
 	// The default handler ("") first, then each named one. Recursive
-	// read-only mounts and user namespaces are not offered yet.
-	resp.RuntimeHandlers = append(resp.RuntimeHandlers, &runtimeapi.RuntimeHandler{Name: "", Features: &runtimeapi.RuntimeHandlerFeatures{}})
+	// read-only mounts are not offered yet; user namespaces by
+	// berth-runtime when they work here (userNSHandler).
+	resp.RuntimeHandlers = append(resp.RuntimeHandlers, &runtimeapi.RuntimeHandler{Name: "", Features: &runtimeapi.RuntimeHandlerFeatures{UserNamespaces: s.userNSHandler("")}})
 	for _, r := range s.runtimes {
-		resp.RuntimeHandlers = append(resp.RuntimeHandlers, &runtimeapi.RuntimeHandler{Name: r, Features: &runtimeapi.RuntimeHandlerFeatures{}})
+		resp.RuntimeHandlers = append(resp.RuntimeHandlers, &runtimeapi.RuntimeHandler{Name: r, Features: &runtimeapi.RuntimeHandlerFeatures{UserNamespaces: s.userNSHandler(r)}})
 	}
 	resp.Features = &runtimeapi.RuntimeFeatures{SupplementalGroupsPolicy: true}
 	if req.Verbose {

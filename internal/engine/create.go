@@ -365,6 +365,9 @@ func (e *Engine) resolveMounts(ctx context.Context, r *record, undo *[]func()) (
 			images++
 		case "bind":
 			err = bindMount(m.Source, m.Target, m.ReadOnly, m.BindPropagation, "--mount")
+			if err == nil && m.IDMap {
+				out[len(out)-1].IDMap = true
+			}
 		case "volume":
 			err = volumeMount(m.Source, m.Target, m.ReadOnly)
 		case "tmpfs":

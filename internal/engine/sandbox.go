@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/berth-project/berth/internal/errdefs"
@@ -29,6 +30,15 @@ import (
 // Containers join a sandbox with CreateOptions.SandboxID; their records say
 // NetworkMode "sandbox:ID" (and IpcMode, UTSMode, PidMode likewise), and
 // their /etc/hosts, /etc/resolv.conf and /etc/hostname are the sandbox's.
+//
+// A sandbox with a user namespace (the CRI's hostUsers: false) pins that
+// namespace too, and its network, IPC and UTS namespaces are made inside it
+// (a thread of a multithreaded process cannot enter a user namespace, so a
+// short-lived child is cloned into all of them at once and its namespace
+// files are pinned): they belong to the pod's user namespace, so the pod's
+// root may set their sysctls and mount their sysfs and mqueue. Containers
+// join the user namespace and see their image's files through idmapped
+// mounts of its layers (sandbox_linux.go).
 
 // SandboxConfig is a request to make a sandbox (the CRI's
 // PodSandboxConfig, in the engine's terms).
@@ -59,9 +69,20 @@ type SandboxConfig struct {
 	CgroupParent string `json:"cgroupParent,omitempty"`
 	// Runtime is the runtime the sandbox's containers use ("" default).
 	Runtime string `json:"runtime,omitempty"`
+	// UserNS gives the sandbox a user namespace of its own; nil keeps the
+	// host's.
+	UserNS *SandboxUserNS `json:"userNS,omitempty"`
 	// Extra is the front end's own record of the sandbox (the CRI
 	// server's metadata), kept verbatim.
 	Extra json.RawMessage `json:"extra,omitempty"`
+}
+
+// SandboxUserNS is the ID mapping of a sandbox's user namespace: each
+// mapping says which host IDs the IDs ContainerID..ContainerID+Size-1 of
+// the namespace are.
+type SandboxUserNS struct {
+	UIDMappings []specs.LinuxIDMapping `json:"uidMappings"`
+	GIDMappings []specs.LinuxIDMapping `json:"gidMappings"`
 }
 
 // SandboxPort is a port of the sandbox published on the host.
@@ -90,7 +111,9 @@ type Sandbox struct {
 	NetNSPath string `json:"netnsPath,omitempty"`
 	IPCPath   string `json:"ipcPath,omitempty"`
 	UTSPath   string `json:"utsPath,omitempty"`
-	PausePid  int    `json:"pausePid,omitempty"`
+	// UserNSPath is the pinned user namespace ("" for the host's).
+	UserNSPath string `json:"userNSPath,omitempty"`
+	PausePid   int    `json:"pausePid,omitempty"`
 	// IP is the address on the sandbox's network; AdditionalIPs others.
 	IP            string                       `json:"ip,omitempty"`
 	AdditionalIPs []string                     `json:"additionalIPs,omitempty"`
@@ -252,6 +275,12 @@ func (e *Engine) RunSandbox(ctx context.Context, cfg SandboxConfig) (_ Sandbox, 
 	if err := validateSandboxSysctls(cfg); err != nil {
 		return Sandbox{}, err
 	}
+	if err := validateSandboxUserNS(cfg); err != nil {
+		return Sandbox{}, err
+	}
+	if cfg.UserNS != nil && !e.UserNSRuntime(cfg.Runtime) {
+		return Sandbox{}, fmt.Errorf("runtime %q does not take pod user namespaces (berth-runtime does): %w", cfg.Runtime, errdefs.ErrFailedPrecondition)
+	}
 	id := newID()
 	sb := &Sandbox{
 		ID:             id,
@@ -311,13 +340,24 @@ func (e *Engine) setupSandbox(ctx context.Context, sb *Sandbox) error {
 		if err := e.net.CheckPorts(ports); err != nil {
 			return fmt.Errorf("%w: %w", err, errdefs.ErrFailedPrecondition)
 		}
-		nsPath, err := e.net.NewNetNS(ctx, sb.ID)
-		if err != nil {
-			return err
-		}
-		sb.NetNSPath = nsPath
-		if err := e.store.putSandbox(sb); err != nil {
-			return err
+		var nsPath string
+		if cfg.UserNS != nil {
+			// Every namespace at once, inside the new user namespace;
+			// recorded before CNI runs in it.
+			if err := e.pinSandboxUserNS(ctx, sb); err != nil {
+				return err
+			}
+			nsPath = sb.NetNSPath
+		} else {
+			p, err := e.net.NewNetNS(ctx, sb.ID)
+			if err != nil {
+				return err
+			}
+			nsPath = p
+			sb.NetNSPath = nsPath
+			if err := e.store.putSandbox(sb); err != nil {
+				return err
+			}
 		}
 		if cfg.Network != "" {
 			att, err := e.net.Attach(ctx, network.AttachRequest{
@@ -335,12 +375,14 @@ func (e *Engine) setupSandbox(ctx context.Context, sb *Sandbox) error {
 			}
 		}
 	}
-	pins, err := pinNamespaces(rundir, cfg.Hostname, !cfg.HostIPC, !cfg.HostNetwork)
-	if err != nil {
-		return err
+	if cfg.UserNS == nil {
+		pins, err := pinNamespaces(rundir, cfg.Hostname, !cfg.HostIPC, !cfg.HostNetwork)
+		if err != nil {
+			return err
+		}
+		sb.IPCPath, sb.UTSPath = pins.ipc, pins.uts
 	}
-	sb.IPCPath, sb.UTSPath = pins.ipc, pins.uts
-	if cfg.SharePID && !cfg.HostPID {
+	if cfg.SharePID && !cfg.HostPID && sb.PausePid == 0 {
 		pid, err := e.startPause(ctx, sb)
 		if err != nil {
 			return err
@@ -411,7 +453,7 @@ func (e *Engine) teardownSandbox(ctx context.Context, sb *Sandbox) {
 	}
 	unpinNamespaces(e.sandboxRunDir(sb.ID))
 	os.RemoveAll(e.sandboxRunDir(sb.ID))
-	sb.NetNSPath, sb.IPCPath, sb.UTSPath = "", "", ""
+	sb.NetNSPath, sb.IPCPath, sb.UTSPath, sb.UserNSPath = "", "", "", ""
 	sb.IP, sb.AdditionalIPs = "", nil
 	sb.Networks = map[string]*EndpointSettings{}
 }
@@ -641,6 +683,154 @@ func (e *Engine) sandboxNamespaces(r *record, in *SpecInput) error {
 			return fmt.Errorf("sandbox %s shares no PID namespace: %w", sb.ID[:12], errdefs.ErrFailedPrecondition)
 		}
 		in.PIDNSPath = fmt.Sprintf("/proc/%d/ns/pid", sb.PausePid)
+	}
+	return nil
+}
+
+// UserNSRuntime says whether the runtime name ("" for the default) takes
+// sandboxes with a user namespace: berth-runtime joins the namespace by
+// path and makes the idmapped binds; Debian 12's runc 1.1 and crun 1.8
+// have no idmapped mounts, and runsc has namespaces of its own.
+func (e *Engine) UserNSRuntime(name string) bool {
+	_, bin, err := e.runtimeFor(name)
+	return err == nil && filepath.Base(bin) == "berth-runtime"
+}
+
+// maxIDMapLines is the kernel's limit on the lines of a uid_map or gid_map.
+const maxIDMapLines = 340
+
+// validateSandboxUserNS refuses a user namespace the kernel would refuse,
+// one that maps the host's root into the pod (the pod's root would be the
+// host's), and one beside a host namespace (a network, IPC or PID
+// namespace of the host's is not the pod's user namespace's to own).
+func validateSandboxUserNS(cfg SandboxConfig) error {
+	u := cfg.UserNS
+	if u == nil {
+		return nil
+	}
+	for _, c := range []struct {
+		host bool
+		what string
+	}{{cfg.HostNetwork, "network"}, {cfg.HostIPC, "IPC"}, {cfg.HostPID, "PID"}} {
+		if c.host {
+			return fmt.Errorf("userNS: a sandbox with its own user namespace cannot use the host's %s namespace: %w", c.what, errdefs.ErrInvalidArgument)
+		}
+	}
+	if err := validateIDMap("userNS.uidMappings", u.UIDMappings); err != nil {
+		return err
+	}
+	return validateIDMap("userNS.gidMappings", u.GIDMappings)
+}
+
+func validateIDMap(field string, ms []specs.LinuxIDMapping) error {
+	bad := func(format string, a ...any) error {
+		return fmt.Errorf("%s: %s: %w", field, fmt.Sprintf(format, a...), errdefs.ErrInvalidArgument)
+	}
+	if len(ms) == 0 {
+		return bad("no mapping")
+	}
+	if len(ms) > maxIDMapLines {
+		return bad("%d mappings, over the kernel's %d", len(ms), maxIDMapLines)
+	}
+	const top = 1 << 32
+	rootMapped := false
+	for i, m := range ms {
+		end := uint64(m.ContainerID) + uint64(m.Size)
+		switch {
+		case m.Size == 0:
+			return bad("mapping %d has length 0", i)
+		case end > top || uint64(m.HostID)+uint64(m.Size) > top:
+			return bad("mapping %d (%d %d %d) runs past the 32-bit ID space", i, m.ContainerID, m.HostID, m.Size)
+		case m.HostID == 0:
+			return bad("mapping %d maps the host's root (host ID 0) into the sandbox", i)
+		}
+		if m.ContainerID == 0 {
+			rootMapped = true
+		}
+		for j, o := range ms[:i] {
+			if overlap(m.ContainerID, m.Size, o.ContainerID, o.Size) {
+				return bad("mappings %d and %d overlap in container IDs", j, i)
+			}
+			if overlap(m.HostID, m.Size, o.HostID, o.Size) {
+				return bad("mappings %d and %d overlap in host IDs", j, i)
+			}
+		}
+	}
+	if !rootMapped {
+		return bad("container ID 0 (root) is not mapped")
+	}
+	return nil
+}
+
+func overlap(a, alen, b, blen uint32) bool {
+	return uint64(a) < uint64(b)+uint64(blen) && uint64(b) < uint64(a)+uint64(alen)
+}
+
+// hostIDOf is the host ID that id of a user namespace with mappings ms is;
+// ok is false when ms does not map it.
+func hostIDOf(ms []specs.LinuxIDMapping, id uint32) (uint32, bool) {
+	for _, m := range ms {
+		if id >= m.ContainerID && uint64(id) < uint64(m.ContainerID)+uint64(m.Size) {
+			return m.HostID + (id - m.ContainerID), true
+		}
+	}
+	return 0, false
+}
+
+// sandboxUserNS is the sandbox whose user namespace the container of r
+// joins, nil when it keeps the host's.
+func (e *Engine) sandboxUserNS(r *record) (*Sandbox, error) {
+	// Every container of a sandbox with a user namespace has the
+	// sandbox's IPC namespace (joinSandbox; no host IPC with a user
+	// namespace); SandboxID alone is Docker's field, set on any
+	// container.
+	id, ok := strings.CutPrefix(r.HostConfig.IpcMode, "sandbox:")
+	if !ok {
+		return nil, nil
+	}
+	sb, err := e.store.getSandbox(id)
+	if err != nil {
+		return nil, err
+	}
+	if sb.Config.UserNS == nil {
+		return nil, nil
+	}
+	if sb.UserNSPath == "" {
+		return nil, fmt.Errorf("sandbox %s is not ready: its user namespace is gone: %w", sb.ID[:12], errdefs.ErrFailedPrecondition)
+	}
+	return sb, nil
+}
+
+// applySandboxUserNS puts the container of r into its sandbox's user
+// namespace: the namespace to join, its mappings (which a runtime checks
+// against the joined namespace), and the mappings of the binds that ask
+// for an idmapped mount.
+func (e *Engine) applySandboxUserNS(r *record, spec *specs.Spec) error {
+	sb, err := e.sandboxUserNS(r)
+	if err != nil || sb == nil {
+		return err
+	}
+	u := sb.Config.UserNS
+	spec.Linux.Namespaces = append(spec.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace, Path: sb.UserNSPath})
+	spec.Linux.UIDMappings, spec.Linux.GIDMappings = u.UIDMappings, u.GIDMappings
+	spec.Root.Path = e.podRootfs(r.ID)
+	mapped := map[string]bool{
+		// The sandbox's /etc files, root's on the host, are the pod's
+		// root's inside (as in a container of the host's namespace).
+		sb.HostsPath: true, sb.ResolvConfPath: true, sb.HostnamePath: true,
+	}
+	for _, mp := range r.Mounts {
+		// The engine's own volumes are mapped too: their files (an
+		// image's, copied up) are root's on the host and must be the
+		// pod's root's inside.
+		if mp.IDMap || mp.Type == "volume" {
+			mapped[mp.Source] = true
+		}
+	}
+	for i := range spec.Mounts {
+		if m := &spec.Mounts[i]; m.Type == "bind" && mapped[m.Source] {
+			m.UIDMappings, m.GIDMappings = u.UIDMappings, u.GIDMappings
+		}
 	}
 	return nil
 }

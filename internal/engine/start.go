@@ -21,7 +21,6 @@ import (
 	"github.com/berth-project/berth/internal/errdefs"
 	"github.com/berth-project/berth/internal/monitor"
 	"github.com/berth-project/berth/internal/network"
-	"github.com/berth-project/berth/internal/snapshot"
 )
 
 // startTimeout bounds a container's start: mounts, networks, the runtime's
@@ -140,7 +139,7 @@ func (e *Engine) start(ctx context.Context, r *record, beforeStart func(stateDir
 	if err != nil {
 		return fmt.Errorf("root file system: %w", err)
 	}
-	if err := snapshot.MountAll(ms, rootfs); err != nil {
+	if err := e.mountRootfs(r, ms, rootfs); err != nil {
 		return fmt.Errorf("mount the root file system: %w", err)
 	}
 	imageDirs, err := e.mountImages(ctx, r, rundir)
@@ -582,6 +581,9 @@ func (e *Engine) buildSpec(ctx context.Context, r *record, rootfs, netnsPath str
 	if err != nil {
 		return nil, err
 	}
+	if err := e.applySandboxUserNS(r, spec); err != nil {
+		return nil, err
+	}
 	if rootfsPropagation != "" {
 		spec.Linux.RootfsPropagation = rootfsPropagation
 	}
@@ -639,6 +641,7 @@ func (e *Engine) teardown(ctx context.Context, r *record) {
 	}
 	e.runtimeDelete(ctx, r)
 	e.secmonRelease(ctx, r)
+	e.unmountPodRootfs(r.ID)
 	rootfs := filepath.Join(rundir, "rootfs")
 	for i := 0; i < 8; i++ {
 		if err := unix.Unmount(rootfs, unix.MNT_DETACH); err != nil {

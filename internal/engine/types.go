@@ -145,6 +145,10 @@ type Mount struct {
 	// ImageSubPath is the directory of the image mounted ("image" only;
 	// "": its root).
 	ImageSubPath string `json:"ImageSubPath,omitempty"`
+	// IDMap makes a bind in a sandbox with a user namespace an idmapped
+	// mount with the namespace's mappings: the host's IDs are seen as the
+	// same IDs inside (kubelet's volumes of hostUsers: false pods).
+	IDMap bool `json:"IDMap,omitempty"`
 }
 
 // EndpointConfig is what a container asks of one network (Docker's
@@ -250,6 +254,7 @@ type MountPoint struct {
 	RW          bool   `json:"RW"`
 	Propagation string `json:"Propagation"`
 	SubPath     string `json:"SubPath,omitempty"` // image: the directory of it mounted
+	IDMap       bool   `json:"IDMap,omitempty"`   // see Mount.IDMap
 }
 
 // NetworkSettings is .NetworkSettings.

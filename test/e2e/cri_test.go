@@ -50,6 +50,21 @@ func newCRIWith(t *testing.T, edit func(c *criT, args []string) []string) *criT 
 	return c
 }
 
+// withCNIConfList points berthd's args at a CNI configuration directory
+// conf holding only list, with the plugins of bin besides Debian's.
+func withCNIConfList(t *testing.T, args []string, conf, list, bin string) []string {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(conf, "10-test.conflist"), []byte(list), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for i, a := range args {
+		if a == "--cni-conf-dir" {
+			args[i+1] = conf
+		}
+	}
+	return append(args, "--cni-bin-dir", "/usr/lib/cni,"+bin)
+}
+
 // crictlPath finds crictl, which .ci/run installs from the Go module proxy.
 func crictlPath(t *testing.T) string {
 	t.Helper()
@@ -578,15 +593,7 @@ esac
 				list := fmt.Sprintf(`{"cniVersion":"1.0.0","name":"faulty-%s","plugins":[
 {"type":"bridge","bridge":"bt%s","isGateway":true,"ipam":{"type":"host-local","ranges":[[{"subnet":%q}]],"dataDir":%q}},
 {"type":"berth-test-%s"}]}`, mode, c.subnet[7:10], c.subnet, leases, mode)
-				if err := os.WriteFile(filepath.Join(conf, "10-faulty.conflist"), []byte(list), 0o600); err != nil {
-					t.Fatal(err)
-				}
-				for i, a := range args {
-					if a == "--cni-conf-dir" {
-						args[i+1] = conf
-					}
-				}
-				return append(args, "--cni-bin-dir", "/usr/lib/cni,"+bin)
+				return withCNIConfList(t, args, conf, list, bin)
 			})
 			pod, _ := c.podConfig("faulty")
 			r := c.crictlRun("--timeout", "15s", "runp", pod)

@@ -193,9 +193,12 @@ __attribute__((constructor)) static void berth_nsenter(void)
 
 	// The user namespace comes first: it owns every namespace created or
 	// joined after it.
+	int in_userns = (cloneflags & CLONE_NEWUSER) != 0;
 	for (int i = 0; i < njoins; i++)
-		if (joins[i].type == CLONE_NEWUSER)
+		if (joins[i].type == CLONE_NEWUSER) {
 			join_ns(&joins[i]);
+			in_userns = 1;
+		}
 	if (cloneflags & CLONE_NEWUSER) {
 		if (unshare(CLONE_NEWUSER) < 0)
 			bail("unshare user namespace");
@@ -215,6 +218,12 @@ __attribute__((constructor)) static void berth_nsenter(void)
 			if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
 				bail("prctl PR_SET_DUMPABLE");
 		}
+	}
+	// Created or joined (a pod's), the namespace's root is who sets up
+	// the container: the host's IDs are unmapped in it, and a file
+	// system of the namespace (the /dev tmpfs) refuses to create files
+	// for unmapped IDs (EOVERFLOW).
+	if (in_userns) {
 		if (setresgid(0, 0, 0) < 0)
 			bail("setresgid to root of the user namespace");
 		if (setresuid(0, 0, 0) < 0)
