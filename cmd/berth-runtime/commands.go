@@ -167,6 +167,8 @@ func commands() []*cli.Command {
 		{
 			Name: "ps", Usage: "list a container's processes", ArgsUsage: "<container-id> [-- ps options]",
 			Flags: []cli.Flag{&cli.StringFlag{Name: "format", Aliases: []string{"f"}, Value: "table", Usage: "table or json"}},
+			// Flags end at the container id: what follows is ps(1)'s.
+			StopOnNthArg: &one,
 			Action: func(ctx context.Context, cmd *cli.Command) error {
 				if cmd.Args().Len() < 1 {
 					return fmt.Errorf("ps: expects a container id")
@@ -294,6 +296,9 @@ func withID(fn func(ctx context.Context, r *runtime.Runtime, id string, cmd *cli
 // psTable runs ps(1) and keeps its header and the container's lines, as
 // runc does.
 func psTable(pids []int, psArgs []string) error {
+	if len(psArgs) > 0 && psArgs[0] == "--" {
+		psArgs = psArgs[1:] // the usage's own separator
+	}
 	if len(psArgs) == 0 {
 		psArgs = []string{"-ef"}
 	}

@@ -78,3 +78,21 @@ func TestCreateInNonEmptyCgroup(t *testing.T) {
 	}
 	rt.Delete(first, "--force").OK(t)
 }
+
+// TestPsOptionsAfterID: what follows the container id goes to ps(1), flags
+// included (runc ps.bats "ps -e -x").
+func TestPsOptionsAfterID(t *testing.T) {
+	rt := newRuntime(t)
+	b := testutil.NewBundle(t, testutil.WithArgs("sleep", "1000"))
+	id := rt.NewID("psopts")
+	rt.Run(id, b.Dir, "-d").OK(t)
+	out := rt.Ps(id, nil, "-e", "-x").OK(t).Stdout
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 2 || !strings.Contains(lines[0], "PID") || !strings.Contains(lines[1], "sleep") {
+		t.Errorf("ps ID -e -x: want ps's header and the container's sleep, got %q", out)
+	}
+	if out := rt.Ps(id, nil, "--", "-e").OK(t).Stdout; !strings.Contains(out, "sleep") {
+		t.Errorf("ps ID -- -e: want the container's sleep, got %q", out)
+	}
+	rt.Delete(id, "--force").OK(t)
+}
