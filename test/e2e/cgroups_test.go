@@ -413,3 +413,30 @@ func TestCgroupUpdate(t *testing.T) {
 		}
 	}
 }
+
+// TestUpdateIdleContainer: a container made SCHED_IDLE (cpu.idle 1) with
+// cpu.shares in its config can still be updated, back to cpu.idle 0 too
+// (runc update.bats "update cgroup cpu.idle"): the kernel refuses writes of
+// cpu.shares to an idle group, so update must not write them again.
+func TestUpdateIdleContainer(t *testing.T) {
+	requireV1Cgroups(t)
+	if _, err := os.Stat("/sys/fs/cgroup/cpu/cpu.idle"); err != nil {
+		t.Skip("needs cpu.idle in the v1 cpu controller (Linux 5.15 or later)")
+	}
+	rt := newRuntime(t)
+	b := testutil.NewBundle(t, testutil.WithArgs("sleep", "1000"),
+		withResources(func(r *specs.LinuxResources) { r.CPU = &specs.LinuxCPU{Shares: ptrTo(uint64(100))} }))
+	id := rt.NewID("idle")
+	rt.Run(id, b.Dir, "-d").OK(t)
+	pid := rt.Pid(id)
+	for _, v := range []string{"1", "0", "1"} {
+		rt.Do("update", "--cpu-idle", v, id).OK(t)
+		if got := cgroupFile(t, pid, "cpu", "cpu.idle"); got != v {
+			t.Errorf("cpu.idle after update --cpu-idle %s = %q", v, got)
+		}
+	}
+	rt.Do("update", "--pids-limit", "30", id).OK(t)
+	rt.Kill(id, "KILL").OK(t)
+	rt.Wait(id)
+	rt.Delete(id).OK(t)
+}
