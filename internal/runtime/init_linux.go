@@ -228,6 +228,9 @@ func (ip *initProc) finalize(proc *specs.Process, filter *seccomp.Program, waitS
 	} else if !errors.Is(err, os.ErrPermission) {
 		return err
 	}
+	if err := chownStdio([]int{0, 1, 2}, int(proc.User.UID)); err != nil {
+		return err
+	}
 	if early {
 		// The filter may refuse setrlimit: set the limits before it.
 		if err := applyRlimits(proc.Rlimits); err != nil {
@@ -527,6 +530,48 @@ var schedFlags = map[specs.LinuxSchedulerFlag]uint64{
 	specs.SchedFlagKeepParams:   0x10,
 	specs.SchedFlagUtilClampMin: 0x20,
 	specs.SchedFlagUtilClampMax: 0x40,
+}
+
+// chownStdio gives the process's user its stdio pipes, sockets and pty
+// (the gid stays: devpts makes ptys group tty), as runc does, so that a
+// process that is not root can reopen them (/dev/stdout, /proc/self/fd/1,
+// `tty`) and own its terminal (runc tty.bats "tty owner ({u,g}id != 0)").
+// Unlike runc it leaves regular files and other devices alone: those are
+// the caller's (a log file, the host's terminal or /dev/null) and must not
+// change owner on the host. A pty counts only when it is from the
+// container's own devpts. Inodes the user namespace cannot map stay as
+// they are.
+func chownStdio(fds []int, uid int) error {
+	var pts unix.Stat_t
+	havePts := unix.Stat("/dev/pts", &pts) == nil
+	for _, fd := range fds {
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil {
+			if errors.Is(err, unix.EBADF) {
+				continue
+			}
+			return fmt.Errorf("stdio fd %d: %w", fd, err)
+		}
+		if int(st.Uid) == uid {
+			continue
+		}
+		switch st.Mode & unix.S_IFMT {
+		case unix.S_IFIFO, unix.S_IFSOCK:
+		case unix.S_IFCHR:
+			if !havePts || st.Dev != pts.Dev {
+				continue
+			}
+		default:
+			continue
+		}
+		if err := unix.Fchown(fd, uid, int(st.Gid)); err != nil {
+			if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EPERM) || errors.Is(err, unix.EROFS) {
+				continue
+			}
+			return fmt.Errorf("give stdio fd %d to uid %d: %w", fd, uid, err)
+		}
+	}
+	return nil
 }
 
 func setupUser(u specs.User) error {

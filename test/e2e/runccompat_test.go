@@ -1,8 +1,11 @@
 package e2e
 
 import (
+	"io"
+	"os"
 	"strings"
 	"testing"
+	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
@@ -95,4 +98,55 @@ func TestPsOptionsAfterID(t *testing.T) {
 		t.Errorf("ps ID -- -e: want the container's sleep, got %q", out)
 	}
 	rt.Delete(id, "--force").OK(t)
+}
+
+// TestStdioOwner: a process whose user is not root owns its terminal and
+// its stdio pipes, so that `tty` output and reopening /proc/self/fd/1 work
+// (runc tty.bats "runc run [tty owner] ({u,g}id != 0)"), for the init and
+// for exec; a regular file given as stdio keeps its owner.
+func TestStdioOwner(t *testing.T) {
+	rt := newRuntime(t)
+	b := testutil.NewBundle(t, testutil.WithShell(`stat -c %u:%g $(tty)`),
+		testutil.WithSpec(func(s *specs.Spec) {
+			s.Process.Terminal = true
+			s.Process.User = specs.User{UID: 1000, GID: 100}
+		}))
+	cs := testutil.NewConsoleSocket(t)
+	id := rt.NewID("ttyowner")
+	rt.Create(id, b.Dir, "--console-socket", cs.Path).OK(t)
+	master, err := cs.Receive(10 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer master.Close()
+	rt.Start(id).OK(t)
+	out := strings.TrimSpace(readUntilEOF(t, master))
+	rt.Wait(id)
+	// devpts' gid=5 mount option makes the pty group tty.
+	if out != "1000:5" {
+		t.Errorf("owner of the container's terminal = %q, want 1000:5", out)
+	}
+	rt.Delete(id).OK(t)
+
+	b2 := testutil.NewBundle(t, testutil.WithArgs("sleep", "1000"), testutil.WithSpec(func(s *specs.Spec) {
+		s.Process.User = specs.User{UID: 1000, GID: 100}
+	}))
+	id2 := rt.NewID("pipeowner")
+	rt.Run(id2, b2.Dir, "-d").OK(t)
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	res := rt.ExecWith(testutil.CallOpts{Stdout: w}, id2, []string{"--user", "1000:100"}, "sh", "-c", "echo reopened > /proc/self/fd/1; stat -L -c %u /proc/self/fd/2 >&2")
+	w.Close()
+	got, _ := io.ReadAll(r)
+	if res.ExitCode != 0 || strings.TrimSpace(string(got)) != "reopened" {
+		t.Errorf("exec as uid 1000 reopening its stdout pipe: %s, stdout %q; want \"reopened\"", res, got)
+	}
+	// stderr is the harness's scratch file: it stays root's.
+	if strings.TrimSpace(res.Stderr) != "0" {
+		t.Errorf("owner of a regular file given as stderr = %q, want 0 (unchanged)", res.Stderr)
+	}
+	rt.Delete(id2, "--force").OK(t)
 }
