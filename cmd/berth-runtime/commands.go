@@ -401,7 +401,7 @@ func execFlags() []cli.Flag {
 		&cli.IntFlag{Name: "preserve-fds", Usage: "pass this many fds from 3 on"},
 		&cli.StringFlag{Name: "apparmor", Usage: "AppArmor profile"},
 		&cli.StringFlag{Name: "process-label", Usage: "SELinux label"},
-		&cli.StringFlag{Name: "cgroup", Hidden: true},
+		&cli.StringSliceFlag{Name: "cgroup", Usage: "run the process in an existing sub-cgroup: [CONTROLLER[,CONTROLLER...]:]PATH, repeatable"},
 		&cli.BoolFlag{Name: "ignore-paused", Usage: "exec in a paused container: the process runs once it is resumed"},
 	}
 }
@@ -418,6 +418,9 @@ func execProcess(ctx context.Context, r *runtime.Runtime, cmd *cli.Command) erro
 	opt := runtime.ExecOptions{
 		PidFile: cmd.String("pid-file"), ConsoleSocket: cmd.String("console-socket"),
 		PreserveFds: int(cmd.Int("preserve-fds")), Stdio: stdio(), IgnorePaused: cmd.Bool("ignore-paused"),
+	}
+	if opt.SubCgroups, err = subCgroupPaths(cmd.StringSlice("cgroup")); err != nil {
+		return err
 	}
 	detach := cmd.Bool("detach")
 	var tty *consoleProxy
@@ -537,4 +540,34 @@ func execProcessSpec(r *runtime.Runtime, id string, cmd *cli.Command) (*specs.Pr
 		p.SelinuxLabel = l
 	}
 	return p, nil
+}
+
+// subCgroupPaths parses exec's --cgroup values as runc does:
+// "controller[,controller...]:path" each, or a single bare "path" for
+// every hierarchy (cgroup v2's only form).
+func subCgroupPaths(args []string) (map[string]string, error) {
+	if len(args) == 0 {
+		return nil, nil
+	}
+	paths := make(map[string]string, len(args))
+	for _, a := range args {
+		ctrls, p, ok := strings.Cut(a, ":")
+		if !ok {
+			if len(args) != 1 {
+				return nil, fmt.Errorf("invalid --cgroup argument: %s (missing <controller>: prefix)", a)
+			}
+			paths[""] = a
+			continue
+		}
+		for _, c := range strings.Split(ctrls, ",") {
+			if c == "" {
+				return nil, fmt.Errorf("invalid --cgroup argument: %s (empty <controller> prefix)", a)
+			}
+			if _, dup := paths[c]; dup {
+				return nil, fmt.Errorf("invalid --cgroup argument(s): controller %s specified multiple times", c)
+			}
+			paths[c] = p
+		}
+	}
+	return paths, nil
 }

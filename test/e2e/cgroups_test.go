@@ -440,3 +440,46 @@ func TestUpdateIdleContainer(t *testing.T) {
 	rt.Wait(id)
 	rt.Delete(id).OK(t)
 }
+
+// TestExecSubCgroup: exec --cgroup puts the process in an existing cgroup
+// below the container's, per controller or on every hierarchy, and refuses
+// a path outside it, a missing one and an unknown controller (runc
+// exec.bats "runc exec --cgroup sub-cgroups [v1]").
+func TestExecSubCgroup(t *testing.T) {
+	requireV1Cgroups(t)
+	rt := newRuntime(t)
+	b := testutil.NewBundle(t, testutil.WithArgs("sleep", "1000"))
+	id := rt.NewID("execsubcg")
+	rt.Run(id, b.Dir, "-d").OK(t)
+	pid := rt.Pid(id)
+	mem, cpu := cgroupDir(t, pid, "memory"), cgroupDir(t, pid, "cpu")
+	for _, d := range []string{filepath.Join(mem, "submem"), filepath.Join(cpu, "subcpu")} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []struct{ arg, want string }{
+		{"..", ".. is not a sub cgroup path"},
+		{"nonexistent", "/nonexistent/cgroup.procs: no such file"},
+		{"cpu:nonexistent", "/nonexistent/cgroup.procs: no such file"},
+		{"whaaat:/", "unknown controller whaaat"},
+	} {
+		res := rt.Exec(id, []string{"--cgroup", c.arg}, "true")
+		if res.ExitCode == 0 || !strings.Contains(res.Stderr, c.want) {
+			t.Errorf("exec --cgroup %s: %s, want a failure saying %q", c.arg, res, c.want)
+		}
+	}
+	out := rt.Exec(id, []string{"--cgroup", "memory:submem", "--cgroup", "cpu:subcpu"}, "cat", "/proc/self/cgroup").OK(t).Stdout
+	// The container's cgroup namespace is rooted at its own cgroup.
+	if !strings.Contains(out, ":memory:/submem\n") || !strings.Contains(out, ":cpu:/subcpu\n") || !strings.Contains(out, ":pids:/\n") {
+		t.Errorf("exec --cgroup memory:submem --cgroup cpu:subcpu: /proc/self/cgroup is\n%s\nwant memory in submem, cpu in subcpu, the rest in the container's", out)
+	}
+	rt.Kill(id, "KILL").OK(t)
+	rt.Wait(id)
+	rt.Delete(id).OK(t)
+	for _, d := range []string{mem, cpu} {
+		if fileExists(d) {
+			t.Errorf("%s is left after delete", d)
+		}
+	}
+}
