@@ -175,12 +175,15 @@ func (r *rootfsSetup) mount(m specs.Mount) error {
 	case m.Type == "cgroup" || m.Type == "cgroup2":
 		return r.mountCgroup(m, dest, opts)
 	}
+	data := strings.Join(opts.Data, ",")
+	if m.Type == "tmpfs" {
+		data = r.tmpfsData(dest, data)
+	}
 	target, err := pathrs.MountPoint(r.root, dest, true)
 	if err != nil {
 		return err
 	}
 	defer target.Close()
-	data := strings.Join(opts.Data, ",")
 	flags := opts.Flags
 	err = unix.Mount(m.Source, pathrs.ProcPath(target), m.Type, flags, data)
 	if err != nil && m.Type == "sysfs" && (errors.Is(err, unix.EPERM) || errors.Is(err, unix.EBUSY)) && r.userns {
@@ -200,6 +203,28 @@ func (r *rootfsSetup) mount(m specs.Mount) error {
 		}
 	}
 	return r.applyPropagation(dest, opts)
+}
+
+// tmpfsData gives a tmpfs over a directory the image has that directory's
+// mode, setuid, setgid and sticky bits included, unless the options set a
+// mode (later in the data, so theirs wins), as runc does (runc run.bats
+// "runc run with tmpfs", "with tmpfs perms"); over a directory made for the
+// mount the tmpfs keeps its own default (1777).
+func (r *rootfsSetup) tmpfsData(dest, data string) string {
+	f, err := pathrs.Open(r.root, dest)
+	if err != nil {
+		return data
+	}
+	defer f.Close()
+	var st unix.Stat_t
+	if unix.Fstat(int(f.Fd()), &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return data
+	}
+	mode := fmt.Sprintf("mode=%04o", st.Mode&0o7777)
+	if data == "" {
+		return mode
+	}
+	return mode + "," + data
 }
 
 func (r *rootfsSetup) bindMount(m specs.Mount, dest string, opts oci.MountOptions) error {

@@ -55,6 +55,34 @@ func TestTmpfsMount(t *testing.T) {
 	}
 }
 
+// TestTmpfsMountMode: a tmpfs over a directory of the image takes that
+// directory's mode, special bits included, unless its options set one; over
+// a directory made for it, tmpfs's own 1777 (runc run.bats "runc run with
+// tmpfs", "runc run with tmpfs perms").
+func TestTmpfsMountMode(t *testing.T) {
+	rt := newRuntime(t)
+	tmpfs := func(dest string, opts ...string) specs.Mount {
+		return specs.Mount{Destination: dest, Type: "tmpfs", Source: "tmpfs", Options: opts}
+	}
+	out := runOut(t, rt, "tmpfsmode",
+		testutil.WithShell(`stat -c %a /a /b /c /d`),
+		testutil.WithRootfs(func(rootfs string) error {
+			for d, mode := range map[string]os.FileMode{"a": 0o710, "b": 0o777 | os.ModeSetuid | os.ModeSetgid | os.ModeSticky, "c": 0o710} {
+				if err := os.Mkdir(filepath.Join(rootfs, d), 0); err != nil {
+					return err
+				}
+				if err := os.Chmod(filepath.Join(rootfs, d), mode); err != nil {
+					return err
+				}
+			}
+			return nil
+		}),
+		testutil.WithMounts(tmpfs("/a"), tmpfs("/b", "nosuid"), tmpfs("/c", "mode=0410"), tmpfs("/d")))
+	if got, want := strings.Fields(out), []string{"710", "7777", "410", "1777"}; strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("modes of tmpfs mounts /a /b /c /d = %v, want %v", got, want)
+	}
+}
+
 func TestBindMounts(t *testing.T) {
 	rt := newRuntime(t)
 	rw, ro, rec := hostDir(t), hostDir(t), hostDir(t)
