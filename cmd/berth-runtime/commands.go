@@ -72,7 +72,8 @@ func commands() []*cli.Command {
 		},
 		{
 			Name: "run", Usage: "create and start a container", ArgsUsage: "<container-id>",
-			Flags: append(createFlags(), &cli.BoolFlag{Name: "detach", Aliases: []string{"d"}, Usage: "do not wait for the container"}),
+			Flags: append(createFlags(), &cli.BoolFlag{Name: "detach", Aliases: []string{"d"}, Usage: "do not wait for the container"},
+				&cli.BoolFlag{Name: "keep", Usage: "do not delete the container once it exits"}),
 			Action: func(ctx context.Context, cmd *cli.Command) error {
 				id, err := oneID(cmd)
 				if err != nil {
@@ -376,8 +377,10 @@ func runContainer(ctx context.Context, r *runtime.Runtime, id string, cmd *cli.C
 	if tty != nil {
 		tty.drain()
 	}
-	if err := r.Delete(ctx, id, true); err != nil {
-		fmt.Fprintf(os.Stderr, "berth-runtime: delete %s: %v\n", id, err)
+	if !cmd.Bool("keep") {
+		if err := r.Delete(ctx, id, true); err != nil {
+			fmt.Fprintf(os.Stderr, "berth-runtime: delete %s: %v\n", id, err)
+		}
 	}
 	if code != 0 {
 		return exitCode(code)

@@ -150,3 +150,19 @@ func TestStdioOwner(t *testing.T) {
 	}
 	rt.Delete(id2, "--force").OK(t)
 }
+
+// TestRunKeep: a foreground `run --keep` leaves the stopped container, and
+// its cgroup, for `state` and `delete` (runc run.bats "runc run --keep").
+func TestRunKeep(t *testing.T) {
+	rt := newRuntime(t)
+	b := testutil.NewBundle(t, testutil.WithArgs("true"))
+	id := rt.NewID("keep")
+	rt.Run(id, b.Dir, "--keep").OK(t)
+	if st := rt.State(id); st.Status != "stopped" {
+		t.Errorf("state after run --keep: %q, want stopped", st.Status)
+	}
+	rt.Delete(id).OK(t)
+	if res := rt.Do("state", id); res.ExitCode == 0 {
+		t.Errorf("state after delete: %s, want a failure", res)
+	}
+}
