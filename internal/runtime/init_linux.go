@@ -37,7 +37,14 @@ func Init() {
 		// After ready the runtime no longer listens: the container's
 		// stderr is the only place left to say what went wrong.
 		if ip.enc.Encode(initReply{Type: replyError, Error: err.Error()}) != nil {
-			fmt.Fprintf(os.Stderr, "berth-runtime init: %v\n", err)
+			var ee *execError
+			if errors.As(err, &ee) {
+				// runc's bare "exec /run.sh: no such file or
+				// directory", the line users and tests know.
+				fmt.Fprintln(os.Stderr, err)
+			} else {
+				fmt.Fprintf(os.Stderr, "berth-runtime init: %v\n", err)
+			}
 		}
 		os.Exit(execExitCode(err))
 	}

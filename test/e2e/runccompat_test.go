@@ -3,6 +3,7 @@ package e2e
 import (
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -164,5 +165,20 @@ func TestRunKeep(t *testing.T) {
 	rt.Delete(id).OK(t)
 	if res := rt.Do("state", id); res.ExitCode == 0 {
 		t.Errorf("state after delete: %s, want a failure", res)
+	}
+}
+
+// TestRunExecveError: when the execve of the container's program fails
+// after the runtime stopped listening (a script whose interpreter is
+// missing), the container's stderr gets runc's bare line and the exit
+// status is 127 (runc run.bats "runc run [execve error]").
+func TestRunExecveError(t *testing.T) {
+	rt := newRuntime(t)
+	b := testutil.NewBundle(t, testutil.WithArgs("/run.sh"), testutil.WithRootfs(func(rootfs string) error {
+		return os.WriteFile(filepath.Join(rootfs, "run.sh"), []byte("#!/mmnnttbb foo bar\nsh\n"), 0o755)
+	}))
+	res := rt.Run(rt.NewID("execve"), b.Dir)
+	if res.ExitCode != 127 || res.Stderr != "exec /run.sh: no such file or directory\n" {
+		t.Errorf("run of a script without its interpreter: %s; want exit 127 and runc's line", res)
 	}
 }
