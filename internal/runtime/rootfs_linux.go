@@ -149,6 +149,13 @@ func checkProcMount(dest string, m specs.Mount) error {
 		if m.Type == "proc" {
 			return nil
 		}
+		if oci.IsBind(m) {
+			// The root of a procfs may be bound there: rootless
+			// containers in the host's pid namespace (Podman's
+			// --pid=host) cannot mount a procfs of their own (runc
+			// start_hello.bats "runc run [rootless with host pidns]").
+			return checkProcRoot(m.Source)
+		}
 		return fmt.Errorf("only procfs can be mounted on /proc, not %q", m.Type)
 	}
 	if strings.HasPrefix(dest, "/proc/") {
@@ -156,6 +163,24 @@ func checkProcMount(dest string, m specs.Mount) error {
 			return nil
 		}
 		return fmt.Errorf("%s is inside /proc and not one of the files that may be replaced", dest)
+	}
+	return nil
+}
+
+// checkProcRoot accepts src as the source of a bind on /proc only if it is
+// the root directory of a procfs (inode 1), not a file or directory inside
+// one, nor anything else.
+func checkProcRoot(src string) error {
+	var fs unix.Statfs_t
+	if err := unix.Statfs(src, &fs); err != nil {
+		return fmt.Errorf("bind source %s for /proc: %w", src, err)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(src, &st); err != nil {
+		return fmt.Errorf("bind source %s for /proc: %w", src, err)
+	}
+	if fs.Type != unix.PROC_SUPER_MAGIC || st.Ino != 1 {
+		return fmt.Errorf("%q cannot be bound on /proc: it is not the root of a procfs", src)
 	}
 	return nil
 }

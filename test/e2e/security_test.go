@@ -178,3 +178,36 @@ func TestFakeProc(t *testing.T) {
 		}),
 		testutil.WithSpec(func(s *specs.Spec) { s.Process.OOMScoreAdj = &adj })))
 }
+
+// TestProcBindOfProcRoot: the root of a procfs may be bound on /proc (a
+// container in the host's pid namespace that cannot mount its own, as
+// rootless Podman --pid=host does; runc start_hello.bats "runc run
+// [rootless with host pidns]"); a directory inside a procfs may not.
+func TestProcBindOfProcRoot(t *testing.T) {
+	rt := newRuntime(t)
+	bundle := func(src string) *testutil.Bundle {
+		return testutil.NewBundle(t, testutil.WithShell("stat -f -c %T /proc; test -e /proc/1/status && echo host-pids"),
+			testutil.WithSpec(func(s *specs.Spec) {
+				var keep []specs.LinuxNamespace
+				for _, ns := range s.Linux.Namespaces {
+					if ns.Type != specs.PIDNamespace {
+						keep = append(keep, ns)
+					}
+				}
+				s.Linux.Namespaces = keep
+				for i, m := range s.Mounts {
+					if m.Type == "proc" {
+						s.Mounts[i] = specs.Mount{Destination: "/proc", Type: "none", Source: src, Options: []string{"rbind", "nosuid", "nodev", "noexec"}}
+					}
+				}
+			}))
+	}
+	res := rt.Run(rt.NewID("procbind"), bundle("/proc").Dir)
+	if res.ExitCode != 0 || res.Stdout != "proc\nhost-pids\n" {
+		t.Errorf("run with the host's /proc bound on /proc: %s; want procfs with the host's pids", res)
+	}
+	res = rt.Run(rt.NewID("procbind"), bundle("/proc/sys").Dir)
+	if res.ExitCode == 0 || !strings.Contains(res.Stderr, "not the root of a procfs") {
+		t.Errorf("run with /proc/sys bound on /proc: %s; want a refusal", res)
+	}
+}
