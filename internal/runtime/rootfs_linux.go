@@ -27,6 +27,15 @@ type rootfsSetup struct {
 	userns   bool
 	devTmpfs bool
 	hostMnt  bool // no mount namespace of its own: see hostmnt_linux.go
+	// roLater are read-only tmpfs mounts (a read-only /dev) mounted
+	// writable at first, so that devices and mount points can be made
+	// in them, and made read-only at the end of prepare, as runc does.
+	roLater []roMount
+}
+
+type roMount struct {
+	dest  string
+	flags uintptr
 }
 
 func (r *rootfsSetup) close() {
@@ -108,6 +117,11 @@ func (r *rootfsSetup) prepare() error {
 			return fmt.Errorf("/dev/console: %w", err)
 		}
 		f.Close()
+	}
+	for _, m := range r.roLater {
+		if err := remount(r.root, m.dest, m.flags); err != nil {
+			return fmt.Errorf("read-only tmpfs %s: %w", m.dest, err)
+		}
 	}
 	return nil
 }
@@ -201,15 +215,21 @@ func (r *rootfsSetup) mount(m specs.Mount) error {
 		return r.mountCgroup(m, dest, opts)
 	}
 	data := strings.Join(opts.Data, ",")
+	flags := opts.Flags
 	if m.Type == "tmpfs" {
 		data = r.tmpfsData(dest, data)
+		if flags&unix.MS_RDONLY != 0 {
+			// Read-only at the end of prepare (runc mounts.bats
+			// "runc run [ro /dev mount]").
+			r.roLater = append(r.roLater, roMount{dest, flags})
+			flags &^= unix.MS_RDONLY
+		}
 	}
 	target, err := pathrs.MountPoint(r.root, dest, true)
 	if err != nil {
 		return err
 	}
 	defer target.Close()
-	flags := opts.Flags
 	err = unix.Mount(m.Source, pathrs.ProcPath(target), m.Type, flags, data)
 	if err != nil && m.Type == "sysfs" && (errors.Is(err, unix.EPERM) || errors.Is(err, unix.EBUSY)) && r.userns {
 		// A user namespace without its own network namespace may not

@@ -83,6 +83,26 @@ func TestTmpfsMountMode(t *testing.T) {
 	}
 }
 
+// TestReadonlyDevTmpfs: a read-only /dev still gets its devices and
+// /dev/pts, and ends read-only (runc mounts.bats "runc run [ro /dev
+// mount]"); another read-only tmpfs stays read-only.
+func TestReadonlyDevTmpfs(t *testing.T) {
+	rt := newRuntime(t)
+	out := runOut(t, rt, "rodev",
+		testutil.WithShell(`grep -E '^tmpfs /(dev|ro) ' /proc/mounts | cut -d' ' -f2,4 | cut -d, -f1; test -c /dev/null && test -d /dev/pts && echo devices; touch /ro/x 2>/dev/null || echo ro-refused`),
+		testutil.WithMounts(specs.Mount{Destination: "/ro", Type: "tmpfs", Source: "tmpfs", Options: []string{"ro", "nosuid"}}),
+		testutil.WithSpec(func(s *specs.Spec) {
+			for i, m := range s.Mounts {
+				if m.Destination == "/dev" {
+					s.Mounts[i].Options = append(s.Mounts[i].Options, "ro")
+				}
+			}
+		}))
+	if want := "/dev ro\n/ro ro\ndevices\nro-refused\n"; out != want {
+		t.Errorf("read-only /dev and /ro: output %q, want %q", out, want)
+	}
+}
+
 func TestBindMounts(t *testing.T) {
 	rt := newRuntime(t)
 	rw, ro, rec := hostDir(t), hostDir(t), hostDir(t)
