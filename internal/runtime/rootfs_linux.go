@@ -225,6 +225,11 @@ func (r *rootfsSetup) mount(m specs.Mount) error {
 			flags &^= unix.MS_RDONLY
 		}
 	}
+	if m.Type == "proc" || m.Type == "sysfs" {
+		if err := r.checkOrdinaryDir(dest, m.Type); err != nil {
+			return err
+		}
+	}
 	target, err := pathrs.MountPoint(r.root, dest, true)
 	if err != nil {
 		return err
@@ -248,6 +253,27 @@ func (r *rootfsSetup) mount(m specs.Mount) error {
 		}
 	}
 	return r.applyPropagation(dest, opts)
+}
+
+// checkOrdinaryDir refuses to mount procfs or sysfs where the image has
+// something other than a directory, a symlink above all: the mount would
+// land where the symlink points, and runc refuses it since CVE-2019-19921
+// (runc mounts.bats "runc run [/proc is a symlink]"). A missing entry is
+// made as a directory by MountPoint.
+func (r *rootfsSetup) checkOrdinaryDir(dest, fstype string) error {
+	check := func(dirfd int, name string) error {
+		var st unix.Stat_t
+		err := unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW)
+		if err == nil && st.Mode&unix.S_IFMT != unix.S_IFDIR {
+			return fmt.Errorf("filesystem %q must be mounted on ordinary directory: %s is not one", fstype, dest)
+		}
+		return nil
+	}
+	if filepath.Dir(dest) == "/" {
+		// The usual /proc and /sys: one fstatat from the root's fd.
+		return check(int(r.root.Fd()), dest[1:])
+	}
+	return pathrs.InParent(r.root, dest, check)
 }
 
 // tmpfsData gives a tmpfs over a directory the image has that directory's

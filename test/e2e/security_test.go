@@ -179,6 +179,24 @@ func TestFakeProc(t *testing.T) {
 		testutil.WithSpec(func(s *specs.Spec) { s.Process.OOMScoreAdj = &adj })))
 }
 
+// TestProcSymlinkRefused: procfs is not mounted through a /proc that the
+// image made a symlink, as runc refuses it (runc mounts.bats "runc run
+// [/proc is a symlink]", CVE-2019-19921).
+func TestProcSymlinkRefused(t *testing.T) {
+	rt := newRuntime(t)
+	b := testutil.NewBundle(t, testutil.WithArgs("true"), testutil.WithRootfs(func(rootfs string) error {
+		os.RemoveAll(filepath.Join(rootfs, "proc"))
+		if err := os.Mkdir(filepath.Join(rootfs, "bad-proc"), 0o755); err != nil {
+			return err
+		}
+		return os.Symlink("/bad-proc", filepath.Join(rootfs, "proc"))
+	}))
+	res := rt.Run(rt.NewID("procsym"), b.Dir)
+	if res.ExitCode == 0 || !strings.Contains(res.Stderr, "must be mounted on ordinary directory") {
+		t.Errorf("run with /proc a symlink: %s; want a refusal", res)
+	}
+}
+
 // TestProcBindOfProcRoot: the root of a procfs may be bound on /proc (a
 // container in the host's pid namespace that cannot mount its own, as
 // rootless Podman --pid=host does; runc start_hello.bats "runc run
