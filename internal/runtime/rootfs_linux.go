@@ -200,7 +200,7 @@ func checkProcRoot(src string) error {
 }
 
 func (r *rootfsSetup) mount(m specs.Mount) error {
-	dest := filepath.Clean(m.Destination)
+	dest := r.containerPath(m.Destination)
 	if err := checkProcMount(dest, m); err != nil {
 		return err
 	}
@@ -253,6 +253,18 @@ func (r *rootfsSetup) mount(m specs.Mount) error {
 		}
 	}
 	return r.applyPropagation(dest, opts)
+}
+
+// containerPath is a mount destination inside the container. A destination
+// that names the rootfs by its host path is taken inside it, as runc has
+// always done (runc mounts.bats "runc run [mount order, container
+// bind-mount source]" binds "$rootfs/mnt" on "$rootfs/final").
+func (r *rootfsSetup) containerPath(dest string) string {
+	dest = filepath.Clean(dest)
+	if rest, ok := strings.CutPrefix(dest, filepath.Clean(r.rootfs)+"/"); ok && filepath.IsAbs(r.rootfs) {
+		return "/" + rest
+	}
+	return dest
 }
 
 // checkOrdinaryDir refuses to mount procfs or sysfs where the image has
@@ -345,7 +357,7 @@ func (r *rootfsSetup) bindOptions(dest string, opts oci.MountOptions) error {
 func (r *rootfsSetup) attachIDMapped(m specs.Mount, fd int) error {
 	mnt := os.NewFile(uintptr(fd), "idmapped")
 	defer mnt.Close()
-	dest := filepath.Clean(m.Destination)
+	dest := r.containerPath(m.Destination)
 	opts, err := oci.ParseMountOptions(m.Options)
 	if err != nil {
 		return err

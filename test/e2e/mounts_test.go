@@ -103,6 +103,46 @@ func TestReadonlyDevTmpfs(t *testing.T) {
 	}
 }
 
+// TestMountOrderRootfsSources: mounts are made in order, a bind whose
+// source lies in the container's rootfs sees the mounts made there before
+// it, and a destination that names the rootfs by its host path is taken
+// inside it, as runc does (runc mounts.bats "runc run [mount order,
+// container bind-mount source]").
+func TestMountOrderRootfsSources(t *testing.T) {
+	rt := newRuntime(t)
+	src := hostDir(t)
+	for _, sub := range []string{"a/x", "b/y", "c/z"} {
+		if err := os.MkdirAll(filepath.Join(src, sub), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(src, sub, "file"), []byte(sub+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		top := filepath.Dir(sub)
+		if err := os.Symlink(top, filepath.Join(src, "sym-"+top)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b := testutil.NewBundle(t, testutil.WithArgs("cat", "/final/x/y/z/z/x/y/z/x/file"))
+	bind := func(from, to, kind string) specs.Mount {
+		return specs.Mount{Source: from, Destination: to, Type: "bind", Options: []string{kind, "rprivate"}}
+	}
+	rootfs := b.Rootfs
+	b.Spec.Mounts = append(b.Spec.Mounts,
+		bind(filepath.Join(src, "a"), "/mnt", "bind"),
+		bind(filepath.Join(src, "sym-b"), "/mnt/x", "bind"),
+		bind(filepath.Join(src, "c"), "/mnt/x/y", "bind"),
+		bind(filepath.Join(src, "sym-a"), "/mnt/x/y/z", "bind"),
+		bind(rootfs+"/mnt/x", rootfs+"/mnt/x/y/z/x", "rbind"),
+		bind(rootfs+"/mnt/x/y", rootfs+"/mnt/x/y/z", "rbind"),
+		bind(rootfs+"/mnt", rootfs+"/final", "rbind"))
+	b.Save(t)
+	res := rt.Run(rt.NewID("mntorder"), b.Dir)
+	if res.ExitCode != 0 || res.Stdout != "a/x\n" {
+		t.Errorf("the file at the end of the mount tree: %s; want a/x", res)
+	}
+}
+
 func TestBindMounts(t *testing.T) {
 	rt := newRuntime(t)
 	rw, ro, rec := hostDir(t), hostDir(t), hostDir(t)
