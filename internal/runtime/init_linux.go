@@ -270,6 +270,19 @@ func (ip *initProc) finalize(proc *specs.Process, filter *seccomp.Program, waitS
 		return err
 	}
 	ip.sock.Close()
+	// startContainer hooks run in the container under its seccomp filter,
+	// as runc runs them (runc seccomp.bats "runc run [seccomp]
+	// (startContainer hook)"): with such hooks a late filter is loaded
+	// before them, with the limits it may forbid setting first.
+	if waitStart && filter != nil && !early && ip.cfg.Spec.Hooks != nil && len(ip.cfg.Spec.Hooks.StartContainer) > 0 {
+		if err := applyRlimits(proc.Rlimits); err != nil {
+			return err
+		}
+		if _, err := filter.Load(); err != nil {
+			return fmt.Errorf("linux.seccomp: %w", err)
+		}
+		early = true
+	}
 	if waitStart {
 		var hooks []specs.Hook
 		if ip.cfg.Spec.Hooks != nil {

@@ -366,3 +366,22 @@ func TestRlimitASWithSeccomp(t *testing.T) {
 		t.Errorf("ulimit -v / -Hv in the container = %q, want 1048576 and 2097152 (KiB)", out)
 	}
 }
+
+// TestSeccompStartContainerHook: a startContainer hook runs under the
+// container's seccomp filter, as with runc (runc seccomp.bats "runc run
+// [seccomp] (startContainer hook)").
+func TestSeccompStartContainerHook(t *testing.T) {
+	rt := newRuntime(t)
+	b := testutil.NewBundle(t, testutil.WithArgs("true"), testutil.WithSpec(func(s *specs.Spec) {
+		s.Process.NoNewPrivileges = true
+		s.Linux.Seccomp = &specs.LinuxSeccomp{
+			DefaultAction: specs.ActAllow,
+			Syscalls:      []specs.LinuxSyscall{{Names: []string{"mkdir", "mkdirat"}, Action: specs.ActKill}},
+		}
+		s.Hooks = &specs.Hooks{StartContainer: []specs.Hook{{Path: "/bin/sh", Args: []string{"sh", "-c", "mkdir /tmp/foo"}}}}
+	}))
+	res := rt.Run(rt.NewID("schook"), b.Dir)
+	if res.ExitCode == 0 || !strings.Contains(res.Stderr, "error running startContainer hook") || !strings.Contains(res.Stderr, "bad system call") {
+		t.Errorf("run with a startContainer hook that mkdirs under a filter killing mkdir: %s; want the hook to fail", res)
+	}
+}
