@@ -117,8 +117,6 @@ func validate(cfg *specs.LinuxSeccomp, lib version, kernelHas func(specs.LinuxSe
 		}
 	}
 	switch {
-	case cfg.ListenerPath != "" && notify < 0:
-		return fmt.Errorf("%s.listenerPath: set, but no syscall has action %s", p, specs.ActNotify)
 	case cfg.ListenerPath == "" && notify >= 0:
 		return fmt.Errorf("%s.syscalls[%d].action: %s needs %s.listenerPath", p, notify, specs.ActNotify, p)
 	case len(cfg.ListenerPath) > maxSocketPath:

@@ -385,3 +385,19 @@ func TestSeccompStartContainerHook(t *testing.T) {
 		t.Errorf("run with a startContainer hook that mkdirs under a filter killing mkdir: %s; want the hook to fail", res)
 	}
 }
+
+// TestSeccompListenerPathWithoutNotify: a listenerPath with no notify
+// action in the profile is ignored, as runc ignores it (runc
+// seccomp-notify.bats "runc run [seccomp] (ignore listener path if no
+// notify act)"): nothing dials the socket, which need not exist.
+func TestSeccompListenerPathWithoutNotify(t *testing.T) {
+	rt := newRuntime(t)
+	b := testutil.NewBundle(t, testutil.WithArgs("true"), testutil.WithSpec(func(s *specs.Spec) {
+		s.Linux.Seccomp = &specs.LinuxSeccomp{
+			DefaultAction: specs.ActAllow,
+			ListenerPath:  filepath.Join(t.TempDir(), "missing.sock"),
+			Syscalls:      []specs.LinuxSyscall{{Names: []string{"swapon"}, Action: specs.ActErrno}},
+		}
+	}))
+	rt.Run(rt.NewID("nolistener"), b.Dir).OK(t)
+}
