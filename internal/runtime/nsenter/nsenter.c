@@ -193,9 +193,12 @@ __attribute__((constructor)) static void berth_nsenter(void)
 
 	// The user namespace comes first: it owns every namespace created or
 	// joined after it.
+	int in_userns = 0;
 	for (int i = 0; i < njoins; i++)
-		if (joins[i].type == CLONE_NEWUSER)
+		if (joins[i].type == CLONE_NEWUSER) {
 			join_ns(&joins[i]);
+			in_userns = 1;
+		}
 	if (cloneflags & CLONE_NEWUSER) {
 		if (unshare(CLONE_NEWUSER) < 0)
 			bail("unshare user namespace");
@@ -215,9 +218,18 @@ __attribute__((constructor)) static void berth_nsenter(void)
 			if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
 				bail("prctl PR_SET_DUMPABLE");
 		}
-		if (setresgid(0, 0, 0) < 0)
+		in_userns = 1;
+	}
+	// Root of the user namespace, whether made or joined: a joined one
+	// (another container's) does not map the host uid we still have, and
+	// files made with an unmapped owner fail with EOVERFLOW (runc
+	// userns.bats "userns join other container userns").
+	// A joined one that does not map 0 (EINVAL) is left as it was.
+	if (in_userns) {
+		int joined = !(cloneflags & CLONE_NEWUSER);
+		if (setresgid(0, 0, 0) < 0 && !(joined && errno == EINVAL))
 			bail("setresgid to root of the user namespace");
-		if (setresuid(0, 0, 0) < 0)
+		if (setresuid(0, 0, 0) < 0 && !(joined && errno == EINVAL))
 			bail("setresuid to root of the user namespace");
 	}
 	for (int i = 0; i < njoins; i++)
