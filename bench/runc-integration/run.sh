@@ -50,7 +50,7 @@ log() { echo "== $*" >&2; }
 # gcc builds the small C test programs (dev.bats, hooks_so.bats);
 # busybox-static and the listed host packages make the two test images.
 ensure_packages() {
-	local want=(bats jq gawk gcc xz-utils busybox-static util-linux mount iproute2 coreutils libc-bin bash findutils grep sed)
+	local want=(bats jq gawk gcc libseccomp-dev xz-utils busybox-static util-linux mount iproute2 coreutils libc-bin bash findutils grep sed)
 	local missing=() p
 	for p in "${want[@]}"; do
 		dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -64,7 +64,7 @@ ensure_packages() {
 # ---------------------------------------------------------------- runc source
 SRC=$WORKDIR/runc-$RUNC_VERSION
 # Bump when the way the source, helpers or images are prepared changes.
-READY_STAMP=2
+READY_STAMP=3
 
 fetch_source() {
 	[ -f "$SRC/.berth-ready" ] && [ "$(cat "$SRC/.berth-ready")" = "$READY_STAMP" ] && return
@@ -86,7 +86,10 @@ fetch_source() {
 	mkdir -p "$SRC/tests/cmd/_bin"
 	local b
 	for b in recvtty sd-helper seccompagent fs-idmap pidfd-kill remap-rootfs; do
-		(cd "$SRC" && CGO_ENABLED=1 GOFLAGS=-mod=mod go build -o tests/cmd/_bin/ "./tests/cmd/$b")
+		# seccompagent does nothing without the seccomp tag ("Not
+		# supported, to use this compile with build tag: seccomp."):
+		# runc's Makefile builds its helpers with it (libseccomp-dev).
+		(cd "$SRC" && CGO_ENABLED=1 GOFLAGS=-mod=mod go build -tags seccomp -o tests/cmd/_bin/ "./tests/cmd/$b")
 	done
 	if [ -d "$SRC/contrib/cmd/memfd-bind" ]; then
 		(cd "$SRC" && GOFLAGS=-mod=mod go build -o contrib/cmd/memfd-bind/ ./contrib/cmd/memfd-bind) || true
