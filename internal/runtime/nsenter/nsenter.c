@@ -240,9 +240,17 @@ __attribute__((constructor)) static void berth_nsenter(void)
 			bail("unshare namespaces 0x%lx", cloneflags & ~(unsigned long)CLONE_NEWUSER);
 	}
 	if (timens[0] != '\0') {
+		// Not dumpable, our /proc/self files belong to the host's
+		// root, which a user namespace does not map: open would fail
+		// with EACCES (runc timens.bats "simple timens + userns").
+		// Dumpable only for the open, before any container process.
+		if (in_userns && prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) < 0)
+			bail("prctl PR_SET_DUMPABLE");
 		int fd = open("/proc/self/timens_offsets", O_WRONLY | O_CLOEXEC);
 		if (fd < 0)
 			bail("open /proc/self/timens_offsets");
+		if (in_userns && prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+			bail("prctl PR_SET_DUMPABLE");
 		if (write(fd, timens, strlen(timens)) < 0)
 			bail("write time namespace offsets");
 		close(fd);
