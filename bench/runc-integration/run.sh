@@ -354,9 +354,19 @@ run_file() {
 			# Like runc's CI (script -e -c 'make localintegration'): the
 			# tests get a controlling terminal; runc 1.1's foreground
 			# `run` of a terminal: true container opens /dev/tty.
+			# script's stdin must not end: at EOF script writes a byte
+			# to its terminal, which a foreground terminal container
+			# (berth's and runc's alike) echoes as a stray "^@" line.
+			# A fifo held open read-write here never ends.
+			local hold hfd
+			hold=$(mktemp -u "$WORKDIR/stdin.XXXXXX")
+			mkfifo "$hold"
+			exec {hfd}<>"$hold"
+			rm -f "$hold"
 			(cd "$SRC/tests/integration" &&
 				RUNC="$rt" TMPDIR="$tmp" SHELL=/bin/bash timeout -k 10 "$FILE_TIMEOUT" \
-					script -qec "bats -t '$base' >'$tap' 2>&1" /dev/null) >/dev/null 2>&1 </dev/null || rc=$?
+					script -qec "bats -t '$base' >'$tap' 2>&1" /dev/null) >/dev/null 2>&1 <&"$hfd" || rc=$?
+			exec {hfd}>&-
 		fi
 		kill "$wd" 2>/dev/null || true
 		wait "$wd" 2>/dev/null || true
