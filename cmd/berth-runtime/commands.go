@@ -196,6 +196,9 @@ func commands() []*cli.Command {
 			Flags: execFlags(),
 			// Flags end at the container id: what follows is the command's.
 			StopOnNthArg: &one,
+			// A repeated flag is a list, as in runc; a value is never
+			// split on commas ("--env A=x,y", "--cgroup cpu,cpuacct:sub").
+			DisableSliceFlagSeparator: true,
 			Action: func(ctx context.Context, cmd *cli.Command) error {
 				r, err := newRuntime(cmd)
 				if err != nil {

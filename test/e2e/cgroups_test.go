@@ -452,9 +452,10 @@ func TestExecSubCgroup(t *testing.T) {
 	id := rt.NewID("execsubcg")
 	rt.Run(id, b.Dir, "-d").OK(t)
 	pid := rt.Pid(id)
-	mem, cpu := cgroupDir(t, pid, "memory"), cgroupDir(t, pid, "cpu")
-	for _, d := range []string{filepath.Join(mem, "submem"), filepath.Join(cpu, "subcpu")} {
-		if err := os.Mkdir(d, 0o755); err != nil {
+	mem, cpu, cpuacct := cgroupDir(t, pid, "memory"), cgroupDir(t, pid, "cpu"), cgroupDir(t, pid, "cpuacct")
+	// cpu and cpuacct may share a hierarchy.
+	for _, d := range []string{filepath.Join(mem, "submem"), filepath.Join(cpu, "subcpu"), filepath.Join(cpuacct, "subcpu")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -469,15 +470,15 @@ func TestExecSubCgroup(t *testing.T) {
 			t.Errorf("exec --cgroup %s: %s, want a failure saying %q", c.arg, res, c.want)
 		}
 	}
-	out := rt.Exec(id, []string{"--cgroup", "memory:submem", "--cgroup", "cpu:subcpu"}, "cat", "/proc/self/cgroup").OK(t).Stdout
+	out := rt.Exec(id, []string{"--cgroup", "memory:submem", "--cgroup", "cpu,cpuacct:subcpu"}, "cat", "/proc/self/cgroup").OK(t).Stdout
 	// The container's cgroup namespace is rooted at its own cgroup.
 	if !strings.Contains(out, ":memory:/submem\n") || !strings.Contains(out, ":cpu:/subcpu\n") || !strings.Contains(out, ":pids:/\n") {
-		t.Errorf("exec --cgroup memory:submem --cgroup cpu:subcpu: /proc/self/cgroup is\n%s\nwant memory in submem, cpu in subcpu, the rest in the container's", out)
+		t.Errorf("exec --cgroup memory:submem --cgroup cpu,cpuacct:subcpu: /proc/self/cgroup is\n%s\nwant memory in submem, cpu in subcpu, the rest in the container's", out)
 	}
 	rt.Kill(id, "KILL").OK(t)
 	rt.Wait(id)
 	rt.Delete(id).OK(t)
-	for _, d := range []string{mem, cpu} {
+	for _, d := range []string{mem, cpu, cpuacct} {
 		if fileExists(d) {
 			t.Errorf("%s is left after delete", d)
 		}

@@ -182,3 +182,17 @@ func TestRunExecveError(t *testing.T) {
 		t.Errorf("run of a script without its interpreter: %s; want exit 127 and runc's line", res)
 	}
 }
+
+// TestExecEnvWithComma: an --env value keeps its commas: a repeated flag
+// is the list, as with runc.
+func TestExecEnvWithComma(t *testing.T) {
+	rt := newRuntime(t)
+	b := testutil.NewBundle(t, testutil.WithArgs("sleep", "1000"))
+	id := rt.NewID("envcomma")
+	rt.Run(id, b.Dir, "-d").OK(t)
+	out := rt.Exec(id, []string{"--env", "LIST=a,b,c"}, "sh", "-c", "echo $LIST").OK(t).Stdout
+	if out != "a,b,c\n" {
+		t.Errorf("exec --env LIST=a,b,c: LIST is %q", out)
+	}
+	rt.Delete(id, "--force").OK(t)
+}
