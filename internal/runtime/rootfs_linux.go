@@ -788,6 +788,9 @@ func pivotRoot(rootfs string) error {
 // initramfs. The host's mounts stay reachable by chroot escapes, which is
 // why it is not the default.
 func moveRoot(rootfs string) error {
+	if err := hideFullProcSys(rootfs); err != nil {
+		return err
+	}
 	if err := unix.Chdir(rootfs); err != nil {
 		return err
 	}
@@ -801,6 +804,38 @@ func moveRoot(rootfs string) error {
 }
 
 // chrootInto makes dir the calling process's root and cwd.
+// hideFullProcSys detaches, in the container's mount namespace, every full
+// procfs and sysfs mount outside the rootfs (covering it with a tmpfs where
+// that is refused), as runc does before --no-pivot's move. After the move
+// and chroot they stay in the mount namespace, out of reach but enough for
+// the kernel to let a nested user namespace mount a new, unmasked procfs
+// (runc no_pivot.bats "runc run --no-pivot must not expose bare /proc").
+func hideFullProcSys(rootfs string) error {
+	mounts, err := mountinfo.GetMounts(func(m *mountinfo.Info) (skip, stop bool) {
+		inside := m.Mountpoint == rootfs || strings.HasPrefix(m.Mountpoint, rootfs+"/")
+		return m.Root != "/" || (m.FSType != "proc" && m.FSType != "sysfs") || inside, false
+	})
+	if err != nil {
+		return fmt.Errorf("read mountinfo: %w", err)
+	}
+	for _, m := range mounts {
+		if err := unix.Mount("", m.Mountpoint, "", unix.MS_SLAVE|unix.MS_REC, ""); err != nil {
+			if errors.Is(err, unix.ENOENT) {
+				continue // under a mount detached already
+			}
+			return fmt.Errorf("hide %s %s: %w", m.FSType, m.Mountpoint, err)
+		}
+		err := unix.Unmount(m.Mountpoint, unix.MNT_DETACH)
+		if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EPERM) {
+			err = unix.Mount("tmpfs", m.Mountpoint, "tmpfs", 0, "")
+		}
+		if err != nil {
+			return fmt.Errorf("hide %s %s: %w", m.FSType, m.Mountpoint, err)
+		}
+	}
+	return nil
+}
+
 func chrootInto(dir string) error {
 	if err := unix.Chdir(dir); err != nil {
 		return err

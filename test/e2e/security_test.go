@@ -229,3 +229,21 @@ func TestProcBindOfProcRoot(t *testing.T) {
 		t.Errorf("run with /proc/sys bound on /proc: %s; want a refusal", res)
 	}
 }
+
+// TestNoPivotHidesHostProc: with --no-pivot the host's procfs stays in the
+// container's mount namespace below the moved root; it is detached first, so
+// a nested user namespace cannot mount a new, unmasked procfs (runc
+// no_pivot.bats "runc run --no-pivot must not expose bare /proc").
+func TestNoPivotHidesHostProc(t *testing.T) {
+	rt := newRuntime(t)
+	b := testutil.NewBundle(t, testutil.WithArgs("busybox", "unshare", "-mrpf", "busybox", "sh", "-euc", "busybox mount -t proc none /proc && echo mounted"),
+		testutil.WithSpec(func(s *specs.Spec) {
+			c := s.Process.Capabilities
+			c.Bounding = append(c.Bounding, "CAP_SETFCAP")
+			c.Permitted = append(c.Permitted, "CAP_SETFCAP")
+		}))
+	res := rt.Run(rt.NewID("nopivot"), b.Dir, "--no-pivot")
+	if res.ExitCode == 0 || strings.Contains(res.Stdout, "mounted") || !strings.Contains(res.Stderr, "Permission denied") && !strings.Contains(res.Stderr, "permission denied") {
+		t.Errorf("mount of a new procfs in a nested user namespace under --no-pivot: %s; want permission denied", res)
+	}
+}
