@@ -168,8 +168,8 @@ func TestSeccompNotifyNoListener(t *testing.T) {
 	}))
 	id := rt.NewID("nolistener")
 	res := rt.Create(id, b.Dir).Fails(t)
-	if !strings.Contains(res.Stderr, sock) {
-		t.Errorf("create with nobody listening on listenerPath failed without naming %s: %s", sock, res)
+	if !strings.Contains(res.Stderr, sock) || !strings.Contains(res.Stderr, "failed to connect with seccomp agent") {
+		t.Errorf("create with nobody listening on listenerPath failed without naming %s in runc's words: %s", sock, res)
 	}
 	checkCreateLeftNothing(t, rt, id, b)
 }
