@@ -122,7 +122,7 @@ func TestValidate(t *testing.T) {
 		{"notify on write", base(func(c *specs.LinuxSeccomp) {
 			c.Syscalls = append(c.Syscalls, specs.LinuxSyscall{Names: []string{"mount", "write"}, Action: specs.ActNotify})
 			c.ListenerPath = "/run/a.sock"
-		}), `linux.seccomp.syscalls[2].names[1]: SCMP_ACT_NOTIFY cannot be used for "write": the container init needs it to hand over the listener`},
+		}), `linux.seccomp.syscalls[2].names[1]: SCMP_ACT_NOTIFY cannot be used for the write syscall: the container init needs it to hand over the listener`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := validate(tc.cfg, lib, kernelHas)
