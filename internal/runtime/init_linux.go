@@ -295,6 +295,12 @@ func (ip *initProc) finalize(proc *specs.Process, filter *seccomp.Program, waitS
 				hooks = append(hooks, h)
 			}
 		}
+		if len(hooks) > 0 {
+			// The hooks get stdio and nothing of the runtime's
+			// (runc seccomp-notify.bats "(SCMP_ACT_NOTIFY
+			// startContainer hook)" counts their fds).
+			closeExecFrom(3 + ip.preserve)
+		}
 		st := ip.cfg.State
 		st.Status = specs.StateCreated
 		fifo, err := waitForStart(ip.fifoFd, hooks, st)
