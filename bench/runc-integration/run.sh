@@ -50,7 +50,7 @@ log() { echo "== $*" >&2; }
 # gcc builds the small C test programs (dev.bats, hooks_so.bats);
 # busybox-static and the listed host packages make the two test images.
 ensure_packages() {
-	local want=(bats jq gawk gcc xz-utils busybox-static util-linux mount iproute2 coreutils libc-bin bash findutils grep sed)
+	local want=(bats jq gawk gcc libseccomp-dev xz-utils busybox-static util-linux mount iproute2 coreutils libc-bin bash findutils grep sed)
 	local missing=() p
 	for p in "${want[@]}"; do
 		dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -64,7 +64,7 @@ ensure_packages() {
 # ---------------------------------------------------------------- runc source
 SRC=$WORKDIR/runc-$RUNC_VERSION
 # Bump when the way the source, helpers or images are prepared changes.
-READY_STAMP=2
+READY_STAMP=3
 
 fetch_source() {
 	[ -f "$SRC/.berth-ready" ] && [ "$(cat "$SRC/.berth-ready")" = "$READY_STAMP" ] && return
@@ -86,7 +86,10 @@ fetch_source() {
 	mkdir -p "$SRC/tests/cmd/_bin"
 	local b
 	for b in recvtty sd-helper seccompagent fs-idmap pidfd-kill remap-rootfs; do
-		(cd "$SRC" && CGO_ENABLED=1 GOFLAGS=-mod=mod go build -o tests/cmd/_bin/ "./tests/cmd/$b")
+		# seccompagent does nothing without the seccomp tag ("Not
+		# supported, to use this compile with build tag: seccomp."):
+		# runc's Makefile builds its helpers with it (libseccomp-dev).
+		(cd "$SRC" && CGO_ENABLED=1 GOFLAGS=-mod=mod go build -tags seccomp -o tests/cmd/_bin/ "./tests/cmd/$b")
 	done
 	if [ -d "$SRC/contrib/cmd/memfd-bind" ]; then
 		(cd "$SRC" && GOFLAGS=-mod=mod go build -o contrib/cmd/memfd-bind/ ./contrib/cmd/memfd-bind) || true
@@ -351,9 +354,19 @@ run_file() {
 			# Like runc's CI (script -e -c 'make localintegration'): the
 			# tests get a controlling terminal; runc 1.1's foreground
 			# `run` of a terminal: true container opens /dev/tty.
+			# script's stdin must not end: at EOF script writes a byte
+			# to its terminal, which a foreground terminal container
+			# (berth's and runc's alike) echoes as a stray "^@" line.
+			# A fifo held open read-write here never ends.
+			local hold hfd
+			hold=$(mktemp -u "$WORKDIR/stdin.XXXXXX")
+			mkfifo "$hold"
+			exec {hfd}<>"$hold"
+			rm -f "$hold"
 			(cd "$SRC/tests/integration" &&
 				RUNC="$rt" TMPDIR="$tmp" SHELL=/bin/bash timeout -k 10 "$FILE_TIMEOUT" \
-					script -qec "bats -t '$base' >'$tap' 2>&1" /dev/null) >/dev/null 2>&1 </dev/null || rc=$?
+					script -qec "bats -t '$base' >'$tap' 2>&1" /dev/null) >/dev/null 2>&1 <&"$hfd" || rc=$?
+			exec {hfd}>&-
 		fi
 		kill "$wd" 2>/dev/null || true
 		wait "$wd" 2>/dev/null || true

@@ -72,7 +72,8 @@ func commands() []*cli.Command {
 		},
 		{
 			Name: "run", Usage: "create and start a container", ArgsUsage: "<container-id>",
-			Flags: append(createFlags(), &cli.BoolFlag{Name: "detach", Aliases: []string{"d"}, Usage: "do not wait for the container"}),
+			Flags: append(createFlags(), &cli.BoolFlag{Name: "detach", Aliases: []string{"d"}, Usage: "do not wait for the container"},
+				&cli.BoolFlag{Name: "keep", Usage: "do not delete the container once it exits"}),
 			Action: func(ctx context.Context, cmd *cli.Command) error {
 				id, err := oneID(cmd)
 				if err != nil {
@@ -167,6 +168,8 @@ func commands() []*cli.Command {
 		{
 			Name: "ps", Usage: "list a container's processes", ArgsUsage: "<container-id> [-- ps options]",
 			Flags: []cli.Flag{&cli.StringFlag{Name: "format", Aliases: []string{"f"}, Value: "table", Usage: "table or json"}},
+			// Flags end at the container id: what follows is ps(1)'s.
+			StopOnNthArg: &one,
 			Action: func(ctx context.Context, cmd *cli.Command) error {
 				if cmd.Args().Len() < 1 {
 					return fmt.Errorf("ps: expects a container id")
@@ -193,6 +196,9 @@ func commands() []*cli.Command {
 			Flags: execFlags(),
 			// Flags end at the container id: what follows is the command's.
 			StopOnNthArg: &one,
+			// A repeated flag is a list, as in runc; a value is never
+			// split on commas ("--env A=x,y", "--cgroup cpu,cpuacct:sub").
+			DisableSliceFlagSeparator: true,
 			Action: func(ctx context.Context, cmd *cli.Command) error {
 				r, err := newRuntime(cmd)
 				if err != nil {
@@ -294,6 +300,9 @@ func withID(fn func(ctx context.Context, r *runtime.Runtime, id string, cmd *cli
 // psTable runs ps(1) and keeps its header and the container's lines, as
 // runc does.
 func psTable(pids []int, psArgs []string) error {
+	if len(psArgs) > 0 && psArgs[0] == "--" {
+		psArgs = psArgs[1:] // the usage's own separator
+	}
 	if len(psArgs) == 0 {
 		psArgs = []string{"-ef"}
 	}
@@ -371,8 +380,10 @@ func runContainer(ctx context.Context, r *runtime.Runtime, id string, cmd *cli.C
 	if tty != nil {
 		tty.drain()
 	}
-	if err := r.Delete(ctx, id, true); err != nil {
-		fmt.Fprintf(os.Stderr, "berth-runtime: delete %s: %v\n", id, err)
+	if !cmd.Bool("keep") {
+		if err := r.Delete(ctx, id, true); err != nil {
+			fmt.Fprintf(os.Stderr, "berth-runtime: delete %s: %v\n", id, err)
+		}
 	}
 	if code != 0 {
 		return exitCode(code)
@@ -396,7 +407,7 @@ func execFlags() []cli.Flag {
 		&cli.IntFlag{Name: "preserve-fds", Usage: "pass this many fds from 3 on"},
 		&cli.StringFlag{Name: "apparmor", Usage: "AppArmor profile"},
 		&cli.StringFlag{Name: "process-label", Usage: "SELinux label"},
-		&cli.StringFlag{Name: "cgroup", Hidden: true},
+		&cli.StringSliceFlag{Name: "cgroup", Usage: "run the process in an existing sub-cgroup: [CONTROLLER[,CONTROLLER...]:]PATH, repeatable"},
 		&cli.BoolFlag{Name: "ignore-paused", Usage: "exec in a paused container: the process runs once it is resumed"},
 	}
 }
@@ -413,6 +424,9 @@ func execProcess(ctx context.Context, r *runtime.Runtime, cmd *cli.Command) erro
 	opt := runtime.ExecOptions{
 		PidFile: cmd.String("pid-file"), ConsoleSocket: cmd.String("console-socket"),
 		PreserveFds: int(cmd.Int("preserve-fds")), Stdio: stdio(), IgnorePaused: cmd.Bool("ignore-paused"),
+	}
+	if opt.SubCgroups, err = subCgroupPaths(cmd.StringSlice("cgroup")); err != nil {
+		return err
 	}
 	detach := cmd.Bool("detach")
 	var tty *consoleProxy
@@ -532,4 +546,34 @@ func execProcessSpec(r *runtime.Runtime, id string, cmd *cli.Command) (*specs.Pr
 		p.SelinuxLabel = l
 	}
 	return p, nil
+}
+
+// subCgroupPaths parses exec's --cgroup values as runc does:
+// "controller[,controller...]:path" each, or a single bare "path" for
+// every hierarchy (cgroup v2's only form).
+func subCgroupPaths(args []string) (map[string]string, error) {
+	if len(args) == 0 {
+		return nil, nil
+	}
+	paths := make(map[string]string, len(args))
+	for _, a := range args {
+		ctrls, p, ok := strings.Cut(a, ":")
+		if !ok {
+			if len(args) != 1 {
+				return nil, fmt.Errorf("invalid --cgroup argument: %s (missing <controller>: prefix)", a)
+			}
+			paths[""] = a
+			continue
+		}
+		for _, c := range strings.Split(ctrls, ",") {
+			if c == "" {
+				return nil, fmt.Errorf("invalid --cgroup argument: %s (empty <controller> prefix)", a)
+			}
+			if _, dup := paths[c]; dup {
+				return nil, fmt.Errorf("invalid --cgroup argument(s): controller %s specified multiple times", c)
+			}
+			paths[c] = p
+		}
+	}
+	return paths, nil
 }

@@ -277,3 +277,54 @@ func (m *Manager) AddProc(pid int) error {
 	}
 	return nil
 }
+
+// SubPaths resolves `exec --cgroup` requests against the container's
+// cgroup: sub maps a controller to a path below the container's cgroup on
+// that controller's hierarchy, or "" to one path below it on every
+// hierarchy (the only form on cgroup v2). A path that leaves the
+// container's cgroup or a controller the container has no cgroup for is
+// refused, with runc's wording. The result is ready for AddProcTo.
+func (m *Manager) SubPaths(sub map[string]string) (map[string]string, error) {
+	base := m.m.GetPaths()
+	out := maps.Clone(base)
+	under := func(dir, add string) (string, error) {
+		p := filepath.Join(dir, add)
+		if p != dir && !strings.HasPrefix(p, dir+"/") {
+			return "", fmt.Errorf("%s is not a sub cgroup path", add)
+		}
+		return p, nil
+	}
+	if add, ok := sub[""]; ok {
+		for k, dir := range base {
+			p, err := under(dir, add)
+			if err != nil {
+				return nil, err
+			}
+			out[k] = p
+		}
+		return out, nil
+	}
+	for ctrl, add := range sub {
+		dir, ok := base[ctrl]
+		if !ok {
+			return nil, fmt.Errorf("unknown controller %s in --cgroup", ctrl)
+		}
+		p, err := under(dir, add)
+		if err != nil {
+			return nil, err
+		}
+		out[ctrl] = p
+	}
+	return out, nil
+}
+
+// AddProcTo moves pid into the existing cgroup directories of paths (from
+// SubPaths); a missing one fails, as runc's exec --cgroup does.
+func AddProcTo(paths map[string]string, pid int) error {
+	for _, dir := range paths {
+		if err := cgroups.WriteCgroupProc(dir, pid); err != nil {
+			return fmt.Errorf("adding pid %d to cgroups: %w", pid, err)
+		}
+	}
+	return nil
+}

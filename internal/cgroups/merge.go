@@ -61,7 +61,11 @@ func Merge(base, upd *specs.LinuxResources) *specs.LinuxResources {
 		}
 		setU64(&out.CPU.Shares, c.Shares)
 		setI64(&out.CPU.Quota, c.Quota)
-		setU64(&out.CPU.Burst, c.Burst)
+		if c.Burst != nil {
+			// 0 is a burst too (none), unlike the fields above.
+			b := *c.Burst
+			out.CPU.Burst = &b
+		}
 		setU64(&out.CPU.Period, c.Period)
 		setI64(&out.CPU.RealtimeRuntime, c.RealtimeRuntime)
 		setU64(&out.CPU.RealtimePeriod, c.RealtimePeriod)

@@ -82,3 +82,17 @@ func TestSharesConvertToV2Weight(t *testing.T) {
 		t.Errorf("shares 512 -> CpuShares %d CpuWeight %d, want 512 and 59", res.CpuShares, res.CpuWeight)
 	}
 }
+
+// A burst of 0 is a value (no burst), not "unchanged": `update --cpu-burst
+// 0` takes a burst away (runc update.bats "cpu burst").
+func TestMergeBurstZero(t *testing.T) {
+	base := &specs.LinuxResources{CPU: &specs.LinuxCPU{Burst: ptr(uint64(500000)), Period: ptr(uint64(900000))}}
+	got := Merge(base, &specs.LinuxResources{CPU: &specs.LinuxCPU{Burst: ptr(uint64(0))}})
+	if got.CPU.Burst == nil || *got.CPU.Burst != 0 {
+		t.Errorf("burst after an update to 0: %v, want 0", got.CPU.Burst)
+	}
+	got = Merge(base, &specs.LinuxResources{CPU: &specs.LinuxCPU{Shares: ptr(uint64(100))}})
+	if got.CPU.Burst == nil || *got.CPU.Burst != 500000 {
+		t.Errorf("burst after an update without one: %v, want 500000 kept", got.CPU.Burst)
+	}
+}

@@ -546,7 +546,21 @@ func (r *Runtime) Kill(ctx context.Context, id string, sig unix.Signal, all bool
 	if err != nil {
 		return err
 	}
-	if r.status(p) == specs.StateStopped {
+	st := r.status(p)
+	if sig == unix.SIGKILL && !ownPidNamespace(p.Spec) {
+		// Without a pid namespace of its own, the init's death does not
+		// take the container's other processes with it: kill every
+		// process of the cgroup, even once the init is gone, as runc
+		// ≥ 1.2 does (kill.bats "kill KILL [host pidns]").
+		if cg, err := r.cgroupOf(p); err == nil && cg.Exists() {
+			err := signalCgroup(cg, sig)
+			if frozenNow(cg) {
+				cg.Freeze(false)
+			}
+			return err
+		}
+	}
+	if st == specs.StateStopped {
 		if all {
 			// Processes of a container without its own pid namespace
 			// may outlive the init.
@@ -575,6 +589,21 @@ func (r *Runtime) Kill(ctx context.Context, id string, sig unix.Signal, all bool
 		}
 	}
 	return err
+}
+
+// ownPidNamespace says whether the container gets a pid namespace of its
+// own (one without a path to join), whose init takes every other process
+// with it when it dies.
+func ownPidNamespace(spec *specs.Spec) bool {
+	if spec == nil || spec.Linux == nil {
+		return false
+	}
+	for _, ns := range spec.Linux.Namespaces {
+		if ns.Type == specs.PIDNamespace {
+			return ns.Path == ""
+		}
+	}
+	return false
 }
 
 // signalProcess signals pid through a pidfd after checking the start time,

@@ -9,6 +9,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/berth-project/berth/internal/cgroups"
 	"github.com/berth-project/berth/internal/oci"
 )
 
@@ -23,6 +24,10 @@ type ExecOptions struct {
 	// the frozen cgroup and runs once the container is resumed; the
 	// exec waits for that within its usual bound.
 	IgnorePaused bool
+	// SubCgroups puts the process in existing cgroups below the
+	// container's (runc's exec --cgroup): controller to path, or "" to
+	// one path on every hierarchy.
+	SubCgroups map[string]string
 }
 
 // BaseProcess is the container's own process config, the base that `exec`
@@ -73,6 +78,14 @@ func (r *Runtime) Exec(ctx context.Context, id string, proc *specs.Process, opt 
 	if err != nil {
 		return 0, err
 	}
+	joinCgroup := cg.AddProc
+	if len(opt.SubCgroups) > 0 {
+		paths, err := cg.SubPaths(opt.SubCgroups)
+		if err != nil {
+			return 0, err
+		}
+		joinCgroup = func(pid int) error { return cgroups.AddProcTo(paths, pid) }
+	}
 	var filter []byte
 	if sc := p.Spec.Linux.Seccomp; sc != nil {
 		if filter, err = compileSeccomp(sc); err != nil {
@@ -100,7 +113,7 @@ func (r *Runtime) Exec(ctx context.Context, id string, proc *specs.Process, opt 
 		}
 	}
 	c, err := spawn(spawnOptions{
-		join: join, joinCgroup: cg.AddProc, oomScoreAdj: proc.OOMScoreAdj, rootDir: rootDir,
+		join: join, joinCgroup: joinCgroup, oomScoreAdj: proc.OOMScoreAdj, rootDir: rootDir,
 		stdio: opt.Stdio, preserveFds: opt.PreserveFds, console: console,
 		message: &initMessage{Type: msgConfig, Config: &initConfig{
 			Exec: true, ID: id, Bundle: p.Bundle, Spec: p.Spec, Process: proc,

@@ -37,7 +37,14 @@ func Init() {
 		// After ready the runtime no longer listens: the container's
 		// stderr is the only place left to say what went wrong.
 		if ip.enc.Encode(initReply{Type: replyError, Error: err.Error()}) != nil {
-			fmt.Fprintf(os.Stderr, "berth-runtime init: %v\n", err)
+			var ee *execError
+			if errors.As(err, &ee) {
+				// runc's bare "exec /run.sh: no such file or
+				// directory", the line users and tests know.
+				fmt.Fprintln(os.Stderr, err)
+			} else {
+				fmt.Fprintf(os.Stderr, "berth-runtime init: %v\n", err)
+			}
 		}
 		os.Exit(execExitCode(err))
 	}
@@ -244,6 +251,9 @@ func (ip *initProc) finalize(proc *specs.Process, filter *seccomp.Program, waitS
 	} else if !errors.Is(err, os.ErrPermission) {
 		return err
 	}
+	if err := chownStdio([]int{0, 1, 2}, int(proc.User.UID)); err != nil {
+		return err
+	}
 	// Landlock before the filter (which may refuse its calls) and while
 	// CAP_SYS_ADMIN is still held.
 	if err := ip.landlock.restrict(); err != nil {
@@ -281,6 +291,19 @@ func (ip *initProc) finalize(proc *specs.Process, filter *seccomp.Program, waitS
 		return err
 	}
 	ip.sock.Close()
+	// startContainer hooks run in the container under its seccomp filter,
+	// as runc runs them (runc seccomp.bats "runc run [seccomp]
+	// (startContainer hook)"): with such hooks a late filter is loaded
+	// before them, with the limits it may forbid setting first.
+	if waitStart && filter != nil && !early && ip.cfg.Spec.Hooks != nil && len(ip.cfg.Spec.Hooks.StartContainer) > 0 {
+		if err := applyRlimits(proc.Rlimits); err != nil {
+			return err
+		}
+		if _, err := filter.Load(); err != nil {
+			return fmt.Errorf("linux.seccomp: %w", err)
+		}
+		early = true
+	}
 	if waitStart {
 		var hooks []specs.Hook
 		if ip.cfg.Spec.Hooks != nil {
@@ -292,6 +315,12 @@ func (ip *initProc) finalize(proc *specs.Process, filter *seccomp.Program, waitS
 				}
 				hooks = append(hooks, h)
 			}
+		}
+		if len(hooks) > 0 {
+			// The hooks get stdio and nothing of the runtime's
+			// (runc seccomp-notify.bats "(SCMP_ACT_NOTIFY
+			// startContainer hook)" counts their fds).
+			closeExecFrom(3 + ip.preserve)
 		}
 		st := ip.cfg.State
 		st.Status = specs.StateCreated
@@ -548,6 +577,48 @@ var schedFlags = map[specs.LinuxSchedulerFlag]uint64{
 	specs.SchedFlagKeepParams:   0x10,
 	specs.SchedFlagUtilClampMin: 0x20,
 	specs.SchedFlagUtilClampMax: 0x40,
+}
+
+// chownStdio gives the process's user its stdio pipes, sockets and pty
+// (the gid stays: devpts makes ptys group tty), as runc does, so that a
+// process that is not root can reopen them (/dev/stdout, /proc/self/fd/1,
+// `tty`) and own its terminal (runc tty.bats "tty owner ({u,g}id != 0)").
+// Unlike runc it leaves regular files and other devices alone: those are
+// the caller's (a log file, the host's terminal or /dev/null) and must not
+// change owner on the host. A pty counts only when it is from the
+// container's own devpts. Inodes the user namespace cannot map stay as
+// they are.
+func chownStdio(fds []int, uid int) error {
+	var pts unix.Stat_t
+	havePts := unix.Stat("/dev/pts", &pts) == nil
+	for _, fd := range fds {
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil {
+			if errors.Is(err, unix.EBADF) {
+				continue
+			}
+			return fmt.Errorf("stdio fd %d: %w", fd, err)
+		}
+		if int(st.Uid) == uid {
+			continue
+		}
+		switch st.Mode & unix.S_IFMT {
+		case unix.S_IFIFO, unix.S_IFSOCK:
+		case unix.S_IFCHR:
+			if !havePts || st.Dev != pts.Dev {
+				continue
+			}
+		default:
+			continue
+		}
+		if err := unix.Fchown(fd, uid, int(st.Gid)); err != nil {
+			if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EPERM) || errors.Is(err, unix.EROFS) {
+				continue
+			}
+			return fmt.Errorf("give stdio fd %d to uid %d: %w", fd, uid, err)
+		}
+	}
+	return nil
 }
 
 func setupUser(u specs.User) error {

@@ -27,6 +27,15 @@ type rootfsSetup struct {
 	userns   bool
 	devTmpfs bool
 	hostMnt  bool // no mount namespace of its own: see hostmnt_linux.go
+	// roLater are read-only tmpfs mounts (a read-only /dev) mounted
+	// writable at first, so that devices and mount points can be made
+	// in them, and made read-only at the end of prepare, as runc does.
+	roLater []roMount
+}
+
+type roMount struct {
+	dest  string
+	flags uintptr
 }
 
 func (r *rootfsSetup) close() {
@@ -109,6 +118,11 @@ func (r *rootfsSetup) prepare() error {
 		}
 		f.Close()
 	}
+	for _, m := range r.roLater {
+		if err := remount(r.root, m.dest, m.flags); err != nil {
+			return fmt.Errorf("read-only tmpfs %s: %w", m.dest, err)
+		}
+	}
 	return nil
 }
 
@@ -149,6 +163,13 @@ func checkProcMount(dest string, m specs.Mount) error {
 		if m.Type == "proc" {
 			return nil
 		}
+		if oci.IsBind(m) {
+			// The root of a procfs may be bound there: rootless
+			// containers in the host's pid namespace (Podman's
+			// --pid=host) cannot mount a procfs of their own (runc
+			// start_hello.bats "runc run [rootless with host pidns]").
+			return checkProcRoot(m.Source)
+		}
 		return fmt.Errorf("only procfs can be mounted on /proc, not %q", m.Type)
 	}
 	if strings.HasPrefix(dest, "/proc/") {
@@ -160,8 +181,26 @@ func checkProcMount(dest string, m specs.Mount) error {
 	return nil
 }
 
+// checkProcRoot accepts src as the source of a bind on /proc only if it is
+// the root directory of a procfs (inode 1), not a file or directory inside
+// one, nor anything else.
+func checkProcRoot(src string) error {
+	var fs unix.Statfs_t
+	if err := unix.Statfs(src, &fs); err != nil {
+		return fmt.Errorf("bind source %s for /proc: %w", src, err)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(src, &st); err != nil {
+		return fmt.Errorf("bind source %s for /proc: %w", src, err)
+	}
+	if fs.Type != unix.PROC_SUPER_MAGIC || st.Ino != 1 {
+		return fmt.Errorf("%q cannot be bound on /proc: it is not the root of a procfs", src)
+	}
+	return nil
+}
+
 func (r *rootfsSetup) mount(m specs.Mount) error {
-	dest := filepath.Clean(m.Destination)
+	dest := r.containerPath(m.Destination)
 	if err := checkProcMount(dest, m); err != nil {
 		return err
 	}
@@ -175,13 +214,27 @@ func (r *rootfsSetup) mount(m specs.Mount) error {
 	case m.Type == "cgroup" || m.Type == "cgroup2":
 		return r.mountCgroup(m, dest, opts)
 	}
+	data := strings.Join(opts.Data, ",")
+	flags := opts.Flags
+	if m.Type == "tmpfs" {
+		data = r.tmpfsData(dest, data)
+		if flags&unix.MS_RDONLY != 0 {
+			// Read-only at the end of prepare (runc mounts.bats
+			// "runc run [ro /dev mount]").
+			r.roLater = append(r.roLater, roMount{dest, flags})
+			flags &^= unix.MS_RDONLY
+		}
+	}
+	if m.Type == "proc" || m.Type == "sysfs" {
+		if err := r.checkOrdinaryDir(dest, m.Type); err != nil {
+			return err
+		}
+	}
 	target, err := pathrs.MountPoint(r.root, dest, true)
 	if err != nil {
 		return err
 	}
 	defer target.Close()
-	data := strings.Join(opts.Data, ",")
-	flags := opts.Flags
 	err = unix.Mount(m.Source, pathrs.ProcPath(target), m.Type, flags, data)
 	if err != nil && m.Type == "sysfs" && (errors.Is(err, unix.EPERM) || errors.Is(err, unix.EBUSY)) && r.userns {
 		// A user namespace without its own network namespace may not
@@ -200,6 +253,61 @@ func (r *rootfsSetup) mount(m specs.Mount) error {
 		}
 	}
 	return r.applyPropagation(dest, opts)
+}
+
+// containerPath is a mount destination inside the container. A destination
+// that names the rootfs by its host path is taken inside it, as runc has
+// always done (runc mounts.bats "runc run [mount order, container
+// bind-mount source]" binds "$rootfs/mnt" on "$rootfs/final").
+func (r *rootfsSetup) containerPath(dest string) string {
+	dest = filepath.Clean(dest)
+	if rest, ok := strings.CutPrefix(dest, filepath.Clean(r.rootfs)+"/"); ok && filepath.IsAbs(r.rootfs) {
+		return "/" + rest
+	}
+	return dest
+}
+
+// checkOrdinaryDir refuses to mount procfs or sysfs where the image has
+// something other than a directory, a symlink above all: the mount would
+// land where the symlink points, and runc refuses it since CVE-2019-19921
+// (runc mounts.bats "runc run [/proc is a symlink]"). A missing entry is
+// made as a directory by MountPoint.
+func (r *rootfsSetup) checkOrdinaryDir(dest, fstype string) error {
+	check := func(dirfd int, name string) error {
+		var st unix.Stat_t
+		err := unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW)
+		if err == nil && st.Mode&unix.S_IFMT != unix.S_IFDIR {
+			return fmt.Errorf("filesystem %q must be mounted on ordinary directory: %s is not one", fstype, dest)
+		}
+		return nil
+	}
+	if filepath.Dir(dest) == "/" {
+		// The usual /proc and /sys: one fstatat from the root's fd.
+		return check(int(r.root.Fd()), dest[1:])
+	}
+	return pathrs.InParent(r.root, dest, check)
+}
+
+// tmpfsData gives a tmpfs over a directory the image has that directory's
+// mode, setuid, setgid and sticky bits included, unless the options set a
+// mode (later in the data, so theirs wins), as runc does (runc run.bats
+// "runc run with tmpfs", "with tmpfs perms"); over a directory made for the
+// mount the tmpfs keeps its own default (1777).
+func (r *rootfsSetup) tmpfsData(dest, data string) string {
+	f, err := pathrs.Open(r.root, dest)
+	if err != nil {
+		return data
+	}
+	defer f.Close()
+	var st unix.Stat_t
+	if unix.Fstat(int(f.Fd()), &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return data
+	}
+	mode := fmt.Sprintf("mode=%04o", st.Mode&0o7777)
+	if data == "" {
+		return mode
+	}
+	return mode + "," + data
 }
 
 func (r *rootfsSetup) bindMount(m specs.Mount, dest string, opts oci.MountOptions) error {
@@ -249,7 +357,7 @@ func (r *rootfsSetup) bindOptions(dest string, opts oci.MountOptions) error {
 func (r *rootfsSetup) attachIDMapped(m specs.Mount, fd int) error {
 	mnt := os.NewFile(uintptr(fd), "idmapped")
 	defer mnt.Close()
-	dest := filepath.Clean(m.Destination)
+	dest := r.containerPath(m.Destination)
 	opts, err := oci.ParseMountOptions(m.Options)
 	if err != nil {
 		return err
@@ -683,6 +791,9 @@ func pivotRoot(rootfs string) error {
 // initramfs. The host's mounts stay reachable by chroot escapes, which is
 // why it is not the default.
 func moveRoot(rootfs string) error {
+	if err := hideFullProcSys(rootfs); err != nil {
+		return err
+	}
 	if err := unix.Chdir(rootfs); err != nil {
 		return err
 	}
@@ -696,6 +807,38 @@ func moveRoot(rootfs string) error {
 }
 
 // chrootInto makes dir the calling process's root and cwd.
+// hideFullProcSys detaches, in the container's mount namespace, every full
+// procfs and sysfs mount outside the rootfs (covering it with a tmpfs where
+// that is refused), as runc does before --no-pivot's move. After the move
+// and chroot they stay in the mount namespace, out of reach but enough for
+// the kernel to let a nested user namespace mount a new, unmasked procfs
+// (runc no_pivot.bats "runc run --no-pivot must not expose bare /proc").
+func hideFullProcSys(rootfs string) error {
+	mounts, err := mountinfo.GetMounts(func(m *mountinfo.Info) (skip, stop bool) {
+		inside := m.Mountpoint == rootfs || strings.HasPrefix(m.Mountpoint, rootfs+"/")
+		return m.Root != "/" || (m.FSType != "proc" && m.FSType != "sysfs") || inside, false
+	})
+	if err != nil {
+		return fmt.Errorf("read mountinfo: %w", err)
+	}
+	for _, m := range mounts {
+		if err := unix.Mount("", m.Mountpoint, "", unix.MS_SLAVE|unix.MS_REC, ""); err != nil {
+			if errors.Is(err, unix.ENOENT) {
+				continue // under a mount detached already
+			}
+			return fmt.Errorf("hide %s %s: %w", m.FSType, m.Mountpoint, err)
+		}
+		err := unix.Unmount(m.Mountpoint, unix.MNT_DETACH)
+		if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EPERM) {
+			err = unix.Mount("tmpfs", m.Mountpoint, "tmpfs", 0, "")
+		}
+		if err != nil {
+			return fmt.Errorf("hide %s %s: %w", m.FSType, m.Mountpoint, err)
+		}
+	}
+	return nil
+}
+
 func chrootInto(dir string) error {
 	if err := unix.Chdir(dir); err != nil {
 		return err

@@ -34,14 +34,29 @@ func (r *Runtime) Update(ctx context.Context, id string, upd *specs.LinuxResourc
 	if err != nil {
 		return err
 	}
-	if err := cg.Set(merged); err != nil {
+	if err := cg.Set(withoutKeptShares(merged, upd)); err != nil {
 		// The kernel may have taken some values before refusing one:
 		// put the old limits back, as runc does.
-		if rerr := cg.Set(p.Spec.Linux.Resources); rerr != nil {
+		if rerr := cg.Set(withoutKeptShares(p.Spec.Linux.Resources, upd)); rerr != nil {
 			return fmt.Errorf("update container %s: %w (and restoring the previous limits failed: %v)", id, err, rerr)
 		}
 		return fmt.Errorf("update container %s: %w", id, err)
 	}
 	p.Spec.Linux.Resources = merged
 	return r.save(p)
+}
+
+// withoutKeptShares is res without cpu.shares unless upd gives them. The
+// cgroup keeps the shares it has, and the kernel refuses any write of them
+// while the group is SCHED_IDLE (cpu.idle 1): writing them again would make
+// every update of an idle container fail, the one that clears cpu.idle
+// included (runc update.bats "update cgroup cpu.idle").
+func withoutKeptShares(res, upd *specs.LinuxResources) *specs.LinuxResources {
+	if res == nil || res.CPU == nil || res.CPU.Shares == nil || (upd != nil && upd.CPU != nil && upd.CPU.Shares != nil) {
+		return res
+	}
+	out, cpu := *res, *res.CPU
+	cpu.Shares = nil
+	out.CPU = &cpu
+	return &out
 }

@@ -26,7 +26,8 @@ func SendListener(ctx context.Context, listenerPath string, fd int, metadata str
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "unix", listenerPath)
 	if err != nil {
-		return fmt.Errorf("send seccomp listener: %w", err)
+		// runc's words, which callers and runc's tests look for.
+		return fmt.Errorf("send seccomp listener: failed to connect with seccomp agent: %w", err)
 	}
 	conn := c.(*net.UnixConn)
 	defer conn.Close()

@@ -117,8 +117,6 @@ func validate(cfg *specs.LinuxSeccomp, lib version, kernelHas func(specs.LinuxSe
 		}
 	}
 	switch {
-	case cfg.ListenerPath != "" && notify < 0:
-		return fmt.Errorf("%s.listenerPath: set, but no syscall has action %s", p, specs.ActNotify)
 	case cfg.ListenerPath == "" && notify >= 0:
 		return fmt.Errorf("%s.syscalls[%d].action: %s needs %s.listenerPath", p, notify, specs.ActNotify, p)
 	case len(cfg.ListenerPath) > maxSocketPath:
@@ -139,7 +137,8 @@ func validateSyscall(p string, sc specs.LinuxSyscall) error {
 			return fmt.Errorf("%s.names[%d]: empty syscall name", p, j)
 		}
 		if sc.Action == specs.ActNotify && slices.Contains(notifyForbidden, n) {
-			return fmt.Errorf("%s.names[%d]: %s cannot be used for %q: the container init needs it to hand over the listener", p, j, specs.ActNotify, n)
+			// runc's words ("cannot be used for the write syscall").
+			return fmt.Errorf("%s.names[%d]: %s cannot be used for the %s syscall: the container init needs it to hand over the listener", p, j, specs.ActNotify, n)
 		}
 	}
 	if !slices.Contains(knownActions, sc.Action) {

@@ -413,3 +413,74 @@ func TestCgroupUpdate(t *testing.T) {
 		}
 	}
 }
+
+// TestUpdateIdleContainer: a container made SCHED_IDLE (cpu.idle 1) with
+// cpu.shares in its config can still be updated, back to cpu.idle 0 too
+// (runc update.bats "update cgroup cpu.idle"): the kernel refuses writes of
+// cpu.shares to an idle group, so update must not write them again.
+func TestUpdateIdleContainer(t *testing.T) {
+	requireV1Cgroups(t)
+	if _, err := os.Stat("/sys/fs/cgroup/cpu/cpu.idle"); err != nil {
+		t.Skip("needs cpu.idle in the v1 cpu controller (Linux 5.15 or later)")
+	}
+	rt := newRuntime(t)
+	b := testutil.NewBundle(t, testutil.WithArgs("sleep", "1000"),
+		withResources(func(r *specs.LinuxResources) { r.CPU = &specs.LinuxCPU{Shares: ptrTo(uint64(100))} }))
+	id := rt.NewID("idle")
+	rt.Run(id, b.Dir, "-d").OK(t)
+	pid := rt.Pid(id)
+	for _, v := range []string{"1", "0", "1"} {
+		rt.Do("update", "--cpu-idle", v, id).OK(t)
+		if got := cgroupFile(t, pid, "cpu", "cpu.idle"); got != v {
+			t.Errorf("cpu.idle after update --cpu-idle %s = %q", v, got)
+		}
+	}
+	rt.Do("update", "--pids-limit", "30", id).OK(t)
+	rt.Kill(id, "KILL").OK(t)
+	rt.Wait(id)
+	rt.Delete(id).OK(t)
+}
+
+// TestExecSubCgroup: exec --cgroup puts the process in an existing cgroup
+// below the container's, per controller or on every hierarchy, and refuses
+// a path outside it, a missing one and an unknown controller (runc
+// exec.bats "runc exec --cgroup sub-cgroups [v1]").
+func TestExecSubCgroup(t *testing.T) {
+	requireV1Cgroups(t)
+	rt := newRuntime(t)
+	b := testutil.NewBundle(t, testutil.WithArgs("sleep", "1000"))
+	id := rt.NewID("execsubcg")
+	rt.Run(id, b.Dir, "-d").OK(t)
+	pid := rt.Pid(id)
+	mem, cpu, cpuacct := cgroupDir(t, pid, "memory"), cgroupDir(t, pid, "cpu"), cgroupDir(t, pid, "cpuacct")
+	// cpu and cpuacct may share a hierarchy.
+	for _, d := range []string{filepath.Join(mem, "submem"), filepath.Join(cpu, "subcpu"), filepath.Join(cpuacct, "subcpu")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []struct{ arg, want string }{
+		{"..", ".. is not a sub cgroup path"},
+		{"nonexistent", "/nonexistent/cgroup.procs: no such file"},
+		{"cpu:nonexistent", "/nonexistent/cgroup.procs: no such file"},
+		{"whaaat:/", "unknown controller whaaat"},
+	} {
+		res := rt.Exec(id, []string{"--cgroup", c.arg}, "true")
+		if res.ExitCode == 0 || !strings.Contains(res.Stderr, c.want) {
+			t.Errorf("exec --cgroup %s: %s, want a failure saying %q", c.arg, res, c.want)
+		}
+	}
+	out := rt.Exec(id, []string{"--cgroup", "memory:submem", "--cgroup", "cpu,cpuacct:subcpu"}, "cat", "/proc/self/cgroup").OK(t).Stdout
+	// The container's cgroup namespace is rooted at its own cgroup.
+	if !strings.Contains(out, ":memory:/submem\n") || !strings.Contains(out, ":cpu:/subcpu\n") || !strings.Contains(out, ":pids:/\n") {
+		t.Errorf("exec --cgroup memory:submem --cgroup cpu,cpuacct:subcpu: /proc/self/cgroup is\n%s\nwant memory in submem, cpu in subcpu, the rest in the container's", out)
+	}
+	rt.Kill(id, "KILL").OK(t)
+	rt.Wait(id)
+	rt.Delete(id).OK(t)
+	for _, d := range []string{mem, cpu, cpuacct} {
+		if fileExists(d) {
+			t.Errorf("%s is left after delete", d)
+		}
+	}
+}

@@ -290,3 +290,23 @@ func TestTimeNamespace(t *testing.T) {
 		t.Errorf("uptime inside %d, host %d: want the container's %d seconds ahead", inside, host, offset)
 	}
 }
+
+// TestTimeNamespaceUserns: time offsets are set in a container that also
+// has a user namespace (runc timens.bats "runc run [simple timens +
+// userns]"); they used to fail with EACCES on /proc/self/timens_offsets.
+func TestTimeNamespaceUserns(t *testing.T) {
+	skipIfRunc(t, "time namespaces and linux.timeOffsets are not supported (added in runc 1.2)")
+	rt := newRuntime(t)
+	mapping := []specs.LinuxIDMapping{{ContainerID: 0, HostID: 100000, Size: 65536}}
+	out := runOut(t, rt, "timensuserns", testutil.WithShell("cat /proc/self/timens_offsets"),
+		testutil.WithNamespaces(append(testutil.DefaultSpec().Linux.Namespaces,
+			specs.LinuxNamespace{Type: specs.TimeNamespace}, specs.LinuxNamespace{Type: specs.UserNamespace})...),
+		testutil.WithSpec(func(s *specs.Spec) {
+			s.Linux.UIDMappings = mapping
+			s.Linux.GIDMappings = mapping
+			s.Linux.TimeOffsets = map[string]specs.LinuxTimeOffset{"monotonic": {Secs: 7881, Nanosecs: 2718281}}
+		}))
+	if !strings.Contains(strings.Join(strings.Fields(out), " "), "monotonic 7881 2718281") {
+		t.Errorf("timens_offsets in a container with a user namespace: %q, want monotonic 7881 2718281", out)
+	}
+}

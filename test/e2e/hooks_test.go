@@ -385,3 +385,17 @@ func TestCreateContainerHookCwd(t *testing.T) {
 		t.Errorf("createContainer hook did not run in the rootfs: %s", res)
 	}
 }
+
+// TestStartContainerHookFds: a startContainer hook gets stdio and nothing
+// else of the runtime's (runc seccomp-notify.bats "(SCMP_ACT_NOTIFY
+// startContainer hook)" counts its fds).
+func TestStartContainerHookFds(t *testing.T) {
+	rt := newRuntime(t)
+	b := testutil.NewBundle(t, testutil.WithArgs("true"), testutil.WithSpec(func(s *specs.Spec) {
+		s.Hooks = &specs.Hooks{StartContainer: []specs.Hook{{Path: "/bin/sh",
+			Args: []string{"sh", "-c", `n=$(ls /proc/self/fd/ | wc -l); [ "$n" -eq 4 ] || { echo "hook has $n fds"; ls -l /proc/self/fd/; exit 1; }`}}}}
+	}))
+	if res := rt.Run(rt.NewID("hookfds"), b.Dir); res.ExitCode != 0 {
+		t.Errorf("startContainer hook saw more than stdio: %s", res)
+	}
+}

@@ -55,6 +55,94 @@ func TestTmpfsMount(t *testing.T) {
 	}
 }
 
+// TestTmpfsMountMode: a tmpfs over a directory of the image takes that
+// directory's mode, special bits included, unless its options set one; over
+// a directory made for it, tmpfs's own 1777 (runc run.bats "runc run with
+// tmpfs", "runc run with tmpfs perms").
+func TestTmpfsMountMode(t *testing.T) {
+	rt := newRuntime(t)
+	tmpfs := func(dest string, opts ...string) specs.Mount {
+		return specs.Mount{Destination: dest, Type: "tmpfs", Source: "tmpfs", Options: opts}
+	}
+	out := runOut(t, rt, "tmpfsmode",
+		testutil.WithShell(`stat -c %a /a /b /c /d`),
+		testutil.WithRootfs(func(rootfs string) error {
+			for d, mode := range map[string]os.FileMode{"a": 0o710, "b": 0o777 | os.ModeSetuid | os.ModeSetgid | os.ModeSticky, "c": 0o710} {
+				if err := os.Mkdir(filepath.Join(rootfs, d), 0); err != nil {
+					return err
+				}
+				if err := os.Chmod(filepath.Join(rootfs, d), mode); err != nil {
+					return err
+				}
+			}
+			return nil
+		}),
+		testutil.WithMounts(tmpfs("/a"), tmpfs("/b", "nosuid"), tmpfs("/c", "mode=0410"), tmpfs("/d")))
+	if got, want := strings.Fields(out), []string{"710", "7777", "410", "1777"}; strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("modes of tmpfs mounts /a /b /c /d = %v, want %v", got, want)
+	}
+}
+
+// TestReadonlyDevTmpfs: a read-only /dev still gets its devices and
+// /dev/pts, and ends read-only (runc mounts.bats "runc run [ro /dev
+// mount]"); another read-only tmpfs stays read-only.
+func TestReadonlyDevTmpfs(t *testing.T) {
+	rt := newRuntime(t)
+	out := runOut(t, rt, "rodev",
+		testutil.WithShell(`grep -E '^tmpfs /(dev|ro) ' /proc/mounts | cut -d' ' -f2,4 | cut -d, -f1; test -c /dev/null && test -d /dev/pts && echo devices; touch /ro/x 2>/dev/null || echo ro-refused`),
+		testutil.WithMounts(specs.Mount{Destination: "/ro", Type: "tmpfs", Source: "tmpfs", Options: []string{"ro", "nosuid"}}),
+		testutil.WithSpec(func(s *specs.Spec) {
+			for i, m := range s.Mounts {
+				if m.Destination == "/dev" {
+					s.Mounts[i].Options = append(s.Mounts[i].Options, "ro")
+				}
+			}
+		}))
+	if want := "/dev ro\n/ro ro\ndevices\nro-refused\n"; out != want {
+		t.Errorf("read-only /dev and /ro: output %q, want %q", out, want)
+	}
+}
+
+// TestMountOrderRootfsSources: mounts are made in order, a bind whose
+// source lies in the container's rootfs sees the mounts made there before
+// it, and a destination that names the rootfs by its host path is taken
+// inside it, as runc does (runc mounts.bats "runc run [mount order,
+// container bind-mount source]").
+func TestMountOrderRootfsSources(t *testing.T) {
+	rt := newRuntime(t)
+	src := hostDir(t)
+	for _, sub := range []string{"a/x", "b/y", "c/z"} {
+		if err := os.MkdirAll(filepath.Join(src, sub), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(src, sub, "file"), []byte(sub+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		top := filepath.Dir(sub)
+		if err := os.Symlink(top, filepath.Join(src, "sym-"+top)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b := testutil.NewBundle(t, testutil.WithArgs("cat", "/final/x/y/z/z/x/y/z/x/file"))
+	bind := func(from, to, kind string) specs.Mount {
+		return specs.Mount{Source: from, Destination: to, Type: "bind", Options: []string{kind, "rprivate"}}
+	}
+	rootfs := b.Rootfs
+	b.Spec.Mounts = append(b.Spec.Mounts,
+		bind(filepath.Join(src, "a"), "/mnt", "bind"),
+		bind(filepath.Join(src, "sym-b"), "/mnt/x", "bind"),
+		bind(filepath.Join(src, "c"), "/mnt/x/y", "bind"),
+		bind(filepath.Join(src, "sym-a"), "/mnt/x/y/z", "bind"),
+		bind(rootfs+"/mnt/x", rootfs+"/mnt/x/y/z/x", "rbind"),
+		bind(rootfs+"/mnt/x/y", rootfs+"/mnt/x/y/z", "rbind"),
+		bind(rootfs+"/mnt", rootfs+"/final", "rbind"))
+	b.Save(t)
+	res := rt.Run(rt.NewID("mntorder"), b.Dir)
+	if res.ExitCode != 0 || res.Stdout != "a/x\n" {
+		t.Errorf("the file at the end of the mount tree: %s; want a/x", res)
+	}
+}
+
 func TestBindMounts(t *testing.T) {
 	rt := newRuntime(t)
 	rw, ro, rec := hostDir(t), hostDir(t), hostDir(t)

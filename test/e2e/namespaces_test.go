@@ -54,3 +54,28 @@ func TestJoinNamespacesByPath(t *testing.T) {
 		t.Errorf("container namespaces and hostname %q, want %s %s berth-joined", got, wantNet, wantUTS)
 	}
 }
+
+// TestJoinOtherContainerUserns: a container joining another container's
+// user namespace by path runs as root of it, and can set up its own mounts
+// (runc userns.bats "userns join other container userns"); before, it
+// kept the host uid, unmapped there, and mkdir of /dev/pts failed with
+// EOVERFLOW.
+func TestJoinOtherContainerUserns(t *testing.T) {
+	rt := newRuntime(t)
+	mapping := []specs.LinuxIDMapping{{ContainerID: 0, HostID: 100000, Size: 65536}}
+	ns := append(testutil.DefaultSpec().Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace})
+	target := testutil.NewBundle(t, testutil.WithArgs("sleep", "1000"), testutil.WithNamespaces(ns...), testutil.WithSpec(func(s *specs.Spec) {
+		s.Linux.UIDMappings = mapping
+		s.Linux.GIDMappings = mapping
+	}))
+	tid := rt.NewID("usernstarget")
+	rt.Run(tid, target.Dir, "-d").OK(t)
+	userns := fmt.Sprintf("/proc/%d/ns/user", rt.Pid(tid))
+	joinNs := append(testutil.DefaultSpec().Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace, Path: userns})
+	b := testutil.NewBundle(t, testutil.WithShell(`id -u; cat /proc/self/uid_map`), testutil.WithNamespaces(joinNs...))
+	res := rt.Run(rt.NewID("usernsjoin"), b.Dir)
+	if f := strings.Fields(res.Stdout); res.ExitCode != 0 || len(f) != 4 || f[0] != "0" || f[2] != "100000" {
+		t.Errorf("run in the user namespace of another container: %s; want uid 0 and its map 0 100000 65536", res)
+	}
+	rt.Delete(tid, "--force").OK(t)
+}

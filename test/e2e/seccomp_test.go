@@ -168,8 +168,8 @@ func TestSeccompNotifyNoListener(t *testing.T) {
 	}))
 	id := rt.NewID("nolistener")
 	res := rt.Create(id, b.Dir).Fails(t)
-	if !strings.Contains(res.Stderr, sock) {
-		t.Errorf("create with nobody listening on listenerPath failed without naming %s: %s", sock, res)
+	if !strings.Contains(res.Stderr, sock) || !strings.Contains(res.Stderr, "failed to connect with seccomp agent") {
+		t.Errorf("create with nobody listening on listenerPath failed without naming %s in runc's words: %s", sock, res)
 	}
 	checkCreateLeftNothing(t, rt, id, b)
 }
@@ -365,4 +365,39 @@ func TestRlimitASWithSeccomp(t *testing.T) {
 	if f := strings.Fields(out); len(f) != 2 || f[0] != "1048576" || f[1] != "2097152" {
 		t.Errorf("ulimit -v / -Hv in the container = %q, want 1048576 and 2097152 (KiB)", out)
 	}
+}
+
+// TestSeccompStartContainerHook: a startContainer hook runs under the
+// container's seccomp filter, as with runc (runc seccomp.bats "runc run
+// [seccomp] (startContainer hook)").
+func TestSeccompStartContainerHook(t *testing.T) {
+	rt := newRuntime(t)
+	b := testutil.NewBundle(t, testutil.WithArgs("true"), testutil.WithSpec(func(s *specs.Spec) {
+		s.Process.NoNewPrivileges = true
+		s.Linux.Seccomp = &specs.LinuxSeccomp{
+			DefaultAction: specs.ActAllow,
+			Syscalls:      []specs.LinuxSyscall{{Names: []string{"mkdir", "mkdirat"}, Action: specs.ActKill}},
+		}
+		s.Hooks = &specs.Hooks{StartContainer: []specs.Hook{{Path: "/bin/sh", Args: []string{"sh", "-c", "mkdir /tmp/foo"}}}}
+	}))
+	res := rt.Run(rt.NewID("schook"), b.Dir)
+	if res.ExitCode == 0 || !strings.Contains(res.Stderr, "error running startContainer hook") || !strings.Contains(res.Stderr, "bad system call") {
+		t.Errorf("run with a startContainer hook that mkdirs under a filter killing mkdir: %s; want the hook to fail", res)
+	}
+}
+
+// TestSeccompListenerPathWithoutNotify: a listenerPath with no notify
+// action in the profile is ignored, as runc ignores it (runc
+// seccomp-notify.bats "runc run [seccomp] (ignore listener path if no
+// notify act)"): nothing dials the socket, which need not exist.
+func TestSeccompListenerPathWithoutNotify(t *testing.T) {
+	rt := newRuntime(t)
+	b := testutil.NewBundle(t, testutil.WithArgs("true"), testutil.WithSpec(func(s *specs.Spec) {
+		s.Linux.Seccomp = &specs.LinuxSeccomp{
+			DefaultAction: specs.ActAllow,
+			ListenerPath:  filepath.Join(t.TempDir(), "missing.sock"),
+			Syscalls:      []specs.LinuxSyscall{{Names: []string{"swapon"}, Action: specs.ActErrno}},
+		}
+	}))
+	rt.Run(rt.NewID("nolistener"), b.Dir).OK(t)
 }

@@ -178,3 +178,72 @@ func TestFakeProc(t *testing.T) {
 		}),
 		testutil.WithSpec(func(s *specs.Spec) { s.Process.OOMScoreAdj = &adj })))
 }
+
+// TestProcSymlinkRefused: procfs is not mounted through a /proc that the
+// image made a symlink, as runc refuses it (runc mounts.bats "runc run
+// [/proc is a symlink]", CVE-2019-19921).
+func TestProcSymlinkRefused(t *testing.T) {
+	rt := newRuntime(t)
+	b := testutil.NewBundle(t, testutil.WithArgs("true"), testutil.WithRootfs(func(rootfs string) error {
+		os.RemoveAll(filepath.Join(rootfs, "proc"))
+		if err := os.Mkdir(filepath.Join(rootfs, "bad-proc"), 0o755); err != nil {
+			return err
+		}
+		return os.Symlink("/bad-proc", filepath.Join(rootfs, "proc"))
+	}))
+	res := rt.Run(rt.NewID("procsym"), b.Dir)
+	if res.ExitCode == 0 || !strings.Contains(res.Stderr, "must be mounted on ordinary directory") {
+		t.Errorf("run with /proc a symlink: %s; want a refusal", res)
+	}
+}
+
+// TestProcBindOfProcRoot: the root of a procfs may be bound on /proc (a
+// container in the host's pid namespace that cannot mount its own, as
+// rootless Podman --pid=host does; runc start_hello.bats "runc run
+// [rootless with host pidns]"); a directory inside a procfs may not.
+func TestProcBindOfProcRoot(t *testing.T) {
+	rt := newRuntime(t)
+	bundle := func(src string) *testutil.Bundle {
+		return testutil.NewBundle(t, testutil.WithShell("stat -f -c %T /proc; test -e /proc/1/status && echo host-pids"),
+			testutil.WithSpec(func(s *specs.Spec) {
+				var keep []specs.LinuxNamespace
+				for _, ns := range s.Linux.Namespaces {
+					if ns.Type != specs.PIDNamespace {
+						keep = append(keep, ns)
+					}
+				}
+				s.Linux.Namespaces = keep
+				for i, m := range s.Mounts {
+					if m.Type == "proc" {
+						s.Mounts[i] = specs.Mount{Destination: "/proc", Type: "none", Source: src, Options: []string{"rbind", "nosuid", "nodev", "noexec"}}
+					}
+				}
+			}))
+	}
+	res := rt.Run(rt.NewID("procbind"), bundle("/proc").Dir)
+	if res.ExitCode != 0 || res.Stdout != "proc\nhost-pids\n" {
+		t.Errorf("run with the host's /proc bound on /proc: %s; want procfs with the host's pids", res)
+	}
+	res = rt.Run(rt.NewID("procbind"), bundle("/proc/sys").Dir)
+	if res.ExitCode == 0 || !strings.Contains(res.Stderr, "not the root of a procfs") {
+		t.Errorf("run with /proc/sys bound on /proc: %s; want a refusal", res)
+	}
+}
+
+// TestNoPivotHidesHostProc: with --no-pivot the host's procfs stays in the
+// container's mount namespace below the moved root; it is detached first, so
+// a nested user namespace cannot mount a new, unmasked procfs (runc
+// no_pivot.bats "runc run --no-pivot must not expose bare /proc").
+func TestNoPivotHidesHostProc(t *testing.T) {
+	rt := newRuntime(t)
+	b := testutil.NewBundle(t, testutil.WithArgs("busybox", "unshare", "-mrpf", "busybox", "sh", "-euc", "busybox mount -t proc none /proc && echo mounted"),
+		testutil.WithSpec(func(s *specs.Spec) {
+			c := s.Process.Capabilities
+			c.Bounding = append(c.Bounding, "CAP_SETFCAP")
+			c.Permitted = append(c.Permitted, "CAP_SETFCAP")
+		}))
+	res := rt.Run(rt.NewID("nopivot"), b.Dir, "--no-pivot")
+	if res.ExitCode == 0 || strings.Contains(res.Stdout, "mounted") || !strings.Contains(res.Stderr, "Permission denied") && !strings.Contains(res.Stderr, "permission denied") {
+		t.Errorf("mount of a new procfs in a nested user namespace under --no-pivot: %s; want permission denied", res)
+	}
+}

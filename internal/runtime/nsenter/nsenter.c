@@ -193,7 +193,7 @@ __attribute__((constructor)) static void berth_nsenter(void)
 
 	// The user namespace comes first: it owns every namespace created or
 	// joined after it.
-	int in_userns = (cloneflags & CLONE_NEWUSER) != 0;
+	int in_userns = 0;
 	for (int i = 0; i < njoins; i++)
 		if (joins[i].type == CLONE_NEWUSER) {
 			join_ns(&joins[i]);
@@ -218,15 +218,18 @@ __attribute__((constructor)) static void berth_nsenter(void)
 			if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
 				bail("prctl PR_SET_DUMPABLE");
 		}
+		in_userns = 1;
 	}
-	// Created or joined (a pod's), the namespace's root is who sets up
-	// the container: the host's IDs are unmapped in it, and a file
-	// system of the namespace (the /dev tmpfs) refuses to create files
-	// for unmapped IDs (EOVERFLOW).
+	// Root of the user namespace, whether made or joined: a joined one
+	// (another container's) does not map the host uid we still have, and
+	// files made with an unmapped owner fail with EOVERFLOW (runc
+	// userns.bats "userns join other container userns").
+	// A joined one that does not map 0 (EINVAL) is left as it was.
 	if (in_userns) {
-		if (setresgid(0, 0, 0) < 0)
+		int joined = !(cloneflags & CLONE_NEWUSER);
+		if (setresgid(0, 0, 0) < 0 && !(joined && errno == EINVAL))
 			bail("setresgid to root of the user namespace");
-		if (setresuid(0, 0, 0) < 0)
+		if (setresuid(0, 0, 0) < 0 && !(joined && errno == EINVAL))
 			bail("setresuid to root of the user namespace");
 	}
 	for (int i = 0; i < njoins; i++)
@@ -237,9 +240,17 @@ __attribute__((constructor)) static void berth_nsenter(void)
 			bail("unshare namespaces 0x%lx", cloneflags & ~(unsigned long)CLONE_NEWUSER);
 	}
 	if (timens[0] != '\0') {
+		// Not dumpable, our /proc/self files belong to the host's
+		// root, which a user namespace does not map: open would fail
+		// with EACCES (runc timens.bats "simple timens + userns").
+		// Dumpable only for the open, before any container process.
+		if (in_userns && prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) < 0)
+			bail("prctl PR_SET_DUMPABLE");
 		int fd = open("/proc/self/timens_offsets", O_WRONLY | O_CLOEXEC);
 		if (fd < 0)
 			bail("open /proc/self/timens_offsets");
+		if (in_userns && prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+			bail("prctl PR_SET_DUMPABLE");
 		if (write(fd, timens, strlen(timens)) < 0)
 			bail("write time namespace offsets");
 		close(fd);
