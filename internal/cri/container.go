@@ -219,6 +219,9 @@ func (s *Server) createOptions(ctx context.Context, c *runtimeapi.ContainerConfi
 		}
 		hc.Resources, hc.OomScoreAdj = res, adj
 	}
+	// Kubernetes' identity: the primary group among the supplementary
+	// ones (Merge unless the pod says Strict).
+	hc.SupplementalGroupsPolicy = "Merge"
 	sc := lin.GetSecurityContext()
 	if sc != nil {
 		if sc.Privileged && !sx.Privileged {

@@ -203,9 +203,16 @@ func BuildSpec(ctx context.Context, in SpecInput) (*specs.Spec, error) {
 		return nil, err
 	}
 	switch hc.SupplementalGroupsPolicy {
-	case "", "Merge":
-	case "Strict":
-		user.AdditionalGids = nil
+	case "":
+	case "Merge", "Strict":
+		if hc.SupplementalGroupsPolicy == "Strict" {
+			user.AdditionalGids = nil
+		}
+		// Kubernetes' identity (and containerd's, CRI-O's): the
+		// primary group is among the supplementary ones too.
+		if !slices.Contains(user.AdditionalGids, user.GID) {
+			user.AdditionalGids = append([]uint32{user.GID}, user.AdditionalGids...)
+		}
 	default:
 		return nil, fmt.Errorf("invalid supplemental groups policy %q: want Merge or Strict: %w", hc.SupplementalGroupsPolicy, errdefs.ErrInvalidArgument)
 	}

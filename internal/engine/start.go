@@ -334,6 +334,21 @@ func (e *Engine) runtimeRoot(bin string) string {
 
 func cgroupsPath(id string) string { return "/berth/" + id }
 
+// removeEmptyBerthParent removes the shared /berth cgroup of each
+// hierarchy once r's own is gone and no other container is in it:
+// berth-runtime does so itself, runc and crun leave it. A container made at
+// the same moment makes it again (rmdir of a cgroup with children fails).
+func removeEmptyBerthParent(r *record) {
+	if !strings.HasPrefix(cgroupsPathOf(r), "/berth/") {
+		return
+	}
+	dirs, _ := filepath.Glob("/sys/fs/cgroup/*/berth")
+	dirs = append(dirs, "/sys/fs/cgroup/berth")
+	for _, d := range dirs {
+		unix.Rmdir(d) //nolint:errcheck // busy or absent: nothing to do
+	}
+}
+
 // cgroupsPathOf is r's cgroupsPath: as fixed at create (setCgroup), else
 // under its sandbox's parent (kubelet's pod cgroup) when it has one, else
 // Berth's /berth.
@@ -640,6 +655,7 @@ func (e *Engine) teardown(ctx context.Context, r *record) {
 		}
 	}
 	e.runtimeDelete(ctx, r)
+	removeEmptyBerthParent(r)
 	e.secmonRelease(ctx, r)
 	e.unmountPodRootfs(r.ID)
 	rootfs := filepath.Join(rundir, "rootfs")

@@ -83,9 +83,11 @@ type HostConfig struct {
 	// GroupAdd are supplementary groups (numeric IDs or names in the
 	// image's /etc/group) added to the user's own.
 	GroupAdd []string `json:"GroupAdd,omitempty"`
-	// SupplementalGroupsPolicy is Kubernetes' pod field: "" or "Merge"
-	// adds the groups the image's /etc/group gives the user to GroupAdd;
-	// "Strict" uses GroupAdd alone.
+	// SupplementalGroupsPolicy is Kubernetes' pod field: "Merge" adds
+	// the groups the image's /etc/group gives the user to GroupAdd,
+	// "Strict" uses GroupAdd alone; both put the primary group among the
+	// supplementary ones, as Kubernetes expects. "" is Docker's: Merge
+	// without the primary group.
 	SupplementalGroupsPolicy string `json:"SupplementalGroupsPolicy,omitempty"`
 	// Devices are host devices given to the container (--device).
 	Devices []DeviceMapping `json:"Devices,omitempty"`

@@ -58,8 +58,9 @@ func TestCRIDevice(t *testing.T) {
 
 // TestCRISupplementalGroupsPolicy: Merge (the default) adds the groups the
 // image's /etc/group gives the user (app is in staff, 50) to the pod's
-// supplemental groups; Strict uses the pod's alone; ContainerStatus reports
-// the identity the process runs with.
+// supplemental groups; Strict uses the pod's alone; both include the
+// primary group (1000), as Kubernetes expects; ContainerStatus reports the
+// identity the process runs with.
 func TestCRISupplementalGroupsPolicy(t *testing.T) {
 	c := newCRI(t)
 	pod, _ := c.podConfig("groups")
@@ -70,7 +71,7 @@ func TestCRISupplementalGroupsPolicy(t *testing.T) {
 		}}}
 	}
 	_, ids := c.runPod(pod, "groups", c.ctrConfig("merge", script, sc(0)), c.ctrConfig("strict", script, sc(1)))
-	for i, want := range []string{"Groups:\t50 1234", "Groups:\t1234"} {
+	for i, want := range []string{"Groups:\t50 1000 1234", "Groups:\t1000 1234"} {
 		waitForOut(t, "the container's groups", 30*time.Second, func() (bool, string) {
 			out := c.crictlRun("logs", ids[i]).stdout
 			for _, line := range strings.Split(out, "\n") {
