@@ -625,7 +625,9 @@ func (a *agent) event(ev *kern.SecmonEvent) {
 	}
 	in.Process.Path = proc.Path
 	base.Event, base.Process = kind, proc
-	if ev.Rule >= 0 && int(ev.Rule) < len(r.Rules) {
+	// A kernel match of an alert rule only sent the event up: the loop
+	// below writes the alerts, from the rules' CEL.
+	if ev.Rule >= 0 && int(ev.Rule) < len(r.Rules) && ev.Action != kern.ActAlert {
 		al := base
 		al.Time, al.Rule, al.Action = when, r.Rules[ev.Rule].Name, actionNames[ev.Action]
 		if al.Action == ActionKill && r.Rules[ev.Rule].Scope == ScopeContainer {

@@ -30,7 +30,7 @@ type Atom struct {
 // truth table over its atoms (bit i of the index is atom i).
 type KernelRule struct {
 	ID     uint32 // index of the rule in the RuleSet
-	Action uint32 // kern.ActDeny or kern.ActKill
+	Action uint32 // kern.ActDeny, kern.ActKill or kern.ActAlert (report only)
 	Atoms  []Atom
 	Table  [(1 << kern.MaxAtoms) / 64]uint64
 }
@@ -99,6 +99,7 @@ func (p *Plan) addSyscalls(names []string) {
 // Plan compiles the rules for one container.
 func (rs *RuleSet) Plan(c Container) (*Plan, error) {
 	p := &Plan{}
+	alertRules := map[*KernelPolicy][]KernelRule{}
 	vars := map[string]any{"container": c.vars()}
 	for i, r := range rs.Rules {
 		where := fmt.Sprintf("%s: rule %q (line %d)", r.Source, r.Name, r.Line)
@@ -151,7 +152,18 @@ func (rs *RuleSet) Plan(c Container) (*Plan, error) {
 			continue
 		}
 		if r.Action == ActionAlert {
-			pol.Report = true
+			// An alert condition the kernel can check is a kernel
+			// rule too, so that only the events it matches go up to
+			// the agent (which writes the alert from its CEL); any
+			// other makes the kernel send every event of the kind.
+			kr, _, err := rs.kernelRule(i, vars)
+			switch {
+			case err != nil:
+				pol.Report = true
+			case kr != nil:
+				kr.Action = kern.ActAlert
+				alertRules[pol] = append(alertRules[pol], *kr)
+			}
 			continue
 		}
 		kr, always, err := rs.kernelRule(i, vars)
@@ -165,6 +177,18 @@ func (rs *RuleSet) Plan(c Container) (*Plan, error) {
 			return nil, fmt.Errorf("%s: more than %d deny/kill rules on %s for one container: %w", where, kern.MaxRules, r.Event, errdefs.ErrNotImplemented)
 		}
 		pol.Rules = append(pol.Rules, *kr)
+	}
+	// Alert rules after every deny and kill rule: the kernel acts on the
+	// first rule that matches. Too many for the kernel's table, or a
+	// kind whose every event goes up anyway: the agent checks them all.
+	for _, pol := range []*KernelPolicy{&p.Exec, &p.Connect} {
+		if rules := alertRules[pol]; len(rules) > 0 && !pol.Report {
+			if len(pol.Rules)+len(rules) > kern.MaxRules {
+				pol.Report = true
+			} else {
+				pol.Rules = append(pol.Rules, rules...)
+			}
+		}
 	}
 	return p, nil
 }

@@ -210,3 +210,42 @@ func FuzzParseRules(f *testing.F) {
 		}
 	})
 }
+
+// An alert condition the kernel can check becomes a kernel rule that only
+// reports (after the deny and kill rules, which act on the first match),
+// so that events it does not match never reach the agent; one it cannot
+// check makes the kernel report every event of the kind.
+func TestAlertPlanFiltersInKernel(t *testing.T) {
+	rs, err := ParseRules([]byte(`rules:
+- name: watch-port
+  event: connect
+  condition: connect.port == 1
+  action: alert
+- name: egress
+  event: connect
+  condition: connect.port == 8888
+  action: deny
+- name: watch-shell
+  event: exec
+  condition: exec.path == "/bin/sh"
+  action: alert
+- name: watch-argv
+  event: exec
+  condition: exec.argv.exists(a, a == "x")
+  action: alert
+`), "rules.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := rs.Plan(Container{ID: "c"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := p.Connect
+	if c.Report || len(c.Rules) != 2 || c.Rules[0].Action != kern.ActDeny || c.Rules[1].Action != kern.ActAlert || c.Rules[1].ID != 0 {
+		t.Errorf("connect policy %+v: want the deny rule, then the alert rule as a kernel filter, and no report-all", c)
+	}
+	if !p.Exec.Report {
+		t.Errorf("exec policy %+v: an argv condition cannot be checked in the kernel: every exec must be reported", p.Exec)
+	}
+}
