@@ -133,13 +133,24 @@ func run() error {
 		}
 	}()
 
-	modes := []string{"none", "alert", "deny"}
+	// bystander: a container without rules while another one has rules
+	// (the agent and its host-wide programs loaded), the issue's "containers
+	// without rules pay nothing"; none: no agent at all.
+	modes := []string{"none", "bystander", "alert", "deny"}
 	res := map[string]map[string][]float64{}
 	for rep := 0; rep < *flagReps; rep++ {
 		for _, m := range modes {
+			var sidecar string
+			if m == "bystander" {
+				out, err := b.cmd(time.Minute, "run", "-d", "--network", "none", "--security-opt", "monitor="+rules["alert"], b.image, "sleep", "3600")
+				if err != nil {
+					return fmt.Errorf("bystander's neighbour: %v: %s", err, out)
+				}
+				sidecar = strings.TrimSpace(lastLine(out))
+			}
 			for _, w := range []string{"exec", "connect"} {
 				args := []string{"run", "--rm", "--network", "none", "-v", b.worker + ":/worker:ro"}
-				if m != "none" {
+				if m != "none" && m != "bystander" {
 					args = append(args, "--security-opt", "monitor="+rules[m])
 				}
 				args = append(args, b.image, "/worker", w, strconv.Itoa(*flagN))
@@ -148,10 +159,12 @@ func run() error {
 				}
 				out, err := b.cmd(10*time.Minute, args...)
 				if err != nil {
+					b.removeContainer(sidecar)
 					return fmt.Errorf("%s %s: %v: %s", m, w, err, out)
 				}
 				ns, err := strconv.ParseFloat(strings.TrimSpace(lastLine(out)), 64)
 				if err != nil {
+					b.removeContainer(sidecar)
 					return fmt.Errorf("%s %s: worker said %q", m, w, out)
 				}
 				if res[m] == nil {
@@ -159,14 +172,17 @@ func run() error {
 				}
 				res[m][w] = append(res[m][w], ns/float64(*flagN)/1e3)
 			}
+			if err := b.removeContainer(sidecar); err != nil {
+				return err
+			}
 		}
 	}
 
 	fmt.Printf("%d execs / %d connect+close per run, median of %d runs, µs per operation\n", *flagN, *flagN, *flagReps)
-	fmt.Printf("%-8s %12s %8s %12s %8s\n", "rules", "exec µs", "ratio", "connect µs", "ratio")
+	fmt.Printf("%-10s %12s %8s %12s %8s\n", "rules", "exec µs", "ratio", "connect µs", "ratio")
 	for _, m := range modes {
 		e, c := median(res[m]["exec"]), median(res[m]["connect"])
-		fmt.Printf("%-8s %12.1f %7.3fx %12.1f %7.3fx\n", m, e, e/median(res["none"]["exec"]), c, c/median(res["none"]["connect"]))
+		fmt.Printf("%-10s %12.1f %7.3fx %12.1f %7.3fx\n", m, e, e/median(res["none"]["exec"]), c, c/median(res["none"]["connect"]))
 	}
 
 	// Latency: every exec of /bin/true matches an alert rule.
@@ -231,6 +247,17 @@ func agentRSSKiB() int {
 		}
 	}
 	return 0
+}
+
+// removeContainer removes a container the benchmark started ("": none).
+func (b *bench) removeContainer(id string) error {
+	if id == "" {
+		return nil
+	}
+	if out, err := b.cmd(time.Minute, "rm", "-f", id); err != nil {
+		return fmt.Errorf("remove container %s: %v: %s", id, err, out)
+	}
+	return nil
 }
 
 func (b *bench) cmd(timeout time.Duration, args ...string) (string, error) {
