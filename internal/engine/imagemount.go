@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -112,7 +113,9 @@ func (e *Engine) mountImages(ctx context.Context, r *record, rundir string) (map
 			return nil, fmt.Errorf("image mount %s on %s: %w", m.Name, m.Destination, err)
 		}
 		for j := range ms {
-			ms[j].Options = appendUnique(ms[j].Options, "ro")
+			if !slices.Contains(ms[j].Options, "ro") {
+				ms[j].Options = append(ms[j].Options, "ro")
+			}
 		}
 		if err := snapshot.MountAll(ms, dir); err != nil {
 			return nil, fmt.Errorf("image mount %s on %s: %w", m.Name, m.Destination, err)
@@ -170,13 +173,4 @@ func (e *Engine) removeImageMounts(ctx context.Context, id, containerSnapshot st
 		}
 	}
 	return errors.Join(errs...)
-}
-
-func appendUnique(opts []string, o string) []string {
-	for _, x := range opts {
-		if x == o {
-			return opts
-		}
-	}
-	return append(opts, o)
 }

@@ -56,63 +56,26 @@ func pinNamespaces(dir, hostname string, ipc, uts bool) (pinned, error) {
 		}
 		fh.Close()
 	}
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		// The thread goes back to its own namespaces before it is
-		// unlocked. Letting it die with the goroutine is not enough: it
-		// may be the process's main thread, which the Go runtime never
-		// ends but parks, and whose namespaces are the ones
-		// /proc/self/ns shows for the whole process (berthd then looked
-		// as if it ran in the last pod's IPC namespace).
-		var home []*os.File
-		for _, kind := range []string{"ipc", "uts"} {
-			f, err := os.Open("/proc/thread-self/ns/" + kind)
-			if err != nil {
-				for _, h := range home {
-					h.Close()
-				}
-				runtime.UnlockOSThread()
-				errc <- fmt.Errorf("open this thread's %s namespace: %w", kind, err)
-				return
-			}
-			home = append(home, f)
+	err := onOwnThread([]string{"ipc", "uts"}, func() error {
+		if err := unix.Unshare(flags); err != nil {
+			return fmt.Errorf("unshare: %w", err)
 		}
-		defer func() {
-			restored := true
-			for _, h := range home {
-				if unix.Setns(int(h.Fd()), 0) != nil {
-					restored = false
-				}
-				h.Close()
+		if uts && hostname != "" {
+			if err := unix.Sethostname([]byte(hostname)); err != nil {
+				return fmt.Errorf("set hostname %q: %w", hostname, err)
 			}
-			if restored {
-				runtime.UnlockOSThread()
-			} // else the thread stays locked and ends with the goroutine
-		}()
-		errc <- func() error {
-			if err := unix.Unshare(flags); err != nil {
-				return fmt.Errorf("unshare: %w", err)
+		}
+		for kind, f := range map[string]string{"ipc": p.ipc, "uts": p.uts} {
+			if f == "" {
+				continue
 			}
-			if uts && hostname != "" {
-				if err := unix.Sethostname([]byte(hostname)); err != nil {
-					return fmt.Errorf("set hostname %q: %w", hostname, err)
-				}
+			if err := unix.Mount("/proc/thread-self/ns/"+kind, f, "none", unix.MS_BIND, ""); err != nil {
+				return fmt.Errorf("pin %s namespace on %s: %w", kind, f, err)
 			}
-			tid := unix.Gettid()
-			for kind, f := range map[string]string{"ipc": p.ipc, "uts": p.uts} {
-				if f == "" {
-					continue
-				}
-				src := fmt.Sprintf("/proc/self/task/%d/ns/%s", tid, kind)
-				if err := unix.Mount(src, f, "none", unix.MS_BIND, ""); err != nil {
-					return fmt.Errorf("pin %s namespace on %s: %w", kind, f, err)
-				}
-			}
-			return nil
-		}()
-	}()
-	if err := <-errc; err != nil {
+		}
+		return nil
+	})
+	if err != nil {
 		unpinNamespaces(dir)
 		return pinned{}, err
 	}
@@ -329,28 +292,45 @@ func allowTraverse(dir string) error {
 }
 
 // inPodNamespaces sets the hostname in the UTS namespace at uts and brings
-// up the loopback in the network namespace at net, on a locked thread that
+// up the loopback in the network namespace at net, from a thread that
 // enters both (allowed: neither is a user or mount namespace) and then
-// returns to its own. Only a thread that made it back is handed back to
-// the scheduler; another stays locked and ends with its goroutine (unless
-// it is the main thread, which Go keeps: the same risk network's threads
-// take).
+// returns to its own (onOwnThread).
 func inPodNamespaces(net, uts, hostname string) error {
+	return onOwnThread([]string{"uts", "net"}, func() error { return inPodNamespacesThread(net, uts, hostname) })
+}
+
+// onOwnThread runs f on a locked thread that f may move into other
+// namespaces of the given kinds (unshare or setns), and puts the thread
+// back into its own namespaces of those kinds before handing it back to
+// the scheduler. Letting the thread end with its goroutine is not enough:
+// it may be the process's main thread, which Go parks but never ends, and
+// whose namespaces are the ones /proc/self/ns shows for the whole process
+// (berthd then looked as if it ran in the last pod's IPC namespace). A
+// thread that cannot go back stays locked and ends with the goroutine.
+func onOwnThread(kinds []string, f func() error) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
-		var home []int
-		for _, kind := range []string{"uts", "net"} {
-			fd, err := unix.Open(fmt.Sprintf("/proc/self/task/%d/ns/%s", unix.Gettid(), kind), unix.O_RDONLY|unix.O_CLOEXEC, 0)
-			if err != nil {
-				errc <- fmt.Errorf("open this thread's %s namespace: %w", kind, err)
-				return // still at home: the thread can be reused
+		var home []*os.File
+		defer func() {
+			for _, h := range home {
+				h.Close()
 			}
-			defer unix.Close(fd)
-			home = append(home, fd)
+		}()
+		for _, kind := range kinds {
+			h, err := os.Open("/proc/thread-self/ns/" + kind)
+			if err != nil {
+				runtime.UnlockOSThread() // still at home
+				errc <- fmt.Errorf("open this thread's %s namespace: %w", kind, err)
+				return
+			}
+			home = append(home, h)
 		}
-		err := inPodNamespacesThread(net, uts, hostname)
-		back := unix.Setns(home[0], unix.CLONE_NEWUTS) == nil && unix.Setns(home[1], unix.CLONE_NEWNET) == nil
+		err := f()
+		back := true
+		for _, h := range home {
+			back = unix.Setns(int(h.Fd()), 0) == nil && back
+		}
 		if back {
 			runtime.UnlockOSThread()
 		}

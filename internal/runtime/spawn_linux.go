@@ -138,7 +138,7 @@ func spawn(opt spawnOptions) (_ *child, retErr error) {
 	// process can hold the binary at fd 3; a caller's fds can reach N).
 	// Start may still open /dev/null for missing stdio: room for those.
 	files := 3 + len(cmd.ExtraFiles)
-	exeFd, err := unix.FcntlInt(exe.Fd(), unix.F_DUPFD_CLOEXEC, max(highestFd(), files)+files+8)
+	exeFd, err := unix.FcntlInt(exe.Fd(), unix.F_DUPFD_CLOEXEC, max(highestFd(opt.stdio[:], cmd.ExtraFiles), files)+files+8)
 	if err != nil {
 		return nil, fmt.Errorf("start init: %w", err)
 	}
@@ -421,17 +421,15 @@ func (c *child) send(m *initMessage) error {
 	return nil
 }
 
-// highestFd is the highest file descriptor this process has open now (0
-// when /proc cannot say).
-func highestFd() int {
-	entries, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		return 0
-	}
+// highestFd is the highest descriptor among the files the fork passes on:
+// where Go's fork starts counting the fds it moves.
+func highestFd(lists ...[]*os.File) int {
 	hi := 0
-	for _, e := range entries {
-		if n, err := strconv.Atoi(e.Name()); err == nil && n > hi {
-			hi = n
+	for _, l := range lists {
+		for _, f := range l {
+			if f != nil && int(f.Fd()) > hi {
+				hi = int(f.Fd())
+			}
 		}
 	}
 	return hi
