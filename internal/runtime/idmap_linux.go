@@ -8,10 +8,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/berth-project/berth/internal/oci"
 )
 
 // idmapHolderArg makes berth-runtime a process that only holds a user
@@ -25,12 +28,19 @@ func IsIDMapHolder(args []string) bool { return len(args) > 1 && args[1] == idma
 // RunIDMapHolder waits for its parent to close stdin.
 func RunIDMapHolder() { io.Copy(io.Discard, os.Stdin) }
 
-// idmapMounts makes, on the host, the idmapped bind mounts of a spec: for
-// each mount with uidMappings/gidMappings, a detached clone of the source
-// whose ids are mapped through a user namespace holding those mappings
-// (mount_setattr MOUNT_ATTR_IDMAP). The init attaches them in the
-// container's mount namespace with move_mount. The result is indexed like
-// spec.Mounts; the caller closes the files.
+// idmapMounts makes, on the host, the bind mounts of a spec that the init
+// cannot make itself, as detached clones that the init attaches in the
+// container's mount namespace with move_mount:
+//   - each mount with uidMappings/gidMappings: a clone of the source whose
+//     ids are mapped through a user namespace holding those mappings
+//     (mount_setattr MOUNT_ATTR_IDMAP);
+//   - in a container with a user namespace of its own, each bind whose
+//     source is outside the rootfs: the init binds inside its user
+//     namespace, where the mapped root may not reach a source that only the
+//     host's root can (a 0700 directory on the way), so the host clones it,
+//     as runc 1.2 does (runc userns.bats "userns with inaccessible mount").
+//
+// The result is indexed like spec.Mounts; the caller closes the files.
 func idmapMounts(spec *specs.Spec, bundle string) (map[int]*os.File, error) {
 	out := map[int]*os.File{}
 	fail := func(err error) (map[int]*os.File, error) {
@@ -39,14 +49,30 @@ func idmapMounts(spec *specs.Spec, bundle string) (map[int]*os.File, error) {
 		}
 		return nil, err
 	}
-	for i, m := range spec.Mounts {
-		if len(m.UIDMappings) == 0 && len(m.GIDMappings) == 0 {
-			continue
+	cloneBinds := hostClonesBinds(spec)
+	rootfs := ""
+	if spec.Root != nil {
+		rootfs = spec.Root.Path
+		if !filepath.IsAbs(rootfs) {
+			rootfs = filepath.Join(bundle, rootfs)
 		}
+	}
+	for i, m := range spec.Mounts {
 		field := fmt.Sprintf("mounts[%d]", i)
 		src := m.Source
 		if !filepath.IsAbs(src) {
 			src = filepath.Join(bundle, src)
+		}
+		if len(m.UIDMappings) == 0 && len(m.GIDMappings) == 0 {
+			if cloneBinds && oci.IsBind(m) && !insideRootfs(src, rootfs) {
+				// Best effort: where the host cannot clone it (a
+				// missing source, no open_tree), the init binds it
+				// and reports what is wrong.
+				if f := cloneTree(src, m); f != nil {
+					out[i] = f
+				}
+			}
+			continue
 		}
 		userns, err := usernsWithMaps(m.UIDMappings, m.GIDMappings)
 		if err != nil {
@@ -80,6 +106,60 @@ func idmapMounts(spec *specs.Spec, bundle string) (map[int]*os.File, error) {
 		out[i] = os.NewFile(uintptr(fd), "idmapped-"+m.Destination)
 	}
 	return out, nil
+}
+
+// hostClonesBinds reports whether the host clones a spec's bind sources:
+// the container has a user namespace of its own and a mount namespace of
+// its own (in a joined mount namespace the sources are that namespace's
+// paths, not the host's).
+func hostClonesBinds(spec *specs.Spec) bool {
+	if spec.Linux == nil {
+		return false
+	}
+	newUser, newMount := false, false
+	for _, ns := range spec.Linux.Namespaces {
+		switch ns.Type {
+		case specs.UserNamespace:
+			newUser = ns.Path == ""
+		case specs.MountNamespace:
+			newMount = ns.Path == ""
+		}
+	}
+	return newUser && newMount
+}
+
+// insideRootfs reports whether src is the rootfs or below it, by name or
+// once symlinks are resolved: such a source is bound by the init, after
+// the mounts before it exist in the container (runc mounts.bats "runc run
+// [mount order, container bind-mount source]").
+func insideRootfs(src, rootfs string) bool {
+	if rootfs == "" {
+		return false
+	}
+	under := func(p, root string) bool {
+		rel, err := filepath.Rel(root, p)
+		return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
+	}
+	if under(filepath.Clean(src), filepath.Clean(rootfs)) {
+		return true
+	}
+	rs, err1 := filepath.EvalSymlinks(src)
+	rr, err2 := filepath.EvalSymlinks(rootfs)
+	return err1 == nil && err2 == nil && under(rs, rr)
+}
+
+// cloneTree clones the mount tree at src (all of it for an rbind) into a
+// detached mount, or returns nil where the host cannot.
+func cloneTree(src string, m specs.Mount) *os.File {
+	flags := unix.OPEN_TREE_CLONE | unix.OPEN_TREE_CLOEXEC
+	if slices.Contains(m.Options, "rbind") || m.Type == "rbind" {
+		flags |= unix.AT_RECURSIVE
+	}
+	fd, err := unix.OpenTree(unix.AT_FDCWD, src, uint(flags))
+	if err != nil {
+		return nil
+	}
+	return os.NewFile(uintptr(fd), "bind-"+m.Destination)
 }
 
 // usernsWithMaps returns a user namespace with the given mappings: a

@@ -351,13 +351,17 @@ func (r *rootfsSetup) bindOptions(dest string, opts oci.MountOptions) error {
 	return r.applyPropagation(dest, opts)
 }
 
-// attachIDMapped puts the idmapped clone of a bind mount's source that the
-// runtime made on the host (fd, see idmapMounts) at its destination, then
+// attachIDMapped puts the clone of a bind mount's source that the runtime
+// made on the host (fd, see idmapMounts: idmapped, or a source the
+// container's user namespace cannot reach) at its destination, then
 // applies the mount's other options as for any bind mount.
 func (r *rootfsSetup) attachIDMapped(m specs.Mount, fd int) error {
 	mnt := os.NewFile(uintptr(fd), "idmapped")
 	defer mnt.Close()
 	dest := r.containerPath(m.Destination)
+	if err := checkProcMount(dest, m); err != nil {
+		return err
+	}
 	opts, err := oci.ParseMountOptions(m.Options)
 	if err != nil {
 		return err
@@ -375,7 +379,7 @@ func (r *rootfsSetup) attachIDMapped(m specs.Mount, fd int) error {
 	err = unix.MoveMount(fd, "", int(target.Fd()), "", unix.MOVE_MOUNT_F_EMPTY_PATH|unix.MOVE_MOUNT_T_EMPTY_PATH)
 	target.Close()
 	if err != nil {
-		return fmt.Errorf("attach the idmapped mount of %s: %w", m.Source, err)
+		return fmt.Errorf("attach the mount of %s: %w", m.Source, err)
 	}
 	return r.bindOptions(dest, opts)
 }

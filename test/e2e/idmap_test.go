@@ -62,3 +62,70 @@ func TestIDMappedMount(t *testing.T) {
 		checkCreateLeftNothing(t, rt, id, b)
 	}
 }
+
+// TestUsernsInaccessibleBind: in a container with a user namespace, a bind
+// source that only the host's root can reach (below a 0700 directory) is
+// mounted all the same, and a process exec'd later reads it too (runc
+// userns.bats "userns with 2 inaccessible mounts", "with inaccessible
+// mount + exec"): the runtime clones such sources on the host, where the
+// container's mapped root would be refused. A bind on a /proc path is
+// still refused when its source comes from the host.
+func TestUsernsInaccessibleBind(t *testing.T) {
+	skipIfRunc(t, "runc 1.1.5 binds inside the user namespace (runc 1.2 clones on the host)")
+	rt := newRuntime(t)
+	top := hostDir(t)
+	var srcs []string
+	for _, n := range []string{"one", "two"} {
+		d := filepath.Join(top, "private-"+n, "dir")
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(filepath.Dir(d), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(d, "foo.txt"), []byte("secret-"+n+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		srcs = append(srcs, d)
+	}
+	mapping := []specs.LinuxIDMapping{{ContainerID: 0, HostID: 100000, Size: 65536}}
+	ns := append(testutil.DefaultSpec().Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace})
+	withUserns := []testutil.BundleOption{
+		testutil.WithNamespaces(ns...),
+		testutil.WithSpec(func(s *specs.Spec) {
+			s.Linux.UIDMappings = mapping
+			s.Linux.GIDMappings = mapping
+		}),
+	}
+	b := testutil.NewBundle(t, append(withUserns,
+		testutil.WithArgs("sleep", "60"),
+		testutil.WithRootfs(func(rootfs string) error {
+			return os.MkdirAll(filepath.Join(rootfs, "tmp", "m2"), 0o755)
+		}),
+		testutil.WithMounts(
+			specs.Mount{Destination: "/tmp/m1", Type: "bind", Source: srcs[0], Options: []string{"bind", "ro"}},
+			specs.Mount{Destination: "/tmp/m2", Type: "bind", Source: srcs[1], Options: []string{"rbind"}}))...)
+	id := rt.NewID("usernsbind")
+	if res := rt.Run(id, b.Dir, "-d"); res.ExitCode != 0 {
+		t.Fatalf("run with binds below 0700 directories in a user namespace: %s", res)
+	}
+	res := rt.Exec(id, nil, "cat", "/tmp/m1/foo.txt", "/tmp/m2/foo.txt")
+	if res.ExitCode != 0 || res.Stdout != "secret-one\nsecret-two\n" {
+		t.Errorf("exec cat of the bound files: want both secrets: %s", res)
+	}
+	if res := rt.Exec(id, nil, "touch", "/tmp/m1/new"); res.ExitCode == 0 {
+		t.Errorf("touch on the read-only bind succeeded")
+	}
+	rt.Kill(id, "KILL")
+	rt.Wait(id)
+	rt.Delete(id)
+
+	b = testutil.NewBundle(t, append(withUserns, testutil.WithArgs("true"),
+		testutil.WithMounts(specs.Mount{Destination: "/proc/sys", Type: "bind", Source: srcs[0], Options: []string{"bind"}}))...)
+	id = rt.NewID("usernsproc")
+	res = rt.Create(id, b.Dir)
+	if res.ExitCode == 0 || !strings.Contains(res.Stderr, "inside /proc") {
+		t.Errorf("create with a host bind on /proc/sys in a user namespace: want a refusal naming /proc: %s", res)
+	}
+	checkCreateLeftNothing(t, rt, id, b)
+}
