@@ -18,6 +18,10 @@ type MountOptions struct {
 	Data        []string  // options passed to the filesystem
 	Bind        bool
 	Recursive   bool // rbind
+	// CopyUp is "tmpcopyup" (crun's and runc's extension, which Podman
+	// sends for --tmpfs): a tmpfs starts with a copy of the directory it
+	// covers.
+	CopyUp bool
 }
 
 var mountFlags = map[string]struct {
@@ -113,9 +117,11 @@ func ParseMountOptions(options []string) (MountOptions, error) {
 		case o == "rbind":
 			mo.Bind, mo.Recursive = true, true
 			mo.Flags |= unix.MS_BIND | unix.MS_REC
-		case o == "tmpcopyup", o == "idmap", o == "ridmap":
-			// tmpcopyup is a crun extension; idmapped mounts are
-			// driven by the mount's uidMappings, not by this word.
+		case o == "tmpcopyup":
+			mo.CopyUp = true
+		case o == "idmap", o == "ridmap":
+			// Idmapped mounts are driven by the mount's uidMappings,
+			// not by this word.
 		default:
 			if f, ok := mountFlags[o]; ok {
 				if f.clear {

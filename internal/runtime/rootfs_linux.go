@@ -235,6 +235,13 @@ func (r *rootfsSetup) mount(m specs.Mount) error {
 		return err
 	}
 	defer target.Close()
+	var below *os.File // the directory a tmpcopyup tmpfs covers
+	if opts.CopyUp && m.Type == "tmpfs" {
+		if below, err = pathrs.Reopen(target, unix.O_RDONLY|unix.O_DIRECTORY); err != nil {
+			return fmt.Errorf("tmpcopyup: open %s: %w", dest, err)
+		}
+		defer below.Close()
+	}
 	err = unix.Mount(m.Source, pathrs.ProcPath(target), m.Type, flags, data)
 	if err != nil && m.Type == "sysfs" && (errors.Is(err, unix.EPERM) || errors.Is(err, unix.EBUSY)) && r.userns {
 		// A user namespace without its own network namespace may not
@@ -252,7 +259,35 @@ func (r *rootfsSetup) mount(m specs.Mount) error {
 			return err
 		}
 	}
+	if below != nil {
+		if err := r.copyUp(below, dest); err != nil {
+			return fmt.Errorf("tmpcopyup: %w", err)
+		}
+	}
 	return r.applyPropagation(dest, opts)
+}
+
+// copyUp copies the directory a tmpfs now covers (below, opened before the
+// mount) into the tmpfs at dest.
+func (r *rootfsSetup) copyUp(below *os.File, dest string) error {
+	h, err := pathrs.Open(r.root, dest)
+	if err != nil {
+		return err
+	}
+	top, err := pathrs.Reopen(h, unix.O_RDONLY|unix.O_DIRECTORY)
+	h.Close()
+	if err != nil {
+		return fmt.Errorf("open the tmpfs at %s: %w", dest, err)
+	}
+	defer top.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(int(below.Fd()), &st); err != nil {
+		return err
+	}
+	if err := unix.Fchown(int(top.Fd()), int(st.Uid), int(st.Gid)); err != nil {
+		return fmt.Errorf("chown %s: %w", dest, err)
+	}
+	return copyTree(below, top, dest, 0)
 }
 
 // containerPath is a mount destination inside the container. A destination
