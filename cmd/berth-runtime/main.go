@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	goruntime "runtime"
 	"strings"
 	"time"
@@ -81,7 +82,9 @@ func run(args []string) int {
 		Commands: commands(),
 	}
 	cli.VersionPrinter = func(cmd *cli.Command) {
-		fmt.Printf("berth-runtime version %s\nspec: %s\ngo: %s\n", version, specVersion(), goruntime.Version())
+		// runc's layout (name version X, commit, spec), which Docker's
+		// `docker info` parses for any runtime.
+		fmt.Printf("berth-runtime version %s\ncommit: %s\nspec: %s\ngo: %s\n", version, commit(), specVersion(), goruntime.Version())
 	}
 	err := app.Run(context.Background(), args)
 	if err == nil {
@@ -193,4 +196,23 @@ func formatTime(t time.Time) string { return t.Format(time.RFC3339Nano) }
 
 func specVersion() string {
 	return strings.TrimSpace(specsVersion)
+}
+
+// commit is the VCS revision the binary was built from, as the Go
+// toolchain stamps it (with "-dirty" for uncommitted changes).
+func commit() string {
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	rev, dirty := "unknown", ""
+	for _, s := range info.Settings {
+		switch {
+		case s.Key == "vcs.revision":
+			rev = s.Value
+		case s.Key == "vcs.modified" && s.Value == "true":
+			dirty = "-dirty"
+		}
+	}
+	return rev + dirty
 }
