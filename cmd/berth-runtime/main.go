@@ -12,8 +12,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"runtime/debug"
 	goruntime "runtime"
+	"runtime/debug"
 	"strings"
 	"time"
 
