@@ -259,6 +259,37 @@ func TestSystemdBerthd(t *testing.T) {
 	mustCrictl("rmp", "-f", pod)
 	checkScopeGone(t, "after crictl rmp -f", scope, cg)
 	checkScopeGone(t, "after crictl rmp -f", "cri-berth-"+hog+".scope", sliceDir+"/cri-berth-"+hog+".scope")
+
+	// runc and crun as RuntimeClass handlers under the same driver:
+	// berthd passes them --systemd-cgroup and kubelet's slice, and their
+	// own systemd code makes the scope.
+	info := mustCrictl("info")
+	for _, h := range []string{"runc", "crun"} {
+		if !strings.Contains(info, `"name": "`+h+`"`) {
+			t.Errorf("crictl info lists no %s handler (the guest image has Debian's %s)", h, h)
+			continue
+		}
+		slice := "kubepods-burstable-pod" + randomHex(t, 8) + ".slice"
+		sliceDir := cgroupRoot + "/kubepods.slice/kubepods-burstable.slice/" + slice
+		podCfg := podConfig("sd-"+h, slice)
+		pod := mustCrictl("runp", "--runtime", h, podCfg)
+		id := mustCrictl("create", pod, ctrConfig("sleeper-"+h, 48<<20, "sleep", "1000"), podCfg)
+		mustCrictl("start", id)
+		scope := "cri-berth-" + id + ".scope"
+		cg := sliceDir + "/" + scope
+		checkProps(t, h+" after start", scope, map[string]string{"ActiveState": "active", "Slice": slice, "MemoryMax": fmt.Sprint(48 << 20)})
+		checkFiles(t, h+" after start", cg, map[string]string{"memory.max": fmt.Sprint(48 << 20)})
+		if procs := strings.TrimSpace(readFile(t, cg+"/cgroup.procs")); procs == "" {
+			t.Errorf("%s: %s/cgroup.procs is empty: the container runs elsewhere", h, cg)
+		}
+		if out := mustCrictl("exec", id, "echo", "under-"+h); out != "under-"+h {
+			t.Errorf("crictl exec under %s: %q", h, out)
+		}
+		mustCrictl("update", "--memory", fmt.Sprint(96<<20), id)
+		checkFiles(t, h+" after crictl update", cg, map[string]string{"memory.max": fmt.Sprint(96 << 20)})
+		mustCrictl("rmp", "-f", pod)
+		checkScopeGone(t, h+" after crictl rmp -f", scope, cg)
+	}
 }
 
 // jsonUint reads a protobuf JSON uint64 (a string, or a number).
