@@ -23,6 +23,7 @@ import (
 	"github.com/berth-project/berth/internal/fscopy"
 	"github.com/berth-project/berth/internal/logs"
 	"github.com/berth-project/berth/internal/monitor"
+	"github.com/berth-project/berth/internal/runtime/events"
 	"github.com/berth-project/berth/internal/snapshot"
 )
 
@@ -320,7 +321,9 @@ func (e *Engine) Top(ctx context.Context, ref string, psArgs []string) ([]string
 }
 
 // Stats samples the container's resource use through the runtime's
-// `events --stats` (runc's JSON, the same on cgroup v1 and v2).
+// `events --stats` (runc's JSON, the same on cgroup v1 and v2), or, for a
+// runtime without that command (crun), from the cgroup files of the
+// container's init.
 func (e *Engine) Stats(ctx context.Context, ref string) (Stats, error) {
 	r, err := e.store.get(ref)
 	if err != nil {
@@ -331,45 +334,30 @@ func (e *Engine) Stats(ctx context.Context, ref string) (Stats, error) {
 	if !st.Running {
 		return s, nil
 	}
+	var ev struct {
+		Data *events.Stats `json:"data"`
+	}
 	out, err := e.runtimeCmd(ctx, r, "events", "--stats", r.ID)
+	if err != nil && st.Pid > 0 && strings.Contains(err.Error(), "unknown command") {
+		ev.Data, err = cgroupStats(st.Pid)
+	} else if err == nil {
+		if err := json.Unmarshal(out, &ev); err != nil {
+			return s, fmt.Errorf("stats: the runtime's events: %w", err)
+		}
+		if ev.Data == nil {
+			return s, errors.New("stats: the runtime's events carry no data")
+		}
+	}
 	if err != nil {
 		return s, err
-	}
-	var ev struct {
-		Data struct {
-			CPU struct {
-				Usage struct {
-					Total uint64 `json:"total"`
-				} `json:"usage"`
-			} `json:"cpu"`
-			Memory struct {
-				Usage struct {
-					Usage uint64 `json:"usage"`
-					Limit uint64 `json:"limit"`
-				} `json:"usage"`
-				Stats map[string]uint64 `json:"stats"`
-			} `json:"memory"`
-			Pids struct {
-				Current uint64 `json:"current"`
-			} `json:"pids"`
-			Blkio struct {
-				IoServiceBytesRecursive []struct {
-					Op    string `json:"op"`
-					Value uint64 `json:"value"`
-				} `json:"ioServiceBytesRecursive"`
-			} `json:"blkio"`
-		} `json:"data"`
-	}
-	if err := json.Unmarshal(out, &ev); err != nil {
-		return s, fmt.Errorf("stats: the runtime's events: %w", err)
 	}
 	d := ev.Data
 	s.CPUNanos = d.CPU.Usage.Total
 	s.MemUsage = d.Memory.Usage.Usage
 	// Docker subtracts the page cache the kernel can drop.
-	if c, ok := d.Memory.Stats["total_inactive_file"]; ok && c < s.MemUsage {
+	if c, ok := d.Memory.Raw["total_inactive_file"]; ok && c < s.MemUsage {
 		s.MemUsage -= c
-	} else if c, ok := d.Memory.Stats["inactive_file"]; ok && c < s.MemUsage {
+	} else if c, ok := d.Memory.Raw["inactive_file"]; ok && c < s.MemUsage {
 		s.MemUsage -= c
 	}
 	s.MemLimit = d.Memory.Usage.Limit

@@ -277,16 +277,30 @@ func TestSystemdBerthd(t *testing.T) {
 		mustCrictl("start", id)
 		scope := "cri-berth-" + id + ".scope"
 		cg := sliceDir + "/" + scope
-		checkProps(t, h+" after start", scope, map[string]string{"ActiveState": "active", "Slice": slice, "MemoryMax": fmt.Sprint(48 << 20)})
-		checkFiles(t, h+" after start", cg, map[string]string{"memory.max": fmt.Sprint(48 << 20)})
-		if procs := strings.TrimSpace(readFile(t, cg+"/cgroup.procs")); procs == "" {
-			t.Errorf("%s: %s/cgroup.procs is empty: the container runs elsewhere", h, cg)
+		checkProps(t, h+" after start", scope, map[string]string{"ActiveState": "active", "Slice": slice})
+		// runc puts the limits on the scope (unit properties and
+		// files); crun on cgroup v2 puts the container in a child
+		// cgroup "container" of the scope (its run.oci.systemd.subgroup
+		// default) and writes the limits there.
+		limits := cg
+		if h == "crun" {
+			limits = cg + "/container"
+		} else {
+			checkProps(t, h+" after start", scope, map[string]string{"MemoryMax": fmt.Sprint(48 << 20)})
+		}
+		checkFiles(t, h+" after start", limits, map[string]string{"memory.max": fmt.Sprint(48 << 20)})
+		if procs := strings.TrimSpace(readFile(t, limits+"/cgroup.procs")); procs == "" {
+			t.Errorf("%s: %s/cgroup.procs is empty: the container runs elsewhere", h, limits)
 		}
 		if out := mustCrictl("exec", id, "echo", "under-"+h); out != "under-"+h {
 			t.Errorf("crictl exec under %s: %q", h, out)
 		}
 		mustCrictl("update", "--memory", fmt.Sprint(96<<20), id)
-		checkFiles(t, h+" after crictl update", cg, map[string]string{"memory.max": fmt.Sprint(96 << 20)})
+		checkFiles(t, h+" after crictl update", limits, map[string]string{"memory.max": fmt.Sprint(96 << 20)})
+		out := mustCrictl("stats", "-o", "json", "--id", id)
+		if err := json.Unmarshal([]byte(out), &stats); err != nil || len(stats.Stats) != 1 || jsonUint(stats.Stats[0].Memory.WorkingSetBytes.Value) == 0 {
+			t.Errorf("crictl stats under %s: %v; want the container's working set\n%s", h, err, out)
+		}
 		mustCrictl("rmp", "-f", pod)
 		checkScopeGone(t, h+" after crictl rmp -f", scope, cg)
 	}
