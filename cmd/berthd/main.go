@@ -71,6 +71,7 @@ func app() *cli.Command {
 			&cli.StringFlag{Name: "pod-network", Usage: "the CNI network pods join (default: the first conflist in --cni-conf-dir, else Berth's own berth-pods bridge)"},
 			&cli.StringFlag{Name: "pod-subnet", Value: "10.85.0.0/16", Usage: "berth-pods' subnet until kubelet sends the node's pod CIDR"},
 			&cli.StringSliceFlag{Name: "runtime", Usage: "a runtime handler NAME=PATH (RuntimeClass handler → OCI runtime binary); berth-runtime, runc and crun are found by themselves"},
+			&cli.StringSliceFlag{Name: "runtime-arg", Usage: "a global flag a runtime handler gets before every command, NAME=FLAG (repeat for more; e.g. runsc=--platform=systrap)"},
 			&cli.StringSliceFlag{Name: "sandbox-mode", Usage: "a runtime handler's pod sandbox NAME=MODE: pinned (pinned namespaces, no process; the default) or infra (an infra container under the handler, for sandboxed runtimes; the default of a handler whose binary is runsc)"},
 			&cli.StringFlag{Name: "default-runtime", Value: "berth-runtime", Usage: "the handler pods without a RuntimeClass use"},
 			&cli.StringFlag{Name: "metrics-address", Usage: "serve Prometheus metrics on HOST:PORT/metrics (default: none)"},
@@ -305,6 +306,10 @@ func openEngine(ctx context.Context, cmd *cli.Command, root, runRoot string, ima
 			return nil, nil, err
 		}
 	}
+	o.RuntimeArgs, err = runtimeArgs(cmd.StringSlice("runtime-arg"), o.Runtimes)
+	if err != nil {
+		return nil, nil, err
+	}
 	o.DefaultRuntime = cmd.String("default-runtime")
 	if _, ok := o.Runtimes[o.DefaultRuntime]; !ok {
 		return nil, nil, fmt.Errorf("--default-runtime %s: no such runtime binary found (have %v)", o.DefaultRuntime, o.Runtimes)
@@ -335,6 +340,24 @@ func sandboxModes(cmd *cli.Command) (map[string]string, error) {
 		modes[""] = m
 	}
 	return modes, nil
+}
+
+// runtimeArgs reads --runtime-arg NAME=FLAG values: each must name a
+// known handler and be a flag (starting with "-"), so that nothing given
+// here can stand in for the runtime's command.
+func runtimeArgs(kvs []string, runtimes map[string]string) (map[string][]string, error) {
+	out := map[string][]string{}
+	for _, kv := range kvs {
+		name, flag, ok := strings.Cut(kv, "=")
+		if !ok || name == "" || !strings.HasPrefix(flag, "-") || flag == "-" || flag == "--" {
+			return nil, fmt.Errorf("--runtime-arg %q: want NAME=FLAG, the flag starting with -", kv)
+		}
+		if _, known := runtimes[name]; !known {
+			return nil, fmt.Errorf("--runtime-arg %s: no runtime handler %q", kv, name)
+		}
+		out[name] = append(out[name], flag)
+	}
+	return out, nil
 }
 
 // findBinary looks for name next to self, then on $PATH; "" if neither.
@@ -374,19 +397,20 @@ func applyConfig(cmd *cli.Command, path string) error {
 		if k == "runtimes" {
 			tbl, ok := v.(map[string]any)
 			if !ok {
-				return fmt.Errorf("--config %s: runtimes must be a table of NAME = \"PATH\" or NAME = { path = \"PATH\", sandbox_mode = \"infra\" }", path)
+				return fmt.Errorf("--config %s: runtimes must be a table of NAME = \"PATH\" or NAME = { path = \"PATH\", sandbox_mode = \"infra\", args = [\"--flag\"] }", path)
 			}
 			if cmd.IsSet("runtime") {
 				continue
 			}
 			modesGiven := cmd.IsSet("sandbox-mode") // the command line wins
+			argsGiven := cmd.IsSet("runtime-arg")
 			names := make([]string, 0, len(tbl))
 			for n := range tbl {
 				names = append(names, n)
 			}
 			sort.Strings(names)
 			for _, n := range names {
-				p, mode, err := runtimeEntry(tbl[n])
+				p, mode, args, err := runtimeEntry(tbl[n])
 				if err != nil {
 					return fmt.Errorf("--config %s: runtimes.%s: %w", path, n, err)
 				}
@@ -396,6 +420,14 @@ func applyConfig(cmd *cli.Command, path string) error {
 				if mode != "" && !modesGiven {
 					if err := cmd.Set("sandbox-mode", n+"="+mode); err != nil {
 						return fmt.Errorf("--config %s: runtimes.%s.sandbox_mode: %w", path, n, err)
+					}
+				}
+				for _, a := range args {
+					if argsGiven {
+						break
+					}
+					if err := cmd.Set("runtime-arg", n+"="+a); err != nil {
+						return fmt.Errorf("--config %s: runtimes.%s.args: %w", path, n, err)
 					}
 				}
 			}
@@ -430,33 +462,48 @@ func applyConfig(cmd *cli.Command, path string) error {
 }
 
 // runtimeEntry reads a [runtimes] entry: NAME = "PATH", or a table
-// NAME = { path = "PATH", sandbox_mode = "infra" }.
-func runtimeEntry(v any) (path, mode string, err error) {
+// NAME = { path = "PATH", sandbox_mode = "infra", args = ["--flag"] }.
+func runtimeEntry(v any) (path, mode string, args []string, err error) {
+	const want = "want a path or a table { path = \"PATH\", sandbox_mode = \"infra\", args = [\"--flag\"] }"
 	switch x := v.(type) {
 	case string:
-		return x, "", nil
+		return x, "", nil, nil
 	case map[string]any:
 		for k, f := range x {
+			if k == "args" {
+				list, ok := f.([]any)
+				if !ok {
+					return "", "", nil, errors.New("args must be a list of strings")
+				}
+				for _, e := range list {
+					s, ok := e.(string)
+					if !ok {
+						return "", "", nil, errors.New("args must be a list of strings")
+					}
+					args = append(args, s)
+				}
+				continue
+			}
 			s, ok := f.(string)
 			switch {
 			case !ok:
-				return "", "", fmt.Errorf("%s must be a string", k)
+				return "", "", nil, fmt.Errorf("%s must be a string", k)
 			case k == "path":
 				path = s
 			case k == "sandbox_mode":
 				if mode, err = cri.ParseSandboxMode(s); err != nil {
-					return "", "", err
+					return "", "", nil, err
 				}
 			default:
-				return "", "", fmt.Errorf("unknown key %q (want path and sandbox_mode)", k)
+				return "", "", nil, fmt.Errorf("unknown key %q (want path, sandbox_mode and args)", k)
 			}
 		}
 		if path == "" {
-			return "", "", errors.New("path is missing")
+			return "", "", nil, errors.New("path is missing")
 		}
-		return path, mode, nil
+		return path, mode, args, nil
 	}
-	return "", "", errors.New("want a path or a table { path = \"PATH\", sandbox_mode = \"infra\" }")
+	return "", "", nil, errors.New(want)
 }
 
 // serveMetrics serves the metrics on addr until the returned stop is

@@ -111,19 +111,21 @@ func (e *Engine) setCgroup(r *record) error {
 }
 
 // runtimeGlobal is the global flags of r's runtime: its state root, and
-// --systemd-cgroup for a container of the systemd driver (berth-runtime,
-// runc, crun and runsc all take it).
+// runtimeArgs.
 func (e *Engine) runtimeGlobal(r *record) []string {
 	args := []string{"--root", e.runtimeRoot(r.Runtime)}
-	return append(args, cgroupRuntimeArgs(r)...)
+	return append(args, runtimeArgs(r)...)
 }
 
-// cgroupRuntimeArgs is the global runtime flags r's cgroup driver needs.
-func cgroupRuntimeArgs(r *record) []string {
+// runtimeArgs is the global runtime flags of r beyond its state root: the
+// configured ones, and --systemd-cgroup for a container of the systemd
+// driver (berth-runtime, runc, crun and runsc all take it).
+func runtimeArgs(r *record) []string {
+	args := append([]string{}, r.RuntimeArgs...)
 	if r.SystemdCgroup {
-		return []string{"--systemd-cgroup"}
+		args = append(args, "--systemd-cgroup")
 	}
-	return nil
+	return args
 }
 
 // cgroupRelOf is r's cgroup as a path below a hierarchy's root (what

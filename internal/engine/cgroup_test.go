@@ -117,7 +117,7 @@ func TestCgroupParentAndPath(t *testing.T) {
 	}
 	// A record of an older version (no cgroupsPath) keeps its cgroupfs path.
 	old := &record{Container: Container{ID: "ID"}, CgroupParent: "/kubepods/pod1"}
-	if got := cgroupsPathOf(old); got != "/kubepods/pod1/ID" || cgroupRelOf(old) != got || len(cgroupRuntimeArgs(old)) != 0 {
+	if got := cgroupsPathOf(old); got != "/kubepods/pod1/ID" || cgroupRelOf(old) != got || len(runtimeArgs(old)) != 0 {
 		t.Errorf("an old record's cgroupsPath: %q", got)
 	}
 }

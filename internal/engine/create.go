@@ -9,6 +9,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -128,6 +129,7 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (_ Container, retE
 			},
 		},
 		Snapshot:       "container-" + id,
+		RuntimeArgs:    slices.Clone(e.opts.RuntimeArgs[runtimeName]),
 		SeccompProfile: seccompProfile,
 		ImageName:      imgName,
 		NetworkNames:   nets,

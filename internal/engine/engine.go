@@ -37,6 +37,10 @@ type Options struct {
 	// names the one used when a container names none.
 	Runtimes       map[string]string
 	DefaultRuntime string
+	// RuntimeArgs are global flags a runtime gets before every command
+	// (Docker's runtimeArgs, Podman's --runtime-flag), by runtime name:
+	// runsc's --platform, say. A container keeps those of its create.
+	RuntimeArgs map[string][]string
 	// Self is the command that runs berth's hidden helpers (the DNS
 	// server, the monitor's clean-up), e.g. {"/usr/local/bin/berth"}.
 	Self []string

@@ -268,7 +268,7 @@ func (e *Engine) monitorConfig(r *record) monitor.Config {
 		LogPath:     r.LogPath,
 		StateDir:    rundir,
 		ExitFile:    e.exitFilePath(r.ID),
-		RuntimeArgs: cgroupRuntimeArgs(r),
+		RuntimeArgs: runtimeArgs(r),
 		OOMFiles:    monitor.OOMFilesFor(cgroupRelOf(r)),
 		Restart:     monitor.RestartPolicy{Name: r.HostConfig.RestartPolicy.Name, MaxRetries: r.HostConfig.RestartPolicy.MaximumRetryCount},
 		ExitCommand: append(append([]string{}, e.selfArgs()...), "system", "cleanup", r.ID),

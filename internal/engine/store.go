@@ -71,6 +71,10 @@ type record struct {
 	// SystemdCgroup: the cgroupsPath is a systemd SLICE:PREFIX:ID and the
 	// runtime runs with --systemd-cgroup.
 	SystemdCgroup bool `json:"systemdCgroup,omitempty"`
+	// RuntimeArgs are the runtime's configured global flags at create
+	// (Options.RuntimeArgs), kept so that a changed configuration does
+	// not change how a running container's runtime is called.
+	RuntimeArgs []string `json:"runtimeArgs,omitempty"`
 }
 
 // portSpec is one published port.

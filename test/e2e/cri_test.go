@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/berth-project/berth/internal/testutil"
 )
 
 // These tests drive berthd as kubelet's operators do, with crictl (the
@@ -691,5 +693,79 @@ func TestCRIPodSecmonRules(t *testing.T) {
 	body, ok := httpGet(fmt.Sprintf("http://127.0.0.1:%d/metrics", port))
 	if !ok || !strings.Contains(body, `berth_secmon_alerts_total{action="kill",rule="no-drift"}`) || !strings.Contains(body, "berth_secmon_containers ") {
 		t.Errorf("metrics lack the monitoring counters:\n%s", body)
+	}
+}
+
+// A handler's configured global flags (TOML `args`, --runtime-arg) come
+// before the command in every call berthd and the monitor make to that
+// runtime for a container (Status's `features` probe goes without), and a container keeps those of its create. A flag for an
+// unknown handler, or a word that is no flag, stops berthd at start.
+func TestCRIRuntimeArgs(t *testing.T) {
+	runc := testutil.RequiresBinary(t, "runc", "runc")
+	dir := t.TempDir()
+	calls := filepath.Join(dir, "calls")
+	wrapper := filepath.Join(dir, "logged-runc")
+	script := fmt.Sprintf("#!/bin/sh\necho \"$*\" >> %s\nexec %s \"$@\"\n", calls, runc)
+	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	conf := filepath.Join(dir, "berthd.toml")
+	toml := fmt.Sprintf("[runtimes]\nlogged = { path = %q, args = [\"--debug\"] }\n", wrapper)
+	if err := os.WriteFile(conf, []byte(toml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := newCRIWith(t, func(c *criT, args []string) []string { return append(args, "--config", conf) })
+	pod, _ := c.podConfig("rargs")
+	p := c.crictl("runp", "--runtime", "logged", pod)
+	id := c.crictl("create", p, c.ctrConfig("probe", []string{"sh", "-c", "echo up; sleep 3600"}, nil), pod)
+	c.crictl("start", id)
+	waitForOut(t, "the container's first line", 30*time.Second, func() (bool, string) {
+		out := c.crictl("logs", id)
+		return strings.Contains(out, "up"), out
+	})
+	if out := c.crictl("exec", id, "echo", "in"); out != "in" {
+		t.Errorf("crictl exec: %q", out)
+	}
+	c.crictl("rmp", "-f", p)
+	b, err := os.ReadFile(calls)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		f := strings.Fields(line)
+		cmd := ""
+		for i := 0; i < len(f); i++ {
+			if !strings.HasPrefix(f[i], "-") {
+				cmd = f[i]
+				break
+			}
+			if f[i] == "--root" || f[i] == "--log" || f[i] == "--log-format" {
+				i++ // the flag's value
+			}
+		}
+		seen[cmd] = true
+		if cmd == "features" {
+			continue // Status's probe of what the binary supports: no container
+		}
+		if before, _, _ := strings.Cut(line, " "+cmd+" "); !strings.Contains(" "+before+" ", " --debug ") {
+			t.Errorf("runtime call without the handler's flag before %q: %q", cmd, line)
+		}
+	}
+	for _, want := range []string{"create", "start", "exec", "delete"} {
+		if !seen[want] {
+			t.Errorf("no %s call of the handler's runtime: %q", want, b)
+		}
+	}
+
+	for _, bad := range []struct{ arg, want string }{
+		{"nosuch=--debug", `no runtime handler "nosuch"`},
+		{"runc=create", "the flag starting with -"},
+	} {
+		out, err := exec.Command(filepath.Join(c.binDir, "berthd"), "--runtime-arg", bad.arg, "--root", t.TempDir(),
+			"--state", t.TempDir(), "--socket", filepath.Join(t.TempDir(), "x.sock")).CombinedOutput()
+		if err == nil || !strings.Contains(string(out), bad.want) {
+			t.Errorf("berthd --runtime-arg %s: %v, %s; want a refusal saying %q", bad.arg, err, out, bad.want)
+		}
 	}
 }
