@@ -99,6 +99,21 @@ func engineOptions(root *cli.Command, rootDir string, svc *image.Service) (engin
 		o.DefaultRuntime = filepath.Base(p)
 		o.Runtimes[o.DefaultRuntime] = p
 	}
+	// Podman's --runtime-flag: NAME or NAME=VALUE, without the dashes,
+	// for the runtime of the containers this command creates.
+	if flags := root.StringSlice("runtime-flag"); len(flags) > 0 {
+		var args []string
+		for _, f := range flags {
+			if f == "" || strings.HasPrefix(f, "-") {
+				return engine.Options{}, fmt.Errorf("--runtime-flag %q: give the runtime's flag without its leading dashes (log-format=json for --log-format=json)", f)
+			}
+			args = append(args, "--"+f)
+		}
+		o.RuntimeArgs = map[string][]string{}
+		for n := range o.Runtimes {
+			o.RuntimeArgs[n] = args
+		}
+	}
 	return o, nil
 }
 

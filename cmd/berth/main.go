@@ -102,6 +102,7 @@ func app() *cli.Command {
 			&cli.StringFlag{Name: "root", Value: "/var/lib/berth", Usage: "directory for Berth's state"},
 			&cli.StringFlag{Name: "runroot", Value: "/run/berth", Usage: "directory for volatile state (bundles, monitors' sockets)"},
 			&cli.StringFlag{Name: "namespace", Value: "default", Sources: cli.EnvVars("BERTH_NAMESPACE"), Usage: "engine namespace the containers belong to"},
+			&cli.StringSliceFlag{Name: "runtime-flag", Usage: "a global flag for the OCI runtime of the containers this command creates, without its leading dashes (debug, log-format=json), as Podman's flag; a container keeps them"},
 			&cli.StringFlag{Name: "cgroup-manager", Value: "cgroupfs", Usage: "cgroupfs or systemd (transient scopes berth-ID.scope in system.slice; needs systemd as PID 1) for new containers, as Podman's flag"},
 			&cli.StringFlag{Name: "runtime", Value: "berth-runtime", Usage: "default OCI runtime: berth-runtime, runc, crun or a path"},
 			&cli.StringFlag{Name: "cni-conf-dir", Value: "/etc/cni/net.d", Usage: "directory of users' CNI network configurations"},

@@ -261,3 +261,59 @@ func firstOf(m map[string]any, keys ...string) any {
 	}
 	return ""
 }
+
+// `berth --runtime-flag` (Podman's flag, without the leading dashes) gives
+// the runtime of the containers it creates global flags: every call for
+// such a container has them, later commands included. A value with its
+// dashes is refused.
+func TestEngineRuntimeFlag(t *testing.T) {
+	e := newEngine(t)
+	real := os.Getenv("BERTH_RUNTIME")
+	if real == "" {
+		t.Skip("needs BERTH_RUNTIME (make test sets it)")
+	}
+	dir := t.TempDir()
+	calls := filepath.Join(dir, "calls")
+	wrapper := filepath.Join(dir, "logged-runtime")
+	script := fmt.Sprintf("#!/bin/sh\necho \"$*\" >> %s\nexec %s \"$@\"\n", calls, real)
+	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	id := e.runD("--runtime", wrapper, "--network", "none", e.image, "sleep", "600")
+	// Neither flag given again: the container keeps those of its create.
+	e.ok("--runtime", wrapper, "--runtime-flag", "debug", "run", "--rm", "--network", "none", e.image, "true")
+	b, _ := os.ReadFile(calls)
+	before := strings.Count(string(b), "--debug")
+	id2 := e.ok("--runtime", wrapper, "--runtime-flag", "debug", "--runtime-flag", "log-format=json", "create", "--network", "none", e.image, "sleep", "600")
+	e.ok("start", id2)
+	e.ok("exec", id2, "true")
+	e.ok("rm", "-f", id2)
+	e.ok("rm", "-f", id)
+	b, err := os.ReadFile(calls)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mine []string
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		if strings.Contains(line, id2) {
+			mine = append(mine, line)
+		} else if strings.Contains(line, id) && strings.Contains(line, "--debug") {
+			t.Errorf("a call for the container created without --runtime-flag has the flag: %q", line)
+		}
+	}
+	if len(mine) < 4 {
+		t.Fatalf("want create, start, exec and kill/delete calls for %s, got %q", id2[:12], mine)
+	}
+	for _, line := range mine {
+		if !strings.Contains(line, "--debug --log-format=json") {
+			t.Errorf("a call for the container created with --runtime-flag lacks the flags: %q", line)
+		}
+	}
+	if before == 0 {
+		t.Errorf("run --rm with --runtime-flag debug made no call with --debug: %q", b)
+	}
+	r := e.berth("--runtime-flag", "--debug", "run", "--rm", e.image, "true")
+	if r.code == 0 || !strings.Contains(r.stderr, "without its leading dashes") {
+		t.Errorf("--runtime-flag --debug: want a refusal: %s", r)
+	}
+}
