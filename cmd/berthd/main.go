@@ -470,6 +470,9 @@ func runtimeEntry(v any) (path, mode string, args []string, err error) {
 		return x, "", nil, nil
 	case map[string]any:
 		for k, f := range x {
+			if k != "args" && k != "path" && k != "sandbox_mode" {
+				return "", "", nil, fmt.Errorf("unknown key %q (want path, sandbox_mode and args)", k)
+			}
 			if k == "args" {
 				list, ok := f.([]any)
 				if !ok {
@@ -490,12 +493,10 @@ func runtimeEntry(v any) (path, mode string, args []string, err error) {
 				return "", "", nil, fmt.Errorf("%s must be a string", k)
 			case k == "path":
 				path = s
-			case k == "sandbox_mode":
+			default: // sandbox_mode
 				if mode, err = cri.ParseSandboxMode(s); err != nil {
 					return "", "", nil, err
 				}
-			default:
-				return "", "", nil, fmt.Errorf("unknown key %q (want path, sandbox_mode and args)", k)
 			}
 		}
 		if path == "" {

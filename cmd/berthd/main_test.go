@@ -78,7 +78,9 @@ func TestRuntimeHandlersConfigBad(t *testing.T) {
 		{"[runtimes]\nrunsc = 3\n", "runtimes.runsc: want a path or a table"},
 		{"[runtimes]\nrunsc = { sandbox_mode = \"infra\" }\n", "runtimes.runsc: path is missing"},
 		{"[runtimes]\nrunsc = { path = \"/x\", sandbox_mode = \"vm\" }\n", `runtimes.runsc: sandbox mode "vm": want pinned or infra`},
-		{"[runtimes]\nrunsc = { path = \"/x\", args = \"--debug\" }\n", `runtimes.runsc: unknown key "args"`},
+		{"[runtimes]\nrunsc = { path = \"/x\", args = \"--debug\" }\n", "runtimes.runsc: args must be a list of strings"},
+		{"[runtimes]\nrunsc = { path = \"/x\", args = [1] }\n", "runtimes.runsc: args must be a list of strings"},
+		{"[runtimes]\nrunsc = { path = \"/x\", flags = [] }\n", `runtimes.runsc: unknown key "flags"`},
 		{"[runtimes]\nrunsc = { path = 1 }\n", "runtimes.runsc: path must be a string"},
 		{"runtimes = \"runc\"\n", "runtimes must be a table"},
 	} {
