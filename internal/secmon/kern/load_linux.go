@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -136,6 +137,21 @@ func (o *Objects) DetachAccept() error {
 	return nil
 }
 
+// AttachExit attaches the process-exit program (host-wide: every exit of
+// the host pays a check, so it is attached only while some container has
+// exit rules).
+func (o *Objects) AttachExit() error {
+	return o.attachRawTracepoint("sched_process_exit", "exit", o.BerthExit)
+}
+
+// DetachExit removes the process-exit program's link.
+func (o *Objects) DetachExit() error {
+	if err := os.Remove(o.linkPath("exit")); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
 // DetachSysEnter removes the system call program's link.
 func (o *Objects) DetachSysEnter() error {
 	if err := os.Remove(o.linkPath("sys_enter")); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -144,17 +160,37 @@ func (o *Objects) DetachSysEnter() error {
 	return nil
 }
 
+// cgroupProg is a program attached to each container's cgroup.
+type cgroupProg struct {
+	name string
+	prog *ebpf.Program
+	typ  ebpf.AttachType
+}
+
+func (o *Objects) connectProgs() []cgroupProg {
+	return []cgroupProg{
+		{"connect4", o.BerthConnect4, ebpf.AttachCGroupInet4Connect}, {"connect6", o.BerthConnect6, ebpf.AttachCGroupInet6Connect},
+		{"sendmsg4", o.BerthSendmsg4, ebpf.AttachCGroupUDP4Sendmsg}, {"sendmsg6", o.BerthSendmsg6, ebpf.AttachCGroupUDP6Sendmsg},
+	}
+}
+
+// cgroupLinkNames are the per-cgroup link pins, "NAME-CGROUPID".
+var cgroupLinkNames = []string{"connect4", "connect6", "sendmsg4", "sendmsg6", "ingress"}
+
 // AttachConnect attaches the connect programs to one container's cgroup
 // (a v2 directory) and pins the links under the cgroup's id.
 func (o *Objects) AttachConnect(cgroupDir string, cgid uint64) error {
-	for _, a := range []struct {
-		name string
-		prog *ebpf.Program
-		typ  ebpf.AttachType
-	}{
-		{"connect4", o.BerthConnect4, ebpf.AttachCGroupInet4Connect}, {"connect6", o.BerthConnect6, ebpf.AttachCGroupInet6Connect},
-		{"sendmsg4", o.BerthSendmsg4, ebpf.AttachCGroupUDP4Sendmsg}, {"sendmsg6", o.BerthSendmsg6, ebpf.AttachCGroupUDP6Sendmsg},
-	} {
+	return o.attachCgroup(cgroupDir, cgid, o.connectProgs())
+}
+
+// AttachIngress attaches the inbound-packet program (accept deny: it
+// drops the SYNs a rule denies) to one container's cgroup.
+func (o *Objects) AttachIngress(cgroupDir string, cgid uint64) error {
+	return o.attachCgroup(cgroupDir, cgid, []cgroupProg{{"ingress", o.BerthIngress, ebpf.AttachCGroupInetIngress}})
+}
+
+func (o *Objects) attachCgroup(cgroupDir string, cgid uint64, progs []cgroupProg) error {
+	for _, a := range progs {
 		p := o.linkPath(a.name + "-" + strconv.FormatUint(cgid, 10))
 		if _, err := os.Stat(p); err == nil {
 			continue
@@ -172,10 +208,10 @@ func (o *Objects) AttachConnect(cgroupDir string, cgid uint64) error {
 	return nil
 }
 
-// DetachConnect removes the connect links of one cgroup.
-func (o *Objects) DetachConnect(cgid uint64) error {
+// DetachCgroup removes the links of one cgroup (connect and ingress).
+func (o *Objects) DetachCgroup(cgid uint64) error {
 	var errs []error
-	for _, n := range []string{"connect4", "connect6", "sendmsg4", "sendmsg6"} {
+	for _, n := range cgroupLinkNames {
 		if err := os.Remove(o.linkPath(n + "-" + strconv.FormatUint(cgid, 10))); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, err)
 		}
@@ -183,15 +219,26 @@ func (o *Objects) DetachConnect(cgid uint64) error {
 	return errors.Join(errs...)
 }
 
-// ConnectLinks lists the cgroup ids that have connect links pinned.
-func (o *Objects) ConnectLinks() []uint64 {
+// DetachIngress removes the ingress link of one cgroup.
+func (o *Objects) DetachIngress(cgid uint64) error {
+	if err := os.Remove(o.linkPath("ingress-" + strconv.FormatUint(cgid, 10))); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// CgroupLinks lists the cgroup ids that have links pinned.
+func (o *Objects) CgroupLinks() []uint64 {
 	ents, _ := os.ReadDir(filepath.Join(o.dir, "links"))
 	var ids []uint64
 	for _, e := range ents {
-		if s, ok := strings.CutPrefix(e.Name(), "connect4-"); ok {
-			if id, err := strconv.ParseUint(s, 10, 64); err == nil {
-				ids = append(ids, id)
-			}
+		name, id, ok := strings.Cut(e.Name(), "-")
+		if !ok {
+			continue
+		}
+		n, err := strconv.ParseUint(id, 10, 64)
+		if err == nil && slices.Contains(cgroupLinkNames, name) && !slices.Contains(ids, n) {
+			ids = append(ids, n)
 		}
 	}
 	return ids
