@@ -793,20 +793,30 @@ func (a *agent) absPath(r *agentReg, pid int, p string, nr uint32, arg0 uint64) 
 
 // parentPath reads an exec's parent's executable as the container sees
 // it (best effort: "" when the parent has exited, or when it is not in
-// the container's root: the container's first process's parent is the
-// runtime's, on the host, whose path is not the container's business).
+// the container but on the host, in the agent's mount namespace: the
+// container's first process's parent is the runtime's, whose path is
+// not the container's business). The kernel names a file by its path in
+// the process's own mount namespace when the agent's cannot reach it, so
+// only a path under the container's root as mounted on the host needs
+// translating.
 func (a *agent) parentPath(r *agentReg, pid int) string {
 	if pid <= 0 {
 		return ""
 	}
+	var own, theirs unix.Stat_t
+	if unix.Stat("/proc/self/ns/mnt", &own) != nil || unix.Stat(fmt.Sprintf("/proc/%d/ns/mnt", pid), &theirs) != nil || own.Ino == theirs.Ino {
+		return ""
+	}
 	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
-	if err != nil || r.Rootfs == "" {
-		return exe
+	if err != nil {
+		return ""
 	}
-	if rel, ok := strings.CutPrefix(exe, strings.TrimSuffix(r.Rootfs, "/")); ok && strings.HasPrefix(rel, "/") {
-		return rel
+	if r.Rootfs != "" {
+		if rel, ok := strings.CutPrefix(exe, strings.TrimSuffix(r.Rootfs, "/")); ok && strings.HasPrefix(rel, "/") {
+			return rel
+		}
 	}
-	return ""
+	return exe
 }
 
 // procInfo reads a live process's executable and argv (best effort: it
