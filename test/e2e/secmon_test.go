@@ -522,7 +522,7 @@ func TestSecmonExit(t *testing.T) {
   action: alert
 `)
 	r := e.berth("run", "--rm", "--network", "none", "--security-opt", "monitor="+rules, e.image, "sh", "-c",
-		`sh -c 'exit 3'; echo code=$?; sleep 100 & kill -9 $!; wait $!; echo killed=$?; sh -c 'exit 4'; true`)
+		`sh -c 'exit 3'; echo code=$?; sleep 100 & p=$!; until [ "$(cat /proc/$p/comm)" = sleep ]; do sleep 0.05; done; kill -9 $p; wait $p; echo killed=$?; sh -c 'exit 4'; true`)
 	if !strings.Contains(r.stdout, "code=3") || !strings.Contains(r.stdout, "killed=137") {
 		t.Fatalf("exits: %s", r)
 	}
