@@ -107,19 +107,67 @@ func (o *Objects) AttachSysEnter() error {
 // attachRawTracepoint attaches prog to a raw tracepoint and pins the link
 // as links/pin, unless that pin exists (an earlier agent's link).
 func (o *Objects) attachRawTracepoint(tp, pin string, prog *ebpf.Program) error {
-	p := o.linkPath(pin)
-	if _, err := os.Stat(p); err == nil {
+	return attachPinned(o.linkPath(pin), prog, func() (link.Link, error) {
+		l, err := link.AttachRawTracepoint(link.RawTracepointOptions{Name: tp, Program: prog})
+		if err != nil {
+			return nil, fmt.Errorf("attach to the %s tracepoint: %w", tp, err)
+		}
+		return l, nil
+	})
+}
+
+// attachPinned attaches prog (through attach) and pins the link at p,
+// unless p is an earlier agent's link to the same program. A link to
+// another program (an agent of another version) is replaced: the new
+// link is made before the old pin goes, so nothing goes unwatched
+// between (for that moment both programs run: an event may be
+// reported twice).
+func attachPinned(p string, prog *ebpf.Program, attach func() (link.Link, error)) error {
+	_, err := os.Stat(p)
+	exists := err == nil
+	if exists && samePinnedProgram(p, prog) {
 		return nil
 	}
-	l, err := link.AttachRawTracepoint(link.RawTracepointOptions{Name: tp, Program: prog})
+	l, err := attach()
 	if err != nil {
-		return fmt.Errorf("attach to the %s tracepoint: %w", tp, err)
+		return err
 	}
 	defer l.Close()
+	if exists {
+		if err := os.Remove(p); err != nil {
+			return fmt.Errorf("replace the link %s of another berth-secmon version: %w", p, err)
+		}
+	}
 	if err := l.Pin(p); err != nil {
-		return fmt.Errorf("pin the %s link: %w", pin, err)
+		return fmt.Errorf("pin the link %s: %w", p, err)
 	}
 	return nil
+}
+
+// samePinnedProgram says whether the link pinned at p runs prog's code
+// (the kernel's tag of the instructions, which ignores map fds). When it
+// cannot tell, it says yes: the pinned link stays.
+func samePinnedProgram(p string, prog *ebpf.Program) bool {
+	l, err := link.LoadPinnedLink(p, nil)
+	if err != nil {
+		return true
+	}
+	defer l.Close()
+	li, err := l.Info()
+	if err != nil {
+		return true
+	}
+	old, err := ebpf.NewProgramFromID(li.Program)
+	if err != nil {
+		return true
+	}
+	defer old.Close()
+	oi, err1 := old.Info()
+	ni, err2 := prog.Info()
+	if err1 != nil || err2 != nil || oi.Tag == "" {
+		return true
+	}
+	return oi.Tag == ni.Tag
 }
 
 // AttachAccept attaches the inbound-connection program (host-wide: every
@@ -192,17 +240,15 @@ func (o *Objects) AttachIngress(cgroupDir string, cgid uint64) error {
 func (o *Objects) attachCgroup(cgroupDir string, cgid uint64, progs []cgroupProg) error {
 	for _, a := range progs {
 		p := o.linkPath(a.name + "-" + strconv.FormatUint(cgid, 10))
-		if _, err := os.Stat(p); err == nil {
-			continue
-		}
-		l, err := link.AttachCgroup(link.CgroupOptions{Path: cgroupDir, Attach: a.typ, Program: a.prog})
+		err := attachPinned(p, a.prog, func() (link.Link, error) {
+			l, err := link.AttachCgroup(link.CgroupOptions{Path: cgroupDir, Attach: a.typ, Program: a.prog})
+			if err != nil {
+				return nil, fmt.Errorf("attach the %s program to %s: %w", a.name, cgroupDir, err)
+			}
+			return l, nil
+		})
 		if err != nil {
-			return fmt.Errorf("attach the %s program to %s: %w", a.name, cgroupDir, err)
-		}
-		err = l.Pin(p)
-		l.Close()
-		if err != nil {
-			return fmt.Errorf("pin the %s link: %w", a.name, err)
+			return err
 		}
 	}
 	return nil
