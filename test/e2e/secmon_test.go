@@ -605,7 +605,7 @@ func TestSecmonAcceptDeny(t *testing.T) {
 	rules := e.rulesFile(`rules:
 - name: no-in
   event: accept
-  condition: connect.port == 7777 && (inCIDR(connect.address, "127.0.0.0/8") || inCIDR(connect.address, "10.231.0.0/16"))
+  condition: connect.port == 7777 && (inCIDR(connect.address, "127.0.0.0/8") || inCIDR(connect.address, "10.231.0.0/16") || connect.address == "::1")
   action: deny
 `)
 	id := e.runD("--network", netName, "--security-opt", "monitor="+rules, e.image, "sh", "-c",
@@ -652,6 +652,12 @@ func TestSecmonAcceptDeny(t *testing.T) {
 		t.Fatalf("loopback: %s", r)
 	}
 	e.waitAlert("no-in", func(a secmon.Alert) bool { return a.Connect != nil && a.Connect.Address == "127.0.0.1" })
+	// IPv6: the same from ::1.
+	r = e.berth("exec", id, "sh", "-c", "nc -w 2 ::1 7777 </dev/null; echo denied=$?; nc -w 2 ::1 7778 </dev/null; echo other=$?")
+	if !strings.Contains(r.stdout, "denied=1") || strings.Contains(r.stderr, "refused") || !strings.Contains(r.stdout, "HELLO") || !strings.Contains(r.stdout, "other=0") {
+		t.Fatalf("IPv6 loopback: %s", r)
+	}
+	e.waitAlert("no-in", func(a secmon.Alert) bool { return a.Connect != nil && a.Connect.Address == "::1" })
 	// The 2 s dial sent its SYN twice (at 0 and 1 s): one alert each.
 	n := 0
 	for _, a := range e.alerts() {
