@@ -48,6 +48,14 @@ const (
   condition: '!inCIDR(connect.address, "127.0.0.0/8")'
   action: deny
 `
+	// exitRules report every process exit of the container to the
+	// agent (the kernel cannot filter exits), which evaluates the CEL.
+	exitRules = `rules:
+- name: crashed
+  event: exit
+  condition: exit.signal == 11
+  action: alert
+`
 	latencyRules = `rules:
 - name: true-exec
   event: exec
@@ -104,7 +112,10 @@ func run() error {
 		return err
 	}
 	rules := map[string]string{}
-	for name, body := range map[string]string{"alert": alertRules, "deny": denyRules, "latency": latencyRules} {
+	// The bystander's neighbour has exec, connect and exit rules: the
+	// host-wide exec and exit programs are attached.
+	for name, body := range map[string]string{"alert": alertRules, "deny": denyRules, "exit": exitRules, "latency": latencyRules,
+		"neighbour": alertRules + strings.TrimPrefix(exitRules, "rules:\n")} {
 		p := filepath.Join(tmp, name+".yaml")
 		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
 			return err
@@ -136,13 +147,13 @@ func run() error {
 	// bystander: a container without rules while another one has rules
 	// (the agent and its host-wide programs loaded), the issue's "containers
 	// without rules pay nothing"; none: no agent at all.
-	modes := []string{"none", "bystander", "alert", "deny"}
+	modes := []string{"none", "bystander", "alert", "deny", "exit"}
 	res := map[string]map[string][]float64{}
 	for rep := 0; rep < *flagReps; rep++ {
 		for _, m := range modes {
 			var sidecar string
 			if m == "bystander" {
-				out, err := b.cmd(time.Minute, "run", "-d", "--network", "none", "--security-opt", "monitor="+rules["alert"], b.image, "sleep", "3600")
+				out, err := b.cmd(time.Minute, "run", "-d", "--network", "none", "--security-opt", "monitor="+rules["neighbour"], b.image, "sleep", "3600")
 				if err != nil {
 					return fmt.Errorf("bystander's neighbour: %v: %s", err, out)
 				}
