@@ -715,6 +715,12 @@ static __always_inline void *skb_container_lookup(struct __sk_buff *skb, void *m
 }
 
 #define IPPROTO_TCP 6
+#define IPPROTO_HOPOPTS 0
+#define IPPROTO_ROUTING 43
+#define IPPROTO_FRAGMENT 44
+#define IPPROTO_AH 51
+#define IPPROTO_DSTOPTS 60
+#define MAX_EXT 6
 #define TCP_FLAG_SYN 0x02
 #define TCP_FLAG_ACK 0x10
 
@@ -722,10 +728,11 @@ static __always_inline void *skb_container_lookup(struct __sk_buff *skb, void *m
 // connection, not a reply) that an accept deny rule matches, so the
 // handshake never completes and accept(2) never returns the connection.
 // Every other packet passes. Attached to the cgroups of containers with
-// accept deny rules only; the packet starts at its IP header. IPv4 with
-// options is parsed; IPv6 only with TCP right after the fixed header
-// (a SYN behind extension headers passes); non-first IPv4 fragments pass
-// (they carry no TCP header). Returns 1 to pass, 0 to drop.
+// accept deny rules only; the packet starts at its IP header, reassembled
+// (the hook runs at the socket). IPv4 with options is parsed, and IPv6
+// with up to MAX_EXT extension headers (hop-by-hop, routing, fragment,
+// destination options, AH; more, or ESP, and the packet passes).
+// Returns 1 to pass, 0 to drop.
 SEC("cgroup_skb/ingress")
 int berth_ingress(struct __sk_buff *skb)
 {
@@ -754,9 +761,28 @@ int berth_ingress(struct __sk_buff *skb)
 		__u8 h[40];
 		if (bpf_skb_load_bytes(skb, 0, h, sizeof(h)))
 			return 1;
-		if (h[6] != IPPROTO_TCP)
-			return 1;
+		// Walk the extension headers a peer may put before TCP (a
+		// SYN behind them must not slip past the rule); more than
+		// MAX_EXT of them, or one of another kind: the packet passes.
+		__u8 next = h[6];
 		toff = 40;
+		for (int i = 0; i < MAX_EXT; i++) {
+			if (next != IPPROTO_HOPOPTS && next != IPPROTO_ROUTING && next != IPPROTO_DSTOPTS && next != IPPROTO_FRAGMENT &&
+			    next != IPPROTO_AH)
+				break;
+			__u8 eh[2];
+			if (bpf_skb_load_bytes(skb, toff, eh, sizeof(eh)))
+				return 1;
+			if (next == IPPROTO_FRAGMENT)
+				toff += 8;
+			else if (next == IPPROTO_AH)
+				toff += ((__u32)eh[1] + 2) * 4;
+			else
+				toff += ((__u32)eh[1] + 1) * 8;
+			next = eh[0];
+		}
+		if (next != IPPROTO_TCP)
+			return 1;
 		family = AF_INET6;
 		__builtin_memcpy(addr, &h[8], 16);
 	} else {
