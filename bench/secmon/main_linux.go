@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -23,8 +24,10 @@ import (
 var (
 	flagN    = flag.Int("n", 10000, "execs and connects per run")
 	flagReps = flag.Int("reps", 3, "runs per mode (the median is shown)")
-	flagLat  = flag.Int("latency-execs", 1000, "execs matching an alert rule, for the latency")
+	flagLat  = flag.Int("latency-execs", 1000, "execs matching an alert rule, for the latency (0: none)")
 	flagBin  = flag.String("bin", "bin", "directory of berth, berth-secmon, berth-monitor, berth-runtime")
+	flagMode = flag.String("modes", "none,bystander,alert,deny,exit", "modes to run, comma-separated (none is the reference)")
+	flagWork = flag.String("work", "exec,connect", "workloads to run, comma-separated")
 )
 
 const (
@@ -147,7 +150,21 @@ func run() error {
 	// bystander: a container without rules while another one has rules
 	// (the agent and its host-wide programs loaded), the issue's "containers
 	// without rules pay nothing"; none: no agent at all.
-	modes := []string{"none", "bystander", "alert", "deny", "exit"}
+	modes := strings.Split(*flagMode, ",")
+	if !slices.Contains(modes, "none") {
+		modes = append([]string{"none"}, modes...)
+	}
+	for _, m := range modes {
+		if _, ok := rules[m]; !ok && m != "none" && m != "bystander" {
+			return fmt.Errorf("-modes: %q is not none, bystander, alert, deny or exit", m)
+		}
+	}
+	works := strings.Split(*flagWork, ",")
+	for _, w := range works {
+		if w != "exec" && w != "connect" {
+			return fmt.Errorf("-work: %q is not exec or connect", w)
+		}
+	}
 	res := map[string]map[string][]float64{}
 	for rep := 0; rep < *flagReps; rep++ {
 		for _, m := range modes {
@@ -159,7 +176,7 @@ func run() error {
 				}
 				sidecar = strings.TrimSpace(lastLine(out))
 			}
-			for _, w := range []string{"exec", "connect"} {
+			for _, w := range works {
 				args := []string{"run", "--rm", "--network", "none", "-v", b.worker + ":/worker:ro"}
 				if m != "none" && m != "bystander" {
 					args = append(args, "--security-opt", "monitor="+rules[m])
@@ -196,6 +213,9 @@ func run() error {
 		fmt.Printf("%-10s %12.1f %7.3fx %12.1f %7.3fx\n", m, e, e/median(res["none"]["exec"]), c, c/median(res["none"]["connect"]))
 	}
 
+	if *flagLat <= 0 {
+		return nil
+	}
 	// Latency: every exec of /bin/true matches an alert rule.
 	os.Remove(secmon.AlertsPath(b.root))
 	out, err := b.cmd(10*time.Minute, "run", "--rm", "--network", "none", "-v", b.worker+":/worker:ro", "--security-opt", "monitor="+rules["latency"],

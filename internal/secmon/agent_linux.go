@@ -566,9 +566,10 @@ func (a *agent) read(rd *ringbuf.Reader) {
 }
 
 // decodeEvent decodes one ring-buffer sample into ev. A sample shorter
-// than the event is an older agent's program's, still attached through
-// its pinned link: the fields added since read as zero. buf is scratch
-// space of the event's size.
+// than the event comes from an older version's program (queued before
+// this agent replaced its pinned link, or sent through a link it could
+// not check): the fields added since read as zero. buf is scratch space
+// of the event's size.
 func decodeEvent(sample, buf []byte, ev *kern.SecmonEvent) error {
 	n := copy(buf, sample)
 	clear(buf[n:])

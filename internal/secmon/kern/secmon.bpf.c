@@ -101,8 +101,9 @@ struct event {
 	char path[EV_PATH];
 	char args[EV_ARGS];
 	// Fields below were added later: append only, never reorder. The
-	// programs of an older agent, still attached through their pinned
-	// links, send the shorter event; the agent zero-pads it.
+	// programs of an older agent (through their pinned links, until the
+	// next agent replaces them) send the shorter event; the agent
+	// zero-pads it.
 	__u32 exit_code; // KIND_EXIT: the wait status (code << 8 | signal, 0x80 core)
 	__u32 pad2;
 	char pcomm[16]; // KIND_EXEC: the parent's comm
