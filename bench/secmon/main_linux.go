@@ -155,8 +155,8 @@ func run() error {
 		modes = append([]string{"none"}, modes...)
 	}
 	for _, m := range modes {
-		if _, ok := rules[m]; !ok && m != "none" && m != "bystander" {
-			return fmt.Errorf("-modes: %q is not none, bystander, alert, deny or exit", m)
+		if _, ok := rules[m]; !ok && m != "none" && m != "bystander" && m != "bystander0" {
+			return fmt.Errorf("-modes: %q is not none, bystander, bystander0, alert, deny or exit", m)
 		}
 	}
 	works := strings.Split(*flagWork, ",")
@@ -169,8 +169,14 @@ func run() error {
 	for rep := 0; rep < *flagReps; rep++ {
 		for _, m := range modes {
 			var sidecar string
-			if m == "bystander" {
-				out, err := b.cmd(time.Minute, "run", "-d", "--network", "none", "--security-opt", "monitor="+rules["neighbour"], b.image, "sleep", "3600")
+			if m == "bystander" || m == "bystander0" {
+				// bystander0: the neighbour has no exit rule (the
+				// exit program is not attached), to tell its cost.
+				nr := rules["neighbour"]
+				if m == "bystander0" {
+					nr = rules["alert"]
+				}
+				out, err := b.cmd(time.Minute, "run", "-d", "--network", "none", "--security-opt", "monitor="+nr, b.image, "sleep", "3600")
 				if err != nil {
 					return fmt.Errorf("bystander's neighbour: %v: %s", err, out)
 				}
@@ -178,7 +184,7 @@ func run() error {
 			}
 			for _, w := range works {
 				args := []string{"run", "--rm", "--network", "none", "-v", b.worker + ":/worker:ro"}
-				if m != "none" && m != "bystander" {
+				if m != "none" && !strings.HasPrefix(m, "bystander") {
 					args = append(args, "--security-opt", "monitor="+rules[m])
 				}
 				args = append(args, b.image, "/worker", w, strconv.Itoa(*flagN))
@@ -209,8 +215,16 @@ func run() error {
 	fmt.Printf("%d execs / %d connect+close per run, median of %d runs, µs per operation\n", *flagN, *flagN, *flagReps)
 	fmt.Printf("%-10s %12s %8s %12s %8s\n", "rules", "exec µs", "ratio", "connect µs", "ratio")
 	for _, m := range modes {
-		e, c := median(res[m]["exec"]), median(res[m]["connect"])
-		fmt.Printf("%-10s %12.1f %7.3fx %12.1f %7.3fx\n", m, e, e/median(res["none"]["exec"]), c, c/median(res["none"]["connect"]))
+		fmt.Printf("%-10s", m)
+		for _, w := range []string{"exec", "connect"} {
+			if !slices.Contains(works, w) {
+				fmt.Printf(" %12s %8s", "-", "-")
+				continue
+			}
+			v := median(res[m][w])
+			fmt.Printf(" %12.1f %7.3fx", v, v/median(res["none"][w]))
+		}
+		fmt.Println()
 	}
 
 	if *flagLat <= 0 {
