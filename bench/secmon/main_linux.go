@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -23,8 +24,10 @@ import (
 var (
 	flagN    = flag.Int("n", 10000, "execs and connects per run")
 	flagReps = flag.Int("reps", 3, "runs per mode (the median is shown)")
-	flagLat  = flag.Int("latency-execs", 1000, "execs matching an alert rule, for the latency")
+	flagLat  = flag.Int("latency-execs", 1000, "execs matching an alert rule, for the latency (0: none)")
 	flagBin  = flag.String("bin", "bin", "directory of berth, berth-secmon, berth-monitor, berth-runtime")
+	flagMode = flag.String("modes", "none,bystander,alert,deny,exit", "modes to run, comma-separated (none is the reference)")
+	flagWork = flag.String("work", "exec,connect", "workloads to run, comma-separated")
 )
 
 const (
@@ -47,6 +50,14 @@ const (
   event: connect
   condition: '!inCIDR(connect.address, "127.0.0.0/8")'
   action: deny
+`
+	// exitRules report every process exit of the container to the
+	// agent (the kernel cannot filter exits), which evaluates the CEL.
+	exitRules = `rules:
+- name: crashed
+  event: exit
+  condition: exit.signal == 11
+  action: alert
 `
 	latencyRules = `rules:
 - name: true-exec
@@ -104,7 +115,10 @@ func run() error {
 		return err
 	}
 	rules := map[string]string{}
-	for name, body := range map[string]string{"alert": alertRules, "deny": denyRules, "latency": latencyRules} {
+	// The bystander's neighbour has exec, connect and exit rules: the
+	// host-wide exec and exit programs are attached.
+	for name, body := range map[string]string{"alert": alertRules, "deny": denyRules, "exit": exitRules, "latency": latencyRules,
+		"neighbour": alertRules + strings.TrimPrefix(exitRules, "rules:\n")} {
 		p := filepath.Join(tmp, name+".yaml")
 		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
 			return err
@@ -136,21 +150,41 @@ func run() error {
 	// bystander: a container without rules while another one has rules
 	// (the agent and its host-wide programs loaded), the issue's "containers
 	// without rules pay nothing"; none: no agent at all.
-	modes := []string{"none", "bystander", "alert", "deny"}
+	modes := strings.Split(*flagMode, ",")
+	if !slices.Contains(modes, "none") {
+		modes = append([]string{"none"}, modes...)
+	}
+	for _, m := range modes {
+		if _, ok := rules[m]; !ok && m != "none" && m != "bystander" && m != "bystander0" {
+			return fmt.Errorf("-modes: %q is not none, bystander, bystander0, alert, deny or exit", m)
+		}
+	}
+	works := strings.Split(*flagWork, ",")
+	for _, w := range works {
+		if w != "exec" && w != "connect" {
+			return fmt.Errorf("-work: %q is not exec or connect", w)
+		}
+	}
 	res := map[string]map[string][]float64{}
 	for rep := 0; rep < *flagReps; rep++ {
 		for _, m := range modes {
 			var sidecar string
-			if m == "bystander" {
-				out, err := b.cmd(time.Minute, "run", "-d", "--network", "none", "--security-opt", "monitor="+rules["alert"], b.image, "sleep", "3600")
+			if m == "bystander" || m == "bystander0" {
+				// bystander0: the neighbour has no exit rule (the
+				// exit program is not attached), to tell its cost.
+				nr := rules["neighbour"]
+				if m == "bystander0" {
+					nr = rules["alert"]
+				}
+				out, err := b.cmd(time.Minute, "run", "-d", "--network", "none", "--security-opt", "monitor="+nr, b.image, "sleep", "3600")
 				if err != nil {
 					return fmt.Errorf("bystander's neighbour: %v: %s", err, out)
 				}
 				sidecar = strings.TrimSpace(lastLine(out))
 			}
-			for _, w := range []string{"exec", "connect"} {
+			for _, w := range works {
 				args := []string{"run", "--rm", "--network", "none", "-v", b.worker + ":/worker:ro"}
-				if m != "none" && m != "bystander" {
+				if m != "none" && !strings.HasPrefix(m, "bystander") {
 					args = append(args, "--security-opt", "monitor="+rules[m])
 				}
 				args = append(args, b.image, "/worker", w, strconv.Itoa(*flagN))
@@ -181,10 +215,21 @@ func run() error {
 	fmt.Printf("%d execs / %d connect+close per run, median of %d runs, µs per operation\n", *flagN, *flagN, *flagReps)
 	fmt.Printf("%-10s %12s %8s %12s %8s\n", "rules", "exec µs", "ratio", "connect µs", "ratio")
 	for _, m := range modes {
-		e, c := median(res[m]["exec"]), median(res[m]["connect"])
-		fmt.Printf("%-10s %12.1f %7.3fx %12.1f %7.3fx\n", m, e, e/median(res["none"]["exec"]), c, c/median(res["none"]["connect"]))
+		fmt.Printf("%-10s", m)
+		for _, w := range []string{"exec", "connect"} {
+			if !slices.Contains(works, w) {
+				fmt.Printf(" %12s %8s", "-", "-")
+				continue
+			}
+			v := median(res[m][w])
+			fmt.Printf(" %12.1f %7.3fx", v, v/median(res["none"][w]))
+		}
+		fmt.Println()
 	}
 
+	if *flagLat <= 0 {
+		return nil
+	}
 	// Latency: every exec of /bin/true matches an alert rule.
 	os.Remove(secmon.AlertsPath(b.root))
 	out, err := b.cmd(10*time.Minute, "run", "--rm", "--network", "none", "-v", b.worker+":/worker:ro", "--security-opt", "monitor="+rules["latency"],

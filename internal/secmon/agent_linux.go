@@ -49,8 +49,11 @@ type agent struct {
 	byCgroup map[uint64]*agentReg
 	files    map[string]*os.File
 	stats    Stats
-	exiting  bool
-	empty    chan struct{} // closed when the last container goes
+	// synSeen dedupes accept deny reports: a denied SYN is sent again
+	// by the peer (1 s, 3 s, ...); one attempt is one alert.
+	synSeen map[synKey]time.Time
+	exiting bool
+	empty   chan struct{} // closed when the last container goes
 }
 
 type agentReg struct {
@@ -58,6 +61,7 @@ type agentReg struct {
 	rs     *RuleSet
 	sys    bool // has system calls reported
 	accept bool // has inbound connections reported
+	exit   bool // has process exits reported
 	// Engine events are limited to engineEventsPerSecond per container
 	// (the alerts log has them all): a container exec'ing in a loop must
 	// not flood the engine's log. Guarded by agent.mu.
@@ -105,7 +109,7 @@ func RunAgent(ctx context.Context, o AgentOptions) error {
 	}
 	a := &agent{
 		o: o, objs: objs, hooks: make(chan Alert, 256),
-		regs: map[string]*agentReg{}, byCgroup: map[uint64]*agentReg{}, files: map[string]*os.File{},
+		regs: map[string]*agentReg{}, byCgroup: map[uint64]*agentReg{}, files: map[string]*os.File{}, synSeen: map[synKey]time.Time{},
 		empty: make(chan struct{}),
 	}
 	a.stats.Alerts = map[string]map[string]uint64{}
@@ -238,9 +242,9 @@ func (a *agent) restore() {
 	for id := range a.byCgroup {
 		live[id] = true
 	}
-	for _, id := range a.objs.ConnectLinks() {
+	for _, id := range a.objs.CgroupLinks() {
 		if !live[id] {
-			a.objs.DetachConnect(id)
+			a.objs.DetachCgroup(id)
 		}
 	}
 }
@@ -280,13 +284,15 @@ func (a *agent) add(reg *Registration, persist bool) error {
 		a.objs.ConnectPolicy.Delete(old.CgroupID)
 		a.objs.SysPolicies.Delete(old.CgroupID)
 		a.objs.AcceptWatch.Delete(old.CgroupID)
-		a.objs.DetachConnect(old.CgroupID)
+		a.objs.AcceptPolicy.Delete(old.CgroupID)
+		a.objs.ExitWatch.Delete(old.CgroupID)
+		a.objs.DetachCgroup(old.CgroupID)
 		delete(a.byCgroup, old.CgroupID)
 	}
 	for _, x := range []struct {
 		m   *ebpf.Map
 		pol KernelPolicy
-	}{{a.objs.ExecPolicy, plan.Exec}, {a.objs.ConnectPolicy, plan.Connect}} {
+	}{{a.objs.ExecPolicy, plan.Exec}, {a.objs.ConnectPolicy, plan.Connect}, {a.objs.AcceptPolicy, plan.AcceptDeny}} {
 		if x.pol.Empty() {
 			x.m.Delete(cg)
 			continue
@@ -300,6 +306,23 @@ func (a *agent) add(reg *Registration, persist bool) error {
 		if err := a.objs.AttachConnect(reg.CgroupDir, cg); err != nil {
 			return err
 		}
+	}
+	if !plan.AcceptDeny.Empty() {
+		if err := a.objs.AttachIngress(reg.CgroupDir, cg); err != nil {
+			return err
+		}
+	} else {
+		a.objs.DetachIngress(cg)
+	}
+	if plan.Exit {
+		if err := a.objs.ExitWatch.Update(cg, uint32(1), ebpf.UpdateAny); err != nil {
+			return fmt.Errorf("update the exit map: %w", err)
+		}
+		if err := a.objs.AttachExit(); err != nil {
+			return err
+		}
+	} else {
+		a.objs.ExitWatch.Delete(cg)
 	}
 	if len(plan.Syscalls) == 0 {
 		a.objs.SysPolicies.Delete(cg)
@@ -321,7 +344,7 @@ func (a *agent) add(reg *Registration, persist bool) error {
 	} else {
 		a.objs.AcceptWatch.Delete(cg)
 	}
-	r.sys, r.accept = len(plan.Syscalls) > 0, plan.Accept
+	r.sys, r.accept, r.exit = len(plan.Syscalls) > 0, plan.Accept, plan.Exit
 	a.regs[reg.Container.ID] = r
 	a.byCgroup[cg] = r
 	return nil
@@ -390,7 +413,9 @@ func (a *agent) removeLocked(id string) {
 	a.objs.ConnectPolicy.Delete(r.CgroupID)
 	a.objs.SysPolicies.Delete(r.CgroupID)
 	a.objs.AcceptWatch.Delete(r.CgroupID)
-	a.objs.DetachConnect(r.CgroupID)
+	a.objs.AcceptPolicy.Delete(r.CgroupID)
+	a.objs.ExitWatch.Delete(r.CgroupID)
+	a.objs.DetachCgroup(r.CgroupID)
 	delete(a.regs, id)
 	delete(a.byCgroup, r.CgroupID)
 	if !slices.ContainsFunc(slices.Collect(maps.Values(a.regs)), func(r *agentReg) bool { return r.sys }) {
@@ -400,6 +425,9 @@ func (a *agent) removeLocked(id string) {
 	}
 	if !slices.ContainsFunc(slices.Collect(maps.Values(a.regs)), func(r *agentReg) bool { return r.accept }) {
 		a.objs.DetachAccept()
+	}
+	if !slices.ContainsFunc(slices.Collect(maps.Values(a.regs)), func(r *agentReg) bool { return r.exit }) {
+		a.objs.DetachExit()
 	}
 	if len(a.regs) == 0 && !a.exiting {
 		a.exiting = true
@@ -522,17 +550,63 @@ func (a *agent) handle(c net.Conn) {
 
 // read turns the kernel's events into alerts.
 func (a *agent) read(rd *ringbuf.Reader) {
-	var ev kern.SecmonEvent
+	size := binary.Size(kern.SecmonEvent{})
+	buf := make([]byte, size)
 	for {
 		rec, err := rd.Read()
 		if err != nil {
 			return
 		}
-		if err := binary.Read(bytes.NewReader(rec.RawSample), binary.NativeEndian, &ev); err != nil {
+		var ev kern.SecmonEvent
+		if err := decodeEvent(rec.RawSample, buf, &ev); err != nil {
 			continue
 		}
 		a.event(&ev)
 	}
+}
+
+// decodeEvent decodes one ring-buffer sample into ev. A sample shorter
+// than the event comes from an older version's program (queued before
+// this agent replaced its pinned link, or sent through a link it could
+// not check): the fields added since read as zero. buf is scratch space
+// of the event's size.
+func decodeEvent(sample, buf []byte, ev *kern.SecmonEvent) error {
+	n := copy(buf, sample)
+	clear(buf[n:])
+	return binary.Read(bytes.NewReader(buf), binary.NativeEndian, ev)
+}
+
+// synKey is one inbound connection attempt of a container.
+type synKey struct {
+	cgid             uint64
+	peer             [16]byte
+	peerPort, locPrt uint16
+}
+
+// synWindow is how long after the last SYN of an attempt a SYN from the
+// same peer address and port counts as its retransmit (Linux waits 1, 2,
+// 4, 8, 16, 32 s between tries: a peer still trying after some 15 s
+// shows up again).
+const synWindow = 10 * time.Second
+
+// synRepeat says whether a denied SYN repeats one seen within synWindow,
+// and records it. Guarded by a.mu.
+func (a *agent) synRepeat(k synKey, now time.Time) bool {
+	if t, ok := a.synSeen[k]; ok && now.Sub(t) < synWindow {
+		a.synSeen[k] = now
+		return true
+	}
+	if len(a.synSeen) >= 4096 {
+		for k, t := range a.synSeen {
+			if now.Sub(t) >= synWindow {
+				delete(a.synSeen, k)
+			}
+		}
+	}
+	if len(a.synSeen) < 4096 { // a flood of distinct peers: report them all
+		a.synSeen[k] = now
+	}
+	return false
 }
 
 func cstr(b []int8) string {
@@ -571,8 +645,10 @@ func (a *agent) event(ev *kern.SecmonEvent) {
 		}
 		argv := strings.Split(strings.TrimRight(string(args), "\x00"), "\x00")
 		proc.Path, proc.Argv = path, argv
-		in.Exec = &ExecVars{Path: path, Argv: argv, Drift: ev.Drift != 0}
+		parent := ParentVars{Pid: int64(ev.Ppid), Name: cstr(ev.Pcomm[:]), Path: a.parentPath(r, int(ev.Ppid))}
+		in.Exec = &ExecVars{Path: path, Argv: argv, Drift: ev.Drift != 0, Parent: parent}
 		base.Exec = &AlertExec{Path: path, Drift: ev.Drift != 0}
+		proc.Parent = &AlertParent{Pid: int(parent.Pid), Name: parent.Name, Path: parent.Path}
 	case kern.KindConnect:
 		kind = EventConnect
 		ip := netip.AddrFrom16(ev.Addr).Unmap()
@@ -599,10 +675,30 @@ func (a *agent) event(ev *kern.SecmonEvent) {
 	case kern.KindAccept:
 		// In softirq: no process; the peer's port is in sargs[0].
 		kind = EventAccept
+		if ev.Rule >= 0 && ev.Action == kern.ActDeny {
+			a.mu.Lock()
+			again := a.synRepeat(synKey{ev.Cgid, ev.Addr, uint16(ev.Sargs[0]), ev.Port}, time.Now())
+			a.mu.Unlock()
+			if again {
+				return
+			}
+		}
 		ip := netip.AddrFrom16(ev.Addr).Unmap()
 		in.Connect = &ConnectVars{Address: ip.String(), Port: int64(ev.Port), Protocol: "tcp"}
 		base.Connect = &AlertConnect{Address: ip.String(), Port: int(ev.Port), Protocol: "tcp", PeerPort: int(ev.Sargs[0])}
 		proc = AlertProcess{Argv: []string{}}
+	case kern.KindExit:
+		// The last thread of a process: its memory map (so its
+		// executable and argv) is gone; the kernel's comm stays.
+		kind = EventExit
+		code, sig := int64(ev.ExitCode>>8)&0xff, int64(ev.ExitCode&0x7f)
+		core := sig != 0 && ev.ExitCode&0x80 != 0
+		if sig != 0 {
+			code = 0
+		}
+		in.Exit = &ExitVars{Code: code, Signal: sig, Core: core}
+		base.Exit = &AlertExit{Code: int(code), Signal: int(sig), Core: core}
+		proc.Argv = []string{}
 	case kern.KindExecTry:
 		// An exec attempt: only exec deny rules (Landlock refuses the
 		// exec; the alert rules see the exec itself when it happens).
@@ -694,6 +790,34 @@ func (a *agent) absPath(r *agentReg, pid int, p string, nr uint32, arg0 uint64) 
 		}
 	}
 	return filepath.Join("/", cwd, p)
+}
+
+// parentPath reads an exec's parent's executable as the container sees
+// it (best effort: "" when the parent has exited, or when it is not in
+// the container but on the host, in the agent's mount namespace: the
+// container's first process's parent is the runtime's, whose path is
+// not the container's business). The kernel names a file by its path in
+// the process's own mount namespace when the agent's cannot reach it, so
+// only a path under the container's root as mounted on the host needs
+// translating.
+func (a *agent) parentPath(r *agentReg, pid int) string {
+	if pid <= 0 {
+		return ""
+	}
+	var own, theirs unix.Stat_t
+	if unix.Stat("/proc/self/ns/mnt", &own) != nil || unix.Stat(fmt.Sprintf("/proc/%d/ns/mnt", pid), &theirs) != nil || own.Ino == theirs.Ino {
+		return ""
+	}
+	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+	if err != nil {
+		return ""
+	}
+	if r.Rootfs != "" {
+		if rel, ok := strings.CutPrefix(exe, strings.TrimSuffix(r.Rootfs, "/")); ok && strings.HasPrefix(rel, "/") {
+			return rel
+		}
+	}
+	return exe
 }
 
 // procInfo reads a live process's executable and argv (best effort: it

@@ -93,10 +93,18 @@ func mechanism(ev, act string) (mech, reason string) {
 		}
 		return "", "open kill: a signal sent at system call entry does not stop the open (the kernel runs it, then the process dies); use deny"
 	case EventAccept:
-		if act == ActionAlert {
+		switch act {
+		case ActionAlert:
 			return "BPF raw tracepoint inet_sock_set_state (TCP SYN_RECV to ESTABLISHED), filtered by the socket's cgroup id; CEL in the agent (connect.address and the peer's port are the peer's, connect.port the local port; no process: the handshake completes in softirq)", ""
+		case ActionDeny:
+			return "BPF cgroup_skb/ingress on the container's cgroup drops the inbound TCP SYNs the rule matches (the handshake never completes: the peer times out); conditions on connect.address, connect.port (local) and connect.protocol only; IPv4, and IPv6 behind up to 6 extension headers", ""
 		}
-		return "", "accept " + act + " is not implemented: the handshake completes in the kernel, in no process's context, before accept(2)"
+		return "", "accept kill: the handshake completes in the kernel, in softirq, in no process's context, before accept(2): there is no process to kill; use deny"
+	case EventExit:
+		if act == ActionAlert {
+			return "BPF raw tracepoint sched_process_exit (the last thread of a process), filtered by cgroup id; CEL in the agent (no executable path: the memory map is gone; the comm stays)", ""
+		}
+		return "", "exit " + act + ": the process is already gone when it exits; there is nothing to refuse or kill"
 	}
 	return "", "unknown event"
 }

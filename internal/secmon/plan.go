@@ -65,6 +65,12 @@ type Plan struct {
 	// Accept reports the container's inbound TCP connections to the
 	// agent, for its accept alert rules.
 	Accept bool
+	// AcceptDeny are the accept deny rules, checked on inbound TCP SYNs
+	// by the ingress program on the container's cgroup.
+	AcceptDeny KernelPolicy
+	// Exit reports the container's process exits to the agent, for its
+	// exit alert rules.
+	Exit bool
 	// Landlock is what berth-runtime denies (exec and open-for-write
 	// deny rules), carried in the landlock.Annotation annotation.
 	Landlock landlock.Plan
@@ -72,7 +78,7 @@ type Plan struct {
 
 // Empty says whether the plan needs the agent at all.
 func (p *Plan) Empty() bool {
-	return p.Exec.Empty() && p.Connect.Empty() && len(p.Syscalls) == 0 && !p.Accept
+	return p.Exec.Empty() && p.Connect.Empty() && len(p.Syscalls) == 0 && !p.Accept && p.AcceptDeny.Empty() && !p.Exit
 }
 
 // NeedsLandlock says whether the container's runtime must apply a
@@ -120,8 +126,15 @@ func (rs *RuleSet) Plan(c Container) (*Plan, error) {
 			}
 			continue
 		}
-		if r.Event == EventAccept {
-			p.Accept = true // alert only (mechanisms refuses the rest)
+		if r.Event == EventExit {
+			p.Exit = true // alert only (mechanisms refuses the rest)
+			continue
+		}
+		if r.Event == EventAccept && r.Action == ActionAlert {
+			// The handshake's end (inet_sock_set_state) reports; the
+			// deny rules are kernel rules on the SYN, below (mechanisms
+			// refuses kill).
+			p.Accept = true
 			continue
 		}
 		if r.Action == ActionAlert && (isSyscallEvent(r.Event) || r.Event == EventOpen) {
@@ -148,6 +161,8 @@ func (rs *RuleSet) Plan(c Container) (*Plan, error) {
 			pol = &p.Exec
 		case EventConnect:
 			pol = &p.Connect
+		case EventAccept:
+			pol = &p.AcceptDeny
 		default:
 			continue
 		}
@@ -494,7 +509,7 @@ func (kc *kernelCompiler) compile(e celast.Expr) (formula, error) {
 			}
 		}
 	}
-	return nil, fmt.Errorf("%s: the kernel checks only exec.path (==, in, startsWith), exec.drift, connect.address (==, in, inCIDR), connect.port (==, <, <=, >, >=, in) and connect.protocol (==), joined by &&, || and !", kc.unparse(e))
+	return nil, fmt.Errorf("%s: the kernel checks only exec.path (==, in, startsWith), exec.drift, exec.parent.name (==, in), connect.address (==, in, inCIDR), connect.port (==, <, <=, >, >=, in) and connect.protocol (==), joined by &&, || and !", kc.unparse(e))
 }
 
 func toList(v any) ([]any, bool) {
@@ -532,16 +547,25 @@ func mirror(op string) string {
 	return op
 }
 
-// field is "var.field" for a select on a variable, else "".
+// field is "var.field" (or "var.field.sub") for a select on a
+// variable, else "".
 func field(e celast.Expr) string {
 	if e.Kind() != celast.SelectKind {
 		return ""
 	}
 	s := e.AsSelect()
-	if s.IsTestOnly() || s.Operand().Kind() != celast.IdentKind {
+	if s.IsTestOnly() {
 		return ""
 	}
-	return s.Operand().AsIdent() + "." + s.FieldName()
+	switch op := s.Operand(); op.Kind() {
+	case celast.IdentKind:
+		return op.AsIdent() + "." + s.FieldName()
+	case celast.SelectKind:
+		if f := field(op); f != "" {
+			return f + "." + s.FieldName()
+		}
+	}
+	return ""
 }
 
 func kernelPath(s string) error {
@@ -585,6 +609,17 @@ func (kc *kernelCompiler) compare(fld, op string, v any) (formula, error) {
 			return nil, err
 		}
 		return neg(kc.atom(Atom{Kind: kern.AtomPathEq, Len: uint32(len(s)), Data: []byte(s)})), nil
+	case "exec.parent.name":
+		s, ok := v.(string)
+		if !ok || (op != "_==_" && op != "_!=_") {
+			return nil, errors.New("exec.parent.name takes == or != a string")
+		}
+		if s == "" || len(s) >= kern.CommLen || strings.ContainsRune(s, 0) {
+			// The kernel's comm is 1 to 15 bytes: no parent has
+			// this name.
+			return fConst(op == "_!=_"), nil
+		}
+		return neg(kc.atom(Atom{Kind: kern.AtomPcommEq, Len: uint32(len(s)), Data: []byte(s)})), nil
 	case "exec.drift":
 		b, ok := v.(bool)
 		if !ok || (op != "_==_" && op != "_!=_") {

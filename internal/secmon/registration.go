@@ -51,6 +51,7 @@ type Alert struct {
 	Connect     *AlertConnect `json:"connect,omitempty"`
 	Syscall     *AlertSyscall `json:"syscall,omitempty"`
 	File        *AlertFile    `json:"file,omitempty"`
+	Exit        *AlertExit    `json:"exit,omitempty"`
 	// DelayMicros is the time from the kernel's event to this line.
 	DelayMicros int64 `json:"delayMicros"`
 }
@@ -63,6 +64,24 @@ type AlertProcess struct {
 	Argv []string `json:"argv"`
 	UID  int      `json:"uid"`
 	Comm string   `json:"comm,omitempty"`
+	// Parent is the parent process (exec events): its comm from the
+	// kernel, its path read by the agent (best effort).
+	Parent *AlertParent `json:"parent,omitempty"`
+}
+
+// AlertParent is the parent of an exec'ing process.
+type AlertParent struct {
+	Pid  int    `json:"pid"`
+	Name string `json:"name,omitempty"`
+	Path string `json:"path,omitempty"`
+}
+
+// AlertExit is a process's end: its exit status, or the signal that
+// killed it (then Code is 0).
+type AlertExit struct {
+	Code   int  `json:"code"`
+	Signal int  `json:"signal"`
+	Core   bool `json:"core,omitempty"`
 }
 
 // AlertExec is an exec's details.

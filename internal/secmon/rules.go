@@ -31,6 +31,7 @@ const (
 	EventModule    = "module"
 	EventBPF       = "bpf"
 	EventNamespace = "namespace"
+	EventExit      = "exit"
 )
 
 // Actions a rule may take.
@@ -46,7 +47,7 @@ const (
 	ScopeContainer = "container"
 )
 
-var eventKinds = []string{EventExec, EventOpen, EventConnect, EventAccept, EventSetuid, EventPtrace, EventMount, EventModule, EventBPF, EventNamespace}
+var eventKinds = []string{EventExec, EventOpen, EventConnect, EventAccept, EventSetuid, EventPtrace, EventMount, EventModule, EventBPF, EventNamespace, EventExit}
 
 // Limits on a rules file, against a hostile or mistaken one.
 const (
@@ -89,9 +90,27 @@ type RuleSet struct {
 type (
 	// ExecVars is `exec`.
 	ExecVars struct {
-		Path  string   `cel:"path"`
-		Argv  []string `cel:"argv"`
-		Drift bool     `cel:"drift"`
+		Path   string     `cel:"path"`
+		Argv   []string   `cel:"argv"`
+		Drift  bool       `cel:"drift"`
+		Parent ParentVars `cel:"parent"`
+	}
+	// ParentVars is `exec.parent`, the process that ran the exec'ing
+	// one: Name is its comm (from the kernel), Path its executable as
+	// the container sees it (read by the agent, best effort: "" when the
+	// parent has exited or is outside the container).
+	ParentVars struct {
+		Pid  int64  `cel:"pid"`
+		Name string `cel:"name"`
+		Path string `cel:"path"`
+	}
+	// ExitVars is `exit`, a process's end (its last thread): Code is
+	// its exit status (0-255) when it exited, Signal the signal that
+	// killed it (0 when it exited), Core whether that dumped core.
+	ExitVars struct {
+		Code   int64 `cel:"code"`
+		Signal int64 `cel:"signal"`
+		Core   bool  `cel:"core"`
 	}
 	// ConnectVars is `connect`.
 	ConnectVars struct {
@@ -166,7 +185,9 @@ func newEnv() (*cel.Env, error) {
 	return cel.NewEnv(
 		ext.NativeTypes(reflect.TypeFor[ExecVars](), reflect.TypeFor[ConnectVars](), reflect.TypeFor[FileVars](),
 			reflect.TypeFor[ProcessVars](), reflect.TypeFor[ContainerVars](), reflect.TypeFor[PodVars](), reflect.TypeFor[SyscallVars](),
+			reflect.TypeFor[ParentVars](), reflect.TypeFor[ExitVars](),
 			ext.ParseStructTags(true)),
+		cel.Variable("exit", cel.ObjectType("secmon.ExitVars")),
 		cel.Variable("syscall", cel.ObjectType("secmon.SyscallVars")),
 		cel.Variable("exec", cel.ObjectType("secmon.ExecVars")),
 		cel.Variable("connect", cel.ObjectType("secmon.ConnectVars")),
@@ -372,14 +393,15 @@ func Merge(sets ...*RuleSet) (*RuleSet, error) {
 
 // eventVar is the variable of the event a kind of rule sees.
 var eventVar = map[string]string{EventExec: "exec", EventConnect: "connect", EventAccept: "connect", EventOpen: "file",
-	EventPtrace: "syscall", EventMount: "syscall", EventModule: "syscall", EventBPF: "syscall", EventNamespace: "syscall", EventSetuid: "syscall"}
+	EventPtrace: "syscall", EventMount: "syscall", EventModule: "syscall", EventBPF: "syscall", EventNamespace: "syscall", EventSetuid: "syscall",
+	EventExit: "exit"}
 
 // checkVars refuses a condition that reads another kind's event (a
 // connect rule reading exec.path would never be true).
 func checkVars(a *cel.Ast, event string) error {
 	bad := firstIdent(a.NativeRep().Expr(), func(n string) bool {
 		switch n {
-		case "exec", "connect", "file", "syscall":
+		case "exec", "connect", "file", "syscall", "exit":
 			return eventVar[event] != n
 		}
 		return false
@@ -396,6 +418,7 @@ type Input struct {
 	Connect   *ConnectVars
 	File      *FileVars
 	Syscall   *SyscallVars
+	Exit      *ExitVars
 	Process   ProcessVars
 	Container Container
 }
@@ -406,6 +429,10 @@ type Input struct {
 func (rs *RuleSet) Eval(i int, in Input) (bool, error) {
 	vars := map[string]any{"process": in.Process, "container": in.Container.vars()}
 	vars["exec"], vars["connect"], vars["file"], vars["syscall"] = ExecVars{Argv: []string{}}, ConnectVars{}, FileVars{}, SyscallVars{Args: []int64{}}
+	vars["exit"] = ExitVars{}
+	if in.Exit != nil {
+		vars["exit"] = *in.Exit
+	}
 	if in.Syscall != nil {
 		vars["syscall"] = *in.Syscall
 	}

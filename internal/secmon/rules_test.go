@@ -128,8 +128,91 @@ func TestAcceptPlan(t *testing.T) {
 	if err != nil || !p.Accept || p.Empty() {
 		t.Fatalf("plan %+v, %v", p, err)
 	}
-	if _, err := ParseRules([]byte("rules:\n- name: in\n  event: accept\n  condition: connect.port == 22\n  action: deny\n"), "r.yaml"); err == nil || !strings.Contains(err.Error(), "accept deny is not implemented") {
-		t.Errorf("accept deny: %v", err)
+	// Deny: a kernel rule on the SYN (peer CIDR, local port), and the
+	// alert rules' report stays off.
+	rs, err = ParseRules([]byte("rules:\n- name: in\n  event: accept\n  condition: inCIDR(connect.address, '10.0.0.0/8') && connect.port == 22\n  action: deny\n"), "r.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err = rs.Plan(Container{ID: "c"})
+	if err != nil || p.Accept || p.Empty() || len(p.AcceptDeny.Rules) != 1 || p.AcceptDeny.Report || p.AcceptDeny.Rules[0].Action != kern.ActDeny ||
+		len(p.AcceptDeny.Rules[0].Atoms) != 2 || !p.Connect.Empty() {
+		t.Fatalf("accept deny plan %+v, %v", p, err)
+	}
+	// A condition the kernel cannot check on a SYN is refused.
+	if _, err := ParseRules([]byte("rules:\n- name: in\n  event: accept\n  condition: process.uid == 0\n  action: deny\n"), "r.yaml"); err == nil || !strings.Contains(err.Error(), "cannot be checked in the kernel") {
+		t.Errorf("accept deny on process.uid: %v", err)
+	}
+	if _, err := ParseRules([]byte("rules:\n- name: in\n  event: accept\n  condition: connect.port == 22\n  action: kill\n"), "r.yaml"); err == nil || !strings.Contains(err.Error(), "no process to kill") {
+		t.Errorf("accept kill: %v", err)
+	}
+}
+
+func TestExitPlan(t *testing.T) {
+	rs, err := ParseRules([]byte("rules:\n- name: died\n  event: exit\n  condition: exit.signal == 9 || (exit.code != 0 && !exit.core)\n  action: alert\n"), "r.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := rs.Plan(Container{ID: "c"})
+	if err != nil || !p.Exit || p.Empty() || !p.Exec.Empty() {
+		t.Fatalf("plan %+v, %v", p, err)
+	}
+	for in, want := range map[ExitVars]bool{{Signal: 9}: true, {Code: 1}: true, {Code: 0}: false, {Code: 2, Core: true}: false} {
+		if got, err := rs.Eval(0, Input{Exit: &in}); err != nil || got != want {
+			t.Errorf("exit %+v: %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, act := range []string{"deny", "kill"} {
+		_, err := ParseRules([]byte("rules:\n- name: died\n  event: exit\n  condition: 'true'\n  action: "+act+"\n"), "r.yaml")
+		if err == nil || !strings.Contains(err.Error(), "already gone") || !errors.Is(err, errdefs.ErrNotImplemented) {
+			t.Errorf("exit %s: %v", act, err)
+		}
+	}
+	if _, err := ParseRules([]byte("rules:\n- name: x\n  event: exec\n  condition: exit.code == 1\n  action: alert\n"), "r.yaml"); err == nil || !strings.Contains(err.Error(), "cannot use exit") {
+		t.Errorf("exec rule reading exit: %v", err)
+	}
+}
+
+// The parent's comm is a kernel atom: a kill rule on a shell started by
+// a web server is decided in the kernel; its path is the agent's.
+func TestExecParentPlan(t *testing.T) {
+	rs, err := ParseRules([]byte(`rules:
+- name: web-shell
+  event: exec
+  condition: exec.path == "/bin/sh" && exec.parent.name in ["httpd", "nginx"]
+  action: kill
+- name: long-name
+  event: exec
+  condition: exec.parent.name == "a-name-longer-than-15"
+  action: kill
+- name: parent-path
+  event: exec
+  condition: exec.parent.path == "/usr/sbin/httpd" && exec.parent.pid > 1
+  action: alert
+`), "r.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := rs.Plan(Container{ID: "c"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Exec.Rules) != 1 || !p.Exec.Report {
+		t.Fatalf("exec policy %+v: want web-shell in the kernel (long-name is never true), parent-path reported", p.Exec)
+	}
+	r := p.Exec.Rules[0]
+	if len(r.Atoms) != 3 || r.Atoms[1].Kind != kern.AtomPcommEq || string(r.Atoms[1].Data) != "httpd" || r.Atoms[2].Kind != kern.AtomPcommEq {
+		t.Fatalf("web-shell %+v", r)
+	}
+	// Bits: 0 /bin/sh, 1 httpd, 2 nginx: sh and either parent.
+	if r.Table[0] != 1<<0b011|1<<0b101|1<<0b111 {
+		t.Errorf("table %b", r.Table[0])
+	}
+	in := Input{Exec: &ExecVars{Path: "/bin/sh", Parent: ParentVars{Pid: 7, Name: "httpd", Path: "/usr/sbin/httpd"}}}
+	for i, want := range []bool{true, false, true} {
+		if got, err := rs.Eval(i, in); err != nil || got != want {
+			t.Errorf("rule %d: %v, %v", i, got, err)
+		}
 	}
 }
 
@@ -181,6 +264,10 @@ func FuzzParseRules(f *testing.F) {
 	f.Add([]byte("rules:\n- {name: x, event: exec, condition: 'exec.path in [\"/bin/sh\"] || exec.path.startsWith(\"/usr/\") && !(\"a\" in container.labels)', action: deny}\n"))
 	f.Add([]byte("rules:\n- {name: x, event: open, condition: 'file.write && (file.path == \"/etc/passwd\" || file.path.startsWith(\"/etc/\"))', action: deny}\n"))
 	f.Add([]byte("rules:\n- {name: x, event: exec, condition: exec.drift, action: kill, scope: container}\n"))
+	f.Add([]byte("rules:\n- {name: x, event: exit, condition: 'exit.code != 0 || exit.signal in [9, 11] || exit.core', action: alert}\n"))
+	f.Add([]byte("rules:\n- {name: x, event: exec, condition: 'exec.path == \"/bin/sh\" && exec.parent.name == \"httpd\" && exec.parent.path != \"\"', action: alert}\n"))
+	f.Add([]byte("rules:\n- {name: x, event: exec, condition: 'exec.parent.name in [\"httpd\", \"nginx\"]', action: kill}\n"))
+	f.Add([]byte("rules:\n- {name: x, event: accept, condition: 'inCIDR(connect.address, \"127.0.0.0/8\") && connect.port != 80', action: deny}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		rs, err := ParseRules(data, "fuzz")
 		if err != nil {
@@ -193,7 +280,7 @@ func FuzzParseRules(f *testing.F) {
 		if err := p.Landlock.Validate(); err != nil {
 			t.Fatalf("a compiled Landlock plan is invalid: %v", err)
 		}
-		for _, pol := range []KernelPolicy{p.Exec, p.Connect} {
+		for _, pol := range []KernelPolicy{p.Exec, p.Connect, p.AcceptDeny} {
 			if len(pol.Rules) > kern.MaxRules {
 				t.Fatalf("%d rules", len(pol.Rules))
 			}
@@ -202,7 +289,7 @@ func FuzzParseRules(f *testing.F) {
 					t.Fatalf("%d atoms", len(r.Atoms))
 				}
 				for _, a := range r.Atoms {
-					if len(a.Data) > kern.AtomData || (a.Kind == kern.AtomPathEq && a.Len >= kern.AtomData) {
+					if len(a.Data) > kern.AtomData || (a.Kind == kern.AtomPathEq && a.Len >= kern.AtomData) || (a.Kind == kern.AtomPcommEq && a.Len >= kern.CommLen) {
 						t.Fatalf("atom %+v", a)
 					}
 				}

@@ -9,6 +9,7 @@ package e2e
 import (
 	"encoding/json"
 	"errors"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -337,8 +338,7 @@ func TestSecmonSyscallAlerts(t *testing.T) {
 // buildTracer builds a static program that PTRACE_ATTACHes to a pid.
 func buildTracer(t *testing.T) string {
 	t.Helper()
-	dir := t.TempDir()
-	src := `package main
+	return buildStatic(t, "tracer", `package main
 
 import (
 	"fmt"
@@ -356,18 +356,24 @@ func main() {
 	fmt.Println("attached")
 	syscall.PtraceDetach(pid)
 }
-`
+`)
+}
+
+// buildStatic builds a static Go program named name from src.
+func buildStatic(t *testing.T, name, src string) string {
+	t.Helper()
+	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "main.go"), []byte(src), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module tracer\n\ngo 1.22\n"), 0o644)
-	cmd := exec.Command("go", "build", "-o", "tracer", ".")
+	os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module "+name+"\n\ngo 1.22\n"), 0o644)
+	cmd := exec.Command("go", "build", "-o", name, ".")
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build the tracer: %v: %s", err, out)
+		t.Fatalf("build %s: %v: %s", name, err, out)
 	}
-	return filepath.Join(dir, "tracer")
+	return filepath.Join(dir, name)
 }
 
 // TestSecmonAgentRestart: with the agent killed, the kernel goes on
@@ -501,5 +507,165 @@ func TestSecmonUDPSendto(t *testing.T) {
 	r = e.berth("run", "--rm", "--network", "none", e.image, "sh", "-c", probe)
 	if strings.Contains(r.stdout, "Operation not permitted") || !strings.Contains(r.stdout, "127.0.0.1") {
 		t.Errorf("traceroute without rules: %s", r)
+	}
+}
+
+// TestSecmonExit: exit alert rules record a process's end with its exit
+// status or killing signal; an exit the condition does not match is not
+// recorded.
+func TestSecmonExit(t *testing.T) {
+	e := newSecmon(t)
+	rules := e.rulesFile(`rules:
+- name: died
+  event: exit
+  condition: exit.code == 3 || exit.signal == 9
+  action: alert
+`)
+	r := e.berth("run", "--rm", "--network", "none", "--security-opt", "monitor="+rules, e.image, "sh", "-c",
+		`sh -c 'exit 3'; echo code=$?; sleep 100 & p=$!; until [ "$(cat /proc/$p/comm)" = sleep ]; do sleep 0.05; done; kill -9 $p; wait $p; echo killed=$?; sh -c 'exit 4'; true`)
+	if !strings.Contains(r.stdout, "code=3") || !strings.Contains(r.stdout, "killed=137") {
+		t.Fatalf("exits: %s", r)
+	}
+	a := e.waitAlert("died", func(a secmon.Alert) bool { return a.Exit != nil && a.Exit.Code == 3 })
+	if a.Event != "exit" || a.Action != "alert" || a.Exit.Signal != 0 || a.Process.Comm != "sh" || a.Process.Pid == 0 || a.Process.PPid == 0 {
+		t.Errorf("exit 3 alert %+v", a)
+	}
+	a = e.waitAlert("died", func(a secmon.Alert) bool { return a.Exit != nil && a.Exit.Signal == 9 })
+	if a.Exit.Code != 0 || a.Process.Comm != "sleep" {
+		t.Errorf("SIGKILL alert %+v (exit %+v)", a, a.Exit)
+	}
+	for _, a := range e.alerts() {
+		if a.Exit != nil && a.Exit.Code != 3 && a.Exit.Signal != 9 {
+			t.Errorf("an exit the rule does not match alerted: %+v", a.Exit)
+		}
+	}
+}
+
+// TestSecmonExecParent: the exec event's parent: a shell started by a
+// process named httpd is killed in the kernel (the parent's comm is a
+// kernel check) and alerted with the parent's name and path; a shell
+// started by a shell runs.
+func TestSecmonExecParent(t *testing.T) {
+	e := newSecmon(t)
+	httpd := buildStatic(t, "httpd", `package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"time"
+)
+
+func main() {
+	out, err := exec.Command("/bin/sh", "-c", "echo WEBSHELL").CombinedOutput()
+	fmt.Printf("out=%q err=%v\n", out, err)
+	time.Sleep(500 * time.Millisecond) // for the agent's read of our exe
+	os.Exit(0)
+}
+`)
+	rules := e.rulesFile(`rules:
+- name: web-shell
+  event: exec
+  condition: exec.path == "/bin/sh" && exec.parent.name == "httpd"
+  action: kill
+- name: from-httpd
+  event: exec
+  condition: exec.parent.path == "/usr/sbin/httpd"
+  action: alert
+`)
+	r := e.berth("run", "--rm", "--network", "none", "-v", httpd+":/usr/sbin/httpd:ro", "--security-opt", "monitor="+rules, e.image, "sh", "-c",
+		`/usr/sbin/httpd; sh -c 'echo INNER'`)
+	if strings.Contains(r.stdout, "out=\"WEBSHELL") || !strings.Contains(r.stdout, "signal: killed") || !strings.Contains(r.stdout, "INNER") {
+		t.Fatalf("a shell of httpd under a kill rule: %s", r)
+	}
+	a := e.waitAlert("web-shell", nil)
+	if a.Action != "kill" || a.Exec == nil || a.Exec.Path != "/bin/sh" || a.Process.Parent == nil || a.Process.Parent.Name != "httpd" ||
+		a.Process.Parent.Pid == 0 || a.Process.Parent.Pid != a.Process.PPid {
+		t.Errorf("web-shell alert %+v (parent %+v)", a, a.Process.Parent)
+	}
+	a = e.waitAlert("from-httpd", nil)
+	if a.Process.Parent == nil || a.Process.Parent.Path != "/usr/sbin/httpd" {
+		t.Errorf("from-httpd alert %+v (parent %+v)", a, a.Process.Parent)
+	}
+	for _, a := range e.alerts() {
+		if a.Rule == "web-shell" && a.Process.Parent != nil && a.Process.Parent.Name != "httpd" {
+			t.Errorf("a shell of %q was killed: %+v", a.Process.Parent.Name, a)
+		}
+	}
+}
+
+// TestSecmonAcceptDeny: inbound TCP connections an accept deny rule
+// matches never complete (the container's ingress program drops the SYN:
+// the peer times out), from the container's loopback and from the host
+// through the container's address; another port connects; one alert per
+// attempt (the SYN's retransmits are folded).
+func TestSecmonAcceptDeny(t *testing.T) {
+	e := newSecmon(t)
+	netName := e.networkCreate()
+	rules := e.rulesFile(`rules:
+- name: no-in
+  event: accept
+  condition: connect.port == 7777 && (inCIDR(connect.address, "127.0.0.0/8") || inCIDR(connect.address, "10.231.0.0/16") || connect.address == "::1")
+  action: deny
+`)
+	id := e.runD("--network", netName, "--security-opt", "monitor="+rules, e.image, "sh", "-c",
+		"nc -ll -p 7777 -e echo HELLO & nc -ll -p 7778 -e echo HELLO & wait")
+	e.recordIPs(id)
+	ip := e.inspectF(id, "{{(index .NetworkSettings.Networks \""+netName+"\").IPAddress}}")
+	if ip == "" {
+		t.Fatal("no container address")
+	}
+	// From the host: 7778 answers; 7777 times out (a refusal means the
+	// server does not listen yet: try again).
+	waitForOut(t, "port 7778 to answer", 20*time.Second, func() (bool, string) {
+		c, err := net.DialTimeout("tcp", net.JoinHostPort(ip, "7778"), 2*time.Second)
+		if err != nil {
+			return false, err.Error()
+		}
+		c.Close()
+		return true, ""
+	})
+	var last error
+	for i := 0; ; i++ {
+		c, err := net.DialTimeout("tcp", net.JoinHostPort(ip, "7777"), 2*time.Second)
+		if err == nil {
+			c.Close()
+			t.Fatal("a connection from the host to port 7777 went through the deny rule")
+		}
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			break
+		}
+		last = err
+		if i == 50 {
+			t.Fatalf("port 7777: %v", last)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	a := e.waitAlert("no-in", nil)
+	if a.Action != "deny" || a.Event != "accept" || a.Connect == nil || a.Connect.Port != 7777 || !strings.HasPrefix(a.Connect.Address, "10.231.") || a.Connect.PeerPort == 0 {
+		t.Errorf("deny alert %+v", a)
+	}
+	// From the container's own loopback.
+	r := e.berth("exec", id, "sh", "-c", "nc -w 2 127.0.0.1 7777 </dev/null; echo denied=$?; nc -w 2 127.0.0.1 7778 </dev/null; echo other=$?")
+	if !strings.Contains(r.stdout, "denied=1") || strings.Contains(r.stderr, "refused") || !strings.Contains(r.stdout, "HELLO") || !strings.Contains(r.stdout, "other=0") {
+		t.Fatalf("loopback: %s", r)
+	}
+	e.waitAlert("no-in", func(a secmon.Alert) bool { return a.Connect != nil && a.Connect.Address == "127.0.0.1" })
+	// IPv6: the same from ::1.
+	r = e.berth("exec", id, "sh", "-c", "nc -w 2 ::1 7777 </dev/null; echo denied=$?; nc -w 2 ::1 7778 </dev/null; echo other=$?")
+	if !strings.Contains(r.stdout, "denied=1") || strings.Contains(r.stderr, "refused") || !strings.Contains(r.stdout, "HELLO") || !strings.Contains(r.stdout, "other=0") {
+		t.Fatalf("IPv6 loopback: %s", r)
+	}
+	e.waitAlert("no-in", func(a secmon.Alert) bool { return a.Connect != nil && a.Connect.Address == "::1" })
+	// The 2 s dial sent its SYN twice (at 0 and 1 s): one alert each.
+	n := 0
+	for _, a := range e.alerts() {
+		if a.Rule == "no-in" && a.Connect != nil && a.Connect.Address == "127.0.0.1" {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d alerts for one denied attempt from the loopback", n)
 	}
 }

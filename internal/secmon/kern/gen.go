@@ -13,6 +13,8 @@ package kern
 // Limits of one compiled policy, as in secmon.bpf.c.
 const (
 	MaxAtoms = 8
+	// CommLen is the kernel's comm length, NUL included.
+	CommLen  = 16
 	MaxRules = 8
 	AtomData = 128
 )
@@ -27,6 +29,8 @@ const (
 	KindExecTry = 5
 	// KindAccept is an inbound TCP connection (accept alert rules).
 	KindAccept = 6
+	// KindExit is the end of a process (its last thread).
+	KindExit = 7
 
 	// MaxSyscall bounds the system call numbers sys_enter reports.
 	MaxSyscall = 512
@@ -37,6 +41,7 @@ const (
 	AtomCIDR       = 4
 	AtomPort       = 5
 	AtomProto      = 6
+	AtomPcommEq    = 7
 
 	ActNone  = 0
 	ActAlert = 1

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -106,19 +107,67 @@ func (o *Objects) AttachSysEnter() error {
 // attachRawTracepoint attaches prog to a raw tracepoint and pins the link
 // as links/pin, unless that pin exists (an earlier agent's link).
 func (o *Objects) attachRawTracepoint(tp, pin string, prog *ebpf.Program) error {
-	p := o.linkPath(pin)
-	if _, err := os.Stat(p); err == nil {
+	return attachPinned(o.linkPath(pin), prog, func() (link.Link, error) {
+		l, err := link.AttachRawTracepoint(link.RawTracepointOptions{Name: tp, Program: prog})
+		if err != nil {
+			return nil, fmt.Errorf("attach to the %s tracepoint: %w", tp, err)
+		}
+		return l, nil
+	})
+}
+
+// attachPinned attaches prog (through attach) and pins the link at p,
+// unless p is an earlier agent's link to the same program. A link to
+// another program (an agent of another version) is replaced: the new
+// link is made before the old pin goes, so nothing goes unwatched
+// between (for that moment both programs run: an event may be
+// reported twice).
+func attachPinned(p string, prog *ebpf.Program, attach func() (link.Link, error)) error {
+	_, err := os.Stat(p)
+	exists := err == nil
+	if exists && samePinnedProgram(p, prog) {
 		return nil
 	}
-	l, err := link.AttachRawTracepoint(link.RawTracepointOptions{Name: tp, Program: prog})
+	l, err := attach()
 	if err != nil {
-		return fmt.Errorf("attach to the %s tracepoint: %w", tp, err)
+		return err
 	}
 	defer l.Close()
+	if exists {
+		if err := os.Remove(p); err != nil {
+			return fmt.Errorf("replace the link %s of another berth-secmon version: %w", p, err)
+		}
+	}
 	if err := l.Pin(p); err != nil {
-		return fmt.Errorf("pin the %s link: %w", pin, err)
+		return fmt.Errorf("pin the link %s: %w", p, err)
 	}
 	return nil
+}
+
+// samePinnedProgram says whether the link pinned at p runs prog's code
+// (the kernel's tag of the instructions, which ignores map fds). When it
+// cannot tell, it says yes: the pinned link stays.
+func samePinnedProgram(p string, prog *ebpf.Program) bool {
+	l, err := link.LoadPinnedLink(p, nil)
+	if err != nil {
+		return true
+	}
+	defer l.Close()
+	li, err := l.Info()
+	if err != nil {
+		return true
+	}
+	old, err := ebpf.NewProgramFromID(li.Program)
+	if err != nil {
+		return true
+	}
+	defer old.Close()
+	oi, err1 := old.Info()
+	ni, err2 := prog.Info()
+	if err1 != nil || err2 != nil || oi.Tag == "" {
+		return true
+	}
+	return oi.Tag == ni.Tag
 }
 
 // AttachAccept attaches the inbound-connection program (host-wide: every
@@ -136,6 +185,21 @@ func (o *Objects) DetachAccept() error {
 	return nil
 }
 
+// AttachExit attaches the process-exit program (host-wide: every exit of
+// the host pays a check, so it is attached only while some container has
+// exit rules).
+func (o *Objects) AttachExit() error {
+	return o.attachRawTracepoint("sched_process_exit", "exit", o.BerthExit)
+}
+
+// DetachExit removes the process-exit program's link.
+func (o *Objects) DetachExit() error {
+	if err := os.Remove(o.linkPath("exit")); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
 // DetachSysEnter removes the system call program's link.
 func (o *Objects) DetachSysEnter() error {
 	if err := os.Remove(o.linkPath("sys_enter")); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -144,38 +208,56 @@ func (o *Objects) DetachSysEnter() error {
 	return nil
 }
 
+// cgroupProg is a program attached to each container's cgroup.
+type cgroupProg struct {
+	name string
+	prog *ebpf.Program
+	typ  ebpf.AttachType
+}
+
+func (o *Objects) connectProgs() []cgroupProg {
+	return []cgroupProg{
+		{"connect4", o.BerthConnect4, ebpf.AttachCGroupInet4Connect}, {"connect6", o.BerthConnect6, ebpf.AttachCGroupInet6Connect},
+		{"sendmsg4", o.BerthSendmsg4, ebpf.AttachCGroupUDP4Sendmsg}, {"sendmsg6", o.BerthSendmsg6, ebpf.AttachCGroupUDP6Sendmsg},
+	}
+}
+
+// cgroupLinkNames are the per-cgroup link pins, "NAME-CGROUPID".
+var cgroupLinkNames = []string{"connect4", "connect6", "sendmsg4", "sendmsg6", "ingress"}
+
 // AttachConnect attaches the connect programs to one container's cgroup
 // (a v2 directory) and pins the links under the cgroup's id.
 func (o *Objects) AttachConnect(cgroupDir string, cgid uint64) error {
-	for _, a := range []struct {
-		name string
-		prog *ebpf.Program
-		typ  ebpf.AttachType
-	}{
-		{"connect4", o.BerthConnect4, ebpf.AttachCGroupInet4Connect}, {"connect6", o.BerthConnect6, ebpf.AttachCGroupInet6Connect},
-		{"sendmsg4", o.BerthSendmsg4, ebpf.AttachCGroupUDP4Sendmsg}, {"sendmsg6", o.BerthSendmsg6, ebpf.AttachCGroupUDP6Sendmsg},
-	} {
+	return o.attachCgroup(cgroupDir, cgid, o.connectProgs())
+}
+
+// AttachIngress attaches the inbound-packet program (accept deny: it
+// drops the SYNs a rule denies) to one container's cgroup.
+func (o *Objects) AttachIngress(cgroupDir string, cgid uint64) error {
+	return o.attachCgroup(cgroupDir, cgid, []cgroupProg{{"ingress", o.BerthIngress, ebpf.AttachCGroupInetIngress}})
+}
+
+func (o *Objects) attachCgroup(cgroupDir string, cgid uint64, progs []cgroupProg) error {
+	for _, a := range progs {
 		p := o.linkPath(a.name + "-" + strconv.FormatUint(cgid, 10))
-		if _, err := os.Stat(p); err == nil {
-			continue
-		}
-		l, err := link.AttachCgroup(link.CgroupOptions{Path: cgroupDir, Attach: a.typ, Program: a.prog})
+		err := attachPinned(p, a.prog, func() (link.Link, error) {
+			l, err := link.AttachCgroup(link.CgroupOptions{Path: cgroupDir, Attach: a.typ, Program: a.prog})
+			if err != nil {
+				return nil, fmt.Errorf("attach the %s program to %s: %w", a.name, cgroupDir, err)
+			}
+			return l, nil
+		})
 		if err != nil {
-			return fmt.Errorf("attach the %s program to %s: %w", a.name, cgroupDir, err)
-		}
-		err = l.Pin(p)
-		l.Close()
-		if err != nil {
-			return fmt.Errorf("pin the %s link: %w", a.name, err)
+			return err
 		}
 	}
 	return nil
 }
 
-// DetachConnect removes the connect links of one cgroup.
-func (o *Objects) DetachConnect(cgid uint64) error {
+// DetachCgroup removes the links of one cgroup (connect and ingress).
+func (o *Objects) DetachCgroup(cgid uint64) error {
 	var errs []error
-	for _, n := range []string{"connect4", "connect6", "sendmsg4", "sendmsg6"} {
+	for _, n := range cgroupLinkNames {
 		if err := os.Remove(o.linkPath(n + "-" + strconv.FormatUint(cgid, 10))); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, err)
 		}
@@ -183,15 +265,26 @@ func (o *Objects) DetachConnect(cgid uint64) error {
 	return errors.Join(errs...)
 }
 
-// ConnectLinks lists the cgroup ids that have connect links pinned.
-func (o *Objects) ConnectLinks() []uint64 {
+// DetachIngress removes the ingress link of one cgroup.
+func (o *Objects) DetachIngress(cgid uint64) error {
+	if err := os.Remove(o.linkPath("ingress-" + strconv.FormatUint(cgid, 10))); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// CgroupLinks lists the cgroup ids that have links pinned.
+func (o *Objects) CgroupLinks() []uint64 {
 	ents, _ := os.ReadDir(filepath.Join(o.dir, "links"))
 	var ids []uint64
 	for _, e := range ents {
-		if s, ok := strings.CutPrefix(e.Name(), "connect4-"); ok {
-			if id, err := strconv.ParseUint(s, 10, 64); err == nil {
-				ids = append(ids, id)
-			}
+		name, id, ok := strings.Cut(e.Name(), "-")
+		if !ok {
+			continue
+		}
+		n, err := strconv.ParseUint(id, 10, 64)
+		if err == nil && slices.Contains(cgroupLinkNames, name) && !slices.Contains(ids, n) {
+			ids = append(ids, n)
 		}
 	}
 	return ids

@@ -39,7 +39,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 // KIND_EXEC_TRY is an execve(at) at entry, for exec deny rules: Landlock
 // refuses the exec before sched_process_exec, so the attempt is the event.
-enum kind { KIND_EXEC = 1, KIND_CONNECT = 2, KIND_SYSCALL = 3, KIND_OPEN = 4, KIND_EXEC_TRY = 5, KIND_ACCEPT = 6 };
+enum kind { KIND_EXEC = 1, KIND_CONNECT = 2, KIND_SYSCALL = 3, KIND_OPEN = 4, KIND_EXEC_TRY = 5, KIND_ACCEPT = 6, KIND_EXIT = 7 };
 #define MAX_SYSCALL 512
 #define O_ACCMODE 3
 #define O_CREAT 0100
@@ -51,6 +51,7 @@ enum atom_kind {
 	ATOM_CIDR = 4, // data: 16 bytes (IPv4 as ::ffff:a.b.c.d), len: prefix bits of the 128
 	ATOM_PORT = 5, // lo..hi inclusive
 	ATOM_PROTO = 6, // lo: IPPROTO_*
+	ATOM_PCOMM_EQ = 7, // the parent's comm (exec), as ATOM_PATH_EQ
 };
 enum action { ACT_NONE = 0, ACT_ALERT = 1, ACT_DENY = 2, ACT_KILL = 3 };
 #define POLICY_REPORT 1 // user space has alert rules for this kind: report every event
@@ -99,6 +100,13 @@ struct event {
 	char comm[16];
 	char path[EV_PATH];
 	char args[EV_ARGS];
+	// Fields below were added later: append only, never reorder. The
+	// programs of an older agent (through their pinned links, until the
+	// next agent replaces them) send the shorter event; the agent
+	// zero-pads it.
+	__u32 exit_code; // KIND_EXIT: the wait status (code << 8 | signal, 0x80 core)
+	__u32 pad2;
+	char pcomm[16]; // KIND_EXEC: the parent's comm
 };
 
 struct {
@@ -155,6 +163,27 @@ struct {
 	__type(value, __u32);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } accept_watch SEC(".maps");
+
+// accept_policy holds, per container, the accept deny rules the
+// cgroup_skb/ingress program checks on inbound TCP SYNs.
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u64);
+	__type(value, struct policy);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} accept_policy SEC(".maps");
+
+// exit_watch holds the cgroup ids of the containers whose process exits
+// are reported (alert rules on exit).
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} exit_watch SEC(".maps");
 
 // scratch holds the event being built: the decision never depends on
 // room in the ring buffer (a full buffer loses the report, not the
@@ -233,11 +262,23 @@ struct sock {
 	struct sock_common __sk_common;
 	struct sock_cgroup_data sk_cgrp_data;
 } __attribute__((preserve_access_index));
+typedef struct {
+	int counter;
+} atomic_t;
+struct signal_struct {
+	atomic_t live;
+	int group_exit_code;
+	unsigned int flags;
+} __attribute__((preserve_access_index));
 struct task_struct {
 	int tgid;
+	int exit_code;
+	char comm[16];
 	struct task_struct *real_parent;
 	struct mm_struct *mm;
+	struct signal_struct *signal;
 } __attribute__((preserve_access_index));
+#define SIGNAL_GROUP_EXIT 0x00000004
 
 static __always_inline void count_lost(void)
 {
@@ -297,6 +338,18 @@ __attribute__((noinline)) int atom_true(const struct atom *a, const struct event
 	if (!a || !ev)
 		return 0;
 	switch (a->kind) {
+	case ATOM_PCOMM_EQ: {
+		__u32 n = a->len;
+		if (n >= 16)
+			return 0;
+		for (__u32 i = 0; i < 16; i++) {
+			if (i >= n)
+				break;
+			if (ev->pcomm[i] != a->data[i])
+				return 0;
+		}
+		return ev->pcomm[n & 15] == 0;
+	}
 	case ATOM_PATH_EQ:
 	case ATOM_PATH_PREFIX: {
 		__u32 n = a->len;
@@ -406,6 +459,7 @@ int berth_exec(struct bpf_raw_tracepoint_args *ctx)
 	}
 
 	struct task_struct *t = (struct task_struct *)bpf_get_current_task();
+	BPF_CORE_READ_STR_INTO(&ev->pcomm, t, real_parent, comm);
 	unsigned long as = BPF_CORE_READ(t, mm, arg_start);
 	unsigned long ae = BPF_CORE_READ(t, mm, arg_end);
 	__u32 n = ae > as ? ae - as : 0;
@@ -602,4 +656,164 @@ int berth_accept(struct bpf_raw_tracepoint_args *ctx)
 	if (bpf_ringbuf_output(&events, ev, sizeof(*ev), 0))
 		count_lost();
 	return 0;
+}
+
+
+// sched_process_exit fires in the exiting task, after its mm is gone (no
+// executable, no argv: the comm stays). Only the last task of a thread
+// group is reported: the process is gone. signal->live is the count of
+// live threads, already decremented for this one (the group_dead
+// argument of 6.16 and later says the same, but older kernels lack it).
+// Arguments: (struct task_struct *p[, bool group_dead]).
+SEC("raw_tracepoint/sched_process_exit")
+int berth_exit(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct task_struct *t = (struct task_struct *)ctx->args[0];
+	if (BPF_CORE_READ(t, signal, live.counter) != 0)
+		return 0;
+	__u64 cgid;
+	if (!container_lookup(&exit_watch, &cgid))
+		return 0;
+	struct event *ev = new_event();
+	if (!ev)
+		return 0;
+	fill_task(ev);
+	ev->kind = KIND_EXIT;
+	ev->cgid = cgid;
+	// A group exit (exit_group, a fatal signal) leaves its status in
+	// the signal struct; a lone last thread's own is in exit_code.
+	if (BPF_CORE_READ(t, signal, flags) & SIGNAL_GROUP_EXIT)
+		ev->exit_code = BPF_CORE_READ(t, signal, group_exit_code);
+	else
+		ev->exit_code = BPF_CORE_READ(t, exit_code);
+	if (bpf_ringbuf_output(&events, ev, sizeof(*ev), 0))
+		count_lost();
+	return 0;
+}
+
+// skb_container_lookup is container_lookup for a packet: the cgroup of
+// the socket it is delivered to (for a SYN, the listening socket's), or
+// its nearest ancestor with a policy.
+static __always_inline void *skb_container_lookup(struct __sk_buff *skb, void *map, __u64 *cgid)
+{
+	__u64 cg = bpf_skb_cgroup_id(skb);
+	void *p = bpf_map_lookup_elem(map, &cg);
+	if (p) {
+		*cgid = cg;
+		return p;
+	}
+	for (int level = 1; level < 8; level++) {
+		__u64 a = bpf_skb_ancestor_cgroup_id(skb, level);
+		if (!a || a == cg)
+			break;
+		p = bpf_map_lookup_elem(map, &a);
+		if (p) {
+			*cgid = a;
+			return p;
+		}
+	}
+	return 0;
+}
+
+#define IPPROTO_TCP 6
+#define IPPROTO_HOPOPTS 0
+#define IPPROTO_ROUTING 43
+#define IPPROTO_FRAGMENT 44
+#define IPPROTO_AH 51
+#define IPPROTO_DSTOPTS 60
+#define MAX_EXT 6
+#define TCP_FLAG_SYN 0x02
+#define TCP_FLAG_ACK 0x10
+
+// berth_ingress drops the inbound TCP SYNs (SYN without ACK: a new
+// connection, not a reply) that an accept deny rule matches, so the
+// handshake never completes and accept(2) never returns the connection.
+// Every other packet passes. Attached to the cgroups of containers with
+// accept deny rules only; the packet starts at its IP header, reassembled
+// (the hook runs at the socket). IPv4 with options is parsed, and IPv6
+// with up to MAX_EXT extension headers (hop-by-hop, routing, fragment,
+// destination options, AH; more, or ESP, and the packet passes).
+// Returns 1 to pass, 0 to drop.
+SEC("cgroup_skb/ingress")
+int berth_ingress(struct __sk_buff *skb)
+{
+	__u64 cgid;
+	struct policy *p = skb_container_lookup(skb, &accept_policy, &cgid);
+	if (!p)
+		return 1;
+	__u8 vb;
+	if (bpf_skb_load_bytes(skb, 0, &vb, 1))
+		return 1;
+	__u32 toff;
+	__u8 addr[16] = {};
+	__u16 family;
+	if ((vb >> 4) == 4) {
+		__u8 h[20];
+		if (bpf_skb_load_bytes(skb, 0, h, sizeof(h)))
+			return 1;
+		toff = (h[0] & 0xf) * 4;
+		if (toff < 20 || h[9] != IPPROTO_TCP || ((h[6] & 0x1f) | h[7]))
+			return 1;
+		family = AF_INET;
+		addr[10] = 0xff;
+		addr[11] = 0xff;
+		__builtin_memcpy(&addr[12], &h[12], 4);
+	} else if ((vb >> 4) == 6) {
+		__u8 h[40];
+		if (bpf_skb_load_bytes(skb, 0, h, sizeof(h)))
+			return 1;
+		// Walk the extension headers a peer may put before TCP (a
+		// SYN behind them must not slip past the rule); more than
+		// MAX_EXT of them, or one of another kind: the packet passes.
+		__u8 next = h[6];
+		toff = 40;
+		for (int i = 0; i < MAX_EXT; i++) {
+			if (next != IPPROTO_HOPOPTS && next != IPPROTO_ROUTING && next != IPPROTO_DSTOPTS && next != IPPROTO_FRAGMENT &&
+			    next != IPPROTO_AH)
+				break;
+			__u8 eh[2];
+			if (bpf_skb_load_bytes(skb, toff, eh, sizeof(eh)))
+				return 1;
+			if (next == IPPROTO_FRAGMENT)
+				toff += 8;
+			else if (next == IPPROTO_AH)
+				toff += ((__u32)eh[1] + 2) * 4;
+			else
+				toff += ((__u32)eh[1] + 1) * 8;
+			next = eh[0];
+		}
+		if (next != IPPROTO_TCP)
+			return 1;
+		family = AF_INET6;
+		__builtin_memcpy(addr, &h[8], 16);
+	} else {
+		return 1;
+	}
+	__u8 th[14];
+	if (bpf_skb_load_bytes(skb, toff, th, sizeof(th)))
+		return 1;
+	if ((th[13] & (TCP_FLAG_SYN | TCP_FLAG_ACK)) != TCP_FLAG_SYN)
+		return 1;
+	struct event *ev = new_event();
+	if (!ev)
+		return 0; // cannot happen (a per-CPU slot); fail closed
+	ev->ts = bpf_ktime_get_boot_ns();
+	ev->kind = KIND_ACCEPT;
+	ev->cgid = cgid;
+	ev->rule = -1;
+	ev->proto = IPPROTO_TCP;
+	ev->family = family;
+	__builtin_memcpy(ev->addr, addr, 16);
+	ev->port = ((__u16)th[2] << 8) | th[3]; // the local port
+	ev->sargs[0] = ((__u16)th[0] << 8) | th[1]; // the peer's
+	int verdict = 1;
+	int r = decide(p, ev);
+	if (r >= 0 && r < MAX_RULES) {
+		ev->rule = p->rules[r].id;
+		ev->action = p->rules[r].action;
+		if (ev->action == ACT_DENY)
+			verdict = 0;
+	}
+	report(p, ev);
+	return verdict;
 }

@@ -23,27 +23,30 @@ type SecmonAtom struct {
 }
 
 type SecmonEvent struct {
-	_       structs.HostLayout
-	Ts      uint64
-	Cgid    uint64
-	Kind    uint32
-	Pid     uint32
-	Tgid    uint32
-	Ppid    uint32
-	Uid     uint32
-	Rule    int32
-	Action  uint32
-	Drift   uint32
-	Family  uint16
-	Port    uint16
-	Proto   uint32
-	Addr    [16]uint8
-	ArgsLen uint32
-	Nr      uint32
-	Sargs   [4]uint64
-	Comm    [16]int8
-	Path    [256]int8
-	Args    [256]int8
+	_        structs.HostLayout
+	Ts       uint64
+	Cgid     uint64
+	Kind     uint32
+	Pid      uint32
+	Tgid     uint32
+	Ppid     uint32
+	Uid      uint32
+	Rule     int32
+	Action   uint32
+	Drift    uint32
+	Family   uint16
+	Port     uint16
+	Proto    uint32
+	Addr     [16]uint8
+	ArgsLen  uint32
+	Nr       uint32
+	Sargs    [4]uint64
+	Comm     [16]int8
+	Path     [256]int8
+	Args     [256]int8
+	ExitCode uint32
+	Pad2     uint32
+	Pcomm    [16]int8
 }
 
 type SecmonKrule struct {
@@ -78,10 +81,12 @@ type SecmonSysPolicy struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	SecmonMapAcceptPolicy   = "accept_policy"
 	SecmonMapAcceptWatch    = "accept_watch"
 	SecmonMapConnectPolicy  = "connect_policy"
 	SecmonMapEvents         = "events"
 	SecmonMapExecPolicy     = "exec_policy"
+	SecmonMapExitWatch      = "exit_watch"
 	SecmonMapLost           = "lost"
 	SecmonMapScratch        = "scratch"
 	SecmonMapSysPolicies    = "sys_policies"
@@ -89,6 +94,8 @@ const (
 	SecmonProgBerthConnect4 = "berth_connect4"
 	SecmonProgBerthConnect6 = "berth_connect6"
 	SecmonProgBerthExec     = "berth_exec"
+	SecmonProgBerthExit     = "berth_exit"
+	SecmonProgBerthIngress  = "berth_ingress"
 	SecmonProgBerthSendmsg4 = "berth_sendmsg4"
 	SecmonProgBerthSendmsg6 = "berth_sendmsg6"
 	SecmonProgBerthSysEnter = "berth_sys_enter"
@@ -140,6 +147,8 @@ type SecmonProgramSpecs struct {
 	BerthConnect4 *ebpf.ProgramSpec `ebpf:"berth_connect4"`
 	BerthConnect6 *ebpf.ProgramSpec `ebpf:"berth_connect6"`
 	BerthExec     *ebpf.ProgramSpec `ebpf:"berth_exec"`
+	BerthExit     *ebpf.ProgramSpec `ebpf:"berth_exit"`
+	BerthIngress  *ebpf.ProgramSpec `ebpf:"berth_ingress"`
 	BerthSendmsg4 *ebpf.ProgramSpec `ebpf:"berth_sendmsg4"`
 	BerthSendmsg6 *ebpf.ProgramSpec `ebpf:"berth_sendmsg6"`
 	BerthSysEnter *ebpf.ProgramSpec `ebpf:"berth_sys_enter"`
@@ -149,10 +158,12 @@ type SecmonProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type SecmonMapSpecs struct {
+	AcceptPolicy  *ebpf.MapSpec `ebpf:"accept_policy"`
 	AcceptWatch   *ebpf.MapSpec `ebpf:"accept_watch"`
 	ConnectPolicy *ebpf.MapSpec `ebpf:"connect_policy"`
 	Events        *ebpf.MapSpec `ebpf:"events"`
 	ExecPolicy    *ebpf.MapSpec `ebpf:"exec_policy"`
+	ExitWatch     *ebpf.MapSpec `ebpf:"exit_watch"`
 	Lost          *ebpf.MapSpec `ebpf:"lost"`
 	Scratch       *ebpf.MapSpec `ebpf:"scratch"`
 	SysPolicies   *ebpf.MapSpec `ebpf:"sys_policies"`
@@ -184,10 +195,12 @@ func (o *SecmonObjects) Close() error {
 //
 // It can be passed to LoadSecmonObjects or ebpf.CollectionSpec.LoadAndAssign.
 type SecmonMaps struct {
+	AcceptPolicy  *ebpf.Map `ebpf:"accept_policy"`
 	AcceptWatch   *ebpf.Map `ebpf:"accept_watch"`
 	ConnectPolicy *ebpf.Map `ebpf:"connect_policy"`
 	Events        *ebpf.Map `ebpf:"events"`
 	ExecPolicy    *ebpf.Map `ebpf:"exec_policy"`
+	ExitWatch     *ebpf.Map `ebpf:"exit_watch"`
 	Lost          *ebpf.Map `ebpf:"lost"`
 	Scratch       *ebpf.Map `ebpf:"scratch"`
 	SysPolicies   *ebpf.Map `ebpf:"sys_policies"`
@@ -195,10 +208,12 @@ type SecmonMaps struct {
 
 func (m *SecmonMaps) Close() error {
 	return _SecmonClose(
+		m.AcceptPolicy,
 		m.AcceptWatch,
 		m.ConnectPolicy,
 		m.Events,
 		m.ExecPolicy,
+		m.ExitWatch,
 		m.Lost,
 		m.Scratch,
 		m.SysPolicies,
@@ -219,6 +234,8 @@ type SecmonPrograms struct {
 	BerthConnect4 *ebpf.Program `ebpf:"berth_connect4"`
 	BerthConnect6 *ebpf.Program `ebpf:"berth_connect6"`
 	BerthExec     *ebpf.Program `ebpf:"berth_exec"`
+	BerthExit     *ebpf.Program `ebpf:"berth_exit"`
+	BerthIngress  *ebpf.Program `ebpf:"berth_ingress"`
 	BerthSendmsg4 *ebpf.Program `ebpf:"berth_sendmsg4"`
 	BerthSendmsg6 *ebpf.Program `ebpf:"berth_sendmsg6"`
 	BerthSysEnter *ebpf.Program `ebpf:"berth_sys_enter"`
@@ -230,6 +247,8 @@ func (p *SecmonPrograms) Close() error {
 		p.BerthConnect4,
 		p.BerthConnect6,
 		p.BerthExec,
+		p.BerthExit,
+		p.BerthIngress,
 		p.BerthSendmsg4,
 		p.BerthSendmsg6,
 		p.BerthSysEnter,
