@@ -458,6 +458,14 @@ func killCgroup(dir string, id uint64) error {
 	if err == nil || !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
+	return freezeAndKill(dir)
+}
+
+// freezeAndKill kills every process of the cgroup dir and its children
+// where the kernel has no cgroup.kill (before 5.14): frozen first, so no
+// process forks a child between the read of cgroup.procs and the kills,
+// then SIGKILLed, then thawed (a frozen process dies only once thawed).
+func freezeAndKill(dir string) error {
 	freeze := filepath.Join(dir, "cgroup.freeze")
 	if err := os.WriteFile(freeze, []byte("1"), 0); err != nil {
 		return fmt.Errorf("freeze %s: %w", dir, err)

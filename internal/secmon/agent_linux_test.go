@@ -3,10 +3,20 @@ package secmon
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/berth-project/berth/internal/secmon/kern"
+	"github.com/berth-project/berth/internal/testutil"
 )
 
 // An older agent's programs, still attached through their pinned links,
@@ -48,5 +58,93 @@ func TestSynRepeat(t *testing.T) {
 	k2.peerPort++
 	if a.synRepeat(k2, now) {
 		t.Error("another peer port is another attempt")
+	}
+}
+
+// The kill fallback for kernels without cgroup.kill (this one has it, so
+// the fallback is called directly): every process of the cgroup and of its
+// children dies, a process that forks all the time included, and the
+// cgroup is left thawed and empty.
+func TestFreezeAndKill(t *testing.T) {
+	testutil.RequiresRoot(t)
+	mnt := ""
+	for _, m := range []string{"/sys/fs/cgroup/unified", "/sys/fs/cgroup"} {
+		var st unix.Statfs_t
+		if unix.Statfs(m, &st) == nil && st.Type == unix.CGROUP2_SUPER_MAGIC {
+			mnt = m
+			break
+		}
+	}
+	if mnt == "" {
+		t.Skip("needs a cgroup v2 hierarchy (mounted at /sys/fs/cgroup or /sys/fs/cgroup/unified)")
+	}
+	dir := filepath.Join(mnt, fmt.Sprintf("berth-test-kill-%d", os.Getpid()))
+	child := filepath.Join(dir, "sub")
+	if err := os.MkdirAll(child, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var cmds []*exec.Cmd
+	t.Cleanup(func() {
+		// On a failure: the shells' children too (this kernel has
+		// cgroup.kill), then the shells.
+		os.WriteFile(filepath.Join(dir, "cgroup.kill"), []byte("1"), 0)
+		for _, c := range cmds {
+			c.Process.Kill()
+			c.Wait()
+		}
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			if b, _ := os.ReadFile(filepath.Join(dir, "cgroup.procs")); len(b) == 0 {
+				break
+			}
+		}
+		os.Remove(child)
+		if err := os.Remove(dir); err != nil {
+			t.Errorf("remove the test cgroup: %v", err)
+		}
+	})
+	for _, place := range []string{dir, child, child} {
+		// The third forks without pause: a kill without the freeze
+		// would miss children made after cgroup.procs was read.
+		script := "sleep 600"
+		if len(cmds) == 2 {
+			script = "while :; do /bin/true; done"
+		}
+		c := exec.Command("sh", "-c", "echo $$ > "+filepath.Join(place, "cgroup.procs")+" && exec sh -c '"+script+"'")
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		cmds = append(cmds, c)
+	}
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(20 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not within 20s", what)
+			}
+		}
+	}
+	procs := func(d string) string {
+		b, _ := os.ReadFile(filepath.Join(d, "cgroup.procs"))
+		return strings.TrimSpace(string(b))
+	}
+	waitFor("the processes in the test cgroups", func() bool {
+		return len(strings.Fields(procs(dir))) >= 1 && len(strings.Fields(procs(child))) >= 2
+	})
+	if err := freezeAndKill(dir); err != nil {
+		t.Fatal(err)
+	}
+	// Bounded first: a kill that missed a process must fail the test,
+	// not hang it in Wait.
+	waitFor("the test cgroups empty", func() bool { return procs(dir) == "" && procs(child) == "" })
+	for _, c := range cmds {
+		err := c.Wait()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+			t.Errorf("process %d ended with %v, want SIGKILL", c.Process.Pid, err)
+		}
+	}
+	cmds = nil
+	if b, _ := os.ReadFile(filepath.Join(dir, "cgroup.freeze")); strings.TrimSpace(string(b)) != "0" {
+		t.Errorf("cgroup.freeze is %q after the kill, want 0", b)
 	}
 }
