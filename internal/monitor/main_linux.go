@@ -11,7 +11,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// detachedEnv marks the second process of the double fork.
+// detachedEnv tells berth-monitor that its launcher already detached it
+// (Create sets it and reaps the monitor itself); without it the monitor
+// forks once more, to leave a launcher that would never reap it.
 const detachedEnv = "_BERTH_MONITOR_DETACHED"
 
 // Main is berth-monitor's main function: `berth-monitor CONFIGFILE`, with
