@@ -26,7 +26,9 @@ import (
 // (The monitor used to fork once more to leave its launcher at once;
 // that second Go process start cost every container start ~10 ms.) Create returns
 // when `runtime create` is done: the Status then has State "created" and
-// Pid set. The container runs only after StartCreated.
+// Pid set. The container runs only after StartCreated. With
+// cfg.StartAtOnce it returns once `runtime start` is done too, with State
+// "running" (see Start).
 //
 // If the container cannot be created, the error carries the runtime's own
 // message unchanged (also in Status.Error, and Status.ExitCode is 127 for
@@ -97,6 +99,9 @@ func Create(ctx context.Context, monitorBin string, cfg Config) (Status, error) 
 		if st.Error == "" {
 			st.Error = rep.Error
 		}
+		if cfg.StartAtOnce {
+			return st, fmt.Errorf("create and start container %s: %s", cfg.ID, rep.Error)
+		}
 		return st, fmt.Errorf("create container %s: %s", cfg.ID, rep.Error)
 	}
 	return st, nil
@@ -134,9 +139,13 @@ func StartCreated(ctx context.Context, stateDir string) (Status, error) {
 	return st, nil
 }
 
-// Start is Create then StartCreated: the container runs when it returns.
+// Start is Create with StartAtOnce: the container runs when it returns.
+// (A monitor too old to know StartAtOnce reports "created" and gets a
+// StartCreated.)
 func Start(ctx context.Context, monitorBin string, cfg Config) (Status, error) {
-	if st, err := Create(ctx, monitorBin, cfg); err != nil {
+	cfg.StartAtOnce = true
+	st, err := Create(ctx, monitorBin, cfg)
+	if err != nil || st.State == StateRunning {
 		return st, err
 	}
 	return StartCreated(ctx, cfg.StateDir)
