@@ -181,7 +181,7 @@ func (e *Engine) start(ctx context.Context, r *record, beforeStart func(stateDir
 	}
 	var st monitor.Status
 	if beforeStart == nil {
-		st, err = monitor.Start(ctx, e.opts.MonitorBin, mcfg)
+		st, err = monitor.StartWith(ctx, e.takeSpare(), e.opts.MonitorBin, mcfg)
 	} else {
 		st, err = monitor.Create(ctx, e.opts.MonitorBin, mcfg)
 		if err == nil {

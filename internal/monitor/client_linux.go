@@ -38,6 +38,12 @@ import (
 // If ctx ends first, Create returns ctx's error; the monitor notices that
 // nobody waits for it, deletes the container and exits.
 func Create(ctx context.Context, monitorBin string, cfg Config) (Status, error) {
+	return create(ctx, monitorBin, nil, cfg)
+}
+
+// create is Create, handing cfg to spare if it is not nil and still
+// there, else launching a monitor.
+func create(ctx context.Context, monitorBin string, spare *Spare, cfg Config) (Status, error) {
 	if err := cfg.Validate(); err != nil {
 		return Status{}, err
 	}
@@ -52,22 +58,16 @@ func Create(ctx context.Context, monitorBin string, cfg Config) (Status, error) 
 	if err := writeFileAtomic(cfgPath, data); err != nil {
 		return Status{}, err
 	}
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		return Status{}, fmt.Errorf("make monitor report pipe: %w", err)
+	var pr *os.File
+	if spare != nil {
+		pr = spare.handOff(cfgPath)
+	}
+	if pr == nil {
+		if pr, err = launch(monitorBin, nil, cfgPath); err != nil {
+			return Status{}, fmt.Errorf("start monitor %s for container %s: %w", monitorBin, cfg.ID, err)
+		}
 	}
 	defer pr.Close()
-	cmd := exec.Command(monitorBin, cfgPath)
-	cmd.ExtraFiles = []*os.File{pw} // fd 3 in the monitor
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	cmd.Env = append(os.Environ(), detachedEnv+"=1")
-	err = cmd.Start()
-	pw.Close()
-	if err != nil {
-		return Status{}, fmt.Errorf("start monitor %s for container %s: %w", monitorBin, cfg.ID, err)
-	}
-	ReapLater(cmd.Process.Pid)
-	cmd.Process.Release()
 
 	// The report is one JSON line; on failure the pipe ends only when the
 	// monitor has exited, so reading to its end waits for the cleanup.
@@ -107,6 +107,97 @@ func Create(ctx context.Context, monitorBin string, cfg Config) (Status, error) 
 	return st, nil
 }
 
+// launch starts monitorBin with args, detached (a session of its own,
+// stdio on /dev/null, reaped in the background; detachedEnv tells it not
+// to fork once more), its fd 3 the write end of the report pipe whose
+// read end it returns, and extra as fd 4 on.
+func launch(monitorBin string, extra []*os.File, args ...string) (*os.File, error) {
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("make monitor report pipe: %w", err)
+	}
+	cmd := exec.Command(monitorBin, args...)
+	cmd.ExtraFiles = append([]*os.File{pw}, extra...) // fd 3 in the monitor
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	cmd.Env = append(os.Environ(), detachedEnv+"=1")
+	err = cmd.Start()
+	pw.Close()
+	if err != nil {
+		pr.Close()
+		return nil, err
+	}
+	ReapLater(cmd.Process.Pid)
+	cmd.Process.Release()
+	return pr, nil
+}
+
+// Spare is a monitor started ahead of need (`berth-monitor --spare`): Go's
+// start-up, most of a monitor's launch, is then paid before a container
+// start asks for it, e.g. while a pod's CNI plugins run. It waits for its
+// config file's path on a pipe, and exits if that pipe closes (Close, or
+// its launcher is gone) or after SpareIdle without one.
+type Spare struct {
+	cfgW   *os.File // the spare reads its config file's path from here
+	report *os.File // the spare's report pipe
+	born   time.Time
+}
+
+// SpareIdle is how long a spare waits for a config before it exits.
+const SpareIdle = 10 * time.Minute
+
+// NewSpare starts a spare monitor; tag is only for ps (the engine passes
+// its run root, so that one can tell whose spare it is).
+func NewSpare(monitorBin, tag string) (*Spare, error) {
+	cr, cw, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("make spare monitor pipe: %w", err)
+	}
+	pr, err := launch(monitorBin, []*os.File{cr}, "--spare", tag)
+	cr.Close()
+	if err != nil {
+		cw.Close()
+		return nil, fmt.Errorf("start spare monitor %s: %w", monitorBin, err)
+	}
+	return &Spare{cfgW: cw, report: pr, born: time.Now()}, nil
+}
+
+// Fresh says whether s is young enough to be handed a config: one close
+// to SpareIdle may exit before it reads it.
+func (s *Spare) Fresh() bool { return time.Since(s.born) < SpareIdle/2 }
+
+// Close ends an unused spare.
+func (s *Spare) Close() {
+	s.cfgW.Close()
+	s.report.Close()
+}
+
+// handOff gives cfgPath to the spare and returns its report pipe, or nil
+// (and closes s) if the spare is gone or too old.
+func (s *Spare) handOff(cfgPath string) *os.File {
+	if !s.Fresh() {
+		s.Close()
+		return nil
+	}
+	_, err := s.cfgW.Write([]byte(cfgPath + "\n"))
+	s.cfgW.Close()
+	if err != nil { // EPIPE: it exited
+		s.report.Close()
+		return nil
+	}
+	return s.report
+}
+
+// StartWith is Start, handing cfg to spare (if not nil and still there)
+// instead of launching a monitor; spare is used up either way.
+func StartWith(ctx context.Context, spare *Spare, monitorBin string, cfg Config) (Status, error) {
+	cfg.StartAtOnce = true
+	st, err := create(ctx, monitorBin, spare, cfg)
+	if err != nil || st.State == StateRunning {
+		return st, err
+	}
+	return StartCreated(ctx, cfg.StateDir)
+}
+
 // deleteContainer runs `runtime delete --force` for cfg's container, for
 // a Create abandoned midway. Errors are ignored: usually there is nothing
 // to delete.
@@ -143,12 +234,7 @@ func StartCreated(ctx context.Context, stateDir string) (Status, error) {
 // (A monitor too old to know StartAtOnce reports "created" and gets a
 // StartCreated.)
 func Start(ctx context.Context, monitorBin string, cfg Config) (Status, error) {
-	cfg.StartAtOnce = true
-	st, err := Create(ctx, monitorBin, cfg)
-	if err != nil || st.State == StateRunning {
-		return st, err
-	}
-	return StartCreated(ctx, cfg.StateDir)
+	return StartWith(ctx, nil, monitorBin, cfg)
 }
 
 // Stopping tells the monitor the user is stopping the container, so no
