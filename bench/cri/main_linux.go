@@ -345,7 +345,8 @@ type memory struct {
 }
 
 // memory sums the runtime's own processes: the daemon (from its pid file),
-// the processes named r.procs whose command line names r.marker, and the
+// the processes named r.procs (by comm or argv[0]) whose command line
+// names r.marker, and the
 // children of both that share the host's mount namespace (not the pods').
 func (r *rt) memory() (memory, error) {
 	b, err := os.ReadFile(r.pidFile)
@@ -392,9 +393,14 @@ func (r *rt) memory() (memory, error) {
 		comm := s[j+1 : i]
 		if pid == daemon {
 			set[pid] = true
-		} else if strings.HasPrefix(comm, r.procs) {
+		} else {
+			// The command's name, also from argv[0]: a process that
+			// re-executed /proc/self/exe has comm "exe" (berthd's
+			// monitors did until 2026-12-05, and went uncounted).
 			cmd, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-			if strings.Contains(string(cmd), r.marker) {
+			arg0, _, _ := strings.Cut(string(cmd), "\x00")
+			named := strings.HasPrefix(comm, r.procs) || strings.HasPrefix(filepath.Base(arg0), r.procs)
+			if named && strings.Contains(string(cmd), r.marker) {
 				set[pid] = true
 			}
 		}
