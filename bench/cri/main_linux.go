@@ -34,6 +34,7 @@ type options struct {
 	image, sandboxImage    string
 	handler                string
 	logRoot                string
+	pidMode                runtimeapi.NamespaceMode
 }
 
 func main() {
@@ -53,7 +54,17 @@ func main() {
 	flag.StringVar(&o.sandboxImage, "sandbox-image", "registry.k8s.io/pause:3.9", "pulled beforehand too (containerd's sandbox image)")
 	flag.StringVar(&o.handler, "runtime-handler", "", "RuntimeClass handler for the pods")
 	flag.StringVar(&o.logRoot, "log-root", "/tmp/berth-critest/bench-logs", "directory for the pods' log directories")
+	pid := flag.String("pid", "pod", "the pods' PID namespace: pod (shared, the bench's default so far) or container (kubelet's default, unless shareProcessNamespace)")
 	flag.Parse()
+	switch *pid {
+	case "pod":
+		o.pidMode = runtimeapi.NamespaceMode_POD
+	case "container":
+		o.pidMode = runtimeapi.NamespaceMode_CONTAINER
+	default:
+		fmt.Fprintf(os.Stderr, "bench/cri: -pid %q: want pod or container\n", *pid)
+		os.Exit(2)
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -204,7 +215,7 @@ func (r *rt) podConfig(o options, name string) *runtimeapi.PodSandboxConfig {
 		LogDirectory: filepath.Join(o.logRoot, r.name, name),
 		Labels:       map[string]string{benchLabel: "1"},
 		Linux: &runtimeapi.LinuxPodSandboxConfig{SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{
-			NamespaceOptions: &runtimeapi.NamespaceOption{},
+			NamespaceOptions: &runtimeapi.NamespaceOption{Pid: o.pidMode},
 		}},
 	}
 }
@@ -231,7 +242,9 @@ func (r *rt) startPod(ctx context.Context, o options, name string) (string, time
 		// measures the runtime, not a grace period.
 		Command: []string{"/bin/sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"},
 		LogPath: "sleep.log",
-		Linux:   &runtimeapi.LinuxContainerConfig{},
+		Linux: &runtimeapi.LinuxContainerConfig{SecurityContext: &runtimeapi.LinuxContainerSecurityContext{
+			NamespaceOptions: &runtimeapi.NamespaceOption{Pid: o.pidMode},
+		}},
 	}, cfg)
 	if err != nil {
 		return pod, 0, fmt.Errorf("CreateContainer: %w", err)
@@ -345,7 +358,8 @@ type memory struct {
 }
 
 // memory sums the runtime's own processes: the daemon (from its pid file),
-// the processes named r.procs whose command line names r.marker, and the
+// the processes named r.procs (by comm or argv[0]) whose command line
+// names r.marker, and the
 // children of both that share the host's mount namespace (not the pods').
 func (r *rt) memory() (memory, error) {
 	b, err := os.ReadFile(r.pidFile)
@@ -392,9 +406,14 @@ func (r *rt) memory() (memory, error) {
 		comm := s[j+1 : i]
 		if pid == daemon {
 			set[pid] = true
-		} else if strings.HasPrefix(comm, r.procs) {
+		} else {
+			// The command's name, also from argv[0]: a process that
+			// re-executed /proc/self/exe has comm "exe" (berthd's
+			// monitors did until 2026-12-05, and went uncounted).
 			cmd, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-			if strings.Contains(string(cmd), r.marker) {
+			arg0, _, _ := strings.Cut(string(cmd), "\x00")
+			named := strings.HasPrefix(comm, r.procs) || strings.HasPrefix(filepath.Base(arg0), r.procs)
+			if named && strings.Contains(string(cmd), r.marker) {
 				set[pid] = true
 			}
 		}

@@ -288,6 +288,9 @@ func openEngine(ctx context.Context, cmd *cli.Command, root, runRoot string, ima
 		// the policy and rules as they are at that moment.
 		Trust:        checker,
 		CgroupDriver: cmd.String("cgroup-driver"),
+		// A monitor started ahead of each container start, off its
+		// critical path.
+		SpareMonitor: true,
 	}
 	if o.MonitorBin == "" {
 		return nil, nil, fmt.Errorf("the berth-monitor binary (next to berthd or on $PATH) is needed")

@@ -57,6 +57,11 @@ type Options struct {
 	// (or "") or "systemd" (see cgroup.go); Open refuses systemd where
 	// PID 1 is not systemd.
 	CgroupDriver string
+	// SpareMonitor keeps a monitor started ahead of need, handed to the
+	// next container start (see spare.go): for a long-lived engine
+	// (berthd); one that runs a container and exits (the CLI) would only
+	// pay for it.
+	SpareMonitor bool
 }
 
 // Engine is the container engine on one root.
@@ -66,6 +71,7 @@ type Engine struct {
 	images *image.Service
 	net    *network.Manager
 	vols   *volume.Store
+	spares spareSlot
 }
 
 // Open opens (creating if needed) the engine's state.
@@ -104,14 +110,19 @@ func Open(ctx context.Context, o Options) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Engine{
+	e := &Engine{
 		opts:   o,
 		store:  &store{path: filepath.Join(o.Root, "engine.db"), ns: []byte(o.Namespace)},
 		images: o.Images,
 		net:    net,
 		vols:   vols,
-	}, nil
+	}
+	e.fillSpare()
+	return e, nil
 }
 
-// Close releases the engine.
-func (e *Engine) Close() error { return nil }
+// Close releases the engine: it ends the spare monitor.
+func (e *Engine) Close() error {
+	e.closeSpare()
+	return nil
+}

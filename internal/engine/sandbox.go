@@ -323,8 +323,12 @@ func (e *Engine) RunSandbox(ctx context.Context, cfg SandboxConfig) (_ Sandbox, 
 }
 
 // setupSandbox pins the sandbox's namespaces, joins its network and writes
-// its files; it records each step before taking it, so that a teardown
-// after a crash finds what to undo.
+// its files; what it makes can be found and undone by teardownSandbox
+// after a crash: the network namespace's path follows from the sandbox's
+// ID and the network from its config (both recorded by RunSandbox), and
+// the pause process's pid is recorded before CNI ends. The IPC/UTS pins
+// and the pause process need nothing from the network, so they are made
+// while the CNI plugins run (most of a pod's start), not after them.
 func (e *Engine) setupSandbox(ctx context.Context, sb *Sandbox) error {
 	cfg := sb.Config
 	rundir := e.sandboxRunDir(sb.ID)
@@ -349,24 +353,37 @@ func (e *Engine) setupSandbox(ctx context.Context, sb *Sandbox) error {
 			}
 			nsPath = sb.NetNSPath
 		} else {
+			// Not recorded: teardownSandbox finds it by the sandbox's ID.
 			p, err := e.net.NewNetNS(ctx, sb.ID)
 			if err != nil {
 				return err
 			}
 			nsPath = p
-			sb.NetNSPath = nsPath
-			if err := e.store.putSandbox(sb); err != nil {
-				return err
-			}
 		}
+		// sb is the other goroutine's until it is done: this one only
+		// reads cfg and nsPath meanwhile.
+		done := make(chan error, 1)
+		go func() { done <- e.pinAndPause(ctx, sb) }()
+		var att network.Attachment
+		var err error
 		if cfg.Network != "" {
-			att, err := e.net.Attach(ctx, network.AttachRequest{
+			att, err = e.net.Attach(ctx, network.AttachRequest{
 				ContainerID: sb.ID, NetNS: nsPath, Network: cfg.Network, IfName: "eth0",
 				Name: cfg.Hostname, Ports: ports,
 			})
 			if err != nil {
-				return fmt.Errorf("network %s: %w", cfg.Network, err)
+				err = fmt.Errorf("network %s: %w", cfg.Network, err)
 			}
+		}
+		// Wait even on error: teardownSandbox needs the pause's pid.
+		if perr := <-done; err == nil {
+			err = perr
+		}
+		sb.NetNSPath = nsPath
+		if err != nil {
+			return err
+		}
+		if cfg.Network != "" {
 			atts = append(atts, att)
 			sb.IP = att.IP
 			sb.Networks[cfg.Network] = &EndpointSettings{
@@ -374,9 +391,20 @@ func (e *Engine) setupSandbox(ctx context.Context, sb *Sandbox) error {
 				IPPrefixLen: att.PrefixLen, MacAddress: att.MAC, IfName: att.IfName,
 			}
 		}
+	} else if err := e.pinAndPause(ctx, sb); err != nil {
+		return err
 	}
+	return e.writeSandboxFiles(sb, atts)
+}
+
+// pinAndPause pins the sandbox's IPC and UTS namespaces (unless it has a
+// user namespace, whose pins pinSandboxUserNS made) and starts its pause
+// process when it shares a PID namespace; the pause's pid is recorded
+// before it returns, so that a teardown after a crash ends it.
+func (e *Engine) pinAndPause(ctx context.Context, sb *Sandbox) error {
+	cfg := sb.Config
 	if cfg.UserNS == nil {
-		pins, err := pinNamespaces(rundir, cfg.Hostname, !cfg.HostIPC, !cfg.HostNetwork)
+		pins, err := pinNamespaces(e.sandboxRunDir(sb.ID), cfg.Hostname, !cfg.HostIPC, !cfg.HostNetwork)
 		if err != nil {
 			return err
 		}
@@ -388,11 +416,11 @@ func (e *Engine) setupSandbox(ctx context.Context, sb *Sandbox) error {
 			return err
 		}
 		sb.PausePid = pid
+		if err := e.store.putSandbox(sb); err != nil {
+			return err
+		}
 	}
-	if err := e.store.putSandbox(sb); err != nil {
-		return err
-	}
-	return e.writeSandboxFiles(sb, atts)
+	return nil
 }
 
 // writeSandboxFiles writes the hosts, resolv.conf and hostname files the

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-project/berth/internal/errdefs"
+	"github.com/berth-project/berth/internal/monitor"
 	"github.com/berth-project/berth/internal/snapshot"
 )
 
@@ -108,9 +109,10 @@ func (e *Engine) startPause(ctx context.Context, sb *Sandbox) (int, error) {
 		return 0, fmt.Errorf("start the pod's PID namespace holder: %w", err)
 	}
 	pid := cmd.Process.Pid
-	// Reap it when it ends while this process lives; a later process
-	// leaves that to init.
-	go cmd.Wait()
+	// Reap it when it ends while this process lives (without a thread
+	// blocked per pod meanwhile); a later process leaves that to init.
+	monitor.ReapLater(pid)
+	cmd.Process.Release()
 	if err := os.WriteFile(filepath.Join(e.sandboxRunDir(sb.ID), "pause.pid"), []byte(strconv.Itoa(pid)), 0o600); err != nil {
 		unix.Kill(pid, unix.SIGKILL)
 		return 0, err
@@ -264,7 +266,8 @@ func (e *Engine) pinSandboxUserNS(ctx context.Context, sb *Sandbox) (retErr erro
 			return err
 		}
 		keep = true
-		go cmd.Wait() // reap it if it ends while this process lives
+		monitor.ReapLater(pid) // reap it if it ends while this process lives
+		cmd.Process.Release()
 	} else {
 		cmd.Process.Kill()
 		cmd.Wait()

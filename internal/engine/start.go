@@ -179,16 +179,19 @@ func (e *Engine) start(ctx context.Context, r *record, beforeStart func(stateDir
 	if mcfg.Health, err = e.healthConfig(r, spec, rundir); err != nil {
 		return err
 	}
-	st, err := monitor.Create(ctx, e.opts.MonitorBin, mcfg)
-	if err != nil {
-		return startError(err)
-	}
-	if beforeStart != nil {
-		if err := beforeStart(rundir); err != nil {
-			return err
+	var st monitor.Status
+	if beforeStart == nil {
+		st, err = monitor.StartWith(ctx, e.takeSpare(), e.opts.MonitorBin, mcfg)
+	} else {
+		st, err = monitor.Create(ctx, e.opts.MonitorBin, mcfg)
+		if err == nil {
+			if err := beforeStart(rundir); err != nil {
+				return err
+			}
+			st, err = monitor.StartCreated(ctx, rundir)
 		}
 	}
-	if st, err = monitor.StartCreated(ctx, rundir); err != nil {
+	if err != nil {
 		return startError(err)
 	}
 	r.State.StartedAt = st.StartedAt

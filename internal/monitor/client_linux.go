@@ -19,11 +19,16 @@ import (
 )
 
 // Create writes cfg to cfg.StateDir/monitor.json and launches monitorBin
-// for it, detached: in a session of its own, stdio on /dev/null, and
-// reparented away from the caller (berth-monitor forks once more), so the
-// caller may exit at once and never has to wait for it. Create returns
+// for it, detached: in a session of its own, with stdio on /dev/null. It
+// is the caller's child, reaped in the background (ReapLater) while the
+// caller lives and reparented to init (or the nearest subreaper) when the
+// caller exits, so the caller may exit at once and never waits for it.
+// (The monitor used to fork once more to leave its launcher at once;
+// that second Go process start cost every container start ~10 ms.) Create returns
 // when `runtime create` is done: the Status then has State "created" and
-// Pid set. The container runs only after StartCreated.
+// Pid set. The container runs only after StartCreated. With
+// cfg.StartAtOnce it returns once `runtime start` is done too, with State
+// "running" (see Start).
 //
 // If the container cannot be created, the error carries the runtime's own
 // message unchanged (also in Status.Error, and Status.ExitCode is 127 for
@@ -33,6 +38,12 @@ import (
 // If ctx ends first, Create returns ctx's error; the monitor notices that
 // nobody waits for it, deletes the container and exits.
 func Create(ctx context.Context, monitorBin string, cfg Config) (Status, error) {
+	return create(ctx, monitorBin, nil, cfg)
+}
+
+// create is Create, handing cfg to spare if it is not nil and still
+// there, else launching a monitor.
+func create(ctx context.Context, monitorBin string, spare *Spare, cfg Config) (Status, error) {
 	if err := cfg.Validate(); err != nil {
 		return Status{}, err
 	}
@@ -47,22 +58,16 @@ func Create(ctx context.Context, monitorBin string, cfg Config) (Status, error) 
 	if err := writeFileAtomic(cfgPath, data); err != nil {
 		return Status{}, err
 	}
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		return Status{}, fmt.Errorf("make monitor report pipe: %w", err)
+	var pr *os.File
+	if spare != nil {
+		pr = spare.handOff(cfgPath)
+	}
+	if pr == nil {
+		if pr, err = launch(monitorBin, nil, cfgPath); err != nil {
+			return Status{}, fmt.Errorf("start monitor %s for container %s: %w", monitorBin, cfg.ID, err)
+		}
 	}
 	defer pr.Close()
-	cmd := exec.Command(monitorBin, cfgPath)
-	cmd.ExtraFiles = []*os.File{pw} // fd 3 in the monitor
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	err = cmd.Start()
-	pw.Close()
-	if err != nil {
-		return Status{}, fmt.Errorf("start monitor %s for container %s: %w", monitorBin, cfg.ID, err)
-	}
-	// The first process only forks the real monitor and exits.
-	waited := make(chan error, 1)
-	go func() { waited <- cmd.Wait() }()
 
 	// The report is one JSON line; on failure the pipe ends only when the
 	// monitor has exited, so reading to its end waits for the cleanup.
@@ -82,9 +87,6 @@ func Create(ctx context.Context, monitorBin string, cfg Config) (Status, error) 
 		deleteContainer(cfg)
 		return Status{}, fmt.Errorf("create container %s: %w", cfg.ID, ctx.Err())
 	}
-	if werr := <-waited; werr != nil && len(out) == 0 {
-		return Status{}, fmt.Errorf("monitor for container %s failed: %w", cfg.ID, werr)
-	}
 	var rep reply
 	if err := json.Unmarshal(out, &rep); err != nil {
 		return Status{}, fmt.Errorf("monitor for container %s exited without a report (%q): %w", cfg.ID, out, err)
@@ -97,9 +99,103 @@ func Create(ctx context.Context, monitorBin string, cfg Config) (Status, error) 
 		if st.Error == "" {
 			st.Error = rep.Error
 		}
+		if cfg.StartAtOnce {
+			return st, fmt.Errorf("create and start container %s: %s", cfg.ID, rep.Error)
+		}
 		return st, fmt.Errorf("create container %s: %s", cfg.ID, rep.Error)
 	}
 	return st, nil
+}
+
+// launch starts monitorBin with args, detached (a session of its own,
+// stdio on /dev/null, reaped in the background; detachedEnv tells it not
+// to fork once more), its fd 3 the write end of the report pipe whose
+// read end it returns, and extra as fd 4 on.
+func launch(monitorBin string, extra []*os.File, args ...string) (*os.File, error) {
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("make monitor report pipe: %w", err)
+	}
+	cmd := exec.Command(monitorBin, args...)
+	cmd.ExtraFiles = append([]*os.File{pw}, extra...) // fd 3 in the monitor
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	cmd.Env = append(os.Environ(), detachedEnv+"=1")
+	err = cmd.Start()
+	pw.Close()
+	if err != nil {
+		pr.Close()
+		return nil, err
+	}
+	ReapLater(cmd.Process.Pid)
+	cmd.Process.Release()
+	return pr, nil
+}
+
+// Spare is a monitor started ahead of need (`berth-monitor --spare`): Go's
+// start-up, most of a monitor's launch, is then paid before a container
+// start asks for it, e.g. while a pod's CNI plugins run. It waits for its
+// config file's path on a pipe, and exits if that pipe closes (Close, or
+// its launcher is gone) or after SpareIdle without one.
+type Spare struct {
+	cfgW   *os.File // the spare reads its config file's path from here
+	report *os.File // the spare's report pipe
+	born   time.Time
+}
+
+// SpareIdle is how long a spare waits for a config before it exits.
+const SpareIdle = 10 * time.Minute
+
+// NewSpare starts a spare monitor; tag is only for ps (the engine passes
+// its run root, so that one can tell whose spare it is).
+func NewSpare(monitorBin, tag string) (*Spare, error) {
+	cr, cw, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("make spare monitor pipe: %w", err)
+	}
+	pr, err := launch(monitorBin, []*os.File{cr}, "--spare", tag)
+	cr.Close()
+	if err != nil {
+		cw.Close()
+		return nil, fmt.Errorf("start spare monitor %s: %w", monitorBin, err)
+	}
+	return &Spare{cfgW: cw, report: pr, born: time.Now()}, nil
+}
+
+// Fresh says whether s is young enough to be handed a config: one close
+// to SpareIdle may exit before it reads it.
+func (s *Spare) Fresh() bool { return time.Since(s.born) < SpareIdle/2 }
+
+// Close ends an unused spare.
+func (s *Spare) Close() {
+	s.cfgW.Close()
+	s.report.Close()
+}
+
+// handOff gives cfgPath to the spare and returns its report pipe, or nil
+// (and closes s) if the spare is gone or too old.
+func (s *Spare) handOff(cfgPath string) *os.File {
+	if !s.Fresh() {
+		s.Close()
+		return nil
+	}
+	_, err := s.cfgW.Write([]byte(cfgPath + "\n"))
+	s.cfgW.Close()
+	if err != nil { // EPIPE: it exited
+		s.report.Close()
+		return nil
+	}
+	return s.report
+}
+
+// StartWith is Start, handing cfg to spare (if not nil and still there)
+// instead of launching a monitor; spare is used up either way.
+func StartWith(ctx context.Context, spare *Spare, monitorBin string, cfg Config) (Status, error) {
+	cfg.StartAtOnce = true
+	st, err := create(ctx, monitorBin, spare, cfg)
+	if err != nil || st.State == StateRunning {
+		return st, err
+	}
+	return StartCreated(ctx, cfg.StateDir)
 }
 
 // deleteContainer runs `runtime delete --force` for cfg's container, for
@@ -134,12 +230,11 @@ func StartCreated(ctx context.Context, stateDir string) (Status, error) {
 	return st, nil
 }
 
-// Start is Create then StartCreated: the container runs when it returns.
+// Start is Create with StartAtOnce: the container runs when it returns.
+// (A monitor too old to know StartAtOnce reports "created" and gets a
+// StartCreated.)
 func Start(ctx context.Context, monitorBin string, cfg Config) (Status, error) {
-	if st, err := Create(ctx, monitorBin, cfg); err != nil {
-		return st, err
-	}
-	return StartCreated(ctx, cfg.StateDir)
+	return StartWith(ctx, nil, monitorBin, cfg)
 }
 
 // Stopping tells the monitor the user is stopping the container, so no

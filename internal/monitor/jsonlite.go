@@ -422,6 +422,7 @@ func decodeConfig(data []byte) (Config, error) {
 	c.OOMParentFiles = o.strings("oomParentFiles")
 	c.ExitCommand = o.strings("exitCommand")
 	c.RuntimeWait = o.boolean("runtimeWait")
+	c.StartAtOnce = o.boolean("startAtOnce")
 	if v, ok := o.m["health"]; ok && v != nil {
 		h := o.object("health")
 		c.Health = &HealthConfig{

@@ -1,17 +1,21 @@
 package monitor
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
 
-// detachedEnv marks the second process of the double fork.
+// detachedEnv tells berth-monitor that its launcher already detached it
+// (Create sets it and reaps the monitor itself); without it the monitor
+// forks once more, to leave a launcher that would never reap it.
 const detachedEnv = "_BERTH_MONITOR_DETACHED"
 
 // Main is berth-monitor's main function: `berth-monitor CONFIGFILE`, with
@@ -36,6 +40,15 @@ func Main(args []string) int {
 	}
 	if len(args) == 3 && args[1] == "--pause" {
 		return pause()
+	}
+	if len(args) == 3 && args[1] == "--spare" {
+		// Started ahead of need (see Spare): the config file's path
+		// comes on fd 4; without one this spare was not needed.
+		path, err := readSparePath(4, SpareIdle)
+		if err != nil {
+			return 0
+		}
+		args = []string{args[0], path}
 	}
 	if len(args) != 2 {
 		return fail(fmt.Errorf("usage: berth-monitor CONFIGFILE (got %d arguments)", len(args)-1))
@@ -96,4 +109,31 @@ func Main(args []string) int {
 		return 1
 	}
 	return 0
+}
+
+// readSparePath reads one line, a config file's path, from fd, waiting at
+// most idle; the pipe's end or the deadline is an error.
+func readSparePath(fd int, idle time.Duration) (string, error) {
+	// Non-blocking, so that the read can have a deadline.
+	if err := unix.SetNonblock(fd, true); err != nil {
+		return "", err
+	}
+	f := os.NewFile(uintptr(fd), "spare")
+	defer f.Close()
+	if err := f.SetReadDeadline(time.Now().Add(idle)); err != nil {
+		return "", err
+	}
+	var b []byte
+	buf := make([]byte, 512)
+	for len(b) < 4096 {
+		n, err := f.Read(buf)
+		b = append(b, buf[:n]...)
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			return string(b[:i]), nil
+		}
+		if err != nil {
+			return "", err
+		}
+	}
+	return "", fmt.Errorf("spare monitor: config path over 4096 bytes")
 }

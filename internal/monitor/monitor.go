@@ -72,6 +72,12 @@ type Config struct {
 	// file names the shared sandbox process, which neither exits with
 	// this container nor may be killed for it.
 	RuntimeWait bool `json:"runtimeWait,omitempty"`
+	// StartAtOnce runs `runtime start` right after `runtime create`, and
+	// the launcher's report comes once the container runs (State
+	// "running"): no start request, one round trip between launcher and
+	// monitor less. Without it the monitor reports "created" and waits
+	// for StartCreated (an attach goes in between).
+	StartAtOnce bool `json:"startAtOnce,omitempty"`
 }
 
 // RestartPolicy is Docker's --restart: Name "", "no", "on-failure",

@@ -247,7 +247,24 @@ func (s *server) loop() error {
 			s.endClients(s.snapshot().ExitCode)
 			return err
 		}
-		if first {
+		if first && s.cfg.StartAtOnce {
+			err := s.start(r) // on failure it has killed the init
+			st := s.snapshot()
+			rep := reply{Status: &st}
+			if err != nil {
+				rep.Error = err.Error()
+			}
+			if !s.sendReport(rep) && err == nil {
+				// The launcher gave up (its context ended): undo.
+				s.kill(r)
+				err = errors.New("launcher went away before the container was started")
+			}
+			if err != nil {
+				s.finish(r)
+				return err
+			}
+			first = false
+		} else if first {
 			s.setStatus(func(st *Status) { st.State, st.Pid = StateCreated, r.pid })
 			st := s.snapshot()
 			if !s.sendReport(reply{Status: &st}) {
