@@ -32,6 +32,7 @@ build:
 	$(GO) build -o $(BIN)/berth ./cmd/berth
 	$(GO) build -o $(BIN)/berthd ./cmd/berthd
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $(BIN)/berth-monitor ./cmd/berth-monitor
+	$(CC) -static -Os -s -Wall -o $(BIN)/berth-pause cmd/berth-pause/pause.c
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $(BIN)/berth-secmon ./cmd/berth-secmon
 
 # deps installs what a fresh Debian machine needs to build and test (as root).

@@ -97,13 +97,24 @@ func unpinNamespaces(dir string) {
 	}
 }
 
+// pauseBin is the program of a pod's pause process: berth-pause beside
+// berth-monitor (C, a fraction of the memory; the Makefile builds it), or
+// berth-monitor's own pause mode, which takes the same arguments.
+func (e *Engine) pauseBin() string {
+	p := filepath.Join(filepath.Dir(e.opts.MonitorBin), "berth-pause")
+	if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
+		return p
+	}
+	return e.opts.MonitorBin
+}
+
 // startPause starts the init of a shared PID namespace: berth-monitor in
 // its pause mode, as PID 1 of a new PID namespace, reaping orphans.
 func (e *Engine) startPause(ctx context.Context, sb *Sandbox) (int, error) {
 	if e.opts.MonitorBin == "" {
 		return 0, fmt.Errorf("a shared PID namespace needs berth-monitor, which was not found")
 	}
-	cmd := exec.Command(e.opts.MonitorBin, "--pause", sb.ID)
+	cmd := exec.Command(e.pauseBin(), "--pause", sb.ID)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWPID, Setsid: true}
 	if err := cmd.Start(); err != nil {
 		return 0, fmt.Errorf("start the pod's PID namespace holder: %w", err)
@@ -220,7 +231,8 @@ func (e *Engine) pinSandboxUserNS(ctx context.Context, sb *Sandbox) (retErr erro
 	if sharePID {
 		flags |= unix.CLONE_NEWPID
 	}
-	cmd := exec.Command(e.opts.MonitorBin, "--pause", sb.ID)
+	pauseBin := e.pauseBin()
+	cmd := exec.Command(pauseBin, "--pause", sb.ID)
 	cmd.Dir = "/"
 	cmd.Env = []string{}
 	cmd.SysProcAttr = &syscall.SysProcAttr{
@@ -236,7 +248,7 @@ func (e *Engine) pinSandboxUserNS(ctx context.Context, sb *Sandbox) (retErr erro
 		// The child runs as the pod's root, not the host's: it must be
 		// able to execute the binary as any user.
 		return fmt.Errorf("start the pod's user namespace holder %s (as host uid %d; the binary and its directories must be executable by others): %w",
-			e.opts.MonitorBin, cfg.UserNS.UIDMappings[0].HostID, err)
+			pauseBin, cfg.UserNS.UIDMappings[0].HostID, err)
 	}
 	pid := cmd.Process.Pid
 	keep := false

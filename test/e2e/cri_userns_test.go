@@ -228,6 +228,11 @@ func TestCRIPodUserNamespaceSharedPID(t *testing.T) {
 		out := c.crictl("logs", ids[1])
 		return strings.Contains(out, "sleep 3602") && strings.Contains(out, "uid=0"), out
 	})
+	// PID 1 of the pod is berth-pause (the C one make build puts beside
+	// berth-monitor), not the Go monitor's pause mode.
+	if line := firstLineWith(c.crictl("logs", ids[1]), "--pause"); !strings.Contains(line, "berth-pause --pause") || strings.Fields(line)[0] != "1" {
+		t.Errorf("the pod's PID 1: %q; want berth-pause --pause", line)
+	}
 	c.crictl("rmp", "-f", p)
 }
 
