@@ -64,7 +64,9 @@ func idmapMounts(spec *specs.Spec, bundle string) (map[int]*os.File, error) {
 			src = filepath.Join(bundle, src)
 		}
 		if len(m.UIDMappings) == 0 && len(m.GIDMappings) == 0 {
-			if cloneBinds && oci.IsBind(m) && !insideRootfs(src, rootfs) {
+			// Not /proc paths: /proc/self names the process that
+			// resolves it, here the runtime, in the init the init.
+			if cloneBinds && oci.IsBind(m) && !insideRootfs(src, rootfs) && !underProc(src) {
 				// Best effort: where the host cannot clone it (a
 				// missing source, no open_tree), the init binds it
 				// and reports what is wrong.
@@ -146,6 +148,12 @@ func insideRootfs(src, rootfs string) bool {
 	rs, err1 := filepath.EvalSymlinks(src)
 	rr, err2 := filepath.EvalSymlinks(rootfs)
 	return err1 == nil && err2 == nil && under(rs, rr)
+}
+
+// underProc reports whether src is /proc or below it.
+func underProc(src string) bool {
+	c := filepath.Clean(src)
+	return c == "/proc" || strings.HasPrefix(c, "/proc/")
 }
 
 // cloneTree clones the mount tree at src (all of it for an rbind) into a
