@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	goruntime "runtime"
+	"strings"
 
 	pathrs "github.com/cyphar/filepath-securejoin/pathrs-lite"
 	"golang.org/x/sys/unix"
@@ -41,10 +42,16 @@ func MkdirAll(root *os.File, path string, mode os.FileMode) (*os.File, error) {
 	// openat2 finds them. Anything else (a missing component, a
 	// non-directory, no openat2) takes pathrs-lite's path, which creates
 	// the missing part and words the errors.
-	if f, err := openat2InRoot(root, path, unix.O_RDONLY|unix.O_DIRECTORY); err == nil {
+	f, err := openat2InRoot(root, path, unix.O_RDONLY|unix.O_DIRECTORY)
+	if err == nil {
 		return f, nil
 	}
-	f, err := pathrs.MkdirAllHandle(root, path, mode)
+	if errors.Is(err, unix.ENOENT) {
+		if f, err := mkdirLast(root, path, mode); err == nil {
+			return f, nil
+		}
+	}
+	f, err = pathrs.MkdirAllHandle(root, path, mode)
 	if err != nil {
 		return nil, fmt.Errorf("mkdir %s in rootfs: %w", path, err)
 	}
@@ -92,6 +99,37 @@ func InParent(root *os.File, path string, fn func(dirfd int, name string) error)
 	}
 	defer parent.Close()
 	return fn(int(parent.Fd()), filepath.Base(path))
+}
+
+// mkdirLast creates the last component of path where its parent exists
+// (a mount point for a cgroup hierarchy in a tmpfs just mounted, /dev/pts
+// in a fresh /dev), the way pathrs-lite creates each missing component:
+// mkdirat in the parent, resolved in root, then an open of the new entry
+// that refuses symlinks and other mounts. Anything else (".." in the path,
+// a missing parent, a dangling symlink in the last place, a mode with more
+// than permission bits) is an error, and the caller leaves it to
+// pathrs-lite.
+func mkdirLast(root *os.File, path string, mode os.FileMode) (*os.File, error) {
+	dir, base := filepath.Split(filepath.Clean("/" + path))
+	if base == "" || base == "." || base == ".." || strings.Contains(path, "..") || mode&^os.ModePerm != 0 {
+		return nil, errNoOpenat2
+	}
+	parent, err := openat2InRoot(root, dir, unix.O_RDONLY|unix.O_DIRECTORY)
+	if err != nil {
+		return nil, err
+	}
+	defer parent.Close()
+	if err := unix.Mkdirat(int(parent.Fd()), base, uint32(mode)); err != nil && !errors.Is(err, unix.EEXIST) {
+		return nil, err
+	}
+	fd, err := unix.Openat2(int(parent.Fd()), base, &unix.OpenHow{
+		Flags:   unix.O_RDONLY | unix.O_NOFOLLOW | unix.O_DIRECTORY | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_XDEV,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return os.NewFile(uintptr(fd), filepath.Join(parent.Name(), base)), nil
 }
 
 // errNoOpenat2 says the kernel (or a seccomp filter around us) has no
