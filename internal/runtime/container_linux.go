@@ -188,7 +188,9 @@ func (r *Runtime) Create(ctx context.Context, id string, opt CreateOptions) (ret
 		CgroupPaths: cg.Paths(),
 	}
 	cfg := &initConfig{
-		ID: id, Bundle: bundle, Spec: spec, Process: spec.Process,
+		// No Process: the init of a container takes spec.Process, and
+		// the config goes through JSON once less.
+		ID: id, Bundle: bundle, Spec: spec,
 		NoPivot: opt.NoPivot, NoNewKeyring: opt.NoNewKeyring, CgroupPaths: p.CgroupPaths,
 		// One exchange with the init less where it would carry nothing:
 		// the init then reports ready without waiting for us, and the

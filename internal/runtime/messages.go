@@ -25,7 +25,7 @@ type initConfig struct {
 	ID           string            `json:"id"`
 	Bundle       string            `json:"bundle"`
 	Spec         *specs.Spec       `json:"spec"`
-	Process      *specs.Process    `json:"process"`
+	Process      *specs.Process    `json:"process,omitempty"` // exec only: a container's init takes Spec.Process
 	NoPivot      bool              `json:"no_pivot,omitempty"`
 	NoNewKeyring bool              `json:"no_new_keyring,omitempty"`
 	CgroupPaths  map[string]string `json:"cgroup_paths,omitempty"`
