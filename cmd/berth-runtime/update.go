@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"regexp"
 	"strconv"
 	"strings"
 
@@ -141,7 +140,40 @@ func updateResources(cmd *cli.Command) (*specs.LinuxResources, error) {
 	return res, nil
 }
 
-var ramSize = regexp.MustCompile(`^(\d+(?:\.\d+)?) ?([kKmMgGtTpP])?[iI]?[bB]?$`)
+// splitRAMSize splits a size as `^(\d+(?:\.\d+)?) ?([kKmMgGtTpP])?[iI]?[bB]?$`
+// matches it into the number and the unit letter (which may be ""). It is
+// hand-written so that berth-runtime links no regexp package (compiled at
+// start in every process, the container's init included).
+func splitRAMSize(s string) (num, unit string, ok bool) {
+	digits := func(s string) int {
+		n := 0
+		for n < len(s) && s[n] >= '0' && s[n] <= '9' {
+			n++
+		}
+		return n
+	}
+	n := digits(s)
+	if n == 0 {
+		return "", "", false
+	}
+	if n < len(s) && s[n] == '.' {
+		if f := digits(s[n+1:]); f > 0 {
+			n += 1 + f
+		}
+	}
+	num, rest := s[:n], s[n:]
+	rest = strings.TrimPrefix(rest, " ")
+	if rest != "" && strings.ContainsRune("kKmMgGtTpP", rune(rest[0])) {
+		unit, rest = rest[:1], rest[1:]
+	}
+	if rest != "" && (rest[0] == 'i' || rest[0] == 'I') {
+		rest = rest[1:]
+	}
+	if rest != "" && (rest[0] == 'b' || rest[0] == 'B') {
+		rest = rest[1:]
+	}
+	return num, unit, rest == ""
+}
 
 // ramInBytes parses a memory size as runc's flags take it (docker/go-units
 // RAMInBytes: binary multiples, "64M", "1.5g", "512MiB"), or -1.
@@ -149,16 +181,16 @@ func ramInBytes(s string) (int64, error) {
 	if s == "-1" {
 		return -1, nil
 	}
-	m := ramSize.FindStringSubmatch(s)
-	if m == nil {
+	num, unit, ok := splitRAMSize(s)
+	if !ok {
 		return 0, fmt.Errorf("%q is not a size (e.g. 64M, 1g, 1048576, or -1 for no limit)", s)
 	}
-	n, err := strconv.ParseFloat(m[1], 64)
+	n, err := strconv.ParseFloat(num, 64)
 	if err != nil {
 		return 0, fmt.Errorf("%q is not a size: %w", s, err)
 	}
-	if m[2] != "" {
-		n *= float64(int64(1) << (10 * (1 + strings.Index("kmgtp", strings.ToLower(m[2])))))
+	if unit != "" {
+		n *= float64(int64(1) << (10 * (1 + strings.Index("kmgtp", strings.ToLower(unit)))))
 	}
 	return int64(n), nil
 }

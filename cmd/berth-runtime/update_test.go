@@ -1,6 +1,9 @@
 package main
 
-import "testing"
+import (
+	"regexp"
+	"testing"
+)
 
 func TestRAMInBytes(t *testing.T) {
 	for in, want := range map[string]int64{
@@ -17,4 +20,21 @@ func TestRAMInBytes(t *testing.T) {
 			t.Errorf("ramInBytes(%q) = %d, want an error", in, got)
 		}
 	}
+}
+
+// oldRAMSize is the regexp splitRAMSize replaces; the fuzz test holds the
+// two to the same answers.
+var oldRAMSize = regexp.MustCompile(`^(\d+(?:\.\d+)?) ?([kKmMgGtTpP])?[iI]?[bB]?$`)
+
+func FuzzSplitRAMSize(f *testing.F) {
+	for _, s := range []string{"", "-1", "64M", "64 MiB", "1.5g", "1.", "1.x", ".5", "12Q", "1..5m", "0x10", "5 ", "5  m", "7ib", "7Bi", "9kib", "3 b"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		num, unit, ok := splitRAMSize(s)
+		m := oldRAMSize.FindStringSubmatch(s)
+		if ok != (m != nil) || (ok && (num != m[1] || unit != m[2])) {
+			t.Fatalf("splitRAMSize(%q) = %q, %q, %v; the regexp says %q", s, num, unit, ok, m)
+		}
+	})
 }

@@ -3,7 +3,6 @@ package cgroups
 import (
 	"errors"
 	"fmt"
-	"regexp"
 	"strings"
 
 	"github.com/opencontainers/cgroups"
@@ -58,9 +57,32 @@ var fileFields = []struct{ file, field string }{
 	{"memory limit", "linux.resources.memory.limit"},
 }
 
-// noController is the library's error for a limit on a controller that
-// the host does not mount.
-var noController = regexp.MustCompile(`cannot set (\S+) limit: container could not join or create cgroup`)
+// missingController finds the library's error for a limit on a controller
+// that the host does not mount, "cannot set NAME limit: container could not
+// join or create cgroup", and returns NAME. It is plain string matching (the
+// regexp `cannot set (\S+) limit: ...` it replaces kept package regexp, and
+// its compile at start, in every berth-runtime process).
+func missingController(msg string) (string, bool) {
+	const pre, post = "cannot set ", " limit: container could not join or create cgroup"
+	for i := strings.Index(msg, pre); i >= 0; {
+		rest := msg[i+len(pre):]
+		n := strings.IndexFunc(rest, isRE2Space)
+		if n > 0 && strings.HasPrefix(rest[n:], post) {
+			return rest[:n], true
+		}
+		next := strings.Index(rest, pre)
+		if next < 0 {
+			break
+		}
+		i += len(pre) + next
+	}
+	return "", false
+}
+
+// isRE2Space is RE2's \s: ASCII space, \t, \n, \f, \r.
+func isRE2Space(r rune) bool {
+	return r == ' ' || r == '\t' || r == '\n' || r == '\f' || r == '\r'
+}
 
 var controllerFields = map[string]string{
 	"net_cls": "linux.resources.network.classID", "net_prio": "linux.resources.network.priorities",
@@ -78,12 +100,12 @@ func fieldError(err error) error {
 		return fmt.Errorf("linux.resources.unified: this host has no cgroup v2 hierarchy for its controllers (cgroup v1), so raw v2 keys cannot be applied: %w", err)
 	}
 	msg := err.Error()
-	if m := noController.FindStringSubmatch(msg); m != nil {
-		field := controllerFields[m[1]]
+	if name, ok := missingController(msg); ok {
+		field := controllerFields[name]
 		if field == "" {
 			field = "linux.resources"
 		}
-		return fmt.Errorf("%s: this host has no %s cgroup controller to apply it with: %w", field, m[1], err)
+		return fmt.Errorf("%s: this host has no %s cgroup controller to apply it with: %w", field, name, err)
 	}
 	for _, f := range fileFields {
 		if strings.Contains(msg, "/"+f.file) || strings.Contains(msg, " "+f.file) || strings.HasPrefix(msg, f.file) {

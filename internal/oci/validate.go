@@ -43,8 +43,18 @@ func Validate(spec *specs.Spec) error {
 	if err := validateNamespaces(spec); err != nil {
 		return err
 	}
+	// /proc/filesystems is read once, for the first mount that needs it.
+	var known map[string]bool
+	kernelFS := func() (map[string]bool, error) {
+		if known != nil {
+			return known, nil
+		}
+		var err error
+		known, err = kernelFilesystems()
+		return known, err
+	}
 	for i, m := range spec.Mounts {
-		if err := validateMount(m, fmt.Sprintf("mounts[%d]", i)); err != nil {
+		if err := validateMount(m, fmt.Sprintf("mounts[%d]", i), kernelFS); err != nil {
 			return err
 		}
 	}
@@ -251,7 +261,7 @@ func overlap(a, asize, b, bsize uint32) bool {
 	return uint64(a) < uint64(b)+uint64(bsize) && uint64(b) < uint64(a)+uint64(asize)
 }
 
-func validateMount(m specs.Mount, field string) error {
+func validateMount(m specs.Mount, field string, kernelFS func() (map[string]bool, error)) error {
 	if m.Destination == "" {
 		return fmt.Errorf("%s.destination: missing", field)
 	}
@@ -284,7 +294,7 @@ func validateMount(m specs.Mount, field string) error {
 	if m.Type == "" {
 		return fmt.Errorf("%s.type: missing (and options do not say bind)", field)
 	}
-	known, err := kernelFilesystems()
+	known, err := kernelFS()
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	goruntime "runtime"
+	"strings"
 
 	pathrs "github.com/cyphar/filepath-securejoin/pathrs-lite"
 	"golang.org/x/sys/unix"
@@ -18,7 +20,14 @@ import (
 
 // Open returns an O_PATH handle to path inside root.
 func Open(root *os.File, path string) (*os.File, error) {
-	f, err := pathrs.OpenatInRoot(root, path)
+	f, err := openat2InRoot(root, path, unix.O_PATH)
+	if !errors.Is(err, errNoOpenat2) {
+		if err != nil {
+			return nil, fmt.Errorf("open %s in rootfs: %w", path, err)
+		}
+		return f, nil
+	}
+	f, err = pathrs.OpenatInRoot(root, path)
 	if err != nil {
 		return nil, fmt.Errorf("open %s in rootfs: %w", path, err)
 	}
@@ -26,9 +35,23 @@ func Open(root *os.File, path string) (*os.File, error) {
 }
 
 // MkdirAll creates path inside root as a directory, with its parents, and
-// returns an O_PATH handle to it.
+// returns a handle to it opened O_RDONLY|O_DIRECTORY (as pathrs-lite's
+// MkdirAllHandle returns it).
 func MkdirAll(root *os.File, path string, mode os.FileMode) (*os.File, error) {
-	f, err := pathrs.MkdirAllHandle(root, path, mode)
+	// Most targets exist already (/proc, /dev, /sys in an image): one
+	// openat2 finds them. Anything else (a missing component, a
+	// non-directory, no openat2) takes pathrs-lite's path, which creates
+	// the missing part and words the errors.
+	f, err := openat2InRoot(root, path, unix.O_RDONLY|unix.O_DIRECTORY)
+	if err == nil {
+		return f, nil
+	}
+	if errors.Is(err, unix.ENOENT) {
+		if f, err := mkdirLast(root, path, mode); err == nil {
+			return f, nil
+		}
+	}
+	f, err = pathrs.MkdirAllHandle(root, path, mode)
 	if err != nil {
 		return nil, fmt.Errorf("mkdir %s in rootfs: %w", path, err)
 	}
@@ -56,12 +79,7 @@ func MountPoint(root *os.File, path string, dir bool) (*os.File, error) {
 		return nil, err
 	}
 	defer parent.Close()
-	pfd, err := pathrs.Reopen(parent, unix.O_RDONLY|unix.O_DIRECTORY)
-	if err != nil {
-		return nil, fmt.Errorf("open parent of %s: %w", path, err)
-	}
-	defer pfd.Close()
-	fd, err := unix.Openat(int(pfd.Fd()), filepath.Base(path), unix.O_CREAT|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_RDONLY, 0o644)
+	fd, err := unix.Openat(int(parent.Fd()), filepath.Base(path), unix.O_CREAT|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_RDONLY, 0o644)
 	if err != nil && !errors.Is(err, unix.EEXIST) {
 		return nil, fmt.Errorf("create mount point %s: %w", path, err)
 	}
@@ -80,13 +98,78 @@ func InParent(root *os.File, path string, fn func(dirfd int, name string) error)
 		return err
 	}
 	defer parent.Close()
-	dir, err := pathrs.Reopen(parent, unix.O_RDONLY|unix.O_DIRECTORY)
-	if err != nil {
-		return fmt.Errorf("open parent of %s: %w", path, err)
-	}
-	defer dir.Close()
-	return fn(int(dir.Fd()), filepath.Base(path))
+	return fn(int(parent.Fd()), filepath.Base(path))
 }
+
+// mkdirLast creates the last component of path where its parent exists
+// (a mount point for a cgroup hierarchy in a tmpfs just mounted, /dev/pts
+// in a fresh /dev), the way pathrs-lite creates each missing component:
+// mkdirat in the parent, resolved in root, then an open of the new entry
+// that refuses symlinks and other mounts. Anything else (".." in the path,
+// a missing parent, a dangling symlink in the last place, a mode with more
+// than permission bits) is an error, and the caller leaves it to
+// pathrs-lite.
+func mkdirLast(root *os.File, path string, mode os.FileMode) (*os.File, error) {
+	dir, base := filepath.Split(filepath.Clean("/" + path))
+	if base == "" || base == "." || base == ".." || strings.Contains(path, "..") || mode&^os.ModePerm != 0 {
+		return nil, errNoOpenat2
+	}
+	parent, err := openat2InRoot(root, dir, unix.O_RDONLY|unix.O_DIRECTORY)
+	if err != nil {
+		return nil, err
+	}
+	defer parent.Close()
+	if err := unix.Mkdirat(int(parent.Fd()), base, uint32(mode)); err != nil && !errors.Is(err, unix.EEXIST) {
+		return nil, err
+	}
+	fd, err := unix.Openat2(int(parent.Fd()), base, &unix.OpenHow{
+		Flags:   unix.O_RDONLY | unix.O_NOFOLLOW | unix.O_DIRECTORY | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_XDEV,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return os.NewFile(uintptr(fd), filepath.Join(parent.Name(), base)), nil
+}
+
+// errNoOpenat2 says the kernel (or a seccomp filter around us) has no
+// openat2: pathrs-lite's own resolver is used instead.
+var errNoOpenat2 = errors.New("openat2 not available")
+
+// openat2InRoot resolves path inside root with openat2(RESOLVE_IN_ROOT |
+// RESOLVE_NO_MAGICLINKS), the same call pathrs-lite makes where the kernel
+// has openat2, minus what pathrs-lite adds on every lookup only to give the
+// *os.File its resolved name (a private procfs instance, a readlink of
+// /proc/thread-self/fd/N and its checks: ~12 syscalls, ~25 lookups per
+// container init). The kernel confines the whole walk to root either way.
+// EAGAIN and EXDEV (a rename or mount racing the walk) are retried a
+// bounded number of times, as pathrs-lite does. ENOSYS and EPERM (openat2
+// denied by a seccomp filter) return errNoOpenat2; no other error falls
+// back, so a lookup that fails under openat2 never gets a second try
+// through a weaker resolver.
+func openat2InRoot(root *os.File, path string, flags uint64) (*os.File, error) {
+	how := &unix.OpenHow{
+		Flags:   flags | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
+	}
+	for tries := 0; ; tries++ {
+		fd, err := unix.Openat2(int(root.Fd()), path, how)
+		goruntime.KeepAlive(root)
+		switch {
+		case err == nil:
+			return os.NewFile(uintptr(fd), filepath.Join(root.Name(), path)), nil
+		case errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EPERM):
+			return nil, errNoOpenat2
+		case (errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EXDEV)) && tries < maxOpenat2Retries:
+			continue
+		default:
+			return nil, &os.PathError{Op: "openat2", Path: path, Err: err}
+		}
+	}
+}
+
+// maxOpenat2Retries is pathrs-lite's bound on retries of a scoped lookup.
+const maxOpenat2Retries = 128
 
 // ProcPath is the /proc/self/fd path of a handle, usable as the target of
 // mount(2) so that the kernel acts on exactly the resolved inode.

@@ -89,3 +89,24 @@ func TestDirFrozen(t *testing.T) {
 		t.Error("a missing cgroup counts as frozen")
 	}
 }
+
+func TestHooksAroundPivot(t *testing.T) {
+	h := specs.Hook{Path: "/bin/true"}
+	for _, c := range []struct {
+		hooks *specs.Hooks
+		want  bool
+	}{
+		{nil, false},
+		{&specs.Hooks{}, false},
+		// Run by start and delete, from the saved state: no exchange.
+		{&specs.Hooks{Poststart: []specs.Hook{h}, Poststop: []specs.Hook{h}}, false},
+		{&specs.Hooks{Prestart: []specs.Hook{h}}, true},
+		{&specs.Hooks{CreateRuntime: []specs.Hook{h}}, true},
+		{&specs.Hooks{CreateContainer: []specs.Hook{h}}, true},
+		{&specs.Hooks{StartContainer: []specs.Hook{h}}, true},
+	} {
+		if got := hooksAroundPivot(c.hooks); got != c.want {
+			t.Errorf("hooksAroundPivot(%+v) = %v, want %v", c.hooks, got, c.want)
+		}
+	}
+}

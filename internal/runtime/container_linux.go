@@ -188,8 +188,15 @@ func (r *Runtime) Create(ctx context.Context, id string, opt CreateOptions) (ret
 		CgroupPaths: cg.Paths(),
 	}
 	cfg := &initConfig{
-		ID: id, Bundle: bundle, Spec: spec, Process: spec.Process,
+		// No Process: the init of a container takes spec.Process, and
+		// the config goes through JSON once less.
+		ID: id, Bundle: bundle, Spec: spec,
 		NoPivot: opt.NoPivot, NoNewKeyring: opt.NoNewKeyring, CgroupPaths: p.CgroupPaths,
+		// One exchange with the init less where it would carry nothing:
+		// the init then reports ready without waiting for us, and the
+		// limits written below are still in place before create returns,
+		// so before start can run the container's process.
+		NoHooksWait: !hostMnt && filter == nil && !hooksAroundPivot(spec.Hooks),
 	}
 	c, err = spawn(spawnOptions{
 		join: join, clone: clone, uidMaps: spec.Linux.UIDMappings, gidMaps: spec.Linux.GIDMappings,
@@ -201,8 +208,8 @@ func (r *Runtime) Create(ctx context.Context, id string, opt CreateOptions) (ret
 		return err
 	}
 	if !r.SystemdCgroup {
-		// The init cannot have run the container's process yet: it
-		// waits for msgHooksDone, sent below.
+		// The init cannot have run the container's process yet: that
+		// waits for start, which cannot come before create returns.
 		if err := cg.Set(spec.Linux.Resources); err != nil {
 			return err
 		}
@@ -217,6 +224,28 @@ func (r *Runtime) Create(ctx context.Context, id string, opt CreateOptions) (ret
 			return err
 		}
 	}
+	if cfg.NoHooksWait {
+		c.deadline(initStepTimeout)
+	} else if err := r.createHooks(c, p, hostMnt, mntBefore, filter); err != nil {
+		return err
+	}
+	if err := r.waitReady(ctx, c, p); err != nil {
+		return err
+	}
+	c.sock.Close()
+	if opt.PidFile != "" {
+		if err := writePidFile(opt.PidFile, c.pid); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// createHooks is the exchange with the init between its mounts and its
+// pivot_root: the prestart and createRuntime hooks run here, and the init
+// gets the state for its own hooks and the compiled seccomp filter.
+func (r *Runtime) createHooks(c *child, p *persisted, hostMnt bool, mntBefore uint64, filter <-chan compiledFilter) (err error) {
+	spec := p.Spec
 	// The init needs its own pid as hook state; it learns it from us.
 	c.deadline(initStepTimeout)
 	if _, err := c.expect(replyHooks); err != nil {
@@ -267,16 +296,14 @@ func (r *Runtime) Create(ctx context.Context, id string, opt CreateOptions) (ret
 	if err := c.send(&initMessage{Type: msgHooksDone, Config: done}); err != nil {
 		return err
 	}
-	if err := r.waitReady(ctx, c, p); err != nil {
-		return err
-	}
-	c.sock.Close()
-	if opt.PidFile != "" {
-		if err := writePidFile(opt.PidFile, c.pid); err != nil {
-			return err
-		}
-	}
 	return nil
+}
+
+// hooksAroundPivot says whether h has hooks that run between the init's
+// mounts and its exec (prestart, createRuntime, createContainer) or that
+// the init runs with the state it gets from the runtime (startContainer).
+func hooksAroundPivot(h *specs.Hooks) bool {
+	return h != nil && len(h.Prestart)+len(h.CreateRuntime)+len(h.CreateContainer)+len(h.StartContainer) > 0
 }
 
 // hookFailed runs the poststop hooks, as the spec's lifecycle continues at

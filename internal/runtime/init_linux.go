@@ -118,19 +118,10 @@ func (ip *initProc) initContainer() error {
 		return err
 	}
 	defer r.close()
-	if err := ip.enc.Encode(initReply{Type: replyHooks}); err != nil {
-		return err
-	}
-	var msg initMessage
-	if err := ip.dec.Decode(&msg); err != nil {
-		return fmt.Errorf("wait for createRuntime hooks: %w", err)
-	}
-	if msg.Type != msgHooksDone {
-		return fmt.Errorf("init: expected %s, got %q", msgHooksDone, msg.Type)
-	}
-	if msg.Config != nil {
-		ip.cfg.State = msg.Config.State
-		ip.cfg.Seccomp = msg.Config.Seccomp
+	if !ip.cfg.NoHooksWait {
+		if err := ip.waitHooks(); err != nil {
+			return err
+		}
 	}
 	// Hooks run inside the container see the init as the container does.
 	ip.cfg.State.Pid = os.Getpid()
@@ -185,6 +176,27 @@ func (ip *initProc) initContainer() error {
 		return err
 	}
 	return ip.finalize(proc, filter, true)
+}
+
+// waitHooks tells the runtime the mounts are done and waits while it runs
+// the prestart and createRuntime hooks; its answer brings the state for
+// the hooks the init runs and the compiled seccomp filter.
+func (ip *initProc) waitHooks() error {
+	if err := ip.enc.Encode(initReply{Type: replyHooks}); err != nil {
+		return err
+	}
+	var msg initMessage
+	if err := ip.dec.Decode(&msg); err != nil {
+		return fmt.Errorf("wait for createRuntime hooks: %w", err)
+	}
+	if msg.Type != msgHooksDone {
+		return fmt.Errorf("init: expected %s, got %q", msgHooksDone, msg.Type)
+	}
+	if msg.Config != nil {
+		ip.cfg.State = msg.Config.State
+		ip.cfg.Seccomp = msg.Config.Seccomp
+	}
+	return nil
 }
 
 // execProcess runs a further process in a running container: the namespaces

@@ -25,11 +25,17 @@ type initConfig struct {
 	ID           string            `json:"id"`
 	Bundle       string            `json:"bundle"`
 	Spec         *specs.Spec       `json:"spec"`
-	Process      *specs.Process    `json:"process"`
+	Process      *specs.Process    `json:"process,omitempty"` // exec only: a container's init takes Spec.Process
 	NoPivot      bool              `json:"no_pivot,omitempty"`
 	NoNewKeyring bool              `json:"no_new_keyring,omitempty"`
 	CgroupPaths  map[string]string `json:"cgroup_paths,omitempty"`
 	State        specs.State       `json:"state"` // for hooks run by the init
+	// NoHooksWait: nothing happens between the init's mounts and its
+	// pivot_root on the runtime's side (no prestart, createRuntime,
+	// createContainer or startContainer hooks, no seccomp filter to
+	// hand over, not a rootfs bound in the host's mount namespace), so
+	// the init goes on without the hooks/hooks-done exchange.
+	NoHooksWait bool `json:"no_hooks_wait,omitempty"`
 	// MountFds: for mounts[i], the fd of an idmapped mount to attach.
 	MountFds map[int]int `json:"mount_fds,omitempty"`
 	// RootFd, for an exec'd process of a container without a mount
