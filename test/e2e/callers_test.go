@@ -2,7 +2,7 @@ package e2e
 
 // Real callers drive the runtime under test: containerd (through its runc
 // shim, containerd-shim-runc-v2, with ctr as the client) and Podman (through
-// conmon). Each test starts its caller with private state in a temporary
+// conmon); Docker in docker_test.go. Each test starts its caller with private state in a temporary
 // directory, so it neither sees nor touches the host's containers, and checks
 // at the end that the runtime left nothing behind: no state directory, no
 // cgroup, no process, no mount.
