@@ -51,8 +51,9 @@ const (
   condition: '!inCIDR(connect.address, "127.0.0.0/8")'
   action: deny
 `
-	// exitRules report every process exit of the container to the
-	// agent (the kernel cannot filter exits), which evaluates the CEL.
+	// exitRules: the exit program runs at every process exit of the
+	// container; the condition is a kernel rule, so only the exits it
+	// matches (none here) go up to the agent.
 	exitRules = `rules:
 - name: crashed
   event: exit

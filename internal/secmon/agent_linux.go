@@ -285,14 +285,14 @@ func (a *agent) add(reg *Registration, persist bool) error {
 		a.objs.SysPolicies.Delete(old.CgroupID)
 		a.objs.AcceptWatch.Delete(old.CgroupID)
 		a.objs.AcceptPolicy.Delete(old.CgroupID)
-		a.objs.ExitWatch.Delete(old.CgroupID)
+		a.objs.ExitPolicy.Delete(old.CgroupID)
 		a.objs.DetachCgroup(old.CgroupID)
 		delete(a.byCgroup, old.CgroupID)
 	}
 	for _, x := range []struct {
 		m   *ebpf.Map
 		pol KernelPolicy
-	}{{a.objs.ExecPolicy, plan.Exec}, {a.objs.ConnectPolicy, plan.Connect}, {a.objs.AcceptPolicy, plan.AcceptDeny}} {
+	}{{a.objs.ExecPolicy, plan.Exec}, {a.objs.ConnectPolicy, plan.Connect}, {a.objs.AcceptPolicy, plan.AcceptDeny}, {a.objs.ExitPolicy, plan.Exit}} {
 		if x.pol.Empty() {
 			x.m.Delete(cg)
 			continue
@@ -314,15 +314,10 @@ func (a *agent) add(reg *Registration, persist bool) error {
 	} else {
 		a.objs.DetachIngress(cg)
 	}
-	if plan.Exit {
-		if err := a.objs.ExitWatch.Update(cg, uint32(1), ebpf.UpdateAny); err != nil {
-			return fmt.Errorf("update the exit map: %w", err)
-		}
+	if !plan.Exit.Empty() {
 		if err := a.objs.AttachExit(); err != nil {
 			return err
 		}
-	} else {
-		a.objs.ExitWatch.Delete(cg)
 	}
 	if len(plan.Syscalls) == 0 {
 		a.objs.SysPolicies.Delete(cg)
@@ -344,7 +339,7 @@ func (a *agent) add(reg *Registration, persist bool) error {
 	} else {
 		a.objs.AcceptWatch.Delete(cg)
 	}
-	r.sys, r.accept, r.exit = len(plan.Syscalls) > 0, plan.Accept, plan.Exit
+	r.sys, r.accept, r.exit = len(plan.Syscalls) > 0, plan.Accept, !plan.Exit.Empty()
 	a.regs[reg.Container.ID] = r
 	a.byCgroup[cg] = r
 	return nil
@@ -414,7 +409,7 @@ func (a *agent) removeLocked(id string) {
 	a.objs.SysPolicies.Delete(r.CgroupID)
 	a.objs.AcceptWatch.Delete(r.CgroupID)
 	a.objs.AcceptPolicy.Delete(r.CgroupID)
-	a.objs.ExitWatch.Delete(r.CgroupID)
+	a.objs.ExitPolicy.Delete(r.CgroupID)
 	a.objs.DetachCgroup(r.CgroupID)
 	delete(a.regs, id)
 	delete(a.byCgroup, r.CgroupID)

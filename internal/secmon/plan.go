@@ -68,9 +68,10 @@ type Plan struct {
 	// AcceptDeny are the accept deny rules, checked on inbound TCP SYNs
 	// by the ingress program on the container's cgroup.
 	AcceptDeny KernelPolicy
-	// Exit reports the container's process exits to the agent, for its
-	// exit alert rules.
-	Exit bool
+	// Exit are the exit alert rules as kernel rules over the status
+	// (exit.code, exit.signal), so that only the exits they match go up
+	// to the agent; Report where one cannot be checked in the kernel.
+	Exit KernelPolicy
 	// Landlock is what berth-runtime denies (exec and open-for-write
 	// deny rules), carried in the landlock.Annotation annotation.
 	Landlock landlock.Plan
@@ -78,7 +79,7 @@ type Plan struct {
 
 // Empty says whether the plan needs the agent at all.
 func (p *Plan) Empty() bool {
-	return p.Exec.Empty() && p.Connect.Empty() && len(p.Syscalls) == 0 && !p.Accept && p.AcceptDeny.Empty() && !p.Exit
+	return p.Exec.Empty() && p.Connect.Empty() && len(p.Syscalls) == 0 && !p.Accept && p.AcceptDeny.Empty() && p.Exit.Empty()
 }
 
 // NeedsLandlock says whether the container's runtime must apply a
@@ -126,10 +127,6 @@ func (rs *RuleSet) Plan(c Container) (*Plan, error) {
 			}
 			continue
 		}
-		if r.Event == EventExit {
-			p.Exit = true // alert only (mechanisms refuses the rest)
-			continue
-		}
 		if r.Event == EventAccept && r.Action == ActionAlert {
 			// The handshake's end (inet_sock_set_state) reports; the
 			// deny rules are kernel rules on the SYN, below (mechanisms
@@ -163,6 +160,8 @@ func (rs *RuleSet) Plan(c Container) (*Plan, error) {
 			pol = &p.Connect
 		case EventAccept:
 			pol = &p.AcceptDeny
+		case EventExit:
+			pol = &p.Exit // alert only (mechanisms refuses the rest)
 		default:
 			continue
 		}
@@ -196,7 +195,7 @@ func (rs *RuleSet) Plan(c Container) (*Plan, error) {
 	// Alert rules after every deny and kill rule: the kernel acts on the
 	// first rule that matches. Too many for the kernel's table, or a
 	// kind whose every event goes up anyway: the agent checks them all.
-	for _, pol := range []*KernelPolicy{&p.Exec, &p.Connect} {
+	for _, pol := range []*KernelPolicy{&p.Exec, &p.Connect, &p.Exit} {
 		if rules := alertRules[pol]; len(rules) > 0 && !pol.Report {
 			if len(pol.Rules)+len(rules) > kern.MaxRules {
 				pol.Report = true
@@ -675,6 +674,40 @@ func (kc *kernelCompiler) compare(fld, op string, v any) (formula, error) {
 			lo = n
 		}
 		lo, hi = max(lo, 0), min(hi, 65535)
+		if lo > hi {
+			return fConst(op == "_!=_"), nil
+		}
+		return neg(kc.atom(Atom{Kind: kern.AtomPort, Lo: uint32(lo), Hi: uint32(hi)})), nil
+	case "exit.code", "exit.signal":
+		// The kernel's exit program puts the code where the port atom
+		// reads and the signal where the protocol atom does.
+		n, ok := v.(int64)
+		if !ok {
+			return nil, fmt.Errorf("%s takes an integer", fld)
+		}
+		if fld == "exit.signal" {
+			if op != "_==_" && op != "_!=_" {
+				return nil, errors.New("exit.signal takes == or != (in the kernel)")
+			}
+			if n < 0 || n > 127 {
+				return fConst(op == "_!=_"), nil
+			}
+			return neg(kc.atom(Atom{Kind: kern.AtomProto, Lo: uint32(n)})), nil
+		}
+		lo, hi := int64(0), int64(255)
+		switch op {
+		case "_==_", "_!=_":
+			lo, hi = n, n
+		case "_<_":
+			hi = n - 1
+		case "_<=_":
+			hi = n
+		case "_>_":
+			lo = n + 1
+		case "_>=_":
+			lo = n
+		}
+		lo, hi = max(lo, 0), min(hi, 255)
 		if lo > hi {
 			return fConst(op == "_!=_"), nil
 		}

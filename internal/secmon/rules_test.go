@@ -154,8 +154,22 @@ func TestExitPlan(t *testing.T) {
 		t.Fatal(err)
 	}
 	p, err := rs.Plan(Container{ID: "c"})
-	if err != nil || !p.Exit || p.Empty() || !p.Exec.Empty() {
+	// exit.core is not in the kernel: every exit goes up.
+	if err != nil || !p.Exit.Report || p.Empty() || !p.Exec.Empty() {
 		t.Fatalf("plan %+v, %v", p, err)
+	}
+	// Code and signal are kernel atoms: only matching exits go up.
+	kr, err := ParseRules([]byte("rules:\n- name: died\n  event: exit\n  condition: exit.signal == 9 || exit.code >= 3\n  action: alert\n"), "r.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err = kr.Plan(Container{ID: "c"})
+	if err != nil || p.Exit.Report || len(p.Exit.Rules) != 1 || len(p.Exit.Rules[0].Atoms) != 2 {
+		t.Fatalf("kernel exit plan %+v, %v", p, err)
+	}
+	a0, a1 := p.Exit.Rules[0].Atoms[0], p.Exit.Rules[0].Atoms[1]
+	if a0.Kind != kern.AtomProto || a0.Lo != 9 || a1.Kind != kern.AtomPort || a1.Lo != 3 || a1.Hi != 255 || p.Exit.Rules[0].Action != kern.ActAlert {
+		t.Errorf("kernel exit rule %+v", p.Exit.Rules[0])
 	}
 	for in, want := range map[ExitVars]bool{{Signal: 9}: true, {Code: 1}: true, {Code: 0}: false, {Code: 2, Core: true}: false} {
 		if got, err := rs.Eval(0, Input{Exit: &in}); err != nil || got != want {

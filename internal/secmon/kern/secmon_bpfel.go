@@ -86,7 +86,7 @@ const (
 	SecmonMapConnectPolicy  = "connect_policy"
 	SecmonMapEvents         = "events"
 	SecmonMapExecPolicy     = "exec_policy"
-	SecmonMapExitWatch      = "exit_watch"
+	SecmonMapExitPolicy     = "exit_policy"
 	SecmonMapLost           = "lost"
 	SecmonMapScratch        = "scratch"
 	SecmonMapSysPolicies    = "sys_policies"
@@ -163,7 +163,7 @@ type SecmonMapSpecs struct {
 	ConnectPolicy *ebpf.MapSpec `ebpf:"connect_policy"`
 	Events        *ebpf.MapSpec `ebpf:"events"`
 	ExecPolicy    *ebpf.MapSpec `ebpf:"exec_policy"`
-	ExitWatch     *ebpf.MapSpec `ebpf:"exit_watch"`
+	ExitPolicy    *ebpf.MapSpec `ebpf:"exit_policy"`
 	Lost          *ebpf.MapSpec `ebpf:"lost"`
 	Scratch       *ebpf.MapSpec `ebpf:"scratch"`
 	SysPolicies   *ebpf.MapSpec `ebpf:"sys_policies"`
@@ -200,7 +200,7 @@ type SecmonMaps struct {
 	ConnectPolicy *ebpf.Map `ebpf:"connect_policy"`
 	Events        *ebpf.Map `ebpf:"events"`
 	ExecPolicy    *ebpf.Map `ebpf:"exec_policy"`
-	ExitWatch     *ebpf.Map `ebpf:"exit_watch"`
+	ExitPolicy    *ebpf.Map `ebpf:"exit_policy"`
 	Lost          *ebpf.Map `ebpf:"lost"`
 	Scratch       *ebpf.Map `ebpf:"scratch"`
 	SysPolicies   *ebpf.Map `ebpf:"sys_policies"`
@@ -213,7 +213,7 @@ func (m *SecmonMaps) Close() error {
 		m.ConnectPolicy,
 		m.Events,
 		m.ExecPolicy,
-		m.ExitWatch,
+		m.ExitPolicy,
 		m.Lost,
 		m.Scratch,
 		m.SysPolicies,
