@@ -102,7 +102,7 @@ func mechanism(ev, act string) (mech, reason string) {
 		return "", "accept kill: the handshake completes in the kernel, in softirq, in no process's context, before accept(2): there is no process to kill; use deny"
 	case EventExit:
 		if act == ActionAlert {
-			return "BPF raw tracepoint sched_process_exit (the last thread of a process), filtered by cgroup id; CEL in the agent (no executable path: the memory map is gone; the comm stays)", ""
+			return "BPF raw tracepoint sched_process_exit (the last thread of a process), filtered by cgroup id; conditions on exit.code and exit.signal checked in the kernel, so only the exits they match reach the agent; CEL in the agent (no executable path: the memory map is gone; the comm stays)", ""
 		}
 		return "", "exit " + act + ": the process is already gone when it exits; there is nothing to refuse or kill"
 	}
