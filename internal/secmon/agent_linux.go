@@ -457,31 +457,47 @@ func killCgroup(dir string, id uint64) error {
 }
 
 // freezeAndKill kills every process of the cgroup dir and its children
-// where the kernel has no cgroup.kill (before 5.14): frozen first, so no
-// process forks a child between the read of cgroup.procs and the kills,
-// then SIGKILLed, then thawed (a frozen process dies only once thawed).
+// where the kernel has no cgroup.kill (before 5.14): frozen first, so that
+// no process forks a child between the read of cgroup.procs and the
+// kills, then SIGKILLed (a fatal signal reaches frozen tasks), then
+// thawed. Freezing is not immediate: the kills wait until cgroup.events
+// says "frozen 1" (bounded), and the passes repeat while processes remain
+// (a child forked before the freeze took hold), a bounded number of times.
 func freezeAndKill(dir string) error {
 	freeze := filepath.Join(dir, "cgroup.freeze")
 	if err := os.WriteFile(freeze, []byte("1"), 0); err != nil {
 		return fmt.Errorf("freeze %s: %w", dir, err)
 	}
 	defer os.WriteFile(freeze, []byte("0"), 0)
-	return filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
-		if err != nil || !d.IsDir() {
-			return nil
+	for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		if b, err := os.ReadFile(filepath.Join(dir, "cgroup.events")); err != nil || strings.Contains(string(b), "frozen 1") {
+			break
 		}
-		b, err := os.ReadFile(filepath.Join(p, "cgroup.procs"))
-		if err != nil {
-			return nil
-		}
-		for _, f := range strings.Fields(string(b)) {
-			var pid int
-			if _, err := fmt.Sscan(f, &pid); err == nil && pid > 0 {
-				unix.Kill(pid, unix.SIGKILL)
+	}
+	for pass := 0; pass < 10; pass++ {
+		killed := 0
+		filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+			if err != nil || !d.IsDir() {
+				return nil
 			}
+			b, err := os.ReadFile(filepath.Join(p, "cgroup.procs"))
+			if err != nil {
+				return nil
+			}
+			for _, f := range strings.Fields(string(b)) {
+				var pid int
+				if _, err := fmt.Sscan(f, &pid); err == nil && pid > 0 && unix.Kill(pid, unix.SIGKILL) == nil {
+					killed++
+				}
+			}
+			return nil
+		})
+		if killed == 0 {
+			return nil
 		}
-		return nil
-	})
+		time.Sleep(10 * time.Millisecond) // the killed leave cgroup.procs
+	}
+	return fmt.Errorf("kill the processes of %s: some remain after 10 passes", dir)
 }
 
 // cgroupAlive says whether dir is still the cgroup with that id (a new
