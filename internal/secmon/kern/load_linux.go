@@ -46,15 +46,25 @@ func MountBPFFS() error {
 // restarted agent finds the maps its predecessor filled and the programs
 // its predecessor attached go on using them.
 func Load(dir string) (*Objects, error) {
+	_, statErr := os.Stat(dir)
+	fresh := errors.Is(statErr, os.ErrNotExist)
 	if err := os.MkdirAll(filepath.Join(dir, "links"), 0o700); err != nil {
 		return nil, fmt.Errorf("pin directory: %w", err)
 	}
 	spec, err := LoadSecmon()
 	if err != nil {
+		if fresh {
+			Unpin(dir)
+		}
 		return nil, err
 	}
 	o := &Objects{dir: dir}
 	if err := spec.LoadAndAssign(&o.SecmonObjects, &ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: dir}}); err != nil {
+		// The maps pinned on the way go with the directory this call
+		// made; an earlier agent's pins stay, they are still in use.
+		if fresh {
+			Unpin(dir)
+		}
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {
 			return nil, fmt.Errorf("load the BPF programs: %+v", ve)

@@ -37,6 +37,11 @@ func TestAttachReplacesOtherVersion(t *testing.T) {
 	dir := filepath.Join(BPFFS, "berth-test-"+strconv.Itoa(os.Getpid()))
 	o, err := Load(dir)
 	if err != nil {
+		// Load removes what it pinned in a directory it made.
+		if _, serr := os.Stat(dir); !errors.Is(serr, os.ErrNotExist) {
+			t.Errorf("a failed Load left %s: %v", dir, serr)
+			Unpin(dir)
+		}
 		t.Fatal(err)
 	}
 	defer func() {
