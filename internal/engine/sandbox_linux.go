@@ -101,8 +101,7 @@ func unpinNamespaces(dir string) {
 // berth-monitor (C, a fraction of the memory; the Makefile builds it), or
 // berth-monitor's own pause mode, which takes the same arguments.
 func (e *Engine) pauseBin() string {
-	p := filepath.Join(filepath.Dir(e.opts.MonitorBin), "berth-pause")
-	if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
+	if p := e.besideMonitor("berth-pause"); p != "" {
 		return p
 	}
 	return e.opts.MonitorBin

@@ -18,16 +18,23 @@ import (
 // denies and a createRuntime hook that puts the rest in the kernel before
 // the container's first instruction. The teardown tells the agent.
 
+// besideMonitor is the executable name in berth-monitor's directory (the
+// binaries are installed side by side), or "".
+func (e *Engine) besideMonitor(name string) string {
+	if e.opts.MonitorBin == "" {
+		return ""
+	}
+	p := filepath.Join(filepath.Dir(e.opts.MonitorBin), name)
+	if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
+		return p
+	}
+	return ""
+}
+
 // secmonOptions finds berth-secmon beside the monitor binary, else on
 // $PATH.
 func (e *Engine) secmonOptions() secmon.Options {
-	var bin string
-	if e.opts.MonitorBin != "" {
-		p := filepath.Join(filepath.Dir(e.opts.MonitorBin), "berth-secmon")
-		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() {
-			bin = p
-		}
-	}
+	bin := e.besideMonitor("berth-secmon")
 	if bin == "" {
 		bin, _ = exec.LookPath("berth-secmon")
 	}

@@ -50,12 +50,9 @@ func idmapMounts(spec *specs.Spec, bundle string) (map[int]*os.File, error) {
 		return nil, err
 	}
 	cloneBinds := hostClonesBinds(spec)
-	rootfs := ""
-	if spec.Root != nil {
-		rootfs = spec.Root.Path
-		if !filepath.IsAbs(rootfs) {
-			rootfs = filepath.Join(bundle, rootfs)
-		}
+	var inRootfs func(src string) bool
+	if cloneBinds && spec.Root != nil {
+		inRootfs = rootfsContains(spec.Root.Path, bundle)
 	}
 	for i, m := range spec.Mounts {
 		field := fmt.Sprintf("mounts[%d]", i)
@@ -66,12 +63,12 @@ func idmapMounts(spec *specs.Spec, bundle string) (map[int]*os.File, error) {
 		if len(m.UIDMappings) == 0 && len(m.GIDMappings) == 0 {
 			// Not /proc paths: /proc/self names the process that
 			// resolves it, here the runtime, in the init the init.
-			if cloneBinds && oci.IsBind(m) && !insideRootfs(src, rootfs) && !underProc(src) {
+			if cloneBinds && oci.IsBind(m) && (inRootfs == nil || !inRootfs(src)) && !underProc(src) {
 				// Best effort: where the host cannot clone it (a
 				// missing source, no open_tree), the init binds it
 				// and reports what is wrong.
-				if f := cloneTree(src, m); f != nil {
-					out[i] = f
+				if fd, err := cloneTree(src, m); err == nil {
+					out[i] = os.NewFile(uintptr(fd), "bind-"+m.Destination)
 				}
 			}
 			continue
@@ -80,12 +77,7 @@ func idmapMounts(spec *specs.Spec, bundle string) (map[int]*os.File, error) {
 		if err != nil {
 			return fail(fmt.Errorf("%s.uidMappings: %w", field, err))
 		}
-		recursive := slices.Contains(m.Options, "rbind") || m.Type == "rbind"
-		treeFlags := unix.OPEN_TREE_CLONE | unix.OPEN_TREE_CLOEXEC
-		if recursive {
-			treeFlags |= unix.AT_RECURSIVE
-		}
-		fd, err := unix.OpenTree(unix.AT_FDCWD, src, uint(treeFlags))
+		fd, err := cloneTree(src, m)
 		if err != nil {
 			userns.Close()
 			return fail(fmt.Errorf("%s.source: clone %s: %w", field, src, err))
@@ -93,7 +85,7 @@ func idmapMounts(spec *specs.Spec, bundle string) (map[int]*os.File, error) {
 		attrFlags := unix.AT_EMPTY_PATH
 		// "ridmap" maps the submounts of an rbind too; "idmap" (or
 		// mappings alone) only its top.
-		if recursive && slices.Contains(m.Options, "ridmap") {
+		if isRbind(m) && slices.Contains(m.Options, "ridmap") {
 			attrFlags |= unix.AT_RECURSIVE
 		}
 		err = unix.MountSetattr(fd, "", uint(attrFlags), &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_IDMAP, Userns_fd: uint64(userns.Fd())})
@@ -130,24 +122,28 @@ func hostClonesBinds(spec *specs.Spec) bool {
 	return newUser && newMount
 }
 
-// insideRootfs reports whether src is the rootfs or below it, by name or
-// once symlinks are resolved: such a source is bound by the init, after
-// the mounts before it exist in the container (runc mounts.bats "runc run
-// [mount order, container bind-mount source]").
-func insideRootfs(src, rootfs string) bool {
-	if rootfs == "" {
-		return false
+// rootfsContains returns a test of whether a source is the rootfs or below
+// it, by name or once symlinks are resolved: such a source is bound by the
+// init, after the mounts before it exist in the container (runc
+// mounts.bats "runc run [mount order, container bind-mount source]"). The
+// rootfs is resolved once, not per mount.
+func rootfsContains(rootfs, bundle string) func(src string) bool {
+	if !filepath.IsAbs(rootfs) {
+		rootfs = filepath.Join(bundle, rootfs)
 	}
+	rootfs = filepath.Clean(rootfs)
+	real, realErr := filepath.EvalSymlinks(rootfs)
 	under := func(p, root string) bool {
 		rel, err := filepath.Rel(root, p)
 		return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
 	}
-	if under(filepath.Clean(src), filepath.Clean(rootfs)) {
-		return true
+	return func(src string) bool {
+		if under(filepath.Clean(src), rootfs) {
+			return true
+		}
+		rs, err := filepath.EvalSymlinks(src)
+		return err == nil && realErr == nil && under(rs, real)
 	}
-	rs, err1 := filepath.EvalSymlinks(src)
-	rr, err2 := filepath.EvalSymlinks(rootfs)
-	return err1 == nil && err2 == nil && under(rs, rr)
 }
 
 // underProc reports whether src is /proc or below it.
@@ -156,18 +152,17 @@ func underProc(src string) bool {
 	return c == "/proc" || strings.HasPrefix(c, "/proc/")
 }
 
+// isRbind reports whether a bind mount takes its submounts along.
+func isRbind(m specs.Mount) bool { return slices.Contains(m.Options, "rbind") || m.Type == "rbind" }
+
 // cloneTree clones the mount tree at src (all of it for an rbind) into a
-// detached mount, or returns nil where the host cannot.
-func cloneTree(src string, m specs.Mount) *os.File {
+// detached mount, as a file descriptor.
+func cloneTree(src string, m specs.Mount) (int, error) {
 	flags := unix.OPEN_TREE_CLONE | unix.OPEN_TREE_CLOEXEC
-	if slices.Contains(m.Options, "rbind") || m.Type == "rbind" {
+	if isRbind(m) {
 		flags |= unix.AT_RECURSIVE
 	}
-	fd, err := unix.OpenTree(unix.AT_FDCWD, src, uint(flags))
-	if err != nil {
-		return nil
-	}
-	return os.NewFile(uintptr(fd), "bind-"+m.Destination)
+	return unix.OpenTree(unix.AT_FDCWD, src, uint(flags))
 }
 
 // usernsWithMaps returns a user namespace with the given mappings: a

@@ -13,8 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/berth-project/berth/internal/secmon/kern"
 	"github.com/berth-project/berth/internal/testutil"
 )
@@ -67,14 +65,7 @@ func TestSynRepeat(t *testing.T) {
 // cgroup is left thawed and empty.
 func TestFreezeAndKill(t *testing.T) {
 	testutil.RequiresRoot(t)
-	mnt := ""
-	for _, m := range []string{"/sys/fs/cgroup/unified", "/sys/fs/cgroup"} {
-		var st unix.Statfs_t
-		if unix.Statfs(m, &st) == nil && st.Type == unix.CGROUP2_SUPER_MAGIC {
-			mnt = m
-			break
-		}
-	}
+	mnt := unifiedMount()
 	if mnt == "" {
 		t.Skip("needs a cgroup v2 hierarchy (mounted at /sys/fs/cgroup or /sys/fs/cgroup/unified)")
 	}

@@ -328,14 +328,7 @@ func CgroupOf(pid int) (string, uint64, error) {
 	if rel == "" || rel == "/" {
 		return "", 0, fmt.Errorf("process %d has no cgroup of its own on the v2 hierarchy; the monitor filters by that cgroup: %w", pid, errdefs.ErrFailedPrecondition)
 	}
-	mnt := ""
-	for _, m := range []string{"/sys/fs/cgroup/unified", "/sys/fs/cgroup"} {
-		var sfs unix.Statfs_t
-		if unix.Statfs(m, &sfs) == nil && sfs.Type == unix.CGROUP2_SUPER_MAGIC {
-			mnt = m
-			break
-		}
-	}
+	mnt := unifiedMount()
 	if mnt == "" {
 		return "", 0, fmt.Errorf("no cgroup v2 hierarchy mounted: %w", errdefs.ErrFailedPrecondition)
 	}
@@ -345,6 +338,18 @@ func CgroupOf(pid int) (string, uint64, error) {
 		return "", 0, fmt.Errorf("the container's cgroup %s: %w", dir, err)
 	}
 	return dir, st.Ino, nil
+}
+
+// unifiedMount is where the cgroup v2 hierarchy is mounted: beside the v1
+// ones on a hybrid host, or at /sys/fs/cgroup; "" if nowhere.
+func unifiedMount() string {
+	for _, m := range []string{"/sys/fs/cgroup/unified", "/sys/fs/cgroup"} {
+		var sfs unix.Statfs_t
+		if unix.Statfs(m, &sfs) == nil && sfs.Type == unix.CGROUP2_SUPER_MAGIC {
+			return m
+		}
+	}
+	return ""
 }
 
 // Release tells the agent a container is gone. Without an agent it

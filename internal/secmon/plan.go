@@ -367,6 +367,29 @@ func (rs *RuleSet) constant(e celast.Expr, a *cel.Ast, vars map[string]any) (boo
 	return b && ok, nil
 }
 
+// portRange makes the port atom of `field op n` over the field's values
+// 0..top.
+func (kc *kernelCompiler) portRange(op string, n, top int64, neg func(formula) formula) formula {
+	lo, hi := int64(0), top
+	switch op {
+	case "_==_", "_!=_":
+		lo, hi = n, n
+	case "_<_":
+		hi = n - 1
+	case "_<=_":
+		hi = n
+	case "_>_":
+		lo = n + 1
+	case "_>=_":
+		lo = n
+	}
+	lo, hi = max(lo, 0), min(hi, top)
+	if lo > hi {
+		return fConst(op == "_!=_")
+	}
+	return neg(kc.atom(Atom{Kind: kern.AtomPort, Lo: uint32(lo), Hi: uint32(hi)}))
+}
+
 func (kc *kernelCompiler) atom(a Atom) formula {
 	key := fmt.Sprintf("%d/%d/%d/%d/%x", a.Kind, a.Len, a.Lo, a.Hi, a.Data)
 	if i := slices.Index(kc.keys, key); i >= 0 {
@@ -655,63 +678,27 @@ func (kc *kernelCompiler) compare(fld, op string, v any) (formula, error) {
 			return nil, fmt.Errorf("connect.protocol %q: not tcp or udp", s)
 		}
 		return neg(kc.atom(Atom{Kind: kern.AtomProto, Lo: proto})), nil
-	case "connect.port":
-		n, ok := v.(int64)
-		if !ok {
-			return nil, errors.New("connect.port takes an integer")
-		}
-		lo, hi := int64(0), int64(65535)
-		switch op {
-		case "_==_", "_!=_":
-			lo, hi = n, n
-		case "_<_":
-			hi = n - 1
-		case "_<=_":
-			hi = n
-		case "_>_":
-			lo = n + 1
-		case "_>=_":
-			lo = n
-		}
-		lo, hi = max(lo, 0), min(hi, 65535)
-		if lo > hi {
-			return fConst(op == "_!=_"), nil
-		}
-		return neg(kc.atom(Atom{Kind: kern.AtomPort, Lo: uint32(lo), Hi: uint32(hi)})), nil
-	case "exit.code", "exit.signal":
-		// The kernel's exit program puts the code where the port atom
-		// reads and the signal where the protocol atom does.
+	case "connect.port", "exit.code":
+		// The kernel's exit program puts the exit code where the port
+		// atom reads (and the signal where the protocol atom does).
 		n, ok := v.(int64)
 		if !ok {
 			return nil, fmt.Errorf("%s takes an integer", fld)
 		}
-		if fld == "exit.signal" {
-			if op != "_==_" && op != "_!=_" {
-				return nil, errors.New("exit.signal takes == or != (in the kernel)")
-			}
-			if n < 0 || n > 127 {
-				return fConst(op == "_!=_"), nil
-			}
-			return neg(kc.atom(Atom{Kind: kern.AtomProto, Lo: uint32(n)})), nil
+		top := int64(65535)
+		if fld == "exit.code" {
+			top = 255
 		}
-		lo, hi := int64(0), int64(255)
-		switch op {
-		case "_==_", "_!=_":
-			lo, hi = n, n
-		case "_<_":
-			hi = n - 1
-		case "_<=_":
-			hi = n
-		case "_>_":
-			lo = n + 1
-		case "_>=_":
-			lo = n
+		return kc.portRange(op, n, top, neg), nil
+	case "exit.signal":
+		n, ok := v.(int64)
+		if !ok || (op != "_==_" && op != "_!=_") {
+			return nil, errors.New("exit.signal takes == or != an integer (in the kernel)")
 		}
-		lo, hi = max(lo, 0), min(hi, 255)
-		if lo > hi {
+		if n < 0 || n > 127 {
 			return fConst(op == "_!=_"), nil
 		}
-		return neg(kc.atom(Atom{Kind: kern.AtomPort, Lo: uint32(lo), Hi: uint32(hi)})), nil
+		return neg(kc.atom(Atom{Kind: kern.AtomProto, Lo: uint32(n)})), nil
 	case "":
 		return nil, errors.New("the left side is not a field of the event")
 	}

@@ -703,12 +703,7 @@ func TestCRIPodSecmonRules(t *testing.T) {
 func TestCRIRuntimeArgs(t *testing.T) {
 	runc := testutil.RequiresBinary(t, "runc", "runc")
 	dir := t.TempDir()
-	calls := filepath.Join(dir, "calls")
-	wrapper := filepath.Join(dir, "logged-runc")
-	script := fmt.Sprintf("#!/bin/sh\necho \"$*\" >> %s\nexec %s \"$@\"\n", calls, runc)
-	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	wrapper, calls := loggingRuntime(t, runc)
 	conf := filepath.Join(dir, "berthd.toml")
 	toml := fmt.Sprintf("[runtimes]\nlogged = { path = %q, args = [\"--debug\"] }\n", wrapper)
 	if err := os.WriteFile(conf, []byte(toml), 0o600); err != nil {

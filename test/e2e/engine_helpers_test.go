@@ -984,3 +984,16 @@ func enginePidsNaming(markers []string) []int {
 	}
 	return pids
 }
+
+// loggingRuntime writes a runtime that appends its arguments, one call a
+// line, to the returned calls file and then runs real with them.
+func loggingRuntime(t *testing.T, real string) (wrapper, calls string) {
+	t.Helper()
+	dir := t.TempDir()
+	calls, wrapper = filepath.Join(dir, "calls"), filepath.Join(dir, "logged-runtime")
+	script := fmt.Sprintf("#!/bin/sh\necho \"$*\" >> %s\nexec %s \"$@\"\n", calls, real)
+	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return wrapper, calls
+}

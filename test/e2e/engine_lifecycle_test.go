@@ -268,17 +268,7 @@ func firstOf(m map[string]any, keys ...string) any {
 // dashes is refused.
 func TestEngineRuntimeFlag(t *testing.T) {
 	e := newEngine(t)
-	real := os.Getenv("BERTH_RUNTIME")
-	if real == "" {
-		t.Skip("needs BERTH_RUNTIME (make test sets it)")
-	}
-	dir := t.TempDir()
-	calls := filepath.Join(dir, "calls")
-	wrapper := filepath.Join(dir, "logged-runtime")
-	script := fmt.Sprintf("#!/bin/sh\necho \"$*\" >> %s\nexec %s \"$@\"\n", calls, real)
-	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	wrapper, calls := loggingRuntime(t, runtimeBin(t))
 	id := e.runD("--runtime", wrapper, "--network", "none", e.image, "sleep", "600")
 	// Neither flag given again: the container keeps those of its create.
 	e.ok("--runtime", wrapper, "--runtime-flag", "debug", "run", "--rm", "--network", "none", e.image, "true")

@@ -180,6 +180,15 @@ func samePinnedProgram(p string, prog *ebpf.Program) bool {
 	return oi.Tag == ni.Tag
 }
 
+// detach removes a host-wide program's pinned link (the program goes with
+// its last link); a link that is not there is no error.
+func (o *Objects) detach(pin string) error {
+	if err := os.Remove(o.linkPath(pin)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
 // AttachAccept attaches the inbound-connection program (host-wide: every
 // TCP state change of the host pays a check, so it is attached only while
 // some container has accept rules).
@@ -188,12 +197,7 @@ func (o *Objects) AttachAccept() error {
 }
 
 // DetachAccept removes the inbound-connection program's link.
-func (o *Objects) DetachAccept() error {
-	if err := os.Remove(o.linkPath("accept")); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
-	}
-	return nil
-}
+func (o *Objects) DetachAccept() error { return o.detach("accept") }
 
 // AttachExit attaches the process-exit program (host-wide: every exit of
 // the host pays a check, so it is attached only while some container has
@@ -203,20 +207,10 @@ func (o *Objects) AttachExit() error {
 }
 
 // DetachExit removes the process-exit program's link.
-func (o *Objects) DetachExit() error {
-	if err := os.Remove(o.linkPath("exit")); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
-	}
-	return nil
-}
+func (o *Objects) DetachExit() error { return o.detach("exit") }
 
 // DetachSysEnter removes the system call program's link.
-func (o *Objects) DetachSysEnter() error {
-	if err := os.Remove(o.linkPath("sys_enter")); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
-	}
-	return nil
-}
+func (o *Objects) DetachSysEnter() error { return o.detach("sys_enter") }
 
 // cgroupProg is a program attached to each container's cgroup.
 type cgroupProg struct {

@@ -432,6 +432,18 @@ static __always_inline void fill_task(struct event *ev)
 	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
 }
 
+// task_event starts the event of the current task in container cgid.
+static __always_inline struct event *task_event(__u32 kind, __u64 cgid)
+{
+	struct event *ev = new_event();
+	if (!ev)
+		return 0;
+	fill_task(ev);
+	ev->kind = kind;
+	ev->cgid = cgid;
+	return ev;
+}
+
 // sched_process_exec fires after the new image is in place and before it
 // runs an instruction: a SIGKILL sent here kills it first.
 // Arguments: (struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm).
@@ -442,12 +454,9 @@ int berth_exec(struct bpf_raw_tracepoint_args *ctx)
 	struct policy *p = container_lookup(&exec_policy, &cgid);
 	if (!p)
 		return 0;
-	struct event *ev = new_event();
+	struct event *ev = task_event(KIND_EXEC, cgid);
 	if (!ev)
 		return 0;
-	fill_task(ev);
-	ev->kind = KIND_EXEC;
-	ev->cgid = cgid;
 
 	struct linux_binprm *bprm = (struct linux_binprm *)ctx->args[2];
 	const char *fn = BPF_CORE_READ(bprm, filename);
@@ -496,12 +505,9 @@ static __always_inline int on_connect(struct bpf_sock_addr *ctx, int v6)
 	struct policy *p = container_lookup(&connect_policy, &cgid);
 	if (!p)
 		return 1;
-	struct event *ev = new_event();
+	struct event *ev = task_event(KIND_CONNECT, cgid);
 	if (!ev)
 		return 0; // cannot happen (a per-CPU slot); fail closed
-	fill_task(ev);
-	ev->kind = KIND_CONNECT;
-	ev->cgid = cgid;
 	ev->port = bpf_ntohs((__u16)ctx->user_port);
 	ev->proto = ctx->protocol;
 	if (v6) {
@@ -589,13 +595,10 @@ int berth_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 	if (!((p->report[(nr >> 6) & (MAX_SYSCALL / 64 - 1)] >> (nr & 63)) & 1))
 		return 0;
 	void *regs = (void *)ctx->args[0];
-	struct event *ev = new_event();
+	struct event *ev = task_event(KIND_SYSCALL, cgid);
 	if (!ev)
 		return 0;
-	fill_task(ev);
-	ev->cgid = cgid;
 	ev->nr = nr;
-	ev->kind = KIND_SYSCALL;
 	sys_args(regs, ev->sargs);
 	if (nr == p->nr_open || nr == p->nr_openat || nr == p->nr_openat2 || nr == p->nr_creat) {
 		const char *path;
@@ -687,12 +690,9 @@ int berth_exit(struct bpf_raw_tracepoint_args *ctx)
 	struct policy *p = container_lookup(&exit_policy, &cgid);
 	if (!p)
 		return 0;
-	struct event *ev = new_event();
+	struct event *ev = task_event(KIND_EXIT, cgid);
 	if (!ev)
 		return 0;
-	fill_task(ev);
-	ev->kind = KIND_EXIT;
-	ev->cgid = cgid;
 	// A group exit (exit_group, a fatal signal) leaves its status in
 	// the signal struct; a lone last thread's own is in exit_code.
 	if (BPF_CORE_READ(t, signal, flags) & SIGNAL_GROUP_EXIT)
