@@ -51,4 +51,8 @@ const (
 	// PolicyReport makes the kernel report every event of the kind, not
 	// only those a kernel rule matched: user space has alert rules.
 	PolicyReport = 1
+	// PolicyDeny says some rule of the policy denies: the BPF LSM
+	// programs judge the container's execs (for the others they return
+	// at once).
+	PolicyDeny = 2
 )

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 )
@@ -20,8 +21,85 @@ const BPFFS = "/sys/fs/bpf"
 // Objects are the loaded programs and maps, with their maps pinned in a
 // directory of a BPF file system so that they outlive the agent process.
 type Objects struct {
-	SecmonObjects
+	SecmonMaps
+	basePrograms
+	spec *ebpf.CollectionSpec
+	// lsm are the BPF LSM programs, loaded on first use (LoadLSM): a
+	// kernel without BPF LSM refuses them, and the rest must load there.
+	lsm *lsmPrograms
 	dir string
+}
+
+// basePrograms are the programs every supported kernel loads.
+type basePrograms struct {
+	BerthAccept   *ebpf.Program `ebpf:"berth_accept"`
+	BerthConnect4 *ebpf.Program `ebpf:"berth_connect4"`
+	BerthConnect6 *ebpf.Program `ebpf:"berth_connect6"`
+	BerthExec     *ebpf.Program `ebpf:"berth_exec"`
+	BerthExit     *ebpf.Program `ebpf:"berth_exit"`
+	BerthIngress  *ebpf.Program `ebpf:"berth_ingress"`
+	BerthSendmsg4 *ebpf.Program `ebpf:"berth_sendmsg4"`
+	BerthSendmsg6 *ebpf.Program `ebpf:"berth_sendmsg6"`
+	BerthSysEnter *ebpf.Program `ebpf:"berth_sys_enter"`
+}
+
+// lsmPrograms are the deny programs of kernels with BPF LSM.
+type lsmPrograms struct {
+	BerthExecCheck *ebpf.Program `ebpf:"berth_exec_check"`
+	BerthFileOpen  *ebpf.Program `ebpf:"berth_file_open"`
+}
+
+// loaded is what Load assigns from the collection.
+type loaded struct {
+	SecmonMaps
+	basePrograms
+}
+
+// Close closes the programs and maps (pinned ones stay in the kernel).
+func (o *Objects) Close() error {
+	var errs []error
+	if o.lsm != nil {
+		errs = append(errs, closeAll(o.lsm.BerthExecCheck, o.lsm.BerthFileOpen))
+	}
+	b := &o.basePrograms
+	errs = append(errs, closeAll(b.BerthAccept, b.BerthConnect4, b.BerthConnect6, b.BerthExec, b.BerthExit, b.BerthIngress,
+		b.BerthSendmsg4, b.BerthSendmsg6, b.BerthSysEnter), o.SecmonMaps.Close())
+	return errors.Join(errs...)
+}
+
+func closeAll(ps ...*ebpf.Program) error {
+	var errs []error
+	for _, p := range ps {
+		if p != nil {
+			errs = append(errs, p.Close())
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// loadSpec is the collection as this kernel can load it: where the
+// connect programs may not call bpf_send_signal (before it was allowed
+// there), the call is taken out; Mechanisms then refuses connect kill
+// rules (ConnectSignal).
+func loadSpec() (*ebpf.CollectionSpec, error) {
+	spec, err := LoadSecmon()
+	if err != nil {
+		return nil, err
+	}
+	if Probe().ConnectKill != "" {
+		for _, ps := range spec.Programs {
+			if ps.Type != ebpf.CGroupSockAddr {
+				continue
+			}
+			for i, ins := range ps.Instructions {
+				if ins.IsBuiltinCall() && ins.Constant == int64(asm.FnSendSignal) {
+					// The call's result is unused: r0 = 0 stands in.
+					ps.Instructions[i] = asm.Mov.Imm(asm.R0, 0).WithMetadata(ins.Metadata)
+				}
+			}
+		}
+	}
+	return spec, nil
 }
 
 // MountBPFFS mounts a BPF file system on /sys/fs/bpf when none is there,
@@ -51,15 +129,15 @@ func Load(dir string) (*Objects, error) {
 	if err := os.MkdirAll(filepath.Join(dir, "links"), 0o700); err != nil {
 		return nil, fmt.Errorf("pin directory: %w", err)
 	}
-	spec, err := LoadSecmon()
+	spec, err := loadSpec()
 	if err != nil {
 		if fresh {
 			Unpin(dir)
 		}
 		return nil, err
 	}
-	o := &Objects{dir: dir}
-	if err := spec.LoadAndAssign(&o.SecmonObjects, &ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: dir}}); err != nil {
+	var l loaded
+	if err := spec.LoadAndAssign(&l, &ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: dir}}); err != nil {
 		// The maps pinned on the way go with the directory this call
 		// made; an earlier agent's pins stay, they are still in use.
 		if fresh {
@@ -76,27 +154,95 @@ func Load(dir string) (*Objects, error) {
 		}
 		return nil, fmt.Errorf("load the BPF programs: %w", err)
 	}
-	return o, nil
+	return &Objects{SecmonMaps: l.SecmonMaps, basePrograms: l.basePrograms, spec: spec, dir: dir}, nil
 }
 
 // LoadUnpinned loads the objects without pinning anything (tests).
 func LoadUnpinned() (*Objects, error) {
-	spec, err := LoadSecmon()
+	spec, err := loadSpec()
 	if err != nil {
 		return nil, err
 	}
 	for _, m := range spec.Maps {
 		m.Pinning = ebpf.PinNone
 	}
-	o := &Objects{}
-	if err := spec.LoadAndAssign(&o.SecmonObjects, nil); err != nil {
+	var l loaded
+	if err := spec.LoadAndAssign(&l, nil); err != nil {
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {
 			return nil, fmt.Errorf("load the BPF programs: %+v", ve)
 		}
 		return nil, err
 	}
-	return o, nil
+	return &Objects{SecmonMaps: l.SecmonMaps, basePrograms: l.basePrograms, spec: spec}, nil
+}
+
+// LoadLSM loads the BPF LSM programs (once), using the maps already
+// loaded. It fails where the kernel has no BPF LSM (Probe says why).
+func (o *Objects) LoadLSM() error {
+	if o.lsm != nil {
+		return nil
+	}
+	if why := Probe().LSM; why != "" {
+		return errors.New(why)
+	}
+	repl := map[string]*ebpf.Map{}
+	for name := range o.spec.Maps {
+		if m := o.mapByName(name); m != nil {
+			repl[name] = m
+		}
+	}
+	var p lsmPrograms
+	if err := o.spec.LoadAndAssign(&p, &ebpf.CollectionOptions{MapReplacements: repl}); err != nil {
+		var ve *ebpf.VerifierError
+		if errors.As(err, &ve) {
+			return fmt.Errorf("load the BPF LSM programs: %+v", ve)
+		}
+		return fmt.Errorf("load the BPF LSM programs: %w", err)
+	}
+	o.lsm = &p
+	return nil
+}
+
+// mapByName is the loaded map of a C name.
+func (o *Objects) mapByName(name string) *ebpf.Map {
+	m := map[string]*ebpf.Map{
+		"accept_policy": o.AcceptPolicy, "accept_watch": o.AcceptWatch, "connect_policy": o.ConnectPolicy,
+		"events": o.Events, "exec_policy": o.ExecPolicy, "exit_policy": o.ExitPolicy, "lost": o.SecmonMaps.Lost,
+		"open_policy": o.OpenPolicy, "pathbuf": o.Pathbuf, "scratch": o.Scratch, "sys_policies": o.SysPolicies,
+	}
+	return m[name]
+}
+
+// AttachLSM attaches the BPF LSM deny programs (host-wide: they filter by
+// cgroup id themselves; every exec and every open for writing of the
+// host pays a lookup, so they are attached only while some container has
+// deny rules they carry out).
+func (o *Objects) AttachLSM() error {
+	if err := o.LoadLSM(); err != nil {
+		return err
+	}
+	for _, x := range []struct {
+		pin  string
+		prog *ebpf.Program
+	}{{"lsm_exec", o.lsm.BerthExecCheck}, {"lsm_open", o.lsm.BerthFileOpen}} {
+		err := attachPinned(o.linkPath(x.pin), x.prog, func() (link.Link, error) {
+			l, err := link.AttachLSM(link.LSMOptions{Program: x.prog})
+			if err != nil {
+				return nil, fmt.Errorf("attach the %s LSM program: %w", x.pin, err)
+			}
+			return l, nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// DetachLSM removes the BPF LSM programs' links.
+func (o *Objects) DetachLSM() error {
+	return errors.Join(o.detach("lsm_exec"), o.detach("lsm_open"))
 }
 
 func (o *Objects) linkPath(name string) string { return filepath.Join(o.dir, "links", name) }

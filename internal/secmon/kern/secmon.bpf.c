@@ -22,6 +22,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_endian.h>
+#include <bpf/bpf_tracing.h>
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -55,6 +56,7 @@ enum atom_kind {
 };
 enum action { ACT_NONE = 0, ACT_ALERT = 1, ACT_DENY = 2, ACT_KILL = 3 };
 #define POLICY_REPORT 1 // user space has alert rules for this kind: report every event
+#define POLICY_DENY 2 // some rule denies: the LSM programs have work to do
 
 struct atom {
 	__u32 kind;
@@ -188,6 +190,37 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } exit_policy SEC(".maps");
 
+// open_policy holds, per container, the open deny rules the file_open
+// LSM program checks on opens for writing (kernels with BPF LSM only).
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u64);
+	__type(value, struct policy);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} open_policy SEC(".maps");
+
+// pathbuf holds a path as bpf_d_path builds it: a whole PATH_MAX, so a
+// long path is read (and its start judged) rather than refused.
+#define PATH_MAX 4096
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, char[PATH_MAX]);
+} pathbuf SEC(".maps");
+
+// lsm_probe is the probe's state (not pinned: one per probing process):
+// [0] the thread group to count, [1] how often the probe program ran for
+// it.
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, __u64);
+} lsm_probe SEC(".maps");
+
 // scratch holds the event being built: the decision never depends on
 // room in the ring buffer (a full buffer loses the report, not the
 // enforcement).
@@ -216,8 +249,15 @@ struct inode {
 	struct super_block *i_sb;
 } __attribute__((preserve_access_index));
 struct dentry;
+struct vfsmount;
+struct path {
+	struct vfsmount *mnt;
+	struct dentry *dentry;
+} __attribute__((preserve_access_index));
 struct file {
+	struct path f_path;
 	struct inode *f_inode;
+	unsigned int f_mode;
 } __attribute__((preserve_access_index));
 struct ovl_inode {
 	struct inode vfs_inode;
@@ -226,6 +266,7 @@ struct ovl_inode {
 struct linux_binprm {
 	struct file *file;
 	const char *filename;
+	const char *interp;
 } __attribute__((preserve_access_index));
 struct mm_struct {
 	unsigned long arg_start;
@@ -444,23 +485,11 @@ static __always_inline struct event *task_event(__u32 kind, __u64 cgid)
 	return ev;
 }
 
-// sched_process_exec fires after the new image is in place and before it
-// runs an instruction: a SIGKILL sent here kills it first.
-// Arguments: (struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm).
-SEC("raw_tracepoint/sched_process_exec")
-int berth_exec(struct bpf_raw_tracepoint_args *ctx)
+// exec_fill puts the executable's path (name), drift and the parent's
+// comm into the event.
+static __always_inline void exec_fill(struct event *ev, struct linux_binprm *bprm, const char *name)
 {
-	__u64 cgid;
-	struct policy *p = container_lookup(&exec_policy, &cgid);
-	if (!p)
-		return 0;
-	struct event *ev = task_event(KIND_EXEC, cgid);
-	if (!ev)
-		return 0;
-
-	struct linux_binprm *bprm = (struct linux_binprm *)ctx->args[2];
-	const char *fn = BPF_CORE_READ(bprm, filename);
-	bpf_probe_read_kernel_str(ev->path, sizeof(ev->path), fn);
+	bpf_probe_read_kernel_str(ev->path, sizeof(ev->path), name);
 
 	// Drift: the file is not from the image's layers: it lives in the
 	// overlay's upper layer (written or modified since the container
@@ -477,6 +506,25 @@ int berth_exec(struct bpf_raw_tracepoint_args *ctx)
 
 	struct task_struct *t = (struct task_struct *)bpf_get_current_task();
 	BPF_CORE_READ_STR_INTO(&ev->pcomm, t, real_parent, comm);
+}
+
+// sched_process_exec fires after the new image is in place and before it
+// runs an instruction: a SIGKILL sent here kills it first.
+// Arguments: (struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm).
+SEC("raw_tracepoint/sched_process_exec")
+int berth_exec(struct bpf_raw_tracepoint_args *ctx)
+{
+	__u64 cgid;
+	struct policy *p = container_lookup(&exec_policy, &cgid);
+	if (!p)
+		return 0;
+	struct event *ev = task_event(KIND_EXEC, cgid);
+	if (!ev)
+		return 0;
+
+	struct linux_binprm *bprm = (struct linux_binprm *)ctx->args[2];
+	exec_fill(ev, bprm, BPF_CORE_READ(bprm, filename));
+	struct task_struct *t = (struct task_struct *)bpf_get_current_task();
 	unsigned long as = BPF_CORE_READ(t, mm, arg_start);
 	unsigned long ae = BPF_CORE_READ(t, mm, arg_end);
 	__u32 n = ae > as ? ae - as : 0;
@@ -841,4 +889,101 @@ int berth_ingress(struct __sk_buff *skb)
 	}
 	report(p, ev);
 	return verdict;
+}
+
+// The BPF LSM programs below deny in the kernel, before the operation
+// happens, where the kernel runs BPF LSM programs (CONFIG_BPF_LSM and bpf
+// among the active LSMs); user space loads them only there. Each first
+// keeps an earlier program's denial (ret): BPF LSM programs of other
+// products share the hook.
+#define EACCES 13
+#define FMODE_WRITE 0x2
+
+// lsm_deny returns the index of the first rule that matches when it is a
+// deny rule (filling the event's rule and action), else -1: a kill or
+// alert rule that comes first is the tracepoint's to carry out.
+static __always_inline int lsm_deny(struct policy *p, struct event *ev)
+{
+	// Masked: a global function's result has no bounds the verifier
+	// knows of; -1 (no rule) becomes 15, past the rules.
+	__u32 r = (__u32)decide(p, ev) & 15;
+	if (r >= MAX_RULES || p->rules[r].action != ACT_DENY)
+		return -1;
+	ev->rule = p->rules[r].id;
+	ev->action = ACT_DENY;
+	return r;
+}
+
+// bprm_check_security runs for each binary an exec loads (a script, then
+// its interpreter: interp names the one being checked) before the old
+// image is gone: a denial makes execve fail with EACCES and the process
+// goes on. Arguments: (struct linux_binprm *bprm, int ret).
+SEC("lsm/bprm_check_security")
+int BPF_PROG(berth_exec_check, struct linux_binprm *bprm, int ret)
+{
+	if (ret)
+		return ret;
+	__u64 cgid;
+	struct policy *p = container_lookup(&exec_policy, &cgid);
+	if (!p || !(p->flags & POLICY_DENY))
+		return 0;
+	struct event *ev = task_event(KIND_EXEC, cgid);
+	if (!ev)
+		return -EACCES; // cannot happen (a per-CPU slot); fail closed
+	exec_fill(ev, bprm, BPF_CORE_READ(bprm, interp));
+	if (lsm_deny(p, ev) < 0)
+		return 0;
+	if (bpf_ringbuf_output(&events, ev, sizeof(*ev), 0))
+		count_lost();
+	return -EACCES;
+}
+
+// file_open runs for every open after the file is found (or made) and
+// before a descriptor exists: an open for writing that a rule denies
+// fails with EACCES. The path is the file's as the opening process sees
+// it (its root: the container's). Arguments: (struct file *file, int ret).
+SEC("lsm/file_open")
+int BPF_PROG(berth_file_open, struct file *file, int ret)
+{
+	if (ret)
+		return ret;
+	if (!(file->f_mode & FMODE_WRITE))
+		return 0;
+	__u64 cgid;
+	struct policy *p = container_lookup(&open_policy, &cgid);
+	if (!p)
+		return 0;
+	__u32 k = 0;
+	char *buf = bpf_map_lookup_elem(&pathbuf, &k);
+	struct event *ev = task_event(KIND_OPEN, cgid);
+	if (!buf || !ev)
+		return -EACCES; // cannot happen (per-CPU slots); fail closed
+	// A path the kernel cannot name (longer than PATH_MAX) cannot be
+	// judged: refused, as the rules might deny it.
+	if (bpf_d_path(&file->f_path, buf, PATH_MAX) < 0)
+		return -EACCES;
+	bpf_probe_read_kernel_str(ev->path, sizeof(ev->path), buf);
+	if (lsm_deny(p, ev) < 0)
+		return 0;
+	if (bpf_ringbuf_output(&events, ev, sizeof(*ev), 0))
+		count_lost();
+	return -EACCES;
+}
+
+// berth_lsm_probe tells user space whether the kernel runs BPF LSM
+// programs: loaded and attached to file_open, it counts the opens of the
+// probing process, which then opens a file. A kernel can load and attach
+// LSM programs and never run them (bpf not among the active LSMs).
+SEC("lsm/file_open")
+int BPF_PROG(berth_lsm_probe, struct file *file, int ret)
+{
+	__u32 k = 0;
+	__u64 *want = bpf_map_lookup_elem(&lsm_probe, &k);
+	if (want && *want == bpf_get_current_pid_tgid() >> 32) {
+		k = 1;
+		__u64 *hits = bpf_map_lookup_elem(&lsm_probe, &k);
+		if (hits)
+			__sync_fetch_and_add(hits, 1);
+	}
+	return ret;
 }

@@ -81,24 +81,30 @@ type SecmonSysPolicy struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	SecmonMapAcceptPolicy   = "accept_policy"
-	SecmonMapAcceptWatch    = "accept_watch"
-	SecmonMapConnectPolicy  = "connect_policy"
-	SecmonMapEvents         = "events"
-	SecmonMapExecPolicy     = "exec_policy"
-	SecmonMapExitPolicy     = "exit_policy"
-	SecmonMapLost           = "lost"
-	SecmonMapScratch        = "scratch"
-	SecmonMapSysPolicies    = "sys_policies"
-	SecmonProgBerthAccept   = "berth_accept"
-	SecmonProgBerthConnect4 = "berth_connect4"
-	SecmonProgBerthConnect6 = "berth_connect6"
-	SecmonProgBerthExec     = "berth_exec"
-	SecmonProgBerthExit     = "berth_exit"
-	SecmonProgBerthIngress  = "berth_ingress"
-	SecmonProgBerthSendmsg4 = "berth_sendmsg4"
-	SecmonProgBerthSendmsg6 = "berth_sendmsg6"
-	SecmonProgBerthSysEnter = "berth_sys_enter"
+	SecmonMapAcceptPolicy    = "accept_policy"
+	SecmonMapAcceptWatch     = "accept_watch"
+	SecmonMapConnectPolicy   = "connect_policy"
+	SecmonMapEvents          = "events"
+	SecmonMapExecPolicy      = "exec_policy"
+	SecmonMapExitPolicy      = "exit_policy"
+	SecmonMapLost            = "lost"
+	SecmonMapLsmProbe        = "lsm_probe"
+	SecmonMapOpenPolicy      = "open_policy"
+	SecmonMapPathbuf         = "pathbuf"
+	SecmonMapScratch         = "scratch"
+	SecmonMapSysPolicies     = "sys_policies"
+	SecmonProgBerthAccept    = "berth_accept"
+	SecmonProgBerthConnect4  = "berth_connect4"
+	SecmonProgBerthConnect6  = "berth_connect6"
+	SecmonProgBerthExec      = "berth_exec"
+	SecmonProgBerthExecCheck = "berth_exec_check"
+	SecmonProgBerthExit      = "berth_exit"
+	SecmonProgBerthFileOpen  = "berth_file_open"
+	SecmonProgBerthIngress   = "berth_ingress"
+	SecmonProgBerthLsmProbe  = "berth_lsm_probe"
+	SecmonProgBerthSendmsg4  = "berth_sendmsg4"
+	SecmonProgBerthSendmsg6  = "berth_sendmsg6"
+	SecmonProgBerthSysEnter  = "berth_sys_enter"
 )
 
 // LoadSecmon returns the embedded CollectionSpec for Secmon.
@@ -143,15 +149,18 @@ type SecmonSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type SecmonProgramSpecs struct {
-	BerthAccept   *ebpf.ProgramSpec `ebpf:"berth_accept"`
-	BerthConnect4 *ebpf.ProgramSpec `ebpf:"berth_connect4"`
-	BerthConnect6 *ebpf.ProgramSpec `ebpf:"berth_connect6"`
-	BerthExec     *ebpf.ProgramSpec `ebpf:"berth_exec"`
-	BerthExit     *ebpf.ProgramSpec `ebpf:"berth_exit"`
-	BerthIngress  *ebpf.ProgramSpec `ebpf:"berth_ingress"`
-	BerthSendmsg4 *ebpf.ProgramSpec `ebpf:"berth_sendmsg4"`
-	BerthSendmsg6 *ebpf.ProgramSpec `ebpf:"berth_sendmsg6"`
-	BerthSysEnter *ebpf.ProgramSpec `ebpf:"berth_sys_enter"`
+	BerthAccept    *ebpf.ProgramSpec `ebpf:"berth_accept"`
+	BerthConnect4  *ebpf.ProgramSpec `ebpf:"berth_connect4"`
+	BerthConnect6  *ebpf.ProgramSpec `ebpf:"berth_connect6"`
+	BerthExec      *ebpf.ProgramSpec `ebpf:"berth_exec"`
+	BerthExecCheck *ebpf.ProgramSpec `ebpf:"berth_exec_check"`
+	BerthExit      *ebpf.ProgramSpec `ebpf:"berth_exit"`
+	BerthFileOpen  *ebpf.ProgramSpec `ebpf:"berth_file_open"`
+	BerthIngress   *ebpf.ProgramSpec `ebpf:"berth_ingress"`
+	BerthLsmProbe  *ebpf.ProgramSpec `ebpf:"berth_lsm_probe"`
+	BerthSendmsg4  *ebpf.ProgramSpec `ebpf:"berth_sendmsg4"`
+	BerthSendmsg6  *ebpf.ProgramSpec `ebpf:"berth_sendmsg6"`
+	BerthSysEnter  *ebpf.ProgramSpec `ebpf:"berth_sys_enter"`
 }
 
 // SecmonMapSpecs contains maps before they are loaded into the kernel.
@@ -165,6 +174,9 @@ type SecmonMapSpecs struct {
 	ExecPolicy    *ebpf.MapSpec `ebpf:"exec_policy"`
 	ExitPolicy    *ebpf.MapSpec `ebpf:"exit_policy"`
 	Lost          *ebpf.MapSpec `ebpf:"lost"`
+	LsmProbe      *ebpf.MapSpec `ebpf:"lsm_probe"`
+	OpenPolicy    *ebpf.MapSpec `ebpf:"open_policy"`
+	Pathbuf       *ebpf.MapSpec `ebpf:"pathbuf"`
 	Scratch       *ebpf.MapSpec `ebpf:"scratch"`
 	SysPolicies   *ebpf.MapSpec `ebpf:"sys_policies"`
 }
@@ -202,6 +214,9 @@ type SecmonMaps struct {
 	ExecPolicy    *ebpf.Map `ebpf:"exec_policy"`
 	ExitPolicy    *ebpf.Map `ebpf:"exit_policy"`
 	Lost          *ebpf.Map `ebpf:"lost"`
+	LsmProbe      *ebpf.Map `ebpf:"lsm_probe"`
+	OpenPolicy    *ebpf.Map `ebpf:"open_policy"`
+	Pathbuf       *ebpf.Map `ebpf:"pathbuf"`
 	Scratch       *ebpf.Map `ebpf:"scratch"`
 	SysPolicies   *ebpf.Map `ebpf:"sys_policies"`
 }
@@ -215,6 +230,9 @@ func (m *SecmonMaps) Close() error {
 		m.ExecPolicy,
 		m.ExitPolicy,
 		m.Lost,
+		m.LsmProbe,
+		m.OpenPolicy,
+		m.Pathbuf,
 		m.Scratch,
 		m.SysPolicies,
 	)
@@ -230,15 +248,18 @@ type SecmonVariables struct {
 //
 // It can be passed to LoadSecmonObjects or ebpf.CollectionSpec.LoadAndAssign.
 type SecmonPrograms struct {
-	BerthAccept   *ebpf.Program `ebpf:"berth_accept"`
-	BerthConnect4 *ebpf.Program `ebpf:"berth_connect4"`
-	BerthConnect6 *ebpf.Program `ebpf:"berth_connect6"`
-	BerthExec     *ebpf.Program `ebpf:"berth_exec"`
-	BerthExit     *ebpf.Program `ebpf:"berth_exit"`
-	BerthIngress  *ebpf.Program `ebpf:"berth_ingress"`
-	BerthSendmsg4 *ebpf.Program `ebpf:"berth_sendmsg4"`
-	BerthSendmsg6 *ebpf.Program `ebpf:"berth_sendmsg6"`
-	BerthSysEnter *ebpf.Program `ebpf:"berth_sys_enter"`
+	BerthAccept    *ebpf.Program `ebpf:"berth_accept"`
+	BerthConnect4  *ebpf.Program `ebpf:"berth_connect4"`
+	BerthConnect6  *ebpf.Program `ebpf:"berth_connect6"`
+	BerthExec      *ebpf.Program `ebpf:"berth_exec"`
+	BerthExecCheck *ebpf.Program `ebpf:"berth_exec_check"`
+	BerthExit      *ebpf.Program `ebpf:"berth_exit"`
+	BerthFileOpen  *ebpf.Program `ebpf:"berth_file_open"`
+	BerthIngress   *ebpf.Program `ebpf:"berth_ingress"`
+	BerthLsmProbe  *ebpf.Program `ebpf:"berth_lsm_probe"`
+	BerthSendmsg4  *ebpf.Program `ebpf:"berth_sendmsg4"`
+	BerthSendmsg6  *ebpf.Program `ebpf:"berth_sendmsg6"`
+	BerthSysEnter  *ebpf.Program `ebpf:"berth_sys_enter"`
 }
 
 func (p *SecmonPrograms) Close() error {
@@ -247,8 +268,11 @@ func (p *SecmonPrograms) Close() error {
 		p.BerthConnect4,
 		p.BerthConnect6,
 		p.BerthExec,
+		p.BerthExecCheck,
 		p.BerthExit,
+		p.BerthFileOpen,
 		p.BerthIngress,
+		p.BerthLsmProbe,
 		p.BerthSendmsg4,
 		p.BerthSendmsg6,
 		p.BerthSysEnter,

@@ -1,0 +1,82 @@
+package kern
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/features"
+	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
+)
+
+// Probe reports this kernel's features. It probes once per process (the
+// kernel does not change under it) and needs the privilege to load BPF
+// programs; without it every feature is missing, with the reason.
+var Probe = sync.OnceValue(func() Features {
+	return Features{LSM: probeLSM(), ConnectKill: probeConnectKill()}
+})
+
+func probeConnectKill() string {
+	err := features.HaveProgramHelper(ebpf.CGroupSockAddr, asm.FnSendSignal)
+	switch {
+	case err == nil:
+		return ""
+	case errors.Is(err, ebpf.ErrNotSupported):
+		return "this kernel does not let cgroup/connect programs call bpf_send_signal"
+	}
+	return fmt.Sprintf("probing bpf_send_signal in cgroup/connect programs failed: %v", firstLine(err))
+}
+
+// probeLSM loads the probe program, attaches it to file_open and opens a
+// file: a kernel can load and attach BPF LSM programs without running
+// them (bpf not among its active LSMs), so only a run counts.
+func probeLSM() string {
+	spec, err := LoadSecmon()
+	if err != nil {
+		return err.Error()
+	}
+	var obj struct {
+		Prog *ebpf.Program `ebpf:"berth_lsm_probe"`
+		Map  *ebpf.Map     `ebpf:"lsm_probe"`
+	}
+	if err := spec.LoadAndAssign(&obj, nil); err != nil {
+		if errors.Is(err, unix.EPERM) {
+			// What a kernel without the lsm program type says
+			// (cilium/ebpf adds a hint about MEMLOCK that misleads).
+			return "BPF LSM programs do not load on this kernel (loading one fails with EPERM)"
+		}
+		return fmt.Sprintf("BPF LSM programs do not load on this kernel (%v)", firstLine(err))
+	}
+	defer obj.Prog.Close()
+	defer obj.Map.Close()
+	if err := obj.Map.Put(uint32(0), uint64(os.Getpid())); err != nil {
+		return fmt.Sprintf("BPF LSM probe: %v", err)
+	}
+	l, err := link.AttachLSM(link.LSMOptions{Program: obj.Prog})
+	if err != nil {
+		return fmt.Sprintf("BPF LSM programs do not attach on this kernel (%v)", firstLine(err))
+	}
+	f, err := os.Open("/")
+	if err == nil {
+		f.Close()
+	}
+	l.Close()
+	var hits uint64
+	if err := obj.Map.Lookup(uint32(1), &hits); err != nil {
+		return fmt.Sprintf("BPF LSM probe: %v", err)
+	}
+	if hits == 0 {
+		return "this kernel loads BPF LSM programs but does not run them: bpf is not among its active LSMs (boot with lsm=...,bpf)"
+	}
+	return ""
+}
+
+func firstLine(err error) string {
+	s, _, _ := strings.Cut(err.Error(), "\n")
+	return s
+}
