@@ -62,6 +62,11 @@ type agentReg struct {
 	sys    bool // has system calls reported
 	accept bool // has inbound connections reported
 	exit   bool // has process exits reported
+	lsm    bool // has exec or open denies the BPF LSM programs carry out
+	// landlockOpen: berth-runtime's Landlock denies the container's
+	// opens (no BPF LSM), so the open attempts reported at system call
+	// entry are judged by the deny rules for their alerts.
+	landlockOpen bool
 	// Engine events are limited to engineEventsPerSecond per container
 	// (the alerts log has them all): a container exec'ing in a loop must
 	// not flood the engine's log. Guarded by agent.mu.
@@ -286,13 +291,21 @@ func (a *agent) add(reg *Registration, persist bool) error {
 		a.objs.AcceptWatch.Delete(old.CgroupID)
 		a.objs.AcceptPolicy.Delete(old.CgroupID)
 		a.objs.ExitPolicy.Delete(old.CgroupID)
+		a.objs.OpenPolicy.Delete(old.CgroupID)
 		a.objs.DetachCgroup(old.CgroupID)
 		delete(a.byCgroup, old.CgroupID)
+	}
+	if plan.NeedsLSM() {
+		// Before the policies: an exec deny in exec_policy without the
+		// LSM program would be nobody's to carry out.
+		if err := a.objs.AttachLSM(); err != nil {
+			return err
+		}
 	}
 	for _, x := range []struct {
 		m   *ebpf.Map
 		pol KernelPolicy
-	}{{a.objs.ExecPolicy, plan.Exec}, {a.objs.ConnectPolicy, plan.Connect}, {a.objs.AcceptPolicy, plan.AcceptDeny}, {a.objs.ExitPolicy, plan.Exit}} {
+	}{{a.objs.ExecPolicy, plan.Exec}, {a.objs.ConnectPolicy, plan.Connect}, {a.objs.AcceptPolicy, plan.AcceptDeny}, {a.objs.ExitPolicy, plan.Exit}, {a.objs.OpenPolicy, plan.Open}} {
 		if x.pol.Empty() {
 			x.m.Delete(cg)
 			continue
@@ -340,6 +353,7 @@ func (a *agent) add(reg *Registration, persist bool) error {
 		a.objs.AcceptWatch.Delete(cg)
 	}
 	r.sys, r.accept, r.exit = len(plan.Syscalls) > 0, plan.Accept, !plan.Exit.Empty()
+	r.lsm, r.landlockOpen = plan.NeedsLSM(), len(plan.Landlock.Write) > 0
 	a.regs[reg.Container.ID] = r
 	a.byCgroup[cg] = r
 	return nil
@@ -410,6 +424,7 @@ func (a *agent) removeLocked(id string) {
 	a.objs.AcceptWatch.Delete(r.CgroupID)
 	a.objs.AcceptPolicy.Delete(r.CgroupID)
 	a.objs.ExitPolicy.Delete(r.CgroupID)
+	a.objs.OpenPolicy.Delete(r.CgroupID)
 	a.objs.DetachCgroup(r.CgroupID)
 	delete(a.regs, id)
 	delete(a.byCgroup, r.CgroupID)
@@ -423,6 +438,9 @@ func (a *agent) removeLocked(id string) {
 	}
 	if !slices.ContainsFunc(slices.Collect(maps.Values(a.regs)), func(r *agentReg) bool { return r.exit }) {
 		a.objs.DetachExit()
+	}
+	if !slices.ContainsFunc(slices.Collect(maps.Values(a.regs)), func(r *agentReg) bool { return r.lsm }) {
+		a.objs.DetachLSM()
 	}
 	if len(a.regs) == 0 && !a.exiting {
 		a.exiting = true
@@ -515,6 +533,9 @@ func toKern(p KernelPolicy) *kern.SecmonPolicy {
 	for i, r := range p.Rules {
 		kr := &kp.Rules[i]
 		kr.Natoms, kr.Action, kr.Id, kr.Table = uint32(len(r.Atoms)), r.Action, r.ID, r.Table
+		if r.Action == kern.ActDeny {
+			kp.Flags |= kern.PolicyDeny
+		}
 		for j, at := range r.Atoms {
 			ka := &kr.Atoms[j]
 			ka.Kind, ka.Len, ka.Lo, ka.Hi = at.Kind, at.Len, at.Lo, at.Hi
@@ -653,10 +674,22 @@ func (a *agent) event(ev *kern.SecmonEvent) {
 	in := Input{Process: ProcessVars{Pid: int64(ev.Tgid), UID: int64(ev.Uid)}, Container: r.Container}
 	base := Alert{Container: r.Container.ID, Name: r.Container.Name, Image: r.Container.Image, ImageDigest: r.Container.ImageDigest, Pod: r.Container.Pod}
 	var kind string
+	lsmDeny := ev.Action == kern.ActDeny && (ev.Kind == kern.KindExec || ev.Kind == kern.KindOpen)
 	switch ev.Kind {
 	case kern.KindExec:
 		kind = EventExec
 		path := cstr(ev.Path[:])
+		if lsmDeny {
+			// Refused before the new image: the process is the one
+			// that asked (its own executable and argv), the kernel
+			// judged the path, drift and parent.
+			parent := ParentVars{Pid: int64(ev.Ppid), Name: cstr(ev.Pcomm[:]), Path: a.parentPath(r, int(ev.Ppid))}
+			proc.Path, proc.Argv = a.procInfo(r, int(ev.Tgid))
+			in.Exec = &ExecVars{Path: path, Argv: []string{}, Drift: ev.Drift != 0, Parent: parent}
+			base.Exec = &AlertExec{Path: path, Drift: ev.Drift != 0}
+			proc.Parent = &AlertParent{Pid: int(parent.Pid), Name: parent.Name, Path: parent.Path}
+			break
+		}
 		n := min(int(ev.ArgsLen), len(ev.Args))
 		args := make([]byte, n)
 		for i := range n {
@@ -755,7 +788,12 @@ func (a *agent) event(ev *kern.SecmonEvent) {
 		}
 		a.write(r, al)
 	}
-	if kind == EventOpen {
+	if lsmDeny {
+		// Denied in the kernel: the operation did not happen, and the
+		// deny alert is written; the alert rules see operations.
+		return
+	}
+	if kind == EventOpen && r.landlockOpen {
 		a.denyAlerts(r, kind, in, base, when)
 	}
 	for i, rule := range r.Rules {

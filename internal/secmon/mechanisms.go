@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/berth-project/berth/internal/secmon/kern"
 	"github.com/berth-project/berth/internal/secmon/landlock"
 )
 
@@ -28,23 +29,35 @@ var syscallEvents = map[string][]string{
 	EventSetuid:    {"setuid", "setreuid", "setresuid", "setfsuid", "setgid", "setregid", "setresgid", "setfsgid", "capset"},
 }
 
-const noBPFLSM = "BPF LSM programs do not load on this kernel (the lsm program type is missing), so the kernel has no hook to refuse it"
+// host is what the kernel offers, as probes that each say why a feature
+// is missing ("" when it is there). They run only when a rule needs
+// them (the BPF LSM probe loads the kernel's BTF), once per process.
+type host struct {
+	lsm, connectKill func() string
+	landlock         func() string
+}
+
+// thisHost probes the running kernel.
+func thisHost() host {
+	return host{lsm: kern.ProbeLSM, connectKill: kern.ProbeConnectKill, landlock: landlockMissing}
+}
 
 // Mechanisms is the table of what each action on each event kind uses;
 // `berth system info` and the README show it.
 func Mechanisms() []Mechanism {
+	h := thisHost()
 	var ms []Mechanism
 	for _, ev := range eventKinds {
 		for _, act := range []string{ActionAlert, ActionDeny, ActionKill} {
 			m := Mechanism{Event: ev, Action: act}
-			m.Mechanism, m.Reason = mechanism(ev, act)
+			m.Mechanism, m.Reason = h.mechanism(ev, act)
 			ms = append(ms, m)
 		}
 	}
 	return ms
 }
 
-func mechanism(ev, act string) (mech, reason string) {
+func (h host) mechanism(ev, act string) (mech, reason string) {
 	switch ev {
 	case EventExec:
 		switch act {
@@ -53,10 +66,14 @@ func mechanism(ev, act string) (mech, reason string) {
 		case ActionKill:
 			return "BPF raw tracepoint sched_process_exec: bpf_send_signal(SIGKILL) before the new image runs; with scope: container the agent then kills the container's cgroup (cgroup.kill)", ""
 		default:
-			if reason := landlockMissing(); reason != "" {
-				return "", "exec deny needs a hook before the exec completes: " + noBPFLSM + ", and " + reason + "; use kill"
+			lsm := h.lsm()
+			if lsm == "" {
+				return "BPF LSM bprm_check_security, for each binary an exec loads (a script, then its interpreter): execve fails with EACCES; conditions as for kill (exec.path ==, in, startsWith; exec.drift; exec.parent.name; container fields), checked in the kernel, under any OCI runtime", ""
 			}
-			return "Landlock (EXECUTE), applied by berth-runtime before the container's first instruction; static paths only (==, in, startsWith); alert from the execve attempt (raw tracepoint sys_enter)", ""
+			if reason := h.landlock(); reason != "" {
+				return "", "exec deny needs a hook before the exec completes: " + lsm + ", and " + reason + "; use kill"
+			}
+			return "Landlock (EXECUTE), applied by berth-runtime before the container's first instruction (BPF LSM is missing: " + lsm + "); static paths only (==, in, startsWith); alert from the execve attempt (raw tracepoint sys_enter)", ""
 		}
 	case EventConnect:
 		switch act {
@@ -65,6 +82,9 @@ func mechanism(ev, act string) (mech, reason string) {
 		case ActionDeny:
 			return "BPF cgroup/connect4, connect6, sendmsg4 and sendmsg6 on the container's cgroup: connect or sendto fails with EPERM", ""
 		default:
+			if reason := h.connectKill(); reason != "" {
+				return "", "connect kill: " + reason + "; use deny"
+			}
 			return "BPF cgroup/connect4, connect6, sendmsg4 and sendmsg6: bpf_send_signal(SIGKILL) and the connect fails; with scope: container the agent then kills the container's cgroup (cgroup.kill)", ""
 		}
 	}
@@ -86,10 +106,14 @@ func mechanism(ev, act string) (mech, reason string) {
 			return "BPF raw tracepoint sys_enter on the open family, opens for writing only; CEL in the agent", ""
 		}
 		if act == ActionDeny {
-			if reason := landlockMissing(); reason != "" {
-				return "", "open deny needs a hook before the open: " + noBPFLSM + ", and " + reason
+			lsm := h.lsm()
+			if lsm == "" {
+				return "BPF LSM file_open: an open for writing fails with EACCES; file.path (==, in, startsWith, as the container sees it) and file.write, container fields, checked in the kernel, under any OCI runtime", ""
 			}
-			return "Landlock (WRITE_FILE, TRUNCATE, MAKE_*, REMOVE_*), applied by berth-runtime before the container's first instruction; opens for writing, static paths only (==, in, startsWith); alert from the open attempt (raw tracepoint sys_enter)", ""
+			if reason := h.landlock(); reason != "" {
+				return "", "open deny needs a hook before the open: " + lsm + ", and " + reason
+			}
+			return "Landlock (WRITE_FILE, TRUNCATE, MAKE_*, REMOVE_*), applied by berth-runtime before the container's first instruction (BPF LSM is missing: " + lsm + "); opens for writing, static paths only (==, in, startsWith); alert from the open attempt (raw tracepoint sys_enter)", ""
 		}
 		return "", "open kill: a signal sent at system call entry does not stop the open (the kernel runs it, then the process dies); use deny"
 	case EventAccept:
@@ -120,9 +144,9 @@ func landlockMissing() string {
 	return ""
 }
 
-// hostCan refuses a rule whose action on its event this host cannot do.
-func hostCan(r Rule) error {
-	if _, reason := mechanism(r.Event, r.Action); reason != "" {
+// can refuses a rule whose action on its event this host cannot do.
+func (h host) can(r Rule) error {
+	if _, reason := h.mechanism(r.Event, r.Action); reason != "" {
 		return fmt.Errorf("action %s on %s refused: %s", r.Action, r.Event, reason)
 	}
 	return nil

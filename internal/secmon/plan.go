@@ -72,14 +72,25 @@ type Plan struct {
 	// (exit.code, exit.signal), so that only the exits they match go up
 	// to the agent; Report where one cannot be checked in the kernel.
 	Exit KernelPolicy
+	// Open are the open deny rules as kernel rules over the path, for
+	// the BPF LSM file_open program (kernels with BPF LSM; elsewhere
+	// Landlock carries them out).
+	Open KernelPolicy
 	// Landlock is what berth-runtime denies (exec and open-for-write
-	// deny rules), carried in the landlock.Annotation annotation.
+	// deny rules) where the kernel has no BPF LSM, carried in the
+	// landlock.Annotation annotation.
 	Landlock landlock.Plan
+}
+
+// NeedsLSM says whether the BPF LSM programs carry out some of the
+// plan's rules (exec or open deny rules on a kernel with BPF LSM).
+func (p *Plan) NeedsLSM() bool {
+	return !p.Open.Empty() || slices.ContainsFunc(p.Exec.Rules, func(r KernelRule) bool { return r.Action == kern.ActDeny })
 }
 
 // Empty says whether the plan needs the agent at all.
 func (p *Plan) Empty() bool {
-	return p.Exec.Empty() && p.Connect.Empty() && len(p.Syscalls) == 0 && !p.Accept && p.AcceptDeny.Empty() && p.Exit.Empty()
+	return p.Exec.Empty() && p.Connect.Empty() && len(p.Syscalls) == 0 && !p.Accept && p.AcceptDeny.Empty() && p.Exit.Empty() && p.Open.Empty()
 }
 
 // NeedsLandlock says whether the container's runtime must apply a
@@ -108,9 +119,15 @@ func (rs *RuleSet) Plan(c Container) (*Plan, error) {
 	p := &Plan{}
 	alertRules := map[*KernelPolicy][]KernelRule{}
 	vars := map[string]any{"container": c.vars()}
+	h := rs.host
+	if h.lsm == nil {
+		h = thisHost()
+	}
 	for i, r := range rs.Rules {
 		where := fmt.Sprintf("%s: rule %q (line %d)", r.Source, r.Name, r.Line)
-		if r.Action == ActionDeny && (r.Event == EventExec || r.Event == EventOpen) {
+		// Exec and open denies: the BPF LSM programs where the kernel
+		// runs them (below, as kernel rules), else Landlock.
+		if r.Action == ActionDeny && (r.Event == EventExec || r.Event == EventOpen) && h.lsm() != "" {
 			paths, err := rs.landlockPaths(i, vars)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %v: %w", where, err, errdefs.ErrNotImplemented)
@@ -156,6 +173,8 @@ func (rs *RuleSet) Plan(c Container) (*Plan, error) {
 		switch r.Event {
 		case EventExec:
 			pol = &p.Exec
+		case EventOpen:
+			pol = &p.Open // deny only (alerts are above, kill refused)
 		case EventConnect:
 			pol = &p.Connect
 		case EventAccept:
@@ -207,6 +226,10 @@ func (rs *RuleSet) Plan(c Container) (*Plan, error) {
 	return p, nil
 }
 
+// writeBit stands for file.write in a formula: not a kernel atom (the
+// kernel sees only opens for writing), so past the atoms' bits.
+const writeBit = 31
+
 // formula is a condition over atoms.
 type formula interface{ eval(bits uint32) bool }
 
@@ -253,9 +276,21 @@ func (rs *RuleSet) kernelRule(i int, vars map[string]any) (*KernelRule, bool, er
 	case ActionKill:
 		kr.Action = kern.ActKill
 	}
+	var write uint32
+	if rs.Rules[i].Event == EventOpen {
+		// The kernel judges opens for writing only: a condition must
+		// not hold for another open, or the rule would be narrowed
+		// without a word.
+		for bits := uint32(0); bits < 1<<len(kc.atoms); bits++ {
+			if f.eval(bits) {
+				return nil, false, errors.New("an open rule the kernel checks must be for writes: AND the paths with file.write")
+			}
+		}
+		write = 1 << writeBit
+	}
 	any := false
 	for bits := uint32(0); bits < 1<<len(kc.atoms); bits++ {
-		if f.eval(bits) {
+		if f.eval(bits | write) {
 			kr.Table[bits/64] |= 1 << (bits % 64)
 			any = true
 		}
@@ -417,8 +452,11 @@ func (kc *kernelCompiler) compile(e celast.Expr) (formula, error) {
 	}
 	switch e.Kind() {
 	case celast.SelectKind:
-		if field(e) == "exec.drift" {
+		switch field(e) {
+		case "exec.drift":
 			return kc.atom(Atom{Kind: kern.AtomDrift}), nil
+		case "file.write":
+			return fAtom(writeBit), nil
 		}
 	case celast.CallKind:
 		c := e.AsCall()
@@ -505,7 +543,7 @@ func (kc *kernelCompiler) compile(e celast.Expr) (formula, error) {
 			}
 			return fOrAll(fs), nil
 		case "startsWith":
-			if c.IsMemberFunction() && field(c.Target()) == "exec.path" && len(args) == 1 && eventRef(args[0]) == "" {
+			if c.IsMemberFunction() && (field(c.Target()) == "exec.path" || field(c.Target()) == "file.path") && len(args) == 1 && eventRef(args[0]) == "" {
 				v, err := kc.rs.value(args[0], kc.ast, kc.vars)
 				if err != nil {
 					return nil, err
@@ -531,7 +569,7 @@ func (kc *kernelCompiler) compile(e celast.Expr) (formula, error) {
 			}
 		}
 	}
-	return nil, fmt.Errorf("%s: the kernel checks only exec.path (==, in, startsWith), exec.drift, exec.parent.name (==, in), connect.address (==, in, inCIDR), connect.port (==, <, <=, >, >=, in) and connect.protocol (==), joined by &&, || and !", kc.unparse(e))
+	return nil, fmt.Errorf("%s: the kernel checks only exec.path (==, in, startsWith), exec.drift, exec.parent.name (==, in), file.path (==, in, startsWith), file.write, connect.address (==, in, inCIDR), connect.port (==, <, <=, >, >=, in) and connect.protocol (==), joined by &&, || and !", kc.unparse(e))
 }
 
 func toList(v any) ([]any, bool) {
@@ -622,10 +660,10 @@ func (kc *kernelCompiler) compare(fld, op string, v any) (formula, error) {
 		return f
 	}
 	switch fld {
-	case "exec.path":
+	case "exec.path", "file.path":
 		s, ok := v.(string)
 		if !ok || (op != "_==_" && op != "_!=_") {
-			return nil, errors.New("exec.path takes == or != a string")
+			return nil, fmt.Errorf("%s takes == or != a string", fld)
 		}
 		if err := kernelPath(s); err != nil {
 			return nil, err
@@ -642,12 +680,15 @@ func (kc *kernelCompiler) compare(fld, op string, v any) (formula, error) {
 			return fConst(op == "_!=_"), nil
 		}
 		return neg(kc.atom(Atom{Kind: kern.AtomPcommEq, Len: uint32(len(s)), Data: []byte(s)})), nil
-	case "exec.drift":
+	case "exec.drift", "file.write":
 		b, ok := v.(bool)
 		if !ok || (op != "_==_" && op != "_!=_") {
-			return nil, errors.New("exec.drift takes == or != a bool")
+			return nil, fmt.Errorf("%s takes == or != a bool", fld)
 		}
-		var f formula = kc.atom(Atom{Kind: kern.AtomDrift})
+		var f formula = fAtom(writeBit)
+		if fld == "exec.drift" {
+			f = kc.atom(Atom{Kind: kern.AtomDrift})
+		}
 		if !b {
 			f = fNot{f}
 		}

@@ -84,6 +84,8 @@ type RuleSet struct {
 	programs []cel.Program
 	asts     []*cel.Ast
 	env      *cel.Env
+	// host is what the kernel offers: Plan picks the mechanisms by it.
+	host host
 }
 
 // Vars the conditions see, as CEL types (fields by their cel tags).
@@ -223,6 +225,10 @@ func inCIDR(addr, cidr ref.Val) ref.Val {
 // ErrInvalidArgument naming the rule and, for a condition, the position in
 // it.
 func ParseRules(data []byte, source string) (*RuleSet, error) {
+	return parseRules(data, source, thisHost())
+}
+
+func parseRules(data []byte, source string, h host) (*RuleSet, error) {
 	bad := func(format string, a ...any) error {
 		return fmt.Errorf("%s: %s: %w", source, fmt.Sprintf(format, a...), errdefs.ErrInvalidArgument)
 	}
@@ -280,7 +286,7 @@ func ParseRules(data []byte, source string) (*RuleSet, error) {
 			return nil, bad("webhook %q: not an http or https URL", doc.Webhook)
 		}
 	}
-	rs, err := CompileRules(rules)
+	rs, err := compileRules(rules, h)
 	if err != nil {
 		return nil, err
 	}
@@ -330,11 +336,15 @@ func checkRule(r Rule) error {
 // CompileRules type-checks the rules' conditions (already parsed, from
 // one or more sources) and checks that the host can do what each asks.
 func CompileRules(rules []Rule) (*RuleSet, error) {
+	return compileRules(rules, thisHost())
+}
+
+func compileRules(rules []Rule, h host) (*RuleSet, error) {
 	env, err := newEnv()
 	if err != nil {
 		return nil, fmt.Errorf("rules environment: %w", err)
 	}
-	rs := &RuleSet{Rules: rules, env: env}
+	rs := &RuleSet{Rules: rules, env: env, host: h}
 	for _, r := range rules {
 		where := fmt.Sprintf("%s: rule %q (line %d)", r.Source, r.Name, r.Line)
 		if err := checkRule(r); err != nil {
@@ -350,7 +360,7 @@ func CompileRules(rules []Rule) (*RuleSet, error) {
 		if err := checkVars(ast, r.Event); err != nil {
 			return nil, fmt.Errorf("%s: condition: %v: %w", where, err, errdefs.ErrInvalidArgument)
 		}
-		if err := hostCan(r); err != nil {
+		if err := h.can(r); err != nil {
 			return nil, fmt.Errorf("%s: %v: %w", where, err, errdefs.ErrNotImplemented)
 		}
 		prg, err := env.Program(ast, cel.CostLimit(100000))

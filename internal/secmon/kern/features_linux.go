@@ -14,12 +14,17 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Probe reports this kernel's features. It probes once per process (the
-// kernel does not change under it) and needs the privilege to load BPF
-// programs; without it every feature is missing, with the reason.
-var Probe = sync.OnceValue(func() Features {
-	return Features{LSM: probeLSM(), ConnectKill: probeConnectKill()}
-})
+// The probes below say why a feature is missing ("" when it is there).
+// Each probes once per process (the kernel does not change under it) and
+// needs the privilege to load BPF programs; without it the feature is
+// missing, with the reason.
+var (
+	// ProbeLSM: BPF LSM programs load and run (deny on exec and open in
+	// the kernel, for any runtime). It loads the kernel's BTF.
+	ProbeLSM = sync.OnceValue(probeLSM)
+	// ProbeConnectKill: the connect programs may call bpf_send_signal.
+	ProbeConnectKill = sync.OnceValue(probeConnectKill)
+)
 
 func probeConnectKill() string {
 	err := features.HaveProgramHelper(ebpf.CGroupSockAddr, asm.FnSendSignal)

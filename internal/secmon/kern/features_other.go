@@ -2,5 +2,8 @@
 
 package kern
 
-// Probe reports that nothing is there: BPF is Linux's.
-func Probe() Features { return Features{LSM: "not Linux", ConnectKill: "not Linux"} }
+// ProbeLSM says BPF LSM is missing: BPF is Linux's.
+func ProbeLSM() string { return "not Linux" }
+
+// ProbeConnectKill says bpf_send_signal is missing: BPF is Linux's.
+func ProbeConnectKill() string { return "not Linux" }

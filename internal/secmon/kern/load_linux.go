@@ -86,7 +86,7 @@ func loadSpec() (*ebpf.CollectionSpec, error) {
 	if err != nil {
 		return nil, err
 	}
-	if Probe().ConnectKill != "" {
+	if ProbeConnectKill() != "" {
 		for _, ps := range spec.Programs {
 			if ps.Type != ebpf.CGroupSockAddr {
 				continue
@@ -183,7 +183,7 @@ func (o *Objects) LoadLSM() error {
 	if o.lsm != nil {
 		return nil
 	}
-	if why := Probe().LSM; why != "" {
+	if why := ProbeLSM(); why != "" {
 		return errors.New(why)
 	}
 	repl := map[string]*ebpf.Map{}

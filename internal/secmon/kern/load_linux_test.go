@@ -252,10 +252,10 @@ func ownCgroupID(t *testing.T) uint64 {
 // test VM's kernel has BPF LSM) the LSM must be there.
 func TestProbe(t *testing.T) {
 	testutil.RequiresRoot(t)
-	f := Probe()
-	t.Logf("LSM: %q; connect kill: %q", f.LSM, f.ConnectKill)
-	if os.Getenv("BERTH_EXPECT_LSM") == "1" && f.LSM != "" {
-		t.Errorf("BPF LSM expected here: %s", f.LSM)
+	lsm := ProbeLSM()
+	t.Logf("LSM: %q; connect kill: %q", lsm, ProbeConnectKill())
+	if os.Getenv("BERTH_EXPECT_LSM") == "1" && lsm != "" {
+		t.Errorf("BPF LSM expected here: %s", lsm)
 	}
 }
 
@@ -268,7 +268,7 @@ func TestProbe(t *testing.T) {
 // is skipped, except under BERTH_EXPECT_LSM=1 (the test VM).
 func TestLSMDeny(t *testing.T) {
 	testutil.RequiresRoot(t)
-	if why := Probe().LSM; why != "" {
+	if why := ProbeLSM(); why != "" {
 		if os.Getenv("BERTH_EXPECT_LSM") == "1" {
 			t.Fatalf("BPF LSM expected here: %s", why)
 		}
