@@ -31,7 +31,7 @@ func berthdFiles(t *testing.T, runtime string) map[string]string {
 	}
 	files := map[string]string{"/berth/bin/crictl": crictl}
 	var build []string
-	for _, name := range []string{"berthd", "berth", "berth-monitor"} {
+	for _, name := range []string{"berthd", "berth", "berth-monitor", "berth-secmon"} {
 		p := filepath.Join(filepath.Dir(runtime), name)
 		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() {
 			files["/berth/bin/"+name] = p

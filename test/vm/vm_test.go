@@ -200,7 +200,7 @@ func TestSystemdVM(t *testing.T) {
 			cfg.Files[vmPath] = hostPath
 		}
 		cfg.Env = append(cfg.Env, "BERTH_VM_BERTHD=/berth/bin")
-		want = append(want[:len(want):len(want)], "TestSystemdBerthd", "TestSystemdBerthCLI")
+		want = append(want[:len(want):len(want)], "TestSystemdBerthd", "TestSystemdBerthCLI", "TestSystemdSecmonLSM")
 	}
 	args := []string{"-test.v", "-test.count=1", "-test.run", "^TestSystemd"}
 	if run := os.Getenv("BERTH_VM_RUN"); run != "" {

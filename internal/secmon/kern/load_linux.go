@@ -45,9 +45,30 @@ type basePrograms struct {
 
 // lsmPrograms are the deny programs of kernels with BPF LSM.
 type lsmPrograms struct {
-	BerthExecCheck *ebpf.Program `ebpf:"berth_exec_check"`
-	BerthFileOpen  *ebpf.Program `ebpf:"berth_file_open"`
+	BerthExecCheck    *ebpf.Program `ebpf:"berth_exec_check"`
+	BerthFileOpen     *ebpf.Program `ebpf:"berth_file_open"`
+	BerthPathMknod    *ebpf.Program `ebpf:"berth_path_mknod"`
+	BerthPathMkdir    *ebpf.Program `ebpf:"berth_path_mkdir"`
+	BerthPathUnlink   *ebpf.Program `ebpf:"berth_path_unlink"`
+	BerthPathRmdir    *ebpf.Program `ebpf:"berth_path_rmdir"`
+	BerthPathSymlink  *ebpf.Program `ebpf:"berth_path_symlink"`
+	BerthPathLink     *ebpf.Program `ebpf:"berth_path_link"`
+	BerthPathRename   *ebpf.Program `ebpf:"berth_path_rename"`
+	BerthPathTruncate *ebpf.Program `ebpf:"berth_path_truncate"`
 }
+
+// pins names each LSM program's link pin.
+func (p *lsmPrograms) pins() map[string]*ebpf.Program {
+	return map[string]*ebpf.Program{
+		"lsm_exec": p.BerthExecCheck, "lsm_open": p.BerthFileOpen, "lsm_mknod": p.BerthPathMknod, "lsm_mkdir": p.BerthPathMkdir,
+		"lsm_unlink": p.BerthPathUnlink, "lsm_rmdir": p.BerthPathRmdir, "lsm_symlink": p.BerthPathSymlink, "lsm_link": p.BerthPathLink,
+		"lsm_rename": p.BerthPathRename, "lsm_truncate": p.BerthPathTruncate,
+	}
+}
+
+// lsmPins are the LSM programs' link pins (DetachLSM removes them even
+// when this agent has not loaded the programs).
+var lsmPins = []string{"lsm_exec", "lsm_open", "lsm_mknod", "lsm_mkdir", "lsm_unlink", "lsm_rmdir", "lsm_symlink", "lsm_link", "lsm_rename", "lsm_truncate"}
 
 // loaded is what Load assigns from the collection.
 type loaded struct {
@@ -59,7 +80,9 @@ type loaded struct {
 func (o *Objects) Close() error {
 	var errs []error
 	if o.lsm != nil {
-		errs = append(errs, closeAll(o.lsm.BerthExecCheck, o.lsm.BerthFileOpen))
+		for _, p := range o.lsm.pins() {
+			errs = append(errs, closeAll(p))
+		}
 	}
 	b := &o.basePrograms
 	errs = append(errs, closeAll(b.BerthAccept, b.BerthConnect4, b.BerthConnect6, b.BerthExec, b.BerthExit, b.BerthIngress,
@@ -222,14 +245,13 @@ func (o *Objects) AttachLSM() error {
 	if err := o.LoadLSM(); err != nil {
 		return err
 	}
-	for _, x := range []struct {
-		pin  string
-		prog *ebpf.Program
-	}{{"lsm_exec", o.lsm.BerthExecCheck}, {"lsm_open", o.lsm.BerthFileOpen}} {
-		err := attachPinned(o.linkPath(x.pin), x.prog, func() (link.Link, error) {
-			l, err := link.AttachLSM(link.LSMOptions{Program: x.prog})
+	progs := o.lsm.pins()
+	for _, pin := range lsmPins {
+		prog := progs[pin]
+		err := attachPinned(o.linkPath(pin), prog, func() (link.Link, error) {
+			l, err := link.AttachLSM(link.LSMOptions{Program: prog})
 			if err != nil {
-				return nil, fmt.Errorf("attach the %s LSM program: %w", x.pin, err)
+				return nil, fmt.Errorf("attach the %s LSM program: %w", pin, err)
 			}
 			return l, nil
 		})
@@ -242,7 +264,11 @@ func (o *Objects) AttachLSM() error {
 
 // DetachLSM removes the BPF LSM programs' links.
 func (o *Objects) DetachLSM() error {
-	return errors.Join(o.detach("lsm_exec"), o.detach("lsm_open"))
+	var errs []error
+	for _, pin := range lsmPins {
+		errs = append(errs, o.detach(pin))
+	}
+	return errors.Join(errs...)
 }
 
 func (o *Objects) linkPath(name string) string { return filepath.Join(o.dir, "links", name) }

@@ -300,6 +300,9 @@ func TestLSMDeny(t *testing.T) {
 	if err := os.WriteFile(existing, []byte("root\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.WriteFile(filepath.Join(base, "ok"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	self, err := os.ReadFile("/proc/self/exe")
 	if err != nil {
 		t.Fatal(err)
@@ -348,19 +351,38 @@ func TestLSMDeny(t *testing.T) {
 	if _, err := os.Create(filepath.Join(etc, "shadow")); !errors.Is(err, unix.EACCES) {
 		t.Errorf("create under the denied prefix: %v, want EACCES", err)
 	}
-	if _, err := os.Stat(filepath.Join(etc, "shadow")); err == nil {
-		// The hook runs after the file is made (O_CREAT): the open
-		// fails, the empty file stays, as with other LSMs.
-		t.Log("the denied create left an empty file (file_open runs after the create)")
+	if _, err := os.Lstat(filepath.Join(etc, "shadow")); err == nil {
+		t.Error("the denied create left a file")
+	}
+	// The other changes of a directory's entries under the prefix.
+	for what, err := range map[string]error{
+		"mkdir":          os.Mkdir(filepath.Join(etc, "d"), 0o755),
+		"mknod":          unix.Mknod(filepath.Join(etc, "fifo"), unix.S_IFIFO|0o600, 0),
+		"unlink":         os.Remove(existing),
+		"rename out":     os.Rename(existing, filepath.Join(base, "moved")),
+		"rename in":      os.Rename(filepath.Join(base, "ok"), filepath.Join(etc, "ok")),
+		"symlink":        os.Symlink("/x", filepath.Join(etc, "link")),
+		"hard link":      os.Link(filepath.Join(base, "ok"), filepath.Join(etc, "hard")),
+		"truncate(path)": os.Truncate(existing, 0),
+	} {
+		if !errors.Is(err, unix.EACCES) {
+			t.Errorf("%s under the denied prefix: %v, want EACCES", what, err)
+		}
+	}
+	for what, err := range map[string]error{
+		"mkdir":  os.Mkdir(filepath.Join(base, "d"), 0o755),
+		"rename": os.Rename(filepath.Join(base, "ok"), filepath.Join(base, "ok2")),
+		"unlink": os.Remove(filepath.Join(base, "ok2")),
+	} {
+		if err != nil {
+			t.Errorf("%s elsewhere: %v", what, err)
+		}
 	}
 	if _, err := os.OpenFile(existing, os.O_WRONLY|os.O_TRUNC, 0); !errors.Is(err, unix.EACCES) {
 		t.Errorf("open for writing under the denied prefix: %v, want EACCES", err)
 	}
 	if b, err := os.ReadFile(existing); err != nil || string(b) != "root\n" {
 		t.Errorf("read under the denied prefix: %q, %v (want the file unchanged and readable)", b, err)
-	}
-	if err := os.WriteFile(filepath.Join(base, "ok"), []byte("x"), 0o644); err != nil {
-		t.Errorf("write elsewhere: %v", err)
 	}
 	run := func(p string) error {
 		return exec.Command(p, "-test.run=^$").Run()

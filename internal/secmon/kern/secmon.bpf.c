@@ -201,14 +201,19 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } open_policy SEC(".maps");
 
-// pathbuf holds a path as bpf_d_path builds it: a whole PATH_MAX, so a
-// long path is read (and its start judged) rather than refused.
+// pathbuf holds a path as bpf_d_path or path_name builds it: a whole
+// PATH_MAX, so a long path is read (and its start judged) rather than
+// refused, and room to copy a name at any offset below PATH_MAX.
 #define PATH_MAX 4096
+#define NAME_MAX 255
+struct pathbuf {
+	char b[PATH_MAX + NAME_MAX + 1];
+};
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, char[PATH_MAX]);
+	__type(value, struct pathbuf);
 } pathbuf SEC(".maps");
 
 // lsm_probe is the probe's state (not pinned: one per probing process):
@@ -248,8 +253,22 @@ struct super_block {
 struct inode {
 	struct super_block *i_sb;
 } __attribute__((preserve_access_index));
-struct dentry;
-struct vfsmount;
+struct qstr {
+	__u32 len;
+	const unsigned char *name;
+} __attribute__((preserve_access_index));
+struct dentry {
+	struct dentry *d_parent;
+	struct qstr d_name;
+} __attribute__((preserve_access_index));
+struct vfsmount {
+	struct dentry *mnt_root;
+} __attribute__((preserve_access_index));
+struct mount {
+	struct mount *mnt_parent;
+	struct dentry *mnt_mountpoint;
+	struct vfsmount mnt;
+} __attribute__((preserve_access_index));
 struct path {
 	struct vfsmount *mnt;
 	struct dentry *dentry;
@@ -314,7 +333,11 @@ struct signal_struct {
 	int group_exit_code;
 	unsigned int flags;
 } __attribute__((preserve_access_index));
+struct fs_struct {
+	struct path root;
+} __attribute__((preserve_access_index));
 struct task_struct {
+	struct fs_struct *fs;
 	int tgid;
 	int exit_code;
 	char comm[16];
@@ -954,15 +977,15 @@ int BPF_PROG(berth_file_open, struct file *file, int ret)
 	if (!p)
 		return 0;
 	__u32 k = 0;
-	char *buf = bpf_map_lookup_elem(&pathbuf, &k);
+	struct pathbuf *buf = bpf_map_lookup_elem(&pathbuf, &k);
 	struct event *ev = task_event(KIND_OPEN, cgid);
 	if (!buf || !ev)
 		return -EACCES; // cannot happen (per-CPU slots); fail closed
 	// A path the kernel cannot name (longer than PATH_MAX) cannot be
 	// judged: refused, as the rules might deny it.
-	if (bpf_d_path(&file->f_path, buf, PATH_MAX) < 0)
+	if (bpf_d_path(&file->f_path, buf->b, PATH_MAX) < 0)
 		return -EACCES;
-	bpf_probe_read_kernel_str(ev->path, sizeof(ev->path), buf);
+	bpf_probe_read_kernel_str(ev->path, sizeof(ev->path), buf->b);
 	if (lsm_deny(p, ev) < 0)
 		return 0;
 	if (bpf_ringbuf_output(&events, ev, sizeof(*ev), 0))
@@ -986,4 +1009,183 @@ int BPF_PROG(berth_lsm_probe, struct file *file, int ret)
 			__sync_fetch_and_add(hits, 1);
 	}
 	return ret;
+}
+
+// The path hooks below refuse the changes to a directory's entries that
+// an open for writing does not cover (a file made by open(O_CREAT) or
+// mknod, a directory made or removed, an entry removed, renamed or
+// linked, a truncate), under the open deny rules: the same rules as
+// file_open, judged on the path of the entry made, removed or changed.
+// Their hooks give no whole path, and bpf_d_path is not allowed there:
+// path_name builds it.
+#define MAX_DEPTH 48
+
+// path_name writes the path of the entry named leaf (leaflen bytes) in
+// directory dentry dv on mount mv (or of dv itself, leaf 0), as the
+// current task sees it (up to its root), into pb from the end (below
+// PATH_MAX) and returns where it starts, or -1 when it is deeper than
+// MAX_DEPTH or a name is too long (not judged: refused). A global
+// function: the verifier checks its loop once. The kernel pointers come
+// as numbers (a global function takes no kernel pointers) and are read
+// through bpf_probe_read_kernel.
+__attribute__((noinline)) int path_name(__u64 dv, __u64 mv, __u64 leaf, __u32 leaflen, struct pathbuf *pb)
+{
+	struct dentry *d = (struct dentry *)dv;
+	struct vfsmount *m = (struct vfsmount *)mv;
+	if (!d || !m || !pb)
+		return -1;
+	char *buf = pb->b;
+	struct task_struct *t = (struct task_struct *)bpf_get_current_task();
+	struct dentry *root_d = BPF_CORE_READ(t, fs, root.dentry);
+	struct vfsmount *root_m = BPF_CORE_READ(t, fs, root.mnt);
+	struct mount *mnt = (void *)m - bpf_core_field_offset(struct mount, mnt);
+	__u32 pos = PATH_MAX - 1;
+	buf[PATH_MAX - 1] = 0;
+	if (leaf) {
+		if (leaflen > NAME_MAX)
+			return -1;
+		pos -= leaflen + 1;
+		barrier_var(pos);
+		pos &= PATH_MAX - 1;
+		buf[pos] = '/';
+		// The masks are for the verifier; the barriers keep clang from
+		// dropping masks it can prove change nothing.
+		barrier_var(leaflen);
+		if (bpf_probe_read_kernel(&buf[(pos + 1) & (PATH_MAX - 1)], leaflen & NAME_MAX, (void *)leaf))
+			return -1;
+	}
+	for (int i = 0; i < MAX_DEPTH; i++) {
+		if (d == root_d && m == root_m)
+			goto done;
+		struct dentry *parent = BPF_CORE_READ(d, d_parent);
+		if (d == BPF_CORE_READ(m, mnt_root) || d == parent) {
+			// The top of a mount: on to where it is mounted.
+			struct mount *up = BPF_CORE_READ(mnt, mnt_parent);
+			if (up == mnt)
+				goto done; // the top of the tree (outside the root)
+			d = BPF_CORE_READ(mnt, mnt_mountpoint);
+			mnt = up;
+			m = (void *)up + bpf_core_field_offset(struct mount, mnt);
+			continue;
+		}
+		__u32 len = BPF_CORE_READ(d, d_name.len);
+		const unsigned char *name = BPF_CORE_READ(d, d_name.name);
+		if (len > NAME_MAX || len + 1 > pos)
+			return -1;
+		pos -= len + 1;
+		barrier_var(pos);
+		pos &= PATH_MAX - 1;
+		buf[pos] = '/';
+		barrier_var(len);
+		if (bpf_probe_read_kernel(&buf[(pos + 1) & (PATH_MAX - 1)], len & NAME_MAX, name))
+			return -1;
+		d = parent;
+	}
+	return -1;
+done:
+	if (pos == PATH_MAX - 1) {
+		pos = PATH_MAX - 2;
+		buf[pos] = '/';
+	}
+	return pos;
+}
+
+// path_deny judges a change to the entry leaf in directory dir, or to
+// the file at dir itself when leaf is 0, under the open deny rules of the
+// current task's container: 0 to let it happen, or -EACCES.
+static __always_inline int path_deny(const struct path *dir, struct dentry *leaf)
+{
+	__u64 cgid;
+	struct policy *p = container_lookup(&open_policy, &cgid);
+	if (!p)
+		return 0;
+	__u32 k = 0;
+	struct pathbuf *buf = bpf_map_lookup_elem(&pathbuf, &k);
+	struct event *ev = task_event(KIND_OPEN, cgid);
+	if (!buf || !ev)
+		return -EACCES; // cannot happen (per-CPU slots); fail closed
+	__u64 name = 0;
+	__u32 len = 0;
+	if (leaf) {
+		name = (__u64)BPF_CORE_READ(leaf, d_name.name);
+		len = BPF_CORE_READ(leaf, d_name.len);
+	}
+	int pos = path_name((__u64)BPF_CORE_READ(dir, dentry), (__u64)BPF_CORE_READ(dir, mnt), name, len, buf);
+	if (pos < 0)
+		return -EACCES;
+	bpf_probe_read_kernel_str(ev->path, sizeof(ev->path), &buf->b[pos & (PATH_MAX - 1)]);
+	if (lsm_deny(p, ev) < 0)
+		return 0;
+	if (bpf_ringbuf_output(&events, ev, sizeof(*ev), 0))
+		count_lost();
+	return -EACCES;
+}
+
+SEC("lsm/path_mknod")
+int BPF_PROG(berth_path_mknod, const struct path *dir, struct dentry *dentry, unsigned short mode, unsigned int dev, int ret)
+{
+	if (ret)
+		return ret;
+	return path_deny(dir, dentry);
+}
+
+SEC("lsm/path_mkdir")
+int BPF_PROG(berth_path_mkdir, const struct path *dir, struct dentry *dentry, unsigned short mode, int ret)
+{
+	if (ret)
+		return ret;
+	return path_deny(dir, dentry);
+}
+
+SEC("lsm/path_unlink")
+int BPF_PROG(berth_path_unlink, const struct path *dir, struct dentry *dentry, int ret)
+{
+	if (ret)
+		return ret;
+	return path_deny(dir, dentry);
+}
+
+SEC("lsm/path_rmdir")
+int BPF_PROG(berth_path_rmdir, const struct path *dir, struct dentry *dentry, int ret)
+{
+	if (ret)
+		return ret;
+	return path_deny(dir, dentry);
+}
+
+SEC("lsm/path_symlink")
+int BPF_PROG(berth_path_symlink, const struct path *dir, struct dentry *dentry, const char *old_name, int ret)
+{
+	if (ret)
+		return ret;
+	return path_deny(dir, dentry);
+}
+
+SEC("lsm/path_link")
+int BPF_PROG(berth_path_link, struct dentry *old_dentry, const struct path *new_dir, struct dentry *new_dentry, int ret)
+{
+	if (ret)
+		return ret;
+	return path_deny(new_dir, new_dentry);
+}
+
+// A rename changes both entries: either under a denied path refuses it.
+SEC("lsm/path_rename")
+int BPF_PROG(berth_path_rename, const struct path *old_dir, struct dentry *old_dentry, const struct path *new_dir,
+	     struct dentry *new_dentry, unsigned int flags, int ret)
+{
+	if (ret)
+		return ret;
+	int r = path_deny(old_dir, old_dentry);
+	if (r)
+		return r;
+	return path_deny(new_dir, new_dentry);
+}
+
+SEC("lsm/path_truncate")
+int BPF_PROG(berth_path_truncate, const struct path *path, int ret)
+{
+	if (ret)
+		return ret;
+	return path_deny(path, 0);
 }

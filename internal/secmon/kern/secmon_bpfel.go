@@ -59,6 +59,11 @@ type SecmonKrule struct {
 	Atoms  [8]SecmonAtom
 }
 
+type SecmonPathbuf struct {
+	_ structs.HostLayout
+	B [4352]int8
+}
+
 type SecmonPolicy struct {
 	_      structs.HostLayout
 	Nrules uint32
@@ -81,30 +86,38 @@ type SecmonSysPolicy struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	SecmonMapAcceptPolicy    = "accept_policy"
-	SecmonMapAcceptWatch     = "accept_watch"
-	SecmonMapConnectPolicy   = "connect_policy"
-	SecmonMapEvents          = "events"
-	SecmonMapExecPolicy      = "exec_policy"
-	SecmonMapExitPolicy      = "exit_policy"
-	SecmonMapLost            = "lost"
-	SecmonMapLsmProbe        = "lsm_probe"
-	SecmonMapOpenPolicy      = "open_policy"
-	SecmonMapPathbuf         = "pathbuf"
-	SecmonMapScratch         = "scratch"
-	SecmonMapSysPolicies     = "sys_policies"
-	SecmonProgBerthAccept    = "berth_accept"
-	SecmonProgBerthConnect4  = "berth_connect4"
-	SecmonProgBerthConnect6  = "berth_connect6"
-	SecmonProgBerthExec      = "berth_exec"
-	SecmonProgBerthExecCheck = "berth_exec_check"
-	SecmonProgBerthExit      = "berth_exit"
-	SecmonProgBerthFileOpen  = "berth_file_open"
-	SecmonProgBerthIngress   = "berth_ingress"
-	SecmonProgBerthLsmProbe  = "berth_lsm_probe"
-	SecmonProgBerthSendmsg4  = "berth_sendmsg4"
-	SecmonProgBerthSendmsg6  = "berth_sendmsg6"
-	SecmonProgBerthSysEnter  = "berth_sys_enter"
+	SecmonMapAcceptPolicy       = "accept_policy"
+	SecmonMapAcceptWatch        = "accept_watch"
+	SecmonMapConnectPolicy      = "connect_policy"
+	SecmonMapEvents             = "events"
+	SecmonMapExecPolicy         = "exec_policy"
+	SecmonMapExitPolicy         = "exit_policy"
+	SecmonMapLost               = "lost"
+	SecmonMapLsmProbe           = "lsm_probe"
+	SecmonMapOpenPolicy         = "open_policy"
+	SecmonMapPathbuf            = "pathbuf"
+	SecmonMapScratch            = "scratch"
+	SecmonMapSysPolicies        = "sys_policies"
+	SecmonProgBerthAccept       = "berth_accept"
+	SecmonProgBerthConnect4     = "berth_connect4"
+	SecmonProgBerthConnect6     = "berth_connect6"
+	SecmonProgBerthExec         = "berth_exec"
+	SecmonProgBerthExecCheck    = "berth_exec_check"
+	SecmonProgBerthExit         = "berth_exit"
+	SecmonProgBerthFileOpen     = "berth_file_open"
+	SecmonProgBerthIngress      = "berth_ingress"
+	SecmonProgBerthLsmProbe     = "berth_lsm_probe"
+	SecmonProgBerthPathLink     = "berth_path_link"
+	SecmonProgBerthPathMkdir    = "berth_path_mkdir"
+	SecmonProgBerthPathMknod    = "berth_path_mknod"
+	SecmonProgBerthPathRename   = "berth_path_rename"
+	SecmonProgBerthPathRmdir    = "berth_path_rmdir"
+	SecmonProgBerthPathSymlink  = "berth_path_symlink"
+	SecmonProgBerthPathTruncate = "berth_path_truncate"
+	SecmonProgBerthPathUnlink   = "berth_path_unlink"
+	SecmonProgBerthSendmsg4     = "berth_sendmsg4"
+	SecmonProgBerthSendmsg6     = "berth_sendmsg6"
+	SecmonProgBerthSysEnter     = "berth_sys_enter"
 )
 
 // LoadSecmon returns the embedded CollectionSpec for Secmon.
@@ -149,18 +162,26 @@ type SecmonSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type SecmonProgramSpecs struct {
-	BerthAccept    *ebpf.ProgramSpec `ebpf:"berth_accept"`
-	BerthConnect4  *ebpf.ProgramSpec `ebpf:"berth_connect4"`
-	BerthConnect6  *ebpf.ProgramSpec `ebpf:"berth_connect6"`
-	BerthExec      *ebpf.ProgramSpec `ebpf:"berth_exec"`
-	BerthExecCheck *ebpf.ProgramSpec `ebpf:"berth_exec_check"`
-	BerthExit      *ebpf.ProgramSpec `ebpf:"berth_exit"`
-	BerthFileOpen  *ebpf.ProgramSpec `ebpf:"berth_file_open"`
-	BerthIngress   *ebpf.ProgramSpec `ebpf:"berth_ingress"`
-	BerthLsmProbe  *ebpf.ProgramSpec `ebpf:"berth_lsm_probe"`
-	BerthSendmsg4  *ebpf.ProgramSpec `ebpf:"berth_sendmsg4"`
-	BerthSendmsg6  *ebpf.ProgramSpec `ebpf:"berth_sendmsg6"`
-	BerthSysEnter  *ebpf.ProgramSpec `ebpf:"berth_sys_enter"`
+	BerthAccept       *ebpf.ProgramSpec `ebpf:"berth_accept"`
+	BerthConnect4     *ebpf.ProgramSpec `ebpf:"berth_connect4"`
+	BerthConnect6     *ebpf.ProgramSpec `ebpf:"berth_connect6"`
+	BerthExec         *ebpf.ProgramSpec `ebpf:"berth_exec"`
+	BerthExecCheck    *ebpf.ProgramSpec `ebpf:"berth_exec_check"`
+	BerthExit         *ebpf.ProgramSpec `ebpf:"berth_exit"`
+	BerthFileOpen     *ebpf.ProgramSpec `ebpf:"berth_file_open"`
+	BerthIngress      *ebpf.ProgramSpec `ebpf:"berth_ingress"`
+	BerthLsmProbe     *ebpf.ProgramSpec `ebpf:"berth_lsm_probe"`
+	BerthPathLink     *ebpf.ProgramSpec `ebpf:"berth_path_link"`
+	BerthPathMkdir    *ebpf.ProgramSpec `ebpf:"berth_path_mkdir"`
+	BerthPathMknod    *ebpf.ProgramSpec `ebpf:"berth_path_mknod"`
+	BerthPathRename   *ebpf.ProgramSpec `ebpf:"berth_path_rename"`
+	BerthPathRmdir    *ebpf.ProgramSpec `ebpf:"berth_path_rmdir"`
+	BerthPathSymlink  *ebpf.ProgramSpec `ebpf:"berth_path_symlink"`
+	BerthPathTruncate *ebpf.ProgramSpec `ebpf:"berth_path_truncate"`
+	BerthPathUnlink   *ebpf.ProgramSpec `ebpf:"berth_path_unlink"`
+	BerthSendmsg4     *ebpf.ProgramSpec `ebpf:"berth_sendmsg4"`
+	BerthSendmsg6     *ebpf.ProgramSpec `ebpf:"berth_sendmsg6"`
+	BerthSysEnter     *ebpf.ProgramSpec `ebpf:"berth_sys_enter"`
 }
 
 // SecmonMapSpecs contains maps before they are loaded into the kernel.
@@ -248,18 +269,26 @@ type SecmonVariables struct {
 //
 // It can be passed to LoadSecmonObjects or ebpf.CollectionSpec.LoadAndAssign.
 type SecmonPrograms struct {
-	BerthAccept    *ebpf.Program `ebpf:"berth_accept"`
-	BerthConnect4  *ebpf.Program `ebpf:"berth_connect4"`
-	BerthConnect6  *ebpf.Program `ebpf:"berth_connect6"`
-	BerthExec      *ebpf.Program `ebpf:"berth_exec"`
-	BerthExecCheck *ebpf.Program `ebpf:"berth_exec_check"`
-	BerthExit      *ebpf.Program `ebpf:"berth_exit"`
-	BerthFileOpen  *ebpf.Program `ebpf:"berth_file_open"`
-	BerthIngress   *ebpf.Program `ebpf:"berth_ingress"`
-	BerthLsmProbe  *ebpf.Program `ebpf:"berth_lsm_probe"`
-	BerthSendmsg4  *ebpf.Program `ebpf:"berth_sendmsg4"`
-	BerthSendmsg6  *ebpf.Program `ebpf:"berth_sendmsg6"`
-	BerthSysEnter  *ebpf.Program `ebpf:"berth_sys_enter"`
+	BerthAccept       *ebpf.Program `ebpf:"berth_accept"`
+	BerthConnect4     *ebpf.Program `ebpf:"berth_connect4"`
+	BerthConnect6     *ebpf.Program `ebpf:"berth_connect6"`
+	BerthExec         *ebpf.Program `ebpf:"berth_exec"`
+	BerthExecCheck    *ebpf.Program `ebpf:"berth_exec_check"`
+	BerthExit         *ebpf.Program `ebpf:"berth_exit"`
+	BerthFileOpen     *ebpf.Program `ebpf:"berth_file_open"`
+	BerthIngress      *ebpf.Program `ebpf:"berth_ingress"`
+	BerthLsmProbe     *ebpf.Program `ebpf:"berth_lsm_probe"`
+	BerthPathLink     *ebpf.Program `ebpf:"berth_path_link"`
+	BerthPathMkdir    *ebpf.Program `ebpf:"berth_path_mkdir"`
+	BerthPathMknod    *ebpf.Program `ebpf:"berth_path_mknod"`
+	BerthPathRename   *ebpf.Program `ebpf:"berth_path_rename"`
+	BerthPathRmdir    *ebpf.Program `ebpf:"berth_path_rmdir"`
+	BerthPathSymlink  *ebpf.Program `ebpf:"berth_path_symlink"`
+	BerthPathTruncate *ebpf.Program `ebpf:"berth_path_truncate"`
+	BerthPathUnlink   *ebpf.Program `ebpf:"berth_path_unlink"`
+	BerthSendmsg4     *ebpf.Program `ebpf:"berth_sendmsg4"`
+	BerthSendmsg6     *ebpf.Program `ebpf:"berth_sendmsg6"`
+	BerthSysEnter     *ebpf.Program `ebpf:"berth_sys_enter"`
 }
 
 func (p *SecmonPrograms) Close() error {
@@ -273,6 +302,14 @@ func (p *SecmonPrograms) Close() error {
 		p.BerthFileOpen,
 		p.BerthIngress,
 		p.BerthLsmProbe,
+		p.BerthPathLink,
+		p.BerthPathMkdir,
+		p.BerthPathMknod,
+		p.BerthPathRename,
+		p.BerthPathRmdir,
+		p.BerthPathSymlink,
+		p.BerthPathTruncate,
+		p.BerthPathUnlink,
 		p.BerthSendmsg4,
 		p.BerthSendmsg6,
 		p.BerthSysEnter,
