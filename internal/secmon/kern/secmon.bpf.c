@@ -472,8 +472,11 @@ __attribute__((noinline)) int decide(const struct policy *p, const struct event 
 		for (__u32 i = 0; i < MAX_ATOMS; i++) {
 			if (i >= k->natoms)
 				break;
-			if (atom_true(&k->atoms[i], ev))
-				mask |= 1u << i;
+			// Branch-free: a branch here would give the verifier
+			// one state per combination of atoms (2^MAX_ATOMS per
+			// rule), and every program that decides pays that at
+			// load.
+			mask |= ((__u32)atom_true(&k->atoms[i], ev) & 1) << i;
 		}
 		mask &= (1 << MAX_ATOMS) - 1;
 		if ((k->table[mask >> 6] >> (mask & 63)) & 1)
