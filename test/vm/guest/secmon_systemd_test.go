@@ -18,8 +18,9 @@ import (
 // default LSMs) and whose connect programs cannot signal: exec and open
 // denies are carried out by the BPF LSM programs, under berth-runtime
 // and under runc (which applies no Landlock); a shell and a drifted
-// binary fail to run, a write under /etc fails while /tmp and reading
-// /etc work, each denial is an alert; a connect kill rule is refused
+// binary fail to run, a write, a create (which leaves no file), a mkdir
+// and a remove under /etc fail while /tmp and reading /etc work, each
+// denial is an alert; a connect kill rule is refused
 // with the kernel's reason; the agent's pins are gone with the last
 // container. BERTH_VM_BERTHD names the directory holding berth,
 // berth-monitor, berth-runtime and berth-secmon.
@@ -95,6 +96,10 @@ func TestSystemdSecmonLSM(t *testing.T) {
 			check("copy busybox to /tmp", true, "", "/bin/busybox", "cp", "/bin/busybox", "/tmp/busybox")
 			check("the drifted copy", false, "ermission denied", "/tmp/busybox", "echo", "DRIFTED")
 			check("a write under /etc", false, "ermission denied", "/bin/busybox", "dd", "if=/dev/zero", "of=/etc/passwd", "count=1")
+			check("a file made under /etc", false, "ermission denied", "/bin/busybox", "touch", "/etc/new")
+			check("the denied file", false, "No such file", "/bin/busybox", "ls", "/etc/new")
+			check("a directory made under /etc", false, "ermission denied", "/bin/busybox", "mkdir", "/etc/d")
+			check("a file removed under /etc", false, "ermission denied", "/bin/busybox", "rm", "/etc/passwd")
 			check("a write under /tmp", true, "", "/bin/busybox", "dd", "if=/dev/zero", "of=/tmp/x", "count=1")
 			check("reading /etc", true, "root", "/bin/busybox", "cat", "/etc/passwd")
 			for _, rule := range []string{"no-shell", "no-drift", "no-etc"} {
