@@ -363,6 +363,7 @@ func TestLSMDeny(t *testing.T) {
 		"rename in":      os.Rename(filepath.Join(base, "ok"), filepath.Join(etc, "ok")),
 		"symlink":        os.Symlink("/x", filepath.Join(etc, "link")),
 		"hard link":      os.Link(filepath.Join(base, "ok"), filepath.Join(etc, "hard")),
+		"hard link out":  os.Link(existing, filepath.Join(base, "passwd")),
 		"truncate(path)": os.Truncate(existing, 0),
 	} {
 		if !errors.Is(err, unix.EACCES) {

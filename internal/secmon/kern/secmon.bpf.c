@@ -1093,10 +1093,10 @@ done:
 	return pos;
 }
 
-// path_deny judges a change to the entry leaf in directory dir, or to
-// the file at dir itself when leaf is 0, under the open deny rules of the
-// current task's container: 0 to let it happen, or -EACCES.
-static __always_inline int path_deny(const struct path *dir, struct dentry *leaf)
+// path_deny_at judges a change to the entry leaf in directory dentry
+// dirv on mount mv, or to dirv itself when leaf is 0, under the open deny
+// rules of the current task's container: 0 to let it happen, or -EACCES.
+static __always_inline int path_deny_at(__u64 dirv, __u64 mv, struct dentry *leaf)
 {
 	__u64 cgid;
 	struct policy *p = container_lookup(&open_policy, &cgid);
@@ -1113,7 +1113,7 @@ static __always_inline int path_deny(const struct path *dir, struct dentry *leaf
 		name = (__u64)BPF_CORE_READ(leaf, d_name.name);
 		len = BPF_CORE_READ(leaf, d_name.len);
 	}
-	int pos = path_name((__u64)BPF_CORE_READ(dir, dentry), (__u64)BPF_CORE_READ(dir, mnt), name, len, buf);
+	int pos = path_name(dirv, mv, name, len, buf);
 	if (pos < 0)
 		return -EACCES;
 	bpf_probe_read_kernel_str(ev->path, sizeof(ev->path), &buf->b[pos & (PATH_MAX - 1)]);
@@ -1122,6 +1122,12 @@ static __always_inline int path_deny(const struct path *dir, struct dentry *leaf
 	if (bpf_ringbuf_output(&events, ev, sizeof(*ev), 0))
 		count_lost();
 	return -EACCES;
+}
+
+// path_deny is path_deny_at for an entry of the directory at dir.
+static __always_inline int path_deny(const struct path *dir, struct dentry *leaf)
+{
+	return path_deny_at((__u64)BPF_CORE_READ(dir, dentry), (__u64)BPF_CORE_READ(dir, mnt), leaf);
 }
 
 SEC("lsm/path_mknod")
@@ -1164,11 +1170,17 @@ int BPF_PROG(berth_path_symlink, const struct path *dir, struct dentry *dentry, 
 	return path_deny(dir, dentry);
 }
 
+// A hard link judges both names: a new name outside a denied path for a
+// file under it would let writes through the new name. Both are on
+// new_dir's mount (a link across mounts fails with EXDEV first).
 SEC("lsm/path_link")
 int BPF_PROG(berth_path_link, struct dentry *old_dentry, const struct path *new_dir, struct dentry *new_dentry, int ret)
 {
 	if (ret)
 		return ret;
+	int r = path_deny_at((__u64)BPF_CORE_READ(old_dentry, d_parent), (__u64)BPF_CORE_READ(new_dir, mnt), old_dentry);
+	if (r)
+		return r;
 	return path_deny(new_dir, new_dentry);
 }
 
