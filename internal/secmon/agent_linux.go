@@ -236,7 +236,7 @@ func (a *agent) restore() {
 			err = json.Unmarshal(b, &reg)
 		}
 		if err == nil {
-			err = a.add(&reg, false)
+			_, err = a.add(&reg, false)
 		}
 		if err != nil {
 			a.o.Log.Warn("secmon agent: dropping a registration", "file", p, "err", err)
@@ -255,21 +255,32 @@ func (a *agent) restore() {
 }
 
 // add compiles a container's rules and puts them in the kernel.
-func (a *agent) add(reg *Registration, persist bool) error {
+// add takes a container's registration: it compiles the rules and puts
+// the plan into the kernel. It says whether the BPF LSM programs carry
+// out some of them.
+func (a *agent) add(reg *Registration, persist bool) (bool, error) {
 	if reg.Container.ID == "" || strings.ContainsAny(reg.Container.ID, "/.") || reg.CgroupID == 0 || reg.CgroupDir == "" {
-		return errors.New("registration without a container id or cgroup")
+		return false, errors.New("registration without a container id or cgroup")
 	}
 	if !cgroupAlive(reg.CgroupDir, reg.CgroupID) {
-		return fmt.Errorf("cgroup %s (id %d) does not exist", reg.CgroupDir, reg.CgroupID)
+		return false, fmt.Errorf("cgroup %s (id %d) does not exist", reg.CgroupDir, reg.CgroupID)
 	}
 	rs, err := CompileRules(reg.Rules)
 	if err != nil {
-		return err
+		return false, err
 	}
 	plan, err := rs.Plan(reg.Container)
 	if err != nil {
-		return err
+		return false, err
 	}
+	if reg.LSM && !plan.NeedsLSM() {
+		return false, fmt.Errorf("the engine left exec and open denies to BPF LSM programs, which this agent does not use here (%s)", kern.ProbeLSM())
+	}
+	return plan.NeedsLSM(), a.install(reg, persist, rs, plan)
+}
+
+// install puts a container's plan into the kernel.
+func (a *agent) install(reg *Registration, persist bool, rs *RuleSet, plan *Plan) error {
 	r := &agentReg{Registration: *reg, rs: rs}
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -569,8 +580,10 @@ func (a *agent) handle(c net.Conn) {
 	case "add":
 		if req.Reg == nil {
 			resp.Error = "add: no registration"
-		} else if err := a.add(req.Reg, true); err != nil {
+		} else if lsm, err := a.add(req.Reg, true); err != nil {
 			resp.Error = err.Error()
+		} else {
+			resp.LSM = lsm
 		}
 	case "remove":
 		a.remove(req.ID)

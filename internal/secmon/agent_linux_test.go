@@ -139,3 +139,24 @@ func TestFreezeAndKill(t *testing.T) {
 		t.Errorf("cgroup.freeze is %q after the kill, want 0", b)
 	}
 }
+
+// An engine that left exec and open denies to BPF LSM programs (reg.LSM)
+// must not find an agent that quietly does not run them: where the agent
+// finds no BPF LSM, the registration is refused with the reason.
+func TestAddRefusesLSMPlanWithoutLSM(t *testing.T) {
+	testutil.RequiresRoot(t)
+	if kern.ProbeLSM() == "" {
+		t.Skip("this kernel runs BPF LSM programs: the agent carries the plan out")
+	}
+	dir := t.TempDir()
+	var st syscall.Stat_t
+	if err := syscall.Stat(dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	rules := []Rule{{Name: "no-shell", Event: EventExec, Condition: `exec.path == "/bin/sh"`, Action: ActionDeny, Source: "r.yaml", Line: 1}}
+	a := &agent{}
+	_, err := a.add(&Registration{Container: Container{ID: "c1"}, Rules: rules, CgroupDir: dir, CgroupID: st.Ino, LSM: true}, false)
+	if err == nil || !strings.Contains(err.Error(), "BPF LSM") {
+		t.Fatalf("add: %v, want a refusal naming BPF LSM", err)
+	}
+}

@@ -127,7 +127,7 @@ func Prepare(o Options, rs *RuleSet, reg Registration, regPath string, spec *spe
 	if o.AgentBin == "" {
 		return fmt.Errorf("monitor rules: no berth-secmon binary: %w", errdefs.ErrFailedPrecondition)
 	}
-	reg.Rules, reg.Webhook = rs.Rules, rs.Webhook
+	reg.Rules, reg.Webhook, reg.LSM = rs.Rules, rs.Webhook, plan.NeedsLSM()
 	b, err := json.Marshal(reg)
 	if err != nil {
 		return err
@@ -296,8 +296,12 @@ func Hook(ctx context.Context, o Options, regPath string, state io.Reader) error
 		if err := EnsureAgent(ctx, o); err != nil {
 			return err
 		}
-		_, err := call(ctx, o.AgentDir, request{Op: "add", Reg: &reg})
+		resp, err := call(ctx, o.AgentDir, request{Op: "add", Reg: &reg})
 		if err == nil {
+			if reg.LSM && !resp.LSM {
+				return fmt.Errorf("monitor rules of container %s: the running agent (pid in %s) does not carry out exec and open denies with BPF LSM programs (a berth-secmon from before them): restart it (it restores its containers from %s): %w",
+					reg.Container.ID, filepath.Join(o.AgentDir, "agent.pid"), filepath.Join(o.AgentDir, "containers"), errdefs.ErrFailedPrecondition)
+			}
 			return nil
 		}
 		// An agent that was exiting (its last container just went)

@@ -31,6 +31,10 @@ type Registration struct {
 	Rootfs    string `json:"rootfs,omitempty"`
 	CgroupDir string `json:"cgroupDir,omitempty"`
 	CgroupID  uint64 `json:"cgroupID,omitempty"`
+	// LSM says the engine's plan leaves exec or open denies to the
+	// agent's BPF LSM programs (and gave the runtime no Landlock for
+	// them): an agent that would not carry them out must refuse.
+	LSM bool `json:"lsm,omitempty"`
 }
 
 // Alert is one line of the alerts log and of `berth monitor events`.
@@ -120,7 +124,11 @@ type request struct {
 }
 
 type response struct {
-	Error string          `json:"error,omitempty"`
+	Error string `json:"error,omitempty"`
+	// LSM answers an add: the agent carries out the container's exec
+	// and open denies with its BPF LSM programs. An agent of a version
+	// before them never says so, and the hook refuses the container.
+	LSM   bool            `json:"lsm,omitempty"`
 	Stats json.RawMessage `json:"stats,omitempty"`
 }
 
