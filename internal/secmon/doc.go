@@ -10,6 +10,12 @@
 //     fields fixed, into what the kernel checks (truth tables over path,
 //     drift, CIDR, port and protocol atoms, see kern/secmon.bpf.c) and
 //     what user space evaluates (alert rules).
+//   - mechanisms.go: how each action on each event kind is carried out on
+//     this kernel (BPF programs, BPF LSM where the kernel runs it, Landlock
+//     in berth-runtime where it does not, seccomp), from probes of the
+//     kernel made only when a rule needs them.
+//   - lockplan.go: exec and open denies reduced to Landlock paths, for
+//     kernels without BPF LSM.
 //   - kern/: the BPF programs and their generated Go.
 //   - agent/: the one agent per host that holds the programs (pinned under
 //     /sys/fs/bpf/berth), fills the maps per container and writes alerts.
@@ -17,7 +23,10 @@
 //
 // Invariants: a container with kernel rules is in the maps before its
 // first user instruction (the createRuntime hook blocks until the agent
-// says so, and fails the start otherwise); the kernel decision never
+// says so, and fails the start otherwise); the engine and the agent
+// choose the same mechanisms (the registration says which the engine
+// chose, and the agent refuses what it would not carry out); the kernel
+// decision never
 // depends on user space being alive; with the last container gone every
 // pin is removed.
 package secmon
