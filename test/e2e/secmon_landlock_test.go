@@ -20,6 +20,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	"github.com/berth-project/berth/internal/secmon"
+	"github.com/berth-project/berth/internal/secmon/kern"
 	"github.com/berth-project/berth/internal/secmon/landlock"
 )
 
@@ -83,6 +84,9 @@ func ownShellImage(e *engineT) string {
 func requiresLandlock(t *testing.T) {
 	if abi := landlock.ABI(); abi < 3 {
 		t.Skipf("needs Landlock ABI 3 or later (this kernel: %d)", abi)
+	}
+	if kern.ProbeLSM() == "" {
+		t.Skip("needs a kernel without BPF LSM: this one runs BPF LSM programs, which carry out exec and open denies instead of Landlock (test/vm's TestSystemdSecmonLSM tests that path)")
 	}
 }
 

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/berth-project/berth/internal/secmon"
+	"github.com/berth-project/berth/internal/secmon/kern"
 )
 
 const secmonPins = "/sys/fs/bpf/berth"
@@ -412,13 +413,20 @@ func TestSecmonAgentRestart(t *testing.T) {
 // left behind.
 func TestSecmonRefused(t *testing.T) {
 	e := newSecmon(t)
-	for _, c := range []struct{ rules, want string }{
-		{"rules:\n- name: no-drift\n  event: exec\n  condition: exec.drift\n  action: deny\n", `rule "no-drift" (line 2): exec.drift cannot be denied: on this host exec and open deny are carried out by Landlock, which denies static paths`},
+	cases := []struct{ rules, want string }{
 		{"rules:\n- name: etc\n  event: open\n  condition: file.path.startsWith('/etc/')\n  action: deny\n", `rule "etc" (line 2): an open deny must be for writes`},
 		{"rules:\n- name: pt\n  event: ptrace\n  condition: 'true'\n  action: kill\n", `rule "pt" (line 2): action kill on ptrace refused`},
 		{"rules:\n- name: typo\n  event: exec\n  condition: exec.paht == 'x'\n  action: alert\n", `rule "typo" (line 2): condition: ERROR: <input>:1:5: undefined field 'paht'`},
 		{"rules:\n- name: argv\n  event: exec\n  condition: exec.argv.size() > 2\n  action: kill\n", `rule "argv" (line 2): condition cannot be checked in the kernel`},
-	} {
+	}
+	if kern.ProbeLSM() != "" {
+		// Without BPF LSM, Landlock denies exec: static paths only.
+		cases = append(cases, struct{ rules, want string }{"rules:\n- name: no-drift\n  event: exec\n  condition: exec.drift\n  action: deny\n", `rule "no-drift" (line 2): exec.drift cannot be denied: on this host exec and open deny are carried out by Landlock, which denies static paths`})
+	}
+	if kern.ProbeConnectKill() != "" {
+		cases = append(cases, struct{ rules, want string }{"rules:\n- name: ck\n  event: connect\n  condition: connect.port == 1\n  action: kill\n", `rule "ck" (line 2): action kill on connect refused: connect kill: `})
+	}
+	for _, c := range cases {
 		r := e.berth("run", "--rm", "--network", "none", "--security-opt", "monitor="+e.rulesFile(c.rules), e.image, "true")
 		if r.code != 125 || !strings.Contains(r.stderr, c.want) {
 			t.Errorf("want exit 125 and %q: %s", c.want, r)
