@@ -394,6 +394,24 @@ func TestLSMDeny(t *testing.T) {
 	if err := run(allowedBin); err != nil {
 		t.Errorf("exec of another binary: %v", err)
 	}
+	// By another name: a symbolic link, and the file's descriptor.
+	alias := filepath.Join(base, "alias")
+	if err := os.Symlink(deniedBin, alias); err != nil {
+		t.Fatal(err)
+	}
+	if err := run(alias); !errors.Is(err, unix.EACCES) {
+		t.Errorf("exec of the denied binary through a symbolic link: %v, want EACCES", err)
+	}
+	f, err := os.Open(deniedBin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	byFD := exec.Command("/proc/self/fd/3", "-test.run=^$")
+	byFD.ExtraFiles = []*os.File{f}
+	if err := byFD.Run(); !errors.Is(err, unix.EACCES) {
+		t.Errorf("exec of the denied binary through /proc/self/fd: %v, want EACCES", err)
+	}
 
 	want := map[uint32]string{KindOpen: filepath.Join(etc, "shadow"), KindExec: deniedBin}
 	rd.SetDeadline(time.Now().Add(5 * time.Second))

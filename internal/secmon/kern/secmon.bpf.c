@@ -943,7 +943,9 @@ static __always_inline int lsm_deny(struct policy *p, struct event *ev)
 // bprm_check_security runs for each binary an exec loads (a script, then
 // its interpreter: interp names the one being checked) before the old
 // image is gone: a denial makes execve fail with EACCES and the process
-// goes on. Arguments: (struct linux_binprm *bprm, int ret).
+// goes on. The rules judge the name the binary is loaded by, then the
+// file's own path (symbolic links resolved): either may deny.
+// Arguments: (struct linux_binprm *bprm, int ret).
 SEC("lsm/bprm_check_security")
 int BPF_PROG(berth_exec_check, struct linux_binprm *bprm, int ret)
 {
@@ -957,8 +959,20 @@ int BPF_PROG(berth_exec_check, struct linux_binprm *bprm, int ret)
 	if (!ev)
 		return -EACCES; // cannot happen (a per-CPU slot); fail closed
 	exec_fill(ev, bprm, BPF_CORE_READ(bprm, interp));
-	if (lsm_deny(p, ev) < 0)
-		return 0;
+	if (lsm_deny(p, ev) < 0) {
+		// The name it was run by passed; the file's own path may not
+		// (an exec of /proc/self/fd/N or /dev/fd/N, fexecve, a link
+		// made by another name): judged too.
+		__u32 k = 0;
+		struct pathbuf *buf = bpf_map_lookup_elem(&pathbuf, &k);
+		if (!buf)
+			return -EACCES; // cannot happen (a per-CPU slot); fail closed
+		if (bpf_d_path(&bprm->file->f_path, buf->b, PATH_MAX) < 0)
+			return -EACCES; // unnameable: refused, as the rules might deny it
+		bpf_probe_read_kernel_str(ev->path, sizeof(ev->path), buf->b);
+		if (lsm_deny(p, ev) < 0)
+			return 0;
+	}
 	if (bpf_ringbuf_output(&events, ev, sizeof(*ev), 0))
 		count_lost();
 	return -EACCES;
