@@ -677,3 +677,30 @@ func TestSecmonAcceptDeny(t *testing.T) {
 		t.Errorf("%d alerts for one denied attempt from the loopback", n)
 	}
 }
+
+// TestSecmonKillByFilePath: a kill rule on a path judges the file an exec
+// runs, not only the name it is run by: the image's own /bin/sh run
+// through a symbolic link made after the start, or through
+// /proc/self/fd, dies, and the alert names /bin/sh; busybox itself, by
+// its own name, runs.
+func TestSecmonKillByFilePath(t *testing.T) {
+	e := newSecmon(t)
+	img := ownShellImage(e)
+	rules := e.rulesFile("rules:\n- name: no-sh\n  event: exec\n  condition: exec.path == '/bin/sh'\n  action: kill\n")
+	id := e.runD("--network", "none", "--security-opt", "monitor="+rules, img, "sleep", "1000")
+	script := `ln -s /bin/sh /tmp/other; /tmp/other -c 'echo LINKED'; echo link=$?
+exec 7</bin/sh; /proc/self/fd/7 -c 'echo BYFD'; echo fd=$?; echo done`
+	r := e.berth("exec", id, "/bin/busybox", "ash", "-c", script)
+	for _, want := range []string{"link=137", "fd=137", "done"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("want %q: %s", want, r)
+		}
+	}
+	if strings.Contains(r.stdout, "LINKED") || strings.Contains(r.stdout, "BYFD") {
+		t.Fatalf("/bin/sh ran by another name: %s", r)
+	}
+	a := e.waitAlert("no-sh", func(a secmon.Alert) bool { return a.Container == id })
+	if a.Action != "kill" || a.Exec == nil || a.Exec.Path != "/bin/sh" {
+		t.Errorf("alert %+v", a)
+	}
+}

@@ -511,6 +511,9 @@ static __always_inline struct event *task_event(__u32 kind, __u64 cgid)
 	return ev;
 }
 
+struct pathbuf;
+__attribute__((noinline)) int path_name(__u64 dv, __u64 mv, __u64 leaf, __u32 leaflen, struct pathbuf *pb);
+
 // exec_fill puts the executable's path (name), drift and the parent's
 // comm into the event.
 static __always_inline void exec_fill(struct event *ev, struct linux_binprm *bprm, const char *name)
@@ -563,6 +566,21 @@ int berth_exec(struct bpf_raw_tracepoint_args *ctx)
 	// Masked: a global function's result has no bounds the verifier
 	// knows of; -1 (no rule) becomes 15, past the rules.
 	__u32 r = (__u32)decide(p, ev) & 15;
+	if (r >= MAX_RULES) {
+		// The name passed; the file's own path (an exec through a
+		// symbolic link, /proc/self/fd/N, fexecve) is judged too, and
+		// reported when a rule takes it.
+		__u32 k = 0;
+		struct pathbuf *buf = bpf_map_lookup_elem(&pathbuf, &k);
+		struct file *f = BPF_CORE_READ(bprm, file);
+		int pos = buf ? path_name((__u64)BPF_CORE_READ(f, f_path.dentry), (__u64)BPF_CORE_READ(f, f_path.mnt), 0, 0, buf) : -1;
+		if (pos >= 0) {
+			bpf_probe_read_kernel_str(ev->path, sizeof(ev->path), &buf->b[pos & (PATH_MAX - 1)]);
+			r = (__u32)decide(p, ev) & 15;
+			if (r >= MAX_RULES)
+				bpf_probe_read_kernel_str(ev->path, sizeof(ev->path), BPF_CORE_READ(bprm, filename));
+		}
+	}
 	if (r < MAX_RULES) {
 		ev->rule = p->rules[r].id;
 		ev->action = p->rules[r].action;
