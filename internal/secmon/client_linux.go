@@ -109,7 +109,9 @@ func Prepare(o Options, rs *RuleSet, reg Registration, regPath string, spec *spe
 		return err
 	}
 	if len(plan.Seccomp) > 0 {
-		addSeccompDenies(spec, plan.Seccomp)
+		if err := addSeccompDenies(spec, plan.Seccomp); err != nil {
+			return err
+		}
 	}
 	if plan.NeedsLandlock() {
 		v, err := plan.Landlock.Encode()
@@ -147,42 +149,17 @@ func Prepare(o Options, rs *RuleSet, reg Registration, regPath string, spec *spe
 	return nil
 }
 
-// addSeccompDenies makes the listed system calls fail with EPERM: they
-// are taken out of the filter's other rules (an allow of the same call
-// would conflict) and denied unconditionally.
-func addSeccompDenies(spec *specs.Spec, denies []SeccompDeny) {
+// addSeccompDenies makes the denied system calls fail in the spec's
+// seccomp profile (see mergeSeccompDenies); without a profile
+// (--privileged, seccomp=unconfined), in one that allows everything else.
+func addSeccompDenies(spec *specs.Spec, denies []SeccompDeny) error {
 	if spec.Linux == nil {
 		spec.Linux = &specs.Linux{}
 	}
 	if spec.Linux.Seccomp == nil {
 		spec.Linux.Seccomp = &specs.LinuxSeccomp{DefaultAction: specs.ActAllow}
 	}
-	sc := spec.Linux.Seccomp
-	deny := map[string]bool{}
-	var names []string
-	for _, d := range denies {
-		for _, n := range d.Syscalls {
-			if !deny[n] {
-				deny[n] = true
-				names = append(names, n)
-			}
-		}
-	}
-	var kept []specs.LinuxSyscall
-	for _, s := range sc.Syscalls {
-		var left []string
-		for _, n := range s.Names {
-			if !deny[n] {
-				left = append(left, n)
-			}
-		}
-		if len(left) > 0 {
-			s.Names = left
-			kept = append(kept, s)
-		}
-	}
-	eperm := uint(unix.EPERM)
-	sc.Syscalls = append(kept, specs.LinuxSyscall{Names: names, Action: specs.ActErrno, ErrnoRet: &eperm})
+	return mergeSeccompDenies(spec.Linux.Seccomp, denies)
 }
 
 // call sends one request to the agent.

@@ -22,7 +22,9 @@ func TestAddSeccompDenies(t *testing.T) {
 			{Names: []string{"ptrace"}, Action: specs.ActAllow},
 		},
 	}}}
-	addSeccompDenies(s, []SeccompDeny{{Rule: "r", Syscalls: SyscallsOf(EventPtrace)}})
+	if err := addSeccompDenies(s, []SeccompDeny{{Rule: "r", Syscalls: SyscallsOf(EventPtrace)}}); err != nil {
+		t.Fatal(err)
+	}
 	sc := s.Linux.Seccomp.Syscalls
 	if len(sc) != 2 || !slices.Equal(sc[0].Names, []string{"read", "write"}) {
 		t.Fatalf("allow rules: %+v", sc)
@@ -33,7 +35,9 @@ func TestAddSeccompDenies(t *testing.T) {
 	}
 	// Without a filter (--privileged): one that allows all but those.
 	s = &specs.Spec{}
-	addSeccompDenies(s, []SeccompDeny{{Rule: "r", Syscalls: []string{"mount"}}})
+	if err := addSeccompDenies(s, []SeccompDeny{{Rule: "r", Syscalls: []string{"mount"}}}); err != nil {
+		t.Fatal(err)
+	}
 	if s.Linux.Seccomp.DefaultAction != specs.ActAllow || len(s.Linux.Seccomp.Syscalls) != 1 {
 		t.Errorf("new filter %+v", s.Linux.Seccomp)
 	}

@@ -1,0 +1,224 @@
+package secmon
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/berth-project/berth/internal/errdefs"
+)
+
+const noRootRule = `rules:
+- name: no-setuid-root
+  event: setuid
+  condition: syscall.name in ["setuid", "setreuid", "setresuid"] && (syscall.args[0] == 0 || syscall.args[1] == 0 || syscall.args[2] == 0)
+  action: deny
+`
+
+func planOf(t *testing.T, rules string) *Plan {
+	t.Helper()
+	rs, err := ParseRules([]byte(rules), "r.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := rs.Plan(Container{ID: "c", Labels: map[string]string{"tier": "web"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func lowEq(i uint, v uint64) specs.LinuxSeccompArg {
+	return specs.LinuxSeccompArg{Index: i, Op: specs.OpMaskedEqual, Value: math.MaxUint32, ValueTwo: v}
+}
+
+// "No setuid to root": each call gets one rule per argument it has (a
+// comparison on an argument the call lacks is false); the uid is compared
+// on its low 32 bits, all the kernel reads of it.
+func TestSeccompDenyNoRoot(t *testing.T) {
+	p := planOf(t, noRootRule)
+	if len(p.Seccomp) != 1 {
+		t.Fatalf("seccomp %+v", p.Seccomp)
+	}
+	d := p.Seccomp[0]
+	if d.Rule != "no-setuid-root" || !slices.Equal(d.Syscalls, []string{"setuid", "setreuid", "setresuid"}) {
+		t.Fatalf("deny %+v", d)
+	}
+	want := map[string][][]specs.LinuxSeccompArg{
+		"setuid":    {{lowEq(0, 0)}},
+		"setreuid":  {{lowEq(0, 0)}, {lowEq(1, 0)}},
+		"setresuid": {{lowEq(0, 0)}, {lowEq(1, 0)}, {lowEq(2, 0)}},
+	}
+	for call, rules := range want {
+		if fmt.Sprint(d.When[call]) != fmt.Sprint(rules) {
+			t.Errorf("%s: %+v, want %+v", call, d.When[call], rules)
+		}
+	}
+}
+
+func TestSeccompDenyForms(t *testing.T) {
+	for _, c := range []struct {
+		cond  string
+		calls string // the calls denied, with their rules
+	}{
+		// Container fields fold to constants.
+		{`"tier" in container.labels`, "setns unshare"},
+		{`"db" in container.labels && syscall.args[0] == 1`, ""},
+		{`syscall.name == "unshare" && syscall.args[0] >= 268435456`, "unshare[[{0 268435456 0 SCMP_CMP_GE}]]"},
+		{`syscall.name != "unshare"`, "setns"},
+		// A 64-bit argument: != is the two sides, < and > native.
+		{`syscall.name == "unshare" && syscall.args[0] != 5`, "unshare[[{0 4 0 SCMP_CMP_LE}] [{0 6 0 SCMP_CMP_GE}]]"},
+		{`syscall.name == "unshare" && !(syscall.args[0] < 5)`, "unshare[[{0 5 0 SCMP_CMP_GE}]]"},
+		// Two sides on one 64-bit argument: aligned blocks.
+		{`syscall.name == "unshare" && syscall.args[0] > 3 && syscall.args[0] < 8`, "unshare[[{0 18446744073709551612 4 SCMP_CMP_MASKED_EQ}]]"},
+		// -1 on a 32-bit argument is its all-ones.
+		{`syscall.name == "setns" && syscall.args[1] == -1`, "setns[[{1 4294967295 4294967295 SCMP_CMP_MASKED_EQ}]]"},
+		// A missing argument: the comparison is false, its negation true.
+		{`syscall.name == "unshare" && syscall.args[1] == 0`, ""},
+		{`syscall.name == "unshare" && !(syscall.args[1] == 0)`, "unshare"},
+		{`syscall.args[0] in [1, 2]`, "setns[[{0 4294967295 1 SCMP_CMP_MASKED_EQ}] [{0 4294967295 2 SCMP_CMP_MASKED_EQ}]] unshare[[{0 1 0 SCMP_CMP_EQ}] [{0 2 0 SCMP_CMP_EQ}]]"},
+		{`syscall.name == "unshare" && !(syscall.args[0] in [1, 2])`, "unshare[[{0 0 0 SCMP_CMP_EQ}] [{0 3 0 SCMP_CMP_GE}]]"},
+		{`syscall.name == "unshare" ? syscall.args[0] == 1 : false`, "unshare[[{0 1 0 SCMP_CMP_EQ}]]"},
+		{`syscall.name == "setns" && (syscall.args[0] == 3 || syscall.args[1] >= 0)`, "setns"},
+	} {
+		p := planOf(t, "rules:\n- name: r\n  event: namespace\n  condition: '"+c.cond+"'\n  action: deny\n")
+		var got []string
+		for _, d := range p.Seccomp {
+			for _, n := range d.Syscalls {
+				if w, ok := d.When[n]; ok {
+					got = append(got, fmt.Sprintf("%s%v", n, w))
+				} else {
+					got = append(got, n)
+				}
+			}
+		}
+		if s := strings.Join(got, " "); s != c.calls {
+			t.Errorf("%s:\n got %s\nwant %s", c.cond, s, c.calls)
+		}
+	}
+}
+
+func TestSeccompDenyRefusals(t *testing.T) {
+	for _, c := range []struct{ cond, want string }{
+		{`process.uid == 0`, "only container fields"},
+		{`syscall.args[4] == 0`, "syscall.args[3] can be checked, not index 4"},
+		{`syscall.args[0] == syscall.args[1]`, "compares two values of the call"},
+		{`syscall.args.size() > 1`, "checks only container fields, syscall.name"},
+		{`syscall.name.startsWith("set")`, "checks only"},
+		{`syscall.args[0] < -1`, "negative constant"},
+		{`syscall.args[0] == 4294967296`, "above 32 bits"},
+		{`syscall.name > "a"`, "syscall.name takes == or !="},
+		// A 32-bit != takes 32 masked comparisons, three of them 32^3.
+		{`syscall.name == "setresuid" && syscall.args[0] != 0 && syscall.args[1] != 0 && syscall.args[2] != 0`, "setresuid would need more than 64 seccomp rules"},
+	} {
+		rules := "rules:\n- name: r\n  event: setuid\n  condition: '" + c.cond + "'\n  action: deny\n"
+		_, err := ParseRules([]byte(rules), "r.yaml")
+		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), `rule "r"`) || !errors.Is(err, errdefs.ErrNotImplemented) {
+			t.Errorf("%s: got %v, want %q", c.cond, err, c.want)
+		}
+	}
+}
+
+// prefixBlocks covers exactly [lo, hi] with aligned blocks.
+func TestPrefixBlocks(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	check := func(lo, hi uint64) {
+		blocks := prefixBlocks(lo, hi)
+		next := lo
+		for i, b := range blocks {
+			if b.base != next || b.size == 0 || b.base&(b.size-1) != 0 {
+				t.Fatalf("[%#x, %#x]: block %d %+v", lo, hi, i, b)
+			}
+			next = b.base + b.size
+		}
+		if last := blocks[len(blocks)-1]; last.base+(last.size-1) != hi {
+			t.Fatalf("[%#x, %#x]: ends at %#x", lo, hi, last.base+last.size-1)
+		}
+		if len(blocks) > 2*64 {
+			t.Fatalf("[%#x, %#x]: %d blocks", lo, hi, len(blocks))
+		}
+	}
+	check(0, math.MaxUint32)
+	check(1, math.MaxUint32)
+	check(0, math.MaxUint64-1)
+	check(1, math.MaxUint64)
+	for range 2000 {
+		a, b := r.Uint64()>>r.IntN(64), r.Uint64()>>r.IntN(64)
+		check(min(a, b), max(a, b))
+	}
+}
+
+func TestMergeSeccompDenies(t *testing.T) {
+	eperm, enosys := uint(1), uint(38)
+	cond := [][]specs.LinuxSeccompArg{{lowEq(0, 0)}}
+	denies := []SeccompDeny{
+		{Rule: "root", Syscalls: []string{"setuid", "ptrace"}, When: map[string][][]specs.LinuxSeccompArg{"setuid": cond}},
+	}
+	// Docker's shape: default EPERM, the call allowed.
+	sc := &specs.LinuxSeccomp{DefaultAction: specs.ActErrno, DefaultErrnoRet: &eperm, Syscalls: []specs.LinuxSyscall{
+		{Names: []string{"read", "setuid", "ptrace"}, Action: specs.ActAllow},
+	}}
+	if err := mergeSeccompDenies(sc, denies); err != nil {
+		t.Fatal(err)
+	}
+	got := fmt.Sprint(describe(sc.Syscalls))
+	want := "[read:SCMP_ACT_ALLOW setuid:SCMP_ACT_ERRNO(13)[{0 4294967295 0 SCMP_CMP_MASKED_EQ}] setuid:SCMP_ACT_ALLOW[{0 0 0 SCMP_CMP_GE}] ptrace:SCMP_ACT_ERRNO(1)]"
+	if got != want {
+		t.Errorf("docker-like:\n got %s\nwant %s", got, want)
+	}
+	// No profile: allow by default, the deny alone.
+	sc = &specs.LinuxSeccomp{DefaultAction: specs.ActAllow}
+	mergeSeccompDenies(sc, denies)
+	if got, want := fmt.Sprint(describe(sc.Syscalls)), "[setuid:SCMP_ACT_ERRNO(1)[{0 4294967295 0 SCMP_CMP_MASKED_EQ}] ptrace:SCMP_ACT_ERRNO(1)]"; got != want {
+		t.Errorf("no profile:\n got %s\nwant %s", got, want)
+	}
+	// Default ENOSYS, the call logged: EPERM, and logged otherwise.
+	sc = &specs.LinuxSeccomp{DefaultAction: specs.ActErrno, DefaultErrnoRet: &enosys, Syscalls: []specs.LinuxSyscall{
+		{Names: []string{"setuid"}, Action: specs.ActLog},
+		{Names: []string{"setuid"}, Action: specs.ActErrno, ErrnoRet: &enosys, Args: []specs.LinuxSeccompArg{{Index: 1, Op: specs.OpEqualTo, Value: 1}}},
+	}}
+	mergeSeccompDenies(sc, denies)
+	if got, want := fmt.Sprint(describe(sc.Syscalls)), "[setuid:SCMP_ACT_ERRNO(1)[{0 4294967295 0 SCMP_CMP_MASKED_EQ}] setuid:SCMP_ACT_LOG[{0 0 0 SCMP_CMP_GE}] ptrace:SCMP_ACT_ERRNO(1)]"; got != want {
+		t.Errorf("log:\n got %s\nwant %s", got, want)
+	}
+	// Already refused whatever its arguments: left as it was.
+	sc = &specs.LinuxSeccomp{DefaultAction: specs.ActAllow, Syscalls: []specs.LinuxSyscall{{Names: []string{"setuid"}, Action: specs.ActKillProcess}}}
+	mergeSeccompDenies(sc, denies)
+	if got, want := fmt.Sprint(describe(sc.Syscalls)), "[setuid:SCMP_ACT_KILL_PROCESS ptrace:SCMP_ACT_ERRNO(1)]"; got != want {
+		t.Errorf("killed:\n got %s\nwant %s", got, want)
+	}
+	// Conditional rules of the profile's own: refused, not guessed.
+	sc = &specs.LinuxSeccomp{DefaultAction: specs.ActErrno, Syscalls: []specs.LinuxSyscall{
+		{Names: []string{"setuid"}, Action: specs.ActAllow, Args: []specs.LinuxSeccompArg{{Index: 0, Op: specs.OpLessThan, Value: 5000}}},
+	}}
+	if err := mergeSeccompDenies(sc, denies); err == nil || !strings.Contains(err.Error(), `monitor rule "root" denies setuid on its arguments`) {
+		t.Errorf("conditional profile rules: %v", err)
+	}
+	// An unconditional deny of the same call wins over a conditional one.
+	sc = &specs.LinuxSeccomp{DefaultAction: specs.ActAllow}
+	mergeSeccompDenies(sc, append(denies, SeccompDeny{Rule: "all", Syscalls: []string{"setuid"}}))
+	if got, want := fmt.Sprint(describe(sc.Syscalls)), "[setuid,ptrace:SCMP_ACT_ERRNO(1)]"; got != want {
+		t.Errorf("unconditional:\n got %s\nwant %s", got, want)
+	}
+}
+
+func describe(rules []specs.LinuxSyscall) []string {
+	var out []string
+	for _, r := range rules {
+		s := strings.Join(r.Names, ",") + ":" + string(r.Action)
+		if r.ErrnoRet != nil {
+			s += fmt.Sprintf("(%d)", *r.ErrnoRet)
+		}
+		if len(r.Args) > 0 {
+			s += fmt.Sprint(r.Args)
+		}
+		out = append(out, s)
+	}
+	return out
+}
