@@ -83,6 +83,14 @@ func dnfConst(b bool) dnf {
 	return nil
 }
 
+// isConst says whether f is the constant b.
+func isConst(f dnf, b bool) bool {
+	if !b {
+		return len(f) == 0
+	}
+	return slices.Contains(f, argTerm{})
+}
+
 // and is the normal form of a && b, its terms intersected pairwise.
 func (a dnf) and(b dnf) (dnf, error) {
 	var out dnf
@@ -101,7 +109,7 @@ func (a dnf) and(b dnf) (dnf, error) {
 					if lo > hi {
 						continue next
 					}
-					t[i] = &interval{lo, hi}
+					t[i] = &interval{lo: lo, hi: hi}
 				}
 			}
 			if len(out) == maxSeccompTerms {
@@ -146,7 +154,7 @@ func (rs *RuleSet) seccompDeny(i int, vars map[string]any) (*SeccompDeny, error)
 		sc := &seccompCompiler{kc: kc, call: call}
 		f, err := sc.compile(rs.asts[i].NativeRep().Expr(), false)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("for %s: %w", call, err)
 		}
 		if len(f) == 0 {
 			continue // never for this call
@@ -207,20 +215,15 @@ func seccompArgs(call string, f dnf) ([][]specs.LinuxSeccompArg, error) {
 }
 
 // intervalArgs is the one-comparison alternatives whose union is exactly
-// the interval: a 64-bit argument takes the native comparisons; a 32-bit
-// one masked equalities on the low half only, since the kernel ignores
-// the upper half (a caller may fill it with anything). nil is the whole
-// range.
+// the interval (nil for the whole range). They are all masked equalities,
+// which libseccomp 2.5 combines correctly across the rules of a call; its
+// other comparisons it does not (see compare). For a 32-bit argument they
+// compare the low half only, since the kernel ignores the upper half (a
+// caller may fill it with anything); a 64-bit argument's interval is a
+// single value, compared whole.
 func intervalArgs(index uint, iv interval, top uint64) []specs.LinuxSeccompArg {
-	switch {
-	case iv.lo == 0 && iv.hi == top:
+	if iv.lo == 0 && iv.hi == top {
 		return nil
-	case top == math.MaxUint64 && iv.lo == iv.hi:
-		return []specs.LinuxSeccompArg{{Index: index, Op: specs.OpEqualTo, Value: iv.lo}}
-	case top == math.MaxUint64 && iv.lo == 0:
-		return []specs.LinuxSeccompArg{{Index: index, Op: specs.OpLessEqual, Value: iv.hi}}
-	case top == math.MaxUint64 && iv.hi == top:
-		return []specs.LinuxSeccompArg{{Index: index, Op: specs.OpGreaterEqual, Value: iv.lo}}
 	}
 	var out []specs.LinuxSeccompArg
 	for _, b := range prefixBlocks(iv.lo, iv.hi) {
@@ -276,16 +279,24 @@ func (sc *seccompCompiler) compile(e celast.Expr, neg bool) (dnf, error) {
 	args := c.Args()
 	switch fn := c.FunctionName(); fn {
 	case "_&&_", "_||_":
-		a, err := sc.compile(args[0], neg)
-		if err != nil {
-			return nil, err
-		}
-		b, err := sc.compile(args[1], neg)
-		if err != nil {
-			return nil, err
-		}
 		// De Morgan: a negated && is an ||.
-		if (fn == "_&&_") != neg {
+		and := (fn == "_&&_") != neg
+		a, errA := sc.compile(args[0], neg)
+		b, errB := sc.compile(args[1], neg)
+		// A side that cannot be checked does not matter beside a
+		// false one of an && (a true one of an ||), as in CEL: so
+		// `syscall.name == "setuid" && syscall.args[0] < 5` holds for
+		// the setuid kind although capset's arguments are 64 bits.
+		switch absorbing := dnfConst(!and); {
+		case errA != nil && errB == nil && isConst(b, !and):
+			return absorbing, nil
+		case errB != nil && errA == nil && isConst(a, !and):
+			return absorbing, nil
+		case errA != nil:
+			return nil, errA
+		case errB != nil:
+			return nil, errB
+		case and:
 			return a.and(b)
 		}
 		return a.or(b)
@@ -436,24 +447,37 @@ func (sc *seccompCompiler) compare(l celast.Expr, op string, v any, neg bool) (d
 	default:
 		x = uint64(n)
 	}
+	if top == math.MaxUint64 {
+		// libseccomp 2.5 mis-compiles the other comparisons of 64-bit
+		// values beside other rules of the call: LE 0xfffffffe and GE
+		// 1<<32 on one argument deny 0xffffffff; with NE 5 and EQ 1 on
+		// one argument, 1 no longer matches. And the masked blocks of
+		// a range or of all values but one are too many at 64 bits.
+		if (op == "_==_") == neg {
+			return nil, fmt.Errorf("%s's argument %d is 64 bits wide: the filter checks it with == (or in) only, not negated", sc.call, i)
+		}
+		var t argTerm
+		t[i] = &interval{lo: x, hi: x}
+		return dnf{t}, nil
+	}
 	var ivs []interval
 	switch op {
 	case "_==_":
-		ivs = []interval{{x, x}}
+		ivs = []interval{{lo: x, hi: x}}
 	case "_!=_":
-		ivs = complement([]interval{{x, x}}, top)
+		ivs = complement([]interval{{lo: x, hi: x}}, top)
 	case "_<_":
 		if x > 0 {
-			ivs = []interval{{0, x - 1}}
+			ivs = []interval{{lo: 0, hi: x - 1}}
 		}
 	case "_<=_":
-		ivs = []interval{{0, x}}
+		ivs = []interval{{lo: 0, hi: x}}
 	case "_>_":
 		if x < top {
-			ivs = []interval{{x + 1, top}}
+			ivs = []interval{{lo: x + 1, hi: top}}
 		}
 	case "_>=_":
-		ivs = []interval{{x, top}}
+		ivs = []interval{{lo: x, hi: top}}
 	}
 	if neg {
 		ivs = complement(ivs, top)
@@ -474,7 +498,7 @@ func complement(ivs []interval, top uint64) []interval {
 	done := false
 	for _, iv := range ivs {
 		if iv.lo > next {
-			out = append(out, interval{next, iv.lo - 1})
+			out = append(out, interval{lo: next, hi: iv.lo - 1})
 		}
 		if iv.hi == top {
 			done = true
@@ -483,7 +507,7 @@ func complement(ivs []interval, top uint64) []interval {
 		next = iv.hi + 1
 	}
 	if !done {
-		out = append(out, interval{next, top})
+		out = append(out, interval{lo: next, hi: top})
 	}
 	return out
 }
@@ -521,10 +545,15 @@ func (a seccompAction) refuses() bool {
 
 // catchAll is a condition every call meets. It is a condition, not an
 // unconditional rule: libseccomp drops a call's conditional rules when it
-// has an unconditional one. Compared with libseccomp's order of the nodes
-// of one argument (argument, then ==/masked before </<= before >/>=,
-// then value), `args[0] >= 0` comes last, after every deny comparison.
-var catchAll = []specs.LinuxSeccompArg{{Index: 0, Op: specs.OpGreaterEqual, Value: 0}}
+// has an unconditional one. libseccomp orders the comparisons of a call by
+// argument (higher first), then operator (==, != and masked before < and
+// <=, before > and >=), then value, and checks them in that order; it
+// merges equal comparisons of different rules, which must not happen with
+// a deny's. `args[0] <= 2^64-1` is checked after every deny comparison and
+// compares the upper half with 0xffffffff, which no deny does (their
+// values are below 2^32): the property test of seccompargs_linux_test.go
+// checks it through libseccomp.
+var catchAll = []specs.LinuxSeccompArg{{Index: 0, Op: specs.OpLessEqual, Value: math.MaxUint64}}
 
 // mergeSeccompDenies rewrites a seccomp profile so that the denied calls
 // fail: a call denied whatever its arguments with EPERM, as before; a call

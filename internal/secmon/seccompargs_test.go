@@ -70,22 +70,22 @@ func TestSeccompDenyForms(t *testing.T) {
 		// Container fields fold to constants.
 		{`"tier" in container.labels`, "setns unshare"},
 		{`"db" in container.labels && syscall.args[0] == 1`, ""},
-		{`syscall.name == "unshare" && syscall.args[0] >= 268435456`, "unshare[[{0 268435456 0 SCMP_CMP_GE}]]"},
+		{`syscall.name == "unshare" && syscall.args[0] == 268435456`, "unshare[[{0 18446744073709551615 268435456 SCMP_CMP_MASKED_EQ}]]"},
 		{`syscall.name != "unshare"`, "setns"},
-		// A 64-bit argument: != is the two sides, < and > native.
-		{`syscall.name == "unshare" && syscall.args[0] != 5`, "unshare[[{0 4 0 SCMP_CMP_LE}] [{0 6 0 SCMP_CMP_GE}]]"},
-		{`syscall.name == "unshare" && !(syscall.args[0] < 5)`, "unshare[[{0 5 0 SCMP_CMP_GE}]]"},
-		// Two sides on one 64-bit argument: aligned blocks.
-		{`syscall.name == "unshare" && syscall.args[0] > 3 && syscall.args[0] < 8`, "unshare[[{0 18446744073709551612 4 SCMP_CMP_MASKED_EQ}]]"},
+		// A 32-bit argument: its low half in aligned blocks.
+		{`syscall.name == "setns" && syscall.args[1] != 5`, "setns[[{1 4294967292 0 SCMP_CMP_MASKED_EQ}] [{1 4294967295 4 SCMP_CMP_MASKED_EQ}] [{1 4294967294 6 SCMP_CMP_MASKED_EQ}] [{1 4294967288 8 SCMP_CMP_MASKED_EQ}] [{1 4294967280 16 SCMP_CMP_MASKED_EQ}] [{1 4294967264 32 SCMP_CMP_MASKED_EQ}] [{1 4294967232 64 SCMP_CMP_MASKED_EQ}] [{1 4294967168 128 SCMP_CMP_MASKED_EQ}] [{1 4294967040 256 SCMP_CMP_MASKED_EQ}] [{1 4294966784 512 SCMP_CMP_MASKED_EQ}] [{1 4294966272 1024 SCMP_CMP_MASKED_EQ}] [{1 4294965248 2048 SCMP_CMP_MASKED_EQ}] [{1 4294963200 4096 SCMP_CMP_MASKED_EQ}] [{1 4294959104 8192 SCMP_CMP_MASKED_EQ}] [{1 4294950912 16384 SCMP_CMP_MASKED_EQ}] [{1 4294934528 32768 SCMP_CMP_MASKED_EQ}] [{1 4294901760 65536 SCMP_CMP_MASKED_EQ}] [{1 4294836224 131072 SCMP_CMP_MASKED_EQ}] [{1 4294705152 262144 SCMP_CMP_MASKED_EQ}] [{1 4294443008 524288 SCMP_CMP_MASKED_EQ}] [{1 4293918720 1048576 SCMP_CMP_MASKED_EQ}] [{1 4292870144 2097152 SCMP_CMP_MASKED_EQ}] [{1 4290772992 4194304 SCMP_CMP_MASKED_EQ}] [{1 4286578688 8388608 SCMP_CMP_MASKED_EQ}] [{1 4278190080 16777216 SCMP_CMP_MASKED_EQ}] [{1 4261412864 33554432 SCMP_CMP_MASKED_EQ}] [{1 4227858432 67108864 SCMP_CMP_MASKED_EQ}] [{1 4160749568 134217728 SCMP_CMP_MASKED_EQ}] [{1 4026531840 268435456 SCMP_CMP_MASKED_EQ}] [{1 3758096384 536870912 SCMP_CMP_MASKED_EQ}] [{1 3221225472 1073741824 SCMP_CMP_MASKED_EQ}] [{1 2147483648 2147483648 SCMP_CMP_MASKED_EQ}]]"},
+		{`syscall.name == "setns" && syscall.args[1] >= 4 && syscall.args[1] < 8`, "setns[[{1 4294967292 4 SCMP_CMP_MASKED_EQ}]]"},
+		{`syscall.name == "setns" && !(syscall.args[0] > 1)`, "setns[[{0 4294967294 0 SCMP_CMP_MASKED_EQ}]]"},
 		// -1 on a 32-bit argument is its all-ones.
 		{`syscall.name == "setns" && syscall.args[1] == -1`, "setns[[{1 4294967295 4294967295 SCMP_CMP_MASKED_EQ}]]"},
 		// A missing argument: the comparison is false, its negation true.
 		{`syscall.name == "unshare" && syscall.args[1] == 0`, ""},
 		{`syscall.name == "unshare" && !(syscall.args[1] == 0)`, "unshare"},
-		{`syscall.args[0] in [1, 2]`, "setns[[{0 4294967295 1 SCMP_CMP_MASKED_EQ}] [{0 4294967295 2 SCMP_CMP_MASKED_EQ}]] unshare[[{0 1 0 SCMP_CMP_EQ}] [{0 2 0 SCMP_CMP_EQ}]]"},
-		{`syscall.name == "unshare" && !(syscall.args[0] in [1, 2])`, "unshare[[{0 0 0 SCMP_CMP_EQ}] [{0 3 0 SCMP_CMP_GE}]]"},
-		{`syscall.name == "unshare" ? syscall.args[0] == 1 : false`, "unshare[[{0 1 0 SCMP_CMP_EQ}]]"},
+		{`syscall.args[0] in [1, 2]`, "setns[[{0 4294967295 1 SCMP_CMP_MASKED_EQ}] [{0 4294967295 2 SCMP_CMP_MASKED_EQ}]] unshare[[{0 18446744073709551615 1 SCMP_CMP_MASKED_EQ}] [{0 18446744073709551615 2 SCMP_CMP_MASKED_EQ}]]"},
+		{`syscall.name == "unshare" ? syscall.args[0] == 1 : false`, "unshare[[{0 18446744073709551615 1 SCMP_CMP_MASKED_EQ}]]"},
 		{`syscall.name == "setns" && (syscall.args[0] == 3 || syscall.args[1] >= 0)`, "setns"},
+		// A side the filter cannot check, beside a false one.
+		{`syscall.name == "setns" && syscall.args[0] < 3`, "setns[[{0 4294967294 0 SCMP_CMP_MASKED_EQ}] [{0 4294967295 2 SCMP_CMP_MASKED_EQ}]]"},
 	} {
 		p := planOf(t, "rules:\n- name: r\n  event: namespace\n  condition: '"+c.cond+"'\n  action: deny\n")
 		var got []string
@@ -114,6 +114,9 @@ func TestSeccompDenyRefusals(t *testing.T) {
 		{`syscall.args[0] < -1`, "negative constant"},
 		{`syscall.args[0] == 4294967296`, "above 32 bits"},
 		{`syscall.name > "a"`, "syscall.name takes == or !="},
+		// capset's arguments are 64 bits: == only.
+		{`syscall.args[0] < 5`, "for capset: syscall.args[0] < 5: capset's argument 0 is 64 bits wide"},
+		{`syscall.name == "capset" && syscall.args[0] != 5`, "not negated"},
 		// A 32-bit != takes 32 masked comparisons, three of them 32^3.
 		{`syscall.name == "setresuid" && syscall.args[0] != 0 && syscall.args[1] != 0 && syscall.args[2] != 0`, "setresuid would need more than 64 seccomp rules"},
 	} {
@@ -168,7 +171,7 @@ func TestMergeSeccompDenies(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := fmt.Sprint(describe(sc.Syscalls))
-	want := "[read:SCMP_ACT_ALLOW setuid:SCMP_ACT_ERRNO(13)[{0 4294967295 0 SCMP_CMP_MASKED_EQ}] setuid:SCMP_ACT_ALLOW[{0 0 0 SCMP_CMP_GE}] ptrace:SCMP_ACT_ERRNO(1)]"
+	want := "[read:SCMP_ACT_ALLOW setuid:SCMP_ACT_ERRNO(13)[{0 4294967295 0 SCMP_CMP_MASKED_EQ}] setuid:SCMP_ACT_ALLOW[{0 18446744073709551615 0 SCMP_CMP_LE}] ptrace:SCMP_ACT_ERRNO(1)]"
 	if got != want {
 		t.Errorf("docker-like:\n got %s\nwant %s", got, want)
 	}
@@ -184,7 +187,7 @@ func TestMergeSeccompDenies(t *testing.T) {
 		{Names: []string{"setuid"}, Action: specs.ActErrno, ErrnoRet: &enosys, Args: []specs.LinuxSeccompArg{{Index: 1, Op: specs.OpEqualTo, Value: 1}}},
 	}}
 	mergeSeccompDenies(sc, denies)
-	if got, want := fmt.Sprint(describe(sc.Syscalls)), "[setuid:SCMP_ACT_ERRNO(1)[{0 4294967295 0 SCMP_CMP_MASKED_EQ}] setuid:SCMP_ACT_LOG[{0 0 0 SCMP_CMP_GE}] ptrace:SCMP_ACT_ERRNO(1)]"; got != want {
+	if got, want := fmt.Sprint(describe(sc.Syscalls)), "[setuid:SCMP_ACT_ERRNO(1)[{0 4294967295 0 SCMP_CMP_MASKED_EQ}] setuid:SCMP_ACT_LOG[{0 18446744073709551615 0 SCMP_CMP_LE}] ptrace:SCMP_ACT_ERRNO(1)]"; got != want {
 		t.Errorf("log:\n got %s\nwant %s", got, want)
 	}
 	// Already refused whatever its arguments: left as it was.
