@@ -153,6 +153,9 @@ func Prepare(o Options, rs *RuleSet, reg Registration, regPath string, spec *spe
 // seccomp profile (see mergeSeccompDenies); without a profile
 // (--privileged, seccomp=unconfined), in one that allows everything else.
 func addSeccompDenies(spec *specs.Spec, denies []SeccompDeny) error {
+	if err := initCallsDenied(spec, denies); err != nil {
+		return err
+	}
 	if spec.Linux == nil {
 		spec.Linux = &specs.Linux{}
 	}
@@ -160,6 +163,69 @@ func addSeccompDenies(spec *specs.Spec, denies []SeccompDeny) error {
 		spec.Linux.Seccomp = &specs.LinuxSeccomp{DefaultAction: specs.ActAllow}
 	}
 	return mergeSeccompDenies(spec.Linux.Seccomp, denies)
+}
+
+// initCallsDenied refuses denies that would stop the container from
+// starting. Without no_new_privs (or with a notify listener) Berth's
+// runtime, as runc, loads the filter while it still has CAP_SYS_ADMIN,
+// before it switches to the container's user: setresgid(gid, gid, gid),
+// setresuid(uid, uid, uid) and capset then run under the filter.
+func initCallsDenied(spec *specs.Spec, denies []SeccompDeny) error {
+	p := spec.Process
+	if p == nil || (p.NoNewPrivileges && !hasNotify(spec)) {
+		return nil // the filter is loaded right before execve
+	}
+	uid, gid := uint64(p.User.UID), uint64(p.User.GID)
+	calls := []struct {
+		name string
+		args [6]uint64
+		show string
+	}{
+		{"setresgid", [6]uint64{gid, gid, gid}, fmt.Sprintf("setresgid(%d, %d, %d)", gid, gid, gid)},
+		{"setresuid", [6]uint64{uid, uid, uid}, fmt.Sprintf("setresuid(%d, %d, %d)", uid, uid, uid)},
+		{"capset", [6]uint64{}, "capset"},
+	}
+	for _, d := range denies {
+		for _, c := range calls {
+			if !slices.Contains(d.Syscalls, c.name) {
+				continue
+			}
+			lists, conditional := d.When[c.name]
+			hit := !conditional || c.name == "capset" // its arguments are pointers
+			for _, args := range lists {
+				hit = hit || argsMatch(args, c.args)
+			}
+			if hit {
+				return fmt.Errorf("monitor rule %q denies %s, which the runtime makes after it loads the seccomp filter, to switch to the container's user: the container would not start; run it with --security-opt no-new-privileges (the filter is then loaded last), or as another user: %w",
+					d.Rule, c.show, errdefs.ErrFailedPrecondition)
+			}
+		}
+	}
+	return nil
+}
+
+// argsMatch says whether a call with these arguments meets all the
+// comparisons (the masked equalities the compiler makes; any other
+// comparison counts as met).
+func argsMatch(args []specs.LinuxSeccompArg, vals [6]uint64) bool {
+	for _, a := range args {
+		if a.Op == specs.OpMaskedEqual && a.Index < 6 && vals[a.Index]&a.Value != a.ValueTwo {
+			return false
+		}
+	}
+	return true
+}
+
+func hasNotify(spec *specs.Spec) bool {
+	if spec.Linux == nil || spec.Linux.Seccomp == nil {
+		return false
+	}
+	for _, s := range spec.Linux.Seccomp.Syscalls {
+		if s.Action == specs.ActNotify {
+			return true
+		}
+	}
+	return false
 }
 
 // call sends one request to the agent.
