@@ -204,18 +204,6 @@ func initCallsDenied(spec *specs.Spec, denies []SeccompDeny) error {
 	return nil
 }
 
-// argsMatch says whether a call with these arguments meets all the
-// comparisons (the masked equalities the compiler makes; any other
-// comparison counts as met).
-func argsMatch(args []specs.LinuxSeccompArg, vals [6]uint64) bool {
-	for _, a := range args {
-		if a.Op == specs.OpMaskedEqual && a.Index < 6 && vals[a.Index]&a.Value != a.ValueTwo {
-			return false
-		}
-	}
-	return true
-}
-
 func hasNotify(spec *specs.Spec) bool {
 	if spec.Linux == nil || spec.Linux.Seccomp == nil {
 		return false

@@ -142,6 +142,23 @@ func argTop(width byte) uint64 {
 type seccompCompiler struct {
 	kc   *kernelCompiler // CEL helpers: value, unparse
 	call string
+	// values are the constant subexpressions evaluated so far, by
+	// expression id: the condition is compiled once for each call of
+	// the kind, and evaluating one takes a CEL compile.
+	values map[int64]any
+}
+
+// value evaluates a subexpression that does not depend on the call.
+func (sc *seccompCompiler) value(e celast.Expr) (any, error) {
+	if v, ok := sc.values[e.ID()]; ok {
+		return v, nil
+	}
+	v, err := sc.kc.rs.value(e, sc.kc.ast, sc.kc.vars)
+	if err != nil {
+		return nil, err
+	}
+	sc.values[e.ID()] = v
+	return v, nil
 }
 
 // seccompDeny compiles rule i, a deny rule of a system call kind: nil when
@@ -150,8 +167,9 @@ func (rs *RuleSet) seccompDeny(i int, vars map[string]any) (*SeccompDeny, error)
 	r := rs.Rules[i]
 	kc := &kernelCompiler{rs: rs, ast: rs.asts[i], vars: vars}
 	d := &SeccompDeny{Rule: r.Name}
+	values := map[int64]any{}
 	for _, call := range SyscallsOf(r.Event) {
-		sc := &seccompCompiler{kc: kc, call: call}
+		sc := &seccompCompiler{kc: kc, call: call, values: values}
 		f, err := sc.compile(rs.asts[i].NativeRep().Expr(), false)
 		if err != nil {
 			return nil, fmt.Errorf("for %s: %w", call, err)
@@ -262,7 +280,7 @@ func (sc *seccompCompiler) unsupported(e celast.Expr) error {
 // compile is the normal form of e for the call, or of !e when neg.
 func (sc *seccompCompiler) compile(e celast.Expr, neg bool) (dnf, error) {
 	if eventRef(e) == "" {
-		v, err := sc.kc.rs.value(e, sc.kc.ast, sc.kc.vars)
+		v, err := sc.value(e)
 		if err != nil {
 			return nil, err
 		}
@@ -336,7 +354,7 @@ func (sc *seccompCompiler) compile(e celast.Expr, neg bool) (dnf, error) {
 		if eventRef(r) != "" {
 			return nil, fmt.Errorf("%s compares two values of the call", sc.kc.unparse(e))
 		}
-		v, err := sc.kc.rs.value(r, sc.kc.ast, sc.kc.vars)
+		v, err := sc.value(r)
 		if err != nil {
 			return nil, err
 		}
@@ -349,7 +367,7 @@ func (sc *seccompCompiler) compile(e celast.Expr, neg bool) (dnf, error) {
 		if eventRef(args[1]) != "" {
 			return nil, fmt.Errorf("%s: the list must not depend on the call", sc.kc.unparse(e))
 		}
-		v, err := sc.kc.rs.value(args[1], sc.kc.ast, sc.kc.vars)
+		v, err := sc.value(args[1])
 		if err != nil {
 			return nil, err
 		}
@@ -389,7 +407,7 @@ func (sc *seccompCompiler) argIndex(e celast.Expr) (int, error) {
 	if field(args[0]) != "syscall.args" || eventRef(args[1]) != "" {
 		return -1, nil
 	}
-	v, err := sc.kc.rs.value(args[1], sc.kc.ast, sc.kc.vars)
+	v, err := sc.value(args[1])
 	if err != nil {
 		return -1, err
 	}
@@ -453,7 +471,7 @@ func (sc *seccompCompiler) compare(l celast.Expr, op string, v any, neg bool) (d
 		// 1<<32 on one argument deny 0xffffffff; with NE 5 and EQ 1 on
 		// one argument, 1 no longer matches. And the masked blocks of
 		// a range or of all values but one are too many at 64 bits.
-		if (op == "_==_") == neg {
+		if eq := (op == "_==_" && !neg) || (op == "_!=_" && neg); !eq {
 			return nil, fmt.Errorf("%s's argument %d is 64 bits wide: the filter checks it with == (or in) only, not negated", sc.call, i)
 		}
 		var t argTerm
@@ -665,4 +683,16 @@ func mergeSeccompDenies(sc *specs.LinuxSeccomp, denies []SeccompDeny) error {
 	}
 	sc.Syscalls = out
 	return nil
+}
+
+// argsMatch says whether a call with these arguments meets all the
+// comparisons (the masked equalities the compiler makes; any other
+// comparison counts as met).
+func argsMatch(args []specs.LinuxSeccompArg, vals [6]uint64) bool {
+	for _, a := range args {
+		if a.Op == specs.OpMaskedEqual && a.Index < 6 && vals[a.Index]&a.Value != a.ValueTwo {
+			return false
+		}
+	}
+	return true
 }

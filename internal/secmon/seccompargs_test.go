@@ -1,6 +1,7 @@
 package secmon
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -117,6 +118,7 @@ func TestSeccompDenyRefusals(t *testing.T) {
 		// capset's arguments are 64 bits: == only.
 		{`syscall.args[0] < 5`, "for capset: syscall.args[0] < 5: capset's argument 0 is 64 bits wide"},
 		{`syscall.name == "capset" && syscall.args[0] != 5`, "not negated"},
+		{`syscall.name == "capset" && !(syscall.args[0] < 0)`, "with == (or in) only"},
 		// A 32-bit != takes 32 masked comparisons, three of them 32^3.
 		{`syscall.name == "setresuid" && syscall.args[0] != 0 && syscall.args[1] != 0 && syscall.args[2] != 0`, "setresuid would need more than 64 seccomp rules"},
 	} {
@@ -224,4 +226,82 @@ func describe(rules []specs.LinuxSyscall) []string {
 		out = append(out, s)
 	}
 	return out
+}
+
+// FuzzSeccompDeny compiles arbitrary deny conditions: what compiles has
+// the shape seccomp takes (at most maxSeccompRules rules a call, each
+// argument compared once, only arguments the call has, masked equalities),
+// and for the ptrace kind (every call with four arguments) denies exactly
+// the calls the rule's CEL matches, on what the kernel reads.
+func FuzzSeccompDeny(f *testing.F) {
+	f.Add(uint8(0), `syscall.name in ["setuid", "setreuid", "setresuid"] && (syscall.args[0] == 0 || syscall.args[1] == 0 || syscall.args[2] == 0)`)
+	f.Add(uint8(1), `syscall.name == "ptrace" && syscall.args[0] in [16, 0x4206]`)
+	f.Add(uint8(1), `syscall.name != "ptrace" && !(syscall.args[0] >= 100 && syscall.args[0] < 200)`)
+	f.Add(uint8(2), `syscall.name == "setns" ? syscall.args[1] == 0x40000000 : syscall.args[0] == 0x10000000`)
+	f.Add(uint8(2), `"tier" in container.labels || syscall.args[1] != -1`)
+	kinds := []string{EventSetuid, EventPtrace, EventNamespace, EventMount}
+	samples := []uint64{0, 1, 16, 99, 100, 150, 200, 0x4206, 0xffffffff, 1 << 32, 1<<32 | 16, 0xffffffff_ffffffff}
+	f.Fuzz(func(t *testing.T, kind uint8, cond string) {
+		ev := kinds[int(kind)%len(kinds)]
+		q, _ := json.Marshal(cond)
+		rs, err := ParseRules([]byte("rules:\n- name: r\n  event: "+ev+"\n  condition: "+string(q)+"\n  action: deny\n"), "fuzz")
+		if err != nil {
+			return
+		}
+		p, err := rs.Plan(Container{ID: "x", Labels: map[string]string{"tier": "web"}})
+		if err != nil {
+			return
+		}
+		for _, d := range p.Seccomp {
+			for call, lists := range d.When {
+				widths := argWidths[call]
+				if len(lists) == 0 || len(lists) > maxSeccompRules {
+					t.Fatalf("%s: %d rules", call, len(lists))
+				}
+				for _, l := range lists {
+					var seen [4]bool
+					for _, a := range l {
+						if a.Index >= uint(len(widths)) || seen[a.Index] || a.Op != specs.OpMaskedEqual || a.ValueTwo&^a.Value != 0 ||
+							(widths[a.Index] == 'w' && a.Value > math.MaxUint32) {
+							t.Fatalf("%s: comparison %+v in %+v", call, a, l)
+						}
+						seen[a.Index] = true
+					}
+				}
+			}
+			if ev != EventPtrace {
+				continue
+			}
+			for _, call := range SyscallsOf(ev) {
+				for k := range 8 {
+					var vals [6]uint64
+					view := make([]int64, 4)
+					for i, w := range argWidths[call] {
+						vals[i] = samples[(k*7+i*5+len(cond))%len(samples)]
+						if w == 'w' {
+							view[i] = int64(uint32(vals[i]))
+						} else {
+							vals[i] &= math.MaxInt64
+							view[i] = int64(vals[i])
+						}
+					}
+					want, err := rs.Eval(0, Input{Syscall: &SyscallVars{Name: call, Args: view}, Container: Container{ID: "x", Labels: map[string]string{"tier": "web"}}})
+					if err != nil {
+						continue
+					}
+					got := false
+					if slices.Contains(d.Syscalls, call) {
+						lists, conditional := d.When[call]
+						got = !conditional
+						for _, l := range lists {
+							got = got || argsMatch(l, vals)
+						}
+					}
+					if got != want {
+						t.Fatalf("%s(%#x): denied %v, CEL says %v", call, vals[:4], got, want)
+					}
+				}
+			}
+		}
+	})
 }
