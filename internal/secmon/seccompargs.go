@@ -14,6 +14,7 @@ import (
 	"math"
 	"math/bits"
 	"slices"
+	"strings"
 
 	celast "cel.dev/cel-go/common/ast"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -530,6 +531,26 @@ func complement(ivs []interval, top uint64) []interval {
 	return out
 }
 
+// ids32 are the calls that 32-bit ABIs (x86, arm) also have as NAME32,
+// with 32-bit ids, beside a NAME that takes 16-bit ones: the profile's
+// rules for NAME32 are the ones those ABIs' programs use.
+var ids32 = map[string]bool{
+	"setuid": true, "setgid": true, "setreuid": true, "setregid": true,
+	"setresuid": true, "setresgid": true, "setfsuid": true, "setfsgid": true,
+}
+
+// withIDs32 is the calls with their NAME32 variants.
+func withIDs32(calls []string) []string {
+	var out []string
+	for _, n := range calls {
+		out = append(out, n)
+		if ids32[n] {
+			out = append(out, n+"32")
+		}
+	}
+	return out
+}
+
 // seccompAction is an action as the filter's compiler tells actions
 // apart: SCMP_ACT_ERRNO and SCMP_ACT_TRACE without errnoRet mean EPERM,
 // SCMP_ACT_KILL is SCMP_ACT_KILL_THREAD.
@@ -598,12 +619,16 @@ func mergeSeccompDenies(sc *specs.LinuxSeccomp, denies []SeccompDeny) error {
 	when := map[string][][]specs.LinuxSeccompArg{}
 	ruleOf := map[string]string{}
 	for _, d := range denies {
-		for _, n := range d.Syscalls {
+		for _, n := range withIDs32(d.Syscalls) {
 			if _, seen := ruleOf[n]; !seen {
 				order = append(order, n)
 				ruleOf[n] = d.Rule
 			}
-			args, ok := d.When[n]
+			base := n
+			if b, ok := strings.CutSuffix(n, "32"); ok && ids32[b] {
+				base = b // the same arguments
+			}
+			args, ok := d.When[base]
 			switch {
 			case uncond[n]:
 			case !ok:

@@ -16,13 +16,13 @@ import (
 	"github.com/berth-project/berth/internal/seccomp"
 )
 
-// bpfVerdict runs a compiled seccomp program on one x86_64 call, as the
+// bpfVerdict runs a compiled seccomp program on one call, as the
 // kernel would (the classic BPF subset libseccomp emits).
-func bpfVerdict(t *testing.T, code []unix.SockFilter, nr uint32, args [6]uint64) uint32 {
+func bpfVerdict(t *testing.T, code []unix.SockFilter, arch, nr uint32, args [6]uint64) uint32 {
 	t.Helper()
 	var data [64]byte // struct seccomp_data
 	binary.NativeEndian.PutUint32(data[0:], nr)
-	binary.NativeEndian.PutUint32(data[4:], unix.AUDIT_ARCH_X86_64)
+	binary.NativeEndian.PutUint32(data[4:], arch)
 	for i, a := range args {
 		binary.NativeEndian.PutUint64(data[16+8*i:], a)
 	}
@@ -175,7 +175,7 @@ func TestSeccompDenyThroughLibseccomp(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				was := bpfVerdict(t, before, nr, args)
+				was := bpfVerdict(t, before, unix.AUDIT_ARCH_X86_64, nr, args)
 				want := was
 				if deny && was&unix.SECCOMP_RET_ACTION_FULL != unix.SECCOMP_RET_ERRNO {
 					want = unix.SECCOMP_RET_ERRNO | 1
@@ -183,7 +183,7 @@ func TestSeccompDenyThroughLibseccomp(t *testing.T) {
 						want = unix.SECCOMP_RET_ERRNO | 13
 					}
 				}
-				if got := bpfVerdict(t, code, nr, args); got != want {
+				if got := bpfVerdict(t, code, unix.AUDIT_ARCH_X86_64, nr, args); got != want {
 					t.Fatalf("profile %s, %s(%#x): %s: got %#x, want %#x (was %#x)\nrules %+v", name, call, args[:len(argWidths[call])], cond, got, want, was, plan.Seccomp)
 				}
 				checked++
@@ -191,4 +191,33 @@ func TestSeccompDenyThroughLibseccomp(t *testing.T) {
 		}
 	}
 	t.Logf("%d verdicts checked, %d conditions refused as too large", checked, refused)
+}
+
+// The x86 ABI's setuid32 (the 32-bit ids that ABI's programs use) is
+// denied as setuid is, under Docker's default profile, which allows it.
+func TestSeccompDenySetuid32(t *testing.T) {
+	if runtime.GOARCH != "amd64" {
+		t.Skip("the test runs x86 BPF; this machine is " + runtime.GOARCH)
+	}
+	p := planOf(t, noRootRule)
+	sc := seccomp.DefaultProfile()
+	if err := mergeSeccompDenies(sc, p.Seccomp); err != nil {
+		t.Fatal(err)
+	}
+	code := compiled(t, sc)
+	const setuid32, setresuid32 = 213, 208 // arch/x86/entry/syscalls/syscall_32.tbl
+	for _, c := range []struct {
+		nr   uint32
+		args [6]uint64
+		want uint32
+	}{
+		{setuid32, [6]uint64{0}, unix.SECCOMP_RET_ERRNO | 13},
+		{setuid32, [6]uint64{1000}, unix.SECCOMP_RET_ALLOW},
+		{setresuid32, [6]uint64{0xffffffff, 0, 0xffffffff}, unix.SECCOMP_RET_ERRNO | 13},
+		{setresuid32, [6]uint64{0xffffffff, 1000, 0xffffffff}, unix.SECCOMP_RET_ALLOW},
+	} {
+		if got := bpfVerdict(t, code, unix.AUDIT_ARCH_I386, c.nr, c.args); got != c.want {
+			t.Errorf("i386 %d%v: got %#x, want %#x", c.nr, c.args[:3], got, c.want)
+		}
+	}
 }

@@ -167,20 +167,20 @@ func TestMergeSeccompDenies(t *testing.T) {
 	}
 	// Docker's shape: default EPERM, the call allowed.
 	sc := &specs.LinuxSeccomp{DefaultAction: specs.ActErrno, DefaultErrnoRet: &eperm, Syscalls: []specs.LinuxSyscall{
-		{Names: []string{"read", "setuid", "ptrace"}, Action: specs.ActAllow},
+		{Names: []string{"read", "setuid", "ptrace", "setuid32"}, Action: specs.ActAllow},
 	}}
 	if err := mergeSeccompDenies(sc, denies); err != nil {
 		t.Fatal(err)
 	}
 	got := fmt.Sprint(describe(sc.Syscalls))
-	want := "[read:SCMP_ACT_ALLOW setuid:SCMP_ACT_ERRNO(13)[{0 4294967295 0 SCMP_CMP_MASKED_EQ}] setuid:SCMP_ACT_ALLOW[{0 18446744073709551615 0 SCMP_CMP_LE}] ptrace:SCMP_ACT_ERRNO(1)]"
+	want := "[read:SCMP_ACT_ALLOW setuid:SCMP_ACT_ERRNO(13)[{0 4294967295 0 SCMP_CMP_MASKED_EQ}] setuid:SCMP_ACT_ALLOW[{0 18446744073709551615 0 SCMP_CMP_LE}] setuid32:SCMP_ACT_ERRNO(13)[{0 4294967295 0 SCMP_CMP_MASKED_EQ}] setuid32:SCMP_ACT_ALLOW[{0 18446744073709551615 0 SCMP_CMP_LE}] ptrace:SCMP_ACT_ERRNO(1)]"
 	if got != want {
 		t.Errorf("docker-like:\n got %s\nwant %s", got, want)
 	}
 	// No profile: allow by default, the deny alone.
 	sc = &specs.LinuxSeccomp{DefaultAction: specs.ActAllow}
 	mergeSeccompDenies(sc, denies)
-	if got, want := fmt.Sprint(describe(sc.Syscalls)), "[setuid:SCMP_ACT_ERRNO(1)[{0 4294967295 0 SCMP_CMP_MASKED_EQ}] ptrace:SCMP_ACT_ERRNO(1)]"; got != want {
+	if got, want := fmt.Sprint(describe(sc.Syscalls)), "[setuid:SCMP_ACT_ERRNO(1)[{0 4294967295 0 SCMP_CMP_MASKED_EQ}] setuid32:SCMP_ACT_ERRNO(1)[{0 4294967295 0 SCMP_CMP_MASKED_EQ}] ptrace:SCMP_ACT_ERRNO(1)]"; got != want {
 		t.Errorf("no profile:\n got %s\nwant %s", got, want)
 	}
 	// Default ENOSYS, the call logged: EPERM, and logged otherwise.
@@ -195,7 +195,7 @@ func TestMergeSeccompDenies(t *testing.T) {
 	// Already refused whatever its arguments: left as it was.
 	sc = &specs.LinuxSeccomp{DefaultAction: specs.ActAllow, Syscalls: []specs.LinuxSyscall{{Names: []string{"setuid"}, Action: specs.ActKillProcess}}}
 	mergeSeccompDenies(sc, denies)
-	if got, want := fmt.Sprint(describe(sc.Syscalls)), "[setuid:SCMP_ACT_KILL_PROCESS ptrace:SCMP_ACT_ERRNO(1)]"; got != want {
+	if got, want := fmt.Sprint(describe(sc.Syscalls)), "[setuid:SCMP_ACT_KILL_PROCESS setuid32:SCMP_ACT_ERRNO(1)[{0 4294967295 0 SCMP_CMP_MASKED_EQ}] ptrace:SCMP_ACT_ERRNO(1)]"; got != want {
 		t.Errorf("killed:\n got %s\nwant %s", got, want)
 	}
 	// Conditional rules of the profile's own: refused, not guessed.
@@ -208,7 +208,7 @@ func TestMergeSeccompDenies(t *testing.T) {
 	// An unconditional deny of the same call wins over a conditional one.
 	sc = &specs.LinuxSeccomp{DefaultAction: specs.ActAllow}
 	mergeSeccompDenies(sc, append(denies, SeccompDeny{Rule: "all", Syscalls: []string{"setuid"}}))
-	if got, want := fmt.Sprint(describe(sc.Syscalls)), "[setuid,ptrace:SCMP_ACT_ERRNO(1)]"; got != want {
+	if got, want := fmt.Sprint(describe(sc.Syscalls)), "[setuid,setuid32,ptrace:SCMP_ACT_ERRNO(1)]"; got != want {
 		t.Errorf("unconditional:\n got %s\nwant %s", got, want)
 	}
 }
