@@ -109,7 +109,9 @@ func Prepare(o Options, rs *RuleSet, reg Registration, regPath string, spec *spe
 		return err
 	}
 	if len(plan.Seccomp) > 0 {
-		addSeccompDenies(spec, plan.Seccomp)
+		if err := addSeccompDenies(spec, plan.Seccomp); err != nil {
+			return err
+		}
 	}
 	if plan.NeedsLandlock() {
 		v, err := plan.Landlock.Encode()
@@ -147,42 +149,71 @@ func Prepare(o Options, rs *RuleSet, reg Registration, regPath string, spec *spe
 	return nil
 }
 
-// addSeccompDenies makes the listed system calls fail with EPERM: they
-// are taken out of the filter's other rules (an allow of the same call
-// would conflict) and denied unconditionally.
-func addSeccompDenies(spec *specs.Spec, denies []SeccompDeny) {
+// addSeccompDenies makes the denied system calls fail in the spec's
+// seccomp profile (see mergeSeccompDenies); without a profile
+// (--privileged, seccomp=unconfined), in one that allows everything else.
+func addSeccompDenies(spec *specs.Spec, denies []SeccompDeny) error {
+	if err := initCallsDenied(spec, denies); err != nil {
+		return err
+	}
 	if spec.Linux == nil {
 		spec.Linux = &specs.Linux{}
 	}
 	if spec.Linux.Seccomp == nil {
 		spec.Linux.Seccomp = &specs.LinuxSeccomp{DefaultAction: specs.ActAllow}
 	}
-	sc := spec.Linux.Seccomp
-	deny := map[string]bool{}
-	var names []string
+	return mergeSeccompDenies(spec.Linux.Seccomp, denies)
+}
+
+// initCallsDenied refuses denies that would stop the container from
+// starting. Without no_new_privs (or with a notify listener) Berth's
+// runtime, as runc, loads the filter while it still has CAP_SYS_ADMIN,
+// before it switches to the container's user: setresgid(gid, gid, gid),
+// setresuid(uid, uid, uid) and capset then run under the filter.
+func initCallsDenied(spec *specs.Spec, denies []SeccompDeny) error {
+	p := spec.Process
+	if p == nil || (p.NoNewPrivileges && !hasNotify(spec)) {
+		return nil // the filter is loaded right before execve
+	}
+	uid, gid := uint64(p.User.UID), uint64(p.User.GID)
+	calls := []struct {
+		name string
+		args [6]uint64
+		show string
+	}{
+		{"setresgid", [6]uint64{gid, gid, gid}, fmt.Sprintf("setresgid(%d, %d, %d)", gid, gid, gid)},
+		{"setresuid", [6]uint64{uid, uid, uid}, fmt.Sprintf("setresuid(%d, %d, %d)", uid, uid, uid)},
+		{"capset", [6]uint64{}, "capset"},
+	}
 	for _, d := range denies {
-		for _, n := range d.Syscalls {
-			if !deny[n] {
-				deny[n] = true
-				names = append(names, n)
+		for _, c := range calls {
+			if !slices.Contains(d.Syscalls, c.name) {
+				continue
+			}
+			lists, conditional := d.When[c.name]
+			hit := !conditional || c.name == "capset" // its arguments are pointers
+			for _, args := range lists {
+				hit = hit || argsMatch(args, c.args)
+			}
+			if hit {
+				return fmt.Errorf("monitor rule %q denies %s, which the runtime makes after it loads the seccomp filter, to switch to the container's user: the container would not start; run it with --security-opt no-new-privileges (the filter is then loaded last), or as another user: %w",
+					d.Rule, c.show, errdefs.ErrFailedPrecondition)
 			}
 		}
 	}
-	var kept []specs.LinuxSyscall
-	for _, s := range sc.Syscalls {
-		var left []string
-		for _, n := range s.Names {
-			if !deny[n] {
-				left = append(left, n)
-			}
-		}
-		if len(left) > 0 {
-			s.Names = left
-			kept = append(kept, s)
+	return nil
+}
+
+func hasNotify(spec *specs.Spec) bool {
+	if spec.Linux == nil || spec.Linux.Seccomp == nil {
+		return false
+	}
+	for _, s := range spec.Linux.Seccomp.Syscalls {
+		if s.Action == specs.ActNotify {
+			return true
 		}
 	}
-	eperm := uint(unix.EPERM)
-	sc.Syscalls = append(kept, specs.LinuxSyscall{Names: names, Action: specs.ActErrno, ErrnoRet: &eperm})
+	return false
 }
 
 // call sends one request to the agent.

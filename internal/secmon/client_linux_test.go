@@ -22,7 +22,9 @@ func TestAddSeccompDenies(t *testing.T) {
 			{Names: []string{"ptrace"}, Action: specs.ActAllow},
 		},
 	}}}
-	addSeccompDenies(s, []SeccompDeny{{Rule: "r", Syscalls: SyscallsOf(EventPtrace)}})
+	if err := addSeccompDenies(s, []SeccompDeny{{Rule: "r", Syscalls: SyscallsOf(EventPtrace)}}); err != nil {
+		t.Fatal(err)
+	}
 	sc := s.Linux.Seccomp.Syscalls
 	if len(sc) != 2 || !slices.Equal(sc[0].Names, []string{"read", "write"}) {
 		t.Fatalf("allow rules: %+v", sc)
@@ -33,7 +35,9 @@ func TestAddSeccompDenies(t *testing.T) {
 	}
 	// Without a filter (--privileged): one that allows all but those.
 	s = &specs.Spec{}
-	addSeccompDenies(s, []SeccompDeny{{Rule: "r", Syscalls: []string{"mount"}}})
+	if err := addSeccompDenies(s, []SeccompDeny{{Rule: "r", Syscalls: []string{"mount"}}}); err != nil {
+		t.Fatal(err)
+	}
 	if s.Linux.Seccomp.DefaultAction != specs.ActAllow || len(s.Linux.Seccomp.Syscalls) != 1 {
 		t.Errorf("new filter %+v", s.Linux.Seccomp)
 	}
@@ -110,5 +114,30 @@ func TestReadAlerts(t *testing.T) {
 	}
 	if len(got) != 3 || got[0] != `{"a":1}` || got[1] != long || got[2] != `{"b":2}` {
 		t.Errorf("lines: %d %.20q", len(got), got)
+	}
+}
+
+// Without no-new-privileges the runtime switches to the container's user
+// under the filter: a deny of that switch is refused with what to do.
+func TestSeccompDenyOfInitCalls(t *testing.T) {
+	p := planOf(t, noRootRule)
+	root := func(nnp bool) *specs.Spec {
+		return &specs.Spec{Process: &specs.Process{NoNewPrivileges: nnp}}
+	}
+	err := addSeccompDenies(root(false), p.Seccomp)
+	if !errors.Is(err, errdefs.ErrFailedPrecondition) || !strings.Contains(err.Error(), `"no-setuid-root" denies setresuid(0, 0, 0)`) || !strings.Contains(err.Error(), "no-new-privileges") {
+		t.Errorf("root without no-new-privileges: %v", err)
+	}
+	if err := addSeccompDenies(root(true), p.Seccomp); err != nil {
+		t.Errorf("root with no-new-privileges: %v", err)
+	}
+	user := &specs.Spec{Process: &specs.Process{User: specs.User{UID: 1000, GID: 1000}}}
+	if err := addSeccompDenies(user, p.Seccomp); err != nil {
+		t.Errorf("user 1000: %v", err)
+	}
+	// capset is in the setuid kind: denying it stops every start.
+	all := planOf(t, "rules:\n- name: all\n  event: setuid\n  condition: 'true'\n  action: deny\n")
+	if err := addSeccompDenies(&specs.Spec{Process: &specs.Process{User: specs.User{UID: 1000}}}, all.Seccomp); err == nil || !strings.Contains(err.Error(), "denies setresgid(0, 0, 0)") {
+		t.Errorf("the whole kind: %v", err)
 	}
 }

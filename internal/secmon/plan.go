@@ -12,6 +12,7 @@ import (
 	"cel.dev/cel-go/common/types"
 	"cel.dev/cel-go/common/types/traits"
 	"cel.dev/cel-go/parser"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/berth-project/berth/internal/errdefs"
 	"github.com/berth-project/berth/internal/secmon/kern"
@@ -47,10 +48,18 @@ type KernelPolicy struct {
 // Empty says whether the kind needs nothing in the kernel.
 func (p KernelPolicy) Empty() bool { return !p.Report && len(p.Rules) == 0 }
 
-// SeccompDeny is a rule carried out by the container's seccomp filter.
+// SeccompDeny is a rule carried out by the container's seccomp filter:
+// the calls it denies, and for those whose denial depends on their
+// arguments, when.
 type SeccompDeny struct {
 	Rule     string
 	Syscalls []string
+	// When holds, for a call of Syscalls denied on some arguments only,
+	// the argument comparisons of its seccomp rules: the call is denied
+	// when all the comparisons of one list hold (each list compares each
+	// argument at most once). A call of Syscalls without an entry is
+	// denied whatever its arguments.
+	When map[string][][]specs.LinuxSeccompArg `json:"when,omitempty"`
 }
 
 // Plan is a container's rules compiled for the kernel, with the
@@ -160,12 +169,12 @@ func (rs *RuleSet) Plan(c Container) (*Plan, error) {
 			continue
 		}
 		if isSyscallEvent(r.Event) {
-			on, err := rs.constant(rs.asts[i].NativeRep().Expr(), rs.asts[i], vars)
+			d, err := rs.seccompDeny(i, vars)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %v: %w", where, err, errdefs.ErrNotImplemented)
 			}
-			if on {
-				p.Seccomp = append(p.Seccomp, SeccompDeny{Rule: r.Name, Syscalls: SyscallsOf(r.Event)})
+			if d != nil {
+				p.Seccomp = append(p.Seccomp, *d)
 			}
 			continue
 		}
