@@ -397,20 +397,6 @@ func (rs *RuleSet) value(e celast.Expr, a *cel.Ast, vars map[string]any) (any, e
 	return out.Value(), nil
 }
 
-// constant evaluates a whole condition that must depend on the
-// container only.
-func (rs *RuleSet) constant(e celast.Expr, a *cel.Ast, vars map[string]any) (bool, error) {
-	if n := eventRef(e); n != "" {
-		return false, fmt.Errorf("the condition uses %s, which the container's seccomp filter cannot check (only container fields can be used)", n)
-	}
-	v, err := rs.value(e, a, vars)
-	if err != nil {
-		return false, err
-	}
-	b, ok := v.(bool)
-	return b && ok, nil
-}
-
 // portRange makes the port atom of `field op n` over the field's values
 // 0..top.
 func (kc *kernelCompiler) portRange(op string, n, top int64, neg func(formula) formula) formula {
