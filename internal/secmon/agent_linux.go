@@ -62,7 +62,9 @@ type agentReg struct {
 	sys    bool // has system calls reported
 	accept bool // has inbound connections reported
 	exit   bool // has process exits reported
-	lsm    bool // has exec or open denies the BPF LSM programs carry out
+	// sysDeny: has the refusals of its seccomp deny rules reported.
+	sysDeny bool
+	lsm     bool // has exec or open denies the BPF LSM programs carry out
 	// landlockOpen: berth-runtime's Landlock denies the container's
 	// opens (no BPF LSM), so the open attempts reported at system call
 	// entry are judged by the deny rules for their alerts.
@@ -303,6 +305,7 @@ func (a *agent) install(reg *Registration, persist bool, rs *RuleSet, plan *Plan
 		a.objs.AcceptPolicy.Delete(old.CgroupID)
 		a.objs.ExitPolicy.Delete(old.CgroupID)
 		a.objs.OpenPolicy.Delete(old.CgroupID)
+		a.objs.SysDenies.Delete(old.CgroupID)
 		a.objs.DetachCgroup(old.CgroupID)
 		delete(a.byCgroup, old.CgroupID)
 	}
@@ -343,15 +346,11 @@ func (a *agent) install(reg *Registration, persist bool, rs *RuleSet, plan *Plan
 			return err
 		}
 	}
-	if len(plan.Syscalls) == 0 {
-		a.objs.SysPolicies.Delete(cg)
-	} else {
-		if err := a.objs.SysPolicies.Update(cg, sysPolicy(plan.Syscalls), ebpf.UpdateAny); err != nil {
-			return fmt.Errorf("update the system call map: %w", err)
-		}
-		if err := a.objs.AttachSysEnter(); err != nil {
-			return err
-		}
+	if err := putEntry(a.objs.SysPolicies, cg, len(plan.Syscalls) > 0, func() any { return sysPolicy(plan.Syscalls) }, a.objs.AttachSysEnter); err != nil {
+		return fmt.Errorf("the system calls reported: %w", err)
+	}
+	if err := putEntry(a.objs.SysDenies, cg, len(plan.SysDeny) > 0, func() any { return sysDeny(plan.SysDeny) }, a.objs.AttachSysExit); err != nil {
+		return fmt.Errorf("the system call refusals reported: %w", err)
 	}
 	if plan.Accept {
 		if err := a.objs.AcceptWatch.Update(cg, uint32(1), ebpf.UpdateAny); err != nil {
@@ -364,10 +363,23 @@ func (a *agent) install(reg *Registration, persist bool, rs *RuleSet, plan *Plan
 		a.objs.AcceptWatch.Delete(cg)
 	}
 	r.sys, r.accept, r.exit = len(plan.Syscalls) > 0, plan.Accept, !plan.Exit.Empty()
-	r.lsm, r.landlockOpen = plan.NeedsLSM(), len(plan.Landlock.Write) > 0
+	r.lsm, r.landlockOpen, r.sysDeny = plan.NeedsLSM(), len(plan.Landlock.Write) > 0, len(plan.SysDeny) > 0
 	a.regs[reg.Container.ID] = r
 	a.byCgroup[cg] = r
 	return nil
+}
+
+// putEntry sets the container's entry of m (when on) and attaches the
+// host-wide program that reads it, or deletes the entry.
+func putEntry(m *ebpf.Map, cg uint64, on bool, value func() any, attach func() error) error {
+	if !on {
+		m.Delete(cg)
+		return nil
+	}
+	if err := m.Update(cg, value(), ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("update the map: %w", err)
+	}
+	return attach()
 }
 
 // sysPolicy is the kernel's table of the system calls to report.
@@ -396,6 +408,17 @@ func sysPolicy(names []string) *kern.SecmonSysPolicy {
 		}
 	}
 	return sp
+}
+
+// sysDeny is the kernel's table of the calls whose refusals are reported.
+func sysDeny(names []string) *kern.SecmonSysDeny {
+	sd := &kern.SecmonSysDeny{}
+	for _, n := range names {
+		if nr, ok := sysNumbers[n]; ok && nr < kern.MaxSyscall {
+			sd.Calls[nr/64] |= 1 << (nr % 64)
+		}
+	}
+	return sd
 }
 
 // syscallKinds maps a reported call's number to its name and event kind.
@@ -436,6 +459,7 @@ func (a *agent) removeLocked(id string) {
 	a.objs.AcceptPolicy.Delete(r.CgroupID)
 	a.objs.ExitPolicy.Delete(r.CgroupID)
 	a.objs.OpenPolicy.Delete(r.CgroupID)
+	a.objs.SysDenies.Delete(r.CgroupID)
 	a.objs.DetachCgroup(r.CgroupID)
 	delete(a.regs, id)
 	delete(a.byCgroup, r.CgroupID)
@@ -452,6 +476,9 @@ func (a *agent) removeLocked(id string) {
 	}
 	if !slices.ContainsFunc(slices.Collect(maps.Values(a.regs)), func(r *agentReg) bool { return r.lsm }) {
 		a.objs.DetachLSM()
+	}
+	if !slices.ContainsFunc(slices.Collect(maps.Values(a.regs)), func(r *agentReg) bool { return r.sysDeny }) {
+		a.objs.DetachSysExit()
 	}
 	if len(a.regs) == 0 && !a.exiting {
 		a.exiting = true
@@ -737,6 +764,15 @@ func (a *agent) event(ev *kern.SecmonEvent) {
 		in.Syscall = &SyscallVars{Name: name, Args: args}
 		base.Syscall = &AlertSyscall{Name: name, Args: args}
 		proc.Path, proc.Argv = a.procInfo(r, int(ev.Tgid))
+		if ev.Action == kern.ActDeny {
+			// A call that failed with EPERM or EACCES, reported at
+			// exit: seccomp refused it where a deny rule's condition
+			// holds (the call may also have failed on its own).
+			in.Process.Path = proc.Path
+			base.Event, base.Process = kind, proc
+			a.denyAlerts(r, kind, in, base, when)
+			return
+		}
 	case kern.KindAccept:
 		// In softirq: no process; the peer's port is in sargs[0].
 		kind = EventAccept

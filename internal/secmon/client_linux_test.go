@@ -43,21 +43,32 @@ func TestAddSeccompDenies(t *testing.T) {
 	}
 }
 
-func TestPrepareWithoutKernelRules(t *testing.T) {
+// Seccomp-only rules: the filter denies, and the agent is registered all
+// the same, to write the deny alerts from the refusals it is told of.
+func TestPrepareSeccompRules(t *testing.T) {
 	rs, err := ParseRules([]byte("rules:\n- name: p\n  event: ptrace\n  condition: 'true'\n  action: deny\n"), "r")
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := &specs.Spec{}
 	reg := filepath.Join(t.TempDir(), "secmon.json")
-	if err := Prepare(Options{}, rs, Registration{Container: Container{ID: "x"}}, reg, s); err != nil {
+	if err := Prepare(Options{AgentBin: "/berth/bin/berth-secmon"}, rs, Registration{Container: Container{ID: "x"}}, reg, s); err != nil {
 		t.Fatal(err)
 	}
-	if s.Hooks != nil {
-		t.Errorf("a hook for seccomp-only rules: %+v", s.Hooks)
+	if s.Linux == nil || s.Linux.Seccomp == nil || !slices.ContainsFunc(s.Linux.Seccomp.Syscalls, func(sc specs.LinuxSyscall) bool {
+		return slices.Contains(sc.Names, "ptrace") && sc.Action == specs.ActErrno
+	}) {
+		t.Errorf("no ptrace deny in the filter: %+v", s.Linux)
 	}
-	if _, err := os.Stat(reg); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("registration written for seccomp-only rules: %v", err)
+	if s.Hooks == nil || len(s.Hooks.CreateRuntime) != 1 {
+		t.Errorf("hooks %+v, want the agent's createRuntime hook", s.Hooks)
+	}
+	if _, err := os.Stat(reg); err != nil {
+		t.Errorf("registration: %v", err)
+	}
+	p, _ := rs.Plan(Container{ID: "x"})
+	if !slices.Contains(p.SysDeny, "ptrace") {
+		t.Errorf("plan reports refusals of %v, want ptrace among them", p.SysDeny)
 	}
 }
 

@@ -91,7 +91,7 @@ func (h host) mechanism(ev, act string) (mech, reason string) {
 	if _, ok := syscallEvents[ev]; ok {
 		switch act {
 		case ActionDeny:
-			return "seccomp in the container's filter: EPERM (EACCES for a deny on arguments under a profile whose default action is already EPERM, e.g. Docker's); conditions on container fields, syscall.name (==, !=, in) and syscall.args[0..3] against constants (32-bit arguments on their low half: ==, !=, <, <=, >, >=, in; 64-bit ones: ==, in)", ""
+			return "seccomp in the container's filter: EPERM (EACCES for a deny on arguments under a profile whose default action is already EPERM, e.g. Docker's); conditions on container fields, syscall.name (==, !=, in) and syscall.args[0..3] against constants (32-bit arguments on their low half: ==, !=, <, <=, >, >=, in; 64-bit ones: ==, in); the alert from the refused call (raw tracepoint sys_exit, a failure with EPERM or EACCES, judged by the rule's condition in the agent)", ""
 		case ActionAlert:
 			if len(sysNumbers) == 0 {
 				return "", "Berth does not know this architecture's system call numbers"

@@ -70,7 +70,11 @@ type Plan struct {
 	// Syscalls are the system calls reported to the agent for its
 	// alert rules (the open family for open rules).
 	Syscalls []string
-	Seccomp  []SeccompDeny
+	// SysDeny are the system calls of the seccomp deny rules: their
+	// refusals are reported to the agent (at sys_exit: seccomp skips
+	// sys_enter), which writes the deny alerts.
+	SysDeny []string
+	Seccomp []SeccompDeny
 	// Accept reports the container's inbound TCP connections to the
 	// agent, for its accept alert rules.
 	Accept bool
@@ -99,7 +103,8 @@ func (p *Plan) NeedsLSM() bool {
 
 // Empty says whether the plan needs the agent at all.
 func (p *Plan) Empty() bool {
-	return p.Exec.Empty() && p.Connect.Empty() && len(p.Syscalls) == 0 && !p.Accept && p.AcceptDeny.Empty() && p.Exit.Empty() && p.Open.Empty()
+	return p.Exec.Empty() && p.Connect.Empty() && len(p.Syscalls) == 0 && !p.Accept && p.AcceptDeny.Empty() && p.Exit.Empty() && p.Open.Empty() &&
+		len(p.SysDeny) == 0
 }
 
 // NeedsLandlock says whether the container's runtime must apply a
@@ -175,6 +180,11 @@ func (rs *RuleSet) Plan(c Container) (*Plan, error) {
 			}
 			if d != nil {
 				p.Seccomp = append(p.Seccomp, *d)
+				for _, n := range d.Syscalls {
+					if _, ok := sysNumbers[n]; ok && !slices.Contains(p.SysDeny, n) {
+						p.SysDeny = append(p.SysDeny, n)
+					}
+				}
 			}
 			continue
 		}

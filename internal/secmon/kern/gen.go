@@ -8,7 +8,7 @@
 // layout constants below must match the C defines.
 package kern
 
-//go:generate go run github.com/cilium/ebpf/cmd/bpf2go -cc clang -no-strip -target bpfel -type event -type policy -type krule -type atom -type sys_policy Secmon secmon.bpf.c -- -O2 -g -Wall -I/usr/include/x86_64-linux-gnu
+//go:generate go run github.com/cilium/ebpf/cmd/bpf2go -cc clang -no-strip -target bpfel -type event -type policy -type krule -type atom -type sys_policy -type sys_deny Secmon secmon.bpf.c -- -O2 -g -Wall -I/usr/include/x86_64-linux-gnu
 
 // Limits of one compiled policy, as in secmon.bpf.c.
 const (

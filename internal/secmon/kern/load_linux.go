@@ -41,6 +41,7 @@ type basePrograms struct {
 	BerthSendmsg4 *ebpf.Program `ebpf:"berth_sendmsg4"`
 	BerthSendmsg6 *ebpf.Program `ebpf:"berth_sendmsg6"`
 	BerthSysEnter *ebpf.Program `ebpf:"berth_sys_enter"`
+	BerthSysExit  *ebpf.Program `ebpf:"berth_sys_exit"`
 }
 
 // lsmPrograms are the deny programs of kernels with BPF LSM.
@@ -86,7 +87,7 @@ func (o *Objects) Close() error {
 	}
 	b := &o.basePrograms
 	errs = append(errs, closeAll(b.BerthAccept, b.BerthConnect4, b.BerthConnect6, b.BerthExec, b.BerthExit, b.BerthIngress,
-		b.BerthSendmsg4, b.BerthSendmsg6, b.BerthSysEnter), o.SecmonMaps.Close())
+		b.BerthSendmsg4, b.BerthSendmsg6, b.BerthSysEnter, b.BerthSysExit), o.SecmonMaps.Close())
 	return errors.Join(errs...)
 }
 
@@ -233,6 +234,7 @@ func (o *Objects) mapByName(name string) *ebpf.Map {
 		"accept_policy": o.AcceptPolicy, "accept_watch": o.AcceptWatch, "connect_policy": o.ConnectPolicy,
 		"events": o.Events, "exec_policy": o.ExecPolicy, "exit_policy": o.ExitPolicy, "lost": o.SecmonMaps.Lost,
 		"open_policy": o.OpenPolicy, "pathbuf": o.Pathbuf, "scratch": o.Scratch, "sys_policies": o.SysPolicies,
+		"sys_denies": o.SysDenies,
 	}
 	return m[name]
 }
@@ -383,6 +385,17 @@ func (o *Objects) DetachExit() error { return o.detach("exit") }
 
 // DetachSysEnter removes the system call program's link.
 func (o *Objects) DetachSysEnter() error { return o.detach("sys_enter") }
+
+// AttachSysExit attaches the program that reports the calls seccomp
+// deny rules refused (host-wide: every system call of the host that
+// fails with EPERM or EACCES pays a lookup, so it is attached only while
+// some container has such rules).
+func (o *Objects) AttachSysExit() error {
+	return o.attachRawTracepoint("sys_exit", "sys_exit", o.BerthSysExit)
+}
+
+// DetachSysExit removes its link.
+func (o *Objects) DetachSysExit() error { return o.detach("sys_exit") }
 
 // cgroupProg is a program attached to each container's cgroup.
 type cgroupProg struct {

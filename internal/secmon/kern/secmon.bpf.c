@@ -156,6 +156,22 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sys_policies SEC(".maps");
 
+// sys_deny says, per container, which system calls its seccomp deny
+// rules cover: seccomp refuses a call before the sys_enter tracepoint, so
+// their denials are reported at sys_exit (a call that failed with EPERM
+// or EACCES; the agent checks the rule's condition on the arguments).
+struct sys_deny {
+	__u64 calls[MAX_SYSCALL / 64];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, struct sys_deny);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sys_denies SEC(".maps");
+
 // accept_watch holds the cgroup ids of the containers whose inbound
 // connections are reported (alert rules on accept).
 struct {
@@ -294,11 +310,12 @@ struct mm_struct {
 // The system call's registers: x86-64 and arm64 flavours, picked at
 // load time by which fields the kernel's struct pt_regs has.
 struct pt_regs___x86 {
-	unsigned long di, si, dx, r10;
+	unsigned long di, si, dx, r10, orig_ax;
 } __attribute__((preserve_access_index));
 struct pt_regs___arm64 {
 	unsigned long long orig_x0;
 	unsigned long long regs[31];
+	int syscallno;
 } __attribute__((preserve_access_index));
 struct kernfs_node {
 	__u64 id;
@@ -721,6 +738,47 @@ int berth_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 	return 0;
 }
 
+#define EPERM 1
+#define EACCES 13
+
+// sys_exit reports the calls of a container's seccomp deny rules that
+// failed with EPERM or EACCES, with their arguments (the registers keep
+// them: a refused call ran nothing), as KIND_SYSCALL with action deny.
+// Arguments: (struct pt_regs *regs, long ret).
+SEC("raw_tracepoint/sys_exit")
+int berth_sys_exit(struct bpf_raw_tracepoint_args *ctx)
+{
+	long ret = (long)ctx->args[1];
+	if (ret != -EPERM && ret != -EACCES)
+		return 0;
+	__u64 cgid;
+	struct sys_deny *p = container_lookup(&sys_denies, &cgid);
+	if (!p)
+		return 0;
+	void *regs = (void *)ctx->args[0];
+	long nr = -1;
+	if (bpf_core_field_exists(struct pt_regs___x86, orig_ax)) {
+		struct pt_regs___x86 *r = regs;
+		nr = BPF_CORE_READ(r, orig_ax);
+	} else if (bpf_core_field_exists(struct pt_regs___arm64, syscallno)) {
+		struct pt_regs___arm64 *r = regs;
+		nr = BPF_CORE_READ(r, syscallno);
+	}
+	if (nr < 0 || nr >= MAX_SYSCALL)
+		return 0;
+	if (!((p->calls[(nr >> 6) & (MAX_SYSCALL / 64 - 1)] >> (nr & 63)) & 1))
+		return 0;
+	struct event *ev = task_event(KIND_SYSCALL, cgid);
+	if (!ev)
+		return 0;
+	ev->nr = nr;
+	ev->action = ACT_DENY;
+	sys_args(regs, ev->sargs);
+	if (bpf_ringbuf_output(&events, ev, sizeof(*ev), 0))
+		count_lost();
+	return 0;
+}
+
 #define TCP_ESTABLISHED 1
 #define TCP_SYN_RECV 3
 
@@ -940,7 +998,6 @@ int berth_ingress(struct __sk_buff *skb)
 // among the active LSMs); user space loads them only there. Each first
 // keeps an earlier program's denial (ret): BPF LSM programs of other
 // products share the hook.
-#define EACCES 13
 #define FMODE_WRITE 0x2
 
 // lsm_deny returns the index of the first rule that matches when it is a

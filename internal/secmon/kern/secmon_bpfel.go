@@ -71,6 +71,11 @@ type SecmonPolicy struct {
 	Rules  [8]SecmonKrule
 }
 
+type SecmonSysDeny struct {
+	_     structs.HostLayout
+	Calls [8]uint64
+}
+
 type SecmonSysPolicy struct {
 	_          structs.HostLayout
 	Report     [8]uint64
@@ -97,6 +102,7 @@ const (
 	SecmonMapOpenPolicy         = "open_policy"
 	SecmonMapPathbuf            = "pathbuf"
 	SecmonMapScratch            = "scratch"
+	SecmonMapSysDenies          = "sys_denies"
 	SecmonMapSysPolicies        = "sys_policies"
 	SecmonProgBerthAccept       = "berth_accept"
 	SecmonProgBerthConnect4     = "berth_connect4"
@@ -118,6 +124,7 @@ const (
 	SecmonProgBerthSendmsg4     = "berth_sendmsg4"
 	SecmonProgBerthSendmsg6     = "berth_sendmsg6"
 	SecmonProgBerthSysEnter     = "berth_sys_enter"
+	SecmonProgBerthSysExit      = "berth_sys_exit"
 )
 
 // LoadSecmon returns the embedded CollectionSpec for Secmon.
@@ -182,6 +189,7 @@ type SecmonProgramSpecs struct {
 	BerthSendmsg4     *ebpf.ProgramSpec `ebpf:"berth_sendmsg4"`
 	BerthSendmsg6     *ebpf.ProgramSpec `ebpf:"berth_sendmsg6"`
 	BerthSysEnter     *ebpf.ProgramSpec `ebpf:"berth_sys_enter"`
+	BerthSysExit      *ebpf.ProgramSpec `ebpf:"berth_sys_exit"`
 }
 
 // SecmonMapSpecs contains maps before they are loaded into the kernel.
@@ -199,6 +207,7 @@ type SecmonMapSpecs struct {
 	OpenPolicy    *ebpf.MapSpec `ebpf:"open_policy"`
 	Pathbuf       *ebpf.MapSpec `ebpf:"pathbuf"`
 	Scratch       *ebpf.MapSpec `ebpf:"scratch"`
+	SysDenies     *ebpf.MapSpec `ebpf:"sys_denies"`
 	SysPolicies   *ebpf.MapSpec `ebpf:"sys_policies"`
 }
 
@@ -239,6 +248,7 @@ type SecmonMaps struct {
 	OpenPolicy    *ebpf.Map `ebpf:"open_policy"`
 	Pathbuf       *ebpf.Map `ebpf:"pathbuf"`
 	Scratch       *ebpf.Map `ebpf:"scratch"`
+	SysDenies     *ebpf.Map `ebpf:"sys_denies"`
 	SysPolicies   *ebpf.Map `ebpf:"sys_policies"`
 }
 
@@ -255,6 +265,7 @@ func (m *SecmonMaps) Close() error {
 		m.OpenPolicy,
 		m.Pathbuf,
 		m.Scratch,
+		m.SysDenies,
 		m.SysPolicies,
 	)
 }
@@ -289,6 +300,7 @@ type SecmonPrograms struct {
 	BerthSendmsg4     *ebpf.Program `ebpf:"berth_sendmsg4"`
 	BerthSendmsg6     *ebpf.Program `ebpf:"berth_sendmsg6"`
 	BerthSysEnter     *ebpf.Program `ebpf:"berth_sys_enter"`
+	BerthSysExit      *ebpf.Program `ebpf:"berth_sys_exit"`
 }
 
 func (p *SecmonPrograms) Close() error {
@@ -313,6 +325,7 @@ func (p *SecmonPrograms) Close() error {
 		p.BerthSendmsg4,
 		p.BerthSendmsg6,
 		p.BerthSysEnter,
+		p.BerthSysExit,
 	)
 }
 
