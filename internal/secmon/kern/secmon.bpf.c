@@ -583,7 +583,7 @@ int berth_exec(struct bpf_raw_tracepoint_args *ctx)
 	// Masked: a global function's result has no bounds the verifier
 	// knows of; -1 (no rule) becomes 15, past the rules.
 	__u32 r = (__u32)decide(p, ev) & 15;
-	if (r >= MAX_RULES) {
+	if (r >= MAX_RULES && p->nrules > 0) {
 		// The name passed; the file's own path (an exec through a
 		// symbolic link, /proc/self/fd/N, fexecve) is judged too, and
 		// reported when a rule takes it.
