@@ -407,10 +407,36 @@ func TestLSMDeny(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	byFD := exec.Command("/proc/self/fd/3", "-test.run=^$")
-	byFD.ExtraFiles = []*os.File{f}
-	if err := byFD.Run(); !errors.Is(err, unix.EACCES) {
+	byFD := func() error {
+		c := exec.Command("/proc/self/fd/3", "-test.run=^$")
+		c.ExtraFiles = []*os.File{f}
+		return c.Run()
+	}
+	if err := byFD(); !errors.Is(err, unix.EACCES) {
 		t.Errorf("exec of the denied binary through /proc/self/fd: %v, want EACCES", err)
+	}
+	// Deleted, run through its descriptor: judged by its last path.
+	if err := os.Remove(deniedBin); err != nil {
+		t.Fatal(err)
+	}
+	if err := byFD(); !errors.Is(err, unix.EACCES) {
+		t.Errorf("exec of the deleted denied binary through /proc/self/fd: %v, want EACCES", err)
+	}
+	// A chroot does not rename what the rules judge: the paths go up
+	// to the mount namespace's root.
+	bb, err := os.ReadFile(testutil.BusyboxPath)
+	if err != nil {
+		t.Fatalf("busybox for the chroot case: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(base, "busybox"), bb, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(testutil.BusyboxPath, "chroot", base, "/busybox", "sh", "-c", "echo x > /etc/chrooted; echo rc=$?").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "rc=1") {
+		t.Errorf("a write under the denied prefix from a chroot: %v: %s (want it refused)", err, out)
+	}
+	if _, err := os.Lstat(filepath.Join(etc, "chrooted")); err == nil {
+		t.Error("the write from the chroot made the file")
 	}
 
 	want := map[uint32]string{KindOpen: filepath.Join(etc, "shadow"), KindExec: deniedBin}

@@ -217,7 +217,7 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } open_policy SEC(".maps");
 
-// pathbuf holds a path as bpf_d_path or path_name builds it: a whole
+// pathbuf holds a path as path_name builds it: a whole
 // PATH_MAX, so a long path is read (and its start judged) rather than
 // refused, and room to copy a name at any offset below PATH_MAX.
 #define PATH_MAX 4096
@@ -350,11 +350,7 @@ struct signal_struct {
 	int group_exit_code;
 	unsigned int flags;
 } __attribute__((preserve_access_index));
-struct fs_struct {
-	struct path root;
-} __attribute__((preserve_access_index));
 struct task_struct {
-	struct fs_struct *fs;
 	int tgid;
 	int exit_code;
 	char comm[16];
@@ -601,6 +597,11 @@ int berth_exec(struct bpf_raw_tracepoint_args *ctx)
 	if (r < MAX_RULES) {
 		ev->rule = p->rules[r].id;
 		ev->action = p->rules[r].action;
+		// A deny rule matching here means the exec got past the LSM
+		// program (a name or path it did not see): the process dies
+		// instead, and the alert says kill.
+		if (ev->action == ACT_DENY)
+			ev->action = ACT_KILL;
 		if (ev->action == ACT_KILL)
 			bpf_send_signal(SIGKILL);
 	}
@@ -1019,7 +1020,8 @@ static __always_inline int lsm_deny(struct policy *p, struct event *ev)
 // its interpreter: interp names the one being checked) before the old
 // image is gone: a denial makes execve fail with EACCES and the process
 // goes on. The rules judge the name the binary is loaded by, then the
-// file's own path (symbolic links resolved): either may deny.
+// file's own path in the container (path_name: symbolic links resolved,
+// a deleted file by its last path): either may deny.
 // Arguments: (struct linux_binprm *bprm, int ret).
 SEC("lsm/bprm_check_security")
 int BPF_PROG(berth_exec_check, struct linux_binprm *bprm, int ret)
@@ -1042,9 +1044,11 @@ int BPF_PROG(berth_exec_check, struct linux_binprm *bprm, int ret)
 		struct pathbuf *buf = bpf_map_lookup_elem(&pathbuf, &k);
 		if (!buf)
 			return -EACCES; // cannot happen (a per-CPU slot); fail closed
-		if (bpf_d_path(&bprm->file->f_path, buf->b, PATH_MAX) < 0)
+		struct file *f = BPF_CORE_READ(bprm, file);
+		int pos = path_name((__u64)BPF_CORE_READ(f, f_path.dentry), (__u64)BPF_CORE_READ(f, f_path.mnt), 0, 0, buf);
+		if (pos < 0)
 			return -EACCES; // unnameable: refused, as the rules might deny it
-		bpf_probe_read_kernel_str(ev->path, sizeof(ev->path), buf->b);
+		bpf_probe_read_kernel_str(ev->path, sizeof(ev->path), &buf->b[pos & (PATH_MAX - 1)]);
 		if (lsm_deny(p, ev) < 0)
 			return 0;
 	}
@@ -1055,8 +1059,8 @@ int BPF_PROG(berth_exec_check, struct linux_binprm *bprm, int ret)
 
 // file_open runs for every open after the file is found (or made) and
 // before a descriptor exists: an open for writing that a rule denies
-// fails with EACCES. The path is the file's as the opening process sees
-// it (its root: the container's). Arguments: (struct file *file, int ret).
+// fails with EACCES. The path is the file's in the container (path_name).
+// Arguments: (struct file *file, int ret).
 SEC("lsm/file_open")
 int BPF_PROG(berth_file_open, struct file *file, int ret)
 {
@@ -1073,11 +1077,12 @@ int BPF_PROG(berth_file_open, struct file *file, int ret)
 	struct event *ev = task_event(KIND_OPEN, cgid);
 	if (!buf || !ev)
 		return -EACCES; // cannot happen (per-CPU slots); fail closed
-	// A path the kernel cannot name (longer than PATH_MAX) cannot be
+	// A path that cannot be named (deeper than MAX_DEPTH) cannot be
 	// judged: refused, as the rules might deny it.
-	if (bpf_d_path(&file->f_path, buf->b, PATH_MAX) < 0)
+	int pos = path_name((__u64)BPF_CORE_READ(file, f_path.dentry), (__u64)BPF_CORE_READ(file, f_path.mnt), 0, 0, buf);
+	if (pos < 0)
 		return -EACCES;
-	bpf_probe_read_kernel_str(ev->path, sizeof(ev->path), buf->b);
+	bpf_probe_read_kernel_str(ev->path, sizeof(ev->path), &buf->b[pos & (PATH_MAX - 1)]);
 	if (lsm_deny(p, ev) < 0)
 		return 0;
 	if (bpf_ringbuf_output(&events, ev, sizeof(*ev), 0))
@@ -1107,19 +1112,21 @@ int BPF_PROG(berth_lsm_probe, struct file *file, int ret)
 // an open for writing does not cover (a file made by open(O_CREAT) or
 // mknod, a directory made or removed, an entry removed, renamed or
 // linked, a truncate), under the open deny rules: the same rules as
-// file_open, judged on the path of the entry made, removed or changed.
-// Their hooks give no whole path, and bpf_d_path is not allowed there:
-// path_name builds it.
+// file_open, judged on the path of the entry made, removed or changed,
+// which path_name builds.
 #define MAX_DEPTH 48
 
 // path_name writes the path of the entry named leaf (leaflen bytes) in
-// directory dentry dv on mount mv (or of dv itself, leaf 0), as the
-// current task sees it (up to its root), into pb from the end (below
-// PATH_MAX) and returns where it starts, or -1 when it is deeper than
-// MAX_DEPTH or a name is too long (not judged: refused). A global
-// function: the verifier checks its loop once. The kernel pointers come
-// as numbers (a global function takes no kernel pointers) and are read
-// through bpf_probe_read_kernel.
+// directory dentry dv on mount mv (or of dv itself, leaf 0) into pb from
+// the end (below PATH_MAX) and returns where it starts, or -1 when it is
+// deeper than MAX_DEPTH or a name is too long (not judged: refused). The
+// path goes up to the root of the mount namespace, not the task's root:
+// after the runtime's pivot_root that is the container's root, and a
+// chroot inside the container cannot rename what it judges (bpf_d_path
+// stops at the task's root). A deleted file keeps its last path (no
+// " (deleted)" mark). A global function: the verifier checks its loop
+// once. The kernel pointers come as numbers (a global function takes no
+// kernel pointers) and are read through bpf_probe_read_kernel.
 __attribute__((noinline)) int path_name(__u64 dv, __u64 mv, __u64 leaf, __u32 leaflen, struct pathbuf *pb)
 {
 	struct dentry *d = (struct dentry *)dv;
@@ -1127,9 +1134,6 @@ __attribute__((noinline)) int path_name(__u64 dv, __u64 mv, __u64 leaf, __u32 le
 	if (!d || !m || !pb)
 		return -1;
 	char *buf = pb->b;
-	struct task_struct *t = (struct task_struct *)bpf_get_current_task();
-	struct dentry *root_d = BPF_CORE_READ(t, fs, root.dentry);
-	struct vfsmount *root_m = BPF_CORE_READ(t, fs, root.mnt);
 	struct mount *mnt = (void *)m - bpf_core_field_offset(struct mount, mnt);
 	__u32 pos = PATH_MAX - 1;
 	buf[PATH_MAX - 1] = 0;
@@ -1147,14 +1151,12 @@ __attribute__((noinline)) int path_name(__u64 dv, __u64 mv, __u64 leaf, __u32 le
 			return -1;
 	}
 	for (int i = 0; i < MAX_DEPTH; i++) {
-		if (d == root_d && m == root_m)
-			goto done;
 		struct dentry *parent = BPF_CORE_READ(d, d_parent);
 		if (d == BPF_CORE_READ(m, mnt_root) || d == parent) {
 			// The top of a mount: on to where it is mounted.
 			struct mount *up = BPF_CORE_READ(mnt, mnt_parent);
 			if (up == mnt)
-				goto done; // the top of the tree (outside the root)
+				goto done; // the top of the mount namespace
 			d = BPF_CORE_READ(mnt, mnt_mountpoint);
 			mnt = up;
 			m = (void *)up + bpf_core_field_offset(struct mount, mnt);

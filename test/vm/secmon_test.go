@@ -1,0 +1,43 @@
+package vm
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestSecmonKernVM runs the BPF programs' own tests (internal/secmon/kern)
+// in the VM, whose Debian 6.1 kernel runs BPF LSM programs and whose
+// connect programs cannot call bpf_send_signal: the programs load on an
+// older kernel than this project's machines', and the LSM deny programs
+// refuse what they must (TestLSMDeny: writes, creates, renames, links
+// and truncates under a denied prefix, from a chroot too; execs of a
+// denied file by its name, a symbolic link, its descriptor, deleted).
+// BERTH_EXPECT_LSM=1 makes TestLSMDeny fail rather than skip there.
+func TestSecmonKernVM(t *testing.T) {
+	requireVM(t)
+	bin := filepath.Join(t.TempDir(), "kern.test")
+	build := exec.Command("go", "test", "-c", "-o", bin, "github.com/berth-project/berth/internal/secmon/kern")
+	// The initramfs VM has no C library: the binary must be static.
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build the kern tests: %v\n%s", err, out)
+	}
+	cfg := Config{
+		Files:   map[string]string{"/berth/bin/kern.test": bin},
+		Env:     []string{"BERTH_EXPECT_LSM=1"},
+		Timeout: 5 * time.Minute,
+	}
+	status, out := runVM(t, cfg, "/berth/bin/kern.test", "-test.v", "-test.count=1")
+	if status != 0 {
+		t.Fatalf("the kern tests failed in the VM (exit status %d); see the console above", status)
+	}
+	for _, name := range []string{"TestLoad", "TestAttachReplacesOtherVersion", "TestIngressVerdicts", "TestProbe", "TestLSMDeny"} {
+		if !strings.Contains(out, "--- PASS: "+name+" ") {
+			t.Errorf("kern test %s did not pass in the VM; see the console above", name)
+		}
+	}
+}
