@@ -78,6 +78,26 @@ func probeLSM() string {
 	if hits == 0 {
 		return "this kernel loads BPF LSM programs but does not run them: bpf is not among its active LSMs (boot with lsm=...,bpf)"
 	}
+	// The deny programs themselves must load too: their hooks differ
+	// across kernels (path_rename takes flags since 5.19; the path hooks
+	// need CONFIG_SECURITY_PATH). Loaded here against small private maps,
+	// then closed; where they fail, Landlock stands in.
+	for _, m := range spec.Maps {
+		m.Pinning = ebpf.PinNone
+		switch m.Type {
+		case ebpf.RingBuf:
+			m.MaxEntries = uint32(os.Getpagesize())
+		case ebpf.Hash:
+			m.MaxEntries = 1
+		}
+	}
+	var progs lsmPrograms
+	if err := spec.LoadAndAssign(&progs, nil); err != nil {
+		return fmt.Sprintf("the BPF LSM deny programs do not load on this kernel (%v)", firstLine(err))
+	}
+	for _, p := range progs.pins() {
+		p.Close()
+	}
 	return ""
 }
 

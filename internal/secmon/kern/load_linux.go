@@ -233,7 +233,7 @@ func (o *Objects) mapByName(name string) *ebpf.Map {
 	m := map[string]*ebpf.Map{
 		"accept_policy": o.AcceptPolicy, "accept_watch": o.AcceptWatch, "connect_policy": o.ConnectPolicy,
 		"events": o.Events, "exec_policy": o.ExecPolicy, "exit_policy": o.ExitPolicy, "lost": o.SecmonMaps.Lost,
-		"open_policy": o.OpenPolicy, "pathbuf": o.Pathbuf, "scratch": o.Scratch, "sys_policies": o.SysPolicies,
+		"open_policy": o.OpenPolicy, "pathbuf": o.Pathbuf, "scratch": o.Scratch, "scratch_irq": o.ScratchIrq, "sys_policies": o.SysPolicies,
 		"sys_denies": o.SysDenies,
 	}
 	return m[name]

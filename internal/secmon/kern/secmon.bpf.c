@@ -252,6 +252,18 @@ struct {
 	__type(value, struct event);
 } scratch SEC(".maps");
 
+// scratch_irq is scratch for the programs that run in softirq (the
+// inbound-connection ones): a packet can arrive while a program in a
+// process's context is halfway through its event on the same CPU, and
+// must not overwrite it (a path zeroed between its copy and the decision
+// would let a deny through).
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct event);
+} scratch_irq SEC(".maps");
+
 // lost counts events the ring buffer had no room for (the agent was
 // down or behind); the agent reports them.
 struct {
@@ -394,14 +406,19 @@ static __always_inline void *container_lookup(void *map, __u64 *cgid)
 	return 0;
 }
 
-static __always_inline struct event *new_event(void)
+static __always_inline struct event *zeroed(void *map)
 {
 	__u32 k = 0;
-	struct event *ev = bpf_map_lookup_elem(&scratch, &k);
+	struct event *ev = bpf_map_lookup_elem(map, &k);
 	if (ev)
 		__builtin_memset(ev, 0, sizeof(*ev));
 	return ev;
 }
+
+// new_event is the event slot of programs in a process's context;
+// new_irq_event that of programs in softirq.
+static __always_inline struct event *new_event(void) { return zeroed(&scratch); }
+static __always_inline struct event *new_irq_event(void) { return zeroed(&scratch_irq); }
 
 static __always_inline void report(struct policy *p, struct event *ev)
 {
@@ -798,7 +815,7 @@ int berth_accept(struct bpf_raw_tracepoint_args *ctx)
 	__u64 cgid = BPF_CORE_READ(sk, sk_cgrp_data.cgroup, kn, id);
 	if (!bpf_map_lookup_elem(&accept_watch, &cgid))
 		return 0;
-	struct event *ev = new_event();
+	struct event *ev = new_irq_event();
 	if (!ev)
 		return 0;
 	ev->ts = bpf_ktime_get_boot_ns();
@@ -968,7 +985,7 @@ int berth_ingress(struct __sk_buff *skb)
 		return 1;
 	if ((th[13] & (TCP_FLAG_SYN | TCP_FLAG_ACK)) != TCP_FLAG_SYN)
 		return 1;
-	struct event *ev = new_event();
+	struct event *ev = new_irq_event();
 	if (!ev)
 		return 0; // cannot happen (a per-CPU slot); fail closed
 	ev->ts = bpf_ktime_get_boot_ns();

@@ -102,6 +102,7 @@ const (
 	SecmonMapOpenPolicy         = "open_policy"
 	SecmonMapPathbuf            = "pathbuf"
 	SecmonMapScratch            = "scratch"
+	SecmonMapScratchIrq         = "scratch_irq"
 	SecmonMapSysDenies          = "sys_denies"
 	SecmonMapSysPolicies        = "sys_policies"
 	SecmonProgBerthAccept       = "berth_accept"
@@ -207,6 +208,7 @@ type SecmonMapSpecs struct {
 	OpenPolicy    *ebpf.MapSpec `ebpf:"open_policy"`
 	Pathbuf       *ebpf.MapSpec `ebpf:"pathbuf"`
 	Scratch       *ebpf.MapSpec `ebpf:"scratch"`
+	ScratchIrq    *ebpf.MapSpec `ebpf:"scratch_irq"`
 	SysDenies     *ebpf.MapSpec `ebpf:"sys_denies"`
 	SysPolicies   *ebpf.MapSpec `ebpf:"sys_policies"`
 }
@@ -248,6 +250,7 @@ type SecmonMaps struct {
 	OpenPolicy    *ebpf.Map `ebpf:"open_policy"`
 	Pathbuf       *ebpf.Map `ebpf:"pathbuf"`
 	Scratch       *ebpf.Map `ebpf:"scratch"`
+	ScratchIrq    *ebpf.Map `ebpf:"scratch_irq"`
 	SysDenies     *ebpf.Map `ebpf:"sys_denies"`
 	SysPolicies   *ebpf.Map `ebpf:"sys_policies"`
 }
@@ -265,6 +268,7 @@ func (m *SecmonMaps) Close() error {
 		m.OpenPolicy,
 		m.Pathbuf,
 		m.Scratch,
+		m.ScratchIrq,
 		m.SysDenies,
 		m.SysPolicies,
 	)
