@@ -233,6 +233,9 @@ func spawn(opt spawnOptions) (_ *child, retErr error) {
 		return nil, fmt.Errorf("namespace setup process: %w", err)
 	}
 	c := &child{pid: initPid, sock: parentSock, dec: json.NewDecoder(r), enc: json.NewEncoder(parentSock)}
+	if cfg := opt.message.Config; cfg != nil && cfg.Spec != nil {
+		cfg.Wire = newInitSpec(cfg.Spec)
+	}
 	if err := c.enc.Encode(opt.message); err != nil {
 		return nil, fmt.Errorf("send config to init: %w", err)
 	}
