@@ -49,6 +49,9 @@ type spawnOptions struct {
 	mountFiles  map[int]*os.File // idmapped mounts, by index in the spec's mounts
 	rootDir     *os.File         // exec without a mount namespace: the init's root
 	message     *initMessage
+	// beforeConfig runs once the init is forked, before it is sent its
+	// config (which it waits for after starting its Go runtime).
+	beforeConfig func() error
 }
 
 // child is a spawned init (or exec'd process) that is still in its setup
@@ -183,23 +186,58 @@ func spawn(opt spawnOptions) (_ *child, retErr error) {
 			}
 		}
 	}()
-	if opt.joinCgroup != nil {
-		// Before the namespaces: a new cgroup namespace is rooted at
-		// the cgroup the process is in when it is created.
-		if err := opt.joinCgroup(stage.pid); err != nil {
+	parentSock.SetDeadline(time.Now().Add(initStepTimeout))
+	// The stage makes the namespaces while we join the cgroups, and
+	// waits for our 'c' before the cgroup namespace and the fork
+	// (nsenter.c, cgroupwait): the first migration into a v1 cpuset
+	// waits ~2-4 ms for an RCU grace period here, and a new network
+	// namespace takes about as long. Not with a user namespace: a new
+	// one's uid/gid map exchange comes first on the same socket, and in
+	// a joined one the stage's credentials change before the move.
+	overlap := opt.clone&unix.CLONE_NEWUSER == 0
+	for _, j := range opt.join {
+		if j.name == "user" {
+			overlap = false
+		}
+	}
+	if overlap {
+		if err := writeNsConfig(parentSock, opt, true); err != nil {
 			return nil, err
+		}
+	}
+	r := bufio.NewReader(parentSock)
+	// stageFailed prefers the stage's own error: a stage that failed to
+	// make a namespace meanwhile cannot be moved or adjusted either, and
+	// its reason is the one to report.
+	stageFailed := func(err error) error {
+		if overlap {
+			parentSock.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+			if line, _ := r.ReadString('\n'); strings.HasPrefix(line, "E ") {
+				return nsenterError(strings.TrimSuffix(line[2:], "\n"))
+			}
+		}
+		return err
+	}
+	if opt.joinCgroup != nil {
+		// Before the cgroup namespace: it is rooted at the cgroup
+		// the process is in when it is created.
+		if err := opt.joinCgroup(stage.pid); err != nil {
+			return nil, stageFailed(err)
 		}
 	}
 	if opt.oomScoreAdj != nil {
+		// Before the fork: the init inherits it.
 		if err := writeOOMScoreAdj(stage.pid, *opt.oomScoreAdj); err != nil {
-			return nil, err
+			return nil, stageFailed(err)
 		}
 	}
-	parentSock.SetDeadline(time.Now().Add(initStepTimeout))
-	if err := writeNsConfig(parentSock, opt); err != nil {
+	if overlap {
+		// A stage that failed meanwhile has closed its end: its
+		// error is read below.
+		parentSock.Write([]byte{'c'})
+	} else if err := writeNsConfig(parentSock, opt, false); err != nil {
 		return nil, err
 	}
-	r := bufio.NewReader(parentSock)
 	for initPid == 0 {
 		line, err := r.ReadString('\n')
 		if isTimeout(err) {
@@ -233,6 +271,11 @@ func spawn(opt spawnOptions) (_ *child, retErr error) {
 		return nil, fmt.Errorf("namespace setup process: %w", err)
 	}
 	c := &child{pid: initPid, sock: parentSock, dec: json.NewDecoder(r), enc: json.NewEncoder(parentSock)}
+	if opt.beforeConfig != nil {
+		if err := opt.beforeConfig(); err != nil {
+			return nil, err
+		}
+	}
 	if cfg := opt.message.Config; cfg != nil && cfg.Spec != nil {
 		cfg.Wire = newInitSpec(cfg.Spec)
 	}
@@ -317,8 +360,11 @@ type nsError struct {
 func (e *nsError) Error() string { return "namespace setup: " + e.msg }
 func (e *nsError) Unwrap() error { return e.errno }
 
-func writeNsConfig(w io.Writer, opt spawnOptions) error {
+func writeNsConfig(w io.Writer, opt spawnOptions, cgroupWait bool) error {
 	var b strings.Builder
+	if cgroupWait {
+		b.WriteString("cgroupwait 1\n")
+	}
 	for _, j := range opt.join {
 		fmt.Fprintf(&b, "join %s %s\n", j.name, j.path)
 	}
