@@ -198,21 +198,24 @@ func (r *Runtime) Create(ctx context.Context, id string, opt CreateOptions) (ret
 		// so before start can run the container's process.
 		NoHooksWait: !hostMnt && filter == nil && !hooksAroundPivot(spec.Hooks),
 	}
+	var setLimits func() error
+	if !r.SystemdCgroup {
+		// Written while the init starts its Go runtime, before it has
+		// its config: so before it makes any device node. Rewriting the
+		// device rules passes through "deny all" (v1), which would fail
+		// a mknod that met it; and the container's process cannot run
+		// before start, which cannot come before create returns.
+		setLimits = func() error { return cg.Set(spec.Linux.Resources) }
+	}
 	c, err = spawn(spawnOptions{
 		join: join, clone: clone, uidMaps: spec.Linux.UIDMappings, gidMaps: spec.Linux.GIDMappings,
 		timeOffsets: spec.Linux.TimeOffsets, joinCgroup: cg.Apply, oomScoreAdj: spec.Process.OOMScoreAdj,
 		stdio: opt.Stdio, preserveFds: opt.PreserveFds, fifo: fifo, console: console,
 		mountFiles: mountFiles, message: &initMessage{Type: msgConfig, Config: cfg},
+		beforeConfig: setLimits,
 	})
 	if err != nil {
 		return err
-	}
-	if !r.SystemdCgroup {
-		// The init cannot have run the container's process yet: that
-		// waits for start, which cannot come before create returns.
-		if err := cg.Set(spec.Linux.Resources); err != nil {
-			return err
-		}
 	}
 	p.Pid = c.pid
 	p.StartTime, _, _ = procStartTime(c.pid)

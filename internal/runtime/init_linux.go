@@ -98,6 +98,7 @@ func (ip *initProc) run() error {
 		return fmt.Errorf("init: expected config, got %q", msg.Type)
 	}
 	ip.cfg = msg.Config
+	ip.cfg.Spec = ip.cfg.Wire.spec()
 	ip.fifoFd = os.Getenv(envFifoFd)
 	ip.preserve, _ = strconv.Atoi(os.Getenv(envPreserve))
 	ip.consoleFd = os.Getenv(envConsole)

@@ -7,9 +7,10 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
+	goruntime "runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -48,6 +49,9 @@ type spawnOptions struct {
 	mountFiles  map[int]*os.File // idmapped mounts, by index in the spec's mounts
 	rootDir     *os.File         // exec without a mount namespace: the init's root
 	message     *initMessage
+	// beforeConfig runs once the init is forked, before it is sent its
+	// config (which it waits for after starting its Go runtime).
+	beforeConfig func() error
 }
 
 // child is a spawned init (or exec'd process) that is still in its setup
@@ -89,22 +93,22 @@ func spawn(opt spawnOptions) (_ *child, retErr error) {
 		}
 	}()
 
-	cmd := &exec.Cmd{
-		Args:   []string{"berth-runtime", "init"},
-		Stdin:  opt.stdio[0],
-		Stdout: opt.stdio[1],
-		Stderr: opt.stdio[2],
-	}
+	// The process is started with syscall.StartProcess, not os/exec: the
+	// first os.StartProcess of a process probes whether pidfds work by
+	// cloning and reaping a throwaway child, a whole extra process on
+	// create's critical path (~0.5 ms here), and nothing below needs a
+	// pidfd.
+	var extra []*os.File
 	// Preserved fds keep their numbers (3..3+N-1), as with runc, so the
 	// sync socket and the rest come after them.
 	for i := 0; i < opt.preserveFds; i++ {
-		cmd.ExtraFiles = append(cmd.ExtraFiles, os.NewFile(uintptr(3+i), "preserved"))
+		extra = append(extra, os.NewFile(uintptr(3+i), "preserved"))
 	}
 	addFd := func(f *os.File) int {
-		cmd.ExtraFiles = append(cmd.ExtraFiles, f)
-		return 2 + len(cmd.ExtraFiles)
+		extra = append(extra, f)
+		return 2 + len(extra)
 	}
-	cmd.Env = []string{
+	env := []string{
 		envInitPipe + "=" + strconv.Itoa(addFd(childSock)),
 		envPreserve + "=" + strconv.Itoa(opt.preserveFds),
 		// The init does its work on one locked thread. With a P per
@@ -115,10 +119,10 @@ func spawn(opt spawnOptions) (_ *child, retErr error) {
 		"GOMAXPROCS=1",
 	}
 	if opt.fifo != nil {
-		cmd.Env = append(cmd.Env, envFifoFd+"="+strconv.Itoa(addFd(opt.fifo)))
+		env = append(env, envFifoFd+"="+strconv.Itoa(addFd(opt.fifo)))
 	}
 	if opt.console != nil {
-		cmd.Env = append(cmd.Env, envConsole+"="+strconv.Itoa(addFd(opt.console)))
+		env = append(env, envConsole+"="+strconv.Itoa(addFd(opt.console)))
 	}
 	if len(opt.mountFiles) > 0 {
 		opt.message.Config.MountFds = map[int]int{}
@@ -129,67 +133,124 @@ func spawn(opt spawnOptions) (_ *child, retErr error) {
 	if opt.rootDir != nil {
 		opt.message.Config.RootFd = addFd(opt.rootDir)
 	}
-	// The child execs /proc/self/fd/N after the fork has placed
-	// ExtraFiles at 3.. . To do that, Go's fork moves its error pipe and
+	// Missing stdio is /dev/null, as os/exec gives it.
+	stdio := opt.stdio
+	for i, f := range stdio {
+		if f == nil {
+			null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+			if err != nil {
+				return nil, fmt.Errorf("start init: %w", err)
+			}
+			defer null.Close()
+			stdio[i] = null
+		}
+	}
+	// The child execs /proc/self/fd/N after the fork has placed the
+	// extra files at 3.. . To do that, Go's fork moves its error pipe and
 	// every clashing fd to fresh numbers counting up from one above the
 	// highest fd it passes (syscall.forkAndExecInChild's nextfd), so N
 	// must be above that whole range, or the path names the pipe or
 	// another file and the exec fails with "permission denied" (a fresh
 	// process can hold the binary at fd 3; a caller's fds can reach N).
-	// Start may still open /dev/null for missing stdio: room for those.
-	files := 3 + len(cmd.ExtraFiles)
-	exeFd, err := unix.FcntlInt(exe.Fd(), unix.F_DUPFD_CLOEXEC, max(highestFd(opt.stdio[:], cmd.ExtraFiles), files)+files+8)
+	files := 3 + len(extra)
+	exeFd, err := unix.FcntlInt(exe.Fd(), unix.F_DUPFD_CLOEXEC, max(highestFd(stdio[:], extra), files)+files+8)
 	if err != nil {
 		return nil, fmt.Errorf("start init: %w", err)
 	}
 	defer unix.Close(exeFd)
-	cmd.Path = fmt.Sprintf("/proc/self/fd/%d", exeFd)
-	if err := cmd.Start(); err != nil {
+	passFds := make([]uintptr, 0, files)
+	for _, f := range append(stdio[:], extra...) {
+		passFds = append(passFds, f.Fd())
+	}
+	stagePid, _, err := syscall.StartProcess(fmt.Sprintf("/proc/self/fd/%d", exeFd), []string{"berth-runtime", "init"},
+		&syscall.ProcAttr{Env: env, Files: passFds})
+	// The fds must stay open until the fork has duplicated them.
+	for _, f := range stdio {
+		goruntime.KeepAlive(f)
+	}
+	goruntime.KeepAlive(extra)
+	if err != nil {
 		return nil, fmt.Errorf("start init: %w", err)
 	}
+	stage := &stageProc{pid: stagePid}
 	// The first child only sets up namespaces; its own child, the init,
 	// is killed below if anything fails after it was forked.
 	initPid := 0
 	defer func() {
 		if retErr != nil {
-			cmd.Process.Kill()
-			waitCmd(cmd, reapTimeout)
+			stage.kill()
+			stage.wait(reapTimeout)
 			if initPid > 0 {
 				unix.Kill(initPid, unix.SIGKILL)
 				reapBounded(initPid, reapTimeout)
 			}
 		}
 	}()
-	if opt.joinCgroup != nil {
-		// Before the namespaces: a new cgroup namespace is rooted at
-		// the cgroup the process is in when it is created.
-		if err := opt.joinCgroup(cmd.Process.Pid); err != nil {
+	parentSock.SetDeadline(time.Now().Add(initStepTimeout))
+	// The stage makes the namespaces while we join the cgroups, and
+	// waits for our 'c' before the cgroup namespace and the fork
+	// (nsenter.c, cgroupwait): the first migration into a v1 cpuset
+	// waits ~2-4 ms for an RCU grace period here, and a new network
+	// namespace takes about as long. Not with a user namespace: a new
+	// one's uid/gid map exchange comes first on the same socket, and in
+	// a joined one the stage's credentials change before the move.
+	overlap := opt.clone&unix.CLONE_NEWUSER == 0
+	for _, j := range opt.join {
+		if j.name == "user" {
+			overlap = false
+		}
+	}
+	if overlap {
+		if err := writeNsConfig(parentSock, opt, true); err != nil {
 			return nil, err
+		}
+	}
+	r := bufio.NewReader(parentSock)
+	// stageFailed prefers the stage's own error: a stage that failed to
+	// make a namespace meanwhile cannot be moved or adjusted either, and
+	// its reason is the one to report.
+	stageFailed := func(err error) error {
+		if overlap {
+			parentSock.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+			if line, _ := r.ReadString('\n'); strings.HasPrefix(line, "E ") {
+				return nsenterError(strings.TrimSuffix(line[2:], "\n"))
+			}
+		}
+		return err
+	}
+	if opt.joinCgroup != nil {
+		// Before the cgroup namespace: it is rooted at the cgroup
+		// the process is in when it is created.
+		if err := opt.joinCgroup(stage.pid); err != nil {
+			return nil, stageFailed(err)
 		}
 	}
 	if opt.oomScoreAdj != nil {
-		if err := writeOOMScoreAdj(cmd.Process.Pid, *opt.oomScoreAdj); err != nil {
-			return nil, err
+		// Before the fork: the init inherits it.
+		if err := writeOOMScoreAdj(stage.pid, *opt.oomScoreAdj); err != nil {
+			return nil, stageFailed(err)
 		}
 	}
-	parentSock.SetDeadline(time.Now().Add(initStepTimeout))
-	if err := writeNsConfig(parentSock, opt); err != nil {
+	if overlap {
+		// A stage that failed meanwhile has closed its end: its
+		// error is read below.
+		parentSock.Write([]byte{'c'})
+	} else if err := writeNsConfig(parentSock, opt, false); err != nil {
 		return nil, err
 	}
-	r := bufio.NewReader(parentSock)
 	for initPid == 0 {
 		line, err := r.ReadString('\n')
 		if isTimeout(err) {
 			return nil, fmt.Errorf("container init did not finish namespace setup within %s (is its cgroup frozen?)", initStepTimeout)
 		}
 		if err != nil {
-			werr := waitCmd(cmd, reapTimeout)
+			werr := stage.wait(reapTimeout)
 			return nil, fmt.Errorf("container init exited during namespace setup (%v)", werr)
 		}
 		line = strings.TrimSuffix(line, "\n")
 		switch {
 		case line == "U":
-			if err := writeIDMaps(cmd.Process.Pid, opt.uidMaps, opt.gidMaps); err != nil {
+			if err := writeIDMaps(stage.pid, opt.uidMaps, opt.gidMaps); err != nil {
 				return nil, err
 			}
 			if _, err := parentSock.Write([]byte{'u'}); err != nil {
@@ -206,14 +267,78 @@ func spawn(opt spawnOptions) (_ *child, retErr error) {
 			return nil, fmt.Errorf("init sent %q during namespace setup", line)
 		}
 	}
-	if err := waitCmd(cmd, initStepTimeout); err != nil {
+	if err := stage.wait(initStepTimeout); err != nil {
 		return nil, fmt.Errorf("namespace setup process: %w", err)
 	}
 	c := &child{pid: initPid, sock: parentSock, dec: json.NewDecoder(r), enc: json.NewEncoder(parentSock)}
+	if opt.beforeConfig != nil {
+		if err := opt.beforeConfig(); err != nil {
+			return nil, err
+		}
+	}
+	if cfg := opt.message.Config; cfg != nil && cfg.Spec != nil {
+		cfg.Wire = newInitSpec(cfg.Spec)
+	}
 	if err := c.enc.Encode(opt.message); err != nil {
 		return nil, fmt.Errorf("send config to init: %w", err)
 	}
 	return c, nil
+}
+
+// stageProc is the first child of spawn, which sets up namespaces, forks
+// the init and exits.
+type stageProc struct {
+	pid    int
+	reaped bool // its pid may be reused: never signal it again
+}
+
+// wait reaps the process, waiting at most d; past that it kills it and
+// gives up (a process in a frozen cgroup cannot die until thawed).
+func (p *stageProc) wait(d time.Duration) error {
+	if p.reaped {
+		return nil
+	}
+	type result struct {
+		ws  unix.WaitStatus
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		var r result
+		for {
+			_, r.err = unix.Wait4(p.pid, &r.ws, 0, nil)
+			if r.err != unix.EINTR {
+				break
+			}
+		}
+		done <- r
+	}()
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case r := <-done:
+		p.reaped = true
+		switch {
+		case r.err != nil:
+			return fmt.Errorf("wait for process %d: %w", p.pid, r.err)
+		case r.ws.Exited() && r.ws.ExitStatus() == 0:
+			return nil
+		case r.ws.Signaled():
+			return fmt.Errorf("signal: %s", r.ws.Signal())
+		default:
+			return fmt.Errorf("exit status %d", r.ws.ExitStatus())
+		}
+	case <-timer.C:
+		p.kill()
+		return fmt.Errorf("process %d did not exit within %s", p.pid, d)
+	}
+}
+
+// kill sends SIGKILL unless the process was reaped.
+func (p *stageProc) kill() {
+	if !p.reaped {
+		unix.Kill(p.pid, unix.SIGKILL)
+	}
 }
 
 // nsenterError turns "ERRNO message: strerror" from nsenter.c into an
@@ -235,8 +360,11 @@ type nsError struct {
 func (e *nsError) Error() string { return "namespace setup: " + e.msg }
 func (e *nsError) Unwrap() error { return e.errno }
 
-func writeNsConfig(w io.Writer, opt spawnOptions) error {
+func writeNsConfig(w io.Writer, opt spawnOptions, cgroupWait bool) error {
 	var b strings.Builder
+	if cgroupWait {
+		b.WriteString("cgroupwait 1\n")
+	}
 	for _, j := range opt.join {
 		fmt.Fprintf(&b, "join %s %s\n", j.name, j.path)
 	}
