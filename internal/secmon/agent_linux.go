@@ -758,8 +758,14 @@ func (a *agent) event(ev *kern.SecmonEvent) {
 		}
 		kind = k
 		args := make([]int64, len(ev.Sargs))
+		w := argWidths[name]
 		for i, v := range ev.Sargs {
 			args[i] = int64(v)
+			if i < len(w) && w[i] == 'w' {
+				// As the kernel reads it (and the seccomp rules
+				// compare it): the low half, -1 for 0xffffffff.
+				args[i] = int64(int32(v))
+			}
 		}
 		in.Syscall = &SyscallVars{Name: name, Args: args}
 		base.Syscall = &AlertSyscall{Name: name, Args: args}

@@ -29,7 +29,7 @@ import (
 // (long, unsigned long, size_t, pointers). Its length is the call's arity,
 // up to four: a comparison on an argument the call does not have is false.
 var argWidths = map[string]string{
-	"ptrace":            "llll", // long request, long pid, addr, data
+	"ptrace":            "lwll", // long request, long pid (read as a pid_t), addr, data
 	"process_vm_readv":  "wlll", // pid_t pid, iovec *, unsigned long, iovec *
 	"process_vm_writev": "wlll",
 	"mount":             "llll", // dev, dir, type, unsigned long flags
