@@ -303,6 +303,9 @@ func TestLSMDeny(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(base, "ok"), []byte("x"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.Mkdir(filepath.Join(base, "own"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	self, err := os.ReadFile("/proc/self/exe")
 	if err != nil {
 		t.Fatal(err)
@@ -322,10 +325,15 @@ func TestLSMDeny(t *testing.T) {
 		}
 		return a
 	}
-	openPol := &SecmonPolicy{Nrules: 1, Flags: PolicyDeny}
+	openPol := &SecmonPolicy{Nrules: 2, Flags: PolicyDeny}
 	openPol.Rules[0].Natoms, openPol.Rules[0].Action, openPol.Rules[0].Id = 1, ActDeny, 3
 	openPol.Rules[0].Table[0] = 1 << 1
 	openPol.Rules[0].Atoms[0] = atom(AtomPathPrefix, etc+"/")
+	// A rule on a directory that does not exist yet.
+	conf := filepath.Join(base, "conf")
+	openPol.Rules[1].Natoms, openPol.Rules[1].Action, openPol.Rules[1].Id = 1, ActDeny, 4
+	openPol.Rules[1].Table[0] = 1 << 1
+	openPol.Rules[1].Atoms[0] = atom(AtomPathEq, conf+"/app.yaml")
 	execPol := &SecmonPolicy{Nrules: 1, Flags: PolicyDeny}
 	execPol.Rules[0].Natoms, execPol.Rules[0].Action, execPol.Rules[0].Id = 1, ActDeny, 5
 	execPol.Rules[0].Table[0] = 1 << 1
@@ -365,6 +373,11 @@ func TestLSMDeny(t *testing.T) {
 		"hard link":      os.Link(filepath.Join(base, "ok"), filepath.Join(etc, "hard")),
 		"hard link out":  os.Link(existing, filepath.Join(base, "passwd")),
 		"truncate(path)": os.Truncate(existing, 0),
+		// Moving what a rule protects: its directory renamed, or
+		// replaced by a directory or a symbolic link of one's own.
+		"rename the directory":           os.Rename(etc, filepath.Join(base, "etc2")),
+		"rename onto a rule's directory": os.Rename(filepath.Join(base, "own"), conf),
+		"symlink as a rule's directory":  os.Symlink(filepath.Join(base, "own"), conf),
 	} {
 		if !errors.Is(err, unix.EACCES) {
 			t.Errorf("%s under the denied prefix: %v, want EACCES", what, err)

@@ -1201,10 +1201,64 @@ done:
 	return pos;
 }
 
+// atom_covers says whether atom a is a path (== or prefix) below the
+// event's path, whose length is n. A global function, like atom_true.
+__attribute__((noinline)) int atom_covers(const struct atom *a, const struct event *ev, __u32 n)
+{
+	if (!a || !ev || n == 0 || n >= ATOM_DATA - 1)
+		return 0;
+	if ((a->kind != ATOM_PATH_EQ && a->kind != ATOM_PATH_PREFIX) || a->len <= n || a->len > ATOM_DATA)
+		return 0;
+	barrier_var(n); // keep the mask below: clang would drop it, the verifier needs it
+	if (a->data[n & (ATOM_DATA - 1)] != '/')
+		return 0;
+	for (__u32 j = 0; j < ATOM_DATA; j++) {
+		if (j >= n)
+			break;
+		if (a->data[j] != ev->path[j])
+			return 0;
+	}
+	return 1;
+}
+
+// covering_rule returns the first deny rule with a path (== or prefix)
+// below the event's path, or -1: renaming that path, or making it a
+// symbolic link, would move what the rule protects (rename /etc/app to
+// /etc/x, write /etc/x/conf, rename it back). Negated paths count too:
+// refusing more is the safe side. A global function: the verifier
+// checks its loops once.
+__attribute__((noinline)) int covering_rule(const struct policy *p, const struct event *ev)
+{
+	if (!p || !ev)
+		return -1;
+	__u32 n = 0;
+	for (; n < ATOM_DATA; n++) {
+		if (ev->path[n] == 0)
+			break;
+	}
+	for (__u32 r = 0; r < MAX_RULES; r++) {
+		if (r >= p->nrules)
+			break;
+		const struct krule *k = &p->rules[r];
+		if (k->action != ACT_DENY)
+			continue;
+		int hit = 0;
+		for (__u32 i = 0; i < MAX_ATOMS; i++) {
+			if (i >= k->natoms)
+				break;
+			hit |= atom_covers(&k->atoms[i], ev, n);
+		}
+		if (hit)
+			return r;
+	}
+	return -1;
+}
+
 // path_deny_at judges a change to the entry leaf in directory dentry
 // dirv on mount mv, or to dirv itself when leaf is 0, under the open deny
 // rules of the current task's container: 0 to let it happen, or -EACCES.
-static __always_inline int path_deny_at(__u64 dirv, __u64 mv, struct dentry *leaf)
+// With covers, a path above a rule's path is refused too (covering_rule).
+static __always_inline int path_deny_at(__u64 dirv, __u64 mv, struct dentry *leaf, int covers)
 {
 	__u64 cgid;
 	struct policy *p = container_lookup(&open_policy, &cgid);
@@ -1225,8 +1279,15 @@ static __always_inline int path_deny_at(__u64 dirv, __u64 mv, struct dentry *lea
 	if (pos < 0)
 		return -EACCES;
 	bpf_probe_read_kernel_str(ev->path, sizeof(ev->path), &buf->b[pos & (PATH_MAX - 1)]);
-	if (lsm_deny(p, ev) < 0)
-		return 0;
+	if (lsm_deny(p, ev) < 0) {
+		if (!covers)
+			return 0;
+		__u32 r = (__u32)covering_rule(p, ev) & 15; // masked: see decide's callers
+		if (r >= MAX_RULES)
+			return 0;
+		ev->rule = p->rules[r].id;
+		ev->action = ACT_DENY;
+	}
 	if (bpf_ringbuf_output(&events, ev, sizeof(*ev), 0))
 		count_lost();
 	return -EACCES;
@@ -1235,7 +1296,13 @@ static __always_inline int path_deny_at(__u64 dirv, __u64 mv, struct dentry *lea
 // path_deny is path_deny_at for an entry of the directory at dir.
 static __always_inline int path_deny(const struct path *dir, struct dentry *leaf)
 {
-	return path_deny_at((__u64)BPF_CORE_READ(dir, dentry), (__u64)BPF_CORE_READ(dir, mnt), leaf);
+	return path_deny_at((__u64)BPF_CORE_READ(dir, dentry), (__u64)BPF_CORE_READ(dir, mnt), leaf, 0);
+}
+
+// path_deny_covering is path_deny that also refuses paths above a rule's.
+static __always_inline int path_deny_covering(const struct path *dir, struct dentry *leaf)
+{
+	return path_deny_at((__u64)BPF_CORE_READ(dir, dentry), (__u64)BPF_CORE_READ(dir, mnt), leaf, 1);
 }
 
 SEC("lsm/path_mknod")
@@ -1275,7 +1342,7 @@ int BPF_PROG(berth_path_symlink, const struct path *dir, struct dentry *dentry, 
 {
 	if (ret)
 		return ret;
-	return path_deny(dir, dentry);
+	return path_deny_covering(dir, dentry);
 }
 
 // A hard link judges both names: a new name outside a denied path for a
@@ -1286,23 +1353,24 @@ int BPF_PROG(berth_path_link, struct dentry *old_dentry, const struct path *new_
 {
 	if (ret)
 		return ret;
-	int r = path_deny_at((__u64)BPF_CORE_READ(old_dentry, d_parent), (__u64)BPF_CORE_READ(new_dir, mnt), old_dentry);
+	int r = path_deny_at((__u64)BPF_CORE_READ(old_dentry, d_parent), (__u64)BPF_CORE_READ(new_dir, mnt), old_dentry, 0);
 	if (r)
 		return r;
 	return path_deny(new_dir, new_dentry);
 }
 
-// A rename changes both entries: either under a denied path refuses it.
+// A rename changes both entries: either under a denied path, or above
+// one (covering_rule), refuses it.
 SEC("lsm/path_rename")
 int BPF_PROG(berth_path_rename, const struct path *old_dir, struct dentry *old_dentry, const struct path *new_dir,
 	     struct dentry *new_dentry, unsigned int flags, int ret)
 {
 	if (ret)
 		return ret;
-	int r = path_deny(old_dir, old_dentry);
+	int r = path_deny_covering(old_dir, old_dentry);
 	if (r)
 		return r;
-	return path_deny(new_dir, new_dentry);
+	return path_deny_covering(new_dir, new_dentry);
 }
 
 SEC("lsm/path_truncate")
