@@ -243,6 +243,13 @@ func (a *agent) restore() {
 		if err != nil {
 			a.o.Log.Warn("secmon agent: dropping a registration", "file", p, "err", err)
 			os.Remove(p)
+			// What an earlier agent put in the kernel for a cgroup
+			// that is gone goes too. A live container's entries stay:
+			// its rules keep being enforced as they were compiled
+			// (never dropped silently), without alerts.
+			if reg.CgroupID != 0 && a.byCgroup[reg.CgroupID] == nil && !cgroupAlive(reg.CgroupDir, reg.CgroupID) {
+				a.forget(reg.CgroupID)
+			}
 		}
 	}
 	live := map[uint64]bool{}
@@ -298,15 +305,7 @@ func (a *agent) install(reg *Registration, persist bool, rs *RuleSet, plan *Plan
 	cg := reg.CgroupID
 	if old := a.regs[reg.Container.ID]; old != nil && old.CgroupID != cg {
 		// The container restarted in a new cgroup.
-		a.objs.ExecPolicy.Delete(old.CgroupID)
-		a.objs.ConnectPolicy.Delete(old.CgroupID)
-		a.objs.SysPolicies.Delete(old.CgroupID)
-		a.objs.AcceptWatch.Delete(old.CgroupID)
-		a.objs.AcceptPolicy.Delete(old.CgroupID)
-		a.objs.ExitPolicy.Delete(old.CgroupID)
-		a.objs.OpenPolicy.Delete(old.CgroupID)
-		a.objs.SysDenies.Delete(old.CgroupID)
-		a.objs.DetachCgroup(old.CgroupID)
+		a.forget(old.CgroupID)
 		delete(a.byCgroup, old.CgroupID)
 	}
 	if plan.NeedsLSM() {
@@ -446,21 +445,22 @@ func (a *agent) remove(id string) {
 	a.removeLocked(id)
 }
 
+// forget removes a cgroup's entries from every policy map and its links.
+func (a *agent) forget(cg uint64) {
+	for _, m := range []*ebpf.Map{a.objs.ExecPolicy, a.objs.ConnectPolicy, a.objs.SysPolicies, a.objs.AcceptWatch,
+		a.objs.AcceptPolicy, a.objs.ExitPolicy, a.objs.OpenPolicy, a.objs.SysDenies} {
+		m.Delete(cg)
+	}
+	a.objs.DetachCgroup(cg)
+}
+
 func (a *agent) removeLocked(id string) {
 	r := a.regs[id]
 	os.Remove(a.regPath(id))
 	if r == nil {
 		return
 	}
-	a.objs.ExecPolicy.Delete(r.CgroupID)
-	a.objs.ConnectPolicy.Delete(r.CgroupID)
-	a.objs.SysPolicies.Delete(r.CgroupID)
-	a.objs.AcceptWatch.Delete(r.CgroupID)
-	a.objs.AcceptPolicy.Delete(r.CgroupID)
-	a.objs.ExitPolicy.Delete(r.CgroupID)
-	a.objs.OpenPolicy.Delete(r.CgroupID)
-	a.objs.SysDenies.Delete(r.CgroupID)
-	a.objs.DetachCgroup(r.CgroupID)
+	a.forget(r.CgroupID)
 	delete(a.regs, id)
 	delete(a.byCgroup, r.CgroupID)
 	if !slices.ContainsFunc(slices.Collect(maps.Values(a.regs)), func(r *agentReg) bool { return r.sys }) {
