@@ -15,19 +15,8 @@
 //       clone FLAGS      unshare these CLONE_NEW* flags (decimal)
 //       usermap 1        ask the parent to write uid_map/gid_map after unshare
 //       timens LINE      a line for /proc/self/timens_offsets
-//       cgroupwait 1     wait for one byte ('c': the parent has put this
-//                        process in the container's cgroups) before the
-//                        cgroup namespace and the fork
 //   child -> parent: "U\n" (write my maps) answered by one byte; "P <pid>\n" the
 //   pid of the final init (as the parent sees it); "E <errno> <msg>\n" on error.
-//
-// Without cgroupwait the parent joins the cgroups before it sends the
-// config. With it, the namespaces other than the cgroup one are made while
-// the parent joins: the first migration into a v1 cpuset can wait an RCU
-// grace period (~2-4 ms here), and creating a network namespace takes about
-// as long. Nothing that depends on the cgroup happens before the byte: a
-// new cgroup namespace is rooted at the cgroup the process is in, and the
-// init, forked after it, starts inside the cgroups.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -109,18 +98,6 @@ static int readall(int fd, void *buf, size_t len)
 	return 0;
 }
 
-// await_byte reads the parent's one-byte answer and fails unless it is want.
-static void await_byte(char want, const char *waiting, const char *wrong)
-{
-	char c;
-	if (readall(syncfd, &c, 1) < 0)
-		bail("%s", waiting);
-	if (c != want) {
-		errno = EINVAL;
-		bail("%s", wrong);
-	}
-}
-
 static int nstype(const char *name)
 {
 	static const struct {
@@ -174,7 +151,7 @@ __attribute__((constructor)) static void berth_nsenter(void)
 	struct join joins[MAX_JOINS];
 	int njoins = 0;
 	unsigned long cloneflags = 0;
-	int usermap = 0, cgroupwait = 0;
+	int usermap = 0;
 	char timens[1024] = "";
 
 	for (char *line = strtok(cfg, "\n"); line != NULL; line = strtok(NULL, "\n")) {
@@ -200,8 +177,6 @@ __attribute__((constructor)) static void berth_nsenter(void)
 			cloneflags = strtoul(val, NULL, 10);
 		} else if (strcmp(line, "usermap") == 0) {
 			usermap = atoi(val);
-		} else if (strcmp(line, "cgroupwait") == 0) {
-			cgroupwait = atoi(val);
 		} else if (strcmp(line, "timens") == 0) {
 			strncat(timens, val, sizeof(timens) - strlen(timens) - 2);
 			strcat(timens, "\n");
@@ -233,7 +208,13 @@ __attribute__((constructor)) static void berth_nsenter(void)
 			if (prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) < 0)
 				bail("prctl PR_SET_DUMPABLE");
 			writeall(syncfd, "U\n", 2);
-			await_byte('u', "wait for uid/gid maps", "uid/gid maps not written");
+			char ack;
+			if (readall(syncfd, &ack, 1) < 0)
+				bail("wait for uid/gid maps");
+			if (ack != 'u') {
+				errno = EINVAL;
+				bail("uid/gid maps not written");
+			}
 			if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
 				bail("prctl PR_SET_DUMPABLE");
 		}
@@ -251,24 +232,12 @@ __attribute__((constructor)) static void berth_nsenter(void)
 		if (setresuid(0, 0, 0) < 0 && !(joined && errno == EINVAL))
 			bail("setresuid to root of the user namespace");
 	}
-	// The cgroup namespace waits for the cgroups when the parent joins
-	// them meanwhile (cgroupwait).
-	unsigned long late = cgroupwait ? (unsigned long)CLONE_NEWCGROUP : 0;
 	for (int i = 0; i < njoins; i++)
-		if (joins[i].type != CLONE_NEWUSER && !(joins[i].type & late))
+		if (joins[i].type != CLONE_NEWUSER)
 			join_ns(&joins[i]);
-	unsigned long early = cloneflags & ~(unsigned long)CLONE_NEWUSER & ~late;
-	if (early) {
-		if (unshare((int)early) < 0)
-			bail("unshare namespaces 0x%lx", early);
-	}
-	if (cgroupwait) {
-		await_byte('c', "wait for the container's cgroups", "cgroups not joined");
-		for (int i = 0; i < njoins; i++)
-			if (joins[i].type & late)
-				join_ns(&joins[i]);
-		if ((cloneflags & late) && unshare((int)(cloneflags & late)) < 0)
-			bail("unshare namespaces 0x%lx", cloneflags & late);
+	if (cloneflags & ~(unsigned long)CLONE_NEWUSER) {
+		if (unshare((int)(cloneflags & ~(unsigned long)CLONE_NEWUSER)) < 0)
+			bail("unshare namespaces 0x%lx", cloneflags & ~(unsigned long)CLONE_NEWUSER);
 	}
 	if (timens[0] != '\0') {
 		// Not dumpable, our /proc/self files belong to the host's
