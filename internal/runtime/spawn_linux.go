@@ -187,57 +187,28 @@ func spawn(opt spawnOptions) (_ *child, retErr error) {
 		}
 	}()
 	parentSock.SetDeadline(time.Now().Add(initStepTimeout))
-	// The stage makes the namespaces while we join the cgroups, and
-	// waits for our 'c' before the cgroup namespace and the fork
-	// (nsenter.c, cgroupwait): the first migration into a v1 cpuset
-	// waits ~2-4 ms for an RCU grace period here, and a new network
-	// namespace takes about as long. Not with a user namespace: a new
-	// one's uid/gid map exchange comes first on the same socket, and in
-	// a joined one the stage's credentials change before the move.
-	overlap := opt.clone&unix.CLONE_NEWUSER == 0
-	for _, j := range opt.join {
-		if j.name == "user" {
-			overlap = false
-		}
-	}
-	if overlap {
-		if err := writeNsConfig(parentSock, opt, true); err != nil {
-			return nil, err
-		}
-	}
-	r := bufio.NewReader(parentSock)
-	// stageFailed prefers the stage's own error: a stage that failed to
-	// make a namespace meanwhile cannot be moved or adjusted either, and
-	// its reason is the one to report.
-	stageFailed := func(err error) error {
-		if overlap {
-			parentSock.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
-			if line, _ := r.ReadString('\n'); strings.HasPrefix(line, "E ") {
-				return nsenterError(strings.TrimSuffix(line[2:], "\n"))
-			}
-		}
-		return err
-	}
+	// The stage waits for its config, sent once it is in the container's
+	// cgroups. (Making the namespaces while the cgroups were being joined
+	// saved ~1-2% of create; it was undone after a test VM run in which
+	// the runtime and its stage were both reported stuck in the kernel,
+	// cause not found.)
 	if opt.joinCgroup != nil {
-		// Before the cgroup namespace: it is rooted at the cgroup
-		// the process is in when it is created.
+		// Before the namespaces: a new cgroup namespace is rooted at
+		// the cgroup the process is in when it is created.
 		if err := opt.joinCgroup(stage.pid); err != nil {
-			return nil, stageFailed(err)
+			return nil, err
 		}
 	}
 	if opt.oomScoreAdj != nil {
 		// Before the fork: the init inherits it.
 		if err := writeOOMScoreAdj(stage.pid, *opt.oomScoreAdj); err != nil {
-			return nil, stageFailed(err)
+			return nil, err
 		}
 	}
-	if overlap {
-		// A stage that failed meanwhile has closed its end: its
-		// error is read below.
-		parentSock.Write([]byte{'c'})
-	} else if err := writeNsConfig(parentSock, opt, false); err != nil {
+	if err := writeNsConfig(parentSock, opt); err != nil {
 		return nil, err
 	}
+	r := bufio.NewReader(parentSock)
 	for initPid == 0 {
 		line, err := r.ReadString('\n')
 		if isTimeout(err) {
@@ -360,11 +331,8 @@ type nsError struct {
 func (e *nsError) Error() string { return "namespace setup: " + e.msg }
 func (e *nsError) Unwrap() error { return e.errno }
 
-func writeNsConfig(w io.Writer, opt spawnOptions, cgroupWait bool) error {
+func writeNsConfig(w io.Writer, opt spawnOptions) error {
 	var b strings.Builder
-	if cgroupWait {
-		b.WriteString("cgroupwait 1\n")
-	}
 	for _, j := range opt.join {
 		fmt.Fprintf(&b, "join %s %s\n", j.name, j.path)
 	}
