@@ -463,22 +463,22 @@ func (a *agent) removeLocked(id string) {
 	a.forget(r.CgroupID)
 	delete(a.regs, id)
 	delete(a.byCgroup, r.CgroupID)
-	if !slices.ContainsFunc(slices.Collect(maps.Values(a.regs)), func(r *agentReg) bool { return r.sys }) {
-		// No container watches system calls: spare the host the
-		// per-call lookup.
-		a.objs.DetachSysEnter()
-	}
-	if !slices.ContainsFunc(slices.Collect(maps.Values(a.regs)), func(r *agentReg) bool { return r.accept }) {
-		a.objs.DetachAccept()
-	}
-	if !slices.ContainsFunc(slices.Collect(maps.Values(a.regs)), func(r *agentReg) bool { return r.exit }) {
-		a.objs.DetachExit()
-	}
-	if !slices.ContainsFunc(slices.Collect(maps.Values(a.regs)), func(r *agentReg) bool { return r.lsm }) {
-		a.objs.DetachLSM()
-	}
-	if !slices.ContainsFunc(slices.Collect(maps.Values(a.regs)), func(r *agentReg) bool { return r.sysDeny }) {
-		a.objs.DetachSysExit()
+	// The host-wide programs no container needs any more go: every
+	// system call, exit, TCP state change, exec or open of the host
+	// pays their lookup.
+	for _, x := range []struct {
+		needs  func(*agentReg) bool
+		detach func() error
+	}{
+		{func(r *agentReg) bool { return r.sys }, a.objs.DetachSysEnter},
+		{func(r *agentReg) bool { return r.accept }, a.objs.DetachAccept},
+		{func(r *agentReg) bool { return r.exit }, a.objs.DetachExit},
+		{func(r *agentReg) bool { return r.lsm }, a.objs.DetachLSM},
+		{func(r *agentReg) bool { return r.sysDeny }, a.objs.DetachSysExit},
+	} {
+		if !slices.ContainsFunc(slices.Collect(maps.Values(a.regs)), x.needs) {
+			x.detach()
+		}
 	}
 	if len(a.regs) == 0 && !a.exiting {
 		a.exiting = true
@@ -719,24 +719,21 @@ func (a *agent) event(ev *kern.SecmonEvent) {
 	case kern.KindExec:
 		kind = EventExec
 		path := cstr(ev.Path[:])
+		argv := []string{}
 		if lsmDeny {
 			// Refused before the new image: the process is the one
 			// that asked (its own executable and argv), the kernel
 			// judged the path, drift and parent.
-			parent := ParentVars{Pid: int64(ev.Ppid), Name: cstr(ev.Pcomm[:]), Path: a.parentPath(r, int(ev.Ppid))}
 			proc.Path, proc.Argv = a.procInfo(r, int(ev.Tgid))
-			in.Exec = &ExecVars{Path: path, Argv: []string{}, Drift: ev.Drift != 0, Parent: parent}
-			base.Exec = &AlertExec{Path: path, Drift: ev.Drift != 0}
-			proc.Parent = &AlertParent{Pid: int(parent.Pid), Name: parent.Name, Path: parent.Path}
-			break
+		} else {
+			n := min(int(ev.ArgsLen), len(ev.Args))
+			args := make([]byte, n)
+			for i := range n {
+				args[i] = byte(ev.Args[i])
+			}
+			argv = strings.Split(strings.TrimRight(string(args), "\x00"), "\x00")
+			proc.Path, proc.Argv = path, argv
 		}
-		n := min(int(ev.ArgsLen), len(ev.Args))
-		args := make([]byte, n)
-		for i := range n {
-			args[i] = byte(ev.Args[i])
-		}
-		argv := strings.Split(strings.TrimRight(string(args), "\x00"), "\x00")
-		proc.Path, proc.Argv = path, argv
 		parent := ParentVars{Pid: int64(ev.Ppid), Name: cstr(ev.Pcomm[:]), Path: a.parentPath(r, int(ev.Ppid))}
 		in.Exec = &ExecVars{Path: path, Argv: argv, Drift: ev.Drift != 0, Parent: parent}
 		base.Exec = &AlertExec{Path: path, Drift: ev.Drift != 0}
@@ -770,15 +767,6 @@ func (a *agent) event(ev *kern.SecmonEvent) {
 		in.Syscall = &SyscallVars{Name: name, Args: args}
 		base.Syscall = &AlertSyscall{Name: name, Args: args}
 		proc.Path, proc.Argv = a.procInfo(r, int(ev.Tgid))
-		if ev.Action == kern.ActDeny {
-			// A call that failed with EPERM or EACCES, reported at
-			// exit: seccomp refused it where a deny rule's condition
-			// holds (the call may also have failed on its own).
-			in.Process.Path = proc.Path
-			base.Event, base.Process = kind, proc
-			a.denyAlerts(r, kind, in, base, when)
-			return
-		}
 	case kern.KindAccept:
 		// In softirq: no process; the peer's port is in sargs[0].
 		kind = EventAccept
@@ -807,16 +795,11 @@ func (a *agent) event(ev *kern.SecmonEvent) {
 		base.Exit = &AlertExit{Code: int(code), Signal: int(sig), Core: core}
 		proc.Argv = []string{}
 	case kern.KindExecTry:
-		// An exec attempt: only exec deny rules (Landlock refuses the
-		// exec; the alert rules see the exec itself when it happens).
+		kind = EventExec
 		path := a.absPath(r, int(ev.Tgid), cstr(ev.Path[:]), ev.Nr, ev.Sargs[0])
 		proc.Path, proc.Argv = a.procInfo(r, int(ev.Tgid))
-		in.Process.Path = proc.Path
 		in.Exec = &ExecVars{Path: path, Argv: []string{}}
-		base.Event, base.Process = EventExec, proc
 		base.Exec = &AlertExec{Path: path}
-		a.denyAlerts(r, EventExec, in, base, when)
-		return
 	case kern.KindOpen:
 		kind = EventOpen
 		path := a.absPath(r, int(ev.Tgid), cstr(ev.Path[:]), ev.Nr, ev.Sargs[0])
@@ -828,6 +811,16 @@ func (a *agent) event(ev *kern.SecmonEvent) {
 	}
 	in.Process.Path = proc.Path
 	base.Event, base.Process = kind, proc
+	if ev.Kind == kern.KindExecTry || (ev.Kind == kern.KindSyscall && ev.Action == kern.ActDeny) {
+		// A refusal the kernel reports without a rule: an exec attempt
+		// Landlock refuses (the alert rules see the exec itself when it
+		// happens), or a call that failed with EPERM or EACCES, reported
+		// at exit, which seccomp refused where a deny rule's condition
+		// holds (it may also have failed on its own). The deny rules'
+		// conditions name the rule.
+		a.denyAlerts(r, kind, in, base, when)
+		return
+	}
 	// A kernel match of an alert rule only sent the event up: the loop
 	// below writes the alerts, from the rules' CEL.
 	if ev.Rule >= 0 && int(ev.Rule) < len(r.Rules) && ev.Action != kern.ActAlert {

@@ -134,9 +134,6 @@ func (rs *RuleSet) Plan(c Container) (*Plan, error) {
 	alertRules := map[*KernelPolicy][]KernelRule{}
 	vars := map[string]any{"container": c.vars()}
 	h := rs.host
-	if h.lsm == nil {
-		h = thisHost()
-	}
 	for i, r := range rs.Rules {
 		where := fmt.Sprintf("%s: rule %q (line %d)", r.Source, r.Name, r.Line)
 		// Exec and open denies: the BPF LSM programs where the kernel

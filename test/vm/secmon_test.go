@@ -1,8 +1,6 @@
 package vm
 
 import (
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -19,13 +17,7 @@ import (
 // BERTH_EXPECT_LSM=1 makes TestLSMDeny fail rather than skip there.
 func TestSecmonKernVM(t *testing.T) {
 	requireVM(t)
-	bin := filepath.Join(t.TempDir(), "kern.test")
-	build := exec.Command("go", "test", "-c", "-o", bin, "github.com/berth-project/berth/internal/secmon/kern")
-	// The initramfs VM has no C library: the binary must be static.
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build the kern tests: %v\n%s", err, out)
-	}
+	bin := buildTests(t, filepath.Join(t.TempDir(), "kern.test"), "github.com/berth-project/berth/internal/secmon/kern")
 	cfg := Config{
 		Files:   map[string]string{"/berth/bin/kern.test": bin},
 		Env:     []string{"BERTH_EXPECT_LSM=1"},

@@ -56,14 +56,19 @@ func requireVM(t *testing.T) {
 // buildGuest builds the guest tests into dir and returns the binary.
 func buildGuest(t *testing.T, dir string) string {
 	t.Helper()
-	guest := filepath.Join(dir, "guest.test")
-	build := exec.Command("go", "test", "-c", "-tags", "berthvm", "-o", guest, "./guest")
-	// The initramfs VM has no C library: the binary must be static.
+	return buildTests(t, filepath.Join(dir, "guest.test"), "./guest", "-tags", "berthvm")
+}
+
+// buildTests builds the tests of package pkg into the binary out, static:
+// the initramfs VM has no C library.
+func buildTests(t *testing.T, out, pkg string, flags ...string) string {
+	t.Helper()
+	build := exec.Command("go", append(append([]string{"test", "-c", "-o", out}, flags...), pkg)...)
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build the guest tests: %v\n%s", err, out)
+	if b, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build the tests of %s: %v\n%s", pkg, err, b)
 	}
-	return guest
+	return out
 }
 
 // runVM runs program in the VM described by cfg within the test's deadline,

@@ -95,9 +95,7 @@ func probeLSM() string {
 	if err := spec.LoadAndAssign(&progs, nil); err != nil {
 		return fmt.Sprintf("the BPF LSM deny programs do not load on this kernel (%v)", firstLine(err))
 	}
-	for _, p := range progs.pins() {
-		p.Close()
-	}
+	progs.close()
 	return ""
 }
 

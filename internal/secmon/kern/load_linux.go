@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -58,18 +59,31 @@ type lsmPrograms struct {
 	BerthPathTruncate *ebpf.Program `ebpf:"berth_path_truncate"`
 }
 
-// pins names each LSM program's link pin.
-func (p *lsmPrograms) pins() map[string]*ebpf.Program {
-	return map[string]*ebpf.Program{
-		"lsm_exec": p.BerthExecCheck, "lsm_open": p.BerthFileOpen, "lsm_mknod": p.BerthPathMknod, "lsm_mkdir": p.BerthPathMkdir,
-		"lsm_unlink": p.BerthPathUnlink, "lsm_rmdir": p.BerthPathRmdir, "lsm_symlink": p.BerthPathSymlink, "lsm_link": p.BerthPathLink,
-		"lsm_rename": p.BerthPathRename, "lsm_truncate": p.BerthPathTruncate,
+// lsmLink is an LSM program and the name of its link's pin.
+type lsmLink struct {
+	pin  string
+	prog *ebpf.Program
+}
+
+// links lists the LSM programs with their pins' names (the names alone
+// on an empty lsmPrograms: DetachLSM removes the pins even when this
+// agent has not loaded the programs).
+func (p *lsmPrograms) links() []lsmLink {
+	return []lsmLink{
+		{"lsm_exec", p.BerthExecCheck}, {"lsm_open", p.BerthFileOpen}, {"lsm_mknod", p.BerthPathMknod}, {"lsm_mkdir", p.BerthPathMkdir},
+		{"lsm_unlink", p.BerthPathUnlink}, {"lsm_rmdir", p.BerthPathRmdir}, {"lsm_symlink", p.BerthPathSymlink}, {"lsm_link", p.BerthPathLink},
+		{"lsm_rename", p.BerthPathRename}, {"lsm_truncate", p.BerthPathTruncate},
 	}
 }
 
-// lsmPins are the LSM programs' link pins (DetachLSM removes them even
-// when this agent has not loaded the programs).
-var lsmPins = []string{"lsm_exec", "lsm_open", "lsm_mknod", "lsm_mkdir", "lsm_unlink", "lsm_rmdir", "lsm_symlink", "lsm_link", "lsm_rename", "lsm_truncate"}
+// close closes the loaded LSM programs.
+func (p *lsmPrograms) close() error {
+	var errs []error
+	for _, l := range p.links() {
+		errs = append(errs, closeAll(l.prog))
+	}
+	return errors.Join(errs...)
+}
 
 // loaded is what Load assigns from the collection.
 type loaded struct {
@@ -81,9 +95,7 @@ type loaded struct {
 func (o *Objects) Close() error {
 	var errs []error
 	if o.lsm != nil {
-		for _, p := range o.lsm.pins() {
-			errs = append(errs, closeAll(p))
-		}
+		errs = append(errs, o.lsm.close())
 	}
 	b := &o.basePrograms
 	errs = append(errs, closeAll(b.BerthAccept, b.BerthConnect4, b.BerthConnect6, b.BerthExec, b.BerthExit, b.BerthIngress,
@@ -210,14 +222,8 @@ func (o *Objects) LoadLSM() error {
 	if why := ProbeLSM(); why != "" {
 		return errors.New(why)
 	}
-	repl := map[string]*ebpf.Map{}
-	for name := range o.spec.Maps {
-		if m := o.mapByName(name); m != nil {
-			repl[name] = m
-		}
-	}
 	var p lsmPrograms
-	if err := o.spec.LoadAndAssign(&p, &ebpf.CollectionOptions{MapReplacements: repl}); err != nil {
+	if err := o.spec.LoadAndAssign(&p, &ebpf.CollectionOptions{MapReplacements: mapsByName(&o.SecmonMaps)}); err != nil {
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {
 			return fmt.Errorf("load the BPF LSM programs: %+v", ve)
@@ -228,15 +234,17 @@ func (o *Objects) LoadLSM() error {
 	return nil
 }
 
-// mapByName is the loaded map of a C name.
-func (o *Objects) mapByName(name string) *ebpf.Map {
-	m := map[string]*ebpf.Map{
-		"accept_policy": o.AcceptPolicy, "accept_watch": o.AcceptWatch, "connect_policy": o.ConnectPolicy,
-		"events": o.Events, "exec_policy": o.ExecPolicy, "exit_policy": o.ExitPolicy, "lost": o.SecmonMaps.Lost,
-		"open_policy": o.OpenPolicy, "pathbuf": o.Pathbuf, "scratch": o.Scratch, "scratch_irq": o.ScratchIrq, "sys_policies": o.SysPolicies,
-		"sys_denies": o.SysDenies,
+// mapsByName lists the loaded maps by their names in the C source (the
+// generated struct's ebpf tags).
+func mapsByName(m *SecmonMaps) map[string]*ebpf.Map {
+	out := map[string]*ebpf.Map{}
+	v := reflect.ValueOf(m).Elem()
+	for i := range v.NumField() {
+		if mp, ok := v.Field(i).Interface().(*ebpf.Map); ok && mp != nil {
+			out[v.Type().Field(i).Tag.Get("ebpf")] = mp
+		}
 	}
-	return m[name]
+	return out
 }
 
 // AttachLSM attaches the BPF LSM deny programs (host-wide: they filter by
@@ -247,13 +255,11 @@ func (o *Objects) AttachLSM() error {
 	if err := o.LoadLSM(); err != nil {
 		return err
 	}
-	progs := o.lsm.pins()
-	for _, pin := range lsmPins {
-		prog := progs[pin]
-		err := attachPinned(o.linkPath(pin), prog, func() (link.Link, error) {
-			l, err := link.AttachLSM(link.LSMOptions{Program: prog})
+	for _, x := range o.lsm.links() {
+		err := attachPinned(o.linkPath(x.pin), x.prog, func() (link.Link, error) {
+			l, err := link.AttachLSM(link.LSMOptions{Program: x.prog})
 			if err != nil {
-				return nil, fmt.Errorf("attach the %s LSM program: %w", pin, err)
+				return nil, fmt.Errorf("attach the %s LSM program: %w", x.pin, err)
 			}
 			return l, nil
 		})
@@ -267,8 +273,8 @@ func (o *Objects) AttachLSM() error {
 // DetachLSM removes the BPF LSM programs' links.
 func (o *Objects) DetachLSM() error {
 	var errs []error
-	for _, pin := range lsmPins {
-		errs = append(errs, o.detach(pin))
+	for _, x := range (&lsmPrograms{}).links() {
+		errs = append(errs, o.detach(x.pin))
 	}
 	return errors.Join(errs...)
 }

@@ -380,6 +380,14 @@ static __always_inline void count_lost(void)
 		__sync_fetch_and_add(v, 1);
 }
 
+// emit sends the event to the agent; a full ring buffer loses the report
+// (counted), never the decision.
+static __always_inline void emit(struct event *ev)
+{
+	if (bpf_ringbuf_output(&events, ev, sizeof(*ev), 0))
+		count_lost();
+}
+
 // container_lookup finds the policy of the container the current task
 // belongs to: its own cgroup's, else its nearest ancestor's that has one,
 // so that a process that moves itself into a child cgroup (where the
@@ -424,8 +432,7 @@ static __always_inline void report(struct policy *p, struct event *ev)
 {
 	if (ev->rule < 0 && !(p->flags & POLICY_REPORT))
 		return;
-	if (bpf_ringbuf_output(&events, ev, sizeof(*ev), 0))
-		count_lost();
+	emit(ev);
 }
 
 // atom_true is a global function: the verifier checks it once, not once
@@ -544,6 +551,29 @@ static __always_inline struct event *task_event(__u32 kind, __u64 cgid)
 struct pathbuf;
 __attribute__((noinline)) int path_name(__u64 dv, __u64 mv, __u64 leaf, __u32 leaflen, struct pathbuf *pb);
 
+// event_path puts into the event the path of the entry named leaf
+// (leaflen bytes) in directory dentry dv on mount mv, or of dv itself
+// (leaf 0), as path_name builds it; -1 when it cannot be named (callers
+// that deny refuse then: the rules might deny it).
+static __always_inline int event_path(struct event *ev, __u64 dv, __u64 mv, __u64 leaf, __u32 leaflen)
+{
+	__u32 k = 0;
+	struct pathbuf *buf = bpf_map_lookup_elem(&pathbuf, &k);
+	if (!buf)
+		return -1;
+	int pos = path_name(dv, mv, leaf, leaflen, buf);
+	if (pos < 0)
+		return -1;
+	bpf_probe_read_kernel_str(ev->path, sizeof(ev->path), &buf->b[pos & (PATH_MAX - 1)]);
+	return 0;
+}
+
+// file_path is event_path for an open file.
+static __always_inline int file_path(struct event *ev, struct file *f)
+{
+	return event_path(ev, (__u64)BPF_CORE_READ(f, f_path.dentry), (__u64)BPF_CORE_READ(f, f_path.mnt), 0, 0);
+}
+
 // exec_fill puts the executable's path (name), drift and the parent's
 // comm into the event.
 static __always_inline void exec_fill(struct event *ev, struct linux_binprm *bprm, const char *name)
@@ -600,12 +630,7 @@ int berth_exec(struct bpf_raw_tracepoint_args *ctx)
 		// The name passed; the file's own path (an exec through a
 		// symbolic link, /proc/self/fd/N, fexecve) is judged too, and
 		// reported when a rule takes it.
-		__u32 k = 0;
-		struct pathbuf *buf = bpf_map_lookup_elem(&pathbuf, &k);
-		struct file *f = BPF_CORE_READ(bprm, file);
-		int pos = buf ? path_name((__u64)BPF_CORE_READ(f, f_path.dentry), (__u64)BPF_CORE_READ(f, f_path.mnt), 0, 0, buf) : -1;
-		if (pos >= 0) {
-			bpf_probe_read_kernel_str(ev->path, sizeof(ev->path), &buf->b[pos & (PATH_MAX - 1)]);
+		if (file_path(ev, BPF_CORE_READ(bprm, file)) == 0) {
 			r = (__u32)decide(p, ev) & 15;
 			if (r >= MAX_RULES)
 				bpf_probe_read_kernel_str(ev->path, sizeof(ev->path), BPF_CORE_READ(bprm, filename));
@@ -751,8 +776,7 @@ int berth_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 		ev->kind = KIND_EXEC_TRY;
 		bpf_probe_read_user_str(ev->path, sizeof(ev->path), path);
 	}
-	if (bpf_ringbuf_output(&events, ev, sizeof(*ev), 0))
-		count_lost();
+	emit(ev);
 	return 0;
 }
 
@@ -792,8 +816,7 @@ int berth_sys_exit(struct bpf_raw_tracepoint_args *ctx)
 	ev->nr = nr;
 	ev->action = ACT_DENY;
 	sys_args(regs, ev->sargs);
-	if (bpf_ringbuf_output(&events, ev, sizeof(*ev), 0))
-		count_lost();
+	emit(ev);
 	return 0;
 }
 
@@ -836,8 +859,7 @@ int berth_accept(struct bpf_raw_tracepoint_args *ctx)
 		ev->addr[11] = 0xff;
 		__builtin_memcpy(&ev->addr[12], &ip, 4);
 	}
-	if (bpf_ringbuf_output(&events, ev, sizeof(*ev), 0))
-		count_lost();
+	emit(ev);
 	return 0;
 }
 
@@ -1057,20 +1079,12 @@ int BPF_PROG(berth_exec_check, struct linux_binprm *bprm, int ret)
 		// The name it was run by passed; the file's own path may not
 		// (an exec of /proc/self/fd/N or /dev/fd/N, fexecve, a link
 		// made by another name): judged too.
-		__u32 k = 0;
-		struct pathbuf *buf = bpf_map_lookup_elem(&pathbuf, &k);
-		if (!buf)
-			return -EACCES; // cannot happen (a per-CPU slot); fail closed
-		struct file *f = BPF_CORE_READ(bprm, file);
-		int pos = path_name((__u64)BPF_CORE_READ(f, f_path.dentry), (__u64)BPF_CORE_READ(f, f_path.mnt), 0, 0, buf);
-		if (pos < 0)
+		if (file_path(ev, BPF_CORE_READ(bprm, file)) < 0)
 			return -EACCES; // unnameable: refused, as the rules might deny it
-		bpf_probe_read_kernel_str(ev->path, sizeof(ev->path), &buf->b[pos & (PATH_MAX - 1)]);
 		if (lsm_deny(p, ev) < 0)
 			return 0;
 	}
-	if (bpf_ringbuf_output(&events, ev, sizeof(*ev), 0))
-		count_lost();
+	emit(ev);
 	return -EACCES;
 }
 
@@ -1089,21 +1103,16 @@ int BPF_PROG(berth_file_open, struct file *file, int ret)
 	struct policy *p = container_lookup(&open_policy, &cgid);
 	if (!p)
 		return 0;
-	__u32 k = 0;
-	struct pathbuf *buf = bpf_map_lookup_elem(&pathbuf, &k);
 	struct event *ev = task_event(KIND_OPEN, cgid);
-	if (!buf || !ev)
-		return -EACCES; // cannot happen (per-CPU slots); fail closed
+	if (!ev)
+		return -EACCES; // cannot happen (a per-CPU slot); fail closed
 	// A path that cannot be named (deeper than MAX_DEPTH) cannot be
 	// judged: refused, as the rules might deny it.
-	int pos = path_name((__u64)BPF_CORE_READ(file, f_path.dentry), (__u64)BPF_CORE_READ(file, f_path.mnt), 0, 0, buf);
-	if (pos < 0)
+	if (file_path(ev, file) < 0)
 		return -EACCES;
-	bpf_probe_read_kernel_str(ev->path, sizeof(ev->path), &buf->b[pos & (PATH_MAX - 1)]);
 	if (lsm_deny(p, ev) < 0)
 		return 0;
-	if (bpf_ringbuf_output(&events, ev, sizeof(*ev), 0))
-		count_lost();
+	emit(ev);
 	return -EACCES;
 }
 
@@ -1264,21 +1273,17 @@ static __always_inline int path_deny_at(__u64 dirv, __u64 mv, struct dentry *lea
 	struct policy *p = container_lookup(&open_policy, &cgid);
 	if (!p)
 		return 0;
-	__u32 k = 0;
-	struct pathbuf *buf = bpf_map_lookup_elem(&pathbuf, &k);
 	struct event *ev = task_event(KIND_OPEN, cgid);
-	if (!buf || !ev)
-		return -EACCES; // cannot happen (per-CPU slots); fail closed
+	if (!ev)
+		return -EACCES; // cannot happen (a per-CPU slot); fail closed
 	__u64 name = 0;
 	__u32 len = 0;
 	if (leaf) {
 		name = (__u64)BPF_CORE_READ(leaf, d_name.name);
 		len = BPF_CORE_READ(leaf, d_name.len);
 	}
-	int pos = path_name(dirv, mv, name, len, buf);
-	if (pos < 0)
+	if (event_path(ev, dirv, mv, name, len) < 0)
 		return -EACCES;
-	bpf_probe_read_kernel_str(ev->path, sizeof(ev->path), &buf->b[pos & (PATH_MAX - 1)]);
 	if (lsm_deny(p, ev) < 0) {
 		if (!covers)
 			return 0;
@@ -1288,8 +1293,7 @@ static __always_inline int path_deny_at(__u64 dirv, __u64 mv, struct dentry *lea
 		ev->rule = p->rules[r].id;
 		ev->action = ACT_DENY;
 	}
-	if (bpf_ringbuf_output(&events, ev, sizeof(*ev), 0))
-		count_lost();
+	emit(ev);
 	return -EACCES;
 }
 
