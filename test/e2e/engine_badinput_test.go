@@ -91,34 +91,13 @@ func TestEngineBadInput(t *testing.T) {
 	}
 }
 
-// leaksExcept is leaks(true) less what belongs to the running container
-// ref (its process, cgroup, mounts and rules are expected).
+// leaksExcept is leaksOf(false) less what belongs to the running
+// container ref (its process, cgroup, mounts and rules are expected).
+// The id is left out inside leaksOf, not by editing the id set: the id
+// poller adds every container it sees back into that set.
 func (e *engineT) leaksExcept(ref string) []string {
 	e.t.Helper()
-	keep := e.ok("inspect", "-f", "{{.Id}}", ref)
-	e.mu.Lock()
-	saved := e.ids
-	e.ids = map[string]bool{}
-	for id := range saved {
-		if id != keep {
-			e.ids[id] = true
-		}
-	}
-	e.mu.Unlock()
-	defer func() {
-		e.mu.Lock()
-		for id := range saved {
-			e.ids[id] = true
-		}
-		e.mu.Unlock()
-	}()
-	// Processes naming the root are the kept container's monitor: only
-	// ids are looked for here.
-	var out []string
-	for _, l := range e.leaksOf(false) {
-		out = append(out, l)
-	}
-	return out
+	return e.leaksOf(false, e.ok("inspect", "-f", "{{.Id}}", ref))
 }
 
 // removeAllBut removes (rm -f -v) every container not in keep (ps -q

@@ -721,12 +721,14 @@ func (e *engineT) leaks(bool) []string { return e.leaksOf(true) }
 // leaksOf lists the leaks of the containers in e.ids and of the test's
 // networks; withRoots also counts any process or mount naming the test's
 // root or run root (false while a container of the test should run).
-func (e *engineT) leaksOf(withRoots bool) []string {
+func (e *engineT) leaksOf(withRoots bool, except ...string) []string {
 	wait := true
 	e.mu.Lock()
 	var ids, ips []string
 	for id := range e.ids {
-		ids = append(ids, id)
+		if !slices.Contains(except, id) {
+			ids = append(ids, id)
+		}
 	}
 	for ip := range e.ips {
 		ips = append(ips, ip)
