@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/opencontainers/cgroups"
 	// Registers the device-rule writers (v1 allow lists, v2 eBPF programs)
@@ -140,9 +141,14 @@ func (m *Manager) Apply(pid int) error {
 	}
 	var err error
 	// Another container's Destroy may remove the shared default parent
-	// between our mkdir of it and of our own directory: try again.
-	for i := 0; i < 3; i++ {
-		if err = m.m.Apply(pid); err == nil || !errors.Is(err, os.ErrNotExist) {
+	// between our mkdir of it and of our own directory (ENOENT), while
+	// cpuset copies the parent's cpus and mems into it (a removed
+	// cgroup's files fail with ENODEV), or between MkdirAll's mkdir of it
+	// (EEXIST: another create made it) and its check that it is a
+	// directory: try again.
+	for i := 0; i < 5; i++ {
+		err = m.m.Apply(pid)
+		if err == nil || !errors.Is(err, os.ErrNotExist) && !errors.Is(err, os.ErrExist) && !errors.Is(err, syscall.ENODEV) {
 			break
 		}
 	}
