@@ -76,6 +76,7 @@ func app() *cli.Command {
 			&cli.StringFlag{Name: "default-runtime", Value: "berth-runtime", Usage: "the handler pods without a RuntimeClass use"},
 			&cli.StringFlag{Name: "metrics-address", Usage: "serve Prometheus metrics on HOST:PORT/metrics (default: none)"},
 			&cli.StringFlag{Name: "cgroup-driver", Value: engine.CgroupDriverCgroupfs, Usage: "cgroupfs or systemd: how containers' cgroups are made (systemd: transient scopes in kubelet's slices, where systemd is PID 1); must match kubelet's cgroupDriver"},
+			&cli.BoolFlag{Name: "seccomp-use-default-when-empty", Value: true, Usage: "a container whose config names no seccomp profile gets the runtime default (as CRI-O's setting of this name); false: unconfined, as the CRI's text and containerd (kubelet always names the profile)"},
 			&cli.StringFlag{Name: "sandbox-image", Usage: "the infra container image of handlers with --sandbox-mode infra (default: berth-monitor --pause from an image berthd makes); other pods need none (pinned namespaces). It is kept pinned (never garbage-collected nor removed by RemoveImage)"},
 		},
 		HideHelpCommand: true,
@@ -204,8 +205,10 @@ func serve(ctx context.Context, cmd *cli.Command) error {
 		SandboxModes:  modes,
 		PauseBinary:   findBinary(self, "berth-monitor"),
 		SandboxImage:  sandboxImage,
-		Version:       version,
-		Logger:        log,
+
+		SeccompEmptyUnconfined: !cmd.Bool("seccomp-use-default-when-empty"),
+		Version:                version,
+		Logger:                 log,
 	})
 	if err != nil {
 		return err

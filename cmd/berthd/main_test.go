@@ -96,3 +96,36 @@ func TestRuntimeHandlersConfigBad(t *testing.T) {
 		}
 	}
 }
+
+// seccomp-use-default-when-empty is on unless the command line or the
+// config file turns it off; the command line wins.
+func TestSeccompDefaultWhenEmptySetting(t *testing.T) {
+	off := writeConfig(t, "seccomp-use-default-when-empty = false\n")
+	for _, c := range []struct {
+		args []string
+		want bool
+	}{
+		{nil, true},
+		{[]string{"--seccomp-use-default-when-empty=false"}, false},
+		{[]string{"--config", off}, false},
+		{[]string{"--config", off, "--seccomp-use-default-when-empty=true"}, true},
+	} {
+		a := app()
+		var got bool
+		a.Action = func(ctx context.Context, cmd *cli.Command) error {
+			if p := cmd.String("config"); p != "" {
+				if err := applyConfig(cmd, p); err != nil {
+					return err
+				}
+			}
+			got = cmd.Bool("seccomp-use-default-when-empty")
+			return nil
+		}
+		if err := a.Run(context.Background(), append([]string{"berthd"}, c.args...)); err != nil {
+			t.Fatalf("%v: %v", c.args, err)
+		}
+		if got != c.want {
+			t.Errorf("%v: seccomp-use-default-when-empty %v, want %v", c.args, got, c.want)
+		}
+	}
+}

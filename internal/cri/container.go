@@ -223,6 +223,9 @@ func (s *Server) createOptions(ctx context.Context, c *runtimeapi.ContainerConfi
 	// ones (Merge unless the pod says Strict).
 	hc.SupplementalGroupsPolicy = "Merge"
 	sc := lin.GetSecurityContext()
+	if sc == nil && s.seccompEmptyUnconfined {
+		hc.SecurityOpt = append(hc.SecurityOpt, "seccomp=unconfined")
+	}
 	if sc != nil {
 		if sc.Privileged && !sx.Privileged {
 			return o, x, bad("config.linux.security_context.privileged: the pod is not privileged")
@@ -258,7 +261,7 @@ func (s *Server) createOptions(ctx context.Context, c *runtimeapi.ContainerConfi
 		if len(sc.ReadonlyPaths) > 0 {
 			hc.ReadonlyPaths = sc.ReadonlyPaths
 		}
-		opt, err := seccompOption(sc.Seccomp, sc.SeccompProfilePath)
+		opt, err := seccompOption(sc.Seccomp, sc.SeccompProfilePath, s.seccompEmptyUnconfined)
 		if err != nil {
 			return o, x, err
 		}
@@ -309,10 +312,14 @@ func (s *Server) resources(r *runtimeapi.LinuxContainerResources) (engine.Resour
 // seccompOption turns the CRI's seccomp profile into the engine's
 // --security-opt. An unset profile is the runtime's default, as CRI-O's
 // seccomp_use_default_when_empty: a pod gets Docker's filter unless it
-// asks for none.
-func seccompOption(p *runtimeapi.SecurityProfile, legacy string) (string, error) {
+// asks for none. emptyUnconfined (berthd
+// --seccomp-use-default-when-empty=false) takes an unset profile as the
+// CRI's text does, unconfined, as containerd does.
+func seccompOption(p *runtimeapi.SecurityProfile, legacy string, emptyUnconfined bool) (string, error) {
 	if p == nil {
 		switch {
+		case legacy == "" && emptyUnconfined:
+			return "seccomp=unconfined", nil
 		case legacy == "" || legacy == "runtime/default" || legacy == "docker/default":
 			return "", nil
 		case legacy == "unconfined":

@@ -72,6 +72,13 @@ type Options struct {
 	// containers; SandboxImage, if set, is run there instead.
 	PauseBinary  string
 	SandboxImage string
+	// SeccompEmptyUnconfined runs a container whose config names no
+	// seccomp profile unconfined, as the CRI's text and containerd do;
+	// false (the default) gives it the runtime default, as CRI-O's
+	// seccomp_use_default_when_empty. kubelet always names the profile
+	// (Unconfined unless the pod or its SeccompDefault says otherwise),
+	// so this decides only for other CRI clients.
+	SeccompEmptyUnconfined bool
 }
 
 // Server implements runtimeapi.RuntimeServiceServer and
@@ -89,6 +96,8 @@ type Server struct {
 	podNetwork  string
 	runtimes    []string
 	pinned      map[string]bool // normalized repo:tag of pinned images
+
+	seccompEmptyUnconfined bool // Options.SeccompEmptyUnconfined
 
 	sandboxModes map[string]string // handler → mode; only infra ones
 	sandboxImage string
@@ -133,6 +142,8 @@ func New(opts Options) (*Server, error) {
 		cniPluginDirs: opts.CNIPluginDirs,
 		version:       opts.Version,
 		log:           opts.Logger,
+
+		seccompEmptyUnconfined: opts.SeccompEmptyUnconfined,
 	}
 	s.userNS = sync.OnceValue(s.probeUserNS)
 	s.pinned = map[string]bool{}

@@ -196,8 +196,12 @@ berthd_start() {
 }}
 EOF
 	# berthd finds berth-monitor and berth-runtime beside itself or on PATH.
+	# critest checks the CRI's text, that a config naming no seccomp
+	# profile runs unconfined; berthd's default, as CRI-O's, is the
+	# runtime's profile (kubelet always names one).
 	PATH=$(dirname "$bin"):$PATH "$bin" --root "$d/root" --runroot "$d/run" --socket "$d/berthd.sock" \
-		--cni-conf-dir "$d/net.d" --registries-config "$d/registries.json" ${BERTHD_FLAGS:-} \
+		--cni-conf-dir "$d/net.d" --registries-config "$d/registries.json" \
+		--seccomp-use-default-when-empty=false ${BERTHD_FLAGS:-} \
 		>"$WORK/berthd.log" 2>&1 &
 	echo $! >"$WORK/berthd.pid"
 	wait_for test -S "$d/berthd.sock" || die "berthd did not start: $(tail -5 "$WORK/berthd.log")"
