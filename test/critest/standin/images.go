@@ -105,16 +105,16 @@ type files struct {
 	busybox, standin, nnp, html, group v1.Layer
 }
 
-func push(ctx context.Context, registry, busyboxPath, self string) error {
+func push(ctx context.Context, registry, busyboxPath, shPath, self string) error {
 	var f files
 	bin, err := os.ReadFile(self)
 	if err != nil {
 		return fmt.Errorf("read %s: %w", self, err)
 	}
-	if f.busybox, err = busyboxLayer(busyboxPath, bin, false); err != nil {
+	if f.busybox, err = busyboxLayer(busyboxPath, shPath, bin, false); err != nil {
 		return err
 	}
-	if f.group, err = busyboxLayer(busyboxPath, bin, true); err != nil {
+	if f.group, err = busyboxLayer(busyboxPath, shPath, bin, true); err != nil {
 		return err
 	}
 	if f.standin, err = layer([]entry{
@@ -267,8 +267,9 @@ nogroup:x:65534:
 // this binary (standin) as /usr/sbin/nginx and as the applets critest
 // runs that Debian's busybox lacks (ipcs, pgrep). With predefined, it
 // adds image-predefined-group's default-user (1000) and
-// group-defined-in-image (50000).
-func busyboxLayer(busybox string, standin []byte, predefined bool) (v1.Layer, error) {
+// group-defined-in-image (50000). With sh, that binary is /bin/sh (see
+// shEntries).
+func busyboxLayer(busybox, sh string, standin []byte, predefined bool) (v1.Layer, error) {
 	bin, err := os.ReadFile(busybox)
 	if err != nil {
 		return nil, fmt.Errorf("read busybox (Debian's busybox-static): %w", err)
@@ -302,7 +303,17 @@ func busyboxLayer(busybox string, standin []byte, predefined bool) (v1.Layer, er
 			continue
 		}
 		applets[a] = true
+		if a == "sh" && sh != "" {
+			continue
+		}
 		es = append(es, entry{name: "bin/" + a, mode: 0o755, hardlink: "bin/busybox"})
+	}
+	if sh != "" {
+		shEs, err := shEntries(ctx, sh)
+		if err != nil {
+			return nil, err
+		}
+		es = append(es, shEs...)
 	}
 	es = append(es, entry{name: "standin", mode: 0o755, data: standin},
 		entry{name: "usr/sbin/nginx", link: "/standin"})
@@ -312,4 +323,53 @@ func busyboxLayer(busybox string, standin []byte, predefined bool) (v1.Layer, er
 		}
 	}
 	return layer(es)
+}
+
+// shEntries are /bin/sh from a busybox built without
+// FEATURE_SH_STANDALONE, and the libraries it loads. Busybox's image is
+// such a build: its sh runs `ls` as the file /bin/ls, so masking /bin/ls
+// stops it (critest's MaskedPaths spec), where Debian's static busybox
+// would run its own ls applet and never look at the file.
+func shEntries(ctx context.Context, sh string) ([]entry, error) {
+	bin, err := os.ReadFile(sh)
+	if err != nil {
+		return nil, fmt.Errorf("read the sh busybox: %w", err)
+	}
+	out, err := exec.CommandContext(ctx, "ldd", sh).Output()
+	if err != nil {
+		return nil, fmt.Errorf("ldd %s: %w", sh, err)
+	}
+	es := []entry{{name: "bin/sh", mode: 0o755, data: bin}}
+	dirs := map[string]bool{"bin": true}
+	for _, l := range strings.Split(string(out), "\n") {
+		// "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)" or
+		// "/lib64/ld-linux-x86-64.so.2 (0x...)"; linux-vdso has no file.
+		f := strings.Fields(l)
+		lib := ""
+		switch {
+		case len(f) >= 3 && f[1] == "=>" && strings.HasPrefix(f[2], "/"):
+			lib = f[2]
+		case len(f) >= 1 && strings.HasPrefix(f[0], "/"):
+			lib = f[0]
+		default:
+			continue
+		}
+		data, err := os.ReadFile(lib)
+		if err != nil {
+			return nil, fmt.Errorf("read %s, which %s loads: %w", lib, sh, err)
+		}
+		rel := strings.TrimPrefix(path.Clean(lib), "/")
+		var parents []string
+		for d := path.Dir(rel); d != "."; d = path.Dir(d) {
+			parents = append([]string{d}, parents...)
+		}
+		for _, d := range parents {
+			if !dirs[d] {
+				dirs[d] = true
+				es = append(es, entry{name: d + "/", mode: 0o755})
+			}
+		}
+		es = append(es, entry{name: rel, mode: 0o755, data: data})
+	}
+	return es, nil
 }

@@ -129,6 +129,7 @@ func build() error {
 	fs := flag.NewFlagSet("standin", flag.ContinueOnError)
 	registry := fs.String("registry", "127.0.0.1:5151", "loopback registry (host:port) to push to")
 	busybox := fs.String("busybox", "/bin/busybox", "a static busybox (Debian's busybox-static)")
+	sh := fs.String("sh", "", "a busybox that runs applets by their path (Debian's dynamic busybox, not the static one) to be the images' /bin/sh, with the libraries ldd lists; without it /bin/sh is the static busybox")
 	list := fs.Bool("list", false, "print the image references stood in for and exit")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return err
@@ -150,7 +151,7 @@ func build() error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	return push(ctx, *registry, *busybox, self)
+	return push(ctx, *registry, *busybox, *sh, self)
 }
 
 // ipcs prints the System V shared memory segments of the IPC namespace
