@@ -2,6 +2,7 @@ package cgroups
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/opencontainers/cgroups"
 	devices "github.com/opencontainers/cgroups/devices/config"
@@ -187,9 +188,18 @@ func deviceRule(d specs.LinuxDeviceCgroup) (*devices.Rule, error) {
 	if access == "" {
 		access = "rwm"
 	}
-	perms := devices.Permissions(access)
-	if !perms.IsValid() {
-		return nil, fmt.Errorf("access: %q is not a combination of r, w and m", d.Access)
+	// Letters other than r, w and m mean nothing and are dropped, as runc
+	// does (its own tests deny "rwa"); an access with none of the three
+	// is refused, since the rule would say nothing.
+	access = strings.Map(func(r rune) rune {
+		if strings.ContainsRune("rwm", r) {
+			return r
+		}
+		return -1
+	}, access)
+	if access == "" {
+		return nil, fmt.Errorf("access: %q names none of r, w and m", d.Access)
 	}
+	perms := devices.Permissions(access)
 	return &devices.Rule{Type: t, Major: major, Minor: minor, Permissions: perms, Allow: d.Allow}, nil
 }
