@@ -118,6 +118,9 @@ func closeAll(ps ...*ebpf.Program) error {
 // there), the call is taken out; Mechanisms then refuses connect kill
 // rules (ConnectSignal).
 func loadSpec() (*ebpf.CollectionSpec, error) {
+	if why := ProbeAtomics(); why != "" {
+		return nil, errors.New(why)
+	}
 	spec, err := LoadSecmon()
 	if err != nil {
 		return nil, err

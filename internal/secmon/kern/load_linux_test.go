@@ -154,18 +154,8 @@ func TestIngressVerdicts(t *testing.T) {
 	if err := o.AcceptPolicy.Update(cg, pol, ebpf.UpdateAny); err != nil {
 		t.Fatal(err)
 	}
-	const syn, synAck = 0x02, 0x12
-	v4 := func(src [4]byte, opts int, port uint16, flags byte) []byte {
-		ip := make([]byte, 20+opts)
-		ip[0] = 0x40 | byte((20+opts)/4)
-		ip[8], ip[9] = 64, 6
-		copy(ip[12:], src[:])
-		copy(ip[16:], []byte{10, 9, 9, 9})
-		for i := 20; i < 20+opts; i++ {
-			ip[i] = 1 // NOP options
-		}
-		return frame(0x0800, append(ip, tcp(port, flags)...))
-	}
+	const syn, synAck = tcpSYN, 0x12
+	v4 := tcpV4
 	v6 := func(src [16]byte, ext []byte, port uint16, flags byte) []byte {
 		ip := make([]byte, 40)
 		ip[0] = 0x60
@@ -205,6 +195,22 @@ func TestIngressVerdicts(t *testing.T) {
 			t.Errorf("%s: verdict %d, want pass=%v", c.name, ret, c.pass)
 		}
 	}
+}
+
+const tcpSYN = 0x02
+
+// tcpV4 is an Ethernet frame with a TCP segment (to port, with flags)
+// from src, in an IPv4 packet with opts bytes of options.
+func tcpV4(src [4]byte, opts int, port uint16, flags byte) []byte {
+	ip := make([]byte, 20+opts)
+	ip[0] = 0x40 | byte((20+opts)/4)
+	ip[8], ip[9] = 64, 6
+	copy(ip[12:], src[:])
+	copy(ip[16:], []byte{10, 9, 9, 9})
+	for i := 20; i < 20+opts; i++ {
+		ip[i] = 1 // NOP options
+	}
+	return frame(0x0800, append(ip, tcp(port, flags)...))
 }
 
 func frame(ethType uint16, payload []byte) []byte {
@@ -253,20 +259,21 @@ func ownCgroupID(t *testing.T) uint64 {
 func TestProbe(t *testing.T) {
 	testutil.RequiresRoot(t)
 	lsm := ProbeLSM()
-	t.Logf("LSM: %q; connect kill: %q", lsm, ProbeConnectKill())
+	t.Logf("LSM: %q; connect kill: %q; atomics: %q", lsm, ProbeConnectKill(), ProbeAtomics())
+	if why := ProbeAtomics(); why != "" {
+		t.Errorf("the programs load here (TestLoad), so atomics must be there: %s", why)
+	}
 	if os.Getenv("BERTH_EXPECT_LSM") == "1" && lsm != "" {
 		t.Errorf("BPF LSM expected here: %s", lsm)
 	}
 }
 
-// TestLSMDeny: with the BPF LSM programs attached, an open for writing
-// under a denied prefix and an exec of a denied path fail with EACCES for
-// processes of the policy's cgroup (this test's own: the rules name a
-// directory only this test uses), while other opens and execs, and opens
-// for reading under the prefix, go on; each denial is reported with its
-// rule. Where the kernel runs no BPF LSM programs the test says why and
-// is skipped, except under BERTH_EXPECT_LSM=1 (the test VM).
-func TestLSMDeny(t *testing.T) {
+// loadForLSM loads the objects pinned under a directory of the BPF file
+// system named after the test (name) and this process, removed at the
+// end, where the kernel runs BPF LSM programs; elsewhere the test is
+// skipped saying why, except under BERTH_EXPECT_LSM=1 (the test VM).
+func loadForLSM(t *testing.T, name string) *Objects {
+	t.Helper()
 	testutil.RequiresRoot(t)
 	if why := ProbeLSM(); why != "" {
 		if os.Getenv("BERTH_EXPECT_LSM") == "1" {
@@ -277,17 +284,29 @@ func TestLSMDeny(t *testing.T) {
 	if err := MountBPFFS(); err != nil {
 		t.Fatalf("BPF file system: %v", err)
 	}
-	dir := filepath.Join(BPFFS, "berth-test-lsm-"+strconv.Itoa(os.Getpid()))
+	dir := filepath.Join(BPFFS, "berth-test-"+name+"-"+strconv.Itoa(os.Getpid()))
 	o, err := Load(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() {
+	t.Cleanup(func() {
 		o.Close()
 		if err := Unpin(dir); err != nil {
 			t.Error(err)
 		}
-	}()
+	})
+	return o
+}
+
+// TestLSMDeny: with the BPF LSM programs attached, an open for writing
+// under a denied prefix and an exec of a denied path fail with EACCES for
+// processes of the policy's cgroup (this test's own: the rules name a
+// directory only this test uses), while other opens and execs, and opens
+// for reading under the prefix, go on; each denial is reported with its
+// rule. Where the kernel runs no BPF LSM programs the test says why and
+// is skipped, except under BERTH_EXPECT_LSM=1 (the test VM).
+func TestLSMDeny(t *testing.T) {
+	o := loadForLSM(t, "lsm")
 	base := t.TempDir()
 	etc := filepath.Join(base, "etc")
 	bin := filepath.Join(base, "bin")
@@ -474,6 +493,9 @@ func TestLSMDeny(t *testing.T) {
 			delete(want, ev.Kind)
 		}
 	}
+	// Every run gave its event slot back, on every path above.
+	o.DetachLSM()
+	checkClaims(t, o, 0, "the denied and allowed operations")
 }
 
 func int8Bytes(b []int8) []byte {
