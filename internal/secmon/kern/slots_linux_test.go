@@ -152,6 +152,26 @@ func (s *slotTest) ingress(t *testing.T, pkt []byte, repeat uint32) bool {
 	return ret == 1
 }
 
+// onCPU0 keeps the test's goroutine on CPU 0 until the test ends: a raw
+// tracepoint program test-run on CPU 0 from another CPU runs in an
+// interrupt there, in another task's cgroup.
+func onCPU0(t *testing.T) {
+	t.Helper()
+	runtime.LockOSThread()
+	var old, cpu0 unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &old); err != nil {
+		t.Fatal(err)
+	}
+	cpu0.Set(0)
+	if err := unix.SchedSetaffinity(0, &cpu0); err != nil {
+		t.Skipf("cannot run on CPU 0: %v", err)
+	}
+	t.Cleanup(func() {
+		unix.SchedSetaffinity(0, &old)
+		runtime.UnlockOSThread()
+	})
+}
+
 // rawTP runs a raw tracepoint program with arguments args, on CPU 0.
 func rawTP(t *testing.T, p *ebpf.Program, args ...uint64) {
 	t.Helper()
@@ -190,6 +210,7 @@ func (s *slotTest) drain(t *testing.T) map[uint32]int {
 // masks are zero after many runs.
 func TestSlotsReleased(t *testing.T) {
 	s := newSlotTest(t)
+	onCPU0(t)
 	const n = 50
 	for i := range n {
 		if s.ingress(t, deniedSYN, 1) {
@@ -226,6 +247,7 @@ func TestSlotsReleased(t *testing.T) {
 // closed where a rule denies and count their events lost.
 func TestSlotsInterleaved(t *testing.T) {
 	s := newSlotTest(t)
+	onCPU0(t)
 	ncpu, err := ebpf.PossibleCPU()
 	if err != nil {
 		t.Fatal(err)
