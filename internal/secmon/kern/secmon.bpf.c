@@ -236,7 +236,8 @@ struct {
 // may be preempted by another task that runs one on the same CPU: each
 // run claims a slot of its own (slot_claim: an atomic fetch-or on the
 // CPU's claim mask) and gives it back before it returns, so no two runs
-// share one. A nesting counter would not do: a preempted run may resume
+// share one. The BPF LSM programs, the ones preempted most (their path
+// walks are long), use a slot of the task's own instead (task_slots). A nesting counter would not do: a preempted run may resume
 // after the one that preempted it ends, or before (task preemption is
 // not last-in first-out).
 #define NSLOTS 4
@@ -262,6 +263,25 @@ struct {
 	__type(key, __u32);
 	__type(value, struct slot);
 } slots SEC(".maps");
+
+// task_slots holds the BPF LSM programs' slots, one per task: a task
+// runs one of them at a time and interrupts use the per-CPU slots, so no
+// other run shares it, and no number of tasks preempted inside the
+// programs uses them up (the per-CPU slots can be: under full preemption
+// a busy CPU had four tasks preempted halfway through an open). Made at a
+// task's first judged operation, freed with the task; where it cannot be
+// had (no memory, or the kernel's task storage busy on this CPU, as 6.1
+// says when another task was preempted inside the helper), a per-CPU
+// slot stands in.
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct slot);
+} task_slots SEC(".maps");
+
+// TASK_SLOT is the slot number of a task's own slot (task_slots).
+#define TASK_SLOT NSLOTS
 
 // slot_claims holds, per CPU, the mask of the slots in use (bit i: slot
 // i). Zero whenever no program runs on the CPU.
@@ -454,10 +474,13 @@ __attribute__((noinline)) int slot_claim(void)
 	return -1;
 }
 
-// slot_release gives slot i back. Every run that claimed a slot calls it
-// once, after its last use of the event, on every path.
+// slot_release gives slot i back (a task's own slot needs nothing).
+// Every run that claimed a slot calls it once, after its last use of the
+// event, on every path.
 static __always_inline void slot_release(int i)
 {
+	if (i >= NSLOTS)
+		return;
 	__u32 k = 0;
 	__u64 *m = bpf_map_lookup_elem(&slot_claims, &k);
 	if (m)
@@ -611,17 +634,35 @@ static __always_inline void fill_task(struct event *ev)
 	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
 }
 
-// task_event claims a slot (slot_event) and starts in it the event of
-// the current task in container cgid.
-static __always_inline struct event *task_event(__u32 kind, __u64 cgid, int *slot)
+// task_start starts in ev (0: none) the event of the current task in
+// container cgid.
+static __always_inline struct event *task_start(struct event *ev, __u32 kind, __u64 cgid)
 {
-	struct event *ev = slot_event(slot);
 	if (!ev)
 		return 0;
 	fill_task(ev);
 	ev->kind = kind;
 	ev->cgid = cgid;
 	return ev;
+}
+
+// task_event claims a per-CPU slot (slot_event) and starts in it the
+// event of the current task in container cgid.
+static __always_inline struct event *task_event(__u32 kind, __u64 cgid, int *slot)
+{
+	return task_start(slot_event(slot), kind, cgid);
+}
+
+// lsm_event is task_event for the BPF LSM programs: the task's own slot
+// (task_slots), else a per-CPU one.
+static __always_inline struct event *lsm_event(__u32 kind, __u64 cgid, int *slot)
+{
+	struct slot *s = bpf_task_storage_get(&task_slots, bpf_get_current_task_btf(), 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!s)
+		return task_event(kind, cgid, slot);
+	__builtin_memset(&s->ev, 0, sizeof(s->ev));
+	*slot = TASK_SLOT;
+	return task_start(&s->ev, kind, cgid);
 }
 
 struct pathbuf;
@@ -1194,7 +1235,7 @@ int BPF_PROG(berth_exec_check, struct linux_binprm *bprm, int ret)
 	if (!p || !(p->flags & POLICY_DENY))
 		return 0;
 	int slot = 0;
-	struct event *ev = task_event(KIND_EXEC, cgid, &slot);
+	struct event *ev = lsm_event(KIND_EXEC, cgid, &slot);
 	if (!ev)
 		return -EACCES; // no slot free: refused, as the rules might deny it
 	int r = exec_check(p, ev, bprm);
@@ -1237,7 +1278,7 @@ int BPF_PROG(berth_file_open, struct file *file, int ret)
 	if (!p)
 		return 0;
 	int slot = 0;
-	struct event *ev = task_event(KIND_OPEN, cgid, &slot);
+	struct event *ev = lsm_event(KIND_OPEN, cgid, &slot);
 	if (!ev)
 		return -EACCES; // no slot free: refused, as the rules might deny it
 	int r = open_check(p, ev, file);
@@ -1418,7 +1459,7 @@ static __always_inline int path_deny_at(__u64 dirv, __u64 mv, struct dentry *lea
 	if (!p)
 		return 0;
 	int slot = 0;
-	struct event *ev = task_event(KIND_OPEN, cgid, &slot);
+	struct event *ev = lsm_event(KIND_OPEN, cgid, &slot);
 	if (!ev)
 		return -EACCES; // no slot free: refused, as the rules might deny it
 	int r = path_check(p, ev, dirv, mv, leaf, covers);

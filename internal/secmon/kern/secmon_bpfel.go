@@ -109,6 +109,7 @@ const (
 	SecmonMapSlots              = "slots"
 	SecmonMapSysDenies          = "sys_denies"
 	SecmonMapSysPolicies        = "sys_policies"
+	SecmonMapTaskSlots          = "task_slots"
 	SecmonProgBerthAccept       = "berth_accept"
 	SecmonProgBerthConnect4     = "berth_connect4"
 	SecmonProgBerthConnect6     = "berth_connect6"
@@ -215,6 +216,7 @@ type SecmonMapSpecs struct {
 	Slots         *ebpf.MapSpec `ebpf:"slots"`
 	SysDenies     *ebpf.MapSpec `ebpf:"sys_denies"`
 	SysPolicies   *ebpf.MapSpec `ebpf:"sys_policies"`
+	TaskSlots     *ebpf.MapSpec `ebpf:"task_slots"`
 }
 
 // SecmonVariableSpecs contains global variables before they are loaded into the kernel.
@@ -257,6 +259,7 @@ type SecmonMaps struct {
 	Slots         *ebpf.Map `ebpf:"slots"`
 	SysDenies     *ebpf.Map `ebpf:"sys_denies"`
 	SysPolicies   *ebpf.Map `ebpf:"sys_policies"`
+	TaskSlots     *ebpf.Map `ebpf:"task_slots"`
 }
 
 func (m *SecmonMaps) Close() error {
@@ -275,6 +278,7 @@ func (m *SecmonMaps) Close() error {
 		m.Slots,
 		m.SysDenies,
 		m.SysPolicies,
+		m.TaskSlots,
 	)
 }
 
