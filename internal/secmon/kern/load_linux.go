@@ -495,6 +495,36 @@ func (o *Objects) Lost() uint64 {
 	return v
 }
 
+// Skipped counts the runs the kernel skipped of the programs attached
+// through the links pinned under the objects' directory (its
+// recursion_misses): the kernel does not run a raw tracepoint program
+// (or, before Linux 6.2 and 6.1.54, a BPF LSM program) twice at once on
+// one CPU, and skips the second run when another task was preempted
+// inside the first (PREEMPT_RT's preemptible tracepoints; BPF LSM under
+// full preemption). A skipped run reports nothing, and for a BPF LSM
+// program lets the operation through unjudged; the slots cannot help
+// with that, this count says it happened.
+func (o *Objects) Skipped() uint64 {
+	ents, _ := os.ReadDir(filepath.Join(o.dir, "links"))
+	var n uint64
+	for _, e := range ents {
+		l, err := link.LoadPinnedLink(filepath.Join(o.dir, "links", e.Name()), nil)
+		if err != nil {
+			continue
+		}
+		if li, err := l.Info(); err == nil {
+			if p, err := ebpf.NewProgramFromID(li.Program); err == nil {
+				if st, err := p.Stats(); err == nil {
+					n += st.RecursionMisses
+				}
+				p.Close()
+			}
+		}
+		l.Close()
+	}
+	return n
+}
+
 // Unpin removes every pinned map and link under dir and dir itself: with
 // the last file descriptors closed, the kernel frees the programs, which
 // detaches them. A pin directory on a BPF file system holds nothing but

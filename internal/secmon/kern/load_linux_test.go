@@ -103,6 +103,14 @@ func TestAttachReplacesOtherVersion(t *testing.T) {
 	if err := o.AttachExec(); err != nil || pinnedTag() != mine.Tag {
 		t.Errorf("a second AttachExec: %v", err)
 	}
+	// The exec program runs for every exec of the host (this test's
+	// too), one at a time on a CPU: nothing skipped.
+	if err := exec.Command("/bin/true").Run(); err != nil {
+		t.Fatal(err)
+	}
+	if n := o.Skipped(); n != 0 {
+		t.Errorf("%d runs of the attached programs skipped", n)
+	}
 	if err := o.detach("exec"); err != nil {
 		t.Error(err)
 	}
