@@ -237,9 +237,10 @@ struct {
 // run claims a slot of its own (slot_claim: an atomic fetch-or on the
 // CPU's claim mask) and gives it back before it returns, so no two runs
 // share one. The BPF LSM programs, the ones preempted most (their path
-// walks are long), use a slot of the task's own instead (task_slots). A nesting counter would not do: a preempted run may resume
-// after the one that preempted it ends, or before (task preemption is
-// not last-in first-out).
+// walks are long), use a slot of the task's own instead (task_slots). A
+// nesting counter would not do: a preempted run may resume after the one
+// that preempted it ends, or before (task preemption is not last-in
+// first-out).
 #define NSLOTS 4
 
 // pathbuf holds a path as path_name builds it: a whole PATH_MAX, so a
@@ -270,9 +271,8 @@ struct {
 // programs uses them up (the per-CPU slots can be: under full preemption
 // a busy CPU had four tasks preempted halfway through an open). Made at a
 // task's first judged operation, freed with the task; where it cannot be
-// had (no memory, or the kernel's task storage busy on this CPU, as 6.1
-// says when another task was preempted inside the helper), a per-CPU
-// slot stands in.
+// had (no memory; before 6.2, the kernel's task storage in use on this
+// CPU by a task preempted inside the helper), a per-CPU slot stands in.
 struct {
 	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
