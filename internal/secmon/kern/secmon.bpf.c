@@ -670,8 +670,9 @@ __attribute__((noinline)) int path_name(__u64 dv, __u64 mv, __u64 leaf, __u32 le
 
 // event_path puts into the event the path of the entry named leaf
 // (leaflen bytes) in directory dentry dv on mount mv, or of dv itself
-// (leaf 0), as path_name builds it in the event's slot; -1 when it cannot be named (callers
-// that deny refuse then: the rules might deny it).
+// (leaf 0), as path_name builds it in the event's slot; -1 when it
+// cannot be named (callers that deny refuse then: the rules might deny
+// it).
 static __always_inline int event_path(struct event *ev, __u64 dv, __u64 mv, __u64 leaf, __u32 leaflen)
 {
 	struct pathbuf *buf = &((struct slot *)ev)->pb; // the event's slot's
