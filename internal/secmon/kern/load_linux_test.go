@@ -240,6 +240,21 @@ func tcp(dport uint16, flags byte) []byte {
 // inode), on a unified or hybrid host.
 func ownCgroupID(t *testing.T) uint64 {
 	t.Helper()
+	return cgroupID(t, ownCgroupDir(t))
+}
+
+func cgroupID(t *testing.T, dir string) uint64 {
+	t.Helper()
+	var s unix.Stat_t
+	if err := unix.Stat(dir, &s); err != nil {
+		t.Fatal(err)
+	}
+	return s.Ino
+}
+
+// ownCgroupDir is the directory of this process's cgroup v2.
+func ownCgroupDir(t *testing.T) string {
+	t.Helper()
 	b, err := os.ReadFile("/proc/self/cgroup")
 	if err != nil {
 		t.Fatal(err)
@@ -251,15 +266,14 @@ func ownCgroupID(t *testing.T) uint64 {
 				if unix.Statfs(root, &st) != nil || st.Type != unix.CGROUP2_SUPER_MAGIC {
 					continue
 				}
-				var s unix.Stat_t
-				if err := unix.Stat(filepath.Join(root, p), &s); err == nil {
-					return s.Ino
+				if _, err := os.Stat(filepath.Join(root, p)); err == nil {
+					return filepath.Join(root, p)
 				}
 			}
 		}
 	}
 	t.Skip("no cgroup v2 for this process")
-	return 0
+	return ""
 }
 
 // TestProbe prints what this kernel offers; under BERTH_EXPECT_LSM=1 (the
@@ -289,6 +303,14 @@ func loadForLSM(t *testing.T, name string) *Objects {
 		}
 		t.Skipf("needs a kernel that runs BPF LSM programs: %s", why)
 	}
+	return loadPinned(t, name)
+}
+
+// loadPinned loads the objects pinned under a directory of the BPF file
+// system named after the test (name) and this process, removed at the
+// end.
+func loadPinned(t *testing.T, name string) *Objects {
+	t.Helper()
 	if err := MountBPFFS(); err != nil {
 		t.Fatalf("BPF file system: %v", err)
 	}

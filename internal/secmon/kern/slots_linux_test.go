@@ -5,11 +5,15 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -418,4 +422,105 @@ func TestLSMSlotsStress(t *testing.T) {
 	o.DetachLSM()
 	checkClaims(t, o, 0, "the concurrent opens")
 	t.Logf("runs that found no slot free: %d", counter(t, o.SlotFull))
+}
+
+// TestConnectSlots: the connect programs, attached to a cgroup this test
+// makes, refuse the connects a rule denies and let the others through,
+// from several processes in the cgroup at once, and give their slots
+// back.
+func TestConnectSlots(t *testing.T) {
+	testutil.RequiresRoot(t)
+	if os.Getenv("BERTH_CONNECT_HELPER") != "" {
+		t.Skip("the helper's own run")
+	}
+	o := loadPinned(t, "connect")
+	cgDir := filepath.Join(ownCgroupDir(t), "berth-test-slots-"+strconv.Itoa(os.Getpid()))
+	if err := os.Mkdir(cgDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := os.Remove(cgDir); err != nil {
+			t.Errorf("remove the test's cgroup: %v", err)
+		}
+	})
+	cg := cgroupID(t, cgDir)
+	pol := &SecmonPolicy{Nrules: 1}
+	r := &pol.Rules[0]
+	r.Natoms, r.Action, r.Id = 1, ActDeny, 9
+	r.Table[0] = 1 << 1
+	r.Atoms[0] = SecmonAtom{Kind: AtomCIDR, Len: 128}
+	copy(r.Atoms[0].Data[:], []byte{10: 0xff, 11: 0xff, 12: 127, 13: 0, 14: 0, 15: 77})
+	if err := o.ConnectPolicy.Update(cg, pol, ebpf.UpdateAny); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.AttachConnect(cgDir, cg); err != nil {
+		t.Fatal(err)
+	}
+	defer o.DetachCgroup(cg)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	port := ln.Addr().(*net.TCPAddr).Port
+	fd, err := unix.Open(cgDir, unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	const procs = 4
+	var cmds []*exec.Cmd
+	for range procs {
+		c := exec.Command("/proc/self/exe", "-test.run=^TestConnectHelper$", "-test.v")
+		c.Env = append(os.Environ(), "BERTH_CONNECT_HELPER="+strconv.Itoa(port))
+		c.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: fd}
+		c.Stdout, c.Stderr = &bytes.Buffer{}, &bytes.Buffer{}
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		cmds = append(cmds, c)
+	}
+	for _, c := range cmds {
+		if err := c.Wait(); err != nil || !strings.Contains(fmt.Sprint(c.Stdout), "--- PASS: TestConnectHelper") {
+			t.Errorf("helper: %v: %s%s", err, c.Stdout, c.Stderr)
+		}
+	}
+	o.DetachCgroup(cg)
+	checkClaims(t, o, 0, "the connects")
+}
+
+// TestConnectHelper runs in the processes TestConnectSlots starts in its
+// cgroup: connects to 127.0.0.77 fail with EPERM, those to the test's
+// listener on 127.0.0.1 succeed.
+func TestConnectHelper(t *testing.T) {
+	port := os.Getenv("BERTH_CONNECT_HELPER")
+	if port == "" {
+		t.Skip("run by TestConnectSlots")
+	}
+	runThreads(t, 4, func(g int) error {
+		for i := range 100 {
+			c, err := net.DialTimeout("tcp", "127.0.0.77:"+port, 5*time.Second)
+			if err == nil {
+				c.Close()
+			}
+			if !errors.Is(err, unix.EPERM) {
+				return fmt.Errorf("thread %d round %d: connect to 127.0.0.77: %v, want EPERM", g, i, err)
+			}
+			c, err = net.DialTimeout("tcp", "127.0.0.1:"+port, 5*time.Second)
+			if err != nil {
+				return fmt.Errorf("thread %d round %d: connect to 127.0.0.1: %v", g, i, err)
+			}
+			c.Close()
+		}
+		return nil
+	})
 }
