@@ -238,12 +238,12 @@ func tcp(dport uint16, flags byte) []byte {
 
 // ownCgroupID is the id of this process's cgroup v2 (its directory's
 // inode), on a unified or hybrid host.
-func ownCgroupID(t *testing.T) uint64 {
+func ownCgroupID(t testing.TB) uint64 {
 	t.Helper()
 	return cgroupID(t, ownCgroupDir(t))
 }
 
-func cgroupID(t *testing.T, dir string) uint64 {
+func cgroupID(t testing.TB, dir string) uint64 {
 	t.Helper()
 	var s unix.Stat_t
 	if err := unix.Stat(dir, &s); err != nil {
@@ -253,7 +253,7 @@ func cgroupID(t *testing.T, dir string) uint64 {
 }
 
 // ownCgroupDir is the directory of this process's cgroup v2.
-func ownCgroupDir(t *testing.T) string {
+func ownCgroupDir(t testing.TB) string {
 	t.Helper()
 	b, err := os.ReadFile("/proc/self/cgroup")
 	if err != nil {

@@ -127,7 +127,7 @@ func newSlotTest(t *testing.T) *slotTest {
 
 // setAcceptRule gives the cgroup one accept rule with action act on SYNs
 // from 10.0.0.0/8 to port 7777.
-func setAcceptRule(t *testing.T, o *Objects, cg uint64, act uint32) {
+func setAcceptRule(t testing.TB, o *Objects, cg uint64, act uint32) {
 	t.Helper()
 	pol := &SecmonPolicy{Nrules: 1}
 	r := &pol.Rules[0]
@@ -523,4 +523,28 @@ func TestConnectHelper(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// BenchmarkIngressProgram times one run of the ingress program
+// (BPF_PROG_TEST_RUN) under an accept deny rule, on a SYN the rule denies
+// (the event is built, judged and reported) and on one it lets through
+// (built and judged): what a program run that builds an event costs,
+// slot claim and release included.
+func BenchmarkIngressProgram(b *testing.B) {
+	testutil.RequiresRoot(b)
+	o, err := LoadUnpinned()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer o.Close()
+	setAcceptRule(b, o, ownCgroupID(b), ActDeny)
+	for name, pkt := range map[string][]byte{"denied": deniedSYN, "allowed": allowedSYN} {
+		b.Run(name, func(b *testing.B) {
+			_, d, err := o.BerthIngress.Benchmark(pkt, b.N, b.ResetTimer)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(float64(d.Nanoseconds()), "ns/run")
+		})
+	}
 }
