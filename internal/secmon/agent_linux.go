@@ -619,6 +619,7 @@ func (a *agent) handle(c net.Conn) {
 		st := a.stats
 		st.Containers = len(a.regs)
 		st.Lost = a.objs.Lost()
+		st.Skipped = a.objs.Skipped()
 		b, _ := json.Marshal(st)
 		a.mu.Unlock()
 		resp.Stats = b

@@ -137,8 +137,12 @@ type Stats struct {
 	Containers int `json:"containers"`
 	// Alerts counts alert lines by rule name and action.
 	Alerts map[string]map[string]uint64 `json:"alerts"`
-	// Lost counts events the kernel had no ring-buffer room for.
+	// Lost counts events the kernel had no ring-buffer room for (or no
+	// event slot: see kern's slots).
 	Lost uint64 `json:"lost"`
+	// Skipped counts program runs the kernel skipped (kern's Skipped):
+	// for a BPF LSM program, an operation not judged.
+	Skipped uint64 `json:"skipped"`
 	// WebhookErrors counts failed (or dropped) webhook posts.
 	WebhookErrors uint64 `json:"webhookErrors"`
 	// EngineEventsDropped counts alerts not copied to the engine's

@@ -51,6 +51,7 @@ options:
   --file HOST:VM        copy HOST (file or directory) to absolute path VM
   --env NAME=VALUE      set NAME in the program's environment
   --module NAME         also load kernel module NAME (with its dependencies)
+  --cmdline ARGS        add ARGS to the kernel's command line (preempt=full)
   --kernel-log          show kernel messages on the console (default: quiet)
   --systemd             boot Debian with systemd as PID 1 from a disk image
                         (built once by systemd-root.sh, then cached); the
@@ -71,9 +72,10 @@ envs=()
 modules=(overlay veth bridge)
 kernel_log=0
 systemd=0
+cmdline=
 while [ $# -gt 0 ]; do
 	case $1 in
-	--mem | --smp | --timeout | --file | --env | --module)
+	--mem | --smp | --timeout | --file | --env | --module | --cmdline)
 		[ $# -ge 2 ] || fail "$1 needs a value"
 		case $1 in
 		--mem) mem=$2 ;;
@@ -82,6 +84,7 @@ while [ $# -gt 0 ]; do
 		--file) files+=("$2") ;;
 		--env) envs+=("$2") ;;
 		--module) modules+=("$2") ;;
+		--cmdline) cmdline="$cmdline $2" ;;
 		esac
 		shift 2
 		;;
@@ -273,7 +276,7 @@ nonce=$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')
 (cd "$root" && find . | busybox cpio -o -H newc 2>/dev/null) >"$work/initramfs.cpio" ||
 	fail "build the initramfs with busybox cpio"
 
-append="console=ttyS0 panic=-1 rdinit=/init"
+append="console=ttyS0 panic=-1 rdinit=/init$cmdline"
 if [ "$kernel_log" = 0 ]; then append="$append quiet loglevel=1"; fi
 if [ "$systemd" = 1 ]; then
 	append="$append systemd.unified_cgroup_hierarchy=1"

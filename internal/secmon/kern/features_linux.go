@@ -24,7 +24,36 @@ var (
 	ProbeLSM = sync.OnceValue(probeLSM)
 	// ProbeConnectKill: the connect programs may call bpf_send_signal.
 	ProbeConnectKill = sync.OnceValue(probeConnectKill)
+	// ProbeAtomics: BPF programs may use atomic fetch operations
+	// (Linux 5.12), with which every program claims its event slot.
+	// Without them nothing of the monitor loads.
+	ProbeAtomics = sync.OnceValue(probeAtomics)
 )
+
+// probeAtomics loads a socket filter that does an atomic fetch-or on its
+// stack.
+func probeAtomics() string {
+	p, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Type: ebpf.SocketFilter,
+		Instructions: asm.Instructions{
+			asm.Mov.Imm(asm.R1, 0),
+			asm.StoreMem(asm.RFP, -8, asm.R1, asm.DWord),
+			asm.Mov.Imm(asm.R1, 1),
+			asm.FetchOr.Mem(asm.RFP, asm.R1, asm.DWord, -8),
+			asm.Mov.Imm(asm.R0, 0),
+			asm.Return(),
+		},
+		License: "GPL",
+	})
+	if err == nil {
+		p.Close()
+		return ""
+	}
+	if errors.Is(err, unix.EINVAL) {
+		return "this kernel's BPF lacks atomic fetch operations (Linux 5.12 or later is needed: the monitor's programs claim their per-CPU event slots with them)"
+	}
+	return fmt.Sprintf("probing BPF atomic fetch operations failed: %v", firstLine(err))
+}
 
 func probeConnectKill() string {
 	err := features.HaveProgramHelper(ebpf.CGroupSockAddr, asm.FnSendSignal)

@@ -8,7 +8,7 @@
 // layout constants below must match the C defines.
 package kern
 
-//go:generate go run github.com/cilium/ebpf/cmd/bpf2go -cc clang -no-strip -target bpfel -type event -type policy -type krule -type atom -type sys_policy -type sys_deny Secmon secmon.bpf.c -- -O2 -g -Wall -I/usr/include/x86_64-linux-gnu
+//go:generate go run github.com/cilium/ebpf/cmd/bpf2go -cc clang -no-strip -target bpfel -type event -type policy -type krule -type atom -type sys_policy -type sys_deny -type slot Secmon secmon.bpf.c -- -O2 -g -Wall -I/usr/include/x86_64-linux-gnu
 
 // Limits of one compiled policy, as in secmon.bpf.c.
 const (
@@ -17,6 +17,9 @@ const (
 	CommLen  = 16
 	MaxRules = 8
 	AtomData = 128
+	// NSlots is the number of event slots per CPU: programs that run on
+	// one CPU at once (preempted, or interrupted) claim one each.
+	NSlots = 4
 )
 
 // Event kinds, atom kinds and actions, as in secmon.bpf.c.

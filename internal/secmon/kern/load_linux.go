@@ -118,6 +118,9 @@ func closeAll(ps ...*ebpf.Program) error {
 // there), the call is taken out; Mechanisms then refuses connect kill
 // rules (ConnectSignal).
 func loadSpec() (*ebpf.CollectionSpec, error) {
+	if why := ProbeAtomics(); why != "" {
+		return nil, errors.New(why)
+	}
 	spec, err := LoadSecmon()
 	if err != nil {
 		return nil, err
@@ -490,6 +493,36 @@ func (o *Objects) Lost() uint64 {
 	var v uint64
 	o.SecmonMaps.Lost.Lookup(uint32(0), &v)
 	return v
+}
+
+// Skipped counts the runs the kernel skipped of the programs attached
+// through the links pinned under the objects' directory (its
+// recursion_misses): the kernel does not run a raw tracepoint program
+// (or, before Linux 6.2 and 6.1.54, a BPF LSM program) twice at once on
+// one CPU, and skips the second run when another task was preempted
+// inside the first (PREEMPT_RT's preemptible tracepoints; BPF LSM under
+// full preemption). A skipped run reports nothing, and for a BPF LSM
+// program lets the operation through unjudged; the slots cannot help
+// with that, this count says it happened.
+func (o *Objects) Skipped() uint64 {
+	ents, _ := os.ReadDir(filepath.Join(o.dir, "links"))
+	var n uint64
+	for _, e := range ents {
+		l, err := link.LoadPinnedLink(filepath.Join(o.dir, "links", e.Name()), nil)
+		if err != nil {
+			continue
+		}
+		if li, err := l.Info(); err == nil {
+			if p, err := ebpf.NewProgramFromID(li.Program); err == nil {
+				if st, err := p.Stats(); err == nil {
+					n += st.RecursionMisses
+				}
+				p.Close()
+			}
+		}
+		l.Close()
+	}
+	return n
 }
 
 // Unpin removes every pinned map and link under dir and dir itself: with

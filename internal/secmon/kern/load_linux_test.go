@@ -103,6 +103,14 @@ func TestAttachReplacesOtherVersion(t *testing.T) {
 	if err := o.AttachExec(); err != nil || pinnedTag() != mine.Tag {
 		t.Errorf("a second AttachExec: %v", err)
 	}
+	// The exec program runs for every exec of the host (this test's
+	// too), one at a time on a CPU: nothing skipped.
+	if err := exec.Command("/bin/true").Run(); err != nil {
+		t.Fatal(err)
+	}
+	if n := o.Skipped(); n != 0 {
+		t.Errorf("%d runs of the attached programs skipped", n)
+	}
 	if err := o.detach("exec"); err != nil {
 		t.Error(err)
 	}
@@ -154,18 +162,8 @@ func TestIngressVerdicts(t *testing.T) {
 	if err := o.AcceptPolicy.Update(cg, pol, ebpf.UpdateAny); err != nil {
 		t.Fatal(err)
 	}
-	const syn, synAck = 0x02, 0x12
-	v4 := func(src [4]byte, opts int, port uint16, flags byte) []byte {
-		ip := make([]byte, 20+opts)
-		ip[0] = 0x40 | byte((20+opts)/4)
-		ip[8], ip[9] = 64, 6
-		copy(ip[12:], src[:])
-		copy(ip[16:], []byte{10, 9, 9, 9})
-		for i := 20; i < 20+opts; i++ {
-			ip[i] = 1 // NOP options
-		}
-		return frame(0x0800, append(ip, tcp(port, flags)...))
-	}
+	const syn, synAck = tcpSYN, 0x12
+	v4 := tcpV4
 	v6 := func(src [16]byte, ext []byte, port uint16, flags byte) []byte {
 		ip := make([]byte, 40)
 		ip[0] = 0x60
@@ -207,6 +205,22 @@ func TestIngressVerdicts(t *testing.T) {
 	}
 }
 
+const tcpSYN = 0x02
+
+// tcpV4 is an Ethernet frame with a TCP segment (to port, with flags)
+// from src, in an IPv4 packet with opts bytes of options.
+func tcpV4(src [4]byte, opts int, port uint16, flags byte) []byte {
+	ip := make([]byte, 20+opts)
+	ip[0] = 0x40 | byte((20+opts)/4)
+	ip[8], ip[9] = 64, 6
+	copy(ip[12:], src[:])
+	copy(ip[16:], []byte{10, 9, 9, 9})
+	for i := 20; i < 20+opts; i++ {
+		ip[i] = 1 // NOP options
+	}
+	return frame(0x0800, append(ip, tcp(port, flags)...))
+}
+
 func frame(ethType uint16, payload []byte) []byte {
 	f := make([]byte, 14, 14+len(payload))
 	f[12], f[13] = byte(ethType>>8), byte(ethType)
@@ -224,7 +238,22 @@ func tcp(dport uint16, flags byte) []byte {
 
 // ownCgroupID is the id of this process's cgroup v2 (its directory's
 // inode), on a unified or hybrid host.
-func ownCgroupID(t *testing.T) uint64 {
+func ownCgroupID(t testing.TB) uint64 {
+	t.Helper()
+	return cgroupID(t, ownCgroupDir(t))
+}
+
+func cgroupID(t testing.TB, dir string) uint64 {
+	t.Helper()
+	var s unix.Stat_t
+	if err := unix.Stat(dir, &s); err != nil {
+		t.Fatal(err)
+	}
+	return s.Ino
+}
+
+// ownCgroupDir is the directory of this process's cgroup v2.
+func ownCgroupDir(t testing.TB) string {
 	t.Helper()
 	b, err := os.ReadFile("/proc/self/cgroup")
 	if err != nil {
@@ -237,15 +266,14 @@ func ownCgroupID(t *testing.T) uint64 {
 				if unix.Statfs(root, &st) != nil || st.Type != unix.CGROUP2_SUPER_MAGIC {
 					continue
 				}
-				var s unix.Stat_t
-				if err := unix.Stat(filepath.Join(root, p), &s); err == nil {
-					return s.Ino
+				if _, err := os.Stat(filepath.Join(root, p)); err == nil {
+					return filepath.Join(root, p)
 				}
 			}
 		}
 	}
 	t.Skip("no cgroup v2 for this process")
-	return 0
+	return ""
 }
 
 // TestProbe prints what this kernel offers; under BERTH_EXPECT_LSM=1 (the
@@ -253,10 +281,51 @@ func ownCgroupID(t *testing.T) uint64 {
 func TestProbe(t *testing.T) {
 	testutil.RequiresRoot(t)
 	lsm := ProbeLSM()
-	t.Logf("LSM: %q; connect kill: %q", lsm, ProbeConnectKill())
+	t.Logf("LSM: %q; connect kill: %q; atomics: %q", lsm, ProbeConnectKill(), ProbeAtomics())
+	if why := ProbeAtomics(); why != "" {
+		t.Errorf("the programs load here (TestLoad), so atomics must be there: %s", why)
+	}
 	if os.Getenv("BERTH_EXPECT_LSM") == "1" && lsm != "" {
 		t.Errorf("BPF LSM expected here: %s", lsm)
 	}
+}
+
+// loadForLSM loads the objects pinned under a directory of the BPF file
+// system named after the test (name) and this process, removed at the
+// end, where the kernel runs BPF LSM programs; elsewhere the test is
+// skipped saying why, except under BERTH_EXPECT_LSM=1 (the test VM).
+func loadForLSM(t *testing.T, name string) *Objects {
+	t.Helper()
+	testutil.RequiresRoot(t)
+	if why := ProbeLSM(); why != "" {
+		if os.Getenv("BERTH_EXPECT_LSM") == "1" {
+			t.Fatalf("BPF LSM expected here: %s", why)
+		}
+		t.Skipf("needs a kernel that runs BPF LSM programs: %s", why)
+	}
+	return loadPinned(t, name)
+}
+
+// loadPinned loads the objects pinned under a directory of the BPF file
+// system named after the test (name) and this process, removed at the
+// end.
+func loadPinned(t *testing.T, name string) *Objects {
+	t.Helper()
+	if err := MountBPFFS(); err != nil {
+		t.Fatalf("BPF file system: %v", err)
+	}
+	dir := filepath.Join(BPFFS, "berth-test-"+name+"-"+strconv.Itoa(os.Getpid()))
+	o, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		o.Close()
+		if err := Unpin(dir); err != nil {
+			t.Error(err)
+		}
+	})
+	return o
 }
 
 // TestLSMDeny: with the BPF LSM programs attached, an open for writing
@@ -267,27 +336,7 @@ func TestProbe(t *testing.T) {
 // rule. Where the kernel runs no BPF LSM programs the test says why and
 // is skipped, except under BERTH_EXPECT_LSM=1 (the test VM).
 func TestLSMDeny(t *testing.T) {
-	testutil.RequiresRoot(t)
-	if why := ProbeLSM(); why != "" {
-		if os.Getenv("BERTH_EXPECT_LSM") == "1" {
-			t.Fatalf("BPF LSM expected here: %s", why)
-		}
-		t.Skipf("needs a kernel that runs BPF LSM programs: %s", why)
-	}
-	if err := MountBPFFS(); err != nil {
-		t.Fatalf("BPF file system: %v", err)
-	}
-	dir := filepath.Join(BPFFS, "berth-test-lsm-"+strconv.Itoa(os.Getpid()))
-	o, err := Load(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		o.Close()
-		if err := Unpin(dir); err != nil {
-			t.Error(err)
-		}
-	}()
+	o := loadForLSM(t, "lsm")
 	base := t.TempDir()
 	etc := filepath.Join(base, "etc")
 	bin := filepath.Join(base, "bin")
@@ -474,6 +523,9 @@ func TestLSMDeny(t *testing.T) {
 			delete(want, ev.Kind)
 		}
 	}
+	// Every run gave its event slot back, on every path above.
+	o.DetachLSM()
+	checkClaims(t, o, 0, "the denied and allowed operations")
 }
 
 func int8Bytes(b []int8) []byte {

@@ -217,21 +217,6 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } open_policy SEC(".maps");
 
-// pathbuf holds a path as path_name builds it: a whole
-// PATH_MAX, so a long path is read (and its start judged) rather than
-// refused, and room to copy a name at any offset below PATH_MAX.
-#define PATH_MAX 4096
-#define NAME_MAX 255
-struct pathbuf {
-	char b[PATH_MAX + NAME_MAX + 1];
-};
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct pathbuf);
-} pathbuf SEC(".maps");
-
 // lsm_probe is the probe's state (not pinned: one per probing process):
 // [0] the thread group to count, [1] how often the probe program ran for
 // it.
@@ -242,27 +227,80 @@ struct {
 	__type(value, __u64);
 } lsm_probe SEC(".maps");
 
-// scratch holds the event being built: the decision never depends on
-// room in the ring buffer (a full buffer loses the report, not the
-// enforcement).
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct event);
-} scratch SEC(".maps");
+// An event is built in a slot: the decision never depends on room in
+// the ring buffer (a full buffer loses the report, not the enforcement).
+// The slots are per CPU, and a program keeps its CPU while it runs
+// (migration is disabled), but it may be interrupted by a softirq that
+// runs another program, and BPF LSM and cgroup programs (and, on
+// PREEMPT_RT kernels with preemptible tracepoints, the tracepoint ones)
+// may be preempted by another task that runs one on the same CPU: each
+// run claims a slot of its own (slot_claim: an atomic fetch-or on the
+// CPU's claim mask) and gives it back before it returns, so no two runs
+// share one. The BPF LSM programs, the ones preempted most (their path
+// walks are long), use a slot of the task's own instead (task_slots). A
+// nesting counter would not do: a preempted run may resume after the one
+// that preempted it ends, or before (task preemption is not last-in
+// first-out).
+#define NSLOTS 4
 
-// scratch_irq is scratch for the programs that run in softirq (the
-// inbound-connection ones): a packet can arrive while a program in a
-// process's context is halfway through its event on the same CPU, and
-// must not overwrite it (a path zeroed between its copy and the decision
-// would let a deny through).
+// pathbuf holds a path as path_name builds it: a whole PATH_MAX, so a
+// long path is read (and its start judged) rather than refused, and room
+// to copy a name at any offset below PATH_MAX.
+#define PATH_MAX 4096
+#define NAME_MAX 255
+struct pathbuf {
+	char b[PATH_MAX + NAME_MAX + 1];
+};
+
+// The event first: a pointer to the event is one to its slot.
+struct slot {
+	struct event ev;
+	struct pathbuf pb;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, NSLOTS);
+	__type(key, __u32);
+	__type(value, struct slot);
+} slots SEC(".maps");
+
+// task_slots holds the BPF LSM programs' slots, one per task: a task
+// runs one of them at a time and interrupts use the per-CPU slots, so no
+// other run shares it, and no number of tasks preempted inside the
+// programs uses them up (the per-CPU slots can be: under full preemption
+// a busy CPU had four tasks preempted halfway through an open). Made at a
+// task's first judged operation, freed with the task; where it cannot be
+// had (no memory; before 6.2, the kernel's task storage in use on this
+// CPU by a task preempted inside the helper), a per-CPU slot stands in.
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct slot);
+} task_slots SEC(".maps");
+
+// TASK_SLOT is the slot number of a task's own slot (task_slots).
+#define TASK_SLOT NSLOTS
+
+// slot_claims holds, per CPU, the mask of the slots in use (bit i: slot
+// i). Zero whenever no program runs on the CPU.
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, struct event);
-} scratch_irq SEC(".maps");
+	__type(value, __u64);
+} slot_claims SEC(".maps");
+
+// slot_full counts the runs that found every slot of their CPU in use:
+// they decided without an event (deny and kill rules fail closed) and
+// their report is counted in lost.
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} slot_full SEC(".maps");
 
 // lost counts events the ring buffer had no room for (the agent was
 // down or behind); the agent reports them.
@@ -372,13 +410,16 @@ struct task_struct {
 } __attribute__((preserve_access_index));
 #define SIGNAL_GROUP_EXIT 0x00000004
 
-static __always_inline void count_lost(void)
+// count adds one to the counter of a one-entry array.
+static __always_inline void count(void *map)
 {
 	__u32 k = 0;
-	__u64 *v = bpf_map_lookup_elem(&lost, &k);
+	__u64 *v = bpf_map_lookup_elem(map, &k);
 	if (v)
 		__sync_fetch_and_add(v, 1);
 }
+
+static __always_inline void count_lost(void) { count(&lost); }
 
 // emit sends the event to the agent; a full ring buffer loses the report
 // (counted), never the decision.
@@ -414,19 +455,60 @@ static __always_inline void *container_lookup(void *map, __u64 *cgid)
 	return 0;
 }
 
-static __always_inline struct event *zeroed(void *map)
+// slot_claim takes a free slot of this CPU: its index, or -1 when every
+// slot is in use. The fetch-or is atomic against the programs of other
+// tasks and of interrupts on this CPU alike; a bit another run holds
+// stays set and is passed over. A global function: the verifier checks
+// its loop once.
+__attribute__((noinline)) int slot_claim(void)
 {
 	__u32 k = 0;
-	struct event *ev = bpf_map_lookup_elem(map, &k);
-	if (ev)
-		__builtin_memset(ev, 0, sizeof(*ev));
-	return ev;
+	__u64 *m = bpf_map_lookup_elem(&slot_claims, &k);
+	if (!m)
+		return -1;
+	for (__u32 i = 0; i < NSLOTS; i++) {
+		__u64 bit = 1ULL << i;
+		if (!(__sync_fetch_and_or(m, bit) & bit))
+			return i;
+	}
+	return -1;
 }
 
-// new_event is the event slot of programs in a process's context;
-// new_irq_event that of programs in softirq.
-static __always_inline struct event *new_event(void) { return zeroed(&scratch); }
-static __always_inline struct event *new_irq_event(void) { return zeroed(&scratch_irq); }
+// slot_release gives slot i back (a task's own slot needs nothing).
+// Every run that claimed a slot calls it once, after its last use of the
+// event, on every path.
+static __always_inline void slot_release(int i)
+{
+	if (i >= NSLOTS)
+		return;
+	__u32 k = 0;
+	__u64 *m = bpf_map_lookup_elem(&slot_claims, &k);
+	if (m)
+		__sync_fetch_and_and(m, ~(1ULL << (i & (NSLOTS - 1))));
+}
+
+// slot_event claims a slot and returns its event, zeroed, with *slot set
+// to the index to give back; 0 when this CPU has no slot free (counted
+// in slot_full, and in lost: the event cannot be reported). Callers that
+// decide then fail closed.
+static __always_inline struct event *slot_event(int *slot)
+{
+	int i = slot_claim();
+	if (i < 0) {
+		count(&slot_full);
+		count_lost();
+		return 0;
+	}
+	__u32 k = i;
+	struct slot *s = bpf_map_lookup_elem(&slots, &k);
+	if (!s) {
+		slot_release(i);
+		return 0;
+	}
+	__builtin_memset(&s->ev, 0, sizeof(s->ev));
+	*slot = i;
+	return &s->ev;
+}
 
 static __always_inline void report(struct policy *p, struct event *ev)
 {
@@ -522,6 +604,22 @@ __attribute__((noinline)) int decide(const struct policy *p, const struct event 
 	return -1;
 }
 
+// enforces says whether a rule of the policy denies or kills: a run that
+// finds no slot free, and so cannot judge, then fails closed. A global
+// function, like decide.
+__attribute__((noinline)) int enforces(const struct policy *p)
+{
+	if (!p)
+		return 0;
+	for (__u32 r = 0; r < MAX_RULES; r++) {
+		if (r >= p->nrules)
+			break;
+		if (p->rules[r].action == ACT_DENY || p->rules[r].action == ACT_KILL)
+			return 1;
+	}
+	return 0;
+}
+
 static __always_inline void fill_task(struct event *ev)
 {
 	struct task_struct *t = (struct task_struct *)bpf_get_current_task();
@@ -536,10 +634,10 @@ static __always_inline void fill_task(struct event *ev)
 	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
 }
 
-// task_event starts the event of the current task in container cgid.
-static __always_inline struct event *task_event(__u32 kind, __u64 cgid)
+// task_start starts in ev (0: none) the event of the current task in
+// container cgid.
+static __always_inline struct event *task_start(struct event *ev, __u32 kind, __u64 cgid)
 {
-	struct event *ev = new_event();
 	if (!ev)
 		return 0;
 	fill_task(ev);
@@ -548,19 +646,36 @@ static __always_inline struct event *task_event(__u32 kind, __u64 cgid)
 	return ev;
 }
 
+// task_event claims a per-CPU slot (slot_event) and starts in it the
+// event of the current task in container cgid.
+static __always_inline struct event *task_event(__u32 kind, __u64 cgid, int *slot)
+{
+	return task_start(slot_event(slot), kind, cgid);
+}
+
+// lsm_event is task_event for the BPF LSM programs: the task's own slot
+// (task_slots), else a per-CPU one.
+static __always_inline struct event *lsm_event(__u32 kind, __u64 cgid, int *slot)
+{
+	struct slot *s = bpf_task_storage_get(&task_slots, bpf_get_current_task_btf(), 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!s)
+		return task_event(kind, cgid, slot);
+	__builtin_memset(&s->ev, 0, sizeof(s->ev));
+	*slot = TASK_SLOT;
+	return task_start(&s->ev, kind, cgid);
+}
+
 struct pathbuf;
 __attribute__((noinline)) int path_name(__u64 dv, __u64 mv, __u64 leaf, __u32 leaflen, struct pathbuf *pb);
 
 // event_path puts into the event the path of the entry named leaf
 // (leaflen bytes) in directory dentry dv on mount mv, or of dv itself
-// (leaf 0), as path_name builds it; -1 when it cannot be named (callers
-// that deny refuse then: the rules might deny it).
+// (leaf 0), as path_name builds it in the event's slot; -1 when it
+// cannot be named (callers that deny refuse then: the rules might deny
+// it).
 static __always_inline int event_path(struct event *ev, __u64 dv, __u64 mv, __u64 leaf, __u32 leaflen)
 {
-	__u32 k = 0;
-	struct pathbuf *buf = bpf_map_lookup_elem(&pathbuf, &k);
-	if (!buf)
-		return -1;
+	struct pathbuf *buf = &((struct slot *)ev)->pb; // the event's slot's
 	int pos = path_name(dv, mv, leaf, leaflen, buf);
 	if (pos < 0)
 		return -1;
@@ -600,6 +715,8 @@ static __always_inline void exec_fill(struct event *ev, struct linux_binprm *bpr
 // sched_process_exec fires after the new image is in place and before it
 // runs an instruction: a SIGKILL sent here kills it first.
 // Arguments: (struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm).
+static __always_inline void exec_judge(struct bpf_raw_tracepoint_args *ctx, struct policy *p, struct event *ev);
+
 SEC("raw_tracepoint/sched_process_exec")
 int berth_exec(struct bpf_raw_tracepoint_args *ctx)
 {
@@ -607,10 +724,24 @@ int berth_exec(struct bpf_raw_tracepoint_args *ctx)
 	struct policy *p = container_lookup(&exec_policy, &cgid);
 	if (!p)
 		return 0;
-	struct event *ev = task_event(KIND_EXEC, cgid);
-	if (!ev)
+	int slot = 0;
+	struct event *ev = task_event(KIND_EXEC, cgid, &slot);
+	if (!ev) {
+		// No slot free: a kill or deny rule might match, and the
+		// new image must not run unjudged.
+		if (enforces(p))
+			bpf_send_signal(SIGKILL);
 		return 0;
+	}
+	exec_judge(ctx, p, ev);
+	slot_release(slot);
+	return 0;
+}
 
+// exec_judge fills in the event of an exec, judges it by the rules,
+// kills and reports.
+static __always_inline void exec_judge(struct bpf_raw_tracepoint_args *ctx, struct policy *p, struct event *ev)
+{
 	struct linux_binprm *bprm = (struct linux_binprm *)ctx->args[2];
 	exec_fill(ev, bprm, BPF_CORE_READ(bprm, filename));
 	struct task_struct *t = (struct task_struct *)bpf_get_current_task();
@@ -648,8 +779,9 @@ int berth_exec(struct bpf_raw_tracepoint_args *ctx)
 			bpf_send_signal(SIGKILL);
 	}
 	report(p, ev);
-	return 0;
 }
+
+static __always_inline int connect_judge(struct bpf_sock_addr *ctx, int v6, struct policy *p, struct event *ev);
 
 static __always_inline int on_connect(struct bpf_sock_addr *ctx, int v6)
 {
@@ -657,9 +789,20 @@ static __always_inline int on_connect(struct bpf_sock_addr *ctx, int v6)
 	struct policy *p = container_lookup(&connect_policy, &cgid);
 	if (!p)
 		return 1;
-	struct event *ev = task_event(KIND_CONNECT, cgid);
+	int slot = 0;
+	struct event *ev = task_event(KIND_CONNECT, cgid, &slot);
 	if (!ev)
-		return 0; // cannot happen (a per-CPU slot); fail closed
+		return !enforces(p); // no slot free: refused where a rule denies or kills
+	int verdict = connect_judge(ctx, v6, p, ev);
+	slot_release(slot);
+	return verdict;
+}
+
+// connect_judge fills in the event of a connect (or a datagram sent),
+// judges it by the rules, kills and reports: 1 to let it through, 0 to
+// refuse it.
+static __always_inline int connect_judge(struct bpf_sock_addr *ctx, int v6, struct policy *p, struct event *ev)
+{
 	ev->port = bpf_ntohs((__u16)ctx->user_port);
 	ev->proto = ctx->protocol;
 	if (v6) {
@@ -734,6 +877,8 @@ static __always_inline void sys_args(void *regs, __u64 *a)
 // sys_enter reports the system calls a container's alert rules watch;
 // open-family calls only when they open for writing.
 // Arguments: (struct pt_regs *regs, long id).
+static __always_inline int sys_enter_fill(struct sys_policy *p, void *regs, long nr, struct event *ev);
+
 SEC("raw_tracepoint/sys_enter")
 int berth_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 {
@@ -746,10 +891,20 @@ int berth_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 		return 0;
 	if (!((p->report[(nr >> 6) & (MAX_SYSCALL / 64 - 1)] >> (nr & 63)) & 1))
 		return 0;
-	void *regs = (void *)ctx->args[0];
-	struct event *ev = task_event(KIND_SYSCALL, cgid);
+	int slot = 0;
+	struct event *ev = task_event(KIND_SYSCALL, cgid, &slot);
 	if (!ev)
 		return 0;
+	if (sys_enter_fill(p, (void *)ctx->args[0], nr, ev))
+		emit(ev);
+	slot_release(slot);
+	return 0;
+}
+
+// sys_enter_fill fills in the event of system call nr at its entry: 1 to
+// report it, 0 when it is an open for reading.
+static __always_inline int sys_enter_fill(struct sys_policy *p, void *regs, long nr, struct event *ev)
+{
 	ev->nr = nr;
 	sys_args(regs, ev->sargs);
 	if (nr == p->nr_open || nr == p->nr_openat || nr == p->nr_openat2 || nr == p->nr_creat) {
@@ -768,7 +923,7 @@ int berth_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 				flags = 0;
 		}
 		if ((flags & O_ACCMODE) == 0 && !(flags & (O_CREAT | O_TRUNC)))
-			return 0;
+			return 0; // read only
 		ev->kind = KIND_OPEN;
 		bpf_probe_read_user_str(ev->path, sizeof(ev->path), path);
 	} else if (nr == p->nr_execve || nr == p->nr_execveat) {
@@ -776,8 +931,7 @@ int berth_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 		ev->kind = KIND_EXEC_TRY;
 		bpf_probe_read_user_str(ev->path, sizeof(ev->path), path);
 	}
-	emit(ev);
-	return 0;
+	return 1;
 }
 
 #define EPERM 1
@@ -810,13 +964,15 @@ int berth_sys_exit(struct bpf_raw_tracepoint_args *ctx)
 		return 0;
 	if (!((p->calls[(nr >> 6) & (MAX_SYSCALL / 64 - 1)] >> (nr & 63)) & 1))
 		return 0;
-	struct event *ev = task_event(KIND_SYSCALL, cgid);
+	int slot = 0;
+	struct event *ev = task_event(KIND_SYSCALL, cgid, &slot);
 	if (!ev)
 		return 0;
 	ev->nr = nr;
 	ev->action = ACT_DENY;
 	sys_args(regs, ev->sargs);
 	emit(ev);
+	slot_release(slot);
 	return 0;
 }
 
@@ -838,7 +994,8 @@ int berth_accept(struct bpf_raw_tracepoint_args *ctx)
 	__u64 cgid = BPF_CORE_READ(sk, sk_cgrp_data.cgroup, kn, id);
 	if (!bpf_map_lookup_elem(&accept_watch, &cgid))
 		return 0;
-	struct event *ev = new_irq_event();
+	int slot = 0;
+	struct event *ev = slot_event(&slot);
 	if (!ev)
 		return 0;
 	ev->ts = bpf_ktime_get_boot_ns();
@@ -860,6 +1017,7 @@ int berth_accept(struct bpf_raw_tracepoint_args *ctx)
 		__builtin_memcpy(&ev->addr[12], &ip, 4);
 	}
 	emit(ev);
+	slot_release(slot);
 	return 0;
 }
 
@@ -880,7 +1038,8 @@ int berth_exit(struct bpf_raw_tracepoint_args *ctx)
 	struct policy *p = container_lookup(&exit_policy, &cgid);
 	if (!p)
 		return 0;
-	struct event *ev = task_event(KIND_EXIT, cgid);
+	int slot = 0;
+	struct event *ev = task_event(KIND_EXIT, cgid, &slot);
 	if (!ev)
 		return 0;
 	// A group exit (exit_group, a fatal signal) leaves its status in
@@ -901,6 +1060,7 @@ int berth_exit(struct bpf_raw_tracepoint_args *ctx)
 		ev->action = p->rules[r].action;
 	}
 	report(p, ev);
+	slot_release(slot);
 	return 0;
 }
 
@@ -1007,9 +1167,10 @@ int berth_ingress(struct __sk_buff *skb)
 		return 1;
 	if ((th[13] & (TCP_FLAG_SYN | TCP_FLAG_ACK)) != TCP_FLAG_SYN)
 		return 1;
-	struct event *ev = new_irq_event();
+	int slot = 0;
+	struct event *ev = slot_event(&slot);
 	if (!ev)
-		return 0; // cannot happen (a per-CPU slot); fail closed
+		return !enforces(p); // no slot free: dropped where a rule denies
 	ev->ts = bpf_ktime_get_boot_ns();
 	ev->kind = KIND_ACCEPT;
 	ev->cgid = cgid;
@@ -1030,6 +1191,7 @@ int berth_ingress(struct __sk_buff *skb)
 			verdict = 0;
 	}
 	report(p, ev);
+	slot_release(slot);
 	return verdict;
 }
 
@@ -1062,6 +1224,8 @@ static __always_inline int lsm_deny(struct policy *p, struct event *ev)
 // file's own path in the container (path_name: symbolic links resolved,
 // a deleted file by its last path): either may deny.
 // Arguments: (struct linux_binprm *bprm, int ret).
+static __always_inline int exec_check(struct policy *p, struct event *ev, struct linux_binprm *bprm);
+
 SEC("lsm/bprm_check_security")
 int BPF_PROG(berth_exec_check, struct linux_binprm *bprm, int ret)
 {
@@ -1071,9 +1235,18 @@ int BPF_PROG(berth_exec_check, struct linux_binprm *bprm, int ret)
 	struct policy *p = container_lookup(&exec_policy, &cgid);
 	if (!p || !(p->flags & POLICY_DENY))
 		return 0;
-	struct event *ev = task_event(KIND_EXEC, cgid);
+	int slot = 0;
+	struct event *ev = lsm_event(KIND_EXEC, cgid, &slot);
 	if (!ev)
-		return -EACCES; // cannot happen (a per-CPU slot); fail closed
+		return -EACCES; // no slot free: refused, as the rules might deny it
+	int r = exec_check(p, ev, bprm);
+	slot_release(slot);
+	return r;
+}
+
+// exec_check judges the binary an exec loads: 0, or -EACCES.
+static __always_inline int exec_check(struct policy *p, struct event *ev, struct linux_binprm *bprm)
+{
 	exec_fill(ev, bprm, BPF_CORE_READ(bprm, interp));
 	if (lsm_deny(p, ev) < 0) {
 		// The name it was run by passed; the file's own path may not
@@ -1092,6 +1265,8 @@ int BPF_PROG(berth_exec_check, struct linux_binprm *bprm, int ret)
 // before a descriptor exists: an open for writing that a rule denies
 // fails with EACCES. The path is the file's in the container (path_name).
 // Arguments: (struct file *file, int ret).
+static __always_inline int open_check(struct policy *p, struct event *ev, struct file *file);
+
 SEC("lsm/file_open")
 int BPF_PROG(berth_file_open, struct file *file, int ret)
 {
@@ -1103,9 +1278,18 @@ int BPF_PROG(berth_file_open, struct file *file, int ret)
 	struct policy *p = container_lookup(&open_policy, &cgid);
 	if (!p)
 		return 0;
-	struct event *ev = task_event(KIND_OPEN, cgid);
+	int slot = 0;
+	struct event *ev = lsm_event(KIND_OPEN, cgid, &slot);
 	if (!ev)
-		return -EACCES; // cannot happen (a per-CPU slot); fail closed
+		return -EACCES; // no slot free: refused, as the rules might deny it
+	int r = open_check(p, ev, file);
+	slot_release(slot);
+	return r;
+}
+
+// open_check judges an open for writing: 0, or -EACCES.
+static __always_inline int open_check(struct policy *p, struct event *ev, struct file *file)
+{
 	// A path that cannot be named (deeper than MAX_DEPTH) cannot be
 	// judged: refused, as the rules might deny it.
 	if (file_path(ev, file) < 0)
@@ -1267,15 +1451,26 @@ __attribute__((noinline)) int covering_rule(const struct policy *p, const struct
 // dirv on mount mv, or to dirv itself when leaf is 0, under the open deny
 // rules of the current task's container: 0 to let it happen, or -EACCES.
 // With covers, a path above a rule's path is refused too (covering_rule).
+static __always_inline int path_check(struct policy *p, struct event *ev, __u64 dirv, __u64 mv, struct dentry *leaf, int covers);
+
 static __always_inline int path_deny_at(__u64 dirv, __u64 mv, struct dentry *leaf, int covers)
 {
 	__u64 cgid;
 	struct policy *p = container_lookup(&open_policy, &cgid);
 	if (!p)
 		return 0;
-	struct event *ev = task_event(KIND_OPEN, cgid);
+	int slot = 0;
+	struct event *ev = lsm_event(KIND_OPEN, cgid, &slot);
 	if (!ev)
-		return -EACCES; // cannot happen (a per-CPU slot); fail closed
+		return -EACCES; // no slot free: refused, as the rules might deny it
+	int r = path_check(p, ev, dirv, mv, leaf, covers);
+	slot_release(slot);
+	return r;
+}
+
+// path_check is path_deny_at's judgement, in the event ev.
+static __always_inline int path_check(struct policy *p, struct event *ev, __u64 dirv, __u64 mv, struct dentry *leaf, int covers)
+{
 	__u64 name = 0;
 	__u32 len = 0;
 	if (leaf) {

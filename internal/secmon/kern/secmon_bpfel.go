@@ -59,16 +59,20 @@ type SecmonKrule struct {
 	Atoms  [8]SecmonAtom
 }
 
-type SecmonPathbuf struct {
-	_ structs.HostLayout
-	B [4352]int8
-}
-
 type SecmonPolicy struct {
 	_      structs.HostLayout
 	Nrules uint32
 	Flags  uint32
 	Rules  [8]SecmonKrule
+}
+
+type SecmonSlot struct {
+	_  structs.HostLayout
+	Ev SecmonEvent
+	Pb struct {
+		_ structs.HostLayout
+		B [4352]int8
+	}
 }
 
 type SecmonSysDeny struct {
@@ -100,11 +104,12 @@ const (
 	SecmonMapLost               = "lost"
 	SecmonMapLsmProbe           = "lsm_probe"
 	SecmonMapOpenPolicy         = "open_policy"
-	SecmonMapPathbuf            = "pathbuf"
-	SecmonMapScratch            = "scratch"
-	SecmonMapScratchIrq         = "scratch_irq"
+	SecmonMapSlotClaims         = "slot_claims"
+	SecmonMapSlotFull           = "slot_full"
+	SecmonMapSlots              = "slots"
 	SecmonMapSysDenies          = "sys_denies"
 	SecmonMapSysPolicies        = "sys_policies"
+	SecmonMapTaskSlots          = "task_slots"
 	SecmonProgBerthAccept       = "berth_accept"
 	SecmonProgBerthConnect4     = "berth_connect4"
 	SecmonProgBerthConnect6     = "berth_connect6"
@@ -206,11 +211,12 @@ type SecmonMapSpecs struct {
 	Lost          *ebpf.MapSpec `ebpf:"lost"`
 	LsmProbe      *ebpf.MapSpec `ebpf:"lsm_probe"`
 	OpenPolicy    *ebpf.MapSpec `ebpf:"open_policy"`
-	Pathbuf       *ebpf.MapSpec `ebpf:"pathbuf"`
-	Scratch       *ebpf.MapSpec `ebpf:"scratch"`
-	ScratchIrq    *ebpf.MapSpec `ebpf:"scratch_irq"`
+	SlotClaims    *ebpf.MapSpec `ebpf:"slot_claims"`
+	SlotFull      *ebpf.MapSpec `ebpf:"slot_full"`
+	Slots         *ebpf.MapSpec `ebpf:"slots"`
 	SysDenies     *ebpf.MapSpec `ebpf:"sys_denies"`
 	SysPolicies   *ebpf.MapSpec `ebpf:"sys_policies"`
+	TaskSlots     *ebpf.MapSpec `ebpf:"task_slots"`
 }
 
 // SecmonVariableSpecs contains global variables before they are loaded into the kernel.
@@ -248,11 +254,12 @@ type SecmonMaps struct {
 	Lost          *ebpf.Map `ebpf:"lost"`
 	LsmProbe      *ebpf.Map `ebpf:"lsm_probe"`
 	OpenPolicy    *ebpf.Map `ebpf:"open_policy"`
-	Pathbuf       *ebpf.Map `ebpf:"pathbuf"`
-	Scratch       *ebpf.Map `ebpf:"scratch"`
-	ScratchIrq    *ebpf.Map `ebpf:"scratch_irq"`
+	SlotClaims    *ebpf.Map `ebpf:"slot_claims"`
+	SlotFull      *ebpf.Map `ebpf:"slot_full"`
+	Slots         *ebpf.Map `ebpf:"slots"`
 	SysDenies     *ebpf.Map `ebpf:"sys_denies"`
 	SysPolicies   *ebpf.Map `ebpf:"sys_policies"`
+	TaskSlots     *ebpf.Map `ebpf:"task_slots"`
 }
 
 func (m *SecmonMaps) Close() error {
@@ -266,11 +273,12 @@ func (m *SecmonMaps) Close() error {
 		m.Lost,
 		m.LsmProbe,
 		m.OpenPolicy,
-		m.Pathbuf,
-		m.Scratch,
-		m.ScratchIrq,
+		m.SlotClaims,
+		m.SlotFull,
+		m.Slots,
 		m.SysDenies,
 		m.SysPolicies,
+		m.TaskSlots,
 	)
 }
 
