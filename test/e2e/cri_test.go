@@ -691,7 +691,8 @@ func TestCRIPodSecmonRules(t *testing.T) {
 	}
 	// The agent's counters are in berthd's metrics.
 	body, ok := httpGet(fmt.Sprintf("http://127.0.0.1:%d/metrics", port))
-	if !ok || !strings.Contains(body, `berth_secmon_alerts_total{action="kill",rule="no-drift"}`) || !strings.Contains(body, "berth_secmon_containers ") {
+	if !ok || !strings.Contains(body, `berth_secmon_alerts_total{action="kill",rule="no-drift"}`) || !strings.Contains(body, "berth_secmon_containers ") ||
+		!strings.Contains(body, "berth_secmon_program_runs_skipped_total ") {
 		t.Errorf("metrics lack the monitoring counters:\n%s", body)
 	}
 }
