@@ -36,7 +36,9 @@ func main() {
 		runtime.RunIDMapHolder()
 		return
 	}
-	os.Exit(run(os.Args))
+	code := run(os.Args)
+	rssDump()
+	os.Exit(code)
 }
 
 func run(args []string) int {
