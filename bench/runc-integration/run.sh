@@ -45,6 +45,10 @@ shift $((OPTIND - 1))
 
 log() { echo "== $*" >&2; }
 
+# What /sys/fs/cgroup held before this run (cleanup_leftovers removes only
+# directories the suite made there).
+CGROUP_DIRS_BEFORE=$(ls /sys/fs/cgroup 2>/dev/null | tr '\n' ' ')
+
 # ---------------------------------------------------------------- packages
 # bats runs the suite; jq/gawk/iproute2/util-linux are used by the helpers;
 # gcc builds the small C test programs (dev.bats, hooks_so.bats);
@@ -259,6 +263,22 @@ cleanup_leftovers() {
 		[ -d "$d" ] || continue
 		find "$d" -mindepth 1 -name freezer.state -exec sh -c 'echo THAWED > "$1"' _ {} \; 2>/dev/null || true
 		find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null || true
+	done
+	# runc's create_parent does `mkdir -p /sys/fs/cgroup/SUBSYS/...` for
+	# every subsystem /proc/cgroups lists, mounted or not: on a host where
+	# /sys/fs/cgroup is a tmpfs and some controllers are not mounted there
+	# (here hugetlb, net_cls, net_prio, perf_event), that makes plain
+	# directories, which other tools then take for controllers (podman's
+	# conmon writes a `tasks` file into them). Remove the empty ones the
+	# suite left; a directory with anything else in it is left and named.
+	local sub
+	for sub in $(awk '!/^#/ {print $1}' /proc/cgroups); do
+		d=/sys/fs/cgroup/$sub
+		[ -d "$d" ] && ! mountpoint -q "$d" || continue
+		[[ " $CGROUP_DIRS_BEFORE " != *" $sub "* ]] || continue # the host's own
+		[ "$(stat -f -c %T /sys/fs/cgroup)" = tmpfs ] || continue
+		find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null || true
+		[ ! -e "$d" ] || log "left $d: not a mounted controller, and not empty"
 	done
 	umount_under "$tmp"
 	rm -rf "$tmp" 2>/dev/null || true
