@@ -2,6 +2,7 @@ package secmon
 
 import (
 	"fmt"
+	"path/filepath"
 	"slices"
 
 	"github.com/berth-project/berth/internal/secmon/kern"
@@ -37,9 +38,11 @@ type host struct {
 	landlock         func() string
 }
 
-// thisHost probes the running kernel.
+// thisHost probes the running kernel. A BPF LSM probe that succeeded is
+// remembered for the boot in the agent's directory (kern.ProbeLSMCached).
 func thisHost() host {
-	return host{lsm: kern.ProbeLSM, connectKill: kern.ProbeConnectKill, landlock: landlockMissing}
+	lsm := func() string { return kern.ProbeLSMCached(filepath.Join(DefaultAgentDir, "lsm-probe")) }
+	return host{lsm: lsm, connectKill: kern.ProbeConnectKill, landlock: landlockMissing}
 }
 
 // Mechanisms is the table of what each action on each event kind uses;

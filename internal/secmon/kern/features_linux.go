@@ -1,9 +1,11 @@
 package kern
 
 import (
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 
@@ -131,4 +133,63 @@ func probeLSM() string {
 func firstLine(err error) string {
 	s, _, _ := strings.Cut(err.Error(), "\n")
 	return s
+}
+
+// ProbeLSMCached is ProbeLSM with a success kept in file for the rest of
+// this boot: on a host with BPF LSM the probe loads the kernel's BTF and
+// the deny programs, which every `berth run` with exec or open deny rules
+// would otherwise pay on the container's start path. Only success is
+// kept: BPF LSM cannot be turned off in a running kernel, while a failure
+// may be passing (no memory). The file names the boot, the kernel and
+// this package's BPF object, so a reboot or another build probes again.
+// Trust in the file is trust in root, who alone can write it; were it
+// wrong, the agent, which probes for itself, refuses the container
+// rather than leave its exec and open denies to programs that do not
+// run.
+func ProbeLSMCached(file string) string {
+	key := lsmCacheKey()
+	if key != "" {
+		if b, err := os.ReadFile(file); err == nil && string(b) == key {
+			return ""
+		}
+	}
+	why := ProbeLSM()
+	if why == "" && key != "" {
+		writeCache(file, key)
+	}
+	return why
+}
+
+// lsmCacheKey names this boot, kernel and BPF object ("" when the boot
+// cannot be named).
+func lsmCacheKey() string {
+	boot, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return ""
+	}
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return ""
+	}
+	sum := sha256.Sum256(_SecmonBytes)
+	return fmt.Sprintf("bpf-lsm ok boot=%s kernel=%s object=%x\n",
+		strings.TrimSpace(string(boot)), unix.ByteSliceToString(u.Release[:]), sum[:8])
+}
+
+// writeCache writes the file whole or not at all (a temporary file
+// renamed over it), in a directory only root may write. Failing that,
+// the next process probes again.
+func writeCache(file, data string) {
+	dir := filepath.Dir(file)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return
+	}
+	f, err := os.CreateTemp(dir, ".lsm-probe-*")
+	if err != nil {
+		return
+	}
+	_, werr := f.WriteString(data)
+	if cerr := f.Close(); werr != nil || cerr != nil || os.Rename(f.Name(), file) != nil {
+		os.Remove(f.Name())
+	}
 }

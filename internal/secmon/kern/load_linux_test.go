@@ -290,6 +290,43 @@ func TestProbe(t *testing.T) {
 	}
 }
 
+// A BPF LSM probe's success is kept for the boot, kernel and object its
+// file names; a failure is not kept, and a file naming another boot is
+// not believed (the probe runs and rewrites it).
+func TestProbeLSMCached(t *testing.T) {
+	testutil.RequiresRoot(t)
+	file := filepath.Join(t.TempDir(), "agent", "lsm-probe")
+	why := ProbeLSMCached(file)
+	if why != ProbeLSM() {
+		t.Fatalf("cached probe %q, the probe %q", why, ProbeLSM())
+	}
+	b, err := os.ReadFile(file)
+	if why != "" {
+		if err == nil {
+			t.Errorf("a failed probe (%s) was kept: %q", why, b)
+		}
+		if os.Getenv("BERTH_EXPECT_LSM") == "1" {
+			t.Errorf("BPF LSM expected here: %s", why)
+		}
+		return
+	}
+	if err != nil || string(b) != lsmCacheKey() || !strings.Contains(string(b), "boot=") {
+		t.Fatalf("the kept success: %q (%v), want %q", b, err, lsmCacheKey())
+	}
+	if ProbeLSMCached(file) != "" {
+		t.Error("the kept success was not read back")
+	}
+	if err := os.WriteFile(file, []byte("bpf-lsm ok boot=another-boot\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if ProbeLSMCached(file) != "" {
+		t.Error("a probe after a stale file failed")
+	}
+	if b, _ := os.ReadFile(file); string(b) != lsmCacheKey() {
+		t.Errorf("a stale file was not rewritten: %q", b)
+	}
+}
+
 // loadForLSM loads the objects pinned under a directory of the BPF file
 // system named after the test (name) and this process, removed at the
 // end, where the kernel runs BPF LSM programs; elsewhere the test is
