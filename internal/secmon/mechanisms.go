@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"sync"
 
 	"github.com/berth-project/berth/internal/secmon/kern"
 	"github.com/berth-project/berth/internal/secmon/landlock"
@@ -39,11 +40,16 @@ type host struct {
 }
 
 // thisHost probes the running kernel. A BPF LSM probe that succeeded is
-// remembered for the boot in the agent's directory (kern.ProbeLSMCached).
+// remembered for the boot in the agent's directory (kern.ProbeLSMCached);
+// within a process the answer is read once, so every rule of a plan gets
+// the same one.
 func thisHost() host {
-	lsm := func() string { return kern.ProbeLSMCached(filepath.Join(DefaultAgentDir, "lsm-probe")) }
-	return host{lsm: lsm, connectKill: kern.ProbeConnectKill, landlock: landlockMissing}
+	return host{lsm: probeLSM, connectKill: kern.ProbeConnectKill, landlock: landlockMissing}
 }
+
+var probeLSM = sync.OnceValue(func() string {
+	return kern.ProbeLSMCached(filepath.Join(DefaultAgentDir, "lsm-probe"))
+})
 
 // Mechanisms is the table of what each action on each event kind uses;
 // `berth system info` and the README show it.

@@ -142,16 +142,14 @@ func firstLine(err error) string {
 // kept: BPF LSM cannot be turned off in a running kernel, while a failure
 // may be passing (no memory). The file names the boot, the kernel and
 // this package's BPF object, so a reboot or another build probes again.
-// Trust in the file is trust in root, who alone can write it; were it
-// wrong, the agent, which probes for itself, refuses the container
-// rather than leave its exec and open denies to programs that do not
-// run.
+// It is believed only as a regular file in a root-owned directory no one
+// else may write. Were it wrong all the same, the agent's LoadLSM, which
+// attaches the deny programs without asking the file, fails and the
+// container is refused, never left to programs that do not run.
 func ProbeLSMCached(file string) string {
 	key := lsmCacheKey()
-	if key != "" {
-		if b, err := os.ReadFile(file); err == nil && string(b) == key {
-			return ""
-		}
+	if key != "" && readCache(file) == key {
+		return ""
 	}
 	why := ProbeLSM()
 	if why == "" && key != "" {
@@ -161,8 +159,8 @@ func ProbeLSMCached(file string) string {
 }
 
 // lsmCacheKey names this boot, kernel and BPF object ("" when the boot
-// cannot be named).
-func lsmCacheKey() string {
+// cannot be named); once per process (it hashes the object).
+var lsmCacheKey = sync.OnceValue(func() string {
 	boot, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
 	if err != nil {
 		return ""
@@ -174,6 +172,31 @@ func lsmCacheKey() string {
 	sum := sha256.Sum256(_SecmonBytes)
 	return fmt.Sprintf("bpf-lsm ok boot=%s kernel=%s object=%x\n",
 		strings.TrimSpace(string(boot)), unix.ByteSliceToString(u.Release[:]), sum[:8])
+})
+
+// readCache returns the file's first bytes if it is a regular file (not
+// through a symlink, never blocking on a FIFO) in a directory that root
+// owns and no one else may write; "" otherwise.
+func readCache(file string) string {
+	var st unix.Stat_t
+	if err := unix.Lstat(filepath.Dir(file), &st); err != nil ||
+		st.Mode&unix.S_IFMT != unix.S_IFDIR || st.Uid != 0 || st.Mode&0o022 != 0 {
+		return ""
+	}
+	fd, err := unix.Open(file, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return ""
+	}
+	defer unix.Close(fd)
+	if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return ""
+	}
+	buf := make([]byte, 512)
+	n, err := unix.Read(fd, buf)
+	if err != nil || n <= 0 {
+		return ""
+	}
+	return string(buf[:n])
 }
 
 // writeCache writes the file whole or not at all (a temporary file

@@ -291,8 +291,9 @@ func TestProbe(t *testing.T) {
 }
 
 // A BPF LSM probe's success is kept for the boot, kernel and object its
-// file names; a failure is not kept, and a file naming another boot is
-// not believed (the probe runs and rewrites it).
+// file names; a failure is not kept; a file naming another boot is not
+// taken for a match (the success is written over it); a file in a
+// directory others may write, or behind a symlink, is not read.
 func TestProbeLSMCached(t *testing.T) {
 	testutil.RequiresRoot(t)
 	file := filepath.Join(t.TempDir(), "agent", "lsm-probe")
@@ -324,6 +325,44 @@ func TestProbeLSMCached(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(file); string(b) != lsmCacheKey() {
 		t.Errorf("a stale file was not rewritten: %q", b)
+	}
+}
+
+// The kept probe is read only as a regular file, not through a symlink,
+// not from a FIFO (without blocking), not from a directory others may
+// write.
+func TestReadCache(t *testing.T) {
+	testutil.RequiresRoot(t)
+	dir := filepath.Join(t.TempDir(), "agent")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, "lsm-probe")
+	if err := os.WriteFile(file, []byte("bpf-lsm ok x\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got := readCache(file); got != "bpf-lsm ok x\n" {
+		t.Fatalf("the kept file is not read back: %q", got)
+	}
+	link := filepath.Join(dir, "link")
+	if err := os.Symlink(file, link); err != nil {
+		t.Fatal(err)
+	}
+	if got := readCache(link); got != "" {
+		t.Errorf("read through a symlink: %q", got)
+	}
+	fifo := filepath.Join(dir, "fifo")
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got := readCache(fifo); got != "" {
+		t.Errorf("read from a FIFO: %q", got)
+	}
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if got := readCache(file); got != "" {
+		t.Errorf("read from a directory others may write: %q", got)
 	}
 }
 
