@@ -73,15 +73,6 @@ func checkFree(t *testing.T, o *Objects, after string) {
 	}
 }
 
-func counter(t *testing.T, m *ebpf.Map) uint64 {
-	t.Helper()
-	var v uint64
-	if err := m.Lookup(uint32(0), &v); err != nil {
-		t.Fatal(err)
-	}
-	return v
-}
-
 // slotTest is the setup the slot tests share: the objects, loaded
 // unpinned, with policies for this process's cgroup that make each
 // program build an event: exit (every exit reported), sys_enter (write
@@ -245,7 +236,7 @@ func (s *slotTest) rounds(t *testing.T, n int) {
 			t.Errorf("%d events of kind %d, want %d (all: %v)", got[kind], kind, want, got)
 		}
 	}
-	if f := counter(t, s.o.SlotFull); f != 0 {
+	if f := s.o.SlotFull(); f != 0 {
 		t.Errorf("%d runs found no slot free", f)
 	}
 }
@@ -320,7 +311,7 @@ func TestSlotsInterleaved(t *testing.T) {
 	for _, pool := range pools {
 		setClaims(t, s.o, pool, 1<<NSlots-1)
 	}
-	lost, full := s.o.Lost(), counter(t, s.o.SlotFull)
+	lost, full := s.o.Lost(), s.o.SlotFull()
 	rawTP(t, s.o.BerthExit, 0)
 	if s.ingress(t, allowedSYN, 1) {
 		t.Error("with every slot held, a SYN the rule does not match passed: want it dropped (fail closed)")
@@ -332,7 +323,7 @@ func TestSlotsInterleaved(t *testing.T) {
 	if d := s.o.Lost() - lost; d != 3 {
 		t.Errorf("lost grew by %d, want 3", d)
 	}
-	if d := counter(t, s.o.SlotFull) - full; d != 3 {
+	if d := s.o.SlotFull() - full; d != 3 {
 		t.Errorf("slot_full grew by %d, want 3", d)
 	}
 	if got := s.drain(t); len(got) != 0 {
@@ -411,7 +402,7 @@ func TestSlotsConcurrent(t *testing.T) {
 		return nil
 	})
 	checkFree(t, s.o, "concurrent runs")
-	t.Logf("runs that found no slot free: %d", counter(t, s.o.SlotFull))
+	t.Logf("runs that found no slot free: %d", s.o.SlotFull())
 }
 
 // TestLSMSlotsStress: with the BPF LSM programs attached, many threads
@@ -469,7 +460,7 @@ func TestLSMSlotsStress(t *testing.T) {
 	})
 	o.DetachLSM()
 	checkFree(t, o, "the concurrent opens")
-	t.Logf("runs that found no slot free: %d", counter(t, o.SlotFull))
+	t.Logf("runs that found no slot free: %d", o.SlotFull())
 }
 
 // TestConnectSlots: the connect programs, attached to a cgroup this test
@@ -550,7 +541,7 @@ func TestConnectSlots(t *testing.T) {
 	checkClaims(t, o, PoolTask, 0, "the connects")
 	setClaims(t, o, PoolTracepoint, 0)
 	setClaims(t, o, PoolSoftirq, 0)
-	t.Logf("connect runs that found no slot free: %d", counter(t, o.SlotFull))
+	t.Logf("connect runs that found no slot free: %d", o.SlotFull())
 }
 
 // TestConnectHelper runs in the processes TestConnectSlots starts in its
