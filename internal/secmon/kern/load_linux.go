@@ -115,8 +115,10 @@ func closeAll(ps ...*ebpf.Program) error {
 
 // loadSpec is the collection as this kernel can load it: where the
 // connect programs may not call bpf_send_signal (before it was allowed
-// there), the call is taken out; Mechanisms then refuses connect kill
-// rules (ConnectSignal).
+// there), the call is taken out, and Mechanisms then refuses connect kill
+// rules (ConnectSignal); where they may not use task storage, the calls
+// that get the task's own slot are, and the programs use the per-CPU
+// slots of their pool.
 func loadSpec() (*ebpf.CollectionSpec, error) {
 	if why := ProbeAtomics(); why != "" {
 		return nil, errors.New(why)
@@ -125,20 +127,34 @@ func loadSpec() (*ebpf.CollectionSpec, error) {
 	if err != nil {
 		return nil, err
 	}
+	var out []asm.BuiltinFunc
 	if ProbeConnectKill() != "" {
-		for _, ps := range spec.Programs {
-			if ps.Type != ebpf.CGroupSockAddr {
-				continue
-			}
-			for i, ins := range ps.Instructions {
-				if ins.IsBuiltinCall() && ins.Constant == int64(asm.FnSendSignal) {
-					// The call's result is unused: r0 = 0 stands in.
-					ps.Instructions[i] = asm.Mov.Imm(asm.R0, 0).WithMetadata(ins.Metadata)
-				}
-			}
+		out = append(out, asm.FnSendSignal)
+	}
+	if ProbeConnectTaskSlot() != "" {
+		out = append(out, asm.FnGetCurrentTaskBtf, asm.FnTaskStorageGet)
+	}
+	for _, ps := range spec.Programs {
+		if ps.Type == ebpf.CGroupSockAddr {
+			takeOutCalls(ps.Instructions, out...)
 		}
 	}
 	return spec, nil
+}
+
+// takeOutCalls replaces the calls of the helpers fns with r0 = 0: the
+// result of bpf_send_signal is unused, and a null task slot sends the
+// program to a per-CPU one (the verifier then drops the code that used
+// the task's). It returns how many it replaced.
+func takeOutCalls(insns asm.Instructions, fns ...asm.BuiltinFunc) int {
+	n := 0
+	for i, ins := range insns {
+		if ins.IsBuiltinCall() && slices.Contains(fns, asm.BuiltinFunc(ins.Constant)) {
+			insns[i] = asm.Mov.Imm(asm.R0, 0).WithMetadata(ins.Metadata)
+			n++
+		}
+	}
+	return n
 }
 
 // MountBPFFS mounts a BPF file system on /sys/fs/bpf when none is there,

@@ -253,11 +253,10 @@ struct {
 //               CPU are serialized (unless the kernel drops that lock,
 //               PREEMPT_RT_NEEDS_BH_LOCK off: then only ingress runs
 //               can hold its slots);
-//   POOL_TASK   the preemptible programs (cgroup connect and sendmsg;
-//               the BPF LSM programs when their task's own slot,
-//               task_slots, cannot be had): they can be used up by
-//               preempted runs, and then only these programs fail
-//               closed.
+//   POOL_TASK   the preemptible programs (BPF LSM, cgroup connect and
+//               sendmsg) when their task's own slot (task_slots)
+//               cannot be had: it can be used up by preempted runs, and
+//               then only these programs fail closed.
 #define NSLOTS 4
 #define POOL_TP 0
 #define POOL_SOFTIRQ 1
@@ -287,14 +286,18 @@ struct {
 	__type(value, struct slot);
 } slots SEC(".maps");
 
-// task_slots holds the BPF LSM programs' slots, one per task: a task
-// runs one of them at a time and interrupts use the per-CPU slots, so no
-// other run shares it, and no number of tasks preempted inside the
-// programs uses them up (the per-CPU slots can be: under full preemption
-// a busy CPU had four tasks preempted halfway through an open). Made at a
-// task's first judged operation, freed with the task; where it cannot be
-// had (no memory; before 6.2, the kernel's task storage in use on this
-// CPU by a task preempted inside the helper), a per-CPU slot stands in.
+// task_slots holds the slots of the BPF LSM programs and (where the
+// kernel lets them use task storage) of the connect and sendmsg ones, one
+// per task: a task runs one of these programs at a time (none runs
+// inside another, none in interrupts) and interrupts use the per-CPU
+// slots, so no other run shares it, and no number of tasks preempted
+// inside the programs uses them up (the per-CPU slots can be: under full
+// preemption a busy CPU had four tasks preempted halfway through an
+// open). Made at a task's first judged operation, freed with the task;
+// where it cannot be had (no memory; before 6.2, the kernel's task
+// storage in use on this CPU by a task preempted inside the helper;
+// connect programs on a kernel without the helpers there, whose calls
+// the loader takes out), a slot of POOL_TASK stands in.
 struct {
 	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
@@ -677,9 +680,9 @@ static __always_inline struct event *task_event(__u32 pool, __u32 kind, __u64 cg
 	return task_start(slot_event(pool, slot), kind, cgid);
 }
 
-// lsm_event is task_event for the BPF LSM programs: the task's own slot
-// (task_slots), else a per-CPU one of the preemptible programs' pool.
-static __always_inline struct event *lsm_event(__u32 kind, __u64 cgid, int *slot)
+// own_event is task_event for the preemptible programs: the task's own
+// slot (task_slots), else a per-CPU one of their pool.
+static __always_inline struct event *own_event(__u32 kind, __u64 cgid, int *slot)
 {
 	struct slot *s = bpf_task_storage_get(&task_slots, bpf_get_current_task_btf(), 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (!s)
@@ -814,7 +817,7 @@ static __always_inline int on_connect(struct bpf_sock_addr *ctx, int v6)
 	if (!p)
 		return 1;
 	int slot = 0;
-	struct event *ev = task_event(POOL_TASK, KIND_CONNECT, cgid, &slot);
+	struct event *ev = own_event(KIND_CONNECT, cgid, &slot);
 	if (!ev)
 		return !enforces(p); // no slot free: refused where a rule denies or kills
 	int verdict = connect_judge(ctx, v6, p, ev);
@@ -1260,7 +1263,7 @@ int BPF_PROG(berth_exec_check, struct linux_binprm *bprm, int ret)
 	if (!p || !(p->flags & POLICY_DENY))
 		return 0;
 	int slot = 0;
-	struct event *ev = lsm_event(KIND_EXEC, cgid, &slot);
+	struct event *ev = own_event(KIND_EXEC, cgid, &slot);
 	if (!ev)
 		return -EACCES; // no slot free: refused, as the rules might deny it
 	int r = exec_check(p, ev, bprm);
@@ -1303,7 +1306,7 @@ int BPF_PROG(berth_file_open, struct file *file, int ret)
 	if (!p)
 		return 0;
 	int slot = 0;
-	struct event *ev = lsm_event(KIND_OPEN, cgid, &slot);
+	struct event *ev = own_event(KIND_OPEN, cgid, &slot);
 	if (!ev)
 		return -EACCES; // no slot free: refused, as the rules might deny it
 	int r = open_check(p, ev, file);
@@ -1484,7 +1487,7 @@ static __always_inline int path_deny_at(__u64 dirv, __u64 mv, struct dentry *lea
 	if (!p)
 		return 0;
 	int slot = 0;
-	struct event *ev = lsm_event(KIND_OPEN, cgid, &slot);
+	struct event *ev = own_event(KIND_OPEN, cgid, &slot);
 	if (!ev)
 		return -EACCES; // no slot free: refused, as the rules might deny it
 	int r = path_check(p, ev, dirv, mv, leaf, covers);

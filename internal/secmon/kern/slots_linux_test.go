@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/ringbuf"
 	"golang.org/x/sys/unix"
 
@@ -466,14 +467,61 @@ func TestLSMSlotsStress(t *testing.T) {
 // TestConnectSlots: the connect programs, attached to a cgroup this test
 // makes, refuse the connects a rule denies and let the others through,
 // from several processes in the cgroup at once, and give their slots
-// back; they use the preemptible programs' pool, not the others'.
+// back. Where the kernel lets them use task storage they build their
+// events in their tasks' own slots, and work with every per-CPU slot
+// held; where it does not (their task storage calls taken out, as the
+// loader does on such kernels), they use the preemptible programs' pool,
+// not the others'.
 func TestConnectSlots(t *testing.T) {
 	testutil.RequiresRoot(t)
 	if os.Getenv("BERTH_CONNECT_HELPER") != "" {
 		t.Skip("the helper's own run")
 	}
-	o := loadPinned(t, "connect")
-	cgDir := filepath.Join(ownCgroupDir(t), "berth-test-slots-"+strconv.Itoa(os.Getpid()))
+	t.Run("task", func(t *testing.T) {
+		if why := ProbeConnectTaskSlot(); why != "" {
+			t.Skip(why)
+		}
+		connectSlots(t, false)
+	})
+	t.Run("percpu", func(t *testing.T) { connectSlots(t, true) })
+}
+
+// withoutTaskSlots replaces o's connect programs with ones whose task
+// storage calls are taken out.
+func withoutTaskSlots(t *testing.T, o *Objects) {
+	t.Helper()
+	spec := o.spec.Copy()
+	for _, ps := range spec.Programs {
+		if ps.Type != ebpf.CGroupSockAddr {
+			continue
+		}
+		if n := takeOutCalls(ps.Instructions, asm.FnGetCurrentTaskBtf, asm.FnTaskStorageGet); n != 2 {
+			t.Fatalf("%s: %d task storage calls taken out, want 2", ps.Name, n)
+		}
+	}
+	var p struct {
+		C4 *ebpf.Program `ebpf:"berth_connect4"`
+		C6 *ebpf.Program `ebpf:"berth_connect6"`
+		S4 *ebpf.Program `ebpf:"berth_sendmsg4"`
+		S6 *ebpf.Program `ebpf:"berth_sendmsg6"`
+	}
+	if err := spec.LoadAndAssign(&p, &ebpf.CollectionOptions{MapReplacements: mapsByName(&o.SecmonMaps)}); err != nil {
+		t.Fatalf("load the connect programs without task storage: %v", err)
+	}
+	closeAll(o.BerthConnect4, o.BerthConnect6, o.BerthSendmsg4, o.BerthSendmsg6)
+	o.BerthConnect4, o.BerthConnect6, o.BerthSendmsg4, o.BerthSendmsg6 = p.C4, p.C6, p.S4, p.S6
+}
+
+func connectSlots(t *testing.T, perCPU bool) {
+	name := "connect-task"
+	if perCPU {
+		name = "connect-percpu"
+	}
+	o := loadPinned(t, name)
+	if perCPU {
+		withoutTaskSlots(t, o)
+	}
+	cgDir := filepath.Join(ownCgroupDir(t), "berth-test-slots-"+name+"-"+strconv.Itoa(os.Getpid()))
 	if err := os.Mkdir(cgDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -516,10 +564,16 @@ func TestConnectSlots(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer unix.Close(fd)
-	// The other pools' slots held throughout: the connect programs take
-	// theirs from the preemptible programs' pool alone.
-	setClaims(t, o, PoolTracepoint, 1<<NSlots-1)
-	setClaims(t, o, PoolSoftirq, 1<<NSlots-1)
+	// The other pools' slots held throughout (and, with task slots,
+	// the preemptible programs' pool too): the connect programs take
+	// theirs from that pool alone, or from their tasks'.
+	held := []uint32{PoolTracepoint, PoolSoftirq}
+	if !perCPU {
+		held = append(held, PoolTask)
+	}
+	for _, pool := range held {
+		setClaims(t, o, pool, 1<<NSlots-1)
+	}
 	const procs = 4
 	var cmds []*exec.Cmd
 	for range procs {
@@ -538,9 +592,11 @@ func TestConnectSlots(t *testing.T) {
 		}
 	}
 	o.DetachCgroup(cg)
-	checkClaims(t, o, PoolTask, 0, "the connects")
-	setClaims(t, o, PoolTracepoint, 0)
-	setClaims(t, o, PoolSoftirq, 0)
+	for _, pool := range held {
+		checkClaims(t, o, pool, 1<<NSlots-1, "the connects")
+		setClaims(t, o, pool, 0)
+	}
+	checkFree(t, o, "the connects")
 	t.Logf("connect runs that found no slot free: %d", o.SlotFull())
 }
 
