@@ -320,12 +320,15 @@ struct {
 
 // slot_full counts the runs that found every slot of their pool on their
 // CPU in use: they decided without an event (deny and kill rules fail
-// closed) and their report is counted in lost.
+// closed) and their report is counted in lost. Pinned, like lost: a
+// restarted agent keeps its predecessor's links, whose programs count
+// here.
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
 	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } slot_full SEC(".maps");
 
 // lost counts events the ring buffer had no room for (the agent was

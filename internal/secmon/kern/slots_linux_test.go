@@ -650,3 +650,21 @@ func BenchmarkIngressProgram(b *testing.B) {
 		})
 	}
 }
+
+// TestSlotFullPinned: slot_full is pinned: an agent that loads the
+// objects again (a restart, whose predecessor's programs go on running
+// through their pinned links) reads the count those programs keep.
+func TestSlotFullPinned(t *testing.T) {
+	o := loadPinned(t, "slotfull")
+	if err := o.SecmonMaps.SlotFull.Put(uint32(0), uint64(7)); err != nil {
+		t.Fatal(err)
+	}
+	again, err := Load(o.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.Close()
+	if n := again.SlotFull(); n != 7 {
+		t.Errorf("the second load reads slot_full %d, want 7", n)
+	}
+}
