@@ -74,13 +74,13 @@ func probeConnectKill() string {
 }
 
 func probeConnectTaskSlot() string {
-	for _, h := range []asm.BuiltinFunc{asm.FnGetCurrentTaskBtf, asm.FnTaskStorageGet} {
+	for h, name := range map[asm.BuiltinFunc]string{asm.FnGetCurrentTaskBtf: "bpf_get_current_task_btf", asm.FnTaskStorageGet: "bpf_task_storage_get"} {
 		err := features.HaveProgramHelper(ebpf.CGroupSockAddr, h)
 		switch {
 		case errors.Is(err, ebpf.ErrNotSupported):
-			return fmt.Sprintf("this kernel does not let cgroup/connect programs call %v", h)
+			return "this kernel does not let cgroup/connect programs call " + name
 		case err != nil:
-			return fmt.Sprintf("probing %v in cgroup/connect programs failed: %v", h, firstLine(err))
+			return fmt.Sprintf("probing %s in cgroup/connect programs failed: %v", name, firstLine(err))
 		}
 	}
 	return ""
