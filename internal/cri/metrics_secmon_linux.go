@@ -10,12 +10,13 @@ import (
 )
 
 // secmonCollector reports the runtime monitor's counters (alerts by rule
-// and action, lost events, webhook errors, watched containers) when
-// scraped, asking the host's agent over its socket. With no agent running
-// (no container has rules) it reports nothing: there is nothing to count.
+// and action, lost events, runs without a slot, skipped runs, webhook
+// errors, watched containers) when scraped, asking the host's agent over
+// its socket. With no agent running (no container has rules) it reports
+// nothing: there is nothing to count.
 type secmonCollector struct {
-	opts                                          secmon.Options
-	alerts, containers, lost, skipped, hookErrors *prometheus.Desc
+	opts                                                    secmon.Options
+	alerts, containers, lost, slotFull, skipped, hookErrors *prometheus.Desc
 }
 
 func newSecmonCollector(o secmon.Options) *secmonCollector {
@@ -23,8 +24,9 @@ func newSecmonCollector(o secmon.Options) *secmonCollector {
 		opts:       o,
 		alerts:     prometheus.NewDesc("berth_secmon_alerts_total", "Runtime monitoring alerts by rule and action taken (alert, deny, kill).", []string{"rule", "action"}, nil),
 		containers: prometheus.NewDesc("berth_secmon_containers", "Containers the monitoring agent watches.", nil, nil),
-		lost:       prometheus.NewDesc("berth_secmon_events_lost_total", "Events the kernel had no ring-buffer room for.", nil, nil),
-		skipped:    prometheus.NewDesc("berth_secmon_program_runs_skipped_total", "Runs of the monitor's BPF programs the kernel skipped (a run of the same program was preempted on that CPU): operations that went unjudged.", nil, nil),
+		lost:       prometheus.NewDesc("berth_secmon_events_lost_total", "Events the monitor's BPF programs could not report: no ring-buffer room (the agent down or behind), or no free event slot (berth_secmon_slot_full_total).", nil, nil),
+		slotFull:   prometheus.NewDesc("berth_secmon_slot_full_total", "Runs of the monitor's BPF programs that found no free event slot on their CPU: each failed closed where a deny or kill rule could apply (the operation refused, the process killed, the SYN dropped) and lost its report.", nil, nil),
+		skipped:    prometheus.NewDesc("berth_secmon_program_runs_skipped_total", "Runs of the monitor's host-wide BPF programs the kernel skipped because the same program was already running on that CPU (commonly the accept program in process context interrupted by a softirq run of itself; BPF LSM programs before Linux 6.2, whose skipped runs went unjudged). Reset when an agent of another version replaces the programs.", nil, nil),
 		hookErrors: prometheus.NewDesc("berth_secmon_webhook_errors_total", "Alert webhook posts that failed or were dropped.", nil, nil),
 	}
 }
@@ -33,6 +35,7 @@ func (c *secmonCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.alerts
 	ch <- c.containers
 	ch <- c.lost
+	ch <- c.slotFull
 	ch <- c.skipped
 	ch <- c.hookErrors
 }
@@ -47,6 +50,7 @@ func (c *secmonCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(c.containers, prometheus.GaugeValue, float64(st.Containers))
 	ch <- prometheus.MustNewConstMetric(c.lost, prometheus.CounterValue, float64(st.Lost))
+	ch <- prometheus.MustNewConstMetric(c.slotFull, prometheus.CounterValue, float64(st.SlotFull))
 	ch <- prometheus.MustNewConstMetric(c.skipped, prometheus.CounterValue, float64(st.Skipped))
 	ch <- prometheus.MustNewConstMetric(c.hookErrors, prometheus.CounterValue, float64(st.WebhookErrors))
 	for rule, byAction := range st.Alerts {

@@ -615,12 +615,15 @@ func (a *agent) handle(c net.Conn) {
 	case "remove":
 		a.remove(req.ID)
 	case "stats":
+		// The kernel's counters are read outside the lock: Skipped
+		// opens a pinned link per host-wide program, and a.objs does
+		// not change.
+		lost, full, skipped := a.objs.Lost(), a.objs.SlotFull(), a.objs.Skipped()
 		a.mu.Lock()
 		st := a.stats
 		st.Containers = len(a.regs)
-		st.Lost = a.objs.Lost()
-		st.Skipped = a.objs.Skipped()
-		b, _ := json.Marshal(st)
+		st.Lost, st.SlotFull, st.Skipped = lost, full, skipped
+		b, _ := json.Marshal(st) // under the lock: st.Alerts is a.stats'
 		a.mu.Unlock()
 		resp.Stats = b
 	default:

@@ -3,8 +3,10 @@ package secmon
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -158,5 +160,45 @@ func TestAddRefusesLSMPlanWithoutLSM(t *testing.T) {
 	_, err := a.add(&Registration{Container: Container{ID: "c1"}, Rules: rules, CgroupDir: dir, CgroupID: st.Ino, LSM: true}, false)
 	if err == nil || !strings.Contains(err.Error(), "BPF LSM") {
 		t.Fatalf("add: %v, want a refusal naming BPF LSM", err)
+	}
+}
+
+// TestStatsSlotFull: the agent's stats carry the kernel's counters, the
+// runs that found no event slot among them (json "slotFull").
+func TestStatsSlotFull(t *testing.T) {
+	testutil.RequiresRoot(t)
+	objs, err := kern.LoadUnpinned()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer objs.Close()
+	if err := objs.SecmonMaps.SlotFull.Put(uint32(0), uint64(3)); err != nil {
+		t.Fatal(err)
+	}
+	if err := objs.SecmonMaps.Lost.Put(uint32(0), uint64(5)); err != nil {
+		t.Fatal(err)
+	}
+	a := &agent{objs: objs, regs: map[string]*agentReg{}}
+	a.stats.Alerts = map[string]map[string]uint64{"r": {"alert": 2}}
+	client, server := net.Pipe()
+	defer client.Close()
+	go a.handle(server)
+	client.SetDeadline(time.Now().Add(10 * time.Second))
+	if err := json.NewEncoder(client).Encode(request{Op: "stats"}); err != nil {
+		t.Fatal(err)
+	}
+	var resp response
+	if err := json.NewDecoder(client).Decode(&resp); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(resp.Stats), `"slotFull":3`) {
+		t.Errorf("stats %s: no slotFull 3", resp.Stats)
+	}
+	var st Stats
+	if err := json.Unmarshal(resp.Stats, &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.SlotFull != 3 || st.Lost != 5 || st.Skipped != 0 || st.Alerts["r"]["alert"] != 2 {
+		t.Errorf("stats %+v, want slotFull 3, lost 5, skipped 0, one alert count", st)
 	}
 }

@@ -137,9 +137,13 @@ type Stats struct {
 	Containers int `json:"containers"`
 	// Alerts counts alert lines by rule name and action.
 	Alerts map[string]map[string]uint64 `json:"alerts"`
-	// Lost counts events the kernel had no ring-buffer room for (or no
-	// event slot: see kern's slots).
+	// Lost counts events the kernel had no ring-buffer room for, or no
+	// event slot (those are counted in SlotFull too).
 	Lost uint64 `json:"lost"`
+	// SlotFull counts program runs that found no event slot free (kern's
+	// SlotFull): each failed closed where a deny or kill rule could
+	// apply (refused, killed, dropped) and lost its report.
+	SlotFull uint64 `json:"slotFull"`
 	// Skipped counts program runs the kernel skipped (kern's Skipped):
 	// for a BPF LSM program, an operation not judged.
 	Skipped uint64 `json:"skipped"`

@@ -26,6 +26,11 @@ var (
 	ProbeLSM = sync.OnceValue(probeLSM)
 	// ProbeConnectKill: the connect programs may call bpf_send_signal.
 	ProbeConnectKill = sync.OnceValue(probeConnectKill)
+	// ProbeConnectTaskSlot: the connect programs may keep their event
+	// slot in task storage (bpf_task_storage_get and
+	// bpf_get_current_task_btf), so that runs preempted halfway hold no
+	// per-CPU slots.
+	ProbeConnectTaskSlot = sync.OnceValue(probeConnectTaskSlot)
 	// ProbeAtomics: BPF programs may use atomic fetch operations
 	// (Linux 5.12), with which every program claims its event slot.
 	// Without them nothing of the monitor loads.
@@ -66,6 +71,19 @@ func probeConnectKill() string {
 		return "this kernel does not let cgroup/connect programs call bpf_send_signal"
 	}
 	return fmt.Sprintf("probing bpf_send_signal in cgroup/connect programs failed: %v", firstLine(err))
+}
+
+func probeConnectTaskSlot() string {
+	for h, name := range map[asm.BuiltinFunc]string{asm.FnGetCurrentTaskBtf: "bpf_get_current_task_btf", asm.FnTaskStorageGet: "bpf_task_storage_get"} {
+		err := features.HaveProgramHelper(ebpf.CGroupSockAddr, h)
+		switch {
+		case errors.Is(err, ebpf.ErrNotSupported):
+			return "this kernel does not let cgroup/connect programs call " + name
+		case err != nil:
+			return fmt.Sprintf("probing %s in cgroup/connect programs failed: %v", name, firstLine(err))
+		}
+	}
+	return ""
 }
 
 // probeLSM loads the probe program, attaches it to file_open and opens a

@@ -17,9 +17,24 @@ const (
 	CommLen  = 16
 	MaxRules = 8
 	AtomData = 128
-	// NSlots is the number of event slots per CPU: programs that run on
-	// one CPU at once (preempted, or interrupted) claim one each.
+	// NSlots is the number of event slots per CPU and pool: programs
+	// that run on one CPU at once (preempted, or interrupted) claim one
+	// each.
 	NSlots = 4
+)
+
+// The slot pools (keys of the SlotClaims map; pool p's slot i is key
+// p*NSlots+i of Slots), as in secmon.bpf.c: runs preempted halfway hold
+// slots of PoolTask only, so they cannot starve the others.
+const (
+	// PoolTracepoint: the raw tracepoint programs (preemption disabled).
+	PoolTracepoint = 0
+	// PoolSoftirq: the ingress program.
+	PoolSoftirq = 1
+	// PoolTask: the preemptible programs (connect and sendmsg; the BPF
+	// LSM programs without a slot of their task's own).
+	PoolTask = 2
+	NPools   = 3
 )
 
 // Event kinds, atom kinds and actions, as in secmon.bpf.c.

@@ -115,8 +115,10 @@ func closeAll(ps ...*ebpf.Program) error {
 
 // loadSpec is the collection as this kernel can load it: where the
 // connect programs may not call bpf_send_signal (before it was allowed
-// there), the call is taken out; Mechanisms then refuses connect kill
-// rules (ConnectSignal).
+// there), the call is taken out, and Mechanisms then refuses connect kill
+// rules (ConnectSignal); where they may not use task storage, the calls
+// that get the task's own slot are, and the programs use the per-CPU
+// slots of their pool.
 func loadSpec() (*ebpf.CollectionSpec, error) {
 	if why := ProbeAtomics(); why != "" {
 		return nil, errors.New(why)
@@ -125,20 +127,34 @@ func loadSpec() (*ebpf.CollectionSpec, error) {
 	if err != nil {
 		return nil, err
 	}
+	var out []asm.BuiltinFunc
 	if ProbeConnectKill() != "" {
-		for _, ps := range spec.Programs {
-			if ps.Type != ebpf.CGroupSockAddr {
-				continue
-			}
-			for i, ins := range ps.Instructions {
-				if ins.IsBuiltinCall() && ins.Constant == int64(asm.FnSendSignal) {
-					// The call's result is unused: r0 = 0 stands in.
-					ps.Instructions[i] = asm.Mov.Imm(asm.R0, 0).WithMetadata(ins.Metadata)
-				}
-			}
+		out = append(out, asm.FnSendSignal)
+	}
+	if ProbeConnectTaskSlot() != "" {
+		out = append(out, asm.FnGetCurrentTaskBtf, asm.FnTaskStorageGet)
+	}
+	for _, ps := range spec.Programs {
+		if ps.Type == ebpf.CGroupSockAddr {
+			takeOutCalls(ps.Instructions, out...)
 		}
 	}
 	return spec, nil
+}
+
+// takeOutCalls replaces the calls of the helpers fns with r0 = 0: the
+// result of bpf_send_signal is unused, and a null task slot sends the
+// program to a per-CPU one (the verifier then drops the code that used
+// the task's). It returns how many it replaced.
+func takeOutCalls(insns asm.Instructions, fns ...asm.BuiltinFunc) int {
+	n := 0
+	for i, ins := range insns {
+		if ins.IsBuiltinCall() && slices.Contains(fns, asm.BuiltinFunc(ins.Constant)) {
+			insns[i] = asm.Mov.Imm(asm.R0, 0).WithMetadata(ins.Metadata)
+			n++
+		}
+	}
+	return n
 }
 
 // MountBPFFS mounts a BPF file system on /sys/fs/bpf when none is there,
@@ -495,32 +511,59 @@ func (o *Objects) Lost() uint64 {
 	return v
 }
 
-// Skipped counts the runs the kernel skipped of the programs attached
-// through the links pinned under the objects' directory (its
-// recursion_misses): the kernel does not run a raw tracepoint program
-// (or, before Linux 6.2 and 6.1.54, a BPF LSM program) twice at once on
-// one CPU, and skips the second run when another task was preempted
-// inside the first (PREEMPT_RT's preemptible tracepoints; BPF LSM under
-// full preemption). A skipped run reports nothing, and for a BPF LSM
-// program lets the operation through unjudged; the slots cannot help
-// with that, this count says it happened.
+// SlotFull reads how many program runs found every event slot of their
+// pool on their CPU in use: each decided without an event (a deny or
+// kill rule failed closed: the operation was refused, the process
+// killed, the SYN dropped) and its report was lost (counted in Lost too).
+func (o *Objects) SlotFull() uint64 {
+	var v uint64
+	o.SecmonMaps.SlotFull.Lookup(uint32(0), &v)
+	return v
+}
+
+// hostLinks are the pins of the host-wide programs' links: the raw
+// tracepoint ones (AttachExec and the like) and the BPF LSM ones. The
+// per-cgroup links run the connect and ingress programs, which the
+// kernel does not check for recursion.
+func hostLinks() []string {
+	names := []string{"exec", "exit", "accept", "sys_enter", "sys_exit"}
+	for _, l := range (&lsmPrograms{}).links() {
+		names = append(names, l.pin)
+	}
+	return names
+}
+
+// Skipped counts the runs the kernel skipped of the host-wide programs
+// attached through the links pinned under the objects' directory (their
+// recursion_misses, each program counted once). The kernel does not run
+// a raw tracepoint program twice at once on one CPU: the realistic case
+// is the accept program running in process context, interrupted by a
+// softirq that runs it again. BPF LSM programs have no such check from
+// Linux 6.2 (and 6.1.54) on; before, a second run while another task was
+// preempted inside the first was skipped, which let the operation
+// through unjudged. A skipped run reports nothing. The counts are the
+// programs': they start again from zero when an agent of another
+// version replaces a program.
 func (o *Objects) Skipped() uint64 {
-	ents, _ := os.ReadDir(filepath.Join(o.dir, "links"))
+	seen := map[ebpf.ProgramID]bool{}
 	var n uint64
-	for _, e := range ents {
-		l, err := link.LoadPinnedLink(filepath.Join(o.dir, "links", e.Name()), nil)
+	for _, name := range hostLinks() {
+		l, err := link.LoadPinnedLink(o.linkPath(name), nil)
 		if err != nil {
 			continue
 		}
-		if li, err := l.Info(); err == nil {
-			if p, err := ebpf.NewProgramFromID(li.Program); err == nil {
-				if st, err := p.Stats(); err == nil {
-					n += st.RecursionMisses
-				}
-				p.Close()
-			}
-		}
+		li, err := l.Info()
 		l.Close()
+		if err != nil || seen[li.Program] {
+			continue
+		}
+		seen[li.Program] = true
+		if p, err := ebpf.NewProgramFromID(li.Program); err == nil {
+			if st, err := p.Stats(); err == nil {
+				n += st.RecursionMisses
+			}
+			p.Close()
+		}
 	}
 	return n
 }

@@ -281,7 +281,7 @@ func ownCgroupDir(t testing.TB) string {
 func TestProbe(t *testing.T) {
 	testutil.RequiresRoot(t)
 	lsm := ProbeLSM()
-	t.Logf("LSM: %q; connect kill: %q; atomics: %q", lsm, ProbeConnectKill(), ProbeAtomics())
+	t.Logf("LSM: %q; connect kill: %q; connect task slot: %q; atomics: %q", lsm, ProbeConnectKill(), ProbeConnectTaskSlot(), ProbeAtomics())
 	if why := ProbeAtomics(); why != "" {
 		t.Errorf("the programs load here (TestLoad), so atomics must be there: %s", why)
 	}
@@ -601,7 +601,7 @@ func TestLSMDeny(t *testing.T) {
 	}
 	// Every run gave its event slot back, on every path above.
 	o.DetachLSM()
-	checkClaims(t, o, 0, "the denied and allowed operations")
+	checkFree(t, o, "the denied and allowed operations")
 }
 
 func int8Bytes(b []int8) []byte {

@@ -231,17 +231,37 @@ struct {
 // the ring buffer (a full buffer loses the report, not the enforcement).
 // The slots are per CPU, and a program keeps its CPU while it runs
 // (migration is disabled), but it may be interrupted by a softirq that
-// runs another program, and BPF LSM and cgroup programs (and, on
-// PREEMPT_RT kernels with preemptible tracepoints, the tracepoint ones)
-// may be preempted by another task that runs one on the same CPU: each
-// run claims a slot of its own (slot_claim: an atomic fetch-or on the
-// CPU's claim mask) and gives it back before it returns, so no two runs
-// share one. The BPF LSM programs, the ones preempted most (their path
-// walks are long), use a slot of the task's own instead (task_slots). A
-// nesting counter would not do: a preempted run may resume after the one
-// that preempted it ends, or before (task preemption is not last-in
-// first-out).
+// runs another program, and BPF LSM and cgroup sock_addr programs may be
+// preempted by another task that runs one on the same CPU: each run
+// claims a slot of its own (slot_claim: an atomic fetch-or on the CPU's
+// claim mask) and gives it back before it returns, so no two runs share
+// one. A nesting counter would not do: a preempted run may resume after
+// the one that preempted it ends, or before (task preemption is not
+// last-in first-out).
+//
+// The slots are in pools, each with its own claim mask, so that runs
+// preempted halfway (which a container can cause by the thousand: its
+// threads' sendto calls) can never hold the slots of the runs that fail
+// closed for other containers (exec kills, SYN drops):
+//   POOL_TP     the raw tracepoint programs (exec, exit, sys_enter,
+//               sys_exit, accept): they run with preemption disabled,
+//               even on PREEMPT_RT, so their holders nest last-in
+//               first-out (a process-context run, a softirq's on top):
+//               the pool cannot be used up;
+//   POOL_SOFTIRQ the ingress program: softirq context, not preempted
+//               by tasks except on PREEMPT_RT, where the softirqs of a
+//               CPU are serialized (unless the kernel drops that lock,
+//               PREEMPT_RT_NEEDS_BH_LOCK off: then only ingress runs
+//               can hold its slots);
+//   POOL_TASK   the preemptible programs (BPF LSM, cgroup connect and
+//               sendmsg) when their task's own slot (task_slots)
+//               cannot be had: it can be used up by preempted runs, and
+//               then only these programs fail closed.
 #define NSLOTS 4
+#define POOL_TP 0
+#define POOL_SOFTIRQ 1
+#define POOL_TASK 2
+#define NPOOLS 3
 
 // pathbuf holds a path as path_name builds it: a whole PATH_MAX, so a
 // long path is read (and its start judged) rather than refused, and room
@@ -258,21 +278,26 @@ struct slot {
 	struct pathbuf pb;
 };
 
+// slots holds the pools' slots: slot i of pool p at key p*NSLOTS+i.
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, NSLOTS);
+	__uint(max_entries, NPOOLS * NSLOTS);
 	__type(key, __u32);
 	__type(value, struct slot);
 } slots SEC(".maps");
 
-// task_slots holds the BPF LSM programs' slots, one per task: a task
-// runs one of them at a time and interrupts use the per-CPU slots, so no
-// other run shares it, and no number of tasks preempted inside the
-// programs uses them up (the per-CPU slots can be: under full preemption
-// a busy CPU had four tasks preempted halfway through an open). Made at a
-// task's first judged operation, freed with the task; where it cannot be
-// had (no memory; before 6.2, the kernel's task storage in use on this
-// CPU by a task preempted inside the helper), a per-CPU slot stands in.
+// task_slots holds the slots of the BPF LSM programs and (where the
+// kernel lets them use task storage) of the connect and sendmsg ones, one
+// per task: a task runs one of these programs at a time (none runs
+// inside another, none in interrupts) and interrupts use the per-CPU
+// slots, so no other run shares it, and no number of tasks preempted
+// inside the programs uses them up (the per-CPU slots can be: under full
+// preemption a busy CPU had four tasks preempted halfway through an
+// open). Made at a task's first judged operation, freed with the task;
+// where it cannot be had (no memory; before 6.2, the kernel's task
+// storage in use on this CPU by a task preempted inside the helper;
+// connect programs on a kernel without the helpers there, whose calls
+// the loader takes out), a slot of POOL_TASK stands in.
 struct {
 	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
@@ -281,25 +306,29 @@ struct {
 } task_slots SEC(".maps");
 
 // TASK_SLOT is the slot number of a task's own slot (task_slots).
-#define TASK_SLOT NSLOTS
+#define TASK_SLOT (NPOOLS * NSLOTS)
 
-// slot_claims holds, per CPU, the mask of the slots in use (bit i: slot
-// i). Zero whenever no program runs on the CPU.
+// slot_claims holds, per CPU and pool (the key), the mask of the pool's
+// slots in use (bit i: slot i). Zero whenever no program runs on the
+// CPU.
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, NPOOLS);
 	__type(key, __u32);
 	__type(value, __u64);
 } slot_claims SEC(".maps");
 
-// slot_full counts the runs that found every slot of their CPU in use:
-// they decided without an event (deny and kill rules fail closed) and
-// their report is counted in lost.
+// slot_full counts the runs that found every slot of their pool on their
+// CPU in use: they decided without an event (deny and kill rules fail
+// closed) and their report is counted in lost. Pinned, like lost: a
+// restarted agent keeps its predecessor's links, whose programs count
+// here.
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
 	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } slot_full SEC(".maps");
 
 // lost counts events the ring buffer had no room for (the agent was
@@ -455,54 +484,55 @@ static __always_inline void *container_lookup(void *map, __u64 *cgid)
 	return 0;
 }
 
-// slot_claim takes a free slot of this CPU: its index, or -1 when every
-// slot is in use. The fetch-or is atomic against the programs of other
-// tasks and of interrupts on this CPU alike; a bit another run holds
-// stays set and is passed over. A global function: the verifier checks
-// its loop once.
-__attribute__((noinline)) int slot_claim(void)
+// slot_claim takes a free slot of pool on this CPU: its key in slots,
+// or -1 when every slot of the pool is in use. The fetch-or is atomic
+// against the programs of other tasks and of interrupts on this CPU
+// alike; a bit another run holds stays set and is passed over. A global
+// function: the verifier checks its loop once.
+__attribute__((noinline)) int slot_claim(__u32 pool)
 {
-	__u32 k = 0;
+	__u32 k = pool;
 	__u64 *m = bpf_map_lookup_elem(&slot_claims, &k);
 	if (!m)
 		return -1;
 	for (__u32 i = 0; i < NSLOTS; i++) {
 		__u64 bit = 1ULL << i;
 		if (!(__sync_fetch_and_or(m, bit) & bit))
-			return i;
+			return pool * NSLOTS + i;
 	}
 	return -1;
 }
 
-// slot_release gives slot i back (a task's own slot needs nothing).
-// Every run that claimed a slot calls it once, after its last use of the
-// event, on every path.
+// slot_release gives slot i (a key in slots) back to its pool (a task's
+// own slot needs nothing). Every run that claimed a slot calls it once,
+// after its last use of the event, on every path.
 static __always_inline void slot_release(int i)
 {
-	if (i >= NSLOTS)
+	if (i < 0 || i >= NPOOLS * NSLOTS)
 		return;
-	__u32 k = 0;
+	__u32 k = (__u32)i / NSLOTS;
 	__u64 *m = bpf_map_lookup_elem(&slot_claims, &k);
 	if (m)
 		__sync_fetch_and_and(m, ~(1ULL << (i & (NSLOTS - 1))));
 }
 
-// slot_event claims a slot and returns its event, zeroed, with *slot set
-// to the index to give back; 0 when this CPU has no slot free (counted
-// in slot_full, and in lost: the event cannot be reported). Callers that
-// decide then fail closed.
-static __always_inline struct event *slot_event(int *slot)
+// slot_event claims a slot of pool and returns its event, zeroed, with
+// *slot set to the key to give back; 0 when the pool has no slot free on
+// this CPU (counted in slot_full, and in lost: the event cannot be
+// reported). Callers that decide then fail closed.
+static __always_inline struct event *slot_event(__u32 pool, int *slot)
 {
-	int i = slot_claim();
-	if (i < 0) {
+	int i = slot_claim(pool);
+	struct slot *s = 0;
+	if (i >= 0) {
+		__u32 k = i;
+		s = bpf_map_lookup_elem(&slots, &k);
+		if (!s)
+			slot_release(i); // never: the key is in range
+	}
+	if (!s) {
 		count(&slot_full);
 		count_lost();
-		return 0;
-	}
-	__u32 k = i;
-	struct slot *s = bpf_map_lookup_elem(&slots, &k);
-	if (!s) {
-		slot_release(i);
 		return 0;
 	}
 	__builtin_memset(&s->ev, 0, sizeof(s->ev));
@@ -646,20 +676,20 @@ static __always_inline struct event *task_start(struct event *ev, __u32 kind, __
 	return ev;
 }
 
-// task_event claims a per-CPU slot (slot_event) and starts in it the
-// event of the current task in container cgid.
-static __always_inline struct event *task_event(__u32 kind, __u64 cgid, int *slot)
+// task_event claims a per-CPU slot of pool (slot_event) and starts in
+// it the event of the current task in container cgid.
+static __always_inline struct event *task_event(__u32 pool, __u32 kind, __u64 cgid, int *slot)
 {
-	return task_start(slot_event(slot), kind, cgid);
+	return task_start(slot_event(pool, slot), kind, cgid);
 }
 
-// lsm_event is task_event for the BPF LSM programs: the task's own slot
-// (task_slots), else a per-CPU one.
-static __always_inline struct event *lsm_event(__u32 kind, __u64 cgid, int *slot)
+// own_event is task_event for the preemptible programs: the task's own
+// slot (task_slots), else a per-CPU one of their pool.
+static __always_inline struct event *own_event(__u32 kind, __u64 cgid, int *slot)
 {
 	struct slot *s = bpf_task_storage_get(&task_slots, bpf_get_current_task_btf(), 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (!s)
-		return task_event(kind, cgid, slot);
+		return task_event(POOL_TASK, kind, cgid, slot);
 	__builtin_memset(&s->ev, 0, sizeof(s->ev));
 	*slot = TASK_SLOT;
 	return task_start(&s->ev, kind, cgid);
@@ -725,7 +755,7 @@ int berth_exec(struct bpf_raw_tracepoint_args *ctx)
 	if (!p)
 		return 0;
 	int slot = 0;
-	struct event *ev = task_event(KIND_EXEC, cgid, &slot);
+	struct event *ev = task_event(POOL_TP, KIND_EXEC, cgid, &slot);
 	if (!ev) {
 		// No slot free: a kill or deny rule might match, and the
 		// new image must not run unjudged.
@@ -790,7 +820,7 @@ static __always_inline int on_connect(struct bpf_sock_addr *ctx, int v6)
 	if (!p)
 		return 1;
 	int slot = 0;
-	struct event *ev = task_event(KIND_CONNECT, cgid, &slot);
+	struct event *ev = own_event(KIND_CONNECT, cgid, &slot);
 	if (!ev)
 		return !enforces(p); // no slot free: refused where a rule denies or kills
 	int verdict = connect_judge(ctx, v6, p, ev);
@@ -892,7 +922,7 @@ int berth_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 	if (!((p->report[(nr >> 6) & (MAX_SYSCALL / 64 - 1)] >> (nr & 63)) & 1))
 		return 0;
 	int slot = 0;
-	struct event *ev = task_event(KIND_SYSCALL, cgid, &slot);
+	struct event *ev = task_event(POOL_TP, KIND_SYSCALL, cgid, &slot);
 	if (!ev)
 		return 0;
 	if (sys_enter_fill(p, (void *)ctx->args[0], nr, ev))
@@ -965,7 +995,7 @@ int berth_sys_exit(struct bpf_raw_tracepoint_args *ctx)
 	if (!((p->calls[(nr >> 6) & (MAX_SYSCALL / 64 - 1)] >> (nr & 63)) & 1))
 		return 0;
 	int slot = 0;
-	struct event *ev = task_event(KIND_SYSCALL, cgid, &slot);
+	struct event *ev = task_event(POOL_TP, KIND_SYSCALL, cgid, &slot);
 	if (!ev)
 		return 0;
 	ev->nr = nr;
@@ -995,7 +1025,7 @@ int berth_accept(struct bpf_raw_tracepoint_args *ctx)
 	if (!bpf_map_lookup_elem(&accept_watch, &cgid))
 		return 0;
 	int slot = 0;
-	struct event *ev = slot_event(&slot);
+	struct event *ev = slot_event(POOL_TP, &slot);
 	if (!ev)
 		return 0;
 	ev->ts = bpf_ktime_get_boot_ns();
@@ -1039,7 +1069,7 @@ int berth_exit(struct bpf_raw_tracepoint_args *ctx)
 	if (!p)
 		return 0;
 	int slot = 0;
-	struct event *ev = task_event(KIND_EXIT, cgid, &slot);
+	struct event *ev = task_event(POOL_TP, KIND_EXIT, cgid, &slot);
 	if (!ev)
 		return 0;
 	// A group exit (exit_group, a fatal signal) leaves its status in
@@ -1168,7 +1198,7 @@ int berth_ingress(struct __sk_buff *skb)
 	if ((th[13] & (TCP_FLAG_SYN | TCP_FLAG_ACK)) != TCP_FLAG_SYN)
 		return 1;
 	int slot = 0;
-	struct event *ev = slot_event(&slot);
+	struct event *ev = slot_event(POOL_SOFTIRQ, &slot);
 	if (!ev)
 		return !enforces(p); // no slot free: dropped where a rule denies
 	ev->ts = bpf_ktime_get_boot_ns();
@@ -1236,7 +1266,7 @@ int BPF_PROG(berth_exec_check, struct linux_binprm *bprm, int ret)
 	if (!p || !(p->flags & POLICY_DENY))
 		return 0;
 	int slot = 0;
-	struct event *ev = lsm_event(KIND_EXEC, cgid, &slot);
+	struct event *ev = own_event(KIND_EXEC, cgid, &slot);
 	if (!ev)
 		return -EACCES; // no slot free: refused, as the rules might deny it
 	int r = exec_check(p, ev, bprm);
@@ -1279,7 +1309,7 @@ int BPF_PROG(berth_file_open, struct file *file, int ret)
 	if (!p)
 		return 0;
 	int slot = 0;
-	struct event *ev = lsm_event(KIND_OPEN, cgid, &slot);
+	struct event *ev = own_event(KIND_OPEN, cgid, &slot);
 	if (!ev)
 		return -EACCES; // no slot free: refused, as the rules might deny it
 	int r = open_check(p, ev, file);
@@ -1460,7 +1490,7 @@ static __always_inline int path_deny_at(__u64 dirv, __u64 mv, struct dentry *lea
 	if (!p)
 		return 0;
 	int slot = 0;
-	struct event *ev = lsm_event(KIND_OPEN, cgid, &slot);
+	struct event *ev = own_event(KIND_OPEN, cgid, &slot);
 	if (!ev)
 		return -EACCES; // no slot free: refused, as the rules might deny it
 	int r = path_check(p, ev, dirv, mv, leaf, covers);

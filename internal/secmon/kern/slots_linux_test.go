@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/ringbuf"
 	"golang.org/x/sys/unix"
 
@@ -28,19 +29,19 @@ import (
 // BPF_PROG_TEST_RUN: the programs run in this process, under this
 // process's cgroup id, against private maps; nothing is attached.
 
-// perCPU reads the per-CPU counters at key 0 of m.
-func perCPU(t *testing.T, m *ebpf.Map) []uint64 {
+// perCPU reads the per-CPU values at key k of m.
+func perCPU(t *testing.T, m *ebpf.Map, k uint32) []uint64 {
 	t.Helper()
 	var v []uint64
-	if err := m.Lookup(uint32(0), &v); err != nil {
+	if err := m.Lookup(k, &v); err != nil {
 		t.Fatalf("read %v: %v", m, err)
 	}
 	return v
 }
 
-// setClaims marks the slots of mask as in use on every CPU, as runs
-// preempted halfway through their events would.
-func setClaims(t *testing.T, o *Objects, mask uint64) {
+// setClaims marks the slots of mask in pool as in use on every CPU, as
+// runs preempted halfway through their events would.
+func setClaims(t *testing.T, o *Objects, pool uint32, mask uint64) {
 	t.Helper()
 	n, err := ebpf.PossibleCPU()
 	if err != nil {
@@ -50,28 +51,27 @@ func setClaims(t *testing.T, o *Objects, mask uint64) {
 	for i := range v {
 		v[i] = mask
 	}
-	if err := o.SlotClaims.Update(uint32(0), v, ebpf.UpdateAny); err != nil {
+	if err := o.SlotClaims.Update(pool, v, ebpf.UpdateAny); err != nil {
 		t.Fatal(err)
 	}
 }
 
-// checkClaims fails unless every CPU's claim mask is want.
-func checkClaims(t *testing.T, o *Objects, want uint64, after string) {
+// checkClaims fails unless every CPU's claim mask of pool is want.
+func checkClaims(t *testing.T, o *Objects, pool uint32, want uint64, after string) {
 	t.Helper()
-	for cpu, m := range perCPU(t, o.SlotClaims) {
+	for cpu, m := range perCPU(t, o.SlotClaims, pool) {
 		if m != want {
-			t.Errorf("after %s, CPU %d's claimed slots are %#x, want %#x", after, cpu, m, want)
+			t.Errorf("after %s, CPU %d's claimed slots of pool %d are %#x, want %#x", after, cpu, pool, m, want)
 		}
 	}
 }
 
-func counter(t *testing.T, m *ebpf.Map) uint64 {
+// checkFree fails unless every slot of every pool is free.
+func checkFree(t *testing.T, o *Objects, after string) {
 	t.Helper()
-	var v uint64
-	if err := m.Lookup(uint32(0), &v); err != nil {
-		t.Fatal(err)
+	for pool := range uint32(NPools) {
+		checkClaims(t, o, pool, 0, after)
 	}
-	return v
 }
 
 // slotTest is the setup the slot tests share: the objects, loaded
@@ -209,13 +209,11 @@ func (s *slotTest) drain(t *testing.T) map[uint32]int {
 	}
 }
 
-// TestSlotsReleased: every program that builds an event gives its slot
-// back on every path (reported or not, passed or dropped), so the claim
-// masks are zero after many runs.
-func TestSlotsReleased(t *testing.T) {
-	s := newSlotTest(t)
-	onCPU0(t)
-	const n = 50
+// rounds runs every program that builds an event n times, with the
+// right verdicts, and checks the events they reported and that none
+// found its pool's slots all in use.
+func (s *slotTest) rounds(t *testing.T, n int) {
+	t.Helper()
 	for i := range n {
 		if s.ingress(t, deniedSYN, 1) {
 			t.Fatalf("run %d: the denied SYN passed", i)
@@ -230,7 +228,6 @@ func TestSlotsReleased(t *testing.T) {
 		rawTP(t, s.o.BerthSysExit, 0, uint64(1<<64-1)) // -EPERM
 		rawTP(t, s.o.BerthAccept, 0, 3, 1)             // no socket: returns before a slot
 	}
-	checkClaims(t, s.o, 0, "many runs of every program")
 	got := s.drain(t)
 	// Two system call events a round (write at entry, the refused call
 	// at exit); accept events for the denied SYNs only (the policy does
@@ -240,15 +237,26 @@ func TestSlotsReleased(t *testing.T) {
 			t.Errorf("%d events of kind %d, want %d (all: %v)", got[kind], kind, want, got)
 		}
 	}
-	if f := counter(t, s.o.SlotFull); f != 0 {
+	if f := s.o.SlotFull(); f != 0 {
 		t.Errorf("%d runs found no slot free", f)
 	}
 }
 
+// TestSlotsReleased: every program that builds an event gives its slot
+// back on every path (reported or not, passed or dropped), so the claim
+// masks are zero after many runs.
+func TestSlotsReleased(t *testing.T) {
+	s := newSlotTest(t)
+	onCPU0(t)
+	s.rounds(t, 50)
+	checkFree(t, s.o, "many runs of every program")
+}
+
 // TestSlotsInterleaved: a run that starts while another holds a slot of
-// the same CPU (preempted halfway through its event) takes another slot
-// and leaves the held one as it was; with every slot held, runs fail
-// closed where a rule denies and count their events lost.
+// its pool on the same CPU (preempted halfway through its event) takes
+// another slot and leaves the held one as it was; with every slot of its
+// pool held, a run fails closed where a rule denies and counts its event
+// lost.
 func TestSlotsInterleaved(t *testing.T) {
 	s := newSlotTest(t)
 	onCPU0(t)
@@ -256,45 +264,55 @@ func TestSlotsInterleaved(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Slot 0 of every CPU holds another run's half-built event.
+	// Slot 0 of the tracepoint and ingress pools of every CPU holds
+	// another run's half-built event.
 	held := make([]SecmonSlot, ncpu)
 	for i := range held {
 		held[i].Ev.Kind, held[i].Ev.Cgid, held[i].Ev.Pid = 99, 12345, 678
 		held[i].Pb.B[100] = 7
 	}
-	if err := s.o.Slots.Update(uint32(0), held, ebpf.UpdateAny); err != nil {
-		t.Fatal(err)
+	pools := []uint32{PoolTracepoint, PoolSoftirq}
+	for _, pool := range pools {
+		if err := s.o.Slots.Update(pool*NSlots, held, ebpf.UpdateAny); err != nil {
+			t.Fatal(err)
+		}
+		setClaims(t, s.o, pool, 1)
 	}
-	setClaims(t, s.o, 1)
 	if s.ingress(t, deniedSYN, 1) || !s.ingress(t, allowedSYN, 1) {
 		t.Error("with slot 0 held, the ingress verdicts changed")
 	}
 	rawTP(t, s.o.BerthExit, 0)
 	rawTP(t, s.o.BerthExec, 0, 0, 0)
-	checkClaims(t, s.o, 1, "runs while slot 0 was held")
-	var slot0, slot1 []SecmonSlot
-	if err := s.o.Slots.Lookup(uint32(0), &slot0); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.o.Slots.Lookup(uint32(1), &slot1); err != nil {
-		t.Fatal(err)
-	}
-	for cpu := range slot0 {
-		if e := slot0[cpu].Ev; e.Kind != 99 || e.Cgid != 12345 || e.Pid != 678 || slot0[cpu].Pb.B[100] != 7 {
-			t.Errorf("CPU %d: the held slot 0 was overwritten: kind %d, cgroup %d, pid %d", cpu, e.Kind, e.Cgid, e.Pid)
+	for _, pool := range pools {
+		checkClaims(t, s.o, pool, 1, "runs while slot 0 was held")
+		var slot0 []SecmonSlot
+		if err := s.o.Slots.Lookup(pool*NSlots, &slot0); err != nil {
+			t.Fatal(err)
 		}
+		for cpu := range slot0 {
+			if e := slot0[cpu].Ev; e.Kind != 99 || e.Cgid != 12345 || e.Pid != 678 || slot0[cpu].Pb.B[100] != 7 {
+				t.Errorf("pool %d, CPU %d: the held slot 0 was overwritten: kind %d, cgroup %d, pid %d", pool, cpu, e.Kind, e.Cgid, e.Pid)
+			}
+		}
+	}
+	checkClaims(t, s.o, PoolTask, 0, "runs while slot 0 was held")
+	var slot1 []SecmonSlot
+	if err := s.o.Slots.Lookup(uint32(PoolTracepoint*NSlots+1), &slot1); err != nil {
+		t.Fatal(err)
 	}
 	// The raw tracepoint programs ran on CPU 0; the exec run came last.
 	if e := slot1[0].Ev; e.Kind != KindExec || e.Cgid != s.cg {
-		t.Errorf("CPU 0's slot 1 holds an event of kind %d for cgroup %d, want the exec run's (%d, %d)", e.Kind, e.Cgid, KindExec, s.cg)
+		t.Errorf("CPU 0's tracepoint slot 1 holds an event of kind %d for cgroup %d, want the exec run's (%d, %d)", e.Kind, e.Cgid, KindExec, s.cg)
 	}
 	if got := s.drain(t); got[KindExit] != 1 || got[KindExec] != 1 {
 		t.Errorf("events %v, want one exit and one exec", got)
 	}
 
-	// Every slot held.
-	setClaims(t, s.o, 1<<NSlots-1)
-	lost, full := s.o.Lost(), counter(t, s.o.SlotFull)
+	// Every slot of the two pools held.
+	for _, pool := range pools {
+		setClaims(t, s.o, pool, 1<<NSlots-1)
+	}
+	lost, full := s.o.Lost(), s.o.SlotFull()
 	rawTP(t, s.o.BerthExit, 0)
 	if s.ingress(t, allowedSYN, 1) {
 		t.Error("with every slot held, a SYN the rule does not match passed: want it dropped (fail closed)")
@@ -306,14 +324,36 @@ func TestSlotsInterleaved(t *testing.T) {
 	if d := s.o.Lost() - lost; d != 3 {
 		t.Errorf("lost grew by %d, want 3", d)
 	}
-	if d := counter(t, s.o.SlotFull) - full; d != 3 {
+	if d := s.o.SlotFull() - full; d != 3 {
 		t.Errorf("slot_full grew by %d, want 3", d)
 	}
 	if got := s.drain(t); len(got) != 0 {
 		t.Errorf("events %v with every slot held, want none", got)
 	}
-	checkClaims(t, s.o, 1<<NSlots-1, "runs that found every slot held")
-	setClaims(t, s.o, 0)
+	for _, pool := range pools {
+		checkClaims(t, s.o, pool, 1<<NSlots-1, "runs that found every slot held")
+		setClaims(t, s.o, pool, 0)
+	}
+}
+
+// TestSlotsPools: with every slot of the preemptible programs' pool held
+// on every CPU (what connect and sendmsg runs preempted halfway could do,
+// by the thousand, under full preemption), the tracepoint and ingress
+// programs still get slots: execs are judged and reported, not killed,
+// SYNs judged, not dropped, and nothing counts in slot_full.
+func TestSlotsPools(t *testing.T) {
+	s := newSlotTest(t)
+	onCPU0(t)
+	setClaims(t, s.o, PoolTask, 1<<NSlots-1)
+	t.Cleanup(func() { setClaims(t, s.o, PoolTask, 0) })
+	lost := s.o.Lost()
+	s.rounds(t, 10)
+	if d := s.o.Lost() - lost; d != 0 {
+		t.Errorf("lost grew by %d", d)
+	}
+	checkClaims(t, s.o, PoolTask, 1<<NSlots-1, "the runs")
+	checkClaims(t, s.o, PoolTracepoint, 0, "the runs")
+	checkClaims(t, s.o, PoolSoftirq, 0, "the runs")
 }
 
 // runThreads runs f(0) .. f(n-1) at once, each on a thread of its own,
@@ -362,8 +402,8 @@ func TestSlotsConcurrent(t *testing.T) {
 		}
 		return nil
 	})
-	checkClaims(t, s.o, 0, "concurrent runs")
-	t.Logf("runs that found no slot free: %d", counter(t, s.o.SlotFull))
+	checkFree(t, s.o, "concurrent runs")
+	t.Logf("runs that found no slot free: %d", s.o.SlotFull())
 }
 
 // TestLSMSlotsStress: with the BPF LSM programs attached, many threads
@@ -420,21 +460,72 @@ func TestLSMSlotsStress(t *testing.T) {
 		return nil
 	})
 	o.DetachLSM()
-	checkClaims(t, o, 0, "the concurrent opens")
-	t.Logf("runs that found no slot free: %d", counter(t, o.SlotFull))
+	checkFree(t, o, "the concurrent opens")
+	t.Logf("runs that found no slot free: %d", o.SlotFull())
 }
 
 // TestConnectSlots: the connect programs, attached to a cgroup this test
 // makes, refuse the connects a rule denies and let the others through,
 // from several processes in the cgroup at once, and give their slots
-// back.
+// back. Where the kernel lets them use task storage they build their
+// events in their tasks' own slots, and work with every per-CPU slot
+// held; where it does not (their task storage calls taken out, as the
+// loader does on such kernels), they use the preemptible programs' pool,
+// not the others'.
 func TestConnectSlots(t *testing.T) {
 	testutil.RequiresRoot(t)
 	if os.Getenv("BERTH_CONNECT_HELPER") != "" {
 		t.Skip("the helper's own run")
 	}
-	o := loadPinned(t, "connect")
-	cgDir := filepath.Join(ownCgroupDir(t), "berth-test-slots-"+strconv.Itoa(os.Getpid()))
+	t.Run("task", func(t *testing.T) {
+		if why := ProbeConnectTaskSlot(); why != "" {
+			t.Skip(why)
+		}
+		connectSlots(t, false)
+	})
+	t.Run("percpu", func(t *testing.T) { connectSlots(t, true) })
+}
+
+// withoutTaskSlots replaces o's connect programs with ones whose task
+// storage calls are taken out.
+func withoutTaskSlots(t *testing.T, o *Objects) {
+	t.Helper()
+	spec := o.spec.Copy()
+	want := 2
+	if ProbeConnectTaskSlot() != "" {
+		want = 0 // the loader took them out already
+	}
+	for _, ps := range spec.Programs {
+		if ps.Type != ebpf.CGroupSockAddr {
+			continue
+		}
+		if n := takeOutCalls(ps.Instructions, asm.FnGetCurrentTaskBtf, asm.FnTaskStorageGet); n != want {
+			t.Fatalf("%s: %d task storage calls taken out, want %d", ps.Name, n, want)
+		}
+	}
+	var p struct {
+		C4 *ebpf.Program `ebpf:"berth_connect4"`
+		C6 *ebpf.Program `ebpf:"berth_connect6"`
+		S4 *ebpf.Program `ebpf:"berth_sendmsg4"`
+		S6 *ebpf.Program `ebpf:"berth_sendmsg6"`
+	}
+	if err := spec.LoadAndAssign(&p, &ebpf.CollectionOptions{MapReplacements: mapsByName(&o.SecmonMaps)}); err != nil {
+		t.Fatalf("load the connect programs without task storage: %v", err)
+	}
+	closeAll(o.BerthConnect4, o.BerthConnect6, o.BerthSendmsg4, o.BerthSendmsg6)
+	o.BerthConnect4, o.BerthConnect6, o.BerthSendmsg4, o.BerthSendmsg6 = p.C4, p.C6, p.S4, p.S6
+}
+
+func connectSlots(t *testing.T, perCPU bool) {
+	name := "connect-task"
+	if perCPU {
+		name = "connect-percpu"
+	}
+	o := loadPinned(t, name)
+	if perCPU {
+		withoutTaskSlots(t, o)
+	}
+	cgDir := filepath.Join(ownCgroupDir(t), "berth-test-slots-"+name+"-"+strconv.Itoa(os.Getpid()))
 	if err := os.Mkdir(cgDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -477,6 +568,16 @@ func TestConnectSlots(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer unix.Close(fd)
+	// The other pools' slots held throughout (and, with task slots,
+	// the preemptible programs' pool too): the connect programs take
+	// theirs from that pool alone, or from their tasks'.
+	held := []uint32{PoolTracepoint, PoolSoftirq}
+	if !perCPU {
+		held = append(held, PoolTask)
+	}
+	for _, pool := range held {
+		setClaims(t, o, pool, 1<<NSlots-1)
+	}
 	const procs = 4
 	var cmds []*exec.Cmd
 	for range procs {
@@ -495,7 +596,12 @@ func TestConnectSlots(t *testing.T) {
 		}
 	}
 	o.DetachCgroup(cg)
-	checkClaims(t, o, 0, "the connects")
+	for _, pool := range held {
+		checkClaims(t, o, pool, 1<<NSlots-1, "the connects")
+		setClaims(t, o, pool, 0)
+	}
+	checkFree(t, o, "the connects")
+	t.Logf("connect runs that found no slot free: %d", o.SlotFull())
 }
 
 // TestConnectHelper runs in the processes TestConnectSlots starts in its
@@ -546,5 +652,23 @@ func BenchmarkIngressProgram(b *testing.B) {
 			}
 			b.ReportMetric(float64(d.Nanoseconds()), "ns/run")
 		})
+	}
+}
+
+// TestSlotFullPinned: slot_full is pinned: an agent that loads the
+// objects again (a restart, whose predecessor's programs go on running
+// through their pinned links) reads the count those programs keep.
+func TestSlotFullPinned(t *testing.T) {
+	o := loadPinned(t, "slotfull")
+	if err := o.SecmonMaps.SlotFull.Put(uint32(0), uint64(7)); err != nil {
+		t.Fatal(err)
+	}
+	again, err := Load(o.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.Close()
+	if n := again.SlotFull(); n != 7 {
+		t.Errorf("the second load reads slot_full %d, want 7", n)
 	}
 }
