@@ -33,6 +33,9 @@ type Config struct {
 	Files map[string]string
 	// Env is the program's extra environment, as NAME=VALUE.
 	Env []string
+	// KernelArgs are added to the guest kernel's command line (e.g.
+	// "preempt=full").
+	KernelArgs []string
 	// Memory is the guest's memory as qemu -m takes it; empty means 1024M.
 	Memory string
 	// Timeout bounds the VM's run (boot, program, power-off; not the
@@ -85,6 +88,9 @@ func Run(ctx context.Context, cfg Config, program string, args ...string) (int, 
 	}
 	for _, e := range cfg.Env {
 		cmdArgs = append(cmdArgs, "--env", e)
+	}
+	for _, a := range cfg.KernelArgs {
+		cmdArgs = append(cmdArgs, "--cmdline", a)
 	}
 	if cfg.Systemd {
 		cmdArgs = append(cmdArgs, "--systemd")

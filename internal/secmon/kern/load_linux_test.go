@@ -282,6 +282,11 @@ func TestProbe(t *testing.T) {
 	testutil.RequiresRoot(t)
 	lsm := ProbeLSM()
 	t.Logf("LSM: %q; connect kill: %q; connect task slot: %q; atomics: %q", lsm, ProbeConnectKill(), ProbeConnectTaskSlot(), ProbeAtomics())
+	// test/vm checks that its guest runs with the command line it asked
+	// for (preempt=full).
+	if b, err := os.ReadFile("/proc/cmdline"); err == nil {
+		t.Logf("/proc/cmdline: %s", strings.TrimSpace(string(b)))
+	}
 	if why := ProbeAtomics(); why != "" {
 		t.Errorf("the programs load here (TestLoad), so atomics must be there: %s", why)
 	}
