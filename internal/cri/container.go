@@ -223,9 +223,6 @@ func (s *Server) createOptions(ctx context.Context, c *runtimeapi.ContainerConfi
 	// ones (Merge unless the pod says Strict).
 	hc.SupplementalGroupsPolicy = "Merge"
 	sc := lin.GetSecurityContext()
-	if sc == nil && s.seccompEmptyUnconfined {
-		hc.SecurityOpt = append(hc.SecurityOpt, "seccomp=unconfined")
-	}
 	if sc != nil {
 		if sc.Privileged && !sx.Privileged {
 			return o, x, bad("config.linux.security_context.privileged: the pod is not privileged")
@@ -261,13 +258,6 @@ func (s *Server) createOptions(ctx context.Context, c *runtimeapi.ContainerConfi
 		if len(sc.ReadonlyPaths) > 0 {
 			hc.ReadonlyPaths = sc.ReadonlyPaths
 		}
-		opt, err := seccompOption(sc.Seccomp, sc.SeccompProfilePath, s.seccompEmptyUnconfined)
-		if err != nil {
-			return o, x, err
-		}
-		if opt != "" {
-			hc.SecurityOpt = append(hc.SecurityOpt, opt)
-		}
 		if ns := sc.NamespaceOptions; ns != nil {
 			switch ns.Pid {
 			case runtimeapi.NamespaceMode_TARGET:
@@ -277,6 +267,15 @@ func (s *Server) createOptions(ctx context.Context, c *runtimeapi.ContainerConfi
 				hc.PidMode = "container:" + ns.TargetId
 			}
 		}
+	}
+	// With no security context the profile is unset too (the getters
+	// take a nil one).
+	opt, err := seccompOption(sc.GetSeccomp(), sc.GetSeccompProfilePath(), s.seccompEmptyUnconfined)
+	if err != nil {
+		return o, x, err
+	}
+	if opt != "" {
+		hc.SecurityOpt = append(hc.SecurityOpt, opt)
 	}
 	o.Extra = nil
 	return o, x, nil

@@ -466,6 +466,7 @@ func (a *agent) removeLocked(id string) {
 	// The host-wide programs no container needs any more go: every
 	// system call, exit, TCP state change, exec or open of the host
 	// pays their lookup.
+	left := slices.Collect(maps.Values(a.regs))
 	for _, x := range []struct {
 		needs  func(*agentReg) bool
 		detach func() error
@@ -476,7 +477,7 @@ func (a *agent) removeLocked(id string) {
 		{func(r *agentReg) bool { return r.lsm }, a.objs.DetachLSM},
 		{func(r *agentReg) bool { return r.sysDeny }, a.objs.DetachSysExit},
 	} {
-		if !slices.ContainsFunc(slices.Collect(maps.Values(a.regs)), x.needs) {
+		if !slices.ContainsFunc(left, x.needs) {
 			x.detach()
 		}
 	}

@@ -5,9 +5,10 @@ package e2e
 // container already has.
 
 import (
-	"github.com/berth-project/berth/internal/secmon"
 	"strings"
 	"testing"
+
+	"github.com/berth-project/berth/internal/secmon"
 )
 
 const noSetuidRoot = `rules:

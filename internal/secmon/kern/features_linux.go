@@ -62,28 +62,26 @@ func probeAtomics() string {
 	return fmt.Sprintf("probing BPF atomic fetch operations failed: %v", firstLine(err))
 }
 
-func probeConnectKill() string {
-	err := features.HaveProgramHelper(ebpf.CGroupSockAddr, asm.FnSendSignal)
+func probeConnectKill() string { return connectHelperMissing(asm.FnSendSignal, "bpf_send_signal") }
+
+func probeConnectTaskSlot() string {
+	if why := connectHelperMissing(asm.FnGetCurrentTaskBtf, "bpf_get_current_task_btf"); why != "" {
+		return why
+	}
+	return connectHelperMissing(asm.FnTaskStorageGet, "bpf_task_storage_get")
+}
+
+// connectHelperMissing says why cgroup/connect programs may not call the
+// helper fn (named name), or "".
+func connectHelperMissing(fn asm.BuiltinFunc, name string) string {
+	err := features.HaveProgramHelper(ebpf.CGroupSockAddr, fn)
 	switch {
 	case err == nil:
 		return ""
 	case errors.Is(err, ebpf.ErrNotSupported):
-		return "this kernel does not let cgroup/connect programs call bpf_send_signal"
+		return "this kernel does not let cgroup/connect programs call " + name
 	}
-	return fmt.Sprintf("probing bpf_send_signal in cgroup/connect programs failed: %v", firstLine(err))
-}
-
-func probeConnectTaskSlot() string {
-	for h, name := range map[asm.BuiltinFunc]string{asm.FnGetCurrentTaskBtf: "bpf_get_current_task_btf", asm.FnTaskStorageGet: "bpf_task_storage_get"} {
-		err := features.HaveProgramHelper(ebpf.CGroupSockAddr, h)
-		switch {
-		case errors.Is(err, ebpf.ErrNotSupported):
-			return "this kernel does not let cgroup/connect programs call " + name
-		case err != nil:
-			return fmt.Sprintf("probing %s in cgroup/connect programs failed: %v", name, firstLine(err))
-		}
-	}
-	return ""
+	return fmt.Sprintf("probing %s in cgroup/connect programs failed: %v", name, firstLine(err))
 }
 
 // probeLSM loads the probe program, attaches it to file_open and opens a
