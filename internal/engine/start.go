@@ -658,6 +658,9 @@ func (e *Engine) teardown(ctx context.Context, r *record) {
 		}
 	}
 	e.runtimeDelete(ctx, r)
+	if err := removeCgroupLeftovers(r); err != nil {
+		e.warn("container %s: the cgroup its runtime left: %v", r.ID[:12], err)
+	}
 	removeEmptyBerthParent(r)
 	e.secmonRelease(ctx, r)
 	e.unmountPodRootfs(r.ID)
