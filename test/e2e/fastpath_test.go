@@ -1,8 +1,11 @@
 package e2e
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -81,4 +84,97 @@ func processRuns(pid int) bool {
 	s := string(b)
 	i := strings.LastIndexByte(s, ')')
 	return i > 0 && len(s) > i+2 && s[i+2] != 'Z' && s[i+2] != 'X'
+}
+
+// Callers pass global flags to start and delete: containerd's shim
+// `--root R --log L --log-format json`, CRI-O `--root=R`, berth's monitor
+// as containerd does. Plain starts and deletes with those flags are still
+// done before the Go runtime starts (GODEBUG=inittrace=1 makes the Go
+// runtime print a line for each package it initialises, so stderr shows
+// which path ran), the log file is made as the Go path makes it, and an
+// error met on the fast path is written there in the caller's format.
+func TestFastPathTakesCallersLogFlags(t *testing.T) {
+	if isRunc(t) {
+		t.Skip("berth-runtime's C fast path: runc has none")
+	}
+	rt := newRuntime(t)
+	dir := t.TempDir()
+	run := func(args ...string) (stderr string, goRan bool, err error) {
+		cmd := exec.Command(rt.Bin, args...)
+		cmd.Env = append(os.Environ(), "GODEBUG=inittrace=1")
+		var buf bytes.Buffer
+		cmd.Stderr = &buf
+		err = cmd.Run()
+		return buf.String(), strings.Contains(buf.String(), "init runtime @"), err
+	}
+	// The method can tell: a command the fast path never takes shows the
+	// Go runtime's initialisation.
+	if out, goRan, _ := run("--root", rt.Root, "state", "no-such-container"); !goRan {
+		t.Fatalf("GODEBUG=inittrace=1 state: no Go init lines in stderr:\n%s", out)
+	}
+	for _, tc := range []struct {
+		name  string
+		flags func(log string) []string
+	}{
+		{"containerd's", func(log string) []string { return []string{"--root", rt.Root, "--log", log, "--log-format", "json"} }},
+		{"with equals signs, in another order", func(log string) []string {
+			return []string{"--log-format=text", "--log=" + log, "--root=" + rt.Root}
+		}},
+		{"with one dash", func(log string) []string { return []string{"-root", rt.Root, "-log", log} }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := testutil.NewBundle(t, testutil.WithShell("exit 0"))
+			id := rt.NewID("fplog")
+			rt.Create(id, b.Dir).OK(t)
+			log := filepath.Join(dir, id+".log")
+			if out, goRan, err := run(append(tc.flags(log), "start", id)...); err != nil || goRan {
+				t.Errorf("start %v: err %v, Go runtime ran %v (want the fast path):\n%s", tc.flags(log), err, goRan, out)
+			}
+			if _, err := os.Stat(log); err != nil {
+				t.Errorf("the --log file after start: %v", err)
+			}
+			if code := rt.Wait(id); code != 0 {
+				t.Errorf("exit status %d, want 0", code)
+			}
+			if out, goRan, err := run(append(tc.flags(log), "delete", id)...); err != nil || goRan {
+				t.Errorf("delete %v: err %v, Go runtime ran %v (want the fast path):\n%s", tc.flags(log), err, goRan, out)
+			}
+			if fileExists(filepath.Join(rt.Root, id)) {
+				t.Errorf("state directory %s remains after delete", filepath.Join(rt.Root, id))
+			}
+		})
+	}
+	// A failing startContainer hook runs in the init, which answers the
+	// fast path's start with the hook's error.
+	for _, format := range []string{"json", "text"} {
+		t.Run("hook error as "+format, func(t *testing.T) {
+			b := testutil.NewBundle(t, testutil.WithShell("exit 0"), testutil.WithSpec(func(s *specs.Spec) {
+				s.Hooks = &specs.Hooks{StartContainer: []specs.Hook{{
+					Path: "/bin/sh", Args: []string{"sh", "-c", `echo 'no "start"	here' >&2; exit 3`},
+				}}}
+			}))
+			id := rt.NewID("fphook")
+			rt.Create(id, b.Dir).OK(t)
+			t.Cleanup(func() { rt.Delete(id, "--force") })
+			log := filepath.Join(dir, id+".log")
+			out, goRan, err := run("--root", rt.Root, "--log", log, "--log-format", format, "start", id)
+			if err == nil || goRan {
+				t.Fatalf("start with a failing startContainer hook: err %v, Go runtime ran %v (want an error from the fast path):\n%s", err, goRan, out)
+			}
+			data, err := os.ReadFile(log)
+			if err != nil {
+				t.Fatal(err)
+			}
+			lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+			last := lines[len(lines)-1]
+			if format == "json" {
+				var rec struct{ Time, Level, Msg string }
+				if err := json.Unmarshal([]byte(last), &rec); err != nil || rec.Level != "error" || !strings.Contains(rec.Msg, "no \"start\"\there") || rec.Time == "" {
+					t.Errorf("last log record %q (%v): want an error record with the hook's message", last, err)
+				}
+			} else if !strings.HasPrefix(last, "time=") || !strings.Contains(last, ` level=error msg="`) || !strings.Contains(last, `no \"start\"\there`) {
+				t.Errorf("last log line %q: want time=... level=error msg=\"...\" with the hook's message", last)
+			}
+		})
+	}
 }

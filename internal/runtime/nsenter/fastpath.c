@@ -6,7 +6,9 @@
 // each once. create writes ROOT/ID/fastpath (fastpath_linux.go) for a
 // container whose start and delete run no hooks and whose cgroups are
 // plain cgroupfs directories. This constructor handles exactly those
-// commands, with no flags but --root, and returns to the Go code, which
+// commands, with no global flags but --root, --log and --log-format (what
+// containerd's shim, CRI-O, Podman and berth's monitor pass), and returns
+// to the Go code, which
 // does the same work in full, whenever anything is not the plain case:
 // no fastpath file, a container not in the state the command expects,
 // processes left in the cgroup, an error before the first side effect.
@@ -34,6 +36,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifndef SYS_pidfd_open
@@ -208,9 +211,62 @@ static int fp_frozen(const struct fastpath *fp)
 	return 0;
 }
 
+// The --log file (-1 without one) and its format, as the Go path opens and
+// writes it (cmd/berth-runtime/main.go): containerd's shim reports the
+// last error-level record of that file as the runtime's error.
+static int fp_logfd = -1, fp_logjson;
+
+// fp_log_error appends msg to the --log file as one error record, in the
+// shape of the Go path's slog handlers: JSON
+// {"time":"...","level":"error","msg":"..."} or text
+// time=... level=error msg="...".
+static void fp_log_error(const char *msg)
+{
+	char line[8192];
+	size_t n = 0;
+	struct timespec ts;
+	struct tm tm;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	char when[64];
+	size_t w = strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
+	if (fp_logjson)
+		snprintf(when + w, sizeof(when) - w, ".%09ldZ", ts.tv_nsec);
+	else
+		snprintf(when + w, sizeof(when) - w, ".%03ldZ", ts.tv_nsec / 1000000);
+	n = (size_t)snprintf(line, sizeof(line),
+			     fp_logjson ? "{\"time\":\"%s\",\"level\":\"error\",\"msg\":\"" : "time=%s level=error msg=\"", when);
+	// Room is kept for the longest escape (6 bytes) and the line's end.
+	for (const unsigned char *p = (const unsigned char *)msg; *p && n < sizeof(line) - 10; p++) {
+		unsigned char c = *p;
+		if (c == '"' || c == '\\') {
+			line[n++] = '\\';
+			line[n++] = (char)c;
+		} else if (c == '\n') {
+			line[n++] = '\\';
+			line[n++] = 'n';
+		} else if (c == '\t') {
+			line[n++] = '\\';
+			line[n++] = 't';
+		} else if (c < 0x20 || c == 0x7f) {
+			n += (size_t)snprintf(line + n, sizeof(line) - n, fp_logjson ? "\\u%04x" : "\\x%02x", c);
+		} else {
+			line[n++] = (char)c;
+		}
+	}
+	memcpy(line + n, fp_logjson ? "\"}\n" : "\"\n", fp_logjson ? 3 : 2);
+	n += fp_logjson ? 3 : 2;
+	ssize_t r;
+	do
+		r = write(fp_logfd, line, n);
+	while (r < 0 && errno == EINTR);
+}
+
 static void fp_fail(const char *msg)
 {
 	fprintf(stderr, "berth-runtime: %s\n", msg);
+	if (fp_logfd >= 0)
+		fp_log_error(msg);
 	_exit(1);
 }
 
@@ -381,25 +437,49 @@ fallback:
 	// Closing dirfd (by the caller) drops the lock for the Go path.
 }
 
+// fp_flag takes the global flag name at argv[*i], as urfave/cli reads it:
+// one or two dashes, its value in the next argument or after '='. 1 with
+// *val set and *i past the flag; 0 if argv[*i] is another flag.
+static int fp_flag(int argc, char **argv, int *i, const char *name, const char **val)
+{
+	const char *a = argv[*i] + 1;
+	if (*a == '-')
+		a++;
+	size_t n = strlen(name);
+	if (strncmp(a, name, n) != 0)
+		return 0;
+	if (a[n] == '=') {
+		*val = a + n + 1;
+		*i += 1;
+		return 1;
+	}
+	if (a[n] == '\0' && *i + 1 < argc) {
+		*val = argv[*i + 1];
+		*i += 2;
+		return 1;
+	}
+	return 0;
+}
+
 __attribute__((constructor)) static void berth_fastpath(int argc, char **argv, char **envp)
 {
 	(void)envp;
 	const char *env = getenv("_BERTH_INITPIPE");
 	if ((env != NULL && *env != '\0') || argc < 3)
 		return;
-	const char *root = "/run/berth"; // the default of --root in main.go
+	// The defaults of main.go's flags.
+	const char *root = "/run/berth", *log = "", *format = "text";
 	int i = 1;
-	if (strcmp(argv[i], "--root") == 0 || strcmp(argv[i], "-root") == 0) {
-		if (argc < 5)
-			return;
-		root = argv[i + 1];
-		i += 2;
-	} else if (strncmp(argv[i], "--root=", 7) == 0 || strncmp(argv[i], "-root=", 6) == 0) {
-		root = strchr(argv[i], '=') + 1;
-		i++;
+	while (i < argc && argv[i][0] == '-') {
+		if (fp_flag(argc, argv, &i, "root", &root) || fp_flag(argc, argv, &i, "log", &log) ||
+		    fp_flag(argc, argv, &i, "log-format", &format))
+			continue;
+		return; // --debug, --systemd-cgroup, anything else: the Go path
 	}
 	if (argc != i + 2 || root[0] == '\0')
 		return;
+	if (strcmp(format, "json") != 0 && strcmp(format, "text") != 0)
+		return; // the Go path names the bad format
 	const char *cmd = argv[i], *id = argv[i + 1];
 	int start = strcmp(cmd, "start") == 0, del = strcmp(cmd, "delete") == 0;
 	if ((!start && !del) || !fp_valid_id(id))
@@ -410,9 +490,22 @@ __attribute__((constructor)) static void berth_fastpath(int argc, char **argv, c
 	int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dirfd < 0)
 		return;
+	if (log[0] != '\0') {
+		// Made even when nothing is logged, as the Go path does.
+		fp_logfd = open(log, O_CREAT | O_WRONLY | O_APPEND | O_SYNC | O_CLOEXEC, 0644);
+		if (fp_logfd < 0) {
+			close(dirfd);
+			return; // the Go path reports it
+		}
+		fp_logjson = strcmp(format, "json") == 0;
+	}
 	if (start)
 		fp_start(dirfd);
 	else
 		fp_delete(dirfd, dir);
 	close(dirfd);
+	if (fp_logfd >= 0) {
+		close(fp_logfd);
+		fp_logfd = -1;
+	}
 }
