@@ -115,12 +115,13 @@ func TestFastPathTakesCallersLogFlags(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		flags func(log string) []string
+		del   []string
 	}{
-		{"containerd's", func(log string) []string { return []string{"--root", rt.Root, "--log", log, "--log-format", "json"} }},
+		{"containerd's", func(log string) []string { return []string{"--root", rt.Root, "--log", log, "--log-format", "json"} }, []string{"delete"}},
 		{"with equals signs, in another order", func(log string) []string {
 			return []string{"--log-format=text", "--log=" + log, "--root=" + rt.Root}
-		}},
-		{"with one dash", func(log string) []string { return []string{"-root", rt.Root, "-log", log} }},
+		}, []string{"delete", "--force"}},
+		{"with one dash", func(log string) []string { return []string{"-root", rt.Root, "-log", log} }, []string{"delete", "-f"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b := testutil.NewBundle(t, testutil.WithShell("exit 0"))
@@ -136,8 +137,8 @@ func TestFastPathTakesCallersLogFlags(t *testing.T) {
 			if code := rt.Wait(id); code != 0 {
 				t.Errorf("exit status %d, want 0", code)
 			}
-			if out, goRan, err := run(append(tc.flags(log), "delete", id)...); err != nil || goRan {
-				t.Errorf("delete %v: err %v, Go runtime ran %v (want the fast path):\n%s", tc.flags(log), err, goRan, out)
+			if out, goRan, err := run(append(append(tc.flags(log), tc.del...), id)...); err != nil || goRan {
+				t.Errorf("%v %v: err %v, Go runtime ran %v (want the fast path):\n%s", tc.flags(log), tc.del, err, goRan, out)
 			}
 			if fileExists(filepath.Join(rt.Root, id)) {
 				t.Errorf("state directory %s remains after delete", filepath.Join(rt.Root, id))

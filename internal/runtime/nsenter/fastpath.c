@@ -7,7 +7,8 @@
 // container whose start and delete run no hooks and whose cgroups are
 // plain cgroupfs directories. This constructor handles exactly those
 // commands, with no global flags but --root, --log and --log-format (what
-// containerd's shim, CRI-O, Podman and berth's monitor pass), and returns
+// containerd's shim, Docker, CRI-O, Podman and berth's monitor pass) and
+// delete's --force, and returns
 // to the Go code, which
 // does the same work in full, whenever anything is not the plain case:
 // no fastpath file, a container not in the state the command expects,
@@ -476,13 +477,21 @@ __attribute__((constructor)) static void berth_fastpath(int argc, char **argv, c
 			continue;
 		return; // --debug, --systemd-cgroup, anything else: the Go path
 	}
-	if (argc != i + 2 || root[0] == '\0')
+	if (i >= argc || root[0] == '\0')
 		return;
 	if (strcmp(format, "json") != 0 && strcmp(format, "text") != 0)
 		return; // the Go path names the bad format
-	const char *cmd = argv[i], *id = argv[i + 1];
+	const char *cmd = argv[i++];
 	int start = strcmp(cmd, "start") == 0, del = strcmp(cmd, "delete") == 0;
-	if ((!start && !del) || !fp_valid_id(id))
+	// delete --force of a stopped container is a plain delete (containerd
+	// and Docker send it after the plain one); a container whose init
+	// still runs goes to the Go path, which kills it.
+	if (del && i < argc && (strcmp(argv[i], "--force") == 0 || strcmp(argv[i], "-force") == 0 || strcmp(argv[i], "-f") == 0))
+		i++;
+	if ((!start && !del) || argc != i + 1)
+		return;
+	const char *id = argv[i];
+	if (!fp_valid_id(id))
 		return;
 	char dir[PATH_MAX];
 	if (snprintf(dir, sizeof(dir), "%s/%s", root, id) >= (int)sizeof(dir))
