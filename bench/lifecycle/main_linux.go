@@ -43,6 +43,7 @@ type options struct {
 	berth, runc, crun string
 	limits, json      bool
 	privateMountNS    bool
+	log               bool
 }
 
 func parseOptions(args []string, stderr io.Writer) (options, error) {
@@ -57,6 +58,8 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.limits, "limits", false, "also measure a config with cgroup limits and a seccomp profile")
 	fs.BoolVar(&o.privateMountNS, "private-mountns", false,
 		"drive every runtime, not only crun, from the private mount namespace without "+unifiedCgroup)
+	fs.BoolVar(&o.log, "log", false,
+		"pass --log FILE --log-format json to every command, as containerd's shim and Docker do")
 	fs.BoolVar(&o.json, "json", false, "print JSON instead of tables")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -81,6 +84,8 @@ type runtimeInfo struct {
 	// PrivateMountNS: drive it from a private mount namespace in which
 	// /sys/fs/cgroup/unified is unmounted (crun on a hybrid cgroup host).
 	PrivateMountNS bool
+	// Log: every command gets --log and --log-format json (-log).
+	Log bool
 }
 
 // resolveRuntimes finds the binaries to measure, in the order berth, runc,
@@ -107,7 +112,7 @@ func resolveRuntimes(o options) (rts []runtimeInfo, notes []string) {
 			notes = append(notes, fmt.Sprintf("%s: not measured: %v%s", c.name, err, hint))
 			continue
 		}
-		rt := runtimeInfo{Name: c.name, Path: path, Version: runtimeVersion(path)}
+		rt := runtimeInfo{Name: c.name, Path: path, Version: runtimeVersion(path), Log: o.log}
 		if hybrid && (c.name == "crun" || o.privateMountNS) {
 			rt.PrivateMountNS = true
 		}
@@ -354,6 +359,7 @@ func startWorker(rt runtimeInfo, tmp, gnuTime string, stderr io.Writer) (*worker
 		Root:           filepath.Join(tmp, "root-"+rt.Name),
 		Scratch:        filepath.Join(tmp, "scratch-"+rt.Name),
 		UnmountUnified: rt.PrivateMountNS,
+		Log:            rt.Log,
 	}
 	for _, d := range []string{cfg.Root, cfg.Scratch} {
 		if err := os.Mkdir(d, 0o700); err != nil {

@@ -35,6 +35,7 @@ type workerConfig struct {
 	Scratch        string // pid file and captured stderr
 	UnmountUnified bool   // runs in a private mount namespace; unmount cgroup2 there first
 	GNUTime        string // /usr/bin/time, for RSS cycles
+	Log            bool   // --log SCRATCH/runtime.log --log-format json on every command
 }
 
 // request asks a worker for one create→start→wait→delete cycle.
@@ -219,7 +220,11 @@ func (w *worker) run(ctx context.Context, measureRSS bool, args ...string) (int6
 	if _, err := w.stderr.Seek(0, 0); err != nil {
 		return 0, err
 	}
-	argv := append([]string{w.cfg.Path, "--root", w.cfg.Root}, args...)
+	argv := []string{w.cfg.Path, "--root", w.cfg.Root}
+	if w.cfg.Log {
+		argv = append(argv, "--log", filepath.Join(w.cfg.Scratch, "runtime.log"), "--log-format", "json")
+	}
+	argv = append(argv, args...)
 	rssFile := filepath.Join(w.cfg.Scratch, "rss")
 	if measureRSS {
 		argv = append([]string{w.cfg.GNUTime, "-f", "%M", "-o", rssFile, "--"}, argv...)
