@@ -93,7 +93,13 @@ func commands() []*cli.Command {
 				if err != nil {
 					return err
 				}
-				return printJSON(st)
+				// The C fast path prints the same bytes.
+				b, err := runtime.MarshalState(st)
+				if err != nil {
+					return err
+				}
+				_, err = os.Stdout.Write(b)
+				return err
 			}),
 		},
 		{

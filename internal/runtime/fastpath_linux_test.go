@@ -17,11 +17,14 @@ func TestWriteFastPath(t *testing.T) {
 		hooks     *specs.Hooks
 		cgroups   map[string]string
 		cgPath    string
+		pidNS     bool
 		want      bool
 		wantLines []string
 	}{
 		{name: "plain", cgroups: paths, want: true,
 			wantLines: []string{"berth-fastpath 1", "pid 42", "start 7", "cgroup /sys/fs/cgroup/memory/berth/c1", "parent /sys/fs/cgroup/memory/berth", "bound 60", "end"}},
+		{name: "own pid namespace", cgroups: paths, pidNS: true, want: true,
+			wantLines: []string{"berth-fastpath 1", "pid 42", "start 7", "cgroup /sys/fs/cgroup/memory/berth/c1", "parent /sys/fs/cgroup/memory/berth", "bound 60", "pidns own", "end"}},
 		{name: "own cgroupsPath has no shared parent", cgroups: map[string]string{"memory": "/sys/fs/cgroup/memory/mine"}, cgPath: "/mine", want: true,
 			wantLines: []string{"berth-fastpath 1", "pid 42", "start 7", "cgroup /sys/fs/cgroup/memory/mine", "bound 60", "end"}},
 		{name: "createContainer hooks run in the init", cgroups: paths, want: true,
@@ -38,6 +41,9 @@ func TestWriteFastPath(t *testing.T) {
 			r.Root = t.TempDir()
 			p := &persisted{ID: "c1", Pid: 42, StartTime: 7, CgroupPaths: tc.cgroups,
 				Spec: &specs.Spec{Hooks: tc.hooks, Linux: &specs.Linux{CgroupsPath: tc.cgPath}}}
+			if tc.pidNS {
+				p.Spec.Linux.Namespaces = []specs.LinuxNamespace{{Type: specs.PIDNamespace}}
+			}
 			if err := os.Mkdir(r.dir(p.ID), 0o700); err != nil {
 				t.Fatal(err)
 			}
@@ -51,8 +57,26 @@ func TestWriteFastPath(t *testing.T) {
 			if tc.wantLines != nil && strings.Join(tc.wantLines, "\n")+"\n" != string(b) {
 				t.Errorf("fastpath file:\n%s\nwant:\n%s", b, strings.Join(tc.wantLines, "\n"))
 			}
-			if entries, _ := os.ReadDir(r.dir(p.ID)); len(entries) > 1 {
-				t.Errorf("temporary files left: %v", entries)
+			entries, _ := os.ReadDir(r.dir(p.ID))
+			var names []string
+			for _, e := range entries {
+				names = append(names, e.Name())
+			}
+			want := ""
+			if tc.want {
+				want = fastPathFile + " " + fastPathStateFile
+			}
+			if strings.Join(names, " ") != want {
+				t.Errorf("files in the state directory: %v, want %q (no temporary ones)", names, want)
+			}
+			if tc.want {
+				// The template is the state in its placeholder status,
+				// with the pid, as MarshalState writes it.
+				tmpl, err := os.ReadFile(filepath.Join(r.dir(p.ID), fastPathStateFile))
+				want, _ := MarshalState(stateOf(p, stateTemplateStatus))
+				if err != nil || string(tmpl) != string(want) || !strings.Contains(string(tmpl), `"status": "\u0001"`) || !strings.Contains(string(tmpl), `"pid": 42,`) {
+					t.Errorf("state template (%v):\n%s\nwant:\n%s", err, tmpl, want)
+				}
 			}
 		})
 	}

@@ -187,11 +187,14 @@ func (r *Runtime) status(p *persisted) specs.ContainerState {
 	return specs.StateRunning
 }
 
-func (r *Runtime) publicState(p *persisted) *State {
+func (r *Runtime) publicState(p *persisted) *State { return stateOf(p, r.status(p)) }
+
+// stateOf is the state `state` prints for p in status.
+func stateOf(p *persisted, status specs.ContainerState) *State {
 	st := &State{
 		Version: specs.Version,
 		ID:      p.ID,
-		Status:  r.status(p),
+		Status:  status,
 		Bundle:  p.Bundle,
 		Rootfs:  p.Rootfs,
 		Created: p.Created,

@@ -179,3 +179,124 @@ func TestFastPathTakesCallersLogFlags(t *testing.T) {
 		})
 	}
 }
+
+// fastRun runs berth-runtime with args under GODEBUG=inittrace=1 and
+// says whether the Go runtime started (it prints a line per package it
+// initialises), with stdout and stderr.
+func fastRun(t *testing.T, bin string, args ...string) (stdout, stderr string, goRan bool, err error) {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), "GODEBUG=inittrace=1")
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err = cmd.Run()
+	return out.String(), errb.String(), strings.Contains(errb.String(), "init runtime @"), err
+}
+
+// `state` of a plain container is answered before the Go runtime starts,
+// with exactly the bytes the Go path prints (which --debug forces), in
+// every status: created, running, paused, stopped; annotations with
+// characters JSON escapes included.
+func TestFastPathState(t *testing.T) {
+	if isRunc(t) {
+		t.Skip("berth-runtime's C fast path: runc has none")
+	}
+	rt := newRuntime(t)
+	b := testutil.NewBundle(t, testutil.WithArgs("sleep", "600"), testutil.WithSpec(func(s *specs.Spec) {
+		s.Annotations = map[string]string{"io.example/html": "<a href=\"x\">&</a>", "io.example/unicode": "größe ✓\ttab"}
+	}))
+	id := rt.NewID("fpstate")
+	rt.Create(id, b.Dir).OK(t)
+	t.Cleanup(func() { rt.Delete(id, "--force") })
+	check := func(want string) {
+		t.Helper()
+		fast, errOut, goRan, err := fastRun(t, rt.Bin, "--root", rt.Root, "--log", filepath.Join(t.TempDir(), "log"), "--log-format", "json", "state", id)
+		if err != nil || goRan {
+			t.Fatalf("state (%s): err %v, Go runtime ran %v (want the fast path): %s", want, err, goRan, errOut)
+		}
+		slow, errOut, goRan, err := fastRun(t, rt.Bin, "--root", rt.Root, "--debug", "state", id)
+		if err != nil || !goRan {
+			t.Fatalf("--debug state (%s): err %v, Go runtime ran %v (want the Go path): %s", want, err, goRan, errOut)
+		}
+		if fast != slow {
+			t.Errorf("state (%s), fast path:\n%s\nGo path:\n%s", want, fast, slow)
+		}
+		var st struct {
+			Status string
+			Pid    int
+		}
+		if err := json.Unmarshal([]byte(fast), &st); err != nil || st.Status != want || (st.Pid == 0) != (want == "stopped") {
+			t.Errorf("state %q: %+v (%v), want status %s and a pid only while not stopped", fast, st, err, want)
+		}
+	}
+	check("created")
+	rt.Start(id).OK(t)
+	check("running")
+	rt.Do("pause", id).OK(t)
+	check("paused")
+	rt.Do("resume", id).OK(t)
+	check("running")
+	rt.Kill(id, "KILL").OK(t)
+	rt.Wait(id)
+	check("stopped")
+}
+
+// `kill ID [SIGNAL]` of a live init is sent before the Go runtime starts;
+// what needs the cgroup (SIGKILL without a pid namespace of its own,
+// --all) or a stopped container's error is the Go path's, unchanged.
+func TestFastPathKill(t *testing.T) {
+	if isRunc(t) {
+		t.Skip("berth-runtime's C fast path: runc has none")
+	}
+	rt := newRuntime(t)
+	for _, tc := range []struct {
+		name   string
+		args   []string
+		hostNS bool
+		fast   bool
+		code   int
+	}{
+		{"default signal", nil, false, true, 143},
+		{"TERM by name", []string{"TERM"}, false, true, 143},
+		{"SIGKILL by name", []string{"SIGKILL"}, false, true, 137},
+		{"KILL by number", []string{"9"}, false, true, 137},
+		{"SIGKILL in the host pid namespace", []string{"KILL"}, true, false, 137},
+		{"--all", []string{"--all", "TERM"}, false, false, 143},
+		{"a signal the fast path does not know", []string{"SIGRTMIN+1"}, false, false, 99},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// The init is PID 1 of its namespace, which the kernel
+			// gives no default action for TERM: the shell traps it.
+			opts := []testutil.BundleOption{testutil.WithShell("trap 'exit 143' TERM; trap 'exit 99' 35; sleep 600 & wait")}
+			if tc.hostNS {
+				opts = append(opts, testutil.WithNamespaces(
+					specs.LinuxNamespace{Type: specs.IPCNamespace},
+					specs.LinuxNamespace{Type: specs.UTSNamespace},
+					specs.LinuxNamespace{Type: specs.MountNamespace}))
+			}
+			b := testutil.NewBundle(t, opts...)
+			id := rt.NewID("fpkill")
+			rt.Create(id, b.Dir).OK(t)
+			t.Cleanup(func() { rt.Delete(id, "--force") })
+			rt.Start(id).OK(t)
+			args := []string{"--root", rt.Root, "kill"}
+			if len(tc.args) > 0 && tc.args[0] == "--all" {
+				args = append(args, "--all", id, tc.args[1])
+			} else {
+				args = append(append(args, id), tc.args...)
+			}
+			_, errOut, goRan, err := fastRun(t, rt.Bin, args...)
+			if err != nil || goRan == tc.fast {
+				t.Errorf("kill %v: err %v, Go runtime ran %v (want %v): %s", tc.args, err, goRan, !tc.fast, errOut)
+			}
+			if code := rt.Wait(id); code != tc.code {
+				t.Errorf("exit status %d, want %d", code, tc.code)
+			}
+			// The init is gone: the Go path says so.
+			_, errOut, goRan, err = fastRun(t, rt.Bin, "--root", rt.Root, "kill", id, "TERM")
+			if err == nil || !goRan || !strings.Contains(errOut, "not running") {
+				t.Errorf("kill of a stopped container: err %v, Go runtime ran %v (want the Go path's error): %s", err, goRan, errOut)
+			}
+		})
+	}
+}

@@ -1,16 +1,17 @@
-// The plain cases of `berth-runtime start ID` and `berth-runtime delete ID`,
-// done before the Go runtime starts.
+// The plain cases of `berth-runtime start ID`, `delete ID`, `kill ID [SIG]`
+// and `state ID`, done before the Go runtime starts.
 //
 // Starting a Go process costs about 10 ms on a VM where page faults are
-// expensive, most of what start and delete take; a container's life runs
-// each once. create writes ROOT/ID/fastpath (fastpath_linux.go) for a
-// container whose start and delete run no hooks and whose cgroups are
-// plain cgroupfs directories. This constructor handles exactly those
-// commands, with no global flags but --root, --log and --log-format (what
-// containerd's shim, Docker, CRI-O, Podman and berth's monitor pass) and
-// delete's --force, and returns
-// to the Go code, which
-// does the same work in full, whenever anything is not the plain case:
+// expensive, most of what these commands take; a container's life runs
+// start and delete once, and callers such as CRI-O and Podman ask for its
+// state again and again. create writes ROOT/ID/fastpath
+// (fastpath_linux.go) for a container whose start and delete run no hooks
+// and whose cgroups are plain cgroupfs directories. This constructor
+// handles exactly those commands, with no global flags but --root, --log
+// and --log-format (what containerd's shim, Docker, CRI-O, Podman and
+// berth's monitor pass), delete's --force and kill's signal, and returns to
+// the Go code, which does the same work in full, whenever anything is not
+// the plain case:
 // no fastpath file, a container not in the state the command expects,
 // processes left in the cgroup, an error before the first side effect.
 //
@@ -22,7 +23,11 @@
 //   parent PATH            (a shared parent removed when it is empty)
 //   bound SECONDS          (optional: how long start waits for the init;
 //                           60 when absent)
+//   pidns own              (optional: the container has its own pid
+//                           namespace, which SIGKILL of the init empties)
 //   end
+// and fastpath-state beside it: what `state` prints, with the status
+// written as "\u0001" (fastpath_linux.go).
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
@@ -30,9 +35,11 @@
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -54,6 +61,7 @@ struct fastpath {
 	long pid;
 	unsigned long long start;
 	long bound; // seconds start waits for the init's answer
+	int ownpidns; // the container has a pid namespace of its own
 	int ncgroups, nparents;
 	char *cgroups[FP_MAX_PATHS];
 	char *parents[FP_MAX_PATHS];
@@ -120,6 +128,7 @@ static int fp_parse(int dirfd, struct fastpath *fp)
 	fp->pid = 0;
 	fp->start = 0;
 	fp->bound = 60;
+	fp->ownpidns = 0;
 	fp->ncgroups = fp->nparents = 0;
 	int line = 0, ended = 0;
 	char *save = NULL;
@@ -155,6 +164,8 @@ static int fp_parse(int dirfd, struct fastpath *fp)
 			if (fp->nparents == FP_MAX_PATHS || !fp_plain_path(l + 7))
 				return 0;
 			fp->parents[fp->nparents++] = l + 7;
+		} else if (strcmp(l, "pidns own") == 0) {
+			fp->ownpidns = 1;
 		} else if (strcmp(l, "end") == 0) {
 			ended = 1;
 		} else {
@@ -438,6 +449,149 @@ fallback:
 	// Closing dirfd (by the caller) drops the lock for the Go path.
 }
 
+// fp_signal is the number of the signal s names, for the names callers
+// send (with or without SIG, in any case) and plain numbers 1 to 64; 0 for
+// anything else, which the Go path parses.
+static int fp_signal(const char *s)
+{
+	static const struct {
+		const char *name;
+		int sig;
+	} names[] = {
+		{"TERM", SIGTERM}, {"KILL", SIGKILL}, {"INT", SIGINT},   {"HUP", SIGHUP},   {"QUIT", SIGQUIT},
+		{"USR1", SIGUSR1}, {"USR2", SIGUSR2}, {"STOP", SIGSTOP}, {"CONT", SIGCONT}, {"WINCH", SIGWINCH},
+		{"PWR", SIGPWR},   {"ALRM", SIGALRM},
+	};
+	if (*s >= '1' && *s <= '9') {
+		char *end;
+		errno = 0;
+		long n = strtol(s, &end, 10);
+		return errno || *end || n > 64 ? 0 : (int)n;
+	}
+	if (strncasecmp(s, "SIG", 3) == 0)
+		s += 3;
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (strcasecmp(s, names[i].name) == 0)
+			return names[i].sig;
+	return 0;
+}
+
+// fp_kill is Runtime.Kill of one signal to the live init of a container,
+// without --all: through a pidfd, checked against the init's start time
+// after it is opened, as signalProcess does. The Go path takes a stopped
+// container (its error), SIGKILL of a container without its own pid
+// namespace (every process of the cgroup) and SIGKILL of a frozen one
+// (thawed after), and any failure: nothing was signalled before it.
+static void fp_kill(int dirfd, int sig)
+{
+	struct fastpath *fp = malloc(sizeof(*fp));
+	if (fp == NULL || !fp_parse(dirfd, fp))
+		goto fallback;
+	if (sig == SIGKILL && (!fp->ownpidns || fp_frozen(fp)))
+		goto fallback;
+	int pidfd = (int)syscall(SYS_pidfd_open, (pid_t)fp->pid, 0);
+	if (pidfd < 0)
+		goto fallback;
+	if (!fp_alive(fp->pid, fp->start) || syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0) < 0) {
+		close(pidfd);
+		goto fallback;
+	}
+	close(pidfd);
+	_exit(0);
+fallback:
+	free(fp);
+}
+
+// fp_paused is frozenNow of bounds_linux.go over the container's cgroups:
+// v1 freezer FREEZING, or FROZEN by itself (not only by an ancestor); or
+// v2 cgroup.freeze 1.
+static int fp_paused(const struct fastpath *fp)
+{
+	char path[PATH_MAX], buf[32];
+	for (int i = 0; i < fp->ncgroups; i++) {
+		snprintf(path, sizeof(path), "%s/freezer.state", fp->cgroups[i]);
+		ssize_t n = fp_read(AT_FDCWD, path, buf, sizeof(buf) - 1);
+		if (n <= 0)
+			continue;
+		while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == ' '))
+			n--;
+		buf[n] = '\0';
+		if (strcmp(buf, "THAWED") == 0)
+			continue;
+		if (strcmp(buf, "FROZEN") != 0)
+			return 1; // FREEZING: a pause under way
+		snprintf(path, sizeof(path), "%s/freezer.self_freezing", fp->cgroups[i]);
+		n = fp_read(AT_FDCWD, path, buf, sizeof(buf) - 1);
+		if (n <= 0 || buf[0] != '0' || (n > 1 && buf[1] != '\n'))
+			return 1;
+	}
+	for (int i = 0; i < fp->ncgroups; i++) {
+		snprintf(path, sizeof(path), "%s/cgroup.freeze", fp->cgroups[i]);
+		ssize_t n = fp_read(AT_FDCWD, path, buf, sizeof(buf) - 1);
+		if (n > 0 && buf[0] == '1' && (n == 1 || buf[1] == '\n'))
+			return 1;
+	}
+	return 0;
+}
+
+// fp_write_all writes len bytes of b to fd; 0 on failure.
+static int fp_write_all(int fd, const char *b, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = write(fd, b, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return 0;
+		b += n;
+		len -= (size_t)n;
+	}
+	return 1;
+}
+
+// fp_state is Runtime.State: create's template (fastpath-state) with the
+// status r.status would find, and pid 0 once stopped. Anything unexpected
+// (no template, a template without the pid or status it should hold) is
+// the Go path's.
+static void fp_state(int dirfd)
+{
+	static char tmpl[1 << 16];
+	struct fastpath *fp = malloc(sizeof(*fp));
+	if (fp == NULL || !fp_parse(dirfd, fp))
+		goto fallback;
+	ssize_t n = fp_read(dirfd, "fastpath-state", tmpl, sizeof(tmpl) - 1);
+	if (n <= 0)
+		goto fallback;
+	tmpl[n] = '\0';
+	char pidkey[64];
+	snprintf(pidkey, sizeof(pidkey), "\"pid\": %ld,", fp->pid);
+	static const char statuskey[] = "\"status\": \"\\u0001\"";
+	char *p1 = strstr(tmpl, pidkey), *p2 = p1 == NULL ? NULL : strstr(p1, statuskey);
+	if (p2 == NULL)
+		goto fallback;
+	const char *status;
+	struct stat st;
+	if (!fp_alive(fp->pid, fp->start))
+		status = "stopped";
+	else if (fstatat(dirfd, "exec.fifo", &st, AT_SYMLINK_NOFOLLOW) == 0)
+		status = "created";
+	else if (fp_paused(fp))
+		status = "paused";
+	else
+		status = "running";
+	int stopped = strcmp(status, "stopped") == 0;
+	char mid[64];
+	snprintf(mid, sizeof(mid), "\"status\": \"%s\"", status);
+	const char *rest = p2 + strlen(statuskey);
+	if (!fp_write_all(1, tmpl, (size_t)(p1 - tmpl)) || !fp_write_all(1, stopped ? "\"pid\": 0," : pidkey, strlen(stopped ? "\"pid\": 0," : pidkey)) ||
+	    !fp_write_all(1, p1 + strlen(pidkey), (size_t)(p2 - p1 - (ptrdiff_t)strlen(pidkey))) || !fp_write_all(1, mid, strlen(mid)) ||
+	    !fp_write_all(1, rest, strlen(rest)))
+		fp_fail("state: write standard output failed");
+	_exit(0);
+fallback:
+	free(fp);
+}
+
 // fp_flag takes the global flag name at argv[*i], as urfave/cli reads it:
 // one or two dashes, its value in the next argument or after '='. 1 with
 // *val set and *i past the flag; 0 if argv[*i] is another flag.
@@ -483,15 +637,20 @@ __attribute__((constructor)) static void berth_fastpath(int argc, char **argv, c
 		return; // the Go path names the bad format
 	const char *cmd = argv[i++];
 	int start = strcmp(cmd, "start") == 0, del = strcmp(cmd, "delete") == 0;
+	int kill = strcmp(cmd, "kill") == 0, state = strcmp(cmd, "state") == 0;
 	// delete --force of a stopped container is a plain delete (containerd
 	// and Docker send it after the plain one); a container whose init
 	// still runs goes to the Go path, which kills it.
 	if (del && i < argc && (strcmp(argv[i], "--force") == 0 || strcmp(argv[i], "-force") == 0 || strcmp(argv[i], "-f") == 0))
 		i++;
-	if ((!start && !del) || argc != i + 1)
+	// kill ID [SIGNAL]; --all, or a flag after the ID, is the Go path's.
+	if ((!start && !del && !kill && !state) || !(argc == i + 1 || (kill && argc == i + 2)))
 		return;
 	const char *id = argv[i];
 	if (!fp_valid_id(id))
+		return;
+	int sig = SIGTERM; // kill's default, as in commands.go
+	if (kill && argc == i + 2 && (sig = fp_signal(argv[i + 1])) == 0)
 		return;
 	char dir[PATH_MAX];
 	if (snprintf(dir, sizeof(dir), "%s/%s", root, id) >= (int)sizeof(dir))
@@ -510,8 +669,12 @@ __attribute__((constructor)) static void berth_fastpath(int argc, char **argv, c
 	}
 	if (start)
 		fp_start(dirfd);
-	else
+	else if (del)
 		fp_delete(dirfd, dir);
+	else if (kill)
+		fp_kill(dirfd, sig);
+	else
+		fp_state(dirfd);
 	close(dirfd);
 	if (fp_logfd >= 0) {
 		close(fp_logfd);
