@@ -267,7 +267,10 @@ func TestFastPathKill(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			// The init is PID 1 of its namespace, which the kernel
 			// gives no default action for TERM: the shell traps it.
-			opts := []testutil.BundleOption{testutil.WithShell("trap 'exit 143' TERM; trap 'exit 99' 35; sleep 600 & wait")}
+			// It says when its traps are set: a signal before would be
+			// lost.
+			opts := []testutil.BundleOption{testutil.WithWritableRoot(),
+				testutil.WithShell("trap 'exit 143' TERM; trap 'exit 99' 35; touch /tmp/ready; sleep 600 & wait")}
 			if tc.hostNS {
 				opts = append(opts, testutil.WithNamespaces(
 					specs.LinuxNamespace{Type: specs.IPCNamespace},
@@ -279,6 +282,7 @@ func TestFastPathKill(t *testing.T) {
 			rt.Create(id, b.Dir).OK(t)
 			t.Cleanup(func() { rt.Delete(id, "--force") })
 			rt.Start(id).OK(t)
+			waitFor(t, "the container's traps", func() bool { return fileExists(b.Path("tmp/ready")) })
 			args := []string{"--root", rt.Root, "kill"}
 			if len(tc.args) > 0 && tc.args[0] == "--all" {
 				args = append(args, "--all", id, tc.args[1])
