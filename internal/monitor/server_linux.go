@@ -150,7 +150,7 @@ func (s *server) setup() error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(filepath.Join(s.cfg.StateDir, pidFile), []byte(fmt.Sprintf("%d %d\n", os.Getpid(), start))); err != nil {
+	if err := writeStateFile(filepath.Join(s.cfg.StateDir, pidFile), []byte(fmt.Sprintf("%d %d\n", os.Getpid(), start))); err != nil {
 		return err
 	}
 	go s.acceptLoop()
@@ -614,7 +614,7 @@ func (s *server) setStatus(change func(*Status)) {
 	change(&s.status)
 	data := encodeStatus(s.status)
 	s.mu.Unlock()
-	if err := writeFileAtomic(filepath.Join(s.cfg.StateDir, statusFile), data); err != nil {
+	if err := writeStateFile(filepath.Join(s.cfg.StateDir, statusFile), data); err != nil {
 		fmt.Fprintf(os.Stderr, "berth-monitor %s: %v\n", s.cfg.ID, err)
 	}
 }
