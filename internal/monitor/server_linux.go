@@ -47,6 +47,10 @@ type server struct {
 	report *os.File // the launcher's pipe until the first report; nil after
 	startC chan chan reply
 
+	// writers are the attach sessions' writer goroutines: the monitor
+	// lets them send what is queued (the exit frame) before it exits.
+	writers sync.WaitGroup
+
 	mu      sync.Mutex // guards the fields below
 	status  Status
 	clients map[*client]struct{}
@@ -158,6 +162,7 @@ func (s *server) setup() error {
 }
 
 func (s *server) teardown() {
+	s.flushClients()
 	// A new monitor may already own the directory (a start that came
 	// while this one finished): remove only what is still ours.
 	ours := true
@@ -873,6 +878,23 @@ func (s *server) endClients(code int) {
 	}
 }
 
+// flushClients waits, for at most clientFlushTimeout, until the attach
+// sessions' writers have sent what is queued (endClients queued the exit
+// code last and ended them): a monitor that exited first would cut a
+// session short of its exit code.
+func (s *server) flushClients() {
+	done := make(chan struct{})
+	go func() { s.writers.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(clientFlushTimeout):
+	}
+}
+
+// clientFlushTimeout bounds flushClients: a session that does not read
+// must not keep the monitor.
+const clientFlushTimeout = 2 * time.Second
+
 func (c *client) close() { c.once.Do(func() { close(c.out) }) }
 
 func (s *server) acceptLoop() {
@@ -988,7 +1010,9 @@ func (s *server) serveAttach(conn *os.File, br *bufio.Reader) {
 		conn.Close()
 		return
 	}
+	s.writers.Add(1)
 	go func() {
+		defer s.writers.Done()
 		// The writer: frames queued by broadcast, until the session ends.
 		for frame := range c.out {
 			conn.SetWriteDeadline(time.Now().Add(30 * time.Second))

@@ -121,3 +121,28 @@ func freezerOf(t *testing.T, id string) (file, frozen, thawed string) {
 	t.Skipf("requires a cgroup freezer (v1 freezer hierarchy or cgroup v2; cgroups of the container: %v)", dirs)
 	return "", "", ""
 }
+
+// TestAttachedSessionGetsExitCode: a session attached before start gets
+// the container's exit code even when the monitor exits right after it
+// (it waits for its session writers to send it).
+func TestAttachedSessionGetsExitCode(t *testing.T) {
+	rt := firstRuntime(t)
+	for i := 0; i < 5; i++ {
+		b := testutil.NewBundle(t, testutil.WithShell(`exit 7`))
+		cfg := newConfig(t, rt, b)
+		if _, err := Create(ctxT(t), monitorBin, cfg); err != nil {
+			t.Fatal(err)
+		}
+		sess, err := OpenAttach(ctxT(t), cfg.StateDir, AttachOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := StartCreated(ctxT(t), cfg.StateDir); err != nil {
+			t.Fatal(err)
+		}
+		if code, err := sess.Wait(ctxT(t)); err != nil || code != 7 {
+			t.Fatalf("run %d: session ended with %d, %v; want exit code 7", i, code, err)
+		}
+		waitMonitorGone(t, cfg)
+	}
+}
