@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"testing"
 	"time"
@@ -24,8 +25,14 @@ func TestTeardownFindsUnrecordedPause(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { stopPause(pid, rundir) })
+	// Its command line shows a moment after exec returns (the kernel sets
+	// it up after closing the exec pipe).
+	for i := 0; i < 500 && !pauseAlive(pid, rundir); i++ {
+		time.Sleep(10 * time.Millisecond)
+	}
 	if !pauseAlive(pid, rundir) {
-		t.Fatalf("pause process %d is not running", pid)
+		cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		t.Fatalf("pause process %d is not running (cmdline %q, %v)", pid, cmdline, err)
 	}
 	if sb.PausePid != 0 {
 		t.Fatalf("startPause recorded the pid itself (%d)", sb.PausePid)
