@@ -24,12 +24,21 @@ func TestTeardownFindsUnrecordedPause(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { stopPause(pid, rundir) })
 	// Its command line shows a moment after exec returns (the kernel sets
-	// it up after closing the exec pipe).
-	for i := 0; i < 500 && !pauseAlive(pid, rundir); i++ {
-		time.Sleep(10 * time.Millisecond)
+	// it up after closing the exec pipe, and may not run it at once).
+	waitVisible := func() {
+		for i := 0; i < 500 && !pauseAlive(pid, rundir); i++ {
+			time.Sleep(10 * time.Millisecond)
+		}
 	}
+	stopped := false
+	t.Cleanup(func() {
+		if !stopped {
+			waitVisible()
+			stopPause(pid, rundir)
+		}
+	})
+	waitVisible()
 	if !pauseAlive(pid, rundir) {
 		cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
 		t.Fatalf("pause process %d is not running (cmdline %q, %v)", pid, cmdline, err)
@@ -43,6 +52,8 @@ func TestTeardownFindsUnrecordedPause(t *testing.T) {
 	}
 	if pauseAlive(pid, rundir) {
 		t.Errorf("pause process %d of an unrecorded pid survived the sandbox's teardown", pid)
+	} else {
+		stopped = true
 	}
 	if _, err := os.Stat(rundir); !os.IsNotExist(err) {
 		t.Errorf("run directory left: %v", err)
