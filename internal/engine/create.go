@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -169,6 +170,15 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (_ Container, retE
 	}
 	undo = append(undo, func() { os.RemoveAll(e.containerDir(id)) })
 
+	// Mounts of host paths only are resolved before the record is
+	// stored, so that it is written once, complete: a write (two
+	// fdatasyncs) less per create. Any error, or a volume or image
+	// mount, leaves it to the usual order below.
+	mounts, err := e.resolveMounts(ctx, r, nil)
+	early := err == nil
+	if early {
+		r.Mounts = mounts
+	}
 	// Reserve the name first: a taken name is the commonest failure and
 	// must cost nothing.
 	if err := e.store.add(r); err != nil {
@@ -185,13 +195,15 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (_ Container, retE
 	}
 	undo = append(undo, func() { e.images.Snapshots.Remove(context.Background(), r.Snapshot) })
 
-	mounts, err := e.resolveMounts(ctx, r, &undo)
-	if err != nil {
-		return Container{}, err
-	}
-	r.Mounts = mounts
-	if err := e.store.put(r); err != nil {
-		return Container{}, err
+	if !early {
+		mounts, err := e.resolveMounts(ctx, r, &undo)
+		if err != nil {
+			return Container{}, err
+		}
+		r.Mounts = mounts
+		if err := e.store.put(r); err != nil {
+			return Container{}, err
+		}
 	}
 	e.emit(ctx, "container", "create", r)
 	return r.Container, nil
@@ -276,7 +288,13 @@ func (e *Engine) ensureImage(ctx context.Context, o CreateOptions) (string, erro
 }
 
 // resolveMounts turns -v, --mount and --tmpfs and the image's VOLUMEs into
-// the container's mounts, creating the volumes they name.
+// the container's mounts, creating the volumes they name. With a nil undo
+// it runs before r is stored: it then only checks host paths, and returns
+// errNeedsRecord for anything that needs r's record (a volume, whose use
+// is recorded before it exists; an image mount's pin) or undoing.
+// errNeedsRecord: see resolveMounts.
+var errNeedsRecord = errors.New("the mounts need the container's record")
+
 func (e *Engine) resolveMounts(ctx context.Context, r *record, undo *[]func()) ([]MountPoint, error) {
 	var out []MountPoint
 	seen := map[string]bool{}
@@ -296,6 +314,9 @@ func (e *Engine) resolveMounts(ctx context.Context, r *record, undo *[]func()) (
 		return nil
 	}
 	volumeMount := func(name, dst string, ro bool) error {
+		if undo == nil {
+			return errNeedsRecord
+		}
 		anonymous := name == ""
 		if anonymous {
 			name = newID()
@@ -360,6 +381,9 @@ func (e *Engine) resolveMounts(ctx context.Context, r *record, undo *[]func()) (
 		var err error
 		switch m.Type {
 		case "image":
+			if undo == nil {
+				return nil, errNeedsRecord
+			}
 			var mp MountPoint
 			if mp, err = e.addImageMount(ctx, r, m, images, undo); err == nil {
 				err = add(mp)

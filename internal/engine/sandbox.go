@@ -326,7 +326,8 @@ func (e *Engine) RunSandbox(ctx context.Context, cfg SandboxConfig) (_ Sandbox, 
 // its files; what it makes can be found and undone by teardownSandbox
 // after a crash: the network namespace's path follows from the sandbox's
 // ID and the network from its config (both recorded by RunSandbox), and
-// the pause process's pid is recorded before CNI ends. The IPC/UTS pins
+// the pause process's pid is in its run directory (pause.pid) from its
+// start, before the sandbox's record has it. The IPC/UTS pins
 // and the pause process need nothing from the network, so they are made
 // while the CNI plugins run (most of a pod's start), not after them.
 func (e *Engine) setupSandbox(ctx context.Context, sb *Sandbox) error {
@@ -399,8 +400,10 @@ func (e *Engine) setupSandbox(ctx context.Context, sb *Sandbox) error {
 
 // pinAndPause pins the sandbox's IPC and UTS namespaces (unless it has a
 // user namespace, whose pins pinSandboxUserNS made) and starts its pause
-// process when it shares a PID namespace; the pause's pid is recorded
-// before it returns, so that a teardown after a crash ends it.
+// process when it shares a PID namespace; the pause's pid is in pause.pid
+// before it returns, so that a teardown after a crash ends it (the
+// sandbox's record gets it with its readiness: no write of its own, which
+// took the store's lock and two fdatasyncs in the middle of CNI).
 func (e *Engine) pinAndPause(ctx context.Context, sb *Sandbox) error {
 	cfg := sb.Config
 	if cfg.UserNS == nil {
@@ -416,9 +419,6 @@ func (e *Engine) pinAndPause(ctx context.Context, sb *Sandbox) error {
 			return err
 		}
 		sb.PausePid = pid
-		if err := e.store.putSandbox(sb); err != nil {
-			return err
-		}
 	}
 	return nil
 }
@@ -456,8 +456,14 @@ func (e *Engine) writeSandboxFiles(sb *Sandbox, atts []network.Attachment) error
 // teardownSandbox undoes what setupSandbox did, whatever of it was done;
 // it is idempotent.
 func (e *Engine) teardownSandbox(ctx context.Context, sb *Sandbox) {
-	if sb.PausePid > 0 {
-		stopPause(sb.PausePid, e.sandboxRunDir(sb.ID))
+	pid := sb.PausePid
+	if pid == 0 {
+		// Not in the record yet (a RunSandbox cut short): the file
+		// startPause wrote says; stopPause checks it is this sandbox's.
+		pid = pausePidFile(e.sandboxRunDir(sb.ID))
+	}
+	if pid > 0 {
+		stopPause(pid, e.sandboxRunDir(sb.ID))
 		sb.PausePid = 0
 	}
 	if !sb.Config.HostNetwork {

@@ -130,6 +130,19 @@ func (e *Engine) startPause(ctx context.Context, sb *Sandbox) (int, error) {
 	return pid, nil
 }
 
+// pausePidFile is the pid startPause recorded in rundir, or 0.
+func pausePidFile(rundir string) int {
+	b, err := os.ReadFile(filepath.Join(rundir, "pause.pid"))
+	if err != nil {
+		return 0
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 {
+		return 0
+	}
+	return pid
+}
+
 // pauseAlive says whether pid is still the sandbox's pause process (and
 // not another process that took its number).
 func pauseAlive(pid int, rundir string) bool {

@@ -55,7 +55,7 @@ func create(ctx context.Context, monitorBin string, spare *Spare, cfg Config) (S
 		return Status{}, fmt.Errorf("encode monitor config: %w", err)
 	}
 	cfgPath := filepath.Join(cfg.StateDir, configFile)
-	if err := writeFileAtomic(cfgPath, data); err != nil {
+	if err := writeStateFile(cfgPath, data); err != nil {
 		return Status{}, err
 	}
 	var pr *os.File

@@ -173,13 +173,26 @@ func (c *Config) Validate() error {
 
 // writeFileAtomic replaces path with data: a reader sees the old or the new
 // content, never a torn one, and after a crash the file is one of them.
-func writeFileAtomic(path string, data []byte) error {
+func writeFileAtomic(path string, data []byte) error { return replaceFile(path, data, true) }
+
+// writeStateFile is writeFileAtomic for the files of the state directory
+// (monitor.json, monitor.pid, status.json), without the fsync: the state
+// directory is volatile (under the run root, /run), and after a machine
+// crash nothing in it describes a live process any more; a file lost or
+// left empty by the crash reads as none (Alive and ReadStatus fail), as
+// after any reboot. Readers still never see a torn file, and a monitor's
+// own crash loses nothing (the page cache outlives it). Where the run
+// root is on disk, each fsync cost a container start a millisecond or
+// more.
+func writeStateFile(path string, data []byte) error { return replaceFile(path, data, false) }
+
+func replaceFile(path string, data []byte, durable bool) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	defer os.Remove(tmp.Name()) // no-op after the rename
-	if _, err := tmp.Write(data); err == nil {
+	if _, err := tmp.Write(data); err == nil && durable {
 		err = tmp.Sync()
 	}
 	if cerr := tmp.Close(); err == nil {
