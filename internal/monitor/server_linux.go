@@ -635,11 +635,7 @@ func (s *server) runtime(timeout time.Duration, stdio [3]*os.File, args ...strin
 	if s.cfg.RuntimeRoot == "" {
 		global = nil
 	}
-	global = append(global, s.cfg.RuntimeArgs...)
-	plain := s.plainCommand(stdio, args)
-	if !plain {
-		global = append(global, "--log", logPath, "--log-format", "json")
-	}
+	global = append(append(global, s.cfg.RuntimeArgs...), "--log", logPath, "--log-format", "json")
 	devnull, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
 	if err != nil {
 		return fmt.Errorf("open %s: %w", os.DevNull, err)
@@ -688,29 +684,9 @@ func (s *server) runtime(timeout time.Duration, stdio [3]*os.File, args ...strin
 		return errors.New(msg)
 	}
 	if out, _ := os.ReadFile(errPath); stdio[2] == nil && len(bytes.TrimSpace(out)) > 0 {
-		msg := strings.TrimSpace(string(out))
-		if plain {
-			// The line its --log would have held, without the prefix
-			// berth-runtime gives it on stderr.
-			msg = strings.TrimPrefix(msg, berthRuntime+": ")
-		}
-		return errors.New(msg)
+		return errors.New(strings.TrimSpace(string(out)))
 	}
 	return fmt.Errorf("%s %s: %w", filepath.Base(s.cfg.Runtime), args[0], err)
-}
-
-// berthRuntime is the base name of Berth's runtime binary.
-const berthRuntime = "berth-runtime"
-
-// plainCommand says whether args go to the runtime without --log: a
-// `start` of berth-runtime, which does a plain start in C before its Go
-// runtime starts (nsenter/fastpath.c; ~15 ms less per start on a VM) but
-// only when called exactly as `[--root R] start ID`. The log would hold
-// nothing but its error, which then comes on stderr (captured: stdio[2]
-// is not the caller's).
-func (s *server) plainCommand(stdio [3]*os.File, args []string) bool {
-	return len(args) == 2 && args[0] == "start" && stdio[2] == nil &&
-		len(s.cfg.RuntimeArgs) == 0 && filepath.Base(s.cfg.Runtime) == berthRuntime
 }
 
 // lastRuntimeError returns the msg of the last error-level record of a
