@@ -100,12 +100,8 @@ func TestFastPathTakesCallersLogFlags(t *testing.T) {
 	rt := newRuntime(t)
 	dir := t.TempDir()
 	run := func(args ...string) (stderr string, goRan bool, err error) {
-		cmd := exec.Command(rt.Bin, args...)
-		cmd.Env = append(os.Environ(), "GODEBUG=inittrace=1")
-		var buf bytes.Buffer
-		cmd.Stderr = &buf
-		err = cmd.Run()
-		return buf.String(), strings.Contains(buf.String(), "init runtime @"), err
+		_, stderr, goRan, err = fastRun(t, rt.Bin, args...)
+		return stderr, goRan, err
 	}
 	// The method can tell: a command the fast path never takes shows the
 	// Go runtime's initialisation.
