@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -22,6 +21,7 @@ import (
 
 	"github.com/berth-project/berth/internal/errdefs"
 	"github.com/berth-project/berth/internal/monitor"
+	"github.com/berth-project/berth/internal/proc"
 	"github.com/berth-project/berth/internal/snapshot"
 )
 
@@ -145,38 +145,13 @@ func pausePidFile(rundir string) int {
 }
 
 // pauseAlive says whether pid is still the sandbox's pause process (and
-// not another process that took its number).
-//
-// Right after startPause, the command line can still read empty:
-// os.StartProcess returns once the exec has closed the child's
-// close-on-exec pipe, and the kernel sets up the new image's arguments
-// after that. A teardown that came then took a live pause for a gone one
-// and left it running, so an empty command line of a process that is not
-// a zombie (a zombie has none either) is waited out, for at most a second.
+// not another process that took its number). proc.Args waits out the
+// moment after its start when its command line still reads empty: a
+// teardown that came then took the live pause for a gone one and left it
+// running.
 func pauseAlive(pid int, rundir string) bool {
-	for wait := 0; ; wait++ {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-		if err != nil {
-			return false
-		}
-		if len(b) == 0 && wait < 1000 && !zombie(pid) {
-			time.Sleep(time.Millisecond)
-			continue
-		}
-		args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
-		return len(args) == 3 && args[1] == "--pause" && filepath.Base(rundir) == args[2]
-	}
-}
-
-// zombie says whether pid has exited and waits for its reaper (or is
-// gone).
-func zombie(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return true
-	}
-	i := bytes.LastIndexByte(b, ')')
-	return i < 0 || i+2 >= len(b) || b[i+2] == 'Z' || b[i+2] == 'X'
+	args := proc.Args(pid)
+	return len(args) == 3 && args[1] == "--pause" && filepath.Base(rundir) == args[2]
 }
 
 // stopPause kills the pause process (the PID namespace, and whatever still

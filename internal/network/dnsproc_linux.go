@@ -1,7 +1,6 @@
 package network
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -18,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-project/berth/internal/lockfile"
+	"github.com/berth-project/berth/internal/proc"
 )
 
 // dnsStartTimeout bounds how long a new DNS server may take to bind its
@@ -84,33 +84,13 @@ func (m *Manager) dnsServerPid(network string) int {
 	if err != nil || pid <= 0 {
 		return 0
 	}
-	if !processRuns(pid) {
-		return 0
-	}
-	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil {
-		return 0
-	}
-	args := strings.Split(strings.TrimSuffix(string(cmdline), "\x00"), "\x00")
+	// proc.Args waits out the moment after the server's start when its
+	// command line still reads empty, which would leave it running.
+	args := proc.Args(pid)
 	if len(args) < 2 || args[len(args)-2] != m.cfg.StateDir || args[len(args)-1] != network {
 		return 0
 	}
 	return pid
-}
-
-// processRuns reports whether pid exists and is not a zombie.
-func processRuns(pid int) bool {
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	// The state follows the parenthesised command name, which may itself
-	// contain ") ".
-	i := bytes.LastIndexByte(stat, ')')
-	if i < 0 || i+2 >= len(stat) {
-		return false
-	}
-	return stat[i+2] != 'Z' && stat[i+2] != 'X'
 }
 
 // ensureDNS starts the network's DNS server unless one runs.
@@ -202,7 +182,7 @@ func (m *Manager) stopDNS(ctx context.Context, network string) error {
 		return fmt.Errorf("stop DNS server of network %s (pid %d): %w", network, pid, err)
 	}
 	deadline, killed := time.Now().Add(dnsStopTimeout), false
-	for processRuns(pid) {
+	for proc.Running(pid) {
 		if time.Now().After(deadline) {
 			if killed {
 				return fmt.Errorf("stop DNS server of network %s: pid %d survives SIGKILL", network, pid)
