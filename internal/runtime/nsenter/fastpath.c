@@ -35,7 +35,6 @@
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
-#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -579,12 +578,13 @@ static void fp_state(int dirfd)
 		status = "paused";
 	else
 		status = "running";
-	int stopped = strcmp(status, "stopped") == 0;
+	// A stopped container's state has pid 0, as publicState gives it.
+	const char *pid = strcmp(status, "stopped") == 0 ? "\"pid\": 0," : pidkey;
 	char mid[64];
 	snprintf(mid, sizeof(mid), "\"status\": \"%s\"", status);
-	const char *rest = p2 + strlen(statuskey);
-	if (!fp_write_all(1, tmpl, (size_t)(p1 - tmpl)) || !fp_write_all(1, stopped ? "\"pid\": 0," : pidkey, strlen(stopped ? "\"pid\": 0," : pidkey)) ||
-	    !fp_write_all(1, p1 + strlen(pidkey), (size_t)(p2 - p1 - (ptrdiff_t)strlen(pidkey))) || !fp_write_all(1, mid, strlen(mid)) ||
+	const char *between = p1 + strlen(pidkey), *rest = p2 + strlen(statuskey);
+	if (!fp_write_all(1, tmpl, (size_t)(p1 - tmpl)) || !fp_write_all(1, pid, strlen(pid)) ||
+	    !fp_write_all(1, between, (size_t)(p2 - between)) || !fp_write_all(1, mid, strlen(mid)) ||
 	    !fp_write_all(1, rest, strlen(rest)))
 		fp_fail("state: write standard output failed");
 	_exit(0);
