@@ -12,7 +12,7 @@ import (
 // removeCgroupLeftovers removes what is left of r's own cgroup (its
 // directory and any below it, such as crun's "container" subgroup) in every
 // cgroup hierarchy the host mounts, once the runtime has deleted the
-// container. berth-runtime and runc remove their cgroups themselves; a
+// container after a failed start. berth-runtime and runc remove their cgroups themselves; a
 // runtime that fails inside create may not, and then has no state for its
 // delete to find: Debian's runsc 0.0~20221219 makes the container's cgroups
 // and then refuses every networked sandbox on Linux 6.x (its root-netns

@@ -172,9 +172,13 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (_ Container, retE
 
 	// Mounts of host paths only are resolved before the record is
 	// stored, so that it is written once, complete: a write (two
-	// fdatasyncs) less per create. Any error, or a volume or image
-	// mount, leaves it to the usual order below.
+	// fdatasyncs) less per create. A volume or image mount leaves it to
+	// the usual order below; a bad mount fails here, before anything is
+	// stored (this pass makes nothing).
 	mounts, err := e.resolveMounts(ctx, r, nil)
+	if err != nil && !errors.Is(err, errNeedsRecord) {
+		return Container{}, err
+	}
 	early := err == nil
 	if early {
 		r.Mounts = mounts

@@ -124,6 +124,12 @@ func (e *Engine) start(ctx context.Context, r *record, beforeStart func(stateDir
 			bg := context.Background()
 			e.runtimeDelete(bg, r)
 			e.endMonitor(bg, r, true)
+			// Only a failed start can leave cgroups without runtime
+			// state (teardown, which also runs before every start,
+			// stays free of the mountinfo read).
+			if err := removeCgroupLeftovers(r); err != nil {
+				e.warn("container %s: the cgroup its runtime left: %v", r.ID[:12], err)
+			}
 			e.teardown(bg, r)
 		}
 	}()
@@ -658,9 +664,6 @@ func (e *Engine) teardown(ctx context.Context, r *record) {
 		}
 	}
 	e.runtimeDelete(ctx, r)
-	if err := removeCgroupLeftovers(r); err != nil {
-		e.warn("container %s: the cgroup its runtime left: %v", r.ID[:12], err)
-	}
 	removeEmptyBerthParent(r)
 	e.secmonRelease(ctx, r)
 	e.unmountPodRootfs(r.ID)

@@ -13,6 +13,7 @@ import (
 	"github.com/berth-project/berth/internal/errdefs"
 	"github.com/berth-project/berth/internal/lockfile"
 	"github.com/berth-project/berth/internal/monitor"
+	"github.com/berth-project/berth/internal/proc"
 )
 
 // runtimeTimeout bounds one call of the OCI runtime.
@@ -97,15 +98,8 @@ func processOf(pid int, id string) bool {
 	if !bytes.Contains(b, []byte(id)) {
 		return false
 	}
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
 	// A zombie is dead for our purposes.
-	if i := bytes.LastIndexByte(stat, ')'); i > 0 && i+2 < len(stat) && stat[i+2] == 'Z' {
-		return false
-	}
-	return true
+	return proc.Running(pid)
 }
 
 // inspectRecord is r as the API shows it, with its live state.

@@ -16,6 +16,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/berth-project/berth/internal/proc"
 )
 
 // Create writes cfg to cfg.StateDir/monitor.json and launches monitorBin
@@ -493,10 +495,8 @@ func Alive(stateDir string) (int, bool) {
 		return 0, false
 	}
 	// A zombie is not alive.
-	if st, err := os.ReadFile("/proc/" + f[0] + "/stat"); err == nil {
-		if i := strings.LastIndexByte(string(st), ')'); i > 0 && i+2 < len(st) && st[i+2] == 'Z' {
-			return 0, false
-		}
+	if !proc.Running(pid) {
+		return 0, false
 	}
 	return pid, true
 }

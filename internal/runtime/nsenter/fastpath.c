@@ -206,14 +206,23 @@ static int fp_alive(long pid, unsigned long long start)
 
 // fp_frozen: one of the container's cgroups is frozen or freezing (v1
 // freezer.state not THAWED, v2 cgroup.freeze 1): its init cannot answer.
-static int fp_frozen(const struct fastpath *fp)
+// With paused it is frozenNow of bounds_linux.go, which decides `state`'s
+// "paused": a v1 cgroup FROZEN only through an ancestor
+// (freezer.self_freezing 0) is not paused.
+static int fp_frozen(const struct fastpath *fp, int paused)
 {
 	char path[PATH_MAX], buf[32];
 	for (int i = 0; i < fp->ncgroups; i++) {
 		snprintf(path, sizeof(path), "%s/freezer.state", fp->cgroups[i]);
 		ssize_t n = fp_read(AT_FDCWD, path, buf, sizeof(buf) - 1);
-		if (n > 0 && strncmp(buf, "THAWED", 6) != 0)
-			return 1;
+		if (n > 0 && strncmp(buf, "THAWED", 6) != 0) {
+			if (!paused || strncmp(buf, "FROZEN", 6) != 0)
+				return 1; // FREEZING: a pause under way
+			snprintf(path, sizeof(path), "%s/freezer.self_freezing", fp->cgroups[i]);
+			n = fp_read(AT_FDCWD, path, buf, sizeof(buf) - 1);
+			if (n <= 0 || buf[0] != '0' || (n > 1 && buf[1] != '\n'))
+				return 1;
+		}
 		snprintf(path, sizeof(path), "%s/cgroup.freeze", fp->cgroups[i]);
 		n = fp_read(AT_FDCWD, path, buf, sizeof(buf) - 1);
 		if (n > 0 && buf[0] == '1')
@@ -234,7 +243,6 @@ static int fp_logfd = -1, fp_logjson;
 static void fp_log_error(const char *msg)
 {
 	char line[8192];
-	size_t n = 0;
 	struct timespec ts;
 	struct tm tm;
 	clock_gettime(CLOCK_REALTIME, &ts);
@@ -245,7 +253,7 @@ static void fp_log_error(const char *msg)
 		snprintf(when + w, sizeof(when) - w, ".%09ldZ", ts.tv_nsec);
 	else
 		snprintf(when + w, sizeof(when) - w, ".%03ldZ", ts.tv_nsec / 1000000);
-	n = (size_t)snprintf(line, sizeof(line),
+	size_t n = (size_t)snprintf(line, sizeof(line),
 			     fp_logjson ? "{\"time\":\"%s\",\"level\":\"error\",\"msg\":\"" : "time=%s level=error msg=\"", when);
 	// Room is kept for the longest escape (6 bytes) and the line's end.
 	for (const unsigned char *p = (const unsigned char *)msg; *p && n < sizeof(line) - 10; p++) {
@@ -291,7 +299,7 @@ static void fp_start(int dirfd)
 	if (fstatat(dirfd, "exec.fifo", &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISFIFO(st.st_mode))
 		goto fallback;
 	// The Go path says why.
-	if (fp_frozen(fp))
+	if (fp_frozen(fp, 0))
 		goto fallback;
 	// Non-blocking, so that an init that dies before opening its end
 	// cannot hang us; poll reports POLLHUP only once a writer came and went.
@@ -320,7 +328,7 @@ static void fp_start(int dirfd)
 			waited += 5, since_check += 5;
 			if (since_check >= 100) {
 				since_check = 0;
-				if (fp_frozen(fp))
+				if (fp_frozen(fp, 0))
 					fp_fail("cannot start a container whose cgroup is frozen (paused from outside the runtime?): resume or thaw it first");
 				if (waited / 1000 >= fp->bound) {
 					char err[128];
@@ -486,7 +494,7 @@ static void fp_kill(int dirfd, int sig)
 	struct fastpath *fp = malloc(sizeof(*fp));
 	if (fp == NULL || !fp_parse(dirfd, fp))
 		goto fallback;
-	if (sig == SIGKILL && (!fp->ownpidns || fp_frozen(fp)))
+	if (sig == SIGKILL && (!fp->ownpidns || fp_frozen(fp, 0)))
 		goto fallback;
 	int pidfd = (int)syscall(SYS_pidfd_open, (pid_t)fp->pid, 0);
 	if (pidfd < 0)
@@ -499,38 +507,6 @@ static void fp_kill(int dirfd, int sig)
 	_exit(0);
 fallback:
 	free(fp);
-}
-
-// fp_paused is frozenNow of bounds_linux.go over the container's cgroups:
-// v1 freezer FREEZING, or FROZEN by itself (not only by an ancestor); or
-// v2 cgroup.freeze 1.
-static int fp_paused(const struct fastpath *fp)
-{
-	char path[PATH_MAX], buf[32];
-	for (int i = 0; i < fp->ncgroups; i++) {
-		snprintf(path, sizeof(path), "%s/freezer.state", fp->cgroups[i]);
-		ssize_t n = fp_read(AT_FDCWD, path, buf, sizeof(buf) - 1);
-		if (n <= 0)
-			continue;
-		while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == ' '))
-			n--;
-		buf[n] = '\0';
-		if (strcmp(buf, "THAWED") == 0)
-			continue;
-		if (strcmp(buf, "FROZEN") != 0)
-			return 1; // FREEZING: a pause under way
-		snprintf(path, sizeof(path), "%s/freezer.self_freezing", fp->cgroups[i]);
-		n = fp_read(AT_FDCWD, path, buf, sizeof(buf) - 1);
-		if (n <= 0 || buf[0] != '0' || (n > 1 && buf[1] != '\n'))
-			return 1;
-	}
-	for (int i = 0; i < fp->ncgroups; i++) {
-		snprintf(path, sizeof(path), "%s/cgroup.freeze", fp->cgroups[i]);
-		ssize_t n = fp_read(AT_FDCWD, path, buf, sizeof(buf) - 1);
-		if (n > 0 && buf[0] == '1' && (n == 1 || buf[1] == '\n'))
-			return 1;
-	}
-	return 0;
 }
 
 // fp_write_all writes len bytes of b to fd; 0 on failure.
@@ -574,7 +550,7 @@ static void fp_state(int dirfd)
 		status = "stopped";
 	else if (fstatat(dirfd, "exec.fifo", &st, AT_SYMLINK_NOFOLLOW) == 0)
 		status = "created";
-	else if (fp_paused(fp))
+	else if (fp_frozen(fp, 1))
 		status = "paused";
 	else
 		status = "running";
