@@ -6,7 +6,12 @@ BIN     := bin
 # urfave_cli_no_template: urfave/cli renders help without text/template, whose
 # reflect.MethodByName makes the linker keep every exported method: 1.25 MB
 # less text and rodata, create's peak RSS 7.9 -> 7.2 MiB, the same help text.
-STATIC  := -tags netgo,osusergo,urfave_cli_no_template -ldflags '-s -w -linkmode external -extldflags "-static"' -trimpath
+RT_TAGS := -tags netgo,osusergo,urfave_cli_no_template -trimpath
+RT_LDFLAGS := -s -w -linkmode external -extldflags -static
+# berth-runtime-init is the container init as a binary of its own (see
+# internal/runtime/initbin_linux.go): berth-runtime runs it only when its GNU
+# build ID, which the linker computes from the file, is the one given here.
+RT_INIT_ID = $$(readelf -n $(BIN)/berth-runtime-init | awk '/Build ID:/ { print $$3 }')
 DEMO    := $(CURDIR)/.tmp/demo
 BERTH_DEMO = $(CURDIR)/$(BIN)/berth --root $(DEMO)/berth --runroot /run/berth-demo
 # berth-runtime is a short-lived process started four times per container.
@@ -30,7 +35,10 @@ all: build
 # from disk: bin/ holds that copy. It is renamed into place (a new inode),
 # so a container whose init runs from the old binary is not disturbed.
 build:
-	CGO_ENABLED=1 GOEXPERIMENT=$(RT_GOEXP) $(GO) build $(STATIC) -o $(BIN)/.berth-runtime.link ./cmd/berth-runtime
+	CGO_ENABLED=1 GOEXPERIMENT=$(RT_GOEXP) $(GO) build $(RT_TAGS) -ldflags '$(RT_LDFLAGS)' -o $(BIN)/.berth-runtime-init.link ./cmd/berth-runtime-init
+	cp $(BIN)/.berth-runtime-init.link $(BIN)/.berth-runtime-init.copy && mv $(BIN)/.berth-runtime-init.copy $(BIN)/berth-runtime-init && rm $(BIN)/.berth-runtime-init.link
+	id=$(RT_INIT_ID) && test -n "$$id" && \
+	CGO_ENABLED=1 GOEXPERIMENT=$(RT_GOEXP) $(GO) build $(RT_TAGS) -ldflags "$(RT_LDFLAGS) -X github.com/berth-project/berth/internal/runtime.initBuildID=$$id" -o $(BIN)/.berth-runtime.link ./cmd/berth-runtime
 	cp $(BIN)/.berth-runtime.link $(BIN)/.berth-runtime.copy && mv $(BIN)/.berth-runtime.copy $(BIN)/berth-runtime && rm $(BIN)/.berth-runtime.link
 	$(GO) build -o $(BIN)/berth ./cmd/berth
 	$(GO) build -o $(BIN)/berthd ./cmd/berthd

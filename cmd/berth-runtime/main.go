@@ -20,6 +20,9 @@ import (
 	"github.com/urfave/cli/v3"
 
 	"github.com/berth-project/berth/internal/runtime"
+	"github.com/berth-project/berth/internal/runtime/initproc"
+	// start, delete, kill and state of a plain container in C.
+	_ "github.com/berth-project/berth/internal/runtime/fastpath"
 	// The namespace-entering C constructor for `berth-runtime init`.
 	_ "github.com/berth-project/berth/internal/runtime/nsenter"
 )
@@ -29,7 +32,7 @@ var version = "0.1.0-dev"
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "init" {
-		runtime.Init()
+		initproc.Init()
 		return
 	}
 	if runtime.IsIDMapHolder(os.Args) {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/berth-project/berth/internal/cgroups"
 	"github.com/berth-project/berth/internal/oci"
+	"github.com/berth-project/berth/internal/runtime/initproc"
 	"github.com/berth-project/berth/internal/seccomp"
 )
 
@@ -102,7 +103,7 @@ func (r *Runtime) Create(ctx context.Context, id string, opt CreateOptions) (ret
 		}
 		return fmt.Errorf("state directory: %w", err)
 	}
-	hostMnt := usesHostMountNS(spec)
+	hostMnt := initproc.UsesHostMountNS(spec)
 	var mntBefore uint64
 	if hostMnt {
 		if mntBefore, err = mountIDOf(spec.Root.Path); err != nil {
@@ -187,7 +188,7 @@ func (r *Runtime) Create(ctx context.Context, id string, opt CreateOptions) (ret
 		Owner: ownerName(), Spec: spec, Systemd: r.SystemdCgroup, Rootless: r.Rootless,
 		CgroupPaths: cg.Paths(),
 	}
-	cfg := &initConfig{
+	cfg := &initproc.Config{
 		// No Process: the init of a container takes spec.Process, and
 		// the config goes through JSON once less.
 		ID: id, Bundle: bundle, Spec: spec,
@@ -211,7 +212,7 @@ func (r *Runtime) Create(ctx context.Context, id string, opt CreateOptions) (ret
 		join: join, clone: clone, uidMaps: spec.Linux.UIDMappings, gidMaps: spec.Linux.GIDMappings,
 		timeOffsets: spec.Linux.TimeOffsets, joinCgroup: cg.Apply, oomScoreAdj: spec.Process.OOMScoreAdj,
 		stdio: opt.Stdio, preserveFds: opt.PreserveFds, fifo: fifo, console: console,
-		mountFiles: mountFiles, message: &initMessage{Type: msgConfig, Config: cfg},
+		mountFiles: mountFiles, message: &initproc.Message{Type: initproc.MsgConfig, Config: cfg},
 		beforeConfig: setLimits,
 	})
 	if err != nil {
@@ -251,7 +252,7 @@ func (r *Runtime) createHooks(c *child, p *persisted, hostMnt bool, mntBefore ui
 	spec := p.Spec
 	// The init needs its own pid as hook state; it learns it from us.
 	c.deadline(initStepTimeout)
-	if _, err := c.expect(replyHooks); err != nil {
+	if _, err := c.expect(initproc.ReplyHooks); err != nil {
 		return err
 	}
 	if hostMnt {
@@ -276,15 +277,15 @@ func (r *Runtime) createHooks(c *child, p *persisted, hostMnt bool, mntBefore ui
 	// "creating" to the first two.
 	if spec.Hooks != nil {
 		st := p.specState(specs.StateCreated)
-		if err := runHooks(spec.Hooks.Prestart, "prestart", st); err != nil {
+		if err := initproc.RunHooks(spec.Hooks.Prestart, "prestart", st); err != nil {
 			return r.hookFailed(p, err)
 		}
-		if err := runHooks(spec.Hooks.CreateRuntime, "createRuntime", st); err != nil {
+		if err := initproc.RunHooks(spec.Hooks.CreateRuntime, "createRuntime", st); err != nil {
 			return r.hookFailed(p, err)
 		}
 	}
 	// The init only needs the state and the filter from here on.
-	done := &initConfig{State: p.specState(specs.StateCreated)}
+	done := &initproc.Config{State: p.specState(specs.StateCreated)}
 	if filter != nil {
 		if done.Seccomp, err = (<-filter).get(); err != nil {
 			return err
@@ -295,8 +296,8 @@ func (r *Runtime) createHooks(c *child, p *persisted, hostMnt bool, mntBefore ui
 	if spec.Hooks != nil {
 		inInit = spec.Hooks.CreateContainer
 	}
-	c.deadline(initStepTimeout + hooksBound(inInit))
-	if err := c.send(&initMessage{Type: msgHooksDone, Config: done}); err != nil {
+	c.deadline(initStepTimeout + initproc.HooksBound(inInit))
+	if err := c.send(&initproc.Message{Type: initproc.MsgHooksDone, Config: done}); err != nil {
 		return err
 	}
 	return nil
@@ -313,7 +314,7 @@ func hooksAroundPivot(h *specs.Hooks) bool {
 // delete after a failed creation hook, and returns the hook's error.
 func (r *Runtime) hookFailed(p *persisted, err error) error {
 	if p.Spec.Hooks != nil {
-		if perr := runHooks(p.Spec.Hooks.Poststop, "poststop", p.specState(specs.StateStopped)); perr != nil {
+		if perr := initproc.RunHooks(p.Spec.Hooks.Poststop, "poststop", p.specState(specs.StateStopped)); perr != nil {
 			r.Log.Warn("poststop hook failed", "error", perr)
 		}
 	}
@@ -329,13 +330,13 @@ func (r *Runtime) waitReady(ctx context.Context, c *child, p *persisted) error {
 			return err
 		}
 		switch m.Type {
-		case replyReady:
+		case initproc.ReplyReady:
 			return nil
-		case replySeccomp:
+		case initproc.ReplySeccomp:
 			if err := r.passListener(ctx, c.pid, m.Fd, p); err != nil {
 				return err
 			}
-			if err := c.send(&initMessage{Type: msgHooksDone}); err != nil {
+			if err := c.send(&initproc.Message{Type: initproc.MsgHooksDone}); err != nil {
 				return err
 			}
 		default:
@@ -475,7 +476,7 @@ func (r *Runtime) Start(ctx context.Context, id string) error {
 	if p.Spec.Hooks != nil {
 		hooks = p.Spec.Hooks.StartContainer
 	}
-	msg, err := readStartReply(f, initStepTimeout+hooksBound(hooks), func() error {
+	msg, err := readStartReply(f, initStepTimeout+initproc.HooksBound(hooks), func() error {
 		if !processAlive(p.Pid, p.StartTime) {
 			return errors.New("container init exited before start")
 		}
@@ -500,7 +501,7 @@ func (r *Runtime) Start(ctx context.Context, id string) error {
 		return fmt.Errorf("remove exec fifo: %w", err)
 	}
 	if p.Spec.Hooks != nil {
-		if err := runHooks(p.Spec.Hooks.Poststart, "poststart", p.specState(specs.StateRunning)); err != nil {
+		if err := initproc.RunHooks(p.Spec.Hooks.Poststart, "poststart", p.specState(specs.StateRunning)); err != nil {
 			// The spec: a failed poststart hook is a warning only.
 			fmt.Fprintf(os.Stderr, "berth-runtime: warning: %v\n", err)
 			r.Log.Warn("poststart hook failed", "error", err)
@@ -740,7 +741,7 @@ func (r *Runtime) Delete(ctx context.Context, id string, force bool) error {
 		return fmt.Errorf("remove state: %w", err)
 	}
 	if p.Spec.Hooks != nil {
-		if err := runHooks(p.Spec.Hooks.Poststop, "poststop", p.specState(specs.StateStopped)); err != nil {
+		if err := initproc.RunHooks(p.Spec.Hooks.Poststop, "poststop", p.specState(specs.StateStopped)); err != nil {
 			fmt.Fprintf(os.Stderr, "berth-runtime: warning: %v\n", err)
 		}
 	}

@@ -1,6 +1,7 @@
 // Package runtime is berth-runtime's container state machine: create, start,
 // run, exec, kill, delete, state, list and ps over containers kept under a
-// state root directory, and the container init process those commands start.
+// state root directory. The container init those commands start is package
+// initproc, run from berth-runtime-init or berth-runtime (initbin_linux.go).
 //
 // Invariants:
 //   - A container exists exactly while ROOT/ID exists; state.json in it is
@@ -13,7 +14,7 @@
 //     process, the cgroup, and ROOT/ID.
 //   - start and delete of a container with no poststart/poststop hooks on
 //     the cgroupfs driver are done in C before the Go runtime starts
-//     (nsenter/fastpath.c, from ROOT/ID/fastpath that create writes); that
+//     (fastpath/fastpath.c, from ROOT/ID/fastpath that create writes); that
 //     code returns to the Go code before any side effect in every case it
 //     does not handle, and the Go code stays complete on its own.
 //   - The init never compiles seccomp filters: the runtime compiles them

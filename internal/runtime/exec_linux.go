@@ -11,6 +11,7 @@ import (
 
 	"github.com/berth-project/berth/internal/cgroups"
 	"github.com/berth-project/berth/internal/oci"
+	"github.com/berth-project/berth/internal/runtime/initproc"
 )
 
 // ExecOptions are the flags of `exec` that are not part of the process.
@@ -101,7 +102,7 @@ func (r *Runtime) Exec(ctx context.Context, id string, proc *specs.Process, opt 
 		defer console.Close()
 	}
 	var rootDir *os.File
-	if usesHostMountNS(p.Spec) {
+	if initproc.UsesHostMountNS(p.Spec) {
 		// Joining the namespaces leaves the process at the host's
 		// root: it takes the init's, checked to be the init's still.
 		if rootDir, err = os.OpenFile(fmt.Sprintf("/proc/%d/root", p.Pid), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err != nil {
@@ -115,7 +116,7 @@ func (r *Runtime) Exec(ctx context.Context, id string, proc *specs.Process, opt 
 	c, err := spawn(spawnOptions{
 		join: join, joinCgroup: joinCgroup, oomScoreAdj: proc.OOMScoreAdj, rootDir: rootDir,
 		stdio: opt.Stdio, preserveFds: opt.PreserveFds, console: console,
-		message: &initMessage{Type: msgConfig, Config: &initConfig{
+		message: &initproc.Message{Type: initproc.MsgConfig, Config: &initproc.Config{
 			Exec: true, ID: id, Bundle: p.Bundle, Spec: p.Spec, Process: proc,
 			State: p.specState(specs.StateRunning), Seccomp: filter,
 		}},

@@ -10,10 +10,11 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/berth-project/berth/internal/cgroups"
+	"github.com/berth-project/berth/internal/runtime/initproc"
 )
 
 // fastPathFile, in a container's state directory, lets `start`, `delete`,
-// `kill` and `state` do their work in C before the Go runtime starts (nsenter/fastpath.c):
+// `kill` and `state` do their work in C before the Go runtime starts (fastpath/fastpath.c):
 // a Go process costs ~10 ms of start-up on a VM, most of each command. It
 // holds what those two commands need, in a line format that C reads
 // without a JSON parser. It is written only for containers whose start and
@@ -60,7 +61,7 @@ func (r *Runtime) writeFastPath(p *persisted) error {
 	if p.Spec.Hooks != nil {
 		hooks = p.Spec.Hooks.StartContainer
 	}
-	fmt.Fprintf(&b, "bound %d\n", int((initStepTimeout+hooksBound(hooks))/time.Second))
+	fmt.Fprintf(&b, "bound %d\n", int((initStepTimeout+initproc.HooksBound(hooks))/time.Second))
 	if ownPidNamespace(p.Spec) {
 		b.WriteString("pidns own\n")
 	}

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 
-	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
 
@@ -17,19 +16,6 @@ import (
 // id; delete, and a failed create, detach it and every mount of the config
 // under it. Nothing of the host's mount tree is changed: its propagation is
 // left alone, and the rootfs's parent mount is not made private.
-
-// usesHostMountNS says the container shares the runtime's mount namespace.
-func usesHostMountNS(spec *specs.Spec) bool {
-	if spec == nil || spec.Linux == nil {
-		return false
-	}
-	for _, ns := range spec.Linux.Namespaces {
-		if ns.Type == specs.MountNamespace {
-			return false
-		}
-	}
-	return true
-}
 
 // mountIDOf returns the id of the topmost mount at path (or of the mount
 // that holds it, when path is no mount point).

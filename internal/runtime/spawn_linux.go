@@ -15,16 +15,8 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
-)
 
-// Environment variables through which the runtime hands the init its file
-// descriptors. The C constructor reads _BERTH_INITPIPE (nsenter.c).
-const (
-	envInitPipe = "_BERTH_INITPIPE"
-	envFifoFd   = "_BERTH_FIFOFD"
-	envConsole  = "_BERTH_CONSOLEFD"
-	envPreserve = "_BERTH_PRESERVE_FDS"
-	envLogFd    = "_BERTH_LOGFD"
+	"github.com/berth-project/berth/internal/runtime/initproc"
 )
 
 type nsJoin struct {
@@ -48,7 +40,7 @@ type spawnOptions struct {
 	console     *os.File         // connected console socket (terminal only)
 	mountFiles  map[int]*os.File // idmapped mounts, by index in the spec's mounts
 	rootDir     *os.File         // exec without a mount namespace: the init's root
-	message     *initMessage
+	message     *initproc.Message
 	// beforeConfig runs once the init is forked, before it is sent its
 	// config (which it waits for after starting its Go runtime).
 	beforeConfig func() error
@@ -67,7 +59,7 @@ type child struct {
 // spawn starts `berth-runtime init` in the container's namespaces. On error
 // nothing it started is left running.
 func spawn(opt spawnOptions) (_ *child, retErr error) {
-	exe, err := sealedSelf()
+	exe, err := sealedInit()
 	if err != nil {
 		return nil, err
 	}
@@ -109,8 +101,8 @@ func spawn(opt spawnOptions) (_ *child, retErr error) {
 		return 2 + len(extra)
 	}
 	env := []string{
-		envInitPipe + "=" + strconv.Itoa(addFd(childSock)),
-		envPreserve + "=" + strconv.Itoa(opt.preserveFds),
+		initproc.EnvInitPipe + "=" + strconv.Itoa(addFd(childSock)),
+		initproc.EnvPreserve + "=" + strconv.Itoa(opt.preserveFds),
 		// The init does its work on one locked thread. With a P per
 		// CPU the Go runtime sets up more per-P state and threads at
 		// start: about 45 more page faults, 0.5 ms on a VM, in every
@@ -119,10 +111,10 @@ func spawn(opt spawnOptions) (_ *child, retErr error) {
 		"GOMAXPROCS=1",
 	}
 	if opt.fifo != nil {
-		env = append(env, envFifoFd+"="+strconv.Itoa(addFd(opt.fifo)))
+		env = append(env, initproc.EnvFifoFd+"="+strconv.Itoa(addFd(opt.fifo)))
 	}
 	if opt.console != nil {
-		env = append(env, envConsole+"="+strconv.Itoa(addFd(opt.console)))
+		env = append(env, initproc.EnvConsole+"="+strconv.Itoa(addFd(opt.console)))
 	}
 	if len(opt.mountFiles) > 0 {
 		opt.message.Config.MountFds = map[int]int{}
@@ -248,7 +240,7 @@ func spawn(opt spawnOptions) (_ *child, retErr error) {
 		}
 	}
 	if cfg := opt.message.Config; cfg != nil && cfg.Spec != nil {
-		cfg.Wire = newInitSpec(cfg.Spec)
+		cfg.Wire = initproc.NewWireSpec(cfg.Spec)
 	}
 	if err := c.enc.Encode(opt.message); err != nil {
 		return nil, fmt.Errorf("send config to init: %w", err)
@@ -397,53 +389,6 @@ func writeOOMScoreAdj(pid, score int) error {
 	return fmt.Errorf("process.oomScoreAdj: %w", err)
 }
 
-// sealedSelf opens the runtime's own binary through a detached, read-only
-// bind mount. The init runs from it, so even a container process that gets
-// hold of /proc/PID/exe of a runtime process cannot write the host binary
-// (CVE-2019-5736): the mount is read-only and reachable from nowhere else.
-func sealedSelf() (*os.File, error) {
-	fd, err := unix.OpenTree(unix.AT_FDCWD, "/proc/self/exe", unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
-	if errors.Is(err, unix.EPERM) {
-		// A rootless runtime may not clone mounts: run from a sealed
-		// in-memory copy instead, which no one can write either.
-		return sealedCopy()
-	}
-	if err != nil {
-		return nil, fmt.Errorf("clone the runtime binary: %w", err)
-	}
-	attr := &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY | unix.MOUNT_ATTR_NODEV}
-	if err := unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH, attr); err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("make the runtime binary read-only: %w", err)
-	}
-	return os.NewFile(uintptr(fd), "berth-runtime"), nil
-}
-
-// sealedCopy copies the runtime binary into a memfd sealed against every
-// change, runc's defence for callers without mount privileges.
-func sealedCopy() (*os.File, error) {
-	self, err := os.Open("/proc/self/exe")
-	if err != nil {
-		return nil, fmt.Errorf("copy the runtime binary: %w", err)
-	}
-	defer self.Close()
-	fd, err := unix.MemfdCreate("berth-runtime", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
-	if err != nil {
-		return nil, fmt.Errorf("copy the runtime binary: memfd: %w", err)
-	}
-	f := os.NewFile(uintptr(fd), "berth-runtime")
-	if _, err := io.Copy(f, self); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("copy the runtime binary: %w", err)
-	}
-	seals := unix.F_SEAL_SEAL | unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_WRITE
-	if _, err := unix.FcntlInt(f.Fd(), unix.F_ADD_SEALS, seals); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("seal the runtime binary's copy: %w", err)
-	}
-	return f, nil
-}
-
 // reapBounded is reap for at most d: a process in a frozen cgroup cannot
 // die until thawed, and the caller's cleanup thaws it after.
 func reapBounded(pid int, d time.Duration) {
@@ -479,8 +424,8 @@ func (c *child) deadline(d time.Duration) {
 
 // recv reads the init's next message; an error message from the init comes
 // back as that error, intact.
-func (c *child) recv() (*initReply, error) {
-	var m initReply
+func (c *child) recv() (*initproc.Reply, error) {
+	var m initproc.Reply
 	if err := c.dec.Decode(&m); err != nil {
 		if isTimeout(err) {
 			return nil, fmt.Errorf("container init did not answer within %s (its setup is stuck: a frozen cgroup, a mount or a hook that does not return?)", c.timeout)
@@ -490,13 +435,13 @@ func (c *child) recv() (*initReply, error) {
 		}
 		return nil, fmt.Errorf("read from init: %w", err)
 	}
-	if m.Type == replyError {
+	if m.Type == initproc.ReplyError {
 		return nil, errors.New(m.Error)
 	}
 	return &m, nil
 }
 
-func (c *child) expect(t string) (*initReply, error) {
+func (c *child) expect(t string) (*initproc.Reply, error) {
 	m, err := c.recv()
 	if err != nil {
 		return nil, err
@@ -507,7 +452,7 @@ func (c *child) expect(t string) (*initReply, error) {
 	return m, nil
 }
 
-func (c *child) send(m *initMessage) error {
+func (c *child) send(m *initproc.Message) error {
 	if err := c.enc.Encode(m); err != nil {
 		if isTimeout(err) {
 			return fmt.Errorf("container init did not read within %s", c.timeout)

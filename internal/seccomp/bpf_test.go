@@ -115,7 +115,7 @@ func TestDefaultProfileBPF(t *testing.T) {
 		{"x32 syscall 1000", archX86_64, x32 | 1000, nil, retENOSYS},
 		{"aarch64 is not in the filter", unix.AUDIT_ARCH_AARCH64, 63, nil, retKill},
 	} {
-		if got := run(t, prog.insns, tc.arch, tc.nr, tc.args...); got != tc.want {
+		if got := run(t, prog.Insns(), tc.arch, tc.nr, tc.args...); got != tc.want {
 			t.Errorf("%s: got %#x, want %#x", tc.name, got, tc.want)
 		}
 	}
@@ -154,7 +154,7 @@ func TestENOSYSStub(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := run(t, prog.insns, tc.arch, tc.nr); got != tc.want {
+		if got := run(t, prog.Insns(), tc.arch, tc.nr); got != tc.want {
 			t.Errorf("%s: got %#x, want %#x", tc.name, got, tc.want)
 		}
 	}
@@ -198,7 +198,7 @@ func TestRuleCombination(t *testing.T) {
 		7: unix.SECCOMP_RET_ERRNO | 6,
 		6: retAllow,
 	} {
-		if got := run(t, prog.insns, archX86_64, getpgid, arg); got != want {
+		if got := run(t, prog.Insns(), archX86_64, getpgid, arg); got != want {
 			t.Errorf("getpgid(%d): got %#x, want %#x", arg, got, want)
 		}
 	}

@@ -1,5 +1,5 @@
 // Package seccomp turns the runtime-spec's linux.seccomp section into a
-// seccomp BPF filter, loads it into the calling process, hands a user
+// seccomp BPF filter (which package filter installs), hands a user
 // notification listener to its agent, and provides Docker's default profile.
 //
 // The package has three phases that run in different processes:
@@ -8,14 +8,14 @@
 //     check: every fault in the configuration is reported there, naming the
 //     field, so that Load in the container init only fails for reasons that
 //     cannot be known earlier (out of memory).
-//   - Load runs in the container init, after no_new_privs is set and right
-//     before execve. Compile builds the filter with libseccomp and patches
-//     it so that syscalls newer than the profile return ENOSYS (as runc
-//     does); Program.Load installs it with seccomp(2) and
-//     SECCOMP_FILTER_FLAG_TSYNC so that it covers every thread of the Go
-//     process. Compiling a large profile takes milliseconds, so the runtime
-//     may compile (and cache) instead and send the init the bytes of
-//     Program.MarshalBinary.
+//   - Compile runs in the runtime: it builds the filter with libseccomp and
+//     patches it so that syscalls newer than the profile return ENOSYS (as
+//     runc does). The runtime caches and sends the container init the bytes
+//     of Program.MarshalBinary (Program is package filter's, which has no
+//     libseccomp in it); the init's Program.Load installs them with
+//     seccomp(2) and SECCOMP_FILTER_FLAG_TSYNC, after no_new_privs is set
+//     and right before execve, so that the filter covers every thread of
+//     the Go process.
 //   - SendListener runs in the runtime: it passes the listener fd that the
 //     init handed back to the seccomp agent at linux.seccomp.listenerPath.
 //

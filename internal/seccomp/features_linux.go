@@ -56,11 +56,3 @@ func kernelSupportsFlag(flag specs.LinuxSeccompFlag) bool {
 	}
 	return kernelSupportsFlagBits(bits)
 }
-
-// kernelSupportsFlagBits asks the kernel without installing anything:
-// seccomp(2) checks the flags before it reads the program, so a NULL program
-// fails with EFAULT when the flags are valid and EINVAL when not.
-func kernelSupportsFlagBits(bits uintptr) bool {
-	_, _, errno := unix.RawSyscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, bits, 0)
-	return errno == unix.EFAULT
-}

@@ -3,17 +3,15 @@
 package seccomp
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"runtime"
-	"strings"
-	"unsafe"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	libseccomp "github.com/seccomp/libseccomp-golang"
+
+	"github.com/berth-project/berth/internal/seccomp/filter"
 	"golang.org/x/sys/unix"
 )
 
@@ -31,12 +29,6 @@ func libseccompVersion() (major, minor, micro uint) { return libseccomp.GetLibra
 
 // LibraryVersion is the version of the libseccomp that Compile uses.
 func LibraryVersion() (major, minor, micro uint) { return libseccompVersion() }
-
-// Program is a compiled filter, ready to be installed by Load.
-type Program struct {
-	insns []unix.SockFilter
-	flags uintptr
-}
 
 // Compile validates cfg and builds its BPF program. It does everything that
 // may allocate or fail for reasons of the configuration, so that a caller
@@ -57,26 +49,27 @@ func Compile(cfg *specs.LinuxSeccomp) (*Program, error) {
 	if err != nil {
 		return nil, err
 	}
-	prog := &Program{insns: append(stub, insns...), flags: unix.SECCOMP_FILTER_FLAG_TSYNC}
-	if len(prog.insns) > maxInsns {
-		return nil, fmt.Errorf("compile seccomp filter: %d BPF instructions, more than the kernel's limit of %d: the profile is too large", len(prog.insns), maxInsns)
+	all := append(stub, insns...)
+	if len(all) > maxInsns {
+		return nil, fmt.Errorf("compile seccomp filter: %d BPF instructions, more than the kernel's limit of %d: the profile is too large", len(all), maxInsns)
 	}
+	var flags uintptr = unix.SECCOMP_FILTER_FLAG_TSYNC
 	for _, f := range cfg.Flags {
 		switch f {
 		case specs.LinuxSeccompFlagLog:
-			prog.flags |= unix.SECCOMP_FILTER_FLAG_LOG
+			flags |= unix.SECCOMP_FILTER_FLAG_LOG
 		case specs.LinuxSeccompFlagSpecAllow:
-			prog.flags |= unix.SECCOMP_FILTER_FLAG_SPEC_ALLOW
+			flags |= unix.SECCOMP_FILTER_FLAG_SPEC_ALLOW
 		case specs.LinuxSeccompFlagWaitKillableRecv:
-			prog.flags |= unix.SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV
+			flags |= unix.SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV
 		}
 	}
 	if hasNotify(cfg) {
 		// The kernel refuses TSYNC with a listener unless a failed thread
 		// sync is reported as ESRCH (the listener fd takes the return value).
-		prog.flags |= unix.SECCOMP_FILTER_FLAG_NEW_LISTENER | unix.SECCOMP_FILTER_FLAG_TSYNC_ESRCH
+		flags |= unix.SECCOMP_FILTER_FLAG_NEW_LISTENER | unix.SECCOMP_FILTER_FLAG_TSYNC_ESRCH
 	}
-	return prog, nil
+	return filter.New(all, flags), nil
 }
 
 // Load compiles cfg and installs it in the calling process, on all threads.
@@ -94,59 +87,6 @@ func Load(cfg *specs.LinuxSeccomp) (notifyFd int, err error) {
 		return -1, err
 	}
 	return prog.Load()
-}
-
-// Load installs the program in the calling process with TSYNC, so the filter
-// applies to every thread of the Go runtime, and returns the listener fd or
-// -1. Nothing is allocated after the filter is in place.
-func (p *Program) Load() (notifyFd int, err error) {
-	if len(p.insns) == 0 {
-		return -1, errors.New("load seccomp filter: empty program")
-	}
-	fprog := unix.SockFprog{Len: uint16(len(p.insns)), Filter: &p.insns[0]}
-	r, _, errno := unix.RawSyscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, p.flags, uintptr(unsafe.Pointer(&fprog)))
-	runtime.KeepAlive(p.insns)
-	if errno != 0 {
-		if errno == unix.EINVAL && !kernelSupportsFlagBits(p.flags) {
-			return -1, fmt.Errorf("load seccomp filter: this kernel does not support the flags %s: %w", flagNames(p.flags), errno)
-		}
-		return -1, fmt.Errorf("load seccomp filter: %w", errno)
-	}
-	if p.flags&unix.SECCOMP_FILTER_FLAG_NEW_LISTENER != 0 {
-		return int(r), nil
-	}
-	if r != 0 {
-		// Without TSYNC_ESRCH the kernel names the thread it could not sync.
-		return -1, fmt.Errorf("load seccomp filter: thread %d could not be synchronised", r)
-	}
-	return -1, nil
-}
-
-// HasListener says whether loading the program returns a user-notification
-// listener fd (the profile has SCMP_ACT_NOTIFY rules).
-func (p *Program) HasListener() bool {
-	return p.flags&unix.SECCOMP_FILTER_FLAG_NEW_LISTENER != 0
-}
-
-func flagNames(flags uintptr) string {
-	names := []struct {
-		bit  uintptr
-		name string
-	}{
-		{unix.SECCOMP_FILTER_FLAG_TSYNC, "TSYNC"},
-		{unix.SECCOMP_FILTER_FLAG_LOG, "LOG"},
-		{unix.SECCOMP_FILTER_FLAG_SPEC_ALLOW, "SPEC_ALLOW"},
-		{unix.SECCOMP_FILTER_FLAG_NEW_LISTENER, "NEW_LISTENER"},
-		{unix.SECCOMP_FILTER_FLAG_TSYNC_ESRCH, "TSYNC_ESRCH"},
-		{unix.SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV, "WAIT_KILLABLE_RECV"},
-	}
-	var out []string
-	for _, n := range names {
-		if flags&n.bit != 0 {
-			out = append(out, n.name)
-		}
-	}
-	return strings.Join(out, "|")
 }
 
 func hasNotify(cfg *specs.LinuxSeccomp) bool {
@@ -355,22 +295,4 @@ func exportBPF(filter *libseccomp.ScmpFilter) ([]unix.SockFilter, error) {
 		return nil, fmt.Errorf("export seccomp filter: %d bytes is not a BPF program", len(raw))
 	}
 	return decodeInsns(raw), nil
-}
-
-// insnSize is the size of a struct sock_filter.
-const insnSize = 8
-
-// decodeInsns reads whole sock_filter structs in host byte order.
-func decodeInsns(raw []byte) []unix.SockFilter {
-	insns := make([]unix.SockFilter, len(raw)/insnSize)
-	for i := range insns {
-		b := raw[i*insnSize:]
-		insns[i] = unix.SockFilter{
-			Code: binary.NativeEndian.Uint16(b[0:]),
-			Jt:   b[2],
-			Jf:   b[3],
-			K:    binary.NativeEndian.Uint32(b[4:]),
-		}
-	}
-	return insns
 }

@@ -587,9 +587,9 @@ func TestProgramRoundTrip(t *testing.T) {
 		want string
 	}{
 		{"empty", nil, "decode seccomp program: not a berth seccomp program"},
-		{"no header", []byte(programMagic + "1234"), "decode seccomp program: truncated header"},
-		{"no instructions", raw[:len(programMagic)+8], "decode seccomp program: 0 bytes of instructions, want 1 to 4096 instructions of 8 bytes"},
-		{"partial instruction", raw[:len(programMagic)+8+11], "decode seccomp program: 11 bytes of instructions, want 1 to 4096 instructions of 8 bytes"},
+		{"no header", []byte(ProgramFormat + "1234"), "decode seccomp program: truncated header"},
+		{"no instructions", raw[:len(ProgramFormat)+8], "decode seccomp program: 0 bytes of instructions, want 1 to 4096 instructions of 8 bytes"},
+		{"partial instruction", raw[:len(ProgramFormat)+8+11], "decode seccomp program: 11 bytes of instructions, want 1 to 4096 instructions of 8 bytes"},
 	} {
 		if _, err := UnmarshalProgram(tc.data); err == nil || err.Error() != tc.want {
 			t.Errorf("%s: got %v, want %q", tc.name, err, tc.want)
@@ -632,7 +632,7 @@ func BenchmarkCompileDefaultProfile(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		b.ReportMetric(float64(len(prog.insns)), "insns")
+		b.ReportMetric(float64(len(prog.Insns())), "insns")
 	}
 }
 

@@ -17,7 +17,7 @@ import (
 )
 
 // berth-runtime does plain starts and deletes before its Go runtime starts
-// (internal/runtime/nsenter/fastpath.c) and leaves the rest to the Go code.
+// (internal/runtime/fastpath/fastpath.c) and leaves the rest to the Go code.
 // These cases must reach the Go code and behave as it does.
 
 // A process that outlives the init of a container without its own pid

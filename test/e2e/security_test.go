@@ -42,6 +42,17 @@ func TestCVE20195736(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := fileHash(t, copyBin)
+	// berth-runtime's init runs from berth-runtime-init beside it: the
+	// container meets that binary first, and it must not change either.
+	initBin := filepath.Join(filepath.Dir(runtimeBin(t)), "berth-runtime-init")
+	copyInit := filepath.Join(dir, "berth-runtime-init")
+	initBefore := ""
+	if data, err := os.ReadFile(initBin); err == nil && !isRunc(t) {
+		if err := os.WriteFile(copyInit, data, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		initBefore = fileHash(t, copyInit)
+	}
 	rt := testutil.NewRuntime(t, copyBin)
 
 	// The attacker freezes every other process in the container (kill -STOP
@@ -84,6 +95,9 @@ func TestCVE20195736(t *testing.T) {
 	rt.Wait(id)
 	if after := fileHash(t, copyBin); after != before {
 		t.Fatalf("the container overwrote the runtime binary on the host (CVE-2019-5736); attacker log:\n%s", seen)
+	}
+	if initBefore != "" && fileHash(t, copyInit) != initBefore {
+		t.Fatalf("the container overwrote the init binary on the host (CVE-2019-5736); attacker log:\n%s", seen)
 	}
 }
 

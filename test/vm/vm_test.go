@@ -135,6 +135,7 @@ func TestCgroupV2VM(t *testing.T) {
 			t.Fatalf("BERTH_RUNTIME: %v", err)
 		}
 		cfg.Files["/berth/bin/berth-runtime"] = runtime
+		addInitBinary(cfg.Files, runtime)
 		cfg.Env = append(cfg.Env, "BERTH_RUNTIME=/berth/bin/berth-runtime")
 	}
 	args := []string{"-test.v", "-test.count=1"}
@@ -199,6 +200,7 @@ func TestSystemdVM(t *testing.T) {
 		Memory:  "1536M",
 		Timeout: 15 * time.Minute,
 	}
+	addInitBinary(cfg.Files, runtime)
 	want := systemdGuestTests
 	if files := berthdFiles(t, runtime); files != nil {
 		for vmPath, hostPath := range files {
@@ -251,5 +253,15 @@ func TestVMAccelKVMStall(t *testing.T) {
 	}
 	if !strings.Contains(console, "did not start under KVM within 5s") || !strings.Contains(console, "falling back to TCG") {
 		t.Errorf("run.sh did not say it gave up on a stalled KVM and fell back to TCG; see the console above")
+	}
+}
+
+// addInitBinary puts berth-runtime-init beside the guest's berth-runtime
+// when the host's runtime has one (make build writes it): the guest then
+// runs the container init from it, as the host does.
+func addInitBinary(files map[string]string, runtime string) {
+	init := filepath.Join(filepath.Dir(runtime), "berth-runtime-init")
+	if _, err := os.Stat(init); err == nil {
+		files["/berth/bin/berth-runtime-init"] = init
 	}
 }

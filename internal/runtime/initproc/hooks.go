@@ -1,4 +1,4 @@
-package runtime
+package initproc
 
 import (
 	"bytes"
@@ -13,12 +13,12 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
-// runHooks runs hooks in order with the state on stdin; the first failure
+// RunHooks runs hooks in order with the state on stdin; the first failure
 // stops the rest and is returned with the hook's stderr. Poststart and
 // poststop hooks are the exception the spec makes: a failure there is only
 // a warning, and the remaining hooks still run, so all of them run and
 // every failure is returned, joined.
-func runHooks(hooks []specs.Hook, kind string, state specs.State) error {
+func RunHooks(hooks []specs.Hook, kind string, state specs.State) error {
 	if len(hooks) == 0 {
 		return nil
 	}
@@ -98,9 +98,9 @@ func hookTimeout(h specs.Hook) time.Duration {
 	return defaultHookTimeout
 }
 
-// hooksBound is how long a list of hooks may run in all, with a second each
+// HooksBound is how long a list of hooks may run in all, with a second each
 // for the delay after a hook's exit (see runHook).
-func hooksBound(hooks []specs.Hook) time.Duration {
+func HooksBound(hooks []specs.Hook) time.Duration {
 	var d time.Duration
 	for _, h := range hooks {
 		d += hookTimeout(h) + time.Second

@@ -1,4 +1,4 @@
-package runtime
+package initproc
 
 import (
 	"encoding/json"
@@ -15,7 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-project/berth/internal/oci"
-	"github.com/berth-project/berth/internal/seccomp"
+	seccompfilter "github.com/berth-project/berth/internal/seccomp/filter"
 )
 
 // Init is the container init: `berth-runtime init`, started by spawn after
@@ -26,7 +26,7 @@ func Init() {
 	// Capabilities, no_new_privs and the seccomp filter are per thread:
 	// everything from here to execve happens on this one.
 	goruntime.LockOSThread()
-	fd, err := strconv.Atoi(os.Getenv(envInitPipe))
+	fd, err := strconv.Atoi(os.Getenv(EnvInitPipe))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "berth-runtime init: not started by berth-runtime")
 		os.Exit(1)
@@ -36,7 +36,7 @@ func Init() {
 	if err := ip.run(); err != nil {
 		// After ready the runtime no longer listens: the container's
 		// stderr is the only place left to say what went wrong.
-		if ip.enc.Encode(initReply{Type: replyError, Error: err.Error()}) != nil {
+		if ip.enc.Encode(Reply{Type: ReplyError, Error: err.Error()}) != nil {
 			var ee *execError
 			if errors.As(err, &ee) {
 				// runc's bare "exec /run.sh: no such file or
@@ -80,7 +80,7 @@ type initProc struct {
 	sock *os.File
 	dec  *json.Decoder
 	enc  *json.Encoder
-	cfg  *initConfig
+	cfg  *Config
 	// From the environment, which is cleared before the user's process.
 	fifoFd, consoleFd string
 	preserve          int
@@ -90,19 +90,19 @@ type initProc struct {
 }
 
 func (ip *initProc) run() error {
-	var msg initMessage
+	var msg Message
 	if err := ip.dec.Decode(&msg); err != nil {
 		return fmt.Errorf("read init config: %w", err)
 	}
-	if msg.Type != msgConfig || msg.Config == nil {
+	if msg.Type != MsgConfig || msg.Config == nil {
 		return fmt.Errorf("init: expected config, got %q", msg.Type)
 	}
 	ip.cfg = msg.Config
 	ip.cfg.Spec = ip.cfg.Wire.spec()
-	ip.fifoFd = os.Getenv(envFifoFd)
-	ip.preserve, _ = strconv.Atoi(os.Getenv(envPreserve))
-	ip.consoleFd = os.Getenv(envConsole)
-	for _, k := range []string{envInitPipe, envFifoFd, envConsole, envPreserve, envLogFd} {
+	ip.fifoFd = os.Getenv(EnvFifoFd)
+	ip.preserve, _ = strconv.Atoi(os.Getenv(EnvPreserve))
+	ip.consoleFd = os.Getenv(EnvConsole)
+	for _, k := range []string{EnvInitPipe, EnvFifoFd, EnvConsole, EnvPreserve, EnvLogFd} {
 		os.Unsetenv(k)
 	}
 	if ip.cfg.Exec {
@@ -132,7 +132,7 @@ func (ip *initProc) initContainer() error {
 		if err := unix.Chdir(r.rootfs); err != nil {
 			return fmt.Errorf("root.path: %w", err)
 		}
-		if err := runHooks(spec.Hooks.CreateContainer, "createContainer", ip.cfg.State); err != nil {
+		if err := RunHooks(spec.Hooks.CreateContainer, "createContainer", ip.cfg.State); err != nil {
 			return err
 		}
 	}
@@ -183,15 +183,15 @@ func (ip *initProc) initContainer() error {
 // the prestart and createRuntime hooks; its answer brings the state for
 // the hooks the init runs and the compiled seccomp filter.
 func (ip *initProc) waitHooks() error {
-	if err := ip.enc.Encode(initReply{Type: replyHooks}); err != nil {
+	if err := ip.enc.Encode(Reply{Type: ReplyHooks}); err != nil {
 		return err
 	}
-	var msg initMessage
+	var msg Message
 	if err := ip.dec.Decode(&msg); err != nil {
 		return fmt.Errorf("wait for createRuntime hooks: %w", err)
 	}
-	if msg.Type != msgHooksDone {
-		return fmt.Errorf("init: expected %s, got %q", msgHooksDone, msg.Type)
+	if msg.Type != MsgHooksDone {
+		return fmt.Errorf("init: expected %s, got %q", MsgHooksDone, msg.Type)
 	}
 	if msg.Config != nil {
 		ip.cfg.State = msg.Config.State
@@ -231,7 +231,7 @@ func (ip *initProc) execProcess() error {
 
 // finalize applies the process's own settings and execs it. For a container
 // init it first reports ready and waits on exec.fifo for `start`.
-func (ip *initProc) finalize(proc *specs.Process, filter *seccomp.Program, waitStart bool) error {
+func (ip *initProc) finalize(proc *specs.Process, filter *seccompfilter.Program, waitStart bool) error {
 	// The limits are set just before exec, so that a small RLIMIT_AS or
 	// RLIMIT_NOFILE binds the user's process and not this Go one (whose
 	// address space alone can exceed 1 GiB); hard limits that go up are
@@ -300,7 +300,7 @@ func (ip *initProc) finalize(proc *specs.Process, filter *seccomp.Program, waitS
 			return fmt.Errorf("process.noNewPrivileges: %w", err)
 		}
 	}
-	if err := ip.enc.Encode(initReply{Type: replyReady}); err != nil {
+	if err := ip.enc.Encode(Reply{Type: ReplyReady}); err != nil {
 		return err
 	}
 	ip.sock.Close()
@@ -369,21 +369,21 @@ func (ip *initProc) finalize(proc *specs.Process, filter *seccomp.Program, waitS
 // seccompFilter decodes the filter the runtime compiled; want says the
 // config has linux.seccomp, and then a missing filter is an error: the
 // container never runs without the filter it asked for.
-func (ip *initProc) seccompFilter(want bool) (*seccomp.Program, error) {
+func (ip *initProc) seccompFilter(want bool) (*seccompfilter.Program, error) {
 	if !want {
 		return nil, nil
 	}
 	if len(ip.cfg.Seccomp) == 0 {
 		return nil, errors.New("linux.seccomp: the runtime sent no compiled filter")
 	}
-	filter, err := seccomp.UnmarshalProgram(ip.cfg.Seccomp)
+	filter, err := seccompfilter.Unmarshal(ip.cfg.Seccomp)
 	if err != nil {
 		return nil, fmt.Errorf("linux.seccomp: %w", err)
 	}
 	return filter, nil
 }
 
-func (ip *initProc) loadSeccomp(filter *seccomp.Program) error {
+func (ip *initProc) loadSeccomp(filter *seccompfilter.Program) error {
 	fd, err := filter.Load()
 	if err != nil {
 		return fmt.Errorf("linux.seccomp: %w", err)
@@ -391,10 +391,10 @@ func (ip *initProc) loadSeccomp(filter *seccomp.Program) error {
 	if fd >= 0 {
 		// The runtime takes the fd with pidfd_getfd and passes it to
 		// the listener, which this process cannot reach from inside.
-		if err := ip.enc.Encode(initReply{Type: replySeccomp, Fd: fd}); err != nil {
+		if err := ip.enc.Encode(Reply{Type: ReplySeccomp, Fd: fd}); err != nil {
 			return err
 		}
-		var m initMessage
+		var m Message
 		if err := ip.dec.Decode(&m); err != nil {
 			return fmt.Errorf("wait for seccomp listener: %w", err)
 		}
@@ -414,7 +414,7 @@ func waitForStart(fd string, hooks []specs.Hook, st specs.State) (*os.File, erro
 	if err != nil {
 		return nil, fmt.Errorf("open exec fifo: %w", err)
 	}
-	if err := runHooks(hooks, "startContainer", st); err != nil {
+	if err := RunHooks(hooks, "startContainer", st); err != nil {
 		f.Write([]byte("1" + err.Error()))
 		f.Close()
 		return nil, err

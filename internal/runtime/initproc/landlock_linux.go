@@ -1,4 +1,4 @@
-package runtime
+package initproc
 
 // Landlock applied to the container's processes for the monitor's exec
 // and open-for-write deny rules (internal/secmon/landlock has the plan,

@@ -1,4 +1,4 @@
-package runtime
+package initproc
 
 import (
 	"encoding/json"
@@ -9,7 +9,7 @@ import (
 )
 
 // TestInitSpecCoversSpec fails when runtime-spec has a field of Spec or
-// Linux that initSpec neither carries (same name, same type) nor lists in
+// Linux that WireSpec neither carries (same name, same type) nor lists in
 // initSpecOmits: a new field must be decided on, not lost on the way to
 // the init.
 func TestInitSpecCoversSpec(t *testing.T) {
@@ -24,16 +24,16 @@ func TestInitSpecCoversSpec(t *testing.T) {
 					t.Errorf("%s is both carried and omitted", key)
 				}
 			case !ok:
-				t.Errorf("%s is neither in initSpec nor in initSpecOmits", key)
+				t.Errorf("%s is neither in WireSpec nor in initSpecOmits", key)
 			case key == "Linux.Seccomp":
 				// Sent as a flag: the init gets the compiled filter.
 			case key == "Spec.Linux":
 			case w.Type != f.Type || w.Tag.Get("json") != f.Tag.Get("json"):
-				t.Errorf("%s: initSpec has %s `json:%q`, runtime-spec %s `json:%q`", key, w.Type, w.Tag.Get("json"), f.Type, f.Tag.Get("json"))
+				t.Errorf("%s: WireSpec has %s `json:%q`, runtime-spec %s `json:%q`", key, w.Type, w.Tag.Get("json"), f.Type, f.Tag.Get("json"))
 			}
 		}
 	}
-	check("Spec", reflect.TypeOf(specs.Spec{}), reflect.TypeOf(initSpec{}))
+	check("Spec", reflect.TypeOf(specs.Spec{}), reflect.TypeOf(WireSpec{}))
 	check("Linux", reflect.TypeOf(specs.Linux{}), reflect.TypeOf(initLinux{}))
 }
 
@@ -67,11 +67,11 @@ func TestInitSpecRoundTrip(t *testing.T) {
 		},
 		Windows: &specs.Windows{},
 	}
-	data, err := json.Marshal(&initConfig{Spec: spec, Wire: newInitSpec(spec)})
+	data, err := json.Marshal(&Config{Spec: spec, Wire: NewWireSpec(spec)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var got initConfig
+	var got Config
 	if err := json.Unmarshal(data, &got); err != nil {
 		t.Fatal(err)
 	}
@@ -93,10 +93,10 @@ func TestInitSpecRoundTrip(t *testing.T) {
 	nl := *spec.Linux
 	nl.Seccomp = nil
 	noSeccomp.Linux = &nl
-	if newInitSpec(&noSeccomp).spec().Linux.Seccomp != nil {
+	if NewWireSpec(&noSeccomp).spec().Linux.Seccomp != nil {
 		t.Fatal("linux.seccomp appeared")
 	}
-	if newInitSpec(nil).spec() != nil {
+	if NewWireSpec(nil).spec() != nil {
 		t.Fatal("nil spec")
 	}
 }

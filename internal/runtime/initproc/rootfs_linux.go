@@ -1,4 +1,4 @@
-package runtime
+package initproc
 
 import (
 	"bufio"
@@ -21,7 +21,7 @@ import (
 // into it and applies the masks that must come after.
 type rootfsSetup struct {
 	spec     *specs.Spec
-	cfg      *initConfig
+	cfg      *Config
 	rootfs   string
 	root     *os.File // O_PATH handle of the rootfs; every path inside is resolved from it
 	userns   bool
@@ -56,7 +56,7 @@ func (r *rootfsSetup) prepare() error {
 	// the container's own root is set after pivot_root (see pivot). An
 	// unbindable or private old root would also break the bind of the
 	// rootfs below.
-	r.hostMnt = usesHostMountNS(r.spec)
+	r.hostMnt = UsesHostMountNS(r.spec)
 	if r.hostMnt {
 		// The host's mount table: its propagation is not ours to
 		// change. Our own bind of the rootfs is private, so what the

@@ -1,33 +1,43 @@
-package runtime
+package initproc
 
 import specs "github.com/opencontainers/runtime-spec/specs-go"
+
+// Environment variables through which the runtime hands the init its file
+// descriptors. The C constructor reads _BERTH_INITPIPE (nsenter.c).
+const (
+	EnvInitPipe = "_BERTH_INITPIPE"
+	EnvFifoFd   = "_BERTH_FIFOFD"
+	EnvConsole  = "_BERTH_CONSOLEFD"
+	EnvPreserve = "_BERTH_PRESERVE_FDS"
+	EnvLogFd    = "_BERTH_LOGFD"
+)
 
 // Messages between the runtime and the Go part of the init, one JSON object
 // each, on the sync socket.
 
 const (
-	msgConfig    = "config"     // runtime → init: what to set up
-	msgHooksDone = "hooks-done" // runtime → init: prestart/createRuntime hooks ran
+	MsgConfig    = "config"     // runtime → init: what to set up
+	MsgHooksDone = "hooks-done" // runtime → init: prestart/createRuntime hooks ran
 
-	replyHooks   = "hooks"   // init → runtime: mounts done, run the runtime-namespace hooks
-	replySeccomp = "seccomp" // init → runtime: a seccomp listener fd to hand on
-	replyReady   = "ready"   // init → runtime: set up, about to wait for start (or exec)
-	replyError   = "error"   // init → runtime: setup failed; Error says why
+	ReplyHooks   = "hooks"   // init → runtime: mounts done, run the runtime-namespace hooks
+	ReplySeccomp = "seccomp" // init → runtime: a seccomp listener fd to hand on
+	ReplyReady   = "ready"   // init → runtime: set up, about to wait for start (or exec)
+	ReplyError   = "error"   // init → runtime: setup failed; Error says why
 )
 
-type initMessage struct {
-	Type   string      `json:"type"`
-	Config *initConfig `json:"config,omitempty"`
+type Message struct {
+	Type   string  `json:"type"`
+	Config *Config `json:"config,omitempty"`
 }
 
-type initConfig struct {
+type Config struct {
 	Exec   bool   `json:"exec,omitempty"`
 	ID     string `json:"id"`
 	Bundle string `json:"bundle"`
-	// Spec is sent as Wire (initSpec), which spawn fills in and the
+	// Spec is sent as Wire (WireSpec), which spawn fills in and the
 	// init turns back into Spec.
 	Spec         *specs.Spec       `json:"-"`
-	Wire         *initSpec         `json:"spec"`
+	Wire         *WireSpec         `json:"spec"`
 	Process      *specs.Process    `json:"process,omitempty"` // exec only: a container's init takes Spec.Process
 	NoPivot      bool              `json:"no_pivot,omitempty"`
 	NoNewKeyring bool              `json:"no_new_keyring,omitempty"`
@@ -50,13 +60,13 @@ type initConfig struct {
 	Seccomp []byte `json:"seccomp,omitempty"`
 }
 
-type initReply struct {
+type Reply struct {
 	Type  string `json:"type"`
 	Error string `json:"error,omitempty"`
 	Fd    int    `json:"fd,omitempty"`
 }
 
-// initSpec is what the init receives of the container's spec: specs.Spec
+// WireSpec is what the init receives of the container's spec: specs.Spec
 // without the parts only the runtime reads. encoding/json builds its
 // field tables and encoders for the whole type graph of what it decodes,
 // not only for the fields present: for specs.Spec that is every platform's
@@ -65,7 +75,7 @@ type initReply struct {
 // The init then decodes this smaller graph (initSpecOmits lists what is
 // left out and why; a test fails when runtime-spec grows a field that is
 // in neither).
-type initSpec struct {
+type WireSpec struct {
 	Version     string            `json:"ociVersion"`
 	Process     *specs.Process    `json:"process,omitempty"`
 	Root        *specs.Root       `json:"root,omitempty"`
@@ -92,7 +102,7 @@ type initLinux struct {
 	Personality       *specs.LinuxPersonality          `json:"personality,omitempty"`
 	TimeOffsets       map[string]specs.LinuxTimeOffset `json:"timeOffsets,omitempty"`
 	// Seccomp says that linux.seccomp is set: the init installs the
-	// filter the runtime compiled (initConfig.Seccomp) and must refuse
+	// filter the runtime compiled (Config.Seccomp) and must refuse
 	// to go on without one; it never reads the profile itself.
 	Seccomp bool `json:"seccomp,omitempty"`
 }
@@ -105,12 +115,12 @@ var initSpecOmits = map[string]bool{
 	"Linux.Resources": true, "Linux.NetDevices": true, "Linux.IntelRdt": true, "Linux.MemoryPolicy": true,
 }
 
-// newInitSpec is the part of s that the init gets.
-func newInitSpec(s *specs.Spec) *initSpec {
+// NewWireSpec is the part of s that the init gets.
+func NewWireSpec(s *specs.Spec) *WireSpec {
 	if s == nil {
 		return nil
 	}
-	w := &initSpec{
+	w := &WireSpec{
 		Version: s.Version, Process: s.Process, Root: s.Root, Hostname: s.Hostname,
 		Domainname: s.Domainname, Mounts: s.Mounts, Hooks: s.Hooks, Annotations: s.Annotations,
 	}
@@ -128,7 +138,7 @@ func newInitSpec(s *specs.Spec) *initSpec {
 
 // spec is w as a specs.Spec for the init's code. linux.seccomp, when set,
 // is an empty profile: the init only tests it for nil.
-func (w *initSpec) spec() *specs.Spec {
+func (w *WireSpec) spec() *specs.Spec {
 	if w == nil {
 		return nil
 	}
@@ -149,4 +159,17 @@ func (w *initSpec) spec() *specs.Spec {
 		}
 	}
 	return s
+}
+
+// UsesHostMountNS says the container shares the runtime's mount namespace.
+func UsesHostMountNS(spec *specs.Spec) bool {
+	if spec == nil || spec.Linux == nil {
+		return false
+	}
+	for _, ns := range spec.Linux.Namespaces {
+		if ns.Type == specs.MountNamespace {
+			return false
+		}
+	}
+	return true
 }
