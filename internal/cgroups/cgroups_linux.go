@@ -23,25 +23,32 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
-// DefaultParent is where a container's cgroup goes when its config has no
-// cgroupsPath: /berth/<id> on every hierarchy.
+// DefaultPrefix names a container's cgroup when its config has no
+// cgroupsPath: /berth-<id> on every hierarchy. One directory per
+// hierarchy, as runc's /<id>, so that a container makes and removes no
+// shared parent (in a v1 cpuset hierarchy a new parent also copies its
+// own parent's cpus and mems); the prefix keeps it apart from the host's
+// own cgroups (a container named system.slice is not the host's).
+const DefaultPrefix = "berth-"
+
+// DefaultParent is the cgroup parent Berth's engine gives its containers
+// (/berth/<id>), shared by them and removed with the last of them.
 const DefaultParent = "/berth"
 
 // UnderDefault reports whether a container's cgroup is DefaultParent/ID,
-// the parent shared by Berth's containers and removed with the last of
-// them: with no cgroupsPath, or one that names that place itself (as the
-// engine's do).
+// the engine's shared parent, which is removed with the last container in
+// it.
 func UnderDefault(cgroupsPath, id string, systemd bool) bool {
-	if systemd {
+	if systemd || cgroupsPath == "" {
 		return false
 	}
-	return cgroupsPath == "" || filepath.Clean("/"+cgroupsPath) == filepath.Join(DefaultParent, id)
+	return filepath.Clean("/"+cgroupsPath) == filepath.Join(DefaultParent, id)
 }
 
 // Config says which cgroup a container gets and what limits it has.
 type Config struct {
 	ID          string
-	CgroupsPath string // from the spec; empty means DefaultParent/ID
+	CgroupsPath string // from the spec; empty means /DefaultPrefix<ID>
 	Systemd     bool   // cgroupsPath is slice:prefix:name, driven through systemd
 	Rootless    bool
 	Resources   *specs.LinuxResources
@@ -118,11 +125,11 @@ func cgroupConfig(cfg Config) (*cgroups.Cgroup, error) {
 	if path == "" && cfg.Rootless {
 		// The library forgives a rootless container the cgroups it may
 		// not create only when no explicit path was asked for.
-		cg.Parent, cg.Name = DefaultParent, cfg.ID
+		cg.Parent, cg.Name = "/", DefaultPrefix+cfg.ID
 		return cg, nil
 	}
 	if path == "" {
-		path = filepath.Join(DefaultParent, cfg.ID)
+		path = "/" + DefaultPrefix + cfg.ID
 	}
 	if strings.Contains(path, ":") && !filepath.IsAbs(path) {
 		return nil, fmt.Errorf("linux.cgroupsPath: %q looks like a systemd path; use --systemd-cgroup", path)

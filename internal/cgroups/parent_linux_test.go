@@ -9,7 +9,7 @@ import (
 	"github.com/berth-project/berth/internal/testutil"
 )
 
-// Containers under DefaultParent share it, and the last one's Destroy
+// The engine's containers share DefaultParent, and the last one's Destroy
 // removes it: a create racing that removal must still succeed (mkdir of
 // our own directory after the parent went, or cpuset's copy of the
 // parent's cpus into a parent that was just removed).
@@ -30,7 +30,7 @@ func TestApplyRacesSharedParentRemoval(t *testing.T) {
 			defer wg.Done()
 			for r := 0; r < rounds; r++ {
 				id := fmt.Sprintf("berth-unit-parentrace-%d-%d-%d", os.Getpid(), w, r)
-				m, err := New(Config{ID: id})
+				m, err := New(Config{ID: id, CgroupsPath: DefaultParent + "/" + id})
 				if err == nil {
 					err = m.Apply(-1)
 					if derr := m.Destroy(); err == nil && derr != nil {

@@ -21,8 +21,9 @@ import (
 // Each reads back the value a limit must produce in the kernel's files, so a
 // runtime that ignored the limit fails them.
 
-// berthParent is the cgroup under which berth-runtime puts a container that
-// has no linux.cgroupsPath.
+// berthParent is the engine's shared parent (/berth/<id>): berth-runtime
+// puts a container without linux.cgroupsPath at /berth-<id>, and makes no
+// parent for it.
 const berthParent = cgroupRoot + "/berth"
 
 // newBerth returns a driver for berth-runtime in the VM. The test process
@@ -50,7 +51,7 @@ func withResources(f func(*specs.LinuxResources)) testutil.BundleOption {
 
 // containerCgroup is where the container id's cgroup must be.
 func containerCgroup(id string) string {
-	return filepath.Join(berthParent, id)
+	return filepath.Join(cgroupRoot, "berth-"+id)
 }
 
 // cgroupValue reads a cgroup file of the container, trimmed.
@@ -82,9 +83,8 @@ func createOK(t *testing.T, rt *testutil.Runtime, id string, b *testutil.Bundle)
 	}
 }
 
-// deleteGone deletes the container and checks that its cgroup and the then
-// empty berth parent are gone. The tests run one at a time, so no other
-// container holds the parent.
+// deleteGone deletes the container and checks that its cgroup is gone and
+// that no /berth parent was left (or made).
 func deleteGone(t *testing.T, rt *testutil.Runtime, id string, flags ...string) {
 	t.Helper()
 	rt.Delete(id, flags...).OK(t)
@@ -99,7 +99,7 @@ func deleteGone(t *testing.T, rt *testutil.Runtime, id string, flags ...string) 
 				sub = append(sub, e.Name())
 			}
 		}
-		t.Errorf("after deleting the last container, %s: want it gone, stat says %v (subdirectories %q)", berthParent, err, sub)
+		t.Errorf("after delete, %s: want no such parent, stat says %v (subdirectories %q)", berthParent, err, sub)
 	}
 	if _, err := os.Stat(filepath.Join(rt.Root, id)); !os.IsNotExist(err) {
 		t.Errorf("after delete, state directory %s: want it gone, stat says %v", filepath.Join(rt.Root, id), err)
