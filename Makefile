@@ -11,7 +11,7 @@ RT_LDFLAGS := -s -w -linkmode external -extldflags -static
 # berth-runtime-init is the container init as a binary of its own (see
 # internal/runtime/initbin_linux.go): berth-runtime runs it only when its GNU
 # build ID, which the linker computes from the file, is the one given here.
-RT_INIT_ID = $$(readelf -n $(BIN)/berth-runtime-init | awk '/Build ID:/ { print $$3 }')
+RT_INIT_ID = $$(LC_ALL=C readelf -n $(BIN)/berth-runtime-init | awk '/Build ID:/ { print $$3 }')
 DEMO    := $(CURDIR)/.tmp/demo
 BERTH_DEMO = $(CURDIR)/$(BIN)/berth --root $(DEMO)/berth --runroot /run/berth-demo
 # berth-runtime is a short-lived process started four times per container.
