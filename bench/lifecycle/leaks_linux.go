@@ -12,8 +12,7 @@ import (
 const cgroupRoot = "/sys/fs/cgroup"
 
 // checkLeaks looks for what the runtimes should have removed: cgroup
-// directories named after this run's container ids, or berth-<id>
-// (berth-runtime's name for a container without cgroupsPath; at any depth a runtime
+// directories named after this run's container ids (at any depth a runtime
 // may nest them, e.g. runc under the caller's memory cgroup) and entries
 // left in the runtimes' --root directories. It removes leaked cgroups that
 // are empty, so a leak is reported once and does not pile up, and says which
@@ -27,7 +26,7 @@ func checkLeaks(ids map[string]bool, roots []string) []string {
 		if strings.Count(strings.TrimPrefix(path, cgroupRoot), "/") > 6 {
 			return filepath.SkipDir
 		}
-		if ids[d.Name()] || ids[strings.TrimPrefix(d.Name(), "berth-")] {
+		if ids[d.Name()] {
 			found = append(found, path)
 		}
 		return nil

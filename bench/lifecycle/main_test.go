@@ -220,12 +220,11 @@ func tableRow(t *testing.T, text, first string) []string {
 	return nil
 }
 
-// assertNoBenchCgroups fails if any cgroup named berth-bench-* (or
-// berth-berth-bench-*, berth-runtime's) is left.
+// assertNoBenchCgroups fails if any cgroup named berth-bench-* is left.
 func assertNoBenchCgroups(t *testing.T) {
 	t.Helper()
 	filepath.WalkDir(cgroupRoot, func(path string, d fs.DirEntry, err error) error {
-		if err == nil && d.IsDir() && strings.HasPrefix(strings.TrimPrefix(d.Name(), "berth-"), "berth-bench-") {
+		if err == nil && d.IsDir() && strings.HasPrefix(d.Name(), "berth-bench-") {
 			t.Errorf("leaked cgroup %s", path)
 		}
 		return nil

@@ -23,13 +23,13 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
-// DefaultPrefix names a container's cgroup when its config has no
-// cgroupsPath: /berth-<id> on every hierarchy. One directory per
-// hierarchy, as runc's /<id>, so that a container makes and removes no
-// shared parent (in a v1 cpuset hierarchy a new parent also copies its
-// own parent's cpus and mems); the prefix keeps it apart from the host's
-// own cgroups (a container named system.slice is not the host's).
-const DefaultPrefix = "berth-"
+// A container whose config has no cgroupsPath gets /<id> on every
+// hierarchy, as with runc: one directory per hierarchy and no shared parent
+// to make and remove with each container (in a v1 cpuset hierarchy a new
+// parent also copies its own parent's cpus and mems), named after the
+// container as callers and runc's tests look for it. As with runc, an id
+// that names one of the host's own cgroups meets that cgroup: create
+// refuses it when it holds processes or is frozen.
 
 // DefaultParent is the cgroup parent Berth's engine gives its containers
 // (/berth/<id>), shared by them and removed with the last of them.
@@ -48,7 +48,7 @@ func UnderDefault(cgroupsPath, id string, systemd bool) bool {
 // Config says which cgroup a container gets and what limits it has.
 type Config struct {
 	ID          string
-	CgroupsPath string // from the spec; empty means /DefaultPrefix<ID>
+	CgroupsPath string // from the spec; empty means /<ID>
 	Systemd     bool   // cgroupsPath is slice:prefix:name, driven through systemd
 	Rootless    bool
 	Resources   *specs.LinuxResources
@@ -125,11 +125,11 @@ func cgroupConfig(cfg Config) (*cgroups.Cgroup, error) {
 	if path == "" && cfg.Rootless {
 		// The library forgives a rootless container the cgroups it may
 		// not create only when no explicit path was asked for.
-		cg.Parent, cg.Name = "/", DefaultPrefix+cfg.ID
+		cg.Parent, cg.Name = "/", cfg.ID
 		return cg, nil
 	}
 	if path == "" {
-		path = "/" + DefaultPrefix + cfg.ID
+		path = "/" + cfg.ID
 	}
 	if strings.Contains(path, ":") && !filepath.IsAbs(path) {
 		return nil, fmt.Errorf("linux.cgroupsPath: %q looks like a systemd path; use --systemd-cgroup", path)

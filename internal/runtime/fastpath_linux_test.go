@@ -10,7 +10,7 @@ import (
 )
 
 func TestWriteFastPath(t *testing.T) {
-	paths := map[string]string{"memory": "/sys/fs/cgroup/memory/berth-c1"}
+	paths := map[string]string{"memory": "/sys/fs/cgroup/memory/c1"}
 	engine := map[string]string{"memory": "/sys/fs/cgroup/memory/berth/c1"}
 	for _, tc := range []struct {
 		name      string
@@ -23,9 +23,9 @@ func TestWriteFastPath(t *testing.T) {
 		wantLines []string
 	}{
 		{name: "plain", cgroups: paths, want: true,
-			wantLines: []string{"berth-fastpath 1", "pid 42", "start 7", "cgroup /sys/fs/cgroup/memory/berth-c1", "bound 60", "end"}},
+			wantLines: []string{"berth-fastpath 1", "pid 42", "start 7", "cgroup /sys/fs/cgroup/memory/c1", "bound 60", "end"}},
 		{name: "own pid namespace", cgroups: paths, pidNS: true, want: true,
-			wantLines: []string{"berth-fastpath 1", "pid 42", "start 7", "cgroup /sys/fs/cgroup/memory/berth-c1", "bound 60", "pidns own", "end"}},
+			wantLines: []string{"berth-fastpath 1", "pid 42", "start 7", "cgroup /sys/fs/cgroup/memory/c1", "bound 60", "pidns own", "end"}},
 		{name: "the engine's shared parent", cgroups: engine, cgPath: "/berth/c1", want: true,
 			wantLines: []string{"berth-fastpath 1", "pid 42", "start 7", "cgroup /sys/fs/cgroup/memory/berth/c1", "parent /sys/fs/cgroup/memory/berth", "bound 60", "end"}},
 		{name: "own cgroupsPath has no shared parent", cgroups: map[string]string{"memory": "/sys/fs/cgroup/memory/mine"}, cgPath: "/mine", want: true,

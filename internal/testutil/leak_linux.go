@@ -56,9 +56,8 @@ func LeakedTraces(l Leaks) []string {
 	return found
 }
 
-// FindCgroups returns every cgroup directory named name (or berth-name,
-// berth-runtime's default, or ending in name, as with systemd's
-// "<prefix>-<id>.scope") on any hierarchy under
+// FindCgroups returns every cgroup directory named name (or ending in
+// name, as with systemd's "<prefix>-<id>.scope") on any hierarchy under
 // /sys/fs/cgroup, looking a few levels deep: a runtime puts a container's
 // cgroup below its cgroupsPath, or below its own cgroup.
 func FindCgroups(name string) []string {
@@ -73,7 +72,7 @@ func FindCgroups(name string) []string {
 				return fs.SkipDir
 			}
 			base := d.Name()
-			if base == name || base == "berth-"+name || strings.HasSuffix(base, "-"+name+".scope") {
+			if base == name || strings.HasSuffix(base, "-"+name+".scope") {
 				found = append(found, p)
 				return fs.SkipDir
 			}

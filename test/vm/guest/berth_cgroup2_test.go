@@ -22,8 +22,8 @@ import (
 // runtime that ignored the limit fails them.
 
 // berthParent is the engine's shared parent (/berth/<id>): berth-runtime
-// puts a container without linux.cgroupsPath at /berth-<id>, and makes no
-// parent for it.
+// puts a container without linux.cgroupsPath at /<id>, as runc does, and
+// makes no parent for it.
 const berthParent = cgroupRoot + "/berth"
 
 // newBerth returns a driver for berth-runtime in the VM. The test process
@@ -51,7 +51,7 @@ func withResources(f func(*specs.LinuxResources)) testutil.BundleOption {
 
 // containerCgroup is where the container id's cgroup must be.
 func containerCgroup(id string) string {
-	return filepath.Join(cgroupRoot, "berth-"+id)
+	return filepath.Join(cgroupRoot, id)
 }
 
 // cgroupValue reads a cgroup file of the container, trimmed.
