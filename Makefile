@@ -37,7 +37,7 @@ all: build
 build:
 	CGO_ENABLED=1 GOEXPERIMENT=$(RT_GOEXP) $(GO) build $(RT_TAGS) -ldflags '$(RT_LDFLAGS)' -o $(BIN)/.berth-runtime-init.link ./cmd/berth-runtime-init
 	cp $(BIN)/.berth-runtime-init.link $(BIN)/.berth-runtime-init.copy && mv $(BIN)/.berth-runtime-init.copy $(BIN)/berth-runtime-init && rm $(BIN)/.berth-runtime-init.link
-	id=$(RT_INIT_ID) && test -n "$$id" && \
+	id=$(RT_INIT_ID) && { test -n "$$id" || { echo "no GNU build ID in $(BIN)/berth-runtime-init (readelf -n, from binutils, reads it)" >&2; exit 1; }; } && \
 	CGO_ENABLED=1 GOEXPERIMENT=$(RT_GOEXP) $(GO) build $(RT_TAGS) -ldflags "$(RT_LDFLAGS) -X github.com/berth-project/berth/internal/runtime.initBuildID=$$id" -o $(BIN)/.berth-runtime.link ./cmd/berth-runtime
 	cp $(BIN)/.berth-runtime.link $(BIN)/.berth-runtime.copy && mv $(BIN)/.berth-runtime.copy $(BIN)/berth-runtime && rm $(BIN)/.berth-runtime.link
 	$(GO) build -o $(BIN)/berth ./cmd/berth
