@@ -94,8 +94,20 @@ func (c *criT) start() {
 		t.Fatal(err)
 	}
 	log.Close()
-	waitForLong(t, "berthd to answer", 30*time.Second, func() bool {
-		return c.crictlRun("version").code == 0
+	// On a timeout the failure shows what crictl said and how berthd's
+	// log ends: berthd may have exited (a metrics port taken since
+	// freePort let it go) or be stuck.
+	waitForOut(t, "berthd to answer", 30*time.Second, func() (bool, string) {
+		r := c.crictlRun("version")
+		if r.code == 0 {
+			return true, ""
+		}
+		data, _ := os.ReadFile(filepath.Join(c.logDir, "berthd.log"))
+		lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+		if len(lines) > 30 {
+			lines = lines[len(lines)-30:]
+		}
+		return false, fmt.Sprintf("crictl version: exit %d: %s\nberthd's log ends:\n%s", r.code, strings.TrimSpace(r.stderr), strings.Join(lines, "\n"))
 	})
 }
 
