@@ -23,14 +23,6 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
-// A container whose config has no cgroupsPath gets /<id> on every
-// hierarchy, as with runc: one directory per hierarchy and no shared parent
-// to make and remove with each container (in a v1 cpuset hierarchy a new
-// parent also copies its own parent's cpus and mems), named after the
-// container as callers and runc's tests look for it. As with runc, an id
-// that names one of the host's own cgroups meets that cgroup: create
-// refuses it when it holds processes or is frozen.
-
 // DefaultParent is the cgroup parent Berth's engine gives its containers
 // (/berth/<id>), shared by them and removed with the last of them.
 const DefaultParent = "/berth"
@@ -129,6 +121,14 @@ func cgroupConfig(cfg Config) (*cgroups.Cgroup, error) {
 		return cg, nil
 	}
 	if path == "" {
+		// A container whose config has no cgroupsPath gets /<id> on every
+		// hierarchy, as with runc: one directory per hierarchy and no
+		// shared parent to make and remove with each container (in a v1
+		// cpuset hierarchy a new parent also copies its own parent's cpus
+		// and mems), named after the container as callers and runc's tests
+		// look for it. As with runc, an id that names one of the host's
+		// own cgroups meets that cgroup: create refuses it when it holds
+		// processes or is frozen.
 		path = "/" + cfg.ID
 	}
 	if strings.Contains(path, ":") && !filepath.IsAbs(path) {

@@ -156,14 +156,15 @@ func gnuBuildID(r io.ReaderAt) (string, error) {
 	phoff := bo.Uint64(eh[32:])
 	phentsize := uint64(bo.Uint16(eh[54:]))
 	phnum := uint64(bo.Uint16(eh[56:]))
-	if phentsize < 56 || phnum > 64 || phoff > 1<<20 {
+	if phentsize < 56 || phentsize > 256 || phnum > 64 || phoff > 1<<20 {
 		return "", errors.New("ELF header: implausible program headers")
 	}
+	phdrs := make([]byte, phnum*phentsize)
+	if _, err := r.ReadAt(phdrs, int64(phoff)); err != nil {
+		return "", fmt.Errorf("ELF program headers: %w", err)
+	}
 	for i := uint64(0); i < phnum; i++ {
-		var ph [56]byte
-		if _, err := r.ReadAt(ph[:], int64(phoff+i*phentsize)); err != nil {
-			return "", fmt.Errorf("ELF program header %d: %w", i, err)
-		}
+		ph := phdrs[i*phentsize:]
 		if bo.Uint32(ph[0:]) != 4 { // PT_NOTE
 			continue
 		}

@@ -8,6 +8,8 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/opencontainers/runtime-spec/specs-go/features"
 	"golang.org/x/sys/unix"
+
+	"github.com/berth-project/berth/internal/seccomp/filter"
 )
 
 // Features describes this package for `berth-runtime features`: what the
@@ -54,5 +56,5 @@ func kernelSupportsFlag(flag specs.LinuxSeccompFlag) bool {
 	default:
 		return false
 	}
-	return kernelSupportsFlagBits(bits)
+	return filter.KernelSupportsFlags(bits)
 }

@@ -15,12 +15,3 @@ const ProgramFormat = filter.Format
 
 // UnmarshalProgram decodes what Program.MarshalBinary produced.
 func UnmarshalProgram(data []byte) (*Program, error) { return filter.Unmarshal(data) }
-
-const (
-	maxInsns = filter.MaxInsns
-	insnSize = filter.InsnSize
-)
-
-var decodeInsns = filter.DecodeInsns
-
-func kernelSupportsFlagBits(bits uintptr) bool { return filter.KernelSupportsFlags(bits) }

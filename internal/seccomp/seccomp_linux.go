@@ -50,8 +50,8 @@ func Compile(cfg *specs.LinuxSeccomp) (*Program, error) {
 		return nil, err
 	}
 	all := append(stub, insns...)
-	if len(all) > maxInsns {
-		return nil, fmt.Errorf("compile seccomp filter: %d BPF instructions, more than the kernel's limit of %d: the profile is too large", len(all), maxInsns)
+	if len(all) > filter.MaxInsns {
+		return nil, fmt.Errorf("compile seccomp filter: %d BPF instructions, more than the kernel's limit of %d: the profile is too large", len(all), filter.MaxInsns)
 	}
 	var flags uintptr = unix.SECCOMP_FILTER_FLAG_TSYNC
 	for _, f := range cfg.Flags {
@@ -273,14 +273,14 @@ func addRule(filter *libseccomp.ScmpFilter, sc specs.LinuxSyscall, def libseccom
 
 // exportBPF reads the filter's program through a memfd: libseccomp 2.5 can
 // only export to a file descriptor.
-func exportBPF(filter *libseccomp.ScmpFilter) ([]unix.SockFilter, error) {
+func exportBPF(sf *libseccomp.ScmpFilter) ([]unix.SockFilter, error) {
 	fd, err := unix.MemfdCreate("berth-seccomp-bpf", unix.MFD_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("export seccomp filter: memfd_create: %w", err)
 	}
 	f := os.NewFile(uintptr(fd), "berth-seccomp-bpf")
 	defer f.Close()
-	if err := filter.ExportBPF(f); err != nil {
+	if err := sf.ExportBPF(f); err != nil {
 		return nil, fmt.Errorf("export seccomp filter: %w", err)
 	}
 	// Read through the fd itself: /proc may not be mounted in the init.
@@ -291,8 +291,8 @@ func exportBPF(filter *libseccomp.ScmpFilter) ([]unix.SockFilter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("export seccomp filter: read back: %w", err)
 	}
-	if len(raw) == 0 || len(raw)%insnSize != 0 {
+	if len(raw) == 0 || len(raw)%filter.InsnSize != 0 {
 		return nil, fmt.Errorf("export seccomp filter: %d bytes is not a BPF program", len(raw))
 	}
-	return decodeInsns(raw), nil
+	return filter.DecodeInsns(raw), nil
 }

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/berth-project/berth/internal/seccomp/filter"
 	"net"
 	"os"
 	"os/exec"
@@ -433,7 +434,7 @@ func TestNotify(t *testing.T) {
 	}
 	t.Cleanup(func() { ln.Close() })
 
-	if !kernelSupportsFlagBits(unix.SECCOMP_FILTER_FLAG_TSYNC | unix.SECCOMP_FILTER_FLAG_NEW_LISTENER | unix.SECCOMP_FILTER_FLAG_TSYNC_ESRCH) {
+	if !filter.KernelSupportsFlags(unix.SECCOMP_FILTER_FLAG_TSYNC | unix.SECCOMP_FILTER_FLAG_NEW_LISTENER | unix.SECCOMP_FILTER_FLAG_TSYNC_ESRCH) {
 		t.Skip("needs Linux 5.7 (SECCOMP_FILTER_FLAG_TSYNC_ESRCH) for a listener on a multi-threaded process")
 	}
 	cfg := &specs.LinuxSeccomp{

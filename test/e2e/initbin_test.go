@@ -93,19 +93,23 @@ func TestInitRunsFromInitBinary(t *testing.T) {
 	t.Run("from another build", func(t *testing.T) {
 		// Another build's init binary may speak another protocol: a
 		// file of that name that is not this build's is not run.
-		dir := hostDir(t)
-		bin := filepath.Join(dir, "berth-runtime")
-		copyTo(t, runtimeBin(t), bin)
-		copyTo(t, runtimeBin(t), filepath.Join(dir, "berth-runtime-init"))
-		if got := initExe(t, bin); !os.SameFile(got, stat(t, bin)) {
-			t.Errorf("with another build's berth-runtime-init the init runs from %s (%d bytes), want berth-runtime itself", got.Name(), got.Size())
-		}
-		os.Remove(filepath.Join(dir, "berth-runtime-init"))
-		if err := os.WriteFile(filepath.Join(dir, "berth-runtime-init"), []byte("#!/bin/sh\necho hijacked\n"), 0o755); err != nil {
+		self, err := os.ReadFile(runtimeBin(t))
+		if err != nil {
 			t.Fatal(err)
 		}
-		if got := initExe(t, bin); !os.SameFile(got, stat(t, bin)) {
-			t.Errorf("with a script as berth-runtime-init the init runs from %s (%d bytes), want berth-runtime itself", got.Name(), got.Size())
+		for what, content := range map[string][]byte{
+			"another build's berth-runtime-init": self,
+			"a script as berth-runtime-init":     []byte("#!/bin/sh\necho hijacked\n"),
+		} {
+			dir := hostDir(t)
+			bin := filepath.Join(dir, "berth-runtime")
+			copyTo(t, runtimeBin(t), bin)
+			if err := os.WriteFile(filepath.Join(dir, "berth-runtime-init"), content, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if got := initExe(t, bin); !os.SameFile(got, stat(t, bin)) {
+				t.Errorf("with %s the init runs from %s (%d bytes), want berth-runtime itself", what, got.Name(), got.Size())
+			}
 		}
 	})
 	t.Run("copied together", func(t *testing.T) {

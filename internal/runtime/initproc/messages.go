@@ -160,16 +160,3 @@ func (w *WireSpec) spec() *specs.Spec {
 	}
 	return s
 }
-
-// UsesHostMountNS says the container shares the runtime's mount namespace.
-func UsesHostMountNS(spec *specs.Spec) bool {
-	if spec == nil || spec.Linux == nil {
-		return false
-	}
-	for _, ns := range spec.Linux.Namespaces {
-		if ns.Type == specs.MountNamespace {
-			return false
-		}
-	}
-	return true
-}

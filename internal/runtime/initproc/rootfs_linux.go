@@ -922,3 +922,16 @@ func (r *rootfsSetup) maskPath(p string) error {
 	}
 	return unix.Mount("/dev/null", pathrs.ProcPath(target), "", unix.MS_BIND, "")
 }
+
+// UsesHostMountNS says the container shares the runtime's mount namespace.
+func UsesHostMountNS(spec *specs.Spec) bool {
+	if spec == nil || spec.Linux == nil {
+		return false
+	}
+	for _, ns := range spec.Linux.Namespaces {
+		if ns.Type == specs.MountNamespace {
+			return false
+		}
+	}
+	return true
+}
