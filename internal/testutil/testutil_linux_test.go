@@ -2,6 +2,7 @@ package testutil
 
 import (
 	"encoding/json"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -86,5 +87,26 @@ func TestLeakedTracesFindsStateDir(t *testing.T) {
 	traces := LeakedTraces(Leaks{Root: root, ID: "berth-e2e-leak", Pids: []int{os.Getpid()}})
 	if len(traces) != 2 {
 		t.Errorf("LeakedTraces = %q, want the state directory and the live process", traces)
+	}
+}
+
+func TestFreePortOutsideEphemeralRange(t *testing.T) {
+	lo := ephemeralLow()
+	seen := map[int]bool{}
+	for range 20 {
+		p := FreePort(t)
+		if lo > 11000 && (p < 10000 || p >= lo) {
+			t.Errorf("FreePort = %d, want a port in 10000-%d, below the ephemeral range", p, lo-1)
+		}
+		if seen[p] {
+			t.Errorf("FreePort handed out %d twice", p)
+		}
+		seen[p] = true
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+		if err != nil {
+			t.Errorf("port %d from FreePort: %v", p, err)
+			continue
+		}
+		l.Close()
 	}
 }

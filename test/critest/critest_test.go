@@ -275,12 +275,7 @@ func freeSubnet(t *testing.T) string {
 }
 
 func freePort(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return fmt.Sprint(l.Addr().(*net.TCPAddr).Port)
+	return fmt.Sprint(testutil.FreePort(t))
 }
 
 func randHex(n int) string {

@@ -582,15 +582,11 @@ func (e *engineT) networkCreate() string {
 	return n
 }
 
-// freePort returns a TCP port free on the host now.
+// freePort returns a TCP port free on the host now, outside the ephemeral
+// range (testutil.FreePort says why).
 func freePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "0.0.0.0:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return testutil.FreePort(t)
 }
 
 // httpGet fetches url with a short timeout; ok is false on any failure.
