@@ -30,6 +30,7 @@ func createFlags() []cli.Flag {
 		&cli.StringFlag{Name: "bundle", Aliases: []string{"b"}, Value: ".", Usage: "path to the OCI bundle"},
 		&cli.StringFlag{Name: "pid-file", Usage: "write the init's pid here"},
 		&cli.StringFlag{Name: "console-socket", Usage: "unix socket that receives the pty master"},
+		&cli.StringFlag{Name: "pidfd-socket", Usage: "unix socket that receives a pidfd of the init"},
 		&cli.BoolFlag{Name: "no-pivot", Usage: "move the root instead of pivot_root (for initramfs)"},
 		&cli.BoolFlag{Name: "no-new-keyring", Usage: "keep the caller's session keyring"},
 		&cli.IntFlag{Name: "preserve-fds", Usage: "pass this many fds from 3 on to the container"},
@@ -43,7 +44,7 @@ func createOptions(cmd *cli.Command) runtime.CreateOptions {
 	}
 	return runtime.CreateOptions{
 		Bundle: cmd.String("bundle"), PidFile: cmd.String("pid-file"), ConsoleSocket: cmd.String("console-socket"),
-		NoPivot: cmd.Bool("no-pivot"), NoNewKeyring: cmd.Bool("no-new-keyring"), PreserveFds: n, Stdio: stdio(),
+		PidfdSocket: cmd.String("pidfd-socket"), NoPivot: cmd.Bool("no-pivot"), NoNewKeyring: cmd.Bool("no-new-keyring"), PreserveFds: n, Stdio: stdio(),
 	}
 }
 
@@ -403,6 +404,7 @@ func execFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "detach", Aliases: []string{"d"}, Usage: "do not wait for the process"},
 		&cli.BoolFlag{Name: "tty", Aliases: []string{"t"}, Usage: "allocate a terminal"},
 		&cli.StringFlag{Name: "console-socket", Usage: "unix socket that receives the pty master"},
+		&cli.StringFlag{Name: "pidfd-socket", Usage: "unix socket that receives a pidfd of the process"},
 		&cli.StringFlag{Name: "pid-file", Usage: "write the process's pid here"},
 		&cli.StringFlag{Name: "cwd", Usage: "working directory in the container"},
 		&cli.StringSliceFlag{Name: "env", Aliases: []string{"e"}, Usage: "KEY=VALUE to add"},
@@ -428,7 +430,7 @@ func execProcess(ctx context.Context, r *runtime.Runtime, cmd *cli.Command) erro
 		return err
 	}
 	opt := runtime.ExecOptions{
-		PidFile: cmd.String("pid-file"), ConsoleSocket: cmd.String("console-socket"),
+		PidFile: cmd.String("pid-file"), ConsoleSocket: cmd.String("console-socket"), PidfdSocket: cmd.String("pidfd-socket"),
 		PreserveFds: int(cmd.Int("preserve-fds")), Stdio: stdio(), IgnorePaused: cmd.Bool("ignore-paused"),
 	}
 	if opt.SubCgroups, err = subCgroupPaths(cmd.StringSlice("cgroup")); err != nil {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"os/signal"
 	"os/user"
@@ -52,10 +51,13 @@ type CreateOptions struct {
 	PidFile       string
 	ConsoleSocket string
 	ConsoleFile   *os.File // instead of ConsoleSocket: an already connected socket
-	NoPivot       bool
-	NoNewKeyring  bool
-	PreserveFds   int
-	Stdio         [3]*os.File
+	// PidfdSocket is a unix socket that gets a pidfd of the init once it
+	// is created (runc 1.2's --pidfd-socket).
+	PidfdSocket  string
+	NoPivot      bool
+	NoNewKeyring bool
+	PreserveFds  int
+	Stdio        [3]*os.File
 }
 
 // Create sets up a container and leaves its init waiting for Start.
@@ -170,6 +172,13 @@ func (r *Runtime) Create(ctx context.Context, id string, opt CreateOptions) (ret
 		}
 		defer console.Close()
 	}
+	var pidfdSock *os.File
+	if opt.PidfdSocket != "" {
+		if pidfdSock, err = dialPidfdSocket(opt.PidfdSocket); err != nil {
+			return err
+		}
+		defer pidfdSock.Close()
+	}
 	join, clone, err := namespacePlan(spec.Linux.Namespaces)
 	if err != nil {
 		return err
@@ -237,6 +246,11 @@ func (r *Runtime) Create(ctx context.Context, id string, opt CreateOptions) (ret
 		return err
 	}
 	c.sock.Close()
+	if pidfdSock != nil {
+		if err := sendPidfd(pidfdSock, c.pid, "standard"); err != nil {
+			return err
+		}
+	}
 	if opt.PidFile != "" {
 		if err := writePidFile(opt.PidFile, c.pid); err != nil {
 			return err
@@ -372,16 +386,7 @@ func (r *Runtime) passListener(ctx context.Context, pid, fd int, p *persisted) e
 }
 
 func dialConsole(path string) (*os.File, error) {
-	conn, err := net.Dial("unix", path)
-	if err != nil {
-		return nil, fmt.Errorf("--console-socket %s: %w", path, err)
-	}
-	defer conn.Close()
-	f, err := conn.(*net.UnixConn).File()
-	if err != nil {
-		return nil, fmt.Errorf("--console-socket %s: %w", path, err)
-	}
-	return f, nil
+	return dialSocket("--console-socket", path)
 }
 
 // namespacePlan splits the spec's namespaces into ones to join and flags of

@@ -19,8 +19,11 @@ type ExecOptions struct {
 	PidFile       string
 	ConsoleSocket string
 	ConsoleFile   *os.File
-	PreserveFds   int
-	Stdio         [3]*os.File
+	// PidfdSocket is a unix socket that gets a pidfd of the process once
+	// it runs (runc 1.2's --pidfd-socket).
+	PidfdSocket string
+	PreserveFds int
+	Stdio       [3]*os.File
 	// IgnorePaused execs in a paused container too: the process joins
 	// the frozen cgroup and runs once the container is resumed; the
 	// exec waits for that within its usual bound.
@@ -101,6 +104,13 @@ func (r *Runtime) Exec(ctx context.Context, id string, proc *specs.Process, opt 
 		}
 		defer console.Close()
 	}
+	var pidfdSock *os.File
+	if opt.PidfdSocket != "" {
+		if pidfdSock, err = dialPidfdSocket(opt.PidfdSocket); err != nil {
+			return 0, err
+		}
+		defer pidfdSock.Close()
+	}
 	var rootDir *os.File
 	if initproc.UsesHostMountNS(p.Spec) {
 		// Joining the namespaces leaves the process at the host's
@@ -133,11 +143,20 @@ func (r *Runtime) Exec(ctx context.Context, id string, proc *specs.Process, opt 
 		reapBounded(c.pid, reapTimeout)
 		return 0, err
 	}
+	// The caller will not know the process if either fails: it must not
+	// run. Reaped within a bound: in a paused container (--ignore-paused)
+	// it cannot die before the thaw.
+	if pidfdSock != nil {
+		if err := sendPidfd(pidfdSock, c.pid, "setns"); err != nil {
+			unix.Kill(c.pid, unix.SIGKILL)
+			reapBounded(c.pid, reapTimeout)
+			return 0, err
+		}
+	}
 	if opt.PidFile != "" {
 		if err := writePidFile(opt.PidFile, c.pid); err != nil {
-			// The caller will not know the process: it must not run.
 			unix.Kill(c.pid, unix.SIGKILL)
-			reap(c.pid)
+			reapBounded(c.pid, reapTimeout)
 			return 0, err
 		}
 	}

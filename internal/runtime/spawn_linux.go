@@ -403,18 +403,6 @@ func reapBounded(pid int, d time.Duration) {
 	}
 }
 
-// reap waits for a child or adopted process, ignoring errors: the runtime
-// is a subreaper, so an init whose parent exited is ours to reap.
-func reap(pid int) {
-	var ws unix.WaitStatus
-	for {
-		_, err := unix.Wait4(pid, &ws, 0, nil)
-		if err != unix.EINTR {
-			return
-		}
-	}
-}
-
 // deadline bounds the exchanges with the init from now on: past it, a
 // read or write fails with an error that says the init did not answer.
 func (c *child) deadline(d time.Duration) {
