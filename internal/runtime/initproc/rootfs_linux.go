@@ -387,9 +387,10 @@ func (r *rootfsSetup) bindOptions(dest string, opts oci.MountOptions) error {
 }
 
 // attachIDMapped puts the clone of a bind mount's source that the runtime
-// made on the host (fd, see idmapMounts: idmapped, or a source the
-// container's user namespace cannot reach) at its destination, then
-// applies the mount's other options as for any bind mount.
+// made on the host (fd, see idmapMounts: idmapped, or a plain bind in a
+// container with its own user namespace) at its destination, then applies
+// the mount's other options as for any bind mount, a plain bind's with the
+// source's flags the kernel would lock (lockSourceFlags).
 func (r *rootfsSetup) attachIDMapped(m specs.Mount, fd int) error {
 	mnt := os.NewFile(uintptr(fd), "idmapped")
 	defer mnt.Close()
@@ -400,6 +401,13 @@ func (r *rootfsSetup) attachIDMapped(m specs.Mount, fd int) error {
 	opts, err := oci.ParseMountOptions(m.Options)
 	if err != nil {
 		return err
+	}
+	if len(m.UIDMappings) == 0 && len(m.GIDMappings) == 0 {
+		// Not idmapped: a source cloned because the container has its
+		// own user namespace.
+		if err := lockSourceFlags(fd, m.Source, &opts); err != nil {
+			return err
+		}
 	}
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
@@ -432,7 +440,11 @@ func remount(root *os.File, dest string, flags uintptr) error {
 	if err := unix.Fstatfs(int(target.Fd()), &st); err != nil {
 		return fmt.Errorf("statfs %s: %w", dest, err)
 	}
-	locked := uintptr(st.Flags) & (unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC | unix.MS_RDONLY | unix.MS_NOATIME | unix.MS_NODIRATIME | unix.MS_RELATIME)
+	locked := statfsMountFlags(st) & mntLockable
+	if flags&mntAtime != 0 {
+		// Asked for: the kernel refuses it if it is not the locked one.
+		locked &^= mntAtime
+	}
 	err = unix.Mount("", pathrs.ProcPath(target), "", unix.MS_REMOUNT|unix.MS_BIND|flags, "")
 	if errors.Is(err, unix.EPERM) {
 		err = unix.Mount("", pathrs.ProcPath(target), "", unix.MS_REMOUNT|unix.MS_BIND|flags|locked, "")
