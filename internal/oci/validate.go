@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -56,6 +57,12 @@ func Validate(spec *specs.Spec) error {
 	for i, m := range spec.Mounts {
 		if err := validateMount(m, fmt.Sprintf("mounts[%d]", i), kernelFS); err != nil {
 			return err
+		}
+		// The spec: without mappings of its own an idmapped mount MAY
+		// take the container's user namespace's, and without a user
+		// namespace it MUST be an error.
+		if ImpliedIDMap(m) && !hasNamespace(spec, specs.UserNamespace) {
+			return fmt.Errorf("mounts[%d].options: idmap without uidMappings and gidMappings takes the mappings of the container's user namespace, and linux.namespaces has no user namespace", i)
 		}
 	}
 	for i, d := range spec.Linux.Devices {
@@ -271,6 +278,9 @@ func validateMount(m specs.Mount, field string, kernelFS func() (map[string]bool
 	if _, err := ParseMountOptions(m.Options); err != nil {
 		return fmt.Errorf("%s.options: %w", field, err)
 	}
+	if !IsBind(m) && HasIDMapOption(m) {
+		return fmt.Errorf("%s.options: idmap and ridmap are for bind mounts only; type %q is not one", field, m.Type)
+	}
 	if len(m.UIDMappings) > 0 || len(m.GIDMappings) > 0 {
 		if !IsBind(m) {
 			return fmt.Errorf("%s.uidMappings: idmapped mounts are bind mounts only; type %q is not", field, m.Type)
@@ -302,6 +312,28 @@ func validateMount(m specs.Mount, field string, kernelFS func() (map[string]bool
 		return fmt.Errorf("%s.type: unknown mount type %q (not in /proc/filesystems)", field, m.Type)
 	}
 	return nil
+}
+
+// HasIDMapOption says whether a mount's options ask for an idmapped mount
+// (idmap, or ridmap for all of an rbind's submounts).
+func HasIDMapOption(m specs.Mount) bool {
+	return slices.Contains(m.Options, "idmap") || slices.Contains(m.Options, "ridmap")
+}
+
+// ImpliedIDMap says whether a mount is idmapped through the container's
+// own user namespace: it asks for idmap or ridmap and has no mappings of
+// its own.
+func ImpliedIDMap(m specs.Mount) bool {
+	return HasIDMapOption(m) && len(m.UIDMappings) == 0 && len(m.GIDMappings) == 0
+}
+
+func hasNamespace(spec *specs.Spec, typ specs.LinuxNamespaceType) bool {
+	for _, ns := range spec.Linux.Namespaces {
+		if ns.Type == typ {
+			return true
+		}
+	}
+	return false
 }
 
 // IsBind says whether a spec mount is a bind mount.

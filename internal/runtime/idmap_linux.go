@@ -31,9 +31,10 @@ func RunIDMapHolder() { io.Copy(io.Discard, os.Stdin) }
 // idmapMounts makes, on the host, the bind mounts of a spec that the init
 // cannot make itself, as detached clones that the init attaches in the
 // container's mount namespace with move_mount:
-//   - each mount with uidMappings/gidMappings: a clone of the source whose
-//     ids are mapped through a user namespace holding those mappings
-//     (mount_setattr MOUNT_ATTR_IDMAP);
+//   - each mount with uidMappings/gidMappings, or with the option idmap or
+//     ridmap alone (the container's mappings, see mountUserns): a clone of
+//     the source whose ids are mapped through a user namespace holding
+//     those mappings (mount_setattr MOUNT_ATTR_IDMAP);
 //   - in a container with a user namespace of its own, each bind whose
 //     source is outside the rootfs: the init binds inside its user
 //     namespace, where the mapped root may not reach a source that only the
@@ -60,7 +61,7 @@ func idmapMounts(spec *specs.Spec, bundle string) (map[int]*os.File, error) {
 		if !filepath.IsAbs(src) {
 			src = filepath.Join(bundle, src)
 		}
-		if len(m.UIDMappings) == 0 && len(m.GIDMappings) == 0 {
+		if len(m.UIDMappings) == 0 && len(m.GIDMappings) == 0 && !oci.HasIDMapOption(m) {
 			// Not /proc paths: /proc/self names the process that
 			// resolves it, here the runtime, in the init the init.
 			if cloneBinds && oci.IsBind(m) && (inRootfs == nil || !inRootfs(src)) && !underProc(src) {
@@ -73,9 +74,9 @@ func idmapMounts(spec *specs.Spec, bundle string) (map[int]*os.File, error) {
 			}
 			continue
 		}
-		userns, err := usernsWithMaps(m.UIDMappings, m.GIDMappings)
+		userns, err := mountUserns(spec, m)
 		if err != nil {
-			return fail(fmt.Errorf("%s.uidMappings: %w", field, err))
+			return fail(fmt.Errorf("%s: %w", field, err))
 		}
 		fd, err := cloneTree(src, m)
 		if err != nil {
@@ -163,6 +164,43 @@ func cloneTree(src string, m specs.Mount) (int, error) {
 		flags |= unix.AT_RECURSIVE
 	}
 	return unix.OpenTree(unix.AT_FDCWD, src, uint(flags))
+}
+
+// mountUserns returns the user namespace whose mappings an idmapped mount
+// takes: one with the mount's own mappings or, for idmap or ridmap without
+// them (oci.ImpliedIDMap), the container's: one with its mappings, or the
+// user namespace it joins, as runc does (idmap.bats "implied mapping").
+// oci.Validate has refused an implied mapping without a user namespace.
+func mountUserns(spec *specs.Spec, m specs.Mount) (*os.File, error) {
+	if !oci.ImpliedIDMap(m) {
+		f, err := usernsWithMaps(m.UIDMappings, m.GIDMappings)
+		if err != nil {
+			return nil, fmt.Errorf("uidMappings: %w", err)
+		}
+		return f, nil
+	}
+	for _, ns := range spec.Linux.Namespaces {
+		if ns.Type != specs.UserNamespace {
+			continue
+		}
+		if ns.Path == "" {
+			f, err := usernsWithMaps(spec.Linux.UIDMappings, spec.Linux.GIDMappings)
+			if err != nil {
+				return nil, fmt.Errorf("idmap with the container's mappings: %w", err)
+			}
+			return f, nil
+		}
+		f, err := os.Open(ns.Path)
+		if err != nil {
+			return nil, fmt.Errorf("idmap with the joined user namespace: %w", err)
+		}
+		if t, err := unix.IoctlRetInt(int(f.Fd()), unix.NS_GET_NSTYPE); err != nil || t != unix.CLONE_NEWUSER {
+			f.Close()
+			return nil, fmt.Errorf("idmap with the joined user namespace: %s is not a user namespace", ns.Path)
+		}
+		return f, nil
+	}
+	return nil, errors.New("idmap without uidMappings and gidMappings needs a user namespace")
 }
 
 // usernsWithMaps returns a user namespace with the given mappings: a

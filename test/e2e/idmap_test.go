@@ -3,6 +3,7 @@ package e2e
 import (
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -126,6 +127,75 @@ func TestUsernsInaccessibleBind(t *testing.T) {
 	res = rt.Create(id, b.Dir)
 	if res.ExitCode == 0 || !strings.Contains(res.Stderr, "inside /proc") {
 		t.Errorf("create with a host bind on /proc/sys in a user namespace: want a refusal naming /proc: %s", res)
+	}
+	checkCreateLeftNothing(t, rt, id, b)
+}
+
+// TestIDMappedMountImpliedMapping: a bind mount with the option idmap (or
+// ridmap) and no mappings of its own takes those of the container's user
+// namespace, whether the container makes it or joins another container's
+// (runtime-spec: the runtime MAY use the container's mappings, else MUST
+// fail; runc idmap.bats "implied mapping"): files the host's root owns
+// appear owned by the container's root. Without a user namespace the
+// config is refused, naming the mount, and nothing is left.
+func TestIDMappedMountImpliedMapping(t *testing.T) {
+	skipIfRunc(t, "runc 1.1.5 has no idmapped mounts (runc 1.2 added them)")
+	rt := newRuntime(t)
+	data := hostDir(t)
+	if err := os.WriteFile(filepath.Join(data, "by-host"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(filepath.Join(data, "by-host"), 100, 200); err != nil {
+		t.Fatal(err)
+	}
+	mapping := []specs.LinuxIDMapping{{ContainerID: 0, HostID: 100000, Size: 65536}}
+	withUserns := testutil.WithSpec(func(s *specs.Spec) {
+		s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace})
+		s.Linux.UIDMappings = mapping
+		s.Linux.GIDMappings = mapping
+	})
+	mkdirData := testutil.WithRootfs(func(rootfs string) error { return os.Mkdir(filepath.Join(rootfs, "data"), 0o755) })
+	stat := testutil.WithShell("stat -c '%u:%g' /data/by-host")
+	for _, opt := range []string{"", "idmap", "ridmap"} {
+		opts := []string{"rbind"}
+		if opt != "" {
+			opts = append(opts, opt)
+		}
+		out := strings.TrimSpace(runOut(t, rt, "idmapimp", stat, mkdirData, withUserns,
+			testutil.WithMounts(specs.Mount{Destination: "/data", Type: "bind", Source: data, Options: opts})))
+		want := "100:200"
+		if opt == "" {
+			want = "65534:65534" // not mapped: the overflow ids
+		}
+		if out != want {
+			t.Errorf("options %v: the container sees by-host (host 100:200) owned by %s, want %s", opts, out, want)
+		}
+	}
+
+	// Joining another container's user namespace, with no mappings of
+	// its own.
+	target := testutil.NewBundle(t, testutil.WithArgs("sleep", "1000"), withUserns)
+	tid := rt.NewID("idmapns")
+	rt.Run(tid, target.Dir, "-d").OK(t)
+	joined := testutil.WithSpec(func(s *specs.Spec) {
+		s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{
+			Type: specs.UserNamespace, Path: filepath.Join("/proc", strconv.Itoa(rt.State(tid).Pid), "ns/user")})
+	})
+	out := strings.TrimSpace(runOut(t, rt, "idmapjoin", stat, mkdirData, joined,
+		testutil.WithMounts(specs.Mount{Destination: "/data", Type: "bind", Source: data, Options: []string{"rbind", "idmap"}})))
+	if out != "100:200" {
+		t.Errorf("joined user namespace: the container sees by-host (host 100:200) owned by %s, want 100:200", out)
+	}
+	rt.Kill(tid, "KILL").OK(t)
+	rt.Wait(tid)
+	rt.Delete(tid).OK(t)
+
+	b := testutil.NewBundle(t, testutil.WithArgs("true"), mkdirData,
+		testutil.WithMounts(specs.Mount{Destination: "/data", Type: "bind", Source: data, Options: []string{"rbind", "idmap"}}))
+	id := rt.NewID("idmapnons")
+	res := rt.Create(id, b.Dir)
+	if res.ExitCode == 0 || !strings.Contains(res.Stderr, "mounts[") || !strings.Contains(res.Stderr, "user namespace") {
+		t.Errorf("idmap without mappings in a container without a user namespace: want a failure naming the mount and the missing user namespace: %s", res)
 	}
 	checkCreateLeftNothing(t, rt, id, b)
 }

@@ -402,7 +402,7 @@ func (r *rootfsSetup) attachIDMapped(m specs.Mount, fd int) error {
 	if err != nil {
 		return err
 	}
-	if len(m.UIDMappings) == 0 && len(m.GIDMappings) == 0 {
+	if len(m.UIDMappings) == 0 && len(m.GIDMappings) == 0 && !oci.HasIDMapOption(m) {
 		// Not idmapped: a source cloned because the container has its
 		// own user namespace.
 		if err := lockSourceFlags(fd, m.Source, &opts); err != nil {
