@@ -51,12 +51,20 @@ type server struct {
 	// lets them send what is queued (the exit frame) before it exits.
 	writers sync.WaitGroup
 
-	mu      sync.Mutex // guards the fields below
-	status  Status
-	clients map[*client]struct{}
-	stdin   *os.File // the current run's stdin writer (pipe or pty master); nil if none
-	pty     *os.File // the current run's pty master, with a terminal
-	waiters []chan Status
+	// fileMu orders the writes of the status file: setStatus encodes
+	// under mu and writes after, so without it two callers (the run loop
+	// and a client's "stopping") could write in the other order and leave
+	// the older status on disk. Taken after mu is released.
+	fileMu      sync.Mutex
+	fileVersion uint64 // of the status last written; guarded by fileMu
+
+	mu            sync.Mutex // guards the fields below
+	status        Status
+	statusVersion uint64 // bumped by every change of status
+	clients       map[*client]struct{}
+	stdin         *os.File // the current run's stdin writer (pipe or pty master); nil if none
+	pty           *os.File // the current run's pty master, with a terminal
+	waiters       []chan Status
 }
 
 // client is one attach connection.
@@ -617,8 +625,15 @@ func (s *server) snapshot() Status {
 func (s *server) setStatus(change func(*Status)) {
 	s.mu.Lock()
 	change(&s.status)
-	data := encodeStatus(s.status)
+	s.statusVersion++
+	version, data := s.statusVersion, encodeStatus(s.status)
 	s.mu.Unlock()
+	s.fileMu.Lock()
+	defer s.fileMu.Unlock()
+	if version < s.fileVersion {
+		return // a later status is on disk already
+	}
+	s.fileVersion = version
 	if err := writeStateFile(filepath.Join(s.cfg.StateDir, statusFile), data); err != nil {
 		fmt.Fprintf(os.Stderr, "berth-monitor %s: %v\n", s.cfg.ID, err)
 	}
