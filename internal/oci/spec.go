@@ -38,6 +38,13 @@ func LoadBundle(bundle string) (*specs.Spec, error) {
 	if spec.Root != nil && !filepath.IsAbs(spec.Root.Path) {
 		spec.Root.Path = filepath.Join(bundle, spec.Root.Path)
 	}
+	// The spec: on Linux a mount destination MAY be relative, for old
+	// configs, and then MUST be taken from "/" (deprecated). runc does so.
+	for i, m := range spec.Mounts {
+		if m.Destination != "" && !filepath.IsAbs(m.Destination) {
+			spec.Mounts[i].Destination = filepath.Join("/", m.Destination)
+		}
+	}
 	if err := Validate(spec); err != nil {
 		return nil, fmt.Errorf("%s: %w", filepath.Join(bundle, ConfigName), err)
 	}

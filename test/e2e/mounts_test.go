@@ -323,3 +323,16 @@ func TestUserNamespace(t *testing.T) {
 		t.Errorf("file made by container root is owned by %d:%d on the host, want 100000:100000", sys.Uid, sys.Gid)
 	}
 }
+
+// TestRelativeMountDestination: a relative mount destination, which the
+// spec still allows on Linux for old configs (deprecated), is taken from
+// "/" (runc idmap.bats "idmap mount with relative path").
+func TestRelativeMountDestination(t *testing.T) {
+	rt := newRuntime(t)
+	out := runOut(t, rt, "reldest",
+		testutil.WithShell(`awk '$2 == "/tmp/rel" { print $3 }' /proc/self/mounts`),
+		testutil.WithMounts(specs.Mount{Destination: "tmp/rel", Type: "tmpfs", Source: "tmpfs"}))
+	if strings.TrimSpace(out) != "tmpfs" {
+		t.Errorf("mount with destination tmp/rel: /proc/self/mounts shows %q at /tmp/rel, want a tmpfs", out)
+	}
+}
