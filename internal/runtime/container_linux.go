@@ -183,7 +183,7 @@ func (r *Runtime) Create(ctx context.Context, id string, opt CreateOptions) (ret
 	if err != nil {
 		return err
 	}
-	mountFiles, err := idmapMounts(spec, bundle)
+	mountFiles, lateMounts, err := idmapMounts(spec, bundle)
 	if err != nil {
 		return err
 	}
@@ -221,7 +221,7 @@ func (r *Runtime) Create(ctx context.Context, id string, opt CreateOptions) (ret
 		join: join, clone: clone, uidMaps: spec.Linux.UIDMappings, gidMaps: spec.Linux.GIDMappings,
 		timeOffsets: spec.Linux.TimeOffsets, joinCgroup: cg.Apply, oomScoreAdj: spec.Process.OOMScoreAdj,
 		stdio: opt.Stdio, preserveFds: opt.PreserveFds, fifo: fifo, console: console,
-		mountFiles: mountFiles, message: &initproc.Message{Type: initproc.MsgConfig, Config: cfg},
+		mountFiles: mountFiles, lateMounts: lateMounts, message: &initproc.Message{Type: initproc.MsgConfig, Config: cfg},
 		beforeConfig: setLimits,
 	})
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	goruntime "runtime"
 	"slices"
 	"strings"
 	"syscall"
@@ -38,17 +39,20 @@ func RunIDMapHolder() { io.Copy(io.Discard, os.Stdin) }
 //   - in a container with a user namespace of its own, each bind whose
 //     source is outside the rootfs: the init binds inside its user
 //     namespace, where the mapped root may not reach a source that only the
-//     host's root can (a 0700 directory on the way), so the host clones it,
-//     as runc 1.2 does (runc userns.bats "userns with inaccessible mount").
+//     host's root can (a 0700 directory on the way), so the runtime clones
+//     it, as runc 1.2 opens it (runc userns.bats "userns with inaccessible
+//     mount"). These are returned as late, by source: cloneInMountNS
+//     clones them once the init's mount namespace exists.
 //
-// The result is indexed like spec.Mounts; the caller closes the files.
-func idmapMounts(spec *specs.Spec, bundle string) (map[int]*os.File, error) {
+// The results are indexed like spec.Mounts; the caller closes the files.
+func idmapMounts(spec *specs.Spec, bundle string) (map[int]*os.File, map[int]lateMount, error) {
 	out := map[int]*os.File{}
-	fail := func(err error) (map[int]*os.File, error) {
+	late := map[int]lateMount{}
+	fail := func(err error) (map[int]*os.File, map[int]lateMount, error) {
 		for _, f := range out {
 			f.Close()
 		}
-		return nil, err
+		return nil, nil, err
 	}
 	cloneBinds := hostClonesBinds(spec)
 	var inRootfs func(src string) bool
@@ -65,12 +69,7 @@ func idmapMounts(spec *specs.Spec, bundle string) (map[int]*os.File, error) {
 			// Not /proc paths: /proc/self names the process that
 			// resolves it, here the runtime, in the init the init.
 			if cloneBinds && oci.IsBind(m) && (inRootfs == nil || !inRootfs(src)) && !underProc(src) {
-				// Best effort: where the host cannot clone it (a
-				// missing source, no open_tree), the init binds it
-				// and reports what is wrong.
-				if fd, err := cloneTree(src, m); err == nil {
-					out[i] = os.NewFile(uintptr(fd), "bind-"+m.Destination)
-				}
+				late[i] = lateMount{src: src, recursive: isRbind(m)} // see cloneInMountNS
 			}
 			continue
 		}
@@ -100,7 +99,7 @@ func idmapMounts(spec *specs.Spec, bundle string) (map[int]*os.File, error) {
 		}
 		out[i] = os.NewFile(uintptr(fd), "idmapped-"+m.Destination)
 	}
-	return out, nil
+	return out, late, nil
 }
 
 // hostClonesBinds reports whether the host clones a spec's bind sources:
@@ -164,6 +163,79 @@ func cloneTree(src string, m specs.Mount) (int, error) {
 		flags |= unix.AT_RECURSIVE
 	}
 	return unix.OpenTree(unix.AT_FDCWD, src, uint(flags))
+}
+
+// lateMount is a bind source that cloneInMountNS clones.
+type lateMount struct {
+	src       string // absolute, a path in the host's (and the new namespace's) tree
+	recursive bool   // rbind: its submounts too
+}
+
+// cloneInMountNS clones the bind sources of late (index in the spec's
+// mounts to source) into detached mounts, from inside the mount namespace
+// of the init pid, which the runtime's own child still is. There they are
+// the namespace's copies of the host's mounts, which the kernel made with
+// the flags of the host's mounts locked (ro, nosuid, nodev, noexec, atime)
+// because the namespace belongs to the container's user namespace; a clone
+// keeps those locks, so no process of the container, whatever its
+// capabilities, can clear them, as with runc, whose init binds the source
+// in that namespace. A clone made in the host's mount namespace would have
+// none. The runtime's root still resolves the path, so a source below a
+// directory only the host's root can enter (0700) is cloned all the same.
+//
+// It returns the indices and the fds, in the same order. Best effort per
+// mount: a source that cannot be cloned (missing) is left to the init,
+// which binds it and reports what is wrong; the error says why none could
+// be (the namespace could not be entered).
+func cloneInMountNS(pid int, late map[int]lateMount) ([]int, []int, error) {
+	type result struct {
+		idx, fds []int
+		err      error
+	}
+	done := make(chan result, 1)
+	go func() {
+		// The thread enters another mount namespace and is never
+		// unlocked: Go ends it with this goroutine instead of running
+		// other goroutines in that namespace.
+		goruntime.LockOSThread()
+		var r result
+		defer func() { done <- r }()
+		// setns(CLONE_NEWNS) refuses a thread sharing its root and
+		// working directory with the other threads.
+		if err := unix.Unshare(unix.CLONE_FS); err != nil {
+			r.err = fmt.Errorf("clone bind sources: unshare(CLONE_FS): %w", err)
+			return
+		}
+		ns, err := os.Open(fmt.Sprintf("/proc/%d/ns/mnt", pid))
+		if err != nil {
+			r.err = fmt.Errorf("clone bind sources: %w", err)
+			return
+		}
+		err = unix.Setns(int(ns.Fd()), unix.CLONE_NEWNS)
+		ns.Close()
+		if err != nil {
+			r.err = fmt.Errorf("clone bind sources: enter the container's mount namespace: %w", err)
+			return
+		}
+		idx := make([]int, 0, len(late))
+		for i := range late {
+			idx = append(idx, i)
+		}
+		slices.Sort(idx)
+		for _, i := range idx {
+			flags := unix.OPEN_TREE_CLONE | unix.OPEN_TREE_CLOEXEC
+			if late[i].recursive {
+				flags |= unix.AT_RECURSIVE
+			}
+			fd, err := unix.OpenTree(unix.AT_FDCWD, late[i].src, uint(flags))
+			if err != nil {
+				continue
+			}
+			r.idx, r.fds = append(r.idx, i), append(r.fds, fd)
+		}
+	}()
+	r := <-done
+	return r.idx, r.fds, r.err
 }
 
 // mountUserns returns the user namespace whose mappings an idmapped mount

@@ -39,8 +39,12 @@ type spawnOptions struct {
 	fifo        *os.File         // O_PATH fd of exec.fifo (create only)
 	console     *os.File         // connected console socket (terminal only)
 	mountFiles  map[int]*os.File // idmapped mounts, by index in the spec's mounts
-	rootDir     *os.File         // exec without a mount namespace: the init's root
-	message     *initproc.Message
+	// lateMounts are bind sources cloned in the init's mount namespace
+	// once it exists (cloneInMountNS) and sent to the init before its
+	// config, by index in the spec's mounts.
+	lateMounts map[int]lateMount
+	rootDir    *os.File // exec without a mount namespace: the init's root
+	message    *initproc.Message
 	// beforeConfig runs once the init is forked, before it is sent its
 	// config (which it waits for after starting its Go runtime).
 	beforeConfig func() error
@@ -115,6 +119,9 @@ func spawn(opt spawnOptions) (_ *child, retErr error) {
 	}
 	if opt.console != nil {
 		env = append(env, initproc.EnvConsole+"="+strconv.Itoa(addFd(opt.console)))
+	}
+	if len(opt.lateMounts) > 0 {
+		env = append(env, initproc.EnvLateMounts+"="+strconv.Itoa(len(opt.lateMounts)))
 	}
 	if len(opt.mountFiles) > 0 {
 		opt.message.Config.MountFds = map[int]int{}
@@ -239,6 +246,11 @@ func spawn(opt spawnOptions) (_ *child, retErr error) {
 			return nil, err
 		}
 	}
+	if len(opt.lateMounts) > 0 {
+		if err := sendLateMounts(parentSock, initPid, opt); err != nil {
+			return nil, err
+		}
+	}
 	if cfg := opt.message.Config; cfg != nil && cfg.Spec != nil {
 		cfg.Wire = initproc.NewWireSpec(cfg.Spec)
 	}
@@ -246,6 +258,32 @@ func spawn(opt spawnOptions) (_ *child, retErr error) {
 		return nil, fmt.Errorf("send config to init: %w", err)
 	}
 	return c, nil
+}
+
+// sendLateMounts clones opt.lateMounts in the init's mount namespace and
+// sends the clones to the init (which expects one message with at most
+// that many fds, initproc.EnvLateMounts) before its config; the config
+// says which mount each fd is for, in order.
+func sendLateMounts(sock *os.File, initPid int, opt spawnOptions) error {
+	// Best effort, as each clone is: where the runtime cannot enter the
+	// init's mount namespace (rootless: the init is not ours to inspect),
+	// none is sent and the init binds every source itself, with the same
+	// locks, failing only on a source its user cannot reach.
+	idx, fds, _ := cloneInMountNS(initPid, opt.lateMounts)
+	defer func() {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+	}()
+	var oob []byte
+	if len(fds) > 0 {
+		oob = unix.UnixRights(fds...)
+	}
+	if err := unix.Sendmsg(int(sock.Fd()), []byte{'m'}, oob, nil, unix.MSG_NOSIGNAL); err != nil {
+		return fmt.Errorf("send bind mounts to init: %w", err)
+	}
+	opt.message.Config.LateMounts = idx
+	return nil
 }
 
 // stageProc is the first child of spawn, which sets up namespaces, forks

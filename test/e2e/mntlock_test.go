@@ -79,6 +79,28 @@ func TestUsernsBindKeepsLockedFlags(t *testing.T) {
 			}
 		})
 	}
+	// The kernel's locks, not only the flags at start: a container root
+	// with CAP_SYS_ADMIN in its user namespace and no seccomp filter
+	// cannot remount the bind read-write (runc's init binds in the
+	// container's namespaces, where the kernel locks them).
+	t.Run("userns-remount-rw-refused", func(t *testing.T) {
+		rt := newRuntime(t)
+		b := testutil.NewBundle(t, mkdirData, testutil.WithSpec(userns),
+			testutil.WithShell(`mount -o remount,bind,rw /data && echo remounted-rw; awk '$2 == "/data" { print $4 }' /proc/self/mounts`),
+			testutil.WithMounts(specs.Mount{Destination: "/data", Type: "bind", Source: src, Options: []string{"bind", "nosuid"}}),
+			testutil.WithSpec(func(s *specs.Spec) {
+				s.Linux.Seccomp = nil
+				c := s.Process.Capabilities
+				c.Bounding = append(c.Bounding, "CAP_SYS_ADMIN")
+				c.Effective = append(c.Effective, "CAP_SYS_ADMIN")
+				c.Permitted = append(c.Permitted, "CAP_SYS_ADMIN")
+			}))
+		res := rt.Run(rt.NewID("mntlockrw"), b.Dir)
+		flags := "," + strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(res.Stdout), "remounted-rw")) + ","
+		if strings.Contains(res.Stdout, "remounted-rw") || !has(flags, "ro") {
+			t.Errorf("container root with CAP_SYS_ADMIN remounted the bind of a read-only host source: %s", res)
+		}
+	})
 	t.Run("userns-explicit-rw", func(t *testing.T) {
 		_, res := flagsOf(t, []string{"bind", "rw", "exec"}, true)
 		if res.ExitCode == 0 || !strings.Contains(res.Stderr, "cannot clear ro,noexec") || !strings.Contains(res.Stderr, src) {

@@ -90,6 +90,13 @@ type initProc struct {
 }
 
 func (ip *initProc) run() error {
+	var late []int
+	if n, _ := strconv.Atoi(os.Getenv(EnvLateMounts)); n > 0 {
+		var err error
+		if late, err = recvFds(ip.sock, n); err != nil {
+			return fmt.Errorf("read bind mounts: %w", err)
+		}
+	}
 	var msg Message
 	if err := ip.dec.Decode(&msg); err != nil {
 		return fmt.Errorf("read init config: %w", err)
@@ -97,18 +104,60 @@ func (ip *initProc) run() error {
 	if msg.Type != MsgConfig || msg.Config == nil {
 		return fmt.Errorf("init: expected config, got %q", msg.Type)
 	}
+	if len(msg.Config.LateMounts) != len(late) {
+		return fmt.Errorf("init: %d bind mounts sent for %d", len(late), len(msg.Config.LateMounts))
+	}
+	for i, idx := range msg.Config.LateMounts {
+		if msg.Config.MountFds == nil {
+			msg.Config.MountFds = map[int]int{}
+		}
+		msg.Config.MountFds[idx] = late[i]
+	}
 	ip.cfg = msg.Config
 	ip.cfg.Spec = ip.cfg.Wire.spec()
 	ip.fifoFd = os.Getenv(EnvFifoFd)
 	ip.preserve, _ = strconv.Atoi(os.Getenv(EnvPreserve))
 	ip.consoleFd = os.Getenv(EnvConsole)
-	for _, k := range []string{EnvInitPipe, EnvFifoFd, EnvConsole, EnvPreserve, EnvLogFd} {
+	for _, k := range []string{EnvInitPipe, EnvFifoFd, EnvConsole, EnvPreserve, EnvLogFd, EnvLateMounts} {
 		os.Unsetenv(k)
 	}
 	if ip.cfg.Exec {
 		return ip.execProcess()
 	}
 	return ip.initContainer()
+}
+
+// recvFds reads the one message of at most n fds that the runtime sends
+// on sock before the config (its data is one byte). The fds are close-on-exec.
+func recvFds(sock *os.File, n int) ([]int, error) {
+	buf, oob := make([]byte, 1), make([]byte, unix.CmsgSpace(4*n))
+	var got, oobn int
+	var err error
+	for {
+		got, oobn, _, _, err = unix.Recvmsg(int(sock.Fd()), buf, oob, unix.MSG_CMSG_CLOEXEC)
+		if !errors.Is(err, unix.EINTR) {
+			break
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	if got != 1 {
+		return nil, errors.New("the runtime closed the socket")
+	}
+	var fds []int
+	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+	if err != nil {
+		return nil, err
+	}
+	for i := range msgs {
+		f, err := unix.ParseUnixRights(&msgs[i])
+		if err != nil {
+			return nil, err
+		}
+		fds = append(fds, f...)
+	}
+	return fds, nil
 }
 
 func (ip *initProc) initContainer() error {

@@ -10,6 +10,9 @@ const (
 	EnvConsole  = "_BERTH_CONSOLEFD"
 	EnvPreserve = "_BERTH_PRESERVE_FDS"
 	EnvLogFd    = "_BERTH_LOGFD"
+	// EnvLateMounts: the runtime sends, before the config, one message
+	// with at most this many fds of bind mounts (Config.LateMounts).
+	EnvLateMounts = "_BERTH_LATE_MOUNTS"
 )
 
 // Messages between the runtime and the Go part of the init, one JSON object
@@ -51,6 +54,9 @@ type Config struct {
 	NoHooksWait bool `json:"no_hooks_wait,omitempty"`
 	// MountFds: for mounts[i], the fd of an idmapped mount to attach.
 	MountFds map[int]int `json:"mount_fds,omitempty"`
+	// LateMounts: the mounts, by index, that the fds the runtime sent
+	// before the config are for, in their order (added to MountFds).
+	LateMounts []int `json:"late_mounts,omitempty"`
 	// RootFd, for an exec'd process of a container without a mount
 	// namespace of its own: an O_PATH fd of the init's root to chroot to.
 	RootFd int `json:"root_fd,omitempty"`
