@@ -279,7 +279,21 @@ func sendLateMounts(sock *os.File, initPid int, opt spawnOptions) error {
 	if len(fds) > 0 {
 		oob = unix.UnixRights(fds...)
 	}
-	if err := unix.Sendmsg(int(sock.Fd()), []byte{'m'}, oob, nil, unix.MSG_NOSIGNAL); err != nil {
+	// Through the raw conn: after sock.Fd(), by its documentation, the
+	// deadlines of every later exchange with the init may stop working.
+	raw, err := sock.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("send bind mounts to init: %w", err)
+	}
+	var sendErr error
+	err = raw.Write(func(fd uintptr) bool {
+		sendErr = unix.Sendmsg(int(fd), []byte{'m'}, oob, nil, unix.MSG_NOSIGNAL)
+		return !errors.Is(sendErr, unix.EAGAIN)
+	})
+	if err == nil {
+		err = sendErr
+	}
+	if err != nil {
 		return fmt.Errorf("send bind mounts to init: %w", err)
 	}
 	opt.message.Config.LateMounts = idx
