@@ -507,9 +507,16 @@ func (r *Runtime) Start(ctx context.Context, id string) error {
 	}
 	if p.Spec.Hooks != nil {
 		if err := initproc.RunHooks(p.Spec.Hooks.Poststart, "poststart", p.specState(specs.StateRunning)); err != nil {
-			// The spec: a failed poststart hook is a warning only.
-			fmt.Fprintf(os.Stderr, "berth-runtime: warning: %v\n", err)
-			r.Log.Warn("poststart hook failed", "error", err)
+			// runtime-spec 1.3 (runtime.md, lifecycle step 9): a failed
+			// poststart hook MUST generate an error and stop the
+			// container; its destruction (delete) follows, as after
+			// the other hooks (runc 1.3 does the same; older specs made
+			// it a warning). Stopped as kill does it: in a container
+			// without its own pid namespace, every process of its cgroup.
+			if kerr := r.Kill(ctx, id, unix.SIGKILL, false); kerr != nil {
+				r.Log.Warn("stop the container after its poststart hook failed", "error", kerr)
+			}
+			return err
 		}
 	}
 	return nil

@@ -259,19 +259,20 @@ func TestFailingStartHooks(t *testing.T) {
 			}
 			res.OK(t)
 			if which == "poststart" {
-				// runtime-spec (runtime.md, lifecycle): "If any poststart
-				// hook fails, the runtime MUST log a warning, but the
-				// remaining hooks and lifecycle continue as if the hook had
-				// succeeded."
-				st := rt.Start(id).OK(t)
-				if !strings.Contains(st.Stderr, "warning") {
-					t.Errorf("start with a failing poststart hook: stderr %q, want a warning", st.Stderr)
+				// runtime-spec 1.3 (runtime.md, lifecycle step 9): "If any
+				// poststart hook fails, the runtime MUST generate an error,
+				// stop the container, and continue the lifecycle at step
+				// 12" (its destruction): start fails, the container stops,
+				// the poststart hooks after the failed one do not run, and
+				// delete runs the poststop hooks, a failing one only a
+				// warning (step 13).
+				st := rt.Start(id).Fails(t)
+				if !strings.Contains(st.Stderr, "error running poststart hook #0") {
+					t.Errorf("start with a failing poststart hook: stderr %q, want runc's \"error running poststart hook #0\"", st.Stderr)
 				}
-				if s := rt.State(id); s.Status != "running" {
-					t.Errorf("after a failed poststart hook the container is %q, want running", s.Status)
-				}
-				if !fileExists(after + "-poststart") {
-					t.Errorf("the poststart hook after a failed one did not run")
+				waitFor(t, "the container to stop", func() bool { return rt.State(id).Status == "stopped" })
+				if fileExists(after + "-poststart") {
+					t.Errorf("the poststart hook after a failed one ran")
 				}
 				del := rt.Delete(id, "--force").OK(t)
 				if !strings.Contains(del.Stderr, "warning") || !fileExists(after+"-poststop") {

@@ -26,7 +26,11 @@ func RunHooks(hooks []specs.Hook, kind string, state specs.State) error {
 	if err != nil {
 		return err
 	}
-	keepGoing := kind == "poststart" || kind == "poststop"
+	// Only a failed poststop hook is a warning after which the others
+	// run (runtime-spec 1.3, runtime.md lifecycle step 13); after any
+	// other, poststart included (step 9), the lifecycle goes on at the
+	// container's destruction.
+	keepGoing := kind == "poststop"
 	var errs []error
 	for i, h := range hooks {
 		if err := runHook(h, in); err != nil {
