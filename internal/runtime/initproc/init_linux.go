@@ -288,7 +288,11 @@ func (ip *initProc) finalize(proc *specs.Process, filter *seccompfilter.Program,
 	if err := raiseHardRlimits(proc.Rlimits); err != nil {
 		return err
 	}
-	if err := applyScheduling(proc); err != nil {
+	var cpus string
+	if l := ip.cfg.Spec.Linux; l != nil && l.Resources != nil && l.Resources.CPU != nil {
+		cpus = l.Resources.CPU.Cpus
+	}
+	if err := applyScheduling(proc, cpus); err != nil {
 		return err
 	}
 	env := processEnv(proc.Env, proc.User.UID)
@@ -601,7 +605,10 @@ func applyRlimits(limits []specs.POSIXRlimit) error {
 	return nil
 }
 
-func applyScheduling(proc *specs.Process) error {
+// applyScheduling sets the process's I/O priority and scheduler; cpus is
+// the container's linux.resources.cpu.cpus, for the error of a scheduler
+// the kernel refuses because of it.
+func applyScheduling(proc *specs.Process, cpus string) error {
 	if proc.IOPriority != nil {
 		class := map[specs.IOPriorityClass]int{specs.IOPRIO_CLASS_RT: 1, specs.IOPRIO_CLASS_BE: 2, specs.IOPRIO_CLASS_IDLE: 3}[proc.IOPriority.Class]
 		prio := class<<13 | proc.IOPriority.Priority
@@ -625,6 +632,12 @@ func applyScheduling(proc *specs.Process) error {
 			attr.Flags |= schedFlags[f]
 		}
 		if err := unix.SchedSetAttr(0, attr, 0); err != nil {
+			if errors.Is(err, unix.EPERM) && cpus != "" {
+				// The kernel allows a deadline task only CPUs that are
+				// its whole root domain; runc's words, which callers
+				// and runc's scheduler.bats look for.
+				return fmt.Errorf("process.scheduler: %s: process scheduler can't be used together with AllowedCPUs (linux.resources.cpu.cpus %q): %w", s.Policy, cpus, err)
+			}
 			return fmt.Errorf("process.scheduler: %w", err)
 		}
 	}

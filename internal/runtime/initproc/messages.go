@@ -107,6 +107,10 @@ type initLinux struct {
 	MountLabel        string                           `json:"mountLabel,omitempty"`
 	Personality       *specs.LinuxPersonality          `json:"personality,omitempty"`
 	TimeOffsets       map[string]specs.LinuxTimeOffset `json:"timeOffsets,omitempty"`
+	// Cpus is linux.resources.cpu.cpus, for the error of a scheduler
+	// the kernel refuses because of it (the cgroup itself is the
+	// runtime's).
+	Cpus string `json:"cpus,omitempty"`
 	// Seccomp says that linux.seccomp is set: the init installs the
 	// filter the runtime compiled (Config.Seccomp) and must refuse
 	// to go on without one; it never reads the profile itself.
@@ -138,6 +142,9 @@ func NewWireSpec(s *specs.Spec) *WireSpec {
 			ReadonlyPaths: l.ReadonlyPaths, MountLabel: l.MountLabel,
 			Personality: l.Personality, TimeOffsets: l.TimeOffsets, Seccomp: l.Seccomp != nil,
 		}
+		if r := l.Resources; r != nil && r.CPU != nil {
+			w.Linux.Cpus = r.CPU.Cpus
+		}
 	}
 	return w
 }
@@ -162,6 +169,9 @@ func (w *WireSpec) spec() *specs.Spec {
 		}
 		if l.Seccomp {
 			s.Linux.Seccomp = &specs.LinuxSeccomp{}
+		}
+		if l.Cpus != "" {
+			s.Linux.Resources = &specs.LinuxResources{CPU: &specs.LinuxCPU{Cpus: l.Cpus}}
 		}
 	}
 	return s
