@@ -77,7 +77,7 @@ func idmapMounts(spec *specs.Spec, bundle string) (map[int]*os.File, map[int]lat
 		if err != nil {
 			return fail(fmt.Errorf("%s: %w", field, err))
 		}
-		fd, err := cloneTree(src, m)
+		fd, err := cloneTree(src, isRbind(m))
 		if err != nil {
 			userns.Close()
 			return fail(fmt.Errorf("%s.source: clone %s: %w", field, src, err))
@@ -155,11 +155,12 @@ func underProc(src string) bool {
 // isRbind reports whether a bind mount takes its submounts along.
 func isRbind(m specs.Mount) bool { return slices.Contains(m.Options, "rbind") || m.Type == "rbind" }
 
-// cloneTree clones the mount tree at src (all of it for an rbind) into a
-// detached mount, as a file descriptor.
-func cloneTree(src string, m specs.Mount) (int, error) {
+// cloneTree clones the mount at src (with its submounts when recursive:
+// an rbind) into a detached mount, as a file descriptor. The clone is made
+// in the calling thread's mount namespace.
+func cloneTree(src string, recursive bool) (int, error) {
 	flags := unix.OPEN_TREE_CLONE | unix.OPEN_TREE_CLOEXEC
-	if isRbind(m) {
+	if recursive {
 		flags |= unix.AT_RECURSIVE
 	}
 	return unix.OpenTree(unix.AT_FDCWD, src, uint(flags))
@@ -223,11 +224,7 @@ func cloneInMountNS(pid int, late map[int]lateMount) ([]int, []int, error) {
 		}
 		slices.Sort(idx)
 		for _, i := range idx {
-			flags := unix.OPEN_TREE_CLONE | unix.OPEN_TREE_CLOEXEC
-			if late[i].recursive {
-				flags |= unix.AT_RECURSIVE
-			}
-			fd, err := unix.OpenTree(unix.AT_FDCWD, late[i].src, uint(flags))
+			fd, err := cloneTree(late[i].src, late[i].recursive)
 			if err != nil {
 				continue
 			}

@@ -5,8 +5,6 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/berth-project/berth/internal/oci"
 )
 
 const (
@@ -41,42 +39,28 @@ func statfsMountFlags(st unix.Statfs_t) uintptr {
 	return flags
 }
 
-// lockSourceFlags gives a bind mount that the runtime cloned on the host,
-// for a container with a user namespace of its own, the flags the kernel
-// would have locked had the container's init bound the source itself (as
-// runc does): its mount namespace, made with the user namespace, inherits
-// the host's mounts with their ro, nosuid, nodev, noexec and atime flags
-// locked. The clone was made by the host's root, so nothing is locked on it,
-// and without this a source the host keeps read-only would be writable in
-// the container. As with runc: options that would clear a locked flag
-// (rw on a read-only source) fail; an atime mode other than the source's
-// fails; locked flags the options leave unsaid are kept. Options that
-// change nothing leave every flag of the source as it is. src is the clone's
-// fd, name its source for errors.
-func lockSourceFlags(src int, name string, opts *oci.MountOptions) error {
-	if opts.Flags&^(unix.MS_BIND|unix.MS_REC|unix.MS_REMOUNT) == 0 && opts.Cleared == 0 {
-		return nil
-	}
-	var st unix.Statfs_t
-	if err := unix.Fstatfs(src, &st); err != nil {
-		return fmt.Errorf("statfs %s: %w", name, err)
-	}
-	have := statfsMountFlags(st)
+// keepLocked is remount's answer to a remount the kernel refused: the
+// flags of have (the mount's, from statfs) that it locks, to set again,
+// or, as runc answers, an error when the options clear one of them
+// explicitly (cleared) or ask for another atime mode than the locked one.
+func keepLocked(have, flags, cleared uintptr, src string) (uintptr, error) {
 	locked := have & mntLockable
-	if clr := locked & opts.Cleared; clr != 0 {
+	if clr := locked & cleared; clr != 0 {
 		names, it := mountFlagNames(clr), "it"
 		if strings.Contains(names, ",") {
 			it = "them"
 		}
-		return fmt.Errorf("cannot clear %s: the source %s has %s, and in a container with its own user namespace the kernel locks %s: %w",
-			names, name, it, it, unix.EPERM)
+		return 0, fmt.Errorf("cannot clear %s: the source %s has %s, and in a container with its own user namespace the kernel locks %s: %w",
+			names, src, it, it, unix.EPERM)
 	}
-	if want := opts.Flags & mntAtime; want != 0 && want != have&mntAtime {
-		return fmt.Errorf("cannot change the atime flags %s of the source %s to %s: in a container with its own user namespace the kernel locks them: %w",
-			mountFlagNames(have&mntAtime), name, mountFlagNames(want), unix.EPERM)
+	if want := flags & mntAtime; want != 0 {
+		if want != have&mntAtime {
+			return 0, fmt.Errorf("cannot change the atime flags %s of the source %s to %s: in a container with its own user namespace the kernel locks them: %w",
+				mountFlagNames(have&mntAtime), src, mountFlagNames(want), unix.EPERM)
+		}
+		locked &^= mntAtime
 	}
-	opts.Flags |= locked
-	return nil
+	return locked, nil
 }
 
 // mountFlagNames names MS_* flags as mount(8) options, comma-separated.

@@ -119,7 +119,7 @@ func (r *rootfsSetup) prepare() error {
 		f.Close()
 	}
 	for _, m := range r.roLater {
-		if err := remount(r.root, m.dest, m.flags); err != nil {
+		if err := remount(r.root, m.dest, m.flags, 0, m.dest); err != nil {
 			return fmt.Errorf("read-only tmpfs %s: %w", m.dest, err)
 		}
 	}
@@ -248,7 +248,7 @@ func (r *rootfsSetup) mount(m specs.Mount) error {
 		// mount sysfs; bind the host's read-only instead, as runc does.
 		err = unix.Mount("/sys", pathrs.ProcPath(target), "", unix.MS_BIND|unix.MS_REC, "")
 		if err == nil {
-			err = remount(r.root, dest, flags|unix.MS_RDONLY)
+			err = remount(r.root, dest, flags|unix.MS_RDONLY, 0, dest)
 		}
 	}
 	if err != nil {
@@ -367,14 +367,15 @@ func (r *rootfsSetup) bindMount(m specs.Mount, dest string, opts oci.MountOption
 	if err != nil {
 		return fmt.Errorf("bind %s: %w", src, err)
 	}
-	return r.bindOptions(dest, opts)
+	return r.bindOptions(dest, src, opts)
 }
 
 // bindOptions applies the flags, attributes and propagation of a bind
-// mount once it is in place.
-func (r *rootfsSetup) bindOptions(dest string, opts oci.MountOptions) error {
+// mount of src once it is in place. Options that change nothing leave
+// every flag of the source as it is.
+func (r *rootfsSetup) bindOptions(dest, src string, opts oci.MountOptions) error {
 	if rest := opts.Flags &^ (unix.MS_BIND | unix.MS_REC | unix.MS_REMOUNT); rest != 0 || opts.Cleared != 0 {
-		if err := remount(r.root, dest, rest); err != nil {
+		if err := remount(r.root, dest, rest, opts.Cleared, src); err != nil {
 			return err
 		}
 	}
@@ -387,10 +388,10 @@ func (r *rootfsSetup) bindOptions(dest string, opts oci.MountOptions) error {
 }
 
 // attachIDMapped puts the clone of a bind mount's source that the runtime
-// made on the host (fd, see idmapMounts: idmapped, or a plain bind in a
-// container with its own user namespace) at its destination, then applies
-// the mount's other options as for any bind mount, a plain bind's with the
-// source's flags the kernel would lock (lockSourceFlags).
+// made (fd: idmapped on the host, see idmapMounts, or a plain bind of a
+// container with its own user namespace, cloned in its mount namespace
+// with the kernel's locks, see cloneInMountNS) at its destination, then
+// applies the mount's other options as for any bind mount.
 func (r *rootfsSetup) attachIDMapped(m specs.Mount, fd int) error {
 	mnt := os.NewFile(uintptr(fd), "idmapped")
 	defer mnt.Close()
@@ -401,13 +402,6 @@ func (r *rootfsSetup) attachIDMapped(m specs.Mount, fd int) error {
 	opts, err := oci.ParseMountOptions(m.Options)
 	if err != nil {
 		return err
-	}
-	if len(m.UIDMappings) == 0 && len(m.GIDMappings) == 0 && !oci.HasIDMapOption(m) {
-		// Not idmapped: a source cloned because the container has its
-		// own user namespace.
-		if err := lockSourceFlags(fd, m.Source, &opts); err != nil {
-			return err
-		}
 	}
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
@@ -424,29 +418,32 @@ func (r *rootfsSetup) attachIDMapped(m specs.Mount, fd int) error {
 	if err != nil {
 		return fmt.Errorf("attach the mount of %s: %w", m.Source, err)
 	}
-	return r.bindOptions(dest, opts)
+	return r.bindOptions(dest, m.Source, opts)
 }
 
-// remount changes the flags of the bind mount at dest. Flags that the
-// kernel locked on the source (in a user namespace: nosuid, nodev, noexec,
-// ro, atime flags) are kept, or the remount would be refused.
-func remount(root *os.File, dest string, flags uintptr) error {
+// remount changes the flags of the bind mount at dest. In a container with
+// its own user namespace the kernel has locked a bind source's ro, nosuid,
+// nodev, noexec and atime flags, and refuses a remount that would clear
+// one; then, as runc does, the remount fails if the options clear one
+// explicitly (cleared: rw on a read-only source) or ask for another atime
+// mode, and is made again with the locked flags kept otherwise. src names
+// the source in those errors.
+func remount(root *os.File, dest string, flags, cleared uintptr, src string) error {
 	target, err := pathrs.Open(root, dest)
 	if err != nil {
 		return err
 	}
 	defer target.Close()
-	var st unix.Statfs_t
-	if err := unix.Fstatfs(int(target.Fd()), &st); err != nil {
-		return fmt.Errorf("statfs %s: %w", dest, err)
-	}
-	locked := statfsMountFlags(st) & mntLockable
-	if flags&mntAtime != 0 {
-		// Asked for: the kernel refuses it if it is not the locked one.
-		locked &^= mntAtime
-	}
 	err = unix.Mount("", pathrs.ProcPath(target), "", unix.MS_REMOUNT|unix.MS_BIND|flags, "")
 	if errors.Is(err, unix.EPERM) {
+		var st unix.Statfs_t
+		if err := unix.Fstatfs(int(target.Fd()), &st); err != nil {
+			return fmt.Errorf("statfs %s: %w", dest, err)
+		}
+		locked, lerr := keepLocked(statfsMountFlags(st), flags, cleared, src)
+		if lerr != nil {
+			return lerr
+		}
 		err = unix.Mount("", pathrs.ProcPath(target), "", unix.MS_REMOUNT|unix.MS_BIND|flags|locked, "")
 	}
 	if err != nil {
@@ -577,7 +574,7 @@ func (r *rootfsSetup) mountCgroupHierarchy(dest string, h cgroupHierarchy, contr
 		src := r.cgroupSource(h, controller)
 		err = unix.Mount(src, pathrs.ProcPath(target), "", unix.MS_BIND|unix.MS_REC, "")
 		if err == nil && flags&^unix.MS_BIND != 0 {
-			err = remount(r.root, dest, flags&^(unix.MS_BIND|unix.MS_REC))
+			err = remount(r.root, dest, flags&^(unix.MS_BIND|unix.MS_REC), 0, dest)
 		}
 	}
 	if err != nil {
@@ -792,7 +789,7 @@ func (r *rootfsSetup) masks() error {
 		}
 	}
 	if r.spec.Root.Readonly {
-		if err := remount(r.root, "/", unix.MS_RDONLY); err != nil {
+		if err := remount(r.root, "/", unix.MS_RDONLY, 0, "/"); err != nil {
 			return fmt.Errorf("root.readonly: %w", err)
 		}
 	}
@@ -913,7 +910,7 @@ func (r *rootfsSetup) readonlyPath(p string) error {
 	if err != nil {
 		return err
 	}
-	return remount(r.root, p, unix.MS_RDONLY)
+	return remount(r.root, p, unix.MS_RDONLY, 0, p)
 }
 
 func (r *rootfsSetup) maskPath(p string) error {
