@@ -66,11 +66,26 @@ type ratio struct {
 	Runtime string  `json:"runtime"`
 	Versus  string  `json:"versus"`
 	Time    float64 `json:"time"`
-	RSS     float64 `json:"rss"` // 0 when RSS was not measured
+	// TimeBlocks are the time ratios of ratioBlocks consecutive blocks of
+	// rounds, lowest first: their spread is how far the machine's drifting
+	// load moves the ratio in one run.
+	TimeBlocks []float64 `json:"time_blocks,omitempty"`
+	RSS        float64   `json:"rss"` // 0 when RSS was not measured
 }
+
+// ratioBlocks is how many blocks of consecutive rounds the time ratios are
+// also computed over. On a shared VM the load drifts within a run: a ratio
+// whose blocks span 0.87-0.94 supports no claim of 0.90.
+const ratioBlocks = 5
 
 func summarize(sc scenario, results []runResult) scenarioResult {
 	out := scenarioResult{Name: sc.name, About: sc.about}
+	totals := map[string][]time.Duration{}
+	for _, r := range results {
+		for _, x := range r.samples {
+			totals[r.rt.Name] = append(totals[r.rt.Name], x.Total)
+		}
+	}
 	for _, r := range results {
 		s := runtimeSummary{
 			Runtime: r.rt.Name, Path: r.rt.Path, Version: r.rt.Version,
@@ -105,7 +120,7 @@ func summarize(sc scenario, results []runResult) scenarioResult {
 		}
 		out.Runtimes = append(out.Runtimes, s)
 	}
-	out.Ratios = ratios(out.Runtimes)
+	out.Ratios = ratios(out.Runtimes, totals)
 	if out.Ratios == nil {
 		out.Ratios = []ratio{}
 	}
@@ -114,8 +129,9 @@ func summarize(sc scenario, results []runResult) scenarioResult {
 
 // ratios compares every runtime with each peer listed after it in "runc,
 // crun" order: berth with runc and crun, crun with runc. A runtime that
-// failed is compared with nothing.
-func ratios(rs []runtimeSummary) []ratio {
+// failed is compared with nothing. totals are each runtime's container
+// times in round order, for the blocks.
+func ratios(rs []runtimeSummary, totals map[string][]time.Duration) []ratio {
 	byName := map[string]runtimeSummary{}
 	for _, r := range rs {
 		if r.Error == "" && r.Containers > 0 {
@@ -129,12 +145,37 @@ func ratios(rs []runtimeSummary) []ratio {
 		if !okA || !okB || b.MeanMs == 0 {
 			continue
 		}
-		q := ratio{Runtime: a.Runtime, Versus: b.Runtime, Time: round2(a.MeanMs / b.MeanMs)}
+		q := ratio{Runtime: a.Runtime, Versus: b.Runtime, Time: round2(a.MeanMs / b.MeanMs),
+			TimeBlocks: blockRatios(totals[a.Runtime], totals[b.Runtime])}
 		if a.RSSContainers > 0 && b.RSSContainers > 0 {
 			q.RSS = round2(a.PeakRSSMiB / b.PeakRSSMiB)
 		}
 		out = append(out, q)
 	}
+	return out
+}
+
+// blockRatios splits a's and b's times, taken in the same rounds (the
+// runtimes take turns, one container each), into ratioBlocks blocks of
+// consecutive rounds and returns each block's sum(a)/sum(b), lowest first;
+// nil with fewer than two rounds per block.
+func blockRatios(a, b []time.Duration) []float64 {
+	size := min(len(a), len(b)) / ratioBlocks
+	if size < 2 {
+		return nil
+	}
+	out := make([]float64, 0, ratioBlocks)
+	for j := range ratioBlocks {
+		var sa, sb time.Duration
+		for i := j * size; i < (j+1)*size; i++ {
+			sa, sb = sa+a[i], sb+b[i]
+		}
+		if sb == 0 {
+			return nil
+		}
+		out = append(out, round2(float64(sa)/float64(sb)))
+	}
+	sort.Float64s(out)
 	return out
 }
 
@@ -182,7 +223,11 @@ func (r *report) writeText(w io.Writer) {
 			if q.RSS > 0 {
 				rss = fmt.Sprintf(", peak RSS %.2fx", q.RSS)
 			}
-			fmt.Fprintf(w, "%s/%s time %.2fx%s\n", q.Runtime, q.Versus, q.Time, rss)
+			blocks := ""
+			if b := q.TimeBlocks; len(b) > 0 {
+				blocks = fmt.Sprintf(" (%d blocks of %d rounds: %.2f-%.2fx)", len(b), r.N/len(b), b[0], b[len(b)-1])
+			}
+			fmt.Fprintf(w, "%s/%s time %.2fx%s%s\n", q.Runtime, q.Versus, q.Time, blocks, rss)
 		}
 	}
 	fmt.Fprintln(w)
