@@ -37,7 +37,7 @@ func createFlags() []cli.Flag {
 	}
 }
 
-func createOptions(cmd *cli.Command) runtime.CreateOptions {
+func createOptions(cmd *cli.Command, pre *runtime.Prespawn) runtime.CreateOptions {
 	n := int(cmd.Int("preserve-fds"))
 	if v, err := strconv.Atoi(os.Getenv("LISTEN_FDS")); err == nil && v > 0 {
 		n += v // socket activation, as runc honours it
@@ -45,10 +45,12 @@ func createOptions(cmd *cli.Command) runtime.CreateOptions {
 	return runtime.CreateOptions{
 		Bundle: cmd.String("bundle"), PidFile: cmd.String("pid-file"), ConsoleSocket: cmd.String("console-socket"),
 		PidfdSocket: cmd.String("pidfd-socket"), NoPivot: cmd.Bool("no-pivot"), NoNewKeyring: cmd.Bool("no-new-keyring"), PreserveFds: n, Stdio: stdio(),
+		Prespawn: pre,
 	}
 }
 
-func commands() []*cli.Command {
+// commands are the CLI's commands; create adopts pre when it fits.
+func commands(pre *runtime.Prespawn) []*cli.Command {
 	return []*cli.Command{
 		{
 			Name: "create", Usage: "create a container", ArgsUsage: "<container-id>",
@@ -62,7 +64,7 @@ func commands() []*cli.Command {
 				if err != nil {
 					return err
 				}
-				return r.Create(ctx, id, createOptions(cmd))
+				return r.Create(ctx, id, createOptions(cmd, pre))
 			},
 		},
 		{
@@ -344,7 +346,7 @@ func psTable(pids []int, psArgs []string) error {
 }
 
 func runContainer(ctx context.Context, r *runtime.Runtime, id string, cmd *cli.Command) error {
-	opt := createOptions(cmd)
+	opt := createOptions(cmd, nil)
 	detach := cmd.Bool("detach")
 	var sigs chan os.Signal
 	if !detach {

@@ -22,7 +22,7 @@ import (
 	"github.com/berth-project/berth/internal/runtime"
 	"github.com/berth-project/berth/internal/runtime/initproc"
 	// start, delete, kill and state of a plain container in C.
-	_ "github.com/berth-project/berth/internal/runtime/fastpath"
+	"github.com/berth-project/berth/internal/runtime/fastpath"
 	// The namespace-entering C constructor for `berth-runtime init`.
 	_ "github.com/berth-project/berth/internal/runtime/nsenter"
 )
@@ -45,6 +45,14 @@ func main() {
 }
 
 func run(args []string) int {
+	// A create's init stage, when fastpath started one before the Go
+	// runtime: create adopts it, and whatever else happens it is
+	// discarded, not left waiting.
+	var pre *runtime.Prespawn
+	if sock, pid, flags, bin, ok := fastpath.Prespawned(); ok {
+		pre = &runtime.Prespawn{Sock: sock, Stage: pid, Flags: flags, Binary: bin}
+		defer pre.Discard()
+	}
 	var logOut io.Writer = io.Discard
 	logJSON := false
 	app := &cli.Command{
@@ -84,7 +92,7 @@ func run(args []string) int {
 			cmd.Metadata = map[string]any{"logger": log}
 			return ctx, nil
 		},
-		Commands: commands(),
+		Commands: commands(pre),
 	}
 	cli.VersionPrinter = func(cmd *cli.Command) {
 		// runc's layout (name version X, commit, spec), which Docker's

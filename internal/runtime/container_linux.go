@@ -58,6 +58,10 @@ type CreateOptions struct {
 	NoNewKeyring bool
 	PreserveFds  int
 	Stdio        [3]*os.File
+	// Prespawn is the init stage berth-runtime started before its Go
+	// runtime, adopted when it fits the spec (the caller discards it
+	// after otherwise).
+	Prespawn *Prespawn
 }
 
 // Create sets up a container and leaves its init waiting for Start.
@@ -222,10 +226,13 @@ func (r *Runtime) Create(ctx context.Context, id string, opt CreateOptions) (ret
 		timeOffsets: spec.Linux.TimeOffsets, joinCgroup: cg.Apply, oomScoreAdj: spec.Process.OOMScoreAdj,
 		stdio: opt.Stdio, preserveFds: opt.PreserveFds, fifo: fifo, console: console,
 		mountFiles: mountFiles, lateMounts: lateMounts, message: &initproc.Message{Type: initproc.MsgConfig, Config: cfg},
-		beforeConfig: setLimits,
+		beforeConfig: setLimits, prespawn: opt.Prespawn,
 	})
 	if err != nil {
 		return err
+	}
+	if opt.Prespawn != nil {
+		r.Log.Debug("create: the init stage started before the Go runtime", "adopted", opt.Prespawn.Adopted)
 	}
 	p.Pid = c.pid
 	p.StartTime, _, _ = procStartTime(c.pid)

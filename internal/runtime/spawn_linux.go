@@ -48,6 +48,9 @@ type spawnOptions struct {
 	// beforeConfig runs once the init is forked, before it is sent its
 	// config (which it waits for after starting its Go runtime).
 	beforeConfig func() error
+	// prespawn, when set, is a stage started before the runtime's Go
+	// runtime (create): adopted when it fits, else discarded.
+	prespawn *Prespawn
 }
 
 // child is a spawned init (or exec'd process) that is still in its setup
@@ -63,6 +66,13 @@ type child struct {
 // spawn starts `berth-runtime init` in the container's namespaces. On error
 // nothing it started is left running.
 func spawn(opt spawnOptions) (_ *child, retErr error) {
+	if opt.prespawn.adoptable(&opt) {
+		c, err := spawnPrespawned(opt, opt.prespawn)
+		if !errors.Is(err, errPrespawnLost) {
+			return c, err
+		}
+	}
+	opt.prespawn.Discard()
 	exe, err := sealedInit()
 	if err != nil {
 		return nil, err
@@ -240,7 +250,6 @@ func spawn(opt spawnOptions) (_ *child, retErr error) {
 	if err := stage.wait(initStepTimeout); err != nil {
 		return nil, fmt.Errorf("namespace setup process: %w", err)
 	}
-	c := &child{pid: initPid, sock: parentSock, dec: json.NewDecoder(r), enc: json.NewEncoder(parentSock)}
 	if opt.beforeConfig != nil {
 		if err := opt.beforeConfig(); err != nil {
 			return nil, err
@@ -251,13 +260,7 @@ func spawn(opt spawnOptions) (_ *child, retErr error) {
 			return nil, err
 		}
 	}
-	if cfg := opt.message.Config; cfg != nil && cfg.Spec != nil {
-		cfg.Wire = initproc.NewWireSpec(cfg.Spec)
-	}
-	if err := c.enc.Encode(opt.message); err != nil {
-		return nil, fmt.Errorf("send config to init: %w", err)
-	}
-	return c, nil
+	return sendConfig(parentSock, r, initPid, opt)
 }
 
 // sendLateMounts clones opt.lateMounts in the init's mount namespace and
@@ -275,6 +278,16 @@ func sendLateMounts(sock *os.File, initPid int, opt spawnOptions) error {
 			unix.Close(fd)
 		}
 	}()
+	if err := sendFds(sock, 'm', fds); err != nil {
+		return fmt.Errorf("send bind mounts to init: %w", err)
+	}
+	opt.message.Config.LateMounts = idx
+	return nil
+}
+
+// sendFds sends one message to the init: the byte tag, with fds attached
+// (none when fds is empty).
+func sendFds(sock *os.File, tag byte, fds []int) error {
 	var oob []byte
 	if len(fds) > 0 {
 		oob = unix.UnixRights(fds...)
@@ -283,21 +296,17 @@ func sendLateMounts(sock *os.File, initPid int, opt spawnOptions) error {
 	// deadlines of every later exchange with the init may stop working.
 	raw, err := sock.SyscallConn()
 	if err != nil {
-		return fmt.Errorf("send bind mounts to init: %w", err)
+		return err
 	}
 	var sendErr error
 	err = raw.Write(func(fd uintptr) bool {
-		sendErr = unix.Sendmsg(int(fd), []byte{'m'}, oob, nil, unix.MSG_NOSIGNAL)
+		sendErr = unix.Sendmsg(int(fd), []byte{tag}, oob, nil, unix.MSG_NOSIGNAL)
 		return !errors.Is(sendErr, unix.EAGAIN)
 	})
 	if err == nil {
 		err = sendErr
 	}
-	if err != nil {
-		return fmt.Errorf("send bind mounts to init: %w", err)
-	}
-	opt.message.Config.LateMounts = idx
-	return nil
+	return err
 }
 
 // stageProc is the first child of spawn, which sets up namespaces, forks

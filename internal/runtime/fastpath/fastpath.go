@@ -7,5 +7,46 @@ package fastpath
 
 /*
 #cgo CFLAGS: -Wall -O2
+#include "prespawn.h"
 */
 import "C"
+
+import (
+	"os"
+	"syscall"
+	"unsafe"
+)
+
+// Prespawned hands over, once, the container init's stage that prespawn.c
+// started for this `create` before the Go runtime: the runtime's end of its
+// socket, its pid, the CLONE_NEW* flags of the namespaces prespawn.c read
+// in config.json, and the init binary it runs (for its build ID). ok is
+// false when none was started.
+func Prespawned() (sock *os.File, pid int, flags uintptr, binary *os.File, ok bool) {
+	if C.berth_pre_sock < 0 {
+		return nil, 0, 0, nil, false
+	}
+	// Non-blocking, so that os.File puts it in the poller and reads and
+	// writes on it can have deadlines.
+	if err := syscall.SetNonblock(int(C.berth_pre_sock), true); err != nil {
+		return nil, 0, 0, nil, false
+	}
+	sock = os.NewFile(uintptr(C.berth_pre_sock), "init-parent")
+	binary = os.NewFile(uintptr(C.berth_pre_bin), "berth-runtime-init")
+	pid, flags = int(C.berth_pre_pid), uintptr(C.berth_pre_flags)
+	C.berth_pre_sock, C.berth_pre_bin, C.berth_pre_pid = -1, -1, -1
+	return sock, pid, flags, binary, true
+}
+
+// scanNamespaces is prespawn.c's reading of a config.json (for tests).
+func scanNamespaces(data []byte) (uintptr, bool) {
+	var flags C.ulong
+	var p *C.char
+	if len(data) > 0 {
+		p = (*C.char)(unsafe.Pointer(&data[0]))
+	}
+	if C.berth_pre_scan(p, C.size_t(len(data)), &flags) == 0 {
+		return 0, false
+	}
+	return uintptr(flags), true
+}

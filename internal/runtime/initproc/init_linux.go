@@ -97,6 +97,19 @@ func (ip *initProc) run() error {
 			return fmt.Errorf("read bind mounts: %w", err)
 		}
 	}
+	// Started before the runtime read the spec (a prespawned stage), the
+	// init gets its exec fifo by message instead of at its exec.
+	prespawnFifo := ""
+	if os.Getenv(EnvPrespawned) != "" {
+		fds, err := recvFds(ip.sock, 1)
+		if err != nil {
+			return fmt.Errorf("read exec fifo: %w", err)
+		}
+		if len(fds) != 1 {
+			return fmt.Errorf("init: %d exec fifos sent", len(fds))
+		}
+		prespawnFifo = strconv.Itoa(fds[0])
+	}
 	var msg Message
 	if err := ip.dec.Decode(&msg); err != nil {
 		return fmt.Errorf("read init config: %w", err)
@@ -114,11 +127,25 @@ func (ip *initProc) run() error {
 		msg.Config.MountFds[idx] = late[i]
 	}
 	ip.cfg = msg.Config
+	if ip.cfg.CgroupNS {
+		// Namespaces are per thread: this one, the main thread, whose
+		// /proc/PID/ns/cgroup exec and the hooks see, does everything
+		// up to execve.
+		if unix.Gettid() != os.Getpid() {
+			return errors.New("init: not on the main thread, so cannot make the cgroup namespace")
+		}
+		if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
+			return fmt.Errorf("unshare cgroup namespace: %w", err)
+		}
+	}
 	ip.cfg.Spec = ip.cfg.Wire.spec()
 	ip.fifoFd = os.Getenv(EnvFifoFd)
+	if prespawnFifo != "" {
+		ip.fifoFd = prespawnFifo
+	}
 	ip.preserve, _ = strconv.Atoi(os.Getenv(EnvPreserve))
 	ip.consoleFd = os.Getenv(EnvConsole)
-	for _, k := range []string{EnvInitPipe, EnvFifoFd, EnvConsole, EnvPreserve, EnvLogFd, EnvLateMounts} {
+	for _, k := range []string{EnvInitPipe, EnvFifoFd, EnvConsole, EnvPreserve, EnvLogFd, EnvLateMounts, EnvPrespawned} {
 		os.Unsetenv(k)
 	}
 	if ip.cfg.Exec {

@@ -13,6 +13,10 @@ const (
 	// EnvLateMounts: the runtime sends, before the config, one message
 	// with at most this many fds of bind mounts (Config.LateMounts).
 	EnvLateMounts = "_BERTH_LATE_MOUNTS"
+	// EnvPrespawned: the init was started before the runtime read the
+	// spec (fastpath/prespawn.c, which sets it); the runtime sends, before
+	// the config, one message with the exec fifo's fd.
+	EnvPrespawned = "_BERTH_PREFDS"
 )
 
 // Messages between the runtime and the Go part of the init, one JSON object
@@ -52,6 +56,11 @@ type Config struct {
 	// hand over, not a rootfs bound in the host's mount namespace), so
 	// the init goes on without the hooks/hooks-done exchange.
 	NoHooksWait bool `json:"no_hooks_wait,omitempty"`
+	// CgroupNS: make the container's cgroup namespace, first thing. An
+	// init the runtime started before reading the spec (a prespawned
+	// stage) was put in the container's cgroup only after it was forked,
+	// and a cgroup namespace is rooted where its maker is.
+	CgroupNS bool `json:"cgroupns,omitempty"`
 	// MountFds: for mounts[i], the fd of an idmapped mount to attach.
 	MountFds map[int]int `json:"mount_fds,omitempty"`
 	// LateMounts: the mounts, by index, that the fds the runtime sent
