@@ -1,6 +1,9 @@
 // Package fastpath answers berth-runtime's plain `start`, `delete`, `kill`
 // and `state` in C, in a constructor that runs before the Go runtime starts
-// (see fastpath.c), and leaves every other case to the Go code. Only
+// (see fastpath.c), and leaves every other case to the Go code. For a
+// plain `create` another constructor starts the init's namespace stage
+// before the Go runtime (prespawn.c), which the Go code adopts or
+// discards (runtime.Prespawn). Only
 // cmd/berth-runtime imports it: the container init's own binary
 // (cmd/berth-runtime-init) takes no commands.
 package fastpath
