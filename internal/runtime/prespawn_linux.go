@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
@@ -25,9 +24,13 @@ import (
 // the binary is this build's init; otherwise, and on every error before,
 // it is discarded.
 type Prespawn struct {
-	Sock   *os.File // the runtime's end of the init socket
-	Stage  int      // the stage's pid
-	Flags  uintptr  // the CLONE_NEW* flags read; the stage makes all but CLONE_NEWCGROUP
+	Sock  *os.File // the runtime's end of the init socket
+	Stage int      // the stage's pid
+	// Flags are the CLONE_NEW* flags read; the stage makes all but
+	// CLONE_NEWCGROUP. Never a user or time namespace (prespawn.c does
+	// not start a stage for those), so a spec that has one, or time
+	// offsets, which need one, does not match.
+	Flags  uintptr
 	Binary *os.File // the init binary the stage runs
 	done   bool
 	// Adopted: create used the stage.
@@ -41,8 +44,7 @@ var errPrespawnLost = errors.New("prespawned init stage lost")
 // adoptable says whether opt can take the prespawned stage.
 func (p *Prespawn) adoptable(opt *spawnOptions) bool {
 	if p == nil || p.done || initBuildID == "" || opt.fifo == nil || opt.console != nil || len(opt.join) > 0 ||
-		opt.clone != p.Flags || opt.clone&(unix.CLONE_NEWUSER|unix.CLONE_NEWTIME) != 0 || len(opt.timeOffsets) > 0 ||
-		len(opt.mountFiles) > 0 || len(opt.lateMounts) > 0 || opt.preserveFds > 0 || opt.rootDir != nil {
+		opt.clone != p.Flags || len(opt.mountFiles) > 0 || len(opt.lateMounts) > 0 || opt.preserveFds > 0 || opt.rootDir != nil {
 		return false
 	}
 	// The stage has the runtime's own stdio.
@@ -68,7 +70,7 @@ func (p *Prespawn) Discard() {
 	// The stage makes the namespaces and forks at once: its "P" line
 	// names the init. Killed before it, the stage could leave an init
 	// forked and not yet named.
-	initPid, err := p.readInitPid()
+	initPid, err := p.readInitPid(bufio.NewReader(p.Sock))
 	stage.kill()
 	if err == nil {
 		unix.Kill(initPid, unix.SIGKILL)
@@ -79,33 +81,17 @@ func (p *Prespawn) Discard() {
 	}
 }
 
-// readInitPid reads the stage's "P PID" line, within initStepTimeout.
-func (p *Prespawn) readInitPid() (int, error) {
+// readInitPid reads the stage's "P PID" line through r, within
+// initStepTimeout.
+func (p *Prespawn) readInitPid(r *bufio.Reader) (int, error) {
 	if err := p.Sock.SetReadDeadline(time.Now().Add(initStepTimeout)); err != nil {
 		return 0, err
 	}
-	// One byte at a time: what follows the line is the init's, for the
-	// decoder that reads its replies.
-	var b strings.Builder
-	buf := make([]byte, 1)
-	for b.Len() < 64 {
-		if _, err := p.Sock.Read(buf); err != nil {
-			return 0, err
-		}
-		if buf[0] == '\n' {
-			break
-		}
-		b.WriteByte(buf[0])
+	line, err := r.ReadString('\n')
+	if err != nil {
+		return 0, err
 	}
-	line := b.String()
-	if strings.HasPrefix(line, "E ") {
-		return 0, nsenterError(line[2:])
-	}
-	pid, err := strconv.Atoi(strings.TrimPrefix(line, "P "))
-	if !strings.HasPrefix(line, "P ") || err != nil || pid <= 0 {
-		return 0, fmt.Errorf("init stage sent %q", line)
-	}
-	return pid, nil
+	return initPidLine(strings.TrimSuffix(line, "\n"))
 }
 
 // spawnPrespawned is spawn for an adopted stage: the namespaces are made
@@ -116,7 +102,9 @@ func spawnPrespawned(opt spawnOptions, p *Prespawn) (_ *child, retErr error) {
 	defer func() { p.Adopted = retErr == nil }()
 	defer p.Binary.Close()
 	stage := &stageProc{pid: p.Stage}
-	initPid, err := p.readInitPid()
+	// One reader for the stage's line and the init's replies after it.
+	r := bufio.NewReader(p.Sock)
+	initPid, err := p.readInitPid(r)
 	if err != nil {
 		p.Sock.Close()
 		stage.kill()
@@ -163,7 +151,7 @@ func spawnPrespawned(opt spawnOptions, p *Prespawn) (_ *child, retErr error) {
 	if err := sendFds(p.Sock, 'f', []int{int(opt.fifo.Fd())}); err != nil {
 		return nil, fmt.Errorf("send the exec fifo to init: %w", err)
 	}
-	return sendConfig(p.Sock, bufio.NewReader(p.Sock), initPid, opt)
+	return sendConfig(p.Sock, r, initPid, opt)
 }
 
 // sendConfig sends the init its config and returns the child that talks

@@ -236,15 +236,10 @@ func spawn(opt spawnOptions) (_ *child, retErr error) {
 			if _, err := parentSock.Write([]byte{'u'}); err != nil {
 				return nil, fmt.Errorf("init socket: %w", err)
 			}
-		case strings.HasPrefix(line, "P "):
-			initPid, err = strconv.Atoi(line[2:])
-			if err != nil || initPid <= 0 {
-				return nil, fmt.Errorf("init sent a bad pid %q", line)
-			}
-		case strings.HasPrefix(line, "E "):
-			return nil, nsenterError(line[2:])
 		default:
-			return nil, fmt.Errorf("init sent %q during namespace setup", line)
+			if initPid, err = initPidLine(line); err != nil {
+				return nil, err
+			}
 		}
 	}
 	if err := stage.wait(initStepTimeout); err != nil {
@@ -307,6 +302,23 @@ func sendFds(sock *os.File, tag byte, fds []int) error {
 		err = sendErr
 	}
 	return err
+}
+
+// initPidLine reads the stage's last line: "P PID", the init it forked,
+// or "E ERRNO MESSAGE", why it could not.
+func initPidLine(line string) (int, error) {
+	switch {
+	case strings.HasPrefix(line, "P "):
+		pid, err := strconv.Atoi(line[2:])
+		if err != nil || pid <= 0 {
+			return 0, fmt.Errorf("init sent a bad pid %q", line)
+		}
+		return pid, nil
+	case strings.HasPrefix(line, "E "):
+		return 0, nsenterError(line[2:])
+	default:
+		return 0, fmt.Errorf("init sent %q during namespace setup", line)
+	}
 }
 
 // stageProc is the first child of spawn, which sets up namespaces, forks

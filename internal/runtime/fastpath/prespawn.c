@@ -200,6 +200,21 @@ static int keyis(const char *k, size_t klen, int esc, const char *name)
 	return !esc && klen == strlen(name) && strncasecmp(k, name, klen) == 0;
 }
 
+// js_sought begins a member callback that looks for one key: 0 to stop
+// (an escaped key, the key twice), 1 when the member is done (another key,
+// its value skipped at depth, or the key with null), 2 when the scanner is
+// at the sought key's value.
+static int js_sought(struct jscan *s, const char *k, size_t klen, int esc, const char *name, int *seen, int depth)
+{
+	if (esc)
+		return 0;
+	if (!keyis(k, klen, esc, name))
+		return js_value(s, depth);
+	if ((*seen)++)
+		return 0;
+	return js_null(s) ? 1 : 2;
+}
+
 struct nsentry {
 	int has_type, has_path;
 	unsigned long flag;
@@ -249,14 +264,9 @@ struct linuxscan {
 static int linux_member(struct jscan *s, const char *k, size_t klen, int esc, void *arg)
 {
 	struct linuxscan *l = arg;
-	if (esc)
-		return 0;
-	if (!keyis(k, klen, esc, "namespaces"))
-		return js_value(s, 1);
-	if (l->seen_ns++)
-		return 0;
-	if (js_null(s))
-		return 1;
+	int r = js_sought(s, k, klen, esc, "namespaces", &l->seen_ns, 1);
+	if (r != 2)
+		return r;
 	if (!js_eat(s, '['))
 		return 0;
 	if (js_eat(s, ']'))
@@ -280,17 +290,10 @@ struct topscan {
 static int top_member(struct jscan *s, const char *k, size_t klen, int esc, void *arg)
 {
 	struct topscan *t = arg;
-	if (esc)
-		return 0;
-	if (!keyis(k, klen, esc, "linux"))
-		return js_value(s, 0);
-	if (t->seen_linux++)
-		return 0;
-	if (js_null(s))
-		return 1;
-	if (!js_eat(s, '{'))
-		return 0;
-	return js_members(s, 0, linux_member, &t->lx);
+	int r = js_sought(s, k, klen, esc, "linux", &t->seen_linux, 0);
+	if (r != 2)
+		return r;
+	return js_eat(s, '{') && js_members(s, 0, linux_member, &t->lx);
 }
 
 int berth_pre_scan(const char *data, size_t len, unsigned long *flags)
