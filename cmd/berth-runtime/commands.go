@@ -64,6 +64,11 @@ func commands(pre *runtime.Prespawn) []*cli.Command {
 				if err != nil {
 					return err
 				}
+				// The init did create's work and failed: its error,
+				// and the container it made removed.
+				if err, ok := r.SelfCreateFailed(ctx, id); ok {
+					return err
+				}
 				return r.Create(ctx, id, createOptions(cmd, pre))
 			},
 		},

@@ -14,6 +14,8 @@ import (
 	"path/filepath"
 	goruntime "runtime"
 	"runtime/debug"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -32,6 +34,11 @@ var version = "0.1.0-dev"
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "init" {
+		if v := os.Getenv(initproc.EnvSelfCreate); v != "" {
+			// A plain create that the init does itself.
+			initproc.InitSelf(func() (*initproc.Config, int, error) { return selfCreate(v, os.Args[2:]) })
+			return
+		}
 		initproc.Init()
 		return
 	}
@@ -228,4 +235,89 @@ func commit() string {
 		}
 	}
 	return rev + dirty
+}
+
+// selfArgs are the arguments of a plain create, as prespawn.c accepts them.
+type selfArgs struct {
+	root, logPath string
+	logJSON       bool
+	debug         bool
+	id            string
+	opt           runtime.CreateOptions
+}
+
+// parseSelfArgs reads a plain create's arguments (without the program
+// name) as prespawn.c's pre_bundle does: only the flags it lets through
+// are there, "-name", "--name" or "--name=value", a value otherwise in the
+// next argument. The pid file is prespawn.c's to write.
+func parseSelfArgs(args []string) selfArgs {
+	a := selfArgs{root: "/run/berth", opt: runtime.CreateOptions{Bundle: "."}}
+	i := 0
+	flag := func(valued ...string) (name, value string) {
+		name, value, eq := strings.Cut(strings.TrimPrefix(strings.TrimPrefix(args[i], "-"), "-"), "=")
+		if !eq && slices.Contains(valued, name) && i+1 < len(args) {
+			i++
+			value = args[i]
+		}
+		return name, value
+	}
+	for ; i < len(args) && strings.HasPrefix(args[i], "-"); i++ {
+		switch name, value := flag("root", "log", "log-format"); name {
+		case "root":
+			a.root = value
+		case "log":
+			a.logPath = value
+		case "log-format":
+			a.logJSON = value == "json"
+		case "debug":
+			a.debug = true
+		}
+	}
+	// args[i] is "create".
+	for i++; i < len(args); i++ {
+		if !strings.HasPrefix(args[i], "-") || args[i] == "-" {
+			a.id = args[i]
+			continue
+		}
+		switch name, value := flag("bundle", "b", "pid-file", "pidfd-socket"); name {
+		case "bundle", "b":
+			a.opt.Bundle = value
+		case "no-pivot":
+			a.opt.NoPivot = true
+		case "no-new-keyring":
+			a.opt.NoNewKeyring = true
+		}
+	}
+	return a
+}
+
+// selfCreate is the init of a plain create that does create's work itself
+// (runtime.SelfCreate): prespawn.c started it with create's arguments.
+// clone is the namespaces the stage made.
+func selfCreate(clone string, args []string) (*initproc.Config, int, error) {
+	flags, err := strconv.ParseUint(clone, 10, 64)
+	if err != nil {
+		return nil, -1, fmt.Errorf("init: bad %s %q", initproc.EnvSelfCreate, clone)
+	}
+	a := parseSelfArgs(args)
+	log := slog.New(slog.DiscardHandler)
+	if a.debug {
+		var w io.Writer = os.Stderr
+		if a.logPath != "" {
+			f, err := os.OpenFile(a.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND|os.O_SYNC, 0o644)
+			if err != nil {
+				return nil, -1, fmt.Errorf("--log %s: %w", a.logPath, err)
+			}
+			defer f.Close()
+			w = f
+		}
+		log = newLogger(w, a.logJSON, true)
+		log.Debug("berth-runtime", "args", args, "version", version)
+	}
+	r := &runtime.Runtime{Root: a.root, Log: log}
+	cfg, fifo, err := r.SelfCreate(a.id, a.opt, uintptr(flags))
+	if err == nil {
+		log.Debug("create: done by the container's init; berth-runtime's Go runtime did not start")
+	}
+	return cfg, fifo, err
 }

@@ -341,3 +341,45 @@ func AddProcTo(paths map[string]string, pid int) error {
 	}
 	return nil
 }
+
+// JoinSelf moves the calling process into the cgroup made by Apply(-1), on
+// every hierarchy; if one refuses it, the process goes back to the cgroups
+// it was in, so that Destroy can remove them. For a container's init that
+// makes its own cgroup (runtime.SelfCreate), which may be in a pid
+// namespace of its own: it writes 0, which means the writer there too.
+func (m *Manager) JoinSelf() error {
+	paths := m.m.GetPaths()
+	own := make(map[string]string, len(paths))
+	for key := range paths {
+		var dir string
+		var err error
+		if key == "" {
+			// The v2 hierarchy: the whole tree, or a hybrid host's
+			// "unified" one beside the v1 hierarchies.
+			mnt := "/sys/fs/cgroup"
+			if IsHybrid() {
+				mnt = "/sys/fs/cgroup/unified"
+			}
+			var rel map[string]string
+			if rel, err = cgroups.ParseCgroupFile("/proc/self/cgroup"); err == nil {
+				dir = filepath.Join(mnt, rel[""])
+			}
+		} else {
+			dir, err = cgroups.GetOwnCgroupPath(key)
+		}
+		if err != nil {
+			return fmt.Errorf("join container cgroup: find the cgroup of %q to come back to: %w", key, err)
+		}
+		own[key] = dir
+	}
+	for _, dir := range paths {
+		if err := cgroups.WriteCgroupProc(dir, 0); err != nil {
+			// Back into all of them: where it already is, a no-op.
+			for _, back := range own {
+				cgroups.WriteCgroupProc(back, 0)
+			}
+			return fmt.Errorf("join container cgroup: %w", err)
+		}
+	}
+	return nil
+}

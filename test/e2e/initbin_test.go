@@ -18,11 +18,14 @@ import (
 // or when the one beside it is from another build. Which binary the init
 // runs from is seen as a user would: /proc/PID/exe of the created
 // container's init (before start, the init is still berth's own process).
+// A plain create whose init does create's work itself runs it from
+// berth-runtime (the last case); the others turn that off.
 func TestInitRunsFromInitBinary(t *testing.T) {
 	if isRunc(t) {
 		t.Skip("berth-runtime's init binary: runc has none")
 	}
 	testutil.RequiresRoot(t)
+	t.Setenv("BERTH_NO_SELF_CREATE", "1")
 	built := filepath.Join(filepath.Dir(runtimeBin(t)), "berth-runtime-init")
 	if _, err := os.Stat(built); err != nil {
 		t.Fatalf("%s: %v (make build writes it beside berth-runtime)", built, err)
@@ -120,6 +123,14 @@ func TestInitRunsFromInitBinary(t *testing.T) {
 		copyTo(t, built, filepath.Join(dir, "berth-runtime-init"))
 		if got := initExe(t, bin); !os.SameFile(got, stat(t, filepath.Join(dir, "berth-runtime-init"))) {
 			t.Errorf("the init runs from %s (%d bytes), want the copied berth-runtime-init", got.Name(), got.Size())
+		}
+	})
+	t.Run("self-create", func(t *testing.T) {
+		// The init that does create's work holds the whole runtime.
+		t.Setenv("BERTH_NO_SELF_CREATE", "")
+		os.Unsetenv("BERTH_NO_SELF_CREATE")
+		if got := initExe(t, runtimeBin(t)); !os.SameFile(got, stat(t, runtimeBin(t))) {
+			t.Errorf("a self-creating init runs from %s (%d bytes), want berth-runtime", got.Name(), got.Size())
 		}
 	})
 	t.Run("runtime binary on its own", func(t *testing.T) {

@@ -10,6 +10,7 @@ package fastpath
 
 /*
 #cgo CFLAGS: -Wall -O2
+#include <stdlib.h>
 #include "prespawn.h"
 */
 import "C"
@@ -41,6 +42,32 @@ func Prespawned() (sock *os.File, pid int, flags uintptr, binary *os.File, ok bo
 	return sock, pid, flags, binary, true
 }
 
+// SelfCreateFailed hands over, once, a create whose init did create's
+// work and failed (prespawn.c's self_create): how (SelfStage..SelfMessage),
+// the line that says why, and the init's pid (-1 when there was none).
+// ok is false when there was no such create.
+func SelfCreateFailed() (kind int, line string, pid int, ok bool) {
+	if C.berth_self_kind == 0 {
+		return 0, "", 0, false
+	}
+	kind, pid = int(C.berth_self_kind), int(C.berth_self_pid)
+	if C.berth_self_line != nil {
+		line = C.GoString(C.berth_self_line)
+		C.free(unsafe.Pointer(C.berth_self_line))
+	}
+	C.berth_self_kind, C.berth_self_line = 0, nil
+	return kind, line, pid, true
+}
+
+// What SelfCreateFailed's kind says the line is (prespawn.c's self_fail).
+const (
+	SelfStage   = 1 // the stage's "E ..." line
+	SelfReply   = 2 // the init's JSON reply
+	SelfTimeout = 3 // no line: the init did not answer in time
+	SelfEOF     = 4 // no line: the init exited without an answer
+	SelfMessage = 5 // the error itself
+)
+
 // scanNamespaces is prespawn.c's reading of a config.json (for tests).
 func scanNamespaces(data []byte) (uintptr, bool) {
 	var flags C.ulong
@@ -52,4 +79,14 @@ func scanNamespaces(data []byte) (uintptr, bool) {
 		return 0, false
 	}
 	return uintptr(flags), true
+}
+
+// looksPlain is prespawn.c's guess whether the init can create a config
+// itself (for tests).
+func looksPlain(data []byte) bool {
+	var p *C.char
+	if len(data) > 0 {
+		p = (*C.char)(unsafe.Pointer(&data[0]))
+	}
+	return C.berth_pre_plain(p, C.size_t(len(data))) != 0
 }

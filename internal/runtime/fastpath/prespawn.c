@@ -21,6 +21,19 @@
 // follow. The cgroup namespace is left to the init, which makes it once
 // the runtime has put it in the container's cgroup (a cgroup namespace is
 // rooted where its maker is).
+//
+// When the config looks plainer still (a mount namespace of its own, no
+// hooks, no terminal, no idmapped mounts) and no --pidfd-socket is given,
+// the Go runtime is not started at all: the stage execs berth-runtime
+// itself, sealed, with create's arguments, and the container's init does
+// create's work (runtime.SelfCreate: the spec, the cgroups, the state)
+// before it sets up the container. This process waits for its answer and
+// writes the pid file: one Go start per create instead of two. The init
+// still decides from the spec it validates: a config it cannot take that
+// way is handed back ("fallback"), and this process then goes on to the Go
+// create as if nothing had been started. A failure is handed to the Go
+// code too (berth_self_*), which reports it as create does and removes
+// what the init made.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -32,10 +45,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <poll.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -60,6 +75,16 @@
 // What the Go code takes (fastpath.go); sock < 0: nothing was started.
 int berth_pre_sock = -1, berth_pre_pid = -1, berth_pre_bin = -1;
 unsigned long berth_pre_flags;
+// A create the init did itself and that failed: the line that says why
+// (the stage's "E ..." line when berth_self_kind is 1, the init's JSON
+// reply when 2; NULL with kind 3 when the init did not answer in time,
+// 4 when it exited without an answer).
+char *berth_self_line;
+int berth_self_kind, berth_self_pid = -1;
+
+// How long a self-creating init may take to answer: its create and its
+// setup, each bounded by initStepTimeout (a minute) on the Go path.
+#define SELF_TIMEOUT_MS (2 * 60 * 1000)
 
 // The largest config.json read here; a larger one goes the Go way.
 #define PRE_MAX_CONFIG (1 << 20)
@@ -328,8 +353,9 @@ static int flagis(const char *name, size_t nlen, const char *want)
 }
 
 // pre_bundle finds the bundle of a plain `create`: NULL when argv is
-// anything else.
-static const char *pre_bundle(int argc, char **argv)
+// anything else. *pidfile is its --pid-file (or NULL); *pidfd says whether
+// it has a --pidfd-socket.
+static const char *pre_bundle(int argc, char **argv, const char **pidfile, int *pidfd)
 {
 	int i = 1;
 	const char *name, *val;
@@ -363,6 +389,10 @@ static const char *pre_bundle(int argc, char **argv)
 		} else if (flagis(name, nlen, "pid-file") || flagis(name, nlen, "pidfd-socket")) {
 			if (val == NULL && ++i >= argc)
 				return NULL;
+			if (flagis(name, nlen, "pidfd-socket"))
+				*pidfd = 1;
+			else
+				*pidfile = val ? val : argv[i];
 		} else if ((flagis(name, nlen, "no-pivot") || flagis(name, nlen, "no-new-keyring")) && val == NULL) {
 			continue;
 		} else {
@@ -372,8 +402,9 @@ static const char *pre_bundle(int argc, char **argv)
 	return ids == 1 && bundle[0] != '\0' ? bundle : NULL;
 }
 
-// pre_namespaces reads BUNDLE/config.json's namespaces as flags.
-static int pre_namespaces(const char *bundle, unsigned long *flags)
+// pre_namespaces reads BUNDLE/config.json's namespaces as flags, and
+// *plain says whether the init could do create's work (berth_pre_plain).
+static int pre_namespaces(const char *bundle, unsigned long *flags, int *plain)
 {
 	char path[PATH_MAX];
 	if (snprintf(path, sizeof(path), "%s/config.json", bundle) >= (int)sizeof(path))
@@ -396,16 +427,17 @@ static int pre_namespaces(const char *bundle, unsigned long *flags)
 			got += (size_t)n;
 		}
 		ok = got == (size_t)st.st_size && berth_pre_scan(buf, got, flags);
+		*plain = ok && (*flags & CLONE_NEWNS) && berth_pre_plain(buf, got);
 	}
 	free(buf);
 	close(fd);
 	return ok;
 }
 
-// pre_seal opens the init binary beside this one (*bin, for its build ID)
-// and returns a read-only detached mount of it to exec, as sealBinary
-// makes one; -1 when it cannot.
-static int pre_seal(int *bin)
+// pre_seal opens the init binary beside this one (*bin, for its build ID),
+// or this binary when self is set, and returns a read-only detached mount
+// of it to exec, as sealBinary makes one; -1 when it cannot.
+static int pre_seal(int *bin, int self_exe)
 {
 	char self[PATH_MAX];
 	ssize_t n = readlink("/proc/self/exe", self, sizeof(self));
@@ -414,7 +446,11 @@ static int pre_seal(int *bin)
 	self[n] = '\0';
 	char *slash = strrchr(self, '/');
 	char path[PATH_MAX];
-	if (snprintf(path, sizeof(path), "%.*s/berth-runtime-init", (int)(slash - self), self) >= (int)sizeof(path))
+	// This binary as it runs, not what its path names now (an upgrade
+	// may have replaced it).
+	if (self_exe)
+		snprintf(path, sizeof(path), "/proc/self/exe");
+	else if (snprintf(path, sizeof(path), "%.*s/berth-runtime-init", (int)(slash - self), self) >= (int)sizeof(path))
 		return -1;
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0)
@@ -440,6 +476,169 @@ static int pre_seal(int *bin)
 	return tree;
 }
 
+// berth_pre_plain says whether a config.json looks like one the init can
+// create itself: no "hooks", no terminal, no idmapped mounts (an "idmap"
+// option or a mount's uid/gidMappings), no seccomp notify rules (whose fd
+// the runtime passes on). Only a guess that saves a wasted start: the init
+// decides from the spec it validates.
+int berth_pre_plain(const char *data, size_t len)
+{
+	static const char *const not_plain[] = {"\"hooks\"", "idmap", "Mappings\"", "SCMP_ACT_NOTIFY", "listenerPath"};
+	for (size_t i = 0; i < sizeof(not_plain) / sizeof(not_plain[0]); i++)
+		if (memmem(data, len, not_plain[i], strlen(not_plain[i])) != NULL)
+			return 0;
+	const char *p = data, *end = data + len;
+	while ((p = memmem(p, (size_t)(end - p), "\"terminal\"", 10)) != NULL) {
+		p += 10;
+		struct jscan sc = {p, end};
+		if (js_eat(&sc, ':')) {
+			js_ws(&sc);
+			if (sc.p < end && *sc.p != 'f')
+				return 0;
+		}
+	}
+	return 1;
+}
+
+// self_ms is CLOCK_MONOTONIC in milliseconds.
+static long long self_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+// self_line reads one line from fd until deadline (self_ms): its length
+// with the newline replaced by NUL, -1 at EOF or on an error, -2 at the
+// deadline. A line longer than size is an error.
+static int self_line(int fd, char *buf, size_t size, long long deadline)
+{
+	size_t n = 0;
+	while (n + 1 < size) {
+		long long left = deadline - self_ms();
+		if (left <= 0)
+			return -2;
+		struct pollfd pfd = {.fd = fd, .events = POLLIN};
+		int r = poll(&pfd, 1, (int)left);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r == 0)
+			return -2;
+		if (r < 0)
+			return -1;
+		ssize_t got = read(fd, buf + n, 1);
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got <= 0)
+			return -1;
+		if (buf[n] == '\n') {
+			buf[n] = '\0';
+			return (int)n;
+		}
+		n++;
+	}
+	return -1;
+}
+
+// self_pidfile writes pid to path as writePidFile does: a temporary file
+// beside it, renamed over it. 0 or -errno.
+static int self_pidfile(const char *path, int pid)
+{
+	char tmp[PATH_MAX];
+	const char *slash = strrchr(path, '/');
+	int dirlen = slash ? (int)(slash - path) + 1 : 0;
+	if (snprintf(tmp, sizeof(tmp), "%.*s.pid-XXXXXX", dirlen, path) >= (int)sizeof(tmp))
+		return -ENAMETOOLONG;
+	int fd = mkstemp(tmp);
+	if (fd < 0)
+		return -errno;
+	char num[16];
+	int n = snprintf(num, sizeof(num), "%d", pid);
+	int err = 0;
+	if (write(fd, num, (size_t)n) != n)
+		err = errno ? -errno : -EIO;
+	if (close(fd) < 0 && err == 0)
+		err = -errno;
+	if (err == 0 && rename(tmp, path) < 0)
+		err = -errno;
+	if (err != 0)
+		unlink(tmp);
+	return err;
+}
+
+// self_fail hands a failed self-create to the Go code: kind and line as
+// berth_self_* say, the init killed and reaped first.
+static void self_fail(int kind, char *line, int init)
+{
+	if (init > 0) {
+		kill(init, SIGKILL);
+		waitpid(init, NULL, 0);
+	}
+	berth_self_kind = kind;
+	berth_self_line = line;
+	berth_self_pid = init;
+}
+
+// self_create waits for the answer of an init that does create's work
+// (stage: the stage's pid; sock: this end of its socket). It exits on
+// success; it returns after a fallback (nothing made, the init gone) or a
+// failure (berth_self_* set) for the Go code to go on.
+static void self_create(int sock, pid_t stage, const char *pidfile)
+{
+	long long deadline = self_ms() + SELF_TIMEOUT_MS;
+	char *line = malloc(64 << 10);
+	if (line == NULL) {
+		kill(stage, SIGKILL);
+		waitpid(stage, NULL, 0);
+		self_fail(4, NULL, -1);
+		return;
+	}
+	int n = self_line(sock, line, 64 << 10, deadline);
+	// The stage exits once it has named the init (or failed).
+	if (n == -2)
+		kill(stage, SIGKILL);
+	waitpid(stage, NULL, 0);
+	if (n < 0) {
+		self_fail(n == -2 ? 3 : 4, NULL, -1);
+		free(line);
+		return;
+	}
+	if (strncmp(line, "P ", 2) != 0) {
+		self_fail(1, line, -1);
+		return;
+	}
+	int init = atoi(line + 2);
+	if (init <= 0) {
+		self_fail(1, line, -1);
+		return;
+	}
+	n = self_line(sock, line, 64 << 10, deadline);
+	if (n < 0) {
+		self_fail(n == -2 ? 3 : 4, NULL, init);
+		free(line);
+		return;
+	}
+	if (strcmp(line, "{\"type\":\"fallback\"}") == 0) {
+		kill(init, SIGKILL);
+		waitpid(init, NULL, 0);
+		free(line);
+		return;
+	}
+	if (strcmp(line, "{\"type\":\"ready\"}") != 0) {
+		self_fail(2, line, init);
+		return;
+	}
+	if (pidfile != NULL) {
+		int err = self_pidfile(pidfile, init);
+		if (err != 0) {
+			snprintf(line, 64 << 10, "--pid-file: %s: %s", pidfile, strerror(-err));
+			self_fail(5, line, init);
+			return;
+		}
+	}
+	_exit(0);
+}
+
 // Before procs.c's constructor, which runs the process on one CPU while
 // the Go runtime starts: the stage and the init must not inherit that.
 __attribute__((constructor(101))) static void berth_prespawn(int argc, char **argv, char **envp)
@@ -448,17 +647,20 @@ __attribute__((constructor(101))) static void berth_prespawn(int argc, char **ar
 	if (getenv("_BERTH_INITPIPE") != NULL || getenv("LISTEN_FDS") != NULL || getenv("BERTH_NO_PRESPAWN") != NULL ||
 	    geteuid() != 0)
 		return;
-	const char *bundle = pre_bundle(argc, argv);
+	const char *pidfile = NULL;
+	int pidfd = 0, plain = 0;
+	const char *bundle = pre_bundle(argc, argv, &pidfile, &pidfd);
 	unsigned long flags;
-	if (bundle == NULL || !pre_namespaces(bundle, &flags))
+	if (bundle == NULL || !pre_namespaces(bundle, &flags, &plain))
 		return;
+	int self = plain && !pidfd && getenv("BERTH_NO_SELF_CREATE") == NULL && argc < 250;
 	// The stage inherits stdio, as the Go path passes it: all three
 	// must be open, or the socket could take one of their numbers.
 	for (int fd = 0; fd < 3; fd++)
 		if (fcntl(fd, F_GETFD) < 0)
 			return;
 	int bin = -1;
-	int tree = pre_seal(&bin);
+	int tree = pre_seal(&bin, self);
 	if (tree < 0)
 		return;
 	// As runtime.New does, but before the fork: the init, orphaned when
@@ -477,8 +679,18 @@ __attribute__((constructor(101))) static void berth_prespawn(int argc, char **ar
 	}
 	char pipeenv[32];
 	snprintf(pipeenv, sizeof(pipeenv), "_BERTH_INITPIPE=%d", sp[1]);
-	char *args[] = {"berth-runtime", "init", NULL};
+	char *args[256] = {"berth-runtime", "init", NULL};
 	char *env[] = {pipeenv, "_BERTH_PREFDS=1", "GOMAXPROCS=1", NULL};
+	char selfenv[64];
+	if (self) {
+		// The init reads create's arguments after "init"; its flags
+		// name the namespaces the stage makes.
+		for (int a = 1; a < argc; a++)
+			args[a + 1] = argv[a];
+		args[argc + 1] = NULL;
+		snprintf(selfenv, sizeof(selfenv), "_BERTH_SELFCREATE=%lu", flags & ~(unsigned long)CLONE_NEWCGROUP);
+		env[1] = selfenv;
+	}
 	pid_t pid = fork();
 	if (pid == 0) {
 		// Only the child's end of the socket crosses the exec.
@@ -499,6 +711,12 @@ __attribute__((constructor(101))) static void berth_prespawn(int argc, char **ar
 			kill(pid, SIGKILL);
 			waitpid(pid, NULL, 0);
 		}
+		close(sp[0]);
+		close(bin);
+		return;
+	}
+	if (self) {
+		self_create(sp[0], pid, pidfile);
 		close(sp[0]);
 		close(bin);
 		return;

@@ -87,3 +87,29 @@ func FuzzScanNamespaces(f *testing.F) {
 		}
 	})
 }
+
+// TestLooksPlain: prespawn.c's guess whether the init can create a config
+// itself turns away what needs the runtime beside the init. A wrong "yes"
+// only costs a start (the init decides), a wrong "no" the Go create.
+func TestLooksPlain(t *testing.T) {
+	for _, tc := range []struct {
+		config string
+		want   bool
+	}{
+		{`{"process":{"terminal":false,"args":["sh"]}}`, true},
+		{`{"process":{"args":["sh"]}}`, true},
+		{`{"process":{"terminal" : true}}`, false},
+		{`{"process":{"terminal":false},"x":{"terminal":true}}`, false},
+		{`{"hooks":{"poststop":[]}}`, false},
+		{`{"mounts":[{"destination":"/m","options":["rbind","idmap"]}]}`, false},
+		{`{"mounts":[{"destination":"/m","uidMappings":[]}]}`, false},
+		{`{"linux":{"seccomp":{"defaultAction":"SCMP_ACT_NOTIFY"}}}`, false},
+		{`{"linux":{"seccomp":{"listenerPath":"/s"}}}`, false},
+		{`{"process":{"terminal"`, true},
+		{``, true},
+	} {
+		if got := looksPlain([]byte(tc.config)); got != tc.want {
+			t.Errorf("looksPlain(%s) = %v, want %v", tc.config, got, tc.want)
+		}
+	}
+}

@@ -30,6 +30,9 @@ const (
 	ReplySeccomp = "seccomp" // init → runtime: a seccomp listener fd to hand on
 	ReplyReady   = "ready"   // init → runtime: set up, about to wait for start (or exec)
 	ReplyError   = "error"   // init → runtime: setup failed; Error says why
+	// init → berth-runtime's constructor: a self-create (InitSelf) that
+	// cannot take this config; nothing was made.
+	ReplyFallback = "fallback"
 )
 
 type Message struct {

@@ -1,0 +1,71 @@
+package initproc
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	goruntime "runtime"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+)
+
+// EnvSelfCreate is set by berth-runtime's constructor (fastpath's
+// prespawn.c) on an init that does create's work itself; its value is the
+// CLONE_NEW* flags of the namespaces the stage made.
+const EnvSelfCreate = "_BERTH_SELFCREATE"
+
+// ErrFallback is what a self-create returns for a config it cannot take:
+// the init answers ReplyFallback and berth-runtime creates the container
+// the usual way, with nothing made yet.
+var ErrFallback = errors.New("not a config the init creates itself")
+
+// InitSelf is Init for an init that does create's work itself: create
+// makes the container's cgroups and state and returns the init's config
+// and the fd of its exec fifo; the init then sets the container up as
+// Init does and answers ready (or why not) to berth-runtime's constructor,
+// which waits for it.
+func InitSelf(create func() (*Config, int, error)) {
+	goruntime.LockOSThread()
+	fd, err := strconv.Atoi(os.Getenv(EnvInitPipe))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "berth-runtime init: not started by berth-runtime")
+		os.Exit(1)
+	}
+	sock := os.NewFile(uintptr(fd), "init-sync")
+	ip := &initProc{sock: sock, dec: json.NewDecoder(sock), enc: json.NewEncoder(sock)}
+	cfg, fifo, err := create()
+	if errors.Is(err, ErrFallback) {
+		ip.enc.Encode(Reply{Type: ReplyFallback})
+		os.Exit(1)
+	}
+	if err == nil {
+		if err = ip.runSelf(cfg, fifo); err == nil {
+			err = errors.New("init: the setup returned without running the container's process")
+		}
+	}
+	// Ready was sent (the init has exec'd) unless there is an error.
+	if ip.enc.Encode(Reply{Type: ReplyError, Error: err.Error()}) != nil {
+		fmt.Fprintf(os.Stderr, "berth-runtime init: %v\n", err)
+	}
+	os.Exit(execExitCode(err))
+}
+
+func (ip *initProc) runSelf(cfg *Config, fifo int) error {
+	ip.cfg = cfg
+	if cfg.CgroupNS {
+		// As in run: on the main thread, now in the container's cgroup.
+		if unix.Gettid() != os.Getpid() {
+			return errors.New("init: not on the main thread, so cannot make the cgroup namespace")
+		}
+		if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
+			return fmt.Errorf("unshare cgroup namespace: %w", err)
+		}
+	}
+	ip.fifoFd = strconv.Itoa(fifo)
+	for _, k := range []string{EnvInitPipe, EnvFifoFd, EnvConsole, EnvPreserve, EnvLogFd, EnvLateMounts, EnvPrespawned, EnvSelfCreate} {
+		os.Unsetenv(k)
+	}
+	return ip.initContainer()
+}
