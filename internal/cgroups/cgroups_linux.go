@@ -348,38 +348,46 @@ func AddProcTo(paths map[string]string, pid int) error {
 // makes its own cgroup (runtime.SelfCreate), which may be in a pid
 // namespace of its own: it writes 0, which means the writer there too.
 func (m *Manager) JoinSelf() error {
-	paths := m.m.GetPaths()
-	own := make(map[string]string, len(paths))
-	for key := range paths {
-		var dir string
-		var err error
-		if key == "" {
-			// The v2 hierarchy: the whole tree, or a hybrid host's
-			// "unified" one beside the v1 hierarchies.
-			mnt := "/sys/fs/cgroup"
-			if IsHybrid() {
-				mnt = "/sys/fs/cgroup/unified"
-			}
-			var rel map[string]string
-			if rel, err = cgroups.ParseCgroupFile("/proc/self/cgroup"); err == nil {
-				dir = filepath.Join(mnt, rel[""])
-			}
-		} else {
-			dir, err = cgroups.GetOwnCgroupPath(key)
-		}
-		if err != nil {
-			return fmt.Errorf("join container cgroup: find the cgroup of %q to come back to: %w", key, err)
-		}
-		own[key] = dir
+	// Where to come back to is read now, and resolved to directories
+	// only if it is needed (that reads mountinfo).
+	own, err := cgroups.ParseCgroupFile("/proc/self/cgroup")
+	if err != nil {
+		return fmt.Errorf("join container cgroup: %w", err)
 	}
+	paths := m.m.GetPaths()
 	for _, dir := range paths {
 		if err := cgroups.WriteCgroupProc(dir, 0); err != nil {
 			// Back into all of them: where it already is, a no-op.
-			for _, back := range own {
-				cgroups.WriteCgroupProc(back, 0)
+			for key := range paths {
+				if back, ok := ownDir(key, own); ok {
+					cgroups.WriteCgroupProc(back, 0)
+				}
 			}
 			return fmt.Errorf("join container cgroup: %w", err)
 		}
 	}
 	return nil
+}
+
+// ownDir is the directory of the cgroup that own (/proc/self/cgroup as
+// ParseCgroupFile reads it) names for a controller, "" for the v2 one.
+func ownDir(key string, own map[string]string) (string, bool) {
+	rel, ok := own[key]
+	if !ok {
+		return "", false
+	}
+	switch {
+	case key == "" && IsV2():
+		return filepath.Join("/sys/fs/cgroup", rel), true
+	case key == "":
+		return filepath.Join("/sys/fs/cgroup/unified", rel), true
+	}
+	mnt, root, err := cgroups.FindCgroupMountpointAndRoot("", key)
+	if err != nil {
+		return "", false
+	}
+	if root != "/" {
+		rel = strings.TrimPrefix(rel, root)
+	}
+	return filepath.Join(mnt, rel), true
 }
