@@ -1,6 +1,6 @@
 // Command berth-runtime-init is the container init of berth-runtime, built
-// as a binary of its own: the process that becomes every container (and
-// every `exec`) starts this small Go program instead of the whole runtime,
+// as a binary of its own: the process that becomes a container (and every
+// `exec`) starts this small Go program instead of the whole runtime,
 // ~4 ms sooner on each create. berth-runtime runs it, sealed, when it lies
 // beside berth-runtime and comes from the same build (see
 // internal/runtime/initbin_linux.go); it is never run by hand.

@@ -3,7 +3,9 @@
 // (see fastpath.c), and leaves every other case to the Go code. For a
 // plain `create` another constructor starts the init's namespace stage
 // before the Go runtime (prespawn.c), which the Go code adopts or
-// discards (runtime.Prespawn). Only
+// discards (runtime.Prespawn), or, for the plainest configs, has the init
+// do create's work (runtime.SelfCreate) without starting the Go runtime.
+// Only
 // cmd/berth-runtime imports it: the container init's own binary
 // (cmd/berth-runtime-init) takes no commands.
 package fastpath
