@@ -146,6 +146,11 @@ func (r *Runtime) SelfCreate(id string, opt CreateOptions, clone uintptr) (_ *in
 			return nil, -1, err
 		}
 	}
+	if spec.Process.OOMScoreAdj != nil {
+		if err := writeOOMScoreAdj(pid, *spec.Process.OOMScoreAdj); err != nil {
+			return nil, -1, err
+		}
+	}
 	if err := cg.JoinSelf(); err != nil {
 		return nil, -1, err
 	}

@@ -32,7 +32,9 @@ func TestPlainCreateModes(t *testing.T) {
 	testutil.RequiresRoot(t)
 	rt := newRuntime(t)
 	// The default spec has a cgroup namespace, as runc's does.
-	b := testutil.NewBundle(t, testutil.WithShell("cat /proc/self/cgroup"))
+	adj := 500
+	b := testutil.NewBundle(t, testutil.WithShell("cat /proc/self/cgroup; echo oom_score_adj $(cat /proc/self/oom_score_adj)"),
+		testutil.WithSpec(func(s *specs.Spec) { s.Process.OOMScoreAdj = &adj }))
 
 	for _, tc := range []struct {
 		name, env string
@@ -104,7 +106,11 @@ func TestPlainCreateModes(t *testing.T) {
 					t.Errorf("--debug log says %q:\n%s", w, logData)
 				}
 			}
-			for _, l := range strings.Split(strings.TrimSpace(string(outData)), "\n") {
+			lines := strings.Split(strings.TrimSpace(string(outData)), "\n")
+			if last := lines[len(lines)-1]; last != "oom_score_adj 500" {
+				t.Errorf("the container printed %q, want process.oomScoreAdj: \"oom_score_adj 500\"", last)
+			}
+			for _, l := range lines[:len(lines)-1] {
 				if !strings.HasSuffix(l, ":/") {
 					t.Errorf("/proc/self/cgroup line %q, want the cgroup namespace root \"/\" (all of %q)", l, outData)
 				}
