@@ -99,15 +99,9 @@ func (r *Runtime) Create(ctx context.Context, id string, opt CreateOptions) (ret
 	if err := checkCgroupEmpty(cg); err != nil {
 		return err
 	}
-	if err := os.MkdirAll(r.Root, 0o700); err != nil {
-		return fmt.Errorf("state root %s: %w", r.Root, err)
-	}
-	dir := r.dir(id)
-	if err := os.Mkdir(dir, 0o711); err != nil {
-		if errors.Is(err, os.ErrExist) {
-			return fmt.Errorf("container with id %q already exists", id)
-		}
-		return fmt.Errorf("state directory: %w", err)
+	dir, err := r.makeStateDir(id)
+	if err != nil {
+		return err
 	}
 	hostMnt := initproc.UsesHostMountNS(spec)
 	var mntBefore uint64
@@ -152,19 +146,11 @@ func (r *Runtime) Create(ctx context.Context, id string, opt CreateOptions) (ret
 	} else if _, err := cgroups.ConvertResources(spec.Linux.Resources); err != nil {
 		return err
 	}
-	fifoPath := filepath.Join(dir, fifoName)
-	// Writable by anyone: the init opens it after switching to the
-	// container's user. Only the holder of the init's fd reaches it.
-	if err := unix.Mkfifo(fifoPath, 0o622); err != nil {
-		return fmt.Errorf("exec fifo: %w", err)
-	}
-	if err := os.Chmod(fifoPath, 0o622); err != nil {
-		return fmt.Errorf("exec fifo: %w", err)
-	}
-	fifo, err := os.OpenFile(fifoPath, unix.O_PATH|unix.O_CLOEXEC, 0)
+	fifoFd, err := makeExecFifo(dir)
 	if err != nil {
-		return fmt.Errorf("exec fifo: %w", err)
+		return err
 	}
+	fifo := os.NewFile(uintptr(fifoFd), fifoName)
 	defer fifo.Close()
 	var console *os.File
 	if spec.Process.Terminal && opt.ConsoleFile != nil {
@@ -416,6 +402,41 @@ func namespacePlan(nss []specs.LinuxNamespace) ([]nsJoin, uintptr, error) {
 		}
 	}
 	return join, clone, nil
+}
+
+// makeStateDir makes the container's state directory, which only one
+// create of an id can do.
+func (r *Runtime) makeStateDir(id string) (string, error) {
+	if err := os.MkdirAll(r.Root, 0o700); err != nil {
+		return "", fmt.Errorf("state root %s: %w", r.Root, err)
+	}
+	dir := r.dir(id)
+	if err := os.Mkdir(dir, 0o711); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return "", fmt.Errorf("container with id %q already exists", id)
+		}
+		return "", fmt.Errorf("state directory: %w", err)
+	}
+	return dir, nil
+}
+
+// makeExecFifo makes the exec fifo in the state directory dir and returns
+// an O_PATH fd of it, which the init opens for writing to wait for start.
+func makeExecFifo(dir string) (int, error) {
+	path := filepath.Join(dir, fifoName)
+	// Writable by anyone: the init opens it after switching to the
+	// container's user. Only the holder of the init's fd reaches it.
+	if err := unix.Mkfifo(path, 0o622); err != nil {
+		return -1, fmt.Errorf("exec fifo: %w", err)
+	}
+	if err := os.Chmod(path, 0o622); err != nil {
+		return -1, fmt.Errorf("exec fifo: %w", err)
+	}
+	fd, err := unix.Open(path, unix.O_PATH|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("exec fifo: %w", err)
+	}
+	return fd, nil
 }
 
 func writePidFile(path string, pid int) error {

@@ -73,15 +73,9 @@ func (r *Runtime) SelfCreate(id string, opt CreateOptions, clone uintptr) (_ *in
 			return nil, -1, initproc.ErrFallback
 		}
 	}
-	if err := os.MkdirAll(r.Root, 0o700); err != nil {
-		return nil, -1, fmt.Errorf("state root %s: %w", r.Root, err)
-	}
-	dir := r.dir(id)
-	if err := os.Mkdir(dir, 0o711); err != nil {
-		if errors.Is(err, os.ErrExist) {
-			return nil, -1, fmt.Errorf("container with id %q already exists", id)
-		}
-		return nil, -1, fmt.Errorf("state directory: %w", err)
+	dir, err := r.makeStateDir(id)
+	if err != nil {
+		return nil, -1, err
 	}
 	fifo := -1
 	defer func() {
@@ -105,16 +99,8 @@ func (r *Runtime) SelfCreate(id string, opt CreateOptions, clone uintptr) (_ *in
 	if err := cg.Set(spec.Linux.Resources); err != nil {
 		return nil, -1, err
 	}
-	fifoPath := filepath.Join(dir, fifoName)
-	// As in Create: writable by anyone, reached only through the init's fd.
-	if err := unix.Mkfifo(fifoPath, 0o622); err != nil {
-		return nil, -1, fmt.Errorf("exec fifo: %w", err)
-	}
-	if err := os.Chmod(fifoPath, 0o622); err != nil {
-		return nil, -1, fmt.Errorf("exec fifo: %w", err)
-	}
-	if fifo, err = unix.Open(fifoPath, unix.O_PATH|unix.O_CLOEXEC, 0); err != nil {
-		return nil, -1, fmt.Errorf("exec fifo: %w", err)
+	if fifo, err = makeExecFifo(dir); err != nil {
+		return nil, -1, err
 	}
 	// The pid callers know: /proc is still the caller's procfs here,
 	// while getpid answers in the container's pid namespace.

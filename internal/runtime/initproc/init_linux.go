@@ -23,6 +23,12 @@ import (
 // execs the container's process or exits after reporting an error to the
 // runtime.
 func Init() {
+	ip := newInitProc()
+	ip.exit(ip.run())
+}
+
+// newInitProc starts the init on its socket to the runtime.
+func newInitProc() *initProc {
 	// Capabilities, no_new_privs and the seccomp filter are per thread:
 	// everything from here to execve happens on this one.
 	goruntime.LockOSThread()
@@ -32,22 +38,28 @@ func Init() {
 		os.Exit(1)
 	}
 	sock := os.NewFile(uintptr(fd), "init-sync")
-	ip := &initProc{sock: sock, dec: json.NewDecoder(sock), enc: json.NewEncoder(sock)}
-	if err := ip.run(); err != nil {
+	return &initProc{sock: sock, dec: json.NewDecoder(sock), enc: json.NewEncoder(sock)}
+}
+
+// exit ends an init whose setup failed with err: it tells the runtime why,
+// or, once the runtime no longer listens, the container's stderr.
+func (ip *initProc) exit(err error) {
+	if err == nil {
+		err = errors.New("init: the setup returned without running the container's process")
+	}
+	if ip.enc.Encode(Reply{Type: ReplyError, Error: err.Error()}) != nil {
 		// After ready the runtime no longer listens: the container's
 		// stderr is the only place left to say what went wrong.
-		if ip.enc.Encode(Reply{Type: ReplyError, Error: err.Error()}) != nil {
-			var ee *execError
-			if errors.As(err, &ee) {
-				// runc's bare "exec /run.sh: no such file or
-				// directory", the line users and tests know.
-				fmt.Fprintln(os.Stderr, err)
-			} else {
-				fmt.Fprintf(os.Stderr, "berth-runtime init: %v\n", err)
-			}
+		var ee *execError
+		if errors.As(err, &ee) {
+			// runc's bare "exec /run.sh: no such file or
+			// directory", the line users and tests know.
+			fmt.Fprintln(os.Stderr, err)
+		} else {
+			fmt.Fprintf(os.Stderr, "berth-runtime init: %v\n", err)
 		}
-		os.Exit(execExitCode(err))
 	}
+	os.Exit(execExitCode(err))
 }
 
 // execExitCode is the init's exit status when it fails: as a shell and

@@ -1,11 +1,9 @@
 package initproc
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
-	goruntime "runtime"
 	"strconv"
 
 	"golang.org/x/sys/unix"
@@ -27,29 +25,16 @@ var ErrFallback = errors.New("not a config the init creates itself")
 // Init does and answers ready (or why not) to berth-runtime's constructor,
 // which waits for it.
 func InitSelf(create func() (*Config, int, error)) {
-	goruntime.LockOSThread()
-	fd, err := strconv.Atoi(os.Getenv(EnvInitPipe))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "berth-runtime init: not started by berth-runtime")
-		os.Exit(1)
-	}
-	sock := os.NewFile(uintptr(fd), "init-sync")
-	ip := &initProc{sock: sock, dec: json.NewDecoder(sock), enc: json.NewEncoder(sock)}
+	ip := newInitProc()
 	cfg, fifo, err := create()
 	if errors.Is(err, ErrFallback) {
 		ip.enc.Encode(Reply{Type: ReplyFallback})
 		os.Exit(1)
 	}
 	if err == nil {
-		if err = ip.runSelf(cfg, fifo); err == nil {
-			err = errors.New("init: the setup returned without running the container's process")
-		}
+		err = ip.runSelf(cfg, fifo)
 	}
-	// Ready was sent (the init has exec'd) unless there is an error.
-	if ip.enc.Encode(Reply{Type: ReplyError, Error: err.Error()}) != nil {
-		fmt.Fprintf(os.Stderr, "berth-runtime init: %v\n", err)
-	}
-	os.Exit(execExitCode(err))
+	ip.exit(err)
 }
 
 func (ip *initProc) runSelf(cfg *Config, fifo int) error {
