@@ -107,6 +107,18 @@ func run(args []string) int {
 		fmt.Printf("berth-runtime version %s\ncommit: %s\nspec: %s\ngo: %s\n", version, commit(), specVersion(), goruntime.Version())
 	}
 	err := app.Run(context.Background(), args)
+	if fastpath.SelfCreatePending() {
+		// The init did create's work and failed, and the CLI failed
+		// before create's action could report it: the container it
+		// made is still removed, and its error still said.
+		a := parseSelfArgs(args[1:])
+		r := &runtime.Runtime{Root: a.root, Log: slog.New(slog.DiscardHandler)}
+		if serr, ok := r.SelfCreateFailed(context.Background(), a.id); ok && err == nil {
+			err = serr
+		} else if ok && serr.Error() != err.Error() {
+			fmt.Fprintf(os.Stderr, "berth-runtime: %s\n", serr)
+		}
+	}
 	if err == nil {
 		return 0
 	}
@@ -240,7 +252,7 @@ func commit() string {
 // selfArgs are the arguments of a plain create, as prespawn.c accepts them.
 type selfArgs struct {
 	root, logPath string
-	logJSON       bool
+	logFormat     string
 	debug         bool
 	id            string
 	opt           runtime.CreateOptions
@@ -251,7 +263,7 @@ type selfArgs struct {
 // are there, "-name", "--name" or "--name=value", a value otherwise in the
 // next argument. The pid file is prespawn.c's to write.
 func parseSelfArgs(args []string) selfArgs {
-	a := selfArgs{root: "/run/berth", opt: runtime.CreateOptions{Bundle: "."}}
+	a := selfArgs{root: "/run/berth", logFormat: "text", opt: runtime.CreateOptions{Bundle: "."}}
 	i := 0
 	flag := func(valued ...string) (name, value string) {
 		name, value, eq := strings.Cut(strings.TrimPrefix(strings.TrimPrefix(args[i], "-"), "-"), "=")
@@ -268,7 +280,7 @@ func parseSelfArgs(args []string) selfArgs {
 		case "log":
 			a.logPath = value
 		case "log-format":
-			a.logJSON = value == "json"
+			a.logFormat = value
 		case "debug":
 			a.debug = true
 		}
@@ -300,18 +312,23 @@ func selfCreate(clone string, args []string) (*initproc.Config, int, error) {
 		return nil, -1, fmt.Errorf("init: bad %s %q", initproc.EnvSelfCreate, clone)
 	}
 	a := parseSelfArgs(args)
+	// The global flags fail here as the CLI's Before fails them, so that
+	// a create is refused the same whoever does it.
+	if a.logFormat != "text" && a.logFormat != "json" {
+		return nil, -1, fmt.Errorf("--log-format: unknown format %q (want text or json)", a.logFormat)
+	}
 	log := slog.New(slog.DiscardHandler)
-	if a.debug {
-		var w io.Writer = os.Stderr
-		if a.logPath != "" {
-			f, err := os.OpenFile(a.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND|os.O_SYNC, 0o644)
-			if err != nil {
-				return nil, -1, fmt.Errorf("--log %s: %w", a.logPath, err)
-			}
-			defer f.Close()
-			w = f
+	var w io.Writer = os.Stderr
+	if a.logPath != "" {
+		f, err := os.OpenFile(a.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND|os.O_SYNC, 0o644)
+		if err != nil {
+			return nil, -1, fmt.Errorf("--log %s: %w", a.logPath, err)
 		}
-		log = newLogger(w, a.logJSON, true)
+		defer f.Close()
+		w = f
+	}
+	if a.debug {
+		log = newLogger(w, a.logFormat == "json", true)
 		log.Debug("berth-runtime", "args", args, "version", version)
 	}
 	r := &runtime.Runtime{Root: a.root, Log: log}

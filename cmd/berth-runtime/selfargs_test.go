@@ -11,16 +11,16 @@ func TestParseSelfArgs(t *testing.T) {
 		args []string
 		want selfArgs
 	}{
-		{[]string{"create", "c1"}, selfArgs{root: "/run/berth", id: "c1"}},
+		{[]string{"create", "c1"}, selfArgs{root: "/run/berth", logFormat: "text", id: "c1"}},
 		{[]string{"--root", "/r", "--log", "/l", "--log-format", "json", "--debug", "create", "--bundle", "/b", "--pid-file", "/p", "c2"},
-			selfArgs{root: "/r", logPath: "/l", logJSON: true, debug: true, id: "c2"}},
-		{[]string{"--root=/r", "-log=/l", "-log-format=text", "create", "-b", "/b", "--pidfd-socket", "/s", "--no-pivot", "--no-new-keyring", "c3"},
-			selfArgs{root: "/r", logPath: "/l", id: "c3"}},
-		{[]string{"-root", "/r", "create", "c4", "--bundle=/b", "-pid-file=/p"}, selfArgs{root: "/r", id: "c4"}},
+			selfArgs{root: "/r", logPath: "/l", logFormat: "json", debug: true, id: "c2"}},
+		{[]string{"--root=/r", "-log=/l", "-log-format=yaml", "create", "-b", "/b", "--pidfd-socket", "/s", "--no-pivot", "--no-new-keyring", "c3"},
+			selfArgs{root: "/r", logPath: "/l", logFormat: "yaml", id: "c3"}},
+		{[]string{"-root", "/r", "create", "c4", "--bundle=/b", "-pid-file=/p"}, selfArgs{root: "/r", logFormat: "text", id: "c4"}},
 	} {
 		got := parseSelfArgs(tc.args)
 		bundle := map[string]string{"c1": ".", "c2": "/b", "c3": "/b", "c4": "/b"}[tc.want.id]
-		if got.root != tc.want.root || got.logPath != tc.want.logPath || got.logJSON != tc.want.logJSON || got.debug != tc.want.debug ||
+		if got.root != tc.want.root || got.logPath != tc.want.logPath || got.logFormat != tc.want.logFormat || got.debug != tc.want.debug ||
 			got.id != tc.want.id || got.opt.Bundle != bundle {
 			t.Errorf("parseSelfArgs(%q) = %+v, want %+v with bundle %q", tc.args, got, tc.want, bundle)
 		}

@@ -212,3 +212,42 @@ func liveInits(t *testing.T) int {
 	}
 	return n
 }
+
+// TestCreateGlobalFlagsRefusedAlike: a global flag the CLI refuses fails a
+// plain create the same way whichever process does the create's work (the
+// self-creating init reads those flags itself), and leaves nothing.
+func TestCreateGlobalFlagsRefusedAlike(t *testing.T) {
+	skipIfRunc(t, "berth-runtime's self-creating init")
+	testutil.RequiresRoot(t)
+	rt := newRuntime(t)
+	b := testutil.NewBundle(t, testutil.WithArgs("true"))
+	missing := filepath.Join(hostDir(t), "missing", "log")
+	for _, env := range []string{"", "BERTH_NO_SELF_CREATE=1", "BERTH_NO_PRESPAWN=1"} {
+		for _, tc := range []struct {
+			flags []string
+			want  string
+		}{
+			{[]string{"--log-format", "yaml"}, `--log-format: unknown format "yaml"`},
+			{[]string{"--log", missing}, "--log " + missing},
+		} {
+			id := rt.NewID("globalflags")
+			cmd := rt.Cmd(append(tc.flags, "create", "--bundle", b.Dir, id)...)
+			// A file, not a pipe: a created init would hold a pipe open.
+			errPath := filepath.Join(t.TempDir(), "stderr")
+			errFile, err := os.Create(errPath)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cmd.Stderr, cmd.Env = errFile, append(os.Environ(), env)
+			err = cmd.Run()
+			errFile.Close()
+			stderr, _ := os.ReadFile(errPath)
+			if err == nil {
+				t.Errorf("%s create %q succeeded, want %q", env, tc.flags, tc.want)
+			} else if strings.Count(string(stderr), tc.want) != 1 {
+				t.Errorf("%s create %q: stderr %q, want %q once", env, tc.flags, stderr, tc.want)
+			}
+			checkCreateLeftNothing(t, rt, id, b)
+		}
+	}
+}
