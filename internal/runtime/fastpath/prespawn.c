@@ -706,7 +706,10 @@ __attribute__((constructor(101))) static void berth_prespawn(int argc, char **ar
 	int n = snprintf(msg + 4, sizeof(msg) - 4, "clone %lu\n", flags & ~(unsigned long)CLONE_NEWCGROUP);
 	uint32_t len = (uint32_t)n;
 	memcpy(msg, &len, 4);
-	if (pid < 0 || write(sp[0], msg, (size_t)n + 4) != n + 4) {
+	// MSG_NOSIGNAL: a stage that is gone already (a binary that is no
+	// init at all) must not end this process with SIGPIPE, which the Go
+	// runtime, not started yet, does not ignore.
+	if (pid < 0 || send(sp[0], msg, (size_t)n + 4, MSG_NOSIGNAL) != n + 4) {
 		if (pid > 0) {
 			kill(pid, SIGKILL);
 			waitpid(pid, NULL, 0);
