@@ -1,6 +1,8 @@
 package main
 
 import (
+	"slices"
+	"strings"
 	"testing"
 )
 
@@ -28,4 +30,19 @@ func TestParseSelfArgs(t *testing.T) {
 			t.Errorf("parseSelfArgs(%q): no-pivot %v, no-new-keyring %v", tc.args, got.opt.NoPivot, got.opt.NoNewKeyring)
 		}
 	}
+}
+
+// FuzzParseSelfArgs: any argv (NUL-separated here) is read without a
+// panic, and an id, when there is one, is an argument that was given.
+func FuzzParseSelfArgs(f *testing.F) {
+	f.Add("--root\x00/r\x00create\x00--bundle\x00/b\x00id")
+	f.Add("-log=\x00create\x00-b")
+	f.Add("create\x00-\x00--pid-file")
+	f.Fuzz(func(t *testing.T, argv string) {
+		args := strings.Split(argv, "\x00")
+		a := parseSelfArgs(args)
+		if a.id != "" && !slices.Contains(args, a.id) {
+			t.Fatalf("parseSelfArgs(%q): id %q is none of the arguments", args, a.id)
+		}
+	})
 }

@@ -1,6 +1,7 @@
 package fastpath
 
 import (
+	"bytes"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -112,4 +113,24 @@ func TestLooksPlain(t *testing.T) {
 			t.Errorf("looksPlain(%s) = %v, want %v", tc.config, got, tc.want)
 		}
 	}
+}
+
+// FuzzLooksPlain runs prespawn.c's guess over any bytes (it reads them in
+// C, before the Go runtime): it must stay in bounds, and any of the
+// markers it looks for makes the answer no.
+func FuzzLooksPlain(f *testing.F) {
+	for _, seed := range []string{
+		`{"process":{"terminal":false}}`, `{"process":{"terminal" :	true}}`, `"terminal"`, `"terminal":`,
+		`{"hooks":{}}`, `{"linux":{"seccomp":{"listenerPath":"/s"}}}`, ``,
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		got := looksPlain(data)
+		for _, m := range []string{`"hooks"`, "idmap", `Mappings"`, "SCMP_ACT_NOTIFY", "listenerPath"} {
+			if got && bytes.Contains(data, []byte(m)) {
+				t.Fatalf("looksPlain(%q) = true with %s in it", data, m)
+			}
+		}
+	})
 }
