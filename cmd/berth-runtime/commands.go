@@ -66,8 +66,8 @@ func commands(pre *runtime.Prespawn) []*cli.Command {
 				}
 				// The init did create's work and failed: its error,
 				// and the container it made removed.
-				if err, ok := r.SelfCreateFailed(ctx, id); ok {
-					return err
+				if f, ok := selfCreateFailure(); ok {
+					return r.SelfCreateFailed(ctx, id, f)
 				}
 				return r.Create(ctx, id, createOptions(cmd, pre))
 			},

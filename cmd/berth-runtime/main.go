@@ -107,15 +107,15 @@ func run(args []string) int {
 		fmt.Printf("berth-runtime version %s\ncommit: %s\nspec: %s\ngo: %s\n", version, commit(), specVersion(), goruntime.Version())
 	}
 	err := app.Run(context.Background(), args)
-	if fastpath.SelfCreatePending() {
+	if f, ok := selfCreateFailure(); ok {
 		// The init did create's work and failed, and the CLI failed
 		// before create's action could report it: the container it
 		// made is still removed, and its error still said.
 		a := parseSelfArgs(args[1:])
 		r := &runtime.Runtime{Root: a.root, Log: slog.New(slog.DiscardHandler)}
-		if serr, ok := r.SelfCreateFailed(context.Background(), a.id); ok && err == nil {
+		if serr := r.SelfCreateFailed(context.Background(), a.id, f); err == nil {
 			err = serr
-		} else if ok && serr.Error() != err.Error() {
+		} else if serr.Error() != err.Error() {
 			fmt.Fprintf(os.Stderr, "berth-runtime: %s\n", serr)
 		}
 	}
@@ -247,6 +247,24 @@ func commit() string {
 		}
 	}
 	return rev + dirty
+}
+
+// selfCreateFailure takes, once, the failure of a create whose init did
+// create's work, which the constructor hands over (fastpath).
+func selfCreateFailure() (runtime.SelfCreateFailure, bool) {
+	kind, line, pid, ok := fastpath.SelfCreateFailed()
+	if !ok {
+		return runtime.SelfCreateFailure{}, false
+	}
+	why := map[int]runtime.SelfFailure{
+		fastpath.SelfStage: runtime.SelfStageLine, fastpath.SelfReply: runtime.SelfReply,
+		fastpath.SelfTimeout: runtime.SelfTimeout, fastpath.SelfEOF: runtime.SelfNoAnswer,
+	}[kind]
+	if why == 0 {
+		why = runtime.SelfMessage
+	}
+	f := runtime.SelfCreateFailure{Why: why, Line: line, Pid: max(pid, 0)}
+	return f, true
 }
 
 // selfArgs are the arguments of a plain create, as prespawn.c accepts them.

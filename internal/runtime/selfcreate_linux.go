@@ -15,7 +15,6 @@ import (
 
 	"github.com/berth-project/berth/internal/cgroups"
 	"github.com/berth-project/berth/internal/oci"
-	"github.com/berth-project/berth/internal/runtime/fastpath"
 	"github.com/berth-project/berth/internal/runtime/initproc"
 	"github.com/berth-project/berth/internal/seccomp"
 )
@@ -198,40 +197,54 @@ func hasNamespace(spec *specs.Spec, t specs.LinuxNamespaceType) bool {
 	return false
 }
 
-// SelfCreateFailed reports a create whose init did create's work and
-// failed, which fastpath hands over (fastpath.SelfCreateFailed), with the
-// error the Go create would give, after deleting the container if the init
-// had saved it: only if its state names that init, so a create that
-// failed on an id in use leaves the container of that id alone. ok is
-// false when there was no such create.
-func (r *Runtime) SelfCreateFailed(ctx context.Context, id string) (err error, ok bool) {
-	kind, line, pid, ok := fastpath.SelfCreateFailed()
-	if !ok {
-		return nil, false
-	}
-	switch kind {
-	case fastpath.SelfStage:
-		_, err = initPidLine(line)
-	case fastpath.SelfReply:
+// SelfCreateFailure is how a create whose init did create's work failed,
+// as berth-runtime's constructor saw it (fastpath.SelfCreateFailed).
+type SelfCreateFailure struct {
+	Why  SelfFailure
+	Line string // the stage's "E ..." line, the init's JSON reply, or the error
+	Pid  int    // the init, killed and reaped; 0 when there was none
+}
+
+// SelfFailure says what SelfCreateFailure.Line is.
+type SelfFailure int
+
+const (
+	SelfStageLine SelfFailure = iota + 1 // the stage's line: it made no init
+	SelfReply                            // the init's JSON reply
+	SelfTimeout                          // no line: the init did not answer in time
+	SelfNoAnswer                         // no line: the init exited without an answer
+	SelfMessage                          // the error itself
+)
+
+// SelfCreateFailed returns the error the Go create would give for f, after
+// deleting the container if the init had saved it: only if its state names
+// that init, so a create that failed on an id in use leaves the container
+// of that id alone.
+func (r *Runtime) SelfCreateFailed(ctx context.Context, id string, f SelfCreateFailure) error {
+	var err error
+	switch f.Why {
+	case SelfStageLine:
+		_, err = initPidLine(f.Line)
+	case SelfReply:
 		var m initproc.Reply
-		if json.Unmarshal([]byte(line), &m) != nil || m.Type != initproc.ReplyError {
-			err = fmt.Errorf("init sent %q, expected %q", line, initproc.ReplyReady)
+		if json.Unmarshal([]byte(f.Line), &m) != nil || m.Type != initproc.ReplyError {
+			err = fmt.Errorf("init sent %q, expected %q", f.Line, initproc.ReplyReady)
 		} else {
 			err = errors.New(m.Error)
 		}
-	case fastpath.SelfTimeout:
+	case SelfTimeout:
 		err = errors.New("container init did not answer within 2m0s (its setup is stuck: a frozen cgroup, a mount or a hook that does not return?)")
-	case fastpath.SelfEOF:
+	case SelfNoAnswer:
 		err = errors.New("container init exited without saying why")
 	default:
-		err = errors.New(line)
+		err = errors.New(f.Line)
 	}
-	if pid > 0 && checkID(id) == nil {
-		if p, lerr := r.loadLifecycle(id); lerr == nil && p.Pid == pid {
+	if f.Pid > 0 && checkID(id) == nil {
+		if p, lerr := r.loadLifecycle(id); lerr == nil && p.Pid == f.Pid {
 			if derr := r.Delete(ctx, id, true); derr != nil {
 				err = fmt.Errorf("%w (and removing the container: %v)", err, derr)
 			}
 		}
 	}
-	return err, true
+	return err
 }

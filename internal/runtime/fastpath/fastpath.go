@@ -61,10 +61,6 @@ func SelfCreateFailed() (kind int, line string, pid int, ok bool) {
 	return kind, line, pid, true
 }
 
-// SelfCreatePending says whether SelfCreateFailed has a failure to hand
-// over.
-func SelfCreatePending() bool { return C.berth_self_kind != 0 }
-
 // What SelfCreateFailed's kind says the line is (prespawn.c's self_fail).
 const (
 	SelfStage   = 1 // the stage's "E ..." line
