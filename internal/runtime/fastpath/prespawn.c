@@ -23,7 +23,8 @@
 // rooted where its maker is).
 //
 // When the config looks plainer still (a mount namespace of its own, no
-// hooks, no terminal, no idmapped mounts) and no --pidfd-socket is given,
+// hooks, no terminal, no idmapped mounts, no seccomp notify rules) and no
+// --pidfd-socket is given,
 // the Go runtime is not started at all: the stage execs berth-runtime
 // itself, sealed, with create's arguments, and the container's init does
 // create's work (runtime.SelfCreate: the spec, the cgroups, the state)
@@ -77,8 +78,9 @@ int berth_pre_sock = -1, berth_pre_pid = -1, berth_pre_bin = -1;
 unsigned long berth_pre_flags;
 // A create the init did itself and that failed: the line that says why
 // (the stage's "E ..." line when berth_self_kind is 1, the init's JSON
-// reply when 2; NULL with kind 3 when the init did not answer in time,
-// 4 when it exited without an answer).
+// reply when 2, the error itself when 5; NULL with kind 3 when the init
+// did not answer in time, 4 when it exited without an answer), and the
+// init, killed and reaped (-1 when there was none).
 char *berth_self_line;
 int berth_self_kind, berth_self_pid = -1;
 
