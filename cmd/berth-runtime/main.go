@@ -76,17 +76,14 @@ func run(args []string) int {
 			&cli.StringFlag{Name: "criu", Hidden: true},
 		},
 		Before: func(ctx context.Context, cmd *cli.Command) (context.Context, error) {
-			switch cmd.String("log-format") {
-			case "text":
-			case "json":
-				logJSON = true
-			default:
-				return ctx, fmt.Errorf("--log-format: unknown format %q (want text or json)", cmd.String("log-format"))
+			var err error
+			if logJSON, err = jsonLogFormat(cmd.String("log-format")); err != nil {
+				return ctx, err
 			}
 			if path := cmd.String("log"); path != "" {
-				f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND|os.O_SYNC, 0o644)
+				f, err := openLog(path)
 				if err != nil {
-					return ctx, fmt.Errorf("--log %s: %w", path, err)
+					return ctx, err
 				}
 				logOut = f
 			}
@@ -146,6 +143,26 @@ type codedError struct {
 
 func (e codedError) Error() string { return e.err.Error() }
 func (e codedError) Unwrap() error { return e.err }
+
+// jsonLogFormat reads --log-format: whether it is json.
+func jsonLogFormat(format string) (bool, error) {
+	switch format {
+	case "text":
+		return false, nil
+	case "json":
+		return true, nil
+	}
+	return false, fmt.Errorf("--log-format: unknown format %q (want text or json)", format)
+}
+
+// openLog opens the --log file for appending, as runc does.
+func openLog(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND|os.O_SYNC, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("--log %s: %w", path, err)
+	}
+	return f, nil
+}
 
 // newLogger writes records as runc's logrus does, which callers parse:
 // containerd's go-runc takes the last {"level":"error","msg":...} line of
@@ -256,14 +273,8 @@ func selfCreateFailure() (runtime.SelfCreateFailure, bool) {
 	if !ok {
 		return runtime.SelfCreateFailure{}, false
 	}
-	why := map[int]runtime.SelfFailure{
-		fastpath.SelfStage: runtime.SelfStageLine, fastpath.SelfReply: runtime.SelfReply,
-		fastpath.SelfTimeout: runtime.SelfTimeout, fastpath.SelfEOF: runtime.SelfNoAnswer,
-	}[kind]
-	if why == 0 {
-		why = runtime.SelfMessage
-	}
-	f := runtime.SelfCreateFailure{Why: why, Line: line, Pid: max(pid, 0)}
+	// The kinds are prespawn.c's, which runtime.SelfFailure numbers alike.
+	f := runtime.SelfCreateFailure{Why: runtime.SelfFailure(kind), Line: line, Pid: max(pid, 0)}
 	return f, true
 }
 
@@ -332,21 +343,22 @@ func selfCreate(clone string, args []string) (*initproc.Config, int, error) {
 	a := parseSelfArgs(args)
 	// The global flags fail here as the CLI's Before fails them, so that
 	// a create is refused the same whoever does it.
-	if a.logFormat != "text" && a.logFormat != "json" {
-		return nil, -1, fmt.Errorf("--log-format: unknown format %q (want text or json)", a.logFormat)
+	logJSON, err := jsonLogFormat(a.logFormat)
+	if err != nil {
+		return nil, -1, err
 	}
 	log := slog.New(slog.DiscardHandler)
 	var w io.Writer = os.Stderr
 	if a.logPath != "" {
-		f, err := os.OpenFile(a.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND|os.O_SYNC, 0o644)
+		f, err := openLog(a.logPath)
 		if err != nil {
-			return nil, -1, fmt.Errorf("--log %s: %w", a.logPath, err)
+			return nil, -1, err
 		}
 		defer f.Close()
 		w = f
 	}
 	if a.debug {
-		log = newLogger(w, a.logFormat == "json", true)
+		log = newLogger(w, logJSON, true)
 		log.Debug("berth-runtime", "args", args, "version", version)
 	}
 	r := &runtime.Runtime{Root: a.root, Log: log}

@@ -355,16 +355,14 @@ func (m *Manager) JoinSelf() error {
 		return fmt.Errorf("join container cgroup: %w", err)
 	}
 	paths := m.m.GetPaths()
-	for _, dir := range paths {
-		if err := cgroups.WriteCgroupProc(dir, 0); err != nil {
-			// Back into all of them: where it already is, a no-op.
-			for key := range paths {
-				if back, ok := ownDir(key, own); ok {
-					cgroups.WriteCgroupProc(back, 0)
-				}
+	if err := AddProcTo(paths, 0); err != nil {
+		// Back into all of them: where it already is, a no-op.
+		for key := range paths {
+			if back, ok := ownDir(key, own); ok {
+				cgroups.WriteCgroupProc(back, 0)
 			}
-			return fmt.Errorf("join container cgroup: %w", err)
 		}
+		return fmt.Errorf("join container cgroup: %w", err)
 	}
 	return nil
 }

@@ -46,7 +46,8 @@ func (r *Runtime) SelfCreate(id string, opt CreateOptions, clone uintptr) (_ *in
 	if err != nil {
 		return nil, -1, err
 	}
-	if !selfCreatable(spec, bundle, clone) || r.SystemdCgroup || r.Rootless {
+	flags, ok := selfCreatable(spec, bundle, clone)
+	if !ok || r.SystemdCgroup || r.Rootless {
 		return nil, -1, initproc.ErrFallback
 	}
 	var filter <-chan compiledFilter
@@ -123,7 +124,7 @@ func (r *Runtime) SelfCreate(id string, opt CreateOptions, clone uintptr) (_ *in
 		NoPivot: opt.NoPivot, NoNewKeyring: opt.NoNewKeyring, CgroupPaths: p.CgroupPaths,
 		// No runtime beside the init to wait for: no hooks (above),
 		// and the filter is compiled here.
-		NoHooksWait: true, CgroupNS: hasNamespace(spec, specs.CgroupNamespace),
+		NoHooksWait: true, CgroupNS: flags&unix.CLONE_NEWCGROUP != 0,
 		State: p.specState(specs.StateCreated),
 	}
 	if filter != nil {
@@ -152,23 +153,21 @@ func (r *Runtime) SelfCreate(id string, opt CreateOptions, clone uintptr) (_ *in
 
 // selfCreatable says whether the init can create spec itself: what
 // Create would do beside the init is nothing but the cgroup and the state.
-func selfCreatable(spec *specs.Spec, bundle string, clone uintptr) bool {
-	if spec.Process.Terminal || spec.Hooks != nil && (len(spec.Hooks.Prestart) > 0 || len(spec.Hooks.CreateRuntime) > 0 ||
-		len(spec.Hooks.CreateContainer) > 0 || len(spec.Hooks.StartContainer) > 0 || len(spec.Hooks.Poststart) > 0 || len(spec.Hooks.Poststop) > 0) {
-		return false
-	}
-	if initproc.UsesHostMountNS(spec) || seccompNotifies(spec.Linux.Seccomp) {
-		return false
+// flags are the spec's namespaces (clone and perhaps the cgroup one).
+func selfCreatable(spec *specs.Spec, bundle string, clone uintptr) (flags uintptr, ok bool) {
+	if spec.Process.Terminal || hooksAroundPivot(spec.Hooks) || !fastPathEligible(spec.Hooks) ||
+		initproc.UsesHostMountNS(spec) || seccompNotifies(spec.Linux.Seccomp) {
+		return 0, false
 	}
 	join, flags, err := namespacePlan(spec.Linux.Namespaces)
 	if err != nil || len(join) > 0 || flags&^unix.CLONE_NEWCGROUP != clone || flags&(unix.CLONE_NEWUSER|unix.CLONE_NEWTIME) != 0 {
-		return false
+		return 0, false
 	}
 	files, late, err := idmapMounts(spec, bundle)
 	for _, f := range files {
 		f.Close()
 	}
-	return err == nil && len(files) == 0 && len(late) == 0
+	return flags, err == nil && len(files) == 0 && len(late) == 0
 }
 
 // seccompNotifies says whether a filter has SCMP_ACT_NOTIFY rules, whose
@@ -188,15 +187,6 @@ func seccompNotifies(sc *specs.LinuxSeccomp) bool {
 	return false
 }
 
-func hasNamespace(spec *specs.Spec, t specs.LinuxNamespaceType) bool {
-	for _, ns := range spec.Linux.Namespaces {
-		if ns.Type == t {
-			return true
-		}
-	}
-	return false
-}
-
 // SelfCreateFailure is how a create whose init did create's work failed,
 // as berth-runtime's constructor saw it (fastpath.SelfCreateFailed).
 type SelfCreateFailure struct {
@@ -205,7 +195,8 @@ type SelfCreateFailure struct {
 	Pid  int    // the init, killed and reaped; 0 when there was none
 }
 
-// SelfFailure says what SelfCreateFailure.Line is.
+// SelfFailure says what SelfCreateFailure.Line is. The values are
+// prespawn.c's (berth_self_kind), which fastpath hands over as they are.
 type SelfFailure int
 
 const (

@@ -45,8 +45,8 @@ func Prespawned() (sock *os.File, pid int, flags uintptr, binary *os.File, ok bo
 }
 
 // SelfCreateFailed hands over, once, a create whose init did create's
-// work and failed (prespawn.c's self_create): how (SelfStage..SelfMessage),
-// the line that says why, and the init's pid (-1 when there was none).
+// work and failed (prespawn.c's self_create): how (berth_self_kind, which
+// runtime.SelfFailure numbers alike), the line that says why, and the init's pid (-1 when there was none).
 // ok is false when there was no such create.
 func SelfCreateFailed() (kind int, line string, pid int, ok bool) {
 	if C.berth_self_kind == 0 {
@@ -60,15 +60,6 @@ func SelfCreateFailed() (kind int, line string, pid int, ok bool) {
 	C.berth_self_kind, C.berth_self_line = 0, nil
 	return kind, line, pid, true
 }
-
-// What SelfCreateFailed's kind says the line is (prespawn.c's self_fail).
-const (
-	SelfStage   = 1 // the stage's "E ..." line
-	SelfReply   = 2 // the init's JSON reply
-	SelfTimeout = 3 // no line: the init did not answer in time
-	SelfEOF     = 4 // no line: the init exited without an answer
-	SelfMessage = 5 // the error itself
-)
 
 // scanNamespaces is prespawn.c's reading of a config.json (for tests).
 func scanNamespaces(data []byte) (uintptr, bool) {

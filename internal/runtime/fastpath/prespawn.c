@@ -77,12 +77,13 @@
 int berth_pre_sock = -1, berth_pre_pid = -1, berth_pre_bin = -1;
 unsigned long berth_pre_flags;
 // A create the init did itself and that failed: the line that says why
-// (the stage's "E ..." line when berth_self_kind is 1, the init's JSON
-// reply when 2, the error itself when 5; NULL with kind 3 when the init
-// did not answer in time, 4 when it exited without an answer), and the
-// init, killed and reaped (-1 when there was none).
+// (the stage's "E ..." line for SELF_STAGE, the init's JSON reply for
+// SELF_REPLY, the error itself for SELF_MESSAGE; NULL for SELF_TIMEOUT and
+// SELF_EOF), and the init, killed and reaped (-1 when there was none).
 char *berth_self_line;
 int berth_self_kind, berth_self_pid = -1;
+// berth_self_kind's values; runtime.SelfFailure numbers them alike.
+enum { SELF_STAGE = 1, SELF_REPLY, SELF_TIMEOUT, SELF_EOF, SELF_MESSAGE };
 
 // How long a self-creating init may take to answer: its create and its
 // setup, each bounded by initStepTimeout (a minute) on the Go path.
@@ -510,36 +511,51 @@ static long long self_ms(void)
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-// self_line reads one line from fd until deadline (self_ms): its length
-// with the newline replaced by NUL, -1 at EOF or on an error, -2 at the
-// deadline. A line longer than size is an error.
-static int self_line(int fd, char *buf, size_t size, long long deadline)
+// selfrd reads the lines of the stage and the init from their socket,
+// a read(2) per chunk rather than per byte.
+struct selfrd {
+	int fd;
+	long long deadline; // self_ms
+	size_t start, end;  // of what buf holds unread
+	char buf[4096];
+};
+
+// self_line reads one line into out: its length with the newline replaced
+// by NUL, -1 at EOF or on an error, -2 at the deadline. A line longer than
+// size is an error.
+static int self_line(struct selfrd *r, char *out, size_t size)
 {
 	size_t n = 0;
-	while (n + 1 < size) {
-		long long left = deadline - self_ms();
+	for (;;) {
+		while (r->start < r->end) {
+			char c = r->buf[r->start++];
+			if (c == '\n') {
+				out[n] = '\0';
+				return (int)n;
+			}
+			if (n + 1 >= size)
+				return -1;
+			out[n++] = c;
+		}
+		long long left = r->deadline - self_ms();
 		if (left <= 0)
 			return -2;
-		struct pollfd pfd = {.fd = fd, .events = POLLIN};
-		int r = poll(&pfd, 1, (int)left);
-		if (r < 0 && errno == EINTR)
+		struct pollfd pfd = {.fd = r->fd, .events = POLLIN};
+		int p = poll(&pfd, 1, (int)left);
+		if (p < 0 && errno == EINTR)
 			continue;
-		if (r == 0)
+		if (p == 0)
 			return -2;
-		if (r < 0)
+		if (p < 0)
 			return -1;
-		ssize_t got = read(fd, buf + n, 1);
+		ssize_t got = read(r->fd, r->buf, sizeof(r->buf));
 		if (got < 0 && errno == EINTR)
 			continue;
 		if (got <= 0)
 			return -1;
-		if (buf[n] == '\n') {
-			buf[n] = '\0';
-			return (int)n;
-		}
-		n++;
+		r->start = 0;
+		r->end = (size_t)got;
 	}
-	return -1;
 }
 
 // self_pidfile writes pid to path as writePidFile does: a temporary file
@@ -587,36 +603,32 @@ static void self_fail(int kind, char *line, int init)
 // failure (berth_self_* set) for the Go code to go on.
 static void self_create(int sock, pid_t stage, const char *pidfile)
 {
-	long long deadline = self_ms() + SELF_TIMEOUT_MS;
+	struct selfrd rd = {.fd = sock, .deadline = self_ms() + SELF_TIMEOUT_MS};
 	char *line = malloc(64 << 10);
 	if (line == NULL) {
 		kill(stage, SIGKILL);
 		waitpid(stage, NULL, 0);
-		self_fail(4, NULL, -1);
+		self_fail(SELF_EOF, NULL, -1);
 		return;
 	}
-	int n = self_line(sock, line, 64 << 10, deadline);
+	int n = self_line(&rd, line, 64 << 10);
 	// The stage exits once it has named the init (or failed).
 	if (n == -2)
 		kill(stage, SIGKILL);
 	waitpid(stage, NULL, 0);
 	if (n < 0) {
-		self_fail(n == -2 ? 3 : 4, NULL, -1);
+		self_fail(n == -2 ? SELF_TIMEOUT : SELF_EOF, NULL, -1);
 		free(line);
 		return;
 	}
-	if (strncmp(line, "P ", 2) != 0) {
-		self_fail(1, line, -1);
-		return;
-	}
-	int init = atoi(line + 2);
+	int init = strncmp(line, "P ", 2) == 0 ? atoi(line + 2) : 0;
 	if (init <= 0) {
-		self_fail(1, line, -1);
+		self_fail(SELF_STAGE, line, -1);
 		return;
 	}
-	n = self_line(sock, line, 64 << 10, deadline);
+	n = self_line(&rd, line, 64 << 10);
 	if (n < 0) {
-		self_fail(n == -2 ? 3 : 4, NULL, init);
+		self_fail(n == -2 ? SELF_TIMEOUT : SELF_EOF, NULL, init);
 		free(line);
 		return;
 	}
@@ -627,14 +639,14 @@ static void self_create(int sock, pid_t stage, const char *pidfile)
 		return;
 	}
 	if (strcmp(line, "{\"type\":\"ready\"}") != 0) {
-		self_fail(2, line, init);
+		self_fail(SELF_REPLY, line, init);
 		return;
 	}
 	if (pidfile != NULL) {
 		int err = self_pidfile(pidfile, init);
 		if (err != 0) {
 			snprintf(line, 64 << 10, "--pid-file: %s: %s", pidfile, strerror(-err));
-			self_fail(5, line, init);
+			self_fail(SELF_MESSAGE, line, init);
 			return;
 		}
 	}

@@ -138,8 +138,19 @@ func (ip *initProc) run() error {
 		}
 		msg.Config.MountFds[idx] = late[i]
 	}
-	ip.cfg = msg.Config
-	if ip.cfg.CgroupNS {
+	msg.Config.Spec = msg.Config.Wire.spec()
+	fifo := os.Getenv(EnvFifoFd)
+	if prespawnFifo != "" {
+		fifo = prespawnFifo
+	}
+	return ip.setup(msg.Config, fifo)
+}
+
+// setup runs cfg, with fifo the exec fifo's fd: a container's init or an
+// exec'd process, whichever started it (run, InitSelf).
+func (ip *initProc) setup(cfg *Config, fifo string) error {
+	ip.cfg = cfg
+	if cfg.CgroupNS {
 		// Namespaces are per thread: this one, the main thread, whose
 		// /proc/PID/ns/cgroup exec and the hooks see, does everything
 		// up to execve.
@@ -150,17 +161,13 @@ func (ip *initProc) run() error {
 			return fmt.Errorf("unshare cgroup namespace: %w", err)
 		}
 	}
-	ip.cfg.Spec = ip.cfg.Wire.spec()
-	ip.fifoFd = os.Getenv(EnvFifoFd)
-	if prespawnFifo != "" {
-		ip.fifoFd = prespawnFifo
-	}
+	ip.fifoFd = fifo
 	ip.preserve, _ = strconv.Atoi(os.Getenv(EnvPreserve))
 	ip.consoleFd = os.Getenv(EnvConsole)
-	for _, k := range []string{EnvInitPipe, EnvFifoFd, EnvConsole, EnvPreserve, EnvLogFd, EnvLateMounts, EnvPrespawned} {
+	for _, k := range []string{EnvInitPipe, EnvFifoFd, EnvConsole, EnvPreserve, EnvLogFd, EnvLateMounts, EnvPrespawned, EnvSelfCreate} {
 		os.Unsetenv(k)
 	}
-	if ip.cfg.Exec {
+	if cfg.Exec {
 		return ip.execProcess()
 	}
 	return ip.initContainer()

@@ -2,11 +2,8 @@ package initproc
 
 import (
 	"errors"
-	"fmt"
 	"os"
 	"strconv"
-
-	"golang.org/x/sys/unix"
 )
 
 // EnvSelfCreate is set by berth-runtime's constructor (fastpath's
@@ -32,25 +29,7 @@ func InitSelf(create func() (*Config, int, error)) {
 		os.Exit(1)
 	}
 	if err == nil {
-		err = ip.runSelf(cfg, fifo)
+		err = ip.setup(cfg, strconv.Itoa(fifo))
 	}
 	ip.exit(err)
-}
-
-func (ip *initProc) runSelf(cfg *Config, fifo int) error {
-	ip.cfg = cfg
-	if cfg.CgroupNS {
-		// As in run: on the main thread, now in the container's cgroup.
-		if unix.Gettid() != os.Getpid() {
-			return errors.New("init: not on the main thread, so cannot make the cgroup namespace")
-		}
-		if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
-			return fmt.Errorf("unshare cgroup namespace: %w", err)
-		}
-	}
-	ip.fifoFd = strconv.Itoa(fifo)
-	for _, k := range []string{EnvInitPipe, EnvFifoFd, EnvConsole, EnvPreserve, EnvLogFd, EnvLateMounts, EnvPrespawned, EnvSelfCreate} {
-		os.Unsetenv(k)
-	}
-	return ip.initContainer()
 }
